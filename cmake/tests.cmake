@@ -1,0 +1,37 @@
+# Unit tests: tests/unit/<sub>/test_<module>.c, one executable each.
+file(GLOB_RECURSE MOAT_UNIT_TESTS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/unit/*/test_*.c)
+foreach(src ${MOAT_UNIT_TESTS})
+    get_filename_component(name ${src} NAME_WE)
+    get_filename_component(dir ${src} DIRECTORY)
+    get_filename_component(sub ${dir} NAME)
+    set(target unit_${sub}_${name})
+    add_executable(${target} ${src})
+    target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/tests/unit)
+    target_link_libraries(${target} PRIVATE libmoat)
+    add_test(NAME ${sub}/${name} COMMAND ${target})
+    set_tests_properties(${sub}/${name} PROPERTIES LABELS unit TIMEOUT 120
+        ENVIRONMENT "MOAT_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data")
+endforeach()
+
+# Integration tests: pytest files driving the real binary.
+file(GLOB MOAT_INTEGRATION_TESTS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/integration/test_*.py)
+foreach(src ${MOAT_INTEGRATION_TESTS})
+    get_filename_component(name ${src} NAME_WE)
+    add_test(NAME integration/${name}
+        COMMAND /usr/bin/python3 -m pytest -q -p no:cacheprovider ${src}
+        WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests/integration)
+    set_tests_properties(integration/${name} PROPERTIES LABELS integration TIMEOUT 600
+        ENVIRONMENT "MOAT_BIN=$<TARGET_FILE:moat>;MOAT_SOURCE_DIR=${PROJECT_SOURCE_DIR};MOAT_BUILD_DIR=${PROJECT_BINARY_DIR}")
+endforeach()
+
+# Every fuzz harness is also built as a replayer of its seed corpus.
+file(GLOB MOAT_FUZZERS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/fuzz/fuzz_*.c)
+foreach(src ${MOAT_FUZZERS})
+    get_filename_component(name ${src} NAME_WE)
+    string(REPLACE "fuzz_" "" corpus ${name})
+    add_executable(replay_${corpus} ${src} ${PROJECT_SOURCE_DIR}/fuzz/replay_main.c)
+    target_link_libraries(replay_${corpus} PRIVATE libmoat)
+    add_test(NAME fuzz-corpus/${corpus}
+        COMMAND replay_${corpus} ${PROJECT_SOURCE_DIR}/fuzz/corpus/${corpus})
+    set_tests_properties(fuzz-corpus/${corpus} PROPERTIES LABELS fuzz-corpus TIMEOUT 300)
+endforeach()

@@ -1,0 +1,59 @@
+/*
+ * cli: one file per command group. Shared here: global options, store location, passwords,
+ * how failures are reported, and the exit codes (0 ok, 1 failure, 2 usage).
+ */
+#ifndef MOAT_CLI_H
+#define MOAT_CLI_H
+
+#include "core/core.h"
+#include "core/json.h"
+
+#include <stddef.h>
+
+enum { MOAT_EXIT_OK = 0, MOAT_EXIT_FAIL = 1, MOAT_EXIT_USAGE = 2 };
+
+/* Global options, accepted anywhere on the command line (before "--"). */
+typedef struct moat_cli {
+    const char *store_arg;   /* --store URL|PATH */
+    const char *config_path; /* -c / --config, else MOAT_CONFIG */
+    const char *master_key;  /* --master-key FILE, else MOAT_MASTER_KEY_FILE */
+    int json;                /* --json */
+    int quiet;               /* -q / --quiet */
+} moat_cli_t;
+
+/* A command group: argv[0] is the group name ("key"), argv[1] its subcommand. */
+typedef struct moat_cli_group {
+    const char *name;
+    const char *summary;
+    int (*run)(moat_cli_t *cli, int argc, char **argv);
+} moat_cli_group_t;
+
+/* Removes the global options from argv (in place) into <cli>; returns 0 or MOAT_E_USAGE with err set. */
+int moat_cli_parse_globals(moat_cli_t *cli, int *argc, char **argv, moat_err_t *err);
+
+/* Prints "moat: <msg>" and the hint on stderr; returns the exit code for err->code (2 for usage). */
+int moat_cli_fail(const moat_cli_t *cli, const moat_err_t *err);
+/* Prints a usage error and "<usage>" on stderr; returns MOAT_EXIT_USAGE. */
+int moat_cli_usage(const char *usage, const char *fmt, ...) MOAT_PRINTF(2, 3);
+
+/*
+ * The store every command finds the same way: --store > MOAT_STORE > "store:" in the config named by
+ * -c (or MOAT_CONFIG) > /var/lib/moat/moat.db as root, else $XDG_DATA_HOME/moat/moat.db.
+ * Writes an absolute path into <out>. <source> (may be NULL) receives where it came from.
+ */
+int moat_cli_store_path(const moat_cli_t *cli, char *out, size_t outsz, const char **source, moat_err_t *err);
+/* The master key file: --master-key > MOAT_MASTER_KEY_FILE > "<store path>.key" beside the store. */
+int moat_cli_master_key_path(const moat_cli_t *cli, const char *store_path, char *out, size_t outsz,
+                             moat_err_t *err);
+
+/*
+ * Reads a password from <file> (first line, newline stripped), or prompts on the terminal when <file>
+ * is NULL and stdin is a tty (twice when <confirm>). Never from argv. <out> is cleansed on failure.
+ */
+int moat_cli_read_password(const char *file, const char *prompt, int confirm, char *out, size_t outsz,
+                           moat_err_t *err);
+
+/* Makes an absolute path from <path> relative to the current directory. */
+int moat_cli_abspath(const char *path, char *out, size_t outsz, moat_err_t *err);
+
+#endif

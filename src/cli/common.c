@@ -1,0 +1,221 @@
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* Options that take a value, and whether they can be written --opt=value. */
+static int take_value(const char *arg, const char *name, int *i, int argc, char **argv, const char **out,
+                      moat_err_t *err)
+{
+    size_t n = strlen(name);
+    if (strcmp(arg, name) == 0) {
+        if (*i + 1 >= argc)
+            return moat_err_set(err, MOAT_E_USAGE, "option %s needs a value", name);
+        *out = argv[++*i];
+        return 1;
+    }
+    if (strncmp(arg, name, n) == 0 && arg[n] == '=' && name[1] == '-') {
+        *out = arg + n + 1;
+        return 1;
+    }
+    return 0;
+}
+
+int moat_cli_parse_globals(moat_cli_t *cli, int *argc, char **argv, moat_err_t *err)
+{
+    int out = 1, i, rc;
+    for (i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            while (i < *argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if ((rc = take_value(a, "--store", &i, *argc, argv, &cli->store_arg, err)) != 0 ||
+            (rc = take_value(a, "--config", &i, *argc, argv, &cli->config_path, err)) != 0 ||
+            (rc = take_value(a, "-c", &i, *argc, argv, &cli->config_path, err)) != 0 ||
+            (rc = take_value(a, "--master-key", &i, *argc, argv, &cli->master_key, err)) != 0) {
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (strcmp(a, "--json") == 0) {
+            cli->json = 1;
+            continue;
+        }
+        if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            cli->quiet = 1;
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    argv[out] = NULL;
+    *argc = out;
+    if (cli->config_path == NULL)
+        cli->config_path = getenv("MOAT_CONFIG");
+    if (cli->master_key == NULL)
+        cli->master_key = getenv("MOAT_MASTER_KEY_FILE");
+    return 0;
+}
+
+int moat_cli_fail(const moat_cli_t *cli, const moat_err_t *err)
+{
+    (void)cli;
+    fprintf(stderr, "moat: %s\n", err->msg[0] ? err->msg : moat_err_name(err->code));
+    if (err->hint[0])
+        fprintf(stderr, "      %s\n", err->hint);
+    return err->code == MOAT_E_USAGE ? MOAT_EXIT_USAGE : MOAT_EXIT_FAIL;
+}
+
+int moat_cli_usage(const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("moat: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: %s\n", usage);
+    return MOAT_EXIT_USAGE;
+}
+
+int moat_cli_abspath(const char *path, char *out, size_t outsz, moat_err_t *err)
+{
+    char cwd[PATH_MAX];
+    if (path[0] == '/') {
+        if (moat_strlcpy(out, path, outsz) != 0)
+            return moat_err_set(err, MOAT_E_INVAL, "path too long: %s", path);
+        return 0;
+    }
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        return moat_err_set(err, MOAT_E_IO, "cannot read the current directory: %s", strerror(errno));
+    if ((size_t)snprintf(out, outsz, "%s/%s", cwd, path) >= outsz)
+        return moat_err_set(err, MOAT_E_INVAL, "path too long: %s", path);
+    return 0;
+}
+
+/* Weak so that the config subsystem can provide the real "store:" lookup without a link cycle. */
+__attribute__((weak)) int moat_config_store_path(const char *config_path, char *out, size_t outsz,
+                                                 moat_err_t *err);
+
+int moat_cli_store_path(const moat_cli_t *cli, char *out, size_t outsz, const char **source, moat_err_t *err)
+{
+    const char *env, *src;
+    char tmp[PATH_MAX];
+
+    if (cli->store_arg != NULL) {
+        src = "--store";
+        if (moat_cli_abspath(cli->store_arg, out, outsz, err) != 0)
+            return err->code;
+    } else if ((env = getenv("MOAT_STORE")) != NULL && env[0] != '\0') {
+        src = "MOAT_STORE";
+        if (moat_cli_abspath(env, out, outsz, err) != 0)
+            return err->code;
+    } else if (cli->config_path != NULL && moat_config_store_path != NULL &&
+               moat_config_store_path(cli->config_path, tmp, sizeof(tmp), err) == 0 && tmp[0] != '\0') {
+        src = "config";
+        if (moat_cli_abspath(tmp, out, outsz, err) != 0)
+            return err->code;
+    } else {
+        if (cli->config_path != NULL && err->code != 0)
+            return err->code; /* the config was named but could not be read */
+        if (geteuid() == 0) {
+            src = "default";
+            if (moat_strlcpy(out, "/var/lib/moat/moat.db", outsz) != 0)
+                return moat_err_set(err, MOAT_E_INVAL, "store path too long");
+        } else {
+            const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+            int n;
+            src = "default";
+            if (xdg != NULL && xdg[0] == '/')
+                n = snprintf(out, outsz, "%s/moat/moat.db", xdg);
+            else if (home != NULL && home[0] == '/')
+                n = snprintf(out, outsz, "%s/.local/share/moat/moat.db", home);
+            else {
+                moat_err_set(err, MOAT_E_INVAL, "cannot find a default store: HOME is not set");
+                return moat_err_hint(err, "pass --store PATH or set MOAT_STORE");
+            }
+            if (n < 0 || (size_t)n >= outsz)
+                return moat_err_set(err, MOAT_E_INVAL, "store path too long");
+        }
+    }
+    if (source != NULL)
+        *source = src;
+    return 0;
+}
+
+int moat_cli_master_key_path(const moat_cli_t *cli, const char *store_path, char *out, size_t outsz,
+                             moat_err_t *err)
+{
+    if (cli->master_key != NULL)
+        return moat_cli_abspath(cli->master_key, out, outsz, err);
+    if ((size_t)snprintf(out, outsz, "%s.key", store_path) >= outsz)
+        return moat_err_set(err, MOAT_E_INVAL, "master key path too long");
+    return 0;
+}
+
+static int prompt_tty(const char *prompt, char *out, size_t outsz)
+{
+    struct termios old, quiet;
+    FILE *tty = fopen("/dev/tty", "r+");
+    int ok = 0;
+    if (tty == NULL)
+        return -1;
+    fputs(prompt, tty);
+    fflush(tty);
+    if (tcgetattr(fileno(tty), &old) == 0) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        (void)tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+        ok = fgets(out, (int)outsz, tty) != NULL;
+        (void)tcsetattr(fileno(tty), TCSAFLUSH, &old);
+    }
+    fputc('\n', tty);
+    fclose(tty);
+    if (!ok)
+        return -1;
+    out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+int moat_cli_read_password(const char *file, const char *prompt, int confirm, char *out, size_t outsz,
+                           moat_err_t *err)
+{
+    if (file != NULL) {
+        FILE *f = fopen(file, "r");
+        size_t n;
+        if (f == NULL)
+            return moat_err_set(err, MOAT_E_IO, "cannot read password file %s: %s", file, strerror(errno));
+        n = fread(out, 1, outsz - 1, f);
+        fclose(f);
+        out[n] = '\0';
+        out[strcspn(out, "\r\n")] = '\0';
+        return 0;
+    }
+    if (!isatty(STDIN_FILENO)) {
+        moat_err_set(err, MOAT_E_PASSWORD, "a password is needed and stdin is not a terminal");
+        return moat_err_hint(err, "pass --password-file FILE");
+    }
+    if (prompt_tty(prompt, out, outsz) != 0)
+        return moat_err_set(err, MOAT_E_PASSWORD, "could not read a password from the terminal");
+    if (confirm) {
+        char again[256];
+        int same;
+        if (prompt_tty("Again: ", again, sizeof(again)) != 0) {
+            OPENSSL_cleanse(out, outsz);
+            return moat_err_set(err, MOAT_E_PASSWORD, "could not read a password from the terminal");
+        }
+        same = strcmp(out, again) == 0;
+        OPENSSL_cleanse(again, sizeof(again));
+        if (!same) {
+            OPENSSL_cleanse(out, outsz);
+            return moat_err_set(err, MOAT_E_PASSWORD, "the two passwords differ");
+        }
+    }
+    return 0;
+}

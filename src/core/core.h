@@ -1,0 +1,105 @@
+/*
+ * core: errors, memory helpers, logging and JSON output shared by every subsystem.
+ */
+#ifndef MOAT_CORE_H
+#define MOAT_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define MOAT_MUST_CHECK __attribute__((warn_unused_result))
+#define MOAT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define MOAT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Error codes: 0 is success, failures are negative and say what to do next. */
+enum {
+    MOAT_OK = 0,
+    MOAT_E_INVAL = -1,    /* bad input from the user or a peer */
+    MOAT_E_NOMEM = -2,    /* allocation failed */
+    MOAT_E_IO = -3,       /* a file or socket operation failed */
+    MOAT_E_PKI = -4,      /* a cryptographic operation or a certificate check failed */
+    MOAT_E_STORE = -5,    /* the store failed (SQLite message in msg) */
+    MOAT_E_NOTFOUND = -6, /* the named object does not exist */
+    MOAT_E_EXISTS = -7,   /* the named object already exists */
+    MOAT_E_PERM = -8,     /* permissions are wrong or the action is not allowed */
+    MOAT_E_LIMIT = -9,    /* a configured or built-in limit was exceeded */
+    MOAT_E_AGAIN = -10,   /* try again later (non-blocking I/O, busy store) */
+    MOAT_E_CONFIG = -11,  /* the configuration is invalid */
+    MOAT_E_USAGE = -12,   /* the command line is wrong (exit 2) */
+    MOAT_E_VERSION = -13, /* the store or file comes from a newer moat */
+    MOAT_E_STATE = -14,   /* the object is in the wrong state for this action */
+    MOAT_E_PASSWORD = -15 /* a password is missing or wrong */
+};
+
+/* A code for the program, a sentence for the human. */
+typedef struct moat_err {
+    int code;       /* MOAT_E_*, 0 = ok */
+    char msg[256];  /* what failed and why */
+    char hint[160]; /* what to do next; may be empty */
+} moat_err_t;
+
+/* Sets code and message; returns <code> so that failing is one line. */
+int moat_err_set(moat_err_t *err, int code, const char *fmt, ...) MOAT_PRINTF(3, 4);
+/* Sets the hint (what to do next) of an error already set; returns err->code. */
+int moat_err_hint(moat_err_t *err, const char *fmt, ...) MOAT_PRINTF(2, 3);
+/* Like moat_err_set, then appends the newest OpenSSL reason and clears the OpenSSL error queue. */
+int moat_err_ossl(moat_err_t *err, int code, const char *fmt, ...) MOAT_PRINTF(3, 4);
+/* Prefixes the message with context ("importing key.pem: ") keeping code and hint; returns err->code. */
+int moat_err_prefix(moat_err_t *err, const char *fmt, ...) MOAT_PRINTF(2, 3);
+void moat_err_clear(moat_err_t *err);
+/* A stable short name for a code ("not-found"), for --json output. */
+const char *moat_err_name(int code);
+
+/* Memory. moat_free() frees and NULLs; moat_free_secret() cleanses <len> bytes first. */
+void *moat_malloc(size_t n);
+void *moat_calloc(size_t n, size_t size);
+void *moat_realloc(void *p, size_t n);
+char *moat_strdup(const char *s);
+#define moat_free(pp) moat__free((void **)(pp))
+#define moat_free_secret(pp, len) moat__free_secret((void **)(pp), (len))
+void moat__free(void **pp);
+void moat__free_secret(void **pp, size_t len);
+/* Debug builds fail the Nth allocation when MOAT_FAIL_ALLOC=N is set (torture tests). */
+
+/* Copies at most size-1 bytes and always terminates; returns 0, or MOAT_E_LIMIT if truncated. */
+int moat_strlcpy(char *dst, const char *src, size_t size);
+/* Parses a decimal integer in [min,max] with an end check; returns 0 or MOAT_E_INVAL. */
+int moat_parse_long(const char *s, long min, long max, long *out);
+
+/* Logging. The macro tests the level before formatting. */
+typedef enum {
+    MOAT_LOG_EMERG,
+    MOAT_LOG_ALERT, /* a moat bug: tests fail on it */
+    MOAT_LOG_CRIT,
+    MOAT_LOG_ERR,
+    MOAT_LOG_WARN,
+    MOAT_LOG_NOTICE,
+    MOAT_LOG_INFO,
+    MOAT_LOG_DEBUG
+} moat_log_level_t;
+
+/* Context added to every line: component plus an optional connection description. */
+typedef struct moat_log_ctx {
+    const char *component; /* "tls", "http", "store", ... */
+    const char *extra;     /* "conn=812 peer=[::1]:5123 sni=www"; may be NULL */
+} moat_log_ctx_t;
+
+extern moat_log_level_t moat_log_level;
+/* Sends the error log to <path> (NULL = stderr). Reopens on every call (SIGUSR1). */
+int moat_log_open(const char *path, moat_err_t *err);
+void moat_log_close(void);
+const char *moat_log_level_name(moat_log_level_t level);
+void moat__log(moat_log_level_t level, const moat_log_ctx_t *ctx, const char *fmt, ...) MOAT_PRINTF(3, 4);
+#define moat_log(level, ctx, ...)                                                                            \
+    do {                                                                                                     \
+        if ((level) <= moat_log_level)                                                                       \
+            moat__log((level), (ctx), __VA_ARGS__);                                                          \
+    } while (0)
+
+/* Logs file:line and aborts: a broken invariant in release builds. */
+#define moat_panic(...) moat__panic(__FILE__, __LINE__, __VA_ARGS__)
+_Noreturn void moat__panic(const char *file, int line, const char *fmt, ...) MOAT_PRINTF(3, 4);
+
+#endif

@@ -1,0 +1,113 @@
+#include "core/core.h"
+
+#include <openssl/err.h>
+#include <string.h>
+
+int moat_err_set(moat_err_t *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL)
+        return code;
+    err->code = code;
+    err->hint[0] = '\0';
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int moat_err_hint(moat_err_t *err, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL)
+        return MOAT_E_INVAL;
+    va_start(ap, fmt);
+    vsnprintf(err->hint, sizeof(err->hint), fmt, ap);
+    va_end(ap);
+    return err->code;
+}
+
+int moat_err_ossl(moat_err_t *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    unsigned long e, last = 0;
+    size_t len;
+
+    /* The newest error is the most specific one; older entries are the call chain. */
+    while ((e = ERR_get_error()) != 0)
+        last = e;
+    if (err == NULL)
+        return code;
+    err->code = code;
+    err->hint[0] = '\0';
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    len = strlen(err->msg);
+    if (last != 0 && len + 3 < sizeof(err->msg)) {
+        const char *reason = ERR_reason_error_string(last);
+        if (reason != NULL)
+            snprintf(err->msg + len, sizeof(err->msg) - len, ": %s", reason);
+        else
+            snprintf(err->msg + len, sizeof(err->msg) - len, ": OpenSSL error %lx", last);
+    }
+    return code;
+}
+
+int moat_err_prefix(moat_err_t *err, const char *fmt, ...)
+{
+    char prefix[128], old[sizeof(err->msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof(old));
+    snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+    return err->code;
+}
+
+void moat_err_clear(moat_err_t *err)
+{
+    err->code = 0;
+    err->msg[0] = '\0';
+    err->hint[0] = '\0';
+}
+
+const char *moat_err_name(int code)
+{
+    switch (code) {
+    case MOAT_OK:
+        return "ok";
+    case MOAT_E_INVAL:
+        return "invalid";
+    case MOAT_E_NOMEM:
+        return "no-memory";
+    case MOAT_E_IO:
+        return "io";
+    case MOAT_E_PKI:
+        return "pki";
+    case MOAT_E_STORE:
+        return "store";
+    case MOAT_E_NOTFOUND:
+        return "not-found";
+    case MOAT_E_EXISTS:
+        return "exists";
+    case MOAT_E_PERM:
+        return "permission";
+    case MOAT_E_LIMIT:
+        return "limit";
+    case MOAT_E_AGAIN:
+        return "again";
+    case MOAT_E_CONFIG:
+        return "config";
+    case MOAT_E_USAGE:
+        return "usage";
+    case MOAT_E_VERSION:
+        return "version";
+    case MOAT_E_STATE:
+        return "state";
+    case MOAT_E_PASSWORD:
+        return "password";
+    }
+    return "unknown";
+}

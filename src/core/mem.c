@@ -1,0 +1,95 @@
+#include "core/core.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef MOAT_DEBUG_ALLOC
+/* MOAT_FAIL_ALLOC=N makes the Nth allocation fail, so tests can prove OOM is an ordinary error. */
+static long fail_at = -1;
+static long alloc_count;
+
+static int should_fail(void)
+{
+    if (fail_at == -1) {
+        const char *s = getenv("MOAT_FAIL_ALLOC");
+        fail_at = 0;
+        if (s != NULL)
+            (void)moat_parse_long(s, 1, LONG_MAX, &fail_at);
+    }
+    return fail_at > 0 && ++alloc_count == fail_at;
+}
+#else
+static int should_fail(void)
+{
+    return 0;
+}
+#endif
+
+void *moat_malloc(size_t n)
+{
+    return should_fail() ? NULL : malloc(n);
+}
+
+void *moat_calloc(size_t n, size_t size)
+{
+    return should_fail() ? NULL : calloc(n, size);
+}
+
+void *moat_realloc(void *p, size_t n)
+{
+    return should_fail() ? NULL : realloc(p, n);
+}
+
+char *moat_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = moat_malloc(n);
+    if (d != NULL)
+        memcpy(d, s, n);
+    return d;
+}
+
+void moat__free(void **pp)
+{
+    free(*pp);
+    *pp = NULL;
+}
+
+void moat__free_secret(void **pp, size_t len)
+{
+    if (*pp != NULL)
+        OPENSSL_cleanse(*pp, len);
+    free(*pp);
+    *pp = NULL;
+}
+
+int moat_strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n = strlen(src);
+    if (size == 0)
+        return MOAT_E_LIMIT;
+    if (n >= size) {
+        memcpy(dst, src, size - 1);
+        dst[size - 1] = '\0';
+        return MOAT_E_LIMIT;
+    }
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+int moat_parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v;
+    if (s == NULL || *s == '\0')
+        return MOAT_E_INVAL;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return MOAT_E_INVAL;
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,144 @@
+"""Shared fixtures: the real moat binary on a throwaway store, free ports, and a server runner.
+
+Every test gets its own temporary directory, store and master key; servers listen on 127.0.0.1/::1
+only, on free ports, and are stopped (and their logs checked for sanitizer reports) by the fixture.
+"""
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+SOURCE_DIR = pathlib.Path(os.environ.get("MOAT_SOURCE_DIR", pathlib.Path(__file__).resolve().parents[2]))
+
+
+def _find_bin():
+    env = os.environ.get("MOAT_BIN")
+    if env:
+        return env
+    for preset in ("asan", "dev", "release"):
+        p = SOURCE_DIR / "build" / preset / "moat"
+        if p.exists():
+            return str(p)
+    raise RuntimeError("moat binary not found: build it or set MOAT_BIN")
+
+
+MOAT_BIN = _find_bin()
+BAD_LOG = re.compile(r"\b(alert|crit|emerg)\b|AddressSanitizer|LeakSanitizer|runtime error:")
+
+
+def free_port(family=socket.AF_INET):
+    """A port nobody listens on right now (both families checked for IPv4/IPv6 sites)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+                s6.bind(("::1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def wait_port(port, host="127.0.0.1", timeout=15.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"moat exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+class Moat:
+    """Runs the real binary against this test's own store."""
+
+    def __init__(self, tmp_path):
+        self.dir = tmp_path
+        self.store = tmp_path / "moat.db"
+        self.env = dict(os.environ)
+        self.env["MOAT_STORE"] = str(self.store)
+        self.env.pop("MOAT_CONFIG", None)
+        self.env.pop("MOAT_MASTER_KEY_FILE", None)
+        self.env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
+        self.servers = []
+
+    def run(self, *args, input=None, env=None, timeout=120, cwd=None):
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        return subprocess.run([MOAT_BIN, *map(str, args)], input=input, capture_output=True,
+                              env=e, timeout=timeout, cwd=cwd or self.dir,
+                              text=not isinstance(input, bytes))
+
+    def ok(self, *args, **kw):
+        """Runs and asserts exit 0; returns the CompletedProcess."""
+        r = self.run(*args, **kw)
+        assert r.returncode == 0, f"moat {' '.join(map(str, args))} exited {r.returncode}\n" \
+                                  f"stdout: {r.stdout}\nstderr: {r.stderr}"
+        self._check_sanitizers(r.stderr)
+        return r
+
+    def fails(self, *args, code=1, **kw):
+        """Runs and asserts the exit code (1 by default) and a message on stderr."""
+        r = self.run(*args, **kw)
+        assert r.returncode == code, f"moat {' '.join(map(str, args))} exited {r.returncode}, " \
+                                     f"expected {code}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+        assert r.stderr.strip(), "a failure must say why on stderr"
+        self._check_sanitizers(r.stderr)
+        return r
+
+    @staticmethod
+    def _check_sanitizers(text):
+        if isinstance(text, bytes):
+            text = text.decode(errors="replace")
+        assert "AddressSanitizer" not in text and "runtime error:" not in text, text
+
+    def serve(self, config_text, name="moat.yaml", wait=(), extra_args=()):
+        """Writes a config and starts `moat serve` in the foreground; waits for the given ports."""
+        cfg = self.dir / name
+        cfg.write_text(config_text)
+        log = open(self.dir / "serve.out", "ab")
+        proc = subprocess.Popen([MOAT_BIN, "serve", "-c", str(cfg), *extra_args], env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+        self.servers.append((proc, log))
+        for port in wait:
+            wait_port(port, proc=proc)
+        return proc
+
+    def stop_all(self):
+        problems = []
+        for proc, log in self.servers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    problems.append("moat did not stop within 20s of SIGTERM")
+            log.close()
+        self.servers = []
+        for f in list(self.dir.glob("*.log")) + [self.dir / "serve.out"]:
+            if f.exists():
+                for line in f.read_text(errors="replace").splitlines():
+                    if BAD_LOG.search(line):
+                        problems.append(f"{f.name}: {line}")
+        return problems
+
+
+@pytest.fixture
+def moat(tmp_path):
+    m = Moat(tmp_path)
+    yield m
+    problems = m.stop_all()
+    assert not problems, "\n".join(problems)

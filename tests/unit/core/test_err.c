@@ -1,0 +1,66 @@
+#include "harness.h"
+
+#include "core/core.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+static void test_set_returns_code(void)
+{
+    moat_err_t err = {0};
+    CHECK_EQ(moat_err_set(&err, MOAT_E_NOTFOUND, "key \"%s\" not found", "www"), MOAT_E_NOTFOUND);
+    CHECK_STR(err.msg, "key \"www\" not found");
+    CHECK_EQ(moat_err_hint(&err, "run moat key list"), MOAT_E_NOTFOUND);
+    CHECK_STR(err.hint, "run moat key list");
+    CHECK_STR(moat_err_name(err.code), "not-found");
+}
+
+static void test_ossl_appends_and_clears(void)
+{
+    moat_err_t err = {0};
+    /* An unknown algorithm name leaves an OpenSSL error on the queue. */
+    EVP_MD *md = EVP_MD_fetch(NULL, "NO-SUCH-DIGEST", NULL);
+    CHECK(md == NULL);
+    moat_err_ossl(&err, MOAT_E_PKI, "fetching digest");
+    CHECK_CONTAINS(err.msg, "fetching digest: ");
+    CHECK_EQ(ERR_peek_error(), 0);
+}
+
+static void test_prefix(void)
+{
+    moat_err_t err = {0};
+    moat_err_set(&err, MOAT_E_INVAL, "bad PEM");
+    moat_err_hint(&err, "check the file");
+    moat_err_prefix(&err, "importing %s", "a.pem");
+    CHECK_STR(err.msg, "importing a.pem: bad PEM");
+    CHECK_STR(err.hint, "check the file");
+}
+
+static void test_parse_long(void)
+{
+    long v = 0;
+    CHECK_EQ(moat_parse_long("443", 1, 65535, &v), 0);
+    CHECK_EQ(v, 443);
+    CHECK_EQ(moat_parse_long("99999", 1, 65535, &v), MOAT_E_INVAL);
+    CHECK_EQ(moat_parse_long("12x", 1, 65535, &v), MOAT_E_INVAL);
+    CHECK_EQ(moat_parse_long("", 1, 65535, &v), MOAT_E_INVAL);
+}
+
+static void test_strlcpy(void)
+{
+    char b[4];
+    CHECK_EQ(moat_strlcpy(b, "abc", sizeof(b)), 0);
+    CHECK_STR(b, "abc");
+    CHECK_EQ(moat_strlcpy(b, "abcd", sizeof(b)), MOAT_E_LIMIT);
+    CHECK_STR(b, "abc");
+}
+
+int main(void)
+{
+    RUN(test_set_returns_code);
+    RUN(test_ossl_appends_and_clears);
+    RUN(test_prefix);
+    RUN(test_parse_long);
+    RUN(test_strlcpy);
+    return harness_done();
+}
