@@ -35,3 +35,7 @@ foreach(src ${MOAT_FUZZERS})
         COMMAND replay_${corpus} ${PROJECT_SOURCE_DIR}/fuzz/corpus/${corpus})
     set_tests_properties(fuzz-corpus/${corpus} PROPERTIES LABELS fuzz-corpus TIMEOUT 300)
 endforeach()
+
+# Banned functions and formatting.
+add_test(NAME lint/checksrc COMMAND ${PROJECT_SOURCE_DIR}/scripts/checksrc.sh)
+set_tests_properties(lint/checksrc PROPERTIES LABELS unit TIMEOUT 120)
