@@ -1,0 +1,217 @@
+/*
+ * config: moat.yaml, parsed with libyaml against one table of keys per section, validated as a whole,
+ * and turned into an immutable, refcounted moat_config_t. Every error carries file:line:column, the
+ * key path, the value, the reason and what was expected:
+ *     moat.yaml:12:5: sites[0].listen: "*:99999": port out of range 1-65535
+ * docs/config.md is the reference for every key (its key table is generated from the same tables).
+ *
+ * Threads: a loaded config is never modified, so any number of threads may read it; the refcount is
+ * atomic. A reload builds a new config and swaps a pointer; the last user of the old one unrefs it.
+ */
+#ifndef MOAT_CONFIG_H
+#define MOAT_CONFIG_H
+
+#include "core/core.h"
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* client_certificate: on a site and on each location. */
+typedef enum moat_ccert {
+    MOAT_CCERT_OFF = 0,      /* never ask for a client certificate */
+    MOAT_CCERT_OPTIONAL = 1, /* ask; the request goes on without one, the verdict is logged */
+    MOAT_CCERT_REQUIRED = 2  /* ask; no valid certificate -> 403 with the reason */
+} moat_ccert_t;
+
+/* client_revocation_unknown: what "revocation-unknown" means for a site (fail closed by default). */
+typedef enum moat_revocation_unknown {
+    MOAT_REVOCATION_UNKNOWN_DENY = 0,
+    MOAT_REVOCATION_UNKNOWN_ALLOW = 1
+} moat_revocation_unknown_t;
+
+/* A list of strings; v[n] is NULL. Owned by the config. */
+typedef struct moat_strlist {
+    char **v;
+    size_t n;
+} moat_strlist_t;
+
+/*
+ * One listen address, parsed from "*:443", "443", "0.0.0.0:443", "192.0.2.5:443", "[::1]:443", "[::]:443".
+ *   "*:443" and "443"  -> family AF_UNSPEC, any = 1: every address of both families (bind 0.0.0.0 and
+ *                         [::] with IPV6_V6ONLY=1);
+ *   "0.0.0.0:443"      -> family AF_INET,  any = 1;   "[::]:443" -> family AF_INET6, any = 1;
+ *   "192.0.2.5:443"    -> family AF_INET,  any = 0, addr.v4 set;  "[::1]:443" -> AF_INET6, addr.v6 set.
+ * Host names are refused (a listener is an address, not a name).
+ */
+typedef struct moat_listen {
+    int family; /* AF_UNSPEC (only with any), AF_INET or AF_INET6 */
+    int any;    /* 1: the wildcard address of <family> (both families for AF_UNSPEC) */
+    uint16_t port;
+    union {
+        struct in_addr v4;
+        struct in6_addr v6;
+    } addr;        /* network byte order; zero when any */
+    char text[64]; /* canonical form: "*:443", "0.0.0.0:443", "192.0.2.5:443", "[::1]:443" */
+} moat_listen_t;
+
+/* A location of a site: a path prefix with its own client-certificate mode. */
+typedef struct moat_location {
+    char *path;                      /* starts with '/'; no trailing '/' except for "/" itself */
+    moat_ccert_t client_certificate; /* the site's mode when the location does not set one */
+} moat_location_t;
+
+typedef struct moat_site {
+    size_t index;          /* position in sites[]: "sites[<index>]" in messages */
+    const char *name;      /* the first host, for logs */
+    moat_strlist_t hosts;  /* lower-cased DNS names, "*.example.com" wildcards, IP literals */
+    int is_default;        /* default: true */
+    moat_listen_t *listen; /* https listeners (at least one) */
+    size_t nlisten;
+    moat_listen_t *http_listen; /* plain-http listeners; may be empty */
+    size_t nhttp_listen;
+    char *certificate; /* NULL = auto (newest valid serverAuth cert matching a host); else a key NAME */
+    char *root;        /* absolute path; NULL when not set (nothing is served from files) */
+    int require_secure_channel;                          /* http -> 301 to https; https adds HSTS */
+    long hsts_max_age;                                   /* seconds, default 31536000 */
+    moat_ccert_t client_certificate;                     /* default off */
+    moat_strlist_t client_trust;                         /* anchor names; n == 0: moat-ca + trust store */
+    moat_revocation_unknown_t client_revocation_unknown; /* default deny */
+    int ca_publish;             /* serve CA cert, CRL, OCSP under /.well-known/moat/ */
+    moat_location_t *locations; /* in file order */
+    size_t nlocations;
+    int line; /* where the site's mapping starts in the file (1-based), for later messages */
+    int column;
+} moat_site_t;
+
+/*
+ * The sites reachable through one listen address. A config has one listener per distinct address
+ * (secure and plain kept apart); the server binds one socket per listener (two for "*": v4 and v6).
+ */
+typedef struct moat_listener {
+    moat_listen_t addr;
+    int secure;                /* 1: https (listen), 0: plain http (http_listen) */
+    const moat_site_t **sites; /* borrowed from the config, in file order */
+    size_t nsites;
+    const moat_site_t *default_site; /* the site with default: true on this listener, or NULL */
+} moat_listener_t;
+
+typedef struct moat_limits {
+    long header_bytes;       /* whole request head; 431 past it.   default 16384 */
+    long request_line_bytes; /* 414 past it.                        default 8192 */
+    long body_bytes;         /* 413 past it.                        default 1048576 */
+    long header_timeout_s;   /* time to receive a request head.     default 10 */
+    long idle_timeout_s;     /* keep-alive idle time.               default 60 */
+    long max_connections;    /* per server.                         default 10000 */
+} moat_limits_t;
+
+typedef struct moat_config moat_config_t;
+struct moat_config {
+    char *path;       /* absolute path of the file (or the name given to moat_config_parse) */
+    char *dir;        /* its folder: relative paths in the file resolve against it */
+    char *store;      /* absolute; NULL when "store:" is absent (the CLI precedence then decides) */
+    char *user;       /* NULL: do not change user */
+    int workers;      /* 0 = auto (one per core), else 1..1024 */
+    char *access_log; /* log.access, absolute; NULL = no access log */
+    char *error_log;  /* log.error, absolute; NULL = stderr */
+    moat_limits_t limits;
+    int ktls;                 /* ktls: true opts in to SSL_OP_ENABLE_KTLS; default false */
+    int tls_tickets;          /* tls.tickets, default true */
+    long tls_ticket_rotate_s; /* tls.ticket_rotate_s, default 3600 (60..604800) */
+    moat_site_t *sites;
+    size_t nsites;
+    moat_listener_t *listeners; /* every distinct listen address, https first, then http */
+    size_t nlisteners;
+    int refs_; /* private: use moat_config_ref/unref */
+};
+
+/*
+ * Reads and validates <path>. On success *out is a new config with one reference. On failure returns
+ * MOAT_E_CONFIG (or MOAT_E_IO / MOAT_E_NOMEM), *out is NULL, err->msg holds the first error
+ * ("moat.yaml:12:5: sites[0].listen: ...") and err->hint says how many more there are. When <errors> is
+ * not NULL it receives every error found (one per line, malloc'd, caller frees with moat_free), or NULL.
+ */
+int moat_config_load(const char *path, moat_config_t **out, char **errors, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * Same as moat_config_load but from <data>/<len> in memory (any bytes: NUL or invalid UTF-8 are errors,
+ * not crashes). <path> names the source in messages and its folder anchors relative paths; it need
+ * not exist (a relative <path> is taken against the current directory).
+ */
+int moat_config_parse(const char *path, const char *data, size_t len, moat_config_t **out, char **errors,
+                      moat_err_t *err) MOAT_MUST_CHECK;
+
+/* Takes a reference (returns <cfg>); unref drops one and frees at zero. Both accept NULL. */
+moat_config_t *moat_config_ref(moat_config_t *cfg);
+void moat_config_unref(moat_config_t *cfg);
+
+/*
+ * The "store:" of the config at <config_path>, resolved against the config's folder, into <out>;
+ * an empty string when the key is absent. Fails (err set) if the file cannot be read or parsed. Used
+ * by moat_cli_store_path() for the store location precedence.
+ */
+int moat_config_store_path(const char *config_path, char *out, size_t outsz, moat_err_t *err);
+
+/* Parses one listen address (forms above) into <out>; MOAT_E_INVAL with a reason in err otherwise. */
+int moat_listen_parse(const char *text, moat_listen_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * The socket address to bind for <l> in <family> (AF_INET or AF_INET6). Returns 0, or MOAT_E_INVAL
+ * when <l> does not cover that family (a "*" listener covers both).
+ */
+int moat_listen_sockaddr(const moat_listen_t *l, int family, struct sockaddr_storage *ss, socklen_t *len);
+
+/* 1 when local address <sa> (as from getsockname) is covered by <l> (address and port), else 0. */
+int moat_listen_matches(const moat_listen_t *l, const struct sockaddr *sa);
+
+/*
+ * The listener whose sites serve a connection that arrived on local address <local> (getsockname):
+ * a listener on that exact address and port beats a wildcard one (a family wildcard "0.0.0.0" or
+ * "[::]" beats "*"). <secure> picks https (1) or plain http (0) listeners. NULL if none matches.
+ * IPv4-mapped IPv6 addresses are treated as IPv4.
+ */
+const moat_listener_t *moat_config_listener_for(const moat_config_t *cfg, const struct sockaddr *local,
+                                                int secure);
+
+/*
+ * SNI lookup among the sites of <l>: an exact host (case-insensitive, a trailing dot ignored) first,
+ * then a wildcard "*.example.com" (one label: "a.example.com", not "example.com" or "a.b.example.com").
+ * NULL when no site names <name>. <name> may be NULL (no SNI): returns NULL.
+ */
+const moat_site_t *moat_listener_find_site(const moat_listener_t *l, const char *name);
+
+/* The site of <l> whose hosts list the IP literal of <local> (no-SNI connections to an address). */
+const moat_site_t *moat_listener_find_site_by_ip(const moat_listener_t *l, const struct sockaddr *local);
+
+/*
+ * The full listener rule: the SNI match, else (no SNI) the site listing the local IP, else the default
+ * site, else NULL (refuse the handshake with unrecognized_name). An unknown SNI name also falls back
+ * to the default site.
+ */
+const moat_site_t *moat_listener_select(const moat_listener_t *l, const char *sni,
+                                        const struct sockaddr *local);
+
+/*
+ * 1 when <host> (a Host header value: "name", "name:port", "1.2.3.4:port", "[::1]:port"; case and a
+ * trailing dot ignored) names <site>, else 0. The server answers 421 when it names another site than SNI.
+ */
+int moat_site_matches_host(const moat_site_t *site, const char *host, size_t len);
+
+/*
+ * The client-certificate mode for request path <path> (decoded and normalised, starting with '/'):
+ * the longest location whose path is a prefix of <path> on a segment boundary ("/private" covers
+ * "/private" and "/private/x", not "/privateer") decides; else the site's own mode.
+ */
+moat_ccert_t moat_site_ccert_for_path(const moat_site_t *site, const char *path);
+
+/* 1 when the site or any of its locations wants a client certificate (the handshake must ask). */
+int moat_site_wants_client_cert(const moat_site_t *site);
+
+/* "off" / "optional" / "required". */
+const char *moat_ccert_name(moat_ccert_t mode);
+
+/* Writes the key reference (generated from the field tables) as Markdown, as found in docs/config.md. */
+int moat_config_write_reference(FILE *f);
+
+#endif
