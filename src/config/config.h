@@ -112,7 +112,7 @@ struct moat_config {
     char *dir;        /* its folder: relative paths in the file resolve against it */
     char *store;      /* absolute; NULL when "store:" is absent (the CLI precedence then decides) */
     char *user;       /* NULL: do not change user */
-    int workers;      /* 0 = auto (one per core), else 1..1024 */
+    long workers;     /* 0 = auto (one per core), else 1..1024 */
     char *access_log; /* log.access, absolute; NULL = no access log */
     char *error_log;  /* log.error, absolute; NULL = stderr */
     moat_limits_t limits;

@@ -1,0 +1,322 @@
+/*
+ * config: the field tables (one per section, STYLE §6), their defaults and validators, and the key
+ * reference generated from them (docs/config.md).
+ */
+#include "config/config_int.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <string.h>
+
+/* ---- validators ---- */
+
+static int name_chars_ok(const char *s, const char *extra)
+{
+    if (s[0] == '\0')
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && strchr(extra, *p) == NULL)
+            return 0;
+    return 1;
+}
+
+static int validate_user(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                         const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    (void)f;
+    (void)item;
+    if (strlen(v) > 32 || !name_chars_ok(v, "._-") || v[0] == '-')
+        return moat__cfg_error(ctx, mark, key, "\"%s\": not a user name; expected a system user such as moat",
+                               v);
+    return 0;
+}
+
+static int validate_host(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                         const char *key, moat_cfg_mark_t mark)
+{
+    moat_strlist_t *l = dst;
+    char shown[300];
+    const char *why;
+    (void)f;
+    snprintf(shown, sizeof(shown), "%s", l->v[item]);
+    if ((why = moat__cfg_host_normalise(&l->v[item])) != NULL) {
+        if (strcmp(why, "out of memory") == 0)
+            ctx->oom = 1;
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": %s", shown, why);
+    }
+    for (long i = 0; i < item; i++) {
+        if (strcmp(l->v[i], l->v[item]) == 0) {
+            moat_cfg_mark_t first;
+            (void)moat__cfg_where(ctx, l, i, &first);
+            return moat__cfg_error(ctx, mark, key, "\"%.200s\": listed twice (first at line %d, column %d)",
+                                   shown, first.line, first.column);
+        }
+    }
+    return 0;
+}
+
+static int validate_key_name(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                             const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = item >= 0 ? ((moat_strlist_t *)dst)->v[item] : *(char **)dst;
+    (void)f;
+    if (strlen(v) > 128 || !name_chars_ok(v, "._:@-"))
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.200s\": not a name; expected letters, digits and . _ : @ - (at most 128)",
+                               v);
+    return 0;
+}
+
+static int validate_certificate(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                const char *key, moat_cfg_mark_t mark)
+{
+    char **v = dst;
+    /* "auto" is stored as NULL: the server picks the newest valid certificate matching a host. */
+    if (strcmp(*v, "auto") == 0) {
+        moat_free(v);
+        return 0;
+    }
+    if (strncmp(*v, "key ", 4) == 0) {
+        char *name = moat_strdup(*v + 4 + strspn(*v + 4, " "));
+        if (name == NULL) {
+            ctx->oom = 1;
+            return -1;
+        }
+        moat_free(v);
+        *v = name;
+    }
+    return validate_key_name(ctx, f, dst, item, key, mark);
+}
+
+static int validate_location_path(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                  const char *key, moat_cfg_mark_t mark)
+{
+    char *p = *(char **)dst;
+    size_t n;
+    (void)f;
+    (void)item;
+    if (p[0] != '/')
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.200s\": does not start with /; expected a URL path such as /private", p);
+    for (const char *c = p; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '?' || *c == '#' || *c == '%')
+            return moat__cfg_error(
+                ctx, mark, key,
+                "\"%.200s\": a location is a plain decoded path (no spaces, ?, # or %%-escapes)", p);
+    if (strstr(p, "//") != NULL || strstr(p, "/./") != NULL || strstr(p, "/../") != NULL ||
+        ((n = strlen(p)) >= 3 && strcmp(p + n - 3, "/..") == 0) || (n >= 2 && strcmp(p + n - 2, "/.") == 0))
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": not a normalised path (no //, . or .. segments)",
+                               p);
+    /* "/private/" and "/private" mean the same prefix: keep one spelling. */
+    n = strlen(p);
+    if (n > 1 && p[n - 1] == '/')
+        p[n - 1] = '\0';
+    return 0;
+}
+
+/* ---- tables ---- */
+
+static const char *const ccert_names[] = {"off", "optional", "required", NULL};
+static const char *const revocation_names[] = {"deny", "allow", NULL};
+
+#define FIELD(name, type, st, member, validate, doc, def)                                                    \
+    {                                                                                                        \
+        name, type, offsetof(st, member), validate, NULL, 0, 0, NULL, 0, 0, NULL, def, doc                   \
+    }
+#define ENUMF(name, st, member, names, doc, def)                                                             \
+    {                                                                                                        \
+        name, MOAT_CFG_ENUM, offsetof(st, member), NULL, names, 0, 0, NULL, 0, 0, NULL, def, doc             \
+    }
+#define INTF(name, st, member, lo, hi, word, wordval, doc, def)                                              \
+    {                                                                                                        \
+        name, MOAT_CFG_INT, offsetof(st, member), NULL, NULL, lo, hi, word, wordval, 0, NULL, def, doc       \
+    }
+#define LISTF(name, type, st, member, count, sub, doc, def)                                                  \
+    {                                                                                                        \
+        name, type, offsetof(st, member), NULL, NULL, 0, 0, NULL, 0, offsetof(st, count), sub, def, doc      \
+    }
+#define SECTIONF(name, sub, doc)                                                                             \
+    {                                                                                                        \
+        name, MOAT_CFG_SECTION, 0, NULL, NULL, 0, 0, NULL, 0, 0, sub, "", doc                                \
+    }
+
+static void location_init(void *obj)
+{
+    moat_location_t *l = obj;
+    l->client_certificate = MOAT_CCERT_OFF;
+}
+
+static const moat_cfg_field_t location_fields[] = {
+    FIELD("path", MOAT_CFG_STR, moat_location_t, path, validate_location_path,
+          "URL path prefix, starting with /; it covers the path itself and everything below it", "required"),
+    ENUMF("client_certificate", moat_location_t, client_certificate, ccert_names,
+          "client certificate mode for requests under this path: off, optional or required", "the site's"),
+    MOAT_CFG_END};
+
+static const moat_cfg_section_t location_section = {"sites[].locations[]", location_fields,
+                                                    sizeof(moat_location_t), location_init};
+
+static void site_init(void *obj)
+{
+    moat_site_t *s = obj;
+    s->hsts_max_age = 31536000;
+    s->client_certificate = MOAT_CCERT_OFF;
+    s->client_revocation_unknown = MOAT_REVOCATION_UNKNOWN_DENY;
+}
+
+static const moat_cfg_field_t site_fields[] = {
+    FIELD("hosts", MOAT_CFG_STRLIST, moat_site_t, hosts, validate_host,
+          "names this site answers to: DNS names, `*.example.com` wildcards (one label) and IP literals; "
+          "matched case-insensitively",
+          "required"),
+    FIELD("default", MOAT_CFG_BOOL, moat_site_t, is_default, NULL,
+          "true: this site gets connections with no SNI or an unknown name on its listeners", "false"),
+    LISTF("listen", MOAT_CFG_LISTENLIST, moat_site_t, listen, nlisten, NULL,
+          "https listen addresses: \"443\" or \"*:443\" (every address), \"0.0.0.0:443\", \"[::]:443\", "
+          "\"192.0.2.5:443\", \"[::1]:443\"",
+          "required"),
+    LISTF("http_listen", MOAT_CFG_LISTENLIST, moat_site_t, http_listen, nhttp_listen, NULL,
+          "plain-http listen addresses (same forms); must not share a port with an https listener", "none"),
+    FIELD("certificate", MOAT_CFG_STR, moat_site_t, certificate, validate_certificate,
+          "auto: the newest valid serverAuth certificate in the store matching a host; or the name of a key "
+          "in the store (\"key NAME\" or \"NAME\")",
+          "auto"),
+    FIELD("root", MOAT_CFG_PATH, moat_site_t, root, NULL,
+          "folder of static files (relative to the config file's folder)", "none"),
+    FIELD("require_secure_channel", MOAT_CFG_BOOL, moat_site_t, require_secure_channel, NULL,
+          "true: plain http answers 301 to https, and https responses carry HSTS", "false"),
+    INTF("hsts_max_age", moat_site_t, hsts_max_age, 0, 157680000, NULL, 0,
+         "max-age of the Strict-Transport-Security header, in seconds (0-157680000)", "31536000"),
+    ENUMF("client_certificate", moat_site_t, client_certificate, ccert_names,
+          "off, optional or required: the site-wide client certificate mode (locations may override it)",
+          "off"),
+    FIELD("client_trust", MOAT_CFG_STRLIST, moat_site_t, client_trust, validate_key_name,
+          "trust anchors for client certificates, by name (moat-ca is moat's own CA)",
+          "moat-ca + trust store"),
+    ENUMF("client_revocation_unknown", moat_site_t, client_revocation_unknown, revocation_names,
+          "deny or allow a client certificate whose revocation status cannot be established", "deny"),
+    FIELD("ca_publish", MOAT_CFG_BOOL, moat_site_t, ca_publish, NULL,
+          "true: serve the CA certificate, CRL and OCSP under /.well-known/moat/", "false"),
+    LISTF("locations", MOAT_CFG_SECTIONLIST, moat_site_t, locations, nlocations, &location_section,
+          "path prefixes with their own settings (the longest matching prefix wins)", "none"),
+    MOAT_CFG_END};
+
+static const moat_cfg_section_t site_section = {"sites[]", site_fields, sizeof(moat_site_t), site_init};
+
+static const moat_cfg_field_t log_fields[] = {
+    FIELD("access", MOAT_CFG_PATH, moat_config_t, access_log, NULL,
+          "access log file (relative to the config folder)", "none"),
+    FIELD("error", MOAT_CFG_PATH, moat_config_t, error_log, NULL,
+          "error log file (relative to the config folder)", "stderr"),
+    MOAT_CFG_END};
+static const moat_cfg_section_t log_section = {"log", log_fields, 0, NULL};
+
+static const moat_cfg_field_t limits_fields[] = {
+    INTF("header_bytes", moat_config_t, limits.header_bytes, 1024, 1048576, NULL, 0,
+         "largest request head (request line and headers); larger gets 431", "16384"),
+    INTF("request_line_bytes", moat_config_t, limits.request_line_bytes, 256, 1048576, NULL, 0,
+         "longest request line; longer gets 414 (at most header_bytes)", "8192"),
+    INTF("body_bytes", moat_config_t, limits.body_bytes, 0, 1099511627776L, NULL, 0,
+         "largest request body; larger gets 413", "1048576"),
+    INTF("header_timeout_s", moat_config_t, limits.header_timeout_s, 1, 3600, NULL, 0,
+         "seconds allowed to receive a request head", "10"),
+    INTF("idle_timeout_s", moat_config_t, limits.idle_timeout_s, 1, 86400, NULL, 0,
+         "seconds an idle keep-alive connection is kept", "60"),
+    INTF("max_connections", moat_config_t, limits.max_connections, 1, 1000000, NULL, 0,
+         "open connections at most; more wait in the listen queue", "10000"),
+    MOAT_CFG_END};
+static const moat_cfg_section_t limits_section = {"limits", limits_fields, 0, NULL};
+
+static const moat_cfg_field_t tls_fields[] = {
+    FIELD("tickets", MOAT_CFG_BOOL, moat_config_t, tls_tickets, NULL,
+          "stateless session tickets (keys shared by all workers, kept across reloads)", "true"),
+    INTF("ticket_rotate_s", moat_config_t, tls_ticket_rotate_s, 60, 604800, NULL, 0,
+         "seconds between ticket key rotations (60-604800)", "3600"),
+    MOAT_CFG_END};
+static const moat_cfg_section_t tls_section = {"tls", tls_fields, 0, NULL};
+
+static const moat_cfg_field_t top_fields[] = {
+    FIELD("store", MOAT_CFG_PATH, moat_config_t, store, NULL,
+          "the key store (relative to the config folder); --store and MOAT_STORE take precedence",
+          "see moat(1)"),
+    FIELD("user", MOAT_CFG_STR, moat_config_t, user, validate_user,
+          "started as root: bind, read the master key, then run as this user", "none"),
+    {"workers", MOAT_CFG_INT, offsetof(moat_config_t, workers), NULL, NULL, 1, 1024, "auto", 0, 0, NULL,
+     "auto", "event loops: auto (one per core) or 1-1024"},
+    SECTIONF("log", &log_section, "log files"),
+    SECTIONF("limits", &limits_section, "request limits and timeouts"),
+    FIELD("ktls", MOAT_CFG_BOOL, moat_config_t, ktls, NULL,
+          "true: try kernel TLS (detected and logged at start; off by default)", "false"),
+    SECTIONF("tls", &tls_section, "TLS settings shared by every site"),
+    LISTF("sites", MOAT_CFG_SECTIONLIST, moat_config_t, sites, nsites, &site_section, "the sites served",
+          "none"),
+    MOAT_CFG_END};
+
+const moat_cfg_section_t moat__cfg_top = {"", top_fields, sizeof(moat_config_t), NULL};
+
+void moat__cfg_defaults(moat_config_t *cfg)
+{
+    cfg->workers = 0;
+    cfg->limits.header_bytes = 16384;
+    cfg->limits.request_line_bytes = 8192;
+    cfg->limits.body_bytes = 1048576;
+    cfg->limits.header_timeout_s = 10;
+    cfg->limits.idle_timeout_s = 60;
+    cfg->limits.max_connections = 10000;
+    cfg->ktls = 0;
+    cfg->tls_tickets = 1;
+    cfg->tls_ticket_rotate_s = 3600;
+}
+
+/* ---- reference ---- */
+
+static const char *type_doc(const moat_cfg_field_t *f, char *buf, size_t bufsz)
+{
+    size_t o = 0;
+    switch (f->type) {
+    case MOAT_CFG_STR:
+        return "string";
+    case MOAT_CFG_PATH:
+        return "path";
+    case MOAT_CFG_BOOL:
+        return "bool";
+    case MOAT_CFG_INT:
+        snprintf(buf, bufsz, "%s%sint %ld-%ld", f->auto_word ? f->auto_word : "", f->auto_word ? " \\| " : "",
+                 f->min, f->max);
+        return buf;
+    case MOAT_CFG_ENUM:
+        for (size_t i = 0; f->enum_names[i] && o < bufsz; i++)
+            o += (size_t)snprintf(buf + o, bufsz - o, "%s%s", i ? " \\| " : "", f->enum_names[i]);
+        return buf;
+    case MOAT_CFG_STRLIST:
+        return "list of strings";
+    case MOAT_CFG_LISTENLIST:
+        return "list of addresses";
+    case MOAT_CFG_SECTION:
+        return "mapping";
+    case MOAT_CFG_SECTIONLIST:
+        return "list of mappings";
+    }
+    return "?";
+}
+
+static void write_section(FILE *f, const moat_cfg_section_t *sec)
+{
+    char buf[160];
+    fprintf(f, "### %s\n\n", sec->name[0] ? sec->name : "top level");
+    fprintf(f, "| key | type | default | meaning |\n|---|---|---|---|\n");
+    for (const moat_cfg_field_t *fl = sec->fields; fl->name != NULL; fl++)
+        fprintf(f, "| `%s` | %s | %s | %s |\n", fl->name, type_doc(fl, buf, sizeof(buf)),
+                fl->def && fl->def[0] ? fl->def : "-", fl->doc);
+    fputc('\n', f);
+    for (const moat_cfg_field_t *fl = sec->fields; fl->name != NULL; fl++)
+        if (fl->sub != NULL)
+            write_section(f, fl->sub);
+}
+
+int moat_config_write_reference(FILE *f)
+{
+    write_section(f, &moat__cfg_top);
+    return ferror(f) ? MOAT_E_IO : 0;
+}
