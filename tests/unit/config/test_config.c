@@ -757,6 +757,43 @@ static void test_reference_in_docs(void)
     free(gen);
 }
 
+/* The sample config `make run` writes must load. */
+static void test_example_config(void)
+{
+    const char *data = getenv("MOAT_TEST_DATA");
+    char path[PATH_MAX], text[8192], *at;
+    moat_config_t *cfg;
+    size_t n;
+    FILE *f;
+    if (data == NULL) {
+        HARNESS_FAIL("MOAT_TEST_DATA is not set");
+        return;
+    }
+    snprintf(path, sizeof(path), "%.*s/examples/moat.yaml.in", (int)(strlen(data) - 11), data);
+    f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    n = fread(text, 1, sizeof(text) - 64, f);
+    fclose(f);
+    text[n] = '\0';
+    if ((at = strstr(text, "@ROOT@")) != NULL) {
+        char rest[8192];
+        snprintf(rest, sizeof(rest), "%s", at + 6);
+        snprintf(at, sizeof(text) - (size_t)(at - text), "/srv/site%s", rest);
+    }
+    cfg = ok(text);
+    if (cfg == NULL)
+        return;
+    CHECK_EQ(cfg->nsites, 1);
+    CHECK_STR(cfg->store, "/srv/conf/moat.db");
+    CHECK_STR(cfg->sites[0].certificate, "localhost");
+    CHECK_STR(cfg->sites[0].hosts.v[2], "::1");
+    CHECK_EQ(cfg->sites[0].hsts_max_age, 0);
+    CHECK_EQ(cfg->nlisteners, 4);
+    moat_config_unref(cfg);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--reference") == 0)
@@ -779,5 +816,6 @@ int main(int argc, char **argv)
     RUN(test_client_cert_paths);
     RUN(test_load_and_store_path);
     RUN(test_reference_in_docs);
+    RUN(test_example_config);
     return harness_done();
 }
