@@ -1,0 +1,31 @@
+/* Private to doctor/: formatting helpers shared by the checks. */
+#ifndef MOAT_DOCTOR_INT_H
+#define MOAT_DOCTOR_INT_H
+
+#include "doctor/doctor.h"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+/* "C=US, O=Example, CN=www.example.com" */
+void moat__doctor_name(const X509_NAME *name, char *out, size_t outsz);
+/* "CN=www.example.com", or the whole subject when there is no common name. */
+void moat__doctor_short_name(X509 *x, char *out, size_t outsz);
+/* "2027-01-31 12:00 UTC" */
+void moat__doctor_time(const ASN1_TIME *t, char *out, size_t outsz);
+/* Whole days from now until <t> (negative when past); returns 0 or -1 for an unreadable time. */
+int moat__doctor_days_left(const ASN1_TIME *t, int *days);
+/* "RSA-2048", "EC P-256", "Ed25519" */
+void moat__doctor_key_desc(EVP_PKEY *pk, char *out, size_t outsz);
+/* "DNS:www.example.com, IP:127.0.0.1" */
+void moat__doctor_sans(X509 *x, char *out, size_t outsz);
+
+/*
+ * Checks a stapled OCSP response (<der>, <len> bytes; NULL/0 when none was sent) for chain[0]. The
+ * signature is verified against <trust> only when <chain_trusted>. <configured>: stapling is expected,
+ * so its absence is an error rather than information.
+ */
+void moat__doctor_check_ocsp(moat_doctor_report_t *r, const char *subject, const unsigned char *der, long len,
+                             STACK_OF(X509) * chain, X509_STORE *trust, int chain_trusted, int configured);
+
+#endif
