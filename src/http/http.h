@@ -1,0 +1,395 @@
+/*
+ * http: HTTP/1.1 request parsing, body framing, path normalisation, static files and response heads.
+ *
+ * Everything here works without allocating: the request parser keeps offsets into the caller's read
+ * buffer, the body decoder walks the same buffer in place, and responses are written into a buffer the
+ * caller provides. Nothing in this module does network I/O; the server owns sockets and TLS.
+ *
+ * A request's life, as the server drives it:
+ *
+ *     moat_http_req_t req;               // embedded in the connection, or taken from its pool
+ *     moat_http_req_reset(&req);
+ *     rc = moat_http_req_parse(&req, rbuf, rlen, &limits);   // again after every read, same rbuf start
+ *     if (rc == MOAT_E_AGAIN) -> read more (the parser enforces the limits itself)
+ *     if (rc < 0)             -> answer req.status (400/413/414/431/501/505) and close
+ *     // rc == 0: the head is rbuf[0, req.head_len); a body (if any) follows it.
+ *     moat_http_body_init(&body, &req, limits.body_bytes);
+ *     ... route on req.target (OCSP, /.well-known/moat/) before normalising ...
+ *     moat_http_path_normalize(req.path.p, req.path.len, pathbuf, sizeof(pathbuf), &plen, &query, &status);
+ *     moat_http_static_serve(&root, &req, pathbuf, &resp);   // or moat_http_resp_init() + fields
+ *     moat_http_resp_write_head(&resp, wbuf, wcap, &wlen);  // then the file or in-memory body
+ *     moat_http_body_skip(&body, ...) until it returns 0  // keeps the connection in sync
+ *     next request starts at rbuf + req.head_len + body bytes consumed
+ */
+#ifndef MOAT_HTTP_H
+#define MOAT_HTTP_H
+
+#include "core/core.h"
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Strings and limits                                                                                   */
+
+/* A borrowed byte range (not NUL-terminated). p is NULL and len 0 when absent. */
+typedef struct moat_http_str {
+    const char *p;
+    size_t len;
+} moat_http_str_t;
+
+/* Case-insensitive (ASCII) comparison of a slice with a C string: 1 if equal. */
+int moat_http_str_ieq(moat_http_str_t s, const char *cstr);
+
+/* Limits from the config's `limits:` block (DESIGN). Zero means "use the default" given here. */
+typedef struct moat_http_limits {
+    size_t request_line_bytes; /* request line without its line end; longer -> 414 (default 8192) */
+    size_t header_bytes;       /* whole head, request line to blank line inclusive; larger -> 431 (16384) */
+    uint64_t body_bytes;       /* decoded request body; larger -> 413 (1048576) */
+} moat_http_limits_t;
+
+#define MOAT_HTTP_DEFAULT_REQUEST_LINE_BYTES 8192
+#define MOAT_HTTP_DEFAULT_HEADER_BYTES 16384
+#define MOAT_HTTP_DEFAULT_BODY_BYTES 1048576
+
+/* Most header fields one request may carry; one more -> 431. */
+#define MOAT_HTTP_MAX_HEADERS 64
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Request head parser                                                                                  */
+
+typedef enum moat_http_method {
+    MOAT_HTTP_METHOD_OTHER = 0, /* a valid token we do not know; see req.method */
+    MOAT_HTTP_GET,
+    MOAT_HTTP_HEAD,
+    MOAT_HTTP_POST,
+    MOAT_HTTP_PUT,
+    MOAT_HTTP_DELETE,
+    MOAT_HTTP_OPTIONS,
+    MOAT_HTTP_TRACE,
+    MOAT_HTTP_CONNECT,
+    MOAT_HTTP_PATCH
+} moat_http_method_t;
+
+typedef enum moat_http_body_kind {
+    MOAT_HTTP_BODY_NONE = 0, /* no Content-Length, no Transfer-Encoding (or Content-Length: 0) */
+    MOAT_HTTP_BODY_LENGTH,   /* Content-Length: req.content_length bytes follow the head */
+    MOAT_HTTP_BODY_CHUNKED   /* Transfer-Encoding: chunked */
+} moat_http_body_kind_t;
+
+/* One header field, as offsets from the start of the request (req.base). Use moat_http_req_header(). */
+typedef struct moat_http_hdr {
+    uint32_t name_off, name_len;
+    uint32_t value_off, value_len; /* value without surrounding whitespace */
+} moat_http_hdr_t;
+
+/*
+ * One request: parser state and result. Reset it with moat_http_req_reset() before each request.
+ * The moat_http_str_t fields point into the buffer given to the last moat_http_req_parse() call and are
+ * valid once it returned 0, for as long as that buffer is left unchanged.
+ */
+typedef struct moat_http_req {
+    /* Result, valid when moat_http_req_parse() returned 0. */
+    const char *base; /* the buffer of the last parse call (start of the request) */
+    size_t head_len;  /* bytes of the head, blank line included: the body or next request starts here */
+    moat_http_method_t method_id;
+    moat_http_str_t method;    /* "GET" */
+    moat_http_str_t target;    /* request-target as sent: "/a%20b?x=1", "http://h/p", "*" */
+    moat_http_str_t path;      /* origin-form part of the target: "/a%20b?x=1" (from an absolute-form too) */
+    int version_minor;         /* 0 (HTTP/1.0) or 1 (HTTP/1.1) */
+    moat_http_str_t host;      /* authority: from an absolute-form target, else the Host field ("h:8443") */
+    moat_http_str_t host_name; /* host without the port: "h", "[::1]"; empty if no Host */
+    int keep_alive;            /* 1: the connection may carry another request after this one */
+    moat_http_body_kind_t body_kind;
+    uint64_t content_length;  /* when body_kind == MOAT_HTTP_BODY_LENGTH */
+    int expect_continue;      /* Expect: 100-continue was sent */
+    moat_http_str_t range;    /* Range value, empty if absent or sent more than once */
+    moat_http_str_t if_range; /* If-Range value */
+    moat_http_str_t if_modified_since;
+    moat_http_str_t if_none_match; /* first If-None-Match field; moat_http_static_serve() reads all of them */
+    size_t n_headers;
+    moat_http_hdr_t headers[MOAT_HTTP_MAX_HEADERS];
+
+    /* On failure: the status to answer and a short static reason for the error log. */
+    int status;        /* 400, 413, 414, 431, 501 or 505; 0 while parsing or on success */
+    const char *error; /* "several Host header fields", never NULL after a failure */
+
+    /* Private parser state. */
+    size_t scan_; /* bytes already searched for a line end */
+    size_t line_; /* start of the current line */
+    int state_;   /* 0 before the request line, 1 in the header fields, 2 done */
+    unsigned flags_;
+} moat_http_req_t;
+
+/* Prepares <req> for a new request (cheap: does not clear the header array). */
+void moat_http_req_reset(moat_http_req_t *req);
+
+/*
+ * Parses the request head at buf[0, len). Call it again with the same request start and more bytes
+ * after each read; the buffer may move between calls as long as its contents are kept. Work already done
+ * is not repeated. <limits> may be NULL (defaults).
+ *
+ * Returns:
+ *   0              the head is complete: req->head_len bytes; derived fields are set.
+ *   MOAT_E_AGAIN   the head is incomplete and within the limits: read more.
+ *   MOAT_E_LIMIT   a limit was exceeded: req->status is 413 (Content-Length above body_bytes),
+ *                  414 (request line) or 431 (head size or field count).
+ *   MOAT_E_INVAL   bad input: req->status is 400, 501 (a transfer coding other than chunked) or 505
+ *                  (an HTTP version other than 1.0 / 1.1). req->error says why.
+ * After a failure, answer req->status and close the connection: the stream is out of sync.
+ *
+ * Rules (RFC 9112, strict where leniency enables smuggling):
+ * - Line ends: CRLF, and a bare LF is accepted everywhere a line ends (RFC 9112 §2.2). A CR that is not
+ *   followed by LF -> 400. Empty lines before the request line are skipped.
+ * - Request line: METHOD SP target SP HTTP/1.x with single spaces; the method is a token; the target
+ *   is visible ASCII: origin-form "/...", absolute-form "http(s)://authority/...", "*" (OPTIONS only) or
+ *   authority-form (CONNECT only). "HTTP/d.d" other than 1.0/1.1 -> 505; anything else -> 400.
+ * - Header fields: token name directly followed by ':'; value of VCHAR/SP/HTAB/obs-text. Obs-fold
+ *   (a line starting with SP/HTAB), NUL or any other control character -> 400.
+ * - Host: two Host fields -> 400; HTTP/1.1 without Host -> 400; invalid characters -> 400.
+ * - Connection: comma-separated tokens; "close" wins; HTTP/1.1 defaults to keep-alive and HTTP/1.0
+ *   needs "keep-alive".
+ * - Content-Length: digits only; repeated fields or list members must all be equal (else 400); above
+ *   limits->body_bytes -> 413.
+ * - Transfer-Encoding: only "chunked" (once) is understood; other codings -> 501; "chunked" repeated,
+ *   empty, or in an HTTP/1.0 request -> 400; with Content-Length as well -> 400.
+ */
+int moat_http_req_parse(moat_http_req_t *req, const char *buf, size_t len,
+                        const moat_http_limits_t *limits) MOAT_MUST_CHECK;
+
+/* Header field <i> (< req->n_headers) of a parsed request: name and value slices. */
+void moat_http_req_header(const moat_http_req_t *req, size_t i, moat_http_str_t *name,
+                          moat_http_str_t *value);
+
+/*
+ * Finds the first header field named <name> (case-insensitive) at index >= *from; on success sets
+ * *value, sets *from to the index after it (so a loop finds every field) and returns 1; else 0.
+ */
+int moat_http_req_find(const moat_http_req_t *req, const char *name, size_t *from, moat_http_str_t *value);
+
+/* "GET" -> MOAT_HTTP_GET, ... ; unknown -> MOAT_HTTP_METHOD_OTHER. */
+moat_http_method_t moat_http_method_from(moat_http_str_t s);
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Request bodies                                                                                       */
+
+/*
+ * Request body decoder for Content-Length and chunked bodies; a static server uses it to discard
+ * bodies (moat_http_body_skip) so the next pipelined request is found at the right place, and the OCSP
+ * responder to read them (moat_http_body_decode). No allocation; state is a few integers.
+ */
+typedef struct moat_http_body {
+    uint64_t limit;     /* most payload bytes accepted (body_bytes) */
+    uint64_t total;     /* payload bytes seen so far */
+    uint64_t remaining; /* bytes left in the Content-Length body or in the current chunk */
+    int kind;           /* moat_http_body_kind_t */
+    int state_;         /* chunked decoder state (private) */
+    uint32_t count_;    /* bytes in the current chunk-size line or trailer section (private) */
+    int status;         /* on failure: 400 or 413 */
+    const char *error;  /* on failure: short static reason */
+} moat_http_body_t;
+
+/* Sets up the decoder for <req>'s body (kind and length come from the head); 0 limit = default. */
+void moat_http_body_init(moat_http_body_t *b, const moat_http_req_t *req, uint64_t limit);
+
+/*
+ * Decodes body bytes from buf[0, len): *used is set to the bytes consumed, and *data to the payload
+ * found in them (in place; at most one contiguous span per call, possibly empty).
+ * Returns 0 when the body is complete (the next request starts at buf + *used), MOAT_E_AGAIN when the
+ * caller should call again with the rest of its buffer (if *used < len) or with more input, or on bad
+ * framing MOAT_E_INVAL (b->status 400: bad chunk size, missing CRLF after a chunk, bare CR, oversized
+ * chunk extension or trailer) or MOAT_E_LIMIT (b->status 413: payload above the limit).
+ * Chunk extensions are ignored; trailer fields are checked for framing and discarded.
+ */
+int moat_http_body_decode(moat_http_body_t *b, const char *buf, size_t len, size_t *used,
+                          moat_http_str_t *data) MOAT_MUST_CHECK;
+
+/* Like moat_http_body_decode() but discards the payload and consumes as much of buf as it can. */
+int moat_http_body_skip(moat_http_body_t *b, const char *buf, size_t len, size_t *used) MOAT_MUST_CHECK;
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Paths                                                                                                */
+
+/*
+ * Turns an origin-form target (req.path) into a file-system path below a site's root:
+ * stops at '?' (the query is returned in *query without its '?', empty if none), stops at '#',
+ * percent-decodes, then removes dot segments (RFC 3986 §5.2.4) and collapses repeated slashes.
+ * The result in out (NUL-terminated, *out_len bytes) always starts with '/', never contains a "."
+ * or ".." segment, "//" or a NUL, and a trailing slash of the target is kept ("/docs/" stays "/docs/").
+ * Route OCSP and /.well-known/moat/ on the raw target first: base64 in OCSP URLs is not a path.
+ *
+ * Returns 0, or MOAT_E_INVAL with *status = 400 for: a target not starting with '/', bad or truncated
+ * percent-escapes, an encoded NUL or control character, or a ".." that would climb above the root
+ * (always 400, never clamped: such a request is malformed or hostile). MOAT_E_LIMIT (*status 414) if
+ * out is too small. <query> and <status> may be NULL.
+ */
+int moat_http_path_normalize(const char *target, size_t len, char *out, size_t out_size, size_t *out_len,
+                             moat_http_str_t *query, int *status) MOAT_MUST_CHECK;
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* HTTP dates (IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT")                                            */
+
+#define MOAT_HTTP_DATE_LEN 29
+
+/* Writes the IMF-fixdate of <t> into out (at least MOAT_HTTP_DATE_LEN + 1 bytes, NUL-terminated). */
+void moat_http_date_format(time_t t, char *out);
+
+/*
+ * Parses an HTTP-date: IMF-fixdate, and the obsolete RFC 850 ("Sunday, 06-Nov-94 08:49:37 GMT") and
+ * asctime ("Sun Nov  6 08:49:37 1994") forms (RFC 9110 §5.6.7). Returns 0 and sets *out, or
+ * MOAT_E_INVAL for anything else (callers then ignore the field, as RFC 9110 asks).
+ */
+int moat_http_date_parse(const char *s, size_t len, time_t *out) MOAT_MUST_CHECK;
+
+/*
+ * The Date header value for <now>, formatted at most once per second per thread and cached.
+ * Returns a thread-local NUL-terminated string valid until the next call on this thread.
+ */
+const char *moat_http_date_cached(time_t now);
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Responses                                                                                            */
+
+/* Most extra header fields (beyond those with their own member) one response can carry. */
+#define MOAT_HTTP_RESP_EXTRA 8
+#define MOAT_HTTP_ETAG_MAX 64
+
+/*
+ * What to send. Fill it with moat_http_resp_init() and then the members you need, or let
+ * moat_http_static_serve() / moat_http_resp_error() / moat_http_resp_redirect_https() fill it.
+ * All strings are borrowed and must outlive moat_http_resp_write_head().
+ */
+typedef struct moat_http_resp {
+    int status;
+    int keep_alive;           /* 0: "Connection: close" is sent and the caller closes after the body */
+    int http10_keep_alive;    /* request was HTTP/1.0 with keep-alive: "Connection: keep-alive" is sent */
+    int head_only;            /* HEAD request: headers describe the body, which is not sent */
+    time_t now;               /* for Date; 0 = time(NULL) */
+    const char *content_type; /* NULL: none */
+    uint64_t content_length;  /* body bytes (of the range for 206) */
+    int no_content_length;    /* 1: no Content-Length (304) */
+    char etag[MOAT_HTTP_ETAG_MAX]; /* with quotes; empty: none */
+    time_t last_modified;          /* -1: none */
+    int accept_ranges;             /* 1: "Accept-Ranges: bytes" */
+    int content_range;             /* 1: "Content-Range: bytes first-last/total"; 2: "bytes * /total" (416) */
+    uint64_t range_first, range_last, range_total;
+    moat_http_str_t location[4]; /* Location, concatenated from up to four pieces (empty ones skipped) */
+    char location_port_[8];      /* storage for a ":8443" piece */
+    const char *allow;           /* Allow value for 405, e.g. "GET, HEAD" */
+    long hsts_max_age;           /* >= 0: "Strict-Transport-Security: max-age=N"; -1: none */
+    size_t n_extra;
+    struct {
+        const char *name, *value;
+    } extra[MOAT_HTTP_RESP_EXTRA];
+
+    /* The body: an in-memory one (error pages, CA files) or a file range. */
+    const char *body;     /* in-memory body of content_length bytes, or NULL */
+    int fd;               /* owned: file to send from, or -1; closed by moat_http_resp_dispose() */
+    uint64_t file_offset; /* first byte of the file to send */
+    struct stat st;       /* of fd, when a file is served */
+} moat_http_resp_t;
+
+/*
+ * Starts a response with <status>, taking keep-alive, HTTP/1.0 and HEAD from <req> (NULL: a request
+ * that could not be parsed: no keep-alive). No body, no fd, no HSTS.
+ */
+void moat_http_resp_init(moat_http_resp_t *resp, const moat_http_req_t *req, int status);
+
+/* Closes resp->fd if open. Safe to call twice. */
+void moat_http_resp_dispose(moat_http_resp_t *resp);
+
+/*
+ * Adds "name: value". Returns 0, MOAT_E_LIMIT when MOAT_HTTP_RESP_EXTRA fields are already set, or
+ * MOAT_E_INVAL if the name is not a token or the value holds CR, LF or another control character
+ * (header injection). Both strings are borrowed.
+ */
+int moat_http_resp_add_header(moat_http_resp_t *resp, const char *name, const char *value) MOAT_MUST_CHECK;
+
+/*
+ * Turns <resp> into the built-in error page for <status> (301 400 403 404 405 413 414 416 421 431 500
+ * 501 505; any other status gets a generic page with its reason phrase): text/html, the status and
+ * reason in the page. 405 sets Allow: GET, HEAD. 4xx/5xx for bad framing should also set keep_alive = 0;
+ * this function leaves keep_alive as it is, except for 400, 413, 414, 431, 501 and 505 where it is 0.
+ * Any fd is closed.
+ */
+void moat_http_resp_error(moat_http_resp_t *resp, int status);
+
+/*
+ * Formats an error page with an extra sentence <detail> (HTML-escaped) into buf, e.g. for 403 with the
+ * client-certificate reason; returns its length (0 if it did not fit). Point resp->body at buf and set
+ * resp->content_length to the result after moat_http_resp_error().
+ */
+size_t moat_http_error_page_format(char *buf, size_t size, int status, const char *detail);
+
+/*
+ * 301 to "https://" + host + [":" port] + req->path, for require_secure_channel. The host is
+ * req->host_name, or <fallback_host> when the request had none (HTTP/1.0); port 443 is left out.
+ * Returns 0, or MOAT_E_INVAL when there is no host to redirect to (answer 400).
+ */
+int moat_http_resp_redirect_https(moat_http_resp_t *resp, const moat_http_req_t *req,
+                                  const char *fallback_host, unsigned port) MOAT_MUST_CHECK;
+
+/*
+ * Writes the response head (status line to blank line) into buf[0, size): status line, Date, Server:
+ * moat, Content-Type, Content-Length, ETag, Last-Modified, Accept-Ranges, Content-Range, Location, Allow,
+ * Strict-Transport-Security, the extra fields, and Connection when needed. Sets *len.
+ * Returns 0, or MOAT_E_LIMIT if it did not fit (nothing useful in buf then).
+ */
+int moat_http_resp_write_head(const moat_http_resp_t *resp, char *buf, size_t size,
+                              size_t *len) MOAT_MUST_CHECK;
+
+/*
+ * The head followed by the in-memory body (unless head_only), so small responses go out in one send.
+ * Returns 0, or MOAT_E_LIMIT if both do not fit (use write_head and send the body separately).
+ */
+int moat_http_resp_write(const moat_http_resp_t *resp, char *buf, size_t size, size_t *len) MOAT_MUST_CHECK;
+
+/* "Not Found" for 404; "Unknown" for codes it does not know. */
+const char *moat_http_status_reason(int status);
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Static files                                                                                         */
+
+/* A site's document root, opened once per config generation and shared read-only by all workers. */
+typedef struct moat_http_root {
+    int fd;          /* owned: O_PATH|O_DIRECTORY descriptor of the root */
+    int use_openat2; /* 1: openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS); 0: realpath fallback */
+    char real[4096]; /* realpath of the root, for the fallback */
+    size_t real_len;
+} moat_http_root_t;
+
+/*
+ * Opens <dir> as a document root. Returns 0, or MOAT_E_IO / MOAT_E_NOTFOUND / MOAT_E_PERM with <err>
+ * naming the folder and the reason (and a hint).
+ */
+int moat_http_root_open(moat_http_root_t *root, const char *dir, moat_err_t *err) MOAT_MUST_CHECK;
+void moat_http_root_close(moat_http_root_t *root);
+
+/*
+ * Answers a GET or HEAD for the normalised <path> (from moat_http_path_normalize) under <root>, filling
+ * <resp> completely (resp is initialised here; the caller may then add HSTS and extra headers):
+ * - 200 with fd, Content-Type from the MIME table, Content-Length, ETag, Last-Modified, Accept-Ranges;
+ * - 304 when If-None-Match matches (weak comparison, "*" too) or, without If-None-Match,
+ *   If-Modified-Since is not older than the file;
+ * - 206 + Content-Range for one satisfiable byte range (If-Range must match the strong ETag or equal
+ *   Last-Modified, else 200); 416 + "Content-Range: bytes * /size" for an unsatisfiable one; several
+ *   ranges, other units or bad Range syntax: the whole file, 200 (RFC 9110 allows ignoring Range);
+ * - a directory serves its index.html; a directory named without a trailing slash -> 301 to the same
+ *   target with "/" added (query kept); no index.html -> 404;
+ * - 404 for a missing file, for anything that is not a regular file or directory, and for a path
+ *   escaping the root through a symlink (and magic links such as /proc/self/root); 403 when the file
+ *   or a folder on the way is not readable by the server;
+ * - 405 + Allow: GET, HEAD for other methods.
+ * ETag: strong, "<mtime seconds hex>.<mtime nanoseconds hex>-<size hex>-<inode hex>" in quotes.
+ * Returns the status it chose (also in resp->status). The caller sends resp->content_length bytes from
+ * resp->fd at resp->file_offset (none for HEAD or when fd is -1), and calls moat_http_resp_dispose().
+ */
+int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *req, const char *path,
+                           moat_http_resp_t *resp);
+
+/* MIME type for a file name by its extension ("text/html; charset=utf-8"); default
+ * "application/octet-stream". Text types carry charset=utf-8. */
+const char *moat_http_mime_type(const char *name, size_t len);
+
+#endif
