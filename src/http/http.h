@@ -120,6 +120,8 @@ typedef struct moat_http_req {
     size_t line_; /* start of the current line */
     int state_;   /* 0 before the request line, 1 in the header fields, 2 done */
     unsigned flags_;
+    uint32_t method_off_, target_off_, path_off_, auth_off_, auth_len_; /* offsets: the buffer may move */
+    int16_t hdr_host_, hdr_range_, hdr_if_range_, hdr_ims_, hdr_inm_;   /* header indexes, -1: absent */
 } moat_http_req_t;
 
 /* Prepares <req> for a new request (cheap: does not clear the header array). */
@@ -364,6 +366,7 @@ typedef struct moat_http_root {
  * naming the folder and the reason (and a hint).
  */
 int moat_http_root_open(moat_http_root_t *root, const char *dir, moat_err_t *err) MOAT_MUST_CHECK;
+/* Closes the root descriptor (safe after a failed open, which leaves fd at -1). */
 void moat_http_root_close(moat_http_root_t *root);
 
 /*

@@ -1,0 +1,357 @@
+/*
+ * Response heads, built-in error pages and redirects, written into caller buffers.
+ */
+#include "http/http_int.h"
+
+#include <string.h>
+#include <unistd.h>
+
+typedef struct out {
+    char *p;
+    size_t n, cap;
+    int full;
+} out_t;
+
+static void put(out_t *w, const char *s, size_t n)
+{
+    if (w->full || w->cap - w->n < n) {
+        w->full = 1;
+        return;
+    }
+    memcpy(w->p + w->n, s, n);
+    w->n += n;
+}
+
+static void puts_(out_t *w, const char *s)
+{
+    put(w, s, strlen(s));
+}
+
+static void putu(out_t *w, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(w, tmp + i, sizeof(tmp) - i);
+}
+
+static const struct {
+    int code;
+    const char *reason;
+    const char *text;
+} statuses[] = {
+    {100, "Continue", NULL},
+    {200, "OK", NULL},
+    {204, "No Content", NULL},
+    {206, "Partial Content", NULL},
+    {301, "Moved Permanently", "The document has moved."},
+    {302, "Found", "The document has moved."},
+    {304, "Not Modified", NULL},
+    {307, "Temporary Redirect", "The document has moved."},
+    {308, "Permanent Redirect", "The document has moved."},
+    {400, "Bad Request", "The request could not be understood by this server."},
+    {401, "Unauthorized", "Authentication is required."},
+    {403, "Forbidden", "You do not have permission to access this resource."},
+    {404, "Not Found", "The requested resource was not found on this server."},
+    {405, "Method Not Allowed", "This resource accepts only GET and HEAD."},
+    {408, "Request Timeout", "The request took too long to arrive."},
+    {409, "Conflict", "The request conflicts with the state of the resource."},
+    {410, "Gone", "The requested resource is no longer available."},
+    {411, "Length Required", "The request needs a Content-Length."},
+    {412, "Precondition Failed", "A precondition of the request did not hold."},
+    {413, "Content Too Large", "The request body is larger than this server accepts."},
+    {414, "URI Too Long", "The request line is longer than this server accepts."},
+    {415, "Unsupported Media Type", "The request body has a type this resource does not accept."},
+    {416, "Range Not Satisfiable", "The requested byte range lies outside the resource."},
+    {417, "Expectation Failed", "The Expect header field cannot be met."},
+    {421, "Misdirected Request", "This connection does not serve the requested host."},
+    {426, "Upgrade Required", "The request needs another protocol."},
+    {429, "Too Many Requests", "Too many requests; try again later."},
+    {431, "Request Header Fields Too Large",
+     "The request header fields are larger than this server accepts."},
+    {500, "Internal Server Error", "The server failed to answer the request."},
+    {501, "Not Implemented", "The server does not support a feature this request needs."},
+    {502, "Bad Gateway", "An upstream server answered badly."},
+    {503, "Service Unavailable", "The server cannot answer right now; try again later."},
+    {504, "Gateway Timeout", "An upstream server did not answer in time."},
+    {505, "HTTP Version Not Supported", "This server speaks HTTP/1.0 and HTTP/1.1."},
+};
+
+static int status_index(int code)
+{
+    for (size_t i = 0; i < MOAT_ARRAY_LEN(statuses); i++)
+        if (statuses[i].code == code)
+            return (int)i;
+    return -1;
+}
+
+const char *moat_http_status_reason(int status)
+{
+    int i = status_index(status);
+    return i >= 0 ? statuses[i].reason : "Unknown";
+}
+
+/* The built-in pages, formatted once per thread on first use so responses only copy them. */
+#define PAGE_MAX 512
+static _Thread_local char pages[MOAT_ARRAY_LEN(statuses)][PAGE_MAX];
+static _Thread_local size_t page_lens[MOAT_ARRAY_LEN(statuses)];
+
+static size_t page_write(char *buf, size_t size, int code, const char *reason, const char *text,
+                         const char *detail)
+{
+    out_t w = {buf, 0, size, 0};
+    char num[4] = {(char)('0' + code / 100 % 10), (char)('0' + code / 10 % 10), (char)('0' + code % 10), 0};
+    puts_(&w, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
+    puts_(&w, num);
+    put(&w, " ", 1);
+    puts_(&w, reason);
+    puts_(&w, "</title></head>\n<body><h1>");
+    puts_(&w, num);
+    put(&w, " ", 1);
+    puts_(&w, reason);
+    puts_(&w, "</h1>\n<p>");
+    puts_(&w, text);
+    puts_(&w, "</p>\n");
+    if (detail != NULL && detail[0] != '\0') {
+        puts_(&w, "<p>");
+        for (const char *d = detail; *d; d++) {
+            switch (*d) {
+            case '<':
+                puts_(&w, "&lt;");
+                break;
+            case '>':
+                puts_(&w, "&gt;");
+                break;
+            case '&':
+                puts_(&w, "&amp;");
+                break;
+            case '"':
+                puts_(&w, "&quot;");
+                break;
+            case '\'':
+                puts_(&w, "&#39;");
+                break;
+            default:
+                put(&w, d, 1);
+            }
+        }
+        puts_(&w, "</p>\n");
+    }
+    puts_(&w, "<hr><address>moat</address></body></html>\n");
+    return w.full ? 0 : w.n;
+}
+
+static const char *page_for(int code, size_t *len)
+{
+    int i = status_index(code);
+    if (i < 0 || statuses[i].text == NULL)
+        i = status_index(code >= 500 ? 500 : 400);
+    if (page_lens[i] == 0)
+        page_lens[i] =
+            page_write(pages[i], PAGE_MAX, statuses[i].code, statuses[i].reason, statuses[i].text, NULL);
+    *len = page_lens[i];
+    return pages[i];
+}
+
+size_t moat_http_error_page_format(char *buf, size_t size, int status, const char *detail)
+{
+    int i = status_index(status);
+    const char *reason = i >= 0 ? statuses[i].reason : "Error";
+    const char *text = i >= 0 && statuses[i].text != NULL ? statuses[i].text : "The request failed.";
+    return page_write(buf, size, status, reason, text, detail);
+}
+
+void moat_http_resp_init(moat_http_resp_t *resp, const moat_http_req_t *req, int status)
+{
+    memset(resp, 0, offsetof(moat_http_resp_t, st));
+    resp->status = status;
+    resp->fd = -1;
+    resp->last_modified = (time_t)-1;
+    resp->hsts_max_age = -1;
+    if (req != NULL && req->status == 0) {
+        resp->keep_alive = req->keep_alive;
+        resp->http10_keep_alive = req->version_minor == 0 && req->keep_alive;
+        resp->head_only = req->method_id == MOAT_HTTP_HEAD;
+    }
+}
+
+void moat_http_resp_dispose(moat_http_resp_t *resp)
+{
+    if (resp->fd >= 0) {
+        (void)close(resp->fd); /* read-only file: nothing to flush, nothing to report */
+        resp->fd = -1;
+    }
+}
+
+int moat_http_resp_add_header(moat_http_resp_t *resp, const char *name, const char *value)
+{
+    if (resp->n_extra == MOAT_HTTP_RESP_EXTRA)
+        return MOAT_E_LIMIT;
+    if (name[0] == '\0')
+        return MOAT_E_INVAL;
+    for (const char *p = name; *p; p++)
+        if (!moat__http_is((unsigned char)*p, MOAT__HTTP_TCHAR))
+            return MOAT_E_INVAL;
+    for (const char *p = value; *p; p++)
+        if (!moat__http_is((unsigned char)*p, MOAT__HTTP_FVCHAR))
+            return MOAT_E_INVAL;
+    resp->extra[resp->n_extra].name = name;
+    resp->extra[resp->n_extra].value = value;
+    resp->n_extra++;
+    return 0;
+}
+
+void moat_http_resp_error(moat_http_resp_t *resp, int status)
+{
+    size_t len;
+    moat_http_resp_dispose(resp);
+    resp->status = status;
+    resp->body = page_for(status, &len);
+    resp->content_length = len;
+    resp->content_type = "text/html; charset=utf-8";
+    resp->no_content_length = 0;
+    resp->etag[0] = '\0';
+    resp->last_modified = (time_t)-1;
+    resp->accept_ranges = 0;
+    resp->content_range = 0;
+    resp->file_offset = 0;
+    if (status == 405 && resp->allow == NULL)
+        resp->allow = "GET, HEAD";
+    /* After these the request stream cannot be trusted (or was not read): close. */
+    if (status == 400 || status == 413 || status == 414 || status == 431 || status == 501 || status == 505) {
+        resp->keep_alive = 0;
+        resp->http10_keep_alive = 0;
+    }
+}
+
+int moat_http_resp_redirect_https(moat_http_resp_t *resp, const moat_http_req_t *req,
+                                  const char *fallback_host, unsigned port)
+{
+    moat_http_str_t host = req->host_name;
+    if (host.len == 0) {
+        if (fallback_host == NULL || fallback_host[0] == '\0')
+            return MOAT_E_INVAL;
+        host.p = fallback_host;
+        host.len = strlen(fallback_host);
+    }
+    moat_http_resp_init(resp, req, 301);
+    moat_http_resp_error(resp, 301);
+    resp->location[0] = (moat_http_str_t){"https://", 8};
+    resp->location[1] = host;
+    if (port != 443 && port != 0 && port <= 65535) {
+        out_t w = {resp->location_port_, 0, sizeof(resp->location_port_), 0};
+        put(&w, ":", 1);
+        putu(&w, port);
+        resp->location[2] = (moat_http_str_t){resp->location_port_, w.n};
+    }
+    if (req->path.len > 0)
+        resp->location[3] = req->path;
+    else
+        resp->location[3] = (moat_http_str_t){"/", 1};
+    return 0;
+}
+
+int moat_http_resp_write_head(const moat_http_resp_t *r, char *buf, size_t size, size_t *len)
+{
+    out_t w = {buf, 0, size, 0};
+    char date[MOAT_HTTP_DATE_LEN + 1];
+    int code = r->status;
+
+    puts_(&w, "HTTP/1.1 ");
+    if (code < 100 || code > 999)
+        code = 500;
+    putu(&w, (uint64_t)code);
+    put(&w, " ", 1);
+    puts_(&w, moat_http_status_reason(code));
+    puts_(&w, "\r\nDate: ");
+    put(&w, moat_http_date_cached(r->now != 0 ? r->now : time(NULL)), MOAT_HTTP_DATE_LEN);
+    puts_(&w, "\r\nServer: moat\r\n");
+    if (r->content_type != NULL) {
+        puts_(&w, "Content-Type: ");
+        puts_(&w, r->content_type);
+        put(&w, "\r\n", 2);
+    }
+    /* RFC 9110 §8.6: no Content-Length on 1xx, 204 or 304. */
+    if (!r->no_content_length && code >= 200 && code != 204 && code != 304) {
+        puts_(&w, "Content-Length: ");
+        putu(&w, r->content_length);
+        put(&w, "\r\n", 2);
+    }
+    if (r->etag[0] != '\0') {
+        puts_(&w, "ETag: ");
+        puts_(&w, r->etag);
+        put(&w, "\r\n", 2);
+    }
+    if (r->last_modified != (time_t)-1) {
+        moat_http_date_format(r->last_modified, date);
+        puts_(&w, "Last-Modified: ");
+        put(&w, date, MOAT_HTTP_DATE_LEN);
+        put(&w, "\r\n", 2);
+    }
+    if (r->accept_ranges)
+        puts_(&w, "Accept-Ranges: bytes\r\n");
+    if (r->content_range == 1) {
+        puts_(&w, "Content-Range: bytes ");
+        putu(&w, r->range_first);
+        put(&w, "-", 1);
+        putu(&w, r->range_last);
+        put(&w, "/", 1);
+        putu(&w, r->range_total);
+        put(&w, "\r\n", 2);
+    } else if (r->content_range == 2) {
+        puts_(&w, "Content-Range: bytes */");
+        putu(&w, r->range_total);
+        put(&w, "\r\n", 2);
+    }
+    if (r->location[0].len + r->location[1].len + r->location[2].len + r->location[3].len > 0) {
+        puts_(&w, "Location: ");
+        for (int i = 0; i < 4; i++)
+            if (r->location[i].len > 0)
+                put(&w, r->location[i].p, r->location[i].len);
+        put(&w, "\r\n", 2);
+    }
+    if (r->allow != NULL) {
+        puts_(&w, "Allow: ");
+        puts_(&w, r->allow);
+        put(&w, "\r\n", 2);
+    }
+    if (r->hsts_max_age >= 0) {
+        puts_(&w, "Strict-Transport-Security: max-age=");
+        putu(&w, (uint64_t)r->hsts_max_age);
+        put(&w, "\r\n", 2);
+    }
+    for (size_t i = 0; i < r->n_extra && i < MOAT_HTTP_RESP_EXTRA; i++) {
+        puts_(&w, r->extra[i].name);
+        put(&w, ": ", 2);
+        puts_(&w, r->extra[i].value);
+        put(&w, "\r\n", 2);
+    }
+    if (!r->keep_alive)
+        puts_(&w, "Connection: close\r\n");
+    else if (r->http10_keep_alive)
+        puts_(&w, "Connection: keep-alive\r\n");
+    put(&w, "\r\n", 2);
+    if (w.full)
+        return MOAT_E_LIMIT;
+    *len = w.n;
+    return 0;
+}
+
+int moat_http_resp_write(const moat_http_resp_t *r, char *buf, size_t size, size_t *len)
+{
+    size_t n;
+    int rc = moat_http_resp_write_head(r, buf, size, &n);
+    if (rc != 0)
+        return rc;
+    if (r->body != NULL && !r->head_only && r->status != 304 && r->status != 204) {
+        if (size - n < r->content_length)
+            return MOAT_E_LIMIT;
+        memcpy(buf + n, r->body, (size_t)r->content_length);
+        n += (size_t)r->content_length;
+    }
+    *len = n;
+    return 0;
+}

@@ -1,0 +1,410 @@
+#include "harness.h"
+
+#include "http/http.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static char top[256];  /* temp folder holding the root and a file outside it */
+static char base[300]; /* the document root */
+
+static void write_file(const char *rel, const char *content)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", base, rel);
+    FILE *f = fopen(p, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fputs(content, f);
+        fclose(f);
+    }
+    /* A fixed mtime makes Last-Modified and If-Modified-Since checks exact. */
+    struct timeval tv[2] = {{784111777, 0}, {784111777, 0}};
+    CHECK_EQ(utimes(p, tv), 0);
+}
+
+static void setup(void)
+{
+    char p[512];
+    snprintf(top, sizeof(top), "/tmp/moat-test-static-XXXXXX");
+    CHECK(mkdtemp(top) != NULL);
+    snprintf(base, sizeof(base), "%s/root", top);
+    CHECK_EQ(mkdir(base, 0755), 0);
+    snprintf(p, sizeof(p), "%s/secret.txt", top);
+    FILE *f = fopen(p, "w");
+    fputs("outside the root\n", f);
+    fclose(f);
+    write_file("index.html", "<h1>home</h1>\n");
+    write_file("a.txt", "0123456789");
+    write_file("empty.css", "");
+    write_file("Photo.JPG", "jpeg");
+    snprintf(p, sizeof(p), "%s/sub", base);
+    CHECK_EQ(mkdir(p, 0755), 0);
+    write_file("sub/index.html", "sub index");
+    snprintf(p, sizeof(p), "%s/noindex", base);
+    CHECK_EQ(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/escape-abs", base);
+    CHECK_EQ(symlink(top, p), 0);
+    snprintf(p, sizeof(p), "%s/escape-rel", base);
+    CHECK_EQ(symlink("../secret.txt", p), 0);
+    snprintf(p, sizeof(p), "%s/sub/up", base);
+    CHECK_EQ(symlink("../a.txt", p), 0);
+    snprintf(p, sizeof(p), "%s/magic", base);
+    CHECK_EQ(symlink("/proc/self/root/etc/passwd", p), 0);
+    snprintf(p, sizeof(p), "%s/fifo", base);
+    CHECK_EQ(mkfifo(p, 0644), 0);
+    write_file("locked.txt", "no");
+    snprintf(p, sizeof(p), "%s/locked.txt", base);
+    CHECK_EQ(chmod(p, 0), 0);
+}
+
+static void teardown(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", top);
+    CHECK_EQ(system(cmd), 0);
+}
+
+/* Parses <raw> (a whole request head), normalises its path and serves it. */
+static int serve(const moat_http_root_t *root, const char *raw, moat_http_resp_t *resp, moat_http_req_t *req)
+{
+    char path[1024];
+    size_t len;
+    int status;
+    moat_http_req_reset(req);
+    CHECK_EQ(moat_http_req_parse(req, raw, strlen(raw), NULL), 0);
+    if (moat_http_path_normalize(req->path.p, req->path.len, path, sizeof(path), &len, NULL, &status) != 0) {
+        moat_http_resp_init(resp, req, status);
+        moat_http_resp_error(resp, status);
+        return status;
+    }
+    return moat_http_static_serve(root, req, path, resp);
+}
+
+static int get(const moat_http_root_t *root, const char *target, moat_http_resp_t *resp)
+{
+    static char raw[1024];
+    static moat_http_req_t req;
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", target);
+    return serve(root, raw, resp, &req);
+}
+
+static char *body(const moat_http_resp_t *r, char *buf, size_t size)
+{
+    CHECK(r->fd >= 0);
+    CHECK(r->content_length < size);
+    ssize_t n = pread(r->fd, buf, (size_t)r->content_length, (off_t)r->file_offset);
+    CHECK_EQ(n, (ssize_t)r->content_length);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+static void check_root(int use_openat2)
+{
+    moat_http_root_t root;
+    moat_http_resp_t r;
+    moat_err_t err = {0};
+    char buf[256];
+    CHECK_EQ(moat_http_root_open(&root, base, &err), 0);
+    if (!use_openat2)
+        root.use_openat2 = 0;
+
+    CHECK_EQ(get(&root, "/a.txt", &r), 200);
+    CHECK_STR(body(&r, buf, sizeof(buf)), "0123456789");
+    CHECK_STR(r.content_type, "text/plain; charset=utf-8");
+    CHECK_EQ(r.content_length, 10);
+    CHECK_EQ(r.accept_ranges, 1);
+    CHECK_EQ(r.last_modified, 784111777);
+    CHECK(r.etag[0] == '"' && r.etag[strlen(r.etag) - 1] == '"');
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(r.fd, -1);
+    moat_http_resp_dispose(&r);
+
+    CHECK_EQ(get(&root, "/", &r), 200);
+    CHECK_STR(body(&r, buf, sizeof(buf)), "<h1>home</h1>\n");
+    CHECK_STR(r.content_type, "text/html; charset=utf-8");
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(get(&root, "/sub/", &r), 200);
+    CHECK_STR(body(&r, buf, sizeof(buf)), "sub index");
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(get(&root, "/sub/up", &r), 200); /* a symlink that stays inside */
+    CHECK_STR(body(&r, buf, sizeof(buf)), "0123456789");
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(get(&root, "/Photo.JPG", &r), 200);
+    CHECK_STR(r.content_type, "image/jpeg");
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(get(&root, "/empty.css", &r), 200);
+    CHECK_EQ(r.content_length, 0);
+    moat_http_resp_dispose(&r);
+
+    /* Directory without the slash: 301 to the slash form, query kept. */
+    CHECK_EQ(get(&root, "/sub?x=1", &r), 301);
+    char h[1024];
+    size_t len;
+    CHECK_EQ(moat_http_resp_write_head(&r, h, sizeof(h) - 1, &len), 0);
+    h[len] = '\0';
+    CHECK_CONTAINS(h, "\r\nLocation: /sub/?x=1\r\n");
+    CHECK_EQ(r.fd, -1);
+    CHECK_EQ(get(&root, "/s%75b", &r), 301);
+    CHECK_EQ(moat_http_resp_write_head(&r, h, sizeof(h) - 1, &len), 0);
+    h[len] = '\0';
+    CHECK_CONTAINS(h, "\r\nLocation: /s%75b/\r\n");
+
+    CHECK_EQ(get(&root, "/missing", &r), 404);
+    CHECK(r.body != NULL);
+    CHECK_EQ(r.fd, -1);
+    CHECK_EQ(get(&root, "/a.txt/", &r), 404);
+    CHECK_EQ(get(&root, "/noindex/", &r), 404);
+    CHECK_EQ(get(&root, "/fifo", &r), 404);
+    CHECK_EQ(r.fd, -1);
+    CHECK_EQ(get(&root, "/escape-abs/secret.txt", &r), 404);
+    CHECK_EQ(get(&root, "/escape-rel", &r), 404);
+    CHECK_EQ(get(&root, "/magic", &r), 404);
+    CHECK_EQ(get(&root, "/../secret.txt", &r), 400);
+    CHECK_EQ(get(&root, "/sub/%2e%2e/%2e%2e/secret.txt", &r), 400);
+    if (geteuid() != 0)
+        CHECK_EQ(get(&root, "/locked.txt", &r), 403);
+    moat_http_root_close(&root);
+}
+
+static void test_openat2(void)
+{
+    check_root(1);
+}
+
+static void test_realpath_fallback(void)
+{
+    check_root(0);
+}
+
+static void test_methods(void)
+{
+    moat_http_root_t root;
+    moat_http_resp_t r;
+    moat_http_req_t req;
+    moat_err_t err = {0};
+    CHECK_EQ(moat_http_root_open(&root, base, &err), 0);
+    CHECK_EQ(serve(&root, "HEAD /a.txt HTTP/1.1\r\nHost: a\r\n\r\n", &r, &req), 200);
+    CHECK_EQ(r.fd, -1);
+    CHECK_EQ(r.content_length, 10);
+    CHECK_EQ(r.head_only, 1);
+    CHECK_EQ(serve(&root, "POST /a.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n", &r, &req), 405);
+    CHECK_STR(r.allow, "GET, HEAD");
+    CHECK_EQ(serve(&root, "DELETE /a.txt HTTP/1.1\r\nHost: a\r\n\r\n", &r, &req), 405);
+    moat_http_root_close(&root);
+}
+
+static void test_conditional(void)
+{
+    moat_http_root_t root;
+    moat_http_resp_t r;
+    moat_http_req_t req;
+    moat_err_t err = {0};
+    char raw[512], etag[MOAT_HTTP_ETAG_MAX];
+    CHECK_EQ(moat_http_root_open(&root, base, &err), 0);
+    CHECK_EQ(get(&root, "/a.txt", &r), 200);
+    memcpy(etag, r.etag, sizeof(etag));
+    moat_http_resp_dispose(&r);
+
+    snprintf(raw, sizeof(raw), "GET /a.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\", %s\r\n\r\n", etag);
+    CHECK_EQ(serve(&root, raw, &r, &req), 304);
+    CHECK_EQ(r.fd, -1);
+    CHECK_STR(r.etag, etag);
+    char h[1024];
+    size_t len;
+    CHECK_EQ(moat_http_resp_write(&r, h, sizeof(h) - 1, &len), 0);
+    h[len] = '\0';
+    CHECK(strstr(h, "Content-Length") == NULL);
+    CHECK_CONTAINS(h, "HTTP/1.1 304 Not Modified\r\n");
+    CHECK_CONTAINS(h, "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
+    snprintf(raw, sizeof(raw), "GET /a.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: W/%s\r\n\r\n", etag);
+    CHECK_EQ(serve(&root, raw, &r, &req), 304);
+    CHECK_EQ(serve(&root, "GET /a.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: *\r\n\r\n", &r, &req), 304);
+    snprintf(raw, sizeof(raw),
+             "GET /a.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\nIf-None-Match: %s\r\n\r\n", etag);
+    CHECK_EQ(serve(&root, raw, &r, &req), 304);
+    /* A non-matching If-None-Match wins over a matching If-Modified-Since. */
+    CHECK_EQ(serve(&root,
+                   "GET /a.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\n"
+                   "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+                   &r, &req),
+             200);
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(
+        serve(&root,
+              "GET /a.txt HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+              &r, &req),
+        304);
+    CHECK_EQ(
+        serve(&root,
+              "GET /a.txt HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:36 GMT\r\n\r\n",
+              &r, &req),
+        200);
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(serve(&root, "GET /a.txt HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: yesterday\r\n\r\n", &r, &req),
+             200);
+    moat_http_resp_dispose(&r);
+    moat_http_root_close(&root);
+}
+
+static int ranged(const moat_http_root_t *root, const char *range, const char *if_range, moat_http_resp_t *r)
+{
+    static char raw[512];
+    static moat_http_req_t req;
+    snprintf(raw, sizeof(raw), "GET /a.txt HTTP/1.1\r\nHost: a\r\nRange: %s\r\n%s%s%s\r\n", range,
+             if_range ? "If-Range: " : "", if_range ? if_range : "", if_range ? "\r\n" : "");
+    return serve(root, raw, r, &req);
+}
+
+static void test_ranges(void)
+{
+    moat_http_root_t root;
+    moat_http_resp_t r;
+    moat_err_t err = {0};
+    char buf[64], etag[MOAT_HTTP_ETAG_MAX];
+    CHECK_EQ(moat_http_root_open(&root, base, &err), 0);
+    CHECK_EQ(get(&root, "/a.txt", &r), 200);
+    memcpy(etag, r.etag, sizeof(etag));
+    moat_http_resp_dispose(&r);
+
+    CHECK_EQ(ranged(&root, "bytes=2-4", NULL, &r), 206);
+    CHECK_STR(body(&r, buf, sizeof(buf)), "234");
+    CHECK_EQ(r.range_first, 2);
+    CHECK_EQ(r.range_last, 4);
+    CHECK_EQ(r.range_total, 10);
+    CHECK_EQ(r.content_range, 1);
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(ranged(&root, "bytes=7-", NULL, &r), 206);
+    CHECK_STR(body(&r, buf, sizeof(buf)), "789");
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(ranged(&root, "bytes=-3", NULL, &r), 206);
+    CHECK_STR(body(&r, buf, sizeof(buf)), "789");
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(ranged(&root, "bytes=-300", NULL, &r), 206);
+    CHECK_STR(body(&r, buf, sizeof(buf)), "0123456789");
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(ranged(&root, "bytes=5-99999999999999999999999", NULL, &r), 206);
+    CHECK_STR(body(&r, buf, sizeof(buf)), "56789");
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(ranged(&root, "Bytes = 1-1", NULL, &r), 200); /* not the grammar: ignored */
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(ranged(&root, "bytes= 1-1 ", NULL, &r), 206);
+    moat_http_resp_dispose(&r);
+
+    /* Unsatisfiable: 416 with the size. */
+    CHECK_EQ(ranged(&root, "bytes=10-", NULL, &r), 416);
+    CHECK_EQ(r.content_range, 2);
+    CHECK_EQ(r.range_total, 10);
+    CHECK_EQ(r.fd, -1);
+    char h[1024];
+    size_t len;
+    CHECK_EQ(moat_http_resp_write_head(&r, h, sizeof(h) - 1, &len), 0);
+    h[len] = '\0';
+    CHECK_CONTAINS(h, "HTTP/1.1 416 Range Not Satisfiable\r\n");
+    CHECK_CONTAINS(h, "\r\nContent-Range: bytes */10\r\n");
+    CHECK_EQ(ranged(&root, "bytes=-0", NULL, &r), 416);
+    CHECK_EQ(ranged(&root, "bytes=99999999999999999999999-", NULL, &r), 416);
+
+    /* Ignored: several ranges, other units, bad syntax. */
+    static const char *const ignored[] = {"bytes=0-1,3-4", "items=0-1", "bytes=5-2", "bytes=a-b", "bytes=",
+                                          "bytes=-",       "bytes=1",   "bytes=--1", "bytes"};
+    for (size_t i = 0; i < MOAT_ARRAY_LEN(ignored); i++) {
+        CHECK_EQ(ranged(&root, ignored[i], NULL, &r), 200);
+        CHECK_EQ(r.content_length, 10);
+        moat_http_resp_dispose(&r);
+    }
+
+    /* If-Range: strong ETag or exact date, else the whole file. */
+    CHECK_EQ(ranged(&root, "bytes=0-0", etag, &r), 206);
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(ranged(&root, "bytes=0-0", "\"other\"", &r), 200);
+    moat_http_resp_dispose(&r);
+    char weak[80];
+    snprintf(weak, sizeof(weak), "W/%s", etag);
+    CHECK_EQ(ranged(&root, "bytes=0-0", weak, &r), 200);
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(ranged(&root, "bytes=0-0", "Sun, 06 Nov 1994 08:49:37 GMT", &r), 206);
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(ranged(&root, "bytes=0-0", "Sun, 06 Nov 1994 08:49:38 GMT", &r), 200);
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(ranged(&root, "bytes=0-0", "garbage", &r), 200);
+    moat_http_resp_dispose(&r);
+
+    /* HEAD ignores Range. */
+    moat_http_req_t req;
+    CHECK_EQ(serve(&root, "HEAD /a.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=0-0\r\n\r\n", &r, &req), 200);
+    /* The empty file has no satisfiable range. */
+    CHECK_EQ(serve(&root, "GET /empty.css HTTP/1.1\r\nHost: a\r\nRange: bytes=0-\r\n\r\n", &r, &req), 416);
+    moat_http_root_close(&root);
+}
+
+static void test_root_errors(void)
+{
+    moat_http_root_t root;
+    moat_err_t err = {0};
+    char p[512];
+    CHECK_EQ(moat_http_root_open(&root, "/nonexistent/moat-root", &err), MOAT_E_NOTFOUND);
+    CHECK_CONTAINS(err.msg, "/nonexistent/moat-root");
+    CHECK(err.hint[0] != '\0');
+    CHECK_EQ(root.fd, -1);
+    moat_http_root_close(&root);
+    snprintf(p, sizeof(p), "%s/a.txt", base);
+    moat_err_clear(&err);
+    CHECK(moat_http_root_open(&root, p, &err) < 0);
+    CHECK_CONTAINS(err.hint, "folder");
+}
+
+static void test_mime(void)
+{
+    static const char *const cases[][2] = {
+        {"a.html", "text/html; charset=utf-8"},
+        {"a.HTM", "text/html; charset=utf-8"},
+        {"a.css", "text/css; charset=utf-8"},
+        {"a.js", "text/javascript; charset=utf-8"},
+        {"a.mjs", "text/javascript; charset=utf-8"},
+        {"a.json", "application/json; charset=utf-8"},
+        {"a.svg", "image/svg+xml; charset=utf-8"},
+        {"a.png", "image/png"},
+        {"a.jpg", "image/jpeg"},
+        {"a.jpeg", "image/jpeg"},
+        {"a.gif", "image/gif"},
+        {"a.webp", "image/webp"},
+        {"a.ico", "image/x-icon"},
+        {"a.txt", "text/plain; charset=utf-8"},
+        {"a.xml", "application/xml; charset=utf-8"},
+        {"a.pdf", "application/pdf"},
+        {"a.wasm", "application/wasm"},
+        {"a.woff2", "font/woff2"},
+        {"a.woff", "font/woff"},
+        {"a.mp4", "video/mp4"},
+        {"a.7z", "application/x-7z-compressed"},
+        {"a.zip", "application/zip"},
+        {"a.webmanifest", "application/manifest+json; charset=utf-8"},
+        {"noext", "application/octet-stream"},
+        {"a.unknown", "application/octet-stream"},
+        {"a.", "application/octet-stream"},
+        {"dir.d/file", "application/octet-stream"},
+        {".html", "text/html; charset=utf-8"},
+        {"a.tar.gz", "application/gzip"},
+        {"a.htmlx", "application/octet-stream"},
+    };
+    for (size_t i = 0; i < MOAT_ARRAY_LEN(cases); i++)
+        CHECK_STR(moat_http_mime_type(cases[i][0], strlen(cases[i][0])), cases[i][1]);
+}
+
+int main(void)
+{
+    setup();
+    RUN(test_openat2);
+    RUN(test_realpath_fallback);
+    RUN(test_methods);
+    RUN(test_conditional);
+    RUN(test_ranges);
+    RUN(test_root_errors);
+    RUN(test_mime);
+    teardown();
+    return harness_done();
+}
