@@ -1,0 +1,125 @@
+/*
+ * store internals: the backend vtable, the store object, query helpers shared by the store's modules.
+ * Private to src/store/.
+ */
+#ifndef MOAT_STORE_INT_H
+#define MOAT_STORE_INT_H
+
+#include "store/store.h"
+
+#include <stdarg.h>
+
+typedef struct moat_store_stmt moat_store_stmt_t; /* a prepared statement of the backend */
+
+/*
+ * A backend: statement-level primitives, so that the store's logic is written once in portable SQL
+ * (placeholders are "?"; a PostgreSQL backend rewrites them to $n). Every function that can fail fills
+ * <err> with what failed and the backend's own message.
+ */
+struct moat_store_ops {
+    const char *name;
+    /* Opens st->path (st->flags says create/readonly); does not check the schema. */
+    int (*open)(moat_store_t *st, moat_err_t *err);
+    void (*close)(moat_store_t *st);
+    /* Runs one or more parameterless statements. */
+    int (*exec)(moat_store_t *st, const char *sql, moat_err_t *err);
+    int (*prepare)(moat_store_t *st, const char *sql, moat_store_stmt_t **out, moat_err_t *err);
+    int (*bind_int)(moat_store_stmt_t *s, int idx, int64_t v, moat_err_t *err);
+    int (*bind_text)(moat_store_stmt_t *s, int idx, const char *v, moat_err_t *err);
+    int (*bind_blob)(moat_store_stmt_t *s, int idx, const void *v, size_t len, moat_err_t *err);
+    int (*bind_null)(moat_store_stmt_t *s, int idx, moat_err_t *err);
+    /* 1: a row is ready, 0: done, <0: error. */
+    int (*step)(moat_store_stmt_t *s, moat_err_t *err);
+    int (*column_is_null)(moat_store_stmt_t *s, int col);
+    int64_t (*column_int)(moat_store_stmt_t *s, int col);
+    const char *(*column_text)(moat_store_stmt_t *s, int col); /* "" for NULL; valid until next step */
+    const void *(*column_blob)(moat_store_stmt_t *s, int col, size_t *len);
+    void (*finalize)(moat_store_stmt_t *s);
+    /* Id of the row the last INSERT created. */
+    int64_t (*last_id)(moat_store_t *st);
+    /* Write transaction (SQLite: BEGIN IMMEDIATE), commit, rollback. */
+    int (*begin)(moat_store_t *st, moat_err_t *err);
+    int (*commit)(moat_store_t *st, moat_err_t *err);
+    void (*rollback)(moat_store_t *st);
+    /* Whole-store copies: to a new file, and from a file over the live store in one transaction. */
+    int (*backup_to)(moat_store_t *st, const char *dest, moat_err_t *err);
+    int (*replace_from)(moat_store_t *st, const char *src, moat_err_t *err);
+    /* Copies the store file <src> (not necessarily a moat store) consistently into the existing file <dest>.
+     */
+    int (*copy_file)(const char *src, const char *dest, moat_err_t *err);
+    /* "ok" or the first problem, into <out>. */
+    int (*integrity)(moat_store_t *st, char *out, size_t outsz, moat_err_t *err);
+};
+
+extern const moat_store_ops_t moat__store_sqlite_ops;
+
+enum {
+    MOAT__STORE_NO_PERM_CHECK = 1 << 16, /* internal: a temporary copy (restore) */
+    MOAT__STORE_QUIET_JOURNAL = 1 << 17  /* internal: rollback journal instead of WAL (backup files) */
+};
+
+struct moat_store {
+    const moat_store_ops_t *ops;
+    void *db; /* backend connection (sqlite3 *) */
+    unsigned flags;
+    char path[4096];
+    char mk_path[4096];
+    unsigned char mk[MOAT_STORE_MASTER_KEY_LEN]; /* cleansed on close */
+    int have_mk;
+    int created;      /* the store file was created by this open */
+    int in_tx;        /* inside moat_store_begin() */
+    int tx_bumped;    /* the generation was bumped in this transaction */
+    int schema;       /* schema version after open */
+    int schema_found; /* schema version before any migration by this open (0: created) */
+};
+
+/* Query helpers. <types> names the arguments: 'i' int64_t, 'd' int, 't' const char *, 'b' const void * +
+ * size_t, 'n' (no argument) NULL. */
+int moat__store_query(moat_store_t *st, moat_store_stmt_t **out, moat_err_t *err, const char *sql,
+                      const char *types, ...);
+/* Runs a statement to completion; *changes (may be NULL) receives the rows it changed (via a count). */
+int moat__store_run(moat_store_t *st, moat_err_t *err, const char *sql, const char *types, ...);
+/* Runs a query that yields one integer (0 rows: MOAT_E_NOTFOUND). */
+int moat__store_int(moat_store_t *st, int64_t *out, moat_err_t *err, const char *sql, const char *types, ...);
+int moat__store_copy_blob(moat_store_stmt_t *s, const moat_store_ops_t *ops, int col, moat_store_blob_t *out,
+                          moat_err_t *err);
+char *moat__store_copy_text(moat_store_stmt_t *s, const moat_store_ops_t *ops, int col, moat_err_t *err);
+
+/* Begins a transaction unless one is open; *own says whether this call must end it. */
+int moat__store_auto_begin(moat_store_t *st, int *own, moat_err_t *err);
+/* Ends a transaction begun by moat__store_auto_begin(): commits when rc == 0, else rolls back. */
+int moat__store_auto_end(moat_store_t *st, int own, int rc, moat_err_t *err);
+/* Refuses writes on a read-only store. */
+int moat__store_writable(moat_store_t *st, moat_err_t *err);
+
+int moat__store_check_name(const char *what, const char *name, moat_err_t *err);
+int64_t moat__store_now(void);
+
+/* Master key and private-key encryption (crypt.c). */
+int moat__store_mk_load(moat_store_t *st, int may_create, int64_t nkeys, moat_err_t *err);
+/* Encrypts <plain> for key row <id>: *out is a new buffer (version || nonce || ciphertext || tag). */
+int moat__store_seal(const moat_store_t *st, int64_t id, const uint8_t *plain, size_t len, uint8_t **out,
+                     size_t *outlen, moat_err_t *err);
+/* Decrypts; *plain is a new buffer the caller frees with moat_free_secret(). */
+int moat__store_open_sealed(const moat_store_t *st, int64_t id, const uint8_t *sealed, size_t len,
+                            uint8_t **plain, size_t *plainlen, moat_err_t *err);
+/* Checks that a file's mode lets nobody else read it nor group/others write it. */
+int moat__store_check_mode(const char *what, const char *path, int strict, moat_err_t *err);
+
+/* Certificate metadata parsed from DER (certs.c). */
+typedef struct moat__cert_meta {
+    char *subject, *issuer, *sans;
+    char serial[MOAT_STORE_SERIAL_MAX];
+    char fingerprint[MOAT_STORE_FPR_LEN + 1];
+    int64_t not_before, not_after;
+} moat__cert_meta_t;
+int moat__store_cert_meta(const uint8_t *der, size_t len, moat__cert_meta_t *m, moat_err_t *err);
+void moat__store_cert_meta_dispose(moat__cert_meta_t *m);
+/* Rewrites cert_names for certificate <cert_id> from its SAN string. */
+int moat__store_cert_names_set(moat_store_t *st, int64_t cert_id, const char *sans, moat_err_t *err);
+
+/* Schema (schema.c). */
+int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err);
+extern const char *const moat__store_schema_v1;
+
+#endif
