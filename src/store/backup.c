@@ -300,8 +300,9 @@ static int check_keys_decrypt(moat_store_t *bak, const char *src, moat_err_t *er
         uint8_t *der = NULL;
         size_t len = 0;
         if ((rc = moat_store_key_private(bak, ids[i], &der, &len, err)) != 0) {
-            rc = moat_err_set(err, MOAT_E_PERM, "the private keys in backup %s do not decrypt with master key %s",
-                         src, bak->mk_path);
+            rc = moat_err_set(err, MOAT_E_PERM,
+                              "the private keys in backup %s do not decrypt with master key %s", src,
+                              bak->mk_path);
             moat_err_hint(err, "restore needs the master key that was in use when the backup was made");
         }
         moat_free_secret(&der, len);
