@@ -7,3 +7,6 @@ foreach(src ${MOAT_FUZZERS})
     target_link_options(${name} PRIVATE -fsanitize=fuzzer)
     target_link_libraries(${name} PRIVATE libmoat)
 endforeach()
+
+# The code under test needs coverage instrumentation too, or libFuzzer only sees the harness.
+target_compile_options(libmoat PRIVATE -fsanitize=fuzzer-no-link)
