@@ -12,7 +12,7 @@
  *   allocated with moat_malloc(): release them with moat_free(&p). Buffers holding private key material
  *   (PKCS#8 DER, PKCS#12, key PEM) must be released with moat_free_secret(&p, len).
  * - Returned OpenSSL objects (EVP_PKEY *, X509 *, X509_REQ *, X509_CRL *, STACK_OF(X509) *) are new
- *   references owned by the caller (free with EVP_PKEY_free, X509_free, OSSL_STACK_OF_X509_free, ...).
+ *   references owned by the caller (free with EVP_PKEY_free, X509_free, sk_X509_pop_free(sk, X509_free), ...).
  *   Arguments are borrowed: the library never keeps or frees them.
  * - Times are time_t in UTC.
  */
@@ -141,7 +141,8 @@ bool moat_pki_is_ip_literal(const char *s);
  */
 
 /* Builds and signs a request for <key> (which must hold the private part). <sans> in the text format
- * above, or NULL/"" to copy the CN into the SANs (as IP:cn when the CN is an IP literal, else DNS:cn).
+ * above, or NULL/"" to copy the CN into the SANs: IP:cn when the CN is an IP literal, email:cn when it
+ * holds an '@', else DNS:cn; a CN that is none of these ("Alice Smith") gives no SAN.
  * Signed with SHA-256 (ed25519: no digest). *out owned by the caller. */
 int moat_pki_csr_new(EVP_PKEY *key, const moat_pki_subject_t *subject, const char *sans, X509_REQ **out,
                      moat_err_t *err) MOAT_MUST_CHECK;
@@ -177,7 +178,7 @@ EVP_PKEY *moat_pki_csr_get1_pubkey(X509_REQ *csr, moat_err_t *err);
 /* Reads one certificate from PEM (the first CERTIFICATE block) or DER. */
 int moat_pki_cert_parse(const unsigned char *data, size_t len, X509 **out, moat_err_t *err) MOAT_MUST_CHECK;
 /* Reads every CERTIFICATE block of a PEM text (or one DER certificate) into a new stack, in file order.
- * Zero certificates: MOAT_E_INVAL "no certificate found". Free with OSSL_STACK_OF_X509_free(). */
+ * Zero certificates: MOAT_E_INVAL "no certificate found". Free with sk_X509_pop_free(sk, X509_free). */
 int moat_pki_certs_parse(const unsigned char *data, size_t len, STACK_OF(X509) * *out,
                          moat_err_t *err) MOAT_MUST_CHECK;
 /* PEM of one certificate, or of <cert> followed by <chain> (chain may be NULL). NUL-terminated. */
