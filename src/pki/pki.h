@@ -12,8 +12,8 @@
  *   allocated with moat_malloc(): release them with moat_free(&p). Buffers holding private key material
  *   (PKCS#8 DER, PKCS#12, key PEM) must be released with moat_free_secret(&p, len).
  * - Returned OpenSSL objects (EVP_PKEY *, X509 *, X509_REQ *, X509_CRL *, STACK_OF(X509) *) are new
- *   references owned by the caller (free with EVP_PKEY_free, X509_free, sk_X509_pop_free(sk, X509_free), ...).
- *   Arguments are borrowed: the library never keeps or frees them.
+ *   references owned by the caller (free with EVP_PKEY_free, X509_free, sk_X509_pop_free(sk, X509_free),
+ * ...). Arguments are borrowed: the library never keeps or frees them.
  * - Times are time_t in UTC.
  */
 #ifndef MOAT_PKI_H

@@ -44,7 +44,8 @@ static inline X509 *fx_root(EVP_PKEY *key, const char *cn)
     return x;
 }
 
-static inline X509 *fx_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const char *cn, moat_pki_profile_t profile)
+static inline X509 *fx_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const char *cn,
+                             moat_pki_profile_t profile)
 {
     moat_err_t err = {0};
     moat_pki_sign_opts_t opts = {.profile = profile, .days = 90, .clamp = true};
