@@ -24,14 +24,14 @@ typedef struct local {
     moat_doctor_report_t *r;
     const moat_doctor_opts_t *o;
     const char *config_path;
-    moat_store_t *st;        /* owned */
-    moat_config_t *cfg;      /* owned; NULL without a (valid) config */
-    X509_STORE *trust;       /* owned: system + --ca + moat's CA and anchors */
+    moat_store_t *st;   /* owned */
+    moat_config_t *cfg; /* owned; NULL without a (valid) config */
+    X509_STORE *trust;  /* owned: system + --ca + moat's CA and anchors */
     char trust_desc[256];
     moat_store_key_list_t keys; /* active and pending keys */
     char **bound;               /* key names some site serves (borrowed from keys), nbound of them */
     size_t nbound;
-    int64_t ca_key_ids[2];      /* key rows of the CA (root, intermediate); 0 when none */
+    int64_t ca_key_ids[2]; /* key rows of the CA (root, intermediate); 0 when none */
     int have_ca;
     int server_alive;
     int64_t server_pid;
@@ -219,9 +219,10 @@ static void check_server_status(local_t *l)
         moat_doctor_fix(f, "fix the cause above (the findings below name it), or undo the change (moat cert "
                            "rollback NAME); the server picks up the next good generation by itself");
     } else if (l->server_alive && s.applied_generation < gen) {
-        f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "server-behind", "server",
-                            "the running server (pid %lld) serves store generation %lld, but the store is at %lld",
-                            (long long)s.pid, (long long)s.applied_generation, (long long)gen);
+        f = moat_doctor_add(
+            l->r, MOAT_DOCTOR_ERROR, "server-behind", "server",
+            "the running server (pid %lld) serves store generation %lld, but the store is at %lld",
+            (long long)s.pid, (long long)s.applied_generation, (long long)gen);
         moat_doctor_why(f, "changes committed to the store are not served yet");
         moat_doctor_fix(f, "look at the server's error log; moat reload%s%s asks it to reload now",
                         l->config_path ? " -c " : "", l->config_path ? l->config_path : "");
@@ -250,11 +251,12 @@ static void check_ca(local_t *l)
             (void)moat__doctor_days_left(X509_get0_notAfter(x), &days);
             if (X509_cmp_time(X509_get0_notAfter(x), NULL) < 0) {
                 f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "ca-expired", subjects[role],
-                                    "moat's %s CA certificate %s expired on %s", role ? "intermediate" : "root",
-                                    name, until);
+                                    "moat's %s CA certificate %s expired on %s",
+                                    role ? "intermediate" : "root", name, until);
                 moat_doctor_why(f, "every certificate it issued fails to verify, and it can issue no more");
-                moat_doctor_fix(f, "%s", role ? "moat ca init --intermediate (then reissue the certificates)"
-                                              : "moat ca init with a new root, then reissue and redistribute it");
+                moat_doctor_fix(f, "%s",
+                                role ? "moat ca init --intermediate (then reissue the certificates)"
+                                     : "moat ca init with a new root, then reissue and redistribute it");
             } else if (days < (l->o->days > 90 ? l->o->days : 90)) {
                 /* A CA needs more notice than a leaf: clients must receive the new root first. */
                 f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "ca-expiring", subjects[role],
@@ -262,8 +264,9 @@ static void check_ca(local_t *l)
                                     role ? "intermediate" : "root", name, until, days);
                 moat_doctor_why(f, "certificates it issued stop verifying when it expires, and new ones are "
                                    "clamped to its lifetime");
-                moat_doctor_fix(f, "%s", role ? "moat ca init --intermediate --days 1825"
-                                              : "plan a new root: moat ca init, and distribute it to clients");
+                moat_doctor_fix(f, "%s",
+                                role ? "moat ca init --intermediate --days 1825"
+                                     : "plan a new root: moat ca init, and distribute it to clients");
             }
             X509_free(x);
         }
@@ -296,8 +299,9 @@ static void check_anchors(local_t *l)
             f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "anchor-not-ca", subject,
                                 "trust anchor %s (%s) is not a CA certificate", a->name, a->subject);
             moat_doctor_why(f, "client certificates can only chain to a CA; this anchor verifies nothing");
-            moat_doctor_fix(f, "moat trust remove %s, and add the CA that issued it instead: moat trust add "
-                               "CA.pem --name %s",
+            moat_doctor_fix(f,
+                            "moat trust remove %s, and add the CA that issued it instead: moat trust add "
+                            "CA.pem --name %s",
                             a->name, a->name);
         }
         (void)moat__doctor_days_left(X509_get0_notAfter(x), &days);
@@ -305,7 +309,8 @@ static void check_anchors(local_t *l)
             f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "anchor-expired", subject,
                                 "trust anchor %s expired on %s", a->name, until);
             moat_doctor_why(f, "client certificates chaining to it are refused as untrusted");
-            moat_doctor_fix(f, "moat trust remove %s, then moat trust add NEW-CA.pem --name %s", a->name, a->name);
+            moat_doctor_fix(f, "moat trust remove %s, then moat trust add NEW-CA.pem --name %s", a->name,
+                            a->name);
         } else if (days < l->o->days) {
             f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "anchor-expiring", subject,
                                 "trust anchor %s expires on %s (in %d days)", a->name, until, days);
@@ -337,8 +342,9 @@ static void check_site_names(local_t *l, const char *subject, const moat_site_t 
                                     "the certificate does not cover %s: its names are %s", h,
                                     sans[0] ? sans : "none");
                 moat_doctor_why(f, "clients connecting to names under %s refuse the certificate", h + 2);
-                moat_doctor_fix(f, "moat key renew %s --san DNS:%s --csr-out %s.csr (keeping the other names), "
-                                   "have it signed, then moat cert install %s %s.crt",
+                moat_doctor_fix(f,
+                                "moat key renew %s --san DNS:%s --csr-out %s.csr (keeping the other names), "
+                                "have it signed, then moat cert install %s %s.crt",
                                 key_name, h, key_name, key_name, key_name);
             }
         } else
@@ -349,16 +355,18 @@ static void check_site_names(local_t *l, const char *subject, const moat_site_t 
 /* The checks of a served certificate: chain, validity, names, key match. */
 static void check_served(local_t *l, const char *subject, const moat_site_t *site, const moat_store_key_t *k)
 {
-    STACK_OF(X509) *sk;
+    STACK_OF(X509) * sk;
     if (k->cert == NULL)
         return;
     if ((sk = cert_stack(k->cert)) == NULL) {
         moat_doctor_finding_t *f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "cert-unreadable", subject,
                                                    "the certificate of key %s does not parse", k->name);
-        moat_doctor_fix(f, "install it again: moat cert install %s CERT.pem --chain CHAIN.pem --force", k->name);
+        moat_doctor_fix(f, "install it again: moat cert install %s CERT.pem --chain CHAIN.pem --force",
+                        k->name);
         return;
     }
-    moat_doctor_fact(l->r, subject, "key", "%s (%s%s)", k->name, k->algorithm, k->exportable ? ", exportable" : "");
+    moat_doctor_fact(l->r, subject, "key", "%s (%s%s)", k->name, k->algorithm,
+                     k->exportable ? ", exportable" : "");
     moat_doctor_check_chain(l->r, subject, sk, NULL, l->trust, l->trust_desc, l->o, k->name);
     if (site != NULL)
         check_site_names(l, subject, site, sk_X509_value(sk, 0), k->name);
@@ -381,7 +389,8 @@ static void check_client_trust(local_t *l, const char *subject, const moat_site_
         if (moat_store_anchor_list(l->st, &al, &e) == 0)
             for (size_t i = 0; i < al.n; i++) {
                 X509 *x = der_to_x509(&al.items[i].der);
-                usable += x != NULL && X509_check_ca(x) >= 1 && X509_cmp_time(X509_get0_notAfter(x), NULL) > 0;
+                usable +=
+                    x != NULL && X509_check_ca(x) >= 1 && X509_cmp_time(X509_get0_notAfter(x), NULL) > 0;
                 X509_free(x);
             }
         moat_store_anchor_list_dispose(&al);
@@ -409,7 +418,8 @@ static void check_client_trust(local_t *l, const char *subject, const moat_site_
             }
             {
                 X509 *x = der_to_x509(&a.der);
-                usable += x != NULL && X509_check_ca(x) >= 1 && X509_cmp_time(X509_get0_notAfter(x), NULL) > 0;
+                usable +=
+                    x != NULL && X509_check_ca(x) >= 1 && X509_cmp_time(X509_get0_notAfter(x), NULL) > 0;
                 X509_free(x);
             }
             moat_store_anchor_dispose(&a);
@@ -420,8 +430,9 @@ static void check_client_trust(local_t *l, const char *subject, const moat_site_
                             "client certificates are required but the site has no usable trust anchor");
         moat_doctor_why(f, "the server refuses to load a site that requires client certificates it cannot "
                            "verify (fail closed): the site is not served");
-        moat_doctor_fix(f, "moat ca init (moat's own CA), or moat trust add CA.pem --name NAME and list it in "
-                           "client_trust");
+        moat_doctor_fix(f,
+                        "moat ca init (moat's own CA), or moat trust add CA.pem --name NAME and list it in "
+                        "client_trust");
     }
 }
 
@@ -441,21 +452,25 @@ static void check_sites(local_t *l)
                 check_served(l, subject, site, act);
             } else if (pend != NULL) {
                 bind_key(l, pend->name);
-                f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "site-key-pending", subject,
-                                    "certificate: %s names a key that is still pending (no certificate installed)",
-                                    site->certificate);
+                f = moat_doctor_add(
+                    l->r, MOAT_DOCTOR_ERROR, "site-key-pending", subject,
+                    "certificate: %s names a key that is still pending (no certificate installed)",
+                    site->certificate);
                 moat_doctor_why(f, "the site has nothing to serve until the certificate is installed");
-                moat_doctor_fix(f, "have its request signed (moat ca sign %s.csr --out %s.crt), then moat cert "
-                                   "install %s %s.crt",
+                moat_doctor_fix(f,
+                                "have its request signed (moat ca sign %s.csr --out %s.crt), then moat cert "
+                                "install %s %s.crt",
                                 site->certificate, site->certificate, site->certificate, site->certificate);
             } else {
                 f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "site-key-missing", subject,
-                                    "certificate: %s names a key that is not in the store %s", site->certificate,
-                                    moat_store_path(l->st));
+                                    "certificate: %s names a key that is not in the store %s",
+                                    site->certificate, moat_store_path(l->st));
                 moat_doctor_why(f, "the server cannot load the site without its key");
-                moat_doctor_fix(f, "create it (moat key new %s --cn %s), import it (moat key import %s FILE), or "
-                                   "fix the name (moat key list shows the keys)",
-                                site->certificate, site->hosts.n ? site->hosts.v[0] : "HOST", site->certificate);
+                moat_doctor_fix(
+                    f,
+                    "create it (moat key new %s --cn %s), import it (moat key import %s FILE), or "
+                    "fix the name (moat key list shows the keys)",
+                    site->certificate, site->hosts.n ? site->hosts.v[0] : "HOST", site->certificate);
             }
         } else {
             /* certificate: auto — what the server would pick for each host, checked once per key. */
@@ -485,18 +500,21 @@ static void check_sites(local_t *l)
                         check_served(l, subject, NULL, stale);
                     }
                     f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "site-no-certificate", subject,
-                                        "certificate: auto finds no valid server certificate for %s%s%s%s", host,
-                                        stale ? " (key " : "", stale ? stale->name : "",
+                                        "certificate: auto finds no valid server certificate for %s%s%s%s",
+                                        host, stale ? " (key " : "", stale ? stale->name : "",
                                         stale ? "'s certificate covers it but is not valid now)" : "");
                     moat_doctor_why(f, "clients asking for %s get no certificate for it", host);
                     if (stale != NULL)
-                        moat_doctor_fix(f, "moat key renew %s --csr-out %s.csr, have it signed, then moat cert "
-                                           "install %s %s.crt",
+                        moat_doctor_fix(f,
+                                        "moat key renew %s --csr-out %s.csr, have it signed, then moat cert "
+                                        "install %s %s.crt",
                                         stale->name, stale->name, stale->name, stale->name);
                     else
-                        moat_doctor_fix(f, "moat ca issue NAME --cn %s --san DNS:%s (moat's CA), or moat key new "
-                                           "NAME --cn %s, have the request signed, and moat cert install NAME CERT.pem",
-                                        host, host, host);
+                        moat_doctor_fix(
+                            f,
+                            "moat ca issue NAME --cn %s --san DNS:%s (moat's CA), or moat key new "
+                            "NAME --cn %s, have the request signed, and moat cert install NAME CERT.pem",
+                            host, host, host);
                 }
                 moat_store_cert_list_dispose(&cl);
             }
@@ -652,11 +670,13 @@ static void check_listener_addr(local_t *l, const moat_listener_t *ln, int famil
         switch (fe.status) {
         case MOAT__DOCTOR_CONN_REFUSED:
             f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-down", subject,
-                                "nothing listens on %s (listen: %s of site %s)", addr, ln->addr.text, site->name);
+                                "nothing listens on %s (listen: %s of site %s)", addr, ln->addr.text,
+                                site->name);
             moat_doctor_why(f, "clients get \"connection refused\"");
             if (l->server_alive)
-                moat_doctor_fix(f, "the running server (pid %lld) did not bind it: listeners change only on a "
-                                   "restart; restart moat serve%s%s",
+                moat_doctor_fix(f,
+                                "the running server (pid %lld) did not bind it: listeners change only on a "
+                                "restart; restart moat serve%s%s",
                                 (long long)l->server_pid, l->config_path ? " -c " : "",
                                 l->config_path ? l->config_path : "");
             else
@@ -666,19 +686,21 @@ static void check_listener_addr(local_t *l, const moat_listener_t *ln, int famil
             return; /* one finding per address */
         case MOAT__DOCTOR_CONN_TIMEOUT:
         case MOAT__DOCTOR_HS_TIMEOUT:
-            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR,
-                                fe.status == MOAT__DOCTOR_HS_TIMEOUT ? "listener-no-answer" : "listener-timeout",
-                                subject, "%s %s within %d ms", addr,
-                                fe.status == MOAT__DOCTOR_HS_TIMEOUT ? "accepts connections but sends no TLS answer"
-                                                                     : "does not accept a connection",
-                                l->o->timeout_ms);
+            f = moat_doctor_add(
+                l->r, MOAT_DOCTOR_ERROR,
+                fe.status == MOAT__DOCTOR_HS_TIMEOUT ? "listener-no-answer" : "listener-timeout", subject,
+                "%s %s within %d ms", addr,
+                fe.status == MOAT__DOCTOR_HS_TIMEOUT ? "accepts connections but sends no TLS answer"
+                                                     : "does not accept a connection",
+                l->o->timeout_ms);
             moat_doctor_why(f, "clients hang until they give up");
-            moat_doctor_fix(f, "find what holds the port (ss -ltnp 'sport = :%u'); restart moat serve", ln->addr.port);
+            moat_doctor_fix(f, "find what holds the port (ss -ltnp 'sport = :%u'); restart moat serve",
+                            ln->addr.port);
             moat__doctor_fetch_dispose(&fe);
             goto owner;
         case MOAT__DOCTOR_CONN_ERROR:
-            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-unreachable", subject, "cannot connect to %s: %s",
-                                addr, fe.reason);
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-unreachable", subject,
+                                "cannot connect to %s: %s", addr, fe.reason);
             moat_doctor_fix(f, "check that %s is an address of this machine (ip addr)", addr);
             moat__doctor_fetch_dispose(&fe);
             return;
@@ -686,7 +708,8 @@ static void check_listener_addr(local_t *l, const moat_listener_t *ln, int famil
             f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-not-tls", subject,
                                 "%s answers, but not with TLS (%s)", addr, fe.reason);
             moat_doctor_why(f, "clients expecting https there fail");
-            moat_doctor_fix(f, "find what holds the port (ss -ltnp 'sport = :%u') and stop it, or move the site",
+            moat_doctor_fix(f,
+                            "find what holds the port (ss -ltnp 'sport = :%u') and stop it, or move the site",
                             ln->addr.port);
             moat__doctor_fetch_dispose(&fe);
             goto owner;
@@ -712,16 +735,17 @@ static void check_listener_addr(local_t *l, const moat_listener_t *ln, int famil
             if (X509_digest(leaf, EVP_sha256(), md, &mdlen) == 1)
                 hexlower(md, mdlen, got);
             moat__doctor_short_name(leaf, name, sizeof(name));
-            moat_doctor_fact(l->r, subject, "serves", "%s for %s: %s, %s, %s", addr, sni ? sni : "(no SNI)", name,
-                             fe.version, fe.cipher);
+            moat_doctor_fact(l->r, subject, "serves", "%s for %s: %s, %s, %s", addr, sni ? sni : "(no SNI)",
+                             name, fe.version, fe.cipher);
             if (want[0] && strcmp(want, got) != 0) {
                 f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-wrong-cert", subject,
-                                    "%s serves %s for %s, not the certificate the store holds for site %s", addr,
-                                    name, sni ? sni : "(no SNI)", site->name);
+                                    "%s serves %s for %s, not the certificate the store holds for site %s",
+                                    addr, name, sni ? sni : "(no SNI)", site->name);
                 moat_doctor_why(f, "clients see an old or foreign certificate");
                 if (owner > 0 && owner != l->server_pid)
-                    moat_doctor_fix(f, "the port is held by %s (pid %ld), not by moat: stop it, then start moat "
-                                       "serve",
+                    moat_doctor_fix(f,
+                                    "the port is held by %s (pid %ld), not by moat: stop it, then start moat "
+                                    "serve",
                                     comm[0] ? comm : "another process", owner);
                 else
                     moat_doctor_fix(f, "check the server's error log; moat reload asks it to reload");
@@ -740,15 +764,17 @@ owner:
                             comm[0] ? comm : "?", owner);
         moat_doctor_why(f, "moat cannot bind a port another process listens on; clients reach that process "
                            "instead");
-        moat_doctor_fix(f, "stop %s (kill %ld) or move it to another port, then start moat serve", comm[0] ? comm : "it",
-                        owner);
+        moat_doctor_fix(f, "stop %s (kill %ld) or move it to another port, then start moat serve",
+                        comm[0] ? comm : "it", owner);
     } else if (owner == 0 && listening && !l->server_alive) {
-        f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "port-held", subject,
-                            "port %u on %s is held by a process of another user, and no moat server runs on this "
-                            "store",
-                            ln->addr.port, addr);
+        f = moat_doctor_add(
+            l->r, MOAT_DOCTOR_ERROR, "port-held", subject,
+            "port %u on %s is held by a process of another user, and no moat server runs on this "
+            "store",
+            ln->addr.port, addr);
         moat_doctor_why(f, "moat cannot bind a port another process listens on");
-        moat_doctor_fix(f, "find it (sudo ss -ltnp 'sport = :%u') and stop it, then start moat serve", ln->addr.port);
+        moat_doctor_fix(f, "find it (sudo ss -ltnp 'sport = :%u') and stop it, then start moat serve",
+                        ln->addr.port);
     }
 }
 
@@ -765,22 +791,27 @@ static void check_listeners(local_t *l)
             size_t len = 0;
             moat_doctor_finding_t *f;
             for (size_t s = 0; s < ln->nsites && len < sizeof(names) - 2; s++)
-                len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", s ? ", " : "", ln->sites[s]->name);
+                len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", s ? ", " : "",
+                                        ln->sites[s]->name);
             if (ln->default_site != NULL) {
                 f = moat_doctor_add(l->r, MOAT_DOCTOR_INFO, "shared-listener", subject,
-                                    "%zu sites share %s (%s): SNI picks one; a client without SNI gets %s", ln->nsites,
-                                    ln->addr.text, names, ln->default_site->name);
-                moat_doctor_why(f, "clients without SNI (very old ones, some scripts, IP-address URLs) all land "
-                                   "on the default site");
-                moat_doctor_fix(f, "nothing to do if %s is the right default; else set default: true on another "
-                                   "site",
+                                    "%zu sites share %s (%s): SNI picks one; a client without SNI gets %s",
+                                    ln->nsites, ln->addr.text, names, ln->default_site->name);
+                moat_doctor_why(f,
+                                "clients without SNI (very old ones, some scripts, IP-address URLs) all land "
+                                "on the default site");
+                moat_doctor_fix(f,
+                                "nothing to do if %s is the right default; else set default: true on another "
+                                "site",
                                 ln->default_site->name);
             } else {
-                f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "shared-listener", subject,
-                                    "%zu sites share %s (%s) and none is default: a client without SNI is refused "
-                                    "(unrecognized_name)",
-                                    ln->nsites, ln->addr.text, names);
-                moat_doctor_why(f, "clients that send no SNI (old ones, scripts, IP-address URLs) cannot connect");
+                f = moat_doctor_add(
+                    l->r, MOAT_DOCTOR_WARNING, "shared-listener", subject,
+                    "%zu sites share %s (%s) and none is default: a client without SNI is refused "
+                    "(unrecognized_name)",
+                    ln->nsites, ln->addr.text, names);
+                moat_doctor_why(
+                    f, "clients that send no SNI (old ones, scripts, IP-address URLs) cannot connect");
                 moat_doctor_fix(f, "set default: true on the site such clients should get");
             }
         }
@@ -816,6 +847,17 @@ static void check_keys(local_t *l)
         snprintf(subject, sizeof(subject), "key %s", k->name);
         time_str(k->created, when, sizeof(when));
 
+        if (!k->exportable && !backed_up_after(l, k->updated > k->created ? k->updated : k->created)) {
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_INFO, "key-no-backup", subject,
+                                "key %s is not exportable and no store backup was made since it was %s",
+                                k->name, k->updated > k->created ? "changed" : "created");
+            moat_doctor_why(f,
+                            "the store is its only copy: losing the store (or the master key) loses the key");
+            moat_doctor_fix(f,
+                            "moat store backup FILE, and keep a copy of the master key (%s.key unless "
+                            "--master-key says otherwise): the backup cannot be opened without it",
+                            moat_store_path(l->st));
+        }
         if (k->state == MOAT_KEY_PENDING) {
             const moat_store_key_t *act = find_key(l, k->name, MOAT_KEY_ACTIVE);
             if (act != NULL)
@@ -825,12 +867,14 @@ static void check_keys(local_t *l)
                                     k->name, when);
             else
                 f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "key-pending", subject,
-                                    "key %s has been pending since %s: its certificate was never installed", k->name,
-                                    when);
+                                    "key %s has been pending since %s: its certificate was never installed",
+                                    k->name, when);
             moat_doctor_why(f, "a key without its certificate serves nothing");
-            moat_doctor_fix(f, "have its request signed (moat ca sign %s.csr --out %s.crt), then moat cert install %s "
-                               "%s.crt; or drop it (moat key delete %s)",
-                            k->name, k->name, k->name, k->name, k->name);
+            moat_doctor_fix(
+                f,
+                "have its request signed (moat ca sign %s.csr --out %s.crt), then moat cert install %s "
+                "%s.crt; or drop it (moat key delete %s)",
+                k->name, k->name, k->name, k->name, k->name);
             continue;
         }
         if (k->cert != NULL) {
@@ -843,23 +887,29 @@ static void check_keys(local_t *l)
                     f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "cert-key-mismatch", subject,
                                         "the certificate of key %s (%s) was issued for another key", k->name,
                                         k->cert->subject ? k->cert->subject : "?");
-                    moat_doctor_why(f, "the server cannot prove it holds the certificate's key: handshakes fail");
-                    moat_doctor_fix(f, "install the certificate issued for this key (moat cert install %s CERT.pem "
-                                       "--force), or roll back (moat cert rollback %s)",
-                                    k->name, k->name);
+                    moat_doctor_why(
+                        f, "the server cannot prove it holds the certificate's key: handshakes fail");
+                    moat_doctor_fix(
+                        f,
+                        "install the certificate issued for this key (moat cert install %s CERT.pem "
+                        "--force), or roll back (moat cert rollback %s)",
+                        k->name, k->name);
                 }
                 OPENSSL_free(spki);
                 /* Server certificates not served by any site: bound to nothing. */
                 if (l->cfg != NULL && !is_ca && !is_bound(l, k->name) && X509_check_ca(x) == 0 &&
                     X509_check_purpose(x, X509_PURPOSE_SSL_SERVER, 0) == 1) {
-                    f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "key-unused", subject,
-                                        "key %s is bound to no site: no site names it and certificate: auto picks "
-                                        "another certificate for every host",
-                                        k->name);
-                    moat_doctor_why(f, "a certificate nobody serves is usually a forgotten step: the site still "
-                                       "serves the old one, or the host is missing from hosts:");
-                    moat_doctor_fix(f, "add certificate: %s to the site in %s, or delete it (moat key delete %s)",
-                                    k->name, l->config_path, k->name);
+                    f = moat_doctor_add(
+                        l->r, MOAT_DOCTOR_WARNING, "key-unused", subject,
+                        "key %s is bound to no site: no site names it and certificate: auto picks "
+                        "another certificate for every host",
+                        k->name);
+                    moat_doctor_why(f,
+                                    "a certificate nobody serves is usually a forgotten step: the site still "
+                                    "serves the old one, or the host is missing from hosts:");
+                    moat_doctor_fix(
+                        f, "add certificate: %s to the site in %s, or delete it (moat key delete %s)",
+                        k->name, l->config_path, k->name);
                 }
                 /* Without a config nothing is known about bindings: check every server certificate. */
                 if (l->cfg == NULL && !is_ca && X509_check_ca(x) == 0 &&
@@ -867,15 +917,6 @@ static void check_keys(local_t *l)
                     check_served(l, subject, NULL, k);
                 X509_free(x);
             }
-        }
-        if (!k->exportable && !backed_up_after(l, k->updated > k->created ? k->updated : k->created)) {
-            f = moat_doctor_add(l->r, MOAT_DOCTOR_INFO, "key-no-backup", subject,
-                                "key %s is not exportable and no store backup was made since it was %s", k->name,
-                                k->updated > k->created ? "changed" : "created");
-            moat_doctor_why(f, "the store is its only copy: losing the store (or the master key) loses the key");
-            moat_doctor_fix(f, "moat store backup FILE (keep the master key %s safe too: the backup needs it)",
-                            moat_store_master_key_path(l->st)[0] ? moat_store_master_key_path(l->st)
-                                                                 : "beside the store");
         }
     }
 }
@@ -904,8 +945,8 @@ int moat_doctor_local(const char *config_path, const char *store_path, const moa
         f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "config-invalid", "config", "%s",
                             errors && errors[0] ? errors : e.msg);
         moat_doctor_why(f, "the server refuses to start (or to reload) with this config");
-        moat_doctor_fix(f, "correct %s at the places named; moat serve --check -c %s checks it again", config_path,
-                        config_path);
+        moat_doctor_fix(f, "correct %s at the places named; moat serve --check -c %s checks it again",
+                        config_path, config_path);
         moat_free(&errors);
         memset(&e, 0, sizeof(e));
     }
@@ -915,11 +956,14 @@ int moat_doctor_local(const char *config_path, const char *store_path, const moa
 
     rc = moat_store_open(store_path, NULL, MOAT_STORE_READONLY | MOAT_STORE_NO_MASTER_KEY, &l.st, &e);
     if (rc == MOAT_E_NOTFOUND) {
-        f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "store-missing", "store", "there is no store at %s", store_path);
-        moat_doctor_why(f, "every key, certificate and trust anchor lives in the store: without it nothing can "
-                           "be served");
-        moat_doctor_fix(f, "create it with your first key (moat key new NAME --cn HOST) or CA (moat ca init), or "
-                           "point moat at the right one (--store, MOAT_STORE, or store: in the config)");
+        f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "store-missing", "store", "there is no store at %s",
+                            store_path);
+        moat_doctor_why(f,
+                        "every key, certificate and trust anchor lives in the store: without it nothing can "
+                        "be served");
+        moat_doctor_fix(
+            f, "create it with your first key (moat key new NAME --cn HOST) or CA (moat ca init), or "
+               "point moat at the right one (--store, MOAT_STORE, or store: in the config)");
         rc = 0;
         goto out;
     } else if (rc != 0) {
@@ -932,9 +976,11 @@ int moat_doctor_local(const char *config_path, const char *store_path, const moa
     if (moat_store_info(l.st, &info, &e) == 0)
         moat_doctor_fact(r, "store", "contents",
                          "schema %d, %zu key%s (%zu pending), %zu certificate%s, %zu trust anchor%s, CA: %s",
-                         info.schema_version, info.keys, info.keys == 1 ? "" : "s", info.pending_keys, info.certs,
-                         info.certs == 1 ? "" : "s", info.anchors, info.anchors == 1 ? "" : "s",
-                         info.has_ca_intermediate ? "root + intermediate" : info.has_ca_root ? "root" : "none");
+                         info.schema_version, info.keys, info.keys == 1 ? "" : "s", info.pending_keys,
+                         info.certs, info.certs == 1 ? "" : "s", info.anchors, info.anchors == 1 ? "" : "s",
+                         info.has_ca_intermediate ? "root + intermediate"
+                         : info.has_ca_root       ? "root"
+                                                  : "none");
 
     if ((rc = moat_doctor_store_anchors(l.st, &anchors, err)) != 0)
         goto out;

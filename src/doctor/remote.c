@@ -166,8 +166,8 @@ static void hs_close(hs_t *h)
 }
 
 /* Connects to <sa> and handshakes with SNI <sni> (NULL: none); the outcome is in <h>. */
-static void handshake(SSL_CTX *ctx, const char *sni, const struct sockaddr *sa, socklen_t salen, int timeout_ms,
-                      int want_status, hs_t *h)
+static void handshake(SSL_CTX *ctx, const char *sni, const struct sockaddr *sa, socklen_t salen,
+                      int timeout_ms, int want_status, hs_t *h)
 {
     long deadline = now_ms() + timeout_ms;
     int eno, c;
