@@ -1,0 +1,84 @@
+/* moat serve, moat reload. */
+#include "cli/groups.h"
+#include "server/server.h"
+
+#include <string.h>
+#include <unistd.h>
+
+static const char serve_usage[] = "usage: moat serve [-c moat.yaml] [--check|-t]";
+static const char reload_usage[] = "usage: moat reload [-c moat.yaml]";
+
+static const char *config_or_default(const moat_cli_t *cli)
+{
+    if (cli->config_path != NULL)
+        return cli->config_path;
+    if (access("moat.yaml", F_OK) == 0)
+        return "moat.yaml";
+    return NULL;
+}
+
+int moat_cli_serve(moat_cli_t *cli, int argc, char **argv)
+{
+    moat_server_opts_t opts = {0};
+    moat_err_t err = {0};
+    char store[4096], mkey[4096];
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("%s\n\n"
+                   "Serves the sites of moat.yaml over HTTPS in the foreground, with certificates from the\n"
+                   "store. Store changes apply by themselves; config changes on SIGHUP or 'moat reload'.\n\n"
+                   "  -c FILE        the config (else MOAT_CONFIG, else ./moat.yaml)\n"
+                   "  --check, -t    validate the config, the store and the certificates, then exit\n\n"
+                   "Signals: SIGTERM/SIGINT stop (requests in flight finish), SIGHUP reloads the config,\n"
+                   "SIGUSR1 reopens the logs. The pid is written to STORE.pid.\n",
+                   serve_usage);
+            return MOAT_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--check") == 0 || strcmp(argv[i], "-t") == 0)
+            opts.check_only = 1;
+        else
+            return moat_cli_usage(serve_usage, "unknown argument \"%s\"", argv[i]);
+    }
+    opts.config_path = config_or_default(cli);
+    if (opts.config_path == NULL)
+        return moat_cli_usage(serve_usage, "no config: give one with -c moat.yaml (or set MOAT_CONFIG)");
+    cli->config_path = opts.config_path;
+    if (moat_cli_store_path(cli, store, sizeof(store), NULL, &err) != 0 ||
+        moat_cli_master_key_path(cli, store, mkey, sizeof(mkey), &err) != 0)
+        return moat_cli_fail(cli, &err);
+    opts.store_path = store;
+    opts.master_key_path = mkey;
+    opts.quiet = cli->quiet;
+    if (moat_server_run(&opts, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    return MOAT_EXIT_OK;
+}
+
+int moat_cli_reload(moat_cli_t *cli, int argc, char **argv)
+{
+    moat_err_t err = {0};
+    char store[4096];
+    long pid = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("%s\n\n"
+                   "Asks the server running on this store to re-read its config (SIGHUP to the pid in\n"
+                   "STORE.pid). A config that fails to load is refused and the old one keeps serving;\n"
+                   "the reason goes to the error log and to the store (see moat doctor).\n",
+                   reload_usage);
+            return MOAT_EXIT_OK;
+        }
+        return moat_cli_usage(reload_usage, "unknown argument \"%s\"", argv[i]);
+    }
+    if (cli->config_path == NULL)
+        cli->config_path = config_or_default(cli);
+    if (moat_cli_store_path(cli, store, sizeof(store), NULL, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_server_signal_reload(store, &pid, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (!cli->quiet)
+        printf("asked moat (pid %ld) to reload\n", pid);
+    return MOAT_EXIT_OK;
+}

@@ -1,0 +1,326 @@
+/* Generations: what a reload builds off the hot path and swaps in. */
+#include "server/server_int.h"
+
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <strings.h>
+#include <string.h>
+#include <time.h>
+
+static void site_cert_dispose(moat__site_cert_t *c)
+{
+    if (c->key_der != NULL)
+        moat_free_secret(&c->key_der, c->key_len);
+    moat_free(&c->cert_der);
+    for (size_t i = 0; i < c->nchain; i++)
+        moat_free(&c->chain_der[i]);
+    moat_free(&c->chain_der);
+    moat_free(&c->chain_len);
+    c->nchain = 0;
+}
+
+void moat__gen_forget_keys(moat__gen_t *gen)
+{
+    for (size_t i = 0; gen->cfg != NULL && i < gen->cfg->nsites; i++)
+        for (size_t j = 0; j < gen->sites[i].ncerts; j++)
+            if (gen->sites[i].certs[j].key_der != NULL)
+                moat_free_secret(&gen->sites[i].certs[j].key_der, gen->sites[i].certs[j].key_len);
+}
+
+void moat__gen_unref(moat__gen_t *gen)
+{
+    if (gen == NULL || atomic_fetch_sub(&gen->refs, 1) != 1)
+        return;
+    for (size_t i = 0; gen->sites != NULL && i < gen->cfg->nsites; i++) {
+        if (gen->sites[i].has_root)
+            moat_http_root_close(&gen->sites[i].root);
+        for (size_t j = 0; j < 2; j++)
+            site_cert_dispose(&gen->sites[i].certs[j]);
+    }
+    moat_free(&gen->sites);
+    moat_free(&gen->bind_listener);
+    moat_config_unref(gen->cfg);
+    moat_free(&gen);
+}
+
+/* How well a certificate's SANs cover a site's hosts: every host covered beats some, exact beats
+ * wildcard. The SAN text is "DNS:a,DNS:*.b,IP:192.0.2.1" (store/pki format). */
+static void san_score(const char *sans, const moat_strlist_t *hosts, int *covered, int *exact)
+{
+    *covered = *exact = 0;
+    for (size_t h = 0; h < hosts->n; h++) {
+        const char *host = hosts->v[h];
+        const char *dot = strchr(host, '.');
+        int is_exact = 0, is_wild = 0;
+        const char *p = sans;
+        while (p != NULL && *p != '\0') {
+            const char *end = strchr(p, ',');
+            size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+            const char *colon = memchr(p, ':', n);
+            if (colon != NULL) {
+                const char *v = colon + 1;
+                size_t vn = n - (size_t)(v - p);
+                while (vn > 0 && *v == ' ')
+                    v++, vn--;
+                if (vn == strlen(host) && strncasecmp(v, host, vn) == 0)
+                    is_exact = 1;
+                else if (host[0] != '*' && dot != NULL && vn > 2 && v[0] == '*' && v[1] == '.' &&
+                         vn - 1 == strlen(dot) && strncasecmp(v + 1, dot, vn - 1) == 0)
+                    is_wild = 1;
+            }
+            p = end != NULL ? end + 1 : NULL;
+        }
+        *covered += is_exact || is_wild;
+        *exact += is_exact;
+    }
+}
+
+static int copy_blob(unsigned char **dst, size_t *dlen, const uint8_t *src, size_t len)
+{
+    *dst = moat_malloc(len ? len : 1);
+    if (*dst == NULL)
+        return MOAT_E_NOMEM;
+    memcpy(*dst, src, len);
+    *dlen = len;
+    return 0;
+}
+
+/* Copies certificate <c> with its chain and decrypts its key from the store into <out>. */
+static int load_cert(moat_store_t *st, const moat_store_cert_t *c, moat__site_cert_t *out, moat_err_t *err)
+{
+    int rc;
+    uint8_t *key = NULL;
+    size_t keylen = 0;
+
+    if (copy_blob(&out->cert_der, &out->cert_len, c->der.data, c->der.len) != 0)
+        return moat_err_set(err, MOAT_E_NOMEM, "copying a certificate");
+    if (c->chain_n > 0) {
+        out->chain_der = moat_calloc(c->chain_n, sizeof(*out->chain_der));
+        out->chain_len = moat_calloc(c->chain_n, sizeof(*out->chain_len));
+        if (out->chain_der == NULL || out->chain_len == NULL)
+            return moat_err_set(err, MOAT_E_NOMEM, "copying a certificate chain");
+        for (size_t i = 0; i < c->chain_n; i++) {
+            if (copy_blob(&out->chain_der[i], &out->chain_len[i], c->chain[i].data, c->chain[i].len) != 0)
+                return moat_err_set(err, MOAT_E_NOMEM, "copying a certificate chain");
+            out->nchain++;
+        }
+    }
+    if ((rc = moat_store_key_private(st, c->key_id, &key, &keylen, err)) != 0)
+        return moat_err_prefix(err, "reading the private key of \"%s\"", c->key_name);
+    out->key_der = key;
+    out->key_len = keylen;
+    moat_strlcpy(out->key_name, c->key_name, sizeof(out->key_name));
+    moat_strlcpy(out->fingerprint, c->fingerprint, sizeof(out->fingerprint));
+    out->not_after = (long long)c->not_after;
+    return 0;
+}
+
+/* 1 for RSA keys (slot 1), 0 otherwise; -1 when the certificate must not serve (not a TLS server
+ * certificate, or a CA). */
+static int cert_slot(const moat_store_cert_t *c)
+{
+    const unsigned char *p = c->der.data;
+    X509 *x = d2i_X509(NULL, &p, (long)c->der.len);
+    int slot = -1;
+    if (x == NULL)
+        return -1;
+    /* serverAuth (or no EKU) and not a CA: X509_check_purpose applies the EKU/KU rules. */
+    if (X509_check_purpose(x, X509_PURPOSE_SSL_SERVER, 0) == 1 && X509_check_ca(x) == 0) {
+        EVP_PKEY *pk = X509_get0_pubkey(x);
+        slot = pk != NULL && EVP_PKEY_is_a(pk, "RSA") ? 1 : 0;
+    }
+    X509_free(x);
+    return slot;
+}
+
+static int pick_auto(moat_store_t *st, const moat_site_t *site, moat__gen_site_t *gs, moat_err_t *err)
+{
+    moat_store_cert_list_t lists[64];
+    size_t nlists = 0;
+    const moat_store_cert_t *best[2] = {NULL, NULL};
+    int best_cov[2] = {0, 0}, best_exact[2] = {0, 0};
+    int64_t now = (int64_t)time(NULL);
+    int rc = 0;
+
+    for (size_t h = 0; h < site->hosts.n && nlists < MOAT_ARRAY_LEN(lists); h++) {
+        memset(&lists[nlists], 0, sizeof(lists[nlists]));
+        if ((rc = moat_store_cert_find_host(st, site->hosts.v[h], now, &lists[nlists], err)) != 0)
+            goto out;
+        nlists++;
+    }
+    for (size_t l = 0; l < nlists; l++) {
+        for (size_t i = 0; i < lists[l].n; i++) {
+            const moat_store_cert_t *c = &lists[l].items[i];
+            int slot = cert_slot(c), cov, exact;
+            if (slot < 0 || c->not_before > now || c->not_after <= now)
+                continue;
+            san_score(c->sans, &site->hosts, &cov, &exact);
+            if (best[slot] == NULL || cov > best_cov[slot] ||
+                (cov == best_cov[slot] && exact > best_exact[slot]) ||
+                (cov == best_cov[slot] && exact == best_exact[slot] &&
+                 (c->not_after > best[slot]->not_after ||
+                  (c->not_after == best[slot]->not_after && c->installed > best[slot]->installed)))) {
+                best[slot] = c;
+                best_cov[slot] = cov;
+                best_exact[slot] = exact;
+            }
+        }
+    }
+    if (best[0] == NULL && best[1] == NULL) {
+        rc = moat_err_set(err, MOAT_E_NOTFOUND,
+                          "site \"%s\": no valid server certificate in the store matches its hosts",
+                          site->name);
+        moat_err_hint(err,
+                      "issue one with: moat ca issue NAME --cn %s (or name a key with certificate: NAME)",
+                      site->name);
+        goto out;
+    }
+    for (int slot = 0; slot < 2; slot++) {
+        if (best[slot] == NULL)
+            continue;
+        if ((rc = load_cert(st, best[slot], &gs->certs[gs->ncerts], err)) != 0) {
+            moat_err_prefix(err, "site \"%s\"", site->name);
+            goto out;
+        }
+        gs->ncerts++;
+    }
+out:
+    for (size_t l = 0; l < nlists; l++)
+        moat_store_cert_list_dispose(&lists[l]);
+    return rc;
+}
+
+static int pick_named(moat_store_t *st, const moat_site_t *site, moat__gen_site_t *gs, moat_err_t *err)
+{
+    moat_store_key_t key;
+    int64_t now = (int64_t)time(NULL);
+    int rc;
+
+    memset(&key, 0, sizeof(key));
+    if ((rc = moat_store_key_get(st, site->certificate, MOAT_KEY_WANT_ACTIVE, &key, err)) != 0) {
+        moat_err_prefix(err, "site \"%s\": certificate \"%s\"", site->name, site->certificate);
+        if (rc == MOAT_E_NOTFOUND)
+            moat_err_hint(err,
+                          "install a certificate for key \"%s\" (moat cert install %s CERT.pem) or use "
+                          "certificate: auto",
+                          site->certificate, site->certificate);
+        return rc;
+    }
+    if (key.cert == NULL) {
+        rc = moat_err_set(err, MOAT_E_STATE, "site \"%s\": key \"%s\" has no certificate", site->name,
+                          site->certificate);
+        moat_err_hint(err, "install one with: moat cert install %s CERT.pem", site->certificate);
+    } else if (key.cert->not_after <= now || key.cert->not_before > now) {
+        rc = moat_err_set(err, MOAT_E_STATE, "site \"%s\": the certificate of key \"%s\" is %s", site->name,
+                          site->certificate, key.cert->not_after <= now ? "expired" : "not yet valid");
+        moat_err_hint(err, "renew it: moat key renew %s, then moat cert install", site->certificate);
+    } else if (cert_slot(key.cert) < 0) {
+        rc = moat_err_set(err, MOAT_E_STATE,
+                          "site \"%s\": the certificate of key \"%s\" is not a TLS server "
+                          "certificate",
+                          site->name, site->certificate);
+        moat_err_hint(err, "issue a server certificate for it (profile server)");
+    } else {
+        rc = load_cert(st, key.cert, &gs->certs[0], err);
+        if (rc == 0)
+            gs->ncerts = 1;
+        else
+            moat_err_prefix(err, "site \"%s\"", site->name);
+    }
+    moat_store_key_dispose(&key);
+    return rc;
+}
+
+int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, moat__gen_t **out,
+                    moat_err_t *err)
+{
+    moat__gen_t *gen = moat_calloc(1, sizeof(*gen));
+    int rc = 0;
+    int64_t g = 0;
+
+    *out = NULL;
+    if (gen == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "allocating a generation");
+    atomic_init(&gen->refs, 1);
+    gen->cfg = moat_config_ref(cfg);
+    gen->sites = moat_calloc(cfg->nsites ? cfg->nsites : 1, sizeof(*gen->sites));
+    gen->nbinds = srv != NULL ? srv->nbinds : 0;
+    gen->bind_listener = moat_calloc(gen->nbinds ? gen->nbinds : 1, sizeof(*gen->bind_listener));
+    if (gen->sites == NULL || gen->bind_listener == NULL) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, "allocating a generation");
+        goto fail;
+    }
+    if ((rc = moat_store_generation(st, &g, err)) != 0)
+        goto fail;
+    gen->id = (long long)g;
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        const moat_site_t *site = &cfg->sites[i];
+        moat__gen_site_t *gs = &gen->sites[i];
+        gs->conf = site;
+        gs->root.fd = -1;
+        if (site->root != NULL) {
+            if ((rc = moat_http_root_open(&gs->root, site->root, err)) != 0) {
+                moat_err_prefix(err, "site \"%s\": root", site->name);
+                goto fail;
+            }
+            gs->has_root = 1;
+        }
+        rc = site->certificate != NULL ? pick_named(st, site, gs, err) : pick_auto(st, site, gs, err);
+        if (rc != 0)
+            goto fail;
+    }
+    for (size_t b = 0; b < gen->nbinds; b++) {
+        for (size_t l = 0; l < cfg->nlisteners; l++) {
+            if (cfg->listeners[l].secure == srv->binds[b].secure &&
+                strcmp(cfg->listeners[l].addr.text, srv->binds[b].addr.text) == 0) {
+                gen->bind_listener[b] = &cfg->listeners[l];
+                break;
+            }
+        }
+    }
+    *out = gen;
+    return 0;
+fail:
+    moat__gen_unref(gen);
+    return rc;
+}
+
+moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t *err)
+{
+    moat__wgen_t *wg = moat_calloc(1, sizeof(*wg));
+    size_t n = gen->cfg->nsites;
+
+    if (wg == NULL || (wg->ctx = moat_calloc(n ? n : 1, sizeof(SSL_CTX *))) == NULL) {
+        moat_free(&wg);
+        moat_err_set(err, MOAT_E_NOMEM, "allocating TLS contexts");
+        return NULL;
+    }
+    wg->refs = 1;
+    wg->gen = gen;
+    atomic_fetch_add(&gen->refs, 1);
+    for (size_t i = 0; i < n; i++) {
+        const moat__gen_site_t *gs = &gen->sites[i];
+        moat_tls_cert_src_t src[2];
+        char sid[300];
+        for (size_t j = 0; j < gs->ncerts; j++) {
+            src[j].cert_der = gs->certs[j].cert_der;
+            src[j].cert_len = gs->certs[j].cert_len;
+            src[j].key_der = gs->certs[j].key_der;
+            src[j].key_len = gs->certs[j].key_len;
+            src[j].chain_der = (const unsigned char *const *)gs->certs[j].chain_der;
+            src[j].chain_len = gs->certs[j].chain_len;
+            src[j].nchain = gs->certs[j].nchain;
+        }
+        /* Each site its own session id context: a ticket from one site never resumes on another. */
+        snprintf(sid, sizeof(sid), "moat site %zu %s", i, gs->conf->name);
+        wg->ctx[i] = moat_tls_ctx_new(lib, src, gs->ncerts, sid, err);
+        if (wg->ctx[i] == NULL) {
+            moat_err_prefix(err, "site \"%s\" (key \"%s\")", gs->conf->name, gs->certs[0].key_name);
+            moat__wgen_release(wg);
+            return NULL;
+        }
+    }
+    moat__wgen_prepare(wg);
+    return wg;
+}

@@ -1,0 +1,251 @@
+/* Request handling glue: site choice (SNI, Host, 421), the https redirect, HSTS, static files, and the
+ * access log. Parsing, paths, files and response heads come from http/. */
+#include "server/server_int.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WELL_KNOWN "/.well-known/moat/"
+
+/* Copies a Host name (no port) into <out> without IPv6 brackets, NUL-terminated; 0 if too long/empty. */
+static size_t host_copy(moat_http_str_t h, char *out, size_t outsz)
+{
+    const char *p = h.p;
+    size_t n = h.len;
+    if (n >= 2 && p[0] == '[' && p[n - 1] == ']')
+        p++, n -= 2;
+    if (n == 0 || n >= outsz)
+        return 0;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return n;
+}
+
+/* HSTS pins a name for every port; never for localhost or IP literals (browsers ignore it for IPs). */
+static int hsts_allowed(const char *host)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (host[0] == '\0' || strcasecmp(host, "localhost") == 0)
+        return 0;
+    return inet_pton(AF_INET, host, &a4) != 1 && inet_pton(AF_INET6, host, &a6) != 1;
+}
+
+static unsigned https_port(const moat_site_t *site)
+{
+    return site->nlisten > 0 ? site->listen[0].port : 443;
+}
+
+static void start_send(moat__conn_t *c, size_t len)
+{
+    c->opos = 0;
+    c->olen = len;
+    c->status = c->resp.status;
+    c->state = CONN_SEND;
+    c->deadline_ms = c->w->loop.now_ms + (uint64_t)c->wg->gen->cfg->limits.idle_timeout_s * 1000u;
+    moat_list_push_tail(&c->w->q_idle, &c->tnode);
+}
+
+static void send_resp(moat__conn_t *c)
+{
+    moat_http_resp_t *resp = &c->resp;
+    size_t cap = c->w->big.size, len = 0;
+
+    if (resp->body != NULL) {
+        if (moat_http_resp_write(resp, c->obuf, cap, &len) != 0) {
+            moat_http_resp_error(resp, 500);
+            resp->keep_alive = 0;
+            if (moat_http_resp_write(resp, c->obuf, cap, &len) != 0)
+                len = 0;
+        }
+        if (!resp->head_only)
+            c->body_sent += resp->content_length;
+        start_send(c, len);
+        return;
+    }
+    if (moat_http_resp_write_head(resp, c->obuf, cap, &len) != 0) {
+        moat_http_resp_error(resp, 500);
+        resp->keep_alive = 0;
+        if (moat_http_resp_write(resp, c->obuf, cap, &len) != 0)
+            len = 0;
+        start_send(c, len);
+        return;
+    }
+    c->file_left = 0;
+    if (resp->fd >= 0 && !resp->head_only && resp->content_length > 0) {
+        ssize_t n;
+        size_t want = cap - len;
+        c->file_left = resp->content_length;
+        c->file_off = resp->file_offset;
+        if (want > c->file_left)
+            want = (size_t)c->file_left;
+        /* The head and the first part of the file leave in one TLS record and one send. */
+        n = pread(resp->fd, c->obuf + len, want, (off_t)c->file_off);
+        if (n > 0) {
+            len += (size_t)n;
+            c->file_left -= (uint64_t)n;
+            c->file_off += (uint64_t)n;
+            c->body_sent += (uint64_t)n;
+        }
+    }
+    start_send(c, len);
+}
+
+void moat__request_handle(moat__conn_t *c, int status)
+{
+    moat_http_resp_t *resp = &c->resp;
+    moat_http_req_t *req = &c->req;
+    const moat_listener_t *l = c->wg->gen->bind_listener[c->bind];
+    const moat_site_t *site = c->site, *named = NULL;
+    const moat__gen_site_t *gs;
+    char host[256] = "";
+    char path[MOAT_HTTP_DEFAULT_REQUEST_LINE_BYTES + 16];
+    size_t plen = 0;
+    int st = 0;
+
+    if (c->obuf == NULL && (c->obuf = moat_bufpool_get(&c->w->big)) == NULL) {
+        c->state = CONN_CLOSING;
+        return;
+    }
+    c->resp_active = 1;
+    if (status != 0) {
+        /* The stream is out of sync after a framing error: answer and close. */
+        moat_http_resp_init(resp, NULL, status);
+        moat_http_resp_error(resp, status);
+        resp->keep_alive = 0;
+        send_resp(c);
+        return;
+    }
+    if (req->host_name.len > 0 && host_copy(req->host_name, host, sizeof(host)) > 0 && l != NULL)
+        named = moat_listener_find_site(l, host);
+    if (!c->secure) {
+        site = named != NULL ? named : site;
+    } else if (c->sni_matched) {
+        /* RFC 9110 §15.5.20: the certificate of this connection was chosen for another name. */
+        if (req->host.len > 0 && !moat_site_matches_host(site, req->host.p, req->host.len))
+            site = NULL;
+    } else if (named != NULL) {
+        site = named; /* no SNI (or an unknown name): the Host field picks among this listener's sites */
+    }
+    if (site == NULL) {
+        moat_http_resp_init(resp, req, 421);
+        moat_http_resp_error(resp, 421);
+        send_resp(c);
+        return;
+    }
+    c->site = site;
+    gs = &c->wg->gen->sites[site->index];
+    if (!c->secure && site->require_secure_channel &&
+        !(req->path.len >= sizeof(WELL_KNOWN) - 1 &&
+          memcmp(req->path.p, WELL_KNOWN, sizeof(WELL_KNOWN) - 1) == 0)) {
+        moat_http_resp_init(resp, req, 301);
+        if (moat_http_resp_redirect_https(resp, req, site->name, https_port(site)) != 0)
+            moat_http_resp_error(resp, 400);
+        send_resp(c);
+        return;
+    }
+    if (moat_http_path_normalize(req->path.p, req->path.len, path, sizeof(path), &plen, NULL, &st) != 0) {
+        moat_http_resp_init(resp, req, st ? st : 400);
+        moat_http_resp_error(resp, st ? st : 400);
+        send_resp(c);
+        return;
+    }
+    if (!gs->has_root) {
+        moat_http_resp_init(resp, req, 404);
+        moat_http_resp_error(resp, 404);
+    } else {
+        (void)moat_http_static_serve(&gs->root, req, path, resp);
+    }
+    if (c->secure && site->require_secure_channel && site->hsts_max_age > 0 &&
+        hsts_allowed(host[0] ? host : site->name))
+        resp->hsts_max_age = site->hsts_max_age;
+    send_resp(c);
+}
+
+/* ---- access log --------------------------------------------------------------------------------- */
+
+void moat__access_flush(moat__worker_t *w)
+{
+    int fd = atomic_load(&w->srv->access_fd);
+    size_t off = 0;
+    while (fd >= 0 && off < w->alog_len) {
+        ssize_t n = write(fd, w->alog + off, w->alog_len - off);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    w->alog_len = 0;
+    w->alog_flushed_ms = w->loop.now_ms;
+}
+
+static size_t put_escaped(char *out, size_t cap, const char *p, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 4 < cap; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
+            out[o++] = '%';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+void moat__access_log(moat__conn_t *c)
+{
+    moat__worker_t *w = c->w;
+    static _Thread_local time_t cached_sec;
+    static _Thread_local char cached_time[32];
+    char peer[INET6_ADDRSTRLEN + 8] = "-", target[1100] = "-", method[24] = "-";
+    const char *sni = NULL, *ver = "-", *cipher = "-";
+    struct timespec now;
+    time_t t;
+    long long us;
+    int n;
+
+    if (atomic_load(&w->srv->access_fd) < 0)
+        return;
+    t = time(NULL);
+    if (t != cached_sec) {
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(cached_time, sizeof(cached_time), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        cached_sec = t;
+    }
+    if (c->peer.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&c->peer;
+        inet_ntop(AF_INET, &a->sin_addr, peer, sizeof(peer));
+    } else if (c->peer.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&c->peer;
+        inet_ntop(AF_INET6, &a->sin6_addr, peer, sizeof(peer));
+    }
+    if (c->ssl != NULL) {
+        sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+        ver = SSL_get_version(c->ssl);
+        cipher = SSL_get_cipher_name(c->ssl);
+    }
+    if (c->head_ok) {
+        put_escaped(method, sizeof(method), c->req.method.p, c->req.method.len);
+        put_escaped(target, sizeof(target), c->req.target.p,
+                    c->req.target.len > 1024 ? 1024 : c->req.target.len);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    us = (long long)(now.tv_sec - c->req_t0.tv_sec) * 1000000 + (now.tv_nsec - c->req_t0.tv_nsec) / 1000;
+    if (w->alog_len + 2048 > ACCESS_LOG_BUF)
+        moat__access_flush(w);
+    /* time client sni tls-version cipher "method target" status body-bytes duration client-cert */
+    n = snprintf(w->alog + w->alog_len, ACCESS_LOG_BUF - w->alog_len,
+                 "%s %s %s %s %s \"%s %s\" %d %llu %lld.%03lldms ccert=-\n", cached_time, peer,
+                 sni != NULL ? sni : "-", ver ? ver : "-", cipher ? cipher : "-", method, target, c->status,
+                 (unsigned long long)c->body_sent, us / 1000, us % 1000);
+    if (n > 0 && (size_t)n < ACCESS_LOG_BUF - w->alog_len)
+        w->alog_len += (size_t)n;
+}

@@ -1,0 +1,644 @@
+/*
+ * moat serve: start-up (config, store, listeners, privileges, workers) and the control thread.
+ *
+ * The main thread becomes the control thread once the workers run. It waits for signals with a
+ * 500 ms timeout and on each timeout polls the store (PRAGMA data_version through the store's watch
+ * handle): a commit that moved the generation counter triggers a reload, as SIGHUP does for the
+ * config file. A reload builds the whole new generation here, off the hot path, and only then posts
+ * it to the workers; a failure keeps the running state, logs why and records the refusal in the store.
+ */
+#include "server/server_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/tcp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const moat_log_ctx_t logctx = {"server", NULL};
+
+typedef struct control {
+    moat__server_t *srv;
+    moat_store_t *st;
+    moat_store_watch_t *watch;
+    moat_config_t *cfg; /* the running config (reference) */
+    long long applied;  /* store generation in service */
+    unsigned seq;
+    char pid_path[4200];
+} control_t;
+
+int moat_server_pid_path(const char *store_path, char *out, size_t outsz, moat_err_t *err)
+{
+    int n = snprintf(out, outsz, "%s.pid", store_path);
+    if (n < 0 || (size_t)n >= outsz)
+        return moat_err_set(err, MOAT_E_LIMIT, "store path too long: %s", store_path);
+    return 0;
+}
+
+/* ---- listeners ---------------------------------------------------------------------------------- */
+
+static int add_bind(moat__server_t *srv, const moat_listener_t *l, int family)
+{
+    moat__bind_t *b;
+    moat__bind_t *nb = moat_realloc(srv->binds, (srv->nbinds + 1) * sizeof(*srv->binds));
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char ip[INET6_ADDRSTRLEN];
+
+    if (nb == NULL)
+        return MOAT_E_NOMEM;
+    srv->binds = nb;
+    b = &srv->binds[srv->nbinds++];
+    memset(b, 0, sizeof(*b));
+    b->addr = l->addr;
+    b->family = family;
+    b->secure = l->secure;
+    if (moat_listen_sockaddr(&l->addr, family, &ss, &len) == 0) {
+        if (family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
+        else
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
+        snprintf(b->text, sizeof(b->text), family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
+                 (unsigned)l->addr.port);
+    }
+    return 0;
+}
+
+static int open_listener(const moat__bind_t *b, long defer_s, moat_err_t *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd, one = 1;
+
+    if (moat_listen_sockaddr(&b->addr, b->family, &ss, &len) != 0) {
+        moat_err_set(err, MOAT_E_CONFIG, "listener %s has no %s address", b->addr.text,
+                     b->family == AF_INET ? "IPv4" : "IPv6");
+        return -1;
+    }
+    fd = socket(b->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        moat_err_set(err, MOAT_E_IO, "creating a socket for %s: %s", b->text, strerror(errno));
+        return -1;
+    }
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* One socket per worker on the same address: the kernel spreads connections, no accept lock. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        (b->family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)) {
+        moat_err_set(err, MOAT_E_IO, "setting socket options for %s: %s", b->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0) {
+        int e = errno;
+        moat_err_set(err, MOAT_E_IO, "cannot listen on %s: %s", b->text, strerror(e));
+        if (e == EADDRINUSE)
+            moat_err_hint(err,
+                          "another program uses this port (see: ss -ltnp 'sport = :%u'); "
+                          "stop it or change listen: in the config",
+                          (unsigned)b->addr.port);
+        else if (e == EACCES)
+            moat_err_hint(err, "ports below 1024 need root (moat drops to user: after binding) or "
+                               "CAP_NET_BIND_SERVICE");
+        else if (e == EADDRNOTAVAIL)
+            moat_err_hint(err, "this machine has no such address; check listen: in the config");
+        close(fd);
+        return -1;
+    }
+    /* Wake us only when the first bytes (the ClientHello or request line) have arrived. */
+    if (defer_s > 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &(int){(int)defer_s}, sizeof(int));
+    if (listen(fd, 4096) != 0) {
+        moat_err_set(err, MOAT_E_IO, "cannot listen on %s: %s", b->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int setup_binds(moat__server_t *srv, const moat_config_t *cfg, moat_err_t *err)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const moat_listener_t *l = &cfg->listeners[i];
+        int fams[2] = {AF_INET, AF_INET6}, nf = 2;
+        if (!l->addr.any || l->addr.family != AF_UNSPEC) {
+            fams[0] = l->addr.family;
+            nf = 1;
+        }
+        for (int f = 0; f < nf; f++)
+            if (add_bind(srv, l, fams[f]) != 0)
+                return moat_err_set(err, MOAT_E_NOMEM, "allocating listeners");
+    }
+    srv->bind_fds = moat_calloc(srv->nworkers, sizeof(int *));
+    if (srv->bind_fds == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "allocating listeners");
+    for (unsigned w = 0; w < srv->nworkers; w++) {
+        srv->bind_fds[w] = moat_calloc(srv->nbinds ? srv->nbinds : 1, sizeof(int));
+        if (srv->bind_fds[w] == NULL)
+            return moat_err_set(err, MOAT_E_NOMEM, "allocating listeners");
+        for (size_t b = 0; b < srv->nbinds; b++)
+            srv->bind_fds[w][b] = -1;
+        for (size_t b = 0; b < srv->nbinds; b++) {
+            int fd = open_listener(&srv->binds[b], cfg->limits.header_timeout_s, err);
+            /* "*" on a host without IPv6: serve IPv4 only rather than refuse to start. */
+            if (fd < 0 && srv->binds[b].family == AF_INET6 && srv->binds[b].addr.any &&
+                srv->binds[b].addr.family == AF_UNSPEC && strstr(err->msg, "Address family") != NULL) {
+                moat_err_clear(err);
+                continue;
+            }
+            if (fd < 0)
+                return err->code;
+            srv->bind_fds[w][b] = fd;
+        }
+    }
+    return 0;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            moat_log(MOAT_LOG_WARN, &logctx, "cannot raise the open file limit: %s", strerror(errno));
+    }
+}
+
+/* ---- generations -------------------------------------------------------------------------------- */
+
+static void write_status(control_t *ctl, long long refused, const char *reason)
+{
+    moat_store_server_status_t s;
+    moat_err_t err = {0};
+    memset(&s, 0, sizeof(s));
+    if (moat_store_server_status_get(ctl->st, &s, &err) != 0)
+        memset(&s, 0, sizeof(s));
+    s.applied_generation = ctl->applied;
+    if (refused >= 0) {
+        s.refused_generation = refused;
+        moat_strlcpy(s.refusal, reason != NULL ? reason : "", sizeof(s.refusal));
+    } else if (s.refused_generation <= ctl->applied) {
+        s.refused_generation = 0;
+        s.refusal[0] = '\0';
+    }
+    s.pid = (int64_t)getpid();
+    s.updated = (int64_t)time(NULL);
+    if (moat_store_server_status_set(ctl->st, &s, &err) != 0)
+        moat_log(MOAT_LOG_WARN, &logctx, "cannot record the server status in the store: %s", err.msg);
+}
+
+/* Builds and posts a generation for <cfg>. On failure nothing changes and <err> says why. */
+static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
+{
+    moat__server_t *srv = ctl->srv;
+    moat__gen_t *gen = NULL;
+    moat__wgen_t **parts;
+    int rc;
+
+    if ((rc = moat__gen_build(srv, cfg, ctl->st, &gen, err)) != 0)
+        return rc;
+    gen->seq = ++ctl->seq;
+    parts = moat_calloc(srv->nworkers, sizeof(*parts));
+    if (parts == NULL) {
+        moat__gen_unref(gen);
+        return moat_err_set(err, MOAT_E_NOMEM, "allocating a generation");
+    }
+    for (unsigned w = 0; w < srv->nworkers; w++) {
+        parts[w] = moat__wgen_build(gen, srv->workers[w].lib, err);
+        if (parts[w] == NULL) {
+            for (unsigned k = 0; k < w; k++)
+                moat__wgen_release(parts[k]);
+            moat_free(&parts);
+            moat__gen_unref(gen);
+            return err->code ? err->code : MOAT_E_PKI;
+        }
+    }
+    /* Every SSL_CTX holds its own key now: the decrypted copies go. */
+    moat__gen_forget_keys(gen);
+    for (unsigned w = 0; w < srv->nworkers; w++)
+        moat__worker_post(&srv->workers[w], parts[w]);
+    moat_free(&parts);
+    ctl->applied = gen->id;
+    for (size_t i = 0; i < cfg->nsites; i++)
+        for (size_t j = 0; j < gen->sites[i].ncerts; j++)
+            moat_log(MOAT_LOG_INFO, &logctx, "site %s: certificate of key \"%s\" (sha256 %.16s...)",
+                     cfg->sites[i].name, gen->sites[i].certs[j].key_name, gen->sites[i].certs[j].fingerprint);
+    moat__gen_unref(gen); /* the workers' parts hold it now */
+    return 0;
+}
+
+static int same_listeners(const moat_config_t *a, const moat_config_t *b)
+{
+    if (a->nlisteners != b->nlisteners)
+        return 0;
+    for (size_t i = 0; i < a->nlisteners; i++)
+        if (a->listeners[i].secure != b->listeners[i].secure ||
+            strcmp(a->listeners[i].addr.text, b->listeners[i].addr.text) != 0)
+            return 0;
+    return 1;
+}
+
+static void reload(control_t *ctl, int reread_config, const char *why)
+{
+    moat_config_t *cfg = NULL;
+    moat_err_t err = {0};
+    int64_t g = -1;
+
+    (void)moat_store_generation(ctl->st, &g, &err);
+    moat_err_clear(&err);
+    if (reread_config) {
+        if (moat_config_load(ctl->cfg->path, &cfg, NULL, &err) != 0) {
+            moat_log(MOAT_LOG_ERR, &logctx, "reload refused, still serving generation %lld: %s%s%s",
+                     ctl->applied, err.msg, err.hint[0] ? "; " : "", err.hint);
+            write_status(ctl, (long long)g, err.msg);
+            return;
+        }
+        if (!same_listeners(ctl->cfg, cfg))
+            moat_log(MOAT_LOG_WARN, &logctx,
+                     "the listeners changed in %s: restart moat to apply them "
+                     "(the running listeners stay)",
+                     cfg->path);
+        if (cfg->workers != ctl->cfg->workers)
+            moat_log(MOAT_LOG_WARN, &logctx, "workers: changed: restart moat to apply it");
+        if ((cfg->user == NULL) != (ctl->cfg->user == NULL) ||
+            (cfg->user != NULL && strcmp(cfg->user, ctl->cfg->user) != 0))
+            moat_log(MOAT_LOG_WARN, &logctx, "user: changed: restart moat to apply it");
+    } else {
+        cfg = moat_config_ref(ctl->cfg);
+    }
+    if (apply(ctl, cfg, &err) != 0) {
+        moat_log(MOAT_LOG_ERR, &logctx, "reload (%s) refused, still serving generation %lld: %s%s%s", why,
+                 ctl->applied, err.msg, err.hint[0] ? "; " : "", err.hint);
+        write_status(ctl, (long long)g, err.msg);
+        moat_config_unref(cfg);
+        return;
+    }
+    moat_config_unref(ctl->cfg);
+    ctl->cfg = cfg;
+    moat_log(MOAT_LOG_NOTICE, &logctx, "reloaded (%s): serving store generation %lld", why, ctl->applied);
+    write_status(ctl, -1, NULL);
+}
+
+/* ---- logs --------------------------------------------------------------------------------------- */
+
+static int open_access(const char *path, moat_err_t *err)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        moat_err_set(err, MOAT_E_IO, "cannot open the access log %s: %s", path, strerror(errno));
+    return fd;
+}
+
+static void reopen_logs(control_t *ctl)
+{
+    moat_err_t err = {0};
+    int cur = atomic_load(&ctl->srv->access_fd);
+    if (moat_log_open(NULL, &err) != 0)
+        moat_log(MOAT_LOG_ERR, &logctx, "reopening the error log: %s", err.msg);
+    if (cur >= 0 && ctl->cfg->access_log != NULL) {
+        int fd = open_access(ctl->cfg->access_log, &err);
+        if (fd < 0) {
+            moat_log(MOAT_LOG_ERR, &logctx, "reopening the access log: %s", err.msg);
+            return;
+        }
+        /* Replaces the descriptor in place: workers keep writing to the same number. */
+        if (dup3(fd, cur, O_CLOEXEC) < 0)
+            moat_log(MOAT_LOG_ERR, &logctx, "reopening the access log: %s", strerror(errno));
+        close(fd);
+    }
+    moat_log(MOAT_LOG_NOTICE, &logctx, "logs reopened");
+}
+
+/* ---- privileges --------------------------------------------------------------------------------- */
+
+static int drop_privileges(const moat_config_t *cfg, int access_fd, moat_err_t *err)
+{
+    struct passwd *pw;
+    if (cfg->user == NULL || geteuid() != 0)
+        return 0;
+    pw = getpwnam(cfg->user);
+    if (pw == NULL)
+        return moat_err_set(err, MOAT_E_CONFIG, "user \"%s\" does not exist", cfg->user);
+    /* The logs stay writable after the switch. */
+    if (cfg->error_log != NULL)
+        (void)!chown(cfg->error_log, pw->pw_uid, pw->pw_gid);
+    if (access_fd >= 0)
+        (void)!fchown(access_fd, pw->pw_uid, pw->pw_gid);
+    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+        return moat_err_set(err, MOAT_E_PERM, "cannot switch to user \"%s\": %s", cfg->user, strerror(errno));
+    if (setuid(0) == 0)
+        return moat_err_set(err, MOAT_E_PERM, "switching to user \"%s\" did not drop root", cfg->user);
+    return 0;
+}
+
+/* ---- check mode --------------------------------------------------------------------------------- */
+
+static int check(moat_config_t *cfg, moat_store_t *st, moat_err_t *err)
+{
+    moat__gen_t *gen = NULL;
+    moat_tls_lib_t *lib;
+    moat__wgen_t *wg;
+    int rc;
+
+    if ((rc = moat__gen_build(NULL, cfg, st, &gen, err)) != 0)
+        return rc;
+    lib = moat_tls_lib_new(err);
+    if (lib == NULL) {
+        moat__gen_unref(gen);
+        return err->code;
+    }
+    wg = moat__wgen_build(gen, lib, err);
+    moat__gen_forget_keys(gen);
+    if (wg == NULL) {
+        rc = err->code ? err->code : MOAT_E_PKI;
+    } else {
+        for (size_t i = 0; i < cfg->nsites; i++) {
+            printf("site %s:", cfg->sites[i].name);
+            for (size_t j = 0; j < gen->sites[i].ncerts; j++)
+                printf(" key \"%s\" (sha256 %s)", gen->sites[i].certs[j].key_name,
+                       gen->sites[i].certs[j].fingerprint);
+            printf("\n");
+        }
+        moat__wgen_release(wg);
+    }
+    moat__gen_unref(gen);
+    moat_tls_lib_free(lib);
+    return rc;
+}
+
+/* ---- run ---------------------------------------------------------------------------------------- */
+
+static void print_listeners(const moat__server_t *srv, const moat_config_t *cfg)
+{
+    for (size_t b = 0; b < srv->nbinds; b++) {
+        const moat_listener_t *l = NULL;
+        if (srv->workers[0].listens[b].fd < 0)
+            continue;
+        for (size_t i = 0; i < cfg->nlisteners; i++)
+            if (cfg->listeners[i].secure == srv->binds[b].secure &&
+                strcmp(cfg->listeners[i].addr.text, srv->binds[b].addr.text) == 0)
+                l = &cfg->listeners[i];
+        printf("listening on %s://%s", srv->binds[b].secure ? "https" : "http", srv->binds[b].text);
+        for (size_t s = 0; l != NULL && s < l->nsites; s++)
+            printf("%s%s%s", s == 0 ? " for " : ", ", l->sites[s]->name,
+                   l->sites[s] == l->default_site ? " (default)" : "");
+        printf("\n");
+    }
+    fflush(stdout);
+}
+
+static void cleanup(moat__server_t *srv)
+{
+    for (unsigned w = 0; srv->workers != NULL && w < srv->nworkers; w++) {
+        moat__worker_t *wk = &srv->workers[w];
+        moat__wgen_t *pending = atomic_exchange(&wk->mailbox, NULL);
+        moat__wgen_release(pending);
+        moat__wgen_release(wk->cur);
+        for (size_t i = 0; i < wk->nlistens; i++)
+            if (wk->listens[i].fd >= 0)
+                close(wk->listens[i].fd);
+        moat_free(&wk->listens);
+        moat_bufpool_dispose(&wk->small);
+        moat_bufpool_dispose(&wk->big);
+        moat_loop_dispose(&wk->loop);
+        moat_tls_lib_free(wk->lib);
+        moat_free(&wk->alog);
+    }
+    moat_free(&srv->workers);
+    for (unsigned w = 0; srv->bind_fds != NULL && w < srv->nworkers; w++)
+        moat_free(&srv->bind_fds[w]);
+    moat_free(&srv->bind_fds);
+    moat_free(&srv->binds);
+    if (atomic_load(&srv->access_fd) >= 0)
+        close(atomic_load(&srv->access_fd));
+}
+
+static int init_workers(moat__server_t *srv, const moat_config_t *cfg, moat_err_t *err)
+{
+    size_t small = 16384 + 1024;
+    int rc;
+    if ((size_t)cfg->limits.header_bytes + 1024 > small)
+        small = (size_t)cfg->limits.header_bytes + 1024;
+    srv->workers = moat_calloc(srv->nworkers, sizeof(*srv->workers));
+    if (srv->workers == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "allocating workers");
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        moat__worker_t *w = &srv->workers[i];
+        w->loop.epfd = w->loop.wakefd = -1;
+    }
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        moat__worker_t *w = &srv->workers[i];
+        w->tag = TAG_WAKE;
+        w->id = i;
+        w->srv = srv;
+        w->max_conns = (size_t)(cfg->limits.max_connections + srv->nworkers - 1) / srv->nworkers;
+        if ((rc = moat_loop_init(&w->loop, w, err)) != 0)
+            return rc;
+        if ((w->lib = moat_tls_lib_new(err)) == NULL)
+            return err->code;
+        if ((rc = moat_bufpool_init(&w->small, small, 256, err)) != 0 ||
+            (rc = moat_bufpool_init(&w->big, 128 * 1024 + 8192, 64, err)) != 0)
+            return rc;
+        w->listens = moat_calloc(srv->nbinds ? srv->nbinds : 1, sizeof(*w->listens));
+        if (w->listens == NULL)
+            return moat_err_set(err, MOAT_E_NOMEM, "allocating listeners");
+        w->nlistens = srv->nbinds;
+        for (size_t b = 0; b < srv->nbinds; b++) {
+            w->listens[b].tag = TAG_LISTEN;
+            w->listens[b].fd = srv->bind_fds[i][b];
+            srv->bind_fds[i][b] = -1;
+            w->listens[b].bind = b;
+            w->listens[b].w = w;
+        }
+    }
+    return 0;
+}
+
+int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
+{
+    moat__server_t srv;
+    control_t ctl;
+    moat_config_t *cfg = NULL;
+    char *errors = NULL;
+    sigset_t sigs;
+    int rc, fd;
+    long n;
+
+    memset(&srv, 0, sizeof(srv));
+    memset(&ctl, 0, sizeof(ctl));
+    atomic_init(&srv.access_fd, -1);
+    srv.opts = opts;
+    ctl.srv = &srv;
+
+    if ((rc = moat_config_load(opts->config_path, &cfg, &errors, err)) != 0) {
+        if (errors != NULL && strchr(errors, '\n') != NULL && strchr(errors, '\n')[1] != '\0')
+            fprintf(stderr, "%s", errors);
+        moat_free(&errors);
+        return rc;
+    }
+    moat_free(&errors);
+    ctl.cfg = cfg;
+    if ((rc = moat_store_open(opts->store_path, opts->master_key_path, 0, &ctl.st, err)) != 0) {
+        moat_err_prefix(err, "store %s", opts->store_path);
+        moat_config_unref(cfg);
+        return rc;
+    }
+    if (opts->check_only) {
+        rc = check(cfg, ctl.st, err);
+        if (rc == 0)
+            printf("moat: %s and store %s are ok\n", cfg->path, moat_store_path(ctl.st));
+        moat_store_close(ctl.st);
+        moat_config_unref(cfg);
+        return rc;
+    }
+
+    /* Signals are taken synchronously by this thread only; workers inherit the blocked mask. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
+
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    srv.nworkers = cfg->workers > 0 ? (unsigned)cfg->workers : (n > 0 ? (unsigned)n : 1);
+    srv.limits = cfg->limits;
+    if ((rc = setup_binds(&srv, cfg, err)) != 0)
+        goto fail;
+    if (cfg->error_log != NULL && (rc = moat_log_open(cfg->error_log, err)) != 0)
+        goto fail;
+    if (cfg->access_log != NULL) {
+        if ((fd = open_access(cfg->access_log, err)) < 0) {
+            rc = err->code;
+            goto fail;
+        }
+        atomic_store(&srv.access_fd, fd);
+    }
+    if ((rc = drop_privileges(cfg, atomic_load(&srv.access_fd), err)) != 0)
+        goto fail;
+    if (cfg->ktls)
+        moat_log(MOAT_LOG_NOTICE, &logctx,
+                 "ktls: true: kernel TLS is not used by this build's buffered TLS path; serving with "
+                 "read + SSL_write");
+    if ((rc = moat_tls_tickets_init(err)) != 0 || (rc = init_workers(&srv, cfg, err)) != 0)
+        goto fail;
+    if ((rc = apply(&ctl, cfg, err)) != 0)
+        goto fail;
+    if ((rc = moat_store_watch_open(moat_store_path(ctl.st), &ctl.watch, err)) != 0)
+        goto fail;
+    for (unsigned w = 0; w < srv.nworkers; w++)
+        if ((rc = moat__worker_start(&srv.workers[w], err)) != 0)
+            goto fail_started;
+    if (moat_server_pid_path(moat_store_path(ctl.st), ctl.pid_path, sizeof(ctl.pid_path), err) == 0) {
+        FILE *f = fopen(ctl.pid_path, "w");
+        if (f != NULL) {
+            fprintf(f, "%ld\n", (long)getpid());
+            fclose(f);
+        } else {
+            moat_log(MOAT_LOG_WARN, &logctx,
+                     "cannot write the pid file %s: %s (moat reload will not find "
+                     "this server)",
+                     ctl.pid_path, strerror(errno));
+            ctl.pid_path[0] = '\0';
+        }
+    }
+    write_status(&ctl, -1, NULL);
+    printf("moat %s serving with %u worker%s, store %s (generation %lld)\n", MOAT_VERSION, srv.nworkers,
+           srv.nworkers == 1 ? "" : "s", moat_store_path(ctl.st), ctl.applied);
+    print_listeners(&srv, cfg);
+    moat_log(MOAT_LOG_NOTICE, &logctx, "started: pid %ld, %u workers, store %s, generation %lld",
+             (long)getpid(), srv.nworkers, moat_store_path(ctl.st), ctl.applied);
+
+    for (;;) {
+        struct timespec ts = {0, 500 * 1000 * 1000};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            moat_log(MOAT_LOG_NOTICE, &logctx, "%s: finishing requests in flight, then stopping",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+        if (sig == SIGHUP) {
+            reload(&ctl, 1, "SIGHUP");
+        } else if (sig == SIGUSR1) {
+            reopen_logs(&ctl);
+        } else {
+            int changed = 0;
+            moat_err_t e = {0};
+            if (moat_store_watch_changed(ctl.watch, &changed, &e) != 0) {
+                moat_log(MOAT_LOG_WARN, &logctx, "polling the store: %s", e.msg);
+            } else if (changed) {
+                int64_t g = 0;
+                if (moat_store_generation(ctl.st, &g, &e) == 0 && g != ctl.applied)
+                    reload(&ctl, 0, "store changed");
+            }
+            if (ctl.cfg->tls_tickets &&
+                moat_clock_ms() / 1000 >=
+                    moat_tls_tickets_created() + (uint64_t)ctl.cfg->tls_ticket_rotate_s) {
+                if (moat_tls_tickets_rotate(&e) != 0)
+                    moat_log(MOAT_LOG_ERR, &logctx, "rotating session ticket keys: %s", e.msg);
+            }
+        }
+    }
+    rc = 0;
+fail_started:
+    atomic_store(&srv.stopping, 1);
+    for (unsigned w = 0; w < srv.nworkers; w++) {
+        if (srv.workers[w].started) {
+            moat_loop_wake(&srv.workers[w].loop);
+            pthread_join(srv.workers[w].thread, NULL);
+        }
+    }
+    if (ctl.pid_path[0] != '\0')
+        unlink(ctl.pid_path);
+    if (rc == 0)
+        moat_log(MOAT_LOG_NOTICE, &logctx, "stopped");
+fail:
+    moat_store_watch_close(ctl.watch);
+    cleanup(&srv);
+    moat_store_close(ctl.st);
+    moat_config_unref(ctl.cfg);
+    return rc;
+}
+
+int moat_server_signal_reload(const char *store_path, long *pid_out, moat_err_t *err)
+{
+    char path[4200], buf[32];
+    FILE *f;
+    long pid;
+    int rc;
+
+    if ((rc = moat_server_pid_path(store_path, path, sizeof(path), err)) != 0)
+        return rc;
+    f = fopen(path, "r");
+    if (f == NULL) {
+        moat_err_set(err, MOAT_E_NOTFOUND, "no moat server runs on store %s (no %s)", store_path, path);
+        return moat_err_hint(err, "start it with: moat serve -c moat.yaml");
+    }
+    if (fgets(buf, sizeof(buf), f) == NULL) {
+        fclose(f);
+        return moat_err_set(err, MOAT_E_IO, "the pid file %s is empty", path);
+    }
+    fclose(f);
+    buf[strcspn(buf, "\n")] = '\0';
+    if (moat_parse_long(buf, 1, 1L << 30, &pid) != 0)
+        return moat_err_set(err, MOAT_E_INVAL, "the pid file %s holds no process id", path);
+    if (kill((pid_t)pid, SIGHUP) != 0) {
+        if (errno == ESRCH) {
+            moat_err_set(err, MOAT_E_NOTFOUND, "no moat server runs on store %s (stale pid %ld in %s)",
+                         store_path, pid, path);
+            return moat_err_hint(err, "start it with: moat serve -c moat.yaml");
+        }
+        return moat_err_set(err, MOAT_E_PERM, "cannot signal moat (pid %ld): %s", pid, strerror(errno));
+    }
+    *pid_out = pid;
+    return 0;
+}

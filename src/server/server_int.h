@@ -1,0 +1,192 @@
+/*
+ * Private to server/: generations, workers, connections.
+ *
+ * A generation is everything a reload replaces: the config (refcounted by config/), each site's
+ * opened document root and chosen certificates, and, per worker, one SSL_CTX per site built in that
+ * worker's OpenSSL library context. The control thread builds a generation off the hot path and hands
+ * each worker its part (moat__wgen_t) through an atomic mailbox; the worker adopts it at its next
+ * wake-up. Connections hold a reference to the worker part they started on and finish on it.
+ */
+#ifndef MOAT_SERVER_INT_H
+#define MOAT_SERVER_INT_H
+
+#include "config/config.h"
+#include "core/loop.h"
+#include "http/http.h"
+#include "store/store.h"
+#include "server/server.h"
+#include "tls/tls.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+/* What an epoll tag points at (the first member of each tagged struct). */
+enum { TAG_WAKE = 1, TAG_LISTEN, TAG_CONN };
+
+#define ACCESS_LOG_BUF 65536 /* per worker; flushed when half full or every second */
+
+/* One certificate chosen for a site (up to one ECDSA and one RSA). */
+typedef struct moat__site_cert {
+    unsigned char *cert_der; /* owned */
+    size_t cert_len;
+    unsigned char *key_der; /* owned, secret: freed with moat_free_secret */
+    size_t key_len;
+    unsigned char **chain_der; /* owned */
+    size_t *chain_len;
+    size_t nchain;
+    char key_name[128];
+    char fingerprint[72];
+    long long not_after;
+} moat__site_cert_t;
+
+typedef struct moat__gen_site {
+    const moat_site_t *conf; /* borrowed from gen->cfg */
+    moat_http_root_t root;   /* opened root (fd -1 when the site has no root) */
+    int has_root;
+    moat__site_cert_t certs[2]; /* [0] ECDSA/other, [1] RSA; key_der NULL when absent */
+    size_t ncerts;
+} moat__gen_site_t;
+
+typedef struct moat__gen {
+    atomic_int refs;                       /* one per worker part still alive, plus the control thread's */
+    long long id;                          /* store generation it was built from */
+    unsigned seq;                          /* reload counter, for logs */
+    moat_config_t *cfg;                    /* owned reference */
+    moat__gen_site_t *sites;               /* cfg->nsites */
+    const moat_listener_t **bind_listener; /* per server bind: the config listener serving it, or NULL */
+    size_t nbinds;
+} moat__gen_t;
+
+/* A worker's part of a generation: its SSL_CTXs. Touched by that worker thread only once handed over. */
+typedef struct moat__wgen {
+    int refs;         /* worker's current pointer + one per connection */
+    moat__gen_t *gen; /* shared reference */
+    SSL_CTX **ctx;    /* per site, owned */
+} moat__wgen_t;
+
+/* A listening address bound at start (listeners outlive reloads). */
+typedef struct moat__bind {
+    moat_listen_t addr; /* copy of the config listener's address */
+    int family;         /* AF_INET or AF_INET6 actually bound */
+    int secure;
+    char text[80]; /* "127.0.0.1:8443", "[::]:8443" */
+} moat__bind_t;
+
+typedef struct moat__server moat__server_t;
+typedef struct moat__worker moat__worker_t;
+
+typedef struct moat__wlisten {
+    int tag; /* TAG_LISTEN */
+    int fd;
+    size_t bind; /* index into server->binds */
+    moat__worker_t *w;
+} moat__wlisten_t;
+
+struct moat__worker {
+    int tag; /* TAG_WAKE */
+    unsigned id;
+    moat__server_t *srv;
+    pthread_t thread;
+    int started;
+    moat_loop_t loop;
+    moat_tls_lib_t *lib;             /* owned */
+    _Atomic(moat__wgen_t *) mailbox; /* a new generation from the control thread */
+    moat__wgen_t *cur;               /* current generation (one reference) */
+    moat__wlisten_t *listens;        /* one per server bind */
+    size_t nlistens;
+    int accepting;        /* listeners registered in epoll */
+    moat_bufpool_t small; /* request heads and ciphertext input */
+    moat_bufpool_t big;   /* response staging and ciphertext output */
+    moat_list_t conns;    /* every connection */
+    moat_list_t q_header; /* handshake / request head deadlines (header_timeout_s) */
+    moat_list_t q_idle;   /* keep-alive and send deadlines (idle_timeout_s) */
+    size_t nconns;
+    size_t max_conns; /* this worker's share of limits.max_connections */
+    unsigned long long next_conn_id;
+    char *alog; /* access log buffer (owned) */
+    size_t alog_len;
+    uint64_t alog_flushed_ms;
+    uint64_t stop_deadline_ms; /* 0 while running */
+};
+
+struct moat__server {
+    const moat_server_opts_t *opts;
+    unsigned nworkers;
+    moat__worker_t *workers;
+    moat__bind_t *binds;
+    size_t nbinds;
+    int **bind_fds; /* [worker][bind] listening sockets, handed to workers */
+    _Atomic(int) stopping;
+    atomic_int access_fd; /* -1: no access log; replaced in place with dup3 on reopen */
+    moat_limits_t limits; /* from the config at start (timeouts and sizes may change on reload) */
+};
+
+/* worker.c */
+int moat__worker_start(moat__worker_t *w, moat_err_t *err) MOAT_MUST_CHECK;
+/* Hands <wg> to the worker (which adopts it at its next wake-up). */
+void moat__worker_post(moat__worker_t *w, moat__wgen_t *wg);
+void moat__wgen_release(moat__wgen_t *wg);
+/* Installs the SNI callback on every SSL_CTX of <wg> (before it is handed over). */
+void moat__wgen_prepare(moat__wgen_t *wg);
+
+/* gen.c: builds a generation for <cfg> from the store (control thread only). */
+int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, moat__gen_t **out,
+                    moat_err_t *err) MOAT_MUST_CHECK;
+/* Builds the SSL contexts of <gen> in <lib>; returns a part with one reference (NULL, err set). */
+moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t *err);
+/* Cleanses and frees the private keys kept in <gen> once every worker part is built. */
+void moat__gen_forget_keys(moat__gen_t *gen);
+void moat__gen_unref(moat__gen_t *gen);
+
+#endif
+
+/* ---- connections (worker.c, request.c) ------------------------------------------------------------ */
+
+typedef enum {
+    CONN_HANDSHAKE = 0, /* TLS handshake in progress */
+    CONN_HEAD,          /* waiting for / parsing a request head */
+    CONN_BODY,          /* discarding a request body */
+    CONN_SEND,          /* sending a response */
+    CONN_CLOSING,       /* final flush, then close (or linger) */
+    CONN_LINGER         /* write side shut; draining the client's leftovers before close */
+} moat__conn_state_t;
+
+typedef struct moat__conn {
+    int tag; /* TAG_CONN */
+    int fd;
+    moat__worker_t *w;
+    moat__wgen_t *wg; /* reference: the generation this connection started on */
+    size_t bind;
+    int secure;
+    unsigned long long id;
+    SSL *ssl;         /* owned (secure only) */
+    moat_tls_io_t io; /* rbuf: ciphertext in (small pool), wbuf: bytes out (big pool) */
+    char *hbuf;       /* small pool: plaintext request bytes */
+    size_t hlen;
+    char *obuf; /* big pool: plaintext response staging */
+    size_t opos, olen;
+    moat__conn_state_t state;
+    unsigned readable : 1, writable : 1, req_started : 1, head_ok : 1, sni_matched : 1, linger : 1;
+    const moat_site_t *site; /* borrowed from wg->gen->cfg: chosen by SNI (TLS) or Host (plain) */
+    moat_list_t node;        /* in w->conns */
+    moat_list_t tnode;       /* in w->q_header or w->q_idle */
+    uint64_t deadline_ms;
+    struct timespec req_t0; /* when the request's first byte was seen */
+    moat_http_req_t req;
+    moat_http_body_t body;
+    moat_http_resp_t resp;
+    int resp_active;
+    uint64_t file_left, file_off;
+    uint64_t body_sent; /* response body bytes, for the access log */
+    int status;         /* response status, for the access log */
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+} moat__conn_t;
+
+/* request.c: answers the request parsed in c->req (or the parse error when <status> != 0). */
+void moat__request_handle(moat__conn_t *c, int status);
+/* Access log line for the finished response of <c>. */
+void moat__access_log(moat__conn_t *c);
+void moat__access_flush(moat__worker_t *w);

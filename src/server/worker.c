@@ -1,0 +1,779 @@
+/*
+ * Worker threads: one epoll loop each, its own SO_REUSEPORT listeners and OpenSSL library context.
+ *
+ * Connections are registered once, edge-triggered, for input and output (EPOLLIN|EPOLLOUT|EPOLLET):
+ * no epoll_ctl per state change. A connection remembers whether the socket may still be readable or
+ * writable and works until it would block; an edge then brings it back. Listeners are level-triggered
+ * and accepted until EAGAIN.
+ *
+ * Bytes: one read() fills rbuf with ciphertext that our BIO feeds to OpenSSL; responses are staged in
+ * obuf, encrypted by SSL_write into wbuf (many records per call) and sent with one send(). Buffers come
+ * from per-worker pools and go back whenever a connection waits idle, so an idle keep-alive connection
+ * holds only its SSL object (SSL_MODE_RELEASE_BUFFERS) and this struct.
+ */
+#include "server/server_int.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ACCESS_BUF ACCESS_LOG_BUF
+#define STOP_GRACE_MS 10000
+
+static int conn_ex_index = -1;
+
+static void conn_run(moat__conn_t *c);
+static void conn_close(moat__conn_t *c);
+
+void moat__wgen_release(moat__wgen_t *wg)
+{
+    if (wg == NULL || --wg->refs > 0)
+        return;
+    for (size_t i = 0; i < wg->gen->cfg->nsites; i++)
+        SSL_CTX_free(wg->ctx[i]);
+    moat_free(&wg->ctx);
+    moat__gen_unref(wg->gen);
+    moat_free(&wg);
+}
+
+void moat__worker_post(moat__worker_t *w, moat__wgen_t *wg)
+{
+    moat__wgen_t *old = atomic_exchange(&w->mailbox, wg);
+    /* The worker never saw <old>: nobody else holds it. */
+    if (old != NULL)
+        moat__wgen_release(old);
+    moat_loop_wake(&w->loop);
+}
+
+/* ---- timeouts ----------------------------------------------------------------------------------- */
+
+static void timer_set(moat__conn_t *c, moat_list_t *q, long seconds)
+{
+    c->deadline_ms = c->w->loop.now_ms + (uint64_t)seconds * 1000u;
+    moat_list_push_tail(q, &c->tnode);
+}
+
+static const moat_limits_t *limits_of(const moat__worker_t *w)
+{
+    return &w->cur->gen->cfg->limits;
+}
+
+static void expire(moat__worker_t *w, moat_list_t *q)
+{
+    while (!moat_list_empty(q)) {
+        moat__conn_t *c = moat_container_of(q->next, moat__conn_t, tnode);
+        if (c->deadline_ms > w->loop.now_ms)
+            break;
+        moat_list_remove(&c->tnode);
+        moat_log(MOAT_LOG_DEBUG, NULL, "conn=%llu timed out in state %d", c->id, (int)c->state);
+        conn_close(c);
+    }
+}
+
+static int next_timeout_ms(moat__worker_t *w)
+{
+    uint64_t next = w->loop.now_ms + 1000;
+    moat_list_t *qs[2] = {&w->q_header, &w->q_idle};
+    for (int i = 0; i < 2; i++) {
+        if (!moat_list_empty(qs[i])) {
+            moat__conn_t *c = moat_container_of(qs[i]->next, moat__conn_t, tnode);
+            if (c->deadline_ms < next)
+                next = c->deadline_ms;
+        }
+    }
+    return next > w->loop.now_ms ? (int)(next - w->loop.now_ms) : 0;
+}
+
+/* ---- buffers ------------------------------------------------------------------------------------ */
+
+static int ensure_bufs(moat__conn_t *c)
+{
+    moat__worker_t *w = c->w;
+    if (c->hbuf == NULL && (c->hbuf = moat_bufpool_get(&w->small)) == NULL)
+        return -1;
+    if (c->io.wbuf == NULL) {
+        if ((c->io.wbuf = moat_bufpool_get(&w->big)) == NULL)
+            return -1;
+        c->io.wcap = w->big.size;
+        c->io.wlen = 0;
+    }
+    if (c->secure && c->io.rbuf == NULL) {
+        if ((c->io.rbuf = moat_bufpool_get(&w->small)) == NULL)
+            return -1;
+        c->io.rpos = c->io.rlen = 0;
+    }
+    return 0;
+}
+
+/* Gives back every buffer that holds nothing: idle connections cost no buffer memory. */
+static void release_idle_bufs(moat__conn_t *c)
+{
+    moat__worker_t *w = c->w;
+    if (c->hlen == 0)
+        moat_bufpool_put(&w->small, (void **)&c->hbuf);
+    if (c->io.rbuf != NULL && c->io.rpos == c->io.rlen) {
+        moat_bufpool_put(&w->small, (void **)&c->io.rbuf);
+        c->io.rpos = c->io.rlen = 0;
+    }
+    if (c->io.wlen == 0) {
+        moat_bufpool_put(&w->big, (void **)&c->io.wbuf);
+        c->io.wcap = 0;
+    }
+    if (c->opos >= c->olen) {
+        moat_bufpool_put(&w->big, (void **)&c->obuf);
+        c->opos = c->olen = 0;
+    }
+}
+
+/* ---- socket I/O --------------------------------------------------------------------------------- */
+
+/* Sends wbuf. 1: all sent; 0: the socket is full (wait for EPOLLOUT); -1: the connection is dead. */
+static int flush_out(moat__conn_t *c)
+{
+    while (c->io.wlen > 0) {
+        ssize_t n = send(c->fd, c->io.wbuf, c->io.wlen, MSG_NOSIGNAL);
+        if (n > 0) {
+            if ((size_t)n < c->io.wlen)
+                memmove(c->io.wbuf, c->io.wbuf + n, c->io.wlen - (size_t)n);
+            c->io.wlen -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->writable = 0;
+            return 0;
+        }
+        return -1;
+    }
+    return 1;
+}
+
+/* Reads from the socket: TLS into rbuf, plain HTTP straight into hbuf.
+ * 1: got bytes; 0: nothing now; -1: end of stream or error. */
+static int sock_read(moat__conn_t *c)
+{
+    char *buf;
+    size_t space;
+    ssize_t n;
+
+    if (!c->readable)
+        return 0;
+    if (c->secure) {
+        if (c->io.rpos > 0) {
+            memmove(c->io.rbuf, c->io.rbuf + c->io.rpos, c->io.rlen - c->io.rpos);
+            c->io.rlen -= c->io.rpos;
+            c->io.rpos = 0;
+        }
+        buf = (char *)c->io.rbuf + c->io.rlen;
+        space = c->w->small.size - c->io.rlen;
+    } else {
+        buf = c->hbuf + c->hlen;
+        space = c->w->small.size - c->hlen;
+    }
+    if (space == 0)
+        return 0;
+    do
+        n = read(c->fd, buf, space);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        if (c->secure)
+            c->io.rlen += (size_t)n;
+        else
+            c->hlen += (size_t)n;
+        /* A short read drained the socket; the next arrival raises a new edge. */
+        if ((size_t)n < space)
+            c->readable = 0;
+        return 1;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c->readable = 0;
+        return 0;
+    }
+    return -1;
+}
+
+/* Decrypts into hbuf. 1: got bytes; 0: OpenSSL needs more ciphertext; 2: needs a flush; -1: closed. */
+static int tls_pull(moat__conn_t *c)
+{
+    size_t got = 0, space = c->w->small.size - c->hlen;
+    int r, e;
+
+    if (space == 0)
+        return 0;
+    ERR_clear_error();
+    r = SSL_read_ex(c->ssl, c->hbuf + c->hlen, space, &got);
+    if (r == 1) {
+        c->hlen += got;
+        return 1;
+    }
+    e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        return 0;
+    if (e == SSL_ERROR_WANT_WRITE)
+        return 2;
+    return -1;
+}
+
+/* Queues <len> bytes of response. Returns bytes taken (0: wbuf full, flush first) or -1 on error. */
+static long out_write(moat__conn_t *c, const char *p, size_t len)
+{
+    if (c->secure) {
+        size_t written = 0;
+        int r;
+        ERR_clear_error();
+        r = SSL_write_ex(c->ssl, p, len, &written);
+        if (r == 1)
+            return (long)written;
+        r = SSL_get_error(c->ssl, r);
+        return r == SSL_ERROR_WANT_WRITE ? 0 : -1;
+    }
+    size_t space = c->io.wcap - c->io.wlen;
+    if (len > space)
+        len = space;
+    memcpy(c->io.wbuf + c->io.wlen, p, len);
+    c->io.wlen += len;
+    return (long)len;
+}
+
+/* ---- the connection state machine --------------------------------------------------------------- */
+
+static void conn_free(moat__conn_t *c)
+{
+    moat__worker_t *w = c->w;
+    moat_list_remove(&c->tnode);
+    moat_list_remove(&c->node);
+    if (c->resp_active)
+        moat_http_resp_dispose(&c->resp);
+    SSL_free(c->ssl);
+    moat_bufpool_put(&w->small, (void **)&c->hbuf);
+    moat_bufpool_put(&w->small, (void **)&c->io.rbuf);
+    moat_bufpool_put(&w->big, (void **)&c->io.wbuf);
+    moat_bufpool_put(&w->big, (void **)&c->obuf);
+    if (c->fd >= 0)
+        close(c->fd);
+    moat__wgen_release(c->wg);
+    moat_free(&c);
+    w->nconns--;
+}
+
+static void conn_close(moat__conn_t *c)
+{
+    conn_free(c);
+}
+
+/* After a response: the next request may already be in hbuf (pipelining). */
+static void request_done(moat__conn_t *c)
+{
+    size_t used = c->req.head_len;
+    moat__access_log(c);
+    if (c->resp_active) {
+        moat_http_resp_dispose(&c->resp);
+        c->resp_active = 0;
+    }
+    if (used > c->hlen)
+        used = c->hlen;
+    memmove(c->hbuf, c->hbuf + used, c->hlen - used);
+    c->hlen -= used;
+    c->req_started = 0;
+    c->opos = c->olen = 0;
+    if (!c->resp.keep_alive || atomic_load(&c->w->srv->stopping)) {
+        c->state = CONN_CLOSING;
+        return;
+    }
+    c->state = CONN_HEAD;
+    timer_set(c, &c->w->q_idle, limits_of(c->w)->idle_timeout_s);
+}
+
+/* Produces response bytes into wbuf. 1: progress; 0: wbuf full; -1: error. */
+static int send_step(moat__conn_t *c)
+{
+    if (c->opos < c->olen) {
+        long n = out_write(c, c->obuf + c->opos, c->olen - c->opos);
+        if (n < 0)
+            return -1;
+        c->opos += (size_t)n;
+        return n > 0;
+    }
+    if (c->file_left > 0) {
+        size_t want = c->w->big.size;
+        ssize_t n;
+        if (want > c->file_left)
+            want = (size_t)c->file_left;
+        do
+            n = pread(c->resp.fd, c->obuf, want, (off_t)c->file_off);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+            moat_log(MOAT_LOG_ERR, NULL, "conn=%llu reading a file to send: %s", c->id,
+                     n == 0 ? "the file shrank while being sent" : strerror(errno));
+            return -1;
+        }
+        c->opos = 0;
+        c->olen = (size_t)n;
+        c->file_off += (uint64_t)n;
+        c->file_left -= (uint64_t)n;
+        c->body_sent += (uint64_t)n;
+        return 1;
+    }
+    request_done(c);
+    return 1;
+}
+
+/* Parses what hbuf holds. 1: a response was started or the state moved; 0: need more bytes. */
+static int try_request(moat__conn_t *c)
+{
+    const moat_limits_t *lim = &c->wg->gen->cfg->limits;
+    moat_http_limits_t hl;
+    int rc;
+
+    if (c->state == CONN_HEAD) {
+        if (c->hlen == 0)
+            return 0;
+        if (!c->req_started) {
+            c->req_started = 1;
+            c->head_ok = 0;
+            moat_http_req_reset(&c->req);
+            clock_gettime(CLOCK_MONOTONIC, &c->req_t0);
+            c->body_sent = 0;
+            timer_set(c, &c->w->q_header, lim->header_timeout_s);
+        }
+        hl.request_line_bytes = (size_t)lim->request_line_bytes;
+        hl.header_bytes = (size_t)lim->header_bytes;
+        if (hl.header_bytes > c->w->small.size - 1)
+            hl.header_bytes = c->w->small.size - 1;
+        hl.body_bytes = (uint64_t)lim->body_bytes;
+        rc = moat_http_req_parse(&c->req, c->hbuf, c->hlen, &hl);
+        if (rc == MOAT_E_AGAIN)
+            return 0;
+        if (rc < 0) {
+            moat__request_handle(c, c->req.status ? c->req.status : 400);
+            return 1;
+        }
+        c->head_ok = 1;
+        moat_http_body_init(&c->body, &c->req, (uint64_t)lim->body_bytes);
+        if (c->req.body_kind == MOAT_HTTP_BODY_NONE) {
+            moat__request_handle(c, 0);
+            return 1;
+        }
+        c->state = CONN_BODY;
+    }
+    if (c->state == CONN_BODY) {
+        size_t used = 0, off = c->req.head_len;
+        rc = moat_http_body_skip(&c->body, c->hbuf + off, c->hlen - off, &used);
+        memmove(c->hbuf + off, c->hbuf + off + used, c->hlen - off - used);
+        c->hlen -= used;
+        if (rc == MOAT_E_AGAIN)
+            return used > 0 && c->hlen > off ? 1 : 0;
+        if (rc < 0) {
+            moat__request_handle(c, c->body.status ? c->body.status : 400);
+            return 1;
+        }
+        moat__request_handle(c, 0);
+        return 1;
+    }
+    return 0;
+}
+
+/* Reads more request bytes. 1: got some; 0: wait for the socket; -1: close. */
+static int pull_more(moat__conn_t *c)
+{
+    int r;
+    if (!c->secure) {
+        r = sock_read(c);
+        return r;
+    }
+    for (;;) {
+        r = tls_pull(c);
+        if (r == 1)
+            return 1;
+        if (r < 0)
+            return -1;
+        if (r == 2)
+            return c->io.wlen > 0 ? 1 : -1;
+        /* OpenSSL wants ciphertext. */
+        r = sock_read(c);
+        if (r <= 0)
+            return r;
+    }
+}
+
+static void handshake_failed(moat__conn_t *c)
+{
+    unsigned long e = ERR_peek_last_error();
+    /* Failed handshakes are the internet's noise (scanners, garbage): debug level only. */
+    if (moat_log_level >= MOAT_LOG_DEBUG) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        moat_log(MOAT_LOG_DEBUG, NULL, "conn=%llu TLS handshake failed: %s", c->id, buf);
+    }
+    ERR_clear_error();
+    /* Best effort: the alert OpenSSL queued goes out once, then the connection closes. */
+    if (c->io.wlen > 0)
+        (void)flush_out(c);
+    conn_close(c);
+}
+
+static void conn_run(moat__conn_t *c)
+{
+    int r;
+
+    if (ensure_bufs(c) != 0) {
+        moat_log(MOAT_LOG_ERR, NULL, "conn=%llu out of memory for buffers: closing", c->id);
+        conn_close(c);
+        return;
+    }
+    for (;;) {
+        if (c->io.wlen > 0) {
+            r = flush_out(c);
+            if (r < 0) {
+                conn_close(c);
+                return;
+            }
+            if (r == 0) {
+                /* Stalled on a full socket: the idle timeout bounds how long. */
+                if (c->tnode.next == NULL || c->state == CONN_SEND)
+                    timer_set(c, &c->w->q_idle, limits_of(c->w)->idle_timeout_s);
+                return;
+            }
+        }
+        switch (c->state) {
+        case CONN_HANDSHAKE:
+            ERR_clear_error();
+            r = SSL_do_handshake(c->ssl);
+            if (r == 1) {
+                c->state = CONN_HEAD;
+                timer_set(c, &c->w->q_idle, limits_of(c->w)->idle_timeout_s);
+                continue;
+            }
+            r = SSL_get_error(c->ssl, r);
+            if (r == SSL_ERROR_WANT_READ) {
+                if (c->io.wlen > 0)
+                    continue;
+                r = sock_read(c);
+                if (r > 0)
+                    continue;
+                if (r < 0)
+                    conn_close(c);
+                return;
+            }
+            if (r == SSL_ERROR_WANT_WRITE && c->io.wlen > 0)
+                continue;
+            handshake_failed(c);
+            return;
+        case CONN_HEAD:
+        case CONN_BODY:
+            if (try_request(c))
+                continue;
+            r = pull_more(c);
+            if (r > 0)
+                continue;
+            if (r < 0) {
+                conn_close(c);
+                return;
+            }
+            if (c->state == CONN_HEAD && c->hlen == 0 && !c->req_started)
+                release_idle_bufs(c);
+            return;
+        case CONN_SEND:
+            r = send_step(c);
+            if (r < 0) {
+                conn_close(c);
+                return;
+            }
+            if (r == 0 && c->io.wlen == 0) {
+                /* wbuf is empty yet nothing was taken: cannot happen with a live buffer. */
+                conn_close(c);
+                return;
+            }
+            continue;
+        case CONN_CLOSING:
+            if (c->secure && c->ssl != NULL) {
+                ERR_clear_error();
+                (void)SSL_shutdown(c->ssl); /* queues close_notify; the peer's reply is not awaited */
+                ERR_clear_error();
+            }
+            if (c->io.wlen > 0 && flush_out(c) == 0 && c->linger == 0) {
+                /* Give the last bytes a chance: wait for the socket, bounded by the header timeout. */
+                c->linger = 1;
+                timer_set(c, &c->w->q_header, limits_of(c->w)->header_timeout_s);
+                return;
+            }
+            if (c->io.wlen > 0)
+                return;
+            /* Lingering close: shut our side, then drain what the client still sends, so that the
+             * kernel does not answer its unread bytes with a reset that destroys our response. */
+            shutdown(c->fd, SHUT_WR);
+            c->state = CONN_LINGER;
+            timer_set(c, &c->w->q_header,
+                      2 > limits_of(c->w)->header_timeout_s ? limits_of(c->w)->header_timeout_s : 2);
+            continue;
+        case CONN_LINGER: {
+            char sink[4096];
+            for (;;) {
+                ssize_t n = read(c->fd, sink, sizeof(sink));
+                if (n > 0)
+                    continue;
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                    release_idle_bufs(c);
+                    return;
+                }
+                conn_close(c);
+                return;
+            }
+        }
+        }
+    }
+}
+
+/* ---- SNI ---------------------------------------------------------------------------------------- */
+
+static int on_servername(SSL *ssl, int *al, void *arg)
+{
+    moat__conn_t *c = SSL_get_ex_data(ssl, conn_ex_index);
+    const moat_listener_t *l;
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    const moat_site_t *site;
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof(local);
+    (void)arg;
+
+    if (c == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    l = c->wg->gen->bind_listener[c->bind];
+    if (l == NULL) {
+        *al = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    site = sni != NULL ? moat_listener_find_site(l, sni) : NULL;
+    c->sni_matched = site != NULL;
+    if (site == NULL) {
+        /* No SNI (or an IP literal client) or an unknown name: the site listing the local IP, else the
+         * default site, else refuse. Only this path pays for getsockname(). */
+        if (getsockname(c->fd, (struct sockaddr *)&local, &llen) != 0)
+            memset(&local, 0, sizeof(local));
+        site = moat_listener_select(l, sni, (struct sockaddr *)&local);
+    }
+    if (site == NULL) {
+        *al = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    c->site = site;
+    if (c->wg->ctx[site->index] != SSL_get_SSL_CTX(ssl))
+        SSL_set_SSL_CTX(ssl, c->wg->ctx[site->index]);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+void moat__wgen_prepare(moat__wgen_t *wg)
+{
+    for (size_t i = 0; i < wg->gen->cfg->nsites; i++)
+        SSL_CTX_set_tlsext_servername_callback(wg->ctx[i], on_servername);
+}
+
+/* ---- accepting ---------------------------------------------------------------------------------- */
+
+static void listeners_enable(moat__worker_t *w, int on)
+{
+    if (w->accepting == on)
+        return;
+    for (size_t i = 0; i < w->nlistens; i++) {
+        if (w->listens[i].fd < 0)
+            continue;
+        if (on)
+            (void)moat_loop_add(&w->loop, w->listens[i].fd, EPOLLIN, &w->listens[i]);
+        else
+            moat_loop_del(&w->loop, w->listens[i].fd);
+    }
+    w->accepting = on;
+}
+
+static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const struct sockaddr_storage *peer,
+                       socklen_t plen)
+{
+    moat__wgen_t *wg = w->cur;
+    const moat_listener_t *cl = wg->gen->bind_listener[l->bind];
+    moat__conn_t *c;
+    int one = 1;
+
+    if (cl == NULL || cl->nsites == 0) {
+        close(fd);
+        return;
+    }
+    c = moat_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->tag = TAG_CONN;
+    c->fd = fd;
+    c->w = w;
+    c->wg = wg;
+    wg->refs++;
+    c->bind = l->bind;
+    c->secure = w->srv->binds[l->bind].secure;
+    c->id = ++w->next_conn_id;
+    c->peer = *peer;
+    c->peerlen = plen;
+    c->resp.fd = -1;
+    c->readable = 1; /* TCP_DEFER_ACCEPT: the first bytes are usually there already */
+    c->writable = 1;
+    moat_list_push_tail(&w->conns, &c->node);
+    w->nconns++;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (c->secure) {
+        BIO *bio;
+        c->ssl = SSL_new(wg->ctx[cl->sites[0]->index]);
+        bio = moat_tls_bio_new(&c->io);
+        if (c->ssl == NULL || bio == NULL) {
+            BIO_free(bio);
+            ERR_clear_error();
+            conn_close(c);
+            return;
+        }
+        SSL_set_bio(c->ssl, bio, bio);
+        SSL_set_ex_data(c->ssl, conn_ex_index, c);
+        SSL_set_accept_state(c->ssl);
+        c->state = CONN_HANDSHAKE;
+    } else {
+        c->state = CONN_HEAD;
+        c->site = cl->default_site != NULL ? cl->default_site : cl->sites[0];
+    }
+    timer_set(c, &w->q_header, limits_of(w)->header_timeout_s);
+    if (moat_loop_add(&w->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, c) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_run(c);
+}
+
+static void on_accept(moat__worker_t *w, moat__wlisten_t *l)
+{
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int fd;
+        if (w->nconns >= w->max_conns) {
+            listeners_enable(w, 0);
+            return;
+        }
+        fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE) {
+                moat_log(MOAT_LOG_WARN, NULL,
+                         "worker %u: out of file descriptors (%s): not accepting for now", w->id,
+                         strerror(errno));
+                listeners_enable(w, 0);
+            }
+            return;
+        }
+        conn_start(w, l, fd, &peer, plen);
+    }
+}
+
+/* ---- the loop ----------------------------------------------------------------------------------- */
+
+static void adopt_generation(moat__worker_t *w)
+{
+    moat__wgen_t *wg = atomic_exchange(&w->mailbox, NULL);
+    if (wg == NULL)
+        return;
+    moat__wgen_release(w->cur);
+    w->cur = wg;
+}
+
+static void begin_stop(moat__worker_t *w)
+{
+    moat_list_t *n, *next;
+    listeners_enable(w, 0);
+    for (size_t i = 0; i < w->nlistens; i++) {
+        if (w->listens[i].fd >= 0)
+            close(w->listens[i].fd);
+        w->listens[i].fd = -1;
+    }
+    w->stop_deadline_ms = w->loop.now_ms + STOP_GRACE_MS;
+    /* Idle keep-alive connections have nothing in flight: close them now. */
+    for (n = w->conns.next; n != &w->conns; n = next) {
+        moat__conn_t *c = moat_container_of(n, moat__conn_t, node);
+        next = n->next;
+        if ((c->state == CONN_HEAD && !c->req_started && c->hlen == 0) || c->state == CONN_HANDSHAKE)
+            conn_close(c);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    moat__worker_t *w = arg;
+    struct epoll_event evs[256];
+
+    listeners_enable(w, 1);
+    for (;;) {
+        int n, timeout;
+        adopt_generation(w);
+        if (atomic_load(&w->srv->stopping) && w->stop_deadline_ms == 0)
+            begin_stop(w);
+        if (w->stop_deadline_ms != 0 && (w->nconns == 0 || w->loop.now_ms >= w->stop_deadline_ms))
+            break;
+        if (!w->accepting && w->stop_deadline_ms == 0 && w->nconns < w->max_conns)
+            listeners_enable(w, 1);
+        timeout = next_timeout_ms(w);
+        n = epoll_wait(w->loop.epfd, evs, (int)MOAT_ARRAY_LEN(evs), timeout);
+        w->loop.now_ms = moat_clock_ms();
+        for (int i = 0; i < n; i++) {
+            int *tag = evs[i].data.ptr;
+            if (*tag == TAG_CONN) {
+                moat__conn_t *c = (moat__conn_t *)tag;
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                    c->readable = 1;
+                if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+                    c->writable = 1;
+                conn_run(c);
+            } else if (*tag == TAG_LISTEN) {
+                if (w->stop_deadline_ms == 0)
+                    on_accept(w, (moat__wlisten_t *)tag);
+            } else {
+                moat_loop_wake_ack(&w->loop);
+            }
+        }
+        expire(w, &w->q_header);
+        expire(w, &w->q_idle);
+        if (w->alog_len > 0 && (w->alog_len > ACCESS_BUF / 2 || w->loop.now_ms - w->alog_flushed_ms >= 1000))
+            moat__access_flush(w);
+    }
+    while (!moat_list_empty(&w->conns))
+        conn_close(moat_container_of(w->conns.next, moat__conn_t, node));
+    moat__access_flush(w);
+    adopt_generation(w);
+    moat__wgen_release(w->cur);
+    w->cur = NULL;
+    return NULL;
+}
+
+int moat__worker_start(moat__worker_t *w, moat_err_t *err)
+{
+    int rc;
+    if (conn_ex_index < 0)
+        conn_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    moat_list_init(&w->conns);
+    moat_list_init(&w->q_header);
+    moat_list_init(&w->q_idle);
+    w->alog = moat_malloc(ACCESS_BUF);
+    if (w->alog == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "allocating the access log buffer");
+    w->alog_flushed_ms = w->loop.now_ms;
+    adopt_generation(w);
+    if (w->cur == NULL)
+        return moat_err_set(err, MOAT_E_STATE, "worker %u has no configuration", w->id);
+    rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc != 0)
+        return moat_err_set(err, MOAT_E_IO, "starting worker thread %u: %s", w->id, strerror(rc));
+    w->started = 1;
+    return 0;
+}

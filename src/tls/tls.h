@@ -1,0 +1,79 @@
+/*
+ * tls: OpenSSL server contexts for moat serve.
+ *
+ * - moat_tls_lib_t: one OSSL_LIB_CTX per worker thread with its pre-fetched primitives (OpenSSL 3.0
+ *   serialises threads that share a library context, so workers share nothing writable).
+ * - moat_tls_ctx_new(): a complete SSL_CTX for one site in one library context, built off the hot
+ *   path from DER (keys come out of the store as DER): TLS 1.2-1.3, AEAD suites, X25519 then P-256,
+ *   server preference, chain set once with SSL_MODE_NO_AUTO_CHAIN, stateless tickets from the shared
+ *   key ring, one ticket per handshake, no session cache. Nothing comes from openssl.cnf.
+ * - The ticket key ring: process-wide, shared by every worker and every SSL_CTX, so tickets survive
+ *   reloads and work across workers; rotated by the control thread.
+ * - A BIO that reads ciphertext from, and writes it to, buffers owned by the connection, so that one
+ *   read() feeds many records and one send() carries a whole flight or many records.
+ */
+#ifndef MOAT_TLS_H
+#define MOAT_TLS_H
+
+#include "core/core.h"
+
+#include <openssl/provider.h>
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per-worker library context and the primitives fetched once from it. */
+typedef struct moat_tls_lib {
+    OSSL_LIB_CTX *libctx;    /* owned */
+    OSSL_PROVIDER *provider; /* owned: the default provider loaded into libctx */
+    EVP_CIPHER *ticket_aes;  /* owned: AES-256-CBC for ticket encryption, fetched once */
+} moat_tls_lib_t;
+
+/* Creates a library context with the default provider and pre-fetches the ticket primitives. */
+moat_tls_lib_t *moat_tls_lib_new(moat_err_t *err);
+void moat_tls_lib_free(moat_tls_lib_t *lib);
+
+/* One certificate of a site: leaf, private key and the chain to send (leaf first not included). */
+typedef struct moat_tls_cert_src {
+    const unsigned char *cert_der; /* borrowed */
+    size_t cert_len;
+    const unsigned char *key_der; /* borrowed: secret; PKCS#8 or traditional DER */
+    size_t key_len;
+    const unsigned char *const *chain_der; /* borrowed: intermediates in order, may be NULL */
+    const size_t *chain_len;
+    size_t nchain;
+} moat_tls_cert_src_t;
+
+/*
+ * Builds the SSL_CTX of one site in <lib>'s library context with <ncerts> certificates (one ECDSA and
+ * one RSA may coexist; OpenSSL then picks per client). <sid_ctx> names the site for session resumption
+ * (at most SSL_MAX_SID_CTX_LENGTH bytes are used). Each key must match its certificate.
+ * Returns a new SSL_CTX (caller owns) or NULL with <err> set.
+ */
+SSL_CTX *moat_tls_ctx_new(moat_tls_lib_t *lib, const moat_tls_cert_src_t *certs, size_t ncerts,
+                          const char *sid_ctx, moat_err_t *err);
+
+/* The ticket key ring. init makes the first key; rotate adds a new encryption key (keeping the last
+ * MOAT_TLS_TICKET_KEYS for decryption). Both are called from one thread (the control thread). */
+#define MOAT_TLS_TICKET_KEYS 4
+#define MOAT_TLS_TICKET_ROTATE_S (6 * 3600)
+int moat_tls_tickets_init(moat_err_t *err) MOAT_MUST_CHECK;
+int moat_tls_tickets_rotate(moat_err_t *err) MOAT_MUST_CHECK;
+/* Monotonic seconds at which the current key was made (for rotation scheduling). */
+uint64_t moat_tls_tickets_created(void);
+
+/*
+ * Connection-owned ciphertext buffers the moat BIO reads and writes. The connection fills rbuf from
+ * the socket and drains wbuf to it; OpenSSL sees a retry when rbuf is empty or wbuf is full.
+ */
+typedef struct moat_tls_io {
+    unsigned char *rbuf; /* borrowed from the connection (may be NULL when idle) */
+    size_t rpos, rlen;   /* unread bytes are rbuf[rpos..rlen) */
+    unsigned char *wbuf; /* borrowed from the connection (may be NULL: writes then retry) */
+    size_t wlen, wcap;   /* pending bytes are wbuf[0..wlen) */
+} moat_tls_io_t;
+
+/* A BIO over <io> (not owned by the BIO); NULL on OOM. */
+BIO *moat_tls_bio_new(moat_tls_io_t *io);
+
+#endif
