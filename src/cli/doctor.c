@@ -50,6 +50,7 @@ int moat_cli_doctor(moat_cli_t *cli, int argc, char **argv)
     moat_doctor_report_t r;
     moat_err_t err = {0};
     const char *target = NULL, *color = "auto";
+    char store[4096];
     long v;
     int rc;
 
@@ -92,10 +93,13 @@ int moat_cli_doctor(moat_cli_t *cli, int argc, char **argv)
     }
 
     moat_doctor_report_init(&r);
-    if (target != NULL)
+    if (target != NULL) {
+        /* A store that cannot be located only means moat's own CA is not trusted for this endpoint. */
+        if (moat_cli_store_path(cli, store, sizeof(store), NULL, &err) == 0)
+            o.store_path = store;
+        moat_err_clear(&err);
         rc = moat_doctor_remote(target, &o, &r, &err);
-    else {
-        char store[4096];
+    } else {
         if (moat_cli_store_path(cli, store, sizeof(store), NULL, &err) != 0) {
             moat_doctor_report_dispose(&r);
             return moat_cli_fail(cli, &err);

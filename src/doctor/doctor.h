@@ -68,11 +68,12 @@ void moat_doctor_print_json(const moat_doctor_report_t *r, FILE *out);
 
 /* Options shared by the checks. */
 typedef struct moat_doctor_opts {
-    int days;            /* warn when a certificate expires within this many days (default 30) */
-    int timeout_ms;      /* per connection attempt and per handshake (default 5000) */
-    const char *ca_file; /* extra trust anchors (PEM file), may be NULL */
-    X509_STORE *anchors; /* moat's own CA and trust anchors (borrowed), may be NULL */
-    int system_trust;    /* also verify against the system trust store */
+    int days;               /* warn when a certificate expires within this many days (default 30) */
+    int timeout_ms;         /* per connection attempt and per handshake (default 5000) */
+    const char *ca_file;    /* extra trust anchors (PEM file), may be NULL */
+    X509_STORE *anchors;    /* moat's own CA and trust anchors (borrowed), may be NULL */
+    int system_trust;       /* also verify against the system trust store */
+    const char *store_path; /* remote: when this store exists, also trust moat's CA and trust anchors */
 } moat_doctor_opts_t;
 
 void moat_doctor_opts_init(moat_doctor_opts_t *o);
@@ -103,6 +104,14 @@ int moat_doctor_remote(const char *target, const moat_doctor_opts_t *o, moat_doc
  */
 int moat_doctor_local(const char *config_path, const char *store_path, const moat_doctor_opts_t *o,
                       moat_doctor_report_t *r, moat_err_t *err) MOAT_MUST_CHECK;
+
+typedef struct moat_store moat_store_t;
+
+/*
+ * moat's own CA certificates (root, intermediate) and every trust anchor of <st>, as a new X509_STORE
+ * in *out (caller frees). Returns 0 or a negative MOAT_E_* with err set.
+ */
+int moat_doctor_store_anchors(moat_store_t *st, X509_STORE **out, moat_err_t *err) MOAT_MUST_CHECK;
 
 /*
  * Checks a certificate chain as a server sends it (leaf first, borrowed) for <host> (NULL: no name

@@ -6,6 +6,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <sys/socket.h>
 
 /* "C=US, O=Example, CN=www.example.com" */
 void moat__doctor_name(const X509_NAME *name, char *out, size_t outsz);
@@ -27,5 +28,34 @@ void moat__doctor_sans(X509 *x, char *out, size_t outsz);
  */
 void moat__doctor_check_ocsp(moat_doctor_report_t *r, const char *subject, const unsigned char *der, long len,
                              STACK_OF(X509) * chain, X509_STORE *trust, int chain_trusted, int configured);
+
+/* moat's CA and anchors from the store at <store_path>, or NULL when there is no usable store there. */
+X509_STORE *moat__doctor_anchors_at(const char *store_path);
+
+/* One TLS handshake with a live endpoint, as a client with everything allowed (SECLEVEL 0). */
+enum {
+    MOAT__DOCTOR_OK = 0,
+    MOAT__DOCTOR_CONN_REFUSED, /* nothing listens */
+    MOAT__DOCTOR_CONN_TIMEOUT, /* the connection attempt got no answer */
+    MOAT__DOCTOR_CONN_ERROR,   /* another connect error (reason) */
+    MOAT__DOCTOR_HS_TIMEOUT,   /* connected, but no TLS answer */
+    MOAT__DOCTOR_HS_FAILED,    /* the handshake failed (reason) */
+    MOAT__DOCTOR_NOT_TLS       /* the peer speaks something else */
+};
+
+typedef struct moat__doctor_fetch {
+    int status;             /* MOAT__DOCTOR_* */
+    char reason[256];       /* why it failed */
+    char version[16];       /* negotiated protocol */
+    char cipher[64];        /* negotiated cipher */
+    STACK_OF(X509) * chain; /* owned: the chain as sent, leaf first */
+    unsigned char *ocsp;    /* owned: the stapled OCSP response, NULL when none */
+    long ocsp_len;
+} moat__doctor_fetch_t;
+
+/* Handshakes with <sa> using SNI <sni> (NULL: none) and asking for OCSP; returns 0 when it succeeded. */
+int moat__doctor_fetch(const struct sockaddr *sa, socklen_t salen, const char *sni, int timeout_ms,
+                       moat__doctor_fetch_t *out);
+void moat__doctor_fetch_dispose(moat__doctor_fetch_t *f);
 
 #endif

@@ -1,31 +1,1016 @@
-/* Local diagnosis: the config, the store and the live listeners of this machine. */
+/*
+ * Local diagnosis: the config, the store and the live listeners of this machine. The store is opened
+ * read-only and without the master key: doctor never needs a private key and never changes anything.
+ */
 #include "doctor/doctor_int.h"
 
+#include "config/config.h"
+#include "store/store.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct local {
+    moat_doctor_report_t *r;
+    const moat_doctor_opts_t *o;
+    const char *config_path;
+    moat_store_t *st;   /* owned */
+    moat_config_t *cfg; /* owned; NULL without a (valid) config */
+    X509_STORE *trust;  /* owned: system + --ca + moat's CA and anchors */
+    char trust_desc[256];
+    moat_store_key_list_t keys; /* active and pending keys */
+    char **bound;               /* key names some site serves (borrowed from keys), nbound of them */
+    size_t nbound;
+    int64_t ca_key_ids[2]; /* key rows of the CA (root, intermediate); 0 when none */
+    int have_ca;
+    int server_alive;
+    int64_t server_pid;
+} local_t;
+
+static void hexlower(const unsigned char *md, unsigned n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < n; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* The leaf and chain of a stored certificate as a stack (leaf first); NULL when it does not parse. */
+static STACK_OF(X509) * cert_stack(const moat_store_cert_t *c)
+{
+    STACK_OF(X509) *sk = sk_X509_new_null();
+    const unsigned char *p = c->der.data;
+    X509 *x;
+    if (sk == NULL)
+        return NULL;
+    if ((x = d2i_X509(NULL, &p, (long)c->der.len)) == NULL || !sk_X509_push(sk, x)) {
+        X509_free(x);
+        sk_X509_free(sk);
+        ERR_clear_error();
+        return NULL;
+    }
+    for (size_t i = 0; i < c->chain_n; i++) {
+        p = c->chain[i].data;
+        if ((x = d2i_X509(NULL, &p, (long)c->chain[i].len)) == NULL || !sk_X509_push(sk, x)) {
+            X509_free(x);
+            ERR_clear_error();
+            break;
+        }
+    }
+    return sk;
+}
+
+static X509 *der_to_x509(const moat_store_blob_t *b)
+{
+    const unsigned char *p = b->data;
+    X509 *x = b->len ? d2i_X509(NULL, &p, (long)b->len) : NULL;
+    if (x == NULL)
+        ERR_clear_error();
+    return x;
+}
+
+int moat_doctor_store_anchors(moat_store_t *st, X509_STORE **out, moat_err_t *err)
+{
+    X509_STORE *xs = X509_STORE_new();
+    moat_store_anchor_list_t al = {0};
+    moat_err_t e = {0};
+    int rc;
+    if (xs == NULL)
+        return moat_err_ossl(err, MOAT_E_NOMEM, "creating a trust store");
+    for (int role = MOAT_CA_ROOT; role <= MOAT_CA_INTERMEDIATE; role++) {
+        moat_store_ca_t ca = {0};
+        if (moat_store_ca_get(st, (moat_ca_role_t)role, &ca, &e) == 0) {
+            X509 *x = der_to_x509(&ca.der);
+            if (x != NULL && X509_STORE_add_cert(xs, x) != 1)
+                ERR_clear_error();
+            X509_free(x);
+        }
+        moat_store_ca_dispose(&ca);
+    }
+    if ((rc = moat_store_anchor_list(st, &al, err)) != 0) {
+        X509_STORE_free(xs);
+        return rc;
+    }
+    for (size_t i = 0; i < al.n; i++) {
+        X509 *x = der_to_x509(&al.items[i].der);
+        if (x != NULL && X509_STORE_add_cert(xs, x) != 1)
+            ERR_clear_error();
+        X509_free(x);
+    }
+    moat_store_anchor_list_dispose(&al);
+    *out = xs;
+    return 0;
+}
+
+X509_STORE *moat__doctor_anchors_at(const char *store_path)
+{
+    moat_store_t *st = NULL;
+    moat_err_t e = {0};
+    X509_STORE *xs = NULL;
+    struct stat sb;
+    if (store_path == NULL || stat(store_path, &sb) != 0)
+        return NULL;
+    if (moat_store_open(store_path, NULL, MOAT_STORE_READONLY | MOAT_STORE_NO_MASTER_KEY, &st, &e) != 0)
+        return NULL;
+    if (moat_doctor_store_anchors(st, &xs, &e) != 0)
+        xs = NULL;
+    moat_store_close(st);
+    return xs;
+}
+
+static void time_str(int64_t t, char *out, size_t outsz)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, outsz, "%Y-%m-%d %H:%M UTC", &tm) == 0)
+        moat_strlcpy(out, "?", outsz);
+}
+
+static int is_bound(const local_t *l, const char *name)
+{
+    for (size_t i = 0; i < l->nbound; i++)
+        if (strcmp(l->bound[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void bind_key(local_t *l, const char *name)
+{
+    char **p;
+    if (is_bound(l, name))
+        return;
+    if ((p = moat_realloc(l->bound, (l->nbound + 1) * sizeof(*p))) == NULL) {
+        l->r->oom = 1;
+        return;
+    }
+    l->bound = p;
+    l->bound[l->nbound++] = (char *)name;
+}
+
+static const moat_store_key_t *find_key(const local_t *l, const char *name, moat_key_state_t state)
+{
+    for (size_t i = 0; i < l->keys.n; i++)
+        if (strcmp(l->keys.items[i].name, name) == 0 && l->keys.items[i].state == state)
+            return &l->keys.items[i];
+    return NULL;
+}
+
+/* ---- store ------------------------------------------------------------------------------------- */
+
+static int server_alive(int64_t pid)
+{
+    if (pid <= 0 || pid > INT_MAX)
+        return 0;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+static void check_server_status(local_t *l)
+{
+    moat_store_server_status_t s;
+    moat_err_t e = {0};
+    int64_t gen = 0;
+    moat_doctor_finding_t *f;
+    char when[64];
+
+    /*
+     * The server notices a store change within about half a second: a change made just before doctor
+     * ran is not a finding, so give the server a moment before calling it behind.
+     */
+    for (int attempt = 0; attempt < 8; attempt++) {
+        if (moat_store_generation(l->st, &gen, &e) != 0 || moat_store_server_status_get(l->st, &s, &e) != 0) {
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "store-unreadable", "server", "%s", e.msg);
+            moat_doctor_fix(f, "%s", e.hint[0] ? e.hint : "check the store file's permissions");
+            return;
+        }
+        if (s.applied_generation < 0 || s.applied_generation >= gen || !server_alive(s.pid) ||
+            (s.refused_generation >= gen && s.refusal[0]))
+            break;
+        struct timespec ts = {0, 250 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    l->server_pid = s.pid;
+    l->server_alive = s.applied_generation >= 0 && server_alive(s.pid);
+    moat_doctor_fact(l->r, "store", "generation", "%lld", (long long)gen);
+    if (s.applied_generation < 0) {
+        moat_doctor_fact(l->r, "server", "status", "no moat server has run on this store");
+        return;
+    }
+    time_str(s.updated, when, sizeof(when));
+    moat_doctor_fact(l->r, "server", "status", "%s (pid %lld), generation %lld, last report %s",
+                     l->server_alive ? "running" : "not running", (long long)s.pid,
+                     (long long)s.applied_generation, when);
+    if (s.refused_generation > s.applied_generation && s.refusal[0]) {
+        f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "change-refused", "server",
+                            "the server refused store generation %lld and keeps serving generation %lld: %s",
+                            (long long)s.refused_generation, (long long)s.applied_generation, s.refusal);
+        moat_doctor_why(f, "the change is in the store but not served: clients still see the old state");
+        moat_doctor_fix(f, "fix the cause above (the findings below name it), or undo the change (moat cert "
+                           "rollback NAME); the server picks up the next good generation by itself");
+    } else if (l->server_alive && s.applied_generation < gen) {
+        f = moat_doctor_add(
+            l->r, MOAT_DOCTOR_ERROR, "server-behind", "server",
+            "the running server (pid %lld) serves store generation %lld, but the store is at %lld",
+            (long long)s.pid, (long long)s.applied_generation, (long long)gen);
+        moat_doctor_why(f, "changes committed to the store are not served yet");
+        moat_doctor_fix(f, "look at the server's error log; moat reload%s%s asks it to reload now",
+                        l->config_path ? " -c " : "", l->config_path ? l->config_path : "");
+    }
+}
+
+static void check_ca(local_t *l)
+{
+    static const char *subjects[] = {"ca root", "ca intermediate"};
+    for (int role = MOAT_CA_ROOT; role <= MOAT_CA_INTERMEDIATE; role++) {
+        moat_store_ca_t ca = {0};
+        moat_err_t e = {0};
+        X509 *x;
+        if (moat_store_ca_get(l->st, (moat_ca_role_t)role, &ca, &e) != 0)
+            continue;
+        l->have_ca = 1;
+        l->ca_key_ids[role] = ca.key_id;
+        if ((x = der_to_x509(&ca.der)) != NULL) {
+            char name[256], until[64];
+            int days = 0;
+            moat_doctor_finding_t *f;
+            moat__doctor_short_name(x, name, sizeof(name));
+            moat__doctor_time(X509_get0_notAfter(x), until, sizeof(until));
+            moat_doctor_fact(l->r, subjects[role], "certificate", "%s, until %s%s", name, until,
+                             ca.key_id == 0 ? ", key offline" : "");
+            (void)moat__doctor_days_left(X509_get0_notAfter(x), &days);
+            if (X509_cmp_time(X509_get0_notAfter(x), NULL) < 0) {
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "ca-expired", subjects[role],
+                                    "moat's %s CA certificate %s expired on %s",
+                                    role ? "intermediate" : "root", name, until);
+                moat_doctor_why(f, "every certificate it issued fails to verify, and it can issue no more");
+                moat_doctor_fix(f, "%s",
+                                role ? "moat ca init --intermediate (then reissue the certificates)"
+                                     : "moat ca init with a new root, then reissue and redistribute it");
+            } else if (days < (l->o->days > 90 ? l->o->days : 90)) {
+                /* A CA needs more notice than a leaf: clients must receive the new root first. */
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "ca-expiring", subjects[role],
+                                    "moat's %s CA certificate %s expires on %s (in %d days)",
+                                    role ? "intermediate" : "root", name, until, days);
+                moat_doctor_why(f, "certificates it issued stop verifying when it expires, and new ones are "
+                                   "clamped to its lifetime");
+                moat_doctor_fix(f, "%s",
+                                role ? "moat ca init --intermediate --days 1825"
+                                     : "plan a new root: moat ca init, and distribute it to clients");
+            }
+            X509_free(x);
+        }
+        moat_store_ca_dispose(&ca);
+    }
+}
+
+static void check_anchors(local_t *l)
+{
+    moat_store_anchor_list_t al = {0};
+    moat_err_t e = {0};
+    if (moat_store_anchor_list(l->st, &al, &e) != 0)
+        return;
+    for (size_t i = 0; i < al.n; i++) {
+        const moat_store_anchor_t *a = &al.items[i];
+        char subject[160], until[64];
+        X509 *x = der_to_x509(&a->der);
+        moat_doctor_finding_t *f;
+        int days = 0;
+        snprintf(subject, sizeof(subject), "anchor %s", a->name);
+        if (x == NULL) {
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "anchor-unreadable", subject,
+                                "trust anchor %s does not parse as a certificate", a->name);
+            moat_doctor_fix(f, "moat trust remove %s, then moat trust add FILE --name %s", a->name, a->name);
+            continue;
+        }
+        moat__doctor_time(X509_get0_notAfter(x), until, sizeof(until));
+        moat_doctor_fact(l->r, subject, "certificate", "%s, until %s", a->subject ? a->subject : "?", until);
+        if (X509_check_ca(x) < 1) {
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "anchor-not-ca", subject,
+                                "trust anchor %s (%s) is not a CA certificate", a->name, a->subject);
+            moat_doctor_why(f, "client certificates can only chain to a CA; this anchor verifies nothing");
+            moat_doctor_fix(f,
+                            "moat trust remove %s, and add the CA that issued it instead: moat trust add "
+                            "CA.pem --name %s",
+                            a->name, a->name);
+        }
+        (void)moat__doctor_days_left(X509_get0_notAfter(x), &days);
+        if (X509_cmp_time(X509_get0_notAfter(x), NULL) < 0) {
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "anchor-expired", subject,
+                                "trust anchor %s expired on %s", a->name, until);
+            moat_doctor_why(f, "client certificates chaining to it are refused as untrusted");
+            moat_doctor_fix(f, "moat trust remove %s, then moat trust add NEW-CA.pem --name %s", a->name,
+                            a->name);
+        } else if (days < l->o->days) {
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "anchor-expiring", subject,
+                                "trust anchor %s expires on %s (in %d days)", a->name, until, days);
+            moat_doctor_why(f, "client certificates chaining to it will be refused as untrusted");
+            moat_doctor_fix(f, "get the CA's renewed certificate and moat trust add it before then");
+        }
+        X509_free(x);
+    }
+    moat_store_anchor_list_dispose(&al);
+}
+
+/* ---- sites ------------------------------------------------------------------------------------- */
+
+/* Checks name coverage for every host of <site> ("*.example.com" by a representative name). */
+static void check_site_names(local_t *l, const char *subject, const moat_site_t *site, X509 *leaf,
+                             const char *key_name)
+{
+    for (size_t i = 0; i < site->hosts.n; i++) {
+        const char *h = site->hosts.v[i];
+        char probe[300];
+        if (strncmp(h, "*.", 2) == 0) {
+            /* Only a wildcard certificate covers every name under a wildcard host. */
+            snprintf(probe, sizeof(probe), "moat-doctor-any-name%s", h + 1);
+            if (X509_check_host(leaf, probe, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) != 1) {
+                char sans[400];
+                moat_doctor_finding_t *f;
+                moat__doctor_sans(leaf, sans, sizeof(sans));
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "name-mismatch", subject,
+                                    "the certificate does not cover %s: its names are %s", h,
+                                    sans[0] ? sans : "none");
+                moat_doctor_why(f, "clients connecting to names under %s refuse the certificate", h + 2);
+                moat_doctor_fix(f,
+                                "moat key renew %s --san DNS:%s --csr-out %s.csr (keeping the other names), "
+                                "have it signed, then moat cert install %s %s.crt",
+                                key_name, h, key_name, key_name, key_name);
+            }
+        } else
+            moat_doctor_check_name(l->r, subject, leaf, h, key_name);
+    }
+}
+
+/* The checks of a served certificate: chain, validity, names, key match. */
+static void check_served(local_t *l, const char *subject, const moat_site_t *site, const moat_store_key_t *k)
+{
+    STACK_OF(X509) * sk;
+    if (k->cert == NULL)
+        return;
+    if ((sk = cert_stack(k->cert)) == NULL) {
+        moat_doctor_finding_t *f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "cert-unreadable", subject,
+                                                   "the certificate of key %s does not parse", k->name);
+        moat_doctor_fix(f, "install it again: moat cert install %s CERT.pem --chain CHAIN.pem --force",
+                        k->name);
+        return;
+    }
+    moat_doctor_fact(l->r, subject, "key", "%s (%s%s)", k->name, k->algorithm,
+                     k->exportable ? ", exportable" : "");
+    moat_doctor_check_chain(l->r, subject, sk, NULL, l->trust, l->trust_desc, l->o, k->name);
+    if (site != NULL)
+        check_site_names(l, subject, site, sk_X509_value(sk, 0), k->name);
+    sk_X509_pop_free(sk, X509_free);
+}
+
+static void check_client_trust(local_t *l, const char *subject, const moat_site_t *site)
+{
+    int required = site->client_certificate == MOAT_CCERT_REQUIRED;
+    size_t usable = 0;
+    moat_doctor_finding_t *f;
+    moat_err_t e = {0};
+    for (size_t i = 0; i < site->nlocations; i++)
+        required |= site->locations[i].client_certificate == MOAT_CCERT_REQUIRED;
+    if (!moat_site_wants_client_cert(site))
+        return;
+    if (site->client_trust.n == 0) {
+        moat_store_anchor_list_t al = {0};
+        usable += l->have_ca;
+        if (moat_store_anchor_list(l->st, &al, &e) == 0)
+            for (size_t i = 0; i < al.n; i++) {
+                X509 *x = der_to_x509(&al.items[i].der);
+                usable +=
+                    x != NULL && X509_check_ca(x) >= 1 && X509_cmp_time(X509_get0_notAfter(x), NULL) > 0;
+                X509_free(x);
+            }
+        moat_store_anchor_list_dispose(&al);
+    } else {
+        for (size_t i = 0; i < site->client_trust.n; i++) {
+            const char *n = site->client_trust.v[i];
+            moat_store_anchor_t a = {0};
+            if (strcmp(n, "moat-ca") == 0) {
+                if (l->have_ca)
+                    usable++;
+                else {
+                    f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "client-trust-unknown", subject,
+                                        "client_trust names moat-ca, but this store has no CA");
+                    moat_doctor_why(f, "no client certificate can chain to a CA that does not exist");
+                    moat_doctor_fix(f, "moat ca init, or remove moat-ca from client_trust");
+                }
+                continue;
+            }
+            if (moat_store_anchor_get(l->st, n, &a, &e) != 0) {
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "client-trust-unknown", subject,
+                                    "client_trust names %s, which is not a trust anchor in the store", n);
+                moat_doctor_why(f, "client certificates from that CA are refused as untrusted");
+                moat_doctor_fix(f, "moat trust add CA.pem --name %s (moat trust list shows the names)", n);
+                continue;
+            }
+            {
+                X509 *x = der_to_x509(&a.der);
+                usable +=
+                    x != NULL && X509_check_ca(x) >= 1 && X509_cmp_time(X509_get0_notAfter(x), NULL) > 0;
+                X509_free(x);
+            }
+            moat_store_anchor_dispose(&a);
+        }
+    }
+    if (usable == 0 && required) {
+        f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "client-trust-missing", subject,
+                            "client certificates are required but the site has no usable trust anchor");
+        moat_doctor_why(f, "the server refuses to load a site that requires client certificates it cannot "
+                           "verify (fail closed): the site is not served");
+        moat_doctor_fix(f,
+                        "moat ca init (moat's own CA), or moat trust add CA.pem --name NAME and list it in "
+                        "client_trust");
+    }
+}
+
+static void check_sites(local_t *l)
+{
+    for (size_t s = 0; s < l->cfg->nsites; s++) {
+        const moat_site_t *site = &l->cfg->sites[s];
+        char subject[192];
+        moat_doctor_finding_t *f;
+        snprintf(subject, sizeof(subject), "site %s", site->name);
+        moat_doctor_fact(l->r, subject, "certificate", "%s", site->certificate ? site->certificate : "auto");
+        if (site->certificate != NULL) {
+            const moat_store_key_t *act = find_key(l, site->certificate, MOAT_KEY_ACTIVE);
+            const moat_store_key_t *pend = find_key(l, site->certificate, MOAT_KEY_PENDING);
+            if (act != NULL) {
+                bind_key(l, act->name);
+                check_served(l, subject, site, act);
+            } else if (pend != NULL) {
+                bind_key(l, pend->name);
+                f = moat_doctor_add(
+                    l->r, MOAT_DOCTOR_ERROR, "site-key-pending", subject,
+                    "certificate: %s names a key that is still pending (no certificate installed)",
+                    site->certificate);
+                moat_doctor_why(f, "the site has nothing to serve until the certificate is installed");
+                moat_doctor_fix(f,
+                                "have its request signed (moat ca sign %s.csr --out %s.crt), then moat cert "
+                                "install %s %s.crt",
+                                site->certificate, site->certificate, site->certificate, site->certificate);
+            } else {
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "site-key-missing", subject,
+                                    "certificate: %s names a key that is not in the store %s",
+                                    site->certificate, moat_store_path(l->st));
+                moat_doctor_why(f, "the server cannot load the site without its key");
+                moat_doctor_fix(
+                    f,
+                    "create it (moat key new %s --cn %s), import it (moat key import %s FILE), or "
+                    "fix the name (moat key list shows the keys)",
+                    site->certificate, site->hosts.n ? site->hosts.v[0] : "HOST", site->certificate);
+            }
+        } else {
+            /* certificate: auto — what the server would pick for each host, checked once per key. */
+            for (size_t h = 0; h < site->hosts.n; h++) {
+                moat_store_cert_list_t cl = {0};
+                moat_err_t e = {0};
+                const char *host = site->hosts.v[h];
+                if (moat_store_cert_find_host(l->st, host, (int64_t)time(NULL), &cl, &e) == 0 && cl.n > 0) {
+                    const moat_store_key_t *k = find_key(l, cl.items[0].key_name, MOAT_KEY_ACTIVE);
+                    if (k != NULL && !is_bound(l, k->name)) {
+                        bind_key(l, k->name);
+                        check_served(l, subject, NULL, k);
+                    }
+                    moat_doctor_fact(l->r, subject, "auto", "%s -> key %s", host, cl.items[0].key_name);
+                } else {
+                    /* Name the certificate that would have matched but is not valid now, if any. */
+                    const moat_store_key_t *stale = NULL;
+                    for (size_t i = 0; i < l->keys.n && stale == NULL; i++) {
+                        const moat_store_key_t *k = &l->keys.items[i];
+                        STACK_OF(X509) *sk = k->cert ? cert_stack(k->cert) : NULL;
+                        if (sk != NULL && X509_check_host(sk_X509_value(sk, 0), host, 0, 0, NULL) == 1)
+                            stale = k;
+                        sk_X509_pop_free(sk, X509_free);
+                    }
+                    if (stale != NULL && !is_bound(l, stale->name)) {
+                        bind_key(l, stale->name);
+                        check_served(l, subject, NULL, stale);
+                    }
+                    f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "site-no-certificate", subject,
+                                        "certificate: auto finds no valid server certificate for %s%s%s%s",
+                                        host, stale ? " (key " : "", stale ? stale->name : "",
+                                        stale ? "'s certificate covers it but is not valid now)" : "");
+                    moat_doctor_why(f, "clients asking for %s get no certificate for it", host);
+                    if (stale != NULL)
+                        moat_doctor_fix(f,
+                                        "moat key renew %s --csr-out %s.csr, have it signed, then moat cert "
+                                        "install %s %s.crt",
+                                        stale->name, stale->name, stale->name, stale->name);
+                    else
+                        moat_doctor_fix(
+                            f,
+                            "moat ca issue NAME --cn %s --san DNS:%s (moat's CA), or moat key new "
+                            "NAME --cn %s, have the request signed, and moat cert install NAME CERT.pem",
+                            host, host, host);
+                }
+                moat_store_cert_list_dispose(&cl);
+            }
+        }
+        check_client_trust(l, subject, site);
+    }
+}
+
+/* ---- listeners --------------------------------------------------------------------------------- */
+
+/* The process holding a listening TCP socket on <port> (family 4 or 6), or 0 when none is visible. */
+static long port_owner(int v6, unsigned port, char *comm, size_t commsz, int *listening)
+{
+    char line[512];
+    unsigned long inodes[16];
+    size_t ninodes = 0;
+    FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
+    DIR *proc;
+    struct dirent *de;
+    long owner = 0;
+
+    comm[0] = '\0';
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL && ninodes < MOAT_ARRAY_LEN(inodes)) {
+        char local[64], remote[64], st[8];
+        unsigned long inode;
+        unsigned lport;
+        char *colon;
+        /* sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode */
+        if (sscanf(line, " %*s %63s %63s %7s %*s %*s %*s %*s %*s %lu", local, remote, st, &inode) != 4)
+            continue;
+        if (strcmp(st, "0A") != 0 || (colon = strrchr(local, ':')) == NULL)
+            continue;
+        lport = (unsigned)strtoul(colon + 1, NULL, 16);
+        if (lport == port)
+            inodes[ninodes++] = inode;
+    }
+    fclose(f);
+    *listening |= ninodes > 0;
+    if (ninodes == 0 || (proc = opendir("/proc")) == NULL)
+        return 0;
+    while (owner == 0 && (de = readdir(proc)) != NULL) {
+        char fddir[300];
+        DIR *fds;
+        struct dirent *fe;
+        long pid;
+        if (moat_parse_long(de->d_name, 1, LONG_MAX, &pid) != 0)
+            continue;
+        snprintf(fddir, sizeof(fddir), "/proc/%ld/fd", pid);
+        if ((fds = opendir(fddir)) == NULL)
+            continue; /* another user's process: not visible */
+        while (owner == 0 && (fe = readdir(fds)) != NULL) {
+            char link[600], target[64];
+            ssize_t n;
+            snprintf(link, sizeof(link), "%s/%s", fddir, fe->d_name);
+            if ((n = readlink(link, target, sizeof(target) - 1)) <= 0)
+                continue;
+            target[n] = '\0';
+            for (size_t i = 0; i < ninodes; i++) {
+                char want[40];
+                snprintf(want, sizeof(want), "socket:[%lu]", inodes[i]);
+                if (strcmp(target, want) == 0)
+                    owner = pid;
+            }
+        }
+        closedir(fds);
+    }
+    closedir(proc);
+    if (owner > 0) {
+        char path[64];
+        FILE *c;
+        snprintf(path, sizeof(path), "/proc/%ld/comm", owner);
+        if ((c = fopen(path, "r")) != NULL) {
+            if (fgets(comm, (int)commsz, c) != NULL)
+                comm[strcspn(comm, "\n")] = '\0';
+            fclose(c);
+        }
+    }
+    return owner;
+}
+
+/* The SNI a client would send to reach <site>: its first plain host name (NULL for IP-only sites). */
+static const char *site_sni(const moat_site_t *site, char *buf, size_t bufsz)
+{
+    for (size_t i = 0; i < site->hosts.n; i++) {
+        const char *h = site->hosts.v[i];
+        unsigned char ip[16];
+        if (inet_pton(AF_INET, h, ip) == 1 || inet_pton(AF_INET6, h, ip) == 1)
+            continue;
+        if (strncmp(h, "*.", 2) == 0) {
+            snprintf(buf, bufsz, "www%s", h + 1);
+            return buf;
+        }
+        return h;
+    }
+    return NULL;
+}
+
+/* The expected certificate fingerprint of <site> (what the store says it should serve); "" if unknown. */
+static void expected_fpr(local_t *l, const moat_site_t *site, const char *sni, char *out, size_t outsz)
+{
+    moat_err_t e = {0};
+    out[0] = '\0';
+    if (site->certificate != NULL) {
+        const moat_store_key_t *k = find_key(l, site->certificate, MOAT_KEY_ACTIVE);
+        if (k != NULL && k->cert != NULL)
+            moat_strlcpy(out, k->cert->fingerprint, outsz);
+    } else if (sni != NULL) {
+        moat_store_cert_list_t cl = {0};
+        if (moat_store_cert_find_host(l->st, sni, (int64_t)time(NULL), &cl, &e) == 0 && cl.n > 0)
+            moat_strlcpy(out, cl.items[0].fingerprint, outsz);
+        moat_store_cert_list_dispose(&cl);
+    }
+}
+
+static void check_listener_addr(local_t *l, const moat_listener_t *ln, int family)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    char subject[192], addr[80], comm[64];
+    moat_doctor_finding_t *f;
+    int listening = 0;
+    long owner;
+
+    if (moat_listen_sockaddr(&ln->addr, family, &ss, &len) != 0)
+        return;
+    /* A wildcard listener is reached through loopback; a specific address through itself. */
+    if (ln->addr.any) {
+        if (family == AF_INET)
+            ((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        else
+            ((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
+    }
+    if (family == AF_INET6) {
+        char ip[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
+        snprintf(addr, sizeof(addr), "[%s]:%u", ip, ln->addr.port);
+    } else {
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
+        snprintf(addr, sizeof(addr), "%s:%u", ip, ln->addr.port);
+    }
+    snprintf(subject, sizeof(subject), "listener %s", ln->addr.text);
+    owner = port_owner(family == AF_INET6, ln->addr.port, comm, sizeof(comm), &listening);
+
+    for (size_t s = 0; s < ln->nsites; s++) {
+        const moat_site_t *site = ln->sites[s];
+        char snibuf[300], want[MOAT_STORE_FPR_LEN + 1];
+        const char *sni = site_sni(site, snibuf, sizeof(snibuf));
+        moat__doctor_fetch_t fe;
+        (void)moat__doctor_fetch((struct sockaddr *)&ss, len, sni, l->o->timeout_ms, &fe);
+        switch (fe.status) {
+        case MOAT__DOCTOR_CONN_REFUSED:
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-down", subject,
+                                "nothing listens on %s (listen: %s of site %s)", addr, ln->addr.text,
+                                site->name);
+            moat_doctor_why(f, "clients get \"connection refused\"");
+            if (l->server_alive)
+                moat_doctor_fix(f,
+                                "the running server (pid %lld) did not bind it: listeners change only on a "
+                                "restart; restart moat serve%s%s",
+                                (long long)l->server_pid, l->config_path ? " -c " : "",
+                                l->config_path ? l->config_path : "");
+            else
+                moat_doctor_fix(f, "start the server: moat serve%s%s", l->config_path ? " -c " : "",
+                                l->config_path ? l->config_path : "");
+            moat__doctor_fetch_dispose(&fe);
+            return; /* one finding per address */
+        case MOAT__DOCTOR_CONN_TIMEOUT:
+        case MOAT__DOCTOR_HS_TIMEOUT:
+            f = moat_doctor_add(
+                l->r, MOAT_DOCTOR_ERROR,
+                fe.status == MOAT__DOCTOR_HS_TIMEOUT ? "listener-no-answer" : "listener-timeout", subject,
+                "%s %s within %d ms", addr,
+                fe.status == MOAT__DOCTOR_HS_TIMEOUT ? "accepts connections but sends no TLS answer"
+                                                     : "does not accept a connection",
+                l->o->timeout_ms);
+            moat_doctor_why(f, "clients hang until they give up");
+            moat_doctor_fix(f, "find what holds the port (ss -ltnp 'sport = :%u'); restart moat serve",
+                            ln->addr.port);
+            moat__doctor_fetch_dispose(&fe);
+            goto owner;
+        case MOAT__DOCTOR_CONN_ERROR:
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-unreachable", subject,
+                                "cannot connect to %s: %s", addr, fe.reason);
+            moat_doctor_fix(f, "check that %s is an address of this machine (ip addr)", addr);
+            moat__doctor_fetch_dispose(&fe);
+            return;
+        case MOAT__DOCTOR_NOT_TLS:
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-not-tls", subject,
+                                "%s answers, but not with TLS (%s)", addr, fe.reason);
+            moat_doctor_why(f, "clients expecting https there fail");
+            moat_doctor_fix(f,
+                            "find what holds the port (ss -ltnp 'sport = :%u') and stop it, or move the site",
+                            ln->addr.port);
+            moat__doctor_fetch_dispose(&fe);
+            goto owner;
+        case MOAT__DOCTOR_HS_FAILED:
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-handshake-failed", subject,
+                                "the TLS handshake with %s for %s failed: %s", addr, sni ? sni : "(no SNI)",
+                                fe.reason);
+            moat_doctor_why(f, "clients of site %s cannot connect", site->name);
+            moat_doctor_fix(f, "look at the server's error log; moat serve --check%s%s validates the sites",
+                            l->config_path ? " -c " : "", l->config_path ? l->config_path : "");
+            moat__doctor_fetch_dispose(&fe);
+            continue;
+        default:
+            break;
+        }
+        /* Connected: is it serving what the store says? */
+        expected_fpr(l, site, sni, want, sizeof(want));
+        if (fe.chain != NULL && sk_X509_num(fe.chain) > 0) {
+            unsigned char md[EVP_MAX_MD_SIZE];
+            unsigned mdlen = 0;
+            char got[2 * EVP_MAX_MD_SIZE + 1] = "", name[256];
+            X509 *leaf = sk_X509_value(fe.chain, 0);
+            if (X509_digest(leaf, EVP_sha256(), md, &mdlen) == 1)
+                hexlower(md, mdlen, got);
+            moat__doctor_short_name(leaf, name, sizeof(name));
+            moat_doctor_fact(l->r, subject, "serves", "%s for %s: %s, %s, %s", addr, sni ? sni : "(no SNI)",
+                             name, fe.version, fe.cipher);
+            if (want[0] && strcmp(want, got) != 0) {
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-wrong-cert", subject,
+                                    "%s serves %s for %s, not the certificate the store holds for site %s",
+                                    addr, name, sni ? sni : "(no SNI)", site->name);
+                moat_doctor_why(f, "clients see an old or foreign certificate");
+                if (owner > 0 && owner != l->server_pid)
+                    moat_doctor_fix(f,
+                                    "the port is held by %s (pid %ld), not by moat: stop it, then start moat "
+                                    "serve",
+                                    comm[0] ? comm : "another process", owner);
+                else
+                    moat_doctor_fix(f, "check the server's error log; moat reload asks it to reload");
+            }
+            if (fe.ocsp != NULL) {
+                int trusted = 1;
+                moat__doctor_check_ocsp(l->r, subject, fe.ocsp, fe.ocsp_len, fe.chain, l->trust, trusted, 1);
+            }
+        }
+        moat__doctor_fetch_dispose(&fe);
+    }
+owner:
+    if (owner > 0 && (!l->server_alive || owner != l->server_pid) && strcmp(comm, "moat") != 0) {
+        f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "port-held", subject,
+                            "port %u on %s is held by another process: %s (pid %ld)", ln->addr.port, addr,
+                            comm[0] ? comm : "?", owner);
+        moat_doctor_why(f, "moat cannot bind a port another process listens on; clients reach that process "
+                           "instead");
+        moat_doctor_fix(f, "stop %s (kill %ld) or move it to another port, then start moat serve",
+                        comm[0] ? comm : "it", owner);
+    } else if (owner == 0 && listening && !l->server_alive) {
+        f = moat_doctor_add(
+            l->r, MOAT_DOCTOR_ERROR, "port-held", subject,
+            "port %u on %s is held by a process of another user, and no moat server runs on this "
+            "store",
+            ln->addr.port, addr);
+        moat_doctor_why(f, "moat cannot bind a port another process listens on");
+        moat_doctor_fix(f, "find it (sudo ss -ltnp 'sport = :%u') and stop it, then start moat serve",
+                        ln->addr.port);
+    }
+}
+
+static void check_listeners(local_t *l)
+{
+    for (size_t i = 0; i < l->cfg->nlisteners; i++) {
+        const moat_listener_t *ln = &l->cfg->listeners[i];
+        char subject[192];
+        if (!ln->secure)
+            continue;
+        snprintf(subject, sizeof(subject), "listener %s", ln->addr.text);
+        if (ln->nsites > 1) {
+            char names[400] = "";
+            size_t len = 0;
+            moat_doctor_finding_t *f;
+            for (size_t s = 0; s < ln->nsites && len < sizeof(names) - 2; s++)
+                len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", s ? ", " : "",
+                                        ln->sites[s]->name);
+            if (ln->default_site != NULL) {
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_INFO, "shared-listener", subject,
+                                    "%zu sites share %s (%s): SNI picks one; a client without SNI gets %s",
+                                    ln->nsites, ln->addr.text, names, ln->default_site->name);
+                moat_doctor_why(f,
+                                "clients without SNI (very old ones, some scripts, IP-address URLs) all land "
+                                "on the default site");
+                moat_doctor_fix(f,
+                                "nothing to do if %s is the right default; else set default: true on another "
+                                "site",
+                                ln->default_site->name);
+            } else {
+                f = moat_doctor_add(
+                    l->r, MOAT_DOCTOR_WARNING, "shared-listener", subject,
+                    "%zu sites share %s (%s) and none is default: a client without SNI is refused "
+                    "(unrecognized_name)",
+                    ln->nsites, ln->addr.text, names);
+                moat_doctor_why(
+                    f, "clients that send no SNI (old ones, scripts, IP-address URLs) cannot connect");
+                moat_doctor_fix(f, "set default: true on the site such clients should get");
+            }
+        }
+        if (ln->addr.family == AF_UNSPEC || ln->addr.family == AF_INET)
+            check_listener_addr(l, ln, AF_INET);
+        if (ln->addr.family == AF_UNSPEC || ln->addr.family == AF_INET6)
+            check_listener_addr(l, ln, AF_INET6);
+    }
+}
+
+/* ---- keys -------------------------------------------------------------------------------------- */
+
+static int backed_up_after(local_t *l, int64_t when)
+{
+    moat_store_audit_list_t al = {0};
+    moat_err_t e = {0};
+    int found = 0;
+    if (moat_store_audit_list(l->st, 0, &al, &e) != 0)
+        return 0;
+    for (size_t i = 0; i < al.n && !found; i++)
+        found = strcmp(al.items[i].action, "store.backup") == 0 && al.items[i].time >= when;
+    moat_store_audit_list_dispose(&al);
+    return found;
+}
+
+static void check_keys(local_t *l)
+{
+    for (size_t i = 0; i < l->keys.n; i++) {
+        const moat_store_key_t *k = &l->keys.items[i];
+        char subject[192], when[64];
+        moat_doctor_finding_t *f;
+        int is_ca = k->id == l->ca_key_ids[0] || k->id == l->ca_key_ids[1];
+        snprintf(subject, sizeof(subject), "key %s", k->name);
+        time_str(k->created, when, sizeof(when));
+
+        if (!k->exportable && !backed_up_after(l, k->updated > k->created ? k->updated : k->created)) {
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_INFO, "key-no-backup", subject,
+                                "key %s is not exportable and no store backup was made since it was %s",
+                                k->name, k->updated > k->created ? "changed" : "created");
+            moat_doctor_why(f,
+                            "the store is its only copy: losing the store (or the master key) loses the key");
+            moat_doctor_fix(f,
+                            "moat store backup FILE, and keep a copy of the master key (%s.key unless "
+                            "--master-key says otherwise): the backup cannot be opened without it",
+                            moat_store_path(l->st));
+        }
+        if (k->state == MOAT_KEY_PENDING) {
+            const moat_store_key_t *act = find_key(l, k->name, MOAT_KEY_ACTIVE);
+            if (act != NULL)
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "key-pending", subject,
+                                    "a renewal of key %s was started on %s and never completed: the old "
+                                    "certificate keeps serving",
+                                    k->name, when);
+            else
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "key-pending", subject,
+                                    "key %s has been pending since %s: its certificate was never installed",
+                                    k->name, when);
+            moat_doctor_why(f, "a key without its certificate serves nothing");
+            moat_doctor_fix(
+                f,
+                "have its request signed (moat ca sign %s.csr --out %s.crt), then moat cert install %s "
+                "%s.crt; or drop it (moat key delete %s)",
+                k->name, k->name, k->name, k->name, k->name);
+            continue;
+        }
+        if (k->cert != NULL) {
+            X509 *x = der_to_x509(&k->cert->der);
+            if (x != NULL) {
+                X509_PUBKEY *xpk = X509_get_X509_PUBKEY(x);
+                unsigned char *spki = NULL;
+                int n = xpk ? i2d_X509_PUBKEY(xpk, &spki) : -1;
+                if (n > 0 && ((size_t)n != k->pubkey.len || memcmp(spki, k->pubkey.data, (size_t)n) != 0)) {
+                    f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "cert-key-mismatch", subject,
+                                        "the certificate of key %s (%s) was issued for another key", k->name,
+                                        k->cert->subject ? k->cert->subject : "?");
+                    moat_doctor_why(
+                        f, "the server cannot prove it holds the certificate's key: handshakes fail");
+                    moat_doctor_fix(
+                        f,
+                        "install the certificate issued for this key (moat cert install %s CERT.pem "
+                        "--force), or roll back (moat cert rollback %s)",
+                        k->name, k->name);
+                }
+                OPENSSL_free(spki);
+                /* Server certificates not served by any site: bound to nothing. */
+                if (l->cfg != NULL && !is_ca && !is_bound(l, k->name) && X509_check_ca(x) == 0 &&
+                    X509_check_purpose(x, X509_PURPOSE_SSL_SERVER, 0) == 1) {
+                    f = moat_doctor_add(
+                        l->r, MOAT_DOCTOR_WARNING, "key-unused", subject,
+                        "key %s is bound to no site: no site names it and certificate: auto picks "
+                        "another certificate for every host",
+                        k->name);
+                    moat_doctor_why(f,
+                                    "a certificate nobody serves is usually a forgotten step: the site still "
+                                    "serves the old one, or the host is missing from hosts:");
+                    moat_doctor_fix(
+                        f, "add certificate: %s to the site in %s, or delete it (moat key delete %s)",
+                        k->name, l->config_path, k->name);
+                }
+                /* Without a config nothing is known about bindings: check every server certificate. */
+                if (l->cfg == NULL && !is_ca && X509_check_ca(x) == 0 &&
+                    X509_check_purpose(x, X509_PURPOSE_SSL_SERVER, 0) == 1)
+                    check_served(l, subject, NULL, k);
+                X509_free(x);
+            }
+        }
+    }
+}
 
 int moat_doctor_local(const char *config_path, const char *store_path, const moat_doctor_opts_t *o,
                       moat_doctor_report_t *r, moat_err_t *err)
 {
-    struct stat st;
+    local_t l;
+    moat_err_t e = {0};
     moat_doctor_finding_t *f;
-    (void)o;
-    (void)err;
+    moat_store_info_t info;
+    moat_doctor_opts_t opts = *o;
+    X509_STORE *anchors = NULL;
+    char *errors = NULL;
+    int rc = 0;
 
-    moat_strlcpy(r->target, config_path ? config_path : "this machine", sizeof(r->target));
+    memset(&l, 0, sizeof(l));
+    l.r = r;
+    l.o = o;
+    l.config_path = config_path;
+    moat_strlcpy(r->target, config_path ? config_path : "this machine (no config: -c moat.yaml)",
+                 sizeof(r->target));
     moat_strlcpy(r->store, store_path, sizeof(r->store));
-    if (stat(store_path, &st) != 0) {
-        f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "store-missing", "store", "there is no store at %s (%s)",
-                            store_path, strerror(errno));
+
+    if (config_path != NULL && moat_config_load(config_path, &l.cfg, &errors, &e) != 0) {
+        f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "config-invalid", "config", "%s",
+                            errors && errors[0] ? errors : e.msg);
+        moat_doctor_why(f, "the server refuses to start (or to reload) with this config");
+        moat_doctor_fix(f, "correct %s at the places named; moat serve --check -c %s checks it again",
+                        config_path, config_path);
+        moat_free(&errors);
+        memset(&e, 0, sizeof(e));
+    }
+    if (l.cfg != NULL)
+        moat_doctor_fact(r, "config", "sites", "%zu site%s, %zu listener%s", l.cfg->nsites,
+                         l.cfg->nsites == 1 ? "" : "s", l.cfg->nlisteners, l.cfg->nlisteners == 1 ? "" : "s");
+
+    rc = moat_store_open(store_path, NULL, MOAT_STORE_READONLY | MOAT_STORE_NO_MASTER_KEY, &l.st, &e);
+    if (rc == MOAT_E_NOTFOUND) {
+        f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "store-missing", "store", "there is no store at %s",
+                            store_path);
         moat_doctor_why(f,
                         "every key, certificate and trust anchor lives in the store: without it nothing can "
                         "be served");
         moat_doctor_fix(
             f, "create it with your first key (moat key new NAME --cn HOST) or CA (moat ca init), or "
                "point moat at the right one (--store, MOAT_STORE, or store: in the config)");
-        return 0;
+        rc = 0;
+        goto out;
+    } else if (rc != 0) {
+        f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "store-unusable", "store", "%s", e.msg);
+        moat_doctor_why(f, "no moat command can use this store");
+        moat_doctor_fix(f, "%s", e.hint[0] ? e.hint : "check the path and the file's permissions");
+        rc = 0;
+        goto out;
     }
-    moat_doctor_fact(r, "store", "path", "%s (%lld bytes)", store_path, (long long)st.st_size);
-    return 0;
+    if (moat_store_info(l.st, &info, &e) == 0)
+        moat_doctor_fact(r, "store", "contents",
+                         "schema %d, %zu key%s (%zu pending), %zu certificate%s, %zu trust anchor%s, CA: %s",
+                         info.schema_version, info.keys, info.keys == 1 ? "" : "s", info.pending_keys,
+                         info.certs, info.certs == 1 ? "" : "s", info.anchors, info.anchors == 1 ? "" : "s",
+                         info.has_ca_intermediate ? "root + intermediate"
+                         : info.has_ca_root       ? "root"
+                                                  : "none");
+
+    if ((rc = moat_doctor_store_anchors(l.st, &anchors, err)) != 0)
+        goto out;
+    opts.anchors = anchors;
+    if ((l.trust = moat_doctor_trust_new(&opts, l.trust_desc, sizeof(l.trust_desc), err)) == NULL) {
+        rc = err->code;
+        goto out;
+    }
+    if ((rc = moat_store_key_list(l.st, &l.keys, err)) != 0)
+        goto out;
+
+    check_server_status(&l);
+    check_ca(&l);
+    check_anchors(&l);
+    if (l.cfg != NULL) {
+        check_sites(&l);
+        check_listeners(&l);
+    } else if (config_path == NULL) {
+        f = moat_doctor_add(r, MOAT_DOCTOR_INFO, "no-config", "config",
+                            "no config given: sites, listeners and key bindings were not checked");
+        moat_doctor_fix(f, "moat doctor -c moat.yaml (or set MOAT_CONFIG)");
+    }
+    check_keys(&l);
+
+out:
+    moat_free(&l.bound);
+    moat_store_key_list_dispose(&l.keys);
+    X509_STORE_free(l.trust);
+    X509_STORE_free(anchors);
+    moat_store_close(l.st);
+    moat_config_unref(l.cfg);
+    return rc;
 }

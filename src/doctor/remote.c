@@ -106,9 +106,9 @@ static void addr_str(const struct sockaddr *sa, char *out, size_t outsz)
 enum { CONN_OK, CONN_REFUSED, CONN_TIMEOUT, CONN_ERROR };
 
 /* Connects with a deadline; returns CONN_* and the socket (non-blocking) in *fd on success. */
-static int tcp_connect(const struct addrinfo *ai, int timeout_ms, int *fd, int *eno)
+static int tcp_connect(const struct sockaddr *sa, socklen_t salen, int timeout_ms, int *fd, int *eno)
 {
-    int s = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    int s = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int soerr = 0;
     socklen_t len = sizeof(soerr);
     *fd = -1;
@@ -117,7 +117,7 @@ static int tcp_connect(const struct addrinfo *ai, int timeout_ms, int *fd, int *
         *eno = errno;
         return CONN_ERROR;
     }
-    if (connect(s, ai->ai_addr, ai->ai_addrlen) != 0) {
+    if (connect(s, sa, salen) != 0) {
         struct pollfd pfd = {.fd = s, .events = POLLOUT};
         int n;
         if (errno != EINPROGRESS) {
@@ -146,6 +146,7 @@ enum { HS_OK, HS_REFUSED, HS_TIMEOUT, HS_CLOSED, HS_NOT_TLS, HS_CONNECT };
 
 typedef struct hs {
     int rc;           /* HS_* */
+    int conn;         /* CONN_* when rc == HS_CONNECT */
     int fd;           /* owned while ssl is set */
     SSL *ssl;         /* owned: the finished handshake when rc == HS_OK */
     char reason[256]; /* why the handshake failed */
@@ -164,22 +165,24 @@ static void hs_close(hs_t *h)
     h->fd = -1;
 }
 
-static void handshake(SSL_CTX *ctx, const moat_doctor_target_t *t, const struct addrinfo *ai, int timeout_ms,
-                      int want_status, hs_t *h)
+/* Connects to <sa> and handshakes with SNI <sni> (NULL: none); the outcome is in <h>. */
+static void handshake(SSL_CTX *ctx, const char *sni, const struct sockaddr *sa, socklen_t salen,
+                      int timeout_ms, int want_status, hs_t *h)
 {
     long deadline = now_ms() + timeout_ms;
     int eno, c;
 
     memset(h, 0, sizeof(*h));
     h->fd = -1;
-    if ((c = tcp_connect(ai, timeout_ms, &h->fd, &eno)) != CONN_OK) {
+    if ((c = tcp_connect(sa, salen, timeout_ms, &h->fd, &eno)) != CONN_OK) {
         h->rc = HS_CONNECT;
+        h->conn = c;
         snprintf(h->reason, sizeof(h->reason), "%s",
                  c == CONN_TIMEOUT ? "connection timed out" : strerror(eno ? eno : ECONNREFUSED));
         return;
     }
     if ((h->ssl = SSL_new(ctx)) == NULL || SSL_set_fd(h->ssl, h->fd) != 1 ||
-        (!t->is_ip && SSL_set_tlsext_host_name(h->ssl, t->host) != 1) ||
+        (sni != NULL && SSL_set_tlsext_host_name(h->ssl, sni) != 1) ||
         (want_status && SSL_set_tlsext_status_type(h->ssl, TLSEXT_STATUSTYPE_ocsp) != 1)) {
         h->rc = HS_REFUSED;
         snprintf(h->reason, sizeof(h->reason), "cannot set up a TLS client: %s",
@@ -291,7 +294,7 @@ static void probe_protocols(moat_doctor_report_t *r, const char *subject, const 
                                    PROTOCOLS[i].name);
             continue;
         }
-        handshake(ctx, t, ai, o->timeout_ms, 0, &h);
+        handshake(ctx, t->is_ip ? NULL : t->host, ai->ai_addr, ai->ai_addrlen, o->timeout_ms, 0, &h);
         if (h.rc == HS_OK) {
             la += (size_t)snprintf(accepted + la, sizeof(accepted) - la, "%s%s", la ? " " : "",
                                    PROTOCOLS[i].name);
@@ -333,7 +336,7 @@ static void probe_protocols(moat_doctor_report_t *r, const char *subject, const 
         hs_t h;
         if (ctx == NULL)
             return;
-        handshake(ctx, t, ai, o->timeout_ms, 0, &h);
+        handshake(ctx, t->is_ip ? NULL : t->host, ai->ai_addr, ai->ai_addrlen, o->timeout_ms, 0, &h);
         if (h.rc == HS_OK) {
             moat_doctor_finding_t *f = moat_doctor_add(r, MOAT_DOCTOR_WARNING, "weak-cipher", subject,
                                                        "the server accepts the cipher %s",
@@ -470,6 +473,60 @@ done:
     OCSP_RESPONSE_free(resp);
 }
 
+int moat__doctor_fetch(const struct sockaddr *sa, socklen_t salen, const char *sni, int timeout_ms,
+                       moat__doctor_fetch_t *out)
+{
+    SSL_CTX *ctx = probe_ctx(TLS1_VERSION, TLS1_3_VERSION, ALL_CIPHERS);
+    hs_t h;
+    memset(out, 0, sizeof(*out));
+    if (ctx == NULL) {
+        out->status = MOAT__DOCTOR_HS_FAILED;
+        snprintf(out->reason, sizeof(out->reason), "cannot set up a TLS client");
+        return -1;
+    }
+    handshake(ctx, sni, sa, salen, timeout_ms, 1, &h);
+    snprintf(out->reason, sizeof(out->reason), "%s", h.reason);
+    switch (h.rc) {
+    case HS_OK: {
+        const unsigned char *p = NULL;
+        long n = SSL_get_tlsext_status_ocsp_resp(h.ssl, &p);
+        out->status = MOAT__DOCTOR_OK;
+        snprintf(out->version, sizeof(out->version), "%s", SSL_get_version(h.ssl));
+        snprintf(out->cipher, sizeof(out->cipher), "%s", SSL_CIPHER_get_name(SSL_get_current_cipher(h.ssl)));
+        out->chain = X509_chain_up_ref(SSL_get_peer_cert_chain(h.ssl));
+        if (n > 0 && p != NULL && (out->ocsp = moat_malloc((size_t)n)) != NULL) {
+            memcpy(out->ocsp, p, (size_t)n);
+            out->ocsp_len = n;
+        }
+        break;
+    }
+    case HS_CONNECT:
+        out->status = h.conn == CONN_REFUSED   ? MOAT__DOCTOR_CONN_REFUSED
+                      : h.conn == CONN_TIMEOUT ? MOAT__DOCTOR_CONN_TIMEOUT
+                                               : MOAT__DOCTOR_CONN_ERROR;
+        break;
+    case HS_TIMEOUT:
+        out->status = MOAT__DOCTOR_HS_TIMEOUT;
+        break;
+    case HS_NOT_TLS:
+        out->status = MOAT__DOCTOR_NOT_TLS;
+        break;
+    default:
+        out->status = MOAT__DOCTOR_HS_FAILED;
+    }
+    hs_close(&h);
+    SSL_CTX_free(ctx);
+    return out->status == MOAT__DOCTOR_OK ? 0 : -1;
+}
+
+void moat__doctor_fetch_dispose(moat__doctor_fetch_t *f)
+{
+    sk_X509_pop_free(f->chain, X509_free);
+    f->chain = NULL;
+    moat_free(&f->ocsp);
+    f->ocsp_len = 0;
+}
+
 static void describe_session(moat_doctor_report_t *r, const char *subject, SSL *ssl)
 {
     const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
@@ -528,7 +585,7 @@ int moat_doctor_remote(const char *target, const moat_doctor_opts_t *o, moat_doc
     for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         int fd, eno;
         long t0 = now_ms();
-        int c = tcp_connect(ai, o->timeout_ms, &fd, &eno);
+        int c = tcp_connect(ai->ai_addr, ai->ai_addrlen, o->timeout_ms, &fd, &eno);
         addr_str(ai->ai_addr, addr, sizeof(addr));
         switch (c) {
         case CONN_OK:
@@ -568,9 +625,20 @@ int moat_doctor_remote(const char *target, const moat_doctor_opts_t *o, moat_doc
     if (chosen == NULL)
         goto out;
 
-    if ((trust = moat_doctor_trust_new(o, trust_desc, sizeof(trust_desc), err)) == NULL) {
-        freeaddrinfo(res);
-        return err->code;
+    {
+        /* moat's own CA and trust anchors count too when the store is here. */
+        moat_doctor_opts_t with_store = *o;
+        X509_STORE *anchors = o->anchors == NULL ? moat__doctor_anchors_at(o->store_path) : NULL;
+        if (anchors != NULL) {
+            with_store.anchors = anchors;
+            moat_strlcpy(r->store, o->store_path, sizeof(r->store));
+        }
+        trust = moat_doctor_trust_new(&with_store, trust_desc, sizeof(trust_desc), err);
+        X509_STORE_free(anchors);
+        if (trust == NULL) {
+            freeaddrinfo(res);
+            return err->code;
+        }
     }
     if ((ctx = probe_ctx(TLS1_VERSION, TLS1_3_VERSION, ALL_CIPHERS)) == NULL) {
         X509_STORE_free(trust);
@@ -578,7 +646,7 @@ int moat_doctor_remote(const char *target, const moat_doctor_opts_t *o, moat_doc
         return moat_err_ossl(err, MOAT_E_PKI, "setting up a TLS client");
     }
     addr_str(chosen->ai_addr, addr, sizeof(addr));
-    handshake(ctx, &t, chosen, o->timeout_ms, 1, &h);
+    handshake(ctx, t.is_ip ? NULL : t.host, chosen->ai_addr, chosen->ai_addrlen, o->timeout_ms, 1, &h);
     switch (h.rc) {
     case HS_OK:
         break;
