@@ -1,0 +1,6 @@
+#!/bin/sh
+# make bench: moat against nginx on loopback (see bench/README.md). Knobs: BENCH_QUICK=1 (short smoke
+# run, RESULTS.md untouched), BENCH_ROUNDS=N, BENCH_SERVERS=nginx,nginx (calibration), BENCH_WRITE=0|1.
+set -eu
+cd "$(dirname "$0")/.."
+exec /usr/bin/python3 bench/bench.py "$@"
