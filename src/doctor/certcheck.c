@@ -1,7 +1,8 @@
 /* Certificate and chain checks shared by remote and local diagnosis. */
 #include "doctor/doctor_int.h"
 
-#include <arpa/inet.h>
+#include "pki/pki.h"
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -66,36 +67,10 @@ int moat__doctor_days_left(const ASN1_TIME *t, int *days)
 
 void moat__doctor_key_desc(EVP_PKEY *pk, char *out, size_t outsz)
 {
-    char group[64];
-    size_t glen = 0;
-    if (pk == NULL) {
+    if (pk == NULL)
         moat_strlcpy(out, "unknown key", outsz);
-        return;
-    }
-    switch (EVP_PKEY_get_base_id(pk)) {
-    case EVP_PKEY_RSA:
-    case EVP_PKEY_RSA_PSS:
-        snprintf(out, outsz, "RSA-%d", EVP_PKEY_get_bits(pk));
-        return;
-    case EVP_PKEY_DSA:
-        snprintf(out, outsz, "DSA-%d", EVP_PKEY_get_bits(pk));
-        return;
-    case EVP_PKEY_EC:
-        if (EVP_PKEY_get_group_name(pk, group, sizeof(group), &glen) == 1) {
-            const char *nist = EC_curve_nid2nist(OBJ_sn2nid(group));
-            snprintf(out, outsz, "EC %s", nist ? nist : group);
-        } else
-            snprintf(out, outsz, "EC-%d", EVP_PKEY_get_bits(pk));
-        return;
-    case EVP_PKEY_ED25519:
-        moat_strlcpy(out, "Ed25519", outsz);
-        return;
-    case EVP_PKEY_ED448:
-        moat_strlcpy(out, "Ed448", outsz);
-        return;
-    default:
-        snprintf(out, outsz, "%s-%d", OBJ_nid2sn(EVP_PKEY_get_base_id(pk)), EVP_PKEY_get_bits(pk));
-    }
+    else
+        moat_pki_key_describe(pk, out, outsz);
 }
 
 /* The digest of the certificate's signature (NID_undef for Ed25519 and unknown algorithms). */
@@ -110,28 +85,20 @@ static int sig_digest(const X509 *x)
 void moat__doctor_sans(X509 *x, char *out, size_t outsz)
 {
     GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-    size_t len = 0;
+    char *text = NULL;
+    moat_err_t e = {0};
     out[0] = '\0';
-    for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
-        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-        char one[300] = "";
-        if (g->type == GEN_DNS) {
-            const ASN1_STRING *s = g->d.dNSName;
-            snprintf(one, sizeof(one), "DNS:%.*s", ASN1_STRING_length(s),
-                     (const char *)ASN1_STRING_get0_data(s));
-        } else if (g->type == GEN_IPADD) {
-            const ASN1_OCTET_STRING *ip = g->d.iPAddress;
-            char txt[INET6_ADDRSTRLEN] = "?";
-            int ilen = ASN1_STRING_length(ip);
-            if (ilen == 4 || ilen == 16)
-                inet_ntop(ilen == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(ip), txt, sizeof(txt));
-            snprintf(one, sizeof(one), "IP:%s", txt);
-        } else
-            continue;
-        if (len + strlen(one) + 3 >= outsz)
-            break;
-        len += (size_t)snprintf(out + len, outsz - len, "%s%s", len ? ", " : "", one);
+    if (gens != NULL && moat_pki_sans_format(gens, &text, &e) == 0) {
+        /* One space after each comma reads better in a sentence. */
+        size_t len = 0;
+        for (const char *p = text; *p != '\0' && len + 2 < outsz; p++) {
+            out[len++] = *p;
+            if (*p == ',')
+                out[len++] = ' ';
+        }
+        out[len] = '\0';
     }
+    moat_free(&text);
     GENERAL_NAMES_free(gens);
 }
 
@@ -217,13 +184,7 @@ void moat_doctor_check_name(moat_doctor_report_t *r, const char *subject, X509 *
     const char *k = key_name ? key_name : "<key>";
 
     /* An IP literal is matched against IP SANs, never against DNS names. */
-    {
-        ASN1_OCTET_STRING *ip = a2i_IPADDRESS(host);
-        if (ip != NULL) {
-            is_ip = 1;
-            ASN1_OCTET_STRING_free(ip);
-        }
-    }
+    is_ip = moat_pki_is_ip_literal(host);
     if (is_ip)
         ok = X509_check_ip_asc(leaf, host, 0) == 1;
     else
