@@ -74,13 +74,16 @@ typedef struct moat_import_pair {
     const moat_import_file_t *file; /* where the key was found (borrowed) */
     char fingerprint[96];           /* SHA-256 of the public key, "AB:CD:..." */
     char algorithm[32];             /* "ec-p256", "rsa-2048", ... */
-    X509 *cert;                     /* owned: its newest certificate (certbot live first), or NULL: orphan */
-    STACK_OF(X509) * chain;         /* owned: intermediates, issuer first, no root; may be empty */
-    char *chain_missing;            /* the issuer the chain stops below (clients must have it), or NULL */
-    time_t not_after;               /* of cert; 0 without one */
-    char name[128];                 /* proposed store name (certbot lineage, server name, CN, ...) */
-    bool current;                   /* the newest of its name group (certbot live, or latest notBefore) */
-    int order;                      /* position in its name group, oldest first (history imports first) */
+    X509 *cert;                     /* owned: its certificate (certbot live first, else newest), or NULL */
+    const moat_import_file_t *cert_file; /* where cert was found (borrowed), or NULL */
+    STACK_OF(X509) * older;              /* owned: other certificates of the same key, oldest first */
+    STACK_OF(X509) * chain;              /* owned: intermediates above cert, issuer first, no root */
+    char *chain_missing; /* the issuer the chain stops below (clients must have it), or NULL */
+    char *subject;       /* cert's subject (RFC 2253), or NULL */
+    time_t not_after;    /* of cert; 0 without one */
+    char name[128];      /* proposed store name (certbot lineage, server name, CN, ...) */
+    bool grouped;        /* shares <name> with other pairs: certbot history of one lineage */
+    bool current;        /* the newest of its group (certbot live, or latest notBefore) */
 } moat_import_pair_t;
 
 /* A file that could not be opened or read. */
@@ -91,7 +94,7 @@ typedef struct moat_import_problem {
 } moat_import_problem_t;
 
 typedef struct moat_import_result {
-    moat_import_pair_t *pairs; /* keys, grouped by name, oldest first within a name */
+    moat_import_pair_t *pairs; /* keys, sorted by name; within a certbot lineage oldest first */
     size_t npairs;
     moat_import_cert_t *orphan_certs; /* end-entity certificates with no key */
     size_t norphan_certs;
@@ -106,11 +109,11 @@ typedef struct moat_import_result {
  * Reads every file of <scan>, with <password> for encrypted ones (NULL: none given; then an encrypted
  * file is a MOAT_E_PASSWORD problem). Keys found twice (same public key) count once; certificates too.
  * Pairs keys with certificates by public key; names pairs (unique within the result, characters
- * [A-Za-z0-9._@-]); builds chains from every certificate seen. <now> decides which certificates are
- * current when no certbot layout says so. Fails only for memory.
+ * [A-Za-z0-9._@-]); builds chains from every certificate seen. A key's certificate is the one certbot's
+ * live/ names, else the one issued last (latest notBefore). Fails only for memory.
  */
-int moat_import_analyse(const moat_import_scan_t *scan, const char *password, time_t now,
-                        moat_import_result_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+int moat_import_analyse(const moat_import_scan_t *scan, const char *password, moat_import_result_t *out,
+                        moat_err_t *err) MOAT_MUST_CHECK;
 void moat_import_result_dispose(moat_import_result_t *res);
 
 /* Turns <in> into a store key name in <out>: "*.example.com" -> "wildcard.example.com", other characters
