@@ -112,12 +112,14 @@ int moat_store_backup(moat_store_t *st, const char *dest, int force, moat_err_t 
     }
     if (rc != 0) {
         unlink_db(tmp);
-        return moat_err_prefix(err, "backing up to %s: ", absdest);
+        return moat_err_prefix(err, "backing up to %s", absdest);
     }
     dir_of(absdest, dir, sizeof(dir));
     (void)fsync_path(dir, 1, err); /* the rename is done; a failed directory sync only weakens durability */
     moat_err_clear(err);
-    return moat_store_audit_add(st, "store.backup", absdest, NULL, err);
+    if ((rc = moat_store_audit_add(st, "store.backup", absdest, NULL, err)) != 0)
+        moat_err_prefix(err, "the backup %s was written, but recording it in the audit log failed", absdest);
+    return rc;
 }
 
 /* ---- diff ---- */
@@ -341,7 +343,7 @@ static int restore_prepare(moat_store_t *st, const char *src, moat_store_diff_t 
         if (rc == MOAT_E_INVAL)
             moat_err_set(err, MOAT_E_INVAL, "%s is not a moat store backup (not an SQLite database)", src);
         else
-            moat_err_prefix(err, "backup %s: ", src);
+            moat_err_prefix(err, "backup %s", src);
         goto fail;
     }
     rc = moat_store_open(tmp, st->mk_path, MOAT__STORE_NO_PERM_CHECK, &bak, err);
@@ -428,7 +430,7 @@ int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *dif
     if (rc != 0)
         goto done;
     if ((rc = st->ops->replace_from(st, tmp, err)) != 0)
-        moat_err_prefix(err, "restoring %s: ", src);
+        moat_err_prefix(err, "restoring %s", src);
     else
         st->schema = MOAT_STORE_SCHEMA_VERSION;
 done:

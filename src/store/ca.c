@@ -71,7 +71,7 @@ int moat_store_anchor_add(moat_store_t *st, const char *name, const uint8_t *der
     if ((rc = moat__store_check_name("trust anchor", name, err)) != 0)
         return rc;
     if ((rc = moat__store_cert_meta(der, len, &m, err)) != 0)
-        return moat_err_prefix(err, "trust anchor \"%s\": ", name);
+        return moat_err_prefix(err, "trust anchor \"%s\"", name);
     if ((rc = moat__store_auto_begin(st, &own, err)) != 0) {
         moat__store_cert_meta_dispose(&m);
         return rc;
@@ -215,7 +215,7 @@ int moat_store_ca_set(moat_store_t *st, const moat_store_ca_t *ca, moat_err_t *e
         return moat_err_set(err, MOAT_E_INVAL, "CA base URL too long");
     /* Parsing proves the DER is a certificate before it can be served. */
     if ((rc = moat__store_cert_meta(ca->der.data, ca->der.len, &m, err)) != 0)
-        return moat_err_prefix(err, "%s CA certificate: ", moat_store_ca_role_name(ca->role));
+        return moat_err_prefix(err, "%s CA certificate", moat_store_ca_role_name(ca->role));
     moat__store_cert_meta_dispose(&m);
     if ((rc = moat__store_auto_begin(st, &own, err)) != 0)
         return rc;
@@ -339,7 +339,7 @@ int moat_store_issued_add(moat_store_t *st, const moat_store_issued_t *i, moat_e
     if (i->name[0] != '\0' && (rc = moat__store_check_name("key", i->name, err)) != 0)
         return rc;
     if ((rc = moat__store_cert_meta(i->der.data, i->der.len, &m, err)) != 0)
-        return moat_err_prefix(err, "recording an issued certificate: ");
+        return moat_err_prefix(err, "recording an issued certificate");
     if (i->serial[0] != '\0' &&
         (normalize_serial(i->serial, serial, sizeof(serial)) != 0 || strcmp(serial, m.serial) != 0)) {
         moat__store_cert_meta_dispose(&m);

@@ -302,7 +302,7 @@ int moat_store_key_private(moat_store_t *st, int64_t id, uint8_t **der, size_t *
         const void *sealed = st->ops->column_blob(s, 0, &slen);
         rc = moat__store_open_sealed(st, id, sealed, slen, der, len, err);
         if (rc != 0)
-            moat_err_prefix(err, "key \"%s\": ", st->ops->column_text(s, 1));
+            moat_err_prefix(err, "key \"%s\"", st->ops->column_text(s, 1));
     } else if (rc == 0) {
         rc = moat_err_set(err, MOAT_E_NOTFOUND, "there is no key with id %lld", (long long)id);
     }

@@ -150,7 +150,7 @@ static int migrate(moat_store_t *st, int from, moat_err_t *err)
 
     for (v = from; v < MOAT_STORE_SCHEMA_VERSION && rc == 0; v++) {
         if ((rc = migrations[v - 1](st, err)) != 0) {
-            moat_err_prefix(err, "upgrading the store from schema %d to %d: ", v, v + 1);
+            moat_err_prefix(err, "upgrading the store from schema %d to %d", v, v + 1);
             break;
         }
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
@@ -179,7 +179,7 @@ int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err)
         (rc = moat__store_int(st, &tables, err, "SELECT count(*) FROM sqlite_master", "")) != 0) {
         if (err->code == MOAT_E_INVAL)
             return not_a_store(st, "not an SQLite database", err);
-        return moat_err_prefix(err, "%s: ", st->path);
+        return moat_err_prefix(err, "%s", st->path);
     }
     if (app_id != MOAT_APPLICATION_ID) {
         if (app_id != 0 || tables != 0)
@@ -201,11 +201,11 @@ int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err)
     if (!ro) {
         /* WAL: readers never block the writer; FULL: a commit survives power loss. */
         if ((rc = st->ops->exec(st, "PRAGMA journal_mode=WAL", err)) != 0)
-            return moat_err_prefix(err, "%s: ", st->path);
+            return moat_err_prefix(err, "%s", st->path);
     }
     if ((rc = st->ops->exec(st, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON",
                             err)) != 0)
-        return moat_err_prefix(err, "%s: ", st->path);
+        return moat_err_prefix(err, "%s", st->path);
 
     st->schema_found = app_id == MOAT_APPLICATION_ID ? (int)version : 0;
     if (app_id == MOAT_APPLICATION_ID && version == MOAT_STORE_SCHEMA_VERSION) {
@@ -219,7 +219,7 @@ int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err)
     }
     /* Creation or upgrade: one transaction, so a crash leaves the old version (or no schema) behind. */
     if ((rc = st->ops->begin(st, err)) != 0)
-        return moat_err_prefix(err, "%s: ", st->path);
+        return moat_err_prefix(err, "%s", st->path);
     if (app_id != MOAT_APPLICATION_ID) {
         rc = st->ops->exec(st, moat__store_schema_v1, err);
         version = 1;
@@ -234,7 +234,7 @@ int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err)
     else
         st->ops->rollback(st);
     if (rc != 0)
-        return moat_err_prefix(err, "%s: ", st->path);
+        return moat_err_prefix(err, "%s", st->path);
     st->schema = MOAT_STORE_SCHEMA_VERSION;
     return 0;
 }

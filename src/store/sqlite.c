@@ -61,7 +61,7 @@ static int sq_open(moat_store_t *st, moat_err_t *err)
     rc = sqlite3_open_v2(st->path, &db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         sqlite_fail(db, rc, "opening the store", err);
-        moat_err_prefix(err, "%s: ", st->path);
+        moat_err_prefix(err, "%s", st->path);
         sqlite3_close(db);
         return err->code;
     }
@@ -350,7 +350,7 @@ int moat_store_watch_open(const char *path, moat_store_watch_t **out, moat_err_t
         rc = sqlite3_prepare_v2(w->db, "PRAGMA data_version", -1, &w->q, NULL);
     if (rc != SQLITE_OK) {
         sqlite_fail(w->db, rc, "watching the store for changes", err);
-        moat_err_prefix(err, "%s: ", p);
+        moat_err_prefix(err, "%s", p);
         moat_store_watch_close(w);
         return err->code;
     }

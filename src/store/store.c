@@ -356,7 +356,7 @@ int moat_store_commit(moat_store_t *st, moat_err_t *err)
     st->in_tx = 0;
     st->tx_bumped = 0;
     if ((rc = st->ops->commit(st, err)) != 0)
-        return moat_err_prefix(err, "%s: ", st->path);
+        return moat_err_prefix(err, "%s", st->path);
     return 0;
 }
 

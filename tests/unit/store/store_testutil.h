@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 /* A fresh temporary folder; the path goes into <out>. */
-static void tu_tmpdir(char *out, size_t n)
+static inline void tu_tmpdir(char *out, size_t n)
 {
     snprintf(out, n, "/tmp/moat-store-test-XXXXXX");
     if (mkdtemp(out) == NULL) {
@@ -24,7 +24,7 @@ static void tu_tmpdir(char *out, size_t n)
     }
 }
 
-static void tu_rmrf(const char *dir)
+static inline void tu_rmrf(const char *dir)
 {
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -41,7 +41,7 @@ typedef struct tu_key {
     int pub_len;
 } tu_key_t;
 
-static void tu_key_new(tu_key_t *k)
+static inline void tu_key_new(tu_key_t *k)
 {
     PKCS8_PRIV_KEY_INFO *p8;
     memset(k, 0, sizeof(*k));
@@ -52,7 +52,7 @@ static void tu_key_new(tu_key_t *k)
     k->pub_len = i2d_PUBKEY(k->pkey, &k->pub);
 }
 
-static void tu_key_free(tu_key_t *k)
+static inline void tu_key_free(tu_key_t *k)
 {
     EVP_PKEY_free(k->pkey);
     OPENSSL_clear_free(k->priv, (size_t)k->priv_len);
@@ -61,8 +61,8 @@ static void tu_key_free(tu_key_t *k)
 }
 
 /* A self-signed certificate for <k> with subject CN <cn> and SAN list <san> ("DNS:a,IP:b"); DER out. */
-static unsigned char *tu_cert(const tu_key_t *k, const char *cn, const char *san, long serial, long from_s,
-                              long to_s, int *len)
+static inline unsigned char *tu_cert(const tu_key_t *k, const char *cn, const char *san, long serial,
+                                     long from_s, long to_s, int *len)
 {
     X509 *x = X509_new();
     X509_NAME *n;
@@ -91,7 +91,7 @@ static unsigned char *tu_cert(const tu_key_t *k, const char *cn, const char *san
 }
 
 /* Does file <path> contain the bytes <needle>? (-1 if it cannot be read) */
-static int tu_file_contains(const char *path, const void *needle, size_t nlen)
+static inline int tu_file_contains(const char *path, const void *needle, size_t nlen)
 {
     FILE *f = fopen(path, "rb");
     unsigned char *buf;
@@ -112,7 +112,7 @@ static int tu_file_contains(const char *path, const void *needle, size_t nlen)
     return found;
 }
 
-static int tu_mode(const char *path)
+static inline int tu_mode(const char *path)
 {
     struct stat sb;
     if (stat(path, &sb) != 0)
@@ -121,7 +121,8 @@ static int tu_mode(const char *path)
 }
 
 /* Adds a pending key named <name> made from <k>; returns its id (0 on failure, printed). */
-static int64_t tu_add_key(moat_store_t *st, const char *name, const tu_key_t *k, int state, moat_err_t *err)
+static inline int64_t tu_add_key(moat_store_t *st, const char *name, const tu_key_t *k, int state,
+                                 moat_err_t *err)
 {
     moat_store_key_t rec;
     memset(&rec, 0, sizeof(rec));

@@ -1,0 +1,333 @@
+/*
+ * moat store backup|restore|info: whole-store operations.
+ */
+#include "cli/groups.h"
+#include "store/store.h"
+
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+
+#define USAGE_BACKUP "moat store backup FILE [--force]"
+#define USAGE_RESTORE "moat store restore FILE [--dry-run]"
+#define USAGE_INFO "moat store info"
+#define USAGE_STORE "moat store backup FILE [--force] | moat store restore FILE [--dry-run] | moat store info"
+
+static void help(void)
+{
+    fputs("usage: " USAGE_STORE "\n\n"
+          "  backup FILE [--force]     write a consistent copy of the store to FILE (mode 0600), safe while\n"
+          "                            the server runs; --force overwrites an existing FILE. The master key\n"
+          "                            is not in the copy: back it up separately.\n"
+          "  restore FILE [--dry-run]  check a backup (a moat store, not newer than this moat, intact, its\n"
+          "                            keys decrypt with the current master key), show what would change,\n"
+          "                            and replace the store with it in one step (not with --dry-run).\n"
+          "                            A running server reloads by itself.\n"
+          "  info                      where the store is, its schema, size, contents and generation\n\n"
+          "options: --json for machine-readable output; the global --store and --master-key apply.\n",
+          stdout);
+}
+
+static int is_help(const char *a)
+{
+    return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
+}
+
+/* Works out the store and master key paths every command uses. */
+static int paths(moat_cli_t *cli, char *store, size_t ssz, char *mk, size_t msz, moat_err_t *err)
+{
+    int rc;
+    if ((rc = moat_cli_store_path(cli, store, ssz, NULL, err)) != 0)
+        return rc;
+    return moat_cli_master_key_path(cli, store, mk, msz, err);
+}
+
+static int cmd_backup(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *file = NULL;
+    int force = 0;
+    char store[PATH_MAX], mk[PATH_MAX], abs[PATH_MAX];
+    moat_err_t err = {0};
+    moat_store_t *st = NULL;
+
+    for (int i = 2; i < argc; i++) {
+        if (is_help(argv[i])) {
+            printf(
+                "usage: %s\n\nWrites a consistent copy of the store to FILE (mode 0600) with SQLite's online "
+                "backup,\nsafe while the server runs. The master key is not in the copy: back it up\n"
+                "separately, and keep the two apart.\n\n  --force   overwrite FILE if it exists\n"
+                "  --json    machine-readable output\n",
+                USAGE_BACKUP);
+            return MOAT_EXIT_OK;
+        } else if (strcmp(argv[i], "--force") == 0) {
+            force = 1;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return moat_cli_usage(USAGE_BACKUP, "unknown option %s", argv[i]);
+        } else if (file == NULL) {
+            file = argv[i];
+        } else {
+            return moat_cli_usage(USAGE_BACKUP, "unexpected argument \"%s\"", argv[i]);
+        }
+    }
+    if (file == NULL)
+        return moat_cli_usage(USAGE_BACKUP, "which file should the backup go to?");
+    if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
+        moat_cli_abspath(file, abs, sizeof(abs), &err) != 0)
+        return moat_cli_fail(cli, &err);
+    /* The master key is not needed to copy encrypted keys; not loading it also never creates one. */
+    if (moat_store_open(store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
+        moat_store_backup(st, abs, force, &err) != 0) {
+        moat_store_close(st);
+        return moat_cli_fail(cli, &err);
+    }
+    moat_store_close(st);
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "store", store);
+        moat_json_kv_str(&j, "backup", abs);
+        moat_json_kv_str(&j, "master_key", mk);
+        moat_json_kv_bool(&j, "master_key_included", 0);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet) {
+        printf("backed up %s to %s (mode 0600)\n", store, abs);
+    }
+    /* Said even with --quiet and --json (on stderr then): losing the master key loses every key. */
+    fprintf(cli->json || cli->quiet ? stderr : stdout,
+            "note: the master key is not in the backup. Back up %s separately and keep it apart from\n"
+            "      the backup: without it the private keys in the backup cannot be decrypted.\n",
+            mk);
+    return MOAT_EXIT_OK;
+}
+
+static const char *plural(size_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *file = NULL;
+    int dry = 0, rc;
+    char store[PATH_MAX], mk[PATH_MAX], abs[PATH_MAX];
+    moat_err_t err = {0};
+    moat_store_t *st = NULL;
+    moat_store_diff_t diff;
+    int64_t gen = 0;
+    unsigned flags = 0;
+
+    for (int i = 2; i < argc; i++) {
+        if (is_help(argv[i])) {
+            printf("usage: %s\n\nChecks backup FILE (a moat store, schema not newer than this moat, "
+                   "integrity ok,\n"
+                   "every private key decrypts with the current master key), shows what would change\n"
+                   "(keys, certificates, trust anchors, CA: added, removed, changed), then replaces the\n"
+                   "store with it in one transaction. A running server reloads by itself.\n\n"
+                   "  --dry-run   only check and show what would change\n"
+                   "  --json      machine-readable output\n",
+                   USAGE_RESTORE);
+            return MOAT_EXIT_OK;
+        } else if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0) {
+            dry = 1;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return moat_cli_usage(USAGE_RESTORE, "unknown option %s", argv[i]);
+        } else if (file == NULL) {
+            file = argv[i];
+        } else {
+            return moat_cli_usage(USAGE_RESTORE, "unexpected argument \"%s\"", argv[i]);
+        }
+    }
+    if (file == NULL)
+        return moat_cli_usage(USAGE_RESTORE, "which backup file should be restored?");
+    if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
+        moat_cli_abspath(file, abs, sizeof(abs), &err) != 0)
+        return moat_cli_fail(cli, &err);
+    /* Restoring onto a lost store is the point of a backup, but only with the master key it was made
+     * under: creating a fresh master key here would make a store the backup can never go into. */
+    if (access(store, F_OK) != 0) {
+        if (access(mk, F_OK) != 0) {
+            moat_err_set(&err, MOAT_E_NOTFOUND, "there is no store at %s and no master key at %s", store, mk);
+            moat_err_hint(
+                &err, "put the master key the backup was made with at %s (or pass --master-key FILE)", mk);
+            return moat_cli_fail(cli, &err);
+        }
+        if (!dry)
+            flags |= MOAT_STORE_CREATE;
+    }
+    if (!(flags & MOAT_STORE_CREATE) && access(store, F_OK) != 0) {
+        moat_err_set(&err, MOAT_E_NOTFOUND, "there is no store at %s to compare the backup with", store);
+        moat_err_hint(&err, "run the restore without --dry-run to create the store from the backup");
+        return moat_cli_fail(cli, &err);
+    }
+    if (moat_store_open(store, mk, flags, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    rc = dry ? moat_store_restore_check(st, abs, &diff, &err) : moat_store_restore(st, abs, &diff, &err);
+    if (rc == 0 && !dry)
+        rc = moat_store_generation(st, &gen, &err);
+    moat_store_close(st);
+    if (rc != 0) {
+        if (flags & MOAT_STORE_CREATE) {
+            /* The store this command made for the restore goes again: a failed restore changes nothing. */
+            char side[PATH_MAX + 8];
+            (void)unlink(store);
+            snprintf(side, sizeof(side), "%s-wal", store);
+            (void)unlink(side);
+            snprintf(side, sizeof(side), "%s-shm", store);
+            (void)unlink(side);
+        }
+        return moat_cli_fail(cli, &err);
+    }
+
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "store", store);
+        moat_json_kv_str(&j, "backup", abs);
+        moat_json_kv_bool(&j, "dry_run", dry);
+        moat_json_kv_bool(&j, "restored", !dry);
+        moat_json_kv_int(&j, "backup_schema", diff.backup_schema);
+        moat_json_kv_int(&j, "backup_generation", diff.backup_generation);
+        moat_json_kv_int(&j, "keys", (int64_t)diff.keys);
+        moat_json_kv_int(&j, "certificates", (int64_t)diff.certs);
+        moat_json_kv_int(&j, "trust_anchors", (int64_t)diff.anchors);
+        if (!dry)
+            moat_json_kv_int(&j, "generation", gen);
+        moat_json_key(&j, "changes");
+        moat_json_arr_begin(&j);
+        for (size_t i = 0; i < diff.n; i++) {
+            moat_json_obj_begin(&j);
+            moat_json_kv_str(&j, "kind", diff.items[i].kind);
+            moat_json_kv_str(&j, "name", diff.items[i].name);
+            moat_json_kv_str(&j, "change", moat_store_diff_change_name(diff.items[i].change));
+            moat_json_obj_end(&j);
+        }
+        moat_json_arr_end(&j);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet || dry) {
+        printf("backup %s: store schema %d, %zu %s, %zu %s, %zu trust %s\n", abs, diff.backup_schema,
+               diff.keys, plural(diff.keys, "key", "keys"), diff.certs,
+               plural(diff.certs, "certificate", "certificates"), diff.anchors,
+               plural(diff.anchors, "anchor", "anchors"));
+        if (diff.n == 0)
+            printf("%s\n", dry ? "restoring it would change no key, certificate, trust anchor or CA"
+                               : "no key, certificate, trust anchor or CA changed");
+        else
+            printf("%s\n", dry ? "restoring it would change:" : "changed:");
+        for (size_t i = 0; i < diff.n; i++)
+            printf("  %-7s %-7s %s\n", moat_store_diff_change_name(diff.items[i].change), diff.items[i].kind,
+                   diff.items[i].name);
+        if (dry)
+            printf("dry run: %s was not changed\n", store);
+        else
+            printf("restored %s from %s (generation %lld; a running server reloads)\n", store, abs,
+                   (long long)gen);
+    }
+    moat_store_diff_dispose(&diff);
+    return MOAT_EXIT_OK;
+}
+
+static int cmd_info(moat_cli_t *cli, int argc, char **argv)
+{
+    char store[PATH_MAX], mk[PATH_MAX];
+    moat_err_t err = {0};
+    moat_store_t *st = NULL;
+    moat_store_info_t info;
+    moat_store_server_status_t ss;
+    int mk_present;
+
+    for (int i = 2; i < argc; i++) {
+        if (is_help(argv[i])) {
+            printf(
+                "usage: %s\n\nShows where the store and its master key are, the schema version, file sizes,\n"
+                "what it holds, the generation and what the running server applied.\n"
+                "  --json   machine-readable output\n",
+                USAGE_INFO);
+            return MOAT_EXIT_OK;
+        }
+        return moat_cli_usage(USAGE_INFO, "unexpected argument \"%s\"", argv[i]);
+    }
+    if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_open(store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
+        moat_store_info(st, &info, &err) != 0 || moat_store_server_status_get(st, &ss, &err) != 0) {
+        moat_store_close(st);
+        return moat_cli_fail(cli, &err);
+    }
+    mk_present = access(mk, F_OK) == 0;
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "store", store);
+        moat_json_kv_str(&j, "backend", moat_store_backend(st));
+        moat_json_kv_str(&j, "master_key", mk);
+        moat_json_kv_bool(&j, "master_key_present", mk_present);
+        moat_json_kv_int(&j, "schema_version", info.schema_version);
+        moat_json_kv_int(&j, "file_bytes", info.file_bytes);
+        moat_json_kv_int(&j, "wal_bytes", info.wal_bytes);
+        moat_json_kv_int(&j, "generation", info.generation);
+        moat_json_kv_int(&j, "keys", (int64_t)info.keys);
+        moat_json_kv_int(&j, "pending_keys", (int64_t)info.pending_keys);
+        moat_json_kv_int(&j, "certificates", (int64_t)info.certs);
+        moat_json_kv_int(&j, "trust_anchors", (int64_t)info.anchors);
+        moat_json_kv_int(&j, "issued", (int64_t)info.issued);
+        moat_json_kv_int(&j, "audit_entries", (int64_t)info.audit_entries);
+        moat_json_kv_bool(&j, "ca_root", info.has_ca_root);
+        moat_json_kv_bool(&j, "ca_intermediate", info.has_ca_intermediate);
+        moat_json_key(&j, "server");
+        moat_json_obj_begin(&j);
+        moat_json_key(&j, "applied_generation");
+        if (ss.applied_generation >= 0)
+            moat_json_int(&j, ss.applied_generation);
+        else
+            moat_json_null(&j); /* no server ever ran on this store */
+        moat_json_kv_int(&j, "refused_generation", ss.refused_generation);
+        moat_json_kv_str(&j, "refusal", ss.refusal);
+        moat_json_kv_int(&j, "pid", ss.pid);
+        moat_json_kv_int(&j, "updated", ss.updated);
+        moat_json_obj_end(&j);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else {
+        printf("store:          %s (%s)\n", store, moat_store_backend(st));
+        printf("master key:     %s%s\n", mk, mk_present ? "" : " (missing)");
+        printf("schema version: %d\n", info.schema_version);
+        printf("size:           %lld bytes + %lld bytes write-ahead log\n", (long long)info.file_bytes,
+               (long long)info.wal_bytes);
+        printf("keys:           %zu active, %zu pending\n", info.keys, info.pending_keys);
+        printf("certificates:   %zu (with history)\n", info.certs);
+        printf("trust anchors:  %zu\n", info.anchors);
+        printf("CA:             %s%s, %zu issued\n", info.has_ca_root ? "root" : "none",
+               info.has_ca_intermediate ? " + intermediate" : "", info.issued);
+        printf("audit entries:  %zu\n", info.audit_entries);
+        printf("generation:     %lld\n", (long long)info.generation);
+        if (ss.applied_generation < 0)
+            printf("server:         never ran on this store\n");
+        else
+            printf("server:         pid %lld applied generation %lld%s%s\n", (long long)ss.pid,
+                   (long long)ss.applied_generation, ss.refusal[0] ? "; refused: " : "", ss.refusal);
+    }
+    moat_store_close(st);
+    return MOAT_EXIT_OK;
+}
+
+int moat_cli_store(moat_cli_t *cli, int argc, char **argv)
+{
+    if (argc < 2)
+        return moat_cli_usage(USAGE_STORE, "which store command?");
+    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+        help();
+        return MOAT_EXIT_OK;
+    }
+    if (strcmp(argv[1], "backup") == 0)
+        return cmd_backup(cli, argc, argv);
+    if (strcmp(argv[1], "restore") == 0)
+        return cmd_restore(cli, argc, argv);
+    if (strcmp(argv[1], "info") == 0)
+        return cmd_info(cli, argc, argv);
+    return moat_cli_usage(USAGE_STORE, "unknown store command \"%s\"", argv[1]);
+}

@@ -1,0 +1,251 @@
+"""moat store backup / restore / info through the real binary.
+
+The store is built from the schema-1 fixture (tests/data/store/schema_v1.sql plus its master key), so
+these tests also prove that a store made by the first moat is upgraded by any command and keeps its keys.
+"""
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import threading
+
+from conftest import SOURCE_DIR
+
+FIXTURE = SOURCE_DIR / "tests" / "data" / "store"
+
+
+def make_v1_store(moat, path=None, key=None):
+    """A schema-1 store with keys www, api (active, with certificates) and mail (pending)."""
+    path = path or moat.store
+    key = key or str(path) + ".key"
+    with sqlite3.connect(path) as db:
+        db.executescript((FIXTURE / "schema_v1.sql").read_text())
+    db.close()
+    os.chmod(path, 0o600)
+    shutil.copyfile(FIXTURE / "v1.masterkey", key)
+    os.chmod(key, 0o600)
+    return path
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def content(path):
+    """What a person would call the store's content (file bytes differ after a WAL checkpoint)."""
+    with sqlite3.connect(path) as db:
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+                for t in ("keys", "certs", "cert_chain", "anchors", "ca", "issued", "audit", "settings",
+                          "generation")}
+
+
+def info(moat, **kw):
+    return json.loads(moat.ok("--json", "store", "info", **kw).stdout)
+
+
+def test_help_and_usage(moat):
+    for args in (["store", "--help"], ["store", "backup", "--help"], ["store", "restore", "--help"],
+                 ["store", "info", "--help"]):
+        r = moat.ok(*args)
+        assert "usage:" in r.stdout
+    moat.fails("store", code=2)
+    moat.fails("store", "frobnicate", code=2)
+    moat.fails("store", "backup", code=2)
+    moat.fails("store", "backup", "a", "b", code=2)
+    moat.fails("store", "restore", "--bogus", "x", code=2)
+    assert "store" in moat.ok("--help").stdout
+
+
+def test_info_upgrades_v1_and_keeps_keys(moat):
+    make_v1_store(moat)
+    data = info(moat)
+    assert data["store"] == str(moat.store)
+    assert data["schema_version"] == 2
+    assert data["keys"] == 2 and data["pending_keys"] == 1
+    assert data["certificates"] == 2
+    assert data["master_key_present"] is True
+    assert data["server"]["applied_generation"] is None
+    text = moat.ok("store", "info").stdout
+    assert "schema version: 2" in text and "2 active, 1 pending" in text
+
+
+def test_missing_store(moat):
+    r = moat.fails("store", "info")
+    assert str(moat.store) in r.stderr
+    r = moat.fails("store", "backup", moat.dir / "b.db")
+    assert "no store" in r.stderr
+    assert not (moat.dir / "b.db").exists()
+
+
+def test_backup_is_0600_and_says_where_the_master_key_is(moat):
+    make_v1_store(moat)
+    out = moat.dir / "backup.db"
+    r = moat.ok("store", "backup", out)
+    assert mode(out) == 0o600
+    assert str(moat.store) + ".key" in r.stdout
+    assert "separately" in r.stdout
+    # The copy holds the encrypted key rows, not the master key.
+    assert open(FIXTURE / "v1.masterkey", "rb").read() not in open(out, "rb").read()
+    # Never overwritten without --force.
+    before = digest(out)
+    r = moat.fails("store", "backup", out)
+    assert "--force" in r.stderr and "exists" in r.stderr
+    assert digest(out) == before
+    r = moat.ok("--json", "store", "backup", out, "--force")
+    data = json.loads(r.stdout)
+    assert data["backup"] == str(out) and data["master_key_included"] is False
+    assert "master key" in r.stderr
+    # Audited.
+    with sqlite3.connect(moat.store) as db:
+        rows = db.execute("SELECT action, object FROM audit WHERE action = 'store.backup'").fetchall()
+    assert len(rows) == 2 and rows[0][1] == str(out)
+
+
+def test_backup_while_another_writer_is_busy(moat):
+    """The copy is taken at once while a writer holds the lock; only the audit entry waits for it."""
+    make_v1_store(moat)
+    moat.ok("store", "info")  # upgrade first
+    db = sqlite3.connect(moat.store, isolation_level=None, check_same_thread=False)
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO settings (name, value) VALUES ('uncommitted', 'x')")
+    timer = threading.Timer(1.5, lambda: db.execute("ROLLBACK"))
+    timer.start()
+    try:
+        out = moat.dir / "hot.db"
+        moat.ok("store", "backup", out, timeout=60)
+    finally:
+        timer.join()
+        db.close()
+    with sqlite3.connect(out) as b:
+        assert b.execute("SELECT count(*) FROM settings WHERE name = 'uncommitted'").fetchone()[0] == 0
+        assert b.execute("SELECT count(*) FROM keys").fetchone()[0] == 3
+        assert b.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_restore_dry_run_then_restore(moat):
+    make_v1_store(moat)
+    out = moat.dir / "backup.db"
+    moat.ok("store", "backup", out)
+    gen_before = info(moat)["generation"]
+    # Lose a key and a certificate, and gain a trust anchor, in the live store.
+    with sqlite3.connect(moat.store) as db:
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("DELETE FROM keys WHERE name = 'mail'")
+        db.execute("DELETE FROM keys WHERE name = 'api'")
+        der = db.execute("SELECT der FROM certs LIMIT 1").fetchone()[0]
+        db.execute("INSERT INTO anchors (name, der, subject, fingerprint, not_after, created) "
+                   "VALUES ('corp', ?, 'CN=x', 'ff', 0, 0)", (der,))
+    before = content(moat.store)
+
+    r = moat.ok("store", "restore", out, "--dry-run")
+    assert "would change" in r.stdout
+    assert "added   key     mail (pending)" in r.stdout
+    assert "added   key     api" in r.stdout
+    assert "added   cert    api" in r.stdout
+    assert "removed anchor  corp" in r.stdout
+    assert "was not changed" in r.stdout
+    assert content(moat.store) == before
+    data = json.loads(moat.ok("--json", "store", "restore", out, "--dry-run").stdout)
+    assert data["dry_run"] is True and data["restored"] is False
+    changes = {(c["kind"], c["name"], c["change"]) for c in data["changes"]}
+    assert changes == {("key", "mail (pending)", "added"), ("key", "api", "added"), ("cert", "api", "added"),
+                       ("anchor", "corp", "removed")}
+
+    data = json.loads(moat.ok("--json", "store", "restore", out).stdout)
+    assert data["restored"] is True
+    assert data["generation"] > gen_before
+    after = info(moat)
+    assert after["keys"] == 2 and after["pending_keys"] == 1 and after["trust_anchors"] == 0
+    assert after["generation"] == data["generation"]
+    with sqlite3.connect(moat.store) as db:
+        assert db.execute("SELECT count(*) FROM audit WHERE action = 'store.restore'").fetchone()[0] == 1
+    assert not [p for p in os.listdir(moat.dir) if "restore" in p or ".tmp-" in p]
+    # Restoring the same backup again changes nothing.
+    r = moat.ok("store", "restore", out)
+    assert "no key, certificate, trust anchor or CA changed" in r.stdout
+
+
+def test_restore_refuses_bad_backups_without_change(moat):
+    make_v1_store(moat)
+    moat.ok("store", "info")
+    # A backup from a newer moat.
+    newer = moat.dir / "newer.db"
+    moat.ok("store", "backup", newer)
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version = 7")
+    before = content(moat.store)
+    junk = moat.dir / "junk.db"
+    junk.write_bytes(os.urandom(8192))
+    r = moat.fails("store", "restore", junk)
+    assert "not a moat store" in r.stderr
+    r = moat.fails("store", "restore", moat.dir / "missing.db")
+    assert "missing.db" in r.stderr
+    # Another application's database.
+    other = moat.dir / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    r = moat.fails("store", "restore", other)
+    assert "not a moat store" in r.stderr
+    r = moat.fails("store", "restore", newer, "--dry-run")
+    assert "upgrade moat" in r.stderr and "7" in r.stderr
+    assert content(moat.store) == before
+
+
+def test_restore_needs_the_same_master_key(moat):
+    make_v1_store(moat)
+    out = moat.dir / "backup.db"
+    moat.ok("store", "backup", out)
+    # A fresh store with another master key: the backup's keys cannot be decrypted there.
+    other = moat.dir / "other" / "moat.db"
+    other.parent.mkdir(mode=0o700)
+    key = moat.dir / "other" / "moat.db.key"
+    key.write_bytes(os.urandom(32))
+    os.chmod(key, 0o600)
+    r = moat.fails("--store", other, "store", "restore", out)
+    assert "do not decrypt" in r.stderr and str(key) in r.stderr
+    assert not other.exists()  # the failed restore left no store behind
+    # Without any master key there, the restore says what is missing.
+    key.unlink()
+    r = moat.fails("--store", other, "store", "restore", out)
+    assert "no master key" in r.stderr
+    # With the right master key a lost store comes back from the backup.
+    shutil.copyfile(FIXTURE / "v1.masterkey", key)
+    os.chmod(key, 0o600)
+    moat.ok("--store", other, "store", "restore", out)
+    assert mode(other) == 0o600
+    data = info(moat, env={"MOAT_STORE": str(other)})
+    assert data["keys"] == 2 and data["pending_keys"] == 1
+
+
+def test_permissions_refused_with_fix(moat):
+    make_v1_store(moat)
+    os.chmod(moat.store, 0o644)
+    r = moat.fails("store", "info")
+    assert f"chmod 600 {moat.store}" in r.stderr
+    os.chmod(moat.store, 0o600)
+    key = str(moat.store) + ".key"
+    os.chmod(key, 0o644)
+    r = moat.fails("store", "restore", moat.store, "--dry-run")
+    assert f"chmod 600 {key}" in r.stderr
+
+
+def test_newer_or_foreign_store_is_refused_unchanged(moat):
+    make_v1_store(moat)
+    moat.ok("store", "info")
+    with sqlite3.connect(moat.store) as db:
+        db.execute("PRAGMA user_version = 42")
+    r = moat.fails("store", "info")
+    assert "42" in r.stderr and "upgrade moat" in r.stderr
+    junk = moat.dir / "junk.db"
+    data = os.urandom(4096)
+    junk.write_bytes(data)
+    os.chmod(junk, 0o600)
+    r = moat.fails("--store", junk, "store", "info")
+    assert "not a moat store" in r.stderr
+    assert junk.read_bytes() == data
