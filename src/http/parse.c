@@ -543,16 +543,18 @@ int moat_http_req_parse(moat_http_req_t *req, const char *buf, size_t len, const
         size_t ls = req->line_, end, le;
         const char *lf = req->scan_ < len ? memchr(buf + req->scan_, '\n', len - req->scan_) : NULL;
         if (lf == NULL) {
+            /* The current line has no end yet: refuse as soon as it is sure to fail, in the same order
+             * as the checks on a complete line below. */
             req->scan_ = len;
-            /* The current line has no end yet: refuse as soon as it is sure to be too long. */
-            /* A request line starts with a method token: refuse binary junk (a TLS ClientHello sent to
-             * the plain port) at once instead of waiting for a line end that may never come. */
-            if (req->state_ == ST_START && len > ls && buf[ls] != '\r' &&
-                !moat__http_is((unsigned char)buf[ls], MOAT__HTTP_TCHAR))
-                return fail(req, 400, "request does not start with a method");
-            /* (its last byte may be the CR of the line end, hence the + 1) */
-            if (req->state_ == ST_START && len - ls > rl_max + 1)
-                return fail(req, 414, "request line too long");
+            if (req->state_ == ST_START && len > ls) {
+                /* A request line starts with a method token: refuse binary junk (a TLS ClientHello sent
+                 * to the plain port) at once instead of waiting for a line end that may never come. */
+                if (buf[ls] == '\r' ? len > ls + 1 : !moat__http_is((unsigned char)buf[ls], MOAT__HTTP_TCHAR))
+                    return fail(req, 400, "request does not start with a method");
+                /* (its last byte may be the CR of the line end, hence the + 1) */
+                if (len - ls > rl_max + 1)
+                    return fail(req, 414, "request line too long");
+            }
             if (len >= hb_max)
                 return fail(req, 431, "request head too large");
             return MOAT_E_AGAIN;
@@ -562,9 +564,6 @@ int moat_http_req_parse(moat_http_req_t *req, const char *buf, size_t len, const
         if (le > ls && buf[le - 1] == '\r')
             le--;
         req->line_ = req->scan_ = end + 1;
-        /* A CR anywhere but right before LF is a bare CR (RFC 9112 §2.2): never guess what it meant. */
-        if (memchr(buf + ls, '\r', le - ls) != NULL)
-            return fail(req, 400, "bare CR in the request head");
         if (req->state_ == ST_START) {
             if (le == ls) {
                 /* RFC 9112 §2.2: ignore empty lines before the request line (they still count). */
@@ -572,17 +571,22 @@ int moat_http_req_parse(moat_http_req_t *req, const char *buf, size_t len, const
                     return fail(req, 431, "request head too large");
                 continue;
             }
+            if (!moat__http_is((unsigned char)buf[ls], MOAT__HTTP_TCHAR))
+                return fail(req, 400, "request does not start with a method");
             if (le - ls > rl_max)
                 return fail(req, 414, "request line too long");
-            if (end + 1 > hb_max)
-                return fail(req, 431, "request head too large");
+        }
+        if (end + 1 > hb_max)
+            return fail(req, 431, "request head too large");
+        /* A CR anywhere but right before LF is a bare CR (RFC 9112 §2.2): never guess what it meant. */
+        if (memchr(buf + ls, '\r', le - ls) != NULL)
+            return fail(req, 400, "bare CR in the request head");
+        if (req->state_ == ST_START) {
             if ((rc = parse_request_line(req, buf, ls, le)) != 0)
                 return rc;
             req->state_ = ST_FIELDS;
             continue;
         }
-        if (end + 1 > hb_max)
-            return fail(req, 431, "request head too large");
         if (le == ls) {
             req->head_len = end + 1;
             return finish(req, buf, body_max);

@@ -277,7 +277,7 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
     size_t plen = strlen(path);
     const char *name;
     size_t name_len;
-    int fd;
+    int fd, path_only = 0;
 
     moat_http_resp_init(resp, req, 200);
     if (req->method_id != MOAT_HTTP_GET && req->method_id != MOAT_HTTP_HEAD)
@@ -294,6 +294,7 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
     if (fd == -EACCES) {
         /* A folder may be searchable without being readable; only its index needs to be readable. */
         fd = open_beneath(root, rel, O_PATH | O_CLOEXEC);
+        path_only = 1;
     }
     if (fd < 0)
         return finish_error(resp, status_for_errno(-fd));
@@ -301,6 +302,11 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
         int e = errno;
         (void)close(fd); /* failed stat: the descriptor is useless */
         return finish_error(resp, status_for_errno(e));
+    }
+    if (path_only && !S_ISDIR(resp->st.st_mode)) {
+        /* Opened by the O_PATH retry above: not a folder, so the file itself is unreadable. */
+        (void)close(fd); /* an O_PATH descriptor: nothing to flush */
+        return finish_error(resp, 403);
     }
     if (S_ISDIR(resp->st.st_mode)) {
         (void)close(fd); /* the index is opened by name below */

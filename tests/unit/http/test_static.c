@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char top[256];  /* temp folder holding the root and a file outside it */
@@ -165,8 +166,20 @@ static void check_root(int use_openat2)
     CHECK_EQ(get(&root, "/magic", &r), 404);
     CHECK_EQ(get(&root, "/../secret.txt", &r), 400);
     CHECK_EQ(get(&root, "/sub/%2e%2e/%2e%2e/secret.txt", &r), 400);
-    if (geteuid() != 0)
+    if (geteuid() != 0) {
         CHECK_EQ(get(&root, "/locked.txt", &r), 403);
+    } else if (use_openat2) {
+        /* root reads everything: check 403 as an unprivileged user in a child process. */
+        pid_t pid = fork();
+        if (pid == 0) {
+            int ok = setgid(65534) == 0 && setuid(65534) == 0 && get(&root, "/locked.txt", &r) == 403 &&
+                     get(&root, "/a.txt", &r) == 200;
+            _exit(ok ? 0 : 1);
+        }
+        int ws = 0;
+        CHECK(pid > 0 && waitpid(pid, &ws, 0) == pid);
+        CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    }
     moat_http_root_close(&root);
 }
 
