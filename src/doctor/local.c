@@ -195,7 +195,7 @@ static void check_server_status(local_t *l)
             return;
         }
         if (s.applied_generation < 0 || s.applied_generation >= gen || !server_alive(s.pid) ||
-            (s.refused_generation >= gen && s.refusal[0]))
+            (s.refused_generation >= gen && s.refusal[0] != '\0'))
             break;
         struct timespec ts = {0, 250 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -211,10 +211,16 @@ static void check_server_status(local_t *l)
     moat_doctor_fact(l->r, "server", "status", "%s (pid %lld), generation %lld, last report %s",
                      l->server_alive ? "running" : "not running", (long long)s.pid,
                      (long long)s.applied_generation, when);
-    if (s.refused_generation > s.applied_generation && s.refusal[0]) {
-        f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "change-refused", "server",
-                            "the server refused store generation %lld and keeps serving generation %lld: %s",
-                            (long long)s.refused_generation, (long long)s.applied_generation, s.refusal);
+    /* The server clears the refusal when a later reload succeeds; a refused config reload keeps the number. */
+    if (s.refusal[0] && s.refused_generation >= s.applied_generation) {
+        if (s.refused_generation > s.applied_generation)
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "change-refused", "server",
+                                "the server refused store generation %lld and keeps serving generation %lld: %s",
+                                (long long)s.refused_generation, (long long)s.applied_generation, s.refusal);
+        else
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "change-refused", "server",
+                                "the server refused its last reload and keeps serving what it loaded before: %s",
+                                s.refusal);
         moat_doctor_why(f, "the change is in the store but not served: clients still see the old state");
         moat_doctor_fix(f, "fix the cause above (the findings below name it), or undo the change (moat cert "
                            "rollback NAME); the server picks up the next good generation by itself");
