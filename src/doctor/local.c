@@ -211,16 +211,18 @@ static void check_server_status(local_t *l)
     moat_doctor_fact(l->r, "server", "status", "%s (pid %lld), generation %lld, last report %s",
                      l->server_alive ? "running" : "not running", (long long)s.pid,
                      (long long)s.applied_generation, when);
-    /* The server clears the refusal when a later reload succeeds; a refused config reload keeps the number. */
+    /* The server clears the refusal when a later reload succeeds; a refused config reload keeps the number.
+     */
     if (s.refusal[0] && s.refused_generation >= s.applied_generation) {
         if (s.refused_generation > s.applied_generation)
-            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "change-refused", "server",
-                                "the server refused store generation %lld and keeps serving generation %lld: %s",
-                                (long long)s.refused_generation, (long long)s.applied_generation, s.refusal);
+            f = moat_doctor_add(
+                l->r, MOAT_DOCTOR_ERROR, "change-refused", "server",
+                "the server refused store generation %lld and keeps serving generation %lld: %s",
+                (long long)s.refused_generation, (long long)s.applied_generation, s.refusal);
         else
-            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "change-refused", "server",
-                                "the server refused its last reload and keeps serving what it loaded before: %s",
-                                s.refusal);
+            f = moat_doctor_add(
+                l->r, MOAT_DOCTOR_ERROR, "change-refused", "server",
+                "the server refused its last reload and keeps serving what it loaded before: %s", s.refusal);
         moat_doctor_why(f, "the change is in the store but not served: clients still see the old state");
         moat_doctor_fix(f, "fix the cause above (the findings below name it), or undo the change (moat cert "
                            "rollback NAME); the server picks up the next good generation by itself");
@@ -748,10 +750,10 @@ static void check_listener_addr(local_t *l, const moat_listener_t *ln, int famil
                                     "%s serves %s for %s, not the certificate the store holds for site %s",
                                     addr, name, sni ? sni : "(no SNI)", site->name);
                 moat_doctor_why(f, "clients see an old or foreign certificate");
-                if (owner > 0 && owner != l->server_pid)
+                if (owner > 0 && (!l->server_alive || owner != l->server_pid))
                     moat_doctor_fix(f,
-                                    "the port is held by %s (pid %ld), not by moat: stop it, then start moat "
-                                    "serve",
+                                    "the port is held by %s (pid %ld), not by the server of this store: stop "
+                                    "it, then start moat serve",
                                     comm[0] ? comm : "another process", owner);
                 else
                     moat_doctor_fix(f, "check the server's error log; moat reload asks it to reload");
@@ -764,10 +766,15 @@ static void check_listener_addr(local_t *l, const moat_listener_t *ln, int famil
         moat__doctor_fetch_dispose(&fe);
     }
 owner:
-    if (owner > 0 && (!l->server_alive || owner != l->server_pid) && strcmp(comm, "moat") != 0) {
-        f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "port-held", subject,
-                            "port %u on %s is held by another process: %s (pid %ld)", ln->addr.port, addr,
-                            comm[0] ? comm : "?", owner);
+    if (owner > 0 && (!l->server_alive || owner != l->server_pid)) {
+        if (strcmp(comm, "moat") == 0)
+            f = moat_doctor_add(
+                l->r, MOAT_DOCTOR_ERROR, "port-held", subject,
+                "%s is held by another moat server (pid %ld), which does not run on this store", addr, owner);
+        else
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "port-held", subject,
+                                "%s is held by another process: %s (pid %ld)", addr, comm[0] ? comm : "?",
+                                owner);
         moat_doctor_why(f, "moat cannot bind a port another process listens on; clients reach that process "
                            "instead");
         moat_doctor_fix(f, "stop %s (kill %ld) or move it to another port, then start moat serve",

@@ -83,11 +83,13 @@ class Pki:
         (db / "serial").write_text("1000\n")
         (db / "ca.cnf").write_text(CA_CONF.format(dir=db))
 
-    def sign(self, name, issuer, cn, sans=None, alg="ec", start=-1, end=90, md="sha256", ca=False):
-        """Issues <name> from <issuer> (a CA made by root() or sign(ca=True)); start/end in days from now."""
-        key = self.key(name, alg)
-        csr = self.path(f"{name}.csr")
-        openssl("req", "-new", "-key", key, "-subj", f"/CN={cn}", "-out", csr)
+    def sign(self, name, issuer, cn, sans=None, alg="ec", start=-1, end=90, md="sha256", ca=False, csr=None):
+        """Issues <name> from <issuer> (a CA made by root() or sign(ca=True)); start/end in days from now.
+        With <csr> (a request made elsewhere, e.g. by `moat key new`), no key is made here."""
+        if csr is None:
+            key = self.key(name, alg)
+            csr = self.path(f"{name}.csr")
+            openssl("req", "-new", "-key", key, "-subj", f"/CN={cn}", "-out", csr)
         ext = self.path(f"{name}.ext")
         if ca:
             ext.write_text("[ext]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
