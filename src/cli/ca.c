@@ -1,0 +1,1310 @@
+/*
+ * moat ca: the in-house certificate authority. A root (ca init), optionally an intermediate that then
+ * issues (ca init --intermediate), signing of outside requests (ca sign), key + certificate in one step
+ * (ca issue), client bundles (ca export-client), revocation with a CRL re-signed on every change, the
+ * inventory (ca list) and per-profile policies. Each change is one store transaction.
+ */
+#include "cli/groups.h"
+#include "cli/keymgr_int.h"
+
+#include <limits.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CSR_FILE (1L * 1024 * 1024)
+#define MAX_SANS 64
+#define MAX_PATTERNS 64
+#define ROOT_DAYS 3650
+#define INTER_DAYS 1825
+#define CRL_DAYS 7
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Loading the CA */
+
+typedef struct ca {
+    moat_store_ca_t row;
+    X509 *cert;    /* owned */
+    EVP_PKEY *key; /* owned; NULL when not loaded or offline */
+} ca_t;
+
+static void ca_dispose(ca_t *ca)
+{
+    moat_store_ca_dispose(&ca->row);
+    X509_free(ca->cert);
+    EVP_PKEY_free(ca->key);
+    memset(ca, 0, sizeof(*ca));
+}
+
+static int no_ca(moat_err_t *err)
+{
+    moat_err_set(err, MOAT_E_NOTFOUND, "this store has no CA yet");
+    return moat_err_hint(err, "create one with 'moat ca init [--cn NAME]'");
+}
+
+/* Loads the CA of <role>; with <need_key>, its private key too (refused when the key is offline). */
+static int ca_load(moat_store_t *st, moat_ca_role_t role, int need_key, ca_t *ca, moat_err_t *err)
+{
+    int rc;
+    memset(ca, 0, sizeof(*ca));
+    if ((rc = moat_store_ca_get(st, role, &ca->row, err)) != 0)
+        return rc == MOAT_E_NOTFOUND && role == MOAT_CA_ROOT ? no_ca(err) : rc;
+    if ((rc = moat_pki_cert_parse(ca->row.der.data, ca->row.der.len, &ca->cert, err)) != 0)
+        goto fail;
+    if (need_key) {
+        if (ca->row.key_id == 0) {
+            moat_err_set(err, MOAT_E_STATE, "the %s CA's key is offline (it was exported and removed)",
+                         moat_store_ca_role_name(role));
+            moat_err_hint(err, "%s",
+                          role == MOAT_CA_ROOT
+                              ? "the intermediate issues certificates; to use the root, bring it "
+                                "back from its PKCS#12 file"
+                              : "make a new intermediate with 'moat ca init --intermediate'");
+            rc = err->code;
+            goto fail;
+        }
+        if ((rc = moat__km_private_key(st, ca->row.key_id, &ca->key, err)) != 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    ca_dispose(ca);
+    return rc;
+}
+
+/* The CA that issues: the intermediate when there is one, else the root. */
+static int ca_load_issuing(moat_store_t *st, int need_key, ca_t *ca, moat_err_t *err)
+{
+    int rc = ca_load(st, MOAT_CA_INTERMEDIATE, need_key, ca, err);
+    if (rc != MOAT_E_NOTFOUND)
+        return rc;
+    moat_err_clear(err);
+    return ca_load(st, MOAT_CA_ROOT, need_key, ca, err);
+}
+
+static int ca_urls(const ca_t *ca, moat_pki_urls_t *urls, const moat_pki_urls_t **out, moat_err_t *err)
+{
+    *out = NULL;
+    if (ca->row.base_url[0] == '\0')
+        return 0;
+    if (moat_pki_urls_from_base(ca->row.base_url, ca->row.role == MOAT_CA_ROOT, urls, err) != 0)
+        return err->code;
+    *out = urls;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Policies: settings "ca.policy.<profile>.max_days" and "ca.policy.<profile>.names" */
+
+typedef struct policy {
+    moat_pki_policy_t p;
+    char names[4096];
+    const char *patterns[MAX_PATTERNS];
+} policy_t;
+
+static int policy_load(moat_store_t *st, moat_pki_profile_t prof, policy_t *pol, moat_err_t *err)
+{
+    char key[64], val[32];
+    long days;
+    int rc;
+    memset(pol, 0, sizeof(*pol));
+    pol->p.max_days = prof == MOAT_PKI_PROFILE_CLIENT ? MOAT_PKI_CLIENT_MAX_DAYS : MOAT_PKI_SERVER_MAX_DAYS;
+    snprintf(key, sizeof(key), "ca.policy.%s.max_days", moat_pki_profile_name(prof));
+    rc = moat_store_setting_get(st, key, val, sizeof(val), err);
+    if (rc == 0 && moat_parse_long(val, 1, 36500, &days) == 0)
+        pol->p.max_days = (int)days;
+    else if (rc != 0 && rc != MOAT_E_NOTFOUND)
+        return rc;
+    moat_err_clear(err);
+    snprintf(key, sizeof(key), "ca.policy.%s.names", moat_pki_profile_name(prof));
+    rc = moat_store_setting_get(st, key, pol->names, sizeof(pol->names), err);
+    if (rc == MOAT_E_NOTFOUND) {
+        moat_err_clear(err);
+        pol->names[0] = '\0';
+    } else if (rc != 0) {
+        return rc;
+    }
+    for (char *p = pol->names; pol->names[0] != '\0';) {
+        char *comma = strchr(p, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        if (*p != '\0' && pol->p.npatterns < MAX_PATTERNS)
+            pol->patterns[pol->p.npatterns++] = p;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    if (pol->p.npatterns > 0)
+        pol->p.patterns = pol->patterns;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* CRL: re-signed on every revocation, kept in setting "ca.crl.<role>" (PEM) for publication. */
+
+int moat__km_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
+                            moat_err_t *err)
+{
+    moat_store_issued_list_t il = {0};
+    moat_pki_revoked_t *entries = NULL;
+    size_t n = 0;
+    int64_t number;
+    X509_CRL *crl = NULL;
+    char *pem = NULL, key[64];
+    size_t pem_len = 0;
+    time_t now = time(NULL);
+    int rc;
+
+    if ((rc = moat_store_issued_list(st, MOAT_ISSUED_REVOKED_ONLY, 0, &il, err)) != 0)
+        return rc;
+    if (il.n > 0 && (entries = moat_calloc(il.n, sizeof(*entries))) == NULL) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < il.n; i++) {
+        if (il.items[i].issuer != role || il.items[i].revoked == 0)
+            continue;
+        entries[n].serial = il.items[i].serial;
+        entries[n].revoked_at = (time_t)il.items[i].revoked;
+        entries[n].reason = il.items[i].reason;
+        n++;
+    }
+    if ((rc = moat_store_ca_next_crl_number(st, role, &number, err)) != 0 ||
+        (rc = moat_pki_crl_new(ca_cert, ca_key, (long)number, now, now + CRL_DAYS * 86400, entries, n, &crl,
+                               err)) != 0 ||
+        (rc = moat_pki_crl_to_pem(crl, &pem, &pem_len, err)) != 0)
+        goto out;
+    snprintf(key, sizeof(key), "ca.crl.%s", moat_store_ca_role_name(role));
+    rc = moat_store_setting_set(st, key, pem, err);
+out:
+    moat_free(&pem);
+    X509_CRL_free(crl);
+    moat_free(&entries);
+    moat_store_issued_list_dispose(&il);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* ca init [--intermediate] */
+
+/* Stores a CA key + certificate as key row <keyname> and CA row <role>, with its first CRL. */
+static int store_ca(moat_store_t *st, moat_ca_role_t role, const char *keyname, EVP_PKEY *key, X509 *cert,
+                    int exportable, const char *base_url, moat_err_t *err)
+{
+    moat_store_key_t k = {0};
+    moat_store_ca_t row = {0};
+    unsigned char *pkcs8 = NULL, *spki = NULL, *der = NULL;
+    size_t pkcs8_len = 0, spki_len = 0, der_len = 0;
+    int rc;
+
+    if ((rc = moat_pki_key_to_pkcs8(key, &pkcs8, &pkcs8_len, err)) != 0 ||
+        (rc = moat_pki_pubkey_to_der(key, &spki, &spki_len, err)) != 0 ||
+        (rc = moat_pki_cert_to_der(cert, &der, &der_len, err)) != 0)
+        goto out;
+    (void)moat_strlcpy(k.name, keyname, sizeof(k.name));
+    moat_pki_key_describe(key, k.algorithm, sizeof(k.algorithm));
+    k.state = MOAT_KEY_PENDING;
+    k.exportable = exportable;
+    k.pubkey.data = spki;
+    k.pubkey.len = spki_len;
+    rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, err);
+    memset(&k.pubkey, 0, sizeof(k.pubkey)); /* owned by spki */
+    if (rc != 0)
+        goto out;
+    if ((rc = moat_store_cert_install(st, k.id, der, der_len, NULL, 0, NULL, err)) != 0)
+        goto out;
+    row.role = role;
+    row.key_id = k.id;
+    row.der.data = der;
+    row.der.len = der_len;
+    (void)moat_strlcpy(row.base_url, base_url ? base_url : "", sizeof(row.base_url));
+    rc = moat_store_ca_set(st, &row, err);
+    if (rc == 0)
+        rc = moat__km_ca_crl_refresh(st, role, cert, key, err);
+out:
+    moat_free_secret(&pkcs8, pkcs8_len);
+    moat_free(&spki);
+    moat_free(&der);
+    moat_store_key_dispose(&k);
+    return rc;
+}
+
+static int ca_init(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *cn = NULL, *days_s = NULL, *alg_s = NULL, *url = NULL, *permit_l[MAX_PATTERNS];
+    size_t npermit = 0;
+    int exportable = 0, inter = 0, rc;
+    long days;
+    moat_pki_alg_t alg = MOAT_PKI_ALG_DEFAULT;
+    moat_pki_urls_t urls;
+    moat_store_t *st = NULL;
+    moat_store_key_t clash = {0};
+    ca_t root = {0};
+    moat_store_ca_t existing = {0};
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    moat_pki_cert_info_t ci = {0};
+    moat_err_t err = {0};
+    const moat_ca_role_t role = MOAT_CA_ROOT;
+    const moat__km_opt_t opts[] = {
+        {"--cn", &cn, NULL, NULL, NULL, 0},
+        {"--days", &days_s, NULL, NULL, NULL, 0},
+        {"--alg", &alg_s, NULL, NULL, NULL, 0},
+        {"--url", &url, NULL, NULL, NULL, 0},
+        {"--exportable", NULL, &exportable, NULL, NULL, 0},
+        {"--intermediate", NULL, &inter, NULL, NULL, 0},
+        {"--permit", NULL, NULL, permit_l, &npermit, MAX_PATTERNS},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca init [--cn CN] [--days N] [--alg ALG] [--url BASE] [--exportable]\n"
+        "       moat ca init --intermediate [--cn CN] [--days N] [--alg ALG] [--permit DOMAIN ...]",
+        "Creates moat's certificate authority: a self-signed root, or with --intermediate an intermediate\n"
+        "signed by the root, which then issues every certificate (the root can go offline: see\n"
+        "'moat ca export-root').\n\n"
+        "  --cn CN          the CA's name (default \"moat Root CA\" / \"moat Intermediate CA\")\n"
+        "  --days N         validity (default 3650 for the root, 1825 for an intermediate)\n"
+        "  --alg ALG        ec-p256 (default), ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519\n"
+        "  --url BASE       public base URL (http://ca.example.com) written into issued certificates\n"
+        "                   as CRL and OCSP locations; see 'moat ca set-url'\n"
+        "  --exportable     allow the CA key to be exported (needed to take the root offline)\n"
+        "  --permit DOMAIN  (intermediate) name constraint: only names under DOMAIN; repeatable\n",
+        opts,
+        NULL,
+        0,
+        0};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    days = inter ? INTER_DAYS : ROOT_DAYS;
+    if (days_s != NULL && moat__km_parse_days(days_s, &days, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (alg_s != NULL && moat_pki_alg_parse(alg_s, &alg, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (url != NULL && inter)
+        return moat_cli_usage(cmd.usage, "--url applies to the whole CA: use 'moat ca set-url BASE'");
+    if (npermit > 0 && !inter)
+        return moat_cli_usage(cmd.usage, "--permit applies to an intermediate (--intermediate)");
+    if (url != NULL && moat_pki_urls_from_base(url, true, &urls, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat__km_open(cli, MOAT_STORE_CREATE, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_ca_get(st, inter ? MOAT_CA_INTERMEDIATE : role, &existing, &err) == 0) {
+        char t[64];
+        moat__km_fmt_time((time_t)existing.created, t, sizeof(t));
+        moat_err_set(&err, MOAT_E_EXISTS, "this store already has a %s CA (created %s)",
+                     inter ? "intermediate" : "root", t);
+        moat_err_hint(&err, "'moat ca cert%s' shows it", inter ? "" : " --root");
+        moat_store_ca_dispose(&existing);
+        goto fail;
+    } else if (err.code != MOAT_E_NOTFOUND) {
+        goto fail;
+    }
+    moat_err_clear(&err);
+    if (moat_store_key_get(st, inter ? MOAT__KM_CA_INTER_KEY : MOAT__KM_CA_ROOT_KEY, MOAT_KEY_CURRENT, &clash,
+                           &err) == 0) {
+        moat_err_set(&err, MOAT_E_EXISTS,
+                     "a key named \"%s\" exists; moat's CA keeps its key under that name", clash.name);
+        moat_err_hint(&err, "rename it: export or delete it, then import it under another name");
+        goto fail;
+    } else if (err.code != MOAT_E_NOTFOUND) {
+        goto fail;
+    }
+    moat_err_clear(&err);
+    if (inter && ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
+        goto fail;
+    if (moat_pki_key_generate(alg, NULL, NULL, &key, &err) != 0)
+        goto fail;
+    if (inter) {
+        moat_pki_urls_t rurls;
+        const moat_pki_urls_t *ru = NULL;
+        moat_pki_intermediate_opts_t io = {cn ? cn : "moat Intermediate CA", (int)days, permit_l, npermit,
+                                           NULL};
+        if (ca_urls(&root, &rurls, &ru, &err) != 0)
+            goto fail;
+        io.urls = ru;
+        if (moat_pki_ca_intermediate_new(root.cert, root.key, key, &io, &cert, &err) != 0)
+            goto fail;
+    } else if (moat_pki_ca_root_new(key, cn ? cn : "moat Root CA", (int)days, &cert, &err) != 0) {
+        goto fail;
+    }
+    if (moat_pki_cert_info(cert, &ci, &err) != 0)
+        goto fail;
+    if (moat_store_begin(st, &err) != 0)
+        goto fail;
+    if (store_ca(st, inter ? MOAT_CA_INTERMEDIATE : MOAT_CA_ROOT,
+                 inter ? MOAT__KM_CA_INTER_KEY : MOAT__KM_CA_ROOT_KEY, key, cert, exportable,
+                 inter ? root.row.base_url : url, &err) != 0 ||
+        moat_store_generation_bump(st, &err) != 0 ||
+        moat__km_audit(st, inter ? "ca.init-intermediate" : "ca.init", ci.subject, &err,
+                       "serial %s, %s, %ld days, key exportable %s", ci.serial, ci.key_alg, days,
+                       exportable ? "yes" : "no") != 0) {
+        moat_store_rollback(st);
+        goto fail;
+    }
+    if (moat__km_commit(st, NULL, &err) != 0)
+        goto fail;
+    if (!cli->quiet) {
+        char t[64];
+        moat__km_fmt_time(ci.not_after, t, sizeof(t));
+        printf("created the %s CA \"%s\" (%s), valid until %s\n", inter ? "intermediate" : "root", ci.subject,
+               ci.key_alg, t);
+        printf("  fingerprint %s\n", ci.fingerprint);
+        printf("  its key is stored as \"%s\" (%sexportable)\n",
+               inter ? MOAT__KM_CA_INTER_KEY : MOAT__KM_CA_ROOT_KEY, exportable ? "" : "not ");
+        if (inter)
+            printf("the intermediate now issues; sites send it with their certificates\n");
+        else
+            printf("clients trust it with: moat ca cert --root > root.pem (then add root.pem to their trust "
+                   "store)\n");
+    }
+    rc = MOAT_EXIT_OK;
+    goto out;
+fail:
+    rc = moat_cli_fail(cli, &err);
+out:
+    moat_pki_cert_info_dispose(&ci);
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    ca_dispose(&root);
+    moat_store_key_dispose(&clash);
+    moat_store_close(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Issuing: shared by ca sign and ca issue */
+
+typedef struct issue_req {
+    moat_pki_profile_t profile;
+    long days; /* 0 = the policy's maximum */
+} issue_req_t;
+
+/* Checks <csr> against the profile's policy and signs it with the issuing CA. */
+static int issue(moat_store_t *st, const ca_t *ca, X509_REQ *csr, const issue_req_t *r, X509 **out,
+                 moat_err_t *err)
+{
+    policy_t pol;
+    moat_pki_urls_t urls;
+    const moat_pki_urls_t *u = NULL;
+    moat_pki_csr_info_t ri = {0};
+    moat_pki_sign_opts_t so = {0};
+    int rc, days;
+
+    if ((rc = moat_pki_csr_verify(csr, err)) != 0)
+        return rc;
+    if ((rc = moat_pki_csr_info(csr, &ri, err)) != 0)
+        return rc;
+    if (ri.requests_ca) {
+        moat_pki_csr_info_dispose(&ri);
+        moat_err_set(err, MOAT_E_PERM, "the request asks for a CA certificate (basicConstraints CA:TRUE)");
+        return moat_err_hint(err, "moat's CA issues end-entity certificates only; for a sub-CA use "
+                                  "'moat ca init --intermediate'");
+    }
+    moat_pki_csr_info_dispose(&ri);
+    if ((rc = policy_load(st, r->profile, &pol, err)) != 0)
+        return rc;
+    days = r->days > 0 ? (int)r->days : pol.p.max_days;
+    if ((rc = moat_pki_policy_check(&pol.p, csr, days, err)) != 0) {
+        if (err->hint[0] == '\0')
+            moat_err_hint(err, "'moat ca policy %s' shows the %s profile's rules",
+                          moat_pki_profile_name(r->profile), moat_pki_profile_name(r->profile));
+        return rc;
+    }
+    if ((rc = ca_urls(ca, &urls, &u, err)) != 0)
+        return rc;
+    so.profile = r->profile;
+    so.days = days;
+    so.clamp = r->days == 0; /* a default validity may be shortened to the CA's; an explicit one may not */
+    so.urls = u;
+    return moat_pki_ca_sign(ca->cert, ca->key, csr, &so, out, err);
+}
+
+static int parse_profile(const char *s, moat_pki_profile_t *p, moat_err_t *err)
+{
+    *p = MOAT_PKI_PROFILE_SERVER;
+    if (s != NULL && moat_pki_profile_parse(s, p, err) != 0)
+        return moat_err_hint(err, "--profile is server (TLS servers) or client (people, devices)");
+    return 0;
+}
+
+static int ca_sign(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1], *out = NULL, *prof_s = NULL, *days_s = NULL;
+    issue_req_t r = {MOAT_PKI_PROFILE_SERVER, 0};
+    unsigned char *data = NULL, *der = NULL;
+    size_t len = 0, der_len = 0;
+    char *pem = NULL;
+    size_t pem_len = 0;
+    X509_REQ *csr = NULL;
+    X509 *cert = NULL;
+    moat_store_t *st = NULL;
+    moat_store_issued_t is = {0};
+    moat_pki_cert_info_t ci = {0};
+    ca_t ca = {0};
+    moat_err_t err = {0};
+    int rc;
+    const moat__km_opt_t opts[] = {
+        {"--out", &out, NULL, NULL, NULL, 0},
+        {"--profile", &prof_s, NULL, NULL, NULL, 0},
+        {"--days", &days_s, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca sign CSR.pem --out CERT.pem [--profile server|client] [--days N]",
+        "Signs a certificate request (PKCS#10, PEM or DER) with moat's issuing CA after checking its\n"
+        "signature and the profile's policy. Only the subject and the names are taken from the request.\n\n"
+        "  --out FILE     where to write the certificate (PEM)\n"
+        "  --profile P    server (default: serverAuth) or client (clientAuth)\n"
+        "  --days N       validity (default and maximum: the profile's, 90 / 365 days)\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (out == NULL)
+        return moat_cli_usage(cmd.usage, "--out is required");
+    if (parse_profile(prof_s, &r.profile, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (days_s != NULL && moat__km_parse_days(days_s, &r.days, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat__km_read_file(pos[0], MAX_CSR_FILE, &data, &len, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_pki_csr_parse(data, len, &csr, &err) != 0) {
+        moat_err_prefix(&err, "reading %s: ", pos[0]);
+        goto fail;
+    }
+    if (moat__km_open(cli, 0, &st, &err) != 0)
+        goto fail;
+    if (ca_load_issuing(st, 1, &ca, &err) != 0)
+        goto fail;
+    if (issue(st, &ca, csr, &r, &cert, &err) != 0) {
+        moat_err_prefix(&err, "%s: ", pos[0]);
+        goto fail;
+    }
+    if (moat_pki_cert_info(cert, &ci, &err) != 0 || moat_pki_cert_to_der(cert, &der, &der_len, &err) != 0 ||
+        moat_pki_cert_to_pem(cert, NULL, &pem, &pem_len, &err) != 0)
+        goto fail;
+    is.name[0] = '\0';
+    (void)moat_strlcpy(is.profile, moat_pki_profile_name(r.profile), sizeof(is.profile));
+    is.issuer = ca.row.role;
+    is.der.data = der;
+    is.der.len = der_len;
+    if (moat_store_begin(st, &err) != 0)
+        goto fail;
+    rc = moat_store_issued_add(st, &is, &err);
+    memset(&is.der, 0, sizeof(is.der)); /* owned by der */
+    if (rc != 0 ||
+        moat__km_audit(st, "ca.sign", ci.serial, &err,
+                       "subject %s, profile %s, names %s, until %lld, from %s", ci.subject, is.profile,
+                       ci.sans, (long long)ci.not_after, pos[0]) != 0 ||
+        moat__km_write_file(out, pem, pem_len, 0644, &err) != 0) {
+        moat_store_rollback(st);
+        goto fail;
+    }
+    if (moat__km_commit(st, out, &err) != 0)
+        goto fail;
+    if (!cli->quiet) {
+        char t[64];
+        moat__km_fmt_time(ci.not_after, t, sizeof(t));
+        printf("signed %s (%s profile, serial %s), valid until %s: %s\n", ci.subject, is.profile, ci.serial,
+               t, out);
+    }
+    rc = MOAT_EXIT_OK;
+    goto done;
+fail:
+    rc = moat_cli_fail(cli, &err);
+done:
+    moat_pki_cert_info_dispose(&ci);
+    moat_free(&data);
+    moat_free(&der);
+    moat_free(&pem);
+    X509_REQ_free(csr);
+    X509_free(cert);
+    ca_dispose(&ca);
+    moat_store_close(st);
+    return rc;
+}
+
+static int ca_issue(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1], *cn = NULL, *prof_s = NULL, *days_s = NULL, *alg_s = NULL, *sans_l[MAX_SANS];
+    const char *o = NULL, *ou = NULL, *email = NULL;
+    size_t nsans = 0;
+    int exportable = 0, not_exportable = 0, rc;
+    issue_req_t r = {MOAT_PKI_PROFILE_SERVER, 0};
+    moat_pki_alg_t alg = MOAT_PKI_ALG_DEFAULT;
+    char sans[8192] = "";
+    moat_store_t *st = NULL;
+    moat_store_key_t old = {0}, k = {0};
+    moat_store_issued_t is = {0};
+    moat_pki_cert_info_t ci = {0};
+    EVP_PKEY *key = NULL;
+    X509_REQ *csr = NULL;
+    X509 *cert = NULL;
+    unsigned char *pkcs8 = NULL, *spki = NULL, *der = NULL;
+    size_t pkcs8_len = 0, spki_len = 0, der_len = 0;
+    moat_store_blob_t chain = {0};
+    ca_t ca = {0};
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--cn", &cn, NULL, NULL, NULL, 0},
+        {"--san", NULL, NULL, sans_l, &nsans, MAX_SANS},
+        {"--profile", &prof_s, NULL, NULL, NULL, 0},
+        {"--days", &days_s, NULL, NULL, NULL, 0},
+        {"--alg", &alg_s, NULL, NULL, NULL, 0},
+        {"--org", &o, NULL, NULL, NULL, 0},
+        {"--ou", &ou, NULL, NULL, NULL, 0},
+        {"--email", &email, NULL, NULL, NULL, 0},
+        {"--exportable", NULL, &exportable, NULL, NULL, 0},
+        {"--not-exportable", NULL, &not_exportable, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca issue NAME --cn CN [--san LIST] [--profile server|client] [--days N] [--alg ALG]\n"
+        "                   [--org O] [--ou OU] [--email E] [--exportable | --not-exportable]",
+        "Creates a key and its certificate from moat's CA in one step, stored as key NAME (active).\n"
+        "Client keys are exportable by default: they exist to be handed to a person with\n"
+        "'moat ca export-client NAME --out NAME.p12 --password-file F'. Server keys are not, unless\n"
+        "--exportable.\n\n"
+        "  --cn CN            the subject's common name (required); copied into the SANs when none given\n"
+        "  --san LIST         subject alternative names (DNS:, IP:, email:, URI:), repeatable\n"
+        "  --profile P        server (default) or client\n"
+        "  --days N           validity (default and maximum: the profile's)\n"
+        "  --alg ALG          key algorithm (default ec-p256)\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (cn == NULL)
+        return moat_cli_usage(cmd.usage, "--cn is required");
+    if (exportable && not_exportable)
+        return moat_cli_usage(cmd.usage, "--exportable and --not-exportable contradict each other");
+    if (moat__km_check_name(pos[0], &err) != 0 || parse_profile(prof_s, &r.profile, &err) != 0 ||
+        (days_s != NULL && moat__km_parse_days(days_s, &r.days, &err) != 0) ||
+        (alg_s != NULL && moat_pki_alg_parse(alg_s, &alg, &err) != 0))
+        return moat_cli_fail(cli, &err);
+    for (size_t i = 0, n = 0; i < nsans; i++) {
+        int w = snprintf(sans + n, sizeof(sans) - n, "%s%s", n ? "," : "", sans_l[i]);
+        if (w < 0 || (size_t)w >= sizeof(sans) - n) {
+            moat_err_set(&err, MOAT_E_LIMIT, "--san: too many names");
+            return moat_cli_fail(cli, &err);
+        }
+        n += (size_t)w;
+    }
+    if (r.profile == MOAT_PKI_PROFILE_CLIENT && !not_exportable)
+        exportable = 1;
+    if (moat__km_open(cli, 0, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &old, &err) == 0) {
+        moat_err_set(&err, MOAT_E_EXISTS, "a key named \"%s\" already exists", pos[0]);
+        moat_err_hint(&err, "choose another name, or renew it with 'moat key renew %s' and 'moat ca sign'",
+                      pos[0]);
+        goto fail;
+    } else if (err.code != MOAT_E_NOTFOUND) {
+        goto fail;
+    }
+    moat_err_clear(&err);
+    if (ca_load_issuing(st, 1, &ca, &err) != 0)
+        goto fail;
+    {
+        moat_pki_subject_t subj = {cn, o, ou, NULL, NULL, NULL, email};
+        if (moat_pki_key_generate(alg, NULL, NULL, &key, &err) != 0 ||
+            moat_pki_csr_new(key, &subj, sans[0] ? sans : NULL, &csr, &err) != 0)
+            goto fail;
+    }
+    if (issue(st, &ca, csr, &r, &cert, &err) != 0)
+        goto fail;
+    if (moat_pki_cert_info(cert, &ci, &err) != 0 || moat_pki_cert_to_der(cert, &der, &der_len, &err) != 0 ||
+        moat_pki_key_to_pkcs8(key, &pkcs8, &pkcs8_len, &err) != 0 ||
+        moat_pki_pubkey_to_der(key, &spki, &spki_len, &err) != 0)
+        goto fail;
+    if (ca.row.role == MOAT_CA_INTERMEDIATE) {
+        chain.data = ca.row.der.data; /* borrowed from ca.row */
+        chain.len = ca.row.der.len;
+    }
+    (void)moat_strlcpy(k.name, pos[0], sizeof(k.name));
+    (void)moat_strlcpy(k.algorithm, moat_pki_alg_name(alg), sizeof(k.algorithm));
+    k.state = MOAT_KEY_PENDING;
+    k.exportable = exportable;
+    k.pubkey.data = spki;
+    k.pubkey.len = spki_len;
+    (void)moat_strlcpy(is.name, pos[0], sizeof(is.name));
+    (void)moat_strlcpy(is.profile, moat_pki_profile_name(r.profile), sizeof(is.profile));
+    is.issuer = ca.row.role;
+    is.der.data = der;
+    is.der.len = der_len;
+    if (moat_store_begin(st, &err) != 0)
+        goto fail;
+    rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, &err);
+    memset(&k.pubkey, 0, sizeof(k.pubkey)); /* owned by spki */
+    if (rc != 0 ||
+        moat_store_cert_install(st, k.id, der, der_len, chain.len ? &chain : NULL, chain.len ? 1 : 0, NULL,
+                                &err) != 0 ||
+        moat_store_issued_add(st, &is, &err) != 0 || moat_store_generation_bump(st, &err) != 0 ||
+        moat__km_audit(st, "ca.issue", ci.serial, &err,
+                       "key %s, subject %s, profile %s, names %s, exportable %s", pos[0], ci.subject,
+                       is.profile, ci.sans, exportable ? "yes" : "no") != 0) {
+        moat_store_rollback(st);
+        memset(&is.der, 0, sizeof(is.der));
+        goto fail;
+    }
+    memset(&is.der, 0, sizeof(is.der)); /* owned by der */
+    if (moat__km_commit(st, NULL, &err) != 0)
+        goto fail;
+    if (!cli->quiet) {
+        char t[64];
+        moat__km_fmt_time(ci.not_after, t, sizeof(t));
+        printf("issued \"%s\": %s (%s profile, serial %s), valid until %s\n", pos[0], ci.subject, is.profile,
+               ci.serial, t);
+        if (r.profile == MOAT_PKI_PROFILE_CLIENT && exportable)
+            printf("client keys are exportable: hand it over with\n"
+                   "  moat ca export-client %s --out %s.p12 --password-file FILE\n",
+                   pos[0], pos[0]);
+        else
+            printf("the key is %sexportable; sites use it with 'certificate: %s'\n", exportable ? "" : "not ",
+                   pos[0]);
+    }
+    rc = MOAT_EXIT_OK;
+    goto out;
+fail:
+    rc = moat_cli_fail(cli, &err);
+out:
+    moat_pki_cert_info_dispose(&ci);
+    moat_free_secret(&pkcs8, pkcs8_len);
+    moat_free(&spki);
+    moat_free(&der);
+    EVP_PKEY_free(key);
+    X509_REQ_free(csr);
+    X509_free(cert);
+    ca_dispose(&ca);
+    moat_store_key_dispose(&old);
+    moat_store_key_dispose(&k);
+    moat_store_close(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+static int ca_cert(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *out = "-";
+    int der_out = 0, want_root = 0, rc;
+    moat_store_t *st = NULL;
+    ca_t ca = {0};
+    char *pem = NULL;
+    size_t len = 0;
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--der", NULL, &der_out, NULL, NULL, 0},
+        {"--root", NULL, &want_root, NULL, NULL, 0},
+        {"--out", &out, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca cert [--der] [--root] [--out FILE]",
+        "Prints the issuing CA certificate (the intermediate if there is one), or with\n"
+        "--root the root that clients must trust.\n",
+        opts,
+        NULL,
+        0,
+        0};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if ((want_root ? ca_load(st, MOAT_CA_ROOT, 0, &ca, &err) : ca_load_issuing(st, 0, &ca, &err)) != 0)
+        goto fail;
+    if (der_out) {
+        if (moat__km_write_file(out, ca.row.der.data, ca.row.der.len, 0644, &err) != 0)
+            goto fail;
+    } else if (moat_pki_cert_to_pem(ca.cert, NULL, &pem, &len, &err) != 0 ||
+               moat__km_write_file(out, pem, len, 0644, &err) != 0) {
+        goto fail;
+    }
+    rc = MOAT_EXIT_OK;
+    goto done;
+fail:
+    rc = moat_cli_fail(cli, &err);
+done:
+    moat_free(&pem);
+    ca_dispose(&ca);
+    moat_store_close(st);
+    return rc;
+}
+
+static int ca_crl(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *out = "-";
+    int der_out = 0, want_root = 0, rc;
+    moat_store_t *st = NULL;
+    moat_store_ca_t row = {0};
+    char key[64], pem[1 << 16];
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    X509_CRL *crl = NULL;
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--der", NULL, &der_out, NULL, NULL, 0},
+        {"--root", NULL, &want_root, NULL, NULL, 0},
+        {"--out", &out, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca crl [--der] [--root] [--out FILE]",
+        "Prints the current certificate revocation list of the issuing CA (or of the\n"
+        "root with --root). It is re-signed on every revocation.\n",
+        opts,
+        NULL,
+        0,
+        0};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    rc = want_root ? MOAT_E_NOTFOUND : moat_store_ca_get(st, MOAT_CA_INTERMEDIATE, &row, &err);
+    if (rc == MOAT_E_NOTFOUND) {
+        moat_err_clear(&err);
+        rc = moat_store_ca_get(st, MOAT_CA_ROOT, &row, &err);
+        if (rc == MOAT_E_NOTFOUND)
+            no_ca(&err);
+    }
+    if (rc != 0)
+        goto fail;
+    snprintf(key, sizeof(key), "ca.crl.%s", moat_store_ca_role_name(row.role));
+    if (moat_store_setting_get(st, key, pem, sizeof(pem), &err) != 0)
+        goto fail;
+    if (der_out) {
+        BIO *b = BIO_new_mem_buf(pem, -1);
+        crl = b ? PEM_read_bio_X509_CRL(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        if (crl == NULL) {
+            moat_err_ossl(&err, MOAT_E_PKI, "the stored CRL does not parse");
+            goto fail;
+        }
+        if (moat_pki_crl_to_der(crl, &der, &der_len, &err) != 0 ||
+            moat__km_write_file(out, der, der_len, 0644, &err) != 0)
+            goto fail;
+    } else if (moat__km_write_file(out, pem, strlen(pem), 0644, &err) != 0) {
+        goto fail;
+    }
+    rc = MOAT_EXIT_OK;
+    goto done;
+fail:
+    rc = moat_cli_fail(cli, &err);
+done:
+    moat_free(&der);
+    X509_CRL_free(crl);
+    moat_store_ca_dispose(&row);
+    moat_store_close(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+static int ca_export_client(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1], *out = NULL, *pwfile = NULL;
+    int legacy = 0, rc;
+    moat_store_t *st = NULL;
+    moat_store_issued_t is = {0};
+    moat_store_key_t k = {0};
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--out", &out, NULL, NULL, NULL, 0},
+        {"--password-file", &pwfile, NULL, NULL, NULL, 0},
+        {"--legacy", NULL, &legacy, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca export-client NAME --out FILE.p12 --password-file F [--legacy]",
+        "Writes the client certificate NAME (from 'moat ca issue NAME --profile client') with its key and\n"
+        "the CA chain as a PKCS#12 bundle that browsers, curl and operating systems import. Audited.\n\n"
+        "  --legacy   PBE-SHA1-3DES, for old Windows and macOS keychains and appliances\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (out == NULL || pwfile == NULL)
+        return moat_cli_usage(cmd.usage, "%s is required", out == NULL ? "--out" : "--password-file");
+    if (moat__km_open(cli, 0, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &k, &err) != 0 ||
+        moat_store_issued_get(st, pos[0], &is, &err) != 0 || strcmp(is.name, pos[0]) != 0) {
+        moat_err_set(&err, MOAT_E_NOTFOUND, "moat's CA has issued no certificate named \"%s\"", pos[0]);
+        moat_err_hint(&err,
+                      "issue one with 'moat ca issue %s --cn CN --profile client'; 'moat ca list' shows them",
+                      pos[0]);
+        goto fail;
+    }
+    if (strcmp(is.profile, "client") != 0) {
+        moat_err_set(&err, MOAT_E_STATE, "\"%s\" is a %s certificate, not a client certificate", pos[0],
+                     is.profile);
+        moat_err_hint(&err, "a server key is exported with 'moat key export %s' (if exportable)", pos[0]);
+        goto fail;
+    }
+    if (is.revoked != 0) {
+        moat_err_set(&err, MOAT_E_STATE, "the certificate of \"%s\" (serial %s) is revoked", pos[0],
+                     is.serial);
+        moat_err_hint(&err, "issue a new one under another name");
+        goto fail;
+    }
+    if (moat__km_export_p12(st, &k, out, pwfile, legacy, "ca.export-client", &err) != 0)
+        goto fail;
+    if (!cli->quiet)
+        printf("wrote the client certificate \"%s\" with its key and CA chain to %s (PKCS#12%s)\n", pos[0],
+               out, legacy ? ", legacy encryption" : "");
+    rc = MOAT_EXIT_OK;
+    goto done;
+fail:
+    rc = moat_cli_fail(cli, &err);
+done:
+    moat_store_issued_dispose(&is);
+    moat_store_key_dispose(&k);
+    moat_store_close(st);
+    return rc;
+}
+
+static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *out = NULL, *pwfile = NULL;
+    int legacy = 0, remove = 0, rc;
+    moat_store_t *st = NULL;
+    moat_store_key_t k = {0};
+    moat_store_ca_t inter = {0};
+    ca_t root = {0};
+    unsigned char *p12 = NULL;
+    size_t p12_len = 0;
+    char pw[1024];
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--out", &out, NULL, NULL, NULL, 0},
+        {"--password-file", &pwfile, NULL, NULL, NULL, 0},
+        {"--remove-key", NULL, &remove, NULL, NULL, 0},
+        {"--legacy", NULL, &legacy, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca export-root --out FILE.p12 --password-file F [--remove-key] [--legacy]",
+        "Writes the root CA's key and certificate as PKCS#12 (only if the root was created with\n"
+        "--exportable). With --remove-key the root key then leaves the store: the root goes offline,\n"
+        "which needs an intermediate to keep issuing ('moat ca init --intermediate'). Keep the file\n"
+        "and its password somewhere safe and offline. Audited.\n",
+        opts,
+        NULL,
+        0,
+        0};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (out == NULL || pwfile == NULL)
+        return moat_cli_usage(cmd.usage, "%s is required", out == NULL ? "--out" : "--password-file");
+    if (moat__km_open(cli, 0, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
+        goto fail;
+    if (moat_store_key_get_by_id(st, root.row.key_id, &k, &err) != 0)
+        goto fail;
+    if (!k.exportable) {
+        moat_err_set(&err, MOAT_E_PERM,
+                     "the root CA key is not exportable: it was created without --exportable");
+        moat_err_hint(&err, "it can only stay in this store; a root meant to go offline is made with "
+                            "'moat ca init --exportable'");
+        goto fail;
+    }
+    if (remove) {
+        if (moat_store_ca_get(st, MOAT_CA_INTERMEDIATE, &inter, &err) != 0) {
+            if (err.code == MOAT_E_NOTFOUND) {
+                moat_err_set(&err, MOAT_E_STATE,
+                             "the root key cannot leave: there is no intermediate to issue");
+                moat_err_hint(&err, "create one first: moat ca init --intermediate");
+            }
+            goto fail;
+        }
+    }
+    if (moat__km_password(pwfile, "Export password: ", 1, 0, pw, sizeof(pw), &err) != 0)
+        goto fail;
+    if (moat_pki_pkcs12_export(root.key, root.cert, NULL, "moat root CA", pw, legacy, &p12, &p12_len, &err) !=
+        0)
+        goto fail;
+    if (moat_store_begin(st, &err) != 0)
+        goto fail;
+    if (moat__km_audit(st, "ca.export-root", k.name, &err, "to %s%s", out, remove ? ", key removed" : "") !=
+            0 ||
+        moat__km_write_file(out, p12, p12_len, 0600, &err) != 0)
+        goto rollback;
+    if (remove) {
+        moat_store_ca_t row = root.row;
+        row.key_id = 0;
+        if (moat_store_ca_set(st, &row, &err) != 0 || moat_store_key_delete(st, k.name, &err) != 0 ||
+            moat_store_generation_bump(st, &err) != 0)
+            goto rollback;
+    }
+    if (moat__km_commit(st, out, &err) != 0)
+        goto fail;
+    if (!cli->quiet) {
+        printf("wrote the root CA key and certificate to %s (PKCS#12)\n", out);
+        if (remove)
+            printf("the root key is no longer in the store: keep %s and its password offline\n", out);
+    }
+    rc = MOAT_EXIT_OK;
+    goto done;
+rollback:
+    moat_store_rollback(st);
+    (void)unlink(out); /* the export did not happen */
+fail:
+    rc = moat_cli_fail(cli, &err);
+done:
+    OPENSSL_cleanse(pw, sizeof(pw));
+    moat_free_secret(&p12, p12_len);
+    moat_store_ca_dispose(&inter);
+    moat_store_key_dispose(&k);
+    ca_dispose(&root);
+    moat_store_close(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+static int ca_revoke(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1], *reason_s = NULL;
+    moat_pki_reason_t reason = MOAT_PKI_REASON_UNSPECIFIED;
+    moat_store_t *st = NULL;
+    moat_store_issued_t is = {0};
+    ca_t ca = {0};
+    moat_err_t err = {0};
+    int rc;
+    const moat__km_opt_t opts[] = {
+        {"--reason", &reason_s, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca revoke NAME|SERIAL [--reason R]",
+        "Revokes a certificate moat's CA issued (by key name or serial) and re-signs the CRL; a running\n"
+        "server's OCSP responder answers \"revoked\" from then on.\n\n"
+        "  --reason R   unspecified (default), key-compromise, ca-compromise, affiliation-changed,\n"
+        "               superseded, cessation-of-operation, certificate-hold, privilege-withdrawn\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (reason_s != NULL && moat_pki_reason_parse(reason_s, &reason, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat__km_open(cli, 0, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_issued_get(st, pos[0], &is, &err) != 0) {
+        if (err.code == MOAT_E_NOTFOUND) {
+            moat_err_set(&err, MOAT_E_NOTFOUND,
+                         "moat's CA has issued no certificate with serial or name \"%s\"", pos[0]);
+            moat_err_hint(&err, "'moat ca list' shows what it issued");
+        }
+        goto fail;
+    }
+    if (is.revoked != 0) {
+        char t[64];
+        moat__km_fmt_time((time_t)is.revoked, t, sizeof(t));
+        moat_err_set(&err, MOAT_E_STATE, "serial %s was already revoked on %s (%s)", is.serial, t,
+                     moat_pki_reason_name(is.reason));
+        goto fail;
+    }
+    if (ca_load(st, is.issuer, 1, &ca, &err) != 0)
+        goto fail;
+    if (moat_store_begin(st, &err) != 0)
+        goto fail;
+    if (moat_store_issued_revoke(st, is.serial, (int64_t)time(NULL), (int)reason, &err) != 0 ||
+        moat__km_ca_crl_refresh(st, is.issuer, ca.cert, ca.key, &err) != 0 ||
+        moat_store_generation_bump(st, &err) != 0 ||
+        moat__km_audit(st, "ca.revoke", is.serial, &err, "subject %s, name %s, reason %s", is.subject,
+                       is.name[0] ? is.name : "-", moat_pki_reason_name((int)reason)) != 0) {
+        moat_store_rollback(st);
+        goto fail;
+    }
+    if (moat__km_commit(st, NULL, &err) != 0)
+        goto fail;
+    if (!cli->quiet)
+        printf("revoked serial %s (%s%s%s), reason %s; the CRL is re-signed\n", is.serial, is.subject,
+               is.name[0] ? ", key " : "", is.name, moat_pki_reason_name((int)reason));
+    rc = MOAT_EXIT_OK;
+    goto done;
+fail:
+    rc = moat_cli_fail(cli, &err);
+done:
+    moat_store_issued_dispose(&is);
+    ca_dispose(&ca);
+    moat_store_close(st);
+    return rc;
+}
+
+static int ca_list(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *exp_s = NULL;
+    int revoked_only = 0, rc;
+    long exp_days = 0;
+    moat_store_t *st = NULL;
+    moat_store_issued_list_t il = {0};
+    time_t now = time(NULL);
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--revoked", NULL, &revoked_only, NULL, NULL, 0},
+        {"--expiring", &exp_s, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca list [--revoked] [--expiring DAYS] [--json]",
+        "Lists every certificate moat's CA issued, newest first.\n\n"
+        "  --revoked         only revoked certificates\n"
+        "  --expiring DAYS   only those expiring within DAYS days (already expired too)\n",
+        opts,
+        NULL,
+        0,
+        0};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (exp_s != NULL && moat_parse_long(exp_s, 0, 36500, &exp_days) != 0)
+        return moat_cli_usage(cmd.usage, "--expiring takes a number of days, not \"%s\"", exp_s);
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_issued_list(st, revoked_only ? MOAT_ISSUED_REVOKED_ONLY : 0,
+                               exp_s != NULL ? (int64_t)now + exp_days * 86400 + 1 : 0, &il, &err) != 0) {
+        moat_store_close(st);
+        return moat_cli_fail(cli, &err);
+    }
+    if (cli->json) {
+        moat_json_t j;
+        char b[MOAT_PKI_TIME_SIZE];
+        moat_json_init(&j, stdout, 1);
+        moat_json_arr_begin(&j);
+        for (size_t i = 0; i < il.n; i++) {
+            const moat_store_issued_t *x = &il.items[i];
+            moat_json_obj_begin(&j);
+            moat_json_kv_str(&j, "serial", x->serial);
+            moat_json_kv_str(&j, "name", x->name[0] ? x->name : NULL);
+            moat_json_kv_str(&j, "subject", x->subject);
+            moat_json_kv_str(&j, "profile", x->profile);
+            moat_json_kv_str(&j, "issuer", moat_store_ca_role_name(x->issuer));
+            moat_json_kv_str(&j, "issued", moat_pki_time_format((time_t)x->issued, b));
+            moat_json_kv_str(&j, "not_after", moat_pki_time_format((time_t)x->not_after, b));
+            moat_json_kv_int(&j, "days_left", moat__km_days_left((time_t)x->not_after, now));
+            moat_json_kv_bool(&j, "revoked", x->revoked != 0);
+            moat_json_key(&j, "revoked_at");
+            if (x->revoked != 0)
+                moat_json_str(&j, moat_pki_time_format((time_t)x->revoked, b));
+            else
+                moat_json_null(&j);
+            moat_json_kv_str(&j, "reason", x->revoked != 0 ? moat_pki_reason_name(x->reason) : NULL);
+            moat_json_obj_end(&j);
+        }
+        moat_json_arr_end(&j);
+        moat_json_finish(&j);
+    } else if (il.n == 0) {
+        printf("no certificates%s\n", revoked_only ? " revoked" : exp_s ? " expiring then" : " issued yet");
+    } else {
+        printf("%-40s %-16s %-7s %-10s %-12s %s\n", "SERIAL", "NAME", "PROFILE", "NOT AFTER", "STATUS",
+               "SUBJECT");
+        for (size_t i = 0; i < il.n; i++) {
+            const moat_store_issued_t *x = &il.items[i];
+            char t[64], status[32];
+            moat__km_fmt_time((time_t)x->not_after, t, sizeof(t));
+            t[10] = '\0';
+            if (x->revoked != 0)
+                snprintf(status, sizeof(status), "revoked");
+            else if (x->not_after < (int64_t)now)
+                snprintf(status, sizeof(status), "expired");
+            else
+                snprintf(status, sizeof(status), "%ld days", moat__km_days_left((time_t)x->not_after, now));
+            printf("%-40s %-16s %-7s %-10s %-12s %s\n", x->serial, x->name[0] ? x->name : "-", x->profile, t,
+                   status, x->subject);
+        }
+    }
+    moat_store_issued_list_dispose(&il);
+    moat_store_close(st);
+    return MOAT_EXIT_OK;
+}
+
+static int ca_set_url(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    moat_pki_urls_t urls;
+    moat_store_t *st = NULL;
+    moat_err_t err = {0};
+    int rc;
+    const moat__km_opt_t opts[] = {{0}};
+    const moat__km_cmd_t cmd = {
+        "moat ca set-url BASE",
+        "Sets the public base URL (http://ca.example.com) under which a site with 'ca_publish: true'\n"
+        "serves the CA certificates, CRL and OCSP. Certificates issued from now on point there (CRL\n"
+        "distribution point, OCSP and CA issuers); earlier ones keep what they have.\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat_pki_urls_from_base(pos[0], true, &urls, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat__km_open(cli, 0, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_begin(st, &err) != 0)
+        goto fail;
+    rc = moat_store_ca_set_url(st, pos[0], &err);
+    if (rc == MOAT_E_NOTFOUND)
+        no_ca(&err);
+    if (rc != 0 || moat_store_generation_bump(st, &err) != 0 ||
+        moat__km_audit(st, "ca.set-url", pos[0], &err, "CRL %s, OCSP %s", urls.crl, urls.ocsp) != 0) {
+        moat_store_rollback(st);
+        goto fail;
+    }
+    if (moat__km_commit(st, NULL, &err) != 0)
+        goto fail;
+    if (!cli->quiet)
+        printf("CA base URL set to %s\n  OCSP %s\n  CRL  %s\n", pos[0], urls.ocsp, urls.crl);
+    moat_store_close(st);
+    return MOAT_EXIT_OK;
+fail:
+    moat_store_close(st);
+    return moat_cli_fail(cli, &err);
+}
+
+static int ca_policy(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1], *max_s = NULL, *allow_l[MAX_PATTERNS];
+    size_t nallow = 0;
+    int any = 0, rc;
+    long max_days = 0;
+    moat_pki_profile_t prof;
+    moat_store_t *st = NULL;
+    policy_t pol;
+    moat_err_t err = {0};
+    char key[64], val[4096] = "";
+    const moat__km_opt_t opts[] = {
+        {"--max-days", &max_s, NULL, NULL, NULL, 0},
+        {"--allow", NULL, NULL, allow_l, &nallow, MAX_PATTERNS},
+        {"--allow-any", NULL, &any, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca policy server|client [--max-days N] [--allow PATTERN ...] [--allow-any] [--json]",
+        "Shows or sets the issuing policy of a profile: the longest validity, and the names a request\n"
+        "may carry (CN, e-mail and every SAN). A request outside the policy is refused, naming the name.\n\n"
+        "  --max-days N     longest validity (defaults: server 90, client 365)\n"
+        "  --allow PATTERN  allowed names: www.example.com, *.example.com (any depth), *@example.com;\n"
+        "                   repeatable or comma-separated; replaces the list\n"
+        "  --allow-any      remove the name restriction\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat_pki_profile_parse(pos[0], &prof, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (any && nallow > 0)
+        return moat_cli_usage(cmd.usage, "--allow and --allow-any contradict each other");
+    if (max_s != NULL && moat_parse_long(max_s, 1, 36500, &max_days) != 0)
+        return moat_cli_usage(cmd.usage, "--max-days takes 1 to 36500 days, not \"%s\"", max_s);
+    for (size_t i = 0, n = 0; i < nallow; i++) {
+        int w = snprintf(val + n, sizeof(val) - n, "%s%s", n ? "," : "", allow_l[i]);
+        if (w < 0 || (size_t)w >= sizeof(val) - n)
+            return moat_cli_usage(cmd.usage, "--allow: too many patterns");
+        n += (size_t)w;
+    }
+    if (moat__km_open(cli, (max_s || nallow || any) ? 0 : MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (max_s || nallow || any) {
+        char num[32];
+        if (moat_store_begin(st, &err) != 0)
+            goto fail;
+        snprintf(num, sizeof(num), "%ld", max_days);
+        snprintf(key, sizeof(key), "ca.policy.%s.max_days", moat_pki_profile_name(prof));
+        if (max_s != NULL && moat_store_setting_set(st, key, num, &err) != 0)
+            goto rollback;
+        snprintf(key, sizeof(key), "ca.policy.%s.names", moat_pki_profile_name(prof));
+        if (nallow > 0 && moat_store_setting_set(st, key, val, &err) != 0)
+            goto rollback;
+        if (any) {
+            rc = moat_store_setting_delete(st, key, &err);
+            if (rc != 0 && rc != MOAT_E_NOTFOUND)
+                goto rollback;
+            moat_err_clear(&err);
+        }
+        if (moat__km_audit(st, "ca.policy", moat_pki_profile_name(prof), &err, "max days %s, names %s",
+                           max_s ? max_s : "unchanged",
+                           any      ? "any"
+                           : nallow ? val
+                                    : "unchanged") != 0)
+            goto rollback;
+        if (moat__km_commit(st, NULL, &err) != 0)
+            goto fail;
+    }
+    if (policy_load(st, prof, &pol, &err) != 0)
+        goto fail;
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "profile", moat_pki_profile_name(prof));
+        moat_json_kv_int(&j, "max_days", pol.p.max_days);
+        moat_json_key(&j, "allow");
+        if (pol.p.npatterns == 0) {
+            moat_json_null(&j);
+        } else {
+            moat_json_arr_begin(&j);
+            for (size_t i = 0; i < pol.p.npatterns; i++)
+                moat_json_str(&j, pol.patterns[i]);
+            moat_json_arr_end(&j);
+        }
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else {
+        printf("profile %s: at most %d days; names: ", moat_pki_profile_name(prof), pol.p.max_days);
+        if (pol.p.npatterns == 0)
+            printf("any\n");
+        for (size_t i = 0; i < pol.p.npatterns; i++)
+            printf("%s%s", pol.patterns[i], i + 1 < pol.p.npatterns ? ", " : "\n");
+    }
+    moat_store_close(st);
+    return MOAT_EXIT_OK;
+rollback:
+    moat_store_rollback(st);
+fail:
+    moat_store_close(st);
+    return moat_cli_fail(cli, &err);
+}
+
+int moat_cli_ca(moat_cli_t *cli, int argc, char **argv)
+{
+    static const moat__km_sub_t subs[] = {
+        {"init", "create the root CA (or with --intermediate, an intermediate)", ca_init},
+        {"sign", "sign a certificate request", ca_sign},
+        {"issue", "create a key and its certificate in one step", ca_issue},
+        {"cert", "print the issuing (or root) CA certificate", ca_cert},
+        {"crl", "print the current certificate revocation list", ca_crl},
+        {"list", "list the certificates the CA issued", ca_list},
+        {"revoke", "revoke a certificate and re-sign the CRL", ca_revoke},
+        {"export-client", "write a client certificate and key as PKCS#12", ca_export_client},
+        {"export-root", "export the root key (and take it offline)", ca_export_root},
+        {"set-url", "set the public base URL for CRL, OCSP and CA certificates", ca_set_url},
+        {"policy", "show or set a profile's validity and name policy", ca_policy},
+    };
+    return moat__km_dispatch(cli, "ca", "moat's certificate authority", subs, MOAT_ARRAY_LEN(subs), argc,
+                             argv);
+}

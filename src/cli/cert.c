@@ -1,0 +1,470 @@
+/* moat cert: install, export, history, rollback. Each change is one store transaction. */
+#include "cli/groups.h"
+#include "cli/keymgr_int.h"
+
+#include <openssl/x509.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_CERT_FILE (4L * 1024 * 1024)
+
+/* Reads every certificate of <path> and appends them to *pile (created when NULL). */
+static int read_certs(const char *path, STACK_OF(X509) * *pile, moat_err_t *err)
+{
+    unsigned char *data = NULL;
+    size_t len = 0;
+    STACK_OF(X509) *got = NULL;
+    int rc;
+
+    if ((rc = moat__km_read_file(path, MAX_CERT_FILE, &data, &len, err)) != 0)
+        return rc;
+    rc = moat_pki_certs_parse(data, len, &got, err);
+    moat_free(&data);
+    if (rc != 0)
+        return moat_err_prefix(err, "reading %s: ", path);
+    if (*pile == NULL) {
+        *pile = got;
+        return 0;
+    }
+    while (sk_X509_num(got) > 0) {
+        X509 *x = sk_X509_shift(got);
+        if (!sk_X509_push(*pile, x)) {
+            X509_free(x);
+            sk_X509_pop_free(got, X509_free);
+            return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+        }
+    }
+    sk_X509_free(got);
+    return 0;
+}
+
+/* Index in <certs> of the certificate whose public key is <spki>, or -1. */
+static int find_for_spki(const moat_store_blob_t *spki, STACK_OF(X509) * certs)
+{
+    EVP_PKEY *k = NULL;
+    moat_err_t e = {0};
+    int i;
+    if (spki->len == 0 || moat_pki_pubkey_from_der(spki->data, spki->len, &k, &e) != 0)
+        return -1;
+    i = moat_pki_find_cert_for_key(k, certs);
+    EVP_PKEY_free(k);
+    return i;
+}
+
+/* Builds the chain above <leaf> from <pile> and encodes it for the store (intermediates, no root). */
+static int chain_blobs(X509 *leaf, STACK_OF(X509) * pile, moat_store_blob_t **blobs, size_t *n,
+                       char **missing, moat_err_t *err)
+{
+    STACK_OF(X509) *chain = NULL;
+    int rc;
+    size_t total;
+
+    *blobs = NULL;
+    *n = 0;
+    if ((rc = moat_pki_chain_build(leaf, pile, &chain, missing, err)) != 0)
+        return rc;
+    total = (size_t)sk_X509_num(chain);
+    if (total > 0 && (*blobs = moat_calloc(total, sizeof(**blobs))) == NULL) {
+        sk_X509_pop_free(chain, X509_free);
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < total; i++) {
+        X509 *x = sk_X509_value(chain, (int)i);
+        /* A self-signed top is the root: clients must have it already, so servers never send it. */
+        if (X509_check_issued(x, x) == X509_V_OK && X509_self_signed(x, 1) == 1)
+            break;
+        if ((rc = moat_pki_cert_to_der(x, &(*blobs)[i].data, &(*blobs)[i].len, err)) != 0) {
+            for (size_t k = 0; k < i; k++)
+                moat_store_blob_dispose(&(*blobs)[k]);
+            moat_free(blobs);
+            sk_X509_pop_free(chain, X509_free);
+            return rc;
+        }
+        (*n)++;
+    }
+    sk_X509_pop_free(chain, X509_free);
+    return 0;
+}
+
+static int cert_install(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[2], *chain_file = NULL;
+    int force = 0, rc, li = -1, renewal = 0;
+    STACK_OF(X509) *certs = NULL, *pile = NULL;
+    X509 *leaf;
+    moat_store_t *st = NULL;
+    moat_store_key_t pend = {0}, act = {0}, other = {0};
+    int have_pend = 0, have_act = 0;
+    const moat_store_key_t *target = NULL;
+    moat_store_blob_t *blobs = NULL;
+    size_t nblobs = 0;
+    char *missing = NULL;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    moat_pki_cert_info_t ci = {0};
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--chain", &chain_file, NULL, NULL, NULL, 0},
+        {"--force", NULL, &force, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat cert install NAME CERT.pem [--chain CHAIN.pem] [--force]",
+        "Installs the signed certificate of key NAME. Its public key must match the key's pending\n"
+        "request (or its current key). The chain comes from --chain or from certificates bundled in\n"
+        "CERT.pem, in any order; moat orders and checks it. A renewed certificate replaces the old one\n"
+        "at once (the old one stays in 'moat cert history NAME'); a running server picks it up.\n\n"
+        "  --chain FILE   intermediate (and root) certificates, PEM\n"
+        "  --force        install even if the certificate is expired or not yet valid\n",
+        opts,
+        pos,
+        2,
+        2};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_check_name(pos[0], &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_key_get(st, pos[0], MOAT_KEY_WANT_PENDING, &pend, &err) == 0)
+        have_pend = 1;
+    else if (err.code != MOAT_E_NOTFOUND)
+        goto fail;
+    moat_err_clear(&err);
+    if (moat_store_key_get(st, pos[0], MOAT_KEY_WANT_ACTIVE, &act, &err) == 0)
+        have_act = 1;
+    else if (err.code != MOAT_E_NOTFOUND)
+        goto fail;
+    moat_err_clear(&err);
+    if (!have_pend && !have_act) {
+        moat_err_set(&err, MOAT_E_NOTFOUND, "no key named \"%s\" to install a certificate for", pos[0]);
+        moat_err_hint(&err,
+                      "make the key and its request first (moat key new %s --cn CN), or import key and "
+                      "certificate together (moat key import %s FILE)",
+                      pos[0], pos[0]);
+        goto fail;
+    }
+    if (read_certs(pos[1], &certs, &err) != 0)
+        goto fail;
+    if (chain_file != NULL && read_certs(chain_file, &pile, &err) != 0)
+        goto fail;
+    /* The certificate for the waiting key first, else a re-issued certificate for the current key. */
+    if (have_pend && (li = find_for_spki(&pend.pubkey, certs)) >= 0) {
+        target = &pend;
+        renewal = have_act;
+    } else if (have_act && (li = find_for_spki(&act.pubkey, certs)) >= 0) {
+        target = &act;
+    } else {
+        char kfp[MOAT_PKI_FINGERPRINT_SIZE], cfp[MOAT_PKI_FINGERPRINT_SIZE] = "?";
+        X509 *first = sk_X509_value(certs, 0);
+        EVP_PKEY *pk = X509_get0_pubkey(first);
+        unsigned char *spki = NULL;
+        size_t spki_len = 0;
+        moat__km_spki_fingerprint(have_pend ? &pend.pubkey : &act.pubkey, kfp);
+        if (pk != NULL && moat_pki_pubkey_fingerprint(pk, cfp, &err) != 0)
+            moat_strlcpy(cfp, "?", sizeof(cfp));
+        moat_err_clear(&err);
+        if (pk != NULL && moat_pki_pubkey_to_der(pk, &spki, &spki_len, &err) == 0 &&
+            moat_store_key_find_pubkey(st, spki, spki_len, &other, &err) == 0) {
+            moat_err_set(&err, MOAT_E_PKI,
+                         "%s does not match key \"%s\": it is the certificate of key \"%s\"", pos[1], pos[0],
+                         other.name);
+            moat_err_hint(&err, "install it there: moat cert install %s %s", other.name, pos[1]);
+        } else {
+            moat_err_set(&err, MOAT_E_PKI, "%s does not match key \"%s\": certificate key %s, %s key %s",
+                         pos[1], pos[0], cfp, have_pend ? "pending" : "current", kfp);
+            moat_err_hint(&err, "install the certificate that was issued for the request of \"%s\"", pos[0]);
+        }
+        moat_free(&spki);
+        goto fail;
+    }
+    leaf = sk_X509_value(certs, li);
+    if (moat_pki_cert_info(leaf, &ci, &err) != 0)
+        goto fail;
+    if (!force && moat_pki_cert_check_time(leaf, time(NULL), &err) != 0) {
+        moat_err_hint(&err, "check the certificate you were sent; --force installs it anyway");
+        goto fail;
+    }
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        if (i == li)
+            continue;
+        if (pile == NULL && (pile = sk_X509_new_null()) == NULL) {
+            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
+            goto fail;
+        }
+        if (!sk_X509_push(pile, sk_X509_value(certs, i)) || !X509_up_ref(sk_X509_value(certs, i))) {
+            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if (chain_blobs(leaf, pile, &blobs, &nblobs, &missing, &err) != 0) {
+        moat_err_prefix(&err, "the chain of %s: ", pos[1]);
+        goto fail;
+    }
+    if (moat_pki_cert_to_der(leaf, &der, &der_len, &err) != 0)
+        goto fail;
+    if (moat_store_begin(st, &err) != 0)
+        goto fail;
+    rc = moat_store_cert_install(st, target->id, der, der_len, blobs, nblobs, NULL, &err);
+    if (rc == MOAT_E_EXISTS)
+        moat_err_hint(&err, "it is already there: 'moat cert history %s' lists the certificates", pos[0]);
+    if (rc != 0 || moat_store_generation_bump(st, &err) != 0 ||
+        moat__km_audit(st, "cert.install", pos[0], &err, "serial %s, subject %s, issuer %s, fingerprint %s%s",
+                       ci.serial, ci.subject, ci.issuer, ci.fingerprint, force ? ", forced" : "") != 0) {
+        moat_store_rollback(st);
+        goto fail;
+    }
+    if (moat__km_commit(st, NULL, &err) != 0)
+        goto fail;
+    if (!cli->quiet) {
+        char t[64];
+        moat__km_fmt_time(ci.not_after, t, sizeof(t));
+        printf("installed the certificate of \"%s\": key \"%s\" is active\n", pos[0], pos[0]);
+        printf("  subject %s\n  issuer  %s\n  valid until %s (%ld days)\n", ci.subject, ci.issuer, t,
+               moat__km_days_left(ci.not_after, time(NULL)));
+        if (renewal)
+            printf(
+                "the renewed key and certificate replace the old ones; 'moat cert history %s' keeps them\n",
+                pos[0]);
+        if (missing != NULL && !ci.self_signed)
+            printf("chain: %zu certificate%s, ending below \"%s\", which clients must already trust\n",
+                   nblobs, nblobs == 1 ? "" : "s", missing);
+        if (!moat_pki_cert_is_server(leaf))
+            fprintf(stderr, "moat: warning: this certificate is not for TLS servers (no serverAuth usage)\n");
+    }
+    rc = MOAT_EXIT_OK;
+    goto out;
+fail:
+    rc = moat_cli_fail(cli, &err);
+out:
+    moat_pki_cert_info_dispose(&ci);
+    moat_free(&der);
+    for (size_t i = 0; i < nblobs; i++)
+        moat_store_blob_dispose(&blobs[i]);
+    moat_free(&blobs);
+    moat_free(&missing);
+    sk_X509_pop_free(certs, X509_free);
+    sk_X509_pop_free(pile, X509_free);
+    moat_store_key_dispose(&pend);
+    moat_store_key_dispose(&act);
+    moat_store_key_dispose(&other);
+    moat_store_close(st);
+    return rc;
+}
+
+static int cert_export(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1], *out = "-";
+    int with_chain = 0, der_out = 0, rc;
+    moat_store_t *st = NULL;
+    moat_store_key_t k = {0};
+    X509 *cert = NULL;
+    STACK_OF(X509) *chain = NULL;
+    char *pem = NULL;
+    unsigned char *der = NULL;
+    size_t len = 0;
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--chain", NULL, &with_chain, NULL, NULL, 0},
+        {"--der", NULL, &der_out, NULL, NULL, 0},
+        {"--out", &out, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {"moat cert export NAME [--chain] [--der] [--out FILE]",
+                                "Writes the current certificate of NAME (public, no key).\n\n"
+                                "  --chain      add the intermediate certificates after it (PEM only)\n"
+                                "  --der        DER instead of PEM\n"
+                                "  --out FILE   write to FILE (default: standard output)\n",
+                                opts,
+                                pos,
+                                1,
+                                1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (with_chain && der_out)
+        return moat_cli_usage(cmd.usage, "--der holds one certificate: leave out --chain or --der");
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &k, &err) != 0) {
+        if (err.code == MOAT_E_NOTFOUND) {
+            moat_err_set(&err, MOAT_E_NOTFOUND, "no key named \"%s\"", pos[0]);
+            moat_err_hint(&err, "'moat key list' shows the keys in this store");
+        }
+        goto fail;
+    }
+    if (k.cert == NULL) {
+        moat_err_set(&err, MOAT_E_STATE, "key \"%s\" is pending: it has no certificate yet", pos[0]);
+        moat_err_hint(&err, "have its request signed, then: moat cert install %s CERT.pem", pos[0]);
+        goto fail;
+    }
+    if (moat__km_cert_load(k.cert, &cert, &chain, &err) != 0)
+        goto fail;
+    if (der_out) {
+        if (moat_pki_cert_to_der(cert, &der, &len, &err) != 0 ||
+            moat__km_write_file(out, der, len, 0644, &err) != 0)
+            goto fail;
+    } else if (moat_pki_cert_to_pem(cert, with_chain ? chain : NULL, &pem, &len, &err) != 0 ||
+               moat__km_write_file(out, pem, len, 0644, &err) != 0) {
+        goto fail;
+    }
+    rc = MOAT_EXIT_OK;
+    goto out;
+fail:
+    rc = moat_cli_fail(cli, &err);
+out:
+    moat_free(&pem);
+    moat_free(&der);
+    X509_free(cert);
+    sk_X509_pop_free(chain, X509_free);
+    moat_store_key_dispose(&k);
+    moat_store_close(st);
+    return rc;
+}
+
+static int cert_history(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    moat_store_t *st = NULL;
+    moat_store_key_t k = {0};
+    moat_store_cert_list_t cl = {0};
+    moat_err_t err = {0};
+    int rc;
+    const moat__km_opt_t opts[] = {{0}};
+    const moat__km_cmd_t cmd = {
+        "moat cert history NAME [--json]",
+        "Lists every certificate NAME has had, newest first; the current one is marked.\n"
+        "'moat cert rollback NAME' goes back to the one before the current one.\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &k, &err) != 0) {
+        if (err.code == MOAT_E_NOTFOUND) {
+            moat_err_set(&err, MOAT_E_NOTFOUND, "no key named \"%s\"", pos[0]);
+            moat_err_hint(&err, "'moat key list' shows the keys in this store");
+        }
+        goto fail;
+    }
+    if (moat_store_cert_list(st, pos[0], &cl, &err) != 0)
+        goto fail;
+    if (cli->json) {
+        moat_json_t j;
+        char buf[MOAT_PKI_TIME_SIZE], fpr[MOAT_PKI_FINGERPRINT_SIZE];
+        moat_json_init(&j, stdout, 1);
+        moat_json_arr_begin(&j);
+        for (size_t i = 0; i < cl.n; i++) {
+            const moat_store_cert_t *c = &cl.items[i];
+            moat_json_obj_begin(&j);
+            moat__km_fpr_colon(c->fingerprint, fpr);
+            moat_json_kv_str(&j, "fingerprint", fpr);
+            moat_json_kv_str(&j, "serial", c->serial);
+            moat_json_kv_str(&j, "subject", c->subject);
+            moat_json_kv_str(&j, "issuer", c->issuer);
+            moat_json_kv_str(&j, "not_before", moat_pki_time_format((time_t)c->not_before, buf));
+            moat_json_kv_str(&j, "not_after", moat_pki_time_format((time_t)c->not_after, buf));
+            moat_json_kv_str(&j, "installed", moat_pki_time_format((time_t)c->installed, buf));
+            moat_json_kv_bool(&j, "current", c->current);
+            moat_json_obj_end(&j);
+        }
+        moat_json_arr_end(&j);
+        moat_json_finish(&j);
+    } else if (cl.n == 0) {
+        printf("\"%s\" has had no certificate yet\n", pos[0]);
+    } else {
+        printf("  %-19s %-10s %-10s %s\n", "INSTALLED", "NOT AFTER", "SERIAL", "FINGERPRINT (SHA-256)");
+        for (size_t i = 0; i < cl.n; i++) {
+            const moat_store_cert_t *c = &cl.items[i];
+            char inst[64], na[64], fpr[MOAT_PKI_FINGERPRINT_SIZE];
+            moat__km_fmt_time((time_t)c->installed, inst, sizeof(inst));
+            moat__km_fmt_time((time_t)c->not_after, na, sizeof(na));
+            inst[19] = '\0';
+            na[10] = '\0';
+            moat__km_fpr_colon(c->fingerprint, fpr);
+            printf("%c %-19s %-10s %-10.10s %s\n", c->current ? '*' : ' ', inst, na, c->serial, fpr);
+        }
+        printf("(* = current)\n");
+    }
+    rc = MOAT_EXIT_OK;
+    goto out;
+fail:
+    rc = moat_cli_fail(cli, &err);
+out:
+    moat_store_cert_list_dispose(&cl);
+    moat_store_key_dispose(&k);
+    moat_store_close(st);
+    return rc;
+}
+
+static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    moat_store_t *st = NULL;
+    moat_store_cert_t now = {0};
+    moat_err_t err = {0};
+    int rc;
+    const moat__km_opt_t opts[] = {{0}};
+    const moat__km_cmd_t cmd = {
+        "moat cert rollback NAME",
+        "Makes the certificate (and key) NAME had before the current one current again;\n"
+        "a running server picks it up. The replaced certificate stays in the history.\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_begin(st, &err) != 0)
+        goto fail;
+    rc = moat_store_cert_rollback(st, pos[0], &now, &err);
+    if (rc == MOAT_E_STATE) {
+        moat_err_set(&err, MOAT_E_STATE, "\"%s\" has no earlier certificate to roll back to", pos[0]);
+        moat_err_hint(&err, "'moat cert history %s' lists its certificates", pos[0]);
+    } else if (rc == MOAT_E_NOTFOUND) {
+        moat_err_set(&err, MOAT_E_NOTFOUND, "\"%s\" has no certificate to roll back", pos[0]);
+        moat_err_hint(&err, "'moat key list' shows the keys and their state");
+    }
+    if (rc != 0 || moat_store_generation_bump(st, &err) != 0 ||
+        moat__km_audit(st, "cert.rollback", pos[0], &err, "to serial %s", now.serial) != 0) {
+        moat_store_rollback(st);
+        goto fail;
+    }
+    if (moat__km_commit(st, NULL, &err) != 0)
+        goto fail;
+    if (!cli->quiet) {
+        char t[64], fpr[MOAT_PKI_FINGERPRINT_SIZE];
+        moat__km_fmt_time((time_t)now.not_after, t, sizeof(t));
+        moat__km_fpr_colon(now.fingerprint, fpr);
+        printf("rolled back \"%s\" to certificate %s (serial %s), valid until %s\n", pos[0], fpr, now.serial,
+               t);
+        if (now.not_after < (int64_t)time(NULL))
+            fprintf(stderr, "moat: warning: that certificate expired on %s\n", t);
+    }
+    moat_store_cert_dispose(&now);
+    moat_store_close(st);
+    return MOAT_EXIT_OK;
+fail:
+    moat_store_cert_dispose(&now);
+    moat_store_close(st);
+    return moat_cli_fail(cli, &err);
+}
+
+int moat_cli_cert(moat_cli_t *cli, int argc, char **argv)
+{
+    static const moat__km_sub_t subs[] = {
+        {"install", "install the signed certificate of a key (completes a pending key)", cert_install},
+        {"export", "write a key's certificate (and chain), PEM or DER", cert_export},
+        {"history", "list the certificates a key has had", cert_history},
+        {"rollback", "go back to the previous certificate", cert_rollback},
+    };
+    return moat__km_dispatch(cli, "cert", "certificates of the keys", subs, MOAT_ARRAY_LEN(subs), argc, argv);
+}

@@ -1,0 +1,537 @@
+/* Shared by the key manager commands: see keymgr_int.h. */
+#include "cli/keymgr_int.h"
+
+#include <errno.h>
+#include <openssl/x509.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const moat__km_opt_t *find_opt(const moat__km_opt_t *opts, const char *arg, size_t n)
+{
+    for (; opts->name != NULL; opts++)
+        if (strlen(opts->name) == n && strncmp(opts->name, arg, n) == 0)
+            return opts;
+    return NULL;
+}
+
+static void print_help(const moat__km_cmd_t *cmd)
+{
+    printf("usage: %s\n", cmd->usage);
+    if (cmd->help != NULL && cmd->help[0] != '\0')
+        printf("\n%s", cmd->help);
+}
+
+int moat__km_parse(const moat__km_cmd_t *cmd, int argc, char **argv)
+{
+    int npos = 0, only_pos = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = NULL, *eq;
+        const moat__km_opt_t *o;
+        size_t n;
+
+        if (!only_pos && strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (!only_pos && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
+            print_help(cmd);
+            return MOAT_EXIT_OK;
+        }
+        if (only_pos || a[0] != '-' || strcmp(a, "-") == 0) {
+            if (npos >= cmd->pos_max)
+                return moat_cli_usage(cmd->usage, "unexpected argument \"%s\"", a);
+            cmd->pos[npos++] = a;
+            continue;
+        }
+        eq = strchr(a, '=');
+        n = eq != NULL ? (size_t)(eq - a) : strlen(a);
+        if ((o = find_opt(cmd->opts, a, n)) == NULL)
+            return moat_cli_usage(cmd->usage, "unknown option \"%.*s\"", (int)n, a);
+        if (o->flag != NULL) {
+            if (eq != NULL)
+                return moat_cli_usage(cmd->usage, "option %s takes no value", o->name);
+            *o->flag = 1;
+            continue;
+        }
+        if (eq != NULL)
+            val = eq + 1;
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else
+            return moat_cli_usage(cmd->usage, "option %s needs a value", o->name);
+        if (o->value != NULL) {
+            *o->value = val;
+        } else {
+            if (*o->count >= o->max)
+                return moat_cli_usage(cmd->usage, "option %s given more than %zu times", o->name, o->max);
+            o->list[(*o->count)++] = val;
+        }
+    }
+    if (npos < cmd->pos_min)
+        return moat_cli_usage(cmd->usage, "missing argument%s", cmd->pos_min - npos > 1 ? "s" : "");
+    for (int i = npos; i < cmd->pos_max; i++)
+        cmd->pos[i] = NULL;
+    return -1;
+}
+
+static void print_group(FILE *out, const char *group, const char *summary, const moat__km_sub_t *subs,
+                        size_t nsubs)
+{
+    fprintf(out, "usage: moat %s COMMAND [options]   (%s)\n\ncommands:\n", group, summary);
+    for (size_t i = 0; i < nsubs; i++)
+        fprintf(out, "  %-14s %s\n", subs[i].name, subs[i].summary);
+    fprintf(out, "\n'moat %s COMMAND --help' describes a command.\n", group);
+}
+
+int moat__km_dispatch(moat_cli_t *cli, const char *group, const char *summary, const moat__km_sub_t *subs,
+                      size_t nsubs, int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "moat: %s: missing command\n", group);
+        print_group(stderr, group, summary, subs, nsubs);
+        return MOAT_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        print_group(stdout, group, summary, subs, nsubs);
+        return MOAT_EXIT_OK;
+    }
+    for (size_t i = 0; i < nsubs; i++)
+        if (strcmp(argv[1], subs[i].name) == 0)
+            return subs[i].run(cli, argc - 1, argv + 1);
+    fprintf(stderr, "moat: %s: unknown command \"%s\"\n", group, argv[1]);
+    print_group(stderr, group, summary, subs, nsubs);
+    return MOAT_EXIT_USAGE;
+}
+
+int moat__km_read_file(const char *path, size_t max, unsigned char **out, size_t *len, moat_err_t *err)
+{
+    FILE *f;
+    unsigned char *buf;
+    size_t n = 0, cap = 4096;
+    int e;
+
+    *out = NULL;
+    *len = 0;
+    if (strcmp(path, "-") == 0)
+        f = stdin;
+    else if ((f = fopen(path, "rb")) == NULL) {
+        e = errno;
+        moat_err_set(err, e == ENOENT ? MOAT_E_NOTFOUND : MOAT_E_IO, "cannot read %s: %s", path, strerror(e));
+        return moat_err_hint(err, "check the path and that you may read it");
+    }
+    if ((buf = moat_malloc(cap + 1)) == NULL)
+        goto nomem;
+    for (;;) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n > max) {
+            moat_free_secret(&buf, cap + 1);
+            if (f != stdin)
+                fclose(f);
+            return moat_err_set(err, MOAT_E_LIMIT,
+                                "%s is larger than %zu bytes: not a key or certificate file", path, max);
+        }
+        if (n < cap) {
+            if (ferror(f)) {
+                e = errno;
+                moat_free_secret(&buf, cap + 1);
+                if (f != stdin)
+                    fclose(f);
+                return moat_err_set(err, MOAT_E_IO, "cannot read %s: %s", path, strerror(e));
+            }
+            break;
+        }
+        {
+            unsigned char *nb = moat_malloc(cap * 2 + 1);
+            if (nb == NULL)
+                goto nomem;
+            memcpy(nb, buf, n);
+            moat_free_secret(&buf, cap + 1); /* the file may hold a private key */
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (f != stdin)
+        fclose(f);
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+nomem:
+    moat_free(&buf);
+    if (f != stdin)
+        fclose(f);
+    return moat_err_set(err, MOAT_E_NOMEM, "out of memory reading %s", path);
+}
+
+int moat__km_write_file(const char *path, const void *data, size_t len, int mode, moat_err_t *err)
+{
+    char tmp[PATH_MAX];
+    const unsigned char *p = data;
+    size_t done = 0;
+    int fd, e;
+
+    if (strcmp(path, "-") == 0) {
+        if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0)
+            return moat_err_set(err, MOAT_E_IO, "cannot write to stdout: %s", strerror(errno));
+        return 0;
+    }
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= sizeof(tmp))
+        return moat_err_set(err, MOAT_E_INVAL, "path too long: %s", path);
+    if ((fd = mkstemp(tmp)) < 0) {
+        e = errno;
+        moat_err_set(err, MOAT_E_IO, "cannot create %s: %s", path, strerror(e));
+        return moat_err_hint(err, "check that the folder exists and that you may write to it");
+    }
+    if (fchmod(fd, (mode_t)mode) != 0)
+        goto fail;
+    while (done < len) {
+        ssize_t w = write(fd, p + done, len - done);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            goto fail;
+        }
+        done += (size_t)w;
+    }
+    if (fsync(fd) != 0)
+        goto fail;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0)
+        goto fail;
+    return 0;
+fail:
+    e = errno;
+    if (fd >= 0)
+        close(fd);
+    (void)unlink(tmp); /* best effort: the partial file must not stay behind */
+    moat_err_set(err, MOAT_E_IO, "cannot write %s: %s", path, strerror(e));
+    if (e == ENOSPC || e == EFBIG || e == EDQUOT)
+        moat_err_hint(err, "free some disk space and try again; nothing was written");
+    return err->code;
+}
+
+void moat__km_fmt_time(time_t t, char *out, size_t outsz)
+{
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, outsz, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        (void)moat_strlcpy(out, "?", outsz); /* only for dates outside struct tm's range */
+}
+
+long moat__km_days_left(time_t t, time_t now)
+{
+    double d = difftime(t, now) / 86400.0;
+    return d < 0 ? (long)d - (d != (long)d ? 1 : 0) : (long)d;
+}
+
+int moat__km_parse_days(const char *s, long *out, moat_err_t *err)
+{
+    if (moat_parse_long(s, 1, 36500, out) != 0)
+        return moat_err_set(err, MOAT_E_USAGE,
+                            "--days must be a whole number of days from 1 to 36500, not \"%s\"", s);
+    return 0;
+}
+
+int moat__km_open(const moat_cli_t *cli, unsigned flags, moat_store_t **st, moat_err_t *err)
+{
+    char path[PATH_MAX], mk[PATH_MAX];
+    int rc;
+
+    *st = NULL;
+    if ((rc = moat_cli_store_path(cli, path, sizeof(path), NULL, err)) != 0)
+        return rc;
+    if ((rc = moat_cli_master_key_path(cli, path, mk, sizeof(mk), err)) != 0)
+        return rc;
+    return moat_store_open(path, (flags & MOAT_STORE_NO_MASTER_KEY) ? NULL : mk, flags, st, err);
+}
+
+int moat__km_check_name(const char *name, moat_err_t *err)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= MOAT_STORE_NAME_MAX)
+        goto bad;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '@' || c == '-'))
+            goto bad;
+    }
+    if (name[0] == '-' || name[0] == '.')
+        goto bad;
+    return 0;
+bad:
+    moat_err_set(err, MOAT_E_INVAL, "\"%s\" is not a valid key name", name);
+    return moat_err_hint(err, "use 1 to %d letters, digits and . _ @ - (not starting with - or .)",
+                         MOAT_STORE_NAME_MAX - 1);
+}
+
+void moat__km_fpr_colon(const char *hex, char out[MOAT_PKI_FINGERPRINT_SIZE])
+{
+    size_t o = 0, n = strlen(hex);
+    out[0] = '\0';
+    for (size_t i = 0; i + 1 < n && o + 3 < MOAT_PKI_FINGERPRINT_SIZE; i += 2) {
+        if (o > 0)
+            out[o++] = ':';
+        for (int k = 0; k < 2; k++) {
+            char c = hex[i + (size_t)k];
+            out[o++] = (c >= 'a' && c <= 'f') ? (char)(c - 'a' + 'A') : c;
+        }
+    }
+    out[o] = '\0';
+}
+
+void moat__km_spki_fingerprint(const moat_store_blob_t *spki, char out[MOAT_PKI_FINGERPRINT_SIZE])
+{
+    EVP_PKEY *k = NULL;
+    moat_err_t e = {0};
+    out[0] = '\0';
+    if (spki->len == 0 || moat_pki_pubkey_from_der(spki->data, spki->len, &k, &e) != 0)
+        return;
+    if (moat_pki_pubkey_fingerprint(k, out, &e) != 0)
+        out[0] = '\0';
+    EVP_PKEY_free(k);
+}
+
+const char *moat__km_view_state(const moat__km_view_t *v, time_t now)
+{
+    const moat_store_cert_t *c = v->key->cert;
+    if (v->key->state == MOAT_KEY_PENDING || c == NULL)
+        return "pending";
+    if (v->revoked)
+        return "revoked";
+    if (c->not_after < (int64_t)now)
+        return "expired";
+    return "active";
+}
+
+void moat__km_view_check_revoked(moat_store_t *st, moat__km_view_t *v)
+{
+    moat_store_issued_t is = {0};
+    moat_err_t e = {0};
+    v->revoked = 0;
+    if (v->key->cert == NULL)
+        return;
+    if (moat_store_issued_get(st, v->key->cert->serial, &is, &e) == 0) {
+        v->revoked = is.revoked != 0 && strcasecmp(is.serial, v->key->cert->serial) == 0;
+        moat_store_issued_dispose(&is);
+    }
+}
+
+/* Splits "DNS:a,IP:b" into JSON array items. */
+static void json_sans(moat_json_t *j, const char *sans)
+{
+    moat_json_arr_begin(j);
+    while (sans != NULL && *sans != '\0') {
+        const char *comma = strchr(sans, ',');
+        size_t n = comma ? (size_t)(comma - sans) : strlen(sans);
+        char item[512];
+        while (n > 0 && *sans == ' ') {
+            sans++;
+            n--;
+        }
+        if (n > 0 && n < sizeof(item)) {
+            memcpy(item, sans, n);
+            item[n] = '\0';
+            moat_json_str(j, item);
+        }
+        sans = comma ? comma + 1 : NULL;
+    }
+    moat_json_arr_end(j);
+}
+
+static void json_time(moat_json_t *j, const char *key, int64_t t)
+{
+    char buf[MOAT_PKI_TIME_SIZE];
+    moat_json_key(j, key);
+    if (t == 0)
+        moat_json_null(j);
+    else
+        moat_json_str(j, moat_pki_time_format((time_t)t, buf));
+}
+
+void moat__km_view_json(moat_json_t *j, const moat__km_view_t *v, time_t now)
+{
+    const moat_store_key_t *k = v->key;
+    const moat_store_cert_t *c = k->cert;
+    char fpr[MOAT_PKI_FINGERPRINT_SIZE];
+    moat_pki_csr_info_t ci = {0};
+    X509_REQ *csr = NULL;
+    moat_err_t e = {0};
+
+    moat_json_obj_begin(j);
+    moat_json_kv_str(j, "name", k->name);
+    moat_json_kv_str(j, "state", moat__km_view_state(v, now));
+    moat_json_kv_str(j, "algorithm", k->algorithm);
+    moat_json_kv_bool(j, "exportable", k->exportable);
+    if (c == NULL && k->csr.len > 0 && moat_pki_csr_parse(k->csr.data, k->csr.len, &csr, &e) == 0)
+        if (moat_pki_csr_info(csr, &ci, &e) != 0)
+            memset(&ci, 0, sizeof(ci));
+    moat_json_kv_str(j, "subject", c ? c->subject : ci.subject);
+    moat_json_key(j, "sans");
+    json_sans(j, c ? c->sans : ci.sans);
+    moat_json_kv_str(j, "issuer", c ? c->issuer : NULL);
+    moat_json_kv_str(j, "serial", c ? c->serial : NULL);
+    json_time(j, "not_before", c ? c->not_before : 0);
+    json_time(j, "not_after", c ? c->not_after : 0);
+    moat_json_key(j, "days_left");
+    if (c)
+        moat_json_int(j, moat__km_days_left((time_t)c->not_after, now));
+    else
+        moat_json_null(j);
+    if (c)
+        moat__km_fpr_colon(c->fingerprint, fpr);
+    moat_json_kv_str(j, "fingerprint", c ? fpr : NULL);
+    moat__km_spki_fingerprint(&k->pubkey, fpr);
+    moat_json_kv_str(j, "key_fingerprint", fpr);
+    moat_json_kv_bool(j, "renewal_pending", v->renewal != NULL);
+    if (v->renewal != NULL) {
+        moat_json_kv_str(j, "renewal_algorithm", v->renewal->algorithm);
+        moat__km_spki_fingerprint(&v->renewal->pubkey, fpr);
+        moat_json_kv_str(j, "renewal_key_fingerprint", fpr);
+    }
+    json_time(j, "created", k->created);
+    moat_json_obj_end(j);
+    moat_pki_csr_info_dispose(&ci);
+    X509_REQ_free(csr);
+}
+
+void moat__km_view_text(FILE *out, const moat__km_view_t *v, time_t now)
+{
+    const moat_store_key_t *k = v->key;
+    const moat_store_cert_t *c = k->cert;
+    char fpr[MOAT_PKI_FINGERPRINT_SIZE], t[64];
+    moat_pki_csr_info_t ci = {0};
+    X509_REQ *csr = NULL;
+    moat_err_t e = {0};
+
+    if (c == NULL && k->csr.len > 0 && moat_pki_csr_parse(k->csr.data, k->csr.len, &csr, &e) == 0)
+        if (moat_pki_csr_info(csr, &ci, &e) != 0)
+            memset(&ci, 0, sizeof(ci));
+    fprintf(out, "name:            %s\n", k->name);
+    fprintf(out, "state:           %s\n", moat__km_view_state(v, now));
+    fprintf(out, "algorithm:       %s\n", k->algorithm);
+    fprintf(out, "exportable:      %s\n", k->exportable ? "yes" : "no (it can never leave the store)");
+    if (c != NULL) {
+        fprintf(out, "subject:         %s\n", c->subject);
+        fprintf(out, "names (SANs):    %s\n", c->sans[0] ? c->sans : "(none)");
+        fprintf(out, "issuer:          %s\n", c->issuer);
+        fprintf(out, "serial:          %s\n", c->serial);
+        moat__km_fmt_time((time_t)c->not_before, t, sizeof(t));
+        fprintf(out, "not before:      %s\n", t);
+        moat__km_fmt_time((time_t)c->not_after, t, sizeof(t));
+        fprintf(out, "not after:       %s (%ld days left)\n", t,
+                moat__km_days_left((time_t)c->not_after, now));
+        moat__km_fpr_colon(c->fingerprint, fpr);
+        fprintf(out, "fingerprint:     %s\n", fpr);
+    } else {
+        fprintf(out, "subject:         %s\n", ci.subject ? ci.subject : "(no request stored)");
+        if (ci.sans != NULL)
+            fprintf(out, "names (SANs):    %s\n", ci.sans[0] ? ci.sans : "(none)");
+        fprintf(out,
+                "certificate:     none yet: have the request signed, then 'moat cert install %s CERT.pem'\n",
+                k->name);
+    }
+    moat__km_spki_fingerprint(&k->pubkey, fpr);
+    fprintf(out, "key fingerprint: %s\n", fpr);
+    if (v->renewal != NULL) {
+        moat__km_spki_fingerprint(&v->renewal->pubkey, fpr);
+        fprintf(out,
+                "renewal:         a new %s key waits for its certificate (key %s);\n"
+                "                 the current certificate keeps serving until it is installed\n",
+                v->renewal->algorithm, fpr);
+    }
+    moat__km_fmt_time((time_t)k->created, t, sizeof(t));
+    fprintf(out, "created:         %s\n", t);
+    moat_pki_csr_info_dispose(&ci);
+    X509_REQ_free(csr);
+}
+
+int moat__km_cert_load(const moat_store_cert_t *c, X509 **cert, STACK_OF(X509) * *chain, moat_err_t *err)
+{
+    int rc;
+    *cert = NULL;
+    *chain = NULL;
+    if ((rc = moat_pki_cert_parse(c->der.data, c->der.len, cert, err)) != 0)
+        return rc;
+    if ((*chain = sk_X509_new_null()) == NULL)
+        goto nomem;
+    for (size_t i = 0; i < c->chain_n; i++) {
+        X509 *x = NULL;
+        if ((rc = moat_pki_cert_parse(c->chain[i].data, c->chain[i].len, &x, err)) != 0)
+            goto fail;
+        if (!sk_X509_push(*chain, x)) {
+            X509_free(x);
+            goto nomem;
+        }
+    }
+    return 0;
+nomem:
+    rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory loading a certificate chain");
+fail:
+    X509_free(*cert);
+    sk_X509_pop_free(*chain, X509_free);
+    *cert = NULL;
+    *chain = NULL;
+    return rc;
+}
+
+int moat__km_private_key(moat_store_t *st, int64_t id, EVP_PKEY **out, moat_err_t *err)
+{
+    uint8_t *der = NULL;
+    size_t len = 0;
+    int rc;
+    if ((rc = moat_store_key_private(st, id, &der, &len, err)) != 0)
+        return rc;
+    rc = moat_pki_key_from_pkcs8(der, len, out, err);
+    moat_free_secret(&der, len);
+    return rc;
+}
+
+int moat__km_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
+                   ...)
+{
+    char detail[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(detail, sizeof(detail), fmt, ap); /* a truncated detail is still a useful record */
+    va_end(ap);
+    return moat_store_audit_add(st, action, object, detail, err);
+}
+
+int moat__km_commit(moat_store_t *st, const char *written, moat_err_t *err)
+{
+    int rc = moat_store_commit(st, err);
+    if (rc != 0) {
+        moat_store_rollback(st);
+        if (written != NULL && strcmp(written, "-") != 0)
+            (void)unlink(written); /* the change did not happen, so neither did its file */
+    }
+    return rc;
+}
+
+int moat__km_password(const char *file, const char *prompt, int confirm, int allow_empty, char *out,
+                      size_t outsz, moat_err_t *err)
+{
+    int rc = moat_cli_read_password(file, prompt, confirm, out, outsz, err);
+    if (rc != 0)
+        return rc;
+    if (!allow_empty && out[0] == '\0') {
+        if (file != NULL)
+            moat_err_set(err, MOAT_E_PASSWORD, "the password file %s is empty", file);
+        else
+            moat_err_set(err, MOAT_E_PASSWORD, "an empty password is not allowed here");
+        return moat_err_hint(err, "a PKCS#12 file protects a private key: give it a real password");
+    }
+    return 0;
+}

@@ -1,0 +1,136 @@
+/*
+ * Private to the key manager commands (key.c, cert.c, ca.c): option parsing, files written
+ * atomically, the store opened the way every command opens it, and the key/certificate views that
+ * `key list`, `key show`, `cert history` and `ca list` print.
+ */
+#ifndef MOAT_CLI_KEYMGR_INT_H
+#define MOAT_CLI_KEYMGR_INT_H
+
+#include "cli/cli.h"
+#include "pki/pki.h"
+#include "store/store.h"
+
+#include <stddef.h>
+#include <time.h>
+
+/* One option of a subcommand. Exactly one of value, flag or list is set. */
+typedef struct moat__km_opt {
+    const char *name;   /* "--cn" */
+    const char **value; /* option takes a value: where it goes (last one wins) */
+    int *flag;          /* option is a flag: set to 1 */
+    const char **list;  /* repeatable option: values appended here */
+    size_t *count;      /* entries used in list */
+    size_t max;         /* capacity of list */
+} moat__km_opt_t;
+
+/* What a subcommand accepts, and its help text. */
+typedef struct moat__km_cmd {
+    const char *usage;          /* "moat key new NAME --cn CN [...]" */
+    const char *help;           /* the rest of the --help text (options, examples) */
+    const moat__km_opt_t *opts; /* terminated by a zero entry */
+    const char **pos;           /* positional arguments out */
+    int pos_min, pos_max;       /* how many positional arguments are accepted */
+} moat__km_cmd_t;
+
+/*
+ * Parses argv[1..argc) (argv[0] is the subcommand name) against <cmd>. Accepts "--opt value" and
+ * "--opt=value", "--" ends the options. Returns -1 when parsing succeeded, else an exit code to
+ * return at once: 0 after printing --help on stdout, 2 after a usage error on stderr.
+ */
+int moat__km_parse(const moat__km_cmd_t *cmd, int argc, char **argv);
+
+/* Prints the subcommands of a group (for "moat key --help" and usage errors). */
+typedef struct moat__km_sub {
+    const char *name;
+    const char *summary;
+    int (*run)(moat_cli_t *cli, int argc, char **argv);
+} moat__km_sub_t;
+
+/* Dispatches argv[1] to one of <subs> (argv[0] is the group); handles --help and unknown names. */
+int moat__km_dispatch(moat_cli_t *cli, const char *group, const char *summary, const moat__km_sub_t *subs,
+                      size_t nsubs, int argc, char **argv);
+
+/* Reads a whole file (at most <max> bytes) into a new NUL-terminated buffer; caller frees. */
+int moat__km_read_file(const char *path, size_t max, unsigned char **out, size_t *len, moat_err_t *err);
+
+/*
+ * Writes <data> to <path> atomically: a temporary file in the same folder with <mode>, fsync, then
+ * rename, so a failure (full disk, kill) never leaves a partial file. "-" writes to stdout.
+ */
+int moat__km_write_file(const char *path, const void *data, size_t len, int mode, moat_err_t *err);
+
+/* Formats a time as "2026-11-23 08:41:35 UTC" (always UTC). */
+void moat__km_fmt_time(time_t t, char *out, size_t outsz);
+/* Whole days from now until <t> (negative once past). */
+long moat__km_days_left(time_t t, time_t now);
+
+/* Parses --days: 1..36500; returns 0 or exit-code-ready usage error (MOAT_E_USAGE in err). */
+int moat__km_parse_days(const char *s, long *out, moat_err_t *err);
+
+/* The names under which the CA's own keys are stored (they show in "key list"). */
+#define MOAT__KM_CA_ROOT_KEY "moat-ca-root"
+#define MOAT__KM_CA_INTER_KEY "moat-ca-intermediate"
+
+/*
+ * Opens the store every command finds (moat_cli_store_path) with its master key. <flags> are
+ * MOAT_STORE_*: writers pass MOAT_STORE_CREATE, readers that never touch private keys
+ * MOAT_STORE_NO_MASTER_KEY.
+ */
+int moat__km_open(const moat_cli_t *cli, unsigned flags, moat_store_t **st, moat_err_t *err);
+
+/* Checks a key name before any work is done (the store checks again). */
+int moat__km_check_name(const char *name, moat_err_t *err);
+
+/* Store fingerprint (64 lowercase hex) to the form openssl prints ("AB:CD:..."). */
+void moat__km_fpr_colon(const char *hex, char out[MOAT_PKI_FINGERPRINT_SIZE]);
+/* SHA-256 fingerprint of a SubjectPublicKeyInfo DER, in the colon form; "" if it does not parse. */
+void moat__km_spki_fingerprint(const moat_store_blob_t *spki, char out[MOAT_PKI_FINGERPRINT_SIZE]);
+
+/* What "key list"/"key show" say about one name: the key that serves (or waits) and a pending renewal. */
+typedef struct moat__km_view {
+    const moat_store_key_t *key;     /* borrowed: active key, or the pending one if the name has no other */
+    const moat_store_key_t *renewal; /* borrowed: a pending key beside the active one, or NULL */
+    int revoked;                     /* the current certificate was revoked by moat's CA */
+} moat__km_view_t;
+
+/* The displayed state: pending, active, expired or revoked. */
+const char *moat__km_view_state(const moat__km_view_t *v, time_t now);
+void moat__km_view_json(moat_json_t *j, const moat__km_view_t *v, time_t now);
+void moat__km_view_text(FILE *out, const moat__km_view_t *v, time_t now);
+/* Fills v->revoked from the CA's issued table (certificates moat's CA signed). */
+void moat__km_view_check_revoked(moat_store_t *st, moat__km_view_t *v);
+
+/* Certificate and chain of a store record as OpenSSL objects (new references; chain may be empty). */
+int moat__km_cert_load(const moat_store_cert_t *c, X509 **cert, STACK_OF(X509) * *chain, moat_err_t *err);
+/* The private key of key row <id>, decrypted (new reference). */
+int moat__km_private_key(moat_store_t *st, int64_t id, EVP_PKEY **out, moat_err_t *err);
+
+/* Appends to the audit log; on failure the caller rolls back. */
+int moat__km_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
+                   ...) MOAT_PRINTF(5, 6);
+
+/* Commits; on failure rolls back and removes <written> (a file written inside the transaction, may be NULL).
+ */
+int moat__km_commit(moat_store_t *st, const char *written, moat_err_t *err);
+
+/* Reads the password for an export or import: from <file>, else a prompt on a tty. Never empty for an export.
+ */
+int moat__km_password(const char *file, const char *prompt, int confirm, int allow_empty, char *out,
+                      size_t outsz, moat_err_t *err);
+
+/*
+ * Writes key <k> with its certificate and chain as PKCS#12 to <out> (0600) and audits <action>, in one
+ * transaction. Refused (with why and how to fix) for a key that is not exportable or has no certificate.
+ */
+int moat__km_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *out, const char *pwfile,
+                        int legacy, const char *action, moat_err_t *err);
+
+/*
+ * Re-signs the CRL of the CA <role> (all its revoked issued certificates, next CRL number, valid for a
+ * week) and stores it as PEM in setting "ca.crl.<role>" ("ca.crl.root", "ca.crl.intermediate"), inside
+ * the caller's transaction.
+ */
+int moat__km_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
+                            moat_err_t *err);
+
+#endif

@@ -1,0 +1,72 @@
+"""Helpers for the key manager tests: openssl as the independent reference, store dumps."""
+import json
+import pathlib
+import sqlite3
+import subprocess
+
+
+def openssl(*args, input=None, check=True):
+    r = subprocess.run(["openssl", *map(str, args)], input=input, capture_output=True, timeout=60,
+                       text=not isinstance(input, bytes))
+    if check:
+        assert r.returncode == 0, f"openssl {' '.join(map(str, args))} failed:\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def pubkey(path, kind):
+    """The public key (PEM) of a cert, csr or private key file, as openssl sees it."""
+    if kind == "cert":
+        return openssl("x509", "-in", path, "-noout", "-pubkey").stdout
+    if kind == "csr":
+        return openssl("req", "-in", path, "-noout", "-pubkey").stdout
+    return openssl("pkey", "-in", path, "-pubout").stdout
+
+
+def fingerprint(path):
+    """SHA-256 fingerprint of a PEM certificate as openssl prints it (AB:CD:...)."""
+    out = openssl("x509", "-in", path, "-noout", "-fingerprint", "-sha256").stdout
+    return out.strip().split("=", 1)[1]
+
+
+def outside_ca(d, name="Outside Root"):
+    """A CA made with openssl alone, for certificates moat did not issue."""
+    d = pathlib.Path(d)
+    key, crt = d / "outside-ca.key", d / "outside-ca.pem"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", crt, "-days", "30", "-subj", f"/CN={name}",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return key, crt
+
+
+def openssl_sign(d, csr, out, ca=None, days=30, extra=()):
+    """Signs a CSR with `openssl x509 -req`, copying its SANs, as an outside CA would."""
+    d = pathlib.Path(d)
+    if ca is None:
+        ca = outside_ca(d)
+    key, crt = ca
+    ext = d / "leaf.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                   "extendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", csr, "-CA", crt, "-CAkey", key, "-CAcreateserial",
+            "-days", days, "-copy_extensions", "copy", "-extfile", ext, "-out", out, *extra)
+    return crt
+
+
+def dump(store):
+    """Every row of the store as text: two dumps differ iff the store changed."""
+    con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        return "\n".join(con.iterdump())
+    finally:
+        con.close()
+
+
+def keys(moat):
+    return {k["name"]: k for k in json.loads(moat.ok("key", "list", "--json").stdout)}
+
+
+def write_pw(d, pw="correct horse battery", name="pw.txt"):
+    p = pathlib.Path(d) / name
+    p.write_text(pw + "\n")
+    p.chmod(0o600)
+    return p
