@@ -157,6 +157,7 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
         target = &act;
     } else {
         char kfp[MOAT_PKI_FINGERPRINT_SIZE], cfp[MOAT_PKI_FINGERPRINT_SIZE] = "?";
+        moat_err_t e2 = {0};
         X509 *first = sk_X509_value(certs, 0);
         EVP_PKEY *pk = X509_get0_pubkey(first);
         unsigned char *spki = NULL;
@@ -165,17 +166,15 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
         if (pk != NULL && moat_pki_pubkey_fingerprint(pk, cfp, &err) != 0)
             moat_strlcpy(cfp, "?", sizeof(cfp));
         moat_err_clear(&err);
-        if (pk != NULL && moat_pki_pubkey_to_der(pk, &spki, &spki_len, &err) == 0 &&
-            moat_store_key_find_pubkey(st, spki, spki_len, &other, &err) == 0) {
-            moat_err_set(&err, MOAT_E_PKI,
-                         "%s does not match key \"%s\": it is the certificate of key \"%s\"", pos[1], pos[0],
-                         other.name);
-            moat_err_hint(&err, "install it there: moat cert install %s %s", other.name, pos[1]);
-        } else {
-            moat_err_set(&err, MOAT_E_PKI, "%s does not match key \"%s\": certificate key %s, %s key %s",
-                         pos[1], pos[0], cfp, have_pend ? "pending" : "current", kfp);
+        moat_err_set(&err, MOAT_E_PKI,
+                     "%s does not match key \"%s\": certificate key %.23s..., %s key %.23s...", pos[1],
+                     pos[0], cfp, have_pend ? "pending" : "current", kfp);
+        if (pk != NULL && moat_pki_pubkey_to_der(pk, &spki, &spki_len, &e2) == 0 &&
+            moat_store_key_find_pubkey(st, spki, spki_len, &other, &e2) == 0)
+            moat_err_hint(&err, "it is the certificate of key \"%s\": moat cert install %s %s", other.name,
+                          other.name, pos[1]);
+        else
             moat_err_hint(&err, "install the certificate that was issued for the request of \"%s\"", pos[0]);
-        }
         moat_free(&spki);
         goto fail;
     }

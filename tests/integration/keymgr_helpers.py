@@ -38,6 +38,20 @@ def outside_ca(d, name="Outside Root"):
     return key, crt
 
 
+def outside_chain(d):
+    """An outside root and an intermediate it signed: (intermediate key, intermediate cert, root cert)."""
+    d = pathlib.Path(d)
+    root_key, root = outside_ca(d)
+    key, csr, crt = d / "outside-int.key", d / "outside-int.csr", d / "outside-int.pem"
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+            "-subj", "/CN=Outside Intermediate", "-out", csr)
+    (d / "int.ext").write_text("basicConstraints=critical,CA:TRUE,pathlen:0\n"
+                               "keyUsage=critical,keyCertSign,cRLSign\n")
+    openssl("x509", "-req", "-in", csr, "-CA", root, "-CAkey", root_key, "-CAcreateserial", "-days", "30",
+            "-extfile", d / "int.ext", "-out", crt)
+    return key, crt, root
+
+
 def openssl_sign(d, csr, out, ca=None, days=30, extra=()):
     """Signs a CSR with `openssl x509 -req`, copying its SANs, as an outside CA would."""
     d = pathlib.Path(d)

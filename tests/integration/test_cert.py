@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from keymgr_helpers import dump, fingerprint, keys, openssl, openssl_sign, outside_ca, pubkey
+from keymgr_helpers import dump, fingerprint, keys, openssl, openssl_sign, outside_ca, outside_chain, pubkey
 
 
 @pytest.fixture
@@ -21,20 +21,22 @@ def test_help(moat):
 
 def test_install_a_certificate_signed_by_openssl(pending):
     m = pending
-    ca = openssl_sign(m.dir, m.dir / "www.csr", m.dir / "www.pem")
-    r = m.ok("cert", "install", "www", "www.pem", "--chain", ca)
+    ikey, icrt, root = outside_chain(m.dir)
+    openssl_sign(m.dir, m.dir / "www.csr", m.dir / "www.pem", ca=(ikey, icrt))
+    (m.dir / "chain-in.pem").write_text(icrt.read_text() + root.read_text())
+    r = m.ok("cert", "install", "www", "www.pem", "--chain", "chain-in.pem")
     assert "www" in r.stdout and "active" in r.stdout
     k = keys(m)["www"]
     assert k["state"] == "active"
-    assert k["issuer"] == "CN=Outside Root"
+    assert k["issuer"] == "CN=Outside Intermediate"
     assert k["fingerprint"] == fingerprint(m.dir / "www.pem")
     assert sorted(k["sans"]) == ["DNS:example.com", "DNS:www.example.com"]
     assert 28 <= k["days_left"] <= 30
-    # The exported chain is leaf then CA, and verifies.
+    # The exported chain is leaf then intermediate (never the root), and verifies.
     m.ok("cert", "export", "www", "--chain", "--out", "chain.pem")
     text = (m.dir / "chain.pem").read_text()
     assert text.count("BEGIN CERTIFICATE") == 2
-    openssl("verify", "-CAfile", ca, "-untrusted", m.dir / "chain.pem", m.dir / "www.pem")
+    openssl("verify", "-CAfile", root, "-untrusted", m.dir / "chain.pem", m.dir / "www.pem")
     first = text.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
     (m.dir / "first.pem").write_text(first)
     assert fingerprint(m.dir / "first.pem") == k["fingerprint"]
@@ -42,9 +44,10 @@ def test_install_a_certificate_signed_by_openssl(pending):
 
 def test_bundled_chain_in_any_order_is_ordered(pending):
     m = pending
-    ca = openssl_sign(m.dir, m.dir / "www.csr", m.dir / "www.pem")
-    # CA first, then the leaf: moat must put the leaf first.
-    (m.dir / "bundle.pem").write_text(ca.read_text() + (m.dir / "www.pem").read_text())
+    ikey, icrt, root = outside_chain(m.dir)
+    openssl_sign(m.dir, m.dir / "www.csr", m.dir / "www.pem", ca=(ikey, icrt))
+    # Root, leaf, intermediate: moat must put the leaf first and the intermediate after it.
+    (m.dir / "bundle.pem").write_text(root.read_text() + (m.dir / "www.pem").read_text() + icrt.read_text())
     m.ok("cert", "install", "www", "bundle.pem")
     out = m.ok("cert", "export", "www", "--chain").stdout
     (m.dir / "got.pem").write_text(out.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
@@ -156,7 +159,7 @@ def test_chain_that_does_not_belong_is_refused(pending):
 
 
 def test_install_for_unknown_key(moat):
-    moat.ok("key", "list")
+    moat.ok("key", "new", "x", "--cn", "x.example.com", "--csr-out", "x.csr")
     (moat.dir / "x.pem").write_text("")
     r = moat.fails("cert", "install", "nope", "x.pem")
     assert "nope" in r.stderr
@@ -184,11 +187,13 @@ def test_history_and_rollback(pending):
     # The key in use is the old key again: its public key matches the old certificate.
     m.ok("cert", "export", "www", "--out", "now.pem")
     assert pubkey(m.dir / "now.pem", "cert") == pubkey(m.dir / "one.pem", "cert")
-    # Nothing older to roll back to after rolling back twice.
-    m.ok("cert", "rollback", "www")
-    assert keys(m)["www"]["fingerprint"] == two
     hist = json.loads(m.ok("cert", "history", "www", "--json").stdout)
-    assert hist[0]["fingerprint"] == two
+    assert [h["current"] for h in hist] == [False, True]
+    # Nothing older than the first certificate.
+    before = dump(m.store)
+    r = m.fails("cert", "rollback", "www")
+    assert "no earlier certificate" in r.stderr
+    assert dump(m.store) == before
 
 
 def test_rollback_without_history(pending):

@@ -49,7 +49,6 @@ def test_der_pkcs8_without_certificate_is_pending_then_installed(moat, material)
 
 
 def test_encrypted_pkcs8(moat, material):
-    moat.ok("key", "list")
     moat.ok("key", "new", "x", "--cn", "x.example.com", "--csr-out", "x.csr")
     before = dump(moat.store)
     r = moat.fails("key", "import", "imp", material / "k.enc.pem")   # no password, no tty
