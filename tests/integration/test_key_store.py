@@ -4,6 +4,7 @@ import os
 import resource
 import signal
 import stat
+import subprocess
 
 import pytest
 
@@ -63,7 +64,6 @@ def test_store_files_never_hold_the_private_key(moat):
         pem = openssl("pkcs12", "-in", m.dir / f"{name}.p12", "-nodes", "-nocerts", "-passin",
                       f"file:{pw}").stdout
         (m.dir / f"{name}.key").write_text(pem)
-        der = openssl("pkey", "-in", m.dir / f"{name}.key", "-outform", "DER").stdout
         secrets.append(pem.split("-----BEGIN PRIVATE KEY-----")[1].split("-----END")[0].strip().splitlines()[1])
         text = openssl("pkey", "-in", m.dir / f"{name}.key", "-noout", "-text").stdout
         # The private scalar / exponent: the hex lines after "priv:" or "privateExponent:".
@@ -72,7 +72,12 @@ def test_store_files_never_hold_the_private_key(moat):
             if line.strip().startswith(("priv:", "privateExponent:")):
                 hexpart = "".join(l.strip() for l in lines[i + 1:i + 4]).replace(":", "")
                 secrets.append(bytes.fromhex(hexpart[:40]))
-        del der
+        der = subprocess.run(["openssl", "pkey", "-in", m.dir / f"{name}.key", "-outform", "DER"],
+                             capture_output=True, check=True).stdout
+        # The needles are real: each one is found in the key's own DER or PEM.
+        for s in secrets[-2:]:
+            assert (s if isinstance(s, bytes) else s.encode()) in (der + pem.encode())
+        secrets.append(der)
     for f in m.dir.iterdir():
         if f.name.startswith("moat.db"):
             raw += f.read_bytes()
@@ -117,21 +122,35 @@ def _limit_file_size(limit):
     return preexec
 
 
-@pytest.mark.parametrize("cmd", [
-    ("key", "new", "big", "--cn", "big.example.com", "--csr-out", "big.csr"),
-    ("ca", "issue", "svc", "--cn", "svc.example.com"),
+@pytest.mark.parametrize("cmd,limit,held", [
+    # 1 KiB and nobody else has the store open: the store cannot even start its transaction.
+    (("key", "new", "big", "--cn", "big.example.com", "--csr-out", "big.csr"), 1024, False),
+    # Another process (a server) holds the store open, so SQLite's shared-memory index exists; 8 KiB
+    # leaves room for one page in the write-ahead log: the commit itself fails, after the file was written.
+    (("key", "new", "big", "--cn", "big.example.com", "--csr-out", "big.csr"), 8192, True),
+    (("ca", "sign", "w.csr", "--out", "big.csr"), 8192, True),
+    (("ca", "issue", "svc", "--cn", "svc.example.com"), 8192, True),
 ])
-def test_full_disk_changes_nothing(moat, cmd):
-    import subprocess
+def test_full_disk_changes_nothing(moat, cmd, limit, held):
+    import sqlite3
     from conftest import MOAT_BIN
     moat.ok("ca", "init")
     moat.ok("key", "new", "www", "--cn", "www.example.com", "--csr-out", "w.csr")
     subprocess.run(["sqlite3", str(moat.store), "PRAGMA wal_checkpoint(TRUNCATE)"], check=True, capture_output=True)
     before = dump(moat.store)
-    r = subprocess.run([MOAT_BIN, *cmd], env=moat.env, cwd=moat.dir, capture_output=True, text=True, timeout=60,
-                       preexec_fn=_limit_file_size(1024))
+    con = None
+    if held:
+        con = sqlite3.connect(moat.store)
+        con.execute("select count(*) from sqlite_master").fetchall()
+    try:
+        r = subprocess.run([MOAT_BIN, *cmd], env=moat.env, cwd=moat.dir, capture_output=True, text=True,
+                           timeout=120, preexec_fn=_limit_file_size(limit))
+    finally:
+        if con is not None:
+            con.close()
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stderr.strip() and "AddressSanitizer" not in r.stderr
+    assert "disk" in r.stderr.lower() or "i/o" in r.stderr.lower(), r.stderr
     assert dump(moat.store) == before
     assert not (moat.dir / "big.csr").exists()
     assert not list(moat.dir.glob("*.tmp-*"))
