@@ -8,7 +8,6 @@
 #include "cli/keymgr_int.h"
 
 #include <limits.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <string.h>
 #include <time.h>
@@ -19,18 +18,11 @@
 #define MAX_PATTERNS 64
 #define ROOT_DAYS 3650
 #define INTER_DAYS 1825
-#define CRL_DAYS 7
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Loading the CA */
 
-typedef struct ca {
-    moat_store_ca_t row;
-    X509 *cert;    /* owned */
-    EVP_PKEY *key; /* owned; NULL when not loaded or offline */
-} ca_t;
-
-static void ca_dispose(ca_t *ca)
+void moat__km_ca_dispose(moat__km_ca_t *ca)
 {
     moat_store_ca_dispose(&ca->row);
     X509_free(ca->cert);
@@ -38,19 +30,19 @@ static void ca_dispose(ca_t *ca)
     memset(ca, 0, sizeof(*ca));
 }
 
-static int no_ca(moat_err_t *err)
+int moat__km_no_ca(moat_err_t *err)
 {
     moat_err_set(err, MOAT_E_NOTFOUND, "this store has no CA yet");
     return moat_err_hint(err, "create one with 'moat ca init [--cn NAME]'");
 }
 
 /* Loads the CA of <role>; with <need_key>, its private key too (refused when the key is offline). */
-static int ca_load(moat_store_t *st, moat_ca_role_t role, int need_key, ca_t *ca, moat_err_t *err)
+int moat__km_ca_load(moat_store_t *st, moat_ca_role_t role, int need_key, moat__km_ca_t *ca, moat_err_t *err)
 {
     int rc;
     memset(ca, 0, sizeof(*ca));
     if ((rc = moat_store_ca_get(st, role, &ca->row, err)) != 0)
-        return rc == MOAT_E_NOTFOUND && role == MOAT_CA_ROOT ? no_ca(err) : rc;
+        return rc == MOAT_E_NOTFOUND && role == MOAT_CA_ROOT ? moat__km_no_ca(err) : rc;
     if ((rc = moat_pki_cert_parse(ca->row.der.data, ca->row.der.len, &ca->cert, err)) != 0)
         goto fail;
     if (need_key) {
@@ -70,21 +62,22 @@ static int ca_load(moat_store_t *st, moat_ca_role_t role, int need_key, ca_t *ca
     }
     return 0;
 fail:
-    ca_dispose(ca);
+    moat__km_ca_dispose(ca);
     return rc;
 }
 
 /* The CA that issues: the intermediate when there is one, else the root. */
-static int ca_load_issuing(moat_store_t *st, int need_key, ca_t *ca, moat_err_t *err)
+int moat__km_ca_load_issuing(moat_store_t *st, int need_key, moat__km_ca_t *ca, moat_err_t *err)
 {
-    int rc = ca_load(st, MOAT_CA_INTERMEDIATE, need_key, ca, err);
+    int rc = moat__km_ca_load(st, MOAT_CA_INTERMEDIATE, need_key, ca, err);
     if (rc != MOAT_E_NOTFOUND)
         return rc;
     moat_err_clear(err);
-    return ca_load(st, MOAT_CA_ROOT, need_key, ca, err);
+    return moat__km_ca_load(st, MOAT_CA_ROOT, need_key, ca, err);
 }
 
-static int ca_urls(const ca_t *ca, moat_pki_urls_t *urls, const moat_pki_urls_t **out, moat_err_t *err)
+static int ca_urls(const moat__km_ca_t *ca, moat_pki_urls_t *urls, const moat_pki_urls_t **out,
+                   moat_err_t *err)
 {
     *out = NULL;
     if (ca->row.base_url[0] == '\0')
@@ -142,54 +135,9 @@ static int policy_load(moat_store_t *st, moat_pki_profile_t prof, policy_t *pol,
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* CRL: re-signed on every revocation, kept in setting "ca.crl.<role>" (PEM) for publication. */
-
-int moat__km_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
-                            moat_err_t *err)
-{
-    moat_store_issued_list_t il = {0};
-    moat_pki_revoked_t *entries = NULL;
-    size_t n = 0;
-    int64_t number;
-    X509_CRL *crl = NULL;
-    char *pem = NULL, key[64];
-    size_t pem_len = 0;
-    time_t now = time(NULL);
-    int rc;
-
-    if ((rc = moat_store_issued_list(st, MOAT_ISSUED_REVOKED_ONLY, 0, &il, err)) != 0)
-        return rc;
-    if (il.n > 0 && (entries = moat_calloc(il.n, sizeof(*entries))) == NULL) {
-        rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < il.n; i++) {
-        if (il.items[i].issuer != role || il.items[i].revoked == 0)
-            continue;
-        entries[n].serial = il.items[i].serial;
-        entries[n].revoked_at = (time_t)il.items[i].revoked;
-        entries[n].reason = il.items[i].reason;
-        n++;
-    }
-    if ((rc = moat_store_ca_next_crl_number(st, role, &number, err)) != 0 ||
-        (rc = moat_pki_crl_new(ca_cert, ca_key, (long)number, now, now + CRL_DAYS * 86400, entries, n, &crl,
-                               err)) != 0 ||
-        (rc = moat_pki_crl_to_pem(crl, &pem, &pem_len, err)) != 0)
-        goto out;
-    snprintf(key, sizeof(key), "ca.crl.%s", moat_store_ca_role_name(role));
-    rc = moat_store_setting_set(st, key, pem, err);
-out:
-    moat_free(&pem);
-    X509_CRL_free(crl);
-    moat_free(&entries);
-    moat_store_issued_list_dispose(&il);
-    return rc;
-}
-
-/* ------------------------------------------------------------------------------------------------ */
 /* ca init [--intermediate] */
 
-/* Stores a CA key + certificate as key row <keyname> and CA row <role>, with its first CRL. */
+/* Stores a CA key + certificate as key row <keyname> and CA row <role>. */
 static int store_ca(moat_store_t *st, moat_ca_role_t role, const char *keyname, EVP_PKEY *key, X509 *cert,
                     int exportable, const char *base_url, moat_err_t *err)
 {
@@ -221,8 +169,6 @@ static int store_ca(moat_store_t *st, moat_ca_role_t role, const char *keyname, 
     row.der.len = der_len;
     (void)moat_strlcpy(row.base_url, base_url ? base_url : "", sizeof(row.base_url));
     rc = moat_store_ca_set(st, &row, err);
-    if (rc == 0)
-        rc = moat__km_ca_crl_refresh(st, role, cert, key, err);
 out:
     moat_free_secret(&pkcs8, pkcs8_len);
     moat_free(&spki);
@@ -241,7 +187,7 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
     moat_pki_urls_t urls;
     moat_store_t *st = NULL;
     moat_store_key_t clash = {0};
-    ca_t root = {0};
+    moat__km_ca_t root = {0};
     moat_store_ca_t existing = {0};
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
@@ -313,7 +259,7 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
         goto fail;
     }
     moat_err_clear(&err);
-    if (inter && ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
+    if (inter && moat__km_ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
         goto fail;
     if (moat_pki_key_generate(alg, NULL, NULL, &key, &err) != 0)
         goto fail;
@@ -368,7 +314,7 @@ out:
     moat_pki_cert_info_dispose(&ci);
     EVP_PKEY_free(key);
     X509_free(cert);
-    ca_dispose(&root);
+    moat__km_ca_dispose(&root);
     moat_store_key_dispose(&clash);
     moat_store_close(st);
     return rc;
@@ -383,7 +329,7 @@ typedef struct issue_req {
 } issue_req_t;
 
 /* Checks <csr> against the profile's policy and signs it with the issuing CA. */
-static int issue(moat_store_t *st, const ca_t *ca, X509_REQ *csr, const issue_req_t *r, X509 **out,
+static int issue(moat_store_t *st, const moat__km_ca_t *ca, X509_REQ *csr, const issue_req_t *r, X509 **out,
                  moat_err_t *err)
 {
     policy_t pol;
@@ -443,7 +389,7 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
     moat_store_t *st = NULL;
     moat_store_issued_t is = {0};
     moat_pki_cert_info_t ci = {0};
-    ca_t ca = {0};
+    moat__km_ca_t ca = {0};
     moat_err_t err = {0};
     int rc;
     const moat__km_opt_t opts[] = {
@@ -480,7 +426,7 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
     }
     if (moat__km_open(cli, 0, &st, &err) != 0)
         goto fail;
-    if (ca_load_issuing(st, 1, &ca, &err) != 0)
+    if (moat__km_ca_load_issuing(st, 1, &ca, &err) != 0)
         goto fail;
     if (issue(st, &ca, csr, &r, &cert, &err) != 0) {
         moat_err_prefix(&err, "%s: ", pos[0]);
@@ -525,7 +471,7 @@ done:
     moat_free(&pem);
     X509_REQ_free(csr);
     X509_free(cert);
-    ca_dispose(&ca);
+    moat__km_ca_dispose(&ca);
     moat_store_close(st);
     return rc;
 }
@@ -549,7 +495,7 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
     unsigned char *pkcs8 = NULL, *spki = NULL, *der = NULL;
     size_t pkcs8_len = 0, spki_len = 0, der_len = 0;
     moat_store_blob_t chain = {0};
-    ca_t ca = {0};
+    moat__km_ca_t ca = {0};
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
         {"--cn", &cn, NULL, NULL, NULL, 0},
@@ -612,7 +558,7 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
         goto fail;
     }
     moat_err_clear(&err);
-    if (ca_load_issuing(st, 1, &ca, &err) != 0)
+    if (moat__km_ca_load_issuing(st, 1, &ca, &err) != 0)
         goto fail;
     {
         moat_pki_subject_t subj = {cn, o, ou, NULL, NULL, NULL, email};
@@ -684,7 +630,7 @@ out:
     EVP_PKEY_free(key);
     X509_REQ_free(csr);
     X509_free(cert);
-    ca_dispose(&ca);
+    moat__km_ca_dispose(&ca);
     moat_store_key_dispose(&old);
     moat_store_key_dispose(&k);
     moat_store_close(st);
@@ -698,7 +644,7 @@ static int ca_cert(moat_cli_t *cli, int argc, char **argv)
     const char *out = "-";
     int der_out = 0, want_root = 0, rc;
     moat_store_t *st = NULL;
-    ca_t ca = {0};
+    moat__km_ca_t ca = {0};
     char *pem = NULL;
     size_t len = 0;
     moat_err_t err = {0};
@@ -721,7 +667,8 @@ static int ca_cert(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
-    if ((want_root ? ca_load(st, MOAT_CA_ROOT, 0, &ca, &err) : ca_load_issuing(st, 0, &ca, &err)) != 0)
+    if ((want_root ? moat__km_ca_load(st, MOAT_CA_ROOT, 0, &ca, &err)
+                   : moat__km_ca_load_issuing(st, 0, &ca, &err)) != 0)
         goto fail;
     if (der_out) {
         if (moat__km_write_file(out, ca.row.der.data, ca.row.der.len, 0644, &err) != 0)
@@ -736,75 +683,7 @@ fail:
     rc = moat_cli_fail(cli, &err);
 done:
     moat_free(&pem);
-    ca_dispose(&ca);
-    moat_store_close(st);
-    return rc;
-}
-
-static int ca_crl(moat_cli_t *cli, int argc, char **argv)
-{
-    const char *out = "-";
-    int der_out = 0, want_root = 0, rc;
-    moat_store_t *st = NULL;
-    moat_store_ca_t row = {0};
-    char key[64], pem[1 << 16];
-    unsigned char *der = NULL;
-    size_t der_len = 0;
-    X509_CRL *crl = NULL;
-    moat_err_t err = {0};
-    const moat__km_opt_t opts[] = {
-        {"--der", NULL, &der_out, NULL, NULL, 0},
-        {"--root", NULL, &want_root, NULL, NULL, 0},
-        {"--out", &out, NULL, NULL, NULL, 0},
-        {0},
-    };
-    const moat__km_cmd_t cmd = {
-        "moat ca crl [--der] [--root] [--out FILE]",
-        "Prints the current certificate revocation list of the issuing CA (or of the\n"
-        "root with --root). It is re-signed on every revocation.\n",
-        opts,
-        NULL,
-        0,
-        0};
-
-    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
-        return rc;
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    rc = want_root ? MOAT_E_NOTFOUND : moat_store_ca_get(st, MOAT_CA_INTERMEDIATE, &row, &err);
-    if (rc == MOAT_E_NOTFOUND) {
-        moat_err_clear(&err);
-        rc = moat_store_ca_get(st, MOAT_CA_ROOT, &row, &err);
-        if (rc == MOAT_E_NOTFOUND)
-            no_ca(&err);
-    }
-    if (rc != 0)
-        goto fail;
-    snprintf(key, sizeof(key), "ca.crl.%s", moat_store_ca_role_name(row.role));
-    if (moat_store_setting_get(st, key, pem, sizeof(pem), &err) != 0)
-        goto fail;
-    if (der_out) {
-        BIO *b = BIO_new_mem_buf(pem, -1);
-        crl = b ? PEM_read_bio_X509_CRL(b, NULL, NULL, NULL) : NULL;
-        BIO_free(b);
-        if (crl == NULL) {
-            moat_err_ossl(&err, MOAT_E_PKI, "the stored CRL does not parse");
-            goto fail;
-        }
-        if (moat_pki_crl_to_der(crl, &der, &der_len, &err) != 0 ||
-            moat__km_write_file(out, der, der_len, 0644, &err) != 0)
-            goto fail;
-    } else if (moat__km_write_file(out, pem, strlen(pem), 0644, &err) != 0) {
-        goto fail;
-    }
-    rc = MOAT_EXIT_OK;
-    goto done;
-fail:
-    rc = moat_cli_fail(cli, &err);
-done:
-    moat_free(&der);
-    X509_CRL_free(crl);
-    moat_store_ca_dispose(&row);
+    moat__km_ca_dispose(&ca);
     moat_store_close(st);
     return rc;
 }
@@ -884,7 +763,7 @@ static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
     moat_store_t *st = NULL;
     moat_store_key_t k = {0};
     moat_store_ca_t inter = {0};
-    ca_t root = {0};
+    moat__km_ca_t root = {0};
     unsigned char *p12 = NULL;
     size_t p12_len = 0;
     char pw[1024];
@@ -913,7 +792,7 @@ static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
         return moat_cli_usage(cmd.usage, "%s is required", out == NULL ? "--out" : "--password-file");
     if (moat__km_open(cli, 0, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
+    if (moat__km_ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
         goto fail;
     if (moat_store_key_get_by_id(st, root.row.key_id, &k, &err) != 0)
         goto fail;
@@ -971,85 +850,12 @@ done:
     moat_free_secret(&p12, p12_len);
     moat_store_ca_dispose(&inter);
     moat_store_key_dispose(&k);
-    ca_dispose(&root);
+    moat__km_ca_dispose(&root);
     moat_store_close(st);
     return rc;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-
-static int ca_revoke(moat_cli_t *cli, int argc, char **argv)
-{
-    const char *pos[1], *reason_s = NULL;
-    moat_pki_reason_t reason = MOAT_PKI_REASON_UNSPECIFIED;
-    moat_store_t *st = NULL;
-    moat_store_issued_t is = {0};
-    ca_t ca = {0};
-    moat_err_t err = {0};
-    int rc;
-    const moat__km_opt_t opts[] = {
-        {"--reason", &reason_s, NULL, NULL, NULL, 0},
-        {0},
-    };
-    const moat__km_cmd_t cmd = {
-        "moat ca revoke NAME|SERIAL [--reason R]",
-        "Revokes a certificate moat's CA issued (by key name or serial) and re-signs the CRL; a running\n"
-        "server's OCSP responder answers \"revoked\" from then on.\n\n"
-        "  --reason R   unspecified (default), key-compromise, ca-compromise, affiliation-changed,\n"
-        "               superseded, cessation-of-operation, certificate-hold, privilege-withdrawn\n",
-        opts,
-        pos,
-        1,
-        1};
-
-    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
-        return rc;
-    if (reason_s != NULL && moat_pki_reason_parse(reason_s, &reason, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat__km_open(cli, 0, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_store_issued_get(st, pos[0], &is, &err) != 0) {
-        if (err.code == MOAT_E_NOTFOUND) {
-            moat_err_set(&err, MOAT_E_NOTFOUND,
-                         "moat's CA has issued no certificate with serial or name \"%s\"", pos[0]);
-            moat_err_hint(&err, "'moat ca list' shows what it issued");
-        }
-        goto fail;
-    }
-    if (is.revoked != 0) {
-        char t[64];
-        moat__km_fmt_time((time_t)is.revoked, t, sizeof(t));
-        moat_err_set(&err, MOAT_E_STATE, "serial %s was already revoked on %s (%s)", is.serial, t,
-                     moat_pki_reason_name(is.reason));
-        goto fail;
-    }
-    if (ca_load(st, is.issuer, 1, &ca, &err) != 0)
-        goto fail;
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    if (moat_store_issued_revoke(st, is.serial, (int64_t)time(NULL), (int)reason, &err) != 0 ||
-        moat__km_ca_crl_refresh(st, is.issuer, ca.cert, ca.key, &err) != 0 ||
-        moat_store_generation_bump(st, &err) != 0 ||
-        moat__km_audit(st, "ca.revoke", is.serial, &err, "subject %s, name %s, reason %s", is.subject,
-                       is.name[0] ? is.name : "-", moat_pki_reason_name((int)reason)) != 0) {
-        moat_store_rollback(st);
-        goto fail;
-    }
-    if (moat__km_commit(st, NULL, &err) != 0)
-        goto fail;
-    if (!cli->quiet)
-        printf("revoked serial %s (%s%s%s), reason %s; the CRL is re-signed\n", is.serial, is.subject,
-               is.name[0] ? ", key " : "", is.name, moat_pki_reason_name((int)reason));
-    rc = MOAT_EXIT_OK;
-    goto done;
-fail:
-    rc = moat_cli_fail(cli, &err);
-done:
-    moat_store_issued_dispose(&is);
-    ca_dispose(&ca);
-    moat_store_close(st);
-    return rc;
-}
 
 static int ca_list(moat_cli_t *cli, int argc, char **argv)
 {
@@ -1108,7 +914,11 @@ static int ca_list(moat_cli_t *cli, int argc, char **argv)
                 moat_json_str(&j, moat_pki_time_format((time_t)x->revoked, b));
             else
                 moat_json_null(&j);
-            moat_json_kv_str(&j, "reason", x->revoked != 0 ? moat_pki_reason_name(x->reason) : NULL);
+            moat_json_key(&j, "reason_code");
+            if (x->revoked != 0)
+                moat_json_int(&j, x->reason);
+            else
+                moat_json_null(&j);
             moat_json_obj_end(&j);
         }
         moat_json_arr_end(&j);
@@ -1166,7 +976,7 @@ static int ca_set_url(moat_cli_t *cli, int argc, char **argv)
         goto fail;
     rc = moat_store_ca_set_url(st, pos[0], &err);
     if (rc == MOAT_E_NOTFOUND)
-        no_ca(&err);
+        moat__km_no_ca(&err);
     if (rc != 0 || moat_store_generation_bump(st, &err) != 0 ||
         moat__km_audit(st, "ca.set-url", pos[0], &err, "CRL %s, OCSP %s", urls.crl, urls.ocsp) != 0) {
         moat_store_rollback(st);
@@ -1297,9 +1107,7 @@ int moat_cli_ca(moat_cli_t *cli, int argc, char **argv)
         {"sign", "sign a certificate request", ca_sign},
         {"issue", "create a key and its certificate in one step", ca_issue},
         {"cert", "print the issuing (or root) CA certificate", ca_cert},
-        {"crl", "print the current certificate revocation list", ca_crl},
         {"list", "list the certificates the CA issued", ca_list},
-        {"revoke", "revoke a certificate and re-sign the CRL", ca_revoke},
         {"export-client", "write a client certificate and key as PKCS#12", ca_export_client},
         {"export-root", "export the root key (and take it offline)", ca_export_root},
         {"set-url", "set the public base URL for CRL, OCSP and CA certificates", ca_set_url},

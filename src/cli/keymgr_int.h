@@ -125,12 +125,19 @@ int moat__km_password(const char *file, const char *prompt, int confirm, int all
 int moat__km_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *out, const char *pwfile,
                         int legacy, const char *action, moat_err_t *err);
 
-/*
- * Re-signs the CRL of the CA <role> (all its revoked issued certificates, next CRL number, valid for a
- * week) and stores it as PEM in setting "ca.crl.<role>" ("ca.crl.root", "ca.crl.intermediate"), inside
- * the caller's transaction.
- */
-int moat__km_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
-                            moat_err_t *err);
+/* moat's CA as loaded by ca.c: the store row, its certificate and (when asked for) its key. */
+typedef struct moat__km_ca {
+    moat_store_ca_t row;
+    X509 *cert;    /* owned */
+    EVP_PKEY *key; /* owned; NULL when not loaded */
+} moat__km_ca_t;
+
+void moat__km_ca_dispose(moat__km_ca_t *ca);
+/* Sets "this store has no CA yet" with the hint to run ca init; returns the code. */
+int moat__km_no_ca(moat_err_t *err);
+/* Loads the CA of <role>; with <need_key> its private key too (refused, with why, when it is offline). */
+int moat__km_ca_load(moat_store_t *st, moat_ca_role_t role, int need_key, moat__km_ca_t *ca, moat_err_t *err);
+/* The CA that issues: the intermediate when there is one, else the root. */
+int moat__km_ca_load_issuing(moat_store_t *st, int need_key, moat__km_ca_t *ca, moat_err_t *err);
 
 #endif

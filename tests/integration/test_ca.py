@@ -27,8 +27,7 @@ def csr(m, name, cn, extra=()):
 
 def test_help(moat):
     assert "init" in moat.ok("ca", "--help").stdout
-    for sub in ("init", "sign", "issue", "cert", "crl", "list", "revoke", "export-client", "export-root",
-                "set-url", "policy"):
+    for sub in ("init", "sign", "issue", "cert", "list", "export-client", "export-root", "set-url", "policy"):
         assert moat.ok("ca", sub, "--help").stdout.startswith("usage: moat ca " + sub)
 
 
@@ -170,37 +169,6 @@ def test_export_root_refused_when_not_exportable(ca):
     pw = write_pw(ca.dir, "pw")
     r = ca.fails("ca", "export-root", "--out", "r.p12", "--password-file", pw)
     assert "not exportable" in r.stderr
-
-
-def test_revoke_resigns_the_crl(ca):
-    m = ca
-    m.ok("ca", "issue", "www", "--cn", "www.example.com")
-    m.ok("ca", "issue", "api", "--cn", "api.example.com")
-    serial = json.loads(m.ok("key", "show", "www", "--json").stdout)["serial"]
-    m.ok("ca", "crl", "--out", "crl0.pem")
-    assert "No Revoked Certificates" in openssl("crl", "-in", m.dir / "crl0.pem", "-noout", "-text").stdout
-    r = m.ok("ca", "revoke", "www", "--reason", "key-compromise")
-    assert serial in r.stdout
-    m.ok("ca", "crl", "--out", "crl.pem")
-    t = openssl("crl", "-in", m.dir / "crl.pem", "-noout", "-text").stdout
-    assert serial in t.replace(":", "").upper() and "Key Compromise" in t
-    openssl("crl", "-in", m.dir / "crl.pem", "-noout", "-CAfile", m.dir / "root.pem")
-    m.ok("cert", "export", "www", "--out", "www.pem")
-    v = openssl("verify", "-crl_check", "-CAfile", m.dir / "root.pem", "-CRLfile", m.dir / "crl.pem",
-                m.dir / "www.pem", check=False)
-    assert v.returncode != 0 and "revoked" in (v.stdout + v.stderr)
-    m.ok("cert", "export", "api", "--out", "api.pem")
-    openssl("verify", "-crl_check", "-CAfile", m.dir / "root.pem", "-CRLfile", m.dir / "crl.pem", m.dir / "api.pem")
-    assert keys(m)["www"]["state"] == "revoked"
-    revoked = json.loads(m.ok("ca", "list", "--revoked", "--json").stdout)
-    assert [x["serial"] for x in revoked] == [serial] and revoked[0]["reason"] == "key-compromise"
-    before = dump(m.store)
-    r = m.fails("ca", "revoke", serial)
-    assert "already revoked" in r.stderr
-    r = m.fails("ca", "revoke", "0123456789ABCDEF")
-    assert "no certificate" in r.stderr
-    m.fails("ca", "revoke", "api", "--reason", "because")
-    assert dump(m.store) == before
 
 
 def test_list_expiring(ca):
