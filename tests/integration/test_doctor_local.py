@@ -1,6 +1,12 @@
 """`moat doctor [-c moat.yaml]`: local findings through the real binary (store, config, listeners)."""
 import json
 import os
+import signal
+import socket
+import time
+
+from conftest import free_port
+from doctor_pki import Pki
 
 
 def run_doctor(moat, *args, code=None):
@@ -36,3 +42,132 @@ def test_invalid_config_is_a_finding(moat):
     f = next(f for f in rep["findings"] if f["id"] == "config-invalid")
     assert "moat.yaml:3:" in f["what"] and "99999" in f["what"]
     assert "moat serve --check" in f["fix"]
+
+
+# ---- through the key manager, the CA and the server -------------------------------------------------
+
+
+def site(hosts, port, certificate="auto", extra=""):
+    return (f"  - hosts: [{', '.join(hosts)}]\n    listen: [\"127.0.0.1:{port}\"]\n"
+            f"    certificate: {certificate}\n{extra}")
+
+
+def config(moat, *sites, name="moat.yaml"):
+    cfg = moat.dir / name
+    cfg.write_text("sites:\n" + "".join(sites))
+    return cfg
+
+
+def finding(rep, fid):
+    return next(f for f in rep["findings"] if f["id"] == fid)
+
+
+def test_pending_key_and_no_backup(moat):
+    moat.ok("key", "new", "www", "--cn", "www.example.com", "--csr-out", "www.csr")
+    rep = run_doctor(moat, code=0)
+    assert {"key-pending", "key-no-backup", "no-config"} <= ids(rep)
+    assert finding(rep, "key-pending")["subject"] == "key www"
+    assert "moat cert install www" in finding(rep, "key-pending")["fix"]
+    assert "moat store backup" in finding(rep, "key-no-backup")["fix"]
+
+
+def test_site_names_a_missing_or_pending_key(moat):
+    moat.ok("key", "new", "www", "--cn", "www.example.com", "--csr-out", "www.csr")
+    port = free_port()
+    cfg = config(moat, site(["a.example"], port, "nosuchkey"), site(["www.example.com"], port, "www"))
+    rep = run_doctor(moat, "-c", cfg, code=1)
+    assert finding(rep, "site-key-missing")["subject"] == "site a.example"
+    assert finding(rep, "site-key-pending")["subject"] == "site www.example.com"
+    # Nothing runs: the listener is down, and two sites share it with no default.
+    assert "listener-down" in ids(rep, "error")
+    assert finding(rep, "shared-listener")["severity"] == "warning"
+
+
+def test_unbound_key_uncovered_host_and_shared_listener(moat):
+    moat.ok("ca", "init", "--cn", "Doctor Local CA")
+    moat.ok("ca", "issue", "www", "--cn", "www.example.com", "--san", "DNS:www.example.com")
+    moat.ok("ca", "issue", "old", "--cn", "old.example.com", "--san", "DNS:old.example.com")
+    port = free_port()
+    cfg = config(moat, site(["www.example.com", "api.example.com"], port, "www", "    default: true\n"),
+                 site(["b.example.com"], port, "www"))
+    rep = run_doctor(moat, "-c", cfg, code=1)
+    mm = [f for f in rep["findings"] if f["id"] == "name-mismatch"]
+    assert any(f["subject"] == "site www.example.com" and "api.example.com" in f["what"] for f in mm)
+    assert finding(rep, "key-unused")["subject"] == "key old"
+    shared = finding(rep, "shared-listener")
+    assert shared["severity"] == "info" and "a client without SNI gets www.example.com" in shared["what"]
+
+
+def test_expired_certificate_from_outside_ca(moat):
+    pki = Pki(moat.dir / "pki")
+    pki.root()
+    pki.sign("inter", "root", "Outside Intermediate", ca=True)
+    moat.ok("key", "new", "www", "--cn", "www.example.com", "--csr-out", "www.csr")
+    pki.sign("www", "inter", "www.example.com", "DNS:www.example.com", start=-60, end=-1, csr=moat.dir / "www.csr")
+    moat.ok("cert", "install", "www", pki.path("www.pem"), "--chain", pki.path("inter.pem"), "--force")
+    cfg = config(moat, site(["www.example.com"], free_port(), "www"))
+    rep = run_doctor(moat, "-c", cfg, "--ca", pki.path("root.pem"), code=1)
+    assert finding(rep, "cert-expired")["subject"] == "site www.example.com"
+    assert "moat key renew www" in finding(rep, "cert-expired")["fix"]
+    # Without the outside root, the trust store that would need it is named.
+    rep = run_doctor(moat, "-c", cfg, "--no-system-trust", code=1)
+    assert "untrusted-root" in ids(rep) or "chain-incomplete" in ids(rep)
+
+
+def test_ca_expiring_and_client_trust_missing(moat):
+    port = free_port()
+    cfg = config(moat, site(["a.example"], port, "auto", "    client_certificate: required\n"))
+    moat.ok("key", "new", "x", "--cn", "x.example", "--csr-out", "x.csr")  # creates the store
+    rep = run_doctor(moat, "-c", cfg, code=1)
+    assert finding(rep, "client-trust-missing")["subject"] == "site a.example"
+    moat.ok("ca", "init", "--cn", "Short CA", "--days", "20")
+    rep = run_doctor(moat, "-c", cfg, code=1)
+    assert "client-trust-missing" not in ids(rep)
+    assert finding(rep, "ca-expiring")["subject"] == "ca root"
+
+
+def test_port_held_by_another_process_that_never_answers(moat):
+    moat.ok("key", "new", "x", "--cn", "x.example", "--csr-out", "x.csr")
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    try:
+        cfg = config(moat, site(["a.example"], port))
+        rep = run_doctor(moat, "-c", cfg, code=1)
+    finally:
+        srv.close()
+    held = finding(rep, "port-held")
+    assert f"pid {os.getpid()}" in held["what"]
+    assert "listener-no-answer" in ids(rep, "error")
+    assert "listener-down" not in ids(rep)
+
+
+def test_running_server_is_healthy_then_a_refused_reload_is_reported(moat):
+    moat.ok("ca", "init", "--cn", "Doctor Serve CA")
+    moat.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost")
+    port = free_port()
+    text = "sites:\n" + site(["localhost"], port, "www")
+    proc = moat.serve(text, wait=[port])
+    cfg = moat.dir / "moat.yaml"
+    rep = run_doctor(moat, "-c", cfg)
+    assert ids(rep, "error") == set(), rep["findings"]
+    serves = [f["value"] for s in rep["subjects"] for f in s["facts"] if f["key"] == "serves"]
+    assert any("CN=localhost" in v for v in serves)
+    # From outside, moat's own CA (found in the store) is a trust anchor too.
+    r = moat.run("doctor", "--json", "--timeout", "2", "--no-system-trust", f"https://localhost:{port}")
+    remote = json.loads(r.stdout)
+    assert r.returncode == 0, remote["findings"]
+    assert remote["store"] == str(moat.store)
+    assert "untrusted-root" not in ids(remote) and "self-signed" not in ids(remote)
+    # A config the server cannot load: it keeps the old one and says why; doctor shows both.
+    cfg.write_text("sites:\n" + site(["localhost"], port, "nosuchkey"))
+    proc.send_signal(signal.SIGHUP)
+    for _ in range(40):
+        rep = run_doctor(moat, "-c", cfg)
+        if "change-refused" in ids(rep):
+            break
+        time.sleep(0.25)
+    assert "change-refused" in ids(rep, "error"), rep["findings"]
+    assert "site-key-missing" in ids(rep, "error")
+    assert "nosuchkey" in finding(rep, "change-refused")["what"]
