@@ -329,11 +329,15 @@ class Moat(Server):
         return (r.stdout or r.stderr).strip()
 
     def available(self):
-        try:
-            r = run([MOAT, "serve", "--help"], timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-        return r.returncode == 0
+        """None when this moat can be benchmarked, else the reason why not."""
+        for args in (["serve", "--help"], ["key", "import", "--help"]):
+            try:
+                r = run([MOAT, *args], timeout=20)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return f"`moat {' '.join(args[:-1])}` cannot run: {e}"
+            if r.returncode != 0:
+                return f"this moat has no working `moat {' '.join(args[:-1])}` command yet"
+        return None
 
     def env(self):
         e = dict(os.environ)
@@ -354,8 +358,7 @@ class Moat(Server):
             r = run([MOAT, "key", "import", name, str(bundle)], env=self.env(), timeout=60)
             if r.returncode != 0:
                 die(f"moat key import {name} failed: {r.stderr.strip()}")
-            show = run([MOAT, "key", "show", name], env=self.env(), timeout=60)
-            if "pending" in show.stdout:
+            if "pending" in r.stdout:  # the key came without its certificate
                 r = run([MOAT, "cert", "install", name, str(crt)], env=self.env(), timeout=60)
                 if r.returncode != 0:
                     die(f"moat cert install {name} failed: {r.stderr.strip()}")
@@ -685,6 +688,52 @@ the runs (median); above {BUSY_WARN:.0%} (BUSY) other work disturbed the runs.
     path.write_text(text)
 
 
+# ---------------------------------------------------------------- profiles
+
+PROFILE_LOADS = [
+    ("keepalive", "ec", lambda srv, secs: ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{secs}s",
+                                           f"https://127.0.0.1:{srv.port}/1k.bin"]),
+    ("hs-ecdsa", "ec", lambda srv, secs: tlsbench_args(srv, "-d", secs, "-c", HS_INFLIGHT)),
+    ("hs-rsa", "rsa", lambda srv, secs: tlsbench_args(srv, "-d", secs, "-c", HS_INFLIGHT)),
+    ("resume", "ec", lambda srv, secs: tlsbench_args(srv, "-r", "-d", secs, "-c", HS_INFLIGHT)),
+]
+
+
+def profile(fx, srv, outdir, loads, secs=8):
+    """perf record -g (cpu-clock: no hardware counters needed) of the server under each load; writes the
+    flat and the caller-inclusive top symbols to <outdir>/<server>-<load>-{self,children}.txt."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    for name, alg, cmd in PROFILE_LOADS:
+        if name not in loads:
+            continue
+        srv.start(alg)
+        try:
+            warmup(srv, fx)
+            data = fx.top / f"{srv.label}-{name}.data"
+            rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "-g",
+                                    "--call-graph", "dwarf,16384", "-p", str(srv.pid), "-o", str(data),
+                                    "--", "sleep", str(secs + 1)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+            time.sleep(0.5)
+            r = client(cmd(srv, secs), secs + 60)
+            _, err = rec.communicate(timeout=120)
+            if rec.returncode != 0:
+                die(f"perf record failed: {err.strip()}")
+        finally:
+            srv.stop()
+        last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+        log(f"profile {srv.label} {name}: load: {last[:120] or r.stderr.strip()[:200]}")
+        for kind, flags in (("self", ["--no-children"]), ("children", ["--children"])):
+            rep = run(["perf", "report", "-i", str(data), "--stdio", *flags, "--sort", "dso,symbol",
+                       "-g", "none", "--percent-limit", "0.7"], timeout=600)
+            lines = [x for x in rep.stdout.splitlines() if x.strip() and not x.startswith("#")]
+            out = outdir / f"{srv.label}-{name}-{kind}.txt"
+            out.write_text("\n".join(lines[:60]) + "\n")
+            log(f"  {out}")
+        print(f"\n== {srv.label} under {name}: top symbols by self time")
+        print((outdir / f"{srv.label}-{name}-self.txt").read_text()[:3000])
+
+
 # ---------------------------------------------------------------- main
 
 def ensure_tlsbench(top):
@@ -700,7 +749,44 @@ def ensure_tlsbench(top):
     TLSBENCH = str(out)
 
 
+def main_profile(args):
+    """bench.py --profile [moat|nginx ...] [--loads keepalive,hs-ecdsa]"""
+    loads = ["keepalive", "hs-ecdsa"]
+    who = []
+    it = iter(args)
+    for a in it:
+        if a == "--loads":
+            loads = next(it, "").split(",")
+        else:
+            who.append(a)
+    who = who or ["moat"]
+    if not shutil.which("perf"):
+        die("perf is missing: apt-get install linux-perf")
+    top = pathlib.Path(tempfile.mkdtemp(prefix="moat-profile-"))
+    try:
+        ensure_tlsbench(top)
+        fx = Fixture(top)
+        fx.make()
+        for w in who:
+            if w == "moat":
+                srv = Moat(fx, "moat")
+                why = srv.available() if os.access(MOAT, os.X_OK) else f"{MOAT} is not built"
+                if why:
+                    die(f"cannot profile moat: {why}")
+                srv.prepare()
+            elif w == "nginx":
+                srv = Nginx(fx, "nginx")
+            else:
+                die(f"cannot profile {w!r}: moat or nginx")
+            profile(fx, srv, BUILD / "bench-profiles", loads)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    return 0
+
+
 def main():
+    if sys.argv[1:2] == ["--profile"]:
+        return main_profile(sys.argv[2:])
     for tool in ("taskset", "wrk", "curl", "openssl", NGINX):
         if not shutil.which(tool):
             die(f"{tool} is missing: run `scripts/deps.sh bench` (as root) first")
@@ -714,15 +800,14 @@ def main():
         fx.make()
         wanted = [s.strip() for s in os.environ.get("BENCH_SERVERS", "moat,nginx").split(",")]
         notes = ""
-        moat_ok = True
         if "moat" in wanted:
             m = Moat(fx, "moat")
-            moat_ok = os.access(MOAT, os.X_OK) and m.available()
-            if not moat_ok:
-                log(f"bench: {MOAT} has no working `serve` command yet: running nginx against nginx to "
-                    "check the ratio machinery (both ratios should be close to 1.00)")
-                notes = (f"\n**Calibration run**: `{MOAT}` had no working `serve` command, so a second nginx "
-                         "stood in for moat; every ratio should be close to 1.00.\n")
+            why = m.available() if os.access(MOAT, os.X_OK) else f"{MOAT} is not built"
+            if why:
+                log(f"bench: {why}: running nginx against nginx to check the ratio machinery "
+                    "(every ratio should be close to 1.00)")
+                notes = (f"\n**Calibration run**: {why}, so a second nginx stood in for moat; every ratio "
+                         "should be close to 1.00.\n")
                 wanted = ["nginx", "nginx"]
         labels = []
         for w in wanted:

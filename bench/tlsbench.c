@@ -166,11 +166,14 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     if (!opt.resume || saved_session != NULL)
         return 0; /* not kept: OpenSSL frees it */
-    saved_session = sess;
-    /* From now on the client cache is off: with it on, OpenSSL marks the session in use as not resumable
-     * whenever a resumed connection receives a new ticket, and only the first resumption would work. */
+    /* A copy, independent of the connection that received it (whose own session object OpenSSL may
+     * later replace or mark not resumable). */
+    saved_session = SSL_SESSION_dup(sess);
+    if (saved_session == NULL)
+        note_error("copying the session of the first handshake");
+    /* From now on the client cache is off: nothing else is kept. */
     SSL_CTX_set_session_cache_mode(SSL_get_SSL_CTX(ssl), SSL_SESS_CACHE_OFF);
-    return 1; /* we own the reference now */
+    return 0;
 }
 
 static int set_interest(conn_t *c, uint32_t events)
@@ -369,6 +372,10 @@ static int step(conn_t *c)
                 break;
             }
             if (SSL_get_error(c->ssl, r) == SSL_ERROR_ZERO_RETURN) {
+                /* A clean end even when the server closed without its close_notify (which leaves only
+                 * the "received" flag set): without both flags SSL_free would mark the session in use,
+                 * the one every resumed connection shares, as not resumable. */
+                SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
                 st.completed++;
                 release(c);
                 return 1;

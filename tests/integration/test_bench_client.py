@@ -3,6 +3,7 @@ so it is not a test): full, resumed, verified and held connections against real 
 import asyncio
 import os
 import pathlib
+import socket
 import ssl
 import subprocess
 import sys
@@ -106,6 +107,53 @@ def test_resume_against_a_server_without_tickets_says_so(tmp_path):
         proc.wait(timeout=10)
     assert r.returncode != 0
     assert "no session ticket" in r.stderr or "RESUMPTION FAILED" in r.stderr
+
+
+class CurtServer:
+    """Sends one ticket, closes without close_notify after the client's: what moat does, and the case
+    where a careless client loses its session (OpenSSL then marks it not resumable)."""
+
+    def __init__(self, key, crt):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(crt, key)
+        self.ctx.num_tickets = 1
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                raw, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            raw.settimeout(5)
+            try:
+                with self.ctx.wrap_socket(raw, server_side=True) as tls:
+                    while tls.recv(4096):
+                        pass
+            except (OSError, ssl.SSLError):
+                pass  # closed without unwrap(): no close_notify
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+def test_resume_survives_a_server_that_closes_without_close_notify(tmp_path):
+    key, crt = make_cert(tmp_path, "server")
+    with CurtServer(key, crt) as srv:
+        r = tlsbench("-r", "-n", 40, "-c", 1, "-d", 20, "127.0.0.1", srv.port)
+    assert r.returncode == 0, r.stderr
+    v = kv(r.stdout.splitlines()[-1])
+    assert v["new"] == "1" and int(v["resumed"]) == int(v["handshakes"]) - 1 >= 39
 
 
 class HoldServer:
