@@ -206,18 +206,21 @@ def test_rollback_without_history(pending):
     assert dump(m.store) == before
 
 
-def test_install_bumps_the_generation(pending):
+def test_install_and_rollback_bump_the_generation_once(pending):
     m = pending
-    import sqlite3
-    openssl_sign(m.dir, m.dir / "www.csr", m.dir / "www.pem")
 
     def generation():
-        con = sqlite3.connect(f"file:{m.store}?mode=ro", uri=True)
-        try:
-            tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
-            return tables, dump(m.store)
-        finally:
-            con.close()
-    before = generation()[1]
-    m.ok("cert", "install", "www", "www.pem")
-    assert generation()[1] != before
+        return json.loads(m.ok("store", "info", "--json").stdout)["generation"]
+    openssl_sign(m.dir, m.dir / "www.csr", m.dir / "one.pem")
+    g0 = generation()
+    m.ok("cert", "install", "www", "one.pem")
+    assert generation() == g0 + 1
+    m.ok("key", "renew", "www", "--csr-out", "www2.csr")
+    openssl_sign(m.dir, m.dir / "www2.csr", m.dir / "two.pem")
+    g1 = generation()
+    m.ok("cert", "install", "www", "two.pem")
+    assert generation() == g1 + 1
+    m.ok("cert", "rollback", "www")
+    assert generation() == g1 + 2
+    m.fails("cert", "install", "www", "one.pem")      # already there: nothing changes
+    assert generation() == g1 + 2
