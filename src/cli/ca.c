@@ -421,7 +421,7 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
     if (moat__km_read_file(pos[0], MAX_CSR_FILE, &data, &len, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_pki_csr_parse(data, len, &csr, &err) != 0) {
-        moat_err_prefix(&err, "reading %s: ", pos[0]);
+        moat_err_prefix(&err, "reading %s", pos[0]);
         goto fail;
     }
     if (moat__km_open(cli, 0, &st, &err) != 0)
@@ -429,7 +429,7 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
     if (moat__km_ca_load_issuing(st, 1, &ca, &err) != 0)
         goto fail;
     if (issue(st, &ca, csr, &r, &cert, &err) != 0) {
-        moat_err_prefix(&err, "%s: ", pos[0]);
+        moat_err_prefix(&err, "%s", pos[0]);
         goto fail;
     }
     if (moat_pki_cert_info(cert, &ci, &err) != 0 || moat_pki_cert_to_der(cert, &der, &der_len, &err) != 0 ||

@@ -21,7 +21,7 @@ static int read_certs(const char *path, STACK_OF(X509) * *pile, moat_err_t *err)
     rc = moat_pki_certs_parse(data, len, &got, err);
     moat_free(&data);
     if (rc != 0)
-        return moat_err_prefix(err, "reading %s: ", path);
+        return moat_err_prefix(err, "reading %s", path);
     if (*pile == NULL) {
         *pile = got;
         return 0;
@@ -125,7 +125,7 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (moat__km_check_name(pos[0], &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+    if (moat__km_open(cli, 0, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_store_key_get(st, pos[0], MOAT_KEY_WANT_PENDING, &pend, &err) == 0)
         have_pend = 1;
@@ -198,10 +198,13 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
         }
     }
     if (chain_blobs(leaf, pile, &blobs, &nblobs, &missing, &err) != 0) {
-        moat_err_prefix(&err, "the chain of %s: ", pos[1]);
+        moat_err_prefix(&err, "the chain of %s", pos[1]);
         goto fail;
     }
     if (moat_pki_cert_to_der(leaf, &der, &der_len, &err) != 0)
+        goto fail;
+    /* Check before commit: the server must be able to load what is installed. */
+    if (moat__km_check_loadable(st, target->id, der, der_len, blobs, nblobs, &err) != 0)
         goto fail;
     if (moat_store_begin(st, &err) != 0)
         goto fail;
@@ -420,7 +423,7 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+    if (moat__km_open(cli, 0, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_store_begin(st, &err) != 0)
         goto fail;
@@ -432,7 +435,10 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
         moat_err_set(&err, MOAT_E_NOTFOUND, "\"%s\" has no certificate to roll back", pos[0]);
         moat_err_hint(&err, "'moat key list' shows the keys and their state");
     }
-    if (rc != 0 || moat_store_generation_bump(st, &err) != 0 ||
+    if (rc != 0 ||
+        moat__km_check_loadable(st, now.key_id, now.der.data, now.der.len, now.chain, now.chain_n, &err) !=
+            0 ||
+        moat_store_generation_bump(st, &err) != 0 ||
         moat__km_audit(st, "cert.rollback", pos[0], &err, "to serial %s", now.serial) != 0) {
         moat_store_rollback(st);
         goto fail;

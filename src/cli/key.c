@@ -226,7 +226,7 @@ static int key_new(moat_cli_t *cli, int argc, char **argv)
     /* Check the names before a slow key generation, so that a typo fails at once. */
     if (sans[0] != '\0') {
         if (moat_pki_sans_parse(sans, &gn, &err) != 0) {
-            moat_err_prefix(&err, "--san: ");
+            moat_err_prefix(&err, "--san");
             return moat_cli_fail(cli, &err);
         }
         GENERAL_NAMES_free(gn);
@@ -640,7 +640,7 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
     size_t pkcs8_len = 0, spki_len = 0;
     moat_store_blob_t *blobs = NULL;
     size_t nblobs = 0;
-    char algname[32], fpr[MOAT_PKI_FINGERPRINT_SIZE];
+    char algname[32], fpr[MOAT_PKI_FINGERPRINT_SIZE], load_warning[256] = "";
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
         {"--password-file", &pwfile, NULL, NULL, NULL, 0},
@@ -682,7 +682,7 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
         rc = moat_pki_import(data, len, pw, 1, &imp, &err);
     }
     if (rc != 0) {
-        moat_err_prefix(&err, "importing %s: ", pos[1]);
+        moat_err_prefix(&err, "importing %s", pos[1]);
         if (rc == MOAT_E_PASSWORD && !have_pw && err.hint[0] == '\0')
             moat_err_hint(&err, "pass --password-file FILE");
         goto fail;
@@ -717,7 +717,7 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
         }
         (void)sk_X509_delete(pile, leaf_i); /* borrowed pointers: the import owns them */
         if (moat_pki_chain_build(leaf, pile, &chain, &missing, &err) != 0) {
-            moat_err_prefix(&err, "%s: ", pos[1]);
+            moat_err_prefix(&err, "%s", pos[1]);
             goto fail;
         }
         nblobs = (size_t)sk_X509_num(chain);
@@ -811,11 +811,25 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
         if (moat_pki_cert_to_der(leaf, &der, &der_len, &err) != 0)
             goto rollback;
         rc = moat_store_cert_install(st, k.id, der, der_len, blobs, nblobs, NULL, &err);
-        moat_free(&der);
         if (rc == MOAT_E_EXISTS)
             moat_err_clear(&err); /* --replace with the certificate already installed */
-        else if (rc != 0)
+        else if (rc != 0) {
+            moat_free(&der);
             goto rollback;
+        }
+        /* An importer must not lose keys, so a pair the server would refuse is kept, with a warning. */
+        {
+            moat_err_t lerr = {0};
+            if (moat__km_check_loadable(st, k.id, der, der_len, blobs, nblobs, &lerr) != 0) {
+                if (lerr.code != MOAT_E_PKI) {
+                    err = lerr;
+                    moat_free(&der);
+                    goto rollback;
+                }
+                (void)moat_strlcpy(load_warning, lerr.msg, sizeof(load_warning));
+            }
+        }
+        moat_free(&der);
     }
     if (moat_store_generation_bump(st, &err) != 0 ||
         moat__km_audit(st, have_cur ? "key.replace" : "key.import", pos[0], &err,
@@ -838,6 +852,8 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
                     fprintf(stderr, "moat: warning: %s\n", err.msg);
                 moat_pki_cert_info_dispose(&ci);
             }
+            if (load_warning[0] != '\0')
+                fprintf(stderr, "moat: warning: %s\n", load_warning);
             if (missing != NULL)
                 printf("chain: %zu certificate%s; ends below \"%s\", which clients must already trust\n",
                        nblobs, nblobs == 1 ? "" : "s", missing);

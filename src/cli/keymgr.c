@@ -1,5 +1,6 @@
 /* Shared by the key manager commands: see keymgr_int.h. */
 #include "cli/keymgr_int.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <openssl/x509.h>
@@ -534,4 +535,55 @@ int moat__km_password(const char *file, const char *prompt, int confirm, int all
         return moat_err_hint(err, "a PKCS#12 file protects a private key: give it a real password");
     }
     return 0;
+}
+
+int moat__km_check_loadable(moat_store_t *st, int64_t key_id, const uint8_t *der, size_t der_len,
+                            const moat_store_blob_t *chain, size_t nchain, moat_err_t *err)
+{
+    uint8_t *key = NULL;
+    size_t key_len = 0;
+    const unsigned char **cd = NULL;
+    size_t *cl = NULL;
+    moat_tls_lib_t *lib = NULL;
+    SSL_CTX *ctx = NULL;
+    moat_tls_cert_src_t src = {0};
+    int rc;
+
+    if ((rc = moat_store_key_private(st, key_id, &key, &key_len, err)) != 0)
+        return rc;
+    if (nchain > 0 && ((cd = moat_calloc(nchain, sizeof(*cd))) == NULL ||
+                       (cl = moat_calloc(nchain, sizeof(*cl))) == NULL)) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nchain; i++) {
+        cd[i] = chain[i].data;
+        cl[i] = chain[i].len;
+    }
+    src.cert_der = der;
+    src.cert_len = der_len;
+    src.key_der = key;
+    src.key_len = key_len;
+    src.chain_der = cd;
+    src.chain_len = cl;
+    src.nchain = nchain;
+    if ((lib = moat_tls_lib_new(err)) == NULL) {
+        rc = err->code ? err->code : moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((ctx = moat_tls_ctx_new(lib, &src, 1, "moat-check", err)) == NULL) {
+        if (err->code == 0)
+            moat_err_set(err, MOAT_E_PKI, "the TLS context could not be built");
+        moat_err_prefix(err, "the server would refuse this certificate");
+        rc = err->code;
+        goto out;
+    }
+    rc = 0;
+out:
+    SSL_CTX_free(ctx);
+    moat_tls_lib_free(lib);
+    moat_free(&cd);
+    moat_free(&cl);
+    moat_free_secret(&key, key_len);
+    return rc;
 }

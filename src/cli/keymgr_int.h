@@ -105,6 +105,14 @@ int moat__km_cert_load(const moat_store_cert_t *c, X509 **cert, STACK_OF(X509) *
 /* The private key of key row <id>, decrypted (new reference). */
 int moat__km_private_key(moat_store_t *st, int64_t id, EVP_PKEY **out, moat_err_t *err);
 
+/*
+ * The check the server runs before it serves a certificate, run before a change commits: builds the
+ * TLS context of key row <key_id> (its private key, decrypted) with certificate <der> and <chain>, in a
+ * library context of its own. Failure: MOAT_E_PKI saying that the server would refuse it, and why.
+ */
+int moat__km_check_loadable(moat_store_t *st, int64_t key_id, const uint8_t *der, size_t der_len,
+                            const moat_store_blob_t *chain, size_t nchain, moat_err_t *err);
+
 /* Appends to the audit log; on failure the caller rolls back. */
 int moat__km_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
                    ...) MOAT_PRINTF(5, 6);

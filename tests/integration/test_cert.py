@@ -224,3 +224,20 @@ def test_install_and_rollback_bump_the_generation_once(pending):
     assert generation() == g1 + 2
     m.fails("cert", "install", "www", "one.pem")      # already there: nothing changes
     assert generation() == g1 + 2
+
+
+def test_a_certificate_the_server_would_refuse_is_not_installed(moat):
+    """Check before commit: an RSA-1024 key loads nowhere at security level 2."""
+    m = moat
+    openssl("req", "-x509", "-newkey", "rsa:1024", "-nodes", "-keyout", m.dir / "old.key", "-out",
+            m.dir / "old.pem", "-subj", "/CN=old.example.com", "-days", "10")
+    m.ok("key", "import", "old", "old.key")
+    before = dump(m.store)
+    r = m.fails("cert", "install", "old", "old.pem")
+    assert "would refuse" in r.stderr and "small" in r.stderr
+    assert dump(m.store) == before
+    # Importing key and certificate together keeps them (an importer must not lose keys) but warns.
+    (m.dir / "both.pem").write_text((m.dir / "old.key").read_text() + (m.dir / "old.pem").read_text())
+    m.ok("key", "delete", "old")
+    r = m.ok("key", "import", "old", "both.pem")
+    assert "would refuse" in r.stderr
