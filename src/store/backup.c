@@ -247,19 +247,22 @@ static int diff_ca(moat_store_t *cur, moat_store_t *bak, moat_store_diff_t *d, m
     int rc = 0;
     for (int r = MOAT_CA_ROOT; rc == 0 && r <= MOAT_CA_INTERMEDIATE; r++) {
         moat_store_ca_t a, b;
-        int ra = moat_store_ca_get(cur, (moat_ca_role_t)r, &a, err);
-        int rb = moat_store_ca_get(bak, (moat_ca_role_t)r, &b, err);
+        moat_err_t ea = {0}, eb = {0};
+        int ra = moat_store_ca_get(cur, (moat_ca_role_t)r, &a, &ea);
+        int rb = moat_store_ca_get(bak, (moat_ca_role_t)r, &b, &eb);
         const char *name = moat_store_ca_role_name((moat_ca_role_t)r);
-        if ((ra != 0 && ra != MOAT_E_NOTFOUND) || (rb != 0 && rb != MOAT_E_NOTFOUND)) {
-            rc = ra != 0 && ra != MOAT_E_NOTFOUND ? ra : rb;
-        } else {
-            moat_err_clear(err);
-            if (ra != 0 && rb == 0)
-                rc = diff_add(d, "ca", name, "", MOAT_DIFF_ADDED, err);
-            else if (ra == 0 && rb != 0)
-                rc = diff_add(d, "ca", name, "", MOAT_DIFF_REMOVED, err);
-            else if (ra == 0 && rb == 0 && (!blob_eq(&a.der, &b.der) || strcmp(a.base_url, b.base_url) != 0))
-                rc = diff_add(d, "ca", name, "", MOAT_DIFF_CHANGED, err);
+        if (ra != 0 && ra != MOAT_E_NOTFOUND) {
+            *err = ea;
+            rc = ra;
+        } else if (rb != 0 && rb != MOAT_E_NOTFOUND) {
+            *err = eb;
+            rc = rb;
+        } else if (ra != 0 && rb == 0) {
+            rc = diff_add(d, "ca", name, "", MOAT_DIFF_ADDED, err);
+        } else if (ra == 0 && rb != 0) {
+            rc = diff_add(d, "ca", name, "", MOAT_DIFF_REMOVED, err);
+        } else if (ra == 0 && rb == 0 && (!blob_eq(&a.der, &b.der) || strcmp(a.base_url, b.base_url) != 0)) {
+            rc = diff_add(d, "ca", name, "", MOAT_DIFF_CHANGED, err);
         }
         moat_store_ca_dispose(&a);
         moat_store_ca_dispose(&b);
@@ -301,7 +304,7 @@ static int check_keys_decrypt(moat_store_t *bak, const char *src, moat_err_t *er
     for (size_t i = 0; rc == 0 && i < n; i++) {
         uint8_t *der = NULL;
         size_t len = 0;
-        if ((rc = moat_store_key_private(bak, ids[i], &der, &len, err)) != 0) {
+        if ((rc = moat_store_key_private(bak, ids[i], &der, &len, err)) == MOAT_E_PKI) {
             rc = moat_err_set(err, MOAT_E_PERM,
                               "the private keys in backup %s do not decrypt with master key %s", src,
                               bak->mk_path);

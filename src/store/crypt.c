@@ -234,14 +234,13 @@ static int verify_mk(moat_store_t *st, moat_err_t *err)
         long n = 0;
         unsigned char *raw = OPENSSL_hexstr2buf(hex, &n);
         found = 1;
-        if (raw == NULL || open_raw(st->mk, CHECK_AAD, raw, (size_t)n, &plain, &plen, err) != 0) {
+        rc = raw != NULL ? open_raw(st->mk, CHECK_AAD, raw, (size_t)n, &plain, &plen, err) : MOAT_E_PKI;
+        if (rc != 0 && rc != MOAT_E_NOMEM) {
             moat_err_set(err, MOAT_E_PERM, "the master key %s does not belong to the store %s", st->mk_path,
                          st->path);
             rc =
                 moat_err_hint(err, "without its own master key the store's private keys cannot be decrypted: "
                                    "pass the right one with --master-key FILE");
-        } else {
-            rc = 0;
         }
         OPENSSL_free(raw);
         moat_free_secret(&plain, plen);
