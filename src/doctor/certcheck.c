@@ -374,8 +374,11 @@ void moat_doctor_check_chain(moat_doctor_report_t *r, const char *subject, STACK
             order);
         moat_doctor_why(f,
                         "TLS requires the issuer after each certificate; strict clients fail the handshake");
-        moat_doctor_fix(f, "moat cert install %s CERT.pem --chain CHAIN.pem --force (moat orders the chain)",
-                        k);
+        moat_doctor_fix(
+            f,
+            "send the leaf, then its issuer, then that one's issuer; moat orders the chain itself "
+            "when a certificate is installed (moat cert install %s CERT.pem --chain CHAIN.pem)",
+            k);
     }
     for (int i = 1; i < n; i++)
         if (!used[i]) {
@@ -385,8 +388,10 @@ void moat_doctor_check_chain(moat_doctor_report_t *r, const char *subject, STACK
                                 name);
             moat_doctor_why(f,
                             "an unrelated certificate wastes bytes on every handshake and confuses clients");
-            moat_doctor_fix(
-                f, "moat cert install %s CERT.pem --chain CHAIN.pem --force with only the issuers", k);
+            moat_doctor_fix(f,
+                            "send only the issuers of the certificate (moat cert install %s CERT.pem --chain "
+                            "CHAIN.pem keeps only those)",
+                            k);
         }
 
     /* Completeness: the last certificate on the path is a root, or its issuer is a trust anchor. */
@@ -414,10 +419,12 @@ void moat_doctor_check_chain(moat_doctor_report_t *r, const char *subject, STACK
                 name, path[npath - 1], iname, trust_desc ? trust_desc : "the trust store");
             moat_doctor_why(f, "clients that do not already hold the intermediate certificate cannot build a "
                                "path to a root and refuse the connection");
-            moat_doctor_fix(f,
-                            "send the intermediate: moat cert install %s CERT.pem --chain INTERMEDIATE.pem "
-                            "--force",
-                            k);
+            moat_doctor_fix(
+                f,
+                "send the intermediate with the certificate: moat cert install %s CERT.pem --chain "
+                "INTERMEDIATE.pem (an installed certificate keeps the chain it came with: renew it, "
+                "moat key renew %s --csr-out %s.csr, and install the new one with --chain)",
+                k, k, k);
         }
     }
 

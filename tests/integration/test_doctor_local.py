@@ -171,3 +171,33 @@ def test_running_server_is_healthy_then_a_refused_reload_is_reported(moat):
     assert "change-refused" in ids(rep, "error"), rep["findings"]
     assert "site-key-missing" in ids(rep, "error")
     assert "nosuchkey" in finding(rep, "change-refused")["what"]
+
+
+def test_missing_intermediate_in_the_store(moat):
+    pki = Pki(moat.dir / "pki")
+    pki.root()
+    pki.sign("inter", "root", "Outside Intermediate", ca=True)
+    moat.ok("key", "new", "www", "--cn", "www.example.com", "--csr-out", "www.csr")
+    pki.sign("www", "inter", "www.example.com", "DNS:www.example.com", csr=moat.dir / "www.csr")
+    moat.ok("cert", "install", "www", pki.path("www.pem"))  # no --chain
+    cfg = config(moat, site(["www.example.com"], free_port(), "www"))
+    rep = run_doctor(moat, "-c", cfg, "--ca", pki.path("root.pem"), code=1)
+    f = finding(rep, "chain-incomplete")
+    assert f["subject"] == "site www.example.com" and "Outside Intermediate" in f["what"]
+    assert "moat cert install www" in f["fix"] and "--chain" in f["fix"]
+    # Following the fix: a renewed certificate installed with its intermediate completes the chain.
+    moat.ok("key", "renew", "www", "--csr-out", "www2.csr")
+    pki.sign("www2", "inter", "www.example.com", "DNS:www.example.com", csr=moat.dir / "www2.csr")
+    moat.ok("cert", "install", "www", pki.path("www2.pem"), "--chain", pki.path("inter.pem"))
+    rep = run_doctor(moat, "-c", cfg, "--ca", pki.path("root.pem"))
+    assert "chain-incomplete" not in ids(rep) and "untrusted-root" not in ids(rep), rep["findings"]
+
+
+def test_store_backup_clears_the_no_backup_finding(moat):
+    moat.ok("key", "new", "www", "--cn", "www.example.com", "--csr-out", "www.csr")
+    assert "key-no-backup" in ids(run_doctor(moat))
+    moat.ok("store", "backup", moat.dir / "backup.db")
+    assert "key-no-backup" not in ids(run_doctor(moat))
+    # An exportable key never needed one.
+    moat.ok("key", "new", "api", "--cn", "api.example.com", "--exportable", "--csr-out", "api.csr")
+    assert "key-no-backup" not in ids(run_doctor(moat))
