@@ -224,6 +224,11 @@ static void test_encrypted_at_rest(void)
         CHECK(tu_file_contains(path, k.priv + k.priv_len - 100, 32) != 1);
     }
     CHECK(any);
+    /* Its write-ahead log and index are as private as the store. */
+    snprintf(path, sizeof(path), "%s-wal", db);
+    CHECK_EQ(tu_mode(path), 0600);
+    snprintf(path, sizeof(path), "%s-shm", db);
+    CHECK_EQ(tu_mode(path), 0600);
     moat_store_close(st);
     /* After close (checkpoint) the main file still has no plaintext. */
     CHECK_EQ(tu_file_contains(db, k.priv, (size_t)k.priv_len), 0);
@@ -1105,6 +1110,43 @@ static void test_restore_v1(void)
     moat_store_close(st);
 }
 
+/* A server keeps its connection and its watch open across a restore and sees the restored content. */
+static void test_restore_under_open_readers(void)
+{
+    moat_store_t *st, *server = NULL;
+    moat_store_watch_t *w = NULL;
+    moat_err_t err = {0};
+    tu_key_t k;
+    moat_store_key_t got;
+    char bak[300];
+    int changed = 0;
+    int64_t g_server = 0, g_live = 0;
+
+    fresh();
+    st = open_new();
+    tu_key_new(&k);
+    CHECK(tu_add_key(st, "www", &k, MOAT_KEY_PENDING, &err) > 0);
+    snprintf(bak, sizeof(bak), "%s/b.db", dir);
+    CHECK_EQ(moat_store_backup(st, bak, 0, &err), 0);
+    CHECK_EQ(moat_store_key_delete(st, "www", &err), 0);
+
+    CHECK_EQ(moat_store_open(db, mk, 0, &server, &err), 0);
+    CHECK_EQ(moat_store_watch_open(db, &w, &err), 0);
+    CHECK_EQ(moat_store_key_get(server, "www", MOAT_KEY_CURRENT, &got, &err), MOAT_E_NOTFOUND);
+    CHECK_EQ(moat_store_restore(st, bak, NULL, &err), 0);
+    CHECK_EQ(moat_store_watch_changed(w, &changed, &err), 0);
+    CHECK_EQ(changed, 1);
+    CHECK_EQ(moat_store_generation(server, &g_server, &err), 0);
+    CHECK_EQ(moat_store_generation(st, &g_live, &err), 0);
+    CHECK_EQ(g_server, g_live);
+    CHECK_EQ(moat_store_key_get(server, "www", MOAT_KEY_CURRENT, &got, &err), 0);
+    moat_store_key_dispose(&got);
+    moat_store_watch_close(w);
+    moat_store_close(server);
+    moat_store_close(st);
+    tu_key_free(&k);
+}
+
 static void test_readonly(void)
 {
     moat_store_t *st = NULL;
@@ -1140,6 +1182,7 @@ int main(void)
     RUN(test_watch);
     RUN(test_backup_restore);
     RUN(test_restore_v1);
+    RUN(test_restore_under_open_readers);
     RUN(test_readonly);
     if (dir[0])
         tu_rmrf(dir);
