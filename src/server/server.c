@@ -72,6 +72,34 @@ static int add_bind(moat__server_t *srv, const moat_listener_t *l, int family)
     return 0;
 }
 
+/*
+ * SO_REUSEPORT would let a second server (same user) share the port silently, splitting the traffic.
+ * A probe bind without it fails when anybody else holds the address, as a plain server would.
+ */
+static int probe_free(const moat__bind_t *b, moat_err_t *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd, one = 1, rc = 0;
+    if (moat_listen_sockaddr(&b->addr, b->family, &ss, &len) != 0)
+        return 0;
+    fd = socket(b->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (b->family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 && errno == EADDRINUSE) {
+        rc = moat_err_set(err, MOAT_E_IO, "cannot listen on %s: the address is already in use", b->text);
+        moat_err_hint(err,
+                      "another program (or another moat) listens there (see: ss -ltnp 'sport = :%u'); "
+                      "stop it or change listen: in the config",
+                      (unsigned)b->addr.port);
+    }
+    close(fd);
+    return rc;
+}
+
 static int open_listener(const moat__bind_t *b, long defer_s, moat_err_t *err)
 {
     struct sockaddr_storage ss;
@@ -145,6 +173,11 @@ static int setup_binds(moat__server_t *srv, const moat_config_t *cfg, moat_err_t
             return moat_err_set(err, MOAT_E_NOMEM, "allocating listeners");
         for (size_t b = 0; b < srv->nbinds; b++)
             srv->bind_fds[w][b] = -1;
+        for (size_t b = 0; w == 0 && b < srv->nbinds; b++) {
+            int rc = probe_free(&srv->binds[b], err);
+            if (rc != 0)
+                return rc;
+        }
         for (size_t b = 0; b < srv->nbinds; b++) {
             int fd = open_listener(&srv->binds[b], cfg->limits.header_timeout_s, err);
             /* "*" on a host without IPv6: serve IPv4 only rather than refuse to start. */
@@ -251,11 +284,12 @@ static void reload(control_t *ctl, int reread_config, const char *why)
     moat_err_t err = {0};
     int64_t g = -1;
 
-    (void)moat_store_generation(ctl->st, &g, &err);
+    if (moat_store_generation(ctl->st, &g, &err) != 0)
+        g = -1; /* the refusal is still recorded, without a generation number */
     moat_err_clear(&err);
     if (reread_config) {
         if (moat_config_load(ctl->cfg->path, &cfg, NULL, &err) != 0) {
-            moat_log(MOAT_LOG_ERR, &logctx, "reload refused, still serving generation %lld: %s%s%s",
+            moat_log(MOAT_LOG_ERR, &logctx, "reload refused (%s), still serving generation %lld: %s%s%s", why,
                      ctl->applied, err.msg, err.hint[0] ? "; " : "", err.hint);
             write_status(ctl, (long long)g, err.msg);
             return;
@@ -274,7 +308,7 @@ static void reload(control_t *ctl, int reread_config, const char *why)
         cfg = moat_config_ref(ctl->cfg);
     }
     if (apply(ctl, cfg, &err) != 0) {
-        moat_log(MOAT_LOG_ERR, &logctx, "reload (%s) refused, still serving generation %lld: %s%s%s", why,
+        moat_log(MOAT_LOG_ERR, &logctx, "reload refused (%s), still serving generation %lld: %s%s%s", why,
                  ctl->applied, err.msg, err.hint[0] ? "; " : "", err.hint);
         write_status(ctl, (long long)g, err.msg);
         moat_config_unref(cfg);
@@ -318,7 +352,24 @@ static void reopen_logs(control_t *ctl)
 
 /* ---- privileges --------------------------------------------------------------------------------- */
 
-static int drop_privileges(const moat_config_t *cfg, int access_fd, moat_err_t *err)
+static void chown_store(const char *store, uid_t uid, gid_t gid)
+{
+    char path[4200], dir[4200];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    char *slash;
+    for (size_t i = 0; i < MOAT_ARRAY_LEN(suffix); i++) {
+        snprintf(path, sizeof(path), "%s%s", store, suffix[i]);
+        (void)!chown(path, uid, gid);
+    }
+    moat_strlcpy(dir, store, sizeof(dir));
+    slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        (void)!chown(dir, uid, gid);
+    }
+}
+
+static int drop_privileges(const moat_config_t *cfg, const char *store, int access_fd, moat_err_t *err)
 {
     struct passwd *pw;
     if (cfg->user == NULL || geteuid() != 0)
@@ -331,6 +382,9 @@ static int drop_privileges(const moat_config_t *cfg, int access_fd, moat_err_t *
         (void)!chown(cfg->error_log, pw->pw_uid, pw->pw_gid);
     if (access_fd >= 0)
         (void)!fchown(access_fd, pw->pw_uid, pw->pw_gid);
+    /* The store folder and files belong to the server's user (SQLite needs its WAL files); the master
+     * key stays with root: it was read already. */
+    chown_store(store, pw->pw_uid, pw->pw_gid);
     if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
         return moat_err_set(err, MOAT_E_PERM, "cannot switch to user \"%s\": %s", cfg->user, strerror(errno));
     if (setuid(0) == 0)
@@ -523,7 +577,9 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         }
         atomic_store(&srv.access_fd, fd);
     }
-    if ((rc = drop_privileges(cfg, atomic_load(&srv.access_fd), err)) != 0)
+    if ((rc = moat_store_watch_open(moat_store_path(ctl.st), &ctl.watch, err)) != 0)
+        goto fail;
+    if ((rc = drop_privileges(cfg, moat_store_path(ctl.st), atomic_load(&srv.access_fd), err)) != 0)
         goto fail;
     if (cfg->ktls)
         moat_log(MOAT_LOG_NOTICE, &logctx,
@@ -532,8 +588,6 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     if ((rc = moat_tls_tickets_init(err)) != 0 || (rc = init_workers(&srv, cfg, err)) != 0)
         goto fail;
     if ((rc = apply(&ctl, cfg, err)) != 0)
-        goto fail;
-    if ((rc = moat_store_watch_open(moat_store_path(ctl.st), &ctl.watch, err)) != 0)
         goto fail;
     for (unsigned w = 0; w < srv.nworkers; w++)
         if ((rc = moat__worker_start(&srv.workers[w], err)) != 0)

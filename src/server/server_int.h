@@ -102,6 +102,7 @@ struct moat__worker {
     moat_list_t conns;    /* every connection */
     moat_list_t q_header; /* handshake / request head deadlines (header_timeout_s) */
     moat_list_t q_idle;   /* keep-alive and send deadlines (idle_timeout_s) */
+    moat_list_t ready;    /* connections that yielded with work left */
     size_t nconns;
     size_t max_conns; /* this worker's share of limits.max_connections */
     unsigned long long next_conn_id;
@@ -168,10 +169,11 @@ typedef struct moat__conn {
     char *obuf; /* big pool: plaintext response staging */
     size_t opos, olen;
     moat__conn_state_t state;
-    unsigned readable : 1, writable : 1, req_started : 1, head_ok : 1, sni_matched : 1, linger : 1;
+    unsigned readable : 1, writable : 1, req_started : 1, head_ok : 1, sni_matched : 1, shut_sent : 1;
     const moat_site_t *site; /* borrowed from wg->gen->cfg: chosen by SNI (TLS) or Host (plain) */
     moat_list_t node;        /* in w->conns */
     moat_list_t tnode;       /* in w->q_header or w->q_idle */
+    moat_list_t rnode;       /* in w->ready when it yielded with work left */
     uint64_t deadline_ms;
     struct timespec req_t0; /* when the request's first byte was seen */
     moat_http_req_t req;

@@ -247,6 +247,7 @@ static void conn_free(moat__conn_t *c)
 {
     moat__worker_t *w = c->w;
     moat_list_remove(&c->tnode);
+    moat_list_remove(&c->rnode);
     moat_list_remove(&c->node);
     if (c->resp_active)
         moat_http_resp_dispose(&c->resp);
@@ -420,7 +421,7 @@ static void handshake_failed(moat__conn_t *c)
 
 static void conn_run(moat__conn_t *c)
 {
-    int r;
+    int r, rounds = 0;
 
     if (ensure_bufs(c) != 0) {
         moat_log(MOAT_LOG_ERR, NULL, "conn=%llu out of memory for buffers: closing", c->id);
@@ -438,6 +439,14 @@ static void conn_run(moat__conn_t *c)
                 /* Stalled on a full socket: the idle timeout bounds how long. */
                 if (c->tnode.next == NULL || c->state == CONN_SEND)
                     timer_set(c, &c->w->q_idle, limits_of(c->w)->idle_timeout_s);
+                return;
+            }
+            /* Progress: a long download is not cut by the idle timeout. */
+            if (c->state == CONN_SEND)
+                timer_set(c, &c->w->q_idle, limits_of(c->w)->idle_timeout_s);
+            /* Fairness: a fast bulk transfer yields to the others after a few MiB. */
+            if (++rounds > 16) {
+                moat_list_push_tail(&c->w->ready, &c->rnode);
                 return;
             }
         }
@@ -492,25 +501,23 @@ static void conn_run(moat__conn_t *c)
             }
             continue;
         case CONN_CLOSING:
-            if (c->secure && c->ssl != NULL) {
-                ERR_clear_error();
-                (void)SSL_shutdown(c->ssl); /* queues close_notify; the peer's reply is not awaited */
-                ERR_clear_error();
-            }
-            if (c->io.wlen > 0 && flush_out(c) == 0 && c->linger == 0) {
-                /* Give the last bytes a chance: wait for the socket, bounded by the header timeout. */
-                c->linger = 1;
+            if (!c->shut_sent) {
+                if (c->secure && c->ssl != NULL) {
+                    ERR_clear_error();
+                    (void)SSL_shutdown(c->ssl); /* queues close_notify; the peer's reply is not awaited */
+                    ERR_clear_error();
+                }
+                c->shut_sent = 1;
+                /* The last bytes get the header timeout to leave (the flush above waits for the socket). */
                 timer_set(c, &c->w->q_header, limits_of(c->w)->header_timeout_s);
-                return;
+                continue;
             }
-            if (c->io.wlen > 0)
-                return;
             /* Lingering close: shut our side, then drain what the client still sends, so that the
              * kernel does not answer its unread bytes with a reset that destroys our response. */
             shutdown(c->fd, SHUT_WR);
             c->state = CONN_LINGER;
             timer_set(c, &c->w->q_header,
-                      2 > limits_of(c->w)->header_timeout_s ? limits_of(c->w)->header_timeout_s : 2);
+                      limits_of(c->w)->header_timeout_s < 2 ? limits_of(c->w)->header_timeout_s : 2);
             continue;
         case CONN_LINGER: {
             char sink[4096];
@@ -723,7 +730,7 @@ static void *worker_main(void *arg)
             break;
         if (!w->accepting && w->stop_deadline_ms == 0 && w->nconns < w->max_conns)
             listeners_enable(w, 1);
-        timeout = next_timeout_ms(w);
+        timeout = moat_list_empty(&w->ready) ? next_timeout_ms(w) : 0;
         n = epoll_wait(w->loop.epfd, evs, (int)MOAT_ARRAY_LEN(evs), timeout);
         w->loop.now_ms = moat_clock_ms();
         for (int i = 0; i < n; i++) {
@@ -740,6 +747,21 @@ static void *worker_main(void *arg)
                     on_accept(w, (moat__wlisten_t *)tag);
             } else {
                 moat_loop_wake_ack(&w->loop);
+            }
+        }
+        /* Connections that yielded: one more turn each (they may yield again). */
+        if (!moat_list_empty(&w->ready)) {
+            moat_list_t batch;
+            moat_list_init(&batch);
+            batch.next = w->ready.next;
+            batch.prev = w->ready.prev;
+            batch.next->prev = &batch;
+            batch.prev->next = &batch;
+            moat_list_init(&w->ready);
+            while (!moat_list_empty(&batch)) {
+                moat__conn_t *c = moat_container_of(batch.next, moat__conn_t, rnode);
+                moat_list_remove(&c->rnode);
+                conn_run(c);
             }
         }
         expire(w, &w->q_header);
@@ -764,6 +786,7 @@ int moat__worker_start(moat__worker_t *w, moat_err_t *err)
     moat_list_init(&w->conns);
     moat_list_init(&w->q_header);
     moat_list_init(&w->q_idle);
+    moat_list_init(&w->ready);
     w->alog = moat_malloc(ACCESS_BUF);
     if (w->alog == NULL)
         return moat_err_set(err, MOAT_E_NOMEM, "allocating the access log buffer");

@@ -251,7 +251,7 @@ out:
 }
 
 SSL_CTX *moat_tls_ctx_new(moat_tls_lib_t *lib, const moat_tls_cert_src_t *certs, size_t ncerts,
-                          const char *sid_ctx, moat_err_t *err)
+                          const char *sid_ctx, unsigned flags, moat_err_t *err)
 {
     SSL_CTX *ctx;
     unsigned char sid[32];
@@ -280,8 +280,12 @@ SSL_CTX *moat_tls_ctx_new(moat_tls_lib_t *lib, const moat_tls_cert_src_t *certs,
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Stateless tickets only: no server-side cache, one ticket per handshake, keys from our ring. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
-    SSL_CTX_set_num_tickets(ctx, 1);
-    SSL_CTX_set_timeout(ctx, 12 * 3600);
+    SSL_CTX_set_num_tickets(ctx, (flags & MOAT_TLS_NO_TICKETS) ? 0 : 1);
+    if (flags & MOAT_TLS_NO_TICKETS) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
+    SSL_CTX_set_timeout(ctx, 7200); /* well inside the ring's lifetime (keys x rotation) */
     SSL_CTX_set_ex_data(ctx, lib_ex_index, lib);
     if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key) != 1) {
         moat_err_ossl(err, MOAT_E_PKI, "installing the session ticket callback");

@@ -50,13 +50,14 @@ typedef struct moat_tls_cert_src {
  * (at most SSL_MAX_SID_CTX_LENGTH bytes are used). Each key must match its certificate.
  * Returns a new SSL_CTX (caller owns) or NULL with <err> set.
  */
+#define MOAT_TLS_NO_TICKETS 1u /* <flags>: no session tickets (tls.tickets: false): full handshakes only */
 SSL_CTX *moat_tls_ctx_new(moat_tls_lib_t *lib, const moat_tls_cert_src_t *certs, size_t ncerts,
-                          const char *sid_ctx, moat_err_t *err);
+                          const char *sid_ctx, unsigned flags, moat_err_t *err);
 
 /* The ticket key ring. init makes the first key; rotate adds a new encryption key (keeping the last
- * MOAT_TLS_TICKET_KEYS for decryption). Both are called from one thread (the control thread). */
+ * MOAT_TLS_TICKET_KEYS for decryption; the server rotates every tls.ticket_rotate_s). Both are called from
+ * one thread (the control thread). */
 #define MOAT_TLS_TICKET_KEYS 4
-#define MOAT_TLS_TICKET_ROTATE_S (6 * 3600)
 int moat_tls_tickets_init(moat_err_t *err) MOAT_MUST_CHECK;
 int moat_tls_tickets_rotate(moat_err_t *err) MOAT_MUST_CHECK;
 /* Monotonic seconds at which the current key was made (for rotation scheduling). */
