@@ -251,7 +251,13 @@ out:
 }
 
 SSL_CTX *moat_tls_ctx_new(moat_tls_lib_t *lib, const moat_tls_cert_src_t *certs, size_t ncerts,
-                          const char *sid_ctx, unsigned flags, moat_err_t *err)
+                          const char *sid_ctx, moat_err_t *err)
+{
+    return moat_tls_ctx_new_ex(lib, certs, ncerts, sid_ctx, 0, err);
+}
+
+SSL_CTX *moat_tls_ctx_new_ex(moat_tls_lib_t *lib, const moat_tls_cert_src_t *certs, size_t ncerts,
+                             const char *sid_ctx, unsigned flags, moat_err_t *err)
 {
     SSL_CTX *ctx;
     unsigned char sid[32];

@@ -50,9 +50,12 @@ typedef struct moat_tls_cert_src {
  * (at most SSL_MAX_SID_CTX_LENGTH bytes are used). Each key must match its certificate.
  * Returns a new SSL_CTX (caller owns) or NULL with <err> set.
  */
-#define MOAT_TLS_NO_TICKETS 1u /* <flags>: no session tickets (tls.tickets: false): full handshakes only */
 SSL_CTX *moat_tls_ctx_new(moat_tls_lib_t *lib, const moat_tls_cert_src_t *certs, size_t ncerts,
-                          const char *sid_ctx, unsigned flags, moat_err_t *err);
+                          const char *sid_ctx, moat_err_t *err);
+/* The same with <flags>: MOAT_TLS_NO_TICKETS (tls.tickets: false) turns resumption off. */
+#define MOAT_TLS_NO_TICKETS 1u
+SSL_CTX *moat_tls_ctx_new_ex(moat_tls_lib_t *lib, const moat_tls_cert_src_t *certs, size_t ncerts,
+                             const char *sid_ctx, unsigned flags, moat_err_t *err);
 
 /* The ticket key ring. init makes the first key; rotate adds a new encryption key (keeping the last
  * MOAT_TLS_TICKET_KEYS for decryption; the server rotates every tls.ticket_rotate_s). Both are called from

@@ -143,8 +143,8 @@ static void test_handshakes_versions_and_tickets(void)
 
     CHECK(lib1 != NULL && lib2 != NULL);
     CHECK_EQ(moat_tls_tickets_init(&err), 0);
-    s1 = moat_tls_ctx_new(lib1, &src, 1, "site a", 0, &err);
-    s2 = moat_tls_ctx_new(lib2, &src, 1, "site a", 0, &err);
+    s1 = moat_tls_ctx_new(lib1, &src, 1, "site a", &err);
+    s2 = moat_tls_ctx_new(lib2, &src, 1, "site a", &err);
     CHECK(s1 != NULL && s2 != NULL);
 
     pair_init(&p, s1, cc, NULL);
@@ -191,13 +191,13 @@ static void test_key_must_match_certificate(void)
     moat_tls_lib_t *lib = moat_tls_lib_new(&err);
     moat_tls_cert_src_t src = {cert_der, (size_t)cert_len, other_key_der, (size_t)other_key_len, NULL, NULL,
                                0};
-    SSL_CTX *s = moat_tls_ctx_new(lib, &src, 1, "site", 0, &err);
+    SSL_CTX *s = moat_tls_ctx_new(lib, &src, 1, "site", &err);
     CHECK(s == NULL);
     CHECK_CONTAINS(err.msg, "does not match");
     src.key_der = (const unsigned char *)"garbage";
     src.key_len = 7;
     moat_err_clear(&err);
-    s = moat_tls_ctx_new(lib, &src, 1, "site", 0, &err);
+    s = moat_tls_ctx_new(lib, &src, 1, "site", &err);
     CHECK(s == NULL);
     CHECK_CONTAINS(err.msg, "private key");
     moat_tls_lib_free(lib);
