@@ -314,8 +314,8 @@ moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t
         }
         /* Each site its own session id context: a ticket from one site never resumes on another. */
         snprintf(sid, sizeof(sid), "moat site %zu %s", i, gs->conf->name);
-        wg->ctx[i] =
-            moat_tls_ctx_new(lib, src, gs->ncerts, sid, gen->cfg->tls_tickets ? 0 : MOAT_TLS_NO_TICKETS, err);
+        wg->ctx[i] = moat_tls_ctx_new_ex(lib, src, gs->ncerts, sid,
+                                         gen->cfg->tls_tickets ? 0 : MOAT_TLS_NO_TICKETS, err);
         if (wg->ctx[i] == NULL) {
             moat_err_prefix(err, "site \"%s\" (key \"%s\")", gs->conf->name, gs->certs[0].key_name);
             moat__wgen_release(wg);
