@@ -340,6 +340,9 @@ static int restore_prepare(moat_store_t *st, const char *src, moat_store_diff_t 
                             src ? strerror(errno) : "no file given");
     if (!S_ISREG(sb.st_mode))
         return moat_err_set(err, MOAT_E_INVAL, "backup %s is not a regular file", src);
+    /* A backup is as private as the store: one that others could read or change is not trusted. */
+    if ((rc = moat__store_check_mode("backup", src, 0, err)) != 0)
+        return rc;
     if ((rc = make_temp(st->path, "restore", tmp, tmpsz, err)) != 0)
         return rc;
     if ((rc = st->ops->copy_file(src, tmp, err)) != 0) {

@@ -182,6 +182,7 @@ def test_restore_refuses_bad_backups_without_change(moat):
     before = content(moat.store)
     junk = moat.dir / "junk.db"
     junk.write_bytes(os.urandom(8192))
+    os.chmod(junk, 0o600)
     r = moat.fails("store", "restore", junk)
     assert "not a moat store" in r.stderr
     r = moat.fails("store", "restore", moat.dir / "missing.db")
@@ -190,10 +191,18 @@ def test_restore_refuses_bad_backups_without_change(moat):
     other = moat.dir / "other.db"
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE t (x)")
+    os.chmod(other, 0o600)
     r = moat.fails("store", "restore", other)
     assert "not a moat store" in r.stderr
     r = moat.fails("store", "restore", newer, "--dry-run")
     assert "upgrade moat" in r.stderr and "7" in r.stderr
+    # A backup others can read is refused, with the fix.
+    good = moat.dir / "good.db"
+    moat.ok("store", "backup", good)
+    before = content(moat.store)
+    os.chmod(good, 0o644)
+    r = moat.fails("store", "restore", good)
+    assert f"chmod 600 {good}" in r.stderr
     assert content(moat.store) == before
 
 
