@@ -18,29 +18,45 @@ static void put2(char *p, int v)
     p[1] = (char)('0' + v % 10);
 }
 
+/* Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's civil_from_days). gmtime_r
+ * would do, but glibc takes a process-wide lock in it, and every response formats dates. */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
 void moat_http_date_format(time_t t, char *out)
 {
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
-        /* Out of the four-digit range: clamp to the epoch rather than write garbage. */
+    /* Outside years 0-9999 the format has no room: clamp to the epoch rather than write garbage. */
+    if (t < -62167219200 || t > 253402300799)
         t = 0;
-        (void)gmtime_r(&t, &tm);
-    }
-    int year = tm.tm_year + 1900;
-    memcpy(out, wdays[tm.tm_wday], 3);
+    int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400, year;
+    int64_t secs = t - days * 86400;
+    unsigned mon, mday;
+    civil_from_days(days, &year, &mon, &mday);
+    int wday = (int)((days % 7 + 11) % 7); /* 1970-01-01 was a Thursday */
+    memcpy(out, wdays[wday], 3);
     memcpy(out + 3, ", ", 2);
-    put2(out + 5, tm.tm_mday);
+    put2(out + 5, (int)mday);
     out[7] = ' ';
-    memcpy(out + 8, months[tm.tm_mon], 3);
+    memcpy(out + 8, months[mon - 1], 3);
     out[11] = ' ';
-    put2(out + 12, year / 100);
-    put2(out + 14, year % 100);
+    put2(out + 12, (int)(year / 100));
+    put2(out + 14, (int)(year % 100));
     out[16] = ' ';
-    put2(out + 17, tm.tm_hour);
+    put2(out + 17, (int)(secs / 3600));
     out[19] = ':';
-    put2(out + 20, tm.tm_min);
+    put2(out + 20, (int)(secs / 60 % 60));
     out[22] = ':';
-    put2(out + 23, tm.tm_sec);
+    put2(out + 23, (int)(secs % 60));
     memcpy(out + 25, " GMT", 4);
     out[MOAT_HTTP_DATE_LEN] = '\0';
 }

@@ -309,11 +309,11 @@ void moat_http_resp_dispose(moat_http_resp_t *resp);
 int moat_http_resp_add_header(moat_http_resp_t *resp, const char *name, const char *value) MOAT_MUST_CHECK;
 
 /*
- * Turns <resp> into the built-in error page for <status> (301 400 403 404 405 413 414 416 421 431 500
- * 501 505; any other status gets a generic page with its reason phrase): text/html, the status and
- * reason in the page. 405 sets Allow: GET, HEAD. 4xx/5xx for bad framing should also set keep_alive = 0;
- * this function leaves keep_alive as it is, except for 400, 413, 414, 431, 501 and 505 where it is 0.
- * Any fd is closed.
+ * Turns <resp> into the built-in error page for <status>: text/html with the status, its reason and a
+ * sentence, for every status moat_http_status_reason() knows (301 400 403 404 405 413 414 416 421 431
+ * 500 501 505 among them); a status it does not know gets the 400 or 500 page under its own status line.
+ * 405 sets Allow: GET, HEAD. keep_alive is left as it is, except for 400, 413, 414, 431, 501 and 505,
+ * after which the stream cannot be trusted: there it becomes 0. Any fd is closed.
  */
 void moat_http_resp_error(moat_http_resp_t *resp, int status);
 

@@ -3,6 +3,7 @@
  */
 #include "http/http_int.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -94,10 +95,11 @@ const char *moat_http_status_reason(int status)
     return i >= 0 ? statuses[i].reason : "Unknown";
 }
 
-/* The built-in pages, formatted once per thread on first use so responses only copy them. */
+/* The built-in pages, formatted once at first use and read-only afterwards, so responses only copy. */
 #define PAGE_MAX 512
-static _Thread_local char pages[MOAT_ARRAY_LEN(statuses)][PAGE_MAX];
-static _Thread_local size_t page_lens[MOAT_ARRAY_LEN(statuses)];
+static char pages[MOAT_ARRAY_LEN(statuses)][PAGE_MAX];
+static size_t page_lens[MOAT_ARRAY_LEN(statuses)];
+static pthread_once_t pages_once = PTHREAD_ONCE_INIT;
 
 static size_t page_write(char *buf, size_t size, int code, const char *reason, const char *text,
                          const char *detail)
@@ -144,14 +146,20 @@ static size_t page_write(char *buf, size_t size, int code, const char *reason, c
     return w.full ? 0 : w.n;
 }
 
+static void pages_init(void)
+{
+    for (size_t i = 0; i < MOAT_ARRAY_LEN(statuses); i++)
+        if (statuses[i].text != NULL)
+            page_lens[i] =
+                page_write(pages[i], PAGE_MAX, statuses[i].code, statuses[i].reason, statuses[i].text, NULL);
+}
+
 static const char *page_for(int code, size_t *len)
 {
     int i = status_index(code);
+    (void)pthread_once(&pages_once, pages_init); /* cannot fail with a valid once-control */
     if (i < 0 || statuses[i].text == NULL)
         i = status_index(code >= 500 ? 500 : 400);
-    if (page_lens[i] == 0)
-        page_lens[i] =
-            page_write(pages[i], PAGE_MAX, statuses[i].code, statuses[i].reason, statuses[i].text, NULL);
     *len = page_lens[i];
     return pages[i];
 }

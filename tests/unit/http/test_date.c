@@ -21,6 +21,22 @@ static void test_format(void)
     CHECK_STR(buf, "Tue, 29 Feb 2000 00:00:00 GMT");
     moat_http_date_format(253402300799, buf);
     CHECK_STR(buf, "Fri, 31 Dec 9999 23:59:59 GMT");
+    moat_http_date_format(-1, buf);
+    CHECK_STR(buf, "Wed, 31 Dec 1969 23:59:59 GMT");
+    moat_http_date_format(253402300800, buf); /* year 10000: clamped */
+    CHECK_STR(buf, "Thu, 01 Jan 1970 00:00:00 GMT");
+    /* Agrees with the C library over four centuries, negative times included. */
+    for (time_t t = -2208988800; t < 10000000000; t += 86399 * 13 + 7) {
+        char want[64];
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(want, sizeof(want), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        moat_http_date_format(t, buf);
+        if (strcmp(buf, want) != 0) {
+            CHECK_STR(buf, want);
+            break;
+        }
+    }
 }
 
 static void test_parse(void)
