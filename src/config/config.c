@@ -809,8 +809,10 @@ int moat_config_parse(const char *path, const char *data, size_t len, moat_confi
     if (ctx.nerrors > 0) {
         moat_err_set(err, MOAT_E_CONFIG, "%s", ctx.first);
         if (ctx.nerrors > 1)
-            moat_err_hint(err, "%zu more error%s in %s (moat serve --check lists them all)", ctx.nerrors - 1,
-                          ctx.nerrors > 2 ? "s" : "", path);
+            moat_err_hint(
+                err,
+                "%zu more error%s in %s after this one; fix them, then check with: moat serve --check -c %s",
+                ctx.nerrors - 1, ctx.nerrors > 2 ? "s" : "", path, path);
         else
             moat_err_hint(err, "fix %s, then check it with: moat serve --check -c %s", path, path);
         if (errors != NULL && ctx.nerrors > MOAT_CFG_MAX_ERRORS && ctx.errors != NULL) {
@@ -886,8 +888,10 @@ int moat_config_store_path(const char *config_path, char *out, size_t outsz, moa
 {
     moat_config_t *cfg;
     int rc;
+    /* A config named with -c that is missing is a mistake to report, not an absent store: callers
+     * treat MOAT_E_NOTFOUND as "no store yet". */
     if ((rc = moat_config_load(config_path, &cfg, NULL, err)) != 0)
-        return rc;
+        return rc == MOAT_E_NOTFOUND ? (err->code = MOAT_E_CONFIG) : rc;
     if (moat_strlcpy(out, cfg->store ? cfg->store : "", outsz) != 0) {
         moat_config_unref(cfg);
         return moat_err_set(err, MOAT_E_INVAL, "store path in %s is too long", config_path);

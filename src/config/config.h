@@ -148,8 +148,9 @@ void moat_config_unref(moat_config_t *cfg);
 
 /*
  * The "store:" of the config at <config_path>, resolved against the config's folder, into <out>;
- * an empty string when the key is absent. Fails (err set) if the file cannot be read or parsed. Used
- * by moat_cli_store_path() for the store location precedence.
+ * an empty string when the key is absent. Fails (err set) if the file cannot be read or parsed (a
+ * missing file is MOAT_E_CONFIG here, never MOAT_E_NOTFOUND, which callers read as "no store yet").
+ * Used by moat_cli_store_path() for the store location precedence.
  */
 int moat_config_store_path(const char *config_path, char *out, size_t outsz, moat_err_t *err);
 

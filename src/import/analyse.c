@@ -378,7 +378,8 @@ static int name_taken(const moat_import_result_t *r, size_t upto, const char *na
 
 static void assign_names(moat_import_result_t *r)
 {
-    qsort(r->pairs, r->npairs, sizeof(*r->pairs), cmp_pairs);
+    if (r->npairs > 1)
+        qsort(r->pairs, r->npairs, sizeof(*r->pairs), cmp_pairs);
     for (size_t i = 0; i < r->npairs; i++) {
         moat_import_pair_t *p = &r->pairs[i];
         size_t j = i;

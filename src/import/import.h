@@ -43,7 +43,9 @@ typedef struct moat_import_scan {
     size_t nfiles;
     char **notes; /* what could not be followed: "nginx.conf:14: ssl_certificate uses a variable", ... */
     size_t nnotes;
-    char *kind; /* "directory", "nginx", "apache" or "file" */
+    char *kind;     /* "directory", "nginx", "apache" or "file" */
+    char **configs; /* the server configs read (real paths), each once */
+    size_t nconfigs;
 } moat_import_scan_t;
 
 /*

@@ -275,8 +275,6 @@ typedef struct cfg_walk {
     char prefix[PATH_MAX]; /* relative paths resolve against this */
     block_t stack[64];
     int depth; /* block depth */
-    char *seen[MAX_INCLUDE_DEPTH * 8];
-    size_t nseen;
 } cfg_walk_t;
 
 static const char *current_server_name(const cfg_walk_t *w)
@@ -335,21 +333,25 @@ static int set_server_name(cfg_walk_t *w, const char *name)
     return 0;
 }
 
-static int already_seen(cfg_walk_t *w, const char *real)
+static int already_seen(const moat_import_scan_t *scan, const char *real)
 {
-    for (size_t i = 0; i < w->nseen; i++)
-        if (strcmp(w->seen[i], real) == 0)
+    for (size_t i = 0; i < scan->nconfigs; i++)
+        if (strcmp(scan->configs[i], real) == 0)
             return 1;
     return 0;
 }
 
-static int mark_seen(cfg_walk_t *w, const char *real)
+static int mark_seen(moat_import_scan_t *scan, const char *real)
 {
-    if (w->nseen >= MOAT_ARRAY_LEN(w->seen))
+    char **v;
+    if (scan->nconfigs >= MAX_FILES)
         return 0;
-    if ((w->seen[w->nseen] = moat_strdup(real)) == NULL)
+    if ((v = moat_realloc(scan->configs, (scan->nconfigs + 1) * sizeof(*v))) == NULL)
         return MOAT_E_NOMEM;
-    w->nseen++;
+    scan->configs = v;
+    if ((v[scan->nconfigs] = moat_strdup(real)) == NULL)
+        return MOAT_E_NOMEM;
+    scan->nconfigs++;
     return 0;
 }
 
@@ -420,9 +422,9 @@ static int open_config(cfg_walk_t *w, const char *path, char **data, size_t *len
     int rc;
     if (realpath(path, real) == NULL)
         return note(w->scan, "%s: %s", path, strerror(errno)) == 0 ? 1 : MOAT_E_NOMEM;
-    if (already_seen(w, real))
+    if (already_seen(w->scan, real))
         return 1;
-    if ((rc = mark_seen(w, real)) != 0)
+    if ((rc = mark_seen(w->scan, real)) != 0)
         return rc;
     if ((rc = read_all(path, MAX_CONFIG_BYTES, data, len, &e)) != 0) {
         if (rc == MOAT_E_NOMEM) {
@@ -657,8 +659,6 @@ static void walk_dispose(cfg_walk_t *w)
         w->depth--;
         moat_free(&w->stack[w->depth].name);
     }
-    for (size_t i = 0; i < w->nseen; i++)
-        moat_free(&w->seen[i]);
 }
 
 static int scan_config(int kind, const char *path, moat_import_scan_t *scan, moat_err_t *err)
@@ -686,28 +686,54 @@ int moat_import_scan_apache(const char *path, moat_import_scan_t *scan, moat_err
     return scan_config('a', path, scan, err);
 }
 
-/* A file found in a folder: a server config is followed, anything else is a candidate. */
-static int scan_one(const char *path, moat_import_scan_t *scan, moat_err_t *err)
+/*
+ * A folder is walked first and read after: server configs are followed before loose files, and main
+ * configs (nginx.conf, apache2.conf, httpd.conf) before the fragments they include, so that a fragment
+ * is read once, with its main config's folder as the base of its relative paths.
+ */
+typedef struct found {
+    char *path;
+    int kind; /* 'n', 'a', or 0 for a candidate key or certificate */
+} found_t;
+
+typedef struct found_list {
+    found_t *v;
+    size_t n;
+} found_list_t;
+
+static int found_add(found_list_t *l, const char *path, int kind)
+{
+    found_t *v;
+    if (l->n >= MAX_FILES)
+        return 0;
+    if ((v = moat_realloc(l->v, (l->n + 1) * sizeof(*v))) == NULL)
+        return MOAT_E_NOMEM;
+    l->v = v;
+    if ((v[l->n].path = moat_strdup(path)) == NULL)
+        return MOAT_E_NOMEM;
+    v[l->n].kind = kind;
+    l->n++;
+    return 0;
+}
+
+static int classify(const char *path, found_list_t *l)
 {
     struct stat st;
     char *data = NULL;
     size_t len = 0;
     moat_err_t e = {0};
-    int kind;
-    long idx;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_CANDIDATE_BYTES || st.st_size == 0)
         return 0;
     if (read_all(path, MAX_CANDIDATE_BYTES, &data, &len, &e) != 0)
-        return e.code == MOAT_E_NOMEM ? (*err = e, MOAT_E_NOMEM) : 0;
-    kind = sniff_config(data, len);
-    moat_free(&data);
-    if (kind != 0)
-        return scan_config(kind, path, scan, err);
-    idx = add_file(scan, path, "directory", NULL, false);
-    return idx < -1 ? (int)idx : 0;
+        return e.code == MOAT_E_NOMEM ? MOAT_E_NOMEM : 0;
+    {
+        int kind = sniff_config(data, len);
+        moat_free(&data);
+        return found_add(l, path, kind);
+    }
 }
 
-static int walk_dir(const char *dir, int depth, moat_import_scan_t *scan, moat_err_t *err)
+static int walk_dir(const char *dir, int depth, moat_import_scan_t *scan, found_list_t *l)
 {
     struct dirent **names = NULL;
     int n, rc = 0;
@@ -723,14 +749,50 @@ static int walk_dir(const char *dir, int depth, moat_import_scan_t *scan, moat_e
             snprintf(path, sizeof(path), "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/", name);
             if (lstat(path, &lst) == 0) {
                 if (S_ISDIR(lst.st_mode))
-                    rc = walk_dir(path, depth + 1, scan, err);
+                    rc = walk_dir(path, depth + 1, scan, l);
                 else if (!S_ISLNK(lst.st_mode) || !is_dir(path)) /* symlinked folders could loop */
-                    rc = scan_one(path, scan, err);
+                    rc = classify(path, l);
             }
         }
         free(names[i]);
     }
     free(names);
+    return rc;
+}
+
+static bool is_main_config(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    return strcmp(base, "nginx.conf") == 0 || strcmp(base, "apache2.conf") == 0 ||
+           strcmp(base, "httpd.conf") == 0;
+}
+
+static int scan_dir(const char *dir, moat_import_scan_t *scan, moat_err_t *err)
+{
+    found_list_t l = {0};
+    int rc = walk_dir(dir, 0, scan, &l);
+    for (int pass = 0; pass < 3 && rc == 0; pass++) {
+        for (size_t i = 0; i < l.n && rc == 0; i++) {
+            found_t *f = &l.v[i];
+            char real[PATH_MAX];
+            if (pass < 2 && (f->kind == 0 || is_main_config(f->path) != (pass == 0)))
+                continue;
+            if (pass == 2 && f->kind != 0)
+                continue;
+            if (f->kind != 0) {
+                if (realpath(f->path, real) != NULL && already_seen(scan, real))
+                    continue;
+                rc = scan_config(f->kind, f->path, scan, err);
+            } else {
+                long idx = add_file(scan, f->path, "directory", NULL, false);
+                rc = idx < -1 ? (int)idx : 0;
+            }
+        }
+    }
+    for (size_t i = 0; i < l.n; i++)
+        moat_free(&l.v[i].path);
+    moat_free(&l.v);
     return rc;
 }
 
@@ -757,7 +819,7 @@ int moat_import_scan(const char *path, moat_import_scan_t *out, moat_err_t *err)
     if (S_ISDIR(st.st_mode)) {
         rc = set_str(&out->kind, "directory");
         if (rc == 0)
-            rc = walk_dir(abs, 0, out, err);
+            rc = scan_dir(abs, out, err);
     } else {
         char *data = NULL;
         size_t len = 0;
@@ -798,8 +860,11 @@ void moat_import_scan_dispose(moat_import_scan_t *scan)
     for (size_t i = 0; i < scan->nnotes; i++)
         moat_free(&scan->notes[i]);
     moat_free(&scan->notes);
+    for (size_t i = 0; i < scan->nconfigs; i++)
+        moat_free(&scan->configs[i]);
+    moat_free(&scan->configs);
     moat_free(&scan->kind);
-    scan->nfiles = scan->nnotes = 0;
+    scan->nfiles = scan->nnotes = scan->nconfigs = 0;
 }
 
 void moat_import_name_sanitise(const char *in, char *out, size_t outsz)
