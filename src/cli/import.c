@@ -7,6 +7,8 @@
 #include "import/import.h"
 
 #include <limits.h>
+#include <openssl/bio.h>
+#include <openssl/x509.h>
 #include <string.h>
 #include <time.h>
 
@@ -134,6 +136,30 @@ static int find_existing(moat_store_t *st, const moat_import_pair_t *p, moat_sto
     return rc;
 }
 
+/* 1 in *found when certificate <cert> is in the history of <name> (a retired key's certificate, say). */
+static int in_history(moat_store_t *st, const char *name, X509 *cert, int *found, moat_err_t *err)
+{
+    moat_store_cert_list_t list = {0};
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    int rc;
+    *found = 0;
+    if (st == NULL || cert == NULL || name[0] == '\0')
+        return 0;
+    if (!X509_digest(cert, EVP_sha256(), md, &mdlen))
+        return moat_err_ossl(err, MOAT_E_PKI, "hashing a certificate");
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    if ((rc = moat_store_cert_list(st, name, &list, err)) != 0)
+        return rc;
+    for (size_t i = 0; i < list.n; i++)
+        if (strcmp(list.items[i].fingerprint, hex) == 0)
+            *found = 1;
+    moat_store_cert_list_dispose(&list);
+    return 0;
+}
+
 static int name_free(moat_store_t *st, const char *name, outcome_t *done, size_t ndone, int *is_free,
                      moat_err_t *err)
 {
@@ -162,26 +188,54 @@ static int name_free(moat_store_t *st, const char *name, outcome_t *done, size_t
     return 0;
 }
 
+/* The store name of a certbot lineage imported before: the name of any of its keys still in use. */
+static int group_store_name(moat_store_t *st, const moat_import_result_t *res, size_t first, char *out,
+                            size_t outsz, moat_err_t *err)
+{
+    out[0] = '\0';
+    for (size_t j = first; st != NULL && j < res->npairs && res->pairs[j].grouped &&
+                           strcmp(res->pairs[j].name, res->pairs[first].name) == 0;
+         j++) {
+        moat_store_key_t have = {0};
+        int rc = find_existing(st, &res->pairs[j], &have, err);
+        if (rc == 0) {
+            (void)moat_strlcpy(out, have.name, outsz);
+            moat_store_key_dispose(&have);
+            return 0;
+        }
+        moat_store_key_dispose(&have);
+        if (rc != MOAT_E_NOTFOUND)
+            return rc;
+        moat_err_clear(err);
+    }
+    return 0;
+}
+
 /*
- * Decides (and unless <dry_run> performs; <st> may be NULL for a dry run with no store yet) what happens to
- * every pair, inside the caller's transaction. A certbot lineage keeps one store name: its oldest generation
- * is imported first and each newer one is added as a renewal, so the store's history matches certbot's.
+ * Decides (and unless <dry_run> performs; <st> may be NULL for a dry run with no store yet) what happens
+ * to every pair, inside the caller's transaction. A certbot lineage keeps one store name: its oldest
+ * generation is imported first and each newer one is added as a renewal, so the store's history matches
+ * certbot's; generations already there (even retired ones) are recognised by their certificates.
  */
 static int apply(moat_store_t *st, const moat_import_result_t *res, int dry_run, int exportable,
                  outcome_t *out, moat_err_t *err)
 {
     const char *group = NULL; /* the lineage being walked */
     char group_name[MOAT_STORE_NAME_MAX] = "";
-    int rc;
+    int rc, found;
 
     for (size_t i = 0; i < res->npairs; i++) {
         const moat_import_pair_t *p = &res->pairs[i];
         moat_store_key_t have = {0};
         outcome_t *o = &out[i];
 
-        if (!p->grouped || group == NULL || strcmp(group, p->name) != 0) {
-            group = p->grouped ? p->name : NULL;
+        if (!p->grouped) {
+            group = NULL;
             group_name[0] = '\0';
+        } else if (group == NULL || strcmp(group, p->name) != 0) {
+            group = p->name;
+            if ((rc = group_store_name(st, res, i, group_name, sizeof(group_name), err)) != 0)
+                return rc;
         }
         rc = st != NULL ? find_existing(st, p, &have, err) : MOAT_E_NOTFOUND;
         if (rc == 0) {
@@ -195,8 +249,6 @@ static int apply(moat_store_t *st, const moat_import_result_t *res, int dry_run,
                     return rc;
                 }
             }
-            if (group != NULL)
-                (void)moat_strlcpy(group_name, have.name, sizeof(group_name));
             moat_store_key_dispose(&have);
             continue;
         }
@@ -204,6 +256,14 @@ static int apply(moat_store_t *st, const moat_import_result_t *res, int dry_run,
         if (rc != MOAT_E_NOTFOUND)
             return rc;
         moat_err_clear(err);
+        /* A retired generation: its key is no longer found by public key, its certificate is in history. */
+        if ((rc = in_history(st, group_name[0] ? group_name : p->name, p->cert, &found, err)) != 0)
+            return rc;
+        if (found) {
+            (void)moat_strlcpy(o->name, group_name[0] ? group_name : p->name, sizeof(o->name));
+            o->action = ACT_EXISTS;
+            continue;
+        }
 
         if (group != NULL && group_name[0] != '\0') {
             (void)moat_strlcpy(o->name, group_name, sizeof(o->name));
@@ -233,6 +293,19 @@ static int apply(moat_store_t *st, const moat_import_result_t *res, int dry_run,
 }
 
 /* ---- output ---- */
+
+/* The subject as RFC 2253 text (as everywhere else in moat) into <buf>. */
+static const char *subject_of(X509 *cert, char *buf, size_t bufsz)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    int n = 0;
+    buf[0] = '\0';
+    if (b != NULL && X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0)
+        n = BIO_read(b, buf, (int)bufsz - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    BIO_free(b);
+    return buf;
+}
 
 static void fmt_day(time_t t, char *out, size_t outsz)
 {
@@ -279,12 +352,12 @@ static void print_text(const char *source, const moat_import_scan_t *scan, const
            dry_run ? "dry run, nothing changed:" : "scanned", source, scan->kind, res->nfiles_read,
            res->nfiles_read == 1 ? "" : "s", dry_run ? "" : "; store ", dry_run ? "" : store_path);
     if (res->npairs > 0) {
-        printf("\n%-28s %-26s %-10s %-10s %s\n", "NAME", "ACTION", "KEY", "EXPIRES", "FROM");
+        printf("\n%-24s %-30s %-10s %-10s %s\n", "NAME", "ACTION", "KEY", "EXPIRES", "FROM");
         for (size_t i = 0; i < res->npairs; i++) {
             const moat_import_pair_t *p = &res->pairs[i];
             char day[16];
             fmt_day(p->not_after, day, sizeof(day));
-            printf("%-28s %-26s %-10s %-10s %s%s\n", out[i].name,
+            printf("%-24s %-30s %-10s %-10s %s%s\n", out[i].name,
                    action_text(out[i].action, dry_run, p->cert != NULL), p->algorithm, day, p->file->path,
                    p->grouped && !p->current ? " (history)" : "");
         }
@@ -301,9 +374,9 @@ static void print_text(const char *source, const moat_import_scan_t *scan, const
     if (res->norphan_certs > 0) {
         printf("\ncertificates without a key (not imported: a certificate alone cannot serve):\n");
         for (size_t i = 0; i < res->norphan_certs; i++) {
-            char *subject = X509_NAME_oneline(X509_get_subject_name(res->orphan_certs[i].cert), NULL, 0);
-            printf("  %s  %s\n", subject ? subject : "?", res->orphan_certs[i].file->path);
-            OPENSSL_free(subject);
+            char subject[256];
+            printf("  %-26s %s\n", subject_of(res->orphan_certs[i].cert, subject, sizeof(subject)),
+                   res->orphan_certs[i].file->path);
         }
     }
     if (res->nproblems > 0) {
@@ -369,12 +442,11 @@ static void print_json(const char *source, const moat_import_scan_t *scan, const
     moat_json_key(&j, "certificates_without_key");
     moat_json_arr_begin(&j);
     for (size_t i = 0; i < res->norphan_certs; i++) {
-        char *subject = X509_NAME_oneline(X509_get_subject_name(res->orphan_certs[i].cert), NULL, 0);
+        char subject[256];
         moat_json_obj_begin(&j);
-        moat_json_kv_str(&j, "subject", subject);
+        moat_json_kv_str(&j, "subject", subject_of(res->orphan_certs[i].cert, subject, sizeof(subject)));
         moat_json_kv_str(&j, "file", res->orphan_certs[i].file->path);
         moat_json_obj_end(&j);
-        OPENSSL_free(subject);
     }
     moat_json_arr_end(&j);
     moat_json_key(&j, "files_not_opened");
