@@ -176,21 +176,30 @@ static int read_mk(moat_store_t *st, int fd, moat_err_t *err)
     return 0;
 }
 
+/*
+ * Makes a new master key. It is written to a temporary file and published with link(), which fails if
+ * the name exists: another process creating the same store at the same moment never reads half a key,
+ * and exactly one key wins. Returns 0 (created), 1 (another process won: load theirs) or an error.
+ */
 static int create_mk(moat_store_t *st, moat_err_t *err)
 {
+    char tmp[sizeof(st->mk_path) + 16];
     int fd, rc = 0;
     size_t off = 0;
 
-    fd = open(st->mk_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            return 1; /* someone else just made it: load theirs */
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", st->mk_path) >= sizeof(tmp))
+        return moat_err_set(err, MOAT_E_INVAL, "master key path too long: %s", st->mk_path);
+    if ((fd = mkstemp(tmp)) < 0) {
         moat_err_set(err, MOAT_E_IO, "cannot create master key %s: %s", st->mk_path, strerror(errno));
         return moat_err_hint(err, "check that its folder exists and is writable, or pass --master-key FILE");
     }
+    if (fchmod(fd, 0600) != 0) {
+        rc = moat_err_set(err, MOAT_E_IO, "cannot set mode 0600 on %s: %s", tmp, strerror(errno));
+        goto done;
+    }
     if (RAND_priv_bytes(st->mk, sizeof(st->mk)) != 1) {
         rc = moat_err_ossl(err, MOAT_E_PKI, "no random numbers for the master key");
-        goto fail;
+        goto done;
     }
     while (off < sizeof(st->mk)) {
         ssize_t n = write(fd, st->mk + off, sizeof(st->mk) - off);
@@ -199,41 +208,49 @@ static int create_mk(moat_store_t *st, moat_err_t *err)
         if (n <= 0) {
             rc = moat_err_set(err, MOAT_E_IO, "writing master key %s failed: %s", st->mk_path,
                               n < 0 ? strerror(errno) : "short write");
-            goto fail;
+            goto done;
         }
         off += (size_t)n;
     }
     if (fsync(fd) != 0) {
         rc = moat_err_set(err, MOAT_E_IO, "writing master key %s failed: %s", st->mk_path, strerror(errno));
-        goto fail;
+        goto done;
     }
+    if (link(tmp, st->mk_path) != 0) {
+        if (errno == EEXIST)
+            rc = 1;
+        else
+            rc =
+                moat_err_set(err, MOAT_E_IO, "cannot create master key %s: %s", st->mk_path, strerror(errno));
+    }
+done:
     close(fd);
+    (void)unlink(tmp); /* the key now lives under its real name, or not at all */
+    if (rc != 0) {
+        OPENSSL_cleanse(st->mk, sizeof(st->mk));
+        return rc;
+    }
     st->have_mk = 1;
     return 0;
-fail:
-    close(fd);
-    (void)unlink(st->mk_path);
-    OPENSSL_cleanse(st->mk, sizeof(st->mk));
-    return rc;
 }
 
-/* Proves that the master key belongs to this store, or records that it does for later opens. */
-static int verify_mk(moat_store_t *st, moat_err_t *err)
+/* Proves that the master key belongs to this store by decrypting the check value stored in meta. */
+static int check_mk(moat_store_t *st, int *found, moat_err_t *err)
 {
     moat_store_stmt_t *s = NULL;
-    uint8_t *plain = NULL, *sealed = NULL;
-    size_t plen = 0, slen = 0;
-    int rc, found = 0, own = 0;
+    uint8_t *plain = NULL;
+    size_t plen = 0;
+    int rc;
 
+    *found = 0;
     if ((rc = moat__store_query(st, &s, err, "SELECT value FROM meta WHERE name = 'master_key_check'", "")) !=
         0)
         return rc;
     if ((rc = st->ops->step(s, err)) == 1) {
         /* Stored as hex text: meta is a text table on every backend. */
-        const char *hex = st->ops->column_text(s, 0);
         long n = 0;
-        unsigned char *raw = OPENSSL_hexstr2buf(hex, &n);
-        found = 1;
+        unsigned char *raw = OPENSSL_hexstr2buf(st->ops->column_text(s, 0), &n);
+        *found = 1;
         rc = raw != NULL ? open_raw(st->mk, CHECK_AAD, raw, (size_t)n, &plain, &plen, err) : MOAT_E_PKI;
         if (rc != 0 && rc != MOAT_E_NOMEM) {
             moat_err_set(err, MOAT_E_PERM, "the master key %s does not belong to the store %s", st->mk_path,
@@ -246,25 +263,37 @@ static int verify_mk(moat_store_t *st, moat_err_t *err)
         moat_free_secret(&plain, plen);
     }
     st->ops->finalize(s);
-    if (rc != 0 || found || (st->flags & MOAT_STORE_READONLY))
-        return rc;
-
-    if ((rc = seal_raw(st->mk, CHECK_AAD, (const uint8_t *)CHECK_TEXT, strlen(CHECK_TEXT), &sealed, &slen,
-                       err)) != 0)
-        return rc;
-    {
-        char *hex = OPENSSL_buf2hexstr(sealed, (long)slen);
-        moat_free(&sealed);
-        if (hex == NULL)
-            return moat_err_set(err, MOAT_E_NOMEM, "out of memory recording the master key check");
-        if ((rc = moat__store_auto_begin(st, &own, err)) == 0) {
-            rc = moat__store_run(st, err, "INSERT INTO meta (name, value) VALUES ('master_key_check', ?)",
-                                 "t", hex);
-            rc = moat__store_auto_end(st, own, rc, err);
-        }
-        OPENSSL_free(hex);
-    }
     return rc;
+}
+
+/* Checks the master key against the store, or records the check value when the store has none yet. */
+static int verify_mk(moat_store_t *st, moat_err_t *err)
+{
+    uint8_t *sealed = NULL;
+    size_t slen = 0;
+    char *hex;
+    int rc, found = 0, own = 0;
+
+    if ((rc = check_mk(st, &found, err)) != 0 || found || (st->flags & MOAT_STORE_READONLY))
+        return rc;
+    /* Not recorded yet: record it under the write lock, unless a concurrent opener just did. */
+    if ((rc = moat__store_auto_begin(st, &own, err)) != 0)
+        return rc;
+    if ((rc = check_mk(st, &found, err)) == 0 && !found) {
+        rc =
+            seal_raw(st->mk, CHECK_AAD, (const uint8_t *)CHECK_TEXT, strlen(CHECK_TEXT), &sealed, &slen, err);
+        if (rc == 0) {
+            hex = OPENSSL_buf2hexstr(sealed, (long)slen);
+            moat_free(&sealed);
+            if (hex == NULL)
+                rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory recording the master key check");
+            else
+                rc = moat__store_run(st, err, "INSERT INTO meta (name, value) VALUES ('master_key_check', ?)",
+                                     "t", hex);
+            OPENSSL_free(hex);
+        }
+    }
+    return moat__store_auto_end(st, own, rc, err);
 }
 
 int moat__store_mk_load(moat_store_t *st, int may_create, int64_t nkeys, moat_err_t *err)

@@ -220,12 +220,14 @@ int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err)
     /* Creation or upgrade: one transaction, so a crash leaves the old version (or no schema) behind. */
     if ((rc = st->ops->begin(st, err)) != 0)
         return moat_err_prefix(err, "%s", st->path);
-    if (app_id != MOAT_APPLICATION_ID) {
-        rc = st->ops->exec(st, moat__store_schema_v1, err);
-        version = 1;
-    } else {
-        /* Re-read inside the write lock: another process may have upgraded it meanwhile. */
-        rc = moat__store_int(st, &version, err, "PRAGMA user_version", "");
+    /* Re-read inside the write lock: another process may have created or upgraded it meanwhile. */
+    if ((rc = moat__store_int(st, &app_id, err, "PRAGMA application_id", "")) == 0) {
+        if (app_id != MOAT_APPLICATION_ID) {
+            rc = st->ops->exec(st, moat__store_schema_v1, err);
+            version = 1;
+        } else {
+            rc = moat__store_int(st, &version, err, "PRAGMA user_version", "");
+        }
     }
     if (rc == 0 && version < MOAT_STORE_SCHEMA_VERSION)
         rc = migrate(st, (int)version, err);

@@ -260,13 +260,20 @@ int moat_store_open(const char *path, const char *master_key_path, unsigned flag
             goto fail;
         /* Created here with 0600 so that SQLite (which would use the umask) never makes it readable. */
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0) {
+        if (fd >= 0) {
+            close(fd);
+            st->created = 1;
+        } else if (errno != EEXIST) {
             rc = moat_err_set(err, MOAT_E_IO, "cannot create store %s: %s", path, strerror(errno));
             goto fail;
         }
-        close(fd);
-        st->created = 1;
-    } else {
+        /* EEXIST: another process is creating the same store right now; it is opened like any other. */
+    }
+    if (!st->created) {
+        if (stat(path, &sb) != 0) {
+            rc = moat_err_set(err, MOAT_E_IO, "cannot access store %s: %s", path, strerror(errno));
+            goto fail;
+        }
         if (!S_ISREG(sb.st_mode)) {
             rc = moat_err_set(err, MOAT_E_INVAL, "store %s is not a regular file", path);
             goto fail;
@@ -279,6 +286,8 @@ int moat_store_open(const char *path, const char *master_key_path, unsigned flag
         goto fail;
     if ((rc = moat__store_schema_prepare(st, err)) != 0)
         goto fail;
+    /* From here on other processes may use the new store: a later failure must not remove it. */
+    st->created = 0;
     if (!(flags & MOAT_STORE_NO_MASTER_KEY)) {
         if ((rc = moat__store_int(st, &nkeys, err, "SELECT count(*) FROM keys", "")) != 0)
             goto fail;

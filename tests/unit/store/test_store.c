@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 
 static char dir[256], db[300], mk[300];
 
@@ -1147,6 +1148,55 @@ static void test_restore_under_open_readers(void)
     tu_key_free(&k);
 }
 
+/* Several commands creating the same new store at the same moment: all succeed, one master key. */
+static void test_concurrent_create(void)
+{
+    int gate[2], status, ok = 0;
+    pid_t pids[4];
+    moat_store_t *st = NULL;
+    moat_err_t err = {0};
+    moat_store_key_list_t list;
+    tu_key_t k;
+
+    fresh();
+    tu_key_new(&k);
+    CHECK_EQ(pipe(gate), 0);
+    for (int i = 0; i < 4; i++) {
+        if ((pids[i] = fork()) == 0) {
+            char c, name[16];
+            close(gate[1]);
+            if (read(gate[0], &c, 1) != 0) /* returns 0 when the parent opens the gate */
+                _exit(3);
+            snprintf(name, sizeof(name), "k%d", i);
+            if (moat_store_open(db, mk, MOAT_STORE_CREATE, &st, &err) != 0) {
+                fprintf(stderr, "child %d: %s\n", i, err.msg);
+                _exit(1);
+            }
+            if (tu_add_key(st, name, &k, MOAT_KEY_PENDING, &err) == 0)
+                _exit(2);
+            moat_store_close(st);
+            _exit(0);
+        }
+    }
+    close(gate[0]);
+    close(gate[1]);
+    for (int i = 0; i < 4; i++) {
+        waitpid(pids[i], &status, 0);
+        ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    CHECK_EQ(ok, 4);
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st != NULL) {
+        CHECK_EQ(moat_store_key_list(st, &list, &err), 0);
+        CHECK_EQ(list.n, 4);
+        for (size_t i = 0; i < list.n; i++)
+            CHECK(key_consistent(st, &list.items[i]));
+        moat_store_key_list_dispose(&list);
+        moat_store_close(st);
+    }
+    tu_key_free(&k);
+}
+
 static void test_readonly(void)
 {
     moat_store_t *st = NULL;
@@ -1183,6 +1233,7 @@ int main(void)
     RUN(test_backup_restore);
     RUN(test_restore_v1);
     RUN(test_restore_under_open_readers);
+    RUN(test_concurrent_create);
     RUN(test_readonly);
     if (dir[0])
         tu_rmrf(dir);
