@@ -43,7 +43,7 @@ static void start_send(moat__conn_t *c, size_t len)
 {
     c->opos = 0;
     c->olen = len;
-    c->status = c->resp.status;
+    c->status = c->rs->resp.status;
     c->state = CONN_SEND;
     c->deadline_ms = c->w->loop.now_ms + (uint64_t)c->wg->gen->cfg->limits.idle_timeout_s * 1000u;
     moat_list_push_tail(&c->w->q_idle, &c->tnode);
@@ -51,8 +51,15 @@ static void start_send(moat__conn_t *c, size_t len)
 
 static void send_resp(moat__conn_t *c)
 {
-    moat_http_resp_t *resp = &c->resp;
-    size_t cap = c->w->big.size, len = 0;
+    moat_http_resp_t *resp = &c->rs->resp;
+    size_t cap, len = 0;
+    int bulk = resp->fd >= 0 && !resp->head_only && resp->content_length > c->w->small.size / 2;
+
+    if (moat__conn_out_bufs(c, bulk) != 0) {
+        c->state = CONN_CLOSING;
+        return;
+    }
+    cap = c->ocap;
 
     if (resp->body != NULL) {
         if (moat_http_resp_write(resp, c->obuf, cap, &len) != 0) {
@@ -96,8 +103,8 @@ static void send_resp(moat__conn_t *c)
 
 void moat__request_handle(moat__conn_t *c, int status)
 {
-    moat_http_resp_t *resp = &c->resp;
-    moat_http_req_t *req = &c->req;
+    moat_http_resp_t *resp = &c->rs->resp;
+    moat_http_req_t *req = &c->rs->req;
     const moat_listener_t *l = c->wg->gen->bind_listener[c->bind];
     const moat_site_t *site = c->site, *named = NULL;
     const moat__gen_site_t *gs;
@@ -106,10 +113,6 @@ void moat__request_handle(moat__conn_t *c, int status)
     size_t plen = 0;
     int st = 0;
 
-    if (c->obuf == NULL && (c->obuf = moat_bufpool_get(&c->w->big)) == NULL) {
-        c->state = CONN_CLOSING;
-        return;
-    }
     c->resp_active = 1;
     if (status != 0) {
         /* The stream is out of sync after a framing error: answer and close. */
@@ -156,8 +159,9 @@ void moat__request_handle(moat__conn_t *c, int status)
     if (!gs->has_root) {
         moat_http_resp_init(resp, req, 404);
         moat_http_resp_error(resp, 404);
-    } else {
+    } else if (!moat__fcache_serve(c, site->index, path, plen)) {
         (void)moat_http_static_serve(&gs->root, req, path, resp);
+        moat__fcache_store(c, site->index, path, plen);
     }
     if (c->secure && site->require_secure_channel && site->hsts_max_age > 0 &&
         hsts_allowed(host[0] ? host : site->name))
@@ -233,9 +237,9 @@ void moat__access_log(moat__conn_t *c)
         cipher = SSL_get_cipher_name(c->ssl);
     }
     if (c->head_ok) {
-        put_escaped(method, sizeof(method), c->req.method.p, c->req.method.len);
-        put_escaped(target, sizeof(target), c->req.target.p,
-                    c->req.target.len > 1024 ? 1024 : c->req.target.len);
+        put_escaped(method, sizeof(method), c->rs->req.method.p, c->rs->req.method.len);
+        put_escaped(target, sizeof(target), c->rs->req.target.p,
+                    c->rs->req.target.len > 1024 ? 1024 : c->rs->req.target.len);
     }
     clock_gettime(CLOCK_MONOTONIC, &now);
     us = (long long)(now.tv_sec - c->req_t0.tv_sec) * 1000000 + (now.tv_nsec - c->req_t0.tv_nsec) / 1000;

@@ -460,10 +460,12 @@ static void cleanup(moat__server_t *srv)
                 close(wk->listens[i].fd);
         moat_free(&wk->listens);
         moat_bufpool_dispose(&wk->small);
+        moat_bufpool_dispose(&wk->rstates);
         moat_bufpool_dispose(&wk->big);
         moat_loop_dispose(&wk->loop);
         moat_tls_lib_free(wk->lib);
         moat_free(&wk->alog);
+        moat__fcache_free(wk);
     }
     moat_free(&srv->workers);
     for (unsigned w = 0; srv->bind_fds != NULL && w < srv->nworkers; w++)
@@ -497,8 +499,9 @@ static int init_workers(moat__server_t *srv, const moat_config_t *cfg, moat_err_
             return rc;
         if ((w->lib = moat_tls_lib_new(err)) == NULL)
             return err->code;
-        if ((rc = moat_bufpool_init(&w->small, small, 256, err)) != 0 ||
-            (rc = moat_bufpool_init(&w->big, 128 * 1024 + 8192, 64, err)) != 0)
+        if ((rc = moat_bufpool_init(&w->small, small, 64, err)) != 0 ||
+            (rc = moat_bufpool_init(&w->rstates, sizeof(moat__rstate_t), 256, err)) != 0 ||
+            (rc = moat_bufpool_init(&w->big, 128 * 1024 + 8192, 8, err)) != 0)
             return rc;
         w->listens = moat_calloc(srv->nbinds ? srv->nbinds : 1, sizeof(*w->listens));
         if (w->listens == NULL)

@@ -96,13 +96,15 @@ struct moat__worker {
     moat__wgen_t *cur;               /* current generation (one reference) */
     moat__wlisten_t *listens;        /* one per server bind */
     size_t nlistens;
-    int accepting;        /* listeners registered in epoll */
-    moat_bufpool_t small; /* request heads and ciphertext input */
-    moat_bufpool_t big;   /* response staging and ciphertext output */
-    moat_list_t conns;    /* every connection */
-    moat_list_t q_header; /* handshake / request head deadlines (header_timeout_s) */
-    moat_list_t q_idle;   /* keep-alive and send deadlines (idle_timeout_s) */
-    moat_list_t ready;    /* connections that yielded with work left */
+    int accepting;                     /* listeners registered in epoll */
+    moat_bufpool_t small;              /* request heads and ciphertext input */
+    moat_bufpool_t big;                /* response staging and ciphertext output */
+    moat_bufpool_t rstates;            /* moat__rstate_t: request state of busy connections */
+    struct moat__fcache_entry *fcache; /* owned: small static files (fcache.c), NULL until first use */
+    moat_list_t conns;                 /* every connection */
+    moat_list_t q_header;              /* handshake / request head deadlines (header_timeout_s) */
+    moat_list_t q_idle;                /* keep-alive and send deadlines (idle_timeout_s) */
+    moat_list_t ready;                 /* connections that yielded with work left */
     size_t nconns;
     size_t max_conns; /* this worker's share of limits.max_connections */
     unsigned long long next_conn_id;
@@ -154,6 +156,14 @@ typedef enum {
     CONN_LINGER         /* write side shut; draining the client's leftovers before close */
 } moat__conn_state_t;
 
+/* Per-request state, taken from a pool when a request starts and given back when the connection
+ * waits idle: an idle keep-alive connection does not carry it. */
+typedef struct moat__rstate {
+    moat_http_req_t req;
+    moat_http_body_t body;
+    moat_http_resp_t resp;
+} moat__rstate_t;
+
 typedef struct moat__conn {
     int tag; /* TAG_CONN */
     int fd;
@@ -167,18 +177,19 @@ typedef struct moat__conn {
     char *hbuf;       /* small pool: plaintext request bytes */
     size_t hlen;
     char *obuf; /* big pool: plaintext response staging */
+    size_t ocap;
+    unsigned char wbig, obig; /* 1: wbuf / obuf come from the big pool */
     size_t opos, olen;
     moat__conn_state_t state;
-    unsigned readable : 1, writable : 1, req_started : 1, head_ok : 1, sni_matched : 1, shut_sent : 1;
+    unsigned readable : 1, writable : 1, req_started : 1, head_ok : 1, sni_matched : 1, shut_sent : 1,
+        out_armed : 1;
     const moat_site_t *site; /* borrowed from wg->gen->cfg: chosen by SNI (TLS) or Host (plain) */
     moat_list_t node;        /* in w->conns */
     moat_list_t tnode;       /* in w->q_header or w->q_idle */
     moat_list_t rnode;       /* in w->ready when it yielded with work left */
     uint64_t deadline_ms;
     struct timespec req_t0; /* when the request's first byte was seen */
-    moat_http_req_t req;
-    moat_http_body_t body;
-    moat_http_resp_t resp;
+    moat__rstate_t *rs;     /* w->rstates pool: only while a request is in progress (idle: NULL) */
     int resp_active;
     uint64_t file_left, file_off;
     uint64_t body_sent; /* response body bytes, for the access log */
@@ -186,6 +197,16 @@ typedef struct moat__conn {
     struct sockaddr_storage peer;
     socklen_t peerlen;
 } moat__conn_t;
+
+/* worker.c: gives <c> buffers for a response: big ones when <bulk> (a file streams), else small.
+ * Returns 0, or -1 when memory is exhausted. */
+int moat__conn_out_bufs(moat__conn_t *c, int bulk);
+
+/* fcache.c: answers an unconditional GET/HEAD of a small file from the worker's cache (1: done, the
+ * response is in c->rs->resp with an in-memory body), or stores the file just answered. */
+int moat__fcache_serve(moat__conn_t *c, size_t site, const char *path, size_t plen);
+void moat__fcache_store(moat__conn_t *c, size_t site, const char *path, size_t plen);
+void moat__fcache_free(moat__worker_t *w);
 
 /* request.c: answers the request parsed in c->req (or the parse error when <status> != 0). */
 void moat__request_handle(moat__conn_t *c, int status);

@@ -1,10 +1,10 @@
 /*
  * Worker threads: one epoll loop each, its own SO_REUSEPORT listeners and OpenSSL library context.
  *
- * Connections are registered once, edge-triggered, for input and output (EPOLLIN|EPOLLOUT|EPOLLET):
- * no epoll_ctl per state change. A connection remembers whether the socket may still be readable or
- * writable and works until it would block; an edge then brings it back. Listeners are level-triggered
- * and accepted until EAGAIN.
+ * Connections are registered once, edge-triggered, for input (EPOLLIN|EPOLLET); output interest is
+ * added once, the first time a send would block: no epoll_ctl per state change. A connection remembers
+ * whether the socket may still be readable or writable and works until it would block; an edge then brings it
+ * back. Listeners are level-triggered and accepted until EAGAIN.
  *
  * Bytes: one read() fills rbuf with ciphertext that our BIO feeds to OpenSSL; responses are staged in
  * obuf, encrypted by SSL_write into wbuf (many records per call) and sent with one send(). Buffers come
@@ -91,21 +91,59 @@ static int next_timeout_ms(moat__worker_t *w)
 
 /* ---- buffers ------------------------------------------------------------------------------------ */
 
+/*
+ * Two buffer sizes: small (a TLS record, or a request head) for handshakes, request heads and small
+ * responses; big (128 KiB of plaintext, its records) only while a file streams. A connection that only
+ * handshakes touches a few KiB, and idle connections hold none.
+ */
 static int ensure_bufs(moat__conn_t *c)
 {
     moat__worker_t *w = c->w;
-    if (c->hbuf == NULL && (c->hbuf = moat_bufpool_get(&w->small)) == NULL)
-        return -1;
     if (c->io.wbuf == NULL) {
-        if ((c->io.wbuf = moat_bufpool_get(&w->big)) == NULL)
+        if ((c->io.wbuf = moat_bufpool_get(&w->small)) == NULL)
             return -1;
-        c->io.wcap = w->big.size;
+        c->io.wcap = w->small.size;
         c->io.wlen = 0;
+        c->wbig = 0;
     }
     if (c->secure && c->io.rbuf == NULL) {
         if ((c->io.rbuf = moat_bufpool_get(&w->small)) == NULL)
             return -1;
         c->io.rpos = c->io.rlen = 0;
+    }
+    return 0;
+}
+
+static int ensure_hbuf(moat__conn_t *c)
+{
+    if (c->hbuf == NULL && (c->hbuf = moat_bufpool_get(&c->w->small)) == NULL)
+        return -1;
+    return 0;
+}
+
+int moat__conn_out_bufs(moat__conn_t *c, int bulk)
+{
+    moat__worker_t *w = c->w;
+    if (c->obuf != NULL && c->obig != bulk && c->opos >= c->olen)
+        moat_bufpool_put(c->obig ? &w->big : &w->small, (void **)&c->obuf);
+    if (c->obuf == NULL) {
+        if ((c->obuf = moat_bufpool_get(bulk ? &w->big : &w->small)) == NULL)
+            return -1;
+        c->obig = (unsigned char)bulk;
+        c->ocap = bulk ? w->big.size : w->small.size;
+        c->opos = c->olen = 0;
+    }
+    if (bulk && !c->wbig) {
+        /* Many records per send: move what is pending into a big buffer. */
+        unsigned char *b = moat_bufpool_get(&w->big);
+        if (b == NULL)
+            return -1;
+        if (c->io.wlen > 0)
+            memcpy(b, c->io.wbuf, c->io.wlen);
+        moat_bufpool_put(&w->small, (void **)&c->io.wbuf);
+        c->io.wbuf = b;
+        c->io.wcap = w->big.size;
+        c->wbig = 1;
     }
     return 0;
 }
@@ -121,13 +159,17 @@ static void release_idle_bufs(moat__conn_t *c)
         c->io.rpos = c->io.rlen = 0;
     }
     if (c->io.wlen == 0) {
-        moat_bufpool_put(&w->big, (void **)&c->io.wbuf);
+        moat_bufpool_put(c->wbig ? &w->big : &w->small, (void **)&c->io.wbuf);
         c->io.wcap = 0;
+        c->wbig = 0;
     }
     if (c->opos >= c->olen) {
-        moat_bufpool_put(&w->big, (void **)&c->obuf);
+        moat_bufpool_put(c->obig ? &w->big : &w->small, (void **)&c->obuf);
         c->opos = c->olen = 0;
+        c->obig = 0;
     }
+    if (!c->req_started && !c->resp_active)
+        moat_bufpool_put(&w->rstates, (void **)&c->rs);
 }
 
 /* ---- socket I/O --------------------------------------------------------------------------------- */
@@ -147,6 +189,13 @@ static int flush_out(moat__conn_t *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             c->writable = 0;
+            /* Output interest only once a send blocked: registering it up front costs every
+             * connection a wake-up for a writable socket it did not need. */
+            if (!c->out_armed) {
+                if (moat_loop_mod(&c->w->loop, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, c) != 0)
+                    return -1;
+                c->out_armed = 1;
+            }
             return 0;
         }
         return -1;
@@ -173,6 +222,8 @@ static int sock_read(moat__conn_t *c)
         buf = (char *)c->io.rbuf + c->io.rlen;
         space = c->w->small.size - c->io.rlen;
     } else {
+        if (ensure_hbuf(c) != 0)
+            return -1;
         buf = c->hbuf + c->hlen;
         space = c->w->small.size - c->hlen;
     }
@@ -201,9 +252,12 @@ static int sock_read(moat__conn_t *c)
 /* Decrypts into hbuf. 1: got bytes; 0: OpenSSL needs more ciphertext; 2: needs a flush; -1: closed. */
 static int tls_pull(moat__conn_t *c)
 {
-    size_t got = 0, space = c->w->small.size - c->hlen;
+    size_t got = 0, space;
     int r, e;
 
+    if (ensure_hbuf(c) != 0)
+        return -1;
+    space = c->w->small.size - c->hlen;
     if (space == 0)
         return 0;
     ERR_clear_error();
@@ -250,12 +304,13 @@ static void conn_free(moat__conn_t *c)
     moat_list_remove(&c->rnode);
     moat_list_remove(&c->node);
     if (c->resp_active)
-        moat_http_resp_dispose(&c->resp);
+        moat_http_resp_dispose(&c->rs->resp);
+    moat_bufpool_put(&w->rstates, (void **)&c->rs);
     SSL_free(c->ssl);
     moat_bufpool_put(&w->small, (void **)&c->hbuf);
     moat_bufpool_put(&w->small, (void **)&c->io.rbuf);
-    moat_bufpool_put(&w->big, (void **)&c->io.wbuf);
-    moat_bufpool_put(&w->big, (void **)&c->obuf);
+    moat_bufpool_put(c->wbig ? &w->big : &w->small, (void **)&c->io.wbuf);
+    moat_bufpool_put(c->obig ? &w->big : &w->small, (void **)&c->obuf);
     if (c->fd >= 0)
         close(c->fd);
     moat__wgen_release(c->wg);
@@ -271,10 +326,10 @@ static void conn_close(moat__conn_t *c)
 /* After a response: the next request may already be in hbuf (pipelining). */
 static void request_done(moat__conn_t *c)
 {
-    size_t used = c->req.head_len;
+    size_t used = c->rs->req.head_len;
     moat__access_log(c);
     if (c->resp_active) {
-        moat_http_resp_dispose(&c->resp);
+        moat_http_resp_dispose(&c->rs->resp);
         c->resp_active = 0;
     }
     if (used > c->hlen)
@@ -283,7 +338,7 @@ static void request_done(moat__conn_t *c)
     c->hlen -= used;
     c->req_started = 0;
     c->opos = c->olen = 0;
-    if (!c->resp.keep_alive || atomic_load(&c->w->srv->stopping)) {
+    if (!c->rs->resp.keep_alive || atomic_load(&c->w->srv->stopping)) {
         c->state = CONN_CLOSING;
         return;
     }
@@ -302,12 +357,12 @@ static int send_step(moat__conn_t *c)
         return n > 0;
     }
     if (c->file_left > 0) {
-        size_t want = c->w->big.size;
+        size_t want = c->ocap;
         ssize_t n;
         if (want > c->file_left)
             want = (size_t)c->file_left;
         do
-            n = pread(c->resp.fd, c->obuf, want, (off_t)c->file_off);
+            n = pread(c->rs->resp.fd, c->obuf, want, (off_t)c->file_off);
         while (n < 0 && errno == EINTR);
         if (n <= 0) {
             moat_log(MOAT_LOG_ERR, NULL, "conn=%llu reading a file to send: %s", c->id,
@@ -336,9 +391,16 @@ static int try_request(moat__conn_t *c)
         if (c->hlen == 0)
             return 0;
         if (!c->req_started) {
+            if (c->rs == NULL) {
+                if ((c->rs = moat_bufpool_get(&c->w->rstates)) == NULL) {
+                    c->state = CONN_CLOSING;
+                    return 1;
+                }
+                c->rs->resp.fd = -1;
+            }
             c->req_started = 1;
             c->head_ok = 0;
-            moat_http_req_reset(&c->req);
+            moat_http_req_reset(&c->rs->req);
             clock_gettime(CLOCK_MONOTONIC, &c->req_t0);
             c->body_sent = 0;
             timer_set(c, &c->w->q_header, lim->header_timeout_s);
@@ -348,30 +410,30 @@ static int try_request(moat__conn_t *c)
         if (hl.header_bytes > c->w->small.size - 1)
             hl.header_bytes = c->w->small.size - 1;
         hl.body_bytes = (uint64_t)lim->body_bytes;
-        rc = moat_http_req_parse(&c->req, c->hbuf, c->hlen, &hl);
+        rc = moat_http_req_parse(&c->rs->req, c->hbuf, c->hlen, &hl);
         if (rc == MOAT_E_AGAIN)
             return 0;
         if (rc < 0) {
-            moat__request_handle(c, c->req.status ? c->req.status : 400);
+            moat__request_handle(c, c->rs->req.status ? c->rs->req.status : 400);
             return 1;
         }
         c->head_ok = 1;
-        moat_http_body_init(&c->body, &c->req, (uint64_t)lim->body_bytes);
-        if (c->req.body_kind == MOAT_HTTP_BODY_NONE) {
+        moat_http_body_init(&c->rs->body, &c->rs->req, (uint64_t)lim->body_bytes);
+        if (c->rs->req.body_kind == MOAT_HTTP_BODY_NONE) {
             moat__request_handle(c, 0);
             return 1;
         }
         c->state = CONN_BODY;
     }
     if (c->state == CONN_BODY) {
-        size_t used = 0, off = c->req.head_len;
-        rc = moat_http_body_skip(&c->body, c->hbuf + off, c->hlen - off, &used);
+        size_t used = 0, off = c->rs->req.head_len;
+        rc = moat_http_body_skip(&c->rs->body, c->hbuf + off, c->hlen - off, &used);
         memmove(c->hbuf + off, c->hbuf + off + used, c->hlen - off - used);
         c->hlen -= used;
         if (rc == MOAT_E_AGAIN)
             return used > 0 && c->hlen > off ? 1 : 0;
         if (rc < 0) {
-            moat__request_handle(c, c->body.status ? c->body.status : 400);
+            moat__request_handle(c, c->rs->body.status ? c->rs->body.status : 400);
             return 1;
         }
         moat__request_handle(c, 0);
@@ -627,7 +689,6 @@ static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const stru
     c->id = ++w->next_conn_id;
     c->peer = *peer;
     c->peerlen = plen;
-    c->resp.fd = -1;
     c->readable = 1; /* TCP_DEFER_ACCEPT: the first bytes are usually there already */
     c->writable = 1;
     moat_list_push_tail(&w->conns, &c->node);
@@ -652,7 +713,7 @@ static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const stru
         c->site = cl->default_site != NULL ? cl->default_site : cl->sites[0];
     }
     timer_set(c, &w->q_header, limits_of(w)->header_timeout_s);
-    if (moat_loop_add(&w->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, c) != 0) {
+    if (moat_loop_add(&w->loop, fd, EPOLLIN | EPOLLRDHUP | EPOLLET, c) != 0) {
         conn_close(c);
         return;
     }

@@ -342,3 +342,19 @@ def test_a_second_server_on_the_same_port_is_refused(moat, ca, www):
                                                                                              "error2.log"))
     r = moat.fails("serve", "-c", moat.dir / "second.yaml", timeout=30)
     assert "already in use" in r.stderr and str(port) in r.stderr
+
+
+def test_changed_file_is_served_fresh_within_a_second(moat, ca, www):
+    port = free_port()
+    ca.issue(moat, "www", ["localhost"])
+    moat.serve(config(moat, [site(["localhost"], port, root=www)]), wait=[port])
+    s = tls_connect(port, sni="localhost", cafile=ca.pem)
+    assert request(s, "/style.css")[2] == b"body{}\n"
+    assert request(s, "/style.css")[2] == b"body{}\n"
+    (www / "style.css").write_text("body{color:red}\n")
+    time.sleep(1.2)
+    st, hd, body = request(s, "/style.css")
+    assert body == b"body{color:red}\n" and hd["content-length"] == "16"
+    st, hd, body = request(s, "/style.css", method="HEAD")
+    assert st == 200 and body == b"" and hd["content-length"] == "16"
+    s.close()
