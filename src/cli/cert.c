@@ -51,41 +51,6 @@ static int find_for_spki(const moat_store_blob_t *spki, STACK_OF(X509) * certs)
     return i;
 }
 
-/* Builds the chain above <leaf> from <pile> and encodes it for the store (intermediates, no root). */
-static int chain_blobs(X509 *leaf, STACK_OF(X509) * pile, moat_store_blob_t **blobs, size_t *n,
-                       char **missing, moat_err_t *err)
-{
-    STACK_OF(X509) *chain = NULL;
-    int rc;
-    size_t total;
-
-    *blobs = NULL;
-    *n = 0;
-    if ((rc = moat_pki_chain_build(leaf, pile, &chain, missing, err)) != 0)
-        return rc;
-    total = (size_t)sk_X509_num(chain);
-    if (total > 0 && (*blobs = moat_calloc(total, sizeof(**blobs))) == NULL) {
-        sk_X509_pop_free(chain, X509_free);
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < total; i++) {
-        X509 *x = sk_X509_value(chain, (int)i);
-        /* A self-signed top is the root: clients must have it already, so servers never send it. */
-        if (X509_check_issued(x, x) == X509_V_OK && X509_self_signed(x, 1) == 1)
-            break;
-        if ((rc = moat_pki_cert_to_der(x, &(*blobs)[i].data, &(*blobs)[i].len, err)) != 0) {
-            for (size_t k = 0; k < i; k++)
-                moat_store_blob_dispose(&(*blobs)[k]);
-            moat_free(blobs);
-            sk_X509_pop_free(chain, X509_free);
-            return rc;
-        }
-        (*n)++;
-    }
-    sk_X509_pop_free(chain, X509_free);
-    return 0;
-}
-
 static int cert_install(moat_cli_t *cli, int argc, char **argv)
 {
     const char *pos[2], *chain_file = NULL;
@@ -197,7 +162,7 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
             goto fail;
         }
     }
-    if (chain_blobs(leaf, pile, &blobs, &nblobs, &missing, &err) != 0) {
+    if (moat__km_chain_blobs(leaf, pile, &blobs, &nblobs, &missing, &err) != 0) {
         moat_err_prefix(&err, "the chain of %s", pos[1]);
         goto fail;
     }
@@ -242,9 +207,7 @@ fail:
 out:
     moat_pki_cert_info_dispose(&ci);
     moat_free(&der);
-    for (size_t i = 0; i < nblobs; i++)
-        moat_store_blob_dispose(&blobs[i]);
-    moat_free(&blobs);
+    moat__km_blobs_dispose(&blobs, nblobs);
     moat_free(&missing);
     sk_X509_pop_free(certs, X509_free);
     sk_X509_pop_free(pile, X509_free);

@@ -22,6 +22,7 @@ typedef enum {
 typedef struct outcome {
     action_t action;
     char name[MOAT_STORE_NAME_MAX]; /* the store name used (or found) */
+    char warning[256];              /* why the server would refuse the imported pair; "" when it loads */
 } outcome_t;
 
 static const char *action_text(action_t a, int dry_run, int has_cert)
@@ -55,37 +56,32 @@ static const char *action_json(action_t a)
     return "?";
 }
 
-/* Certificate and chain as store blobs; a self-signed top is left out (the analysis removed roots). */
-static int install_cert(moat_store_t *st, int64_t key_id, X509 *cert, STACK_OF(X509) * chain, moat_err_t *err)
+/*
+ * Installs <cert> for key row <key_id> the way "key import" does (chain as store blobs, the server's loader
+ * check after). The chain was built for the pair's newest certificate: an older one it does not fit is
+ * stored without a chain. A refusal by the loader is kept in <warning>.
+ */
+static int install_cert(moat_store_t *st, int64_t key_id, X509 *cert, STACK_OF(X509) * chain, char *warning,
+                        size_t warnsz, moat_err_t *err)
 {
-    unsigned char *der = NULL;
-    size_t der_len = 0, n = (size_t)sk_X509_num(chain);
     moat_store_blob_t *blobs = NULL;
-    int rc;
-    if (n > 0 && (blobs = moat_calloc(n, sizeof(*blobs))) == NULL)
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        if ((rc = moat_pki_cert_to_der(sk_X509_value(chain, (int)i), &blobs[i].data, &blobs[i].len, err)) !=
-            0)
-            goto out;
-    if ((rc = moat_pki_cert_to_der(cert, &der, &der_len, err)) != 0)
-        goto out;
-    rc = moat_store_cert_install(st, key_id, der, der_len, blobs, n, NULL, err);
-    if (rc == MOAT_E_EXISTS) {
-        moat_err_clear(err); /* this exact certificate is stored already: nothing to do twice */
+    size_t n = 0;
+    char *missing = NULL;
+    int rc = moat__km_chain_blobs(cert, chain, &blobs, &n, &missing, err);
+    if (rc == MOAT_E_PKI) {
+        moat_err_clear(err);
         rc = 0;
     }
-out:
-    for (size_t i = 0; i < n; i++)
-        moat_store_blob_dispose(&blobs[i]);
-    moat_free(&blobs);
-    moat_free(&der);
+    if (rc == 0)
+        rc = moat__km_import_cert(st, key_id, cert, blobs, n, warning, warnsz, err);
+    moat_free(&missing);
+    moat__km_blobs_dispose(&blobs, n);
     return rc;
 }
 
 /* Adds <p>'s key under <name> as a pending key, then its older certificates and its certificate. */
 static int store_pair(moat_store_t *st, const moat_import_pair_t *p, const char *name, int exportable,
-                      moat_err_t *err)
+                      char *warning, size_t warnsz, moat_err_t *err)
 {
     moat_store_key_t k = {0};
     unsigned char *pkcs8 = NULL, *spki = NULL;
@@ -106,10 +102,12 @@ static int store_pair(moat_store_t *st, const moat_import_pair_t *p, const char 
     if (rc != 0)
         goto out;
     /* Older certificates of the same key first, so that the newest ends up current. */
-    for (int i = 0; i < sk_X509_num(p->older) && rc == 0; i++)
-        rc = install_cert(st, k.id, sk_X509_value(p->older, i), p->chain, err);
+    for (int i = 0; i < sk_X509_num(p->older) && rc == 0; i++) {
+        char ignored[256]; /* history: only the certificate that ends up current must load */
+        rc = install_cert(st, k.id, sk_X509_value(p->older, i), p->chain, ignored, sizeof(ignored), err);
+    }
     if (rc == 0 && p->cert != NULL)
-        rc = install_cert(st, k.id, p->cert, p->chain, err);
+        rc = install_cert(st, k.id, p->cert, p->chain, warning, warnsz, err);
     if (rc == 0)
         rc = moat__km_audit(st, "key.import", name, err,
                             "from %s (moat import), algorithm %s, exportable %s, key %s%s", p->file->path,
@@ -244,7 +242,8 @@ static int apply(moat_store_t *st, const moat_import_result_t *res, int dry_run,
             o->action = ACT_EXISTS;
             if (p->cert != NULL && (have.cert == NULL || have.cert->not_after < (int64_t)p->not_after)) {
                 o->action = ACT_CERT_ADDED;
-                if (!dry_run && (rc = install_cert(st, have.id, p->cert, p->chain, err)) != 0) {
+                if (!dry_run && (rc = install_cert(st, have.id, p->cert, p->chain, o->warning,
+                                                   sizeof(o->warning), err)) != 0) {
                     moat_store_key_dispose(&have);
                     return rc;
                 }
@@ -284,7 +283,8 @@ static int apply(moat_store_t *st, const moat_import_result_t *res, int dry_run,
             if (group != NULL)
                 (void)moat_strlcpy(group_name, o->name, sizeof(group_name));
         }
-        if (!dry_run && (rc = store_pair(st, p, o->name, exportable, err)) != 0) {
+        if (!dry_run &&
+            (rc = store_pair(st, p, o->name, exportable, o->warning, sizeof(o->warning), err)) != 0) {
             moat_err_prefix(err, "importing %s: ", p->file->path);
             return rc;
         }
@@ -317,7 +317,7 @@ static void fmt_day(time_t t, char *out, size_t outsz)
 }
 
 typedef struct counts {
-    size_t imported, renewals, existing, certs_added, orphan_keys;
+    size_t imported, renewals, existing, certs_added, orphan_keys, warnings;
 } counts_t;
 
 static counts_t count(const moat_import_result_t *res, const outcome_t *out)
@@ -340,6 +340,8 @@ static counts_t count(const moat_import_result_t *res, const outcome_t *out)
         }
         if (res->pairs[i].cert == NULL)
             c.orphan_keys++;
+        if (out[i].warning[0] != '\0')
+            c.warnings++;
     }
     return c;
 }
@@ -370,6 +372,13 @@ static void print_text(const char *source, const moat_import_scan_t *scan, const
             if (res->pairs[i].cert == NULL)
                 printf("  %-26s %s (%s)\n", out[i].name, res->pairs[i].file->path,
                        res->pairs[i].file->origin);
+    }
+    if (c.warnings > 0) {
+        printf(
+            "\nimported, but the server would refuse them (fix before serving; 'moat doctor' explains):\n");
+        for (size_t i = 0; i < res->npairs; i++)
+            if (out[i].warning[0] != '\0')
+                printf("  %-26s %s\n", out[i].name, out[i].warning);
     }
     if (res->norphan_certs > 0) {
         printf("\ncertificates without a key (not imported: a certificate alone cannot serve):\n");
@@ -422,6 +431,7 @@ static void print_json(const char *source, const moat_import_scan_t *scan, const
         moat_json_kv_str(&j, "file", p->file->path);
         moat_json_kv_str(&j, "origin", p->file->origin);
         moat_json_kv_bool(&j, "history", p->grouped && !p->current);
+        moat_json_kv_str(&j, "warning", out[i].warning[0] ? out[i].warning : NULL);
         moat_json_key(&j, "certificate");
         if (p->cert == NULL) {
             moat_json_null(&j);

@@ -634,7 +634,7 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
     moat_store_key_t cur = {0}, other = {0}, k = {0};
     int have_cur = 0, leaf_i = -1;
     X509 *leaf = NULL;
-    STACK_OF(X509) *pile = NULL, *chain = NULL;
+    STACK_OF(X509) *pile = NULL;
     char *missing = NULL;
     unsigned char *pkcs8 = NULL, *spki = NULL;
     size_t pkcs8_len = 0, spki_len = 0;
@@ -716,28 +716,9 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
             goto fail;
         }
         (void)sk_X509_delete(pile, leaf_i); /* borrowed pointers: the import owns them */
-        if (moat_pki_chain_build(leaf, pile, &chain, &missing, &err) != 0) {
+        if (moat__km_chain_blobs(leaf, pile, &blobs, &nblobs, &missing, &err) != 0) {
             moat_err_prefix(&err, "%s", pos[1]);
             goto fail;
-        }
-        nblobs = (size_t)sk_X509_num(chain);
-        if (nblobs > 0 && (blobs = moat_calloc(nblobs, sizeof(*blobs))) == NULL) {
-            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
-            goto fail;
-        }
-        for (size_t i = 0; i < nblobs; i++) {
-            X509 *x = sk_X509_value(chain, (int)i);
-            moat_pki_cert_info_t ci = {0};
-            if (moat_pki_cert_info(x, &ci, &err) != 0)
-                goto fail;
-            if (ci.self_signed) { /* the root: clients have it, servers do not send it */
-                moat_pki_cert_info_dispose(&ci);
-                nblobs = i;
-                break;
-            }
-            moat_pki_cert_info_dispose(&ci);
-            if (moat_pki_cert_to_der(x, &blobs[i].data, &blobs[i].len, &err) != 0)
-                goto fail;
         }
     }
     moat_pki_key_describe(imp.keys[0], algname, sizeof(algname));
@@ -805,32 +786,9 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
         if (rc != 0)
             goto rollback;
     }
-    if (leaf != NULL) {
-        unsigned char *der = NULL;
-        size_t der_len = 0;
-        if (moat_pki_cert_to_der(leaf, &der, &der_len, &err) != 0)
-            goto rollback;
-        rc = moat_store_cert_install(st, k.id, der, der_len, blobs, nblobs, NULL, &err);
-        if (rc == MOAT_E_EXISTS)
-            moat_err_clear(&err); /* --replace with the certificate already installed */
-        else if (rc != 0) {
-            moat_free(&der);
-            goto rollback;
-        }
-        /* An importer must not lose keys, so a pair the server would refuse is kept, with a warning. */
-        {
-            moat_err_t lerr = {0};
-            if (moat__km_check_loadable(st, k.id, der, der_len, blobs, nblobs, &lerr) != 0) {
-                if (lerr.code != MOAT_E_PKI) {
-                    err = lerr;
-                    moat_free(&der);
-                    goto rollback;
-                }
-                (void)moat_strlcpy(load_warning, lerr.msg, sizeof(load_warning));
-            }
-        }
-        moat_free(&der);
-    }
+    if (leaf != NULL &&
+        moat__km_import_cert(st, k.id, leaf, blobs, nblobs, load_warning, sizeof(load_warning), &err) != 0)
+        goto rollback;
     if (moat_store_generation_bump(st, &err) != 0 ||
         moat__km_audit(st, have_cur ? "key.replace" : "key.import", pos[0], &err,
                        "from %s (%s), algorithm %s, exportable %s, key %s%s", pos[1], imp.format, algname,
@@ -874,12 +832,9 @@ out:
     moat_free_secret(&data, len);
     moat_free_secret(&pkcs8, pkcs8_len);
     moat_free(&spki);
-    for (size_t i = 0; blobs != NULL && i < (size_t)sk_X509_num(chain); i++)
-        moat_store_blob_dispose(&blobs[i]);
-    moat_free(&blobs);
+    moat__km_blobs_dispose(&blobs, nblobs);
     moat_free(&missing);
     sk_X509_free(pile);
-    sk_X509_pop_free(chain, X509_free);
     moat_pki_import_dispose(&imp);
     moat_store_key_dispose(&cur);
     moat_store_key_dispose(&other);

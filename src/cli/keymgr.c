@@ -587,3 +587,71 @@ out:
     moat_free_secret(&key, key_len);
     return rc;
 }
+
+void moat__km_blobs_dispose(moat_store_blob_t **blobs, size_t n)
+{
+    for (size_t i = 0; *blobs != NULL && i < n; i++)
+        moat_store_blob_dispose(&(*blobs)[i]);
+    moat_free(blobs);
+}
+
+int moat__km_chain_blobs(X509 *leaf, STACK_OF(X509) * pile, moat_store_blob_t **blobs, size_t *n,
+                         char **missing, moat_err_t *err)
+{
+    STACK_OF(X509) *chain = NULL;
+    int rc;
+    size_t total;
+
+    *blobs = NULL;
+    *n = 0;
+    if ((rc = moat_pki_chain_build(leaf, pile, &chain, missing, err)) != 0)
+        return rc;
+    total = (size_t)sk_X509_num(chain);
+    if (total > 0 && (*blobs = moat_calloc(total, sizeof(**blobs))) == NULL) {
+        sk_X509_pop_free(chain, X509_free);
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < total; i++) {
+        X509 *x = sk_X509_value(chain, (int)i);
+        /* A self-signed top is the root: clients must have it already, so servers never send it. */
+        if (X509_check_issued(x, x) == X509_V_OK && X509_self_signed(x, 1) == 1)
+            break;
+        if ((rc = moat_pki_cert_to_der(x, &(*blobs)[i].data, &(*blobs)[i].len, err)) != 0) {
+            moat__km_blobs_dispose(blobs, *n);
+            *n = 0;
+            sk_X509_pop_free(chain, X509_free);
+            return rc;
+        }
+        (*n)++;
+    }
+    sk_X509_pop_free(chain, X509_free);
+    return 0;
+}
+
+int moat__km_import_cert(moat_store_t *st, int64_t key_id, X509 *leaf, const moat_store_blob_t *chain,
+                         size_t nchain, char *warning, size_t warnsz, moat_err_t *err)
+{
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    moat_err_t lerr = {0};
+    int rc;
+
+    warning[0] = '\0';
+    if ((rc = moat_pki_cert_to_der(leaf, &der, &der_len, err)) != 0)
+        return rc;
+    rc = moat_store_cert_install(st, key_id, der, der_len, chain, nchain, NULL, err);
+    if (rc == MOAT_E_EXISTS) {
+        moat_err_clear(err); /* already there (--replace, or a second import): nothing to do twice */
+        rc = 0;
+    }
+    if (rc == 0 && moat__km_check_loadable(st, key_id, der, der_len, chain, nchain, &lerr) != 0) {
+        if (lerr.code == MOAT_E_PKI)
+            (void)moat_strlcpy(warning, lerr.msg, warnsz); /* a cut warning still says why */
+        else {
+            *err = lerr;
+            rc = lerr.code;
+        }
+    }
+    moat_free(&der);
+    return rc;
+}

@@ -113,6 +113,24 @@ int moat__km_private_key(moat_store_t *st, int64_t id, EVP_PKEY **out, moat_err_
 int moat__km_check_loadable(moat_store_t *st, int64_t key_id, const uint8_t *der, size_t der_len,
                             const moat_store_blob_t *chain, size_t nchain, moat_err_t *err);
 
+/*
+ * Orders <pile> into the chain above <leaf> (moat_pki_chain_build) and encodes it for the store:
+ * intermediates, issuer first, without a self-signed root (clients have it; servers never send it).
+ * *blobs (free with moat__km_blobs_dispose) and *n receive them, *missing the issuer the chain ends below.
+ */
+int moat__km_chain_blobs(X509 *leaf, STACK_OF(X509) * pile, moat_store_blob_t **blobs, size_t *n,
+                         char **missing, moat_err_t *err);
+void moat__km_blobs_dispose(moat_store_blob_t **blobs, size_t n);
+
+/*
+ * What "key import" and "moat import" do with a key's certificate, inside the caller's transaction:
+ * installs <leaf> with <chain> for key row <key_id> (the same certificate stored already is not an
+ * error), then runs the server's loader check. An importer must not lose a key, so a pair the server
+ * would refuse stays, and the reason goes to <warning> ("" when none); other failures are errors.
+ */
+int moat__km_import_cert(moat_store_t *st, int64_t key_id, X509 *leaf, const moat_store_blob_t *chain,
+                         size_t nchain, char *warning, size_t warnsz, moat_err_t *err);
+
 /* Appends to the audit log; on failure the caller rolls back. */
 int moat__km_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
                    ...) MOAT_PRINTF(5, 6);
