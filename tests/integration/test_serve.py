@@ -2,6 +2,7 @@
 the access log, --check, TLS settings, resumption and a clean SIGTERM. Real binary, real clients."""
 import hashlib
 import os
+import pathlib
 import re
 import signal
 import socket
@@ -358,3 +359,48 @@ def test_changed_file_is_served_fresh_within_a_second(moat, ca, www):
     st, hd, body = request(s, "/style.css", method="HEAD")
     assert st == 200 and body == b"" and hd["content-length"] == "16"
     s.close()
+
+
+def test_sigusr1_reopens_the_logs(moat, ca, www):
+    port = free_port()
+    ca.issue(moat, "www", ["localhost"])
+    proc = moat.serve(config(moat, [site(["localhost"], port, root=www)]), wait=[port])
+    assert get(port, "/", sni="localhost", cafile=ca.pem)[0] == 200
+    log = moat.dir / "access.log"
+    assert wait_for(lambda: log.exists() and "GET /" in log.read_text(), timeout=5)
+    log.rename(moat.dir / "access.log.1")
+    (moat.dir / "error.log").rename(moat.dir / "error.log.1")
+    proc.send_signal(signal.SIGUSR1)
+    assert wait_for(lambda: (moat.dir / "error.log").exists() and "reopened" in (moat.dir / "error.log").read_text())
+    assert get(port, "/style.css", sni="localhost", cafile=ca.pem)[0] == 200
+    assert wait_for(lambda: log.exists() and "GET /style.css" in log.read_text(), timeout=5)
+    assert "style.css" not in (moat.dir / "access.log.1").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_root_drops_to_the_configured_user(moat, ca, www):
+    import pwd
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    import shutil
+    import tempfile
+    port = free_port()
+    ca.issue(moat, "www", ["localhost"])
+    # the document root must be readable by that user (the test folder is not)
+    pub = pathlib.Path(tempfile.mkdtemp(prefix="moat-www-", dir="/tmp"))
+    os.chmod(pub, 0o755)
+    shutil.copy(www / "index.html", pub / "index.html")
+    os.chmod(pub / "index.html", 0o644)
+    proc = moat.serve(config(moat, [site(["localhost"], port, root=pub)], extra="user: nobody\n"), wait=[port])
+    status = open(f"/proc/{proc.pid}/status").read()
+    uid_line = [ln for ln in status.splitlines() if ln.startswith("Uid:")][0]
+    assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4, uid_line
+    assert get(port, "/", sni="localhost", cafile=ca.pem)[0] == 200
+    assert os.stat(moat.dir / "access.log").st_uid == nobody.pw_uid
+    # the store still reloads after the switch
+    ca.renew(moat, "www", ["localhost"])
+    assert wait_for(lambda: "reloaded" in (moat.dir / "error.log").read_text(), timeout=5)
+    assert get(port, "/", sni="localhost", cafile=ca.pem)[0] == 200
+    shutil.rmtree(pub)
