@@ -6,6 +6,7 @@
 #include "store/store_int.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #define MOAT_APPLICATION_ID 1836016756 /* "moat" in the SQLite header */
 
@@ -162,6 +163,65 @@ static int migrate(moat_store_t *st, int from, moat_err_t *err)
     return rc;
 }
 
+static int identify(moat_store_t *st, int64_t *app_id, int64_t *version, int64_t *tables, moat_err_t *err)
+{
+    moat_store_stmt_t *s = NULL;
+    int rc = moat__store_query(st, &s, err,
+                               "SELECT (SELECT application_id FROM pragma_application_id()), "
+                               "(SELECT user_version FROM pragma_user_version()), "
+                               "(SELECT count(*) FROM sqlite_master)",
+                               "");
+    if (rc != 0)
+        return rc;
+    if ((rc = st->ops->step(s, err)) == 1) {
+        *app_id = st->ops->column_int(s, 0);
+        *version = st->ops->column_int(s, 1);
+        *tables = st->ops->column_int(s, 2);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = moat_err_set(err, MOAT_E_STORE, "reading the store's header returned nothing");
+    }
+    st->ops->finalize(s);
+    return rc;
+}
+
+/*
+ * Switches to WAL unless it already is. Changing the journal mode needs the database to itself and does
+ * not wait on the busy handler, so while another process is opening the same new store, retry.
+ */
+static int set_wal(moat_store_t *st, moat_err_t *err)
+{
+    moat_store_stmt_t *s = NULL;
+    int rc = 0;
+    for (int attempt = 0; attempt < 200; attempt++) {
+        if ((rc = moat__store_query(st, &s, err, "PRAGMA journal_mode", "")) != 0)
+            return rc;
+        rc = st->ops->step(s, err);
+        if (rc == 1 && strcmp(st->ops->column_text(s, 0), "wal") == 0) {
+            st->ops->finalize(s);
+            return 0;
+        }
+        st->ops->finalize(s);
+        if (rc < 0 && rc != MOAT_E_AGAIN)
+            return rc;
+        if ((rc = st->ops->exec(st, "PRAGMA journal_mode=WAL", err)) == 0) {
+            int64_t dummy = 0;
+            /* The pragma answers with the mode now in force; check it took. */
+            if ((rc = moat__store_int(st, &dummy, err,
+                                      "SELECT journal_mode = 'wal' FROM pragma_journal_mode()", "")) != 0)
+                return rc;
+            if (dummy)
+                return 0;
+            moat_err_set(err, MOAT_E_STORE, "cannot switch the store to write-ahead logging");
+            return moat_err_hint(err, "keep the store on a local file system (not NFS)");
+        }
+        if (rc != MOAT_E_AGAIN)
+            return rc;
+        usleep(25000);
+    }
+    return rc;
+}
+
 static int not_a_store(moat_store_t *st, const char *why, moat_err_t *err)
 {
     moat_err_set(err, MOAT_E_INVAL, "%s is not a moat store (%s); it was not changed", st->path, why);
@@ -173,10 +233,9 @@ int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err)
     int64_t app_id = 0, version = 0, tables = 0;
     int rc, ro = (st->flags & MOAT_STORE_READONLY) != 0;
 
-    /* Only reads until we know the file is ours: a foreign file must not be modified. */
-    if ((rc = moat__store_int(st, &app_id, err, "PRAGMA application_id", "")) != 0 ||
-        (rc = moat__store_int(st, &version, err, "PRAGMA user_version", "")) != 0 ||
-        (rc = moat__store_int(st, &tables, err, "SELECT count(*) FROM sqlite_master", "")) != 0) {
+    /* Only reads until we know the file is ours: a foreign file must not be modified. One statement, so
+     * that the three values come from one snapshot even while another process creates the store. */
+    if ((rc = identify(st, &app_id, &version, &tables, err)) != 0) {
         if (err->code == MOAT_E_INVAL)
             return not_a_store(st, "not an SQLite database", err);
         return moat_err_prefix(err, "%s", st->path);
@@ -200,7 +259,7 @@ int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err)
 
     if (!ro) {
         /* WAL: readers never block the writer; FULL: a commit survives power loss. */
-        if ((rc = st->ops->exec(st, "PRAGMA journal_mode=WAL", err)) != 0)
+        if ((rc = set_wal(st, err)) != 0)
             return moat_err_prefix(err, "%s", st->path);
     }
     if ((rc = st->ops->exec(st, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON",

@@ -72,6 +72,18 @@ static void test_open_create(void)
     }
 }
 
+static void test_blob(void)
+{
+    moat_store_blob_t b = {0};
+    moat_store_blob_dispose(&b); /* empty */
+    b.data = moat_malloc(8);
+    b.len = 8;
+    moat_store_blob_dispose(&b);
+    CHECK(b.data == NULL);
+    CHECK_EQ(b.len, 0);
+    moat_store_blob_dispose(NULL);
+}
+
 static void test_keys(void)
 {
     moat_store_t *st;
@@ -1022,6 +1034,10 @@ static void test_backup_restore(void)
     CHECK_EQ(diff.anchors, 1);
     CHECK_EQ(diff.backup_schema, 2);
     moat_store_diff_dispose(&diff);
+    moat_store_diff_dispose(&diff); /* twice is safe */
+    CHECK_STR(moat_store_diff_change_name(MOAT_DIFF_ADDED), "added");
+    CHECK_STR(moat_store_diff_change_name(MOAT_DIFF_REMOVED), "removed");
+    CHECK_STR(moat_store_diff_change_name(MOAT_DIFF_CHANGED), "changed");
     /* A dry run changed nothing. */
     CHECK_EQ(moat_store_key_get(st, "api", MOAT_KEY_CURRENT, &got, &err), 0);
     moat_store_key_dispose(&got);
@@ -1219,6 +1235,7 @@ static void test_readonly(void)
 int main(void)
 {
     RUN(test_open_create);
+    RUN(test_blob);
     RUN(test_keys);
     RUN(test_encrypted_at_rest);
     RUN(test_certs_renewal_rollback);
