@@ -213,7 +213,7 @@ static int set_wal(moat_store_t *st, moat_err_t *err)
             if (dummy)
                 return 0;
             moat_err_set(err, MOAT_E_STORE, "cannot switch the store to write-ahead logging");
-            return moat_err_hint(err, "keep the store on a local file system (not NFS)");
+            return moat_err_hint(err, "keep the store on a local disk, not on a network share");
         }
         if (rc != MOAT_E_AGAIN)
             return rc;
