@@ -258,3 +258,35 @@ def test_newer_or_foreign_store_is_refused_unchanged(moat):
     r = moat.fails("--store", junk, "store", "info")
     assert "not a moat store" in r.stderr
     assert junk.read_bytes() == data
+
+
+def test_backup_and_restore_under_a_running_server(moat):
+    """Backup is safe while the server runs; a restore is picked up by it without a restart."""
+    from serve_helpers import CA, cert_der, config, free_port, site, tls_connect, wait_for
+
+    ca = CA(moat.dir)
+    root = moat.dir / "www"
+    root.mkdir()
+    (root / "index.html").write_text("hello\n")
+    first = ca.issue(moat, "www", ["localhost"])
+    port = free_port()
+    moat.serve(config(moat, [site(["localhost"], port, root=root)]), wait=[port])
+
+    def served():
+        s = tls_connect(port, sni="localhost", cafile=ca.pem)
+        der = s.getpeercert(binary_form=True)
+        s.close()
+        return der
+
+    assert served() == cert_der(first)
+    out = moat.dir / "backup.db"
+    moat.ok("store", "backup", out)
+    # A renewal after the backup is served ...
+    second = ca.renew(moat, "www", ["localhost"])
+    assert wait_for(lambda: served() == cert_der(second))
+    # ... until the backup comes back: the server reloads by itself and serves the first certificate.
+    r = json.loads(moat.ok("--json", "store", "restore", out).stdout)
+    assert ("cert", "www", "changed") in {(c["kind"], c["name"], c["change"]) for c in r["changes"]}
+    assert wait_for(lambda: served() == cert_der(first))
+    assert wait_for(lambda: info(moat)["server"]["applied_generation"] == r["generation"])
+    assert info(moat)["server"]["refusal"] == ""
