@@ -20,6 +20,140 @@ static void site_cert_dispose(moat__site_cert_t *c)
     c->nchain = 0;
 }
 
+void moat__der_list_dispose(moat__der_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        moat_free(&l->der[i]);
+    moat_free(&l->der);
+    moat_free(&l->len);
+    l->n = 0;
+}
+
+static int der_list_add(moat__der_list_t *l, const uint8_t *der, size_t len)
+{
+    unsigned char **d = moat_realloc(l->der, (l->n + 1) * sizeof(*d));
+    size_t *n;
+    if (d == NULL)
+        return MOAT_E_NOMEM;
+    l->der = d;
+    n = moat_realloc(l->len, (l->n + 1) * sizeof(*n));
+    if (n == NULL)
+        return MOAT_E_NOMEM;
+    l->len = n;
+    if ((l->der[l->n] = moat_malloc(len ? len : 1)) == NULL)
+        return MOAT_E_NOMEM;
+    memcpy(l->der[l->n], der, len);
+    l->len[l->n++] = len;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* moat's own CA certificates and the serials it revoked: client certificates it issued are checked
+ * against this snapshot (a revocation bumps the store generation, so the server reloads it). */
+static int load_moat_ca(moat__gen_t *gen, moat_store_t *st, moat_err_t *err)
+{
+    moat_ca_role_t roles[2] = {MOAT_CA_ROOT, MOAT_CA_INTERMEDIATE};
+    moat_store_issued_list_t rl;
+    int rc;
+
+    for (int i = 0; i < 2; i++) {
+        moat_store_ca_t ca;
+        memset(&ca, 0, sizeof(ca));
+        rc = moat_store_ca_get(st, roles[i], &ca, err);
+        if (rc == MOAT_E_NOTFOUND) {
+            moat_err_clear(err);
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        rc = der_list_add(&gen->moat_ca, ca.der.data, ca.der.len);
+        moat_store_ca_dispose(&ca);
+        if (rc != 0)
+            return moat_err_set(err, MOAT_E_NOMEM, "copying the CA certificate");
+    }
+    if (gen->moat_ca.n == 0)
+        return 0;
+    memset(&rl, 0, sizeof(rl));
+    if ((rc = moat_store_issued_list(st, MOAT_ISSUED_REVOKED_ONLY, 0, &rl, err)) != 0)
+        return rc;
+    gen->revoked = moat_calloc(rl.n ? rl.n : 1, sizeof(char *));
+    if (gen->revoked == NULL) {
+        moat_store_issued_list_dispose(&rl);
+        return moat_err_set(err, MOAT_E_NOMEM, "copying the revocation list");
+    }
+    for (size_t i = 0; i < rl.n; i++) {
+        const char *sr = rl.items[i].serial;
+        while (sr[0] == '0' && sr[1] != '\0')
+            sr++;
+        if ((gen->revoked[gen->nrevoked] = moat_strdup(sr)) == NULL) {
+            moat_store_issued_list_dispose(&rl);
+            return moat_err_set(err, MOAT_E_NOMEM, "copying the revocation list");
+        }
+        gen->nrevoked++;
+    }
+    moat_store_issued_list_dispose(&rl);
+    qsort(gen->revoked, gen->nrevoked, sizeof(char *), cmp_str);
+    return 0;
+}
+
+/* The client-certificate anchors of <site>: client_trust names ("moat-ca" = moat's CA), or by default
+ * moat's CA plus every anchor of the trust store. None usable: the site does not load (fail closed). */
+static int load_anchors(moat__gen_t *gen, moat_store_t *st, const moat_site_t *site, moat__gen_site_t *gs,
+                        moat_err_t *err)
+{
+    int rc;
+    if (site->client_trust.n == 0) {
+        moat_store_anchor_list_t al;
+        for (size_t i = 0; i < gen->moat_ca.n; i++)
+            if (der_list_add(&gs->anchors, gen->moat_ca.der[i], gen->moat_ca.len[i]) != 0)
+                return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
+        memset(&al, 0, sizeof(al));
+        if ((rc = moat_store_anchor_list(st, &al, err)) != 0)
+            return rc;
+        for (size_t i = 0; i < al.n; i++) {
+            if (der_list_add(&gs->anchors, al.items[i].der.data, al.items[i].der.len) != 0) {
+                moat_store_anchor_list_dispose(&al);
+                return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
+            }
+        }
+        moat_store_anchor_list_dispose(&al);
+    } else {
+        for (size_t t = 0; t < site->client_trust.n; t++) {
+            const char *name = site->client_trust.v[t];
+            moat_store_anchor_t a;
+            if (strcmp(name, "moat-ca") == 0) {
+                for (size_t i = 0; i < gen->moat_ca.n; i++)
+                    if (der_list_add(&gs->anchors, gen->moat_ca.der[i], gen->moat_ca.len[i]) != 0)
+                        return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
+                continue;
+            }
+            memset(&a, 0, sizeof(a));
+            if ((rc = moat_store_anchor_get(st, name, &a, err)) != 0) {
+                moat_err_prefix(err, "site \"%s\": client_trust \"%s\"", site->name, name);
+                if (rc == MOAT_E_NOTFOUND)
+                    moat_err_hint(err, "add it with: moat trust add FILE --name %s", name);
+                return rc;
+            }
+            rc = der_list_add(&gs->anchors, a.der.data, a.der.len);
+            moat_store_anchor_dispose(&a);
+            if (rc != 0)
+                return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
+        }
+    }
+    if (gs->anchors.n == 0) {
+        moat_err_set(err, MOAT_E_STATE,
+                     "site \"%s\" asks for client certificates but has no usable trust anchor", site->name);
+        return moat_err_hint(err,
+                             "create moat's CA (moat ca init) or add one: moat trust add FILE; until then "
+                             "the site does not load");
+    }
+    return 0;
+}
+
 void moat__gen_forget_keys(moat__gen_t *gen)
 {
     for (size_t i = 0; gen->cfg != NULL && i < gen->cfg->nsites; i++)
@@ -37,7 +171,12 @@ void moat__gen_unref(moat__gen_t *gen)
             moat_http_root_close(&gen->sites[i].root);
         for (size_t j = 0; j < 2; j++)
             site_cert_dispose(&gen->sites[i].certs[j]);
+        moat__der_list_dispose(&gen->sites[i].anchors);
     }
+    for (size_t i = 0; i < gen->nrevoked; i++)
+        moat_free(&gen->revoked[i]);
+    moat_free(&gen->revoked);
+    moat__der_list_dispose(&gen->moat_ca);
     moat_free(&gen->sites);
     moat_free(&gen->bind_listener);
     moat_config_unref(gen->cfg);
@@ -254,6 +393,8 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, m
     if ((rc = moat_store_generation(st, &g, err)) != 0)
         goto fail;
     gen->id = (long long)g;
+    if ((rc = load_moat_ca(gen, st, err)) != 0)
+        goto fail;
     for (size_t i = 0; i < cfg->nsites; i++) {
         const moat_site_t *site = &cfg->sites[i];
         moat__gen_site_t *gs = &gen->sites[i];
@@ -268,6 +409,9 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, m
         }
         rc = site->certificate != NULL ? pick_named(st, site, gs, err) : pick_auto(st, site, gs, err);
         if (rc != 0)
+            goto fail;
+        gs->wants_ccert = moat_site_wants_client_cert(site);
+        if (gs->wants_ccert && (rc = load_anchors(gen, st, site, gs, err)) != 0)
             goto fail;
     }
     for (size_t b = 0; b < gen->nbinds; b++) {
@@ -286,6 +430,49 @@ fail:
     return rc;
 }
 
+/* Client certificates: ask for one (sending the anchors' names), verify the chain against the site's
+ * anchors, never fail the handshake (moat__ccert_on_verify); the request decides (request.c). */
+static int setup_ccert(SSL_CTX *ctx, moat_tls_lib_t *lib, const moat__gen_site_t *gs, moat_err_t *err)
+{
+    X509_STORE *store = X509_STORE_new();
+    STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+    int rc = MOAT_E_PKI;
+
+    if (store == NULL || names == NULL) {
+        moat_err_set(err, MOAT_E_NOMEM, "allocating a certificate store");
+        goto out;
+    }
+    for (size_t i = 0; i < gs->anchors.n; i++) {
+        const unsigned char *p = gs->anchors.der[i];
+        X509 *x = X509_new_ex(lib->libctx, NULL);
+        X509_NAME *nm;
+        if (x == NULL || d2i_X509(&x, &p, (long)gs->anchors.len[i]) == NULL) {
+            X509_free(x);
+            moat_err_ossl(err, MOAT_E_PKI, "decoding client trust anchor %zu", i + 1);
+            goto out;
+        }
+        if (X509_STORE_add_cert(store, x) != 1 || (nm = X509_NAME_dup(X509_get_subject_name(x))) == NULL ||
+            !sk_X509_NAME_push(names, nm)) {
+            X509_free(x);
+            moat_err_ossl(err, MOAT_E_PKI, "adding a client trust anchor");
+            goto out;
+        }
+        X509_free(x);
+    }
+    if (SSL_CTX_set1_verify_cert_store(ctx, store) != 1) {
+        moat_err_ossl(err, MOAT_E_PKI, "setting the client certificate store");
+        goto out;
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
+    names = NULL;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, moat__ccert_on_verify);
+    rc = 0;
+out:
+    sk_X509_NAME_pop_free(names, X509_NAME_free);
+    X509_STORE_free(store);
+    return rc;
+}
+
 moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t *err)
 {
     moat__wgen_t *wg = moat_calloc(1, sizeof(*wg));
@@ -299,6 +486,23 @@ moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t
     wg->refs = 1;
     wg->gen = gen;
     atomic_fetch_add(&gen->refs, 1);
+    if (gen->moat_ca.n > 0) {
+        wg->moat_ca = moat_calloc(gen->moat_ca.n, sizeof(X509 *));
+        if (wg->moat_ca == NULL) {
+            moat_err_set(err, MOAT_E_NOMEM, "allocating TLS contexts");
+            moat__wgen_release(wg);
+            return NULL;
+        }
+        for (size_t i = 0; i < gen->moat_ca.n; i++) {
+            const unsigned char *p = gen->moat_ca.der[i];
+            X509 *x = X509_new_ex(lib->libctx, NULL);
+            if (x == NULL || d2i_X509(&x, &p, (long)gen->moat_ca.len[i]) == NULL) {
+                X509_free(x);
+                continue;
+            }
+            wg->moat_ca[wg->nmoat_ca++] = x;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         const moat__gen_site_t *gs = &gen->sites[i];
         moat_tls_cert_src_t src[2];
@@ -318,6 +522,11 @@ moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t
                                          gen->cfg->tls_tickets ? 0 : MOAT_TLS_NO_TICKETS, err);
         if (wg->ctx[i] == NULL) {
             moat_err_prefix(err, "site \"%s\" (key \"%s\")", gs->conf->name, gs->certs[0].key_name);
+            moat__wgen_release(wg);
+            return NULL;
+        }
+        if (gs->wants_ccert && setup_ccert(wg->ctx[i], lib, gs, err) != 0) {
+            moat_err_prefix(err, "site \"%s\"", gs->conf->name);
             moat__wgen_release(wg);
             return NULL;
         }

@@ -156,6 +156,31 @@ void moat__request_handle(moat__conn_t *c, int status)
         send_resp(c);
         return;
     }
+    if (gs->wants_ccert) {
+        moat_ccert_t mode = moat_site_ccert_for_path(site, path);
+        if (mode != MOAT_CCERT_OFF) {
+            const char *why = c->secure ? moat__ccert_verdict(c) : "none";
+            c->ccert = why != NULL ? why : "ok";
+            if (why != NULL && mode == MOAT_CCERT_REQUIRED) {
+                /* DESIGN: never a bare 403.7: the page, a header and the log say why. */
+                char page[1024], detail[160];
+                size_t n;
+                snprintf(detail, sizeof(detail), "A valid client certificate is required here (reason: %s).",
+                         why);
+                moat_http_resp_init(resp, req, 403);
+                moat_http_resp_error(resp, 403);
+                n = moat_http_error_page_format(page, sizeof(page), 403, detail);
+                if (n > 0) {
+                    resp->body = page;
+                    resp->content_length = n;
+                }
+                (void)moat_http_resp_add_header(resp, "X-Moat-Client-Cert", why); /* a fixed token */
+                c->ccert_denied = 1;
+                send_resp(c);
+                return;
+            }
+        }
+    }
     if (!gs->has_root) {
         moat_http_resp_init(resp, req, 404);
         moat_http_resp_error(resp, 404);
@@ -208,7 +233,7 @@ void moat__access_log(moat__conn_t *c)
     moat__worker_t *w = c->w;
     static _Thread_local time_t cached_sec;
     static _Thread_local char cached_time[32];
-    char peer[INET6_ADDRSTRLEN + 8] = "-", target[1100] = "-", method[24] = "-";
+    char peer[INET6_ADDRSTRLEN + 8] = "-", target[1100] = "-", method[24] = "-", subject[420];
     const char *sni = NULL, *ver = "-", *cipher = "-";
     struct timespec now;
     time_t t;
@@ -231,6 +256,21 @@ void moat__access_log(moat__conn_t *c)
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&c->peer;
         inet_ntop(AF_INET6, &a->sin6_addr, peer, sizeof(peer));
     }
+    subject[0] = '\0';
+    if (c->ccert != NULL && c->ssl != NULL && SSL_get0_peer_certificate(c->ssl) != NULL) {
+        /* who presented it: subject (RFC 2253, escaped) and serial */
+        X509 *peer_cert = SSL_get0_peer_certificate(c->ssl);
+        char line[400];
+        BIO *b = BIO_new(BIO_s_mem());
+        if (b != NULL) {
+            int n2;
+            X509_NAME_print_ex(b, X509_get_subject_name(peer_cert), 0, XN_FLAG_RFC2253);
+            n2 = BIO_read(b, line, sizeof(line) - 1);
+            line[n2 > 0 ? n2 : 0] = '\0';
+            BIO_free(b);
+            put_escaped(subject, sizeof(subject), line, strlen(line));
+        }
+    }
     if (c->ssl != NULL) {
         sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
         ver = SSL_get_version(c->ssl);
@@ -247,9 +287,10 @@ void moat__access_log(moat__conn_t *c)
         moat__access_flush(w);
     /* time client sni tls-version cipher "method target" status body-bytes duration client-cert */
     n = snprintf(w->alog + w->alog_len, ACCESS_LOG_BUF - w->alog_len,
-                 "%s %s %s %s %s \"%s %s\" %d %llu %lld.%03lldms ccert=-\n", cached_time, peer,
+                 "%s %s %s %s %s \"%s %s\" %d%s %llu %lld.%03lldms ccert=%s%s%s\n", cached_time, peer,
                  sni != NULL ? sni : "-", ver ? ver : "-", cipher ? cipher : "-", method, target, c->status,
-                 (unsigned long long)c->body_sent, us / 1000, us % 1000);
+                 c->ccert_denied ? ".7" : "", (unsigned long long)c->body_sent, us / 1000, us % 1000,
+                 c->ccert != NULL ? c->ccert : "-", subject[0] ? " subject=" : "", subject);
     if (n > 0 && (size_t)n < ACCESS_LOG_BUF - w->alog_len)
         w->alog_len += (size_t)n;
 }

@@ -41,9 +41,18 @@ typedef struct moat__site_cert {
     long long not_after;
 } moat__site_cert_t;
 
+/* A list of DER certificates (owned). */
+typedef struct moat__der_list {
+    unsigned char **der;
+    size_t *len;
+    size_t n;
+} moat__der_list_t;
+
 typedef struct moat__gen_site {
-    const moat_site_t *conf; /* borrowed from gen->cfg */
-    moat_http_root_t root;   /* opened root (fd -1 when the site has no root) */
+    const moat_site_t *conf;  /* borrowed from gen->cfg */
+    int wants_ccert;          /* some location asks for a client certificate */
+    moat__der_list_t anchors; /* client-certificate trust anchors (client_trust) */
+    moat_http_root_t root;    /* opened root (fd -1 when the site has no root) */
     int has_root;
     moat__site_cert_t certs[2]; /* [0] ECDSA/other, [1] RSA; key_der NULL when absent */
     size_t ncerts;
@@ -56,6 +65,9 @@ typedef struct moat__gen {
     moat_config_t *cfg;                    /* owned reference */
     moat__gen_site_t *sites;               /* cfg->nsites */
     const moat_listener_t **bind_listener; /* per server bind: the config listener serving it, or NULL */
+    moat__der_list_t moat_ca;              /* moat's own CA certificates (root, intermediate) */
+    char **revoked;                        /* sorted serials (uppercase hex) moat's CA revoked */
+    size_t nrevoked;
     size_t nbinds;
 } moat__gen_t;
 
@@ -64,6 +76,8 @@ typedef struct moat__wgen {
     int refs;         /* worker's current pointer + one per connection */
     moat__gen_t *gen; /* shared reference */
     SSL_CTX **ctx;    /* per site, owned */
+    X509 **moat_ca;   /* owned: gen->moat_ca decoded in this worker's library context */
+    size_t nmoat_ca;
 } moat__wgen_t;
 
 /* A listening address bound at start (listeners outlive reloads). */
@@ -182,7 +196,9 @@ typedef struct moat__conn {
     size_t opos, olen;
     moat__conn_state_t state;
     unsigned readable : 1, writable : 1, req_started : 1, head_ok : 1, sni_matched : 1, shut_sent : 1,
-        out_armed : 1;
+        out_armed : 1, ccert_denied : 1;
+    int ccert_err;     /* first chain verification error of the handshake; -1: none seen */
+    const char *ccert; /* client-certificate verdict of the current request ("ok" or a reason), or NULL */
     const moat_site_t *site; /* borrowed from wg->gen->cfg: chosen by SNI (TLS) or Host (plain) */
     moat_list_t node;        /* in w->conns */
     moat_list_t tnode;       /* in w->q_header or w->q_idle */
@@ -207,6 +223,17 @@ int moat__conn_out_bufs(moat__conn_t *c, int bulk);
 int moat__fcache_serve(moat__conn_t *c, size_t site, const char *path, size_t plen);
 void moat__fcache_store(moat__conn_t *c, size_t site, const char *path, size_t plen);
 void moat__fcache_free(moat__worker_t *w);
+
+/* ccert.c: the client-certificate verdict of <c> now: NULL when valid, else the reason ("none",
+ * "expired", "not-yet-valid", "untrusted", "revoked", "revocation-unknown", "wrong-purpose",
+ * "malformed"). Expiry and revocation are checked again on every call. */
+const char *moat__ccert_verdict(moat__conn_t *c);
+/* worker.c: the connection of an SSL (NULL if none). */
+moat__conn_t *moat__conn_of(SSL *ssl);
+/* The verify callback: records the first error and never fails the handshake. */
+int moat__ccert_on_verify(int ok, X509_STORE_CTX *x);
+/* gen.c helpers for the trust anchors and the CA's revocations. */
+void moat__der_list_dispose(moat__der_list_t *l);
 
 /* request.c: answers the request parsed in c->req (or the parse error when <status> != 0). */
 void moat__request_handle(moat__conn_t *c, int status);

@@ -37,6 +37,9 @@ void moat__wgen_release(moat__wgen_t *wg)
     for (size_t i = 0; i < wg->gen->cfg->nsites; i++)
         SSL_CTX_free(wg->ctx[i]);
     moat_free(&wg->ctx);
+    for (size_t i = 0; i < wg->nmoat_ca; i++)
+        X509_free(wg->moat_ca[i]);
+    moat_free(&wg->moat_ca);
     moat__gen_unref(wg->gen);
     moat_free(&wg);
 }
@@ -337,6 +340,8 @@ static void request_done(moat__conn_t *c)
     memmove(c->hbuf, c->hbuf + used, c->hlen - used);
     c->hlen -= used;
     c->req_started = 0;
+    c->ccert = NULL;
+    c->ccert_denied = 0;
     c->opos = c->olen = 0;
     if (!c->rs->resp.keep_alive || atomic_load(&c->w->srv->stopping)) {
         c->state = CONN_CLOSING;
@@ -601,6 +606,11 @@ static void conn_run(moat__conn_t *c)
     }
 }
 
+moat__conn_t *moat__conn_of(SSL *ssl)
+{
+    return SSL_get_ex_data(ssl, conn_ex_index);
+}
+
 /* ---- SNI ---------------------------------------------------------------------------------------- */
 
 static int on_servername(SSL *ssl, int *al, void *arg)
@@ -636,6 +646,14 @@ static int on_servername(SSL *ssl, int *al, void *arg)
     c->site = site;
     if (c->wg->ctx[site->index] != SSL_get_SSL_CTX(ssl))
         SSL_set_SSL_CTX(ssl, c->wg->ctx[site->index]);
+    /* Switching SSL_CTX does not carry the verify settings: apply the site's here. */
+    if (c->wg->gen->sites[site->index].wants_ccert) {
+        SSL_CTX *ctx = c->wg->ctx[site->index];
+        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), moat__ccert_on_verify);
+        SSL_set_client_CA_list(ssl, SSL_dup_CA_list(SSL_CTX_get_client_CA_list(ctx)));
+    } else {
+        SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+    }
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -689,6 +707,7 @@ static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const stru
     c->id = ++w->next_conn_id;
     c->peer = *peer;
     c->peerlen = plen;
+    c->ccert_err = -1;
     c->readable = 1; /* TCP_DEFER_ACCEPT: the first bytes are usually there already */
     c->writable = 1;
     moat_list_push_tail(&w->conns, &c->node);

@@ -1,0 +1,142 @@
+"""Client certificates through the real server: the handshake asks and never fails for a
+client-certificate reason; each request gets a verdict, a 403 page naming the reason, the
+X-Moat-Client-Cert header and "403.7 ... ccert=REASON" in the access log. Fail closed: a site that
+wants client certificates without a usable anchor does not load."""
+import datetime
+import subprocess
+
+import pytest
+
+from serve_helpers import CA, config, free_port, openssl, site, wait_for
+
+cryptography = pytest.importorskip("cryptography")
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+
+
+def curl(port, path, cert=None, cafile=None):
+    args = ["curl", "-sS", "-D", "-", "--cacert", str(cafile), f"https://localhost:{port}{path}"]
+    if cert:
+        args[1:1] = ["--cert", str(cert)]
+    r = subprocess.run(args, capture_output=True, timeout=30)
+    out = r.stdout.decode(errors="replace")
+    status = int(out.split()[1]) if out.startswith("HTTP/") else 0
+    return status, out, r.stderr.decode(errors="replace")
+
+
+def client_pem_from_moat(moat, name, cn, profile="client"):
+    """A key and certificate issued by moat's CA, exported and turned into one PEM for curl."""
+    pw = moat.dir / "pw.txt"
+    pw.write_text("pw\n")
+    if profile == "client":
+        moat.ok("ca", "issue", name, "--cn", cn, "--profile", "client")
+        moat.ok("ca", "export-client", name, "--out", moat.dir / f"{name}.p12", "--password-file", pw)
+    else:
+        moat.ok("key", "new", name, "--cn", cn, "--exportable", "--csr-out", moat.dir / f"{name}.csr")
+        moat.ok("ca", "sign", moat.dir / f"{name}.csr", "--out", moat.dir / f"{name}.crt", "--profile", profile)
+        moat.ok("cert", "install", name, moat.dir / f"{name}.crt")
+        moat.ok("key", "export", name, "--out", moat.dir / f"{name}.p12", "--password-file", pw)
+    pem = moat.dir / f"{name}.pem"
+    openssl("pkcs12", "-in", moat.dir / f"{name}.p12", "-nodes", "-passin", "pass:pw", "-out", pem)
+    return pem
+
+
+def outside_client(d, ca, name, days_from=-10, days_to=10):
+    """A client certificate signed by the openssl-made CA <ca>, with any validity window."""
+    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(ca.pem.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now + datetime.timedelta(days=days_from))
+            .not_valid_after(now + datetime.timedelta(days=days_to))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = d / f"{name}.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM))
+    return pem
+
+
+@pytest.fixture
+def setup(moat):
+    root = moat.dir / "www"
+    (root / "private").mkdir(parents=True)
+    (root / "index.html").write_text("public\n")
+    (root / "private" / "index.html").write_text("secret\n")
+    moat.ok("ca", "init", "--cn", "Serve CCert CA")
+    moat.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost")
+    ca_pem = moat.dir / "moat-ca.pem"
+    ca_pem.write_text(moat.ok("ca", "cert", "--root").stdout)
+    return root, ca_pem
+
+
+def test_verdicts_per_path(moat, setup):
+    root, ca_pem = setup
+    alice = client_pem_from_moat(moat, "alice", "alice")
+    server_only = client_pem_from_moat(moat, "srv", "srv.example", profile="server")
+    outside = CA(moat.dir, name="Outside Root")
+    stranger = outside_client(moat.dir, outside, "stranger")
+    port = free_port()
+    moat.serve(config(moat, [site(["localhost"], port, root=root, extra="""
+client_certificate: optional
+locations:
+  - path: /private
+    client_certificate: required
+""")]), wait=[port])
+    # no certificate: the public part is served, the private part answers 403 with the reason
+    assert curl(port, "/", cafile=ca_pem)[0] == 200
+    st, out, _ = curl(port, "/private/", cafile=ca_pem)
+    assert st == 403 and "x-moat-client-cert: none" in out.lower() and "reason: none" in out
+    # a valid certificate from moat's CA opens it
+    st, out, err = curl(port, "/private/", cert=alice, cafile=ca_pem)
+    assert st == 200 and "secret" in out, err
+    # untrusted issuer, wrong purpose: the handshake still succeeds, the request says why
+    st, out, _ = curl(port, "/private/", cert=stranger, cafile=ca_pem)
+    assert st == 403 and "x-moat-client-cert: untrusted" in out.lower()
+    st, out, _ = curl(port, "/private/", cert=server_only, cafile=ca_pem)
+    assert st == 403 and "x-moat-client-cert: wrong-purpose" in out.lower()
+    log = moat.dir / "access.log"
+    assert wait_for(lambda: log.exists() and "ccert=untrusted" in log.read_text(), timeout=5)
+    text = log.read_text()
+    assert '"GET /private/" 403.7 ' in text and "ccert=none" in text
+    assert "ccert=ok subject=CN=alice" in text
+
+
+def test_trust_store_anchor_expired_and_revocation_unknown(moat, setup):
+    root, ca_pem = setup
+    corp = CA(moat.dir, name="Corp Root")
+    moat.ok("trust", "add", corp.pem, "--name", "corp")
+    good = outside_client(moat.dir, corp, "carol")
+    old = outside_client(moat.dir, corp, "dave", days_from=-30, days_to=-1)
+    p1, p2 = free_port(), free_port()
+    moat.serve(config(moat, [
+        site(["localhost"], p1, root=root, extra="client_certificate: required\nclient_trust: [corp]"),
+        site(["localhost"], p2, root=root,
+             extra="client_certificate: required\nclient_trust: [corp]\nclient_revocation_unknown: allow")]),
+        wait=[p1, p2])
+    # no revocation source for an outside CA: denied by default (fail closed), allowed when configured
+    st, out, _ = curl(p1, "/", cert=good, cafile=ca_pem)
+    assert st == 403 and "revocation-unknown" in out
+    assert curl(p2, "/", cert=good, cafile=ca_pem)[0] == 200
+    st, out, _ = curl(p2, "/", cert=old, cafile=ca_pem)
+    assert st == 403 and "x-moat-client-cert: expired" in out.lower()
+
+
+def test_no_usable_anchor_fails_closed(moat):
+    root = moat.dir / "www"
+    root.mkdir()
+    ca = CA(moat.dir)
+    ca.issue(moat, "www", ["localhost"])
+    port = free_port()
+    cfg = moat.dir / "moat.yaml"
+    cfg.write_text(config(moat, [site(["localhost"], port, root=root, extra="client_certificate: required")]))
+    r = moat.fails("serve", "-c", cfg, "--check")
+    assert "no usable trust anchor" in r.stderr
+    r = moat.fails("serve", "-c", cfg)
+    assert "no usable trust anchor" in r.stderr
