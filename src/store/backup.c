@@ -399,6 +399,28 @@ int moat_store_restore_check(moat_store_t *st, const char *src, moat_store_diff_
     return 0;
 }
 
+/*
+ * The audit log is append-only, also across a restore: the live store's log replaces the backup's, so
+ * that what happened since the backup (exports, say) stays on record.
+ */
+static int keep_audit(moat_store_t *st, moat_store_t *bak, moat_err_t *err)
+{
+    moat_store_audit_list_t l;
+    int rc = moat_store_audit_list(st, 0, &l, err);
+    if (rc != 0)
+        return rc;
+    rc = moat__store_run(bak, err, "DELETE FROM audit", "");
+    /* Oldest first, with their ids, so that the order of the log is the order of events. */
+    for (size_t i = l.n; rc == 0 && i > 0; i--) {
+        const moat_store_audit_t *a = &l.items[i - 1];
+        rc = moat__store_run(
+            bak, err, "INSERT INTO audit (id, at, actor, action, object, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            "iitttt", a->id, a->time, a->actor, a->action, a->object, a->detail);
+    }
+    moat_store_audit_list_dispose(&l);
+    return rc;
+}
+
 int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *diff, moat_err_t *err)
 {
     moat_store_t *bak = NULL;
@@ -425,6 +447,8 @@ int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *dif
                          (gen_cur > gen_bak ? gen_cur : gen_bak) + 1);
     if (rc == 0)
         rc = moat_store_server_status_set(bak, &ss, err);
+    if (rc == 0)
+        rc = keep_audit(st, bak, err);
     if (rc == 0)
         rc = moat_store_audit_add(bak, "store.restore", src, detail, err);
     if (rc == 0)

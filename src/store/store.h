@@ -449,7 +449,8 @@ int moat_store_restore_check(moat_store_t *st, const char *src, moat_store_diff_
 /*
  * Runs moat_store_restore_check() and then replaces the whole content of the store with <src>
  * atomically (one transaction: either all of the backup or the store as before), migrates it if its
- * schema is older, bumps the generation so a running server reloads, and audits "store.restore".
+ * schema is older, bumps the generation so a running server reloads, and audits "store.restore". The
+ * audit log and the server status are not restored: the live ones are kept.
  * Not inside a transaction. <diff> (may be NULL) receives what changed.
  */
 int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *diff,

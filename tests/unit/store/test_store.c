@@ -1042,9 +1042,22 @@ static void test_backup_restore(void)
     CHECK_EQ(moat_store_key_get(st, "api", MOAT_KEY_CURRENT, &got, &err), 0);
     moat_store_key_dispose(&got);
 
+    CHECK_EQ(moat_store_audit_add(st, "key.export", "www", "after the backup", &err), 0);
     CHECK_EQ(moat_store_restore(st, bak, &diff, &err), 0);
     CHECK_EQ(diff.n, 2);
     moat_store_diff_dispose(&diff);
+    /* The audit log is not rolled back: the export after the backup is still on record. */
+    {
+        moat_store_audit_list_t al;
+        CHECK_EQ(moat_store_audit_list(st, 2, &al, &err), 0);
+        CHECK_EQ(al.n, 2);
+        if (al.n == 2) {
+            CHECK_STR(al.items[0].action, "store.restore");
+            CHECK_STR(al.items[1].action, "key.export");
+            CHECK_STR(al.items[1].detail, "after the backup");
+        }
+        moat_store_audit_list_dispose(&al);
+    }
     CHECK_EQ(moat_store_key_get(st, "api", MOAT_KEY_CURRENT, &got, &err), MOAT_E_NOTFOUND);
     CHECK_EQ(moat_store_key_get(st, "www", MOAT_KEY_CURRENT, &got, &err), 0);
     CHECK(key_consistent(st, &got));
