@@ -194,7 +194,9 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
             printf(
                 "the renewed key and certificate replace the old ones; 'moat cert history %s' keeps them\n",
                 pos[0]);
-        if (missing != NULL && !ci.self_signed)
+        if (missing != NULL && !ci.self_signed && nblobs == 0)
+            printf("issued directly by \"%s\": clients must trust it (as they do a root CA)\n", missing);
+        else if (missing != NULL && !ci.self_signed)
             printf("chain: %zu certificate%s, ending below \"%s\", which clients must already trust\n",
                    nblobs, nblobs == 1 ? "" : "s", missing);
         if (!moat_pki_cert_is_server(leaf))

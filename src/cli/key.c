@@ -812,7 +812,9 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
             }
             if (load_warning[0] != '\0')
                 fprintf(stderr, "moat: warning: %s\n", load_warning);
-            if (missing != NULL)
+            if (missing != NULL && nblobs == 0)
+                printf("issued directly by \"%s\": clients must trust it (as they do a root CA)\n", missing);
+            else if (missing != NULL)
                 printf("chain: %zu certificate%s; ends below \"%s\", which clients must already trust\n",
                        nblobs, nblobs == 1 ? "" : "s", missing);
         } else {
