@@ -625,6 +625,9 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         }
         if (sig == SIGHUP) {
             reload(&ctl, 1, "SIGHUP");
+            /* moat reload waits for this: the outcome is in the store's server status now. */
+            if (ctl.pid_path[0] != '\0' && utimensat(AT_FDCWD, ctl.pid_path, NULL, 0) != 0)
+                moat_log(MOAT_LOG_WARN, &logctx, "touching %s: %s", ctl.pid_path, strerror(errno));
         } else if (sig == SIGUSR1) {
             reopen_logs(&ctl);
         } else {

@@ -739,8 +739,14 @@ static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const stru
     conn_run(c);
 }
 
+static void adopt_generation(moat__worker_t *w);
+
 static void on_accept(moat__worker_t *w, moat__wlisten_t *l)
 {
+    /* A generation posted before this connection arrived serves it, even when the wake-up event is
+     * later in the same batch: once `moat reload` returns, new connections see the new config. */
+    if (atomic_load_explicit(&w->mailbox, memory_order_acquire) != NULL)
+        adopt_generation(w);
     for (;;) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof(peer);
