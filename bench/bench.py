@@ -699,10 +699,80 @@ PROFILE_LOADS = [
 ]
 
 
+# Exported entry points worth comparing (internal libssl/libcrypto symbols are not in Debian's binaries).
+KEY_SYMBOLS = [
+    ("SSL_do_handshake", "TLS handshake, all of it"),
+    ("EVP_PKEY_generate", "key share generation (X25519)"),
+    ("EVP_PKEY_derive", "ECDHE shared secret"),
+    ("EVP_DigestSignFinal", "CertificateVerify signature"),
+    ("EVP_DigestSign", "CertificateVerify signature (one-shot)"),
+    ("EVP_KDF_derive", "TLS 1.3 key schedule (HKDF)"),
+    ("EVP_CIPHER_fetch", "cipher fetches"),
+    ("EVP_MD_fetch", "digest fetches"),
+    ("EVP_KDF_fetch", "KDF fetches"),
+    ("EVP_MAC_fetch", "MAC fetches"),
+    ("EVP_KEYMGMT_fetch", "key manager fetches"),
+    ("EVP_PKEY_CTX_new_from_pkey", "new EVP_PKEY_CTX"),
+    ("EVP_PKEY_CTX_free", "freeing EVP_PKEY_CTX"),
+    ("EVP_CipherInit_ex", "cipher init"),
+    ("EVP_EncryptInit_ex2", "cipher init (tickets)"),
+    ("EVP_MAC_init", "MAC init (tickets)"),
+    ("EVP_EncryptUpdate", "record/ticket encryption"),
+    ("EVP_DecryptUpdate", "record/ticket decryption"),
+    ("X509_verify_cert", "chain building/verification"),
+    ("RAND_bytes_ex", "random bytes"),
+    ("RAND_priv_bytes_ex", "private random bytes"),
+    ("SSL_new", "SSL_new"),
+    ("SSL_free", "SSL_free"),
+    ("SSL_read", "SSL_read"),
+    ("SSL_read_ex", "SSL_read_ex"),
+    ("SSL_write", "SSL_write"),
+    ("SSL_write_ex", "SSL_write_ex"),
+    ("SSL_shutdown", "SSL_shutdown"),
+    ("CRYPTO_malloc", "OpenSSL allocations"),
+    ("CRYPTO_free", "OpenSSL frees"),
+    ("CRYPTO_zalloc", "OpenSSL zeroed allocations"),
+    ("OPENSSL_cleanse", "cleansing"),
+    ("pthread_rwlock_rdlock", "rwlock read-locks (self)"),
+    ("pthread_rwlock_unlock", "rwlock unlocks (self)"),
+    ("entry_SYSCALL_64_after_hwframe", "all system calls"),
+    ("__x64_sys_sendto", "send"),
+    ("__x64_sys_write", "write"),
+    ("__x64_sys_writev", "writev"),
+    ("__x64_sys_recvfrom", "recv"),
+    ("__x64_sys_read", "read"),
+    ("__x64_sys_close", "close"),
+    ("__x64_sys_accept4", "accept4"),
+    ("__x64_sys_epoll_wait", "epoll_wait"),
+    ("__x64_sys_epoll_ctl", "epoll_ctl"),
+    ("__x64_sys_openat", "open"),
+    ("__x64_sys_newfstatat", "stat"),
+    ("__x64_sys_newfstat", "fstat"),
+    ("__x64_sys_getsockname", "getsockname"),
+    ("__x64_sys_setsockopt", "setsockopt"),
+    ("__x64_sys_getpid", "getpid"),
+]
+
+
+def parse_report(text):
+    """{symbol: (children %, self %)} from `perf report --children --sort sym -g none`."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+([\d.]+)%\s+\[[.k]\]\s+(\S+)", line)
+        if m:
+            sym = m.group(3).split("@")[0]
+            c, sf = float(m.group(1)), float(m.group(2))
+            old = out.get(sym, (0.0, 0.0))
+            out[sym] = (max(old[0], c), old[1] + sf)
+    return out
+
+
 def profile(fx, srv, outdir, loads, secs=8):
-    """perf record -g (cpu-clock: no hardware counters needed) of the server under each load; writes the
-    flat and the caller-inclusive top symbols to <outdir>/<server>-<load>-{self,children}.txt."""
+    """perf record -g (cpu-clock sampling: no hardware counters needed) of the server under each load.
+    Writes the DSO split and the top symbols to <outdir>/<server>-<load>-*.txt and returns, per load, the
+    server CPU microseconds per operation spent in each KEY_SYMBOLS entry."""
     outdir.mkdir(parents=True, exist_ok=True)
+    costs = {}
     for name, alg, cmd in PROFILE_LOADS:
         if name not in loads:
             continue
@@ -710,28 +780,60 @@ def profile(fx, srv, outdir, loads, secs=8):
         try:
             warmup(srv, fx)
             data = fx.top / f"{srv.label}-{name}.data"
-            rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "-g",
-                                    "--call-graph", "dwarf,16384", "-p", str(srv.pid), "-o", str(data),
-                                    "--", "sleep", str(secs + 1)], stdout=subprocess.DEVNULL,
+            pids = ",".join(map(str, proc_tree(srv.pid)))  # nginx: the master and its worker
+            rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2999", "-g",
+                                    "--call-graph", "dwarf,16384", "-p", pids, "-o", str(data),
+                                    "--", "sleep", str(secs + 2)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
             time.sleep(0.5)
+            c0 = cpu_seconds(srv.pid)
             r = client(cmd(srv, secs), secs + 60)
+            cpu = cpu_seconds(srv.pid) - c0
             _, err = rec.communicate(timeout=120)
             if rec.returncode != 0:
                 die(f"perf record failed: {err.strip()}")
         finally:
             srv.stop()
-        last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
-        log(f"profile {srv.label} {name}: load: {last[:120] or r.stderr.strip()[:200]}")
+        m = re.search(r"(\d+) requests in", r.stdout) or re.search(r"handshakes=(\d+)", r.stdout)
+        ops = int(m.group(1)) if m else 0
+        log(f"profile {srv.label} {name}: {ops} operations, {cpu:.2f} s of server CPU")
+        dso = run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso",
+                   "-g", "none"], timeout=600).stdout
+        (outdir / f"{srv.label}-{name}-dso.txt").write_text(
+            "\n".join(x for x in dso.splitlines() if x.strip() and not x.startswith("#")) + "\n")
         for kind, flags in (("self", ["--no-children"]), ("children", ["--children"])):
-            rep = run(["perf", "report", "-i", str(data), "--stdio", *flags, "--sort", "dso,symbol",
-                       "-g", "none", "--percent-limit", "0.7"], timeout=600)
-            lines = [x for x in rep.stdout.splitlines() if x.strip() and not x.startswith("#")]
-            out = outdir / f"{srv.label}-{name}-{kind}.txt"
-            out.write_text("\n".join(lines[:60]) + "\n")
-            log(f"  {out}")
-        print(f"\n== {srv.label} under {name}: top symbols by self time")
-        print((outdir / f"{srv.label}-{name}-self.txt").read_text()[:3000])
+            rep = run(["perf", "report", "-i", str(data), "--stdio", *flags, "--sort", "dso,sym",
+                       "-g", "none", "--percent-limit", "0.3"], timeout=600)
+            lines = [x.rstrip() for x in rep.stdout.splitlines() if x.strip() and not x.startswith("#")]
+            (outdir / f"{srv.label}-{name}-{kind}.txt").write_text("\n".join(lines[:80]) + "\n")
+        full = run(["perf", "report", "-i", str(data), "--stdio", "--children", "--sort", "sym", "-g", "none"],
+                   timeout=600).stdout
+        syms = parse_report(full)
+        per_op = cpu / ops * 1e6 if ops else 0.0
+        costs[name] = {"ops": ops, "cpu": cpu, "us_per_op": per_op,
+                       "sym": {k: (syms.get(k, (0, 0))[0] if "(self)" not in d else syms.get(k, (0, 0))[1])
+                               * per_op / 100 for k, d in KEY_SYMBOLS}}
+    return costs
+
+
+def print_costs(all_costs, outdir):
+    """Side by side: server CPU microseconds per operation, in total and in each key entry point."""
+    labels = list(all_costs)
+    loads = sorted({ld for c in all_costs.values() for ld in c}, key=[p[0] for p in PROFILE_LOADS].index)
+    text = []
+    for ld in loads:
+        text.append(f"\n== {ld}: server CPU microseconds per operation (inclusive)")
+        text.append(f"{'':44}" + "".join(f"{lb:>12}" for lb in labels))
+        text.append(f"{'total':44}" + "".join(f"{all_costs[lb].get(ld, {}).get('us_per_op', 0):12.1f}"
+                                               for lb in labels))
+        for sym, desc in KEY_SYMBOLS:
+            vals = [all_costs[lb].get(ld, {}).get("sym", {}).get(sym, 0.0) for lb in labels]
+            if max(vals) >= 0.05 * max(1e-9, max(all_costs[lb].get(ld, {}).get("us_per_op", 0) for lb in labels)) \
+                    or max(vals) >= 1.0:
+                text.append(f"{(sym + ' (' + desc + ')')[:44]:44}" + "".join(f"{v:12.1f}" for v in vals))
+    out = "\n".join(text) + "\n"
+    (outdir / "summary.txt").write_text(out)
+    print(out)
 
 
 # ---------------------------------------------------------------- main
@@ -763,6 +865,7 @@ def main_profile(args):
     if not shutil.which("perf"):
         die("perf is missing: apt-get install linux-perf")
     top = pathlib.Path(tempfile.mkdtemp(prefix="moat-profile-"))
+    all_costs = {}
     try:
         ensure_tlsbench(top)
         fx = Fixture(top)
@@ -778,7 +881,9 @@ def main_profile(args):
                 srv = Nginx(fx, "nginx")
             else:
                 die(f"cannot profile {w!r}: moat or nginx")
-            profile(fx, srv, BUILD / "bench-profiles", loads)
+            all_costs[srv.label] = profile(fx, srv, BUILD / "bench-profiles", loads)
+        print_costs(all_costs, BUILD / "bench-profiles")
+        log(f"profiles: {BUILD / 'bench-profiles'}")
     finally:
         shutil.rmtree(top, ignore_errors=True)
     return 0
