@@ -201,3 +201,32 @@ def test_store_backup_clears_the_no_backup_finding(moat):
     # An exportable key never needed one.
     moat.ok("key", "new", "api", "--cn", "api.example.com", "--exportable", "--csr-out", "api.csr")
     assert "key-no-backup" not in ids(run_doctor(moat))
+
+
+def test_server_on_an_older_generation(moat):
+    moat.ok("ca", "init", "--cn", "Doctor Behind CA")
+    moat.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost")
+    port = free_port()
+    proc = moat.serve("sites:\n" + site(["localhost"], port, "www"), wait=[port])
+    cfg = moat.dir / "moat.yaml"
+    for _ in range(40):  # the server records the generation it runs shortly after it starts
+        rep = run_doctor(moat, "-c", cfg)
+        if "server-behind" not in ids(rep):
+            break
+        time.sleep(0.25)
+    assert "server-behind" not in ids(rep)
+    # A stopped server cannot pick up the next store change: doctor sees it still on the old generation.
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        moat.ok("ca", "issue", "api", "--cn", "api.localhost", "--san", "DNS:api.localhost")
+        rep = run_doctor(moat, "-c", cfg, "--timeout", "1")
+        f = finding(rep, "server-behind")
+        assert f"pid {proc.pid}" in f["what"]
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    for _ in range(40):
+        rep = run_doctor(moat, "-c", cfg)
+        if "server-behind" not in ids(rep):
+            break
+        time.sleep(0.25)
+    assert "server-behind" not in ids(rep)

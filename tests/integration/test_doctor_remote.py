@@ -335,3 +335,39 @@ def test_help_and_usage(moat):
     moat.fails("doctor", "--days", "x", code=2)
     moat.fails("doctor", "--bogus", code=2)
     moat.fails("doctor", "a:1", "b:2", code=2)
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(moat):
+    import os
+    import pty
+    import subprocess
+    from conftest import MOAT_BIN
+
+    port = free_port()  # nothing listens: a quick error report is enough to see the colours
+
+    def on_tty(extra_env):
+        master, slave = pty.openpty()
+        env = dict(moat.env)
+        env.pop("NO_COLOR", None)
+        env["TERM"] = "xterm"
+        env.update(extra_env)
+        p = subprocess.Popen([MOAT_BIN, "doctor", "--timeout", "1", f"127.0.0.1:{port}"], stdout=slave,
+                             stderr=subprocess.DEVNULL, env=env)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        p.wait(timeout=30)
+        os.close(master)
+        return b"".join(chunks).decode(errors="replace"), p.returncode
+
+    out, code = on_tty({})
+    assert code == 1 and "\033[1;31m" in out and "connection-refused" in out
+    out, code = on_tty({"NO_COLOR": "1"})
+    assert code == 1 and "\033[" not in out and "connection-refused" in out
