@@ -482,14 +482,17 @@ typedef struct moat_pki_ocsp_opts {
 } moat_pki_ocsp_opts_t;
 
 /*
- * Answers a DER OCSP request (POST body, or the output of moat_pki_ocsp_get_decode()). Always produces a
- * DER OCSPResponse in *out (moat_free() it) unless the response itself cannot be built (MOAT_E_NOMEM,
- * MOAT_E_PKI):
- * - malformed request (bad DER, no CertID, more than 32 CertIDs) → status malformedRequest;
- * - the lookup failing → tryLater;
- * - otherwise successful, a BasicOCSPResponse signed by the CA, one SingleResponse per CertID: CertIDs
- *   for another issuer are "unknown"; the request's nonce is echoed.
- * *status_out (may be NULL) receives the OCSPResponseStatus (OCSP_RESPONSE_STATUS_*).
+ * Answers a DER OCSP request (POST body, or the output of moat_pki_ocsp_get_decode()). Returns 0 with a
+ * DER OCSPResponse in *out (moat_free() it) whenever an answer exists, including error statuses:
+ * - malformed request (bad DER, trailing bytes, no CertID, more than 32 CertIDs) -> malformedRequest;
+ * - the lookup failing -> tryLater;  signing failing -> internalError;
+ * - no CertID about this CA -> unauthorized (RFC 5019 2.2.3);
+ * - otherwise successful: a BasicOCSPResponse signed by the CA (responder ID = CA key hash), one
+ *   SingleResponse per CertID (CertIDs of another issuer in a mixed request are "unknown"), thisUpdate =
+ *   now, nextUpdate = now + next_update_secs, the request's nonce echoed.
+ * *status_out (may be NULL) receives the OCSPResponseStatus (OCSP_RESPONSE_STATUS_*); for an error status
+ * <err> holds the reason for the log (its code is set although 0 is returned).
+ * A negative return (MOAT_E_NOMEM, MOAT_E_PKI, MOAT_E_INVAL for missing options) means no answer at all.
  */
 int moat_pki_ocsp_respond(const moat_pki_ocsp_opts_t *opts, const unsigned char *req, size_t req_len,
                           unsigned char **out, size_t *out_len, int *status_out,
