@@ -187,7 +187,9 @@ static void test_der_forms(void)
     moat_pki_import_dispose(&imp);
     moat_free_secret(&der, len);
     RAND_bytes(junk, sizeof(junk));
-    junk[0] = 0x30;
+    junk[0] = 0x30; /* a SEQUENCE of 255 random bytes: complete, but nothing moat knows */
+    junk[1] = 0x81;
+    junk[2] = 0xff;
     CHECK_EQ(import_buf(junk, sizeof(junk), NULL, &imp, &err), MOAT_E_INVAL);
     CHECK_CONTAINS(err.hint, "PKCS#12");
     CHECK_EQ(ERR_peek_error(), 0);
