@@ -137,7 +137,7 @@ static int policy_load(moat_store_t *st, moat_pki_profile_t prof, policy_t *pol,
 /* ------------------------------------------------------------------------------------------------ */
 /* ca init [--intermediate] */
 
-/* Stores a CA key + certificate as key row <keyname> and CA row <role>. */
+/* Stores a CA key + certificate as key row <keyname> and CA row <role>, with its first CRL. */
 static int store_ca(moat_store_t *st, moat_ca_role_t role, const char *keyname, EVP_PKEY *key, X509 *cert,
                     int exportable, const char *base_url, moat_err_t *err)
 {
@@ -169,6 +169,8 @@ static int store_ca(moat_store_t *st, moat_ca_role_t role, const char *keyname, 
     row.der.len = der_len;
     (void)moat_strlcpy(row.base_url, base_url ? base_url : "", sizeof(row.base_url));
     rc = moat_store_ca_set(st, &row, err);
+    if (rc == 0)
+        rc = moat__km_ca_crl_refresh(st, role, cert, key, err);
 out:
     moat_free_secret(&pkcs8, pkcs8_len);
     moat_free(&spki);
@@ -914,11 +916,7 @@ static int ca_list(moat_cli_t *cli, int argc, char **argv)
                 moat_json_str(&j, moat_pki_time_format((time_t)x->revoked, b));
             else
                 moat_json_null(&j);
-            moat_json_key(&j, "reason_code");
-            if (x->revoked != 0)
-                moat_json_int(&j, x->reason);
-            else
-                moat_json_null(&j);
+            moat_json_kv_str(&j, "reason", x->revoked != 0 ? moat_pki_reason_name(x->reason) : NULL);
             moat_json_obj_end(&j);
         }
         moat_json_arr_end(&j);
@@ -1108,6 +1106,8 @@ int moat_cli_ca(moat_cli_t *cli, int argc, char **argv)
         {"issue", "create a key and its certificate in one step", ca_issue},
         {"cert", "print the issuing (or root) CA certificate", ca_cert},
         {"list", "list the certificates the CA issued", ca_list},
+        {"revoke", "revoke a certificate and re-sign the CRL", moat__km_ca_revoke_cmd},
+        {"crl", "print the current certificate revocation list", moat__km_ca_crl_cmd},
         {"export-client", "write a client certificate and key as PKCS#12", ca_export_client},
         {"export-root", "export the root key (and take it offline)", ca_export_root},
         {"set-url", "set the public base URL for CRL, OCSP and CA certificates", ca_set_url},

@@ -1,0 +1,264 @@
+/* moat ca revoke and moat ca crl: revocation, with the CRL re-signed on every change. */
+#include "cli/keymgr_int.h"
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <string.h>
+#include <time.h>
+
+#define CRL_DAYS 7
+
+/* ------------------------------------------------------------------------------------------------ */
+/* CRL: re-signed on every revocation, kept in setting "ca.crl.<role>" (PEM) for publication. */
+
+int moat__km_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
+                            moat_err_t *err)
+{
+    moat_store_issued_list_t il = {0};
+    moat_pki_revoked_t *entries = NULL;
+    size_t n = 0;
+    int64_t number;
+    X509_CRL *crl = NULL;
+    char *pem = NULL, key[64];
+    size_t pem_len = 0;
+    time_t now = time(NULL);
+    int rc;
+
+    if ((rc = moat_store_issued_list(st, MOAT_ISSUED_REVOKED_ONLY, 0, &il, err)) != 0)
+        return rc;
+    if (il.n > 0 && (entries = moat_calloc(il.n, sizeof(*entries))) == NULL) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < il.n; i++) {
+        if (il.items[i].issuer != role || il.items[i].revoked == 0)
+            continue;
+        entries[n].serial = il.items[i].serial;
+        entries[n].revoked_at = (time_t)il.items[i].revoked;
+        entries[n].reason = il.items[i].reason;
+        n++;
+    }
+    if ((rc = moat_store_ca_next_crl_number(st, role, &number, err)) != 0 ||
+        (rc = moat_pki_crl_new(ca_cert, ca_key, (long)number, now, now + CRL_DAYS * 86400, entries, n, &crl,
+                               err)) != 0 ||
+        (rc = moat_pki_crl_to_pem(crl, &pem, &pem_len, err)) != 0)
+        goto out;
+    snprintf(key, sizeof(key), "ca.crl.%s", moat_store_ca_role_name(role));
+    rc = moat_store_setting_set(st, key, pem, err);
+out:
+    moat_free(&pem);
+    X509_CRL_free(crl);
+    moat_free(&entries);
+    moat_store_issued_list_dispose(&il);
+    return rc;
+}
+
+#define MAX_CRL_PEM (4L * 1024 * 1024)
+
+/* Reads the stored CRL of <role>: *crl NULL when there is none yet. */
+static int stored_crl(moat_store_t *st, moat_ca_role_t role, char *pem, size_t pemsz, X509_CRL **crl,
+                      moat_err_t *err)
+{
+    char key[64];
+    BIO *b;
+    int rc;
+
+    *crl = NULL;
+    snprintf(key, sizeof(key), "ca.crl.%s", moat_store_ca_role_name(role));
+    rc = moat_store_setting_get(st, key, pem, pemsz, err);
+    if (rc == MOAT_E_NOTFOUND) {
+        moat_err_clear(err);
+        pem[0] = '\0';
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    if ((b = BIO_new_mem_buf(pem, -1)) == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+    *crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if (*crl == NULL)
+        return moat_err_ossl(err, MOAT_E_PKI, "the stored CRL of the %s CA does not parse",
+                             moat_store_ca_role_name(role));
+    return 0;
+}
+
+/* A CRL is re-signed when half of its week has passed, so that relying parties never see it expire. */
+static int crl_is_stale(X509_CRL *crl, time_t now)
+{
+    const ASN1_TIME *next = crl ? X509_CRL_get0_nextUpdate(crl) : NULL;
+    time_t t;
+    moat_err_t e = {0};
+    if (next == NULL || moat_pki_asn1_time_to_time(next, &t, &e) != 0)
+        return 1;
+    return now > t - (time_t)CRL_DAYS * 86400 / 2;
+}
+
+int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *out = "-";
+    int der_out = 0, want_root = 0, rc, keyless = 0;
+    moat_store_t *st = NULL;
+    moat_store_ca_t row = {0};
+    moat__km_ca_t ca = {0};
+    char *pem = NULL;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    X509_CRL *crl = NULL;
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--der", NULL, &der_out, NULL, NULL, 0},
+        {"--root", NULL, &want_root, NULL, NULL, 0},
+        {"--out", &out, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca crl [--der] [--root] [--out FILE]",
+        "Prints the current certificate revocation list of the issuing CA (or of the root with\n"
+        "--root). It is re-signed on every revocation, and here when half of its week has passed.\n",
+        opts,
+        NULL,
+        0,
+        0};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_open(cli, 0, &st, &err) != 0) {
+        /* Without the master key the stored CRL can still be printed, just not re-signed. */
+        if (err.code != MOAT_E_PERM || moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+            return moat_cli_fail(cli, &err);
+        keyless = 1;
+        moat_err_clear(&err);
+    }
+    if ((pem = moat_malloc(MAX_CRL_PEM)) == NULL) {
+        moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    rc = want_root ? MOAT_E_NOTFOUND : moat_store_ca_get(st, MOAT_CA_INTERMEDIATE, &row, &err);
+    if (rc == MOAT_E_NOTFOUND) {
+        moat_err_clear(&err);
+        rc = moat_store_ca_get(st, MOAT_CA_ROOT, &row, &err);
+        if (rc == MOAT_E_NOTFOUND)
+            moat__km_no_ca(&err);
+    }
+    if (rc != 0 || stored_crl(st, row.role, pem, MAX_CRL_PEM, &crl, &err) != 0)
+        goto fail;
+    if (crl_is_stale(crl, time(NULL))) {
+        if (keyless || row.key_id == 0) {
+            if (crl == NULL) {
+                moat_err_set(&err, MOAT_E_STATE,
+                             "the %s CA has no CRL and its key is not available to sign one",
+                             moat_store_ca_role_name(row.role));
+                moat_err_hint(&err, "%s", keyless ? "pass --master-key FILE" : "bring the CA key back first");
+                goto fail;
+            }
+            fprintf(stderr, "moat: warning: the CRL is due for re-signing and the CA key is not available\n");
+        } else {
+            X509_CRL_free(crl);
+            crl = NULL;
+            if (moat__km_ca_load(st, row.role, 1, &ca, &err) != 0 || moat_store_begin(st, &err) != 0)
+                goto fail;
+            if (moat__km_ca_crl_refresh(st, row.role, ca.cert, ca.key, &err) != 0 ||
+                moat__km_audit(st, "ca.crl", moat_store_ca_role_name(row.role), &err,
+                               "re-signed before expiry") != 0) {
+                moat_store_rollback(st);
+                goto fail;
+            }
+            if (moat__km_commit(st, NULL, &err) != 0 ||
+                stored_crl(st, row.role, pem, MAX_CRL_PEM, &crl, &err) != 0)
+                goto fail;
+        }
+    }
+    if (der_out) {
+        if (moat_pki_crl_to_der(crl, &der, &der_len, &err) != 0 ||
+            moat__km_write_file(out, der, der_len, 0644, &err) != 0)
+            goto fail;
+    } else if (moat__km_write_file(out, pem, strlen(pem), 0644, &err) != 0) {
+        goto fail;
+    }
+    rc = MOAT_EXIT_OK;
+    goto done;
+fail:
+    rc = moat_cli_fail(cli, &err);
+done:
+    moat_free(&pem);
+    moat_free(&der);
+    X509_CRL_free(crl);
+    moat__km_ca_dispose(&ca);
+    moat_store_ca_dispose(&row);
+    moat_store_close(st);
+    return rc;
+}
+
+int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1], *reason_s = NULL;
+    moat_pki_reason_t reason = MOAT_PKI_REASON_UNSPECIFIED;
+    moat_store_t *st = NULL;
+    moat_store_issued_t is = {0};
+    moat__km_ca_t ca = {0};
+    moat_err_t err = {0};
+    int rc;
+    const moat__km_opt_t opts[] = {
+        {"--reason", &reason_s, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca revoke NAME|SERIAL [--reason R]",
+        "Revokes a certificate moat's CA issued (by key name or serial) and re-signs the CRL; a running\n"
+        "server's OCSP responder answers \"revoked\" from then on.\n\n"
+        "  --reason R   unspecified (default), key-compromise, ca-compromise, affiliation-changed,\n"
+        "               superseded, cessation-of-operation, certificate-hold, privilege-withdrawn\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (reason_s != NULL && moat_pki_reason_parse(reason_s, &reason, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat__km_open(cli, 0, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_issued_get(st, pos[0], &is, &err) != 0) {
+        if (err.code == MOAT_E_NOTFOUND) {
+            moat_err_set(&err, MOAT_E_NOTFOUND,
+                         "moat's CA has issued no certificate with serial or name \"%s\"", pos[0]);
+            moat_err_hint(&err, "'moat ca list' shows what it issued");
+        }
+        goto fail;
+    }
+    if (is.revoked != 0) {
+        char t[64];
+        moat__km_fmt_time((time_t)is.revoked, t, sizeof(t));
+        moat_err_set(&err, MOAT_E_STATE, "serial %s was already revoked on %s (%s)", is.serial, t,
+                     moat_pki_reason_name(is.reason));
+        goto fail;
+    }
+    if (moat__km_ca_load(st, is.issuer, 1, &ca, &err) != 0)
+        goto fail;
+    if (moat_store_begin(st, &err) != 0)
+        goto fail;
+    if (moat_store_issued_revoke(st, is.serial, (int64_t)time(NULL), (int)reason, &err) != 0 ||
+        moat__km_ca_crl_refresh(st, is.issuer, ca.cert, ca.key, &err) != 0 ||
+        moat_store_generation_bump(st, &err) != 0 ||
+        moat__km_audit(st, "ca.revoke", is.serial, &err, "subject %s, name %s, reason %s", is.subject,
+                       is.name[0] ? is.name : "-", moat_pki_reason_name((int)reason)) != 0) {
+        moat_store_rollback(st);
+        goto fail;
+    }
+    if (moat__km_commit(st, NULL, &err) != 0)
+        goto fail;
+    if (!cli->quiet)
+        printf("revoked serial %s (%s%s%s), reason %s; the CRL is re-signed\n", is.serial, is.subject,
+               is.name[0] ? ", key " : "", is.name, moat_pki_reason_name((int)reason));
+    rc = MOAT_EXIT_OK;
+    goto done;
+fail:
+    rc = moat_cli_fail(cli, &err);
+done:
+    moat_store_issued_dispose(&is);
+    moat__km_ca_dispose(&ca);
+    moat_store_close(st);
+    return rc;
+}
