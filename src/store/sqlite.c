@@ -345,7 +345,9 @@ int moat_store_watch_open(const char *path, moat_store_watch_t **out, moat_err_t
 
     if ((w = moat_calloc(1, sizeof(*w))) == NULL)
         return moat_err_set(err, MOAT_E_NOMEM, "out of memory opening the store watch");
-    rc = sqlite3_open_v2(p, &w->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    /* Read-write (it never writes): a read-only connection to a WAL database depends on the -shm file
+     * being there already. No SQLITE_OPEN_CREATE: a missing store stays an error. */
+    rc = sqlite3_open_v2(p, &w->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(w->db, "PRAGMA data_version", -1, &w->q, NULL);
     if (rc != SQLITE_OK) {

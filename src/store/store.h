@@ -400,7 +400,7 @@ int moat_store_server_status_get(moat_store_t *st, moat_store_server_status_t *o
                                  moat_err_t *err) MOAT_MUST_CHECK;
 
 /*
- * The server's cheap change poll: a dedicated read-only connection whose PRAGMA data_version moves when
+ * The server's cheap change poll: a dedicated connection (it only reads) whose PRAGMA data_version moves when
  * any other connection commits. Open it once on the control thread, then call moat_store_watch_changed()
  * every <=500 ms: *changed = 1 when something was committed since the previous call (then read the
  * generation with moat_store_generation() on the ordinary connection).
