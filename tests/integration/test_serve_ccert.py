@@ -106,6 +106,10 @@ locations:
     text = log.read_text()
     assert '"GET /private/" 403.7 ' in text and "ccert=none" in text
     assert "ccert=ok subject=CN=alice" in text
+    # a revocation by moat's CA applies to the running server, without a restart
+    moat.ok("ca", "revoke", "alice")
+    assert wait_for(lambda: "x-moat-client-cert: revoked" in curl(port, "/private/", cert=alice,
+                                                                  cafile=ca_pem)[1].lower(), timeout=5)
 
 
 def test_trust_store_anchor_expired_and_revocation_unknown(moat, setup):
