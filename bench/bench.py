@@ -696,6 +696,8 @@ PROFILE_LOADS = [
     ("hs-ecdsa", "ec", lambda srv, secs: tlsbench_args(srv, "-d", secs, "-c", HS_INFLIGHT)),
     ("hs-rsa", "rsa", lambda srv, secs: tlsbench_args(srv, "-d", secs, "-c", HS_INFLIGHT)),
     ("resume", "ec", lambda srv, secs: tlsbench_args(srv, "-r", "-d", secs, "-c", HS_INFLIGHT)),
+    ("download", "ec", lambda srv, secs: ["curl", "-sS", "-k", "--http1.1", "-w", "%{size_download}\\n"]
+     + [x for _ in range(8) for x in ("-o", "/dev/null", f"https://127.0.0.1:{srv.port}/64m.bin")]),
 ]
 
 
@@ -796,7 +798,9 @@ def profile(fx, srv, outdir, loads, secs=8):
             srv.stop()
         m = re.search(r"(\d+) requests in", r.stdout) or re.search(r"handshakes=(\d+)", r.stdout)
         ops = int(m.group(1)) if m else 0
-        log(f"profile {srv.label} {name}: {ops} operations, {cpu:.2f} s of server CPU")
+        if name == "download":  # operations are MB
+            ops = sum(int(x) for x in r.stdout.split() if x.isdigit()) / 1e6
+        log(f"profile {srv.label} {name}: {ops:.0f} operations, {cpu:.2f} s of server CPU")
         dso = run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso",
                    "-g", "none"], timeout=600).stdout
         (outdir / f"{srv.label}-{name}-dso.txt").write_text(
