@@ -110,6 +110,7 @@ void moat__request_handle(moat__conn_t *c, int status)
     const moat__gen_site_t *gs;
     char host[256] = "";
     char path[MOAT_HTTP_DEFAULT_REQUEST_LINE_BYTES + 16];
+    moat_http_str_t query = {NULL, 0};
     size_t plen = 0;
     int st = 0;
 
@@ -150,9 +151,14 @@ void moat__request_handle(moat__conn_t *c, int status)
         send_resp(c);
         return;
     }
-    if (moat_http_path_normalize(req->path.p, req->path.len, path, sizeof(path), &plen, NULL, &st) != 0) {
+    if (moat_http_path_normalize(req->path.p, req->path.len, path, sizeof(path), &plen, &query, &st) != 0) {
         moat_http_resp_init(resp, req, st ? st : 400);
         moat_http_resp_error(resp, st ? st : 400);
+        send_resp(c);
+        return;
+    }
+    /* The client-certificate self check answers whatever the location asks (DESIGN "Client certificates"). */
+    if (moat__whoami(c, site, path, query)) {
         send_resp(c);
         return;
     }

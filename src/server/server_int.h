@@ -228,6 +228,11 @@ void moat__fcache_free(moat__worker_t *w);
  * "expired", "not-yet-valid", "untrusted", "revoked", "revocation-unknown", "wrong-purpose",
  * "malformed"). Expiry and revocation are checked again on every call. */
 const char *moat__ccert_verdict(moat__conn_t *c);
+/* whoami.c: answers MOAT_WHOAMI_PATH (the verdict, subject, serial, issuer and not after of this
+ * connection's client certificate; text, or JSON for "Accept: application/json" / "?format=json").
+ * Returns 1 when <path> was that endpoint and c->rs->resp is filled, else 0. */
+#define MOAT_WHOAMI_PATH "/.well-known/moat/whoami"
+int moat__whoami(moat__conn_t *c, const moat_site_t *site, const char *path, moat_http_str_t query);
 /* worker.c: the connection of an SSL (NULL if none). */
 moat__conn_t *moat__conn_of(SSL *ssl);
 /* The verify callback: records the first error and never fails the handshake. */
