@@ -2,6 +2,8 @@
  * access log. Parsing, paths, files and response heads come from http/. */
 #include "server/server_int.h"
 
+#include <openssl/bn.h>
+
 #include <arpa/inet.h>
 #include <string.h>
 #include <strings.h>
@@ -275,6 +277,15 @@ void moat__access_log(moat__conn_t *c)
             line[n2 > 0 ? n2 : 0] = '\0';
             BIO_free(b);
             put_escaped(subject, sizeof(subject), line, strlen(line));
+        }
+        {
+            BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer_cert), NULL);
+            char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+            size_t sl = strlen(subject);
+            if (hex != NULL && sl + 9 + strlen(hex) < sizeof(subject))
+                snprintf(subject + sl, sizeof(subject) - sl, " serial=%s", hex);
+            OPENSSL_free(hex);
+            BN_free(bn);
         }
     }
     if (c->ssl != NULL) {

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from serve_helpers import config, free_port, site
+from serve_helpers import config, free_port, site, wait_for
 from test_serve_ccert import client_pem_from_moat, curl, setup  # noqa: F401  (the fixture)
 
 
@@ -33,6 +33,9 @@ def test_whoami_text_and_json(moat, setup):  # noqa: F811
     assert body["verdict"] == "valid" and body["subject"] == "CN=alice" and body["serial"] == serial
     assert body["not_after"].endswith("Z") and body["site"] == "localhost"
     assert "application/json" in out.lower()
+    log = moat.dir / "access.log"
+    assert wait_for(lambda: log.exists() and f"ccert=ok subject=CN=alice serial={serial}" in log.read_text(),
+                    timeout=5), "the access log records the subject and serial"
     # the reason of a bad certificate, in JSON through the Accept header
     r = subprocess.run(["curl", "-sS", "--cacert", str(ca_pem), "--cert", str(server_only), "-H",
                         "Accept: application/json", f"https://localhost:{port}/.well-known/moat/whoami"],
