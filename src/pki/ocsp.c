@@ -34,7 +34,8 @@ int moat_pki_ocsp_get_decode(const char *b64, size_t len, unsigned char **out, s
         return moat_err_set(err, MOAT_E_INVAL, "the OCSP GET request is empty");
     if (len > max_in)
         return moat_err_set(err, MOAT_E_INVAL, "the OCSP GET request is longer than %zu characters", max_in);
-    if ((text = moat_malloc(len + 1)) == NULL)
+    /* Room for the input plus up to three padding characters restored below. */
+    if ((text = moat_malloc(len + 4)) == NULL)
         return moat_err_set(err, MOAT_E_NOMEM, "out of memory decoding an OCSP request");
     for (size_t i = 0; i < len; i++) {
         char c = b64[i];

@@ -235,6 +235,13 @@ static void test_get_decode(void)
     /* Unescaped base64 works too. */
     CHECK_EQ(moat_pki_ocsp_get_decode(b64, strlen(b64), &der, &dlen, &err), 0);
     moat_free(&der);
+    /* Unpadded input needing three '=' (a fuzzer found the write past the buffer). */
+    {
+        char unpadded[] = "MAkGBSsOAwIaBQ";
+        CHECK_EQ(moat_pki_ocsp_get_decode(unpadded, 13, &der, &dlen, &err), MOAT_E_INVAL);
+        CHECK_EQ(moat_pki_ocsp_get_decode(unpadded, 14, &der, &dlen, &err), 0);
+        moat_free(&der);
+    }
     CHECK_EQ(moat_pki_ocsp_get_decode("%zz", 3, &der, &dlen, &err), MOAT_E_INVAL);
     CHECK_EQ(moat_pki_ocsp_get_decode("ab cd", 5, &der, &dlen, &err), MOAT_E_INVAL);
     CHECK_EQ(moat_pki_ocsp_get_decode("", 0, &der, &dlen, &err), MOAT_E_INVAL);
