@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -280,6 +281,72 @@ static void check_ca(local_t *l)
         }
         moat_store_ca_dispose(&ca);
     }
+}
+
+#define MAX_CRL_PEM (4 * 1024 * 1024)
+
+/* moat's CRLs (kept as PEM in the settings "ca.crl.<role>"): out of date, or past half their life. */
+static void check_crls(local_t *l)
+{
+    static const char *subjects[] = {"ca root", "ca intermediate"};
+    char *pem = moat_malloc(MAX_CRL_PEM);
+    if (pem == NULL) {
+        l->r->oom = 1;
+        return;
+    }
+    for (int role = MOAT_CA_ROOT; role <= MOAT_CA_INTERMEDIATE; role++) {
+        char key[64], next_s[64];
+        moat_err_t e = {0};
+        BIO *b;
+        X509_CRL *crl = NULL;
+        const ASN1_TIME *last, *next;
+        moat_doctor_finding_t *f;
+        int d_left = 0, s_left = 0, d_life = 0, s_life = 0;
+        snprintf(key, sizeof(key), "ca.crl.%s", moat_store_ca_role_name((moat_ca_role_t)role));
+        if (moat_store_setting_get(l->st, key, pem, MAX_CRL_PEM, &e) != 0)
+            continue; /* none issued yet */
+        if ((b = BIO_new_mem_buf(pem, -1)) != NULL) {
+            crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
+            BIO_free(b);
+        }
+        if (crl == NULL) {
+            ERR_clear_error();
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "crl-unreadable", subjects[role],
+                                "the stored CRL of moat's %s CA does not parse",
+                                role ? "intermediate" : "root");
+            moat_doctor_fix(f, "moat ca crl%s re-signs it", role ? "" : " --root");
+            continue;
+        }
+        last = X509_CRL_get0_lastUpdate(crl);
+        next = X509_CRL_get0_nextUpdate(crl);
+        moat__doctor_time(next, next_s, sizeof(next_s));
+        moat_doctor_fact(l->r, subjects[role], "crl", "next update %s", next ? next_s : "not given");
+        if (next != NULL && ASN1_TIME_diff(&d_left, &s_left, NULL, next) == 1 &&
+            ASN1_TIME_diff(&d_life, &s_life, last, next) == 1) {
+            long left = (long)d_left * 86400 + s_left, life = (long)d_life * 86400 + s_life;
+            if (left < 0) {
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "crl-expired", subjects[role],
+                                    "the CRL of moat's %s CA was due for an update on %s",
+                                    role ? "intermediate" : "root", next_s);
+                moat_doctor_why(
+                    f, "clients that check revocation treat an out-of-date CRL as unknown status and "
+                       "refuse the certificates it covers (fail closed)");
+                moat_doctor_fix(f, "moat ca crl%s re-signs it (run it from cron at least every 3 days)",
+                                role ? "" : " --root");
+            } else if (left < life / 2) {
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "crl-expiring", subjects[role],
+                                    "the CRL of moat's %s CA is due for an update on %s (in %ld hours)",
+                                    role ? "intermediate" : "root", next_s, left / 3600);
+                moat_doctor_why(
+                    f, "once it is out of date, clients that check revocation refuse the certificates "
+                       "it covers");
+                moat_doctor_fix(f, "moat ca crl%s re-signs it (run it from cron at least every 3 days)",
+                                role ? "" : " --root");
+            }
+        }
+        X509_CRL_free(crl);
+    }
+    moat_free(&pem);
 }
 
 static void check_anchors(local_t *l)
@@ -1007,6 +1074,7 @@ int moat_doctor_local(const char *config_path, const char *store_path, const moa
 
     check_server_status(&l);
     check_ca(&l);
+    check_crls(&l);
     check_anchors(&l);
     if (l.cfg != NULL) {
         check_sites(&l);

@@ -12,6 +12,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,6 +355,63 @@ static void test_cert_key_mismatch(void)
     EVP_PKEY_free(b);
 }
 
+/* A CRL of the root, in the store setting the CA commands keep it in. */
+static void add_crl(fx_t *f, const char *setting, long last_days, long next_days)
+{
+    X509_CRL *crl = X509_CRL_new();
+    ASN1_TIME *t = ASN1_TIME_new();
+    BIO *b = BIO_new(BIO_s_mem());
+    moat_err_t err = {0};
+    char *pem = NULL;
+    long n;
+    X509_CRL_set_version(crl, 1);
+    X509_CRL_set_issuer_name(crl, X509_get_subject_name(root_cert));
+    X509_gmtime_adj(t, last_days * 86400);
+    X509_CRL_set1_lastUpdate(crl, t);
+    X509_gmtime_adj(t, next_days * 86400);
+    X509_CRL_set1_nextUpdate(crl, t);
+    X509_CRL_sign(crl, root_key, EVP_sha256());
+    PEM_write_bio_X509_CRL(b, crl);
+    n = BIO_get_mem_data(b, &pem);
+    {
+        char *z = moat_calloc(1, (size_t)n + 1);
+        memcpy(z, pem, (size_t)n);
+        if (moat_store_setting_set(f->st, setting, z, &err) != 0)
+            fprintf(stderr, "setting: %s\n", err.msg);
+        moat_free(&z);
+    }
+    BIO_free(b);
+    ASN1_TIME_free(t);
+    X509_CRL_free(crl);
+}
+
+static void test_crls(void)
+{
+    fx_t f;
+    fx_open(&f);
+    add_ca(&f, 3650);
+    add_crl(&f, "ca.crl.root", -8, -1);
+    add_crl(&f, "ca.crl.intermediate", -5, 2);
+    fx_run(&f, 0);
+    CHECK(finding(&f, "crl-expired") != NULL);
+    if (finding(&f, "crl-expired"))
+        CHECK_STR(finding(&f, "crl-expired")->subject, "ca root");
+    CHECK(finding(&f, "crl-expiring") != NULL);
+    if (finding(&f, "crl-expiring")) {
+        CHECK_STR(finding(&f, "crl-expiring")->subject, "ca intermediate");
+        CHECK_CONTAINS(finding(&f, "crl-expiring")->fix, "moat ca crl");
+    }
+    fx_done(&f);
+
+    /* A fresh CRL is no finding. */
+    fx_open(&f);
+    add_ca(&f, 3650);
+    add_crl(&f, "ca.crl.root", 0, 7);
+    fx_run(&f, 0);
+    CHECK(moat_doctor_find(&f.r, "crl-expiring") == NULL && moat_doctor_find(&f.r, "crl-expired") == NULL);
+    fx_done(&f);
+}
+
 static void test_ca_and_anchors(void)
 {
     fx_t f;
@@ -502,6 +560,7 @@ int main(void)
     RUN(test_served_certificate_checks);
     RUN(test_cert_key_mismatch);
     RUN(test_ca_and_anchors);
+    RUN(test_crls);
     RUN(test_client_trust);
     RUN(test_server_status);
     RUN(test_port_held);
