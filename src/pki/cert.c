@@ -294,13 +294,13 @@ static bool in_stack(STACK_OF(X509) * sk, X509 *cert)
 int moat_pki_chain_build(X509 *leaf, STACK_OF(X509) * pile, STACK_OF(X509) * *chain, char **missing_issuer,
                          moat_err_t *err)
 {
-    STACK_OF(X509) *todo = sk_X509_new_null(), *out = sk_X509_new_null();
+    STACK_OF(X509) *unplaced = sk_X509_new_null(), *out = sk_X509_new_null();
     X509 *cur = leaf;
     char *missing = NULL;
     char a[128], b[128];
     int rc = 0;
 
-    if (todo == NULL || out == NULL) {
+    if (unplaced == NULL || out == NULL) {
         rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory ordering the chain");
         goto fail;
     }
@@ -311,18 +311,18 @@ int moat_pki_chain_build(X509 *leaf, STACK_OF(X509) * pile, STACK_OF(X509) * *ch
     /* Candidates: the pile without the leaf and without duplicates (bundles often repeat the leaf). */
     for (int i = 0; pile != NULL && i < sk_X509_num(pile); i++) {
         X509 *c = sk_X509_value(pile, i);
-        if (X509_cmp(c, leaf) == 0 || in_stack(todo, c))
+        if (X509_cmp(c, leaf) == 0 || in_stack(unplaced, c))
             continue;
-        if (sk_X509_push(todo, c) <= 0) {
+        if (sk_X509_push(unplaced, c) <= 0) {
             rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory ordering the chain");
             goto fail;
         }
     }
-    /* Each round moves one certificate from todo to out, so the loop is bounded by the pile size. */
+    /* Each round moves one certificate from unplaced to out, so the loop is bounded by the pile size. */
     while (!self_signed(cur)) {
         int found = -1, bad_sig = -1;
-        for (int i = 0; i < sk_X509_num(todo) && found < 0; i++) {
-            X509 *c = sk_X509_value(todo, i);
+        for (int i = 0; i < sk_X509_num(unplaced) && found < 0; i++) {
+            X509 *c = sk_X509_value(unplaced, i);
             bool named = X509_NAME_cmp(X509_get_subject_name(c), X509_get_issuer_name(cur)) == 0;
             if (X509_check_issued(c, cur) == X509_V_OK && X509_verify(cur, X509_get0_pubkey(c)) == 1)
                 found = i;
@@ -332,7 +332,7 @@ int moat_pki_chain_build(X509 *leaf, STACK_OF(X509) * pile, STACK_OF(X509) * *ch
         ERR_clear_error();
         if (found < 0 && bad_sig >= 0) {
             cert_label(cur, a, sizeof(a));
-            cert_label(sk_X509_value(todo, bad_sig), b, sizeof(b));
+            cert_label(sk_X509_value(unplaced, bad_sig), b, sizeof(b));
             rc = moat_err_set(err, MOAT_E_PKI,
                               "the signature of \"%s\" does not verify with the key of \"%s\" from the chain "
                               "(same name, different key)",
@@ -348,14 +348,14 @@ int moat_pki_chain_build(X509 *leaf, STACK_OF(X509) * pile, STACK_OF(X509) * *ch
             }
             break;
         }
-        cur = sk_X509_delete(todo, found);
+        cur = sk_X509_delete(unplaced, found);
         if (sk_X509_push(out, cur) <= 0 || !X509_up_ref(cur)) {
             rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory ordering the chain");
             goto fail;
         }
     }
-    if (sk_X509_num(todo) > 0) {
-        cert_label(sk_X509_value(todo, 0), b, sizeof(b));
+    if (sk_X509_num(unplaced) > 0) {
+        cert_label(sk_X509_value(unplaced, 0), b, sizeof(b));
         if (missing != NULL) {
             cert_label(cur, a, sizeof(a));
             rc =
@@ -371,7 +371,7 @@ int moat_pki_chain_build(X509 *leaf, STACK_OF(X509) * pile, STACK_OF(X509) * *ch
         }
         goto fail;
     }
-    sk_X509_free(todo);
+    sk_X509_free(unplaced);
     *chain = out;
     if (missing_issuer != NULL)
         *missing_issuer = missing;
@@ -379,7 +379,7 @@ int moat_pki_chain_build(X509 *leaf, STACK_OF(X509) * pile, STACK_OF(X509) * *ch
         moat_free(&missing);
     return 0;
 fail:
-    sk_X509_free(todo);
+    sk_X509_free(unplaced);
     sk_X509_pop_free(out, X509_free);
     moat_free(&missing);
     return rc;
