@@ -439,7 +439,9 @@ static int set_sectionlist(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, const
         if (f->sub->init != NULL)
             f->sub->init(item);
         *cnt = i + 1;
-        snprintf(path, sizeof(path), "%s[%zu]", key, i);
+        int pn = snprintf(path, sizeof(path), "%s[%zu]", key, i);
+        if (pn < 0 || (size_t)pn >= sizeof(path)) /* only names the place in messages: mark the cut */
+            memcpy(path + sizeof(path) - 4, "...", 4);
         moat__cfg_where_add(ctx, item, MOAT_CFG_AT_ITEM, mark_of(it));
         if (!first_visit(ctx, idx, it, path))
             continue;

@@ -62,7 +62,10 @@ int moat_err_prefix(moat_err_t *err, const char *fmt, ...)
     vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof(old));
-    snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+    int n = snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+    if (n < 0 ||
+        (size_t)n >= sizeof(err->msg)) /* say the message was cut rather than end mid-word silently */
+        memcpy(err->msg + sizeof(err->msg) - 4, "...", 4);
     return err->code;
 }
 

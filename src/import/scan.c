@@ -29,7 +29,7 @@
 static int note(moat_import_scan_t *scan, const char *fmt, ...) MOAT_PRINTF(2, 3);
 static int note(moat_import_scan_t *scan, const char *fmt, ...)
 {
-    char buf[1024], **v;
+    char buf[PATH_MAX + 1024], **v; /* room for a full path and the reason */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -183,13 +183,12 @@ static int read_all(const char *path, long max, char **out, size_t *len, moat_er
     return 0;
 }
 
-/* <rel> made absolute against <base> (a folder). */
-static void resolve(const char *base, const char *rel, char *out, size_t outsz)
+/* <rel> made absolute against <base> (a folder). False when the result does not fit: a cut path could
+ * name another file, so the caller must not use it. */
+static bool resolve(const char *base, const char *rel, char *out, size_t outsz)
 {
-    if (rel[0] == '/')
-        snprintf(out, outsz, "%s", rel);
-    else
-        snprintf(out, outsz, "%s/%s", base, rel);
+    int n = rel[0] == '/' ? snprintf(out, outsz, "%s", rel) : snprintf(out, outsz, "%s/%s", base, rel);
+    return n >= 0 && (size_t)n < outsz;
 }
 
 static void dirname_of(const char *path, char *out, size_t outsz)
@@ -367,7 +366,9 @@ static int add_referenced(cfg_walk_t *w, const char *origin, const char *value)
         return note(w->scan,
                     "%s uses a variable (%s): cannot tell which file it names; import that file or folder",
                     origin, value);
-    resolve(w->prefix, value, path, sizeof(path));
+    if (!resolve(w->prefix, value, path, sizeof(path)))
+        return note(w->scan, "%s: path too long (over %d bytes), not read: %.60s...", origin, PATH_MAX,
+                    value);
     idx = add_file(w->scan, path, origin, current_server_name(w), true);
     return idx < -1 ? (int)idx : 0;
 }
@@ -384,7 +385,9 @@ static int follow_include(cfg_walk_t *w, const char *origin, const char *pattern
     int rc = 0, grc;
     if (strchr(pattern, '$') != NULL)
         return note(w->scan, "%s: include uses a variable (%s): not followed", origin, pattern);
-    resolve(w->prefix, pattern, path, sizeof(path));
+    if (!resolve(w->prefix, pattern, path, sizeof(path)))
+        return note(w->scan, "%s: include path too long (over %d bytes), not followed: %.60s...", origin,
+                    PATH_MAX, pattern);
     if (depth >= MAX_INCLUDE_DEPTH)
         return note(w->scan, "%s: includes nested deeper than %d: %s not followed", origin, MAX_INCLUDE_DEPTH,
                     path);
@@ -444,7 +447,7 @@ static int nginx_directive(cfg_walk_t *w, const char *file, int line, char args[
     char origin[PATH_MAX + 64];
     if (nargs < 2)
         return 0;
-    snprintf(origin, sizeof(origin), "%s:%d %s", file, line, args[0]);
+    snprintf(origin, sizeof(origin), "%s:%d %.40s", file, line, args[0]); /* directive names are short */
     if (strcmp(args[0], "include") == 0)
         return follow_include(w, origin, args[1], depth, false, 0, err);
     if (strcmp(args[0], "ssl_certificate") == 0 || strcmp(args[0], "ssl_certificate_key") == 0)
@@ -578,10 +581,11 @@ static int apache_line(cfg_walk_t *w, const char *file, int lineno, char *line, 
     }
     if ((n = apache_split(line, args)) < 2)
         return 0;
-    snprintf(origin, sizeof(origin), "%s:%d %s", file, lineno, args[0]);
+    snprintf(origin, sizeof(origin), "%s:%d %.40s", file, lineno, args[0]); /* directive names are short */
     if (strcasecmp(args[0], "ServerRoot") == 0 && depth == 0 && w->depth == 0) {
         char root[PATH_MAX];
-        resolve(w->prefix, args[1], root, sizeof(root));
+        if (!resolve(w->prefix, args[1], root, sizeof(root)))
+            return note(w->scan, "%s: path too long (over %d bytes), ignored", origin, PATH_MAX);
         (void)moat_strlcpy(w->prefix, root, sizeof(w->prefix)); /* both PATH_MAX: no truncation */
         return 0;
     }

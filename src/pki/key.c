@@ -344,8 +344,10 @@ char *moat_pki_time_format(time_t t, char buf[MOAT_PKI_TIME_SIZE])
         moat_strlcpy(buf, "invalid-time", MOAT_PKI_TIME_SIZE);
         return buf;
     }
-    snprintf(buf, MOAT_PKI_TIME_SIZE, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    int n = snprintf(buf, MOAT_PKI_TIME_SIZE, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (n != 20)
+        moat_strlcpy(buf, "invalid-time", MOAT_PKI_TIME_SIZE);
     return buf;
 }
 

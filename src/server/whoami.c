@@ -5,6 +5,7 @@
  */
 #include "server/server_int.h"
 
+#include <assert.h>
 #include <openssl/bn.h>
 #include <openssl/x509.h>
 #include <string.h>
@@ -130,6 +131,8 @@ int moat__whoami(moat__conn_t *c, const moat_site_t *site, const char *path, moa
     }
     resp->body = body;
     resp->content_length = o;
-    (void)moat_http_resp_add_header(resp, "Cache-Control", "no-store");
+    int hrc = moat_http_resp_add_header(resp, "Cache-Control", "no-store"); /* fresh response: has room */
+    assert(hrc == 0);
+    (void)hrc;
     return 1;
 }

@@ -112,3 +112,18 @@ def test_import_errors(moat):
     r = moat.ok("import", empty)
     assert "0 imported" in r.stdout
     assert not moat.store.exists()
+
+
+def test_import_config_path_too_long(moat):
+    # A relative path that only exceeds PATH_MAX once joined to the config's folder used to be cut
+    # silently, which could name another file; it is reported instead.
+    deep = moat.dir
+    while len(str(deep)) < 3800:
+        deep = deep / ("d" * 200)
+    deep.mkdir(parents=True)
+    conf = deep / "nginx.conf"
+    rel = "/".join(["c" * 200] * 2) + "/site.pem"
+    conf.write_text(f"server {{\n    ssl_certificate {rel};\n    include {rel};\n}}\n")
+    r = moat.ok("import", conf, "--dry-run")
+    assert "path too long" in r.stdout and "include path too long" in r.stdout
+    assert not moat.store.exists()
