@@ -285,7 +285,7 @@ static int apply(moat_store_t *st, const moat_import_result_t *res, int dry_run,
         }
         if (!dry_run &&
             (rc = store_pair(st, p, o->name, exportable, o->warning, sizeof(o->warning), err)) != 0) {
-            moat_err_prefix(err, "importing %s: ", p->file->path);
+            moat_err_prefix(err, "importing %s", p->file->path);
             return rc;
         }
     }

@@ -543,7 +543,8 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     moat_free(&errors);
     ctl.cfg = cfg;
     if ((rc = moat_store_open(opts->store_path, opts->master_key_path, 0, &ctl.st, err)) != 0) {
-        moat_err_prefix(err, "store %s", opts->store_path);
+        if (strstr(err->msg, opts->store_path) == NULL) /* most store errors name the file already */
+            moat_err_prefix(err, "store %s", opts->store_path);
         moat_config_unref(cfg);
         return rc;
     }

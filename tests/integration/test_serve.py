@@ -235,6 +235,7 @@ def test_check_validates_config_store_and_certificates(moat, ca, www):
     cfg.write_text(config(moat, [site(["localhost"], port, root=www)]))
     r = moat.fails("serve", "-c", cfg, "--check")
     assert "no store" in r.stderr
+    assert r.stderr.count(str(moat.store)) == 1, "the store's path is named once: " + r.stderr
     ca.issue(moat, "other", ["other.test"])
     r = moat.fails("serve", "-c", cfg, "--check")
     assert "no valid server certificate" in r.stderr and "localhost" in r.stderr
