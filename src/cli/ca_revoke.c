@@ -158,7 +158,9 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
             crl = NULL;
             if (moat__km_ca_load(st, row.role, 1, &ca, &err) != 0 || moat_store_begin(st, &err) != 0)
                 goto fail;
+            /* The generation bump makes a running server publish the new CRL. */
             if (moat__km_ca_crl_refresh(st, row.role, ca.cert, ca.key, &err) != 0 ||
+                moat_store_generation_bump(st, &err) != 0 ||
                 moat__km_audit(st, "ca.crl", moat_store_ca_role_name(row.role), &err,
                                "re-signed before expiry") != 0) {
                 moat_store_rollback(st);

@@ -391,6 +391,13 @@ void moat_http_root_close(moat_http_root_t *root);
 int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *req, const char *path,
                            moat_http_resp_t *resp);
 
+/*
+ * 1 when the client's copy is current and the answer is 304 (RFC 9110 §13.2.2 steps 3 and 4):
+ * If-None-Match matches <etag> (weak comparison, "*" too), or, without If-None-Match, If-Modified-Since
+ * is not older than <mtime> (-1: no date to compare, If-Modified-Since is then ignored).
+ */
+int moat_http_not_modified(const moat_http_req_t *req, const char *etag, time_t mtime);
+
 /* MIME type for a file name by its extension ("text/html; charset=utf-8"); default
  * "application/octet-stream". Text types carry charset=utf-8. */
 const char *moat_http_mime_type(const char *name, size_t len);

@@ -233,8 +233,7 @@ static int parse_range(moat_http_str_t r, uint64_t size, uint64_t *first, uint64
     return RANGE_OK;
 }
 
-/* 304 when the client's copy is current (RFC 9110 §13.2.2 steps 3 and 4). */
-static int not_modified(const moat_http_req_t *req, const char *etag, time_t mtime)
+int moat_http_not_modified(const moat_http_req_t *req, const char *etag, time_t mtime)
 {
     size_t from = 0;
     moat_http_str_t v;
@@ -247,7 +246,7 @@ static int not_modified(const moat_http_req_t *req, const char *etag, time_t mti
     if (any)
         return 0; /* If-Modified-Since is ignored when If-None-Match is present */
     time_t ims;
-    if (req->if_modified_since.len > 0 &&
+    if (mtime >= 0 && req->if_modified_since.len > 0 &&
         moat_http_date_parse(req->if_modified_since.p, req->if_modified_since.len, &ims) == 0)
         return mtime <= ims;
     return 0;
@@ -349,7 +348,7 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
     make_etag(&resp->st, resp->etag);
     resp->last_modified = mtime;
 
-    if (not_modified(req, resp->etag, mtime)) {
+    if (moat_http_not_modified(req, resp->etag, mtime)) {
         moat_http_resp_dispose(resp);
         resp->status = 304;
         resp->no_content_length = 1;

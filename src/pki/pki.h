@@ -319,6 +319,7 @@ int moat_pki_pkcs12_export(EVP_PKEY *key, X509 *cert, STACK_OF(X509) * chain, co
 #define MOAT_PKI_PATH_ROOT_DER "/.well-known/moat/root.der" /* the root certificate, DER */
 #define MOAT_PKI_PATH_CRL "/.well-known/moat/ca.crl"        /* CRL of the issuing CA, DER */
 #define MOAT_PKI_PATH_ROOT_CRL "/.well-known/moat/root.crl" /* CRL of the root (covers intermediates) */
+#define MOAT_PKI_PATH_TRUST_PAGE "/.well-known/moat/"       /* how to trust the root (HTML) */
 #define MOAT_PKI_PATH_OCSP "/.well-known/moat/ocsp"         /* OCSP responder: POST, or GET <path>/<b64> */
 
 /* URLs written into issued certificates (an empty string leaves that extension out). */

@@ -177,6 +177,7 @@ void moat__gen_unref(moat__gen_t *gen)
         moat_free(&gen->revoked[i]);
     moat_free(&gen->revoked);
     moat__der_list_dispose(&gen->moat_ca);
+    moat__publish_free(&gen->pub);
     moat_free(&gen->sites);
     moat_free(&gen->bind_listener);
     moat_config_unref(gen->cfg);
@@ -395,6 +396,13 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, m
     gen->id = (long long)g;
     if ((rc = load_moat_ca(gen, st, err)) != 0)
         goto fail;
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        if (cfg->sites[i].ca_publish) {
+            if ((rc = moat__publish_build(gen, st, err)) != 0)
+                goto fail;
+            break;
+        }
+    }
     for (size_t i = 0; i < cfg->nsites; i++) {
         const moat_site_t *site = &cfg->sites[i];
         moat__gen_site_t *gs = &gen->sites[i];

@@ -6,6 +6,7 @@
 #include <openssl/bn.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -52,25 +53,43 @@ static void start_send(moat__conn_t *c, size_t len)
     moat_list_push_tail(&c->w->q_idle, &c->tnode);
 }
 
+size_t moat__conn_body_read(moat__conn_t *c, char *buf, size_t want)
+{
+    const moat_http_resp_t *resp = &c->rs->resp;
+    ssize_t n;
+    if (want > c->file_left)
+        want = (size_t)c->file_left;
+    if (resp->fd < 0) {
+        memcpy(buf, resp->body + c->file_off, want);
+        n = (ssize_t)want;
+    } else {
+        do
+            n = pread(resp->fd, buf, want, (off_t)c->file_off);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0)
+            return 0;
+    }
+    c->file_left -= (uint64_t)n;
+    c->file_off += (uint64_t)n;
+    c->body_sent += (uint64_t)n;
+    return (size_t)n;
+}
+
 static void send_resp(moat__conn_t *c)
 {
     moat_http_resp_t *resp = &c->rs->resp;
     size_t cap, len = 0;
-    int bulk = resp->fd >= 0 && !resp->head_only && resp->content_length > c->w->small.size / 2;
+    int has_body = !resp->head_only && resp->content_length > 0 && (resp->fd >= 0 || resp->body != NULL);
+    int bulk = has_body && resp->content_length > c->w->small.size / 2;
 
     if (moat__conn_out_bufs(c, bulk) != 0) {
         c->state = CONN_CLOSING;
         return;
     }
     cap = c->ocap;
+    c->file_left = 0;
 
-    if (resp->body != NULL) {
-        if (moat_http_resp_write(resp, c->obuf, cap, &len) != 0) {
-            moat_http_resp_error(resp, 500);
-            resp->keep_alive = 0;
-            if (moat_http_resp_write(resp, c->obuf, cap, &len) != 0)
-                len = 0;
-        }
+    if (resp->body != NULL && moat_http_resp_write(resp, c->obuf, cap, &len) == 0) {
         if (!resp->head_only)
             c->body_sent += resp->content_length;
         start_send(c, len);
@@ -84,22 +103,12 @@ static void send_resp(moat__conn_t *c)
         start_send(c, len);
         return;
     }
-    c->file_left = 0;
-    if (resp->fd >= 0 && !resp->head_only && resp->content_length > 0) {
-        ssize_t n;
-        size_t want = cap - len;
+    if (has_body) {
+        /* The head and the first part of the body leave in one TLS record and one send; an in-memory
+         * body larger than the buffer (a long CRL) streams on like a file. */
         c->file_left = resp->content_length;
-        c->file_off = resp->file_offset;
-        if (want > c->file_left)
-            want = (size_t)c->file_left;
-        /* The head and the first part of the file leave in one TLS record and one send. */
-        n = pread(resp->fd, c->obuf + len, want, (off_t)c->file_off);
-        if (n > 0) {
-            len += (size_t)n;
-            c->file_left -= (uint64_t)n;
-            c->file_off += (uint64_t)n;
-            c->body_sent += (uint64_t)n;
-        }
+        c->file_off = resp->fd >= 0 ? resp->file_offset : 0;
+        len += moat__conn_body_read(c, c->obuf + len, cap - len);
     }
     start_send(c, len);
 }
@@ -160,8 +169,9 @@ void moat__request_handle(moat__conn_t *c, int status)
         send_resp(c);
         return;
     }
-    /* The client-certificate self check answers whatever the location asks (DESIGN "Client certificates"). */
-    if (moat__whoami(c, site, path, query)) {
+    /* The client-certificate self check answers whatever the location asks (DESIGN "Client certificates"),
+     * and the CA publication too: people fetch the root before they can have a certificate. */
+    if (moat__whoami(c, site, path, query) || moat__publish(c, site, path)) {
         send_resp(c);
         return;
     }

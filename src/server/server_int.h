@@ -58,6 +58,21 @@ typedef struct moat__gen_site {
     size_t ncerts;
 } moat__gen_site_t;
 
+/* One file published under /.well-known/moat/ (publish.c), read-only once built. */
+typedef struct moat__pub_file {
+    unsigned char *body; /* owned; NULL: not available (no CRL yet) */
+    size_t len;
+    char etag[MOAT_HTTP_ETAG_MAX]; /* strong, from the body's SHA-256 */
+    time_t last_modified;          /* notBefore of a certificate, thisUpdate of a CRL */
+} moat__pub_file_t;
+
+#define MOAT__PUB_FILES 7
+
+/* What sites with ca_publish serve: the trust page, the CA certificates, the CRLs. */
+typedef struct moat__publish {
+    moat__pub_file_t file[MOAT__PUB_FILES];
+} moat__publish_t;
+
 typedef struct moat__gen {
     atomic_int refs;                       /* one per worker part still alive, plus the control thread's */
     long long id;                          /* store generation it was built from */
@@ -66,6 +81,7 @@ typedef struct moat__gen {
     moat__gen_site_t *sites;               /* cfg->nsites */
     const moat_listener_t **bind_listener; /* per server bind: the config listener serving it, or NULL */
     moat__der_list_t moat_ca;              /* moat's own CA certificates (root, intermediate) */
+    moat__publish_t *pub;                  /* owned: CA publication; NULL without a CA or ca_publish */
     char **revoked;                        /* sorted serials (uppercase hex) moat's CA revoked */
     size_t nrevoked;
     size_t nbinds;
@@ -233,6 +249,12 @@ const char *moat__ccert_verdict(moat__conn_t *c);
  * Returns 1 when <path> was that endpoint and c->rs->resp is filled, else 0. */
 #define MOAT_WHOAMI_PATH "/.well-known/moat/whoami"
 int moat__whoami(moat__conn_t *c, const moat_site_t *site, const char *path, moat_http_str_t query);
+/* publish.c: builds gen->pub from the store (control thread), left NULL when there is no CA. */
+int moat__publish_build(moat__gen_t *gen, moat_store_t *st, moat_err_t *err) MOAT_MUST_CHECK;
+void moat__publish_free(moat__publish_t **pub);
+/* Answers the CA publication paths under /.well-known/moat/ (MOAT_PKI_PATH_* but OCSP): from gen->pub on
+ * sites with ca_publish, 404 on the others. Returns 1 when <path> was one and c->rs->resp is filled. */
+int moat__publish(moat__conn_t *c, const moat_site_t *site, const char *path);
 /* worker.c: the connection of an SSL (NULL if none). */
 moat__conn_t *moat__conn_of(SSL *ssl);
 /* The verify callback: records the first error and never fails the handshake. */
@@ -240,6 +262,10 @@ int moat__ccert_on_verify(int ok, X509_STORE_CTX *x);
 /* gen.c helpers for the trust anchors and the CA's revocations. */
 void moat__der_list_dispose(moat__der_list_t *l);
 
+/* request.c: copies up to <want> more response body bytes (of c->file_left, from c->file_off: the file
+ * of the response, or its in-memory body) into <buf>; returns how many, 0 on a read error or a file that
+ * shrank (errno tells which). */
+size_t moat__conn_body_read(moat__conn_t *c, char *buf, size_t want);
 /* request.c: answers the request parsed in c->req (or the parse error when <status> != 0). */
 void moat__request_handle(moat__conn_t *c, int status);
 /* Access log line for the finished response of <c>. */

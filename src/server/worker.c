@@ -362,23 +362,15 @@ static int send_step(moat__conn_t *c)
         return n > 0;
     }
     if (c->file_left > 0) {
-        size_t want = c->ocap;
-        ssize_t n;
-        if (want > c->file_left)
-            want = (size_t)c->file_left;
-        do
-            n = pread(c->rs->resp.fd, c->obuf, want, (off_t)c->file_off);
-        while (n < 0 && errno == EINTR);
-        if (n <= 0) {
+        size_t n;
+        errno = 0;
+        if ((n = moat__conn_body_read(c, c->obuf, c->ocap)) == 0) {
             moat_log(MOAT_LOG_ERR, NULL, "conn=%llu reading a file to send: %s", c->id,
-                     n == 0 ? "the file shrank while being sent" : strerror(errno));
+                     errno == 0 ? "the file shrank while being sent" : strerror(errno));
             return -1;
         }
         c->opos = 0;
-        c->olen = (size_t)n;
-        c->file_off += (uint64_t)n;
-        c->file_left -= (uint64_t)n;
-        c->body_sent += (uint64_t)n;
+        c->olen = n;
         return 1;
     }
     request_done(c);
