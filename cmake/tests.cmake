@@ -24,6 +24,10 @@ foreach(src ${MOAT_INTEGRATION_TESTS})
         ENVIRONMENT "MOAT_BIN=$<TARGET_FILE:moat>;MOAT_SOURCE_DIR=${PROJECT_SOURCE_DIR};MOAT_BUILD_DIR=${PROJECT_BINARY_DIR}")
 endforeach()
 
+# Scanners that take tens of seconds carry the "slow" label too: `ctest -LE slow` leaves them out while
+# iterating. testssl.sh takes 30-50 s against an ASan build; its own timeouts bound it well below this.
+set_tests_properties(integration/test_ca_testssl PROPERTIES LABELS "integration;slow" TIMEOUT 400)
+
 # Every fuzz harness is also built as a replayer of its seed corpus.
 file(GLOB MOAT_FUZZERS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/fuzz/fuzz_*.c)
 foreach(src ${MOAT_FUZZERS})

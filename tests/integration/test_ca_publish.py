@@ -207,3 +207,31 @@ def test_chain_from_the_intermediate_is_trusted_with_the_root_alone(ca):
     assert fingerprint(m.dir / "leaf.pem") != fingerprint(m.dir / "root.pem")
     v = openssl("verify", "-CAfile", m.dir / "root.pem", "-untrusted", m.dir / "inter.pem", m.dir / "leaf.pem")
     assert v.stdout.strip().endswith("OK")
+
+
+def test_a_long_crl_is_served_whole(ca):
+    """A CRL far larger than one output buffer (here ~200 kB, made with openssl ca) streams out intact."""
+    import sqlite3
+    m = ca.m
+    d = m.dir / "long"
+    d.mkdir()
+    outside = CA(d, name="Long CRL Issuer")
+    lines = [f"R\t301231235959Z\t240101000000Z\t{i:040X}\tunknown\t/CN=n{i}" for i in range(1, 8001)]
+    (d / "index.txt").write_text("\n".join(lines) + "\n")
+    (d / "crlnumber").write_text("01\n")
+    (d / "ca.cnf").write_text(f"[ca]\ndefault_ca = d\n[d]\ndatabase = {d}/index.txt\n"
+                              f"crlnumber = {d}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n")
+    openssl("ca", "-batch", "-gencrl", "-config", d / "ca.cnf", "-keyfile", outside.key, "-cert", outside.pem,
+            "-out", d / "long.pem")
+    openssl("crl", "-in", d / "long.pem", "-outform", "DER", "-out", d / "long.der")
+    want = (d / "long.der").read_bytes()
+    assert len(want) > 150000
+    con = sqlite3.connect(m.store)
+    con.execute("update settings set value = ? where name = 'ca.crl.intermediate'", ((d / "long.pem").read_text(),))
+    con.commit()
+    con.close()
+    m.ok("ca", "issue", "bump", "--cn", "bump.test")  # moves the store generation: the server reloads
+    got = wait_for(lambda: (b := ca.fetch(BASE + "ca.crl")[2]) == want and b, timeout=5)
+    assert got == want
+    st, hd, body = plain_get(ca.http_port, BASE + "ca.crl")
+    assert st == 200 and int(hd["content-length"]) == len(want) and body == want
