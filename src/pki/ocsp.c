@@ -135,6 +135,14 @@ static int encode_response(int status, OCSP_BASICRESP *bs, unsigned char **out, 
     return 0;
 }
 
+int moat_pki_ocsp_error(int status, unsigned char **out, size_t *out_len, moat_err_t *err)
+{
+    if (status != OCSP_RESPONSE_STATUS_MALFORMEDREQUEST && status != OCSP_RESPONSE_STATUS_INTERNALERROR &&
+        status != OCSP_RESPONSE_STATUS_TRYLATER && status != OCSP_RESPONSE_STATUS_UNAUTHORIZED)
+        return moat_err_set(err, MOAT_E_INVAL, "OCSP response status %d is not an error status", status);
+    return encode_response(status, NULL, out, out_len, err);
+}
+
 /* Signs <bs> as the CA, identified by key hash, without certificates (the CA itself is the responder). */
 static int sign_basic(const moat_pki_ocsp_opts_t *opts, OCSP_BASICRESP *bs, moat_err_t *err)
 {

@@ -499,6 +499,11 @@ int moat_pki_ocsp_respond(const moat_pki_ocsp_opts_t *opts, const unsigned char 
                           unsigned char **out, size_t *out_len, int *status_out,
                           moat_err_t *err) MOAT_MUST_CHECK;
 
+/* An unsigned OCSPResponse carrying only the error <status> (OCSP_RESPONSE_STATUS_MALFORMEDREQUEST,
+ * _INTERNALERROR, _TRYLATER, _UNAUTHORIZED; RFC 6960 §2.3), for a responder that has no CA to sign with.
+ * DER in *out (moat_free() it). MOAT_E_INVAL for OCSP_RESPONSE_STATUS_SUCCESSFUL or an unknown status. */
+int moat_pki_ocsp_error(int status, unsigned char **out, size_t *out_len, moat_err_t *err) MOAT_MUST_CHECK;
+
 /* Builds a signed OCSP response for <leaf> without a request (for stapling): the status comes from
  * opts->lookup. DER in *out (moat_free() it). MOAT_E_PKI if <leaf> was not issued by opts->ca_cert. */
 int moat_pki_ocsp_staple(const moat_pki_ocsp_opts_t *opts, X509 *leaf, unsigned char **out, size_t *out_len,

@@ -160,6 +160,7 @@ void moat__gen_forget_keys(moat__gen_t *gen)
         for (size_t j = 0; j < gen->sites[i].ncerts; j++)
             if (gen->sites[i].certs[j].key_der != NULL)
                 moat_free_secret(&gen->sites[i].certs[j].key_der, gen->sites[i].certs[j].key_len);
+    moat__ocsp_signer_forget_keys(&gen->signer);
 }
 
 void moat__gen_unref(moat__gen_t *gen)
@@ -169,8 +170,10 @@ void moat__gen_unref(moat__gen_t *gen)
     for (size_t i = 0; gen->sites != NULL && i < gen->cfg->nsites; i++) {
         if (gen->sites[i].has_root)
             moat_http_root_close(&gen->sites[i].root);
-        for (size_t j = 0; j < 2; j++)
+        for (size_t j = 0; j < 2; j++) {
             site_cert_dispose(&gen->sites[i].certs[j]);
+            moat__staple_free(&gen->sites[i].staples[j]);
+        }
         moat__der_list_dispose(&gen->sites[i].anchors);
     }
     for (size_t i = 0; i < gen->nrevoked; i++)
@@ -178,6 +181,7 @@ void moat__gen_unref(moat__gen_t *gen)
     moat_free(&gen->revoked);
     moat__der_list_dispose(&gen->moat_ca);
     moat__publish_free(&gen->pub);
+    moat__ocsp_signer_dispose(&gen->signer);
     moat_free(&gen->sites);
     moat_free(&gen->bind_listener);
     moat_config_unref(gen->cfg);
@@ -422,6 +426,8 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, m
         if (gs->wants_ccert && (rc = load_anchors(gen, st, site, gs, err)) != 0)
             goto fail;
     }
+    if ((rc = moat__ocsp_signer_load(gen, st, err)) != 0)
+        goto fail;
     for (size_t b = 0; b < gen->nbinds; b++) {
         for (size_t l = 0; l < cfg->nlisteners; l++) {
             if (cfg->listeners[l].secure == srv->binds[b].secure &&
@@ -511,8 +517,12 @@ moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t
             wg->moat_ca[wg->nmoat_ca++] = x;
         }
     }
+    if (gen->ocsp && (wg->ocsp = moat__ocsp_wgen_new(gen, err)) == NULL) {
+        moat__wgen_release(wg);
+        return NULL;
+    }
     for (size_t i = 0; i < n; i++) {
-        const moat__gen_site_t *gs = &gen->sites[i];
+        moat__gen_site_t *gs = &gen->sites[i];
         moat_tls_cert_src_t src[2];
         char sid[300];
         for (size_t j = 0; j < gs->ncerts; j++) {
@@ -533,6 +543,7 @@ moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t
             moat__wgen_release(wg);
             return NULL;
         }
+        moat__staple_setup(wg->ctx[i], gs);
         if (gs->wants_ccert && setup_ccert(wg->ctx[i], lib, gs, err) != 0) {
             moat_err_prefix(err, "site \"%s\"", gs->conf->name);
             moat__wgen_release(wg);

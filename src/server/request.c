@@ -163,6 +163,11 @@ void moat__request_handle(moat__conn_t *c, int status)
         send_resp(c);
         return;
     }
+    /* DESIGN traps: OCSP GET requests carry base64 ('/', '+', '=') in the path: routed before normalising. */
+    if (moat__ocsp_serve(c, site)) {
+        send_resp(c);
+        return;
+    }
     if (moat_http_path_normalize(req->path.p, req->path.len, path, sizeof(path), &plen, &query, &st) != 0) {
         moat_http_resp_init(resp, req, st ? st : 400);
         moat_http_resp_error(resp, st ? st : 400);

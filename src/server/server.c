@@ -29,8 +29,10 @@ typedef struct control {
     moat__server_t *srv;
     moat_store_t *st;
     moat_store_watch_t *watch;
-    moat_config_t *cfg; /* the running config (reference) */
-    long long applied;  /* store generation in service */
+    moat_config_t *cfg;  /* the running config (reference) */
+    long long applied;   /* store generation in service */
+    moat__gen_t *gen;    /* reference to the generation in service: its staples are refreshed here */
+    char stapling[1024]; /* the stapling failures last recorded in the store ("" = none) */
     unsigned seq;
     char pid_path[4200];
 } control_t;
@@ -227,6 +229,36 @@ static void write_status(control_t *ctl, long long refused, const char *reason)
         moat_log(MOAT_LOG_WARN, &logctx, "cannot record the server status in the store: %s", err.msg);
 }
 
+/* ctl->stapling before the first record: whatever an earlier run left in the store gets replaced. */
+#define STAPLING_UNKNOWN '\x01'
+
+/* Records stapling failures in the store (for doctor) when they change, and logs the recovery. */
+static void record_stapling(control_t *ctl)
+{
+    char now[sizeof(ctl->stapling)];
+    moat_err_t err = {0};
+    int rc;
+
+    moat__staple_errors(ctl->gen, now, sizeof(now));
+    if (strcmp(now, ctl->stapling) == 0)
+        return;
+    if (now[0] == '\0') {
+        if (ctl->stapling[0] != STAPLING_UNKNOWN)
+            moat_log(MOAT_LOG_NOTICE, &logctx,
+                     "OCSP stapling works again for every certificate of moat's CA");
+        rc = moat_store_setting_delete(ctl->st, MOAT_STORE_SETTING_STAPLING, &err);
+        if (rc == MOAT_E_NOTFOUND)
+            rc = 0;
+    } else {
+        rc = moat_store_setting_set(ctl->st, MOAT_STORE_SETTING_STAPLING, now, &err);
+    }
+    if (rc != 0) {
+        moat_log(MOAT_LOG_WARN, &logctx, "cannot record the OCSP stapling status in the store: %s", err.msg);
+        return;
+    }
+    moat_strlcpy(ctl->stapling, now, sizeof(ctl->stapling));
+}
+
 /* Builds and posts a generation for <cfg>. On failure nothing changes and <err> says why. */
 static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
 {
@@ -238,6 +270,8 @@ static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
     if ((rc = moat__gen_build(srv, cfg, ctl->st, &gen, err)) != 0)
         return rc;
     gen->seq = ++ctl->seq;
+    /* Signed here, before any worker sees the generation: the first handshake already gets a staple. */
+    moat__staple_build(gen, 1);
     parts = moat_calloc(srv->nworkers, sizeof(*parts));
     if (parts == NULL) {
         moat__gen_unref(gen);
@@ -263,7 +297,9 @@ static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
         for (size_t j = 0; j < gen->sites[i].ncerts; j++)
             moat_log(MOAT_LOG_INFO, &logctx, "site %s: certificate of key \"%s\" (sha256 %.16s...)",
                      cfg->sites[i].name, gen->sites[i].certs[j].key_name, gen->sites[i].certs[j].fingerprint);
-    moat__gen_unref(gen); /* the workers' parts hold it now */
+    moat__gen_unref(ctl->gen); /* the workers' parts hold the generation; this thread keeps one for staples */
+    ctl->gen = gen;
+    record_stapling(ctl);
     return 0;
 }
 
@@ -533,6 +569,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     atomic_init(&srv.access_fd, -1);
     srv.opts = opts;
     ctl.srv = &srv;
+    ctl.stapling[0] = STAPLING_UNKNOWN;
 
     if ((rc = moat_config_load(opts->config_path, &cfg, &errors, err)) != 0) {
         if (errors != NULL && strchr(errors, '\n') != NULL && strchr(errors, '\n')[1] != '\0')
@@ -641,6 +678,8 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
                 if (moat_store_generation(ctl.st, &g, &e) == 0 && g != ctl.applied)
                     reload(&ctl, 0, "store changed");
             }
+            moat__staple_build(ctl.gen, 0);
+            record_stapling(&ctl);
             if (ctl.cfg->tls_tickets &&
                 moat_clock_ms() / 1000 >=
                     moat_tls_tickets_created() + (uint64_t)ctl.cfg->tls_ticket_rotate_s) {
@@ -663,6 +702,7 @@ fail_started:
     if (rc == 0)
         moat_log(MOAT_LOG_NOTICE, &logctx, "stopped");
 fail:
+    moat__gen_unref(ctl.gen);
     moat_store_watch_close(ctl.watch);
     cleanup(&srv);
     moat_store_close(ctl.st);

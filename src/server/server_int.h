@@ -11,6 +11,7 @@
 #define MOAT_SERVER_INT_H
 
 #include "config/config.h"
+#include "pki/pki.h"
 #include "core/loop.h"
 #include "http/http.h"
 #include "store/store.h"
@@ -48,6 +49,41 @@ typedef struct moat__der_list {
     size_t n;
 } moat__der_list_t;
 
+/* One certificate moat's CA issued, as the OCSP responder and stapling look it up. */
+typedef struct moat__ca_issued {
+    char *serial;      /* owned: uppercase hex without leading zeros */
+    int role;          /* moat_ca_role_t of the CA that signed it */
+    long long revoked; /* 0, or when it was revoked */
+    int reason;        /* CRL reason code when revoked */
+} moat__ca_issued_t;
+
+/*
+ * moat's CA as the server signs with it (ocsp.c): built with a generation on the control thread from
+ * the store, read-only afterwards. Workers decode their own copies of the certificates and keys
+ * (moat__ocsp_wgen_t); the control thread keeps <cert>/<key> for staples.
+ */
+typedef struct moat__ca_signer {
+    unsigned char *cert_der[2]; /* owned, per moat_ca_role_t; NULL when that CA does not exist */
+    size_t cert_len[2];
+    unsigned char *key_der[2]; /* owned, secret: PKCS#8 until every worker part is built; NULL when offline */
+    size_t key_len[2];
+    X509 *cert[2];             /* owned: control thread's copies */
+    EVP_PKEY *key[2];          /* owned: control thread's copies; NULL when the key is offline */
+    moat__ca_issued_t *issued; /* owned, sorted by serial */
+    size_t nissued;
+} moat__ca_signer_t;
+
+/* An OCSP response ready to staple (staple.c): swapped by the control thread, copied by workers. */
+typedef struct moat__staple {
+    pthread_mutex_t lock; /* guards der/len: held only for a pointer swap or a copy */
+    unsigned char *der;   /* owned, NULL when none is ready */
+    size_t len;
+    int key_type;      /* EVP_PKEY_get_base_id() of the certificate: picks the staple per handshake */
+    int role;          /* the moat CA that issued the certificate */
+    time_t refresh_at; /* when the control thread builds the next one */
+    char error[256];   /* why the last attempt failed; "" after a success */
+} moat__staple_t;
+
 typedef struct moat__gen_site {
     const moat_site_t *conf;  /* borrowed from gen->cfg */
     int wants_ccert;          /* some location asks for a client certificate */
@@ -56,6 +92,7 @@ typedef struct moat__gen_site {
     int has_root;
     moat__site_cert_t certs[2]; /* [0] ECDSA/other, [1] RSA; key_der NULL when absent */
     size_t ncerts;
+    moat__staple_t *staples[2]; /* owned, per certs[]: NULL unless moat's CA issued that certificate */
 } moat__gen_site_t;
 
 /* One file published under /.well-known/moat/ (publish.c), read-only once built. */
@@ -85,7 +122,11 @@ typedef struct moat__gen {
     char **revoked;                        /* sorted serials (uppercase hex) moat's CA revoked */
     size_t nrevoked;
     size_t nbinds;
+    moat__ca_signer_t signer; /* loaded when a site publishes the CA or serves a certificate it issued */
+    int ocsp;                 /* some site has ca_publish: workers answer OCSP */
 } moat__gen_t;
+
+typedef struct moat__ocsp_wgen moat__ocsp_wgen_t;
 
 /* A worker's part of a generation: its SSL_CTXs. Touched by that worker thread only once handed over. */
 typedef struct moat__wgen {
@@ -94,6 +135,7 @@ typedef struct moat__wgen {
     SSL_CTX **ctx;    /* per site, owned */
     X509 **moat_ca;   /* owned: gen->moat_ca decoded in this worker's library context */
     size_t nmoat_ca;
+    moat__ocsp_wgen_t *ocsp; /* owned: the OCSP responder's keys and cache (NULL: no site publishes) */
 } moat__wgen_t;
 
 /* A listening address bound at start (listeners outlive reloads). */
@@ -192,6 +234,8 @@ typedef struct moat__rstate {
     moat_http_req_t req;
     moat_http_body_t body;
     moat_http_resp_t resp;
+    char *post; /* small pool: the body of an OCSP POST (moat__ocsp_wants_body), else NULL */
+    size_t post_len;
 } moat__rstate_t;
 
 typedef struct moat__conn {
@@ -266,6 +310,34 @@ void moat__der_list_dispose(moat__der_list_t *l);
  * of the response, or its in-memory body) into <buf>; returns how many, 0 on a read error or a file that
  * shrank (errno tells which). */
 size_t moat__conn_body_read(moat__conn_t *c, char *buf, size_t want);
+
+/* ocsp.c: the OCSP responder (RFC 6960) at MOAT_PKI_PATH_OCSP on sites with ca_publish. */
+/* Loads gen->signer from the store when a site publishes the CA or serves a certificate moat's CA issued. */
+int moat__ocsp_signer_load(moat__gen_t *gen, moat_store_t *st, moat_err_t *err) MOAT_MUST_CHECK;
+void moat__ocsp_signer_dispose(moat__ca_signer_t *s);
+/* Cleanses the signer's key DER once every worker part holds its own copy. */
+void moat__ocsp_signer_forget_keys(moat__ca_signer_t *s);
+/* The status of <serial> (hex) issued by CA <role>, from the signer's snapshot (any thread). */
+void moat__ocsp_lookup(const moat__ca_signer_t *s, int role, const char *serial, moat_pki_ocsp_answer_t *a);
+/* Builds a worker's responder part (its own keys); NULL with err set on failure. */
+moat__ocsp_wgen_t *moat__ocsp_wgen_new(const moat__gen_t *gen, moat_err_t *err);
+void moat__ocsp_wgen_free(moat__ocsp_wgen_t *o);
+/* True when <req> is a POST to the responder: the worker keeps its body (at most MOAT_PKI_OCSP_MAX_REQUEST).
+ */
+int moat__ocsp_wants_body(const moat_http_req_t *req);
+/* Answers an OCSP request on <site> (raw path, before normalisation). 1: c->rs->resp is filled; 0: not
+ * the responder's path or the site does not publish. */
+int moat__ocsp_serve(moat__conn_t *c, const moat_site_t *site);
+
+/* staple.c: OCSP stapling of the certificates moat's CA issued. Control thread: builds the staples of a
+ * new generation and refreshes them (before half their validity); workers: copy one per handshake. */
+void moat__staple_build(moat__gen_t *gen, int force);
+/* "" when every staple of <gen> is ready, else a line naming the failing ones (for the store). */
+void moat__staple_errors(const moat__gen_t *gen, char *out, size_t outsz);
+void moat__staple_free(moat__staple_t **sp);
+/* Installs the status callback on the SSL_CTX of site <i> when it has staples. */
+void moat__staple_setup(SSL_CTX *ctx, moat__gen_site_t *gs);
+
 /* request.c: answers the request parsed in c->req (or the parse error when <status> != 0). */
 void moat__request_handle(moat__conn_t *c, int status);
 /* Access log line for the finished response of <c>. */

@@ -40,6 +40,7 @@ void moat__wgen_release(moat__wgen_t *wg)
     for (size_t i = 0; i < wg->nmoat_ca; i++)
         X509_free(wg->moat_ca[i]);
     moat_free(&wg->moat_ca);
+    moat__ocsp_wgen_free(wg->ocsp);
     moat__gen_unref(wg->gen);
     moat_free(&wg);
 }
@@ -308,6 +309,8 @@ static void conn_free(moat__conn_t *c)
     moat_list_remove(&c->node);
     if (c->resp_active)
         moat_http_resp_dispose(&c->rs->resp);
+    if (c->rs != NULL)
+        moat_bufpool_put(&w->small, (void **)&c->rs->post);
     moat_bufpool_put(&w->rstates, (void **)&c->rs);
     SSL_free(c->ssl);
     moat_bufpool_put(&w->small, (void **)&c->hbuf);
@@ -331,6 +334,7 @@ static void request_done(moat__conn_t *c)
 {
     size_t used = c->rs->req.head_len;
     moat__access_log(c);
+    moat_bufpool_put(&c->w->small, (void **)&c->rs->post);
     if (c->resp_active) {
         moat_http_resp_dispose(&c->rs->resp);
         c->resp_active = 0;
@@ -394,6 +398,7 @@ static int try_request(moat__conn_t *c)
                     return 1;
                 }
                 c->rs->resp.fd = -1;
+                c->rs->post = NULL;
             }
             c->req_started = 1;
             c->head_ok = 0;
@@ -420,11 +425,30 @@ static int try_request(moat__conn_t *c)
             moat__request_handle(c, 0);
             return 1;
         }
+        if (moat__ocsp_wants_body(&c->rs->req)) {
+            /* The OCSP responder reads its request from the body; anything larger is no OCSP request. */
+            moat_http_body_init(&c->rs->body, &c->rs->req, MOAT_PKI_OCSP_MAX_REQUEST);
+            if ((c->rs->post = moat_bufpool_get(&c->w->small)) == NULL) {
+                c->state = CONN_CLOSING;
+                return 1;
+            }
+            c->rs->post_len = 0;
+        }
         c->state = CONN_BODY;
     }
     if (c->state == CONN_BODY) {
         size_t used = 0, off = c->rs->req.head_len;
-        rc = moat_http_body_skip(&c->rs->body, c->hbuf + off, c->hlen - off, &used);
+        if (c->rs->post != NULL) {
+            moat_http_str_t data;
+            rc = moat_http_body_decode(&c->rs->body, c->hbuf + off, c->hlen - off, &used, &data);
+            /* The decoder's limit (MOAT_PKI_OCSP_MAX_REQUEST) is below the buffer's size. */
+            if (data.len > 0 && c->rs->post_len + data.len <= c->w->small.size) {
+                memcpy(c->rs->post + c->rs->post_len, data.p, data.len);
+                c->rs->post_len += data.len;
+            }
+        } else {
+            rc = moat_http_body_skip(&c->rs->body, c->hbuf + off, c->hlen - off, &used);
+        }
         memmove(c->hbuf + off, c->hbuf + off + used, c->hlen - off - used);
         c->hlen -= used;
         if (rc == MOAT_E_AGAIN)

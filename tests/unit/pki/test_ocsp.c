@@ -270,8 +270,27 @@ static void test_get_decode(void)
     EVP_PKEY_free(k);
 }
 
+static void test_error(void)
+{
+    moat_err_t err = {0};
+    unsigned char *der = NULL;
+    size_t len = 0;
+    int statuses[] = {OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, OCSP_RESPONSE_STATUS_INTERNALERROR,
+                      OCSP_RESPONSE_STATUS_TRYLATER, OCSP_RESPONSE_STATUS_UNAUTHORIZED};
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        CHECK_EQ(moat_pki_ocsp_error(statuses[i], &der, &len, &err), 0);
+        CHECK_EQ(response_code(der, len), statuses[i]);
+        moat_free(&der);
+    }
+    /* "successful" needs a signed body: refused, nothing returned. */
+    CHECK_EQ(moat_pki_ocsp_error(OCSP_RESPONSE_STATUS_SUCCESSFUL, &der, &len, &err), MOAT_E_INVAL);
+    CHECK_EQ(moat_pki_ocsp_error(4, &der, &len, &err), MOAT_E_INVAL);
+    CHECK(der == NULL);
+}
+
 int main(void)
 {
+    RUN(test_error);
     RUN(test_respond);
     RUN(test_get_decode);
     return harness_done();

@@ -1,0 +1,190 @@
+"""moat's CA inside moat serve: the OCSP responder (RFC 6960, POST and GET, over http and https) on a site
+with ca_publish, and OCSP stapling of the certificates the CA issued, checked with openssl ocsp and
+openssl s_client -status; answers follow `moat ca revoke` within about two seconds."""
+import base64
+import http.client
+import ssl
+import subprocess
+import urllib.parse
+
+import pytest
+
+from serve_helpers import config, free_port, site, wait_for
+
+OCSP = "/.well-known/moat/ocsp"
+
+
+def run(*args, input=None):
+    return subprocess.run([str(a) for a in args], capture_output=True, timeout=30, input=input)
+
+
+@pytest.fixture
+def ca_server(moat):
+    """A root that issued "rootleaf" before the intermediate existed, and an intermediate that issued "www";
+    one server with both sites on one https port, and an http port, publishing the CA."""
+    m = moat
+    m.ok("ca", "init", "--cn", "OCSP Root", "--exportable")
+    m.ok("ca", "issue", "rootleaf", "--cn", "root.test")
+    m.ok("ca", "init", "--intermediate", "--cn", "OCSP Issuing")
+    m.ok("ca", "issue", "www", "--cn", "localhost")
+    (m.dir / "root.pem").write_text(m.ok("ca", "cert", "--root").stdout)
+    (m.dir / "inter.pem").write_text(m.ok("ca", "cert").stdout)
+    m.ok("cert", "export", "www", "--out", m.dir / "www.pem")
+    m.ok("cert", "export", "rootleaf", "--out", m.dir / "rootleaf.pem")
+    m.https, m.http = free_port(), free_port()
+    m.serve(config(m, [
+        site(["localhost"], m.https, default=True, http_port=m.http,
+             extra="certificate: www\nca_publish: true\nrequire_secure_channel: true"),
+        site(["root.test"], m.https, extra="certificate: rootleaf"),
+    ]), wait=(m.https, m.http))
+    return m
+
+
+def ocsp_post(m, cert, issuer, port=None, extra=()):
+    """openssl ocsp (POST, with a nonce) against the server; returns its combined output."""
+    r = run("openssl", "ocsp", "-issuer", m.dir / issuer, *(("-cert", m.dir / cert) if cert else ()), *extra,
+            "-url", f"http://127.0.0.1:{port or m.http}{OCSP}", "-CAfile", m.dir / "root.pem")
+    return r.stdout.decode() + r.stderr.decode()
+
+
+def resp_text(m, der, name="resp.der"):
+    (m.dir / name).write_bytes(der)
+    r = run("openssl", "ocsp", "-respin", m.dir / name, "-resp_text", "-noverify")
+    return r.stdout.decode() + r.stderr.decode()
+
+
+def http_request(port, method, path, body=None, headers=None, tls=False):
+    if tls:
+        ctx = ssl.create_default_context(cafile=None)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request(method, path, body=body, headers={"Host": "localhost", **(headers or {})})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+
+
+def until(fetch, want, timeout=3):
+    """Fetches until <want> is in the answer (bounded); returns the last answer."""
+    last = [""]
+
+    def probe():
+        last[0] = fetch()
+        return want in last[0]
+    wait_for(probe, timeout=timeout)
+    return last[0]
+
+
+def stapled(m, sni):
+    r = run("openssl", "s_client", "-connect", f"127.0.0.1:{m.https}", "-servername", sni, "-status",
+            input=b"")
+    return r.stdout.decode(errors="replace")
+
+
+def test_post_good_then_revoked_with_reason(ca_server):
+    m = ca_server
+    out = ocsp_post(m, "www.pem", "inter.pem")
+    assert "www.pem: good" in out and "Response verify OK" in out, out
+    out = ocsp_post(m, "rootleaf.pem", "root.pem")
+    assert "rootleaf.pem: good" in out and "Response verify OK" in out, out
+    m.ok("ca", "revoke", "www", "--reason", "key-compromise")
+    out = until(lambda: ocsp_post(m, "www.pem", "inter.pem"), "www.pem: revoked")
+    assert "www.pem: revoked" in out and "keyCompromise" in out and "Response verify OK" in out, out
+    # The other CA's certificate is untouched.
+    assert "rootleaf.pem: good" in ocsp_post(m, "rootleaf.pem", "root.pem")
+
+
+def test_unknown_serial_and_unauthorized_issuer(ca_server, tmp_path):
+    m = ca_server
+    out = ocsp_post(m, None, "inter.pem", extra=("-serial", "0x1234"))
+    assert "0x1234: unknown" in out and "Response verify OK" in out, out
+    # A serial the intermediate issued, asked about under the root: that CA never issued it.
+    serial = run("openssl", "x509", "-in", m.dir / "www.pem", "-noout", "-serial").stdout.decode()
+    serial = serial.strip().split("=")[1]
+    out = ocsp_post(m, None, "root.pem", extra=("-serial", "0x" + serial))
+    assert ": unknown" in out, out
+    # Another CA altogether: unauthorized (RFC 5019 2.2.3).
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", tmp_path / "other.key", "-out", tmp_path / "other.pem", "-subj", "/CN=Other", "-days", "2")
+    r = run("openssl", "ocsp", "-issuer", tmp_path / "other.pem", "-serial", "0x99", "-no_nonce",
+            "-reqout", tmp_path / "other.req")
+    assert r.returncode == 0
+    st, hd, body = http_request(m.http, "POST", OCSP, body=(tmp_path / "other.req").read_bytes(),
+                                headers={"Content-Type": "application/ocsp-request"})
+    assert st == 200 and "unauthorized" in resp_text(m, body)
+
+
+def test_get_request_over_http_and_https_is_cached(ca_server):
+    m = ca_server
+    r = run("openssl", "ocsp", "-issuer", m.dir / "inter.pem", "-cert", m.dir / "www.pem", "-no_nonce",
+            "-reqout", m.dir / "req.der")
+    assert r.returncode == 0
+    b64 = base64.b64encode((m.dir / "req.der").read_bytes()).decode()
+    for path, tls, port in ((OCSP + "/" + urllib.parse.quote(b64, safe=""), False, m.http),
+                            (OCSP + "/" + b64, True, m.https)):          # raw '/', '+', '=' too
+        st, hd, body = http_request(port, "GET", path, tls=tls)
+        assert st == 200, (st, hd)   # plain http: not redirected to https
+        assert hd["content-type"] == "application/ocsp-response"
+        assert hd["cache-control"].startswith("max-age=") and "public" in hd["cache-control"]
+        assert 0 < int(hd["cache-control"].split("=")[1].split(",")[0]) <= 60
+        t = resp_text(m, body)
+        assert "Cert Status: good" in t, t
+    # The same request again comes from the worker's cache: byte for byte the same signed answer.
+    _, _, a = http_request(m.http, "GET", OCSP + "/" + b64)
+    _, _, b = http_request(m.http, "GET", OCSP + "/" + b64)
+    assert a == b
+    # A revocation starts a new generation: the cached "good" is gone at once.
+    m.ok("ca", "revoke", "www")
+    assert wait_for(lambda: "Cert Status: revoked" in resp_text(m, http_request(m.http, "GET", OCSP + "/" + b64)[2]),
+                    timeout=3)
+
+
+def test_malformed_requests_get_malformed_request_status(ca_server):
+    m = ca_server
+    for body in (b"\x30\x03\x02\x01", b"not der at all", b"\x30\x00", b""):
+        st, hd, resp = http_request(m.http, "POST", OCSP, body=body,
+                                    headers={"Content-Type": "application/ocsp-request"})
+        assert st == 200 and hd["content-type"] == "application/ocsp-response"
+        assert hd["cache-control"] == "no-store"
+        assert "malformedrequest" in resp_text(m, resp).lower()
+    for path in (OCSP + "/!!notbase64", OCSP + "/", OCSP + "/%zz"):
+        st, hd, resp = http_request(m.http, "GET", path)
+        assert st == 200 and "malformedrequest" in resp_text(m, resp).lower(), path
+    # Larger than any OCSP request: refused before it is read.
+    st, _, _ = http_request(m.http, "POST", OCSP, body=b"\x30" * 9000)
+    assert st == 413
+    st, hd, _ = http_request(m.http, "PUT", OCSP, body=b"x")
+    assert st == 405 and "POST" in hd["allow"]
+    # The server still answers.
+    assert "www.pem: good" in ocsp_post(m, "www.pem", "inter.pem")
+
+
+def test_stapled_good_then_revoked_for_both_cas(ca_server):
+    m = ca_server
+    for sni in ("localhost", "root.test"):
+        out = stapled(m, sni)
+        assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, out
+    m.ok("ca", "revoke", "rootleaf", "--reason", "superseded")
+    out = until(lambda: stapled(m, "root.test"), "Cert Status: revoked")
+    assert "Cert Status: revoked" in out and "superseded" in out.lower(), out
+    assert "Cert Status: good" in stapled(m, "localhost")
+    m.ok("ca", "revoke", "www")
+    assert wait_for(lambda: "Cert Status: revoked" in stapled(m, "localhost"), timeout=3)
+
+
+def test_no_responder_without_ca_publish(moat):
+    m = moat
+    m.ok("ca", "init", "--cn", "Quiet Root")
+    m.ok("ca", "issue", "www", "--cn", "localhost")
+    port = free_port()
+    m.serve(config(m, [site(["localhost"], port, default=True, extra="certificate: www")]), wait=(port,))
+    st, _, _ = http_request(port, "POST", OCSP, body=b"\x30\x00", tls=True)
+    assert st in (404, 405)
+    # Stapling does not depend on publication.
+    r = run("openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", "-status",
+            input=b"")
+    assert "Cert Status: good" in r.stdout.decode()
