@@ -5,6 +5,7 @@
  * inventory (ca list) and per-profile policies. Each change is one store transaction.
  */
 #include "cli/groups.h"
+#include "ca/ca.h"
 #include "cli/keymgr_int.h"
 
 #include <limits.h>
@@ -170,7 +171,7 @@ static int store_ca(moat_store_t *st, moat_ca_role_t role, const char *keyname, 
     (void)moat_strlcpy(row.base_url, base_url ? base_url : "", sizeof(row.base_url));
     rc = moat_store_ca_set(st, &row, err);
     if (rc == 0)
-        rc = moat__km_ca_crl_refresh(st, role, cert, key, err);
+        rc = moat_ca_crl_refresh(st, role, cert, key, err);
 out:
     moat_free_secret(&pkcs8, pkcs8_len);
     moat_free(&spki);

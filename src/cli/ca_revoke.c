@@ -1,98 +1,11 @@
 /* moat ca revoke and moat ca crl: revocation, with the CRL re-signed on every change. */
+#include "ca/ca.h"
 #include "cli/keymgr_int.h"
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <string.h>
 #include <time.h>
-
-#define CRL_DAYS 7
-
-/* ------------------------------------------------------------------------------------------------ */
-/* CRL: re-signed on every revocation, kept in setting "ca.crl.<role>" (PEM) for publication. */
-
-int moat__km_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
-                            moat_err_t *err)
-{
-    moat_store_issued_list_t il = {0};
-    moat_pki_revoked_t *entries = NULL;
-    size_t n = 0;
-    int64_t number;
-    X509_CRL *crl = NULL;
-    char *pem = NULL, key[64];
-    size_t pem_len = 0;
-    time_t now = time(NULL);
-    int rc;
-
-    if ((rc = moat_store_issued_list(st, MOAT_ISSUED_REVOKED_ONLY, 0, &il, err)) != 0)
-        return rc;
-    if (il.n > 0 && (entries = moat_calloc(il.n, sizeof(*entries))) == NULL) {
-        rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < il.n; i++) {
-        if (il.items[i].issuer != role || il.items[i].revoked == 0)
-            continue;
-        entries[n].serial = il.items[i].serial;
-        entries[n].revoked_at = (time_t)il.items[i].revoked;
-        entries[n].reason = il.items[i].reason;
-        n++;
-    }
-    if ((rc = moat_store_ca_next_crl_number(st, role, &number, err)) != 0 ||
-        (rc = moat_pki_crl_new(ca_cert, ca_key, (long)number, now, now + CRL_DAYS * 86400, entries, n, &crl,
-                               err)) != 0 ||
-        (rc = moat_pki_crl_to_pem(crl, &pem, &pem_len, err)) != 0)
-        goto out;
-    snprintf(key, sizeof(key), "ca.crl.%s", moat_store_ca_role_name(role));
-    rc = moat_store_setting_set(st, key, pem, err);
-out:
-    moat_free(&pem);
-    X509_CRL_free(crl);
-    moat_free(&entries);
-    moat_store_issued_list_dispose(&il);
-    return rc;
-}
-
-#define MAX_CRL_PEM (4L * 1024 * 1024)
-
-/* Reads the stored CRL of <role>: *crl NULL when there is none yet. */
-static int stored_crl(moat_store_t *st, moat_ca_role_t role, char *pem, size_t pemsz, X509_CRL **crl,
-                      moat_err_t *err)
-{
-    char key[64];
-    BIO *b;
-    int rc;
-
-    *crl = NULL;
-    snprintf(key, sizeof(key), "ca.crl.%s", moat_store_ca_role_name(role));
-    rc = moat_store_setting_get(st, key, pem, pemsz, err);
-    if (rc == MOAT_E_NOTFOUND) {
-        moat_err_clear(err);
-        pem[0] = '\0';
-        return 0;
-    }
-    if (rc != 0)
-        return rc;
-    if ((b = BIO_new_mem_buf(pem, -1)) == NULL)
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
-    *crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
-    BIO_free(b);
-    if (*crl == NULL)
-        return moat_err_ossl(err, MOAT_E_PKI, "the stored CRL of the %s CA does not parse",
-                             moat_store_ca_role_name(role));
-    return 0;
-}
-
-/* A CRL is re-signed when half of its week has passed, so that relying parties never see it expire. */
-static int crl_is_stale(X509_CRL *crl, time_t now)
-{
-    const ASN1_TIME *next = crl ? X509_CRL_get0_nextUpdate(crl) : NULL;
-    time_t t;
-    moat_err_t e = {0};
-    if (next == NULL || moat_pki_asn1_time_to_time(next, &t, &e) != 0)
-        return 1;
-    return now > t - (time_t)CRL_DAYS * 86400 / 2;
-}
 
 int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
 {
@@ -130,7 +43,7 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
         keyless = 1;
         moat_err_clear(&err);
     }
-    if ((pem = moat_malloc(MAX_CRL_PEM)) == NULL) {
+    if ((pem = moat_malloc(MOAT_CA_CRL_PEM_MAX)) == NULL) {
         moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
         goto fail;
     }
@@ -141,9 +54,9 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
         if (rc == MOAT_E_NOTFOUND)
             moat__km_no_ca(&err);
     }
-    if (rc != 0 || stored_crl(st, row.role, pem, MAX_CRL_PEM, &crl, &err) != 0)
+    if (rc != 0 || moat_ca_crl_stored(st, row.role, pem, MOAT_CA_CRL_PEM_MAX, &crl, &err) != 0)
         goto fail;
-    if (crl_is_stale(crl, time(NULL))) {
+    if (moat_ca_crl_due(crl, time(NULL))) {
         if (keyless || row.key_id == 0) {
             if (crl == NULL) {
                 moat_err_set(&err, MOAT_E_STATE,
@@ -159,7 +72,7 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
             if (moat__km_ca_load(st, row.role, 1, &ca, &err) != 0 || moat_store_begin(st, &err) != 0)
                 goto fail;
             /* The generation bump makes a running server publish the new CRL. */
-            if (moat__km_ca_crl_refresh(st, row.role, ca.cert, ca.key, &err) != 0 ||
+            if (moat_ca_crl_refresh(st, row.role, ca.cert, ca.key, &err) != 0 ||
                 moat_store_generation_bump(st, &err) != 0 ||
                 moat__km_audit(st, "ca.crl", moat_store_ca_role_name(row.role), &err,
                                "re-signed before expiry") != 0) {
@@ -167,7 +80,7 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
                 goto fail;
             }
             if (moat__km_commit(st, NULL, &err) != 0 ||
-                stored_crl(st, row.role, pem, MAX_CRL_PEM, &crl, &err) != 0)
+                moat_ca_crl_stored(st, row.role, pem, MOAT_CA_CRL_PEM_MAX, &crl, &err) != 0)
                 goto fail;
         }
     }
@@ -242,7 +155,7 @@ int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
     if (moat_store_begin(st, &err) != 0)
         goto fail;
     if (moat_store_issued_revoke(st, is.serial, (int64_t)time(NULL), (int)reason, &err) != 0 ||
-        moat__km_ca_crl_refresh(st, is.issuer, ca.cert, ca.key, &err) != 0 ||
+        moat_ca_crl_refresh(st, is.issuer, ca.cert, ca.key, &err) != 0 ||
         moat_store_generation_bump(st, &err) != 0 ||
         moat__km_audit(st, "ca.revoke", is.serial, &err, "subject %s, name %s, reason %s", is.subject,
                        is.name[0] ? is.name : "-", moat_pki_reason_name((int)reason)) != 0) {

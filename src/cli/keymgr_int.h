@@ -166,13 +166,6 @@ int moat__km_ca_load(moat_store_t *st, moat_ca_role_t role, int need_key, moat__
 /* The CA that issues: the intermediate when there is one, else the root. */
 int moat__km_ca_load_issuing(moat_store_t *st, int need_key, moat__km_ca_t *ca, moat_err_t *err);
 
-/*
- * Re-signs the CRL of the CA <role> (all its revoked issued certificates, next CRL number, valid for a
- * week) and stores it as PEM in setting "ca.crl.<role>" ("ca.crl.root", "ca.crl.intermediate"), inside
- * the caller's transaction.
- */
-int moat__km_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
-                            moat_err_t *err);
 /* moat ca revoke, moat ca crl (ca_revoke.c). */
 int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv);
 int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv);

@@ -78,7 +78,7 @@ static int site_cert_from_moat_ca(const moat__gen_t *gen, const moat__ca_signer_
     return 0;
 }
 
-static int load_ca(moat__ca_signer_t *s, moat_store_t *st, moat_ca_role_t role, moat_err_t *err)
+int moat__ocsp_signer_load_role(moat__ca_signer_t *s, moat_store_t *st, moat_ca_role_t role, moat_err_t *err)
 {
     moat_store_ca_t ca;
     const unsigned char *p;
@@ -133,7 +133,7 @@ int moat__ocsp_signer_load(moat__gen_t *gen, moat_store_t *st, moat_err_t *err)
     for (size_t i = 0; i < gen->cfg->nsites; i++)
         gen->ocsp |= gen->cfg->sites[i].ca_publish;
     for (int r = 0; r < 2; r++)
-        if ((rc = load_ca(s, st, (moat_ca_role_t)r, err)) != 0)
+        if ((rc = moat__ocsp_signer_load_role(s, st, (moat_ca_role_t)r, err)) != 0)
             return rc;
     /* The keys stay in memory only when something will sign with them. */
     if (!gen->ocsp && !site_cert_from_moat_ca(gen, s)) {

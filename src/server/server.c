@@ -229,6 +229,9 @@ static void write_status(control_t *ctl, long long refused, const char *reason)
         moat_log(MOAT_LOG_WARN, &logctx, "cannot record the server status in the store: %s", err.msg);
 }
 
+/* How often the control thread looks whether a CRL is due for re-signing (they live a week). */
+#define CRL_CHECK_MS (60 * 1000)
+
 /* ctl->stapling before the first record: whatever an earlier run left in the store gets replaced. */
 #define STAPLING_UNKNOWN '\x01'
 
@@ -561,6 +564,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     moat_config_t *cfg = NULL;
     char *errors = NULL;
     sigset_t sigs;
+    uint64_t crl_checked_ms = 0;
     int rc, fd;
     long n;
 
@@ -647,6 +651,8 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         }
     }
     write_status(&ctl, -1, NULL);
+    moat__crl_refresh_due(ctl.st);
+    crl_checked_ms = moat_clock_ms();
     printf("moat %s serving with %u worker%s, store %s (generation %lld)\n", MOAT_VERSION, srv.nworkers,
            srv.nworkers == 1 ? "" : "s", moat_store_path(ctl.st), ctl.applied);
     print_listeners(&srv, cfg);
@@ -677,6 +683,11 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
                 int64_t g = 0;
                 if (moat_store_generation(ctl.st, &g, &e) == 0 && g != ctl.applied)
                     reload(&ctl, 0, "store changed");
+            }
+            /* A CRL falls due with time alone, or when something else wrote the store. */
+            if (changed || moat_clock_ms() >= crl_checked_ms + CRL_CHECK_MS) {
+                moat__crl_refresh_due(ctl.st);
+                crl_checked_ms = moat_clock_ms();
             }
             moat__staple_build(ctl.gen, 0);
             record_stapling(&ctl);

@@ -315,6 +315,10 @@ size_t moat__conn_body_read(moat__conn_t *c, char *buf, size_t want);
 /* Loads gen->signer from the store when a site publishes the CA or serves a certificate moat's CA issued. */
 int moat__ocsp_signer_load(moat__gen_t *gen, moat_store_t *st, moat_err_t *err) MOAT_MUST_CHECK;
 void moat__ocsp_signer_dispose(moat__ca_signer_t *s);
+/* Loads the certificate and (when online) the key of the CA <role> into <s>; nothing when it does not exist.
+ */
+int moat__ocsp_signer_load_role(moat__ca_signer_t *s, moat_store_t *st, moat_ca_role_t role,
+                                moat_err_t *err) MOAT_MUST_CHECK;
 /* Cleanses the signer's key DER once every worker part holds its own copy. */
 void moat__ocsp_signer_forget_keys(moat__ca_signer_t *s);
 /* The status of <serial> (hex) issued by CA <role>, from the signer's snapshot (any thread). */
@@ -337,6 +341,10 @@ void moat__staple_errors(const moat__gen_t *gen, char *out, size_t outsz);
 void moat__staple_free(moat__staple_t **sp);
 /* Installs the status callback on the SSL_CTX of site <i> when it has staples. */
 void moat__staple_setup(SSL_CTX *ctx, moat__gen_site_t *gs);
+
+/* crl.c: re-signs the stored CRLs of moat's CA that are past half their life (control thread), each in
+ * one transaction that bumps the generation, so the new CRL is served like any store change. */
+void moat__crl_refresh_due(moat_store_t *st);
 
 /* request.c: answers the request parsed in c->req (or the parse error when <status> != 0). */
 void moat__request_handle(moat__conn_t *c, int status);

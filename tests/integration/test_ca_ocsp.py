@@ -2,9 +2,12 @@
 with ca_publish, and OCSP stapling of the certificates the CA issued, checked with openssl ocsp and
 openssl s_client -status; answers follow `moat ca revoke` within about two seconds."""
 import base64
+import datetime
 import http.client
+import sqlite3
 import ssl
 import subprocess
+import time
 import urllib.parse
 
 import pytest
@@ -188,3 +191,74 @@ def test_no_responder_without_ca_publish(moat):
     r = run("openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", "-status",
             input=b"")
     assert "Cert Status: good" in r.stdout.decode()
+
+
+def generation(m):
+    con = sqlite3.connect(m.store)
+    try:
+        return con.execute("select value from generation").fetchone()[0]
+    finally:
+        con.close()
+
+
+def stored_crl(m, role="root"):
+    con = sqlite3.connect(m.store)
+    try:
+        row = con.execute("select value from settings where name = ?", (f"ca.crl.{role}",)).fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
+
+
+def crl_text(m, pem, name="crl.pem"):
+    (m.dir / name).write_text(pem)
+    return run("openssl", "crl", "-in", m.dir / name, "-noout", "-text").stdout.decode()
+
+
+def test_server_resigns_a_crl_past_half_its_life(moat):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    m = moat
+    m.ok("ca", "init", "--cn", "CRL Root")
+    m.ok("ca", "issue", "www", "--cn", "localhost")
+    m.ok("ca", "revoke", "www", "--reason", "superseded")
+    (m.dir / "root.pem").write_text(m.ok("ca", "cert", "--root").stdout)
+    fresh = stored_crl(m)
+    number = int(crl_text(m, fresh).split("X509v3 CRL Number:")[1].split()[0], 0)
+    port = free_port()
+    m.serve(config(m, [site(["localhost"], port, default=True, extra="certificate: www")]), wait=(port,))
+    time.sleep(1)
+    assert stored_crl(m) == fresh          # a CRL in the first half of its week is left alone
+    # Four days on: a CRL whose next update is three days away, as time would leave it in the store.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    old = (x509.CertificateRevocationListBuilder()
+           .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CRL Root")]))
+           .last_update(now - datetime.timedelta(days=4)).next_update(now + datetime.timedelta(days=3))
+           .sign(key, hashes.SHA256()))
+    from cryptography.hazmat.primitives.serialization import Encoding
+    old_pem = old.public_bytes(Encoding.PEM).decode()
+    gen_before = generation(m)
+    con = sqlite3.connect(m.store)
+    con.execute("update settings set value = ? where name = 'ca.crl.root'", (old_pem,))
+    con.commit()
+    con.close()
+    assert wait_for(lambda: stored_crl(m) != old_pem, timeout=3)
+    new = stored_crl(m)
+    (m.dir / "new.pem").write_text(new)
+    r = run("openssl", "crl", "-in", m.dir / "new.pem", "-noout", "-CAfile", m.dir / "root.pem")
+    assert r.returncode == 0, r.stderr
+    t = crl_text(m, new)
+    assert int(t.split("X509v3 CRL Number:")[1].split()[0], 0) == number + 1
+    assert "Superseded" in t
+    nxt = datetime.datetime.strptime(t.split("Next Update:")[1].strip().splitlines()[0], "%b %d %H:%M:%S %Y %Z")
+    assert abs((nxt.replace(tzinfo=datetime.timezone.utc) - now).total_seconds() - 7 * 86400) < 120
+    # One transaction: the CRL, a new generation (the server serves it like any change), and the audit.
+    assert generation(m) == gen_before + 1
+    con = sqlite3.connect(m.store)
+    audit = con.execute("select object, detail from audit where action = 'ca.crl'").fetchall()
+    con.close()
+    assert ("root", "re-signed by the server before its next update") in audit
+    assert "re-signed the CRL of moat's root CA" in (m.dir / "error.log").read_text()
