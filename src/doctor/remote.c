@@ -432,7 +432,10 @@ void moat__doctor_check_ocsp(moat_doctor_report_t *r, const char *subject, const
     }
     if (chain_trusted && trust != NULL) {
         STACK_OF(X509) *certs = sk_X509_dup(chain);
-        int ok = certs != NULL && OCSP_basic_verify(bs, certs, trust, 0) == 1;
+        /* A response signed by the issuing CA itself may carry no certificate (RFC 6960 §4.2.2.2), and
+         * a root that issued the leaf is not in the chain a server sends: the issuer found above signs. */
+        int ok =
+            certs != NULL && sk_X509_push(certs, issuer) > 0 && OCSP_basic_verify(bs, certs, trust, 0) == 1;
         sk_X509_free(certs);
         if (!ok) {
             snprintf(problem, sizeof(problem), "the stapled OCSP response's signature does not verify: %s",
