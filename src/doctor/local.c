@@ -177,6 +177,55 @@ static int server_alive(int64_t pid)
     return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
 
+/*
+ * What the running server recorded about OCSP stapling (MOAT_STORE_SETTING_STAPLING): one entry per
+ * certificate it cannot staple, 'site NAME, key "KEY": reason', one per line.
+ */
+static void check_stapling(local_t *l)
+{
+    char text[2048], *entry, *save = NULL;
+    moat_err_t e = {0};
+
+    if (!l->server_alive ||
+        moat_store_setting_get(l->st, MOAT_STORE_SETTING_STAPLING, text, sizeof(text), &e) != 0)
+        return;
+    for (entry = strtok_r(text, "\n", &save); entry != NULL; entry = strtok_r(NULL, "\n", &save)) {
+        char site[128] = "", key[128] = "", subject[160];
+        const char *reason = strstr(entry, "\": "), *q;
+        moat_doctor_finding_t *f;
+        while (*entry == ' ')
+            entry++;
+        if (strncmp(entry, "site ", 5) == 0 && (q = strchr(entry, ',')) != NULL &&
+            (size_t)(q - entry - 5) < sizeof(site))
+            memcpy(site, entry + 5, (size_t)(q - entry - 5));
+        if ((q = strchr(entry, '"')) != NULL && reason != NULL && reason > q &&
+            (size_t)(reason - q - 1) < sizeof(key))
+            memcpy(key, q + 1, (size_t)(reason - q - 1));
+        reason = reason != NULL ? reason + 3 : entry;
+        snprintf(subject, sizeof(subject), "site %s", site[0] ? site : "?");
+        f = moat_doctor_add(
+            l->r, MOAT_DOCTOR_ERROR, "ocsp-stapling-failed", subject,
+            "OCSP stapling is configured (moat's CA issued the certificate of key \"%s\") but "
+            "failing: %s",
+            key[0] ? key : "?", reason);
+        moat_doctor_why(f,
+                        "clients get no stapled response: they ask the responder themselves (slower, and it "
+                        "tells the CA who visits) or, when they require stapling, refuse the site");
+        if (strstr(reason, "offline") != NULL)
+            moat_doctor_fix(
+                f,
+                "issue the site a certificate from the intermediate, whose key is online: moat ca "
+                "issue %s-new --cn HOST, then certificate: %s-new (or moat cert install); the server "
+                "staples it at once",
+                key[0] ? key : "NAME", key[0] ? key : "NAME");
+        else
+            moat_doctor_fix(f,
+                            "look at the server's error log for the cause; the server retries every minute "
+                            "and after moat reload%s%s",
+                            l->config_path ? " -c " : "", l->config_path ? l->config_path : "");
+    }
+}
+
 static void check_server_status(local_t *l)
 {
     moat_store_server_status_t s;
@@ -331,7 +380,9 @@ static void check_crls(local_t *l)
                 moat_doctor_why(
                     f, "clients that check revocation treat an out-of-date CRL as unknown status and "
                        "refuse the certificates it covers (fail closed)");
-                moat_doctor_fix(f, "moat ca crl%s re-signs it (run it from cron at least every 3 days)",
+                moat_doctor_fix(f,
+                                "moat ca crl%s re-signs it (a running moat serve re-signs it by itself; "
+                                "without one, run it from cron at least every 3 days)",
                                 role ? "" : " --root");
             } else if (left < life / 2) {
                 f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "crl-expiring", subjects[role],
@@ -340,7 +391,9 @@ static void check_crls(local_t *l)
                 moat_doctor_why(
                     f, "once it is out of date, clients that check revocation refuse the certificates "
                        "it covers");
-                moat_doctor_fix(f, "moat ca crl%s re-signs it (run it from cron at least every 3 days)",
+                moat_doctor_fix(f,
+                                "moat ca crl%s re-signs it (a running moat serve re-signs it by itself; "
+                                "without one, run it from cron at least every 3 days)",
                                 role ? "" : " --root");
             }
         }
@@ -1073,6 +1126,7 @@ int moat_doctor_local(const char *config_path, const char *store_path, const moa
         goto out;
 
     check_server_status(&l);
+    check_stapling(&l);
     check_ca(&l);
     check_crls(&l);
     check_anchors(&l);

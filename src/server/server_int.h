@@ -336,7 +336,8 @@ int moat__ocsp_serve(moat__conn_t *c, const moat_site_t *site);
 /* staple.c: OCSP stapling of the certificates moat's CA issued. Control thread: builds the staples of a
  * new generation and refreshes them (before half their validity); workers: copy one per handshake. */
 void moat__staple_build(moat__gen_t *gen, int force);
-/* "" when every staple of <gen> is ready, else a line naming the failing ones (for the store). */
+/* "" when every staple of <gen> is ready, else one line per failing one (for the store):
+ * site NAME, key "KEY": reason */
 void moat__staple_errors(const moat__gen_t *gen, char *out, size_t outsz);
 void moat__staple_free(moat__staple_t **sp);
 /* Installs the status callback on the SSL_CTX of site <i> when it has staples. */

@@ -143,7 +143,7 @@ void moat__staple_errors(const moat__gen_t *gen, char *out, size_t outsz)
             int n;
             if (sp == NULL || sp->error[0] == '\0' || o >= outsz)
                 continue;
-            n = snprintf(out + o, outsz - o, "%ssite %s, key \"%s\": %s", o ? "; " : "",
+            n = snprintf(out + o, outsz - o, "%ssite %s, key \"%s\": %s", o ? "\n" : "",
                          gen->sites[i].conf->name, gen->sites[i].certs[j].key_name, sp->error);
             if (n > 0)
                 o += (size_t)n;

@@ -392,8 +392,8 @@ typedef struct moat_store_server_status {
     int64_t updated;            /* when the server last wrote this */
 } moat_store_server_status_t;
 
-/* Setting in which the running server records why OCSP stapling fails ("site www, key \"www\": ..."); absent
- * while every staple it should send is ready. */
+/* Setting in which the running server records why OCSP stapling fails, one line per certificate
+ * ("site www, key \"www\": reason"); absent while every staple it should send is ready. */
 #define MOAT_STORE_SETTING_STAPLING "server.ocsp_stapling"
 
 /* Writes the status (its own short transaction if none is open). Does not bump the generation. */

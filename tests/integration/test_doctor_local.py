@@ -6,6 +6,7 @@ import socket
 import time
 
 from conftest import free_port
+from keymgr_helpers import write_pw
 from doctor_pki import Pki
 
 
@@ -230,3 +231,31 @@ def test_server_on_an_older_generation(moat):
             break
         time.sleep(0.25)
     assert "server-behind" not in ids(rep)
+
+
+def test_ocsp_stapling_configured_but_failing(moat):
+    """The root issued the site's certificate, then went offline: nothing can sign the staple. The server
+    logs it and records it in the store; doctor reports it with the cause and the fix."""
+    moat.ok("ca", "init", "--cn", "Doctor Staple Root", "--exportable")
+    moat.ok("ca", "issue", "www", "--cn", "localhost")
+    moat.ok("ca", "init", "--intermediate", "--cn", "Doctor Staple Issuing")
+    moat.ok("ca", "export-root", "--out", moat.dir / "root-offline.p12", "--remove-key",
+            "--password-file", write_pw(moat.dir))
+    port = free_port()
+    text = "sites:\n" + site(["localhost"], port, "www")
+    moat.serve(text, wait=[port])
+    cfg = moat.dir / "moat.yaml"
+    rep = run_doctor(moat, "-c", cfg, code=1)
+    f = finding(rep, "ocsp-stapling-failed")
+    assert f["severity"] == "error" and f["subject"] == "site localhost"
+    assert "www" in f["what"] and "offline" in f["what"]
+    assert f["why"] and "moat ca issue" in f["fix"]
+    assert "OCSP stapling of key \"www\" failed" in (moat.dir / "serve.out").read_text()
+    # A certificate from the intermediate staples again, and the finding goes away with the record.
+    moat.ok("ca", "issue", "www2", "--cn", "localhost")
+    cfg.write_text("sites:\n" + site(["localhost"], port, "www2"))
+    moat.ok("reload", "-c", cfg)
+    rep = run_doctor(moat, "-c", cfg)
+    assert "ocsp-stapling-failed" not in ids(rep), rep["findings"]
+    facts = [f["value"] for s in rep["subjects"] for f in s["facts"] if f["key"] == "ocsp"]
+    assert any(v.startswith("stapled: good") for v in facts), facts
