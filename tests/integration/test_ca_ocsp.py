@@ -92,6 +92,7 @@ def test_post_good_then_revoked_with_reason(ca_server):
     m = ca_server
     out = ocsp_post(m, "www.pem", "inter.pem")
     assert "www.pem: good" in out and "Response verify OK" in out, out
+    assert "nonce" not in out.lower(), out          # the request's nonce came back
     out = ocsp_post(m, "rootleaf.pem", "root.pem")
     assert "rootleaf.pem: good" in out and "Response verify OK" in out, out
     m.ok("ca", "revoke", "www", "--reason", "key-compromise")
@@ -262,3 +263,25 @@ def test_server_resigns_a_crl_past_half_its_life(moat):
     con.close()
     assert ("root", "re-signed by the server before its next update") in audit
     assert "re-signed the CRL of moat's root CA" in (m.dir / "error.log").read_text()
+
+
+def test_each_certificate_of_a_dual_site_gets_its_own_staple(moat):
+    """A site with an ECDSA and an RSA certificate from moat's CA: the staple is about the one served."""
+    m = moat
+    m.ok("ca", "init", "--cn", "Dual Root")
+    m.ok("ca", "issue", "www-ec", "--cn", "localhost")
+    m.ok("ca", "issue", "www-rsa", "--cn", "localhost", "--alg", "rsa-2048")
+    port = free_port()
+    m.serve(config(m, [site(["localhost"], port, default=True)]), wait=(port,))
+    for name, sigalgs in (("www-ec", "ECDSA+SHA256"), ("www-rsa", "RSA-PSS+SHA256:RSA+SHA256")):
+        serial = m.ok("cert", "export", name).stdout
+        (m.dir / f"{name}.pem").write_text(serial)
+        serial = run("openssl", "x509", "-in", m.dir / f"{name}.pem", "-noout", "-serial").stdout.decode()
+        serial = serial.strip().split("=")[1]
+        for tls in ("-tls1_2", "-tls1_3"):
+            r = run("openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", "-status",
+                    tls, "-sigalgs", sigalgs, input=b"")
+            out = r.stdout.decode(errors="replace")
+            assert "Cert Status: good" in out, (name, tls, out)
+            got = out.split("Serial Number: ")[1].split()[0]
+            assert got.lstrip("0") == serial.lstrip("0"), (name, tls, serial, got)
