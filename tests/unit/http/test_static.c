@@ -263,6 +263,25 @@ static void test_conditional(void)
     moat_http_root_close(&root);
 }
 
+/* moat_http_not_modified on its own, for in-memory answers (the CA publication): ETag first, then the
+ * date, which an answer without one (-1) never matches. */
+static void test_not_modified(void)
+{
+    static const char ims[] =
+        "GET /x HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
+    static const char inm[] = "GET /x HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"a\", \"b\"\r\n\r\n";
+    moat_http_req_t req;
+    moat_http_req_reset(&req);
+    CHECK_EQ(moat_http_req_parse(&req, ims, strlen(ims), NULL), 0);
+    CHECK_EQ(moat_http_not_modified(&req, "\"b\"", 784111777), 1);
+    CHECK_EQ(moat_http_not_modified(&req, "\"b\"", 784111778), 0);
+    CHECK_EQ(moat_http_not_modified(&req, "\"b\"", (time_t)-1), 0);
+    moat_http_req_reset(&req);
+    CHECK_EQ(moat_http_req_parse(&req, inm, strlen(inm), NULL), 0);
+    CHECK_EQ(moat_http_not_modified(&req, "\"b\"", (time_t)-1), 1);
+    CHECK_EQ(moat_http_not_modified(&req, "\"c\"", 0), 0);
+}
+
 static int ranged(const moat_http_root_t *root, const char *range, const char *if_range, moat_http_resp_t *r)
 {
     static char raw[512];
@@ -415,6 +434,7 @@ int main(void)
     RUN(test_realpath_fallback);
     RUN(test_methods);
     RUN(test_conditional);
+    RUN(test_not_modified);
     RUN(test_ranges);
     RUN(test_root_errors);
     RUN(test_mime);
