@@ -51,8 +51,12 @@ def test_testssl_finds_nothing_high_or_critical(moat):
     assert by_id["TLS1_2"]["finding"].startswith("offered"), by_id["TLS1_2"]
     for check in ("secure_renego", "secure_client_renego", "heartbleed", "ROBOT", "BREACH"):
         assert by_id[check]["severity"] in ("OK", "INFO"), by_id[check]
-    assert not [f for f in findings if f["severity"] == "WARN" and f["id"] != "engine_problem"], \
-        "a check could not run: " + str([f for f in findings if f["severity"] == "WARN"])
+    # Allowed warnings: the local openssl has no GOST engine; the resumption probe saves a TLS 1.3
+    # ticket with "s_client </dev/null", which may quit before the post-handshake ticket arrives when
+    # the machine is busy (a race in the client; it rates nothing, and test_serve checks resumption).
+    allowed = ("engine_problem", "sessionresumption_ticket", "sessionresumption_ID")
+    warned = [f for f in findings if f["severity"] == "WARN" and f["id"] not in allowed]
+    assert not warned, f"a check could not run: {warned}"
     print(f"testssl.sh took {took:.0f}s; below HIGH it noted:")
     for f in findings:
         if f.get("severity") not in ("OK", "INFO"):
