@@ -4,12 +4,10 @@
  * built with the generation on the control thread (a revocation bumps the store generation, so the
  * served CRL follows within one store poll); workers answer from memory.
  */
+#include "ca/ca.h"
 #include "server/server_int.h"
 
-#include "pki/pki.h"
-
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -23,8 +21,6 @@
 #define TYPE_CA_CERT "application/x-x509-ca-cert"
 #define TYPE_CRL "application/pkix-crl"
 #define TYPE_HTML "text/html; charset=utf-8"
-
-#define MAX_CRL_PEM (4L * 1024 * 1024) /* as the CLI allows (moat ca crl) */
 
 enum { PUB_PAGE, PUB_CA_PEM, PUB_CA_DER, PUB_ROOT_PEM, PUB_ROOT_DER, PUB_CA_CRL, PUB_ROOT_CRL };
 
@@ -101,39 +97,26 @@ static int add_cert(moat__publish_t *pub, int pem_i, const moat_store_ca_t *row,
     return rc;
 }
 
-/* The CRL of <role> kept by the CLI (setting "ca.crl.<role>", PEM), served as DER. No CRL yet: left out;
- * one that does not parse is left out with a warning rather than stopping the server. */
+/* The CRL of <role> kept in the store (re-signed by moat ca revoke, moat ca crl and the server), served
+ * as DER. No CRL yet: left out; one that does not parse is left out with a warning rather than stopping
+ * the server (the server's own re-signing replaces it). */
 static int add_crl(moat__publish_t *pub, int i, moat_store_t *st, moat_ca_role_t role, char *pem,
                    moat_err_t *err)
 {
-    char key[64];
     X509_CRL *crl = NULL;
     unsigned char *der = NULL;
     size_t der_len = 0;
     time_t this_update = (time_t)-1;
-    BIO *b;
-    int rc;
+    int rc = moat_ca_crl_stored(st, role, pem, MOAT_CA_CRL_PEM_MAX, &crl, err);
 
-    snprintf(key, sizeof(key), "ca.crl.%s", moat_store_ca_role_name(role));
-    rc = moat_store_setting_get(st, key, pem, MAX_CRL_PEM, err);
-    if (rc == MOAT_E_NOTFOUND) {
+    if (rc == MOAT_E_PKI || (rc == 0 && crl != NULL && moat_pki_crl_to_der(crl, &der, &der_len, err) != 0)) {
+        moat_log(MOAT_LOG_WARN, NULL, "%s is not published: %s", pub_paths[i].path, err->msg);
         moat_err_clear(err);
-        return 0;
-    }
-    if (rc != 0)
-        return rc;
-    if ((b = BIO_new_mem_buf(pem, -1)) == NULL)
-        return moat_err_set(err, MOAT_E_NOMEM, "reading the CRL of the %s CA", moat_store_ca_role_name(role));
-    crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
-    BIO_free(b);
-    if (crl == NULL || moat_pki_crl_to_der(crl, &der, &der_len, err) != 0) {
         X509_CRL_free(crl);
-        moat_err_clear(err);
-        moat_log(MOAT_LOG_WARN, NULL,
-                 "the stored CRL of the %s CA does not parse: %s is not published (moat ca crl re-signs it)",
-                 moat_store_ca_role_name(role), pub_paths[i].path);
         return 0;
     }
+    if (rc != 0 || crl == NULL)
+        return rc;
     if (moat_pki_asn1_time_to_time(X509_CRL_get0_lastUpdate(crl), &this_update, err) != 0) {
         moat_err_clear(err);
         this_update = (time_t)-1;
@@ -302,7 +285,7 @@ int moat__publish_build(moat__gen_t *gen, moat_store_t *st, moat_err_t *err)
         moat_err_clear(err);
     else if (rc != 0)
         goto out;
-    if ((pub = moat_calloc(1, sizeof(*pub))) == NULL || (pem = moat_malloc(MAX_CRL_PEM)) == NULL) {
+    if ((pub = moat_calloc(1, sizeof(*pub))) == NULL || (pem = moat_malloc(MOAT_CA_CRL_PEM_MAX)) == NULL) {
         rc = moat_err_set(err, MOAT_E_NOMEM, "building the CA publication");
         goto out;
     }
@@ -362,7 +345,7 @@ int moat__publish(moat__conn_t *c, const moat_site_t *site, const char *path)
     f = &pub->file[i];
     if (f->body == NULL)
         return answer_404(resp, req,
-                          "moat's certificate authority has no revocation list yet (moat ca crl).");
+                          "moat's certificate authority has no revocation list yet (moat ca crl makes one).");
     if (req->method_id != MOAT_HTTP_GET && req->method_id != MOAT_HTTP_HEAD) {
         moat_http_resp_init(resp, req, 405);
         moat_http_resp_error(resp, 405);
