@@ -140,9 +140,33 @@ static int migrate_v2(moat_store_t *st, moat_err_t *err)
     return rc;
 }
 
+/*
+ * Version 3: CRLs of the client-certificate CAs moat does not run itself, fetched by the server from
+ * their distribution points. One row per (URL, issuing CA): the issuing certificate is kept so that a
+ * refreshed CRL is verified against the same key; der is the last CRL that verified (empty until one did).
+ */
+static int migrate_v3(moat_store_t *st, moat_err_t *err)
+{
+    static const char ddl[] = "CREATE TABLE crls (\n"
+                              "  url TEXT NOT NULL,\n"
+                              "  issuer_fp TEXT NOT NULL,\n"
+                              "  issuer_der BLOB NOT NULL,\n"
+                              "  issuer_subject TEXT NOT NULL,\n"
+                              "  der BLOB NOT NULL,\n"
+                              "  this_update INTEGER NOT NULL DEFAULT 0,\n"
+                              "  next_update INTEGER NOT NULL DEFAULT 0,\n"
+                              "  revoked INTEGER NOT NULL DEFAULT 0,\n"
+                              "  fetched_at INTEGER NOT NULL DEFAULT 0,\n"
+                              "  attempted_at INTEGER NOT NULL DEFAULT 0,\n"
+                              "  error TEXT NOT NULL DEFAULT '',\n"
+                              "  PRIMARY KEY (url, issuer_fp)\n"
+                              ");\n";
+    return st->ops->exec(st, ddl, err);
+}
+
 typedef int (*migration_fn)(moat_store_t *st, moat_err_t *err);
 /* migrations[i] takes a store from version i+1 to i+2. */
-static const migration_fn migrations[] = {migrate_v2};
+static const migration_fn migrations[] = {migrate_v2, migrate_v3};
 
 static int migrate(moat_store_t *st, int from, moat_err_t *err)
 {

@@ -32,7 +32,7 @@
 #define MOAT_STORE_NAME_MAX 128       /* key, anchor and CA names, including the NUL */
 #define MOAT_STORE_FPR_LEN 64         /* SHA-256 fingerprint: 64 lowercase hex digits */
 #define MOAT_STORE_SERIAL_MAX 72      /* certificate serial: uppercase hex, no separators, + NUL */
-#define MOAT_STORE_SCHEMA_VERSION 2   /* the newest schema this binary writes */
+#define MOAT_STORE_SCHEMA_VERSION 3   /* the newest schema this binary writes */
 #define MOAT_STORE_MASTER_KEY_LEN 32  /* AES-256 */
 #define MOAT_STORE_MAX_BLOB (1 << 20) /* largest DER/CSR the store accepts (1 MiB) */
 
@@ -275,6 +275,37 @@ int moat_store_anchor_get(moat_store_t *st, const char *name, moat_store_anchor_
                           moat_err_t *err) MOAT_MUST_CHECK;
 /* All anchors, by name. */
 int moat_store_anchor_list(moat_store_t *st, moat_store_anchor_list_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+
+/* ---------------------------------------------------------------------------------------------------
+ * CRLs fetched for client-certificate CAs other than moat's (the server's cache). Writing them does not
+ * bump the generation: the server hands fresh CRLs to its workers itself, without a reload.
+ */
+#define MOAT_STORE_URL_MAX 512 /* a CRL distribution point URL, including the NUL */
+
+typedef struct moat_store_crl {
+    char url[MOAT_STORE_URL_MAX];
+    char issuer_fp[MOAT_STORE_FPR_LEN + 1]; /* SHA-256 of issuer_der, lowercase hex */
+    moat_store_blob_t issuer_der;           /* the issuing CA certificate the CRL is verified against */
+    char issuer_subject[256];               /* RFC 2253, for listings (cut if longer) */
+    moat_store_blob_t der;                  /* the last CRL that verified; len 0 when none yet */
+    int64_t this_update, next_update;       /* of that CRL */
+    int64_t revoked;                        /* entries in it */
+    int64_t fetched_at;                     /* when it was fetched; 0: never */
+    int64_t attempted_at;                   /* last attempt, successful or not */
+    char error[256];                        /* why the last attempt failed; "" after a success */
+} moat_store_crl_t;
+
+typedef struct moat_store_crl_list {
+    moat_store_crl_t *items;
+    size_t n;
+} moat_store_crl_list_t;
+
+void moat_store_crl_dispose(moat_store_crl_t *c);
+void moat_store_crl_list_dispose(moat_store_crl_list_t *l);
+/* Creates or replaces the row of (c->url, c->issuer_fp) with every field of <c>. */
+int moat_store_crl_save(moat_store_t *st, const moat_store_crl_t *c, moat_err_t *err) MOAT_MUST_CHECK;
+/* Every cached CRL, by URL. */
+int moat_store_crl_list(moat_store_t *st, moat_store_crl_list_t *out, moat_err_t *err) MOAT_MUST_CHECK;
 
 /* ---------------------------------------------------------------------------------------------------
  * CA state: one row per role (root, intermediate) and the table of issued certificates.

@@ -791,7 +791,7 @@ static void test_newer_version(void)
     st = NULL;
     CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), MOAT_E_VERSION);
     CHECK_CONTAINS(err.msg, "version 99");
-    CHECK_CONTAINS(err.msg, "up to 2");
+    CHECK_CONTAINS(err.msg, "up to 3");
     CHECK_CONTAINS(err.hint, "upgrade moat");
     CHECK(st == NULL);
     CHECK_EQ(sqlite3_open(db, &raw), SQLITE_OK);
@@ -805,8 +805,9 @@ static void test_newer_version(void)
     sqlite3_close(raw);
 }
 
-/* Builds a version-1 store from the fixture's SQL text; copies its master key. */
-static void make_v1(const char *path, const char *key_path)
+/* Builds a store from the fixture's SQL text of schema <version>; copies its master key (the fixtures
+ * share v1.masterkey). */
+static void make_fixture(int version, const char *path, const char *key_path)
 {
     const char *data = getenv("MOAT_TEST_DATA");
     char fx[PATH_MAX], *sql;
@@ -815,7 +816,7 @@ static void make_v1(const char *path, const char *key_path)
     sqlite3 *raw;
     unsigned char key[32];
 
-    snprintf(fx, sizeof(fx), "%s/store/schema_v1.sql", data ? data : "tests/data");
+    snprintf(fx, sizeof(fx), "%s/store/schema_v%d.sql", data ? data : "tests/data", version);
     f = fopen(fx, "rb");
     CHECK(f != NULL);
     if (f == NULL)
@@ -837,6 +838,11 @@ static void make_v1(const char *path, const char *key_path)
     if (f)
         fclose(f);
     write_file(key_path, key, 32, 0600);
+}
+
+static void make_v1(const char *path, const char *key_path)
+{
+    make_fixture(1, path, key_path);
 }
 
 /* The private key decrypts and matches the stored public key. */
@@ -888,7 +894,7 @@ static void test_migration_from_v1(void)
         fprintf(stderr, "v1 open: %s\n", err.msg);
         return;
     }
-    CHECK_EQ(moat_store_schema_version(st), 2);
+    CHECK_EQ(moat_store_schema_version(st), MOAT_STORE_SCHEMA_VERSION);
     CHECK_EQ(moat_store_key_list(st, &list, &err), 0);
     CHECK_EQ(list.n, 3);
     for (size_t i = 0; i < list.n; i++) {
@@ -914,7 +920,7 @@ static void test_migration_from_v1(void)
         sqlite3_stmt *s;
         sqlite3_prepare_v2(raw, "SELECT value FROM meta WHERE name = 'schema_version'", -1, &s, NULL);
         CHECK_EQ(sqlite3_step(s), SQLITE_ROW);
-        CHECK_STR((const char *)sqlite3_column_text(s, 0), "2");
+        CHECK_EQ(strtol((const char *)sqlite3_column_text(s, 0), NULL, 10), MOAT_STORE_SCHEMA_VERSION);
         sqlite3_finalize(s);
     }
     sqlite3_close(raw);
@@ -943,6 +949,75 @@ static void test_migration_from_v1(void)
         sqlite3_finalize(s);
     }
     sqlite3_close(raw);
+}
+
+/* A version-2 store gains the CRL cache and keeps everything else; the cache round-trips. */
+static void test_migration_from_v2(void)
+{
+    moat_store_t *st = NULL;
+    moat_err_t err = {0};
+    moat_store_key_list_t list;
+    moat_store_crl_list_t cl;
+    moat_store_crl_t c;
+    int64_t g0 = 0, g1 = 0;
+    static const uint8_t issuer[] = {0x30, 0x03, 0x02, 0x01, 0x01}, crl[] = {0x30, 0x00};
+
+    fresh();
+    snprintf(db, sizeof(db), "%s/v2.db", dir);
+    snprintf(mk, sizeof(mk), "%s/v2.db.key", dir);
+    make_fixture(2, db, mk);
+    CHECK_EQ(moat_store_open(db, mk, MOAT_STORE_READONLY, &st, &err), MOAT_E_VERSION);
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL) {
+        fprintf(stderr, "v2 open: %s\n", err.msg);
+        return;
+    }
+    CHECK_EQ(moat_store_schema_version(st), 3);
+    CHECK_EQ(moat_store_key_list(st, &list, &err), 0);
+    CHECK_EQ(list.n, 3);
+    for (size_t i = 0; i < list.n; i++)
+        CHECK(key_consistent(st, &list.items[i]));
+    moat_store_key_list_dispose(&list);
+    CHECK_EQ(moat_store_crl_list(st, &cl, &err), 0);
+    CHECK_EQ(cl.n, 0);
+
+    /* Saving a CRL is a cache write: it does not bump the generation (no reload for a refresh). */
+    CHECK_EQ(moat_store_generation(st, &g0, &err), 0);
+    memset(&c, 0, sizeof(c));
+    snprintf(c.url, sizeof(c.url), "http://crl.example/ca.crl");
+    memset(c.issuer_fp, 'a', MOAT_STORE_FPR_LEN);
+    c.issuer_der.data = (uint8_t *)issuer;
+    c.issuer_der.len = sizeof(issuer);
+    snprintf(c.issuer_subject, sizeof(c.issuer_subject), "CN=Corp");
+    c.attempted_at = 5;
+    snprintf(c.error, sizeof(c.error), "connection refused");
+    CHECK_EQ(moat_store_crl_save(st, &c, &err), 0);
+    c.der.data = (uint8_t *)crl;
+    c.der.len = sizeof(crl);
+    c.this_update = 10;
+    c.next_update = 20;
+    c.revoked = 2;
+    c.fetched_at = c.attempted_at = 11;
+    c.error[0] = '\0';
+    CHECK_EQ(moat_store_crl_save(st, &c, &err), 0);
+    CHECK_EQ(moat_store_generation(st, &g1, &err), 0);
+    CHECK_EQ(g1, g0);
+    CHECK_EQ(moat_store_crl_list(st, &cl, &err), 0);
+    CHECK_EQ(cl.n, 1);
+    if (cl.n == 1) {
+        CHECK_STR(cl.items[0].url, "http://crl.example/ca.crl");
+        CHECK_EQ(cl.items[0].issuer_der.len, sizeof(issuer));
+        CHECK_EQ(cl.items[0].der.len, sizeof(crl));
+        CHECK_EQ(cl.items[0].next_update, 20);
+        CHECK_EQ(cl.items[0].revoked, 2);
+        CHECK_EQ(cl.items[0].fetched_at, 11);
+        CHECK_STR(cl.items[0].error, "");
+        CHECK_STR(cl.items[0].issuer_subject, "CN=Corp");
+    }
+    moat_store_crl_list_dispose(&cl);
+    c.url[0] = '\0';
+    CHECK_EQ(moat_store_crl_save(st, &c, &err), MOAT_E_INVAL);
+    moat_store_close(st);
 }
 
 static void test_watch(void)
@@ -1032,7 +1107,7 @@ static void test_backup_restore(void)
     CHECK_EQ(diff.keys, 1);
     CHECK_EQ(diff.certs, 1);
     CHECK_EQ(diff.anchors, 1);
-    CHECK_EQ(diff.backup_schema, 2);
+    CHECK_EQ(diff.backup_schema, MOAT_STORE_SCHEMA_VERSION);
     moat_store_diff_dispose(&diff);
     moat_store_diff_dispose(&diff); /* twice is safe */
     CHECK_STR(moat_store_diff_change_name(MOAT_DIFF_ADDED), "added");
@@ -1068,7 +1143,7 @@ static void test_backup_restore(void)
     CHECK_EQ(info.keys, 1);
     CHECK_EQ(info.anchors, 1);
     CHECK_EQ(info.certs, 1);
-    CHECK_EQ(info.schema_version, 2);
+    CHECK_EQ(info.schema_version, MOAT_STORE_SCHEMA_VERSION);
     CHECK_EQ(info.generation, g_after);
     CHECK(info.file_bytes > 0);
     CHECK(info.audit_entries >= 1);
@@ -1136,7 +1211,7 @@ static void test_restore_v1(void)
     for (size_t i = 0; i < list.n; i++)
         CHECK(key_consistent(st, &list.items[i]));
     moat_store_key_list_dispose(&list);
-    CHECK_EQ(moat_store_schema_version(st), 2);
+    CHECK_EQ(moat_store_schema_version(st), MOAT_STORE_SCHEMA_VERSION);
     moat_store_close(st);
 }
 
@@ -1259,6 +1334,7 @@ int main(void)
     RUN(test_not_a_store);
     RUN(test_newer_version);
     RUN(test_migration_from_v1);
+    RUN(test_migration_from_v2);
     RUN(test_watch);
     RUN(test_backup_restore);
     RUN(test_restore_v1);
