@@ -439,6 +439,30 @@ int moat_pki_crl_new(X509 *ca_cert, EVP_PKEY *ca_key, long number, time_t this_u
 int moat_pki_crl_to_der(X509_CRL *crl, unsigned char **out, size_t *out_len, moat_err_t *err) MOAT_MUST_CHECK;
 int moat_pki_crl_to_pem(X509_CRL *crl, char **out, size_t *out_len, moat_err_t *err) MOAT_MUST_CHECK;
 
+/* A serial number as a lookup key: upper-case hex without leading zeros ("0" for zero). RFC 5280 caps
+ * serials at 20 bytes; a longer one is MOAT_E_LIMIT, MOAT_E_NOMEM when memory runs out. */
+#define MOAT_PKI_SERIAL_KEY_SIZE 48
+int moat_pki_serial_key(const ASN1_INTEGER *serial, char out[MOAT_PKI_SERIAL_KEY_SIZE]) MOAT_MUST_CHECK;
+
+/* What a verified CRL of another CA says. */
+typedef struct moat_pki_crl_info {
+    time_t this_update;
+    time_t next_update; /* 0 when the CRL names none: never fresh */
+    char **revoked;     /* owned: serial keys (moat_pki_serial_key), sorted with strcmp */
+    size_t nrevoked;
+} moat_pki_crl_info_t;
+void moat_pki_crl_info_dispose(moat_pki_crl_info_t *info);
+/* Decodes CRL <data> (DER, or PEM) and accepts it only when <issuer> issued it: same name, a key usage
+ * that allows CRL signing, a signature that verifies with its key, and a complete CRL (no delta, no
+ * indirect or partitioned scope, no unknown critical extension). Freshness is the caller's business:
+ * an out-of-date CRL verifies. MOAT_E_INVAL with the reason otherwise; <out> is then empty. */
+int moat_pki_crl_verify(const unsigned char *data, size_t len, X509 *issuer, moat_pki_crl_info_t *out,
+                        moat_err_t *err) MOAT_MUST_CHECK;
+/* The http:// URLs (at most <max>) of the CRL distribution points of <cert> that name a complete CRL of
+ * its issuer (full names; points with reasons or another CRL issuer are skipped). Returns their count. */
+#define MOAT_PKI_URL_SIZE 512
+size_t moat_pki_cert_crl_urls(X509 *cert, char (*urls)[MOAT_PKI_URL_SIZE], size_t max);
+
 /* ------------------------------------------------------------------------------------------------------
  * Revocation: OCSP (RFC 6960)
  */
