@@ -402,4 +402,37 @@ int moat_http_not_modified(const moat_http_req_t *req, const char *etag, time_t 
  * "application/octet-stream". Text types carry charset=utf-8. */
 const char *moat_http_mime_type(const char *name, size_t len);
 
+/* ---------------------------------------------------------------------------------------------------- */
+/* The client side (CRL fetching): parsing only; the caller owns the socket                            */
+
+#define MOAT_HTTP_URL_MAX 512
+
+typedef struct moat_http_url {
+    char host[256];               /* a name or an IP literal (IPv6 without brackets) */
+    unsigned port;                /* 80 unless given */
+    char hostport[270];           /* the Host field: "[::1]:8080", "crl.example" */
+    char path[MOAT_HTTP_URL_MAX]; /* origin form: path and query, fragment dropped; "/" at least */
+} moat_http_url_t;
+
+/* Splits an http:// URL. Refused (MOAT_E_INVAL / MOAT_E_LIMIT with the reason): other schemes, user
+ * information, spaces, control or non-ASCII bytes, a bad host or port, and URLs of MOAT_HTTP_URL_MAX
+ * bytes or more. */
+int moat_http_url_parse(const char *url, moat_http_url_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+
+typedef struct moat_http_client_resp {
+    int status;
+    size_t body_off; /* the body is buf[body_off, body_off + body_len) */
+    size_t body_len;
+    char location[256]; /* a redirect's Location (printable ASCII, cut), "" if none */
+} moat_http_client_resp_t;
+
+/* Parses the response in buf[0, len) to a GET sent with "Connection: close"; <eof>: the server has closed.
+ * Call again with more bytes (from the same start) after MOAT_E_AGAIN. Returns 0 when the response is
+ * complete: a chunked body has then been decoded in place. Errors: MOAT_E_LIMIT for a head over 16 KiB or
+ * a body over <max_body>, MOAT_E_INVAL for anything malformed or ambiguous (both Content-Length and
+ * Transfer-Encoding, differing Content-Lengths, folded lines, codings other than chunked, a body cut
+ * short by the close). The status is the caller's business. */
+int moat_http_client_parse(uint8_t *buf, size_t len, int eof, size_t max_body, moat_http_client_resp_t *out,
+                           moat_err_t *err) MOAT_MUST_CHECK;
+
 #endif
