@@ -190,6 +190,35 @@ static void sites_using(const moat_config_t *cfg, const char *name, char *out, s
     }
 }
 
+/* The CRLs the server fetched for these anchors and the CAs under them (the store's cache). */
+static void print_crls(moat_store_t *st, time_t now)
+{
+    moat_store_crl_list_t cl = {0};
+    moat_err_t err = {0};
+    if (moat_store_crl_list(st, &cl, &err) != 0) {
+        printf("\nCRLs: cannot read them from the store: %s\n", err.msg);
+        return;
+    }
+    if (cl.n > 0)
+        printf("\nCRLs fetched by the server for client certificates:\n");
+    for (size_t i = 0; i < cl.n; i++) {
+        const moat_store_crl_t *c = &cl.items[i];
+        char next[64], fetched[64];
+        printf("  %s\n    issuer %s\n", c->url, c->issuer_subject);
+        if (c->der.len > 0) {
+            moat__km_fmt_time((time_t)c->next_update, next, sizeof(next));
+            moat__km_fmt_time((time_t)c->fetched_at, fetched, sizeof(fetched));
+            printf("    %lld revoked, next update %s (%s), fetched %s\n", (long long)c->revoked, next,
+                   c->next_update > (int64_t)now ? "in date" : "OUT OF DATE: revocation-unknown", fetched);
+        } else {
+            printf("    no CRL yet: its certificates are revocation-unknown\n");
+        }
+        if (c->error[0] != '\0')
+            printf("    last attempt: %s\n", c->error);
+    }
+    moat_store_crl_list_dispose(&cl);
+}
+
 static int trust_list(moat_cli_t *cli, int argc, char **argv)
 {
     moat_err_t err = {0};
@@ -279,6 +308,7 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
             if (cfg != NULL)
                 printf("%-20s   used by %s\n", "", used[0] ? used : "no site");
         }
+        print_crls(st, now);
     }
     rc = MOAT_EXIT_OK;
     goto out;

@@ -3,16 +3,20 @@
  * for a client-certificate reason; each request gets a verdict, with expiry and revocation checked
  * again (a resumed session carries an old verdict).
  *
- * Revocation: certificates issued by moat's own CA are checked against the generation's snapshot of
- * its revocations. For other anchors the server has no revocation source, so their certificates get
- * "revocation-unknown", which the site's client_revocation_unknown decides (deny by default).
+ * Revocation, for every certificate of the client's chain below its anchor: those issued by moat's own CA
+ * are checked against the generation's snapshot of its revocations; the others against the CRLs of
+ * their http distribution points, which the fetcher keeps (crlfetch.c). A certificate that names no
+ * such point, or whose CRL is missing or out of date, is "revocation-unknown", which the site's
+ * client_revocation_unknown decides (deny by default).
  */
 #include "server/server_int.h"
 
-#include <openssl/bn.h>
+#include "pki/pki.h"
+
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int moat__ccert_on_verify(int ok, X509_STORE_CTX *x)
 {
@@ -52,30 +56,89 @@ static int cmp_serial(const void *key, const void *elem)
     return strcmp((const char *)key, *(char *const *)elem);
 }
 
-/* 1 revoked, 0 not, -1 not issued by moat's CA (no revocation source). */
-static int moat_ca_revoked(const moat__conn_t *c, X509 *peer)
+static int issued_by_moat(const moat__conn_t *c, X509 *x)
 {
-    const moat__wgen_t *wg = c->wg;
-    int ours = 0, revoked = 0;
-    BIGNUM *bn;
-    char *hex, *h;
+    for (size_t i = 0; i < c->wg->nmoat_ca; i++)
+        if (X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(c->wg->moat_ca[i])) == 0)
+            return 1;
+    return 0;
+}
 
-    for (size_t i = 0; i < wg->nmoat_ca && !ours; i++)
-        ours = X509_NAME_cmp(X509_get_issuer_name(peer), X509_get_subject_name(wg->moat_ca[i])) == 0;
-    if (!ours)
+/* Revocation of a certificate moat's CA issued, from the generation's snapshot: 1 revoked, 0 not. */
+static int moat_ca_revoked(const moat__conn_t *c, const char *serial)
+{
+    const moat__gen_t *gen = c->wg->gen;
+    return gen->nrevoked > 0 &&
+           bsearch(serial, gen->revoked, gen->nrevoked, sizeof(char *), cmp_serial) != NULL;
+}
+
+/*
+ * Revocation of <x> (issued by <issuer>, NULL when unknown: a resumed session keeps no chain) from the
+ * CRLs of its distribution points: 1 revoked, 0 not (a CRL in date does not list it), -1 unknown (no
+ * http distribution point, no CRL fetched yet, or only out-of-date ones). A serial listed by any CRL that
+ * verified is revoked, in date or not: revocation is final. A point the snapshot does not know yet is
+ * left for the fetcher, so the next requests can be answered.
+ */
+static int crl_revoked(moat__conn_t *c, X509 *x, X509 *issuer, const char *serial, long long now)
+{
+    char urls[4][MOAT_PKI_URL_SIZE];
+    size_t n = moat_pki_cert_crl_urls(x, urls, MOAT_ARRAY_LEN(urls));
+    const moat__crlset_t *set = moat__worker_crls(c->w);
+    const unsigned char *name;
+    size_t name_len;
+    int fresh = 0;
+
+    if (n == 0 || X509_NAME_get0_der(X509_get_issuer_name(x), &name, &name_len) != 1)
         return -1;
-    if (wg->gen->nrevoked == 0)
-        return 0;
-    bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
-    hex = bn != NULL ? BN_bn2hex(bn) : NULL;
-    BN_free(bn);
-    if (hex == NULL)
-        return 1; /* cannot tell: treat as revoked rather than let it through */
-    for (h = hex; h[0] == '0' && h[1] != '\0'; h++)
-        ;
-    revoked = bsearch(h, wg->gen->revoked, wg->gen->nrevoked, sizeof(char *), cmp_serial) != NULL;
-    OPENSSL_free(hex);
-    return revoked;
+    for (size_t u = 0; u < n; u++) {
+        int known = 0;
+        for (size_t i = 0; set != NULL && i < set->n; i++) {
+            const moat__crl_entry_t *e = &set->e[i];
+            if (strcmp(e->url, urls[u]) != 0 || e->issuer_name_len != name_len ||
+                memcmp(e->issuer_name, name, name_len) != 0)
+                continue;
+            known = 1;
+            if (e->fetched_at == 0)
+                continue;
+            if (e->nrevoked > 0 &&
+                bsearch(serial, e->revoked, e->nrevoked, sizeof(char *), cmp_serial) != NULL)
+                return 1;
+            fresh |= e->next_update > now;
+        }
+        if (!known && issuer != NULL)
+            moat__crlf_want(c->w->srv->crlf, urls[u], issuer);
+    }
+    return fresh ? 0 : -1;
+}
+
+/* Revocation of <x>: 1 revoked, 0 not, -1 unknown. */
+static int cert_revoked(moat__conn_t *c, X509 *x, X509 *issuer, long long now)
+{
+    char serial[MOAT_PKI_SERIAL_KEY_SIZE];
+    if (moat_pki_serial_key(X509_get0_serialNumber(x), serial) != 0)
+        return -1; /* a serial longer than RFC 5280 allows (or no memory): nothing can vouch for it */
+    if (issued_by_moat(c, x))
+        return moat_ca_revoked(c, serial);
+    return crl_revoked(c, x, issuer, serial, now);
+}
+
+/* Revocation of the client's chain: every certificate below the anchor is checked (an intermediate
+ * revoked by its root revokes everything under it). 1 revoked, 0 not, -1 unknown. */
+static int chain_revoked(moat__conn_t *c, X509 *peer)
+{
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(c->ssl);
+    long long now = (long long)time(NULL);
+    int n = chain != NULL ? sk_X509_num(chain) : 0, unknown = 0;
+
+    if (n < 2 || sk_X509_value(chain, 0) != peer)
+        return cert_revoked(c, peer, NULL, now);
+    for (int i = 0; i + 1 < n; i++) {
+        int r = cert_revoked(c, sk_X509_value(chain, i), sk_X509_value(chain, i + 1), now);
+        if (r == 1)
+            return 1;
+        unknown |= r < 0;
+    }
+    return unknown ? -1 : 0;
 }
 
 const char *moat__ccert_verdict(moat__conn_t *c)
@@ -96,7 +159,7 @@ const char *moat__ccert_verdict(moat__conn_t *c)
         return "not-yet-valid";
     if (X509_check_purpose(peer, X509_PURPOSE_SSL_CLIENT, 0) != 1)
         return "wrong-purpose";
-    rev = moat_ca_revoked(c, peer);
+    rev = chain_revoked(c, peer);
     if (rev == 1)
         return "revoked";
     if (rev < 0 && c->site->client_revocation_unknown != MOAT_REVOCATION_UNKNOWN_ALLOW)

@@ -494,6 +494,9 @@ static void cleanup(moat__server_t *srv)
         moat__wgen_t *pending = atomic_exchange(&wk->mailbox, NULL);
         moat__wgen_release(pending);
         moat__wgen_release(wk->cur);
+        moat__crlset_release(atomic_exchange(&wk->crl_mailbox, NULL));
+        moat__crlset_release(wk->crl);
+        wk->crl = NULL;
         for (size_t i = 0; i < wk->nlistens; i++)
             if (wk->listens[i].fd >= 0)
                 close(wk->listens[i].fd);
@@ -562,6 +565,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     moat__server_t srv;
     control_t ctl;
     moat_config_t *cfg = NULL;
+    moat_store_t *crl_st = NULL; /* the CRL fetcher's connection until the fetcher takes it */
     char *errors = NULL;
     sigset_t sigs;
     uint64_t crl_checked_ms = 0;
@@ -622,7 +626,8 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         }
         atomic_store(&srv.access_fd, fd);
     }
-    if ((rc = moat_store_watch_open(moat_store_path(ctl.st), &ctl.watch, err)) != 0)
+    if ((rc = moat_store_watch_open(moat_store_path(ctl.st), &ctl.watch, err)) != 0 ||
+        (rc = moat__crlf_open_store(moat_store_path(ctl.st), &crl_st, err)) != 0)
         goto fail;
     if ((rc = drop_privileges(cfg, moat_store_path(ctl.st), atomic_load(&srv.access_fd), err)) != 0)
         goto fail;
@@ -633,6 +638,10 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     if ((rc = moat_tls_tickets_init(err)) != 0 || (rc = init_workers(&srv, cfg, err)) != 0)
         goto fail;
     if ((rc = apply(&ctl, cfg, err)) != 0)
+        goto fail;
+    rc = moat__crlf_start(&srv, crl_st, &srv.crlf, err);
+    crl_st = NULL;
+    if (rc != 0)
         goto fail;
     for (unsigned w = 0; w < srv.nworkers; w++)
         if ((rc = moat__worker_start(&srv.workers[w], err)) != 0)
@@ -714,6 +723,9 @@ fail_started:
         moat_log(MOAT_LOG_NOTICE, &logctx, "stopped");
 fail:
     moat__gen_unref(ctl.gen);
+    /* After the workers: they may leave notes for the fetcher until they stop. */
+    moat__crlf_stop(srv.crlf);
+    moat_store_close(crl_st);
     moat_store_watch_close(ctl.watch);
     cleanup(&srv);
     moat_store_close(ctl.st);

@@ -149,6 +149,26 @@ typedef struct moat__bind {
 typedef struct moat__server moat__server_t;
 typedef struct moat__worker moat__worker_t;
 
+/* CRLs of other CAs as the workers see them (crlfetch.c): an immutable snapshot, refcounted because the
+ * fetcher thread posts it and each worker drops the one it replaces. */
+typedef struct moat__crl_entry {
+    char *url;                  /* the distribution point */
+    unsigned char *issuer_name; /* DER of the issuing CA's name */
+    size_t issuer_name_len;
+    long long fetched_at;  /* 0: no CRL verified yet (being fetched) */
+    long long next_update; /* of the CRL held; past it, the CRL vouches for nothing */
+    char **revoked;        /* sorted serial keys (moat_pki_serial_key) */
+    size_t nrevoked;
+} moat__crl_entry_t;
+
+typedef struct moat__crlset {
+    atomic_int refs;
+    moat__crl_entry_t *e;
+    size_t n;
+} moat__crlset_t;
+
+typedef struct moat__crlf moat__crlf_t; /* the CRL fetcher (crlfetch.c) */
+
 typedef struct moat__wlisten {
     int tag; /* TAG_LISTEN */
     int fd;
@@ -163,10 +183,12 @@ struct moat__worker {
     pthread_t thread;
     int started;
     moat_loop_t loop;
-    moat_tls_lib_t *lib;             /* owned */
-    _Atomic(moat__wgen_t *) mailbox; /* a new generation from the control thread */
-    moat__wgen_t *cur;               /* current generation (one reference) */
-    moat__wlisten_t *listens;        /* one per server bind */
+    moat_tls_lib_t *lib;                   /* owned */
+    _Atomic(moat__wgen_t *) mailbox;       /* a new generation from the control thread */
+    moat__wgen_t *cur;                     /* current generation (one reference) */
+    _Atomic(moat__crlset_t *) crl_mailbox; /* a new CRL snapshot from the fetcher */
+    moat__crlset_t *crl;                   /* the CRL snapshot in use (one reference), or NULL */
+    moat__wlisten_t *listens;              /* one per server bind */
     size_t nlistens;
     int accepting;                     /* listeners registered in epoll */
     moat_bufpool_t small;              /* request heads and ciphertext input */
@@ -196,7 +218,23 @@ struct moat__server {
     _Atomic(int) stopping;
     atomic_int access_fd; /* -1: no access log; replaced in place with dup3 on reopen */
     moat_limits_t limits; /* from the config at start (timeouts and sizes may change on reload) */
+    moat__crlf_t *crlf;   /* owned: the CRL fetcher; NULL in check mode */
 };
+
+/* crlfetch.c: the fetcher's own store connection (no master key), opened before privileges drop. */
+int moat__crlf_open_store(const char *store_path, moat_store_t **out, moat_err_t *err) MOAT_MUST_CHECK;
+/* Takes <st> (closed on failure too), loads the cached CRLs, hands the workers their first snapshot (call
+ * after the workers are set up, before they start) and starts the fetcher thread. */
+int moat__crlf_start(moat__server_t *srv, moat_store_t *st, moat__crlf_t **out,
+                     moat_err_t *err) MOAT_MUST_CHECK;
+/* Stops the thread (after the workers stopped: they may still leave notes) and frees. NULL is fine. */
+void moat__crlf_stop(moat__crlf_t *f);
+/* Worker side, never blocking: asks for the CRL at <url> of the CA <issuer>; dropped when the queue is
+ * busy or full (the next request asks again). <f> may be NULL. */
+void moat__crlf_want(moat__crlf_t *f, const char *url, X509 *issuer);
+/* The worker's current CRL snapshot, taking a newly posted one first. Worker thread only; may be NULL. */
+moat__crlset_t *moat__worker_crls(moat__worker_t *w);
+void moat__crlset_release(moat__crlset_t *s);
 
 /* worker.c */
 int moat__worker_start(moat__worker_t *w, moat_err_t *err) MOAT_MUST_CHECK;

@@ -83,23 +83,27 @@ class Pki:
         (db / "serial").write_text("1000\n")
         (db / "ca.cnf").write_text(CA_CONF.format(dir=db))
 
-    def sign(self, name, issuer, cn, sans=None, alg="ec", start=-1, end=90, md="sha256", ca=False, csr=None):
+    def sign(self, name, issuer, cn, sans=None, alg="ec", start=-1, end=90, md="sha256", ca=False, csr=None,
+             eku="serverAuth", crl_url=None):
         """Issues <name> from <issuer> (a CA made by root() or sign(ca=True)); start/end in days from now.
-        With <csr> (a request made elsewhere, e.g. by `moat key new`), no key is made here."""
+        With <csr> (a request made elsewhere, e.g. by `moat key new`), no key is made here. <crl_url>: a CRL
+        distribution point (or several, comma-separated)."""
         if csr is None:
             key = self.key(name, alg)
             csr = self.path(f"{name}.csr")
             openssl("req", "-new", "-key", key, "-subj", f"/CN={cn}", "-out", csr)
         ext = self.path(f"{name}.ext")
         if ca:
-            ext.write_text("[ext]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
-                           "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+            lines = ["[ext]", "basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign",
+                     "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid"]
         else:
             lines = ["[ext]", "basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
-                     "extendedKeyUsage=serverAuth", "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid"]
+                     f"extendedKeyUsage={eku}", "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid"]
             if sans:
                 lines.append(f"subjectAltName={sans}")
-            ext.write_text("\n".join(lines) + "\n")
+        if crl_url:
+            lines.append("crlDistributionPoints=" + ",".join(f"URI:{u}" for u in crl_url.split(",")))
+        ext.write_text("\n".join(lines) + "\n")
         db = self.path(f"{issuer}.db")
         cert = self.path(f"{name}.pem")
         openssl("ca", "-batch", "-config", db / "ca.cnf", "-cert", self.path(f"{issuer}.pem"), "-keyfile",
@@ -118,6 +122,25 @@ class Pki:
         db = self.path(f"{issuer}.db")
         openssl("ca", "-batch", "-config", db / "ca.cnf", "-cert", self.path(f"{issuer}.pem"), "-keyfile",
                 self.path(f"{issuer}.key"), "-revoke", self.path(f"{name}.pem"))
+
+    def gencrl(self, issuer, out, seconds=86400, last=None, next=None):
+        """A DER CRL of <issuer>'s database at <out> (written whole, then renamed into place, so a server
+        reading it never sees half a file). <last>/<next>: lastUpdate/nextUpdate as days from now
+        (an out-of-date CRL), else nextUpdate is <seconds> from now."""
+        db = self.path(f"{issuer}.db")
+        pem = self.path(f"{issuer}.crl.pem")
+        args = ["ca", "-batch", "-config", db / "ca.cnf", "-cert", self.path(f"{issuer}.pem"), "-keyfile",
+                self.path(f"{issuer}.key"), "-gencrl", "-out", pem, "-md", "sha256"]
+        if last is not None:
+            args += ["-crl_lastupdate", stamp(last), "-crl_nextupdate", stamp(next)]
+        else:
+            args += ["-crlsec", seconds]
+        openssl(*args)
+        out = pathlib.Path(out)
+        tmp = out.with_name(out.name + ".tmp")
+        openssl("crl", "-in", pem, "-outform", "DER", "-out", tmp)
+        tmp.replace(out)
+        return out
 
     def ocsp_response(self, name, issuer, out_name=None):
         """A DER OCSP response for <name>, signed by <issuer>, from the issuer's database."""

@@ -1,0 +1,661 @@
+/*
+ * CRLs of the client-certificate CAs moat does not run (trust-store anchors and the intermediates under
+ * them), fetched over plain http from the distribution points named in the certificates.
+ *
+ * Workers never do I/O for revocation: a verdict reads the snapshot its worker holds (moat__crlset_t),
+ * and when a verified certificate names a distribution point the snapshot does not know, the worker
+ * leaves a note in a small queue (trylock: a busy queue drops the note, the next request leaves it
+ * again). The fetcher thread, owned by the control side, takes the notes, fetches, verifies each CRL
+ * against the CA that issued the certificate, caches it in the store, and posts a new snapshot to every
+ * worker, as a reload posts a generation but without rebuilding anything else. CRLs are refreshed at
+ * half their life (bounded to [1 s, 1 h] after the fetch), failures are retried with a growing delay,
+ * and a CRL past its nextUpdate no longer vouches for anything: "revocation-unknown".
+ *
+ * Only the URL and the issuer come from a client, and only from a chain that verified against the
+ * site's anchors: an unauthenticated client cannot make the server fetch anything.
+ */
+#include "server/server_int.h"
+
+#include "pki/pki.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CRL_MAX_BYTES (8u << 20) /* the largest CRL accepted */
+#define CRL_TIMEOUT_MS 10000     /* one fetch, connect to last byte */
+#define CRL_MAX_SOURCES 256      /* distinct (URL, issuer) pairs followed */
+#define CRL_QUEUE 16             /* notes from the workers not yet taken */
+#define CRL_REFRESH_MIN 1        /* seconds after a fetch */
+#define CRL_REFRESH_MAX 3600
+#define CRL_RETRY_MAX 300
+
+static const moat_log_ctx_t logctx = {"crl", NULL};
+
+typedef struct want {
+    char url[MOAT_PKI_URL_SIZE];
+    unsigned char *issuer_der; /* owned */
+    size_t issuer_len;
+} want_t;
+
+/* A distribution point followed by the fetcher (touched by the fetcher thread only). */
+typedef struct source {
+    moat_store_crl_t row;     /* the cache row: owns issuer_der and the last good CRL */
+    X509 *issuer;             /* row.issuer_der decoded */
+    moat_pki_crl_info_t info; /* what the last good CRL says */
+    long long due;            /* next attempt (epoch seconds) */
+    unsigned failures;        /* attempts in a row that gave no fresh CRL */
+} source_t;
+
+struct moat__crlf {
+    moat__server_t *srv;
+    moat_store_t *st; /* owned: the fetcher's own connection */
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu; /* guards the queue and stop */
+    pthread_cond_t cv;
+    want_t queue[CRL_QUEUE];
+    size_t nqueue;
+    int stop;
+    source_t *src; /* fetcher thread only */
+    size_t nsrc;
+};
+
+/* ---- snapshots ---------------------------------------------------------------------------------- */
+
+void moat__crlset_release(moat__crlset_t *s)
+{
+    if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        moat__crl_entry_t *e = &s->e[i];
+        moat_free(&e->url);
+        moat_free(&e->issuer_name);
+        for (size_t j = 0; j < e->nrevoked; j++)
+            moat_free(&e->revoked[j]);
+        moat_free(&e->revoked);
+    }
+    moat_free(&s->e);
+    moat_free(&s);
+}
+
+moat__crlset_t *moat__worker_crls(moat__worker_t *w)
+{
+    moat__crlset_t *s = atomic_load_explicit(&w->crl_mailbox, memory_order_acquire);
+    if (s != NULL && (s = atomic_exchange(&w->crl_mailbox, NULL)) != NULL) {
+        moat__crlset_release(w->crl);
+        w->crl = s;
+    }
+    return w->crl;
+}
+
+static int copy_entry(moat__crl_entry_t *e, const source_t *s)
+{
+    const unsigned char *der;
+    size_t len;
+    if ((e->url = moat_strdup(s->row.url)) == NULL ||
+        X509_NAME_get0_der(X509_get_subject_name(s->issuer), &der, &len) != 1 ||
+        (e->issuer_name = moat_malloc(len)) == NULL)
+        return MOAT_E_NOMEM;
+    memcpy(e->issuer_name, der, len);
+    e->issuer_name_len = len;
+    e->fetched_at = s->row.der.len > 0 ? s->row.fetched_at : 0;
+    e->next_update = s->row.der.len > 0 ? s->row.next_update : 0;
+    if (s->info.nrevoked > 0 && (e->revoked = moat_calloc(s->info.nrevoked, sizeof(char *))) == NULL)
+        return MOAT_E_NOMEM;
+    for (size_t i = 0; i < s->info.nrevoked; i++) {
+        if ((e->revoked[i] = moat_strdup(s->info.revoked[i])) == NULL)
+            return MOAT_E_NOMEM;
+        e->nrevoked++;
+    }
+    return 0;
+}
+
+/* Builds a snapshot of every source and hands it to each worker. Out of memory: the workers keep the
+ * previous one, and the next change tries again. */
+static void publish(moat__crlf_t *f)
+{
+    moat__crlset_t *set = moat_calloc(1, sizeof(*set));
+    moat__server_t *srv = f->srv;
+
+    if (set == NULL || (f->nsrc > 0 && (set->e = moat_calloc(f->nsrc, sizeof(*set->e))) == NULL)) {
+        moat_free(&set);
+        moat_log(MOAT_LOG_ERR, &logctx,
+                 "out of memory publishing the CRLs: the workers keep the previous set");
+        return;
+    }
+    atomic_init(&set->refs, 1);
+    for (size_t i = 0; i < f->nsrc; i++) {
+        int rc = copy_entry(&set->e[set->n], &f->src[i]);
+        set->n++;
+        if (rc != 0) {
+            moat__crlset_release(set);
+            moat_log(MOAT_LOG_ERR, &logctx,
+                     "out of memory publishing the CRLs: the workers keep the previous set");
+            return;
+        }
+    }
+    for (unsigned w = 0; w < srv->nworkers; w++) {
+        moat__crlset_t *old;
+        atomic_fetch_add(&set->refs, 1);
+        old = atomic_exchange(&srv->workers[w].crl_mailbox, set);
+        /* The worker never took <old>: nobody else holds it. */
+        moat__crlset_release(old);
+    }
+    moat__crlset_release(set);
+}
+
+/* ---- the http fetch ----------------------------------------------------------------------------- */
+
+static long long remaining_ms(uint64_t deadline)
+{
+    uint64_t now = moat_clock_ms();
+    return now >= deadline ? 0 : (long long)(deadline - now);
+}
+
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        struct pollfd p = {fd, events, 0};
+        long long ms = remaining_ms(deadline);
+        int n;
+        if (ms <= 0)
+            return MOAT_E_AGAIN;
+        n = poll(&p, 1, (int)ms);
+        if (n > 0)
+            return 0;
+        if (n == 0)
+            return MOAT_E_AGAIN;
+        if (errno != EINTR)
+            return MOAT_E_IO;
+    }
+}
+
+static int dial(const moat_http_url_t *u, uint64_t deadline, moat_err_t *err)
+{
+    struct addrinfo hints, *res = NULL;
+    char port[8];
+    int fd = -1, rc, last = 0;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%u", u->port);
+    if ((rc = getaddrinfo(u->host, port, &hints, &res)) != 0) {
+        moat_err_set(err, MOAT_E_IO, "cannot resolve %s: %s", u->host, gai_strerror(rc));
+        return -1;
+    }
+    for (struct addrinfo *a = res; a != NULL && fd < 0; a = a->ai_next) {
+        int soerr = 0;
+        socklen_t slen = sizeof(soerr);
+        fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            last = errno;
+            continue;
+        }
+        if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            if (errno != EINPROGRESS || wait_fd(fd, POLLOUT, deadline) != 0 ||
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0) {
+                last = soerr != 0 ? soerr : (errno != EINPROGRESS ? errno : ETIMEDOUT);
+                close(fd);
+                fd = -1;
+            }
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        moat_err_set(err, MOAT_E_IO, "cannot connect to %s: %s", u->hostport,
+                     strerror(last ? last : ETIMEDOUT));
+    return fd;
+}
+
+/* GET <url>: the body of a 200 answer in *body (owned by the caller). Anything else is an error naming
+ * what happened; redirects are not followed. */
+static int http_get(const char *url, uint8_t **body, size_t *body_len, moat_err_t *err)
+{
+    moat_http_url_t u;
+    moat_http_client_resp_t r;
+    uint64_t deadline = moat_clock_ms() + CRL_TIMEOUT_MS;
+    size_t cap = CRL_MAX_BYTES + 16384 + 1, bufcap = 0, len = 0, off = 0;
+    char req[MOAT_HTTP_URL_MAX + 512];
+    uint8_t *buf = NULL;
+    int fd, n, rc, eof = 0;
+
+    *body = NULL;
+    *body_len = 0;
+    if ((rc = moat_http_url_parse(url, &u, err)) != 0)
+        return rc;
+    n = snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: moat/%s\r\nAccept: application/pkix-crl, "
+                 "application/x-pkcs7-crl, */*\r\nConnection: close\r\n\r\n",
+                 u.path, u.hostport, MOAT_VERSION);
+    if ((fd = dial(&u, deadline, err)) < 0)
+        return err->code;
+    while (off < (size_t)n) {
+        ssize_t k = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
+        if (k > 0) {
+            off += (size_t)k;
+        } else if (k < 0 && errno == EAGAIN) {
+            if (wait_fd(fd, POLLOUT, deadline) != 0) {
+                rc = moat_err_set(err, MOAT_E_IO, "timed out sending the request to %s", u.hostport);
+                goto out;
+            }
+        } else if (k < 0 && errno != EINTR) {
+            rc = moat_err_set(err, MOAT_E_IO, "sending the request to %s: %s", u.hostport, strerror(errno));
+            goto out;
+        }
+    }
+    for (;;) {
+        ssize_t k;
+        if (len == bufcap) {
+            size_t ncap = bufcap == 0 ? 65536 : (bufcap > cap / 2 ? cap : bufcap * 2);
+            uint8_t *nb;
+            if (bufcap == cap) {
+                rc = moat_err_set(err, MOAT_E_LIMIT, "%s sent more than %u bytes", u.hostport, CRL_MAX_BYTES);
+                goto out;
+            }
+            if ((nb = moat_realloc(buf, ncap)) == NULL) {
+                rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory reading a CRL");
+                goto out;
+            }
+            buf = nb;
+            bufcap = ncap;
+        }
+        k = recv(fd, buf + len, bufcap - len, 0);
+        if (k > 0) {
+            len += (size_t)k;
+        } else if (k == 0) {
+            eof = 1;
+        } else if (errno == EAGAIN) {
+            if (wait_fd(fd, POLLIN, deadline) != 0) {
+                rc = moat_err_set(err, MOAT_E_IO, "%s did not answer within %d s", u.hostport,
+                                  CRL_TIMEOUT_MS / 1000);
+                goto out;
+            }
+            continue;
+        } else if (errno != EINTR) {
+            rc = moat_err_set(err, MOAT_E_IO, "reading from %s: %s", u.hostport, strerror(errno));
+            goto out;
+        } else {
+            continue;
+        }
+        rc = moat_http_client_parse(buf, len, eof, CRL_MAX_BYTES, &r, err);
+        if (rc == MOAT_E_AGAIN && !eof)
+            continue;
+        if (rc == MOAT_E_AGAIN)
+            rc = moat_err_set(err, MOAT_E_INVAL, "the connection closed before the response ended");
+        if (rc != 0) {
+            moat_err_prefix(err, "%s answered badly", u.hostport);
+            goto out;
+        }
+        break;
+    }
+    if (r.status != 200) {
+        if (r.status >= 300 && r.status < 400)
+            rc = moat_err_set(err, MOAT_E_INVAL,
+                              "%s answered %d, a redirect to %s (redirects are not followed)", u.hostport,
+                              r.status, r.location[0] ? r.location : "nowhere");
+        else
+            rc = moat_err_set(err, MOAT_E_INVAL, "%s answered HTTP %d", u.hostport, r.status);
+        goto out;
+    }
+    memmove(buf, buf + r.body_off, r.body_len);
+    *body = buf;
+    *body_len = r.body_len;
+    buf = NULL;
+    rc = 0;
+out:
+    close(fd);
+    moat_free(&buf);
+    return rc;
+}
+
+/* ---- sources ------------------------------------------------------------------------------------ */
+
+static void fingerprint_hex(const unsigned char *der, size_t len, char out[MOAT_STORE_FPR_LEN + 1])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    static const char hex[] = "0123456789abcdef";
+    if (EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+        memset(out, '0', MOAT_STORE_FPR_LEN);
+    } else {
+        for (size_t i = 0; i < 32; i++) {
+            out[2 * i] = hex[md[i] >> 4];
+            out[2 * i + 1] = hex[md[i] & 15];
+        }
+    }
+    out[MOAT_STORE_FPR_LEN] = '\0';
+}
+
+static void source_dispose(source_t *s)
+{
+    moat_store_crl_dispose(&s->row);
+    X509_free(s->issuer);
+    moat_pki_crl_info_dispose(&s->info);
+}
+
+/* When to look again after an attempt at <now>: at half the CRL's life when it is fresh, else later
+ * and later (2 s, 4 s, ... 5 min) while the point is down or serves an out-of-date CRL. */
+static void schedule(source_t *s, long long now)
+{
+    const moat_store_crl_t *r = &s->row;
+    if (r->der.len > 0 && r->next_update > now) {
+        long long at = r->this_update + (r->next_update - r->this_update) / 2;
+        if (at < r->fetched_at + CRL_REFRESH_MIN)
+            at = r->fetched_at + CRL_REFRESH_MIN;
+        if (at > r->fetched_at + CRL_REFRESH_MAX)
+            at = r->fetched_at + CRL_REFRESH_MAX;
+        s->due = at;
+        s->failures = 0;
+    } else {
+        unsigned shift = s->failures < 8 ? s->failures : 8;
+        long long delay = 2LL << shift;
+        s->due = now + (delay < CRL_RETRY_MAX ? delay : CRL_RETRY_MAX);
+        s->failures++;
+    }
+}
+
+static void save_row(moat__crlf_t *f, const source_t *s)
+{
+    moat_err_t err = {0};
+    if (moat_store_crl_save(f->st, &s->row, &err) != 0)
+        moat_log(MOAT_LOG_WARN, &logctx, "CRL %s: cannot cache it in the store: %s", s->row.url, err.msg);
+}
+
+/* One attempt at the CRL of <s>. A CRL that does not verify, or is older than the one cached, is
+ * rejected and the cached one stays (it vouches until its own nextUpdate). */
+static void fetch_one(moat__crlf_t *f, source_t *s)
+{
+    moat_err_t err = {0};
+    moat_pki_crl_info_t info;
+    uint8_t *body = NULL;
+    size_t len = 0;
+    long long now = (long long)time(NULL);
+    char when[MOAT_PKI_TIME_SIZE];
+    int rc, changed;
+
+    s->row.attempted_at = now;
+    rc = http_get(s->row.url, &body, &len, &err);
+    if (rc == 0 && (rc = moat_pki_crl_verify(body, len, s->issuer, &info, &err)) != 0)
+        moat_err_prefix(&err, "rejected");
+    if (rc == 0 && s->row.der.len > 0 && (long long)info.this_update < s->row.this_update) {
+        moat_pki_crl_info_dispose(&info);
+        rc = moat_err_set(&err, MOAT_E_INVAL,
+                          "rejected: it is older than the CRL already held (thisUpdate %s)",
+                          moat_pki_time_format((time_t)info.this_update, when));
+    }
+    if (rc != 0) {
+        moat_free(&body);
+        (void)moat_strlcpy(s->row.error, err.msg, sizeof(s->row.error)); /* a cut message still says why */
+        schedule(s, now);
+        moat_log(MOAT_LOG_WARN, &logctx, "CRL %s of %s: %s; %s; next attempt in %lld s", s->row.url,
+                 s->row.issuer_subject, err.msg,
+                 s->row.der.len > 0 && s->row.next_update > now
+                     ? "the CRL held stays in use until its nextUpdate"
+                     : "its certificates are revocation-unknown until one is fetched",
+                 s->due - now);
+        save_row(f, s);
+        return;
+    }
+    changed = s->row.der.len == 0 || s->row.revoked != (int64_t)info.nrevoked;
+    moat_pki_crl_info_dispose(&s->info);
+    s->info = info;
+    moat_store_blob_dispose(&s->row.der);
+    s->row.der.data = body;
+    s->row.der.len = len;
+    s->row.this_update = (int64_t)info.this_update;
+    s->row.next_update = (int64_t)info.next_update;
+    s->row.revoked = (int64_t)info.nrevoked;
+    s->row.fetched_at = now;
+    s->row.error[0] = '\0';
+    schedule(s, now);
+    if (s->row.next_update <= now) {
+        (void)moat_strlcpy(s->row.error, "out of date: past its nextUpdate", sizeof(s->row.error));
+        moat_log(MOAT_LOG_WARN, &logctx,
+                 "CRL %s of %s is out of date (nextUpdate %s): its certificates are revocation-unknown; next "
+                 "attempt in %lld s",
+                 s->row.url, s->row.issuer_subject,
+                 s->row.next_update ? moat_pki_time_format((time_t)s->row.next_update, when) : "none",
+                 s->due - now);
+    } else {
+        /* A first CRL or a changed list is news; a refresh that changes nothing is not. */
+        moat_log(changed ? MOAT_LOG_NOTICE : MOAT_LOG_INFO, &logctx,
+                 "CRL %s of %s: %zu revoked, nextUpdate %s, refresh in %lld s", s->row.url,
+                 s->row.issuer_subject, info.nrevoked, moat_pki_time_format((time_t)s->row.next_update, when),
+                 s->due - now);
+    }
+    save_row(f, s);
+}
+
+/* Decodes <issuer_der> and, when <cached> has a CRL, checks it again (the store is not trusted more
+ * than the network). Takes ownership of <row> on success. */
+static int source_add(moat__crlf_t *f, moat_store_crl_t *row, long long now)
+{
+    source_t *s, *ns;
+    const unsigned char *p = row->issuer_der.data;
+    X509 *issuer;
+    moat_err_t err = {0};
+
+    if (f->nsrc >= CRL_MAX_SOURCES) {
+        moat_log(MOAT_LOG_WARN, &logctx, "CRL %s: not followed, already following %d distribution points",
+                 row->url, CRL_MAX_SOURCES);
+        return MOAT_E_LIMIT;
+    }
+    if ((issuer = d2i_X509(NULL, &p, (long)row->issuer_der.len)) == NULL)
+        return MOAT_E_INVAL;
+    if ((ns = moat_realloc(f->src, (f->nsrc + 1) * sizeof(*ns))) == NULL) {
+        X509_free(issuer);
+        return MOAT_E_NOMEM;
+    }
+    f->src = ns;
+    s = &f->src[f->nsrc++];
+    memset(s, 0, sizeof(*s));
+    s->row = *row;
+    memset(row, 0, sizeof(*row));
+    s->issuer = issuer;
+    if (s->row.issuer_subject[0] == '\0') {
+        moat_pki_cert_info_t ci;
+        memset(&ci, 0, sizeof(ci));
+        /* A name cut to the field's size still identifies the CA in listings. */
+        if (moat_pki_cert_info(issuer, &ci, &err) == 0)
+            (void)moat_strlcpy(s->row.issuer_subject, ci.subject, sizeof(s->row.issuer_subject));
+        else
+            (void)moat_strlcpy(s->row.issuer_subject, "(unreadable name)", sizeof(s->row.issuer_subject));
+        moat_pki_cert_info_dispose(&ci);
+        moat_err_clear(&err);
+    }
+    if (s->row.der.len > 0 &&
+        moat_pki_crl_verify(s->row.der.data, s->row.der.len, issuer, &s->info, &err) != 0) {
+        moat_log(MOAT_LOG_WARN, &logctx, "CRL %s in the store: %s; fetching it again", s->row.url, err.msg);
+        moat_store_blob_dispose(&s->row.der);
+    }
+    s->due = now;
+    if (s->row.der.len > 0 && s->row.next_update > now)
+        schedule(s, now);
+    return 0;
+}
+
+static void take_want(moat__crlf_t *f, want_t *w, long long now)
+{
+    moat_store_crl_t row;
+    char fp[MOAT_STORE_FPR_LEN + 1];
+
+    fingerprint_hex(w->issuer_der, w->issuer_len, fp);
+    for (size_t i = 0; i < f->nsrc; i++)
+        if (strcmp(f->src[i].row.url, w->url) == 0 && strcmp(f->src[i].row.issuer_fp, fp) == 0)
+            return;
+    memset(&row, 0, sizeof(row));
+    (void)moat_strlcpy(row.url, w->url, sizeof(row.url)); /* both MOAT_PKI_URL_SIZE */
+    memcpy(row.issuer_fp, fp, sizeof(row.issuer_fp));
+    row.issuer_der.data = w->issuer_der;
+    row.issuer_der.len = w->issuer_len;
+    w->issuer_der = NULL;
+    if (source_add(f, &row, now) != 0)
+        moat_store_crl_dispose(&row);
+}
+
+void moat__crlf_want(moat__crlf_t *f, const char *url, X509 *issuer)
+{
+    unsigned char *der = NULL;
+    int len;
+
+    if (f == NULL || pthread_mutex_trylock(&f->mu) != 0)
+        return;
+    for (size_t i = 0; i < f->nqueue; i++)
+        if (strcmp(f->queue[i].url, url) == 0)
+            goto out;
+    if (f->nqueue == CRL_QUEUE || strlen(url) >= MOAT_PKI_URL_SIZE || (len = i2d_X509(issuer, &der)) <= 0)
+        goto out;
+    if ((f->queue[f->nqueue].issuer_der = moat_malloc((size_t)len)) != NULL) {
+        memcpy(f->queue[f->nqueue].issuer_der, der, (size_t)len);
+        f->queue[f->nqueue].issuer_len = (size_t)len;
+        (void)moat_strlcpy(f->queue[f->nqueue].url, url, sizeof(f->queue[0].url)); /* length checked */
+        f->nqueue++;
+        pthread_cond_signal(&f->cv);
+    }
+out:
+    OPENSSL_free(der);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void *fetcher_main(void *arg)
+{
+    moat__crlf_t *f = arg;
+    want_t wants[CRL_QUEUE];
+
+    for (;;) {
+        size_t nw;
+        long long now, next;
+        int changed = 0;
+        struct timespec until;
+
+        pthread_mutex_lock(&f->mu);
+        if (f->stop) {
+            pthread_mutex_unlock(&f->mu);
+            break;
+        }
+        nw = f->nqueue;
+        memcpy(wants, f->queue, nw * sizeof(*wants));
+        f->nqueue = 0;
+        pthread_mutex_unlock(&f->mu);
+
+        now = (long long)time(NULL);
+        for (size_t i = 0; i < nw; i++) {
+            size_t before = f->nsrc;
+            take_want(f, &wants[i], now);
+            moat_free(&wants[i].issuer_der);
+            changed |= f->nsrc != before;
+        }
+        if (changed)
+            publish(f); /* the workers stop asking for points being followed */
+        changed = 0;
+        for (size_t i = 0; i < f->nsrc; i++) {
+            int stop;
+            if (f->src[i].due > (long long)time(NULL))
+                continue;
+            fetch_one(f, &f->src[i]);
+            changed = 1;
+            pthread_mutex_lock(&f->mu);
+            stop = f->stop;
+            pthread_mutex_unlock(&f->mu);
+            if (stop)
+                break;
+        }
+        if (changed)
+            publish(f);
+
+        now = (long long)time(NULL);
+        next = now + 60;
+        for (size_t i = 0; i < f->nsrc; i++)
+            if (f->src[i].due < next)
+                next = f->src[i].due;
+        if (next <= now)
+            continue;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)(next - now);
+        pthread_mutex_lock(&f->mu);
+        if (!f->stop && f->nqueue == 0)
+            (void)pthread_cond_timedwait(&f->cv, &f->mu, &until); /* woken early by a note or stop */
+        pthread_mutex_unlock(&f->mu);
+    }
+    return NULL;
+}
+
+int moat__crlf_open_store(const char *store_path, moat_store_t **out, moat_err_t *err)
+{
+    int rc = moat_store_open(store_path, NULL, MOAT_STORE_NO_MASTER_KEY, out, err);
+    if (rc != 0)
+        moat_err_prefix(err, "opening the store for the CRL fetcher");
+    return rc;
+}
+
+int moat__crlf_start(moat__server_t *srv, moat_store_t *st, moat__crlf_t **out, moat_err_t *err)
+{
+    moat__crlf_t *f = moat_calloc(1, sizeof(*f));
+    moat_store_crl_list_t list;
+    long long now = (long long)time(NULL);
+    int rc;
+
+    *out = NULL;
+    if (f == NULL) {
+        moat_store_close(st);
+        return moat_err_set(err, MOAT_E_NOMEM, "allocating the CRL fetcher");
+    }
+    f->srv = srv;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    f->st = st;
+    memset(&list, 0, sizeof(list));
+    if ((rc = moat_store_crl_list(f->st, &list, err)) != 0) {
+        moat_err_prefix(err, "reading the cached CRLs");
+        goto fail;
+    }
+    for (size_t i = 0; i < list.n; i++)
+        if (source_add(f, &list.items[i], now) != 0)
+            moat_log(MOAT_LOG_WARN, &logctx,
+                     "CRL %s in the store: its issuing certificate does not decode; ignored",
+                     list.items[i].url);
+    moat_store_crl_list_dispose(&list);
+    publish(f);
+    if ((rc = pthread_create(&f->thread, NULL, fetcher_main, f)) != 0) {
+        rc = moat_err_set(err, MOAT_E_IO, "starting the CRL fetcher thread: %s", strerror(rc));
+        goto fail;
+    }
+    f->started = 1;
+    *out = f;
+    return 0;
+fail:
+    moat__crlf_stop(f);
+    return rc;
+}
+
+void moat__crlf_stop(moat__crlf_t *f)
+{
+    if (f == NULL)
+        return;
+    if (f->started) {
+        pthread_mutex_lock(&f->mu);
+        f->stop = 1;
+        pthread_cond_signal(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        pthread_join(f->thread, NULL);
+    }
+    for (size_t i = 0; i < f->nqueue; i++)
+        moat_free(&f->queue[i].issuer_der);
+    for (size_t i = 0; i < f->nsrc; i++)
+        source_dispose(&f->src[i]);
+    moat_free(&f->src);
+    moat_store_close(f->st);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+    moat_free(&f);
+}

@@ -1,0 +1,203 @@
+"""Revocation of client certificates from CAs moat does not run: CRLs fetched over http from the
+distribution points in the certificates (a python http.server on 127.0.0.1 serving CRLs made with
+`openssl ca -gencrl`), verified against the issuing CA, cached in the store and refreshed without a
+reload. curl presents the certificates."""
+import functools
+import http.server
+import re
+import threading
+
+import pytest
+
+from conftest import free_port
+from doctor_pki import Pki
+from serve_helpers import config, site, wait_for
+from test_serve_ccert import curl, setup  # noqa: F401  (the fixture: moat's CA, server certificate, root)
+
+
+class CrlServer:
+    """A plain http server on 127.0.0.1 serving the files of one folder."""
+
+    def __init__(self, d, port=None):
+        self.dir = d
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.hits = 0
+
+        outer = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.hits += 1
+                super().do_GET()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port or 0),
+                                                     functools.partial(Handler, directory=str(self.dir)))
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name):
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def stop(self):
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+
+@pytest.fixture
+def corp(moat, setup):  # noqa: F811
+    """A corporate root (trusted through `moat trust add`), its CRL server and a config maker."""
+    root, ca_pem = setup
+    pki = Pki(moat.dir / "corp")
+    pki.root("corp", cn="Corp Root")
+    moat.ok("trust", "add", pki.path("corp.pem"), "--name", "corp")
+    srv = CrlServer(moat.dir / "crls")
+    yield pki, srv, root, ca_pem
+    srv.stop()
+
+
+def client(pki, name, issuer="corp", crl_url=None, chain=(), **kw):
+    """A client certificate with its key (and chain) in one PEM for curl."""
+    pki.sign(name, issuer, name, eku="clientAuth", crl_url=crl_url, **kw)
+    pem = pki.path(f"{name}-client.pem")
+    pem.write_text(pki.path(f"{name}.key").read_text() + pki.path(f"{name}.pem").read_text() +
+                   "".join(pki.path(f"{c}.pem").read_text() for c in chain))
+    return pem
+
+
+def serve(moat, root, ports, soft=()):
+    sites = []
+    for p in ports:
+        extra = "client_certificate: required\nclient_trust: [corp]"
+        if p in soft:
+            extra += "\nclient_revocation_unknown: allow"
+        sites.append(site(["localhost"], p, root=root, extra=extra))
+    moat.serve(config(moat, sites), wait=ports)
+
+
+def verdict(port, cert, ca_pem):
+    st, out, err = curl(port, "/", cert=cert, cafile=ca_pem)
+    m = re.search(r"(?im)^x-moat-client-cert: (\S+)", out)
+    return st, (m.group(1) if m else None), err
+
+
+def error_log(moat):
+    p = moat.dir / "error.log"
+    return p.read_text() if p.exists() else ""
+
+
+def test_fresh_crl_allows_and_revokes(moat, corp):
+    pki, srv, root, ca_pem = corp
+    url = srv.url("corp.crl")
+    carol = client(pki, "carol", crl_url=url)
+    mallory = client(pki, "mallory", crl_url=url)
+    pki.revoke("mallory", "corp")
+    pki.gencrl("corp", srv.dir / "corp.crl")
+    port = free_port()
+    serve(moat, root, [port])
+    # the first request names a distribution point the server has not fetched yet: it fails closed,
+    # and the fetcher gets the CRL off the event loop; then the verdicts come from the CRL
+    assert wait_for(lambda: verdict(port, carol, ca_pem)[0] == 200, timeout=10), verdict(port, carol, ca_pem)
+    assert wait_for(lambda: verdict(port, mallory, ca_pem)[1] == "revoked", timeout=10)
+    st, why, _ = verdict(port, mallory, ca_pem)
+    assert st == 403 and why == "revoked"
+    assert re.search(r"CRL http://127\.0\.0\.1:\d+/corp\.crl of .*Corp Root.*: 1 revoked", error_log(moat))
+    # the CRL is cached in the store: a restart with the CRL server gone still knows it
+    listed = moat.ok("trust", "list").stdout
+    assert url in listed and "1 revoked" in listed, listed
+    assert moat.stop_all() == []
+    srv.stop()
+    hits = srv.hits
+    port2 = free_port()
+    serve(moat, root, [port2])
+    assert verdict(port2, carol, ca_pem)[0] == 200
+    assert verdict(port2, mallory, ca_pem)[1] == "revoked"
+    assert srv.hits == hits
+
+
+def test_out_of_date_crl_is_revocation_unknown_unless_soft(moat, corp):
+    pki, srv, root, ca_pem = corp
+    url = srv.url("corp.crl")
+    carol = client(pki, "carol", crl_url=url)
+    mallory = client(pki, "mallory", crl_url=url)
+    pki.revoke("mallory", "corp")
+    pki.gencrl("corp", srv.dir / "corp.crl", last=-3, next=-1)
+    strict, soft = free_port(), free_port()
+    serve(moat, root, [strict, soft], soft=[soft])
+    verdict(strict, carol, ca_pem)
+    assert wait_for(lambda: "is out of date" in error_log(moat), timeout=10), error_log(moat)
+    st, why, _ = verdict(strict, carol, ca_pem)
+    assert st == 403 and why == "revocation-unknown"
+    # client_revocation_unknown: allow accepts what cannot be established...
+    assert verdict(soft, carol, ca_pem)[0] == 200
+    # ...but a serial listed by a CRL that verified is revoked, in date or not
+    assert verdict(soft, mallory, ca_pem)[1] == "revoked"
+
+
+def test_crl_server_down_is_revocation_unknown(moat, corp):
+    pki, srv, root, ca_pem = corp
+    dead = free_port()
+    carol = client(pki, "carol", crl_url=f"http://127.0.0.1:{dead}/corp.crl")
+    no_cdp = client(pki, "nocdp")
+    strict, soft = free_port(), free_port()
+    serve(moat, root, [strict, soft], soft=[soft])
+    verdict(strict, carol, ca_pem)
+    assert wait_for(lambda: "cannot connect to 127.0.0.1:%d" % dead in error_log(moat), timeout=10)
+    assert verdict(strict, carol, ca_pem)[1] == "revocation-unknown"
+    assert verdict(soft, carol, ca_pem)[0] == 200
+    # a certificate of another CA that names no distribution point: nothing can vouch for it
+    assert verdict(strict, no_cdp, ca_pem)[1] == "revocation-unknown"
+    assert verdict(soft, no_cdp, ca_pem)[0] == 200
+
+
+def test_crl_with_a_bad_signature_is_rejected(moat, corp):
+    pki, srv, root, ca_pem = corp
+    url = srv.url("corp.crl")
+    carol = client(pki, "carol", crl_url=url)
+    # an impostor CA with the same name signs a CRL for the distribution point
+    fake = Pki(moat.dir / "fake")
+    fake.root("corp", cn="Corp Root")
+    fake.gencrl("corp", srv.dir / "corp.crl")
+    port = free_port()
+    serve(moat, root, [port])
+    verdict(port, carol, ca_pem)
+    assert wait_for(lambda: "signature does not verify" in error_log(moat), timeout=10), error_log(moat)
+    assert verdict(port, carol, ca_pem)[1] == "revocation-unknown"
+    # the real CRL replaces it at the next attempt (a couple of seconds)
+    pki.gencrl("corp", srv.dir / "corp.crl")
+    assert wait_for(lambda: verdict(port, carol, ca_pem)[0] == 200, timeout=15)
+
+
+def test_crl_refresh_picks_up_a_revocation_without_reload(moat, corp):
+    pki, srv, root, ca_pem = corp
+    url = srv.url("corp.crl")
+    carol = client(pki, "carol", crl_url=url)
+    # a CRL that lives 4 s is refreshed at half its life
+    pki.gencrl("corp", srv.dir / "corp.crl", seconds=4)
+    port = free_port()
+    serve(moat, root, [port])
+    assert wait_for(lambda: verdict(port, carol, ca_pem)[0] == 200, timeout=10)
+    pki.revoke("carol", "corp")
+    pki.gencrl("corp", srv.dir / "corp.crl", seconds=3600)
+    assert wait_for(lambda: verdict(port, carol, ca_pem)[1] == "revoked", timeout=10)
+    assert "reloaded" not in error_log(moat)
+
+
+def test_revoked_intermediate_revokes_its_clients(moat, corp):
+    pki, srv, root, ca_pem = corp
+    pki.sign("dept", "corp", "Corp Dept CA", ca=True, crl_url=srv.url("corp.crl"))
+    dave = client(pki, "dave", issuer="dept", crl_url=srv.url("dept.crl"), chain=["dept"])
+    pki.gencrl("dept", srv.dir / "dept.crl")
+    pki.gencrl("corp", srv.dir / "corp.crl", seconds=4)
+    port = free_port()
+    serve(moat, root, [port])
+    # both CRLs are needed (the intermediate's and the root's) before the chain is vouched for
+    assert wait_for(lambda: verdict(port, dave, ca_pem)[0] == 200, timeout=15)
+    pki.revoke("dept", "corp")
+    pki.gencrl("corp", srv.dir / "corp.crl")
+    assert wait_for(lambda: verdict(port, dave, ca_pem)[1] == "revoked", timeout=15)
