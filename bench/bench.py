@@ -4,7 +4,7 @@
 Both servers get the same certificates, the same files and one worker each; the server runs pinned to one
 core and the load generator to the other; runs are interleaved server by server, round by round, and the
 medians are compared. See bench/README.md for the method and the knobs (BENCH_QUICK, BENCH_ROUNDS,
-BENCH_SERVERS, BENCH_WRITE).
+BENCH_SERVERS, BENCH_MEASURES, BENCH_WRITE).
 """
 import datetime
 import os
@@ -24,6 +24,10 @@ import time
 SRC = pathlib.Path(__file__).resolve().parents[1]
 BUILD = pathlib.Path(os.environ.get("MOAT_BUILD_DIR", SRC / "build" / "release"))
 MOAT = os.environ.get("MOAT_BIN", str(BUILD / "moat"))
+# BENCH_MEASURES=hs-ecdsa,memory runs only those measures (names as in MEASURES).
+ONLY = [m.strip() for m in os.environ.get("BENCH_MEASURES", "").split(",") if m.strip()]
+# A/B runs of two moat builds: BENCH_SERVERS=moat,moat-b with MOAT_BIN_B naming the second binary.
+MOAT_B = os.environ.get("MOAT_BIN_B", "")
 TLSBENCH = os.environ.get("TLSBENCH_BIN", str(BUILD / "bench" / "tlsbench"))
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SERVER_CPU = os.environ.get("BENCH_SERVER_CPU", "0")
@@ -324,15 +328,19 @@ TLS13_SUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1
 class Moat(Server):
     store_dir = None
 
+    def __init__(self, fx, label, binary=MOAT):
+        super().__init__(fx, label)
+        self.bin = binary
+
     def version(self):
-        r = run([MOAT, "--version"])
+        r = run([self.bin, "--version"])
         return (r.stdout or r.stderr).strip()
 
     def available(self):
         """None when this moat can be benchmarked, else the reason why not."""
         for args in (["serve", "--help"], ["key", "import", "--help"]):
             try:
-                r = run([MOAT, *args], timeout=20)
+                r = run([self.bin, *args], timeout=20)
             except (OSError, subprocess.TimeoutExpired) as e:
                 return f"`moat {' '.join(args[:-1])}` cannot run: {e}"
             if r.returncode != 0:
@@ -348,18 +356,18 @@ class Moat(Server):
 
     def prepare(self):
         """One store for every moat run, holding the same keys and certificates nginx reads from files."""
-        self.store_dir = self.fx.top / "moat-store"
+        self.store_dir = self.fx.top / f"{self.label}-store"
         self.store_dir.mkdir()
         for alg, (key, crt) in self.fx.keys.items():
             name = f"bench-{alg}"
             bundle = self.fx.pki / f"{alg}-bundle.pem"
             bundle.write_bytes(key.read_bytes() + crt.read_bytes())
             os.chmod(bundle, 0o600)
-            r = run([MOAT, "key", "import", name, str(bundle)], env=self.env(), timeout=60)
+            r = run([self.bin, "key", "import", name, str(bundle)], env=self.env(), timeout=60)
             if r.returncode != 0:
                 die(f"moat key import {name} failed: {r.stderr.strip()}")
             if "pending" in r.stdout:  # the key came without its certificate
-                r = run([MOAT, "cert", "install", name, str(crt)], env=self.env(), timeout=60)
+                r = run([self.bin, "cert", "install", name, str(crt)], env=self.env(), timeout=60)
                 if r.returncode != 0:
                     die(f"moat cert install {name} failed: {r.stderr.strip()}")
             bundle.unlink()
@@ -378,7 +386,7 @@ sites:
     certificate: bench-{alg}
     root: {self.fx.www}
 """)
-        return [MOAT, "serve", "-c", str(conf)], self.env()
+        return [self.bin, "serve", "-c", str(conf)], self.env()
 
 
 # ---------------------------------------------------------------- the measures
@@ -925,19 +933,25 @@ def main():
             if w == "moat":
                 srv = Moat(fx, label)
                 srv.prepare()
+            elif w == "moat-b":
+                if not MOAT_B or not os.access(MOAT_B, os.X_OK):
+                    die("BENCH_SERVERS names moat-b: set MOAT_BIN_B to the second moat binary")
+                srv = Moat(fx, label, MOAT_B)
+                srv.prepare()
             elif w == "nginx":
                 srv = Nginx(fx, label)
             else:
-                die(f"BENCH_SERVERS names {w!r}; use moat and/or nginx")
+                die(f"BENCH_SERVERS names {w!r}; use moat, moat-b and/or nginx")
             servers.append(srv)
         if len(servers) != 2:
             die("BENCH_SERVERS must name two servers, e.g. moat,nginx or nginx,nginx")
         a, b = labels
         results = {(name, s.label): [] for name, *_ in MEASURES for s in servers}
+        chosen = [m for m in MEASURES if not ONLY or m[0] in ONLY]
         t_start = time.monotonic()
         for rnd in range(ROUNDS):
             order = servers if rnd % 2 == 0 else servers[::-1]
-            for name, title, unit, alg, fn, _t in MEASURES:
+            for name, title, unit, alg, fn, _t in chosen:
                 for srv in order:
                     srv.start(alg)
                     try:
@@ -976,13 +990,13 @@ def main():
             for p in problems:
                 print("  " + p)
             notes += "\n**Problems during the run:**\n" + "".join(f"- {p}\n" for p in problems)
-        for name, title, *_ in MEASURES:
+        for name, title, *_ in chosen:
             infos = {label: results[(name, label)][0].extra.get("cipher") for label in (a, b)}
             if None not in infos.values() and len(set(infos.values())) > 1:
                 note = f"{title}: the servers negotiated different ciphers: {infos}"
                 print("NOTE: " + note)
                 notes += f"\n- {note}\n"
-        write = os.environ.get("BENCH_WRITE", "0" if QUICK else "1") not in ("", "0")
+        write = os.environ.get("BENCH_WRITE", "0" if QUICK or ONLY else "1") not in ("", "0")
         if write:
             facts = machine_facts(servers)
             write_results(SRC / "bench" / "RESULTS.md", rows, results, facts, a, b, notes)
