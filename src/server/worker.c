@@ -549,8 +549,13 @@ static void conn_run(moat__conn_t *c)
                 r = sock_read(c);
                 if (r > 0)
                     continue;
-                if (r < 0)
+                if (r < 0) {
                     conn_close(c);
+                    return;
+                }
+                /* Waiting for the client's next flight (a round trip): the buffers serve the
+                 * handshakes that have work now, so a burst touches only a few of them. */
+                release_idle_bufs(c);
                 return;
             }
             if (r == SSL_ERROR_WANT_WRITE && c->io.wlen > 0)
