@@ -253,7 +253,8 @@ static int sock_read(moat__conn_t *c)
     return -1;
 }
 
-/* Decrypts into hbuf. 1: got bytes; 0: OpenSSL needs more ciphertext; 2: needs a flush; -1: closed. */
+/* Decrypts into hbuf. 1: got bytes; 0: OpenSSL needs more ciphertext; 2: needs a flush; 3: the client sent
+ * close_notify; -1: closed or failed. */
 static int tls_pull(moat__conn_t *c)
 {
     size_t got = 0, space;
@@ -275,6 +276,8 @@ static int tls_pull(moat__conn_t *c)
         return 0;
     if (e == SSL_ERROR_WANT_WRITE)
         return 2;
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 3;
     return -1;
 }
 
@@ -463,7 +466,8 @@ static int try_request(moat__conn_t *c)
     return 0;
 }
 
-/* Reads more request bytes. 1: got some; 0: wait for the socket; -1: close. */
+/* Reads more request bytes. 1: got some; 0: wait for the socket; -1: close; -2: the client closed
+ * cleanly (close_notify). */
 static int pull_more(moat__conn_t *c)
 {
     int r;
@@ -479,6 +483,8 @@ static int pull_more(moat__conn_t *c)
             return -1;
         if (r == 2)
             return c->io.wlen > 0 ? 1 : -1;
+        if (r == 3)
+            return -2;
         /* OpenSSL wants ciphertext. */
         r = sock_read(c);
         if (r <= 0)
@@ -569,6 +575,13 @@ static void conn_run(moat__conn_t *c)
             r = pull_more(c);
             if (r > 0)
                 continue;
+            if (r == -2) {
+                /* Answer the client's close_notify with ours (RFC 8446 6.1), then close: it sends
+                 * nothing more, so there is nothing to linger for. */
+                c->peer_closed = 1;
+                c->state = CONN_CLOSING;
+                continue;
+            }
             if (r < 0) {
                 conn_close(c);
                 return;
@@ -599,6 +612,10 @@ static void conn_run(moat__conn_t *c)
                 /* The last bytes get the header timeout to leave (the flush above waits for the socket). */
                 timer_set(c, &c->w->q_header, limits_of(c->w)->header_timeout_s);
                 continue;
+            }
+            if (c->peer_closed) {
+                conn_close(c);
+                return;
             }
             /* Lingering close: shut our side, then drain what the client still sends, so that the
              * kernel does not answer its unread bytes with a reset that destroys our response. */

@@ -321,6 +321,41 @@ def test_session_tickets_resume_across_workers(moat, ca, www):
     assert resumed == 8, "every connection resumes, whichever worker takes it"
 
 
+def test_client_close_notify_is_answered(moat, ca, www):
+    port = free_port()
+    ca.issue(moat, "www", ["localhost"])
+    moat.serve(config(moat, [site(["localhost"], port, root=www)]), wait=[port])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca.pem)
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # a bare TCP close must not pass for close_notify
+    for path in (None, "/"):  # right after the handshake, and after a request on a kept-alive connection
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+
+        def pump(step):
+            """Runs <step>, feeding it what the server sends until it wants no more."""
+            while True:
+                try:
+                    return step()
+                except ssl.SSLWantReadError:
+                    raw.sendall(out.read())
+                    data = raw.recv(65536)
+                    if not data:
+                        inc.write_eof()
+                        return step()
+                    inc.write(data)
+        pump(tls.do_handshake)
+        if path:
+            tls.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            assert pump(lambda: tls.read(65536)).startswith(b"HTTP/1.1 200")
+        # unwrap() sends our close_notify and succeeds only once the server's close_notify is read
+        pump(tls.unwrap)
+        raw.sendall(out.read())
+        assert raw.recv(1) == b"", "the server closes after its close_notify"
+        raw.close()
+
+
 def test_sigterm_finishes_and_exits_zero(moat, ca, www):
     port = free_port()
     ca.issue(moat, "www", ["localhost"])
