@@ -481,8 +481,10 @@ static int pull_more(moat__conn_t *c)
             return 1;
         if (r < 0)
             return -1;
-        if (r == 2)
+        if (r == 2) {
+            c->hold_out = 0; /* OpenSSL needs wbuf drained */
             return c->io.wlen > 0 ? 1 : -1;
+        }
         if (r == 3)
             return -2;
         /* OpenSSL wants ciphertext. */
@@ -518,7 +520,7 @@ static void conn_run(moat__conn_t *c)
         return;
     }
     for (;;) {
-        if (c->io.wlen > 0) {
+        if (c->io.wlen > 0 && !c->hold_out) {
             r = flush_out(c);
             if (r < 0) {
                 conn_close(c);
@@ -546,6 +548,9 @@ static void conn_run(moat__conn_t *c)
             if (r == 1) {
                 c->state = CONN_HEAD;
                 timer_set(c, &c->w->q_idle, limits_of(c->w)->idle_timeout_s);
+                /* The client's next records (its request, or its close_notify) often come with its
+                 * Finished: answer them first, so that the tickets leave with the answer in one send. */
+                c->hold_out = c->io.rpos < c->io.rlen;
                 continue;
             }
             r = SSL_get_error(c->ssl, r);
@@ -586,6 +591,11 @@ static void conn_run(moat__conn_t *c)
                 conn_close(c);
                 return;
             }
+            if (c->hold_out) {
+                /* Nothing more to answer now: what was held back leaves. */
+                c->hold_out = 0;
+                continue;
+            }
             if (c->state == CONN_HEAD && c->hlen == 0 && !c->req_started)
                 release_idle_bufs(c);
             return;
@@ -600,6 +610,8 @@ static void conn_run(moat__conn_t *c)
                 conn_close(c);
                 return;
             }
+            if (r == 0)
+                c->hold_out = 0; /* wbuf is full */
             continue;
         case CONN_CLOSING:
             if (!c->shut_sent) {
@@ -609,6 +621,7 @@ static void conn_run(moat__conn_t *c)
                     ERR_clear_error();
                 }
                 c->shut_sent = 1;
+                c->hold_out = 0;
                 /* The last bytes get the header timeout to leave (the flush above waits for the socket). */
                 timer_set(c, &c->w->q_header, limits_of(c->w)->header_timeout_s);
                 continue;

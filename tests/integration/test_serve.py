@@ -328,7 +328,10 @@ def test_client_close_notify_is_answered(moat, ca, www):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(ca.pem)
     ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # a bare TCP close must not pass for close_notify
-    for path in (None, "/"):  # right after the handshake, and after a request on a kept-alive connection
+    # Right after the handshake, and after a request on a kept-alive connection (a small file, a streamed one).
+    # The client's Finished leaves together with its next records (close_notify or the request), the case where
+    # the server answers those before sending its tickets.
+    for path in (None, "/index.html", "/big.bin"):
         raw = socket.create_connection(("127.0.0.1", port), timeout=5)
         inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
@@ -348,7 +351,13 @@ def test_client_close_notify_is_answered(moat, ca, www):
         pump(tls.do_handshake)
         if path:
             tls.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-            assert pump(lambda: tls.read(65536)).startswith(b"HTTP/1.1 200")
+            got = pump(lambda: tls.read(65536))
+            assert got.startswith(b"HTTP/1.1 200")
+            head, body = got.split(b"\r\n\r\n", 1)
+            size = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            while len(body) < size:
+                body += pump(lambda: tls.read(65536))
+            assert body == (www / path.lstrip("/")).read_bytes()
         # unwrap() sends our close_notify and succeeds only once the server's close_notify is read
         pump(tls.unwrap)
         raw.sendall(out.read())
