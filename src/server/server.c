@@ -121,6 +121,8 @@ static int open_listener(const moat__bind_t *b, long defer_s, moat_err_t *err)
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     /* One socket per worker on the same address: the kernel spreads connections, no accept lock. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        /* Accepted sockets inherit it: no setsockopt per connection. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
         (b->family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)) {
         moat_err_set(err, MOAT_E_IO, "setting socket options for %s: %s", b->text, strerror(errno));
         close(fd);

@@ -14,7 +14,6 @@
 #include "server/server_int.h"
 
 #include <errno.h>
-#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <signal.h>
 #include <string.h>
@@ -737,7 +736,6 @@ static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const stru
     moat__wgen_t *wg = w->cur;
     const moat_listener_t *cl = wg->gen->bind_listener[l->bind];
     moat__conn_t *c;
-    int one = 1;
 
     if (cl == NULL || cl->nsites == 0) {
         close(fd);
@@ -763,7 +761,6 @@ static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const stru
     c->writable = 1;
     moat_list_push_tail(&w->conns, &c->node);
     w->nconns++;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (c->secure) {
         BIO *bio;
         c->ssl = SSL_new(wg->ctx[cl->sites[0]->index]);
