@@ -235,3 +235,27 @@ def test_a_long_crl_is_served_whole(ca):
     assert got == want
     st, hd, body = plain_get(ca.http_port, BASE + "ca.crl")
     assert st == 200 and int(hd["content-length"]) == len(want) and body == want
+
+
+def test_offline_root_and_client_certificate_sites_still_publish(moat):
+    """With the root key taken offline the root and its CRL are still published, and a site that
+    requires client certificates hands out its CA without asking for one."""
+    m = moat
+    pw = m.dir / "pw.txt"
+    pw.write_text("offline root password\n")
+    m.ok("ca", "init", "--cn", "Offline Root", "--exportable")
+    m.ok("ca", "init", "--intermediate", "--cn", "Online Issuing")
+    m.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost")
+    m.ok("ca", "export-root", "--out", "root.p12", "--password-file", pw, "--remove-key")
+    root_pem = m.ok("ca", "cert", "--root").stdout.encode()
+    m.ok("ca", "crl", "--root", "--der", "--out", "root.crl")
+    (m.dir / "root.pem").write_bytes(root_pem)
+    port = free_port()
+    m.serve(config(m, [site(["localhost"], port, default=True,
+                            extra="ca_publish: true\nclient_certificate: required")]), wait=(port,))
+    st, _, body = get(port, BASE + "root.pem", cafile=m.dir / "root.pem")
+    assert st == 200 and body == root_pem
+    st, _, body = get(port, BASE + "root.crl", cafile=m.dir / "root.pem")
+    assert st == 200 and body == (m.dir / "root.crl").read_bytes()
+    st, hd, _ = get(port, "/", cafile=m.dir / "root.pem")
+    assert st == 403 and hd["x-moat-client-cert"] == "none"  # the rest of the site still asks
