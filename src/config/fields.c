@@ -195,7 +195,9 @@ static const moat_cfg_field_t site_fields[] = {
           "trust anchors for client certificates, by name (moat-ca is moat's own CA)",
           "moat-ca + trust store"),
     ENUMF("client_revocation_unknown", moat_site_t, client_revocation_unknown, revocation_names,
-          "deny or allow a client certificate whose revocation status cannot be established", "deny"),
+          "deny (fail closed) or allow a client certificate whose revocation cannot be established: no "
+          "http CRL distribution point, or its CRL not fetched yet, unreachable or past its nextUpdate",
+          "deny"),
     FIELD("ca_publish", MOAT_CFG_BOOL, moat_site_t, ca_publish, NULL,
           "true: serve the CA certificate, CRL and OCSP under /.well-known/moat/", "false"),
     LISTF("locations", MOAT_CFG_SECTIONLIST, moat_site_t, locations, nlocations, &location_section,
