@@ -663,18 +663,14 @@ moat__conn_t *moat__conn_of(SSL *ssl)
 
 /* ---- SNI ---------------------------------------------------------------------------------------- */
 
-static int on_servername(SSL *ssl, int *al, void *arg)
+/* Chooses the site of <c> for <sni> (NULL: none) and applies its SSL_CTX and verify settings. */
+static int use_site(moat__conn_t *c, SSL *ssl, const char *sni, int *al)
 {
-    moat__conn_t *c = SSL_get_ex_data(ssl, conn_ex_index);
     const moat_listener_t *l;
-    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     const moat_site_t *site;
     struct sockaddr_storage local;
     socklen_t llen = sizeof(local);
-    (void)arg;
 
-    if (c == NULL)
-        return SSL_TLSEXT_ERR_NOACK;
     l = c->wg->gen->bind_listener[c->bind];
     if (l == NULL) {
         *al = SSL_AD_UNRECOGNIZED_NAME;
@@ -707,10 +703,59 @@ static int on_servername(SSL *ssl, int *al, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
+static int on_servername(SSL *ssl, int *al, void *arg)
+{
+    moat__conn_t *c = SSL_get_ex_data(ssl, conn_ex_index);
+    (void)arg;
+    if (c == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    return use_site(c, ssl, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name), al);
+}
+
+/* The host_name of the ClientHello's server_name extension, copied to <out>; 0 when there is none
+ * usable (the servername callback then decides with what OpenSSL parsed). */
+static int hello_sni(SSL *ssl, char *out, size_t outsz)
+{
+    const unsigned char *p;
+    size_t len, list, n;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1 || len < 5)
+        return 0;
+    list = ((size_t)p[0] << 8) | p[1];
+    if (list != len - 2 || p[2] != TLSEXT_NAMETYPE_host_name)
+        return 0;
+    n = ((size_t)p[3] << 8) | p[4];
+    if (n == 0 || n + 3 > list || n >= outsz || memchr(p + 5, '\0', n) != NULL)
+        return 0;
+    memcpy(out, p + 5, n);
+    out[n] = '\0';
+    return 1;
+}
+
+/*
+ * OpenSSL looks for a session to resume (TLS 1.2 session id or ticket, TLS 1.3 PSK) before it calls the
+ * servername callback, and compares its session id context with the connection's at that moment: the
+ * first site of the listener. Choosing the site here, before that lookup, puts each site's own context
+ * in force, so a session verified for one site never resumes on another whose anchors may not accept
+ * its certificate. The servername callback chooses again, with the same result, and refuses if need be.
+ */
+static int on_client_hello(SSL *ssl, int *al, void *arg)
+{
+    moat__conn_t *c = SSL_get_ex_data(ssl, conn_ex_index);
+    char sni[256];
+    int alert = 0;
+    (void)al;
+    (void)arg;
+    if (c != NULL)
+        (void)use_site(c, ssl, hello_sni(ssl, sni, sizeof(sni)) ? sni : NULL, &alert);
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 void moat__wgen_prepare(moat__wgen_t *wg)
 {
-    for (size_t i = 0; i < wg->gen->cfg->nsites; i++)
+    for (size_t i = 0; i < wg->gen->cfg->nsites; i++) {
         SSL_CTX_set_tlsext_servername_callback(wg->ctx[i], on_servername);
+        SSL_CTX_set_client_hello_cb(wg->ctx[i], on_client_hello, NULL);
+    }
 }
 
 /* ---- accepting ---------------------------------------------------------------------------------- */
