@@ -343,18 +343,25 @@ static void source_dispose(source_t *s)
     moat_pki_crl_info_dispose(&s->info);
 }
 
-/* When to look again after an attempt at <now>: at half the CRL's life when it is fresh, else later
- * and later (2 s, 4 s, ... 5 min) while the point is down or serves an out-of-date CRL. */
-static void schedule(source_t *s, long long now)
+/* When to look again after an attempt at <now> that gave a CRL in date (<ok>) or not. In date: at half
+its life, or, for a CRL fetched late in its life, a minute later (or halfway to its nextUpdate if that
+is sooner), within [1 s, 1 h] of the fetch. Otherwise later and later (2 s, 4 s, ... 5 min) while the
+point is down or serves an out-of-date CRL, whether or not an older CRL still vouches meanwhile. */
+static void schedule(source_t *s, long long now, int ok)
 {
     const moat_store_crl_t *r = &s->row;
-    if (r->der.len > 0 && r->next_update > now) {
+    if (ok && r->der.len > 0 && r->next_update > now) {
         long long at = r->this_update + (r->next_update - r->this_update) / 2;
+        long long late =
+            r->fetched_at +
+            ((r->next_update - r->fetched_at) / 2 < 60 ? (r->next_update - r->fetched_at) / 2 : 60);
+        if (at < late)
+            at = late;
         if (at < r->fetched_at + CRL_REFRESH_MIN)
             at = r->fetched_at + CRL_REFRESH_MIN;
         if (at > r->fetched_at + CRL_REFRESH_MAX)
             at = r->fetched_at + CRL_REFRESH_MAX;
-        s->due = at;
+        s->due = at > now ? at : now + CRL_REFRESH_MIN;
         s->failures = 0;
     } else {
         unsigned shift = s->failures < 8 ? s->failures : 8;
@@ -396,7 +403,7 @@ static void fetch_one(moat__crlf_t *f, source_t *s)
     if (rc != 0) {
         moat_free(&body);
         (void)moat_strlcpy(s->row.error, err.msg, sizeof(s->row.error)); /* a cut message still says why */
-        schedule(s, now);
+        schedule(s, now, 0);
         moat_log(MOAT_LOG_WARN, &logctx, "CRL %s of %s: %s; %s; next attempt in %lld s", s->row.url,
                  s->row.issuer_subject, err.msg,
                  s->row.der.len > 0 && s->row.next_update > now
@@ -417,7 +424,7 @@ static void fetch_one(moat__crlf_t *f, source_t *s)
     s->row.revoked = (int64_t)info.nrevoked;
     s->row.fetched_at = now;
     s->row.error[0] = '\0';
-    schedule(s, now);
+    schedule(s, now, 1);
     if (s->row.next_update <= now) {
         (void)moat_strlcpy(s->row.error, "out of date: past its nextUpdate", sizeof(s->row.error));
         moat_log(MOAT_LOG_WARN, &logctx,
@@ -480,7 +487,7 @@ static int source_add(moat__crlf_t *f, moat_store_crl_t *row, long long now)
     }
     s->due = now;
     if (s->row.der.len > 0 && s->row.next_update > now)
-        schedule(s, now);
+        schedule(s, now, 1);
     return 0;
 }
 

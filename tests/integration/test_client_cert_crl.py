@@ -201,3 +201,20 @@ def test_revoked_intermediate_revokes_its_clients(moat, corp):
     pki.revoke("dept", "corp")
     pki.gencrl("corp", srv.dir / "corp.crl")
     assert wait_for(lambda: verdict(port, dave, ca_pem)[1] == "revoked", timeout=15)
+
+
+def test_unreachable_point_is_retried_with_backoff_while_the_crl_held_serves(moat, corp):
+    pki, srv, root, ca_pem = corp
+    carol = client(pki, "carol", crl_url=srv.url("corp.crl"))
+    pki.gencrl("corp", srv.dir / "corp.crl", seconds=6)
+    port = free_port()
+    serve(moat, root, [port])
+    assert wait_for(lambda: verdict(port, carol, ca_pem)[0] == 200, timeout=10)
+    srv.stop()
+    # the refresh at half-life fails; the CRL held still vouches until its nextUpdate, and the point is
+    # retried after 2 s, 4 s, ... rather than in a loop
+    assert wait_for(lambda: "cannot connect" in error_log(moat), timeout=6), error_log(moat)
+    assert verdict(port, carol, ca_pem)[0] == 200
+    assert wait_for(lambda: verdict(port, carol, ca_pem)[1] == "revocation-unknown", timeout=8)
+    attempts = error_log(moat).count("cannot connect")
+    assert 1 <= attempts <= 4, error_log(moat)
