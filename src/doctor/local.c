@@ -402,6 +402,56 @@ static void check_crls(local_t *l)
     moat_free(&pem);
 }
 
+/* The CRLs the server fetched for client certificates of other CAs: one missing or out of date leaves
+ * that CA's certificates "revocation-unknown" (refused by default). */
+static void check_client_crls(local_t *l)
+{
+    moat_store_crl_list_t cl = {0};
+    moat_err_t e = {0};
+    int64_t now = (int64_t)time(NULL);
+    if (moat_store_crl_list(l->st, &cl, &e) != 0)
+        return; /* an older store has no CRL cache: nothing fetched, nothing to report */
+    for (size_t i = 0; i < cl.n; i++) {
+        const moat_store_crl_t *c = &cl.items[i];
+        char subject[64 + MOAT_STORE_URL_MAX], when[64];
+        moat_doctor_finding_t *f = NULL;
+        snprintf(subject, sizeof(subject), "crl %s", c->url);
+        time_str(c->next_update, when, sizeof(when));
+        if (c->der.len == 0) {
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "client-crl-missing", subject,
+                                "no CRL of %s could be fetched from %s%s%s", c->issuer_subject, c->url,
+                                c->error[0] ? ": " : "", c->error);
+        } else if (c->next_update <= now) {
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "client-crl-out-of-date", subject,
+                                "the CRL of %s from %s was due for an update on %s%s%s", c->issuer_subject,
+                                c->url, when, c->error[0] ? "; last attempt: " : "", c->error);
+        } else {
+            moat_doctor_fact(l->r, subject, "crl", "%lld revoked, next update %s", (long long)c->revoked,
+                             when);
+            if (c->error[0] != '\0') {
+                f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "client-crl-failing", subject,
+                                    "the last attempt to refresh the CRL of %s failed: %s", c->issuer_subject,
+                                    c->error);
+                moat_doctor_why(f,
+                                "the CRL held is in date until %s; after that, the certificates it covers "
+                                "are revocation-unknown",
+                                when);
+                moat_doctor_fix(f, "make %s reachable from this host over http, with a CRL signed by %s",
+                                c->url, c->issuer_subject);
+                continue;
+            }
+        }
+        if (f != NULL) {
+            moat_doctor_why(f,
+                            "client certificates of this CA are revocation-unknown: refused, unless the site "
+                            "sets client_revocation_unknown: allow");
+            moat_doctor_fix(f, "make %s reachable from this host over http, with a CRL in date signed by %s",
+                            c->url, c->issuer_subject);
+        }
+    }
+    moat_store_crl_list_dispose(&cl);
+}
+
 static void check_anchors(local_t *l)
 {
     moat_store_anchor_list_t al = {0};
@@ -1130,6 +1180,7 @@ int moat_doctor_local(const char *config_path, const char *store_path, const moa
     check_ca(&l);
     check_crls(&l);
     check_anchors(&l);
+    check_client_crls(&l);
     if (l.cfg != NULL) {
         check_sites(&l);
         check_listeners(&l);

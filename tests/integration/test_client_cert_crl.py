@@ -4,6 +4,7 @@ distribution points in the certificates (a python http.server on 127.0.0.1 servi
 reload. curl presents the certificates."""
 import functools
 import http.server
+import json
 import re
 import threading
 
@@ -86,6 +87,12 @@ def verdict(port, cert, ca_pem):
     return st, (m.group(1) if m else None), err
 
 
+def doctor(moat):
+    r = moat.run("doctor", "--json", "--timeout", "1")
+    assert r.returncode in (0, 1), r.stderr
+    return json.loads(r.stdout)
+
+
 def error_log(moat):
     p = moat.dir / "error.log"
     return p.read_text() if p.exists() else ""
@@ -133,6 +140,7 @@ def test_out_of_date_crl_is_revocation_unknown_unless_soft(moat, corp):
     assert wait_for(lambda: "is out of date" in error_log(moat), timeout=10), error_log(moat)
     st, why, _ = verdict(strict, carol, ca_pem)
     assert st == 403 and why == "revocation-unknown"
+    assert "client-crl-out-of-date" in {f["id"] for f in doctor(moat)["findings"]}
     # client_revocation_unknown: allow accepts what cannot be established...
     assert verdict(soft, carol, ca_pem)[0] == 200
     # ...but a serial listed by a CRL that verified is revoked, in date or not
@@ -150,6 +158,10 @@ def test_crl_server_down_is_revocation_unknown(moat, corp):
     assert wait_for(lambda: "cannot connect to 127.0.0.1:%d" % dead in error_log(moat), timeout=10)
     assert verdict(strict, carol, ca_pem)[1] == "revocation-unknown"
     assert verdict(soft, carol, ca_pem)[0] == 200
+    # moat doctor names the point and why
+    rep = doctor(moat)
+    f = [f for f in rep["findings"] if f["id"] == "client-crl-missing"]
+    assert f and f"127.0.0.1:{dead}" in f[0]["subject"] and "cannot connect" in f[0]["what"], rep
     # a certificate of another CA that names no distribution point: nothing can vouch for it
     assert verdict(strict, no_cdp, ca_pem)[1] == "revocation-unknown"
     assert verdict(soft, no_cdp, ca_pem)[0] == 200
