@@ -155,6 +155,14 @@ done:
     return rc < 0 ? rc : 0;
 }
 
+static int printable(const unsigned char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] <= 0x20 || s[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
 size_t moat_pki_cert_crl_urls(X509 *cert, char (*urls)[MOAT_PKI_URL_SIZE], size_t max)
 {
     STACK_OF(DIST_POINT) *dps = X509_get_ext_d2i(cert, NID_crl_distribution_points, NULL, NULL);
@@ -176,7 +184,8 @@ size_t moat_pki_cert_crl_urls(X509 *cert, char (*urls)[MOAT_PKI_URL_SIZE], size_
             len = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
             if (len < 8 || len >= MOAT_PKI_URL_SIZE || strncasecmp((const char *)s, "http://", 7) != 0)
                 continue;
-            if (memchr(s, '\0', (size_t)len) != NULL)
+            /* A URL is printable ASCII (RFC 3986); anything else would reach logs and requests raw. */
+            if (!printable(s, (size_t)len))
                 continue;
             memcpy(urls[n], s, (size_t)len);
             urls[n][len] = '\0';

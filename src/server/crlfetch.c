@@ -443,8 +443,8 @@ static void fetch_one(moat__crlf_t *f, source_t *s)
     save_row(f, s);
 }
 
-/* Decodes <issuer_der> and, when <cached> has a CRL, checks it again (the store is not trusted more
- * than the network). Takes ownership of <row> on success. */
+/* Follows the point of <row>: decodes its issuing certificate and, when the row holds a CRL (from the
+ * store), checks it again (the store is not trusted more than the network). Takes <row> on success. */
 static int source_add(moat__crlf_t *f, moat_store_crl_t *row, long long now)
 {
     source_t *s, *ns;

@@ -208,9 +208,9 @@ static void test_crl_verify(void)
         CHECK_EQ(moat_pki_cert_crl_urls(leaf, urls, 4), 0);
         X509V3_set_ctx_nodb(&ctx);
         X509V3_set_ctx(&ctx, ca, leaf, NULL, NULL, 0);
-        ext =
-            X509V3_EXT_conf_nid(NULL, &ctx, NID_crl_distribution_points,
-                                "URI:ldap://x/cn=crl,URI:http://127.0.0.1:8/a.crl,URI:HTTP://crl.example/b");
+        ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_crl_distribution_points,
+                                  "URI:ldap://x/cn=crl,URI:http://127.0.0.1:8/a.crl,URI:HTTP://crl.example/b,"
+                                  "URI:http://crl.example/a\x7f");
         CHECK(ext != NULL);
         CHECK_EQ(X509_add_ext(leaf, ext, -1), 1);
         X509_EXTENSION_free(ext);
