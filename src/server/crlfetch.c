@@ -61,6 +61,7 @@ struct moat__crlf {
     int started;
     pthread_mutex_t mu; /* guards the queue and stop */
     pthread_cond_t cv;
+    atomic_int stopping; /* set with stop: read by a fetch in progress, outside the lock */
     want_t queue[CRL_QUEUE];
     size_t nqueue;
     int stop;
@@ -160,25 +161,25 @@ static long long remaining_ms(uint64_t deadline)
     return now >= deadline ? 0 : (long long)(deadline - now);
 }
 
-static int wait_fd(int fd, short events, uint64_t deadline)
+/* Waits for <events> until <deadline>, in slices, so that a stopping server does not wait for a slow
+ * distribution point: MOAT_E_AGAIN at the deadline or once <stop> is set. */
+static int wait_fd(int fd, short events, uint64_t deadline, atomic_int *stop)
 {
     for (;;) {
         struct pollfd p = {fd, events, 0};
         long long ms = remaining_ms(deadline);
         int n;
-        if (ms <= 0)
+        if (ms <= 0 || atomic_load(stop))
             return MOAT_E_AGAIN;
-        n = poll(&p, 1, (int)ms);
+        n = poll(&p, 1, (int)(ms < 200 ? ms : 200));
         if (n > 0)
             return 0;
-        if (n == 0)
-            return MOAT_E_AGAIN;
-        if (errno != EINTR)
+        if (n < 0 && errno != EINTR)
             return MOAT_E_IO;
     }
 }
 
-static int dial(const moat_http_url_t *u, uint64_t deadline, moat_err_t *err)
+static int dial(const moat_http_url_t *u, uint64_t deadline, atomic_int *stop, moat_err_t *err)
 {
     struct addrinfo hints, *res = NULL;
     char port[8];
@@ -202,7 +203,7 @@ static int dial(const moat_http_url_t *u, uint64_t deadline, moat_err_t *err)
             continue;
         }
         if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
-            if (errno != EINPROGRESS || wait_fd(fd, POLLOUT, deadline) != 0 ||
+            if (errno != EINPROGRESS || wait_fd(fd, POLLOUT, deadline, stop) != 0 ||
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0) {
                 last = soerr != 0 ? soerr : (errno != EINPROGRESS ? errno : ETIMEDOUT);
                 close(fd);
@@ -219,7 +220,7 @@ static int dial(const moat_http_url_t *u, uint64_t deadline, moat_err_t *err)
 
 /* GET <url>: the body of a 200 answer in *body (owned by the caller). Anything else is an error naming
  * what happened; redirects are not followed. */
-static int http_get(const char *url, uint8_t **body, size_t *body_len, moat_err_t *err)
+static int http_get(const char *url, atomic_int *stop, uint8_t **body, size_t *body_len, moat_err_t *err)
 {
     moat_http_url_t u;
     moat_http_client_resp_t r;
@@ -237,14 +238,14 @@ static int http_get(const char *url, uint8_t **body, size_t *body_len, moat_err_
                  "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: moat/%s\r\nAccept: application/pkix-crl, "
                  "application/x-pkcs7-crl, */*\r\nConnection: close\r\n\r\n",
                  u.path, u.hostport, MOAT_VERSION);
-    if ((fd = dial(&u, deadline, err)) < 0)
+    if ((fd = dial(&u, deadline, stop, err)) < 0)
         return err->code;
     while (off < (size_t)n) {
         ssize_t k = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
         if (k > 0) {
             off += (size_t)k;
         } else if (k < 0 && errno == EAGAIN) {
-            if (wait_fd(fd, POLLOUT, deadline) != 0) {
+            if (wait_fd(fd, POLLOUT, deadline, stop) != 0) {
                 rc = moat_err_set(err, MOAT_E_IO, "timed out sending the request to %s", u.hostport);
                 goto out;
             }
@@ -275,7 +276,7 @@ static int http_get(const char *url, uint8_t **body, size_t *body_len, moat_err_
         } else if (k == 0) {
             eof = 1;
         } else if (errno == EAGAIN) {
-            if (wait_fd(fd, POLLIN, deadline) != 0) {
+            if (wait_fd(fd, POLLIN, deadline, stop) != 0) {
                 rc = moat_err_set(err, MOAT_E_IO, "%s did not answer within %d s", u.hostport,
                                   CRL_TIMEOUT_MS / 1000);
                 goto out;
@@ -391,7 +392,11 @@ static void fetch_one(moat__crlf_t *f, source_t *s)
     int rc, changed;
 
     s->row.attempted_at = now;
-    rc = http_get(s->row.url, &body, &len, &err);
+    rc = http_get(s->row.url, &f->stopping, &body, &len, &err);
+    if (atomic_load(&f->stopping)) {
+        moat_free(&body); /* cut short by the server stopping: nothing learnt, nothing to record */
+        return;
+    }
     if (rc == 0 && (rc = moat_pki_crl_verify(body, len, s->issuer, &info, &err)) != 0)
         moat_err_prefix(&err, "rejected");
     if (rc == 0 && s->row.der.len > 0 && (long long)info.this_update < s->row.this_update) {
@@ -652,6 +657,7 @@ void moat__crlf_stop(moat__crlf_t *f)
     if (f->started) {
         pthread_mutex_lock(&f->mu);
         f->stop = 1;
+        atomic_store(&f->stopping, 1);
         pthread_cond_signal(&f->cv);
         pthread_mutex_unlock(&f->mu);
         pthread_join(f->thread, NULL);

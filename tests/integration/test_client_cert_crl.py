@@ -6,7 +6,10 @@ import functools
 import http.server
 import json
 import re
+import signal
+import socket
 import threading
+import time
 
 import pytest
 
@@ -230,3 +233,46 @@ def test_unreachable_point_is_retried_with_backoff_while_the_crl_held_serves(moa
     assert wait_for(lambda: verdict(port, carol, ca_pem)[1] == "revocation-unknown", timeout=8)
     attempts = error_log(moat).count("cannot connect")
     assert 1 <= attempts <= 4, error_log(moat)
+
+
+def test_redirect_not_followed_and_a_silent_point_does_not_delay_a_stop(moat, corp):
+    pki, srv, root, ca_pem = corp
+    pki.gencrl("corp", srv.dir / "corp.crl")
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", srv.url("corp.crl"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    red = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=red.serve_forever, daemon=True).start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        carol = client(pki, "carol", crl_url=f"http://127.0.0.1:{red.server_address[1]}/corp.crl")
+        dave = client(pki, "dave", crl_url=f"http://127.0.0.1:{silent.getsockname()[1]}/corp.crl")
+        port = free_port()
+        serve(moat, root, [port])
+        verdict(port, carol, ca_pem)
+        assert wait_for(lambda: "redirects are not followed" in error_log(moat), timeout=10), error_log(moat)
+        assert f"a redirect to {srv.url('corp.crl')}" in error_log(moat)
+        assert verdict(port, carol, ca_pem)[1] == "revocation-unknown"
+        # a point that accepts and never answers holds the fetcher (up to 10 s), never a stop
+        assert verdict(port, dave, ca_pem)[1] == "revocation-unknown"
+        time.sleep(0.5)
+        proc = moat.servers[-1][0]
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        assert time.time() - t0 < 3, "the stop waited for the CRL fetch"
+        assert proc.returncode == 0
+    finally:
+        red.shutdown()
+        red.server_close()
+        silent.close()
