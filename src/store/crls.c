@@ -33,14 +33,18 @@ int moat_store_crl_save(moat_store_t *st, const moat_store_crl_t *c, moat_err_t 
         return rc;
     if ((rc = moat__store_auto_begin(st, &own, err)) != 0)
         return rc;
-    rc =
-        moat__store_run(st, err,
-                        "INSERT OR REPLACE INTO crls (url, issuer_fp, issuer_der, issuer_subject, der, "
-                        "this_update, next_update, revoked, fetched_at, attempted_at, error) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        "ttbtbiiiiit", c->url, c->issuer_fp, (const void *)c->issuer_der.data,
-                        c->issuer_der.len, c->issuer_subject, (const void *)c->der.data, c->der.len,
-                        c->this_update, c->next_update, c->revoked, c->fetched_at, c->attempted_at, c->error);
+    rc = moat__store_run(
+        st, err,
+        "INSERT INTO crls (url, issuer_fp, issuer_der, issuer_subject, der, this_update, next_update, "
+        "revoked, fetched_at, attempted_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (url, issuer_fp) DO UPDATE SET issuer_der = excluded.issuer_der, "
+        "issuer_subject = excluded.issuer_subject, der = excluded.der, "
+        "this_update = excluded.this_update, next_update = excluded.next_update, "
+        "revoked = excluded.revoked, fetched_at = excluded.fetched_at, "
+        "attempted_at = excluded.attempted_at, error = excluded.error",
+        "ttbtbiiiiit", c->url, c->issuer_fp, (const void *)c->issuer_der.data, c->issuer_der.len,
+        c->issuer_subject, (const void *)c->der.data, c->der.len, c->this_update, c->next_update, c->revoked,
+        c->fetched_at, c->attempted_at, c->error);
     return moat__store_auto_end(st, own, rc, err);
 }
 
