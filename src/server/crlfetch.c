@@ -8,8 +8,8 @@
  * again). The fetcher thread, owned by the control side, takes the notes, fetches, verifies each CRL
  * against the CA that issued the certificate, caches it in the store, and posts a new snapshot to every
  * worker, as a reload posts a generation but without rebuilding anything else. CRLs are refreshed at
- * half their life (bounded to [1 s, 1 h] after the fetch), failures are retried with a growing delay,
- * and a CRL past its nextUpdate no longer vouches for anything: "revocation-unknown".
+ * half their life (see schedule()), failures are retried with a growing delay, and a CRL past its
+ * nextUpdate no longer vouches for anything: "revocation-unknown".
  *
  * Only the URL and the issuer come from a client, and only from a chain that verified against the
  * site's anchors: an unauthenticated client cannot make the server fetch anything.
@@ -65,7 +65,8 @@ struct moat__crlf {
     want_t queue[CRL_QUEUE];
     size_t nqueue;
     int stop;
-    source_t *src; /* fetcher thread only */
+    source_t *src;   /* fetcher thread only */
+    int warned_full; /* the CRL_MAX_SOURCES warning was logged */
     size_t nsrc;
 };
 
@@ -458,8 +459,13 @@ static int source_add(moat__crlf_t *f, moat_store_crl_t *row, long long now)
     moat_err_t err = {0};
 
     if (f->nsrc >= CRL_MAX_SOURCES) {
-        moat_log(MOAT_LOG_WARN, &logctx, "CRL %s: not followed, already following %d distribution points",
-                 row->url, CRL_MAX_SOURCES);
+        /* The workers keep asking for a point not followed: say it once, not per request. */
+        if (!f->warned_full)
+            moat_log(MOAT_LOG_WARN, &logctx,
+                     "CRL %s: not followed, already following %d distribution points (its certificates "
+                     "are revocation-unknown; further ones are not logged)",
+                     row->url, CRL_MAX_SOURCES);
+        f->warned_full = 1;
         return MOAT_E_LIMIT;
     }
     if ((issuer = d2i_X509(NULL, &p, (long)row->issuer_der.len)) == NULL)
