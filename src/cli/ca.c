@@ -308,6 +308,10 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
         else
             printf("clients trust it with: moat ca cert --root > root.pem (then add root.pem to their trust "
                    "store)\n");
+        if (!inter && url == NULL)
+            printf("note: no --url, so certificates from this CA name no CRL or OCSP location and clients "
+                   "cannot check revocation;\n      set one with: moat ca set-url http://HOST (a site with "
+                   "ca_publish: true serves them)\n");
     }
     rc = MOAT_EXIT_OK;
     goto out;

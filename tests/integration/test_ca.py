@@ -31,6 +31,16 @@ def test_help(moat):
         assert moat.ok("ca", sub, "--help").stdout.startswith("usage: moat ca " + sub)
 
 
+def test_init_without_url_says_revocation_cannot_be_checked(moat):
+    r = moat.ok("ca", "init", "--cn", "No URL Root")
+    assert "no --url" in r.stdout and "moat ca set-url" in r.stdout
+
+
+def test_init_with_url_has_no_revocation_note(moat):
+    r = moat.ok("ca", "init", "--cn", "URL Root", "--url", "http://ca.example.com")
+    assert "no --url" not in r.stdout
+
+
 def test_init_makes_a_root(ca):
     t = text_of(ca.dir / "root.pem")
     assert "CA:TRUE" in t and "Certificate Sign" in t and "CRL Sign" in t

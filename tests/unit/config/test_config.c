@@ -780,11 +780,17 @@ static void test_example_config(void)
     n = fread(text, 1, sizeof(text) - 64, f);
     fclose(f);
     text[n] = '\0';
-    if ((at = strstr(text, "@ROOT@")) != NULL) {
-        char rest[8192];
-        snprintf(rest, sizeof(rest), "%s", at + 6);
-        snprintf(at, sizeof(text) - (size_t)(at - text), "/srv/site%s", rest);
+    /* scripts/run.sh fills in these placeholders */
+    static const char *const subst[][2] = {
+        {"@ROOT@", "/srv/site"}, {"@HTTPS_PORT@", "8443"}, {"@HTTP_PORT@", "8080"}};
+    for (size_t i = 0; i < sizeof(subst) / sizeof(subst[0]); i++) {
+        while ((at = strstr(text, subst[i][0])) != NULL) {
+            char rest[8192];
+            snprintf(rest, sizeof(rest), "%s", at + strlen(subst[i][0]));
+            snprintf(at, sizeof(text) - (size_t)(at - text), "%s%s", subst[i][1], rest);
+        }
     }
+    CHECK(strchr(text, '@') == NULL);
     cfg = ok(text);
     if (cfg == NULL)
         return;
@@ -794,6 +800,7 @@ static void test_example_config(void)
     CHECK_STR(cfg->sites[0].hosts.v[2], "::1");
     CHECK_EQ(cfg->sites[0].hsts_max_age, 0);
     CHECK_EQ(cfg->nlisteners, 4);
+    CHECK_EQ(cfg->sites[0].ca_publish, 1);
     moat_config_unref(cfg);
 }
 
