@@ -1,4 +1,5 @@
 #include "fixtures.h"
+#include "pki/pki_int.h"
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -58,6 +59,29 @@ static int verify_chain(X509 *leaf, X509 *root, X509 *inter, int purpose)
     return ok;
 }
 
+/* Hex of a positive serial of at most 159 bits: BN_bn2hex gives whole bytes, so 40 digits with the top
+ * bit clear, or fewer digits when the top byte happens to be zero (1 draw in 128). */
+static int serial_ok(const char *hex)
+{
+    size_t n = strlen(hex);
+    return n > 0 && n <= 40 && n % 2 == 0 && (n < 40 || hex[0] <= '7') && hex[0] != '-';
+}
+
+static void test_random_serials(void)
+{
+    moat_err_t err = {0};
+    int short_ones = 0;
+    for (int i = 0; i < 2000; i++) {
+        ASN1_INTEGER *s = moat__pki_random_serial(&err);
+        char *hex = s != NULL ? moat__pki_serial_hex(s) : NULL;
+        CHECK(hex != NULL && serial_ok(hex));
+        short_ones += hex != NULL && strlen(hex) < 40;
+        moat_free(&hex);
+        ASN1_INTEGER_free(s);
+    }
+    CHECK(short_ones < 100); /* about 16 expected: the draws are really 159 bits wide */
+}
+
 static void test_sign_profiles(void)
 {
     moat_err_t err = {0};
@@ -81,8 +105,7 @@ static void test_sign_profiles(void)
     CHECK_EQ(info.key_usage, MOAT_PKI_KU_DIGITAL_SIGNATURE | MOAT_PKI_KU_KEY_ENCIPHERMENT);
     CHECK_EQ(info.ext_key_usage, MOAT_PKI_EKU_SERVER_AUTH);
     CHECK(!info.is_ca);
-    CHECK(info.serial[0] >= '0' && info.serial[0] <= '7'); /* positive, at most 159 bits */
-    CHECK(strlen(info.serial) <= 40);
+    CHECK(serial_ok(info.serial));
     CHECK_EQ(info.not_after - info.not_before, 30 * 86400 + 3600);
     moat_pki_cert_info_dispose(&info);
     CHECK(X509_get0_authority_key_id(x) != NULL);
@@ -372,6 +395,7 @@ static void test_policy(void)
 int main(void)
 {
     RUN(test_root);
+    RUN(test_random_serials);
     RUN(test_sign_profiles);
     RUN(test_only_sans_copied);
     RUN(test_sign_refusals);
