@@ -54,8 +54,16 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
         if (rc == MOAT_E_NOTFOUND)
             moat__km_no_ca(&err);
     }
-    if (rc != 0 || moat_ca_crl_stored(st, row.role, pem, MOAT_CA_CRL_PEM_MAX, &crl, &err) != 0)
+    if (rc != 0)
         goto fail;
+    if ((rc = moat_ca_crl_stored(st, row.role, pem, MOAT_CA_CRL_PEM_MAX, &crl, &err)) != 0) {
+        /* An unreadable CRL is replaced when the key can sign a new one (doctor names this fix). */
+        if (rc != MOAT_E_PKI || keyless || row.key_id == 0)
+            goto fail;
+        fprintf(stderr, "moat: the stored CRL of the %s CA does not parse; signing a new one\n",
+                moat_store_ca_role_name(row.role));
+        moat_err_clear(&err);
+    }
     if (moat_ca_crl_due(crl, time(NULL))) {
         if (keyless || row.key_id == 0) {
             if (crl == NULL) {

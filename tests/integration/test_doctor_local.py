@@ -1,8 +1,10 @@
 """`moat doctor [-c moat.yaml]`: local findings through the real binary (store, config, listeners)."""
+import datetime
 import json
 import os
 import signal
 import socket
+import sqlite3
 import time
 
 from conftest import free_port
@@ -259,3 +261,55 @@ def test_ocsp_stapling_configured_but_failing(moat):
     assert "ocsp-stapling-failed" not in ids(rep), rep["findings"]
     facts = [f["value"] for s in rep["subjects"] for f in s["facts"] if f["key"] == "ocsp"]
     assert any(v.startswith("stapled: good") for v in facts), facts
+
+
+def store_crl(moat, role, pem):
+    con = sqlite3.connect(moat.store)
+    try:
+        con.execute("insert or replace into settings(name, value) values (?, ?)", (f"ca.crl.{role}", pem))
+        con.commit()
+    finally:
+        con.close()
+
+
+def crl_pem(cn, last_days, next_days):
+    """A CRL with the given dates, as time would leave one in the store (doctor reads only its dates)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+    now = datetime.datetime.now(datetime.timezone.utc)
+    crl = (x509.CertificateRevocationListBuilder()
+           .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+           .last_update(now + datetime.timedelta(days=last_days))
+           .next_update(now + datetime.timedelta(days=next_days))
+           .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()))
+    return crl.public_bytes(Encoding.PEM).decode()
+
+
+def test_moat_crl_out_of_date_expiring_or_unreadable(moat):
+    moat.ok("ca", "init", "--cn", "CRL Root", "--url", "http://ca.example")
+    moat.ok("ca", "crl", "--root")
+    rep = run_doctor(moat)
+    assert not {"crl-expired", "crl-expiring", "crl-unreadable"} & ids(rep)
+
+    store_crl(moat, "root", crl_pem("CRL Root", -10, -1))
+    rep = run_doctor(moat, code=1)
+    f = finding(rep, "crl-expired")
+    assert f["severity"] == "error" and f["subject"] == "ca root"
+    assert "moat ca crl --root" in f["fix"]
+
+    store_crl(moat, "root", crl_pem("CRL Root", -5, 2))
+    rep = run_doctor(moat)
+    f = finding(rep, "crl-expiring")
+    assert f["severity"] == "warning" and "crl-expired" not in ids(rep)
+
+    store_crl(moat, "root", "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n")
+    rep = run_doctor(moat, code=1)
+    assert finding(rep, "crl-unreadable")["severity"] == "error"
+
+    # The fix the findings name clears them, an unreadable CRL included (it used to be refused).
+    assert "does not parse; signing a new one" in moat.ok("ca", "crl", "--root").stderr
+    rep = run_doctor(moat)
+    assert not {"crl-expired", "crl-expiring", "crl-unreadable"} & ids(rep)
