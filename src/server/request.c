@@ -276,13 +276,10 @@ void moat__access_log(moat__conn_t *c)
         strftime(cached_time, sizeof(cached_time), "%Y-%m-%dT%H:%M:%SZ", &tm);
         cached_sec = t;
     }
-    if (c->peer.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&c->peer;
-        inet_ntop(AF_INET, &a->sin_addr, peer, sizeof(peer));
-    } else if (c->peer.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&c->peer;
-        inet_ntop(AF_INET6, &a->sin6_addr, peer, sizeof(peer));
-    }
+    if (c->peer.family == AF_INET)
+        inet_ntop(AF_INET, &c->peer.v4.sin_addr, peer, sizeof(peer));
+    else if (c->peer.family == AF_INET6)
+        inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, peer, sizeof(peer));
     subject[0] = '\0';
     if (c->ccert != NULL && c->ssl != NULL && SSL_get0_peer_certificate(c->ssl) != NULL) {
         /* who presented it: subject (RFC 2253, escaped) and serial */

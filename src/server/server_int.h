@@ -276,6 +276,13 @@ typedef struct moat__rstate {
     size_t post_len;
 } moat__rstate_t;
 
+/* A client address: IPv4 or IPv6 only, so smaller than a sockaddr_storage in every connection. */
+typedef union moat__peer {
+    sa_family_t family;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} moat__peer_t;
+
 typedef struct moat__conn {
     int tag; /* TAG_CONN */
     int fd;
@@ -309,8 +316,7 @@ typedef struct moat__conn {
     uint64_t file_left, file_off;
     uint64_t body_sent; /* response body bytes, for the access log */
     int status;         /* response status, for the access log */
-    struct sockaddr_storage peer;
-    socklen_t peerlen;
+    moat__peer_t peer;  /* the client's address (for the access log) */
 } moat__conn_t;
 
 /* worker.c: gives <c> buffers for a response: big ones when <bulk> (a file streams), else small.

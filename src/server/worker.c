@@ -799,8 +799,10 @@ static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const stru
     c->bind = l->bind;
     c->secure = w->srv->binds[l->bind].secure;
     c->id = ++w->next_conn_id;
-    c->peer = *peer;
-    c->peerlen = plen;
+    if (peer->ss_family == AF_INET6 && plen >= sizeof(c->peer.v6))
+        c->peer.v6 = *(const struct sockaddr_in6 *)peer;
+    else if (peer->ss_family == AF_INET && plen >= sizeof(c->peer.v4))
+        c->peer.v4 = *(const struct sockaddr_in *)peer;
     c->ccert_err = -1;
     c->readable = 1; /* TCP_DEFER_ACCEPT: the first bytes are usually there already */
     c->writable = 1;
