@@ -304,9 +304,10 @@ void moat_http_resp_dispose(moat_http_resp_t *resp);
 /*
  * Adds "name: value". Returns 0, MOAT_E_LIMIT when MOAT_HTTP_RESP_EXTRA fields are already set, or
  * MOAT_E_INVAL if the name is not a token or the value holds CR, LF or another control character
- * (header injection). Both strings are borrowed.
+ * (header injection). Both strings are borrowed. Callers passing fixed names and values to a response
+ * with room may ignore the result; a value from outside must be checked.
  */
-int moat_http_resp_add_header(moat_http_resp_t *resp, const char *name, const char *value) MOAT_MUST_CHECK;
+int moat_http_resp_add_header(moat_http_resp_t *resp, const char *name, const char *value);
 
 /*
  * Turns <resp> into the built-in error page for <status>: text/html with the status, its reason and a

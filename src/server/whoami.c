@@ -5,7 +5,6 @@
  */
 #include "server/server_int.h"
 
-#include <assert.h>
 #include <openssl/bn.h>
 #include <openssl/x509.h>
 #include <string.h>
@@ -131,8 +130,6 @@ int moat__whoami(moat__conn_t *c, const moat_site_t *site, const char *path, moa
     }
     resp->body = body;
     resp->content_length = o;
-    int hrc = moat_http_resp_add_header(resp, "Cache-Control", "no-store"); /* fresh response: has room */
-    assert(hrc == 0);
-    (void)hrc;
+    (void)moat_http_resp_add_header(resp, "Cache-Control", "no-store");
     return 1;
 }
