@@ -793,6 +793,7 @@ static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const stru
     }
     c->tag = TAG_CONN;
     c->fd = fd;
+    c->io.fd = -1;
     c->w = w;
     c->wg = wg;
     wg->refs++;
@@ -811,6 +812,7 @@ static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const stru
     if (c->secure) {
         BIO *bio;
         c->ssl = SSL_new(wg->ctx[cl->sites[0]->index]);
+        c->io.fd = fd;
         bio = moat_tls_bio_new(&c->io);
         if (c->ssl == NULL || bio == NULL) {
             BIO_free(bio);

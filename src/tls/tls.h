@@ -70,11 +70,15 @@ uint64_t moat_tls_tickets_created(void);
  * Connection-owned ciphertext buffers the moat BIO reads and writes. The connection fills rbuf from
  * the socket and drains wbuf to it; OpenSSL sees a retry when rbuf is empty or wbuf is full.
  */
+/* Largest plaintext of one TLS record (RFC 8446 5.1). */
+#define MOAT_TLS_RECORD_PLAIN 16384
+
 typedef struct moat_tls_io {
     unsigned char *rbuf; /* borrowed from the connection (may be NULL when idle) */
     size_t rpos, rlen;   /* unread bytes are rbuf[rpos..rlen) */
     unsigned char *wbuf; /* borrowed from the connection (may be NULL: writes then retry) */
     size_t wlen, wcap;   /* pending bytes are wbuf[0..wlen) */
+    int fd; /* socket that full-size records are sent to directly when nothing is pending; -1: none */
 } moat_tls_io_t;
 
 /* A BIO over <io> (not owned by the BIO); NULL on OOM. */
