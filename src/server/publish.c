@@ -333,6 +333,13 @@ int moat__publish(moat__conn_t *c, const moat_site_t *site, const char *path)
     const moat__pub_file_t *f;
     int i = -1;
 
+    if (site->ca_publish && strcmp(path, "/.well-known/moat") == 0) {
+        /* People type the folder without its slash: send them to the trust page. */
+        moat_http_resp_init(resp, req, 301);
+        moat_http_resp_error(resp, 301);
+        resp->location[0] = (moat_http_str_t){"/.well-known/moat/", sizeof("/.well-known/moat/") - 1};
+        return 1;
+    }
     for (int k = 0; k < MOAT__PUB_FILES; k++)
         if (strcmp(path, pub_paths[k].path) == 0)
             i = k;

@@ -107,6 +107,15 @@ def test_plain_http_is_not_redirected_but_the_rest_is(ca):
     assert st == 301 and hd["location"].startswith("https://")
 
 
+def test_the_folder_without_its_slash_leads_to_the_trust_page(ca):
+    st, hd, _ = ca.fetch("/.well-known/moat")
+    assert st == 301 and hd["location"] == "/.well-known/moat/"
+    st, _, body = ca.fetch(hd["location"])
+    assert st == 200 and b"Publish Test Root" in body
+    st, _, _ = get(ca.port_off, "/.well-known/moat", sni="other.test")
+    assert st == 404, "only publishing sites answer it"
+
+
 def test_without_ca_publish_every_path_is_404(ca):
     names = ["", "ca.pem", "ca.der", "root.pem", "root.der", "ca.crl", "root.crl"]
     for name in names:
