@@ -351,6 +351,10 @@ int moat_http_resp_write(const moat_http_resp_t *resp, char *buf, size_t size, s
 /* "Not Found" for 404; "Unknown" for codes it does not know. */
 const char *moat_http_status_reason(int status);
 
+/* The HTML entity standing for c in text and attribute values ("&lt;" for '<', also > & " '), or NULL
+ * when c is safe as it is. */
+const char *moat_http_html_entity(char c);
+
 /* ---------------------------------------------------------------------------------------------------- */
 /* Static files                                                                                         */
 

@@ -95,6 +95,24 @@ const char *moat_http_status_reason(int status)
     return i >= 0 ? statuses[i].reason : "Unknown";
 }
 
+const char *moat_http_html_entity(char c)
+{
+    switch (c) {
+    case '<':
+        return "&lt;";
+    case '>':
+        return "&gt;";
+    case '&':
+        return "&amp;";
+    case '"':
+        return "&quot;";
+    case '\'':
+        return "&#39;";
+    default:
+        return NULL;
+    }
+}
+
 /* The built-in pages, formatted once at first use and read-only afterwards, so responses only copy. */
 #define PAGE_MAX 512
 static char pages[MOAT_ARRAY_LEN(statuses)][PAGE_MAX];
@@ -120,25 +138,11 @@ static size_t page_write(char *buf, size_t size, int code, const char *reason, c
     if (detail != NULL && detail[0] != '\0') {
         puts_(&w, "<p>");
         for (const char *d = detail; *d; d++) {
-            switch (*d) {
-            case '<':
-                puts_(&w, "&lt;");
-                break;
-            case '>':
-                puts_(&w, "&gt;");
-                break;
-            case '&':
-                puts_(&w, "&amp;");
-                break;
-            case '"':
-                puts_(&w, "&quot;");
-                break;
-            case '\'':
-                puts_(&w, "&#39;");
-                break;
-            default:
+            const char *entity = moat_http_html_entity(*d);
+            if (entity != NULL)
+                puts_(&w, entity);
+            else
                 put(&w, d, 1);
-            }
         }
         puts_(&w, "</p>\n");
     }

@@ -128,25 +128,11 @@ static int add_crl(moat__publish_t *pub, int i, moat_store_t *st, moat_ca_role_t
 static void html(FILE *f, const char *s)
 {
     for (; *s != '\0'; s++) {
-        switch (*s) {
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\'':
-            fputs("&#39;", f);
-            break;
-        default:
+        const char *entity = moat_http_html_entity(*s);
+        if (entity != NULL)
+            fputs(entity, f);
+        else
             fputc(*s, f);
-        }
     }
 }
 
