@@ -188,8 +188,11 @@ void moat__ocsp_signer_dispose(moat__ca_signer_t *s)
     s->nissued = 0;
 }
 
-void moat__ocsp_lookup(const moat__ca_signer_t *s, int role, const char *serial, moat_pki_ocsp_answer_t *a)
+int moat__ocsp_lookup(void *arg, const char *serial, moat_pki_ocsp_answer_t *a)
 {
+    const moat__ocsp_lookup_arg_t *la = arg;
+    const moat__ca_signer_t *s = la->signer;
+    int role = la->role;
     moat__ca_issued_t probe = {.serial = (char *)serial_trim(serial)};
     const moat__ca_issued_t *e = bsearch(&probe, s->issued, s->nissued, sizeof(*s->issued), cmp_issued);
     a->reason = -1;
@@ -203,6 +206,7 @@ void moat__ocsp_lookup(const moat__ca_signer_t *s, int role, const char *serial,
     } else {
         a->status = MOAT_PKI_OCSP_GOOD;
     }
+    return 0;
 }
 
 /* ---- the worker's part --------------------------------------------------------------------------- */
@@ -269,18 +273,6 @@ int moat__ocsp_wants_body(const moat_http_req_t *req)
     return req->method_id == MOAT_HTTP_POST && path_is(&req->path, &rest);
 }
 
-typedef struct lookup_arg {
-    const moat__ca_signer_t *signer;
-    int role;
-} lookup_arg_t;
-
-static int on_lookup(void *arg, const char *serial, moat_pki_ocsp_answer_t *a)
-{
-    const lookup_arg_t *la = arg;
-    moat__ocsp_lookup(la->signer, la->role, serial, a);
-    return 0;
-}
-
 /* A nonce-free request, small enough to be a cache key. */
 static int cacheable(const unsigned char *der, size_t len)
 {
@@ -326,10 +318,10 @@ static int respond(moat__ocsp_wgen_t *o, const unsigned char *der, size_t len, u
     int roles[2] = {MOAT_CA_INTERMEDIATE, MOAT_CA_ROOT}, tried = 0;
     for (int i = 0; i < 2; i++) {
         int r = roles[i], rc;
-        lookup_arg_t la = {o->signer, r};
+        moat__ocsp_lookup_arg_t la = {o->signer, r};
         moat_pki_ocsp_opts_t opts = {.ca_cert = o->cert[r],
                                      .ca_key = o->key[r],
-                                     .lookup = on_lookup,
+                                     .lookup = moat__ocsp_lookup,
                                      .lookup_arg = &la,
                                      .next_update_secs = OCSP_NEXT_UPDATE_SECS};
         if (o->cert[r] == NULL || o->key[r] == NULL)
@@ -401,8 +393,11 @@ int moat__ocsp_serve(moat__conn_t *c, const moat_site_t *site)
         return 1;
     }
 
-    can_cache = der != NULL && o != NULL && cacheable(der, len);
-    if (can_cache && (hit = cache_find(o, der, len, now)) != NULL) {
+    /* Only cacheable requests are ever stored, so identical bytes found in the cache need no parsing. */
+    if (der != NULL && o != NULL && len <= CACHE_KEY_MAX)
+        hit = cache_find(o, der, len, now);
+    can_cache = hit != NULL || (der != NULL && o != NULL && cacheable(der, len));
+    if (hit != NULL) {
         answer = hit->resp;
         alen = hit->resp_len;
         status = OCSP_RESPONSE_STATUS_SUCCESSFUL;

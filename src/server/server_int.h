@@ -366,8 +366,14 @@ int moat__ocsp_signer_load_role(moat__ca_signer_t *s, moat_store_t *st, moat_ca_
                                 moat_err_t *err) MOAT_MUST_CHECK;
 /* Cleanses the signer's key DER once every worker part holds its own copy. */
 void moat__ocsp_signer_forget_keys(moat__ca_signer_t *s);
-/* The status of <serial> (hex) issued by CA <role>, from the signer's snapshot (any thread). */
-void moat__ocsp_lookup(const moat__ca_signer_t *s, int role, const char *serial, moat_pki_ocsp_answer_t *a);
+/* What moat__ocsp_lookup() answers from: the signer's snapshot and the CA that signs the answer. */
+typedef struct moat__ocsp_lookup_arg {
+    const moat__ca_signer_t *signer;
+    int role;
+} moat__ocsp_lookup_arg_t;
+/* The status of <serial> (hex) issued by CA arg->role, from the signer's snapshot (any thread); shaped as
+ * moat_pki_ocsp_opts_t.lookup with a moat__ocsp_lookup_arg_t *. Always 0. */
+int moat__ocsp_lookup(void *arg, const char *serial, moat_pki_ocsp_answer_t *a);
 /* Builds a worker's responder part (its own keys); NULL with err set on failure. */
 moat__ocsp_wgen_t *moat__ocsp_wgen_new(const moat__gen_t *gen, moat_err_t *err);
 void moat__ocsp_wgen_free(moat__ocsp_wgen_t *o);

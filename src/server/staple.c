@@ -19,18 +19,6 @@
 /* After a failure, the next attempt. */
 #define STAPLE_RETRY_SECS 60
 
-typedef struct lookup_arg {
-    const moat__ca_signer_t *signer;
-    int role;
-} lookup_arg_t;
-
-static int on_signer_lookup(void *arg, const char *serial, moat_pki_ocsp_answer_t *a)
-{
-    const lookup_arg_t *la = arg;
-    moat__ocsp_lookup(la->signer, la->role, serial, a);
-    return 0;
-}
-
 void moat__staple_free(moat__staple_t **sp)
 {
     if (*sp == NULL)
@@ -56,10 +44,10 @@ static int issuer_role(const moat__ca_signer_t *s, X509 *leaf)
 static void refresh(const moat__gen_t *gen, moat__staple_t *sp, X509 *leaf, time_t now)
 {
     const moat__ca_signer_t *s = &gen->signer;
-    lookup_arg_t la = {s, sp->role};
+    moat__ocsp_lookup_arg_t la = {s, sp->role};
     moat_pki_ocsp_opts_t opts = {.ca_cert = s->cert[sp->role],
                                  .ca_key = s->key[sp->role],
-                                 .lookup = on_signer_lookup,
+                                 .lookup = moat__ocsp_lookup,
                                  .lookup_arg = &la,
                                  .now = now,
                                  .next_update_secs = STAPLE_VALIDITY_SECS};
