@@ -495,6 +495,11 @@ static int source_add(moat__crlf_t *f, moat_store_crl_t *row, long long now)
         moat_pki_crl_verify(s->row.der.data, s->row.der.len, issuer, &s->info, &err) != 0) {
         moat_log(MOAT_LOG_WARN, &logctx, "CRL %s in the store: %s; fetching it again", s->row.url, err.msg);
         moat_store_blob_dispose(&s->row.der);
+    } else if (s->row.der.len > 0) {
+        /* The dates that decide whether it vouches come from the CRL that verified, not the row's columns. */
+        s->row.this_update = (int64_t)s->info.this_update;
+        s->row.next_update = (int64_t)s->info.next_update;
+        s->row.revoked = (int64_t)s->info.nrevoked;
     }
     s->due = now;
     if (s->row.der.len > 0 && s->row.next_update > now)

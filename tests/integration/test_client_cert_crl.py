@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import socket
+import sqlite3
 import threading
 import time
 
@@ -128,6 +129,29 @@ def test_fresh_crl_allows_and_revokes(moat, corp):
     assert verdict(port2, carol, ca_pem)[0] == 200
     assert verdict(port2, mallory, ca_pem)[1] == "revoked"
     assert srv.hits == hits
+
+
+def test_cached_crl_vouches_by_its_own_next_update_not_the_stored_column(moat, corp):
+    pki, srv, root, ca_pem = corp
+    carol = client(pki, "carol", crl_url=srv.url("corp.crl"))
+    pki.gencrl("corp", srv.dir / "corp.crl", last=-3, next=-1)
+    port = free_port()
+    serve(moat, root, [port])
+    verdict(port, carol, ca_pem)
+    assert wait_for(lambda: "is out of date" in error_log(moat), timeout=10), error_log(moat)
+    assert moat.stop_all() == []
+    srv.stop()
+    # a store row whose column says "in date" must not outlive what the CRL itself says
+    con = sqlite3.connect(moat.store)
+    try:
+        assert con.execute("update crls set next_update = ?", (int(time.time()) + 86400,)).rowcount == 1
+        con.commit()
+    finally:
+        con.close()
+    port2 = free_port()
+    serve(moat, root, [port2])
+    st, why, _ = verdict(port2, carol, ca_pem)
+    assert st == 403 and why == "revocation-unknown"
 
 
 def test_out_of_date_crl_is_revocation_unknown_unless_soft(moat, corp):
