@@ -302,8 +302,9 @@ typedef struct moat__conn {
     moat__conn_state_t state;
     unsigned readable : 1, writable : 1, req_started : 1, head_ok : 1, sni_matched : 1, shut_sent : 1,
         out_armed : 1, ccert_denied : 1, peer_closed : 1,
-        hold_out : 1;  /* wbuf waits for the answer to records already received (one send for both) */
-    int ccert_err;     /* first chain verification error of the handshake; -1: none seen */
+        site_from_hello : 1, /* the ClientHello callback chose the site: the servername callback keeps it */
+        hold_out : 1;        /* wbuf waits for the answer to records already received (one send for both) */
+    int ccert_err;           /* first chain verification error of the handshake; -1: none seen */
     const char *ccert; /* client-certificate verdict of the current request ("ok" or a reason), or NULL */
     const moat_site_t *site; /* borrowed from wg->gen->cfg: chosen by SNI (TLS) or Host (plain) */
     moat_list_t node;        /* in w->conns */

@@ -709,23 +709,28 @@ static int on_servername(SSL *ssl, int *al, void *arg)
     (void)arg;
     if (c == NULL)
         return SSL_TLSEXT_ERR_NOACK;
+    if (c->site_from_hello)
+        return SSL_TLSEXT_ERR_OK;
     return use_site(c, ssl, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name), al);
 }
 
-/* The host_name of the ClientHello's server_name extension, copied to <out>; 0 when there is none
- * usable (the servername callback then decides with what OpenSSL parsed). */
+/* The host_name of the ClientHello's server_name extension, copied to <out>: 1 when there is one, 0 when
+ * the extension is absent, -1 when it is not one this parser reads (the servername callback then decides
+ * with what OpenSSL parsed). */
 static int hello_sni(SSL *ssl, char *out, size_t outsz)
 {
     const unsigned char *p;
     size_t len, list, n;
-    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1 || len < 5)
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1)
         return 0;
+    if (len < 5)
+        return -1;
     list = ((size_t)p[0] << 8) | p[1];
     if (list != len - 2 || p[2] != TLSEXT_NAMETYPE_host_name)
-        return 0;
+        return -1;
     n = ((size_t)p[3] << 8) | p[4];
     if (n == 0 || n + 3 > list || n >= outsz || memchr(p + 5, '\0', n) != NULL)
-        return 0;
+        return -1;
     memcpy(out, p + 5, n);
     out[n] = '\0';
     return 1;
@@ -736,17 +741,26 @@ static int hello_sni(SSL *ssl, char *out, size_t outsz)
  * servername callback, and compares its session id context with the connection's at that moment: the
  * first site of the listener. Choosing the site here, before that lookup, puts each site's own context
  * in force, so a session verified for one site never resumes on another whose anchors may not accept
- * its certificate. The servername callback chooses again, with the same result, and refuses if need be.
+ * its certificate. The servername callback only chooses when the name could not be read here.
  */
 static int on_client_hello(SSL *ssl, int *al, void *arg)
 {
     moat__conn_t *c = SSL_get_ex_data(ssl, conn_ex_index);
     char sni[256];
-    int alert = 0;
-    (void)al;
+    int alert = 0, found;
     (void)arg;
-    if (c != NULL)
-        (void)use_site(c, ssl, hello_sni(ssl, sni, sizeof(sni)) ? sni : NULL, &alert);
+    if (c == NULL)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    found = hello_sni(ssl, sni, sizeof(sni));
+    if (use_site(c, ssl, found == 1 ? sni : NULL, &alert) != SSL_TLSEXT_ERR_OK) {
+        if (found < 0) /* a name this parser could not read: OpenSSL's parse decides in on_servername */
+            return SSL_CLIENT_HELLO_SUCCESS;
+        *al = alert;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    /* The choice is final when the name was read here: choosing again per handshake would redo the
+     * verify settings, the CA list copy and, without SNI, getsockname(). */
+    c->site_from_hello = found >= 0;
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
