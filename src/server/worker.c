@@ -531,14 +531,6 @@ static void conn_run(moat__conn_t *c)
                     timer_set(c, &c->w->q_idle, limits_of(c->w)->idle_timeout_s);
                 return;
             }
-            /* Progress: a long download is not cut by the idle timeout. */
-            if (c->state == CONN_SEND)
-                timer_set(c, &c->w->q_idle, limits_of(c->w)->idle_timeout_s);
-            /* Fairness: a fast bulk transfer yields to the others after a few MiB. */
-            if (++rounds > 16) {
-                moat_list_push_tail(&c->w->ready, &c->rnode);
-                return;
-            }
         }
         switch (c->state) {
         case CONN_HANDSHAKE:
@@ -609,8 +601,19 @@ static void conn_run(moat__conn_t *c)
                 conn_close(c);
                 return;
             }
-            if (r == 0)
+            if (r == 0) {
                 c->hold_out = 0; /* wbuf is full */
+                continue;
+            }
+            /* Counted per step (about a record), not per flush: full records may have left straight from
+             * the TLS layer without one. A long download is not cut by the idle timeout, and yields to the
+             * others after about 2 MiB. */
+            if (++rounds % 16 == 0)
+                timer_set(c, &c->w->q_idle, limits_of(c->w)->idle_timeout_s);
+            if (rounds > 128) {
+                moat_list_push_tail(&c->w->ready, &c->rnode);
+                return;
+            }
             continue;
         case CONN_CLOSING:
             if (!c->shut_sent) {
