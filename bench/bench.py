@@ -233,6 +233,8 @@ class Server:
         self.proc = None
         self.port = 0
         self.dir = None
+        self.wrap = []  # a command the server runs under (valgrind for --instructions)
+        self.start_timeout = 20.0
 
     def command(self, alg):
         raise NotImplementedError
@@ -242,9 +244,9 @@ class Server:
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix=f"{self.label}-", dir=self.fx.top))
         cmd, env = self.command(alg)
         self.out = open(self.dir / "server.out", "wb")
-        self.proc = subprocess.Popen([*PIN_SERVER, *cmd], stdout=self.out,
+        self.proc = subprocess.Popen([*PIN_SERVER, *self.wrap, *cmd], stdout=self.out,
                                      stderr=subprocess.STDOUT, env=env, cwd=self.dir)
-        if not wait_port(self.port, self.proc):
+        if not wait_port(self.port, self.proc, self.start_timeout):
             self.stop()
             die(f"{self.label} did not listen on 127.0.0.1:{self.port}; its output:\n{self.output()}")
 
@@ -848,6 +850,157 @@ def print_costs(all_costs, outdir):
     print(out)
 
 
+# ---------------------------------------------------------------- instruction counts
+
+# Loads for --instructions: (name, certificate, client command, operations it performs or None to read them
+# from the client's output). Counts are small: under valgrind the server runs some 50 times slower.
+INSN_LOADS = [
+    ("keepalive", "ec", lambda srv: ["wrk", "-t1", "-c10", "-d5s", f"https://127.0.0.1:{srv.port}/1k.bin"]),
+    ("hs-ecdsa", "ec", lambda srv: tlsbench_args(srv, "-n", INSN_HANDSHAKES, "-c", "4", "-d", "600")),
+    ("hs-rsa", "rsa", lambda srv: tlsbench_args(srv, "-n", INSN_HANDSHAKES, "-c", "4", "-d", "600")),
+    ("resume", "ec", lambda srv: tlsbench_args(srv, "-r", "-n", INSN_HANDSHAKES, "-c", "4", "-d", "600")),
+    ("download", "ec", lambda srv: ["curl", "-sS", "-k", "--http1.1", "-w", "%{size_download}\\n"]
+     + [x for _ in range(2) for x in ("-o", "/dev/null", f"https://127.0.0.1:{srv.port}/64m.bin")]),
+]
+INSN_HANDSHAKES = 400
+INSN_UNITS = {"keepalive": "request", "download": "MB"}
+
+
+def callgrind_self_by_object(path):
+    """{object basename: self instructions} from a callgrind dump (cost lines after calls= are inclusive
+    costs of the callee and are skipped)."""
+    names, by_obj = {}, {}
+    cur, skip_next = "?", False
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith(("ob=", "cob=")):  # one name table for both
+                ref = line.partition("=")[2].strip()
+                name = ref
+                if ref.startswith("("):
+                    num, _, name = ref.partition(")")
+                    name = name.strip()
+                    if name:
+                        names[num] = name
+                    name = names.get(num, "?")
+                if line.startswith("ob="):
+                    cur = name
+            elif line.startswith("calls="):
+                skip_next = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                if skip_next:
+                    skip_next = False
+                    continue
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    key = os.path.basename(cur)
+                    by_obj[key] = by_obj.get(key, 0) + int(parts[1])
+    return by_obj
+
+
+def insn_run(fx, srv, load, alg, cmd, outdir):
+    """Runs <srv> under callgrind, warms it up, zeroes the counters, applies the load and dumps them.
+    Returns (operations, {object: instructions}) for the process that served."""
+    dumps = outdir / f"{srv.label}-{load}"
+    dumps.mkdir(parents=True, exist_ok=True)
+    srv.wrap = ["valgrind", "--tool=callgrind", "--trace-children=yes", "--cache-sim=no",
+                f"--callgrind-out-file={dumps}/callgrind.%p"]
+    srv.start_timeout = 120.0
+    srv.start(alg)
+    try:
+        warmup(srv, fx)
+        pids = proc_tree(srv.pid)
+        for pid in pids:
+            run(["callgrind_control", "-z", str(pid)], timeout=60)
+        r = client(cmd(srv), 900)
+        for pid in pids:
+            run(["callgrind_control", "-d", str(pid)], timeout=120)
+    finally:
+        srv.stop()
+        srv.wrap = []
+    if r.returncode != 0:
+        die(f"{srv.label} {load}: the load failed: {r.stderr.strip() or r.stdout.strip()}")
+    if load == "keepalive":
+        m = re.search(r"(\d+) requests in", r.stdout)
+        ops = int(m.group(1)) if m else 0
+    elif load == "download":
+        ops = sum(int(x) for x in r.stdout.split() if x.isdigit()) / 1e6
+    else:
+        v = kv(r.stdout.strip().splitlines()[-1])
+        ops = int(v.get("handshakes", 0))
+    # The dump taken on request (its name ends in ".<n>") of the process that did the work: the one
+    # with the most instructions (nginx's master idles).
+    best = {}
+    for f in dumps.glob("callgrind.*.*"):
+        objs = callgrind_self_by_object(f)
+        if sum(objs.values()) > sum(best.values()):
+            best = objs
+    return ops, best
+
+
+def main_instructions(args):
+    """bench.py --instructions [moat|nginx ...] [--loads hs-ecdsa,resume]: instructions per operation."""
+    loads = [name for name, *_ in INSN_LOADS]
+    who = []
+    it = iter(args)
+    for a in it:
+        if a == "--loads":
+            loads = next(it, "").split(",")
+        else:
+            who.append(a)
+    who = who or ["moat", "nginx"]
+    for tool in ("valgrind", "callgrind_control", "wrk", "curl", NGINX):
+        if not shutil.which(tool):
+            die(f"{tool} is missing: apt-get install valgrind, and `scripts/deps.sh bench`")
+    top = pathlib.Path(tempfile.mkdtemp(prefix="moat-insn-"))
+    table_rows = []
+    try:
+        ensure_tlsbench(top)
+        fx = Fixture(top)
+        fx.make()
+        servers = []
+        for w in who:
+            if w == "moat":
+                srv = Moat(fx, "moat")
+                why = srv.available() if os.access(MOAT, os.X_OK) else f"{MOAT} is not built"
+                if why:
+                    die(f"cannot measure moat: {why}")
+                srv.prepare()
+            elif w == "nginx":
+                srv = Nginx(fx, "nginx")
+            else:
+                die(f"cannot measure {w!r}: moat or nginx")
+            servers.append(srv)
+        for name, alg, cmd in INSN_LOADS:
+            if name not in loads:
+                continue
+            per = {}
+            for srv in servers:
+                ops, objs = insn_run(fx, srv, name, alg, cmd, top / "callgrind")
+                total = sum(objs.values())
+                tls = sum(v for k, v in objs.items() if k.startswith(("libssl", "libcrypto")))
+                libc = sum(v for k, v in objs.items() if k.startswith(("libc.", "libc-", "ld-linux")))
+                per[srv.label] = (ops, total, tls, libc)
+                own = total - tls - libc
+                log(f"{name:10} {srv.label:6} {ops:10.0f} operations, {total / max(ops, 1):12,.0f} instructions "
+                    f"each: libssl/libcrypto {tls / max(total, 1):.1%}, libc {libc / max(total, 1):.1%}, "
+                    f"the rest (the server's own code) {own / max(total, 1):.1%}")
+            table_rows.append((name, per))
+        unit = lambda n: INSN_UNITS.get(n, "handshake")
+        labels = [s.label for s in servers]
+        print(f"\ninstructions per operation in user space (valgrind callgrind; the kernel is not counted)")
+        print(f"{'load':10} {'unit':9}" + "".join(f"{lb:>14}" for lb in labels)
+              + ("   ratio (" + labels[1] + "/" + labels[0] + ")" if len(labels) == 2 else ""))
+        for name, per in table_rows:
+            vals = [per[lb][1] / max(per[lb][0], 1) for lb in labels]
+            line = f"{name:10} {unit(name):9}" + "".join(f"{v:14,.0f}" for v in vals)
+            if len(vals) == 2 and vals[0]:
+                line += f"   {vals[1] / vals[0]:.3f}x"
+            print(line)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    return 0
+
+
 # ---------------------------------------------------------------- main
 
 def ensure_tlsbench(top):
@@ -904,6 +1057,8 @@ def main_profile(args):
 def main():
     if sys.argv[1:2] == ["--profile"]:
         return main_profile(sys.argv[2:])
+    if sys.argv[1:2] == ["--instructions"]:
+        return main_instructions(sys.argv[2:])
     for tool in ("taskset", "wrk", "curl", "openssl", NGINX):
         if not shutil.which(tool):
             die(f"{tool} is missing: run `scripts/deps.sh bench` (as root) first")
