@@ -147,8 +147,7 @@ static int in_history(moat_store_t *st, const char *name, X509 *cert, int *found
         return 0;
     if (!X509_digest(cert, EVP_sha256(), md, &mdlen))
         return moat_err_ossl(err, MOAT_E_PKI, "hashing a certificate");
-    for (unsigned int i = 0; i < mdlen; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    moat_hex_lower(md, mdlen, hex);
     if ((rc = moat_store_cert_list(st, name, &list, err)) != 0)
         return rc;
     for (size_t i = 0; i < list.n; i++)

@@ -65,6 +65,8 @@ void moat__free_secret(void **pp, size_t len);
 
 /* Copies at most size-1 bytes and always terminates; returns 0, or MOAT_E_LIMIT if truncated. */
 int moat_strlcpy(char *dst, const char *src, size_t size);
+/* Writes <n> bytes as 2n lowercase hex digits and a NUL: <out> holds 2n+1 bytes. Returns <out>. */
+char *moat_hex_lower(const unsigned char *in, size_t n, char *out);
 /* Parses a decimal integer in [min,max] with an end check; returns 0 or MOAT_E_INVAL. */
 int moat_parse_long(const char *s, long min, long max, long *out);
 

@@ -66,6 +66,17 @@ void moat__free_secret(void **pp, size_t len)
     *pp = NULL;
 }
 
+char *moat_hex_lower(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+    return out;
+}
+
 int moat_strlcpy(char *dst, const char *src, size_t size)
 {
     size_t n = strlen(src);

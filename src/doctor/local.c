@@ -38,16 +38,6 @@ typedef struct local {
     int64_t server_pid;
 } local_t;
 
-static void hexlower(const unsigned char *md, unsigned n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < n; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* The leaf and chain of a stored certificate as a stack (leaf first); NULL when it does not parse. */
 static STACK_OF(X509) * cert_stack(const moat_store_cert_t *c)
 {
@@ -911,7 +901,7 @@ static void check_listener_addr(local_t *l, const moat_listener_t *ln, int famil
             char got[2 * EVP_MAX_MD_SIZE + 1] = "", name[256];
             X509 *leaf = sk_X509_value(fe.chain, 0);
             if (X509_digest(leaf, EVP_sha256(), md, &mdlen) == 1)
-                hexlower(md, mdlen, got);
+                moat_hex_lower(md, mdlen, got);
             moat__doctor_short_name(leaf, name, sizeof(name));
             moat_doctor_fact(l->r, subject, "serves", "%s for %s: %s, %s, %s", addr, sni ? sni : "(no SNI)",
                              name, fe.version, fe.cipher);

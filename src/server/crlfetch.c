@@ -326,16 +326,12 @@ static void fingerprint_hex(const unsigned char *der, size_t len, char out[MOAT_
 {
     unsigned char md[32];
     unsigned int mdlen = 0;
-    static const char hex[] = "0123456789abcdef";
     if (EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
         memset(out, '0', MOAT_STORE_FPR_LEN);
+        out[MOAT_STORE_FPR_LEN] = '\0';
     } else {
-        for (size_t i = 0; i < 32; i++) {
-            out[2 * i] = hex[md[i] >> 4];
-            out[2 * i + 1] = hex[md[i] & 15];
-        }
+        moat_hex_lower(md, 32, out);
     }
-    out[MOAT_STORE_FPR_LEN] = '\0';
 }
 
 static void source_dispose(source_t *s)

@@ -50,7 +50,6 @@ void moat__publish_free(moat__publish_t **pub)
 static int set_file(moat__publish_t *pub, int i, unsigned char *body, size_t len, time_t last_modified,
                     moat_err_t *err)
 {
-    static const char hex[] = "0123456789abcdef";
     moat__pub_file_t *f = &pub->file[i];
     unsigned char md[32];
     size_t o = 0;
@@ -60,10 +59,8 @@ static int set_file(moat__publish_t *pub, int i, unsigned char *body, size_t len
         return moat_err_ossl(err, MOAT_E_PKI, "hashing %s", pub_paths[i].path);
     }
     f->etag[o++] = '"';
-    for (size_t k = 0; k < 12; k++) {
-        f->etag[o++] = hex[md[k] >> 4];
-        f->etag[o++] = hex[md[k] & 15];
-    }
+    moat_hex_lower(md, 12, f->etag + o);
+    o += 24;
     f->etag[o++] = '"';
     f->etag[o] = '\0';
     f->body = body;

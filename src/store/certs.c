@@ -156,8 +156,7 @@ int moat__store_cert_meta(const uint8_t *der, size_t len, moat__cert_meta_t *m, 
         rc = moat_err_ossl(err, MOAT_E_PKI, "hashing the certificate failed");
         goto done;
     }
-    for (unsigned i = 0; i < mdlen; i++)
-        snprintf(m->fingerprint + 2 * i, 3, "%02x", md[i]);
+    moat_hex_lower(md, mdlen, m->fingerprint);
 done:
     OPENSSL_free(hex);
     BN_free(bn);

@@ -4,6 +4,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <string.h>
 
 static void test_set_returns_code(void)
 {
@@ -55,6 +56,17 @@ static void test_strlcpy(void)
     CHECK_STR(b, "abc");
 }
 
+static void test_hex_lower(void)
+{
+    const unsigned char in[] = {0x00, 0x09, 0xab, 0xf0, 0xff};
+    char out[2 * sizeof(in) + 2];
+    memset(out, 'x', sizeof(out));
+    CHECK(moat_hex_lower(in, sizeof(in), out) == out);
+    CHECK_STR(out, "0009abf0ff");
+    CHECK_EQ(out[sizeof(out) - 1], 'x'); /* 2n digits and the NUL, nothing more */
+    CHECK_STR(moat_hex_lower(in, 0, out), "");
+}
+
 int main(void)
 {
     RUN(test_set_returns_code);
@@ -62,5 +74,6 @@ int main(void)
     RUN(test_prefix);
     RUN(test_parse_long);
     RUN(test_strlcpy);
+    RUN(test_hex_lower);
     return harness_done();
 }
