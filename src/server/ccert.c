@@ -56,11 +56,30 @@ static int cmp_serial(const void *key, const void *elem)
     return strcmp((const char *)key, *(char *const *)elem);
 }
 
-static int issued_by_moat(const moat__conn_t *c, X509 *x)
+/*
+ * Whether moat's CA issued <x>. A name is not enough: another trusted CA may carry the same one (a
+ * migration that kept the old CA's name), and its certificates must be checked against its own CRLs. The
+ * issuer from the verified chain must be one of moat's CA certificates; without a chain (a resumed
+ * session) the certificate's authority key identifier must be a moat CA's subject key identifier, which
+ * moat writes into everything it issues.
+ */
+static int issued_by_moat(const moat__conn_t *c, X509 *x, X509 *issuer)
 {
-    for (size_t i = 0; i < c->wg->nmoat_ca; i++)
-        if (X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(c->wg->moat_ca[i])) == 0)
+    const ASN1_OCTET_STRING *akid = X509_get0_authority_key_id(x);
+    for (size_t i = 0; i < c->wg->nmoat_ca; i++) {
+        X509 *ca = c->wg->moat_ca[i];
+        const ASN1_OCTET_STRING *skid;
+        if (X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(ca)) != 0)
+            continue;
+        if (issuer != NULL) {
+            if (X509_cmp(issuer, ca) == 0)
+                return 1;
+            continue;
+        }
+        skid = X509_get0_subject_key_id(ca);
+        if (akid != NULL && skid != NULL && ASN1_OCTET_STRING_cmp(akid, skid) == 0)
             return 1;
+    }
     return 0;
 }
 
@@ -117,7 +136,7 @@ static int cert_revoked(moat__conn_t *c, X509 *x, X509 *issuer, long long now)
     char serial[MOAT_PKI_SERIAL_KEY_SIZE];
     if (moat_pki_serial_key(X509_get0_serialNumber(x), serial) != 0)
         return -1; /* a serial longer than RFC 5280 allows (or no memory): nothing can vouch for it */
-    if (issued_by_moat(c, x))
+    if (issued_by_moat(c, x, issuer))
         return moat_ca_revoked(c, serial);
     return crl_revoked(c, x, issuer, serial, now);
 }

@@ -300,3 +300,28 @@ def test_redirect_not_followed_and_a_silent_point_does_not_delay_a_stop(moat, co
         red.shutdown()
         red.server_close()
         silent.close()
+
+
+def test_other_ca_with_moat_cas_name_is_checked_by_its_own_crl(moat, setup):  # noqa: F811
+    """A trusted CA whose name is the same as moat's own CA (a migration that kept the old CA's name): its
+    certificates are not moat's, so their revocation comes from their CRL, not from moat's list."""
+    root, ca_pem = setup
+    pki = Pki(moat.dir / "twin")
+    pki.root("twin", cn="Serve CCert CA")  # the name `setup` gave moat's CA
+    moat.ok("trust", "add", pki.path("twin.pem"), "--name", "corp")
+    srv = CrlServer(moat.dir / "crls")
+    try:
+        url = srv.url("twin.crl")
+        carol = client(pki, "carol", issuer="twin", crl_url=url)
+        mallory = client(pki, "mallory", issuer="twin", crl_url=url)
+        pki.revoke("mallory", "twin")
+        pki.gencrl("twin", srv.dir / "twin.crl")
+        port = free_port()
+        serve(moat, root, [port])
+        assert wait_for(lambda: verdict(port, carol, ca_pem)[0] == 200, timeout=10), verdict(port, carol, ca_pem)
+        # the CRL lists mallory: refused however long we wait for moat's own (empty) revocation list
+        assert wait_for(lambda: verdict(port, mallory, ca_pem)[1] == "revoked", timeout=10), \
+            verdict(port, mallory, ca_pem)
+        assert srv.hits >= 1
+    finally:
+        srv.stop()

@@ -144,3 +144,49 @@ def test_no_usable_anchor_fails_closed(moat):
     assert "no usable trust anchor" in r.stderr
     r = moat.fails("serve", "-c", cfg)
     assert "no usable trust anchor" in r.stderr
+
+
+def _get_over(ctx, port, session=None):
+    """GET /private/ with python's ssl; returns (status, X-Moat-Client-Cert or None, reused, session)."""
+    import socket
+    import ssl
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            s.sendall(b"GET /private/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except ssl.SSLZeroReturnError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+            why = [ln.split(":", 1)[1].strip() for ln in head.split("\r\n")
+                   if ln.lower().startswith("x-moat-client-cert:")]
+            return int(head.split()[1]), (why[0] if why else None), s.session_reused, s.session
+
+
+@pytest.mark.parametrize("intermediate", [False, True])
+def test_resumed_session_keeps_moat_ca_verdicts(moat, setup, intermediate):
+    """A resumed session carries no verified chain: the certificate is still recognised as moat's (by its
+    authority key identifier), so it passes while valid and is refused once revoked."""
+    import ssl
+    root, ca_pem = setup
+    if intermediate:
+        moat.ok("ca", "init", "--intermediate", "--cn", "Serve CCert Issuing CA")
+    alice = client_pem_from_moat(moat, "alice", "alice")
+    port = free_port()
+    moat.serve(config(moat, [site(["localhost"], port, root=root, extra="client_certificate: required")]),
+               wait=[port])
+    ctx = ssl.create_default_context(cafile=str(ca_pem))
+    ctx.load_cert_chain(str(alice))
+    st, why, reused, sess = _get_over(ctx, port)
+    assert (st, why, reused) == (200, None, False)
+    st, why, reused, sess = _get_over(ctx, port, sess)
+    assert (st, why, reused) == (200, None, True)
+    moat.ok("ca", "revoke", "alice")
+    assert wait_for(lambda: _get_over(ctx, port, sess)[1] == "revoked", timeout=5)
+    st, why, reused, _ = _get_over(ctx, port, sess)
+    assert (st, why, reused) == (403, "revoked", True)
