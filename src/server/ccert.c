@@ -98,7 +98,8 @@ static int moat_ca_revoked(const moat__conn_t *c, const char *serial)
  * verified is revoked, in date or not: revocation is final. A point the snapshot does not know yet is
  * left for the fetcher, so the next requests can be answered.
  */
-static int crl_revoked(moat__conn_t *c, X509 *x, X509 *issuer, const char *serial, long long now)
+static int crl_revoked(moat__conn_t *c, X509 *x, X509 *issuer, const char *serial, long long now,
+                       int *pending)
 {
     char urls[4][MOAT_PKI_URL_SIZE];
     size_t n = moat_pki_cert_crl_urls(x, urls, MOAT_ARRAY_LEN(urls));
@@ -117,42 +118,46 @@ static int crl_revoked(moat__conn_t *c, X509 *x, X509 *issuer, const char *seria
                 memcmp(e->issuer_name, name, name_len) != 0)
                 continue;
             known = 1;
-            if (e->fetched_at == 0)
+            if (e->fetched_at == 0) {
+                *pending |= e->pending;
                 continue;
+            }
             if (e->nrevoked > 0 &&
                 bsearch(serial, e->revoked, e->nrevoked, sizeof(char *), cmp_serial) != NULL)
                 return 1;
             fresh |= e->next_update > now;
         }
-        if (!known && issuer != NULL)
+        if (!known && issuer != NULL) {
             moat__crlf_want(c->w->srv->crlf, urls[u], issuer);
+            *pending = 1;
+        }
     }
     return fresh ? 0 : -1;
 }
 
-/* Revocation of <x>: 1 revoked, 0 not, -1 unknown. */
-static int cert_revoked(moat__conn_t *c, X509 *x, X509 *issuer, long long now)
+/* Revocation of <x>: 1 revoked, 0 not, -1 unknown (*pending set when a first fetch may still tell). */
+static int cert_revoked(moat__conn_t *c, X509 *x, X509 *issuer, long long now, int *pending)
 {
     char serial[MOAT_PKI_SERIAL_KEY_SIZE];
     if (moat_pki_serial_key(X509_get0_serialNumber(x), serial) != 0)
         return -1; /* a serial longer than RFC 5280 allows (or no memory): nothing can vouch for it */
     if (issued_by_moat(c, x, issuer))
         return moat_ca_revoked(c, serial);
-    return crl_revoked(c, x, issuer, serial, now);
+    return crl_revoked(c, x, issuer, serial, now, pending);
 }
 
 /* Revocation of the client's chain: every certificate below the anchor is checked (an intermediate
  * revoked by its root revokes everything under it). 1 revoked, 0 not, -1 unknown. */
-static int chain_revoked(moat__conn_t *c, X509 *peer)
+static int chain_revoked(moat__conn_t *c, X509 *peer, int *pending)
 {
     STACK_OF(X509) *chain = SSL_get0_verified_chain(c->ssl);
     long long now = (long long)time(NULL);
     int n = chain != NULL ? sk_X509_num(chain) : 0, unknown = 0;
 
     if (n < 2 || sk_X509_value(chain, 0) != peer)
-        return cert_revoked(c, peer, NULL, now);
+        return cert_revoked(c, peer, NULL, now, pending);
     for (int i = 0; i + 1 < n; i++) {
-        int r = cert_revoked(c, sk_X509_value(chain, i), sk_X509_value(chain, i + 1), now);
+        int r = cert_revoked(c, sk_X509_value(chain, i), sk_X509_value(chain, i + 1), now, pending);
         if (r == 1)
             return 1;
         unknown |= r < 0;
@@ -160,13 +165,15 @@ static int chain_revoked(moat__conn_t *c, X509 *peer)
     return unknown ? -1 : 0;
 }
 
-const char *moat__ccert_verdict(moat__conn_t *c)
+const char *moat__ccert_verdict(moat__conn_t *c, int *pending)
 {
     X509 *peer = c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : NULL;
     long e;
     const char *r;
-    int rev;
+    int rev, wait = 0;
 
+    if (pending != NULL)
+        *pending = 0;
     if (peer == NULL)
         return "none";
     e = c->ccert_err >= 0 ? c->ccert_err : SSL_get_verify_result(c->ssl);
@@ -178,10 +185,13 @@ const char *moat__ccert_verdict(moat__conn_t *c)
         return "not-yet-valid";
     if (X509_check_purpose(peer, X509_PURPOSE_SSL_CLIENT, 0) != 1)
         return "wrong-purpose";
-    rev = chain_revoked(c, peer);
+    rev = chain_revoked(c, peer, &wait);
     if (rev == 1)
         return "revoked";
-    if (rev < 0 && c->site->client_revocation_unknown != MOAT_REVOCATION_UNKNOWN_ALLOW)
+    if (rev < 0 && c->site->client_revocation_unknown != MOAT_REVOCATION_UNKNOWN_ALLOW) {
+        if (pending != NULL)
+            *pending = wait;
         return "revocation-unknown";
+    }
     return NULL;
 }

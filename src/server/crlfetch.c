@@ -110,6 +110,7 @@ static int copy_entry(moat__crl_entry_t *e, const source_t *s)
     e->issuer_name_len = len;
     e->fetched_at = s->row.der.len > 0 ? s->row.fetched_at : 0;
     e->next_update = s->row.der.len > 0 ? s->row.next_update : 0;
+    e->pending = s->row.der.len == 0 && s->failures == 0;
     if (s->info.nrevoked > 0 && (e->revoked = moat_calloc(s->info.nrevoked, sizeof(char *))) == NULL)
         return MOAT_E_NOMEM;
     for (size_t i = 0; i < s->info.nrevoked; i++) {
@@ -150,6 +151,7 @@ static void publish(moat__crlf_t *f)
         old = atomic_exchange(&srv->workers[w].crl_mailbox, set);
         /* The worker never took <old>: nobody else holds it. */
         moat__crlset_release(old);
+        moat_loop_wake(&srv->workers[w].loop); /* requests may be waiting for this CRL */
     }
     moat__crlset_release(set);
 }

@@ -182,7 +182,14 @@ void moat__request_handle(moat__conn_t *c, int status)
     if (gs->wants_ccert) {
         moat_ccert_t mode = moat_site_ccert_for_path(site, path);
         if (mode != MOAT_CCERT_OFF) {
-            const char *why = c->secure ? moat__ccert_verdict(c) : "none";
+            int pending = 0;
+            const char *why = c->secure ? moat__ccert_verdict(c, &pending) : "none";
+            if (why != NULL && mode == MOAT_CCERT_REQUIRED && pending && moat__conn_wait_crl(c)) {
+                /* The first fetch of a CRL this certificate needs is under way: refusing now would
+                 * turn away the first visit of every new client. The request is handled again. */
+                c->resp_active = 0;
+                return;
+            }
             c->ccert = why != NULL ? why : "ok";
             if (why != NULL && mode == MOAT_CCERT_REQUIRED) {
                 /* DESIGN: never a bare 403.7: the page, a header and the log say why. */

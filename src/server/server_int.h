@@ -156,6 +156,7 @@ typedef struct moat__crl_entry {
     unsigned char *issuer_name; /* DER of the issuing CA's name */
     size_t issuer_name_len;
     long long fetched_at;  /* 0: no CRL verified yet (being fetched) */
+    int pending;           /* no fetch has finished yet: a verdict that needs this CRL may wait for it */
     long long next_update; /* of the CRL held; past it, the CRL vouches for nothing */
     char **revoked;        /* sorted serial keys (moat_pki_serial_key) */
     size_t nrevoked;
@@ -198,6 +199,7 @@ struct moat__worker {
     moat_list_t conns;                 /* every connection */
     moat_list_t q_header;              /* handshake / request head deadlines (header_timeout_s) */
     moat_list_t q_idle;                /* keep-alive and send deadlines (idle_timeout_s) */
+    moat_list_t q_crl;                 /* requests waiting for a first CRL fetch (MOAT__CRL_WAIT_MS) */
     moat_list_t ready;                 /* connections that yielded with work left */
     size_t nconns;
     size_t max_conns; /* this worker's share of limits.max_connections */
@@ -263,8 +265,13 @@ typedef enum {
     CONN_BODY,          /* discarding a request body */
     CONN_SEND,          /* sending a response */
     CONN_CLOSING,       /* final flush, then close (or linger) */
-    CONN_LINGER         /* write side shut; draining the client's leftovers before close */
+    CONN_LINGER,        /* write side shut; draining the client's leftovers before close */
+    CONN_WAIT_CRL       /* a parsed request waits for a CRL its client certificate needs (in w->q_crl) */
 } moat__conn_state_t;
+
+/* How long a request whose client certificate names a CRL the server has not fetched yet waits for the
+ * first fetch, before it is answered "revocation-unknown". */
+#define MOAT__CRL_WAIT_MS 5000
 
 /* Per-request state, taken from a pool when a request starts and given back when the connection
  * waits idle: an idle keep-alive connection does not carry it. */
@@ -303,12 +310,13 @@ typedef struct moat__conn {
     unsigned readable : 1, writable : 1, req_started : 1, head_ok : 1, sni_matched : 1, shut_sent : 1,
         out_armed : 1, ccert_denied : 1, peer_closed : 1,
         site_from_hello : 1, /* the ClientHello callback chose the site: the servername callback keeps it */
-        hold_out : 1;        /* wbuf waits for the answer to records already received (one send for both) */
+        hold_out : 1,        /* wbuf waits for the answer to records already received (one send for both) */
+        crl_waited : 1;      /* this request waited for a CRL already; deadline_ms is when it stops */
     int ccert_err;           /* first chain verification error of the handshake; -1: none seen */
     const char *ccert; /* client-certificate verdict of the current request ("ok" or a reason), or NULL */
     const moat_site_t *site; /* borrowed from wg->gen->cfg: chosen by SNI (TLS) or Host (plain) */
     moat_list_t node;        /* in w->conns */
-    moat_list_t tnode;       /* in w->q_header or w->q_idle */
+    moat_list_t tnode;       /* in w->q_header, w->q_idle or w->q_crl */
     moat_list_t rnode;       /* in w->ready when it yielded with work left */
     uint64_t deadline_ms;
     struct timespec req_t0; /* when the request's first byte was seen */
@@ -332,8 +340,14 @@ void moat__fcache_free(moat__worker_t *w);
 
 /* ccert.c: the client-certificate verdict of <c> now: NULL when valid, else the reason ("none",
  * "expired", "not-yet-valid", "untrusted", "revoked", "revocation-unknown", "wrong-purpose",
- * "malformed"). Expiry and revocation are checked again on every call. */
-const char *moat__ccert_verdict(moat__conn_t *c);
+ * "malformed"). Expiry and revocation are checked again on every call. When <pending> is not NULL it is set
+ * to 1 if the verdict is "revocation-unknown" only because a CRL has not been fetched yet (the fetcher was
+ * asked for it): the answer may be worth waiting for (moat__conn_wait_crl). */
+const char *moat__ccert_verdict(moat__conn_t *c, int *pending);
+/* worker.c: parks <c>'s request until the next CRL snapshot or its wait runs out (MOAT__CRL_WAIT_MS from
+ * the first park); the request is then handled again. Returns 1 when parked, 0 when the wait is over (the
+ * verdict stands) or the server is stopping. */
+int moat__conn_wait_crl(moat__conn_t *c);
 /* whoami.c: answers MOAT_WHOAMI_PATH (the verdict, subject, serial, issuer and not after of this
  * connection's client certificate; text, or JSON for "Accept: application/json" / "?format=json").
  * Returns 1 when <path> was that endpoint and c->rs->resp is filled, else 0. */

@@ -87,7 +87,7 @@ int moat__whoami(moat__conn_t *c, const moat_site_t *site, const char *path, moa
         verdict = "none";
         moat_strlcpy(note, "plain http carries no certificate: use https", sizeof(note));
     } else {
-        const char *why = moat__ccert_verdict(c);
+        const char *why = moat__ccert_verdict(c, NULL);
         verdict = why != NULL ? why : "valid";
     }
     if (peer != NULL) {

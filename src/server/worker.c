@@ -89,7 +89,57 @@ static int next_timeout_ms(moat__worker_t *w)
                 next = c->deadline_ms;
         }
     }
+    /* Waits on q_crl are few and not in deadline order (a request parks again with its first deadline). */
+    for (moat_list_t *n = w->q_crl.next; n != &w->q_crl; n = n->next) {
+        moat__conn_t *c = moat_container_of(n, moat__conn_t, tnode);
+        if (c->deadline_ms < next)
+            next = c->deadline_ms;
+    }
     return next > w->loop.now_ms ? (int)(next - w->loop.now_ms) : 0;
+}
+
+/* ---- requests waiting for a CRL --------------------------------------------------------------------- */
+
+int moat__conn_wait_crl(moat__conn_t *c)
+{
+    moat__worker_t *w = c->w;
+    if (w->stop_deadline_ms != 0)
+        return 0;
+    if (!c->crl_waited) {
+        c->crl_waited = 1;
+        c->deadline_ms = w->loop.now_ms + MOAT__CRL_WAIT_MS;
+    } else if (w->loop.now_ms >= c->deadline_ms) {
+        return 0;
+    }
+    moat_list_push_tail(&w->q_crl, &c->tnode);
+    c->state = CONN_WAIT_CRL;
+    return 1;
+}
+
+/* Handles again the requests parked on q_crl: all of them when a new CRL snapshot has come (or the server
+ * stops), else those whose wait ran out. A request may park again until its own deadline. */
+static void resume_crl_waits(moat__worker_t *w)
+{
+    int all = atomic_load_explicit(&w->crl_mailbox, memory_order_acquire) != NULL || w->stop_deadline_ms != 0;
+    moat_list_t batch;
+
+    if (moat_list_empty(&w->q_crl))
+        return;
+    moat_list_init(&batch);
+    for (moat_list_t *n = w->q_crl.next, *next; n != &w->q_crl; n = next) {
+        moat__conn_t *c = moat_container_of(n, moat__conn_t, tnode);
+        next = n->next;
+        if (all || w->loop.now_ms >= c->deadline_ms)
+            moat_list_push_tail(&batch, &c->tnode);
+    }
+    while (!moat_list_empty(&batch)) {
+        moat__conn_t *c = moat_container_of(batch.next, moat__conn_t, tnode);
+        moat_list_remove(&c->tnode);
+        c->state = CONN_HEAD;
+        moat__request_handle(c, 0);
+        if (c->state != CONN_WAIT_CRL)
+            conn_run(c);
+    }
 }
 
 /* ---- buffers ------------------------------------------------------------------------------------ */
@@ -404,6 +454,7 @@ static int try_request(moat__conn_t *c)
             }
             c->req_started = 1;
             c->head_ok = 0;
+            c->crl_waited = 0;
             moat_http_req_reset(&c->rs->req);
             clock_gettime(CLOCK_MONOTONIC, &c->req_t0);
             c->body_sent = 0;
@@ -563,6 +614,14 @@ static void conn_run(moat__conn_t *c)
             if (r == SSL_ERROR_WANT_WRITE && c->io.wlen > 0)
                 continue;
             handshake_failed(c);
+            return;
+        case CONN_WAIT_CRL:
+            /* Bytes that arrive meanwhile (a pipelined request) wait in the socket; readable stays set.
+             * What was held for the answer (the tickets) leaves now. */
+            if (c->hold_out) {
+                c->hold_out = 0;
+                continue;
+            }
             return;
         case CONN_HEAD:
         case CONN_BODY:
@@ -966,6 +1025,7 @@ static void *worker_main(void *arg)
         }
         expire(w, &w->q_header);
         expire(w, &w->q_idle);
+        resume_crl_waits(w);
         if (w->alog_len > 0 && (w->alog_len > ACCESS_BUF / 2 || w->loop.now_ms - w->alog_flushed_ms >= 1000))
             moat__access_flush(w);
     }
@@ -986,6 +1046,7 @@ int moat__worker_start(moat__worker_t *w, moat_err_t *err)
     moat_list_init(&w->conns);
     moat_list_init(&w->q_header);
     moat_list_init(&w->q_idle);
+    moat_list_init(&w->q_crl);
     moat_list_init(&w->ready);
     w->alog = moat_malloc(ACCESS_BUF);
     if (w->alog == NULL)
