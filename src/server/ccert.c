@@ -96,7 +96,8 @@ static int moat_ca_revoked(const moat__conn_t *c, const char *serial)
  * CRLs of its distribution points: 1 revoked, 0 not (a CRL in date does not list it), -1 unknown (no
  * http distribution point, no CRL fetched yet, or only out-of-date ones). A serial listed by any CRL that
  * verified is revoked, in date or not: revocation is final. A point the snapshot does not know yet is
- * left for the fetcher, so the next requests can be answered.
+ * left for the fetcher; it, and a point whose first fetch has not finished, set *pending so that the
+ * request can wait for the answer (moat__conn_wait_crl).
  */
 static int crl_revoked(moat__conn_t *c, X509 *x, X509 *issuer, const char *serial, long long now,
                        int *pending)
