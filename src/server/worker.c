@@ -9,7 +9,7 @@
  * Bytes: one read() fills rbuf with ciphertext that our BIO feeds to OpenSSL; responses are staged in
  * obuf, encrypted by SSL_write into wbuf (many records per call) and sent with one send(). Buffers come
  * from per-worker pools and go back whenever a connection waits idle, so an idle keep-alive connection
- * holds only its SSL object (SSL_MODE_RELEASE_BUFFERS) and this struct.
+ * holds only its SSL object (its record buffers freed too) and this struct.
  */
 #include "server/server_int.h"
 
@@ -201,10 +201,14 @@ int moat__conn_out_bufs(moat__conn_t *c, int bulk)
     return 0;
 }
 
-/* Gives back every buffer that holds nothing: idle connections cost no buffer memory. */
+/* Gives back every buffer that holds nothing: idle connections cost no buffer memory. OpenSSL's own
+ * record buffers go too, here rather than after every record (SSL_MODE_RELEASE_BUFFERS freed and
+ * allocated them two or three times per request); with a record partly read they stay until next time. */
 static void release_idle_bufs(moat__conn_t *c)
 {
     moat__worker_t *w = c->w;
+    if (c->ssl != NULL)
+        (void)SSL_free_buffers(c->ssl); /* 0: a record is partly read, its buffer is still needed */
     if (c->hlen == 0)
         moat_bufpool_put(&w->small, (void **)&c->hbuf);
     if (c->io.rbuf != NULL && c->io.rpos == c->io.rlen) {

@@ -284,7 +284,7 @@ SSL_CTX *moat_tls_ctx_new_ex(moat_tls_lib_t *lib, const moat_tls_cert_src_t *cer
         moat_err_ossl(err, MOAT_E_PKI, "setting TLS protocols, ciphers and groups");
         goto fail;
     }
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN | SSL_MODE_ENABLE_PARTIAL_WRITE |
+    SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Stateless tickets only: no server-side cache, one ticket per handshake, keys from our ring. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
