@@ -180,9 +180,21 @@ const char *moat__ccert_verdict(moat__conn_t *c, int *pending)
     e = c->ccert_err >= 0 ? c->ccert_err : SSL_get_verify_result(c->ssl);
     if ((r = reason_of(e)) != NULL)
         return r;
-    if (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0)
+    if (!c->ccert_dates) {
+        /* The certificate cannot change within a connection (no renegotiation): its dates are read once,
+         * and each request compares them with the clock (X509_cmp_current_time parses both every time). */
+        time_t nb, na;
+        moat_err_t err = {0};
+        if (moat_pki_asn1_time_to_time(X509_get0_notBefore(peer), &nb, &err) != 0 ||
+            moat_pki_asn1_time_to_time(X509_get0_notAfter(peer), &na, &err) != 0)
+            return "malformed"; /* verification already said so; never a pass */
+        c->ccert_not_before = (int64_t)nb;
+        c->ccert_not_after = (int64_t)na;
+        c->ccert_dates = 1;
+    }
+    if (c->ccert_not_after <= (int64_t)time(NULL))
         return "expired";
-    if (X509_cmp_current_time(X509_get0_notBefore(peer)) >= 0)
+    if (c->ccert_not_before > (int64_t)time(NULL))
         return "not-yet-valid";
     if (X509_check_purpose(peer, X509_PURPOSE_SSL_CLIENT, 0) != 1)
         return "wrong-purpose";

@@ -311,9 +311,11 @@ typedef struct moat__conn {
         out_armed : 1, ccert_denied : 1, peer_closed : 1,
         site_from_hello : 1, /* the ClientHello callback chose the site: the servername callback keeps it */
         hold_out : 1,        /* wbuf waits for the answer to records already received (one send for both) */
-        crl_waited : 1;      /* this request waited for a CRL already; deadline_ms is when it stops */
+        crl_waited : 1,      /* this request waited for a CRL already; deadline_ms is when it stops */
+        ccert_dates : 1;     /* ccert_not_before/after hold the client certificate's dates */
     int ccert_err;           /* first chain verification error of the handshake; -1: none seen */
     const char *ccert; /* client-certificate verdict of the current request ("ok" or a reason), or NULL */
+    int64_t ccert_not_before, ccert_not_after; /* the client certificate's dates, read once (ccert.c) */
     const moat_site_t *site; /* borrowed from wg->gen->cfg: chosen by SNI (TLS) or Host (plain) */
     moat_list_t node;        /* in w->conns */
     moat_list_t tnode;       /* in w->q_header, w->q_idle or w->q_crl */

@@ -190,3 +190,56 @@ def test_resumed_session_keeps_moat_ca_verdicts(moat, setup, intermediate):
     assert wait_for(lambda: _get_over(ctx, port, sess)[1] == "revoked", timeout=5)
     st, why, reused, _ = _get_over(ctx, port, sess)
     assert (st, why, reused) == (403, "revoked", True)
+
+
+def test_certificate_expiring_during_a_keep_alive_connection(moat, setup):
+    """The dates are checked on every request, also on one connection: a certificate that expires while
+    the connection is open is refused from then on."""
+    import socket
+    import ssl
+    import time
+    root, ca_pem = setup
+    corp = CA(moat.dir, name="Corp Root")
+    moat.ok("trust", "add", corp.pem, "--name", "corp")
+    ca_key = serialization.load_pem_private_key(corp.key.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(corp.pem.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "brief")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(seconds=4))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = moat.dir / "brief.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM))
+    port = free_port()
+    moat.serve(config(moat, [site(["localhost"], port, root=root, extra=(
+        "client_certificate: required\nclient_trust: [corp]\nclient_revocation_unknown: allow"))]), wait=[port])
+    ctx = ssl.create_default_context(cafile=str(ca_pem))
+    ctx.load_cert_chain(str(pem))
+
+    def ask(s):
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = int([ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0])
+        while len(body) < length:
+            body += s.recv(65536)
+        status = int(head.split()[1])
+        why = [ln.split(b":", 1)[1].strip().decode() for ln in head.split(b"\r\n")
+               if ln.lower().startswith(b"x-moat-client-cert:")]
+        return status, (why[0] if why else None)
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            assert ask(s) == (200, None)
+            assert ask(s) == (200, None)
+            time.sleep(max(0.0, (now + datetime.timedelta(seconds=5.5) -
+                                 datetime.datetime.now(datetime.timezone.utc)).total_seconds()))
+            assert ask(s) == (403, "expired")
