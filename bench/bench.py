@@ -850,6 +850,32 @@ def print_costs(all_costs, outdir):
     print(out)
 
 
+def servers_and_loads(args, loads, who):
+    """[moat|nginx ...] [--loads a,b]: the servers named (else <who>) and the loads (else <loads>)."""
+    named = []
+    it = iter(args)
+    for a in it:
+        if a == "--loads":
+            loads = next(it, "").split(",")
+        else:
+            named.append(a)
+    return named or who, loads
+
+
+def named_server(fx, w, purpose):
+    """The moat (store prepared) or nginx of the fixture <fx>; dies on any other name."""
+    if w == "moat":
+        srv = Moat(fx, "moat")
+        why = srv.available() if os.access(MOAT, os.X_OK) else f"{MOAT} is not built"
+        if why:
+            die(f"cannot {purpose} moat: {why}")
+        srv.prepare()
+        return srv
+    if w == "nginx":
+        return Nginx(fx, "nginx")
+    die(f"cannot {purpose} {w!r}: moat or nginx")
+
+
 # ---------------------------------------------------------------- instruction counts
 
 # Loads for --instructions: (name, certificate, client command, operations it performs or None to read them
@@ -939,15 +965,7 @@ def insn_run(fx, srv, load, alg, cmd, outdir):
 
 def main_instructions(args):
     """bench.py --instructions [moat|nginx ...] [--loads hs-ecdsa,resume]: instructions per operation."""
-    loads = [name for name, *_ in INSN_LOADS]
-    who = []
-    it = iter(args)
-    for a in it:
-        if a == "--loads":
-            loads = next(it, "").split(",")
-        else:
-            who.append(a)
-    who = who or ["moat", "nginx"]
+    who, loads = servers_and_loads(args, [name for name, *_ in INSN_LOADS], ["moat", "nginx"])
     for tool in ("valgrind", "callgrind_control", "wrk", "curl", NGINX):
         if not shutil.which(tool):
             die(f"{tool} is missing: apt-get install valgrind, and `scripts/deps.sh bench`")
@@ -957,19 +975,7 @@ def main_instructions(args):
         ensure_tlsbench(top)
         fx = Fixture(top)
         fx.make()
-        servers = []
-        for w in who:
-            if w == "moat":
-                srv = Moat(fx, "moat")
-                why = srv.available() if os.access(MOAT, os.X_OK) else f"{MOAT} is not built"
-                if why:
-                    die(f"cannot measure moat: {why}")
-                srv.prepare()
-            elif w == "nginx":
-                srv = Nginx(fx, "nginx")
-            else:
-                die(f"cannot measure {w!r}: moat or nginx")
-            servers.append(srv)
+        servers = [named_server(fx, w, "measure") for w in who]
         for name, alg, cmd in INSN_LOADS:
             if name not in loads:
                 continue
@@ -1018,15 +1024,7 @@ def ensure_tlsbench(top):
 
 def main_profile(args):
     """bench.py --profile [moat|nginx ...] [--loads keepalive,hs-ecdsa]"""
-    loads = ["keepalive", "hs-ecdsa"]
-    who = []
-    it = iter(args)
-    for a in it:
-        if a == "--loads":
-            loads = next(it, "").split(",")
-        else:
-            who.append(a)
-    who = who or ["moat"]
+    who, loads = servers_and_loads(args, ["keepalive", "hs-ecdsa"], ["moat"])
     if not shutil.which("perf"):
         die("perf is missing: apt-get install linux-perf")
     top = pathlib.Path(tempfile.mkdtemp(prefix="moat-profile-"))
@@ -1036,16 +1034,7 @@ def main_profile(args):
         fx = Fixture(top)
         fx.make()
         for w in who:
-            if w == "moat":
-                srv = Moat(fx, "moat")
-                why = srv.available() if os.access(MOAT, os.X_OK) else f"{MOAT} is not built"
-                if why:
-                    die(f"cannot profile moat: {why}")
-                srv.prepare()
-            elif w == "nginx":
-                srv = Nginx(fx, "nginx")
-            else:
-                die(f"cannot profile {w!r}: moat or nginx")
+            srv = named_server(fx, w, "profile")
             all_costs[srv.label] = profile(fx, srv, BUILD / "bench-profiles", loads)
         print_costs(all_costs, BUILD / "bench-profiles")
         log(f"profiles: {BUILD / 'bench-profiles'}")

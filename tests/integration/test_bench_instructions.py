@@ -51,3 +51,9 @@ def test_self_cost_per_object(tmp_path):
     # Names defined on cob= lines are reused by ob= lines; the inclusive cost after calls= is the callee's.
     assert objs == {"srv": 120, "libssl.so.3": 700, "libc.so.6": 100}
     assert sum(objs.values()) == 920
+
+
+def test_servers_and_loads():
+    bench = _bench()
+    assert bench.servers_and_loads([], ["a"], ["moat"]) == (["moat"], ["a"])
+    assert bench.servers_and_loads(["nginx", "--loads", "x,y"], ["a"], ["moat"]) == (["nginx"], ["x", "y"])
