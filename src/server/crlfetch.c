@@ -94,6 +94,7 @@ moat__crlset_t *moat__worker_crls(moat__worker_t *w)
     if (s != NULL && (s = atomic_exchange(&w->crl_mailbox, NULL)) != NULL) {
         moat__crlset_release(w->crl);
         w->crl = s;
+        w->crl_fresh = 1;
     }
     return w->crl;
 }

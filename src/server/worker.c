@@ -120,9 +120,12 @@ int moat__conn_wait_crl(moat__conn_t *c)
  * stops), else those whose wait ran out. A request may park again until its own deadline. */
 static void resume_crl_waits(moat__worker_t *w)
 {
-    int all = atomic_load_explicit(&w->crl_mailbox, memory_order_acquire) != NULL || w->stop_deadline_ms != 0;
+    /* A snapshot another request already took (crl_fresh) counts as much as one still in the mailbox. */
+    int all = atomic_load_explicit(&w->crl_mailbox, memory_order_acquire) != NULL || w->crl_fresh ||
+              w->stop_deadline_ms != 0;
     moat_list_t batch;
 
+    w->crl_fresh = 0;
     if (moat_list_empty(&w->q_crl))
         return;
     moat_list_init(&batch);
