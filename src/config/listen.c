@@ -377,6 +377,24 @@ const moat_site_t *moat_listener_select(const moat_listener_t *l, const char *sn
     return l->default_site;
 }
 
+/* Dotted-quad of <a> into <out> (16 bytes): what inet_ntop writes, without its sprintf per octet. */
+static void ipv4_text(const struct in_addr *a, char out[INET_ADDRSTRLEN])
+{
+    const unsigned char *b = (const unsigned char *)&a->s_addr;
+    size_t o = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (i > 0)
+            out[o++] = '.';
+        if (v >= 100)
+            out[o++] = (char)('0' + v / 100);
+        if (v >= 10)
+            out[o++] = (char)('0' + v / 10 % 10);
+        out[o++] = (char)('0' + v % 10);
+    }
+    out[o] = '\0';
+}
+
 int moat_site_matches_host(const moat_site_t *site, const char *host, size_t len)
 {
     char name[256], canon[INET6_ADDRSTRLEN];
@@ -411,7 +429,7 @@ int moat_site_matches_host(const moat_site_t *site, const char *host, size_t len
     if (!fold_name(h, n, name, sizeof(name)))
         return 0;
     if (inet_pton(AF_INET, name, &a4) == 1) {
-        inet_ntop(AF_INET, &a4, canon, sizeof(canon));
+        ipv4_text(&a4, canon); /* a Host of 127.0.0.1 comes with every request of some clients */
         return site_has(site, canon, 0);
     }
     return site_has(site, name, 0) || site_has(site, name, 1);

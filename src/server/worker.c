@@ -321,7 +321,7 @@ static int tls_pull(moat__conn_t *c)
     space = c->w->small.size - c->hlen;
     if (space == 0)
         return 0;
-    ERR_clear_error();
+    moat_tls_err_clear();
     r = SSL_read_ex(c->ssl, c->hbuf + c->hlen, space, &got);
     if (r == 1) {
         c->hlen += got;
@@ -343,7 +343,7 @@ static long out_write(moat__conn_t *c, const char *p, size_t len)
     if (c->secure) {
         size_t written = 0;
         int r;
-        ERR_clear_error();
+        moat_tls_err_clear();
         r = SSL_write_ex(c->ssl, p, len, &written);
         if (r == 1)
             return (long)written;
@@ -592,7 +592,7 @@ static void conn_run(moat__conn_t *c)
         }
         switch (c->state) {
         case CONN_HANDSHAKE:
-            ERR_clear_error();
+            moat_tls_err_clear();
             r = SSL_do_handshake(c->ssl);
             if (r == 1) {
                 c->state = CONN_HEAD;
@@ -684,9 +684,9 @@ static void conn_run(moat__conn_t *c)
         case CONN_CLOSING:
             if (!c->shut_sent) {
                 if (c->secure && c->ssl != NULL) {
-                    ERR_clear_error();
+                    moat_tls_err_clear();
                     (void)SSL_shutdown(c->ssl); /* queues close_notify; the peer's reply is not awaited */
-                    ERR_clear_error();
+                    moat_tls_err_clear();
                 }
                 c->shut_sent = 1;
                 c->hold_out = 0;

@@ -17,6 +17,7 @@
 
 #include "core/core.h"
 
+#include <openssl/err.h>
 #include <openssl/provider.h>
 #include <openssl/ssl.h>
 #include <stddef.h>
@@ -83,5 +84,14 @@ typedef struct moat_tls_io {
 
 /* A BIO over <io> (not owned by the BIO); NULL on OOM. */
 BIO *moat_tls_bio_new(moat_tls_io_t *io);
+
+/* Empties this thread's OpenSSL error queue before a TLS call, as SSL_get_error() requires. Looking
+ * first is much cheaper than ERR_clear_error(), which resets every slot of the queue, and the queue is
+ * almost always empty. */
+static inline void moat_tls_err_clear(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
 
 #endif

@@ -553,7 +553,7 @@ static void test_listeners_and_sni(void)
                             "    default: true\n"
                             "  - hosts: [local.test, '::1']\n"
                             "    listen: [\"127.0.0.2:443\", \"[::1]:443\"]\n"
-                            "  - hosts: [v4only.test]\n"
+                            "  - hosts: [v4only.test, 192.168.10.255]\n"
                             "    listen: [\"0.0.0.0:443\"]\n");
     struct sockaddr_storage ss;
     const moat_listener_t *l;
@@ -617,6 +617,11 @@ static void test_listeners_and_sni(void)
     CHECK_EQ(moat_site_matches_host(&cfg->sites[0], "api.example.com", 15), 1); /* its wildcard covers it */
     CHECK_EQ(moat_site_matches_host(&cfg->sites[1], "www.example.com", 15), 0);
     CHECK_EQ(moat_site_matches_host(&cfg->sites[1], "127.0.0.1:8443", 14), 1);
+    CHECK_EQ(moat_site_matches_host(&cfg->sites[1], "127.0.0.1", 9), 1);
+    CHECK_EQ(moat_site_matches_host(&cfg->sites[1], "127.0.0.01", 10), 0); /* not an address, not a host */
+    CHECK_EQ(moat_site_matches_host(&cfg->sites[3], "192.168.10.255:80", 17), 1);
+    CHECK_EQ(moat_site_matches_host(&cfg->sites[3], "192.168.10.25", 13), 0);
+    CHECK_EQ(moat_site_matches_host(&cfg->sites[3], "192.168.100.255", 15), 0);
     CHECK_EQ(moat_site_matches_host(&cfg->sites[2], "[::1]:443", 9), 1);
     CHECK_EQ(moat_site_matches_host(&cfg->sites[2], "[0:0::1]", 8), 1);
     CHECK_EQ(moat_site_matches_host(&cfg->sites[2], "[::1", 4), 0);
