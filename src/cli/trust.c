@@ -8,6 +8,7 @@
 #include "config/config.h"
 
 #include <ctype.h>
+#include <openssl/err.h>
 #include <limits.h>
 #include <string.h>
 #include <time.h>
@@ -219,6 +220,64 @@ static void print_crls(moat_store_t *st, time_t now)
     moat_store_crl_list_dispose(&cl);
 }
 
+/*
+ * For --json: marks in <under> (one per CRL of <cl>) the CRLs issued by <anchor> or by a CA below it
+ * whose certificate the store holds as another CRL's issuer (a corporate root, its departments' CAs).
+ * A CA counts as below when the anchor, or a CA already below it, issued and signed its certificate.
+ */
+static void crls_under(const moat_store_anchor_t *anchor, const moat_store_crl_list_t *cl, X509 **issuers,
+                       unsigned char *under)
+{
+    X509 *root = NULL;
+    int grew = 1;
+
+    (void)moat_pki_cert_parse(anchor->der.data, anchor->der.len, &root, NULL);
+    for (size_t i = 0; i < cl->n; i++)
+        under[i] = strcmp(cl->items[i].issuer_fp, anchor->fingerprint) == 0;
+    while (grew && root != NULL) {
+        grew = 0;
+        for (size_t i = 0; i < cl->n; i++) {
+            if (under[i] || issuers[i] == NULL)
+                continue;
+            for (size_t k = 0; k <= cl->n && !under[i]; k++) {
+                X509 *up = k == cl->n ? root : (under[k] ? issuers[k] : NULL);
+                EVP_PKEY *key = up != NULL ? X509_get0_pubkey(up) : NULL;
+                if (key != NULL && X509_check_issued(up, issuers[i]) == X509_V_OK &&
+                    X509_verify(issuers[i], key) == 1)
+                    under[i] = grew = 1;
+            }
+        }
+    }
+    ERR_clear_error(); /* signatures that do not verify are answers here, not errors */
+    X509_free(root);
+}
+
+static void json_crls(moat_json_t *j, const moat_store_crl_list_t *cl, const unsigned char *under, time_t now)
+{
+    moat_json_key(j, "crls");
+    moat_json_arr_begin(j);
+    for (size_t i = 0; i < cl->n; i++) {
+        const moat_store_crl_t *c = &cl->items[i];
+        if (!under[i])
+            continue;
+        moat_json_obj_begin(j);
+        moat_json_kv_str(j, "url", c->url);
+        moat_json_kv_str(j, "issuer", c->issuer_subject);
+        moat_json_kv_bool(j, "held", c->der.len > 0);
+        if (c->der.len > 0) {
+            moat_json_kv_int(j, "revoked", c->revoked);
+            moat_json_kv_int(j, "this_update", c->this_update);
+            moat_json_kv_int(j, "next_update", c->next_update);
+            moat_json_kv_bool(j, "in_date", c->next_update > (int64_t)now);
+            moat_json_kv_int(j, "fetched_at", c->fetched_at);
+        }
+        moat_json_kv_int(j, "attempted_at", c->attempted_at);
+        moat_json_kv_str(j, "last_error", c->error);
+        moat_json_obj_end(j);
+    }
+    moat_json_arr_end(j);
+}
+
 static int trust_list(moat_cli_t *cli, int argc, char **argv)
 {
     moat_err_t err = {0};
@@ -253,6 +312,21 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
     if (cli->json) {
         moat_json_t j;
         char used[1024];
+        moat_store_crl_list_t cl = {0};
+        X509 **issuers = NULL;
+        unsigned char *under = NULL;
+        if (moat_store_crl_list(st, &cl, &err) != 0)
+            goto fail;
+        if (cl.n > 0 && ((issuers = moat_calloc(cl.n, sizeof(*issuers))) == NULL ||
+                         (under = moat_calloc(cl.n, 1)) == NULL)) {
+            moat_free(&issuers);
+            moat_store_crl_list_dispose(&cl);
+            moat_err_set(&err, MOAT_E_NOMEM, "listing the CRLs");
+            goto fail;
+        }
+        for (size_t i = 0; i < cl.n; i++)
+            (void)moat_pki_cert_parse(cl.items[i].issuer_der.data, cl.items[i].issuer_der.len, &issuers[i],
+                                      NULL); /* unreadable: listed under no anchor */
         moat_json_init(&j, stdout, 1);
         moat_json_arr_begin(&j);
         for (size_t i = 0; i < l.n + (size_t)have_ca; i++) {
@@ -282,6 +356,12 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
                 moat_json_kv_int(&j, "days_left", moat__km_days_left((time_t)l.items[i].not_after, now));
             }
             moat_json_kv_bool(&j, "builtin", is_ca);
+            if (!is_ca) {
+                /* moat's own CA needs no fetched CRL: its revocations are in the store */
+                if (cl.n > 0)
+                    crls_under(&l.items[i], &cl, issuers, under);
+                json_crls(&j, &cl, under, now);
+            }
             moat_json_key(&j, "sites");
             moat_json_arr_begin(&j);
             sites_using(cfg, nm, used, sizeof(used));
@@ -292,6 +372,11 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
         }
         moat_json_arr_end(&j);
         moat_json_finish(&j);
+        for (size_t i = 0; i < cl.n; i++)
+            X509_free(issuers[i]);
+        moat_free(&issuers);
+        moat_free(&under);
+        moat_store_crl_list_dispose(&cl);
     } else {
         if (have_ca)
             printf("%-20s moat's own CA (always available; 'moat ca cert' prints it)\n", MOAT_CA_ANCHOR);

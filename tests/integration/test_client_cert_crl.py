@@ -121,6 +121,11 @@ def test_fresh_crl_allows_and_revokes(moat, corp):
     # the CRL is cached in the store: a restart with the CRL server gone still knows it
     listed = moat.ok("trust", "list").stdout
     assert url in listed and "1 revoked" in listed, listed
+    anchors = {a["name"]: a for a in json.loads(moat.ok("trust", "list", "--json").stdout)}
+    assert "crls" not in anchors["moat-ca"]  # its revocations are in the store, nothing is fetched
+    [crl] = anchors["corp"]["crls"]
+    assert crl["url"] == url and crl["held"] and crl["revoked"] == 1 and crl["in_date"], crl
+    assert "Corp Root" in crl["issuer"] and crl["last_error"] == "" and crl["next_update"] > crl["this_update"]
     assert moat.stop_all() == []
     srv.stop()
     hits = srv.hits
@@ -240,6 +245,13 @@ def test_revoked_intermediate_revokes_its_clients(moat, corp):
     pki.revoke("dept", "corp")
     pki.gencrl("corp", srv.dir / "corp.crl")
     assert wait_for(lambda: verdict(port, dave, ca_pem)[1] == "revoked", timeout=15)
+    # both CRLs belong to the corporate anchor: its own, and its department CA's; none to another anchor
+    pki.root("other", cn="Other Root")
+    moat.ok("trust", "add", pki.path("other.pem"), "--name", "other")
+    anchors = {a["name"]: a for a in json.loads(moat.ok("trust", "list", "--json").stdout)}
+    issuers = sorted(c["issuer"] for c in anchors["corp"]["crls"])
+    assert len(issuers) == 2 and "Corp Dept CA" in issuers[0] and "Corp Root" in issuers[1], anchors["corp"]
+    assert anchors["other"]["crls"] == []
 
 
 def test_unreachable_point_is_retried_with_backoff_while_the_crl_held_serves(moat, corp):
