@@ -128,10 +128,8 @@ static int crl_revoked(moat__conn_t *c, X509 *x, X509 *issuer, const char *seria
                 return 1;
             fresh |= e->next_update > now;
         }
-        if (!known && issuer != NULL) {
-            moat__crlf_want(c->w->srv->crlf, urls[u], issuer);
-            *pending = 1;
-        }
+        if (!known && issuer != NULL && moat__crlf_want(c->w->srv->crlf, urls[u], issuer) >= 0)
+            *pending = 1; /* a fetch follows, or the note is left again when the request is retried */
     }
     return fresh ? 0 : -1;
 }

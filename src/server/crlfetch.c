@@ -67,6 +67,7 @@ struct moat__crlf {
     int stop;
     source_t *src;   /* fetcher thread only */
     int warned_full; /* the CRL_MAX_SOURCES warning was logged */
+    atomic_int full; /* CRL_MAX_SOURCES reached: new points are not followed (read by the workers) */
     size_t nsrc;
 };
 
@@ -465,6 +466,7 @@ static int source_add(moat__crlf_t *f, moat_store_crl_t *row, long long now)
                      "are revocation-unknown; further ones are not logged)",
                      row->url, CRL_MAX_SOURCES);
         f->warned_full = 1;
+        atomic_store(&f->full, 1);
         return MOAT_E_LIMIT;
     }
     if ((issuer = d2i_X509(NULL, &p, (long)row->issuer_der.len)) == NULL)
@@ -525,16 +527,20 @@ static void take_want(moat__crlf_t *f, want_t *w, long long now)
         moat_store_crl_dispose(&row);
 }
 
-void moat__crlf_want(moat__crlf_t *f, const char *url, X509 *issuer)
+int moat__crlf_want(moat__crlf_t *f, const char *url, X509 *issuer)
 {
     unsigned char *der = NULL;
-    int len;
+    int len, queued = 0;
 
-    if (f == NULL || pthread_mutex_trylock(&f->mu) != 0)
-        return;
+    if (f == NULL || atomic_load(&f->full))
+        return -1;
+    if (pthread_mutex_trylock(&f->mu) != 0)
+        return 0;
     for (size_t i = 0; i < f->nqueue; i++)
-        if (strcmp(f->queue[i].url, url) == 0)
+        if (strcmp(f->queue[i].url, url) == 0) {
+            queued = 1;
             goto out;
+        }
     if (f->nqueue == CRL_QUEUE || strlen(url) >= MOAT_PKI_URL_SIZE || (len = i2d_X509(issuer, &der)) <= 0)
         goto out;
     if ((f->queue[f->nqueue].issuer_der = moat_malloc((size_t)len)) != NULL) {
@@ -542,11 +548,13 @@ void moat__crlf_want(moat__crlf_t *f, const char *url, X509 *issuer)
         f->queue[f->nqueue].issuer_len = (size_t)len;
         (void)moat_strlcpy(f->queue[f->nqueue].url, url, sizeof(f->queue[0].url)); /* length checked */
         f->nqueue++;
+        queued = 1;
         pthread_cond_signal(&f->cv);
     }
 out:
     OPENSSL_free(der);
     pthread_mutex_unlock(&f->mu);
+    return queued;
 }
 
 static void *fetcher_main(void *arg)
@@ -573,9 +581,11 @@ static void *fetcher_main(void *arg)
         now = (long long)time(NULL);
         for (size_t i = 0; i < nw; i++) {
             size_t before = f->nsrc;
+            int was_full = atomic_load(&f->full);
             take_want(f, &wants[i], now);
             moat_free(&wants[i].issuer_der);
-            changed |= f->nsrc != before;
+            /* A point not followed (the limit) also wakes the requests waiting for it. */
+            changed |= f->nsrc != before || atomic_load(&f->full) != was_full;
         }
         if (changed)
             publish(f); /* the workers stop asking for points being followed */

@@ -190,6 +190,7 @@ struct moat__worker {
     _Atomic(moat__crlset_t *) crl_mailbox; /* a new CRL snapshot from the fetcher */
     moat__crlset_t *crl;                   /* the CRL snapshot in use (one reference), or NULL */
     int crl_fresh;                         /* a new snapshot was taken since the waits on q_crl last ran */
+    uint64_t crl_checked_ms;               /* when the waits on q_crl were last all retried */
     moat__wlisten_t *listens;              /* one per server bind */
     size_t nlistens;
     int accepting;                     /* listeners registered in epoll */
@@ -232,9 +233,10 @@ int moat__crlf_start(moat__server_t *srv, moat_store_t *st, moat__crlf_t **out,
                      moat_err_t *err) MOAT_MUST_CHECK;
 /* Stops the thread (after the workers stopped: they may still leave notes) and frees. NULL is fine. */
 void moat__crlf_stop(moat__crlf_t *f);
-/* Worker side, never blocking: asks for the CRL at <url> of the CA <issuer>; dropped when the queue is
- * busy or full (the next request asks again). <f> may be NULL. */
-void moat__crlf_want(moat__crlf_t *f, const char *url, X509 *issuer);
+/* Worker side, never blocking: asks for the CRL at <url> of the CA <issuer>. Returns 1 when the request
+ * is queued (a fetch will follow), 0 when it was dropped for now (the queue busy or full: ask again), -1
+ * when no fetch will come (no fetcher, or it follows as many points as it will). <f> may be NULL. */
+int moat__crlf_want(moat__crlf_t *f, const char *url, X509 *issuer);
 /* The worker's current CRL snapshot, taking a newly posted one first. Worker thread only; may be NULL. */
 moat__crlset_t *moat__worker_crls(moat__worker_t *w);
 void moat__crlset_release(moat__crlset_t *s);

@@ -23,6 +23,7 @@
 
 #define ACCESS_BUF ACCESS_LOG_BUF
 #define STOP_GRACE_MS 10000
+#define CRL_RETRY_MS 100 /* requests waiting for a CRL look again this often */
 
 static int conn_ex_index = -1;
 
@@ -89,12 +90,9 @@ static int next_timeout_ms(moat__worker_t *w)
                 next = c->deadline_ms;
         }
     }
-    /* Waits on q_crl are few and not in deadline order (a request parks again with its first deadline). */
-    for (moat_list_t *n = w->q_crl.next; n != &w->q_crl; n = n->next) {
-        moat__conn_t *c = moat_container_of(n, moat__conn_t, tnode);
-        if (c->deadline_ms < next)
-            next = c->deadline_ms;
-    }
+    /* Waits on q_crl are retried every CRL_RETRY_MS (a note to the fetcher may have been dropped). */
+    if (!moat_list_empty(&w->q_crl) && w->crl_checked_ms + CRL_RETRY_MS < next)
+        next = w->crl_checked_ms + CRL_RETRY_MS;
     return next > w->loop.now_ms ? (int)(next - w->loop.now_ms) : 0;
 }
 
@@ -111,23 +109,28 @@ int moat__conn_wait_crl(moat__conn_t *c)
     } else if (w->loop.now_ms >= c->deadline_ms) {
         return 0;
     }
+    if (moat_list_empty(&w->q_crl))
+        w->crl_checked_ms = w->loop.now_ms; /* the first retry is CRL_RETRY_MS from now */
     moat_list_push_tail(&w->q_crl, &c->tnode);
     c->state = CONN_WAIT_CRL;
     return 1;
 }
 
-/* Handles again the requests parked on q_crl: all of them when a new CRL snapshot has come (or the server
- * stops), else those whose wait ran out. A request may park again until its own deadline. */
+/* Handles again the requests parked on q_crl when a new CRL snapshot has come, every CRL_RETRY_MS (a
+ * note the fetcher's busy queue dropped is left again), and when the server stops; a request parks again
+ * until its own deadline, then gets the verdict as it stands. */
 static void resume_crl_waits(moat__worker_t *w)
 {
     /* A snapshot another request already took (crl_fresh) counts as much as one still in the mailbox. */
     int all = atomic_load_explicit(&w->crl_mailbox, memory_order_acquire) != NULL || w->crl_fresh ||
-              w->stop_deadline_ms != 0;
+              w->stop_deadline_ms != 0 || w->loop.now_ms >= w->crl_checked_ms + CRL_RETRY_MS;
     moat_list_t batch;
 
     w->crl_fresh = 0;
     if (moat_list_empty(&w->q_crl))
         return;
+    if (all)
+        w->crl_checked_ms = w->loop.now_ms;
     moat_list_init(&batch);
     for (moat_list_t *n = w->q_crl.next, *next; n != &w->q_crl; n = next) {
         moat__conn_t *c = moat_container_of(n, moat__conn_t, tnode);

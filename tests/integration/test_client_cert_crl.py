@@ -348,3 +348,65 @@ def test_other_ca_with_moat_cas_name_is_checked_by_its_own_crl(moat, setup):  # 
         assert srv.hits >= 1
     finally:
         srv.stop()
+
+
+def test_points_past_the_limit_are_answered_at_once(moat, corp):
+    """The fetcher follows 256 distribution points; a certificate naming one more is revocation-unknown
+    at once, not after waiting for a fetch that will never come."""
+    import datetime
+    import shutil
+    import ssl
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    pki, srv, root, ca_pem = corp
+    pki.gencrl("corp", srv.dir / "corp.crl")
+    ca_key = serialization.load_pem_private_key(pki.path("corp.key").read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(pki.path("corp.pem").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert_for(i):
+        shutil.copy(srv.dir / "corp.crl", srv.dir / f"p{i}.crl")
+        dp = x509.DistributionPoint([x509.UniformResourceIdentifier(srv.url(f"p{i}.crl"))], None, None, None)
+        c = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"user{i}")]))
+             .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+             .add_extension(x509.CRLDistributionPoints([dp]), critical=False)
+             .sign(ca_key, hashes.SHA256()))
+        pem = moat.dir / f"user{i}.pem"
+        pem.write_bytes(key_pem + c.public_bytes(serialization.Encoding.PEM))
+        return pem
+
+    def ask(port, pem):
+        ctx = ssl.create_default_context(cafile=str(ca_pem))
+        ctx.load_cert_chain(str(pem))
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        head = data.split(b"\r\n\r\n", 1)[0].decode()
+        why = [ln.split(":", 1)[1].strip() for ln in head.split("\r\n") if ln.lower().startswith("x-moat-client-cert:")]
+        return int(head.split()[1]), (why[0] if why else None)
+
+    port = free_port()
+    serve(moat, root, [port])
+    for i in range(256):
+        assert ask(port, cert_for(i)) == (200, None), i
+    for i in (256, 257):  # the first over the limit, and one after the fetcher said so
+        t0 = time.time()
+        assert ask(port, cert_for(i)) == (403, "revocation-unknown")
+        assert time.time() - t0 < 2.5, f"point {i} waited {time.time() - t0:.1f} s"
+    assert "already following 256 distribution points" in error_log(moat)
