@@ -196,7 +196,8 @@ static const moat_cfg_field_t site_fields[] = {
           "moat-ca + trust store"),
     ENUMF("client_revocation_unknown", moat_site_t, client_revocation_unknown, revocation_names,
           "deny (fail closed) or allow a client certificate whose revocation cannot be established: no "
-          "http CRL distribution point, or its CRL not fetched yet, unreachable or past its nextUpdate",
+          "http CRL distribution point, or its CRL not fetched within the 5 s a first request waits, "
+          "unreachable or past its nextUpdate",
           "deny"),
     FIELD("ca_publish", MOAT_CFG_BOOL, moat_site_t, ca_publish, NULL,
           "true: serve the CA certificate, CRL and OCSP under /.well-known/moat/", "false"),
