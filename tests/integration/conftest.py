@@ -103,12 +103,13 @@ class Moat:
             text = text.decode(errors="replace")
         assert "AddressSanitizer" not in text and "runtime error:" not in text, text
 
-    def serve(self, config_text, name="moat.yaml", wait=(), extra_args=()):
-        """Writes a config and starts `moat serve` in the foreground; waits for the given ports."""
+    def serve(self, config_text, name="moat.yaml", wait=(), extra_args=(), prefix=()):
+        """Writes a config and starts `moat serve` in the foreground; waits for the given ports. <prefix>:
+        a command that execs the rest (unshare, ...)."""
         cfg = self.dir / name
         cfg.write_text(config_text)
         log = open(self.dir / "serve.out", "ab")
-        proc = subprocess.Popen([MOAT_BIN, "serve", "-c", str(cfg), *extra_args], env=self.env,
+        proc = subprocess.Popen([*map(str, prefix), MOAT_BIN, "serve", "-c", str(cfg), *extra_args], env=self.env,
                                 stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
         self.servers.append((proc, log))
         for port in wait:

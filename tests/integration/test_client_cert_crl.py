@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -75,14 +76,14 @@ def client(pki, name, issuer="corp", crl_url=None, chain=(), **kw):
     return pem
 
 
-def serve(moat, root, ports, soft=()):
+def serve(moat, root, ports, soft=(), prefix=()):
     sites = []
     for p in ports:
         extra = "client_certificate: required\nclient_trust: [corp]"
         if p in soft:
             extra += "\nclient_revocation_unknown: allow"
         sites.append(site(["localhost"], p, root=root, extra=extra))
-    moat.serve(config(moat, sites), wait=ports)
+    moat.serve(config(moat, sites), wait=ports, prefix=prefix)
 
 
 def verdict(port, cert, ca_pem):
@@ -410,3 +411,43 @@ def test_points_past_the_limit_are_answered_at_once(moat, corp):
         assert ask(port, cert_for(i)) == (403, "revocation-unknown")
         assert time.time() - t0 < 2.5, f"point {i} waited {time.time() - t0:.1f} s"
     assert "already following 256 distribution points" in error_log(moat)
+
+
+def test_a_resolver_that_does_not_answer_delays_neither_a_request_nor_a_stop(moat, corp, tmp_path):
+    """The CRL server's name is looked up by a resolver that never answers (a silent socket on 127.0.0.1:53,
+    named in the server's own /etc/resolv.conf through a mount namespace)."""
+    import os
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (a private /etc/resolv.conf)")
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        silent.bind(("127.0.0.1", 53))
+    except OSError as e:
+        pytest.skip(f"127.0.0.1:53 is taken: {e}")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:15 attempts:1\n")
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -m does not work here: {probe.stderr.decode(errors='replace').strip()}")
+    try:
+        pki, srv, root, ca_pem = corp
+        pki.gencrl("corp", srv.dir / "corp.crl")
+        carol = client(pki, "carol", crl_url=f"http://localhost:{srv.port}/corp.crl")  # /etc/hosts
+        erin = client(pki, "erin", crl_url="http://crl.does-not-answer.test/corp.crl")
+        port = free_port()
+        serve(moat, root, [port], prefix=["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                          'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv])
+        assert verdict(port, carol, ca_pem)[0] == 200  # a name the lookup answers
+        t0 = time.time()
+        assert verdict(port, erin, ca_pem)[1] == "revocation-unknown"
+        assert time.time() - t0 < 8
+        time.sleep(0.5)  # the fetcher is inside the lookup now
+        proc = moat.servers[-1][0]
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.time() - t0 < 3, f"the stop waited {time.time() - t0:.1f} s for the resolver"
+        assert proc.returncode == 0
+    finally:
+        silent.close()
