@@ -13,6 +13,7 @@
 
 #include "core/core.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,18 @@ static inline void moat_list_push_tail(moat_list_t *head, moat_list_t *node)
 
 /* Milliseconds of CLOCK_MONOTONIC, read from the kernel (loops cache it in now_ms). */
 uint64_t moat_clock_ms(void);
+
+struct addrinfo;
+/*
+ * Looks up <host> and <port> for a TCP connection (IPv4 and IPv6; <numeric_host>: an IP literal only) in
+ * glibc's background resolver, waiting in slices until <deadline> (moat_clock_ms() time) and no longer
+ * once <stop> (may be NULL) is set: a resolver that does not answer holds nobody past the deadline.
+ * Returns 0 with *out owned by the caller (freeaddrinfo), or MOAT_E_IO with <err> saying "cannot resolve
+ * HOST: why" (the resolver's reason, no answer in time, stopping), MOAT_E_NOMEM, MOAT_E_INVAL (a name
+ * too long). Thread-safe.
+ */
+int moat_resolve(const char *host, const char *port, int numeric_host, uint64_t deadline,
+                 const atomic_int *stop, struct addrinfo **out, moat_err_t *err) MOAT_MUST_CHECK;
 
 typedef struct moat_loop {
     int epfd;        /* owned */

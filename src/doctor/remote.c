@@ -4,6 +4,8 @@
  */
 #include "doctor/doctor_int.h"
 
+#include "core/loop.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -551,11 +553,11 @@ int moat_doctor_remote(const char *target, const moat_doctor_opts_t *o, moat_doc
                        moat_err_t *err)
 {
     moat_doctor_target_t t;
-    struct addrinfo hints, *res = NULL;
+    struct addrinfo *res = NULL;
     const struct addrinfo *chosen = NULL;
     char subject[300], addr[80], trust_desc[256];
     moat_doctor_finding_t *f;
-    int gai;
+    moat_err_t rerr = {0};
     X509_STORE *trust = NULL;
     SSL_CTX *ctx = NULL;
     hs_t h = {.fd = -1};
@@ -571,13 +573,9 @@ int moat_doctor_remote(const char *target, const moat_doctor_opts_t *o, moat_doc
         snprintf(subject, sizeof(subject), "%s:%s", t.host, t.port);
     snprintf(r->target, sizeof(r->target), "https://%s", subject);
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV | (t.is_ip ? AI_NUMERICHOST : 0);
-    if ((gai = getaddrinfo(t.host, t.port, &hints, &res)) != 0) {
-        f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "dns-failure", subject, "cannot resolve %s: %s", t.host,
-                            gai_strerror(gai));
+    if (moat_resolve(t.host, t.port, t.is_ip, moat_clock_ms() + (uint64_t)o->timeout_ms, NULL, &res, &rerr) !=
+        0) {
+        f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "dns-failure", subject, "%s", rerr.msg);
         moat_doctor_why(f, "clients cannot find the server's address");
         moat_doctor_fix(f, "check the name's DNS records (A/AAAA) or /etc/hosts, and the resolver in "
                            "/etc/resolv.conf");

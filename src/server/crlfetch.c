@@ -184,101 +184,14 @@ static int wait_fd(int fd, short events, uint64_t deadline, atomic_int *stop)
     }
 }
 
-/* A name lookup in glibc's background resolver (getaddrinfo_a): its request, names and answer live here
- * until the lookup is over, which may be after we stopped waiting. */
-typedef struct lookup {
-    struct gaicb cb;
-    struct addrinfo hints;
-    char host[MOAT_HTTP_URL_MAX];
-    char port[8];
-    struct lookup *next; /* abandoned lookups, still running (fetcher thread only) */
-} lookup_t;
-
-/* Lookups given up while the resolver still worked on them: kept (reachable) until they finish. */
-static lookup_t *abandoned;
-
-static void reap_abandoned(void)
-{
-    for (lookup_t **pp = &abandoned; *pp != NULL;) {
-        lookup_t *l = *pp;
-        if (gai_error(&l->cb) == EAI_INPROGRESS) {
-            pp = &l->next;
-            continue;
-        }
-        *pp = l->next;
-        if (l->cb.ar_result != NULL)
-            freeaddrinfo(l->cb.ar_result);
-        moat_free(&l);
-    }
-}
-
-/* Resolves <u> until <deadline> or <stop>, in slices like wait_fd(): a resolver that does not answer holds
- * neither this fetch past its deadline nor a stopping server. On success *out is the caller's. */
-static int resolve(const moat_http_url_t *u, uint64_t deadline, atomic_int *stop, struct addrinfo **out,
-                   moat_err_t *err)
-{
-    lookup_t *l = moat_calloc(1, sizeof(*l));
-    struct gaicb *list[1];
-    int rc;
-
-    reap_abandoned();
-    if (l == NULL)
-        return moat_err_set(err, MOAT_E_NOMEM, "cannot resolve %s: out of memory", u->host);
-    if (moat_strlcpy(l->host, u->host, sizeof(l->host)) != 0) {
-        moat_free(&l);
-        return moat_err_set(err, MOAT_E_INVAL, "cannot resolve %s: the name is too long", u->host);
-    }
-    snprintf(l->port, sizeof(l->port), "%u", u->port);
-    l->hints.ai_family = AF_UNSPEC;
-    l->hints.ai_socktype = SOCK_STREAM;
-    l->hints.ai_flags = AI_NUMERICSERV;
-    l->cb.ar_name = l->host;
-    l->cb.ar_service = l->port;
-    l->cb.ar_request = &l->hints;
-    list[0] = &l->cb;
-    if ((rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL)) != 0) {
-        moat_free(&l);
-        return moat_err_set(err, MOAT_E_IO, "cannot resolve %s: %s", u->host, gai_strerror(rc));
-    }
-    while ((rc = gai_error(&l->cb)) == EAI_INPROGRESS) {
-        long long ms = remaining_ms(deadline);
-        struct timespec slice;
-        if (ms <= 0 || atomic_load(stop)) {
-            if (gai_cancel(&l->cb) != EAI_CANCELED && gai_error(&l->cb) == EAI_INPROGRESS) {
-                l->next = abandoned; /* the resolver still writes into it */
-                abandoned = l;
-            } else {
-                if (l->cb.ar_result != NULL)
-                    freeaddrinfo(l->cb.ar_result);
-                moat_free(&l);
-            }
-            return moat_err_set(err, MOAT_E_IO, "cannot resolve %s: %s", u->host,
-                                atomic_load(stop) ? "the server is stopping" : "no answer in time");
-        }
-        if (ms > 200)
-            ms = 200;
-        slice.tv_sec = 0;
-        slice.tv_nsec = (long)ms * 1000000L;
-        (void)gai_suspend((const struct gaicb *const *)list, 1, &slice); /* EAI_AGAIN: the slice ended */
-    }
-    if (rc != 0) {
-        moat_err_set(err, MOAT_E_IO, "cannot resolve %s: %s", u->host, gai_strerror(rc));
-        if (l->cb.ar_result != NULL)
-            freeaddrinfo(l->cb.ar_result);
-        moat_free(&l);
-        return MOAT_E_IO;
-    }
-    *out = l->cb.ar_result;
-    moat_free(&l);
-    return 0;
-}
-
 static int dial(const moat_http_url_t *u, uint64_t deadline, atomic_int *stop, moat_err_t *err)
 {
     struct addrinfo *res = NULL;
     int fd = -1, last = 0;
+    char port[8];
 
-    if (resolve(u, deadline, stop, &res, err) != 0)
+    snprintf(port, sizeof(port), "%u", u->port);
+    if (moat_resolve(u->host, port, 0, deadline, stop, &res, err) != 0)
         return -1;
     for (struct addrinfo *a = res; a != NULL && fd < 0; a = a->ai_next) {
         int soerr = 0;

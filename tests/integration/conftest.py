@@ -143,3 +143,26 @@ def moat(tmp_path):
     yield m
     problems = m.stop_all()
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def silent_resolver(tmp_path):
+    """A command prefix that runs a program with its own /etc/resolv.conf (a mount namespace) naming a
+    resolver that never answers: a silent UDP socket on 127.0.0.1:53. Needs root and unshare."""
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (a private /etc/resolv.conf)")
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -m does not work here: {probe.stderr.decode(errors='replace').strip()}")
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        silent.bind(("127.0.0.1", 53))
+    except OSError as e:
+        silent.close()
+        pytest.skip(f"127.0.0.1:53 is taken: {e}")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:15 attempts:1\n")
+    yield ["unshare", "-m", "--propagation", "private", "sh", "-c",
+           'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv)]
+    silent.close()

@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import sqlite3
-import subprocess
 import threading
 import time
 
@@ -413,41 +412,23 @@ def test_points_past_the_limit_are_answered_at_once(moat, corp):
     assert "already following 256 distribution points" in error_log(moat)
 
 
-def test_a_resolver_that_does_not_answer_delays_neither_a_request_nor_a_stop(moat, corp, tmp_path):
-    """The CRL server's name is looked up by a resolver that never answers (a silent socket on 127.0.0.1:53,
-    named in the server's own /etc/resolv.conf through a mount namespace)."""
-    import os
-    import shutil
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("needs root and unshare (a private /etc/resolv.conf)")
-    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        silent.bind(("127.0.0.1", 53))
-    except OSError as e:
-        pytest.skip(f"127.0.0.1:53 is taken: {e}")
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 127.0.0.1\noptions timeout:15 attempts:1\n")
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"unshare -m does not work here: {probe.stderr.decode(errors='replace').strip()}")
-    try:
-        pki, srv, root, ca_pem = corp
-        pki.gencrl("corp", srv.dir / "corp.crl")
-        carol = client(pki, "carol", crl_url=f"http://localhost:{srv.port}/corp.crl")  # /etc/hosts
-        erin = client(pki, "erin", crl_url="http://crl.does-not-answer.test/corp.crl")
-        port = free_port()
-        serve(moat, root, [port], prefix=["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                          'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv])
-        assert verdict(port, carol, ca_pem)[0] == 200  # a name the lookup answers
-        t0 = time.time()
-        assert verdict(port, erin, ca_pem)[1] == "revocation-unknown"
-        assert time.time() - t0 < 8
-        time.sleep(0.5)  # the fetcher is inside the lookup now
-        proc = moat.servers[-1][0]
-        t0 = time.time()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        assert time.time() - t0 < 3, f"the stop waited {time.time() - t0:.1f} s for the resolver"
-        assert proc.returncode == 0
-    finally:
-        silent.close()
+def test_a_resolver_that_does_not_answer_delays_neither_a_request_nor_a_stop(moat, corp, silent_resolver):
+    """The CRL server's name is looked up by a resolver that never answers (the server's own
+    /etc/resolv.conf, through a mount namespace, names a silent socket)."""
+    pki, srv, root, ca_pem = corp
+    pki.gencrl("corp", srv.dir / "corp.crl")
+    carol = client(pki, "carol", crl_url=f"http://localhost:{srv.port}/corp.crl")  # /etc/hosts
+    erin = client(pki, "erin", crl_url="http://crl.does-not-answer.test/corp.crl")
+    port = free_port()
+    serve(moat, root, [port], prefix=silent_resolver)
+    assert verdict(port, carol, ca_pem)[0] == 200  # a name the lookup answers
+    t0 = time.time()
+    assert verdict(port, erin, ca_pem)[1] == "revocation-unknown"
+    assert time.time() - t0 < 8
+    time.sleep(0.5)  # the fetcher is inside the lookup now
+    proc = moat.servers[-1][0]
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert time.time() - t0 < 3, f"the stop waited {time.time() - t0:.1f} s for the resolver"
+    assert proc.returncode == 0

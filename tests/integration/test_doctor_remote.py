@@ -371,3 +371,19 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(moat):
     assert code == 1 and "\033[1;31m" in out and "connection-refused" in out
     out, code = on_tty({"NO_COLOR": "1"})
     assert code == 1 and "\033[" not in out and "connection-refused" in out
+
+
+def test_a_resolver_that_does_not_answer_is_bounded_by_the_timeout(moat, silent_resolver):
+    """The name's lookup gives up at --timeout like the connection does, with a finding that says so."""
+    import subprocess
+    import time
+    from conftest import MOAT_BIN
+    t0 = time.time()
+    r = subprocess.run([*silent_resolver, MOAT_BIN, "doctor", "--json", "--timeout", "1",
+                        "https://www.does-not-answer.test:8443/"], capture_output=True, text=True, env=moat.env,
+                       timeout=60)
+    assert time.time() - t0 < 5, f"doctor took {time.time() - t0:.1f} s"
+    moat._check_sanitizers(r.stderr)
+    assert r.returncode == 1, r.stdout + r.stderr
+    [f] = [f for f in json.loads(r.stdout)["findings"] if f["id"] == "dns-failure"]
+    assert "cannot resolve www.does-not-answer.test: no answer in time" in f["what"], f
