@@ -1,7 +1,10 @@
-/* core/loop: intrusive lists used as timeout queues, buffer pools, the wake-up eventfd. */
+/* core/loop: intrusive lists used as timeout queues, buffer pools, the wake-up eventfd, name lookups
+ * (only names /etc/hosts or the literal answers: no traffic to a resolver). */
 #include "core/loop.h"
 #include "harness.h"
 
+#include <netdb.h>
+#include <string.h>
 #include <sys/epoll.h>
 
 typedef struct item {
@@ -69,10 +72,38 @@ static void test_wake(void)
     moat_loop_dispose(&loop);
 }
 
+static void test_resolve(void)
+{
+    struct addrinfo *res = NULL;
+    moat_err_t err = {0};
+    char longname[300];
+    atomic_int stop = 0;
+    uint64_t deadline = moat_clock_ms() + 5000;
+
+    CHECK_EQ(moat_resolve("127.0.0.1", "443", 1, deadline, &stop, &res, &err), 0);
+    CHECK(res != NULL && res->ai_family == AF_INET && res->ai_socktype == SOCK_STREAM);
+    freeaddrinfo(res);
+    CHECK_EQ(moat_resolve("::1", "8443", 1, deadline, NULL, &res, &err), 0);
+    CHECK(res != NULL && res->ai_family == AF_INET6);
+    freeaddrinfo(res);
+    CHECK_EQ(moat_resolve("localhost", "80", 0, deadline, NULL, &res, &err), 0); /* /etc/hosts */
+    CHECK(res != NULL);
+    freeaddrinfo(res);
+    /* A name where only a literal is allowed, and a name longer than DNS allows: refused, nothing out. */
+    CHECK_EQ(moat_resolve("localhost", "80", 1, deadline, NULL, &res, &err), MOAT_E_IO);
+    CHECK(res == NULL);
+    CHECK_CONTAINS(err.msg, "cannot resolve localhost: ");
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    CHECK_EQ(moat_resolve(longname, "80", 0, deadline, NULL, &res, &err), MOAT_E_INVAL);
+    CHECK(res == NULL);
+}
+
 int main(void)
 {
     RUN(test_list_fifo_and_move_to_tail);
     RUN(test_bufpool_reuses_and_caps);
     RUN(test_wake);
+    RUN(test_resolve);
     return harness_done();
 }
