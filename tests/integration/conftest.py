@@ -156,6 +156,7 @@ def silent_resolver(tmp_path):
     if probe.returncode != 0:
         pytest.skip(f"unshare -m does not work here: {probe.stderr.decode(errors='replace').strip()}")
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # tests running side by side share it
     try:
         silent.bind(("127.0.0.1", 53))
     except OSError as e:
