@@ -231,7 +231,8 @@ static void crls_under(const moat_store_anchor_t *anchor, const moat_store_crl_l
     X509 *root = NULL;
     int grew = 1;
 
-    (void)moat_pki_cert_parse(anchor->der.data, anchor->der.len, &root, NULL);
+    if (moat_pki_cert_parse(anchor->der.data, anchor->der.len, &root, NULL) != 0)
+        root = NULL; /* unreadable: only CRLs it issued itself are matched (by fingerprint) */
     for (size_t i = 0; i < cl->n; i++)
         under[i] = strcmp(cl->items[i].issuer_fp, anchor->fingerprint) == 0;
     while (grew && root != NULL) {
@@ -325,8 +326,9 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
             goto fail;
         }
         for (size_t i = 0; i < cl.n; i++)
-            (void)moat_pki_cert_parse(cl.items[i].issuer_der.data, cl.items[i].issuer_der.len, &issuers[i],
-                                      NULL); /* unreadable: listed under no anchor */
+            if (moat_pki_cert_parse(cl.items[i].issuer_der.data, cl.items[i].issuer_der.len, &issuers[i],
+                                    NULL) != 0)
+                issuers[i] = NULL; /* unreadable: matched only by its fingerprint */
         moat_json_init(&j, stdout, 1);
         moat_json_arr_begin(&j);
         for (size_t i = 0; i < l.n + (size_t)have_ca; i++) {
