@@ -152,9 +152,6 @@ def silent_resolver(tmp_path):
     import shutil
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("needs root and unshare (a private /etc/resolv.conf)")
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"unshare -m does not work here: {probe.stderr.decode(errors='replace').strip()}")
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # tests running side by side share it
     try:
@@ -164,6 +161,13 @@ def silent_resolver(tmp_path):
         pytest.skip(f"127.0.0.1:53 is taken: {e}")
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 127.0.0.1\noptions timeout:15 attempts:1\n")
-    yield ["unshare", "-m", "--propagation", "private", "sh", "-c",
-           'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv)]
+    prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+              'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv)]
+    probe = subprocess.run([*prefix, "grep", "-q", "^nameserver 127.0.0.1$", "/etc/resolv.conf"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        silent.close()
+        pytest.skip(f"a private /etc/resolv.conf cannot be mounted here: "
+                    f"{probe.stderr.decode(errors='replace').strip()}")
+    yield prefix
     silent.close()
