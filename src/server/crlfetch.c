@@ -66,8 +66,7 @@ struct moat__crlf {
     size_t nqueue;
     int stop;
     source_t *src;   /* fetcher thread only */
-    int warned_full; /* the CRL_MAX_SOURCES warning was logged */
-    atomic_int full; /* CRL_MAX_SOURCES reached: new points are not followed (read by the workers) */
+    atomic_int full; /* CRL_MAX_SOURCES reached (and said): new points are not followed; workers read it */
     size_t nsrc;
 };
 
@@ -320,18 +319,6 @@ out:
 
 /* ---- sources ------------------------------------------------------------------------------------ */
 
-static void fingerprint_hex(const unsigned char *der, size_t len, char out[MOAT_STORE_FPR_LEN + 1])
-{
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
-        memset(out, '0', MOAT_STORE_FPR_LEN);
-        out[MOAT_STORE_FPR_LEN] = '\0';
-    } else {
-        moat_hex_lower(md, 32, out);
-    }
-}
-
 static void source_dispose(source_t *s)
 {
     moat_store_crl_dispose(&s->row);
@@ -454,13 +441,11 @@ static int source_add(moat__crlf_t *f, moat_store_crl_t *row, long long now)
 
     if (f->nsrc >= CRL_MAX_SOURCES) {
         /* The workers keep asking for a point not followed: say it once, not per request. */
-        if (!f->warned_full)
+        if (!atomic_exchange(&f->full, 1))
             moat_log(MOAT_LOG_WARN, &logctx,
                      "CRL %s: not followed, already following %d distribution points (its certificates "
                      "are revocation-unknown; further ones are not logged)",
                      row->url, CRL_MAX_SOURCES);
-        f->warned_full = 1;
-        atomic_store(&f->full, 1);
         return MOAT_E_LIMIT;
     }
     if ((issuer = d2i_X509(NULL, &p, (long)row->issuer_der.len)) == NULL)
@@ -506,8 +491,12 @@ static void take_want(moat__crlf_t *f, want_t *w, long long now)
 {
     moat_store_crl_t row;
     char fp[MOAT_STORE_FPR_LEN + 1];
+    moat_err_t err = {0};
 
-    fingerprint_hex(w->issuer_der, w->issuer_len, fp);
+    if (moat_store_fingerprint(w->issuer_der, w->issuer_len, fp, &err) != 0) {
+        moat_log(MOAT_LOG_ERR, &logctx, "CRL %s: not followed: %s", w->url, err.msg);
+        return; /* the workers ask again; nothing is invented in its place */
+    }
     for (size_t i = 0; i < f->nsrc; i++)
         if (strcmp(f->src[i].row.url, w->url) == 0 && strcmp(f->src[i].row.issuer_fp, fp) == 0)
             return;

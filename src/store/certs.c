@@ -116,14 +116,22 @@ static int time_of(const ASN1_TIME *t, int64_t *out)
     return 0;
 }
 
+int moat_store_fingerprint(const uint8_t *der, size_t len, char out[MOAT_STORE_FPR_LEN + 1], moat_err_t *err)
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != sizeof(md))
+        return moat_err_ossl(err, MOAT_E_PKI, "hashing a certificate for its fingerprint");
+    moat_hex_lower(md, mdlen, out);
+    return 0;
+}
+
 int moat__store_cert_meta(const uint8_t *der, size_t len, moat__cert_meta_t *m, moat_err_t *err)
 {
     const unsigned char *p = der;
     X509 *x;
     BIGNUM *bn = NULL;
     char *hex = NULL;
-    unsigned char md[32];
-    unsigned int mdlen = 0;
     int rc = 0;
 
     memset(m, 0, sizeof(*m));
@@ -152,11 +160,7 @@ int moat__store_cert_meta(const uint8_t *der, size_t len, moat__cert_meta_t *m, 
         rc = moat_err_ossl(err, MOAT_E_INVAL, "the certificate's validity dates are unreadable");
         goto done;
     }
-    if (EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != sizeof(md)) {
-        rc = moat_err_ossl(err, MOAT_E_PKI, "hashing the certificate failed");
-        goto done;
-    }
-    moat_hex_lower(md, mdlen, m->fingerprint);
+    rc = moat_store_fingerprint(der, len, m->fingerprint, err);
 done:
     OPENSSL_free(hex);
     BN_free(bn);

@@ -182,6 +182,10 @@ int moat_store_key_delete_id(moat_store_t *st, int64_t id, moat_err_t *err) MOAT
 /* Deletes every key of <name> (active, pending, retired) and all their certificates. */
 int moat_store_key_delete(moat_store_t *st, const char *name, moat_err_t *err) MOAT_MUST_CHECK;
 
+/* The store's fingerprint of a DER object: SHA-256, MOAT_STORE_FPR_LEN lowercase hex digits and a NUL. */
+int moat_store_fingerprint(const uint8_t *der, size_t len, char out[MOAT_STORE_FPR_LEN + 1],
+                           moat_err_t *err) MOAT_MUST_CHECK;
+
 /* ---------------------------------------------------------------------------------------------------
  * Certificates. Each belongs to one key row; a name's certificates across its keys form its history.
  * The metadata (subject, issuer, SANs, serial, dates, fingerprint) is parsed from the DER by the store.
