@@ -51,6 +51,18 @@ static inline void moat_list_push_tail(moat_list_t *head, moat_list_t *node)
     head->prev->next = node;
     head->prev = node;
 }
+/* Moves every node of <from> to the empty list <to>; <from> is left empty. */
+static inline void moat_list_move(moat_list_t *from, moat_list_t *to)
+{
+    moat_list_init(to);
+    if (moat_list_empty(from))
+        return;
+    to->next = from->next;
+    to->prev = from->prev;
+    to->next->prev = to;
+    to->prev->next = to;
+    moat_list_init(from);
+}
 #define moat_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Milliseconds of CLOCK_MONOTONIC, read from the kernel (loops cache it in now_ms). */

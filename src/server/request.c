@@ -187,7 +187,6 @@ void moat__request_handle(moat__conn_t *c, int status)
             if (why != NULL && mode == MOAT_CCERT_REQUIRED && pending && moat__conn_wait_crl(c)) {
                 /* The first fetch of a CRL this certificate needs is under way: refusing now would
                  * turn away the first visit of every new client. The request is handled again. */
-                c->resp_active = 0;
                 return;
             }
             c->ccert = why != NULL ? why : "ok";

@@ -189,7 +189,7 @@ struct moat__worker {
     moat__wgen_t *cur;                     /* current generation (one reference) */
     _Atomic(moat__crlset_t *) crl_mailbox; /* a new CRL snapshot from the fetcher */
     moat__crlset_t *crl;                   /* the CRL snapshot in use (one reference), or NULL */
-    int crl_fresh;                         /* a new snapshot was taken since the waits on q_crl last ran */
+    int crl_fresh;                         /* a snapshot was taken since the waits on q_crl last ran */
     uint64_t crl_checked_ms;               /* when the waits on q_crl were last all retried */
     moat__wlisten_t *listens;              /* one per server bind */
     size_t nlistens;

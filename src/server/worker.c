@@ -109,35 +109,31 @@ int moat__conn_wait_crl(moat__conn_t *c)
     } else if (w->loop.now_ms >= c->deadline_ms) {
         return 0;
     }
-    if (moat_list_empty(&w->q_crl))
+    if (moat_list_empty(&w->q_crl)) {
         w->crl_checked_ms = w->loop.now_ms; /* the first retry is CRL_RETRY_MS from now */
+        w->crl_fresh = 0;
+    }
     moat_list_push_tail(&w->q_crl, &c->tnode);
     c->state = CONN_WAIT_CRL;
+    c->resp_active = 0; /* nothing answered yet: the request is handled again from the start */
     return 1;
 }
 
 /* Handles again the requests parked on q_crl when a new CRL snapshot has come, every CRL_RETRY_MS (a
- * note the fetcher's busy queue dropped is left again), and when the server stops; a request parks again
- * until its own deadline, then gets the verdict as it stands. */
+ * note the fetcher's busy queue dropped is left again; a wait past its deadline ends), and when the
+ * server stops. A request whose verdict is still pending parks again (moat__conn_wait_crl). */
 static void resume_crl_waits(moat__worker_t *w)
 {
-    /* A snapshot another request already took (crl_fresh) counts as much as one still in the mailbox. */
-    int all = atomic_load_explicit(&w->crl_mailbox, memory_order_acquire) != NULL || w->crl_fresh ||
-              w->stop_deadline_ms != 0 || w->loop.now_ms >= w->crl_checked_ms + CRL_RETRY_MS;
     moat_list_t batch;
 
-    w->crl_fresh = 0;
     if (moat_list_empty(&w->q_crl))
         return;
-    if (all)
-        w->crl_checked_ms = w->loop.now_ms;
-    moat_list_init(&batch);
-    for (moat_list_t *n = w->q_crl.next, *next; n != &w->q_crl; n = next) {
-        moat__conn_t *c = moat_container_of(n, moat__conn_t, tnode);
-        next = n->next;
-        if (all || w->loop.now_ms >= c->deadline_ms)
-            moat_list_push_tail(&batch, &c->tnode);
-    }
+    (void)moat__worker_crls(w); /* takes a posted snapshot: crl_fresh says whether one came */
+    if (!w->crl_fresh && w->stop_deadline_ms == 0 && w->loop.now_ms < w->crl_checked_ms + CRL_RETRY_MS)
+        return;
+    w->crl_fresh = 0;
+    w->crl_checked_ms = w->loop.now_ms;
+    moat_list_move(&w->q_crl, &batch);
     while (!moat_list_empty(&batch)) {
         moat__conn_t *c = moat_container_of(batch.next, moat__conn_t, tnode);
         moat_list_remove(&c->tnode);
@@ -1021,12 +1017,7 @@ static void *worker_main(void *arg)
         /* Connections that yielded: one more turn each (they may yield again). */
         if (!moat_list_empty(&w->ready)) {
             moat_list_t batch;
-            moat_list_init(&batch);
-            batch.next = w->ready.next;
-            batch.prev = w->ready.prev;
-            batch.next->prev = &batch;
-            batch.prev->next = &batch;
-            moat_list_init(&w->ready);
+            moat_list_move(&w->ready, &batch);
             while (!moat_list_empty(&batch)) {
                 moat__conn_t *c = moat_container_of(batch.next, moat__conn_t, rnode);
                 moat_list_remove(&c->rnode);

@@ -34,6 +34,26 @@ static void test_list_fifo_and_move_to_tail(void)
     CHECK(moat_list_empty(&q));
 }
 
+static void test_list_move(void)
+{
+    moat_list_t from, to;
+    item_t a = {1, {0}}, b = {2, {0}};
+    moat_list_init(&from);
+    moat_list_move(&from, &to); /* empty to empty */
+    CHECK(moat_list_empty(&to) && moat_list_empty(&from));
+    moat_list_push_tail(&from, &a.node);
+    moat_list_push_tail(&from, &b.node);
+    moat_list_move(&from, &to);
+    CHECK(moat_list_empty(&from));
+    CHECK_EQ(moat_container_of(to.next, item_t, node)->v, 1);
+    CHECK_EQ(moat_container_of(to.prev, item_t, node)->v, 2);
+    CHECK(to.next->prev == &to && to.prev->next == &to);
+    moat_list_push_tail(&from, &a.node); /* a node moves back out of the moved list */
+    CHECK_EQ(moat_container_of(to.next, item_t, node)->v, 2);
+    moat_list_remove(&b.node);
+    CHECK(moat_list_empty(&to));
+}
+
 static void test_bufpool_reuses_and_caps(void)
 {
     moat_bufpool_t p;
@@ -102,6 +122,7 @@ static void test_resolve(void)
 int main(void)
 {
     RUN(test_list_fifo_and_move_to_tail);
+    RUN(test_list_move);
     RUN(test_bufpool_reuses_and_caps);
     RUN(test_wake);
     RUN(test_resolve);
