@@ -147,10 +147,9 @@ static int cert_revoked(moat__conn_t *c, X509 *x, X509 *issuer, long long now, i
 
 /* Revocation of the client's chain: every certificate below the anchor is checked (an intermediate
  * revoked by its root revokes everything under it). 1 revoked, 0 not, -1 unknown. */
-static int chain_revoked(moat__conn_t *c, X509 *peer, int *pending)
+static int chain_revoked(moat__conn_t *c, X509 *peer, long long now, int *pending)
 {
     STACK_OF(X509) *chain = SSL_get0_verified_chain(c->ssl);
-    long long now = (long long)time(NULL);
     int n = chain != NULL ? sk_X509_num(chain) : 0, unknown = 0;
 
     if (n < 2 || sk_X509_value(chain, 0) != peer)
@@ -170,6 +169,7 @@ const char *moat__ccert_verdict(moat__conn_t *c, int *pending)
     long e;
     const char *r;
     int rev, wait = 0;
+    long long now;
 
     if (pending != NULL)
         *pending = 0;
@@ -190,13 +190,14 @@ const char *moat__ccert_verdict(moat__conn_t *c, int *pending)
         c->ccert_not_after = (int64_t)na;
         c->ccert_dates = 1;
     }
-    if (c->ccert_not_after <= (int64_t)time(NULL))
+    now = (long long)time(NULL);
+    if (c->ccert_not_after <= now)
         return "expired";
-    if (c->ccert_not_before > (int64_t)time(NULL))
+    if (c->ccert_not_before > now)
         return "not-yet-valid";
     if (X509_check_purpose(peer, X509_PURPOSE_SSL_CLIENT, 0) != 1)
         return "wrong-purpose";
-    rev = chain_revoked(c, peer, &wait);
+    rev = chain_revoked(c, peer, now, &wait);
     if (rev == 1)
         return "revoked";
     if (rev < 0 && c->site->client_revocation_unknown != MOAT_REVOCATION_UNKNOWN_ALLOW) {
