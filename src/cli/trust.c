@@ -8,8 +8,8 @@
 #include "config/config.h"
 
 #include <ctype.h>
-#include <openssl/err.h>
 #include <limits.h>
+#include <openssl/err.h>
 #include <string.h>
 #include <time.h>
 
@@ -225,6 +225,15 @@ static void print_crls(moat_store_t *st, time_t now)
  * whose certificate the store holds as another CRL's issuer (a corporate root, its departments' CAs).
  * A CA counts as below when the anchor, or a CA already below it, issued and signed its certificate.
  */
+/* Whether <ca> issued and signed <x> (a signature that does not verify is an answer, not an error). */
+static int signed_by(X509 *ca, X509 *x)
+{
+    EVP_PKEY *key = X509_get0_pubkey(ca);
+    int ok = key != NULL && X509_check_issued(ca, x) == X509_V_OK && X509_verify(x, key) == 1;
+    ERR_clear_error();
+    return ok;
+}
+
 static void crls_under(const moat_store_anchor_t *anchor, const moat_store_crl_list_t *cl, X509 **issuers,
                        unsigned char *under)
 {
@@ -234,22 +243,16 @@ static void crls_under(const moat_store_anchor_t *anchor, const moat_store_crl_l
     if (moat_pki_cert_parse(anchor->der.data, anchor->der.len, &root, NULL) != 0)
         root = NULL; /* unreadable: only CRLs it issued itself are matched (by fingerprint) */
     for (size_t i = 0; i < cl->n; i++)
-        under[i] = strcmp(cl->items[i].issuer_fp, anchor->fingerprint) == 0;
-    while (grew && root != NULL) {
+        under[i] = strcmp(cl->items[i].issuer_fp, anchor->fingerprint) == 0 ||
+                   (root != NULL && issuers[i] != NULL && signed_by(root, issuers[i]));
+    /* CAs further down: one level more per pass, until a pass adds none. */
+    while (grew) {
         grew = 0;
-        for (size_t i = 0; i < cl->n; i++) {
-            if (under[i] || issuers[i] == NULL)
-                continue;
-            for (size_t k = 0; k <= cl->n && !under[i]; k++) {
-                X509 *up = k == cl->n ? root : (under[k] ? issuers[k] : NULL);
-                EVP_PKEY *key = up != NULL ? X509_get0_pubkey(up) : NULL;
-                if (key != NULL && X509_check_issued(up, issuers[i]) == X509_V_OK &&
-                    X509_verify(issuers[i], key) == 1)
+        for (size_t i = 0; i < cl->n; i++)
+            for (size_t k = 0; k < cl->n && !under[i] && issuers[i] != NULL; k++)
+                if (under[k] && issuers[k] != NULL && signed_by(issuers[k], issuers[i]))
                     under[i] = grew = 1;
-            }
-        }
     }
-    ERR_clear_error(); /* signatures that do not verify are answers here, not errors */
     X509_free(root);
 }
 
