@@ -857,15 +857,19 @@ def print_costs(all_costs, outdir):
     print(out)
 
 
-def servers_and_loads(args, loads, who):
-    """[moat|nginx ...] [--loads a,b]: the servers named (else <who>) and the loads (else <loads>)."""
+def servers_and_loads(args, loads, who, known):
+    """[moat|nginx ...] [--loads a,b]: the servers named (else <who>) and the loads (else <loads>), each
+    one of <known>."""
     named = []
     it = iter(args)
     for a in it:
         if a == "--loads":
-            loads = next(it, "").split(",")
+            loads = [x for x in next(it, "").split(",") if x]
         else:
             named.append(a)
+    unknown = [x for x in loads if x not in known]
+    if unknown or not loads:
+        die(f"unknown load {', '.join(unknown) or '(none given)'}: use {', '.join(known)}")
     return named or who, loads
 
 
@@ -972,7 +976,8 @@ def insn_run(fx, srv, load, alg, cmd, outdir):
 
 def main_instructions(args):
     """bench.py --instructions [moat|nginx ...] [--loads hs-ecdsa,resume]: instructions per operation."""
-    who, loads = servers_and_loads(args, [name for name, *_ in INSN_LOADS], ["moat", "nginx"])
+    known = [name for name, *_ in INSN_LOADS]
+    who, loads = servers_and_loads(args, known, ["moat", "nginx"], known)
     for tool in ("valgrind", "callgrind_control", "wrk", "curl", NGINX):
         if not shutil.which(tool):
             die(f"{tool} is missing: apt-get install valgrind, and `scripts/deps.sh bench`")
@@ -1031,7 +1036,7 @@ def ensure_tlsbench(top):
 
 def main_profile(args):
     """bench.py --profile [moat|nginx ...] [--loads keepalive,hs-ecdsa]"""
-    who, loads = servers_and_loads(args, ["keepalive", "hs-ecdsa"], ["moat"])
+    who, loads = servers_and_loads(args, ["keepalive", "hs-ecdsa"], ["moat"], [p[0] for p in PROFILE_LOADS])
     if not shutil.which("perf"):
         die("perf is missing: apt-get install linux-perf")
     top = pathlib.Path(tempfile.mkdtemp(prefix="moat-profile-"))

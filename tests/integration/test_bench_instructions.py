@@ -2,6 +2,8 @@
 call costs not counted twice), on a dump written by hand in callgrind's format."""
 import importlib.util
 
+import pytest
+
 from conftest import SOURCE_DIR
 
 
@@ -53,7 +55,13 @@ def test_self_cost_per_object(tmp_path):
     assert sum(objs.values()) == 920
 
 
-def test_servers_and_loads():
+def test_servers_and_loads(capsys):
     bench = _bench()
-    assert bench.servers_and_loads([], ["a"], ["moat"]) == (["moat"], ["a"])
-    assert bench.servers_and_loads(["nginx", "--loads", "x,y"], ["a"], ["moat"]) == (["nginx"], ["x", "y"])
+    known = ["a", "x", "y"]
+    assert bench.servers_and_loads([], ["a"], ["moat"], known) == (["moat"], ["a"])
+    assert bench.servers_and_loads(["nginx", "--loads", "x,y"], ["a"], ["moat"], known) == (["nginx"], ["x", "y"])
+    # a misspelt load is an error naming the ones there are, not an empty table
+    for bad in (["--loads", "x,hs-ecdas"], ["--loads", ""]):
+        with pytest.raises(SystemExit):
+            bench.servers_and_loads(bad, ["a"], ["moat"], known)
+        assert "use a, x, y" in capsys.readouterr().err
