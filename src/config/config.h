@@ -103,7 +103,7 @@ typedef struct moat_limits {
     long body_bytes;         /* 413 past it.                        default 1048576 */
     long header_timeout_s;   /* time to receive a request head.     default 10 */
     long idle_timeout_s;     /* keep-alive idle time.               default 60 */
-    long max_connections;    /* per server.                         default 10000 */
+    long max_connections;    /* per server, all workers.           default 10000 */
 } moat_limits_t;
 
 typedef struct moat_config moat_config_t;

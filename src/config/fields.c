@@ -227,7 +227,9 @@ static const moat_cfg_field_t limits_fields[] = {
     INTF("idle_timeout_s", moat_config_t, limits.idle_timeout_s, 1, 86400, NULL, 0,
          "seconds an idle keep-alive connection is kept", "60"),
     INTF("max_connections", moat_config_t, limits.max_connections, 1, 1000000, NULL, 0,
-         "open connections at most; more wait in the listen queue", "10000"),
+         "open connections of the server at most (all workers together); more wait in the listen "
+         "queue; capped at the open file limit minus a reserve, with a warning",
+         "10000"),
     MOAT_CFG_END};
 static const moat_cfg_section_t limits_section = {"limits", limits_fields, 0, NULL};
 

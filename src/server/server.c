@@ -208,6 +208,31 @@ static void raise_nofile(void)
     }
 }
 
+/*
+ * limits.max_connections, capped so that every connection can have its descriptor: beyond the open file
+ * limit accept() fails instead of connections waiting in the backlog. The reserve covers what is not a
+ * connection: the store and its journal (several connections), logs, epoll sets and wake-ups, listeners,
+ * files being sent and CRL fetches.
+ */
+static size_t connection_limit(const moat__server_t *srv, long configured)
+{
+    struct rlimit rl;
+    size_t want = (size_t)configured, reserve = 64 + (size_t)srv->nworkers * (srv->nbinds + 2), cap;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return want;
+    cap = rl.rlim_cur > 2 * reserve ? (size_t)rl.rlim_cur - reserve : (size_t)rl.rlim_cur / 2;
+    if (cap == 0)
+        cap = 1;
+    if (want <= cap)
+        return want;
+    moat_log(MOAT_LOG_WARN, &logctx,
+             "limits.max_connections is %zu but the open file limit is %llu: accepting at most %zu "
+             "connections (%llu descriptors kept for the store, logs and listeners); raise the limit "
+             "(ulimit -n, systemd LimitNOFILE=) to allow more",
+             want, (unsigned long long)rl.rlim_cur, cap, (unsigned long long)(rl.rlim_cur - cap));
+    return cap;
+}
+
 /* ---- generations -------------------------------------------------------------------------------- */
 
 static void write_status(control_t *ctl, long long refused, const char *reason)
@@ -538,7 +563,6 @@ static int init_workers(moat__server_t *srv, const moat_config_t *cfg, moat_err_
         w->tag = TAG_WAKE;
         w->id = i;
         w->srv = srv;
-        w->max_conns = (size_t)(cfg->limits.max_connections + srv->nworkers - 1) / srv->nworkers;
         if ((rc = moat_loop_init(&w->loop, w, err)) != 0)
             return rc;
         if ((w->lib = moat_tls_lib_new(err)) == NULL)
@@ -621,6 +645,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         goto fail;
     if (cfg->error_log != NULL && (rc = moat_log_open(cfg->error_log, err)) != 0)
         goto fail;
+    srv.max_conns = connection_limit(&srv, cfg->limits.max_connections);
     if (cfg->access_log != NULL) {
         if ((fd = open_access(cfg->access_log, err)) < 0) {
             rc = err->code;

@@ -203,8 +203,8 @@ struct moat__worker {
     moat_list_t q_idle;                /* keep-alive and send deadlines (idle_timeout_s) */
     moat_list_t q_crl;                 /* requests waiting for a first CRL fetch (MOAT__CRL_WAIT_MS) */
     moat_list_t ready;                 /* connections that yielded with work left */
-    size_t nconns;
-    size_t max_conns; /* this worker's share of limits.max_connections */
+    size_t nconns;                     /* this worker's connections (the server's are srv->nconns) */
+    uint64_t accept_resume_ms;         /* accepting paused until then (out of descriptors), 0: not paused */
     unsigned long long next_conn_id;
     char *alog; /* access log buffer (owned) */
     size_t alog_len;
@@ -220,6 +220,8 @@ struct moat__server {
     size_t nbinds;
     int **bind_fds; /* [worker][bind] listening sockets, handed to workers */
     _Atomic(int) stopping;
+    atomic_size_t nconns; /* open connections of all workers, with the slots being accepted */
+    size_t max_conns;     /* limits.max_connections, capped by the open file limit at start */
     atomic_int access_fd; /* -1: no access log; replaced in place with dup3 on reopen */
     moat_limits_t limits; /* from the config at start (timeouts and sizes may change on reload) */
     moat__crlf_t *crlf;   /* owned: the CRL fetcher; NULL in check mode */

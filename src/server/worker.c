@@ -23,12 +23,14 @@
 
 #define ACCESS_BUF ACCESS_LOG_BUF
 #define STOP_GRACE_MS 10000
-#define CRL_RETRY_MS 100 /* requests waiting for a CRL look again this often */
+#define CRL_RETRY_MS 100    /* requests waiting for a CRL look again this often */
+#define ACCEPT_PAUSE_MS 500 /* out of descriptors: accepting rests this long (as nginx does) */
 
 static int conn_ex_index = -1;
 
 static void conn_run(moat__conn_t *c);
 static void conn_close(moat__conn_t *c);
+static void conns_release(moat__server_t *srv);
 
 void moat__wgen_release(moat__wgen_t *wg)
 {
@@ -93,6 +95,8 @@ static int next_timeout_ms(moat__worker_t *w)
     /* Waits on q_crl are retried every CRL_RETRY_MS (a note to the fetcher may have been dropped). */
     if (!moat_list_empty(&w->q_crl) && w->crl_checked_ms + CRL_RETRY_MS < next)
         next = w->crl_checked_ms + CRL_RETRY_MS;
+    if (!w->accepting && w->accept_resume_ms > w->loop.now_ms && w->accept_resume_ms < next)
+        next = w->accept_resume_ms;
     return next > w->loop.now_ms ? (int)(next - w->loop.now_ms) : 0;
 }
 
@@ -357,6 +361,31 @@ static long out_write(moat__conn_t *c, const char *p, size_t len)
     return (long)len;
 }
 
+/* ---- the server-wide connection count ------------------------------------------------------------ */
+
+/*
+ * One count for the whole server, not a share per worker: the kernel hashes new connections to the
+ * workers' SO_REUSEPORT listeners without knowing how full each is, so a worker stopping at its share
+ * left connections waiting in its queue while the server had room. A worker takes a slot before
+ * accept() and gives it back on close; a worker that stopped because the server was full is woken
+ * when the count drops below the limit again.
+ */
+static int conns_reserve(moat__server_t *srv)
+{
+    if (atomic_fetch_add(&srv->nconns, 1) < srv->max_conns)
+        return 1;
+    conns_release(srv);
+    return 0;
+}
+
+static void conns_release(moat__server_t *srv)
+{
+    if (atomic_fetch_sub(&srv->nconns, 1) != srv->max_conns)
+        return;
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        moat_loop_wake(&srv->workers[i].loop);
+}
+
 /* ---- the connection state machine --------------------------------------------------------------- */
 
 static void conn_free(moat__conn_t *c)
@@ -380,6 +409,7 @@ static void conn_free(moat__conn_t *c)
     moat__wgen_release(c->wg);
     moat_free(&c);
     w->nconns--;
+    conns_release(w->srv);
 }
 
 static void conn_close(moat__conn_t *c)
@@ -866,11 +896,13 @@ static void conn_start(moat__worker_t *w, moat__wlisten_t *l, int fd, const stru
 
     if (cl == NULL || cl->nsites == 0) {
         close(fd);
+        conns_release(w->srv);
         return;
     }
     c = moat_calloc(1, sizeof(*c));
     if (c == NULL) {
         close(fd);
+        conns_release(w->srv);
         return;
     }
     c->tag = TAG_CONN;
@@ -930,18 +962,24 @@ static void on_accept(moat__worker_t *w, moat__wlisten_t *l)
         struct sockaddr_storage peer;
         socklen_t plen = sizeof(peer);
         int fd;
-        if (w->nconns >= w->max_conns) {
-            listeners_enable(w, 0);
+        if (!conns_reserve(w->srv)) {
+            listeners_enable(w, 0); /* until a connection closes (conns_release wakes us) */
             return;
         }
         fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            int e = errno;
+            conns_release(w->srv);
+            if (e == EINTR || e == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE) {
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                /* The connection stays in the kernel's queue, so the listener stays readable: without
+                 * a pause, every loop turn would fail the same way (and log it) at full speed. */
                 moat_log(MOAT_LOG_WARN, NULL,
-                         "worker %u: out of file descriptors (%s): not accepting for now", w->id,
-                         strerror(errno));
+                         "worker %u: cannot accept a connection (%s) with %zu open: not accepting for "
+                         "%d ms",
+                         w->id, strerror(e), w->nconns, ACCEPT_PAUSE_MS);
+                w->accept_resume_ms = w->loop.now_ms + ACCEPT_PAUSE_MS;
                 listeners_enable(w, 0);
             }
             return;
@@ -993,7 +1031,8 @@ static void *worker_main(void *arg)
             begin_stop(w);
         if (w->stop_deadline_ms != 0 && (w->nconns == 0 || w->loop.now_ms >= w->stop_deadline_ms))
             break;
-        if (!w->accepting && w->stop_deadline_ms == 0 && w->nconns < w->max_conns)
+        if (!w->accepting && w->stop_deadline_ms == 0 && w->loop.now_ms >= w->accept_resume_ms &&
+            atomic_load(&w->srv->nconns) < w->srv->max_conns)
             listeners_enable(w, 1);
         timeout = moat_list_empty(&w->ready) ? next_timeout_ms(w) : 0;
         n = epoll_wait(w->loop.epfd, evs, (int)MOAT_ARRAY_LEN(evs), timeout);
