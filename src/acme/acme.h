@@ -46,4 +46,106 @@ json_t *moat_acme_jwk_from_pkey(EVP_PKEY *key, moat_err_t *err);
  * into <out> (44 bytes at least). */
 int moat_acme_jwk_thumbprint(const json_t *jwk, char *out, size_t outsz, moat_err_t *err) MOAT_MUST_CHECK;
 
+/* ---- problem documents (RFC 7807 with the RFC 8555 §6.7 types) ---- */
+
+typedef enum {
+    MOAT_ACME_PROB_MALFORMED = 0,
+    MOAT_ACME_PROB_BAD_NONCE,
+    MOAT_ACME_PROB_BAD_SIGNATURE_ALGORITHM,
+    MOAT_ACME_PROB_BAD_PUBLIC_KEY,
+    MOAT_ACME_PROB_UNAUTHORIZED,
+    MOAT_ACME_PROB_ACCOUNT_DOES_NOT_EXIST,
+    MOAT_ACME_PROB_EXTERNAL_ACCOUNT_REQUIRED,
+    MOAT_ACME_PROB_REJECTED_IDENTIFIER,
+    MOAT_ACME_PROB_UNSUPPORTED_IDENTIFIER,
+    MOAT_ACME_PROB_BAD_CSR,
+    MOAT_ACME_PROB_ORDER_NOT_READY,
+    MOAT_ACME_PROB_RATE_LIMITED,
+    MOAT_ACME_PROB_ALREADY_REVOKED,
+    MOAT_ACME_PROB_BAD_REVOCATION_REASON,
+    MOAT_ACME_PROB_CONNECTION,
+    MOAT_ACME_PROB_INCORRECT_RESPONSE,
+    MOAT_ACME_PROB_DNS,
+    MOAT_ACME_PROB_TLS,
+    MOAT_ACME_PROB_SERVER_INTERNAL,
+    MOAT_ACME_PROB__COUNT
+} moat_acme_prob_type_t;
+
+/* A refusal: the problem type, the HTTP status it goes with, and a sentence for the client's user. */
+typedef struct moat_acme_problem {
+    moat_acme_prob_type_t type;
+    int status;
+    char detail[256];
+} moat_acme_problem_t;
+
+/* Sets <p> (type, the type's usual status, formatted detail); returns -1 so that refusing is one line. */
+int moat_acme_problem_set(moat_acme_problem_t *p, moat_acme_prob_type_t type, const char *fmt, ...)
+    MOAT_PRINTF(3, 4);
+/* "urn:ietf:params:acme:error:<name>" of <type>. */
+const char *moat_acme_problem_urn(moat_acme_prob_type_t type);
+/* The problem document of <p> as a new JSON object ({"type", "detail", "status"}); NULL on OOM. */
+json_t *moat_acme_problem_json(const moat_acme_problem_t *p);
+
+/* ---- JWS (RFC 7515 flattened JSON serialisation, as RFC 8555 §6.2 restricts it; jws.c) ---- */
+
+/* Largest JWS body accepted, in bytes (a CSR of a few kB, base64url, inside JSON). */
+#define MOAT_ACME_JWS_MAX 65536
+
+typedef enum {
+    MOAT_ACME_JWS_ES256,
+    MOAT_ACME_JWS_ES384,
+    MOAT_ACME_JWS_RS256,
+    MOAT_ACME_JWS_EDDSA
+} moat_acme_alg_t;
+
+/* A parsed, not yet verified, JWS. Every pointer is owned by it or borrowed from its members. */
+typedef struct moat_acme_jws {
+    json_t *header;      /* owned: the decoded protected header */
+    json_t *payload;     /* owned: the decoded payload object; NULL for POST-as-GET (empty payload) */
+    moat_acme_alg_t alg; /* from the header, one of the four accepted */
+    const char *nonce;   /* borrowed from header */
+    const char *url;     /* borrowed from header */
+    const char *kid;     /* borrowed from header: account URL, or NULL when the header has a jwk */
+    const json_t *jwk;   /* borrowed from header: the signer's public JWK, or NULL when it has a kid */
+    unsigned char *sig;  /* owned: the decoded signature */
+    size_t sig_len;
+    char *signing_input; /* owned: "protected.payload" as received */
+    size_t signing_input_len;
+} moat_acme_jws_t;
+
+/*
+ * Parses <body> (<n> bytes: {"protected", "payload", "signature"} and nothing else) into <jws>. Refused,
+ * with <p> set: bad JSON or base64url, an unprotected header, an alg outside ES256/ES384/RS256/EdDSA
+ * (badSignatureAlgorithm), no nonce (badNonce) or url, both or neither of jwk and kid, a payload that is
+ * neither empty nor a JSON object. On failure <jws> holds nothing to free. Returns 0 or -1.
+ */
+int moat_acme_jws_parse(const char *body, size_t n, moat_acme_jws_t *jws, moat_acme_problem_t *p);
+/* Verifies the signature of <jws> with <key>, which must fit the alg (EC P-256 for ES256, P-384 for ES384,
+ * RSA of 2048 bits or more for RS256, Ed25519 for EdDSA). Returns 0, or -1 with <p> set (malformed for a bad
+ * signature, badSignatureAlgorithm for a key that does not fit). */
+int moat_acme_jws_verify(const moat_acme_jws_t *jws, EVP_PKEY *key, moat_acme_problem_t *p);
+/* Signs <payload> (NULL: POST-as-GET) with <key> into a new flattened JWS string (moat_free() it): the
+ * protected header carries alg, nonce, url and kid (when not NULL) or else the key's jwk. For the ACME
+ * client and for tests. NULL with <err> set on failure. */
+char *moat_acme_jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
+                         const json_t *payload, moat_err_t *err);
+/* Frees what <jws> owns; safe on a zeroed one. */
+void moat_acme_jws_dispose(moat_acme_jws_t *jws);
+
+/* ---- replay-protected nonces (nonce.c) ---- */
+
+typedef struct moat_acme_nonces moat_acme_nonces_t;
+
+/* A nonce source with a random secret; the last MOAT_ACME_NONCE_WINDOW nonces issued are accepted once
+ * each, older ones are refused (the client retries with a fresh one, RFC 8555 §6.5). Thread-safe. */
+#define MOAT_ACME_NONCE_WINDOW 8192
+moat_acme_nonces_t *moat_acme_nonces_new(moat_err_t *err);
+void moat_acme_nonces_free(moat_acme_nonces_t *ns);
+/* Writes a new nonce (base64url, NUL-terminated) into <out>; <outsz> at least MOAT_ACME_NONCE_LEN + 1. */
+#define MOAT_ACME_NONCE_LEN 43
+int moat_acme_nonce_new(moat_acme_nonces_t *ns, char *out, size_t outsz) MOAT_MUST_CHECK;
+/* Accepts <nonce> once: 0 when it was issued by <ns>, is within the window and was not used before; else
+ * -1 (forged, too old, or replayed). */
+int moat_acme_nonce_use(moat_acme_nonces_t *ns, const char *nonce) MOAT_MUST_CHECK;
+
 #endif
