@@ -27,7 +27,7 @@ static void append_error(moat_cfg_ctx_t *ctx, const char *line)
     size_t n = strlen(line);
     char *p;
     if (ctx->nerrors == 0)
-        (void)moat_strlcpy(ctx->first, line, sizeof(ctx->first)); /* truncation is fine for the summary */
+        (void)moat_strlcpy(ctx->first, line, sizeof(ctx->first)); /* as long as any error message */
     ctx->nerrors++;
     if (ctx->nerrors > MOAT_CFG_MAX_ERRORS)
         return;
@@ -45,7 +45,7 @@ static void append_error(moat_cfg_ctx_t *ctx, const char *line)
 
 int moat__cfg_error(moat_cfg_ctx_t *ctx, moat_cfg_mark_t mark, const char *key, const char *fmt, ...)
 {
-    char msg[384], line[1024];
+    char msg[MOAT_ERR_MSG_MAX - 512], line[MOAT_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -522,7 +522,7 @@ static size_t edit_distance(const char *a, const char *b)
 static void unknown_key(moat_cfg_ctx_t *ctx, const moat_cfg_section_t *sec, const yaml_node_t *k,
                         const char *keypath)
 {
-    char list[512], buf[96];
+    char list[2048], buf[96]; /* every field name of the largest section fits */
     size_t o = 0, best = 99;
     const char *guess = NULL;
     list[0] = '\0';

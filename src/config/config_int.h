@@ -84,7 +84,7 @@ struct moat_cfg_ctx {
     char *errors; /* every message, '\n'-separated */
     size_t errors_len;
     size_t nerrors;
-    char first[512];
+    char first[MOAT_ERR_MSG_MAX];
     int oom;
     moat_cfg_where_t *where;
     size_t nwhere, capwhere;

@@ -33,11 +33,16 @@ enum {
     MOAT_E_PASSWORD = -15 /* a password is missing or wrong */
 };
 
+/* Room for the longest message moat writes: a config error listing every known key, two paths of
+ * PATH_MAX-ish length, a distinguished name. A message longer than this ends in "..." (never silently). */
+#define MOAT_ERR_MSG_MAX 4096
+#define MOAT_ERR_HINT_MAX 2048
+
 /* A code for the program, a sentence for the human. */
 typedef struct moat_err {
-    int code;       /* MOAT_E_*, 0 = ok */
-    char msg[256];  /* what failed and why */
-    char hint[160]; /* what to do next; may be empty */
+    int code;                     /* MOAT_E_*, 0 = ok */
+    char msg[MOAT_ERR_MSG_MAX];   /* what failed and why */
+    char hint[MOAT_ERR_HINT_MAX]; /* what to do next; may be empty */
 } moat_err_t;
 
 /* Sets code and message; returns <code> so that failing is one line. */

@@ -3,6 +3,17 @@
 #include <openssl/err.h>
 #include <string.h>
 
+/* Formats into <buf>; a message longer than the buffer ends in "..." so that a reader sees it was cut. */
+static void format(char *buf, size_t size, const char *fmt, va_list ap) MOAT_PRINTF(3, 0);
+static void format(char *buf, size_t size, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(buf, size, fmt, ap);
+    if (n < 0)
+        buf[0] = '\0';
+    else if ((size_t)n >= size)
+        memcpy(buf + size - 4, "...", 4);
+}
+
 int moat_err_set(moat_err_t *err, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -11,7 +22,7 @@ int moat_err_set(moat_err_t *err, int code, const char *fmt, ...)
     err->code = code;
     err->hint[0] = '\0';
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    format(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
     return code;
 }
@@ -22,7 +33,7 @@ int moat_err_hint(moat_err_t *err, const char *fmt, ...)
     if (err == NULL)
         return MOAT_E_INVAL;
     va_start(ap, fmt);
-    vsnprintf(err->hint, sizeof(err->hint), fmt, ap);
+    format(err->hint, sizeof(err->hint), fmt, ap);
     va_end(ap);
     return err->code;
 }
@@ -41,7 +52,7 @@ int moat_err_ossl(moat_err_t *err, int code, const char *fmt, ...)
     err->code = code;
     err->hint[0] = '\0';
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    format(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
     len = strlen(err->msg);
     if (last != 0 && len + 3 < sizeof(err->msg)) {
@@ -56,10 +67,10 @@ int moat_err_ossl(moat_err_t *err, int code, const char *fmt, ...)
 
 int moat_err_prefix(moat_err_t *err, const char *fmt, ...)
 {
-    char prefix[128], old[sizeof(err->msg)];
+    char prefix[MOAT_ERR_MSG_MAX], old[sizeof(err->msg)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    format(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof(old));
     int n = snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);

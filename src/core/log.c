@@ -53,7 +53,7 @@ void moat_log_close(void)
 
 void moat__log(moat_log_level_t level, const moat_log_ctx_t *ctx, const char *fmt, ...)
 {
-    char line[2048];
+    char line[MOAT_ERR_MSG_MAX + MOAT_ERR_HINT_MAX + 1024]; /* an error, its hint and the context */
     struct timeval tv;
     struct tm tm;
     size_t n;
@@ -82,7 +82,7 @@ void moat__log(moat_log_level_t level, const moat_log_ctx_t *ctx, const char *fm
 
 _Noreturn void moat__panic(const char *file, int line, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[MOAT_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -17,17 +17,17 @@ typedef enum { MOAT_DOCTOR_ERROR = 0, MOAT_DOCTOR_WARNING = 1, MOAT_DOCTOR_INFO 
 
 typedef struct moat_doctor_finding {
     moat_doctor_sev_t severity;
-    char id[48];       /* stable, for scripts and tests: "cert-expired" */
-    char subject[192]; /* "https://www.example.com:443", "site www.example.com", "key www" */
-    char what[512];    /* what is wrong */
-    char why[384];     /* why it matters */
-    char fix[512];     /* the command (or action) that fixes it */
+    char id[48];                 /* stable, for scripts and tests: "cert-expired" */
+    char subject[192];           /* "https://www.example.com:443", "site www.example.com", "key www" */
+    char what[MOAT_ERR_MSG_MAX]; /* what is wrong */
+    char why[MOAT_ERR_MSG_MAX];  /* why it matters */
+    char fix[MOAT_ERR_MSG_MAX];  /* the command (or action) that fixes it */
 } moat_doctor_finding_t;
 
 typedef struct moat_doctor_fact {
     char subject[192];
     char key[32]; /* "protocols", "cipher", "chain[0]" */
-    char value[512];
+    char value[MOAT_ERR_MSG_MAX];
 } moat_doctor_fact_t;
 
 typedef struct moat_doctor_report {

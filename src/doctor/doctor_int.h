@@ -44,12 +44,12 @@ enum {
 };
 
 typedef struct moat__doctor_fetch {
-    int status;             /* MOAT__DOCTOR_* */
-    char reason[256];       /* why it failed */
-    char version[16];       /* negotiated protocol */
-    char cipher[64];        /* negotiated cipher */
-    STACK_OF(X509) * chain; /* owned: the chain as sent, leaf first */
-    unsigned char *ocsp;    /* owned: the stapled OCSP response, NULL when none */
+    int status;                    /* MOAT__DOCTOR_* */
+    char reason[MOAT_ERR_MSG_MAX]; /* why it failed */
+    char version[16];              /* negotiated protocol */
+    char cipher[64];               /* negotiated cipher */
+    STACK_OF(X509) * chain;        /* owned: the chain as sent, leaf first */
+    unsigned char *ocsp;           /* owned: the stapled OCSP response, NULL when none */
     long ocsp_len;
 } moat__doctor_fetch_t;
 

@@ -154,7 +154,7 @@ static int read_file(state_t *st, const moat_import_file_t *f, const char *passw
     int rc;
 
     if ((fp = fopen(f->real, "rb")) == NULL) {
-        char msg[256];
+        char msg[MOAT_ERR_MSG_MAX];
         snprintf(msg, sizeof(msg), "cannot read %s: %s", f->path, strerror(errno));
         return add_problem(st, f, MOAT_E_IO, msg);
     }

@@ -92,7 +92,7 @@ typedef struct moat_import_pair {
 typedef struct moat_import_problem {
     const moat_import_file_t *file; /* borrowed */
     int code;                       /* MOAT_E_PASSWORD: encrypted; MOAT_E_LIMIT, MOAT_E_INVAL, MOAT_E_IO */
-    char msg[256];
+    char msg[MOAT_ERR_MSG_MAX];
 } moat_import_problem_t;
 
 typedef struct moat_import_result {

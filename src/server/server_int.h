@@ -81,7 +81,7 @@ typedef struct moat__staple {
     int key_type;      /* EVP_PKEY_get_base_id() of the certificate: picks the staple per handshake */
     int role;          /* the moat CA that issued the certificate */
     time_t refresh_at; /* when the control thread builds the next one */
-    char error[256];   /* why the last attempt failed; "" after a success */
+    char error[MOAT_ERR_MSG_MAX]; /* why the last attempt failed; "" after a success */
 } moat__staple_t;
 
 typedef struct moat__gen_site {

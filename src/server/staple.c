@@ -64,7 +64,8 @@ static void refresh(const moat__gen_t *gen, moat__staple_t *sp, X509 *leaf, time
         return;
     }
     if (moat_pki_ocsp_staple(&opts, leaf, &der, &len, &err) != 0) {
-        snprintf(sp->error, sizeof(sp->error), "signing the OCSP response failed: %.200s", err.msg);
+        (void)moat_err_prefix(&err, "signing the OCSP response failed");
+        (void)moat_strlcpy(sp->error, err.msg, sizeof(sp->error)); /* as long as err.msg */
         sp->refresh_at = now + STAPLE_RETRY_SECS;
         return;
     }

@@ -296,7 +296,7 @@ typedef struct moat_store_crl {
     int64_t revoked;                        /* entries in it */
     int64_t fetched_at;                     /* when it was fetched; 0: never */
     int64_t attempted_at;                   /* last attempt, successful or not */
-    char error[256];                        /* why the last attempt failed; "" after a success */
+    char error[MOAT_ERR_MSG_MAX];           /* why the last attempt failed; "" after a success */
 } moat_store_crl_t;
 
 typedef struct moat_store_crl_list {

@@ -37,6 +37,33 @@ static void test_prefix(void)
     CHECK_STR(err.hint, "check the file");
 }
 
+/* Messages and hints of the lengths moat writes (a config error listing every known key, a hint with a
+ * command and two paths) come out whole; only a message past the buffer is cut, and then visibly. */
+static void test_long_messages_whole(void)
+{
+    moat_err_t err = {0};
+    char path[1500], want[3100];
+    memset(path, 'p', sizeof(path) - 1);
+    path[sizeof(path) - 1] = '\0';
+    moat_err_set(&err, MOAT_E_NOTFOUND, "%s and %s not found", path, path);
+    snprintf(want, sizeof(want), "%s and %s not found", path, path);
+    CHECK_STR(err.msg, want);
+    moat_err_hint(&err, "otherwise make a new exportable key (moat key renew web --exportable) in %s", path);
+    CHECK(strlen(err.hint) > sizeof(path));
+    CHECK_CONTAINS(err.hint, "--exportable) in ppp");
+    CHECK_EQ(err.hint[strlen(err.hint) - 1], 'p');
+    moat_err_prefix(&err, "reading %.500s", path);
+    CHECK(strncmp(err.msg, "reading ppp", 11) == 0);
+    CHECK_CONTAINS(err.msg, "p not found");
+
+    char huge[MOAT_ERR_MSG_MAX + 100];
+    memset(huge, 'x', sizeof(huge) - 1);
+    huge[sizeof(huge) - 1] = '\0';
+    moat_err_set(&err, MOAT_E_INVAL, "%s", huge);
+    CHECK_EQ(strlen(err.msg), sizeof(err.msg) - 1);
+    CHECK_STR(err.msg + sizeof(err.msg) - 4, "...");
+}
+
 static void test_parse_long(void)
 {
     long v = 0;
@@ -72,6 +99,7 @@ int main(void)
     RUN(test_set_returns_code);
     RUN(test_ossl_appends_and_clears);
     RUN(test_prefix);
+    RUN(test_long_messages_whole);
     RUN(test_parse_long);
     RUN(test_strlcpy);
     RUN(test_hex_lower);
