@@ -164,9 +164,41 @@ static int migrate_v3(moat_store_t *st, moat_err_t *err)
     return st->ops->exec(st, ddl, err);
 }
 
+/*
+ * Version 4: the ACME server's state. Accounts, orders, authorizations and challenges are JSON documents
+ * (as served, RFC 8555 §7.1) keyed by kind and id, with the columns lookups need beside them; external
+ * account binding keys have their own table since the HMAC key is sealed under the master key.
+ */
+static int migrate_v4(moat_store_t *st, moat_err_t *err)
+{
+    static const char ddl[] = "CREATE TABLE acme_objects (\n"
+                              "  kind TEXT NOT NULL CHECK (kind IN ('account', 'order', 'authz', 'chall')),\n"
+                              "  id TEXT NOT NULL,\n"
+                              "  parent TEXT NOT NULL DEFAULT '',\n"
+                              "  account TEXT NOT NULL DEFAULT '',\n"
+                              "  lookup TEXT NOT NULL DEFAULT '',\n"
+                              "  status TEXT NOT NULL,\n"
+                              "  created INTEGER NOT NULL,\n"
+                              "  expires INTEGER NOT NULL DEFAULT 0,\n"
+                              "  doc TEXT NOT NULL,\n"
+                              "  PRIMARY KEY (kind, id)\n"
+                              ");\n"
+                              "CREATE INDEX acme_objects_lookup ON acme_objects (kind, lookup);\n"
+                              "CREATE INDEX acme_objects_parent ON acme_objects (kind, parent);\n"
+                              "CREATE INDEX acme_objects_account ON acme_objects (kind, account, created);\n"
+                              "CREATE TABLE acme_eab (\n"
+                              "  id INTEGER PRIMARY KEY,\n"
+                              "  kid TEXT NOT NULL UNIQUE,\n"
+                              "  hmac BLOB NOT NULL,\n"
+                              "  created INTEGER NOT NULL,\n"
+                              "  account TEXT NOT NULL DEFAULT ''\n"
+                              ");\n";
+    return st->ops->exec(st, ddl, err);
+}
+
 typedef int (*migration_fn)(moat_store_t *st, moat_err_t *err);
 /* migrations[i] takes a store from version i+1 to i+2. */
-static const migration_fn migrations[] = {migrate_v2, migrate_v3};
+static const migration_fn migrations[] = {migrate_v2, migrate_v3, migrate_v4};
 
 static int migrate(moat_store_t *st, int from, moat_err_t *err)
 {

@@ -32,7 +32,7 @@
 #define MOAT_STORE_NAME_MAX 128       /* key, anchor and CA names, including the NUL */
 #define MOAT_STORE_FPR_LEN 64         /* SHA-256 fingerprint: 64 lowercase hex digits */
 #define MOAT_STORE_SERIAL_MAX 72      /* certificate serial: uppercase hex, no separators, + NUL */
-#define MOAT_STORE_SCHEMA_VERSION 3   /* the newest schema this binary writes */
+#define MOAT_STORE_SCHEMA_VERSION 4   /* the newest schema this binary writes */
 #define MOAT_STORE_MASTER_KEY_LEN 32  /* AES-256 */
 #define MOAT_STORE_MAX_BLOB (1 << 20) /* largest DER/CSR the store accepts (1 MiB) */
 
@@ -505,5 +505,64 @@ typedef struct moat_store_info {
 } moat_store_info_t;
 
 int moat_store_info(moat_store_t *st, moat_store_info_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+
+/* ---------------------------------------------------------------------------------------------------
+ * ACME server state (acme.c): accounts, orders, authorizations and challenges as JSON documents
+ */
+
+typedef enum {
+    MOAT_STORE_ACME_ACCOUNT,
+    MOAT_STORE_ACME_ORDER,
+    MOAT_STORE_ACME_AUTHZ,
+    MOAT_STORE_ACME_CHALL
+} moat_store_acme_kind_t;
+
+#define MOAT_STORE_ACME_ID_MAX 64
+#define MOAT_STORE_ACME_LOOKUP_MAX 256
+#define MOAT_STORE_ACME_DOC_MAX (256 * 1024)
+
+typedef struct moat_store_acme_obj {
+    moat_store_acme_kind_t kind;
+    char id[MOAT_STORE_ACME_ID_MAX];
+    char parent[MOAT_STORE_ACME_ID_MAX];     /* order of an authz, authz of a challenge; "" for others */
+    char account[MOAT_STORE_ACME_ID_MAX];    /* owning account ("" for an account itself) */
+    char lookup[MOAT_STORE_ACME_LOOKUP_MAX]; /* account: key thumbprint; order: certificate serial */
+    char status[16];
+    int64_t created, expires;
+    char *doc; /* owned: the JSON document */
+} moat_store_acme_obj_t;
+
+typedef struct moat_store_acme_list {
+    moat_store_acme_obj_t *items;
+    size_t n;
+} moat_store_acme_list_t;
+
+/* Inserts or replaces <o> (by kind and id). Not a served-material change: no generation bump. */
+int moat_store_acme_put(moat_store_t *st, const moat_store_acme_obj_t *o, moat_err_t *err) MOAT_MUST_CHECK;
+/* Reads the object <kind>/<id> into <o> (MOAT_E_NOTFOUND when absent). */
+int moat_store_acme_get(moat_store_t *st, moat_store_acme_kind_t kind, const char *id,
+                        moat_store_acme_obj_t *o, moat_err_t *err) MOAT_MUST_CHECK;
+/* Reads the newest object of <kind> whose lookup column is <lookup> (MOAT_E_NOTFOUND when none). */
+int moat_store_acme_find(moat_store_t *st, moat_store_acme_kind_t kind, const char *lookup,
+                         moat_store_acme_obj_t *o, moat_err_t *err) MOAT_MUST_CHECK;
+/* Lists objects of <kind> whose parent (by_parent) or account (else) is <id>, oldest first, at most <max>. */
+int moat_store_acme_list(moat_store_t *st, moat_store_acme_kind_t kind, int by_parent, const char *id,
+                         size_t max, moat_store_acme_list_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+/* Counts objects of <kind> of <account> ("" = any) created at or after <since> whose status is <status>
+ * (NULL = any): the rate limits. */
+int moat_store_acme_count(moat_store_t *st, moat_store_acme_kind_t kind, const char *account,
+                          const char *status, int64_t since, int64_t *n, moat_err_t *err) MOAT_MUST_CHECK;
+void moat_store_acme_obj_dispose(moat_store_acme_obj_t *o);
+void moat_store_acme_list_dispose(moat_store_acme_list_t *l);
+
+/* External account binding keys (RFC 8555 §7.3.4): the HMAC key sealed under the master key. */
+int moat_store_acme_eab_add(moat_store_t *st, const char *kid, const uint8_t *hmac, size_t len,
+                            moat_err_t *err) MOAT_MUST_CHECK;
+/* The HMAC key of <kid> (*hmac: release with moat_free_secret) and the account bound to it ("" if none). */
+int moat_store_acme_eab_get(moat_store_t *st, const char *kid, uint8_t **hmac, size_t *len, char *account,
+                            size_t accountsz, moat_err_t *err) MOAT_MUST_CHECK;
+/* Binds <kid> to <account>: MOAT_E_STATE when it is bound already (each key enrolls one account). */
+int moat_store_acme_eab_bind(moat_store_t *st, const char *kid, const char *account,
+                             moat_err_t *err) MOAT_MUST_CHECK;
 
 #endif

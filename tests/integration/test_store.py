@@ -66,13 +66,13 @@ def test_info_upgrades_v1_and_keeps_keys(moat):
     make_v1_store(moat)
     data = info(moat)
     assert data["store"] == str(moat.store)
-    assert data["schema_version"] == 3
+    assert data["schema_version"] == 4
     assert data["keys"] == 2 and data["pending_keys"] == 1
     assert data["certificates"] == 2
     assert data["master_key_present"] is True
     assert data["server"]["applied_generation"] is None
     text = moat.ok("store", "info").stdout
-    assert "schema version: 3" in text and "2 active, 1 pending" in text
+    assert "schema version: 4" in text and "2 active, 1 pending" in text
 
 
 def test_missing_store(moat):

@@ -791,7 +791,11 @@ static void test_newer_version(void)
     st = NULL;
     CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), MOAT_E_VERSION);
     CHECK_CONTAINS(err.msg, "version 99");
-    CHECK_CONTAINS(err.msg, "up to 3");
+    {
+        char upto[32];
+        snprintf(upto, sizeof upto, "up to %d", MOAT_STORE_SCHEMA_VERSION);
+        CHECK_CONTAINS(err.msg, upto);
+    }
     CHECK_CONTAINS(err.hint, "upgrade moat");
     CHECK(st == NULL);
     CHECK_EQ(sqlite3_open(db, &raw), SQLITE_OK);
@@ -972,7 +976,7 @@ static void test_migration_from_v2(void)
         fprintf(stderr, "v2 open: %s\n", err.msg);
         return;
     }
-    CHECK_EQ(moat_store_schema_version(st), 3);
+    CHECK_EQ(moat_store_schema_version(st), MOAT_STORE_SCHEMA_VERSION);
     CHECK_EQ(moat_store_key_list(st, &list, &err), 0);
     CHECK_EQ(list.n, 3);
     for (size_t i = 0; i < list.n; i++)
@@ -1320,6 +1324,87 @@ static void test_readonly(void)
     tu_key_free(&k);
 }
 
+/* A version-2 store (so v3 and v4 both run) gains the ACME tables; objects, lookups, lists, counts and
+ * sealed external account keys round-trip, and an EAB key binds one account only. */
+static void test_migration_acme(void)
+{
+    moat_store_t *st = NULL;
+    moat_err_t err = {0};
+    moat_store_acme_obj_t o = {0}, got = {0};
+    moat_store_acme_list_t l;
+    int64_t n = -1, g0 = 0, g1 = 0;
+    uint8_t *hmac = NULL;
+    size_t hl = 0;
+    char acct[64];
+    static const uint8_t secret[] = "0123456789abcdef0123456789abcdef";
+
+    fresh();
+    snprintf(db, sizeof(db), "%s/v2a.db", dir);
+    snprintf(mk, sizeof(mk), "%s/v2a.db.key", dir);
+    make_fixture(2, db, mk);
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL)
+        return;
+    CHECK_EQ(moat_store_schema_version(st), 4);
+    CHECK_EQ(moat_store_generation(st, &g0, &err), 0);
+    o.kind = MOAT_STORE_ACME_ACCOUNT;
+    snprintf(o.id, sizeof o.id, "a1");
+    snprintf(o.lookup, sizeof o.lookup, "thumb");
+    snprintf(o.status, sizeof o.status, "valid");
+    o.doc = "{\"status\":\"valid\"}";
+    CHECK_EQ(moat_store_acme_put(st, &o, &err), 0);
+    o.kind = MOAT_STORE_ACME_ORDER;
+    snprintf(o.account, sizeof o.account, "a1");
+    for (int i = 0; i < 3; i++) {
+        snprintf(o.id, sizeof o.id, "o%d", i);
+        snprintf(o.lookup, sizeof o.lookup, "serial%d", i);
+        snprintf(o.status, sizeof o.status, i == 2 ? "invalid" : "pending");
+        CHECK_EQ(moat_store_acme_put(st, &o, &err), 0);
+    }
+    CHECK_EQ(moat_store_acme_find(st, MOAT_STORE_ACME_ACCOUNT, "thumb", &got, &err), 0);
+    CHECK_STR(got.id, "a1");
+    CHECK_STR(got.doc, "{\"status\":\"valid\"}");
+    moat_store_acme_obj_dispose(&got);
+    CHECK_EQ(moat_store_acme_get(st, MOAT_STORE_ACME_ORDER, "o1", &got, &err), 0);
+    CHECK_STR(got.lookup, "serial1");
+    CHECK_STR(got.account, "a1");
+    moat_store_acme_obj_dispose(&got);
+    CHECK_EQ(moat_store_acme_get(st, MOAT_STORE_ACME_ORDER, "nope", &got, &err), MOAT_E_NOTFOUND);
+    CHECK_EQ(moat_store_acme_list(st, MOAT_STORE_ACME_ORDER, 0, "a1", 10, &l, &err), 0);
+    CHECK_EQ(l.n, 3);
+    moat_store_acme_list_dispose(&l);
+    CHECK_EQ(moat_store_acme_count(st, MOAT_STORE_ACME_ORDER, "a1", NULL, 0, &n, &err), 0);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(moat_store_acme_count(st, MOAT_STORE_ACME_ORDER, "", "invalid", 0, &n, &err), 0);
+    CHECK_EQ(n, 1);
+    /* ACME state is not served material: no reload for it. */
+    CHECK_EQ(moat_store_generation(st, &g1, &err), 0);
+    CHECK_EQ(g1, g0);
+
+    CHECK_EQ(moat_store_acme_eab_add(st, "kid-1", secret, 32, &err), 0);
+    CHECK_EQ(moat_store_acme_eab_add(st, "kid-1", secret, 32, &err), MOAT_E_EXISTS);
+    CHECK_EQ(moat_store_acme_eab_get(st, "kid-1", &hmac, &hl, acct, sizeof acct, &err), 0);
+    CHECK_EQ(hl, 32);
+    CHECK(hmac != NULL && memcmp(hmac, secret, 32) == 0);
+    CHECK_STR(acct, "");
+    moat_free_secret(&hmac, hl);
+    CHECK_EQ(moat_store_acme_eab_bind(st, "kid-1", "a1", &err), 0);
+    CHECK_EQ(moat_store_acme_eab_bind(st, "kid-1", "a1", &err), 0);
+    CHECK_EQ(moat_store_acme_eab_bind(st, "kid-1", "a2", &err), MOAT_E_STATE);
+    CHECK_EQ(moat_store_acme_eab_get(st, "kid-2", &hmac, &hl, acct, sizeof acct, &err), MOAT_E_NOTFOUND);
+    moat_store_close(st);
+    /* The sealed key is not in the file in the clear. */
+    {
+        FILE *f = fopen(db, "rb");
+        static char buf[1 << 20];
+        size_t got_n = f ? fread(buf, 1, sizeof buf, f) : 0;
+        CHECK(got_n > 0);
+        CHECK(memmem(buf, got_n, secret, 32) == NULL);
+        if (f)
+            fclose(f);
+    }
+}
+
 int main(void)
 {
     RUN(test_open_create);
@@ -1335,6 +1420,7 @@ int main(void)
     RUN(test_newer_version);
     RUN(test_migration_from_v1);
     RUN(test_migration_from_v2);
+    RUN(test_migration_acme);
     RUN(test_watch);
     RUN(test_backup_restore);
     RUN(test_restore_v1);
