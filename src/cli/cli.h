@@ -15,7 +15,8 @@ enum { MOAT_EXIT_OK = 0, MOAT_EXIT_FAIL = 1, MOAT_EXIT_USAGE = 2 };
 /* Global options, accepted anywhere on the command line (before "--"). */
 typedef struct moat_cli {
     const char *store_arg;   /* --store URL|PATH */
-    const char *config_path; /* -c / --config, else MOAT_CONFIG */
+    const char *config_path; /* -c / --config, else MOAT_CONFIG, else ./moat.yaml when present */
+    const char *config_from; /* "-c", "MOAT_CONFIG", "./moat.yaml"; NULL without a config */
     const char *master_key;  /* --master-key FILE, else MOAT_MASTER_KEY_FILE */
     int json;                /* --json */
     int quiet;               /* -q / --quiet */
@@ -28,7 +29,8 @@ typedef struct moat_cli_group {
     int (*run)(moat_cli_t *cli, int argc, char **argv);
 } moat_cli_group_t;
 
-/* Removes the global options from argv (in place) into <cli>; returns 0 or MOAT_E_USAGE with err set. */
+/* Removes the global options from argv (in place) into <cli>; returns 0 or MOAT_E_USAGE with err set.
+ * Every command finds its config the same way: -c, else MOAT_CONFIG, else ./moat.yaml when present. */
 int moat_cli_parse_globals(moat_cli_t *cli, int *argc, char **argv, moat_err_t *err);
 
 /* Prints "moat: <msg>" and the hint on stderr; returns the exit code for err->code (2 for usage). */
@@ -37,9 +39,10 @@ int moat_cli_fail(const moat_cli_t *cli, const moat_err_t *err);
 int moat_cli_usage(const char *usage, const char *fmt, ...) MOAT_PRINTF(2, 3);
 
 /*
- * The store every command finds the same way: --store > MOAT_STORE > "store:" in the config named by
- * -c (or MOAT_CONFIG) > /var/lib/moat/moat.db as root, else $XDG_DATA_HOME/moat/moat.db.
- * Writes an absolute path into <out>. <source> (may be NULL) receives where it came from.
+ * The store every command finds the same way: --store > MOAT_STORE > "store:" in the config (-c,
+ * MOAT_CONFIG or ./moat.yaml) > /var/lib/moat/moat.db as root, else $XDG_DATA_HOME/moat/moat.db.
+ * Writes an absolute path into <out>. <source> (may be NULL) receives where it came from. When the store
+ * comes from a ./moat.yaml nobody named, says once on stderr which config and store are used.
  */
 int moat_cli_store_path(const moat_cli_t *cli, char *out, size_t outsz, const char **source, moat_err_t *err);
 /* The master key file: --master-key > MOAT_MASTER_KEY_FILE > "<store path>.key" beside the store. */

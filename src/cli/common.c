@@ -9,6 +9,11 @@
 #include <termios.h>
 #include <unistd.h>
 
+/* --json seen on the command line: usage errors, printed before a command has its moat_cli_t, follow it. */
+static int json_errors;
+/* The note naming an implicit ./moat.yaml is printed once per run. */
+static int told_config;
+
 /* Options that take a value, and whether they can be written --opt=value. */
 static int take_value(const char *arg, const char *name, int *i, int argc, char **argv, const char **out,
                       moat_err_t *err)
@@ -47,6 +52,7 @@ int moat_cli_parse_globals(moat_cli_t *cli, int *argc, char **argv, moat_err_t *
         }
         if (strcmp(a, "--json") == 0) {
             cli->json = 1;
+            json_errors = 1;
             continue;
         }
         if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
@@ -57,25 +63,62 @@ int moat_cli_parse_globals(moat_cli_t *cli, int *argc, char **argv, moat_err_t *
     }
     argv[out] = NULL;
     *argc = out;
-    if (cli->config_path == NULL)
-        cli->config_path = getenv("MOAT_CONFIG");
+    if (cli->config_path != NULL)
+        cli->config_from = "-c";
+    else if ((cli->config_path = getenv("MOAT_CONFIG")) != NULL && cli->config_path[0] != '\0')
+        cli->config_from = "MOAT_CONFIG";
+    else if (access("moat.yaml", F_OK) == 0) {
+        cli->config_path = "moat.yaml";
+        cli->config_from = "./moat.yaml";
+    } else
+        cli->config_path = NULL;
     if (cli->master_key == NULL)
         cli->master_key = getenv("MOAT_MASTER_KEY_FILE");
     return 0;
 }
 
+/* Under --json an error is one object on stderr, so that a script reads the same shape for every
+ * command: {"error": {"code": "not-found", "message": "...", "hint": "..."}}. */
+static void json_error(const char *code, const char *msg, const char *hint)
+{
+    moat_json_t j;
+    moat_json_init(&j, stderr, 0);
+    moat_json_obj_begin(&j);
+    moat_json_key(&j, "error");
+    moat_json_obj_begin(&j);
+    moat_json_kv_str(&j, "code", code);
+    moat_json_kv_str(&j, "message", msg);
+    moat_json_kv_str(&j, "hint", hint[0] ? hint : NULL);
+    moat_json_obj_end(&j);
+    moat_json_obj_end(&j);
+    moat_json_finish(&j);
+}
+
 int moat_cli_fail(const moat_cli_t *cli, const moat_err_t *err)
 {
-    (void)cli;
-    fprintf(stderr, "moat: %s\n", err->msg[0] ? err->msg : moat_err_name(err->code));
-    if (err->hint[0])
-        fprintf(stderr, "      %s\n", err->hint);
+    const char *msg = err->msg[0] ? err->msg : moat_err_name(err->code);
+    if ((cli != NULL && cli->json) || json_errors)
+        json_error(moat_err_name(err->code), msg, err->hint);
+    else {
+        fprintf(stderr, "moat: %s\n", msg);
+        if (err->hint[0])
+            fprintf(stderr, "      %s\n", err->hint);
+    }
     return err->code == MOAT_E_USAGE ? MOAT_EXIT_USAGE : MOAT_EXIT_FAIL;
 }
 
 int moat_cli_usage(const char *usage, const char *fmt, ...)
 {
     va_list ap;
+    if (json_errors) {
+        char msg[MOAT_ERR_MSG_MAX], hint[MOAT_ERR_HINT_MAX];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        snprintf(hint, sizeof(hint), "usage: %s", usage);
+        json_error(moat_err_name(MOAT_E_USAGE), msg, hint);
+        return MOAT_EXIT_USAGE;
+    }
     fputs("moat: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -146,6 +189,11 @@ int moat_cli_store_path(const moat_cli_t *cli, char *out, size_t outsz, const ch
     }
     if (source != NULL)
         *source = src;
+    if (strcmp(src, "config") == 0 && cli->config_from != NULL &&
+        strcmp(cli->config_from, "./moat.yaml") == 0 && !cli->quiet && !cli->json && !told_config) {
+        told_config = 1;
+        fprintf(stderr, "moat: using ./moat.yaml and its store %s\n", out);
+    }
     return 0;
 }
 

@@ -8,17 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char serve_usage[] = "usage: moat serve [-c moat.yaml] [--check|-t]";
-static const char reload_usage[] = "usage: moat reload [-c moat.yaml]";
-
-static const char *config_or_default(const moat_cli_t *cli)
-{
-    if (cli->config_path != NULL)
-        return cli->config_path;
-    if (access("moat.yaml", F_OK) == 0)
-        return "moat.yaml";
-    return NULL;
-}
+static const char serve_usage[] = "moat serve [-c moat.yaml] [--check|-t]";
+static const char reload_usage[] = "moat reload [-c moat.yaml]";
 
 int moat_cli_serve(moat_cli_t *cli, int argc, char **argv)
 {
@@ -28,7 +19,7 @@ int moat_cli_serve(moat_cli_t *cli, int argc, char **argv)
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("%s\n\n"
+            printf("usage: %s\n\n"
                    "Serves the sites of moat.yaml over HTTPS in the foreground, with certificates from the\n"
                    "store. Store changes apply by themselves; config changes on SIGHUP or 'moat reload'.\n\n"
                    "  -c FILE        the config (else MOAT_CONFIG, else ./moat.yaml)\n"
@@ -43,10 +34,10 @@ int moat_cli_serve(moat_cli_t *cli, int argc, char **argv)
         else
             return moat_cli_usage(serve_usage, "unknown argument \"%s\"", argv[i]);
     }
-    opts.config_path = config_or_default(cli);
+    opts.config_path = cli->config_path;
     if (opts.config_path == NULL)
-        return moat_cli_usage(serve_usage, "no config: give one with -c moat.yaml (or set MOAT_CONFIG)");
-    cli->config_path = opts.config_path;
+        return moat_cli_usage(serve_usage,
+                              "no config: give one with -c FILE, set MOAT_CONFIG, or run where moat.yaml is");
     if (moat_cli_store_path(cli, store, sizeof(store), NULL, &err) != 0 ||
         moat_cli_master_key_path(cli, store, mkey, sizeof(mkey), &err) != 0)
         return moat_cli_fail(cli, &err);
@@ -70,7 +61,7 @@ int moat_cli_reload(moat_cli_t *cli, int argc, char **argv)
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("%s\n\n"
+            printf("usage: %s\n\n"
                    "Asks the server running on this store to re-read its config (SIGHUP to the pid in\n"
                    "STORE.pid) and waits for the outcome. A config that fails to load is refused and the\n"
                    "old one keeps serving; the reason is printed (exit 1), logged and kept in the store.\n",
@@ -79,8 +70,6 @@ int moat_cli_reload(moat_cli_t *cli, int argc, char **argv)
         }
         return moat_cli_usage(reload_usage, "unknown argument \"%s\"", argv[i]);
     }
-    if (cli->config_path == NULL)
-        cli->config_path = config_or_default(cli);
     if (moat_cli_store_path(cli, store, sizeof(store), NULL, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_server_pid_path(store, pidfile, sizeof(pidfile), &err) != 0)

@@ -2,12 +2,26 @@
 
 #include <openssl/crypto.h>
 #include <sqlite3.h>
+#include <string.h>
 #include <yaml.h>
+
+static const char version_usage[] = "moat version [--json]";
 
 int moat_cli_version(moat_cli_t *cli, int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf(
+                "usage: %s\n\n"
+                "Prints the version of moat and of the libraries it runs on (OpenSSL, SQLite, libyaml).\n\n"
+                "  --json    one object: {\"moat\": ..., \"openssl\": ..., \"sqlite\": ..., \"libyaml\": "
+                "...}\n\n"
+                "example: moat version --json\n",
+                version_usage);
+            return MOAT_EXIT_OK;
+        }
+        return moat_cli_usage(version_usage, "unknown argument \"%s\"", argv[i]);
+    }
     if (cli->json) {
         moat_json_t j;
         moat_json_init(&j, stdout, 1);

@@ -13,6 +13,16 @@
 
 #define WELL_KNOWN "/.well-known/moat/"
 
+/* /.well-known/moat, with or without the slash, and what is under it: clients that do not trust moat's
+ * root yet (or CRL and OCSP clients, which do not follow redirects) fetch it over plain http. */
+static int well_known(moat_http_str_t path)
+{
+    size_t n = sizeof(WELL_KNOWN) - 2; /* without the slash */
+    if (path.len < n || memcmp(path.p, WELL_KNOWN, n) != 0)
+        return 0;
+    return path.len == n || path.p[n] == '/' || path.p[n] == '?';
+}
+
 /* Copies a Host name (no port) into <out> without IPv6 brackets, NUL-terminated; 0 if too long/empty. */
 static size_t host_copy(moat_http_str_t h, char *out, size_t outsz)
 {
@@ -153,9 +163,7 @@ void moat__request_handle(moat__conn_t *c, int status)
     }
     c->site = site;
     gs = &c->wg->gen->sites[site->index];
-    if (!c->secure && site->require_secure_channel &&
-        !(req->path.len >= sizeof(WELL_KNOWN) - 1 &&
-          memcmp(req->path.p, WELL_KNOWN, sizeof(WELL_KNOWN) - 1) == 0)) {
+    if (!c->secure && site->require_secure_channel && !well_known(req->path)) {
         moat_http_resp_init(resp, req, 301);
         if (moat_http_resp_redirect_https(resp, req, site->name, https_port(site)) != 0)
             moat_http_resp_error(resp, 400);

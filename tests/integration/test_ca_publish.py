@@ -116,6 +116,16 @@ def test_the_folder_without_its_slash_leads_to_the_trust_page(ca):
     assert st == 404, "only publishing sites answer it"
 
 
+def test_the_folder_without_its_slash_stays_on_plain_http(ca):
+    # A client that does not trust the root yet cannot follow a redirect to https: it goes to the folder.
+    st, hd, _ = ca.fetch("/.well-known/moat", secure=False)
+    assert st == 301 and hd["location"] == "/.well-known/moat/", hd
+    st, _, body = ca.fetch(hd["location"], secure=False)
+    assert st == 200 and b"Publish Test Root" in body
+    st, hd, _ = ca.fetch("/.well-known/moatx", secure=False)
+    assert st == 301 and hd["location"].startswith("https://"), "only the folder itself is exempt"
+
+
 def test_without_ca_publish_every_path_is_404(ca):
     names = ["", "ca.pem", "ca.der", "root.pem", "root.der", "ca.crl", "root.crl"]
     for name in names:
