@@ -643,6 +643,8 @@ static void config_free(moat_config_t *cfg)
         moat_site_t *s = &cfg->sites[i];
         free_strlist(&s->hosts);
         free_strlist(&s->client_trust);
+        free_strlist(&s->acme_server.allow);
+        free_strlist(&s->acme_server.challenges);
         moat_free(&s->listen);
         moat_free(&s->http_listen);
         moat_free(&s->certificate);

@@ -62,6 +62,20 @@ typedef struct moat_location {
     moat_ccert_t client_certificate; /* the site's mode when the location does not set one */
 } moat_location_t;
 
+/* acme_server: on a site: moat's CA answers ACME (RFC 8555) under https://HOST/acme/. */
+typedef struct moat_acme_server_conf {
+    moat_strlist_t allow;      /* names, "*.example.com" wildcards, IP literals and ranges it may certify;
+                                  empty: the site serves no ACME */
+    int profile;               /* moat_pki_profile_t: server (default) or client */
+    long days;                 /* certificate lifetime 1..3650; 0: the profile's maximum */
+    int eab_required;          /* eab: required (1) or optional (0, the default) */
+    moat_strlist_t challenges; /* offered challenge types; empty: http-01, tls-alpn-01, dns-01 */
+    long http01_port;          /* port http-01 validation connects to (80; tests set their own) */
+    long tls_alpn01_port;      /* port tls-alpn-01 validation connects to (443) */
+    long orders_per_hour;      /* new orders per account per hour (and per name), default 300 */
+    long failures_per_hour;    /* failed validations per account per hour, default 60 */
+} moat_acme_server_conf_t;
+
 typedef struct moat_site {
     size_t index;          /* position in sites[]: "sites[<index>]" in messages */
     const char *name;      /* the first host, for logs */
@@ -81,6 +95,7 @@ typedef struct moat_site {
     int ca_publish;             /* serve CA cert, CRL, OCSP under /.well-known/moat/ */
     moat_location_t *locations; /* in file order */
     size_t nlocations;
+    moat_acme_server_conf_t acme_server;
     int line; /* where the site's mapping starts in the file (1-based), for later messages */
     int column;
 } moat_site_t;

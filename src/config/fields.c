@@ -4,6 +4,7 @@
  */
 #include "config/config_int.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stddef.h>
 #include <string.h>
@@ -115,10 +116,56 @@ static int validate_location_path(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f
     return 0;
 }
 
+/* An acme_server.allow entry: a host (as in hosts:) or an address range "192.0.2.0/24", "2001:db8::/32". */
+static int validate_allow(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                          const char *key, moat_cfg_mark_t mark)
+{
+    moat_strlist_t *l = dst;
+    char *slash = strchr(l->v[item], '/');
+    if (slash == NULL)
+        return validate_host(ctx, f, dst, item, key, mark);
+    char addr[64];
+    unsigned char buf[16];
+    long bits = -1;
+    size_t n = (size_t)(slash - l->v[item]);
+    int v6 = 0;
+    if (n < sizeof addr) {
+        memcpy(addr, l->v[item], n);
+        addr[n] = '\0';
+        v6 = strchr(addr, ':') != NULL;
+        if (inet_pton(v6 ? AF_INET6 : AF_INET, addr, buf) != 1 ||
+            moat_parse_long(slash + 1, 0, v6 ? 128 : 32, &bits) != 0)
+            bits = -1;
+    }
+    if (bits < 0)
+        return moat__cfg_error(
+            ctx, mark, key,
+            "\"%.200s\": not an address range; expected ADDRESS/BITS such as 192.0.2.0/24 or "
+            "2001:db8::/32",
+            l->v[item]);
+    return 0;
+}
+
+static int validate_challenge(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                              const char *key, moat_cfg_mark_t mark)
+{
+    moat_strlist_t *l = dst;
+    (void)f;
+    if (strcmp(l->v[item], "http-01") != 0 && strcmp(l->v[item], "tls-alpn-01") != 0 &&
+        strcmp(l->v[item], "dns-01") != 0)
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.200s\": not a challenge type; expected http-01, tls-alpn-01 or "
+                               "dns-01",
+                               l->v[item]);
+    return 0;
+}
+
 /* ---- tables ---- */
 
 static const char *const ccert_names[] = {"off", "optional", "required", NULL};
 static const char *const revocation_names[] = {"deny", "allow", NULL};
+static const char *const profile_names[] = {"server", "client", NULL}; /* moat_pki_profile_t order */
+static const char *const eab_names[] = {"optional", "required", NULL};
 
 #define FIELD(name, type, st, member, validate, doc, def)                                                    \
     {                                                                                                        \
@@ -157,9 +204,39 @@ static const moat_cfg_field_t location_fields[] = {
 static const moat_cfg_section_t location_section = {"sites[].locations[]", location_fields,
                                                     sizeof(moat_location_t), location_init};
 
+static const moat_cfg_field_t acme_server_fields[] = {
+    FIELD("allow", MOAT_CFG_STRLIST, moat_site_t, acme_server.allow, validate_allow,
+          "names (`*.example.com` wildcards cover one label), IP literals and ranges (192.0.2.0/24) this "
+          "site's ACME server certifies; any other identifier is refused naming this rule",
+          "required"),
+    ENUMF("profile", moat_site_t, acme_server.profile, profile_names,
+          "the CA profile ACME certificates are issued under: server or client", "server"),
+    INTF("days", moat_site_t, acme_server.days, 1, 3650, NULL, 0,
+         "lifetime of ACME certificates in days (1-3650; the profile's policy may allow less)",
+         "the profile's maximum"),
+    ENUMF("eab", moat_site_t, acme_server.eab_required, eab_names,
+          "optional or required: whether new accounts need an external account binding (moat acme eab new)",
+          "optional"),
+    FIELD("challenges", MOAT_CFG_STRLIST, moat_site_t, acme_server.challenges, validate_challenge,
+          "challenge types offered: http-01, tls-alpn-01, dns-01", "all three"),
+    INTF("http01_port", moat_site_t, acme_server.http01_port, 1, 65535, NULL, 0,
+         "port http-01 validation connects to on the name's address (80 as RFC 8555 says; for tests)", "80"),
+    INTF("tls_alpn01_port", moat_site_t, acme_server.tls_alpn01_port, 1, 65535, NULL, 0,
+         "port tls-alpn-01 validation connects to (443 as RFC 8737 says; for tests)", "443"),
+    INTF("orders_per_hour", moat_site_t, acme_server.orders_per_hour, 1, 1000000, NULL, 0,
+         "new orders accepted per account, and per name, in an hour", "300"),
+    INTF("failures_per_hour", moat_site_t, acme_server.failures_per_hour, 1, 1000000, NULL, 0,
+         "failed validations accepted per account in an hour; then new orders are refused", "60"),
+    MOAT_CFG_END};
+static const moat_cfg_section_t acme_server_section = {"sites[].acme_server", acme_server_fields, 0, NULL};
+
 static void site_init(void *obj)
 {
     moat_site_t *s = obj;
+    s->acme_server.http01_port = 80;
+    s->acme_server.tls_alpn01_port = 443;
+    s->acme_server.orders_per_hour = 300;
+    s->acme_server.failures_per_hour = 60;
     s->hsts_max_age = 31536000;
     s->client_certificate = MOAT_CCERT_OFF;
     s->client_revocation_unknown = MOAT_REVOCATION_UNKNOWN_DENY;
@@ -203,6 +280,8 @@ static const moat_cfg_field_t site_fields[] = {
           "true: serve the CA certificate, CRL and OCSP under /.well-known/moat/", "false"),
     LISTF("locations", MOAT_CFG_SECTIONLIST, moat_site_t, locations, nlocations, &location_section,
           "path prefixes with their own settings (the longest matching prefix wins)", "none"),
+    SECTIONF("acme_server", &acme_server_section,
+             "moat's CA answers ACME (RFC 8555) for other machines under https://HOST/acme/directory"),
     MOAT_CFG_END};
 
 static const moat_cfg_section_t site_section = {"sites[]", site_fields, sizeof(moat_site_t), site_init};

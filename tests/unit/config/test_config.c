@@ -299,6 +299,43 @@ static void test_sockaddr(void)
 
 /* ---- error classes, each with its exact place ---- */
 
+static void test_acme_server(void)
+{
+    moat_config_t *cfg = NULL;
+    moat_err_t err = {0};
+    char *errors = NULL;
+    const char *text =
+        "sites:\n  - hosts: [acme.test]\n    listen: [443]\n    acme_server:\n"
+        "      allow: [\"*.corp.test\", 10.0.0.0/8, \"2001:db8::/32\", localhost]\n"
+        "      days: 1\n      eab: required\n      challenges: [http-01]\n      http01_port: 8080\n";
+    CHECK_EQ(moat_config_parse("moat.yaml", text, strlen(text), &cfg, &errors, &err), 0);
+    if (cfg != NULL) {
+        const moat_acme_server_conf_t *a = &cfg->sites[0].acme_server;
+        CHECK_EQ(a->allow.n, 4);
+        CHECK_STR(a->allow.v[0], "*.corp.test");
+        CHECK_EQ(a->days, 1);
+        CHECK_EQ(a->eab_required, 1);
+        CHECK_EQ(a->http01_port, 8080);
+        CHECK_EQ(a->tls_alpn01_port, 443);
+        CHECK_EQ(a->orders_per_hour, 300);
+        moat_config_unref(cfg);
+    }
+    moat_free(&errors);
+    CHECK_CONTAINS(
+        bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    acme_server:\n      allow: [10.0.0.0/40]\n"),
+        "moat.yaml:5:15: sites[0].acme_server.allow: \"10.0.0.0/40\": not an address range");
+    CHECK_CONTAINS(
+        bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    acme_server:\n      allow: [a.test]\n"
+            "      days: 0\n"),
+        "moat.yaml:6:13: sites[0].acme_server.days");
+    CHECK_CONTAINS(bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    acme_server:\n      days: 3\n"),
+                   "acme_server has no allow list");
+    CHECK_CONTAINS(
+        bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    acme_server:\n      allow: [a.test]\n"
+            "      challenges: [dns-02]\n"),
+        "not a challenge type");
+}
+
 static void test_error_unknown_key(void)
 {
     CHECK_STR(
@@ -309,7 +346,7 @@ static void test_error_unknown_key(void)
         bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    frobnicate: 1\n"),
         "moat.yaml:4:5: sites[0].frobnicate: unknown key \"frobnicate\"; expected one of: hosts, default, "
         "listen, http_listen, certificate, root, require_secure_channel, hsts_max_age, client_certificate, "
-        "client_trust, client_revocation_unknown, ca_publish, locations");
+        "client_trust, client_revocation_unknown, ca_publish, locations, acme_server");
     CHECK_CONTAINS(bad("limits:\n  header_byte: 4\n"),
                    "moat.yaml:2:3: limits.header_byte: unknown key; did you mean "
                    "\"header_bytes\"?");
@@ -818,6 +855,7 @@ int main(int argc, char **argv)
     RUN(test_paths);
     RUN(test_listen_parse);
     RUN(test_sockaddr);
+    RUN(test_acme_server);
     RUN(test_error_unknown_key);
     RUN(test_error_types);
     RUN(test_error_values);
