@@ -574,13 +574,22 @@ int moat_cli_import(moat_cli_t *cli, int argc, char **argv)
         size_t enc = 0;
         for (size_t i = 0; i < res.nproblems; i++)
             enc += res.problems[i].code == MOAT_E_PASSWORD;
-        moat_err_set(&err, MOAT_E_PASSWORD, "%zu file%s could not be opened%s", res.nproblems,
-                     res.nproblems == 1 ? "" : "s", enc ? " (encrypted)" : "");
+        if (enc == res.nproblems)
+            moat_err_set(&err, MOAT_E_PASSWORD, "%zu file%s could not be opened (encrypted)", res.nproblems,
+                         res.nproblems == 1 ? "" : "s");
+        else if (enc > 0)
+            moat_err_set(&err, MOAT_E_PASSWORD,
+                         "%zu files could not be opened: %zu encrypted, %zu damaged or unreadable",
+                         res.nproblems, enc, res.nproblems - enc);
+        else
+            moat_err_set(&err, MOAT_E_INVAL, "%zu file%s could not be opened (damaged or unreadable)",
+                         res.nproblems, res.nproblems == 1 ? "" : "s");
         if (enc > 0)
             moat_err_hint(
                 &err, "run again with --password-file FILE: what is imported already is not imported twice");
         else
-            moat_err_hint(&err, "see the list above");
+            moat_err_hint(&err, "%s says why for each file; fix or remove them, then run the import again",
+                          cli->json ? "\"files_not_opened\" in the output" : "the list above");
         code = moat_cli_fail(cli, &err);
     }
     goto out;

@@ -33,7 +33,7 @@ int moat_pki_cert_parse(const unsigned char *data, size_t len, X509 **out, moat_
         cert = d2i_X509(NULL, &p, (long)len);
         if (cert == NULL) {
             moat_err_ossl(err, MOAT_E_INVAL, "not a certificate (neither PEM nor DER X.509)");
-            return moat_err_hint(err, "give an X.509 certificate in PEM or DER form");
+            return moat_err_hint(err, "give an X.509 certificate in PEM or DER form, or a PKCS#7 .p7b/.p7c");
         }
         if (p != data + len) {
             X509_free(cert);
@@ -46,19 +46,76 @@ int moat_pki_cert_parse(const unsigned char *data, size_t len, X509 **out, moat_
     return 0;
 }
 
+STACK_OF(X509) * moat__pki_pkcs7_certs(PKCS7 *p7)
+{
+    if (PKCS7_type_is_signed(p7) && p7->d.sign != NULL)
+        return p7->d.sign->cert;
+    if (PKCS7_type_is_signedAndEnveloped(p7) && p7->d.signed_and_enveloped != NULL)
+        return p7->d.signed_and_enveloped->cert;
+    return NULL;
+}
+
+/* A PKCS#7 bundle (what Windows CAs return, .p7b/.p7c) as a new stack of its certificates, in file order.
+ * Returns 1 when <data> was not PKCS#7 (nothing set), 0 or a negative error when it was. */
+static int certs_from_pkcs7(const unsigned char *data, size_t len, int pem, STACK_OF(X509) * *out,
+                            moat_err_t *err)
+{
+    PKCS7 *p7 = NULL;
+    STACK_OF(X509) * in, *certs;
+    if (pem) {
+        static const char begin[] = "-----BEGIN PKCS7-----";
+        BIO *b;
+        if (memmem(data, len, begin, sizeof(begin) - 1) == NULL)
+            return 1;
+        if ((b = BIO_new_mem_buf(data, (int)len)) == NULL)
+            return moat_err_set(err, MOAT_E_NOMEM, "out of memory reading certificates");
+        p7 = PEM_read_bio_PKCS7(b, NULL, NULL, NULL);
+        BIO_free(b);
+        if (p7 == NULL) {
+            moat_err_ossl(err, MOAT_E_INVAL, "the PKCS7 block in the PEM text is damaged");
+            return moat_err_hint(err, "check that the file was copied completely (BEGIN/END lines, base64)");
+        }
+    } else {
+        const unsigned char *p = data;
+        if ((p7 = d2i_PKCS7(NULL, &p, (long)len)) == NULL || p != data + len) {
+            PKCS7_free(p7);
+            ERR_clear_error();
+            return 1;
+        }
+    }
+    in = moat__pki_pkcs7_certs(p7);
+    if (in == NULL || sk_X509_num(in) == 0) {
+        PKCS7_free(p7);
+        moat_err_set(err, MOAT_E_INVAL, "the PKCS#7 file holds no certificate");
+        return moat_err_hint(err,
+                             "ask the CA for the certificate itself (PEM, DER or a .p7b with the chain)");
+    }
+    if ((certs = X509_chain_up_ref(in)) == NULL) {
+        PKCS7_free(p7);
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory reading certificates");
+    }
+    PKCS7_free(p7);
+    ERR_clear_error();
+    *out = certs;
+    return 0;
+}
+
 int moat_pki_certs_parse(const unsigned char *data, size_t len, STACK_OF(X509) * *out, moat_err_t *err)
 {
     STACK_OF(X509) * certs;
     BIO *b;
     X509 *cert;
     unsigned long e;
+    int rc;
 
     if (data == NULL || len == 0)
         return moat_err_set(err, MOAT_E_INVAL, "the certificate file is empty");
     if (len > MAX_OBJECT_BYTES)
         return moat_err_set(err, MOAT_E_LIMIT, "the certificate file is larger than 16 MiB");
+    if ((rc = certs_from_pkcs7(data, len, moat__pki_is_pem(data, len), out, err)) <= 0)
+        return rc;
     if (!moat__pki_is_pem(data, len)) {
-        int rc = moat_pki_cert_parse(data, len, &cert, err);
+        rc = moat_pki_cert_parse(data, len, &cert, err);
         if (rc < 0)
             return rc;
         if ((certs = sk_X509_new_null()) == NULL || sk_X509_push(certs, cert) <= 0) {
@@ -93,7 +150,9 @@ int moat_pki_certs_parse(const unsigned char *data, size_t len, STACK_OF(X509) *
     ERR_clear_error();
     if (sk_X509_num(certs) == 0) {
         sk_X509_free(certs);
-        return moat_err_set(err, MOAT_E_INVAL, "no certificate found in the PEM text");
+        moat_err_set(err, MOAT_E_INVAL, "no certificate found in the PEM text");
+        return moat_err_hint(err,
+                             "give the certificate as PEM (BEGIN CERTIFICATE), DER or PKCS#7 (.p7b/.p7c)");
     }
     *out = certs;
     return 0;

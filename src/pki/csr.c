@@ -175,8 +175,12 @@ bool moat__pki_is_pem(const unsigned char *data, size_t len)
 int moat_pki_csr_parse(const unsigned char *data, size_t len, X509_REQ **out, moat_err_t *err)
 {
     X509_REQ *req;
-    if (data == NULL || len == 0)
-        return moat_err_set(err, MOAT_E_INVAL, "the certificate request is empty");
+    if (data == NULL || len == 0) {
+        moat_err_set(err, MOAT_E_INVAL, "the certificate request is empty");
+        return moat_err_hint(err,
+                             "give the request (PEM or DER) that 'moat key new' or 'moat key renew' wrote; "
+                             "'moat key csr NAME' prints a pending one again");
+    }
     if (len > MAX_OBJECT_BYTES)
         return moat_err_set(err, MOAT_E_LIMIT, "the certificate request is larger than 1 MiB");
     if (moat__pki_is_pem(data, len)) {

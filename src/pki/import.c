@@ -201,13 +201,9 @@ static int add_p8(ctx_t *c, const PKCS8_PRIV_KEY_INFO *p8, const char *what)
 
 static int add_pkcs7_certs(ctx_t *c, PKCS7 *p7, const char *what)
 {
-    STACK_OF(X509) *certs = NULL;
+    STACK_OF(X509) *certs = moat__pki_pkcs7_certs(p7);
     int rc;
-    if (OBJ_obj2nid(p7->type) == NID_pkcs7_signed && p7->d.sign != NULL)
-        certs = p7->d.sign->cert;
-    else if (OBJ_obj2nid(p7->type) == NID_pkcs7_signedAndEnveloped && p7->d.signed_and_enveloped != NULL)
-        certs = p7->d.signed_and_enveloped->cert;
-    else
+    if (certs == NULL && !PKCS7_type_is_signed(p7) && !PKCS7_type_is_signedAndEnveloped(p7))
         return moat_err_set(c->err, MOAT_E_INVAL, "the %s is not a certificate bundle (PKCS#7 signedData)",
                             what);
     for (int i = 0; i < sk_X509_num(certs); i++) {

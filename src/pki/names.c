@@ -68,14 +68,19 @@ static int parse_item(char *item, GENERAL_NAMES *names, moat_err_t *err)
         return moat_err_set(err, MOAT_E_INVAL, "SAN \"%.100s\" has an empty value", item);
     }
     if (strcasecmp(item, "DNS") == 0) {
-        if (!valid_dns(v))
-            return moat_err_set(err, MOAT_E_INVAL, "SAN \"DNS:%.100s\" is not a valid DNS name", v);
+        if (!valid_dns(v)) {
+            moat_err_set(err, MOAT_E_INVAL, "SAN \"DNS:%.100s\" is not a valid DNS name", v);
+            return moat_err_hint(
+                err, "use letters, digits, '-' and dots, with at most one leading '*.' (DNS:*.example.com)");
+        }
         gn = make_ia5(GEN_DNS, v);
     } else if (strcasecmp(item, "IP") == 0) {
         ASN1_OCTET_STRING *ip = a2i_IPADDRESS(v);
         if (ip == NULL) {
             ERR_clear_error();
-            return moat_err_set(err, MOAT_E_INVAL, "SAN \"IP:%.100s\" is not an IPv4 or IPv6 address", v);
+            moat_err_set(err, MOAT_E_INVAL, "SAN \"IP:%.100s\" is not an IPv4 or IPv6 address", v);
+            return moat_err_hint(
+                err, "write an address as IP:192.0.2.7 or IP:2001:db8::7, and a host name as DNS:NAME");
         }
         if ((gn = GENERAL_NAME_new()) == NULL)
             ASN1_OCTET_STRING_free(ip);

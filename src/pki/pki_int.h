@@ -7,6 +7,7 @@
 #include "pki/pki.h"
 
 #include <openssl/bio.h>
+#include <openssl/pkcs7.h>
 
 /* Copies the contents of memory BIO <b> into a new moat_malloc() buffer; <nul> adds a terminating NUL
  * (not counted in *len). <secret> cleanses the BIO's copy as well. */
@@ -39,6 +40,9 @@ int moat__pki_add_urls(X509 *cert, const moat_pki_urls_t *urls, moat_err_t *err)
 int moat__pki_subject_name(const moat_pki_subject_t *s, X509_NAME **out, moat_err_t *err);
 /* True when <data> looks like PEM text (a BEGIN line somewhere in it). */
 bool moat__pki_is_pem(const unsigned char *data, size_t len);
+/* The certificates of a PKCS#7 bundle (.p7b/.p7c: signedData, or signedAndEnveloped), borrowed from
+ * <p7>; NULL when <p7> is another kind of PKCS#7 object. */
+STACK_OF(X509) * moat__pki_pkcs7_certs(PKCS7 *p7);
 /* The extensions a request asks for, or NULL when there are none (or they cannot be decoded). */
 STACK_OF(X509_EXTENSION) * moat__pki_csr_exts(X509_REQ *csr);
 

@@ -346,15 +346,18 @@ static int restore_prepare(moat_store_t *st, const char *src, moat_store_diff_t 
     if ((rc = make_temp(st->path, "restore", tmp, tmpsz, err)) != 0)
         return rc;
     if ((rc = st->ops->copy_file(src, tmp, err)) != 0) {
-        if (rc == MOAT_E_INVAL)
+        if (rc == MOAT_E_INVAL) {
             moat_err_set(err, MOAT_E_INVAL, "%s is not a moat store backup (not an SQLite database)", src);
-        else
+            moat_err_hint(err, "give a file written by 'moat store backup'");
+        } else
             moat_err_prefix(err, "backup %s", src);
         goto fail;
     }
     rc = moat_store_open(tmp, st->mk_path, MOAT__STORE_NO_PERM_CHECK, &bak, err);
     if (rc != 0) {
         rename_in_msg(err, tmp, src);
+        if (rc == MOAT_E_INVAL) /* the hint would point at the store, but the file at fault is the backup */
+            moat_err_hint(err, "give a file written by 'moat store backup'");
         if (rc == MOAT_E_PERM) {
             moat_err_set(err, MOAT_E_PERM, "the private keys in backup %s do not decrypt with master key %s",
                          src, st->mk_path);

@@ -1,7 +1,10 @@
 """What an administrator meets around the edges: whole messages, one JSON, hints, overwrites (issue 16)."""
 import json
+import sqlite3
 
 import pytest
+
+from keymgr_helpers import openssl, openssl_sign, outside_chain
 
 
 def test_long_hint_is_not_cut(moat):
@@ -50,3 +53,69 @@ def test_every_command_finds_moat_yaml_here(moat, tmp_path):
     # Named configs need no note.
     r = moat.ok("ca", "list", env={"MOAT_STORE": "", "MOAT_CONFIG": str(tmp_path / "moat.yaml")})
     assert "using" not in r.stderr
+
+
+@pytest.mark.parametrize("form", ["PEM", "DER"])
+def test_pkcs7_in_cert_install_trust_add_and_imports(moat, form):
+    d = moat.dir
+    ikey, icrt, root = outside_chain(d)
+    moat.ok("key", "new", "w", "--cn", "w.example.test", "--csr-out", "w.csr")
+    openssl_sign(d, d / "w.csr", d / "w.pem", ca=(ikey, icrt))
+    # What a Windows CA returns: the leaf and its chain in one PKCS#7 bundle.
+    openssl("crl2pkcs7", "-nocrl", "-certfile", d / "w.pem", "-certfile", icrt, "-outform", form,
+            "-out", d / "w.p7b")
+    r = moat.ok("cert", "install", "w", d / "w.p7b")
+    out = moat.ok("cert", "export", "w", "--chain").stdout
+    assert out.count("BEGIN CERTIFICATE") == 2, (r.stdout, out)
+    openssl("crl2pkcs7", "-nocrl", "-certfile", root, "-outform", form, "-out", d / "root.p7c")
+    moat.ok("trust", "add", d / "root.p7c", "--name", "outside")
+    assert "outside" in moat.ok("trust", "list").stdout
+    # key import and moat import read the key beside a .p7b chain too.
+    (d / "pair").mkdir()
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            d / "pair" / "p.key", "-out", d / "p.pem", "-days", "5", "-subj", "/CN=p.example.test")
+    openssl("crl2pkcs7", "-nocrl", "-certfile", d / "p.pem", "-outform", form, "-out", d / "pair" / "p.p7b")
+    moat.ok("import", d / "pair")
+    assert "p" in moat.ok("key", "list").stdout
+
+
+def test_hints_on_common_mistakes(moat):
+    d = moat.dir
+    (d / "notes.txt").write_text("not a certificate\n")
+    moat.ok("key", "new", "w", "--cn", "w.example.test", "--csr-out", "w.csr")
+    r = moat.fails("cert", "install", "w", d / "notes.txt")
+    assert len(r.stderr.strip().splitlines()) == 2, r.stderr
+    r = moat.fails("key", "new", "v", "--cn", "v.test", "--san", "IP:999.1.1.1")
+    assert len(r.stderr.strip().splitlines()) == 2 and "IP:" in r.stderr.splitlines()[1], r.stderr
+    moat.ok("ca", "init", "--cn", "Hint Root")
+    (d / "empty.csr").write_text("")
+    r = moat.fails("ca", "sign", d / "empty.csr", "--out", d / "x.pem")
+    assert len(r.stderr.strip().splitlines()) == 2, r.stderr
+    junk = d / "junk.db"
+    junk.write_bytes(b"\0" * 4096)
+    junk.chmod(0o600)
+    r = moat.fails("store", "restore", junk)
+    assert "moat store backup" in r.stderr, r.stderr
+    other = d / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    other.chmod(0o600)
+    r = moat.fails("store", "restore", other)
+    assert "MOAT_STORE" not in r.stderr and "moat store backup" in r.stderr, r.stderr
+
+
+def test_import_counts_junk_apart_from_encrypted(moat):
+    d = moat.dir / "keys"
+    d.mkdir()
+    (d / "broken.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n")
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-aes256", "-pass",
+            "pass:secret", "-out", d / "enc.key")
+    r = moat.fails("import", d)
+    last = r.stderr.strip().splitlines()
+    assert "2 files could not be opened: 1 encrypted, 1 damaged or unreadable" in r.stderr, r.stderr
+    (d / "enc.key").unlink()
+    r = moat.fails("import", d)
+    assert "encrypted" not in r.stderr and "the list above" in r.stderr, r.stderr
+    r = moat.fails("import", d, "--json")
+    assert "see the list above" not in r.stderr
+    e = json.loads(r.stderr)["error"]
+    assert e["hint"], e
