@@ -1,7 +1,7 @@
 /*
- * ca: moat's certificate authority as kept in the store, for the work both the command line (moat ca)
- * and the running server (moat serve) do with it: the CRLs, re-signed on every revocation and before
- * their next update.
+ * ca: moat's certificate authority as kept in the store, for every front end that issues or publishes
+ * (moat ca, moat serve, the ACME server): loading the CA, issuing under the profile's policy and the CA's
+ * name constraints, and the CRLs, re-signed on every revocation and before their next update.
  *
  * Signing comes from pki/, storage from store/; this module joins them and knows nothing of the command
  * line or the event loops. Every function runs on the caller's store connection (the control thread's,
@@ -16,6 +16,69 @@
 
 #include <stdbool.h>
 #include <time.h>
+
+/* moat's CA of one role as loaded from the store: its row, certificate and (when asked for) key. */
+typedef struct moat_ca {
+    moat_store_ca_t row;
+    X509 *cert;    /* owned */
+    EVP_PKEY *key; /* owned; NULL when not loaded */
+} moat_ca_t;
+
+/* Frees what <ca> owns and zeroes it (a zeroed moat_ca_t is fine). */
+void moat_ca_dispose(moat_ca_t *ca);
+
+/* Sets "this store has no CA yet" with the hint to run ca init; returns MOAT_E_NOTFOUND. */
+int moat_ca_none(moat_err_t *err);
+
+/*
+ * Loads the CA of <role> into <ca> (zeroed first). With <need_key> its private key is decrypted too;
+ * a key taken offline (moat ca export-root --remove-key) is MOAT_E_STATE saying so. A missing root is
+ * moat_ca_none(); a missing intermediate MOAT_E_NOTFOUND. On failure <ca> holds nothing.
+ */
+int moat_ca_load(moat_store_t *st, moat_ca_role_t role, bool need_key, moat_ca_t *ca,
+                 moat_err_t *err) MOAT_MUST_CHECK;
+
+/* Loads the CA that issues: the intermediate when there is one, else the root. */
+int moat_ca_load_issuing(moat_store_t *st, bool need_key, moat_ca_t *ca, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * The certificates a site sends above a leaf of <ca>: the intermediate's own certificate when <ca> is the
+ * intermediate (borrowed from ca->row), none for the root. Returns how many (0 or 1) were put in <out>.
+ */
+size_t moat_ca_chain(const moat_ca_t *ca, moat_store_blob_t *out);
+
+/* Largest stored name policy of one profile ("ca.policy.<profile>.names", comma-separated). */
+#define MOAT_CA_POLICY_NAMES_MAX 4096
+#define MOAT_CA_POLICY_PATTERNS_MAX 64
+
+/* The issuance policy of one profile as stored (settings "ca.policy.<profile>.max_days" and ".names"). */
+typedef struct moat_ca_policy {
+    moat_pki_policy_t p; /* p.patterns points into names */
+    char names[MOAT_CA_POLICY_NAMES_MAX];
+    const char *patterns[MOAT_CA_POLICY_PATTERNS_MAX];
+} moat_ca_policy_t;
+
+/* Reads the policy of <prof>; defaults (90/365 days, any name) where nothing is stored. */
+int moat_ca_policy_load(moat_store_t *st, moat_pki_profile_t prof, moat_ca_policy_t *pol,
+                        moat_err_t *err) MOAT_MUST_CHECK;
+
+/* What to issue. */
+typedef struct moat_ca_issue_req {
+    moat_pki_profile_t profile;
+    long days;        /* 0 = the policy's maximum (then clamped to the CA's own validity) */
+    const char *name; /* key name recorded with the certificate ("ca issue"), or NULL ("ca sign") */
+} moat_ca_issue_req_t;
+
+/*
+ * Issues a certificate for <csr> with <ca> (loaded with its key) and records it in the CA's issued table,
+ * inside the caller's transaction (so a later failure rolls the record back with everything else). Refused
+ * before signing: a request whose self-signature fails, one asking for CA:TRUE (MOAT_E_PERM), one the
+ * profile's policy refuses (MOAT_E_PERM naming the name or the maximum); after signing, before anything is
+ * stored: a certificate whose names break the CA's name constraints (MOAT_E_PERM naming the names, as
+ * clients would reject it). *out (owned by the caller) is the certificate.
+ */
+int moat_ca_issue(moat_store_t *st, const moat_ca_t *ca, X509_REQ *csr, const moat_ca_issue_req_t *req,
+                  X509 **out, moat_err_t *err) MOAT_MUST_CHECK;
 
 /* How long a CRL is valid (nextUpdate - thisUpdate). */
 #define MOAT_CA_CRL_DAYS 7

@@ -20,65 +20,7 @@
 #define ROOT_DAYS 3650
 #define INTER_DAYS 1825
 
-/* ------------------------------------------------------------------------------------------------ */
-/* Loading the CA */
-
-void moat__km_ca_dispose(moat__km_ca_t *ca)
-{
-    moat_store_ca_dispose(&ca->row);
-    X509_free(ca->cert);
-    EVP_PKEY_free(ca->key);
-    memset(ca, 0, sizeof(*ca));
-}
-
-int moat__km_no_ca(moat_err_t *err)
-{
-    moat_err_set(err, MOAT_E_NOTFOUND, "this store has no CA yet");
-    return moat_err_hint(err, "create one with 'moat ca init [--cn NAME]'");
-}
-
-/* Loads the CA of <role>; with <need_key>, its private key too (refused when the key is offline). */
-int moat__km_ca_load(moat_store_t *st, moat_ca_role_t role, int need_key, moat__km_ca_t *ca, moat_err_t *err)
-{
-    int rc;
-    memset(ca, 0, sizeof(*ca));
-    if ((rc = moat_store_ca_get(st, role, &ca->row, err)) != 0)
-        return rc == MOAT_E_NOTFOUND && role == MOAT_CA_ROOT ? moat__km_no_ca(err) : rc;
-    if ((rc = moat_pki_cert_parse(ca->row.der.data, ca->row.der.len, &ca->cert, err)) != 0)
-        goto fail;
-    if (need_key) {
-        if (ca->row.key_id == 0) {
-            moat_err_set(err, MOAT_E_STATE, "the %s CA's key is offline (it was exported and removed)",
-                         moat_store_ca_role_name(role));
-            moat_err_hint(err, "%s",
-                          role == MOAT_CA_ROOT
-                              ? "the intermediate issues certificates; to use the root, bring it "
-                                "back from its PKCS#12 file"
-                              : "make a new intermediate with 'moat ca init --intermediate'");
-            rc = err->code;
-            goto fail;
-        }
-        if ((rc = moat__km_private_key(st, ca->row.key_id, &ca->key, err)) != 0)
-            goto fail;
-    }
-    return 0;
-fail:
-    moat__km_ca_dispose(ca);
-    return rc;
-}
-
-/* The CA that issues: the intermediate when there is one, else the root. */
-int moat__km_ca_load_issuing(moat_store_t *st, int need_key, moat__km_ca_t *ca, moat_err_t *err)
-{
-    int rc = moat__km_ca_load(st, MOAT_CA_INTERMEDIATE, need_key, ca, err);
-    if (rc != MOAT_E_NOTFOUND)
-        return rc;
-    moat_err_clear(err);
-    return moat__km_ca_load(st, MOAT_CA_ROOT, need_key, ca, err);
-}
-
-static int ca_urls(const moat__km_ca_t *ca, moat_pki_urls_t *urls, const moat_pki_urls_t **out,
-                   moat_err_t *err)
+static int ca_urls(const moat_ca_t *ca, moat_pki_urls_t *urls, const moat_pki_urls_t **out, moat_err_t *err)
 {
     *out = NULL;
     if (ca->row.base_url[0] == '\0')
@@ -90,82 +32,25 @@ static int ca_urls(const moat__km_ca_t *ca, moat_pki_urls_t *urls, const moat_pk
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Policies: settings "ca.policy.<profile>.max_days" and "ca.policy.<profile>.names" */
-
-typedef struct policy {
-    moat_pki_policy_t p;
-    char names[4096];
-    const char *patterns[MAX_PATTERNS];
-} policy_t;
-
-static int policy_load(moat_store_t *st, moat_pki_profile_t prof, policy_t *pol, moat_err_t *err)
-{
-    char key[64], val[32];
-    long days;
-    int rc;
-    memset(pol, 0, sizeof(*pol));
-    pol->p.max_days = prof == MOAT_PKI_PROFILE_CLIENT ? MOAT_PKI_CLIENT_MAX_DAYS : MOAT_PKI_SERVER_MAX_DAYS;
-    snprintf(key, sizeof(key), "ca.policy.%s.max_days", moat_pki_profile_name(prof));
-    rc = moat_store_setting_get(st, key, val, sizeof(val), err);
-    if (rc == 0 && moat_parse_long(val, 1, 36500, &days) == 0)
-        pol->p.max_days = (int)days;
-    else if (rc != 0 && rc != MOAT_E_NOTFOUND)
-        return rc;
-    moat_err_clear(err);
-    snprintf(key, sizeof(key), "ca.policy.%s.names", moat_pki_profile_name(prof));
-    rc = moat_store_setting_get(st, key, pol->names, sizeof(pol->names), err);
-    if (rc == MOAT_E_NOTFOUND) {
-        moat_err_clear(err);
-        pol->names[0] = '\0';
-    } else if (rc != 0) {
-        return rc;
-    }
-    for (char *p = pol->names; pol->names[0] != '\0';) {
-        char *comma = strchr(p, ',');
-        if (comma != NULL)
-            *comma = '\0';
-        if (*p != '\0' && pol->p.npatterns < MAX_PATTERNS)
-            pol->patterns[pol->p.npatterns++] = p;
-        if (comma == NULL)
-            break;
-        p = comma + 1;
-    }
-    if (pol->p.npatterns > 0)
-        pol->p.patterns = pol->patterns;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------------------ */
 /* ca init [--intermediate] */
 
 /* Stores a CA key + certificate as key row <keyname> and CA row <role>, with its first CRL. */
 static int store_ca(moat_store_t *st, moat_ca_role_t role, const char *keyname, EVP_PKEY *key, X509 *cert,
                     int exportable, const char *base_url, moat_err_t *err)
 {
-    moat_store_key_t k = {0};
     moat_store_ca_t row = {0};
-    unsigned char *pkcs8 = NULL, *spki = NULL, *der = NULL;
-    size_t pkcs8_len = 0, spki_len = 0, der_len = 0;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    int64_t key_id = 0;
     int rc;
 
-    if ((rc = moat_pki_key_to_pkcs8(key, &pkcs8, &pkcs8_len, err)) != 0 ||
-        (rc = moat_pki_pubkey_to_der(key, &spki, &spki_len, err)) != 0 ||
-        (rc = moat_pki_cert_to_der(cert, &der, &der_len, err)) != 0)
+    if ((rc = moat_pki_cert_to_der(cert, &der, &der_len, err)) != 0 ||
+        (rc = moat_keymgr_key_add(st, keyname, key, NULL, exportable, NULL, &key_id, err)) != 0)
         goto out;
-    (void)moat_strlcpy(k.name, keyname, sizeof(k.name));
-    moat_pki_key_describe(key, k.algorithm, sizeof(k.algorithm));
-    k.state = MOAT_KEY_PENDING;
-    k.exportable = exportable;
-    k.pubkey.data = spki;
-    k.pubkey.len = spki_len;
-    rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, err);
-    memset(&k.pubkey, 0, sizeof(k.pubkey)); /* owned by spki */
-    if (rc != 0)
-        goto out;
-    if ((rc = moat_store_cert_install(st, k.id, der, der_len, NULL, 0, NULL, err)) != 0)
+    if ((rc = moat_store_cert_install(st, key_id, der, der_len, NULL, 0, NULL, err)) != 0)
         goto out;
     row.role = role;
-    row.key_id = k.id;
+    row.key_id = key_id;
     row.der.data = der;
     row.der.len = der_len;
     (void)moat_strlcpy(row.base_url, base_url ? base_url : "", sizeof(row.base_url));
@@ -173,10 +58,7 @@ static int store_ca(moat_store_t *st, moat_ca_role_t role, const char *keyname, 
     if (rc == 0)
         rc = moat_ca_crl_refresh(st, role, cert, key, err);
 out:
-    moat_free_secret(&pkcs8, pkcs8_len);
-    moat_free(&spki);
     moat_free(&der);
-    moat_store_key_dispose(&k);
     return rc;
 }
 
@@ -190,7 +72,7 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
     moat_pki_urls_t urls;
     moat_store_t *st = NULL;
     moat_store_key_t clash = {0};
-    moat__km_ca_t root = {0};
+    moat_ca_t root = {0};
     moat_store_ca_t existing = {0};
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
@@ -262,7 +144,7 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
         goto fail;
     }
     moat_err_clear(&err);
-    if (inter && moat__km_ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
+    if (inter && moat_ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
         goto fail;
     if (moat_pki_key_generate(alg, NULL, NULL, &key, &err) != 0)
         goto fail;
@@ -321,58 +203,10 @@ out:
     moat_pki_cert_info_dispose(&ci);
     EVP_PKEY_free(key);
     X509_free(cert);
-    moat__km_ca_dispose(&root);
+    moat_ca_dispose(&root);
     moat_store_key_dispose(&clash);
     moat_store_close(st);
     return rc;
-}
-
-/* ------------------------------------------------------------------------------------------------ */
-/* Issuing: shared by ca sign and ca issue */
-
-typedef struct issue_req {
-    moat_pki_profile_t profile;
-    long days; /* 0 = the policy's maximum */
-} issue_req_t;
-
-/* Checks <csr> against the profile's policy and signs it with the issuing CA. */
-static int issue(moat_store_t *st, const moat__km_ca_t *ca, X509_REQ *csr, const issue_req_t *r, X509 **out,
-                 moat_err_t *err)
-{
-    policy_t pol;
-    moat_pki_urls_t urls;
-    const moat_pki_urls_t *u = NULL;
-    moat_pki_csr_info_t ri = {0};
-    moat_pki_sign_opts_t so = {0};
-    int rc, days;
-
-    if ((rc = moat_pki_csr_verify(csr, err)) != 0)
-        return rc;
-    if ((rc = moat_pki_csr_info(csr, &ri, err)) != 0)
-        return rc;
-    if (ri.requests_ca) {
-        moat_pki_csr_info_dispose(&ri);
-        moat_err_set(err, MOAT_E_PERM, "the request asks for a CA certificate (basicConstraints CA:TRUE)");
-        return moat_err_hint(err, "moat's CA issues end-entity certificates only; for a sub-CA use "
-                                  "'moat ca init --intermediate'");
-    }
-    moat_pki_csr_info_dispose(&ri);
-    if ((rc = policy_load(st, r->profile, &pol, err)) != 0)
-        return rc;
-    days = r->days > 0 ? (int)r->days : pol.p.max_days;
-    if ((rc = moat_pki_policy_check(&pol.p, csr, days, err)) != 0) {
-        if (err->hint[0] == '\0')
-            moat_err_hint(err, "'moat ca policy %s' shows the %s profile's rules",
-                          moat_pki_profile_name(r->profile), moat_pki_profile_name(r->profile));
-        return rc;
-    }
-    if ((rc = ca_urls(ca, &urls, &u, err)) != 0)
-        return rc;
-    so.profile = r->profile;
-    so.days = days;
-    so.clamp = r->days == 0; /* a default validity may be shortened to the CA's; an explicit one may not */
-    so.urls = u;
-    return moat_pki_ca_sign(ca->cert, ca->key, csr, &so, out, err);
 }
 
 static int parse_profile(const char *s, moat_pki_profile_t *p, moat_err_t *err)
@@ -386,17 +220,17 @@ static int parse_profile(const char *s, moat_pki_profile_t *p, moat_err_t *err)
 static int ca_sign(moat_cli_t *cli, int argc, char **argv)
 {
     const char *pos[1], *out = NULL, *prof_s = NULL, *days_s = NULL;
-    issue_req_t r = {MOAT_PKI_PROFILE_SERVER, 0};
-    unsigned char *data = NULL, *der = NULL;
-    size_t len = 0, der_len = 0;
+    moat_ca_issue_req_t r = {MOAT_PKI_PROFILE_SERVER, 0, NULL};
+    unsigned char *data = NULL;
+    size_t len = 0;
     char *pem = NULL;
     size_t pem_len = 0;
     X509_REQ *csr = NULL;
     X509 *cert = NULL;
+    STACK_OF(X509) *chain = NULL;
     moat_store_t *st = NULL;
-    moat_store_issued_t is = {0};
     moat_pki_cert_info_t ci = {0};
-    moat__km_ca_t ca = {0};
+    moat_ca_t ca = {0};
     moat_err_t err = {0};
     int rc;
     const moat__km_opt_t opts[] = {
@@ -433,28 +267,34 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
     }
     if (moat__km_open(cli, 0, &st, &err) != 0)
         goto fail;
-    if (moat__km_ca_load_issuing(st, 1, &ca, &err) != 0)
+    if (moat_ca_load_issuing(st, 1, &ca, &err) != 0)
         goto fail;
-    if (issue(st, &ca, csr, &r, &cert, &err) != 0) {
+    if (ca.row.role == MOAT_CA_INTERMEDIATE) {
+        /* The intermediate goes after the leaf: installing the file (or serving it) needs it. */
+        X509 *inter = NULL;
+        if ((chain = sk_X509_new_null()) == NULL || X509_up_ref(ca.cert) != 1) {
+            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
+            goto fail;
+        }
+        inter = ca.cert;
+        if (!sk_X509_push(chain, inter)) {
+            X509_free(inter);
+            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if (moat_store_begin(st, &err) != 0)
+        goto fail;
+    if (moat_ca_issue(st, &ca, csr, &r, &cert, &err) != 0) {
+        moat_store_rollback(st);
         moat_err_prefix(&err, "%s", pos[0]);
         goto fail;
     }
-    if (moat_pki_cert_info(cert, &ci, &err) != 0 || moat_pki_cert_to_der(cert, &der, &der_len, &err) != 0 ||
-        moat_pki_cert_to_pem(cert, NULL, &pem, &pem_len, &err) != 0)
-        goto fail;
-    is.name[0] = '\0';
-    (void)moat_strlcpy(is.profile, moat_pki_profile_name(r.profile), sizeof(is.profile));
-    is.issuer = ca.row.role;
-    is.der.data = der;
-    is.der.len = der_len;
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    rc = moat_store_issued_add(st, &is, &err);
-    memset(&is.der, 0, sizeof(is.der)); /* owned by der */
-    if (rc != 0 ||
+    if (moat_pki_cert_info(cert, &ci, &err) != 0 ||
+        moat_pki_cert_to_pem(cert, chain, &pem, &pem_len, &err) != 0 ||
         moat__km_audit(st, "ca.sign", ci.serial, &err,
-                       "subject %s, profile %s, names %s, until %lld, from %s", ci.subject, is.profile,
-                       ci.sans, (long long)ci.not_after, pos[0]) != 0 ||
+                       "subject %s, profile %s, names %s, until %lld, from %s", ci.subject,
+                       moat_pki_profile_name(r.profile), ci.sans, (long long)ci.not_after, pos[0]) != 0 ||
         moat__km_write_file(out, pem, pem_len, 0644, &err) != 0) {
         moat_store_rollback(st);
         goto fail;
@@ -464,8 +304,10 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
     if (!cli->quiet) {
         char t[64];
         moat__km_fmt_time(ci.not_after, t, sizeof(t));
-        printf("signed %s (%s profile, serial %s), valid until %s: %s\n", ci.subject, is.profile, ci.serial,
-               t, out);
+        printf("signed %s (%s profile, serial %s), valid until %s: %s\n", ci.subject,
+               moat_pki_profile_name(r.profile), ci.serial, t, out);
+        if (chain != NULL)
+            printf("  followed by moat's intermediate CA certificate, which clients need with it\n");
     }
     rc = MOAT_EXIT_OK;
     goto done;
@@ -474,11 +316,11 @@ fail:
 done:
     moat_pki_cert_info_dispose(&ci);
     moat_free(&data);
-    moat_free(&der);
     moat_free(&pem);
     X509_REQ_free(csr);
     X509_free(cert);
-    moat__km_ca_dispose(&ca);
+    sk_X509_pop_free(chain, X509_free);
+    moat_ca_dispose(&ca);
     moat_store_close(st);
     return rc;
 }
@@ -489,20 +331,21 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
     const char *o = NULL, *ou = NULL, *email = NULL;
     size_t nsans = 0;
     int exportable = 0, not_exportable = 0, rc;
-    issue_req_t r = {MOAT_PKI_PROFILE_SERVER, 0};
+    moat_ca_issue_req_t r = {MOAT_PKI_PROFILE_SERVER, 0, NULL};
     moat_pki_alg_t alg = MOAT_PKI_ALG_DEFAULT;
     char sans[8192] = "";
     moat_store_t *st = NULL;
-    moat_store_key_t old = {0}, k = {0};
-    moat_store_issued_t is = {0};
+    moat_store_key_t old = {0};
     moat_pki_cert_info_t ci = {0};
     EVP_PKEY *key = NULL;
     X509_REQ *csr = NULL;
     X509 *cert = NULL;
-    unsigned char *pkcs8 = NULL, *spki = NULL, *der = NULL;
-    size_t pkcs8_len = 0, spki_len = 0, der_len = 0;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    int64_t key_id = 0;
     moat_store_blob_t chain = {0};
-    moat__km_ca_t ca = {0};
+    size_t nchain = 0;
+    moat_ca_t ca = {0};
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
         {"--cn", &cn, NULL, NULL, NULL, 0},
@@ -565,7 +408,7 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
         goto fail;
     }
     moat_err_clear(&err);
-    if (moat__km_ca_load_issuing(st, 1, &ca, &err) != 0)
+    if (moat_ca_load_issuing(st, 1, &ca, &err) != 0)
         goto fail;
     {
         moat_pki_subject_t subj = {cn, o, ou, NULL, NULL, NULL, email};
@@ -573,50 +416,32 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
             moat_pki_csr_new(key, &subj, sans[0] ? sans : NULL, &csr, &err) != 0)
             goto fail;
     }
-    if (issue(st, &ca, csr, &r, &cert, &err) != 0)
-        goto fail;
-    if (moat_pki_cert_info(cert, &ci, &err) != 0 || moat_pki_cert_to_der(cert, &der, &der_len, &err) != 0 ||
-        moat_pki_key_to_pkcs8(key, &pkcs8, &pkcs8_len, &err) != 0 ||
-        moat_pki_pubkey_to_der(key, &spki, &spki_len, &err) != 0)
-        goto fail;
-    if (ca.row.role == MOAT_CA_INTERMEDIATE) {
-        chain.data = ca.row.der.data; /* borrowed from ca.row */
-        chain.len = ca.row.der.len;
-    }
-    (void)moat_strlcpy(k.name, pos[0], sizeof(k.name));
-    (void)moat_strlcpy(k.algorithm, moat_pki_alg_name(alg), sizeof(k.algorithm));
-    k.state = MOAT_KEY_PENDING;
-    k.exportable = exportable;
-    k.pubkey.data = spki;
-    k.pubkey.len = spki_len;
-    (void)moat_strlcpy(is.name, pos[0], sizeof(is.name));
-    (void)moat_strlcpy(is.profile, moat_pki_profile_name(r.profile), sizeof(is.profile));
-    is.issuer = ca.row.role;
-    is.der.data = der;
-    is.der.len = der_len;
+    nchain = moat_ca_chain(&ca, &chain); /* borrowed from ca.row */
+    r.name = pos[0];
     if (moat_store_begin(st, &err) != 0)
         goto fail;
-    rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, &err);
-    memset(&k.pubkey, 0, sizeof(k.pubkey)); /* owned by spki */
-    if (rc != 0 ||
-        moat_store_cert_install(st, k.id, der, der_len, chain.len ? &chain : NULL, chain.len ? 1 : 0, NULL,
-                                &err) != 0 ||
-        moat_store_issued_add(st, &is, &err) != 0 || moat_store_generation_bump(st, &err) != 0 ||
-        moat__km_audit(st, "ca.issue", ci.serial, &err,
-                       "key %s, subject %s, profile %s, names %s, exportable %s", pos[0], ci.subject,
-                       is.profile, ci.sans, exportable ? "yes" : "no") != 0) {
+    if (moat_ca_issue(st, &ca, csr, &r, &cert, &err) != 0) {
         moat_store_rollback(st);
-        memset(&is.der, 0, sizeof(is.der));
         goto fail;
     }
-    memset(&is.der, 0, sizeof(is.der)); /* owned by der */
+    if (moat_keymgr_key_add(st, pos[0], key, moat_pki_alg_name(alg), exportable != 0, NULL, &key_id, &err) !=
+            0 ||
+        moat_pki_cert_info(cert, &ci, &err) != 0 || moat_pki_cert_to_der(cert, &der, &der_len, &err) != 0 ||
+        moat_store_cert_install(st, key_id, der, der_len, nchain ? &chain : NULL, nchain, NULL, &err) != 0 ||
+        moat_store_generation_bump(st, &err) != 0 ||
+        moat__km_audit(st, "ca.issue", ci.serial, &err,
+                       "key %s, subject %s, profile %s, names %s, exportable %s", pos[0], ci.subject,
+                       moat_pki_profile_name(r.profile), ci.sans, exportable ? "yes" : "no") != 0) {
+        moat_store_rollback(st);
+        goto fail;
+    }
     if (moat__km_commit(st, NULL, &err) != 0)
         goto fail;
     if (!cli->quiet) {
         char t[64];
         moat__km_fmt_time(ci.not_after, t, sizeof(t));
-        printf("issued \"%s\": %s (%s profile, serial %s), valid until %s\n", pos[0], ci.subject, is.profile,
-               ci.serial, t);
+        printf("issued \"%s\": %s (%s profile, serial %s), valid until %s\n", pos[0], ci.subject,
+               moat_pki_profile_name(r.profile), ci.serial, t);
         if (r.profile == MOAT_PKI_PROFILE_CLIENT && exportable)
             printf("client keys are exportable: hand it over with\n"
                    "  moat ca export-client %s --out %s.p12 --password-file FILE\n",
@@ -631,15 +456,12 @@ fail:
     rc = moat_cli_fail(cli, &err);
 out:
     moat_pki_cert_info_dispose(&ci);
-    moat_free_secret(&pkcs8, pkcs8_len);
-    moat_free(&spki);
     moat_free(&der);
     EVP_PKEY_free(key);
     X509_REQ_free(csr);
     X509_free(cert);
-    moat__km_ca_dispose(&ca);
+    moat_ca_dispose(&ca);
     moat_store_key_dispose(&old);
-    moat_store_key_dispose(&k);
     moat_store_close(st);
     return rc;
 }
@@ -651,7 +473,7 @@ static int ca_cert(moat_cli_t *cli, int argc, char **argv)
     const char *out = "-";
     int der_out = 0, want_root = 0, rc;
     moat_store_t *st = NULL;
-    moat__km_ca_t ca = {0};
+    moat_ca_t ca = {0};
     char *pem = NULL;
     size_t len = 0;
     moat_err_t err = {0};
@@ -674,8 +496,8 @@ static int ca_cert(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
-    if ((want_root ? moat__km_ca_load(st, MOAT_CA_ROOT, 0, &ca, &err)
-                   : moat__km_ca_load_issuing(st, 0, &ca, &err)) != 0)
+    if ((want_root ? moat_ca_load(st, MOAT_CA_ROOT, 0, &ca, &err) : moat_ca_load_issuing(st, 0, &ca, &err)) !=
+        0)
         goto fail;
     if (der_out) {
         if (moat__km_write_file(out, ca.row.der.data, ca.row.der.len, 0644, &err) != 0)
@@ -690,7 +512,7 @@ fail:
     rc = moat_cli_fail(cli, &err);
 done:
     moat_free(&pem);
-    moat__km_ca_dispose(&ca);
+    moat_ca_dispose(&ca);
     moat_store_close(st);
     return rc;
 }
@@ -770,7 +592,7 @@ static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
     moat_store_t *st = NULL;
     moat_store_key_t k = {0};
     moat_store_ca_t inter = {0};
-    moat__km_ca_t root = {0};
+    moat_ca_t root = {0};
     unsigned char *p12 = NULL;
     size_t p12_len = 0;
     char pw[1024];
@@ -799,7 +621,7 @@ static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
         return moat_cli_usage(cmd.usage, "%s is required", out == NULL ? "--out" : "--password-file");
     if (moat__km_open(cli, 0, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (moat__km_ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
+    if (moat_ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
         goto fail;
     if (moat_store_key_get_by_id(st, root.row.key_id, &k, &err) != 0)
         goto fail;
@@ -857,7 +679,7 @@ done:
     moat_free_secret(&p12, p12_len);
     moat_store_ca_dispose(&inter);
     moat_store_key_dispose(&k);
-    moat__km_ca_dispose(&root);
+    moat_ca_dispose(&root);
     moat_store_close(st);
     return rc;
 }
@@ -979,7 +801,7 @@ static int ca_set_url(moat_cli_t *cli, int argc, char **argv)
         goto fail;
     rc = moat_store_ca_set_url(st, pos[0], &err);
     if (rc == MOAT_E_NOTFOUND)
-        moat__km_no_ca(&err);
+        moat_ca_none(&err);
     if (rc != 0 || moat_store_generation_bump(st, &err) != 0 ||
         moat__km_audit(st, "ca.set-url", pos[0], &err, "CRL %s, OCSP %s", urls.crl, urls.ocsp) != 0) {
         moat_store_rollback(st);
@@ -1004,7 +826,7 @@ static int ca_policy(moat_cli_t *cli, int argc, char **argv)
     long max_days = 0;
     moat_pki_profile_t prof;
     moat_store_t *st = NULL;
-    policy_t pol;
+    moat_ca_policy_t pol;
     moat_err_t err = {0};
     char key[64], val[4096] = "";
     const moat__km_opt_t opts[] = {
@@ -1068,7 +890,7 @@ static int ca_policy(moat_cli_t *cli, int argc, char **argv)
         if (moat__km_commit(st, NULL, &err) != 0)
             goto fail;
     }
-    if (policy_load(st, prof, &pol, &err) != 0)
+    if (moat_ca_policy_load(st, prof, &pol, &err) != 0)
         goto fail;
     if (cli->json) {
         moat_json_t j;

@@ -13,7 +13,7 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
     int der_out = 0, want_root = 0, rc, keyless = 0;
     moat_store_t *st = NULL;
     moat_store_ca_t row = {0};
-    moat__km_ca_t ca = {0};
+    moat_ca_t ca = {0};
     char *pem = NULL;
     unsigned char *der = NULL;
     size_t der_len = 0;
@@ -52,7 +52,7 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
         moat_err_clear(&err);
         rc = moat_store_ca_get(st, MOAT_CA_ROOT, &row, &err);
         if (rc == MOAT_E_NOTFOUND)
-            moat__km_no_ca(&err);
+            moat_ca_none(&err);
     }
     if (rc != 0)
         goto fail;
@@ -77,7 +77,7 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
         } else {
             X509_CRL_free(crl);
             crl = NULL;
-            if (moat__km_ca_load(st, row.role, 1, &ca, &err) != 0 || moat_store_begin(st, &err) != 0)
+            if (moat_ca_load(st, row.role, 1, &ca, &err) != 0 || moat_store_begin(st, &err) != 0)
                 goto fail;
             /* The generation bump makes a running server publish the new CRL. */
             if (moat_ca_crl_refresh(st, row.role, ca.cert, ca.key, &err) != 0 ||
@@ -107,7 +107,7 @@ done:
     moat_free(&pem);
     moat_free(&der);
     X509_CRL_free(crl);
-    moat__km_ca_dispose(&ca);
+    moat_ca_dispose(&ca);
     moat_store_ca_dispose(&row);
     moat_store_close(st);
     return rc;
@@ -119,7 +119,7 @@ int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
     moat_pki_reason_t reason = MOAT_PKI_REASON_UNSPECIFIED;
     moat_store_t *st = NULL;
     moat_store_issued_t is = {0};
-    moat__km_ca_t ca = {0};
+    moat_ca_t ca = {0};
     moat_err_t err = {0};
     int rc;
     const moat__km_opt_t opts[] = {
@@ -158,7 +158,7 @@ int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
                      moat_pki_reason_name(is.reason));
         goto fail;
     }
-    if (moat__km_ca_load(st, is.issuer, 1, &ca, &err) != 0)
+    if (moat_ca_load(st, is.issuer, 1, &ca, &err) != 0)
         goto fail;
     if (moat_store_begin(st, &err) != 0)
         goto fail;
@@ -181,7 +181,7 @@ fail:
     rc = moat_cli_fail(cli, &err);
 done:
     moat_store_issued_dispose(&is);
-    moat__km_ca_dispose(&ca);
+    moat_ca_dispose(&ca);
     moat_store_close(st);
     return rc;
 }

@@ -8,65 +8,14 @@
 
 #define MAX_CERT_FILE (4L * 1024 * 1024)
 
-/* Reads every certificate of <path> and appends them to *pile (created when NULL). */
-static int read_certs(const char *path, STACK_OF(X509) * *pile, moat_err_t *err)
-{
-    unsigned char *data = NULL;
-    size_t len = 0;
-    STACK_OF(X509) *got = NULL;
-    int rc;
-
-    if ((rc = moat__km_read_file(path, MAX_CERT_FILE, &data, &len, err)) != 0)
-        return rc;
-    rc = moat_pki_certs_parse(data, len, &got, err);
-    moat_free(&data);
-    if (rc != 0)
-        return moat_err_prefix(err, "reading %s", path);
-    if (*pile == NULL) {
-        *pile = got;
-        return 0;
-    }
-    while (sk_X509_num(got) > 0) {
-        X509 *x = sk_X509_shift(got);
-        if (!sk_X509_push(*pile, x)) {
-            X509_free(x);
-            sk_X509_pop_free(got, X509_free);
-            return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
-        }
-    }
-    sk_X509_free(got);
-    return 0;
-}
-
-/* Index in <certs> of the certificate whose public key is <spki>, or -1. */
-static int find_for_spki(const moat_store_blob_t *spki, STACK_OF(X509) * certs)
-{
-    EVP_PKEY *k = NULL;
-    moat_err_t e = {0};
-    int i;
-    if (spki->len == 0 || moat_pki_pubkey_from_der(spki->data, spki->len, &k, &e) != 0)
-        return -1;
-    i = moat_pki_find_cert_for_key(k, certs);
-    EVP_PKEY_free(k);
-    return i;
-}
-
 static int cert_install(moat_cli_t *cli, int argc, char **argv)
 {
     const char *pos[2], *chain_file = NULL;
-    int force = 0, rc, li = -1, renewal = 0;
-    STACK_OF(X509) *certs = NULL, *pile = NULL;
-    X509 *leaf;
+    int force = 0, rc;
+    unsigned char *cert_data = NULL, *chain_data = NULL;
+    size_t cert_len = 0, chain_len = 0;
     moat_store_t *st = NULL;
-    moat_store_key_t pend = {0}, act = {0}, other = {0};
-    int have_pend = 0, have_act = 0;
-    const moat_store_key_t *target = NULL;
-    moat_store_blob_t *blobs = NULL;
-    size_t nblobs = 0;
-    char *missing = NULL;
-    unsigned char *der = NULL;
-    size_t der_len = 0;
-    moat_pki_cert_info_t ci = {0};
+    moat_keymgr_install_res_t res = {0};
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
         {"--chain", &chain_file, NULL, NULL, NULL, 0},
@@ -76,9 +25,10 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
     const moat__km_cmd_t cmd = {
         "moat cert install NAME CERT.pem [--chain CHAIN.pem] [--force]",
         "Installs the signed certificate of key NAME. Its public key must match the key's pending\n"
-        "request (or its current key). The chain comes from --chain or from certificates bundled in\n"
-        "CERT.pem, in any order; moat orders and checks it. A renewed certificate replaces the old one\n"
-        "at once (the old one stays in 'moat cert history NAME'); a running server picks it up.\n\n"
+        "request (or its current key). The chain comes from --chain, from certificates bundled in\n"
+        "CERT.pem (any order) and from moat's own CA; moat orders and checks it. A renewed certificate\n"
+        "replaces the old one at once (the old one stays in 'moat cert history NAME'); a running server\n"
+        "picks it up. Installing the same certificate again with its intermediates completes its chain.\n\n"
         "  --chain FILE   intermediate (and root) certificates, PEM\n"
         "  --force        install even if the certificate is expired or not yet valid\n",
         opts,
@@ -90,116 +40,40 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (moat__km_check_name(pos[0], &err) != 0)
         return moat_cli_fail(cli, &err);
+    if (moat__km_read_file(pos[1], MAX_CERT_FILE, &cert_data, &cert_len, &err) != 0 ||
+        (chain_file != NULL &&
+         moat__km_read_file(chain_file, MAX_CERT_FILE, &chain_data, &chain_len, &err) != 0))
+        goto fail;
     if (moat__km_open(cli, 0, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_store_key_get(st, pos[0], MOAT_KEY_WANT_PENDING, &pend, &err) == 0)
-        have_pend = 1;
-    else if (err.code != MOAT_E_NOTFOUND)
         goto fail;
-    moat_err_clear(&err);
-    if (moat_store_key_get(st, pos[0], MOAT_KEY_WANT_ACTIVE, &act, &err) == 0)
-        have_act = 1;
-    else if (err.code != MOAT_E_NOTFOUND)
-        goto fail;
-    moat_err_clear(&err);
-    if (!have_pend && !have_act) {
-        moat_err_set(&err, MOAT_E_NOTFOUND, "no key named \"%s\" to install a certificate for", pos[0]);
-        moat_err_hint(&err,
-                      "make the key and its request first (moat key new %s --cn CN), or import key and "
-                      "certificate together (moat key import %s FILE)",
-                      pos[0], pos[0]);
-        goto fail;
-    }
-    if (read_certs(pos[1], &certs, &err) != 0)
-        goto fail;
-    if (chain_file != NULL && read_certs(chain_file, &pile, &err) != 0)
-        goto fail;
-    /* The certificate for the waiting key first, else a re-issued certificate for the current key. */
-    if (have_pend && (li = find_for_spki(&pend.pubkey, certs)) >= 0) {
-        target = &pend;
-        renewal = have_act;
-    } else if (have_act && (li = find_for_spki(&act.pubkey, certs)) >= 0) {
-        target = &act;
-    } else {
-        char kfp[MOAT_PKI_FINGERPRINT_SIZE], cfp[MOAT_PKI_FINGERPRINT_SIZE] = "?";
-        moat_err_t e2 = {0};
-        X509 *first = sk_X509_value(certs, 0);
-        EVP_PKEY *pk = X509_get0_pubkey(first);
-        unsigned char *spki = NULL;
-        size_t spki_len = 0;
-        moat__km_spki_fingerprint(have_pend ? &pend.pubkey : &act.pubkey, kfp);
-        if (pk != NULL && moat_pki_pubkey_fingerprint(pk, cfp, &err) != 0)
-            moat_strlcpy(cfp, "?", sizeof(cfp));
-        moat_err_clear(&err);
-        moat_err_set(&err, MOAT_E_PKI,
-                     "%s does not match key \"%s\": certificate key %.23s..., %s key %.23s...", pos[1],
-                     pos[0], cfp, have_pend ? "pending" : "current", kfp);
-        if (pk != NULL && moat_pki_pubkey_to_der(pk, &spki, &spki_len, &e2) == 0 &&
-            moat_store_key_find_pubkey(st, spki, spki_len, &other, &e2) == 0)
-            moat_err_hint(&err, "it is the certificate of key \"%s\": moat cert install %s %s", other.name,
-                          other.name, pos[1]);
-        else
-            moat_err_hint(&err, "install the certificate that was issued for the request of \"%s\"", pos[0]);
-        moat_free(&spki);
-        goto fail;
-    }
-    leaf = sk_X509_value(certs, li);
-    if (moat_pki_cert_info(leaf, &ci, &err) != 0)
-        goto fail;
-    if (!force && moat_pki_cert_check_time(leaf, time(NULL), &err) != 0) {
-        moat_err_hint(&err, "check the certificate you were sent; --force installs it anyway");
-        goto fail;
-    }
-    for (int i = 0; i < sk_X509_num(certs); i++) {
-        if (i == li)
-            continue;
-        if (pile == NULL && (pile = sk_X509_new_null()) == NULL) {
-            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
+    {
+        moat_keymgr_install_req_t req = {pos[0],     pos[1],     cert_data, cert_len,
+                                         chain_file, chain_data, chain_len, force != 0};
+        if (moat_keymgr_install(st, &req, &res, &err) != 0)
             goto fail;
-        }
-        if (!sk_X509_push(pile, sk_X509_value(certs, i)) || !X509_up_ref(sk_X509_value(certs, i))) {
-            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
-            goto fail;
-        }
     }
-    if (moat__km_chain_blobs(leaf, pile, &blobs, &nblobs, &missing, &err) != 0) {
-        moat_err_prefix(&err, "the chain of %s", pos[1]);
-        goto fail;
-    }
-    if (moat_pki_cert_to_der(leaf, &der, &der_len, &err) != 0)
-        goto fail;
-    /* Check before commit: the server must be able to load what is installed. */
-    if (moat__km_check_loadable(st, target->id, der, der_len, blobs, nblobs, &err) != 0)
-        goto fail;
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    rc = moat_store_cert_install(st, target->id, der, der_len, blobs, nblobs, NULL, &err);
-    if (rc == MOAT_E_EXISTS)
-        moat_err_hint(&err, "it is already there: 'moat cert history %s' lists the certificates", pos[0]);
-    if (rc != 0 || moat_store_generation_bump(st, &err) != 0 ||
-        moat__km_audit(st, "cert.install", pos[0], &err, "serial %s, subject %s, issuer %s, fingerprint %s%s",
-                       ci.serial, ci.subject, ci.issuer, ci.fingerprint, force ? ", forced" : "") != 0) {
-        moat_store_rollback(st);
-        goto fail;
-    }
-    if (moat__km_commit(st, NULL, &err) != 0)
-        goto fail;
     if (!cli->quiet) {
         char t[64];
-        moat__km_fmt_time(ci.not_after, t, sizeof(t));
-        printf("installed the certificate of \"%s\": key \"%s\" is active\n", pos[0], pos[0]);
-        printf("  subject %s\n  issuer  %s\n  valid until %s (%ld days)\n", ci.subject, ci.issuer, t,
-               moat__km_days_left(ci.not_after, time(NULL)));
-        if (renewal)
+        moat__km_fmt_time(res.ci.not_after, t, sizeof(t));
+        if (res.chain_completed)
+            printf("completed the chain of the certificate of \"%s\": %zu certificate%s above it\n", pos[0],
+                   res.nchain, res.nchain == 1 ? "" : "s");
+        else
+            printf("installed the certificate of \"%s\": key \"%s\" is active\n", pos[0], pos[0]);
+        printf("  subject %s\n  issuer  %s\n  valid until %s (%ld days)\n", res.ci.subject, res.ci.issuer, t,
+               moat__km_days_left(res.ci.not_after, time(NULL)));
+        if (res.renewal)
             printf(
                 "the renewed key and certificate replace the old ones; 'moat cert history %s' keeps them\n",
                 pos[0]);
-        if (missing != NULL && !ci.self_signed && nblobs == 0)
-            printf("issued directly by \"%s\": clients must trust it (as they do a root CA)\n", missing);
-        else if (missing != NULL && !ci.self_signed)
+        if (res.missing != NULL && !res.ci.self_signed && res.nchain == 0)
+            printf("issued directly by \"%s\": clients must trust it (as they do a root CA); if an "
+                   "intermediate issued it, add it with --chain\n",
+                   res.missing);
+        else if (res.missing != NULL && !res.ci.self_signed)
             printf("chain: %zu certificate%s, ending below \"%s\", which clients must already trust\n",
-                   nblobs, nblobs == 1 ? "" : "s", missing);
-        if (!moat_pki_cert_is_server(leaf))
+                   res.nchain, res.nchain == 1 ? "" : "s", res.missing);
+        if (!res.server_usage)
             fprintf(stderr, "moat: warning: this certificate is not for TLS servers (no serverAuth usage)\n");
     }
     rc = MOAT_EXIT_OK;
@@ -207,15 +81,9 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
 fail:
     rc = moat_cli_fail(cli, &err);
 out:
-    moat_pki_cert_info_dispose(&ci);
-    moat_free(&der);
-    moat__km_blobs_dispose(&blobs, nblobs);
-    moat_free(&missing);
-    sk_X509_pop_free(certs, X509_free);
-    sk_X509_pop_free(pile, X509_free);
-    moat_store_key_dispose(&pend);
-    moat_store_key_dispose(&act);
-    moat_store_key_dispose(&other);
+    moat_keymgr_install_res_dispose(&res);
+    moat_free(&cert_data);
+    moat_free(&chain_data);
     moat_store_close(st);
     return rc;
 }
@@ -266,7 +134,7 @@ static int cert_export(moat_cli_t *cli, int argc, char **argv)
         moat_err_hint(&err, "have its request signed, then: moat cert install %s CERT.pem", pos[0]);
         goto fail;
     }
-    if (moat__km_cert_load(k.cert, &cert, &chain, &err) != 0)
+    if (moat_keymgr_cert_load(k.cert, &cert, &chain, &err) != 0)
         goto fail;
     if (der_out) {
         if (moat_pki_cert_to_der(cert, &der, &len, &err) != 0 ||
@@ -401,7 +269,7 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
         moat_err_hint(&err, "'moat key list' shows the keys and their state");
     }
     if (rc != 0 ||
-        moat__km_check_loadable(st, now.key_id, now.der.data, now.der.len, now.chain, now.chain_n, &err) !=
+        moat_keymgr_check_loadable(st, now.key_id, now.der.data, now.der.len, now.chain, now.chain_n, &err) !=
             0 ||
         moat_store_generation_bump(st, &err) != 0 ||
         moat__km_audit(st, "cert.rollback", pos[0], &err, "to serial %s", now.serial) != 0) {

@@ -67,15 +67,15 @@ static int install_cert(moat_store_t *st, int64_t key_id, X509 *cert, STACK_OF(X
     moat_store_blob_t *blobs = NULL;
     size_t n = 0;
     char *missing = NULL;
-    int rc = moat__km_chain_blobs(cert, chain, &blobs, &n, &missing, err);
+    int rc = moat_keymgr_chain_blobs(cert, chain, &blobs, &n, &missing, err);
     if (rc == MOAT_E_PKI) {
         moat_err_clear(err);
         rc = 0;
     }
     if (rc == 0)
-        rc = moat__km_import_cert(st, key_id, cert, blobs, n, warning, warnsz, err);
+        rc = moat_keymgr_import_cert(st, key_id, cert, blobs, n, warning, warnsz, err);
     moat_free(&missing);
-    moat__km_blobs_dispose(&blobs, n);
+    moat_keymgr_blobs_dispose(&blobs, n);
     return rc;
 }
 
@@ -83,40 +83,23 @@ static int install_cert(moat_store_t *st, int64_t key_id, X509 *cert, STACK_OF(X
 static int store_pair(moat_store_t *st, const moat_import_pair_t *p, const char *name, int exportable,
                       char *warning, size_t warnsz, moat_err_t *err)
 {
-    moat_store_key_t k = {0};
-    unsigned char *pkcs8 = NULL, *spki = NULL;
-    size_t pkcs8_len = 0, spki_len = 0;
+    int64_t key_id = 0;
     int rc;
 
-    if ((rc = moat_pki_key_to_pkcs8(p->key, &pkcs8, &pkcs8_len, err)) != 0 ||
-        (rc = moat_pki_pubkey_to_der(p->key, &spki, &spki_len, err)) != 0)
-        goto out;
-    (void)moat_strlcpy(k.name, name, sizeof(k.name));                   /* checked by the caller */
-    (void)moat_strlcpy(k.algorithm, p->algorithm, sizeof(k.algorithm)); /* at most 31 characters */
-    k.state = MOAT_KEY_PENDING;
-    k.exportable = exportable;
-    k.pubkey.data = spki;
-    k.pubkey.len = spki_len;
-    rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, err);
-    memset(&k.pubkey, 0, sizeof(k.pubkey)); /* owned by spki */
-    if (rc != 0)
-        goto out;
+    if ((rc = moat_keymgr_key_add(st, name, p->key, p->algorithm, exportable != 0, NULL, &key_id, err)) != 0)
+        return rc;
     /* Older certificates of the same key first, so that the newest ends up current. */
     for (int i = 0; i < sk_X509_num(p->older) && rc == 0; i++) {
         char ignored[256]; /* history: only the certificate that ends up current must load */
-        rc = install_cert(st, k.id, sk_X509_value(p->older, i), p->chain, ignored, sizeof(ignored), err);
+        rc = install_cert(st, key_id, sk_X509_value(p->older, i), p->chain, ignored, sizeof(ignored), err);
     }
     if (rc == 0 && p->cert != NULL)
-        rc = install_cert(st, k.id, p->cert, p->chain, warning, warnsz, err);
+        rc = install_cert(st, key_id, p->cert, p->chain, warning, warnsz, err);
     if (rc == 0)
         rc = moat__km_audit(st, "key.import", name, err,
                             "from %s (moat import), algorithm %s, exportable %s, key %s%s", p->file->path,
                             p->algorithm, exportable ? "yes" : "no", p->fingerprint,
                             p->cert ? ", with certificate" : "");
-out:
-    moat_free_secret(&pkcs8, pkcs8_len);
-    moat_free(&spki);
-    moat_store_key_dispose(&k);
     return rc;
 }
 

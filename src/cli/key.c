@@ -54,8 +54,8 @@ static int generate(moat_pki_alg_t alg, EVP_PKEY **key, moat_err_t *err)
 /* A new key and its request, ready for the store. */
 typedef struct fresh {
     EVP_PKEY *key;
-    unsigned char *pkcs8, *spki, *csr_der;
-    size_t pkcs8_len, spki_len, csr_der_len;
+    unsigned char *csr_der;
+    size_t csr_der_len;
     char *csr_pem;
     size_t csr_pem_len;
 } fresh_t;
@@ -63,8 +63,6 @@ typedef struct fresh {
 static void fresh_dispose(fresh_t *f)
 {
     EVP_PKEY_free(f->key);
-    moat_free_secret(&f->pkcs8, f->pkcs8_len);
-    moat_free(&f->spki);
     moat_free(&f->csr_der);
     moat_free(&f->csr_pem);
     memset(f, 0, sizeof(*f));
@@ -80,9 +78,7 @@ static int fresh_make(moat_pki_alg_t alg, const moat_pki_subject_t *subj, const 
         return rc;
     if ((rc = moat_pki_csr_new(f->key, subj, sans, &csr, err)) != 0 ||
         (rc = moat_pki_csr_to_der(csr, &f->csr_der, &f->csr_der_len, err)) != 0 ||
-        (rc = moat_pki_csr_to_pem(csr, &f->csr_pem, &f->csr_pem_len, err)) != 0 ||
-        (rc = moat_pki_key_to_pkcs8(f->key, &f->pkcs8, &f->pkcs8_len, err)) != 0 ||
-        (rc = moat_pki_pubkey_to_der(f->key, &f->spki, &f->spki_len, err)) != 0) {
+        (rc = moat_pki_csr_to_pem(csr, &f->csr_pem, &f->csr_pem_len, err)) != 0) {
         X509_REQ_free(csr);
         fresh_dispose(f);
         return rc;
@@ -95,7 +91,7 @@ static int fresh_make(moat_pki_alg_t alg, const moat_pki_subject_t *subj, const 
 static int fresh_store(moat_store_t *st, const char *name, const char *algname, int exportable, fresh_t *f,
                        const char *csr_out, const char *action, int64_t replace_id, moat_err_t *err)
 {
-    moat_store_key_t k = {0};
+    moat_store_blob_t csr;
     char fpr[MOAT_PKI_FINGERPRINT_SIZE] = "";
     int rc;
 
@@ -103,19 +99,9 @@ static int fresh_store(moat_store_t *st, const char *name, const char *algname, 
         return err->code;
     if (replace_id != 0 && (rc = moat_store_key_delete_id(st, replace_id, err)) != 0)
         goto fail;
-    (void)moat_strlcpy(k.name, name, sizeof(k.name));
-    (void)moat_strlcpy(k.algorithm, algname, sizeof(k.algorithm));
-    k.state = MOAT_KEY_PENDING;
-    k.exportable = exportable;
-    k.pubkey.data = f->spki;
-    k.pubkey.len = f->spki_len;
-    k.csr.data = f->csr_der;
-    k.csr.len = f->csr_der_len;
-    rc = moat_store_key_add(st, &k, f->pkcs8, f->pkcs8_len, err);
-    /* The blobs belong to <f>: do not let a dispose of <k> free them. */
-    memset(&k.pubkey, 0, sizeof(k.pubkey));
-    memset(&k.csr, 0, sizeof(k.csr));
-    if (rc != 0)
+    csr.data = f->csr_der; /* borrowed from <f> */
+    csr.len = f->csr_der_len;
+    if ((rc = moat_keymgr_key_add(st, name, f->key, algname, exportable != 0, &csr, NULL, err)) != 0)
         goto fail;
     if (moat_pki_pubkey_fingerprint(f->key, fpr, err) != 0)
         goto fail;
@@ -716,7 +702,7 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
             goto fail;
         }
         (void)sk_X509_delete(pile, leaf_i); /* borrowed pointers: the import owns them */
-        if (moat__km_chain_blobs(leaf, pile, &blobs, &nblobs, &missing, &err) != 0) {
+        if (moat_keymgr_chain_blobs(leaf, pile, &blobs, &nblobs, &missing, &err) != 0) {
             moat_err_prefix(&err, "%s", pos[1]);
             goto fail;
         }
@@ -775,19 +761,11 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
             goto rollback;
         k.id = cur.id;
     } else {
-        (void)moat_strlcpy(k.name, pos[0], sizeof(k.name));
-        (void)moat_strlcpy(k.algorithm, algname, sizeof(k.algorithm));
-        k.state = MOAT_KEY_PENDING;
-        k.exportable = exportable;
-        k.pubkey.data = spki;
-        k.pubkey.len = spki_len;
-        rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, &err);
-        memset(&k.pubkey, 0, sizeof(k.pubkey)); /* owned by spki */
-        if (rc != 0)
+        if (moat_keymgr_key_add(st, pos[0], imp.keys[0], algname, exportable != 0, NULL, &k.id, &err) != 0)
             goto rollback;
     }
     if (leaf != NULL &&
-        moat__km_import_cert(st, k.id, leaf, blobs, nblobs, load_warning, sizeof(load_warning), &err) != 0)
+        moat_keymgr_import_cert(st, k.id, leaf, blobs, nblobs, load_warning, sizeof(load_warning), &err) != 0)
         goto rollback;
     if (moat_store_generation_bump(st, &err) != 0 ||
         moat__km_audit(st, have_cur ? "key.replace" : "key.import", pos[0], &err,
@@ -834,7 +812,7 @@ out:
     moat_free_secret(&data, len);
     moat_free_secret(&pkcs8, pkcs8_len);
     moat_free(&spki);
-    moat__km_blobs_dispose(&blobs, nblobs);
+    moat_keymgr_blobs_dispose(&blobs, nblobs);
     moat_free(&missing);
     sk_X509_free(pile);
     moat_pki_import_dispose(&imp);
@@ -873,8 +851,8 @@ int moat__km_export_p12(moat_store_t *st, const moat_store_key_t *k, const char 
     }
     if ((rc = moat__km_password(pwfile, "Export password: ", 1, 0, pw, sizeof(pw), err)) != 0)
         return rc;
-    if ((rc = moat__km_cert_load(k->cert, &cert, &chain, err)) != 0 ||
-        (rc = moat__km_private_key(st, k->id, &pkey, err)) != 0 ||
+    if ((rc = moat_keymgr_cert_load(k->cert, &cert, &chain, err)) != 0 ||
+        (rc = moat_keymgr_private_key(st, k->id, &pkey, err)) != 0 ||
         (rc = moat_pki_pkcs12_export(pkey, cert, chain, k->name, pw, legacy, &p12, &p12_len, err)) != 0)
         goto out;
     if ((rc = moat_store_begin(st, err)) != 0)

@@ -6,7 +6,9 @@
 #ifndef MOAT_CLI_KEYMGR_INT_H
 #define MOAT_CLI_KEYMGR_INT_H
 
+#include "ca/ca.h"
 #include "cli/cli.h"
+#include "keymgr/keymgr.h"
 #include "pki/pki.h"
 #include "store/store.h"
 
@@ -100,37 +102,6 @@ void moat__km_view_text(FILE *out, const moat__km_view_t *v, time_t now);
 /* Fills v->revoked from the CA's issued table (certificates moat's CA signed). */
 void moat__km_view_check_revoked(moat_store_t *st, moat__km_view_t *v);
 
-/* Certificate and chain of a store record as OpenSSL objects (new references; chain may be empty). */
-int moat__km_cert_load(const moat_store_cert_t *c, X509 **cert, STACK_OF(X509) * *chain, moat_err_t *err);
-/* The private key of key row <id>, decrypted (new reference). */
-int moat__km_private_key(moat_store_t *st, int64_t id, EVP_PKEY **out, moat_err_t *err);
-
-/*
- * The check the server runs before it serves a certificate, run before a change commits: builds the
- * TLS context of key row <key_id> (its private key, decrypted) with certificate <der> and <chain>, in a
- * library context of its own. Failure: MOAT_E_PKI saying that the server would refuse it, and why.
- */
-int moat__km_check_loadable(moat_store_t *st, int64_t key_id, const uint8_t *der, size_t der_len,
-                            const moat_store_blob_t *chain, size_t nchain, moat_err_t *err);
-
-/*
- * Orders <pile> into the chain above <leaf> (moat_pki_chain_build) and encodes it for the store:
- * intermediates, issuer first, without a self-signed root (clients have it; servers never send it).
- * *blobs (free with moat__km_blobs_dispose) and *n receive them, *missing the issuer the chain ends below.
- */
-int moat__km_chain_blobs(X509 *leaf, STACK_OF(X509) * pile, moat_store_blob_t **blobs, size_t *n,
-                         char **missing, moat_err_t *err);
-void moat__km_blobs_dispose(moat_store_blob_t **blobs, size_t n);
-
-/*
- * What "key import" and "moat import" do with a key's certificate, inside the caller's transaction:
- * installs <leaf> with <chain> for key row <key_id> (the same certificate stored already is not an
- * error), then runs the server's loader check. An importer must not lose a key, so a pair the server
- * would refuse stays, and the reason goes to <warning> ("" when none); other failures are errors.
- */
-int moat__km_import_cert(moat_store_t *st, int64_t key_id, X509 *leaf, const moat_store_blob_t *chain,
-                         size_t nchain, char *warning, size_t warnsz, moat_err_t *err);
-
 /* Appends to the audit log; on failure the caller rolls back. */
 int moat__km_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
                    ...) MOAT_PRINTF(5, 6);
@@ -150,21 +121,6 @@ int moat__km_password(const char *file, const char *prompt, int confirm, int all
  */
 int moat__km_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *out, const char *pwfile,
                         int legacy, const char *action, moat_err_t *err);
-
-/* moat's CA as loaded by ca.c: the store row, its certificate and (when asked for) its key. */
-typedef struct moat__km_ca {
-    moat_store_ca_t row;
-    X509 *cert;    /* owned */
-    EVP_PKEY *key; /* owned; NULL when not loaded */
-} moat__km_ca_t;
-
-void moat__km_ca_dispose(moat__km_ca_t *ca);
-/* Sets "this store has no CA yet" with the hint to run ca init; returns the code. */
-int moat__km_no_ca(moat_err_t *err);
-/* Loads the CA of <role>; with <need_key> its private key too (refused, with why, when it is offline). */
-int moat__km_ca_load(moat_store_t *st, moat_ca_role_t role, int need_key, moat__km_ca_t *ca, moat_err_t *err);
-/* The CA that issues: the intermediate when there is one, else the root. */
-int moat__km_ca_load_issuing(moat_store_t *st, int need_key, moat__km_ca_t *ca, moat_err_t *err);
 
 /* moat ca revoke, moat ca crl (ca_revoke.c). */
 int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv);

@@ -351,6 +351,34 @@ done:
     return rc;
 }
 
+int moat_pki_name_constraints_check(const X509 *issuer, const X509 *cert, moat_err_t *err)
+{
+    NAME_CONSTRAINTS *nc;
+    X509 *copy;
+    int crit = 0, v;
+
+    nc = X509_get_ext_d2i(issuer, NID_name_constraints, &crit, NULL);
+    if (nc == NULL) {
+        ERR_clear_error();
+        return crit == -1 ? 0 : moat_err_ossl(err, MOAT_E_PKI, "reading the CA's name constraints");
+    }
+    /* A certificate built in memory keeps the extension cache of before its SANs were added: check a
+     * copy decoded afresh, as a client sees it. */
+    if ((copy = X509_dup(cert)) == NULL) {
+        NAME_CONSTRAINTS_free(nc);
+        return moat_err_ossl(err, MOAT_E_NOMEM, "copying a certificate");
+    }
+    (void)X509_check_purpose(copy, -1, 0); /* fills the cache NAME_CONSTRAINTS_check reads the SANs from */
+    v = NAME_CONSTRAINTS_check(copy, nc);
+    if (v == X509_V_OK)
+        v = NAME_CONSTRAINTS_check_CN(copy, nc);
+    X509_free(copy);
+    NAME_CONSTRAINTS_free(nc);
+    if (v == X509_V_OK)
+        return 0;
+    return moat_err_set(err, MOAT_E_PERM, "%s", X509_verify_cert_error_string(v));
+}
+
 /* ---- policy ---- */
 
 static bool ends_with_ci(const char *s, const char *suffix)

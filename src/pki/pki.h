@@ -384,6 +384,13 @@ typedef struct moat_pki_sign_opts {
 int moat_pki_ca_sign(X509 *ca_cert, EVP_PKEY *ca_key, X509_REQ *csr, const moat_pki_sign_opts_t *opts,
                      X509 **out, moat_err_t *err) MOAT_MUST_CHECK;
 
+/*
+ * Checks the names of <cert> (subject, SANs, and a common name that reads as a host name when there is
+ * no DNS SAN) against the nameConstraints of <issuer>, as a verifying client does (RFC 5280 4.2.1.10).
+ * 0 when <issuer> has none or all names are inside them; MOAT_E_PERM saying which rule broke otherwise.
+ */
+int moat_pki_name_constraints_check(const X509 *issuer, const X509 *cert, moat_err_t *err) MOAT_MUST_CHECK;
+
 /* Issuance policy of a profile (issue 4): maximum validity and allowed names. */
 typedef struct moat_pki_policy {
     int max_days;                /* 0 = no maximum; defaults: server 90, client 365 */

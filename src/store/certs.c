@@ -440,6 +440,30 @@ done:
     return moat__store_auto_end(st, own, rc, err);
 }
 
+int moat_store_cert_chain_set(moat_store_t *st, int64_t cert_id, const moat_store_blob_t *chain,
+                              size_t chain_n, moat_err_t *err)
+{
+    int rc, own = 0;
+    int64_t n = 0;
+
+    for (size_t i = 0; i < chain_n; i++)
+        if (chain[i].data == NULL || chain[i].len == 0 || chain[i].len > MOAT_STORE_MAX_BLOB)
+            return moat_err_set(err, MOAT_E_INVAL, "chain certificate %zu is empty or too large", i + 1);
+    if ((rc = moat__store_auto_begin(st, &own, err)) != 0)
+        return rc;
+    rc = moat__store_int(st, &n, err, "SELECT count(*) FROM certs WHERE id = ?", "i", cert_id);
+    if (rc == 0 && n == 0)
+        rc = moat_err_set(err, MOAT_E_NOTFOUND, "no certificate with id %lld", (long long)cert_id);
+    if (rc == 0)
+        rc = moat__store_run(st, err, "DELETE FROM cert_chain WHERE cert_id = ?", "i", cert_id);
+    for (size_t i = 0; rc == 0 && i < chain_n; i++)
+        rc = moat__store_run(st, err, "INSERT INTO cert_chain (cert_id, pos, der) VALUES (?, ?, ?)", "iib",
+                             cert_id, (int64_t)i, (const void *)chain[i].data, chain[i].len);
+    if (rc == 0)
+        rc = moat_store_generation_bump(st, err);
+    return moat__store_auto_end(st, own, rc, err);
+}
+
 int moat_store_cert_rollback(moat_store_t *st, const char *name, moat_store_cert_t *out, moat_err_t *err)
 {
     moat_store_cert_t cur;

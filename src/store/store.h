@@ -227,6 +227,13 @@ void moat_store_cert_list_dispose(moat_store_cert_list_t *l);
 int moat_store_cert_install(moat_store_t *st, int64_t key_id, const uint8_t *der, size_t der_len,
                             const moat_store_blob_t *chain, size_t chain_n, int64_t *cert_id,
                             moat_err_t *err) MOAT_MUST_CHECK;
+/*
+ * Replaces the chain of stored certificate <cert_id> with <chain>[0..chain_n) (completing the chain of a
+ * certificate installed without its intermediates), and bumps the generation. MOAT_E_NOTFOUND for an
+ * unknown row.
+ */
+int moat_store_cert_chain_set(moat_store_t *st, int64_t cert_id, const moat_store_blob_t *chain,
+                              size_t chain_n, moat_err_t *err) MOAT_MUST_CHECK;
 /* The current certificate of <name>. MOAT_E_NOTFOUND if the name has none. */
 int moat_store_cert_current(moat_store_t *st, const char *name, moat_store_cert_t *out,
                             moat_err_t *err) MOAT_MUST_CHECK;

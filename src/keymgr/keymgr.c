@@ -1,0 +1,444 @@
+/* keymgr: the key manager's rules, shared by every front end that stores keys and certificates. */
+#include "keymgr/keymgr.h"
+#include "tls/tls.h"
+
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int moat_keymgr_cert_load(const moat_store_cert_t *c, X509 **cert, STACK_OF(X509) * *chain, moat_err_t *err)
+{
+    int rc;
+    *cert = NULL;
+    *chain = NULL;
+    if ((rc = moat_pki_cert_parse(c->der.data, c->der.len, cert, err)) != 0)
+        return rc;
+    if ((*chain = sk_X509_new_null()) == NULL)
+        goto nomem;
+    for (size_t i = 0; i < c->chain_n; i++) {
+        X509 *x = NULL;
+        if ((rc = moat_pki_cert_parse(c->chain[i].data, c->chain[i].len, &x, err)) != 0)
+            goto fail;
+        if (!sk_X509_push(*chain, x)) {
+            X509_free(x);
+            goto nomem;
+        }
+    }
+    return 0;
+nomem:
+    rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory loading a certificate chain");
+fail:
+    X509_free(*cert);
+    sk_X509_pop_free(*chain, X509_free);
+    *cert = NULL;
+    *chain = NULL;
+    return rc;
+}
+
+int moat_keymgr_private_key(moat_store_t *st, int64_t id, EVP_PKEY **out, moat_err_t *err)
+{
+    uint8_t *der = NULL;
+    size_t len = 0;
+    int rc;
+    if ((rc = moat_store_key_private(st, id, &der, &len, err)) != 0)
+        return rc;
+    rc = moat_pki_key_from_pkcs8(der, len, out, err);
+    moat_free_secret(&der, len);
+    return rc;
+}
+
+int moat_keymgr_check_loadable(moat_store_t *st, int64_t key_id, const uint8_t *der, size_t der_len,
+                               const moat_store_blob_t *chain, size_t nchain, moat_err_t *err)
+{
+    uint8_t *key = NULL;
+    size_t key_len = 0;
+    const unsigned char **cd = NULL;
+    size_t *cl = NULL;
+    moat_tls_lib_t *lib = NULL;
+    SSL_CTX *ctx = NULL;
+    moat_tls_cert_src_t src = {0};
+    int rc;
+
+    if ((rc = moat_store_key_private(st, key_id, &key, &key_len, err)) != 0)
+        return rc;
+    if (nchain > 0 && ((cd = moat_calloc(nchain, sizeof(*cd))) == NULL ||
+                       (cl = moat_calloc(nchain, sizeof(*cl))) == NULL)) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nchain; i++) {
+        cd[i] = chain[i].data;
+        cl[i] = chain[i].len;
+    }
+    src.cert_der = der;
+    src.cert_len = der_len;
+    src.key_der = key;
+    src.key_len = key_len;
+    src.chain_der = cd;
+    src.chain_len = cl;
+    src.nchain = nchain;
+    if ((lib = moat_tls_lib_new(err)) == NULL) {
+        rc = err->code ? err->code : moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((ctx = moat_tls_ctx_new(lib, &src, 1, "moat-check", err)) == NULL) {
+        if (err->code == 0)
+            moat_err_set(err, MOAT_E_PKI, "the TLS context could not be built");
+        moat_err_prefix(err, "the server would refuse this certificate");
+        rc = err->code;
+        goto out;
+    }
+    rc = 0;
+out:
+    SSL_CTX_free(ctx);
+    moat_tls_lib_free(lib);
+    moat_free(&cd);
+    moat_free(&cl);
+    moat_free_secret(&key, key_len);
+    return rc;
+}
+
+void moat_keymgr_blobs_dispose(moat_store_blob_t **blobs, size_t n)
+{
+    for (size_t i = 0; *blobs != NULL && i < n; i++)
+        moat_store_blob_dispose(&(*blobs)[i]);
+    moat_free(blobs);
+}
+
+int moat_keymgr_chain_blobs(X509 *leaf, STACK_OF(X509) * pile, moat_store_blob_t **blobs, size_t *n,
+                            char **missing, moat_err_t *err)
+{
+    STACK_OF(X509) *chain = NULL;
+    int rc;
+    size_t total;
+
+    *blobs = NULL;
+    *n = 0;
+    if ((rc = moat_pki_chain_build(leaf, pile, &chain, missing, err)) != 0)
+        return rc;
+    total = (size_t)sk_X509_num(chain);
+    if (total > 0 && (*blobs = moat_calloc(total, sizeof(**blobs))) == NULL) {
+        sk_X509_pop_free(chain, X509_free);
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < total; i++) {
+        X509 *x = sk_X509_value(chain, (int)i);
+        /* A self-signed top is the root: clients must have it already, so servers never send it. */
+        if (X509_check_issued(x, x) == X509_V_OK && X509_self_signed(x, 1) == 1)
+            break;
+        if ((rc = moat_pki_cert_to_der(x, &(*blobs)[i].data, &(*blobs)[i].len, err)) != 0) {
+            moat_keymgr_blobs_dispose(blobs, *n);
+            *n = 0;
+            sk_X509_pop_free(chain, X509_free);
+            return rc;
+        }
+        (*n)++;
+    }
+    sk_X509_pop_free(chain, X509_free);
+    return 0;
+}
+
+int moat_keymgr_import_cert(moat_store_t *st, int64_t key_id, X509 *leaf, const moat_store_blob_t *chain,
+                            size_t nchain, char *warning, size_t warnsz, moat_err_t *err)
+{
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    moat_err_t lerr = {0};
+    int rc;
+
+    warning[0] = '\0';
+    if ((rc = moat_pki_cert_to_der(leaf, &der, &der_len, err)) != 0)
+        return rc;
+    rc = moat_store_cert_install(st, key_id, der, der_len, chain, nchain, NULL, err);
+    if (rc == MOAT_E_EXISTS) {
+        moat_err_clear(err); /* already there (--replace, or a second import): nothing to do twice */
+        rc = 0;
+    }
+    if (rc == 0 && moat_keymgr_check_loadable(st, key_id, der, der_len, chain, nchain, &lerr) != 0) {
+        if (lerr.code == MOAT_E_PKI)
+            (void)moat_strlcpy(warning, lerr.msg, warnsz); /* a cut warning still says why */
+        else {
+            *err = lerr;
+            rc = lerr.code;
+        }
+    }
+    moat_free(&der);
+    return rc;
+}
+
+int moat_keymgr_pile_add_ca(moat_store_t *st, STACK_OF(X509) * pile, moat_err_t *err)
+{
+    static const moat_ca_role_t roles[] = {MOAT_CA_INTERMEDIATE, MOAT_CA_ROOT};
+    int rc;
+
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+        moat_store_ca_t row = {0};
+        X509 *x = NULL;
+        rc = moat_store_ca_get(st, roles[i], &row, err);
+        if (rc == MOAT_E_NOTFOUND) {
+            moat_err_clear(err);
+            continue;
+        }
+        if (rc == 0)
+            rc = moat_pki_cert_parse(row.der.data, row.der.len, &x, err);
+        moat_store_ca_dispose(&row);
+        if (rc != 0)
+            return rc;
+        if (!sk_X509_push(pile, x)) {
+            X509_free(x);
+            return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+        }
+    }
+    return 0;
+}
+
+void moat_keymgr_install_res_dispose(moat_keymgr_install_res_t *res)
+{
+    moat_pki_cert_info_dispose(&res->ci);
+    moat_free(&res->missing);
+    memset(res, 0, sizeof(*res));
+}
+
+/* Index in <certs> of the certificate whose public key is <spki>, or -1. */
+static int find_for_spki(const moat_store_blob_t *spki, STACK_OF(X509) * certs)
+{
+    EVP_PKEY *k = NULL;
+    moat_err_t e = {0};
+    int i;
+    if (spki->len == 0 || moat_pki_pubkey_from_der(spki->data, spki->len, &k, &e) != 0)
+        return -1;
+    i = moat_pki_find_cert_for_key(k, certs);
+    EVP_PKEY_free(k);
+    return i;
+}
+
+/* Parses the certificates of <data> (<source> names it in errors) and appends them to *pile. */
+static int parse_certs(const char *source, const unsigned char *data, size_t len, STACK_OF(X509) * *pile,
+                       moat_err_t *err)
+{
+    STACK_OF(X509) *got = NULL;
+    if (moat_pki_certs_parse(data, len, &got, err) != 0)
+        return moat_err_prefix(err, "reading %s", source);
+    if (*pile == NULL) {
+        *pile = got;
+        return 0;
+    }
+    while (sk_X509_num(got) > 0) {
+        X509 *x = sk_X509_shift(got);
+        if (!sk_X509_push(*pile, x)) {
+            X509_free(x);
+            sk_X509_pop_free(got, X509_free);
+            return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+        }
+    }
+    sk_X509_free(got);
+    return 0;
+}
+
+/* The error for a certificate file that holds no certificate of <key> (pending or current). */
+static int no_match(moat_store_t *st, const moat_keymgr_install_req_t *req, STACK_OF(X509) * certs,
+                    const moat_store_key_t *key, bool pending, moat_err_t *err)
+{
+    char kfp[MOAT_PKI_FINGERPRINT_SIZE] = "?", cfp[MOAT_PKI_FINGERPRINT_SIZE] = "?";
+    moat_err_t e = {0};
+    X509 *first = sk_X509_value(certs, 0);
+    EVP_PKEY *pk = first ? X509_get0_pubkey(first) : NULL, *kk = NULL;
+    moat_store_key_t other = {0};
+    unsigned char *spki = NULL;
+    size_t spki_len = 0;
+
+    if (key->pubkey.len > 0 && moat_pki_pubkey_from_der(key->pubkey.data, key->pubkey.len, &kk, &e) == 0 &&
+        moat_pki_pubkey_fingerprint(kk, kfp, &e) != 0)
+        (void)moat_strlcpy(kfp, "?", sizeof(kfp));
+    EVP_PKEY_free(kk);
+    if (pk != NULL && moat_pki_pubkey_fingerprint(pk, cfp, &e) != 0)
+        (void)moat_strlcpy(cfp, "?", sizeof(cfp));
+    moat_err_set(err, MOAT_E_PKI, "%s does not match key \"%s\": certificate key %.23s..., %s key %.23s...",
+                 req->source, req->name, cfp, pending ? "pending" : "current", kfp);
+    if (pk != NULL && moat_pki_pubkey_to_der(pk, &spki, &spki_len, &e) == 0 &&
+        moat_store_key_find_pubkey(st, spki, spki_len, &other, &e) == 0)
+        moat_err_hint(err, "it is the certificate of key \"%s\": moat cert install %s %s", other.name,
+                      other.name, req->source);
+    else
+        moat_err_hint(err, "install the certificate that was issued for the request of \"%s\"", req->name);
+    moat_free(&spki);
+    moat_store_key_dispose(&other);
+    return err->code;
+}
+
+/* The stored certificate of <name> with fingerprint <fpr>: its row id and how long its chain is, or 0. */
+static int find_installed(moat_store_t *st, const char *name, const char *fpr, int64_t *id, size_t *nchain,
+                          moat_err_t *err)
+{
+    moat_store_cert_list_t l = {0};
+    int rc;
+    *id = 0;
+    if ((rc = moat_store_cert_list(st, name, &l, err)) != 0)
+        return rc;
+    for (size_t i = 0; i < l.n; i++)
+        if (strcmp(l.items[i].fingerprint, fpr) == 0) {
+            *id = l.items[i].id;
+            *nchain = l.items[i].chain_n;
+            break;
+        }
+    moat_store_cert_list_dispose(&l);
+    return 0;
+}
+
+int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
+                        moat_keymgr_install_res_t *res, moat_err_t *err)
+{
+    moat_store_key_t pend = {0}, act = {0};
+    bool have_pend = false, have_act = false;
+    const moat_store_key_t *target = NULL;
+    STACK_OF(X509) *certs = NULL, *pile = NULL;
+    moat_store_blob_t *blobs = NULL;
+    size_t nblobs = 0, had_chain = 0;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    char fpr[MOAT_STORE_FPR_LEN + 1], detail[1024];
+    int64_t existing = 0;
+    X509 *leaf;
+    int rc, li = -1;
+
+    memset(res, 0, sizeof(*res));
+    if ((rc = moat_store_key_get(st, req->name, MOAT_KEY_WANT_PENDING, &pend, err)) == 0)
+        have_pend = true;
+    else if (rc != MOAT_E_NOTFOUND)
+        goto out;
+    moat_err_clear(err);
+    if ((rc = moat_store_key_get(st, req->name, MOAT_KEY_WANT_ACTIVE, &act, err)) == 0)
+        have_act = true;
+    else if (rc != MOAT_E_NOTFOUND)
+        goto out;
+    moat_err_clear(err);
+    if (!have_pend && !have_act) {
+        rc =
+            moat_err_set(err, MOAT_E_NOTFOUND, "no key named \"%s\" to install a certificate for", req->name);
+        moat_err_hint(err,
+                      "make the key and its request first (moat key new %s --cn CN), or import key and "
+                      "certificate together (moat key import %s FILE)",
+                      req->name, req->name);
+        goto out;
+    }
+    if ((rc = parse_certs(req->source, req->cert_data, req->cert_len, &certs, err)) != 0 ||
+        (req->chain_data != NULL && (rc = parse_certs(req->chain_source ? req->chain_source : "the chain",
+                                                      req->chain_data, req->chain_len, &pile, err)) != 0))
+        goto out;
+    if (pile == NULL && (pile = sk_X509_new_null()) == NULL) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    /* The certificate for the waiting key first, else a re-issued certificate for the current key. */
+    if (have_pend && (li = find_for_spki(&pend.pubkey, certs)) >= 0) {
+        target = &pend;
+        res->renewal = have_act;
+    } else if (have_act && (li = find_for_spki(&act.pubkey, certs)) >= 0) {
+        target = &act;
+    } else {
+        rc = no_match(st, req, certs, have_pend ? &pend : &act, have_pend, err);
+        goto out;
+    }
+    leaf = sk_X509_value(certs, li);
+    if ((rc = moat_pki_cert_info(leaf, &res->ci, err)) != 0)
+        goto out;
+    if (!req->force && (rc = moat_pki_cert_check_time(leaf, time(NULL), err)) != 0) {
+        moat_err_hint(err, "check the certificate you were sent; --force installs it anyway");
+        goto out;
+    }
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        X509 *x = sk_X509_value(certs, i);
+        if (x == leaf)
+            continue;
+        if (X509_up_ref(x) != 1 || !sk_X509_push(pile, x)) {
+            rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+            goto out;
+        }
+    }
+    /* moat's own CA last: a chain the caller sent wins, and an intermediate moat has is never dropped. */
+    if ((rc = moat_keymgr_pile_add_ca(st, pile, err)) != 0)
+        goto out;
+    if ((rc = moat_keymgr_chain_blobs(leaf, pile, &blobs, &nblobs, &res->missing, err)) != 0) {
+        moat_err_prefix(err, "the chain of %s", req->source);
+        goto out;
+    }
+    if ((rc = moat_pki_cert_to_der(leaf, &der, &der_len, err)) != 0 ||
+        (rc = moat_store_fingerprint(der, der_len, fpr, err)) != 0 ||
+        (rc = find_installed(st, req->name, fpr, &existing, &had_chain, err)) != 0)
+        goto out;
+    if (existing != 0 && nblobs <= had_chain) {
+        rc = moat_err_set(err, MOAT_E_EXISTS, "this certificate is already installed for \"%s\"%s", req->name,
+                          had_chain > 0 ? " with its chain" : "");
+        moat_err_hint(err,
+                      "'moat cert history %s' lists the certificates; to complete its chain, give the "
+                      "intermediates with --chain",
+                      req->name);
+        goto out;
+    }
+    /* Check before commit: the server must be able to load what is installed. */
+    if ((rc = moat_keymgr_check_loadable(st, target->id, der, der_len, blobs, nblobs, err)) != 0)
+        goto out;
+    snprintf(detail, sizeof(detail), "serial %s, subject %s, issuer %s, fingerprint %s%s%s", res->ci.serial,
+             res->ci.subject, res->ci.issuer, res->ci.fingerprint, req->force ? ", forced" : "",
+             existing ? ", chain completed" : "");
+    if ((rc = moat_store_begin(st, err)) != 0)
+        goto out;
+    if (existing != 0)
+        rc = moat_store_cert_chain_set(st, existing, blobs, nblobs, err);
+    else
+        rc = moat_store_cert_install(st, target->id, der, der_len, blobs, nblobs, NULL, err);
+    if (rc == 0)
+        rc = moat_store_audit_add(st, existing ? "cert.chain" : "cert.install", req->name, detail, err);
+    if (rc == 0)
+        rc = moat_store_commit(st, err);
+    if (rc != 0) {
+        moat_store_rollback(st);
+        goto out;
+    }
+    res->chain_completed = existing != 0;
+    res->nchain = nblobs;
+    res->server_usage = moat_pki_cert_is_server(leaf);
+out:
+    if (rc != 0)
+        moat_keymgr_install_res_dispose(res);
+    moat_free(&der);
+    moat_keymgr_blobs_dispose(&blobs, nblobs);
+    sk_X509_pop_free(pile, X509_free);
+    sk_X509_pop_free(certs, X509_free);
+    moat_store_key_dispose(&pend);
+    moat_store_key_dispose(&act);
+    return rc;
+}
+
+int moat_keymgr_key_add(moat_store_t *st, const char *name, EVP_PKEY *key, const char *algorithm,
+                        bool exportable, const moat_store_blob_t *csr_der, int64_t *id, moat_err_t *err)
+{
+    moat_store_key_t k = {0};
+    unsigned char *pkcs8 = NULL;
+    size_t pkcs8_len = 0;
+    int rc;
+
+    if (id != NULL)
+        *id = 0;
+    if ((rc = moat_pki_key_to_pkcs8(key, &pkcs8, &pkcs8_len, err)) != 0 ||
+        (rc = moat_pki_pubkey_to_der(key, &k.pubkey.data, &k.pubkey.len, err)) != 0)
+        goto out;
+    (void)moat_strlcpy(k.name, name, sizeof(k.name)); /* the store checks the name */
+    if (algorithm != NULL)
+        (void)moat_strlcpy(k.algorithm, algorithm, sizeof(k.algorithm));
+    else
+        moat_pki_key_describe(key, k.algorithm, sizeof(k.algorithm));
+    k.state = MOAT_KEY_PENDING;
+    k.exportable = exportable;
+    if (csr_der != NULL)
+        k.csr = *csr_der; /* borrowed: cleared before the dispose below */
+    rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, err);
+    memset(&k.csr, 0, sizeof(k.csr));
+    if (rc == 0 && id != NULL)
+        *id = k.id;
+out:
+    moat_free_secret(&pkcs8, pkcs8_len);
+    moat_store_key_dispose(&k);
+    return rc;
+}

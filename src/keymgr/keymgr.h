@@ -1,0 +1,110 @@
+/*
+ * keymgr: the key manager, for every front end that stores keys and certificates (moat key/cert/import,
+ * the ACME client): decrypting a stored key, the server's loader check run before a change commits,
+ * chains ordered for the store, and installing a certificate for a key with its chain completed.
+ *
+ * Built on pki/, store/ and tls/; knows nothing of the command line. Functions that change the store
+ * write only inside the caller's transaction unless they say otherwise.
+ */
+#ifndef MOAT_KEYMGR_H
+#define MOAT_KEYMGR_H
+
+#include "core/core.h"
+#include "pki/pki.h"
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Certificate and chain of a store record as OpenSSL objects (new references; chain may be empty). */
+int moat_keymgr_cert_load(const moat_store_cert_t *c, X509 **cert, STACK_OF(X509) * *chain,
+                          moat_err_t *err) MOAT_MUST_CHECK;
+
+/* The private key of key row <id>, decrypted (new reference). MOAT_E_PERM without a master key. */
+int moat_keymgr_private_key(moat_store_t *st, int64_t id, EVP_PKEY **out, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * The check the server runs before it serves a certificate, run before a change commits: builds the
+ * TLS context of key row <key_id> (its private key, decrypted) with certificate <der> and <chain>, in a
+ * library context of its own. Failure: MOAT_E_PKI saying that the server would refuse it, and why.
+ */
+int moat_keymgr_check_loadable(moat_store_t *st, int64_t key_id, const uint8_t *der, size_t der_len,
+                               const moat_store_blob_t *chain, size_t nchain,
+                               moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * Orders <pile> into the chain above <leaf> (moat_pki_chain_build) and encodes it for the store:
+ * intermediates, issuer first, without a self-signed root (clients have it; servers never send it).
+ * *blobs (free with moat_keymgr_blobs_dispose) and *n receive them, *missing (owned, may be NULL) the
+ * issuer the chain ends below.
+ */
+int moat_keymgr_chain_blobs(X509 *leaf, STACK_OF(X509) * pile, moat_store_blob_t **blobs, size_t *n,
+                            char **missing, moat_err_t *err) MOAT_MUST_CHECK;
+void moat_keymgr_blobs_dispose(moat_store_blob_t **blobs, size_t n);
+
+/*
+ * Adds moat's own CA certificates (intermediate, root) from the store to <pile>, so that a chain of a
+ * certificate moat's CA issued can always be completed. New references; nothing added without a CA.
+ */
+int moat_keymgr_pile_add_ca(moat_store_t *st, STACK_OF(X509) * pile, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * What "key import" and "moat import" do with a key's certificate, inside the caller's transaction:
+ * installs <leaf> with <chain> for key row <key_id> (the same certificate stored already is not an
+ * error), then runs the server's loader check. An importer must not lose a key, so a pair the server
+ * would refuse stays, and the reason goes to <warning> ("" when none); other failures are errors.
+ */
+int moat_keymgr_import_cert(moat_store_t *st, int64_t key_id, X509 *leaf, const moat_store_blob_t *chain,
+                            size_t nchain, char *warning, size_t warnsz, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * The one way a new private key enters the store, inside the caller's transaction: <key> is stored as
+ * the pending key of <name> (PKCS#8, encrypted under the master key) with its public key and, when
+ * <csr_der> is not NULL, its request. <algorithm> is the name shown in key list (NULL: described from the
+ * key). The plaintext copy is cleansed. *id (may be NULL) receives the key row. MOAT_E_EXISTS when the
+ * name already has a pending key (see moat_store_key_add).
+ */
+int moat_keymgr_key_add(moat_store_t *st, const char *name, EVP_PKEY *key, const char *algorithm,
+                        bool exportable, const moat_store_blob_t *csr_der, int64_t *id,
+                        moat_err_t *err) MOAT_MUST_CHECK;
+
+/* A certificate to install for a key. */
+typedef struct moat_keymgr_install_req {
+    const char *name;               /* the key's name */
+    const char *source;             /* where the certificate came from, for messages ("www.crt") */
+    const unsigned char *cert_data; /* the certificate file (PEM or DER), the leaf among its certificates */
+    size_t cert_len;
+    const char *chain_source;        /* where the chain came from, for messages, or NULL */
+    const unsigned char *chain_data; /* more certificates for the chain, any order, or NULL */
+    size_t chain_len;
+    bool force; /* install although expired or not yet valid */
+} moat_keymgr_install_req_t;
+
+/* What moat_keymgr_install() did. */
+typedef struct moat_keymgr_install_res {
+    moat_pki_cert_info_t ci; /* the installed certificate */
+    bool renewal;            /* a pending renewal replaced the active key */
+    bool chain_completed;    /* the certificate was installed already; only its chain was completed */
+    bool server_usage;       /* the certificate is for TLS servers (serverAuth) */
+    size_t nchain;           /* intermediates stored with it */
+    char *missing;           /* owned: the issuer the chain ends below (a root clients must trust), or NULL */
+} moat_keymgr_install_res_t;
+
+void moat_keymgr_install_res_dispose(moat_keymgr_install_res_t *res);
+
+/*
+ * Installs the certificate of key <req->name> in a transaction of its own: the certificate of
+ * <req->cert_data> whose public key is the name's pending key (a renewal or a new key), else its active key.
+ * The chain is built from the file's other certificates, <req->chain_data> and moat's own CA certificates, so
+ * a certificate moat's CA issued always gets its intermediate. The same certificate installed already is
+ * not an error when the new chain is longer: its chain is completed (res->chain_completed). Before the
+ * commit the server's loader check runs on the result. Refused with why and what to do: no such key,
+ * no certificate for its key (naming the key it belongs to when the store has it), expired or not yet
+ * valid without <force>, a chain that does not connect, a pair the server would not load, and the same
+ * certificate with nothing to add. The store is unchanged on failure.
+ */
+int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
+                        moat_keymgr_install_res_t *res, moat_err_t *err) MOAT_MUST_CHECK;
+
+#endif

@@ -1,0 +1,80 @@
+"""Regression tests for issue 11: the key manager and CA flows, one rule in one place."""
+import subprocess
+
+from keymgr_helpers import openssl, openssl_sign, outside_chain
+
+
+def count_certs(text):
+    return text.count("BEGIN CERTIFICATE")
+
+
+def two_tier(m, permit=()):
+    m.ok("ca", "init", "--cn", "Root")
+    m.ok("ca", "init", "--intermediate", "--cn", "Issuing", *[a for p in permit for a in ("--permit", p)])
+    (m.dir / "root.pem").write_text(m.ok("ca", "cert", "--root").stdout)
+
+
+def verify(m, leaf_and_chain):
+    """openssl verify of a leaf (first certificate of the file) with the rest as untrusted, root trusted."""
+    f = m.dir / "check.pem"
+    f.write_text(leaf_and_chain)
+    blocks = leaf_and_chain.split("-----END CERTIFICATE-----")
+    (m.dir / "leaf.pem").write_text(blocks[0] + "-----END CERTIFICATE-----\n")
+    (m.dir / "rest.pem").write_text("-----END CERTIFICATE-----".join(blocks[1:]).strip() + "\n")
+    args = ["verify", "-CAfile", m.dir / "root.pem"]
+    if count_certs(leaf_and_chain) > 1:
+        args += ["-untrusted", m.dir / "rest.pem"]
+    return openssl(*args, m.dir / "leaf.pem", check=False)
+
+
+# 2. The intermediate is dropped by ca sign + cert install.
+def test_ca_sign_then_install_keeps_the_intermediate(moat):
+    m = moat
+    two_tier(m)
+    m.ok("key", "new", "w", "--cn", "w.example.test", "--csr-out", m.dir / "w.csr")
+    m.ok("ca", "sign", m.dir / "w.csr", "--out", m.dir / "w.pem")
+    assert count_certs((m.dir / "w.pem").read_text()) == 2, "ca sign writes the leaf and the intermediate"
+    leaf_only = openssl("x509", "-in", m.dir / "w.pem").stdout
+    (m.dir / "leaf-only.pem").write_text(leaf_only)
+    m.ok("cert", "install", "w", m.dir / "leaf-only.pem")
+    exported = m.ok("cert", "export", "w", "--chain").stdout
+    assert count_certs(exported) == 2, "installing attaches moat's own intermediate"
+    assert verify(m, exported).returncode == 0
+
+
+# 3. A chain can be added to an installed certificate.
+def test_chain_completed_for_an_installed_certificate(moat):
+    m = moat
+    ikey, icrt, root = outside_chain(m.dir)
+    m.ok("key", "new", "x", "--cn", "x.test", "--csr-out", m.dir / "x.csr")
+    openssl_sign(m.dir, m.dir / "x.csr", m.dir / "x.crt", ca=(ikey, icrt))
+    m.ok("cert", "install", "x", m.dir / "x.crt")
+    assert count_certs(m.ok("cert", "export", "x", "--chain").stdout) == 1
+    r = m.ok("cert", "install", "x", m.dir / "x.crt", "--chain", icrt)
+    assert "completed the chain" in r.stdout
+    exported = m.ok("cert", "export", "x", "--chain").stdout
+    assert count_certs(exported) == 2
+    # Nothing more to add is still refused, with the reason.
+    r = m.fails("cert", "install", "x", m.dir / "x.crt", "--chain", icrt)
+    assert "already installed" in r.stderr
+    assert len(m.ok("cert", "history", "x", "--json").stdout.strip()) > 0
+
+
+# 4. Issuance refuses names outside the intermediate's name constraints.
+def test_name_constraints_enforced_at_issuance(moat):
+    m = moat
+    two_tier(m, permit=["example.test"])
+    for args in (["c", "--cn", "carol", "--profile", "client"], ["o", "--cn", "www.other.test"],
+                 ["l", "--cn", "www.example.test", "--san", "DNS:localhost"]):
+        r = m.fails("ca", "issue", *args)
+        assert "name constraints" in r.stderr and "permitted subtree violation" in r.stderr, r.stderr
+    assert all(k["name"] not in ("c", "o", "l") for k in __import__("json").loads(
+        m.ok("key", "list", "--json").stdout))
+    m.ok("key", "new", "s", "--cn", "www.other.test", "--csr-out", m.dir / "s.csr")
+    r = m.fails("ca", "sign", m.dir / "s.csr", "--out", m.dir / "s.pem")
+    assert "name constraints" in r.stderr
+    assert not (m.dir / "s.pem").exists()
+    # Inside the constraints: issued, and clients accept it.
+    m.ok("ca", "issue", "ok", "--cn", "www.example.test")
+    assert verify(m, m.ok("cert", "export", "ok", "--chain").stdout).returncode == 0
+    assert "www.other.test" not in m.ok("ca", "list").stdout
