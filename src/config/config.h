@@ -115,6 +115,7 @@ typedef struct moat_listener {
 typedef struct moat_limits {
     long header_bytes;       /* whole request head; 431 past it.   default 16384 */
     long request_line_bytes; /* 414 past it.                        default 8192 */
+    long header_fields;      /* header fields per request; 431 past it. default 100 */
     long body_bytes;         /* 413 past it.                        default 1048576 */
     long header_timeout_s;   /* time to receive a request head.     default 10 */
     long idle_timeout_s;     /* keep-alive idle time.               default 60 */

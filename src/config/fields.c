@@ -3,6 +3,7 @@
  * reference generated from them (docs/config.md).
  */
 #include "config/config_int.h"
+#include "http/http.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -299,6 +300,8 @@ static const moat_cfg_field_t limits_fields[] = {
          "largest request head (request line and headers); larger gets 431", "16384"),
     INTF("request_line_bytes", moat_config_t, limits.request_line_bytes, 256, 1048576, NULL, 0,
          "longest request line; longer gets 414 (at most header_bytes)", "8192"),
+    INTF("header_fields", moat_config_t, limits.header_fields, 8, MOAT_HTTP_MAX_HEADERS, NULL, 0,
+         "most header fields in one request; more gets 431", "100"),
     INTF("body_bytes", moat_config_t, limits.body_bytes, 0, 1099511627776L, NULL, 0,
          "largest request body; larger gets 413", "1048576"),
     INTF("header_timeout_s", moat_config_t, limits.header_timeout_s, 1, 3600, NULL, 0,
@@ -344,6 +347,7 @@ void moat__cfg_defaults(moat_config_t *cfg)
     cfg->workers = 0;
     cfg->limits.header_bytes = 16384;
     cfg->limits.request_line_bytes = 8192;
+    cfg->limits.header_fields = MOAT_HTTP_DEFAULT_HEADER_FIELDS;
     cfg->limits.body_bytes = 1048576;
     cfg->limits.header_timeout_s = 10;
     cfg->limits.idle_timeout_s = 60;

@@ -47,14 +47,16 @@ typedef struct moat_http_limits {
     size_t request_line_bytes; /* request line without its line end; longer -> 414 (default 8192) */
     size_t header_bytes;       /* whole head, request line to blank line inclusive; larger -> 431 (16384) */
     uint64_t body_bytes;       /* decoded request body; larger -> 413 (1048576) */
+    size_t header_fields; /* header fields at most; one more -> 431 (100, at most MOAT_HTTP_MAX_HEADERS) */
 } moat_http_limits_t;
 
 #define MOAT_HTTP_DEFAULT_REQUEST_LINE_BYTES 8192
 #define MOAT_HTTP_DEFAULT_HEADER_BYTES 16384
 #define MOAT_HTTP_DEFAULT_BODY_BYTES 1048576
 
-/* Most header fields one request may carry; one more -> 431. */
-#define MOAT_HTTP_MAX_HEADERS 64
+/* Room for header fields in a request: the ceiling of limits.header_fields. */
+#define MOAT_HTTP_MAX_HEADERS 256
+#define MOAT_HTTP_DEFAULT_HEADER_FIELDS 100
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* Request head parser                                                                                  */
@@ -96,8 +98,9 @@ typedef struct moat_http_req {
     moat_http_method_t method_id;
     moat_http_str_t method;    /* "GET" */
     moat_http_str_t target;    /* request-target as sent: "/a%20b?x=1", "http://h/p", "*" */
-    moat_http_str_t path;      /* origin-form part of the target: "/a%20b?x=1" (from an absolute-form too) */
-    int version_minor;         /* 0 (HTTP/1.0) or 1 (HTTP/1.1) */
+    moat_http_str_t path;      /* origin-form part of the target: "/a%20b?x=1" (from an absolute-form too;
+                                * "https://h?x=1" gives "?x=1", "https://h" gives "/") */
+    int version_minor;         /* 0 (HTTP/1.0) or 1 (HTTP/1.1; also any higher 1.x, RFC 9110 §2.5) */
     moat_http_str_t host;      /* authority: from an absolute-form target, else the Host field ("h:8443") */
     moat_http_str_t host_name; /* host without the port: "h", "[::1]"; empty if no Host */
     int keep_alive;            /* 1: the connection may carry another request after this one */
@@ -108,6 +111,10 @@ typedef struct moat_http_req {
     moat_http_str_t if_range; /* If-Range value */
     moat_http_str_t if_modified_since;
     moat_http_str_t if_none_match; /* first If-None-Match field; moat_http_static_serve() reads all of them */
+    moat_http_str_t if_match;      /* first If-Match field; moat_http_static_serve() reads all of them */
+    moat_http_str_t if_unmodified_since;
+    int conditional; /* 1: a Range, If-Range, If-Match, If-None-Match, If-Modified-Since or
+                      * If-Unmodified-Since field was sent, even an empty one */
     size_t n_headers;
     moat_http_hdr_t headers[MOAT_HTTP_MAX_HEADERS];
 
@@ -122,6 +129,8 @@ typedef struct moat_http_req {
     unsigned flags_;
     uint32_t method_off_, target_off_, path_off_, auth_off_, auth_len_; /* offsets: the buffer may move */
     int16_t hdr_host_, hdr_range_, hdr_if_range_, hdr_ims_, hdr_inm_;   /* header indexes, -1: absent */
+    int16_t hdr_im_, hdr_ius_;
+    uint16_t max_fields_; /* limits.header_fields of this parse */
 } moat_http_req_t;
 
 /* Prepares <req> for a new request (cheap: does not clear the header array). */
@@ -146,7 +155,8 @@ void moat_http_req_reset(moat_http_req_t *req);
  *   followed by LF -> 400. Empty lines before the request line are skipped.
  * - Request line: METHOD SP target SP HTTP/1.x with single spaces; the method is a token; the target
  *   is visible ASCII: origin-form "/...", absolute-form "http(s)://authority/...", "*" (OPTIONS only) or
- *   authority-form (CONNECT only). "HTTP/d.d" other than 1.0/1.1 -> 505; anything else -> 400.
+ *   authority-form (CONNECT only); an absolute form with an empty path ("https://h?q") means "/?q".
+ *   "HTTP/1.d" above 1.1 is taken as 1.1 (RFC 9110 §2.5); another major version -> 505; else -> 400.
  * - Header fields: token name directly followed by ':'; value of VCHAR/SP/HTAB/obs-text. Obs-fold
  *   (a line starting with SP/HTAB), NUL or any other control character -> 400.
  * - Host: two Host fields -> 400; HTTP/1.1 without Host -> 400; invalid characters -> 400.
@@ -214,7 +224,8 @@ int moat_http_body_skip(moat_http_body_t *b, const char *buf, size_t len, size_t
 /* Paths                                                                                                */
 
 /*
- * Turns an origin-form target (req.path) into a file-system path below a site's root:
+ * Turns an origin-form target (req.path; "?q" alone, from "https://h?q", stands for "/?q") into a
+ * file-system path below a site's root:
  * stops at '?' (the query is returned in *query without its '?', empty if none), stops at '#',
  * percent-decodes, then removes dot segments (RFC 3986 §5.2.4) and collapses repeated slashes.
  * The result in out (NUL-terminated, *out_len bytes) always starts with '/', never contains a "."
@@ -256,6 +267,7 @@ const char *moat_http_date_cached(time_t now);
 /* Most extra header fields (beyond those with their own member) one response can carry. */
 #define MOAT_HTTP_RESP_EXTRA 8
 #define MOAT_HTTP_ETAG_MAX 64
+#define MOAT_HTTP_LOCATION_MAX 2048
 
 /*
  * What to send. Fill it with moat_http_resp_init() and then the members you need, or let
@@ -290,6 +302,8 @@ typedef struct moat_http_resp {
     int fd;               /* owned: file to send from, or -1; closed by moat_http_resp_dispose() */
     uint64_t file_offset; /* first byte of the file to send */
     struct stat st;       /* of fd, when a file is served */
+    /* Storage for a Location built here (the folder redirect); after st: moat_http_resp_init() leaves it. */
+    char location_buf_[MOAT_HTTP_LOCATION_MAX];
 } moat_http_resp_t;
 
 /*
@@ -402,6 +416,14 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
  * is not older than <mtime> (-1: no date to compare, If-Modified-Since is then ignored).
  */
 int moat_http_not_modified(const moat_http_req_t *req, const char *etag, time_t mtime);
+
+/*
+ * The preconditions of RFC 9110 §13.2.2 for a representation with <etag> and <mtime> (-1: no date):
+ * 412 when If-Match does not match (strong comparison, "*" matches) or, without If-Match, the
+ * representation changed after If-Unmodified-Since; else 304 for GET/HEAD when moat_http_not_modified();
+ * else 0 (perform the method; If-Range is the caller's, step 5). Cheap when req->conditional is 0.
+ */
+int moat_http_preconditions(const moat_http_req_t *req, const char *etag, time_t mtime);
 
 /* MIME type for a file name by its extension ("text/html; charset=utf-8"); default
  * "application/octet-stream". Text types carry charset=utf-8. */

@@ -128,6 +128,7 @@ enum {
     FL_RANGE_DUP = 1u << 5,
     FL_ABSOLUTE = 1u << 6,
     FL_EXPECT = 1u << 7,
+    FL_COND = 1u << 8,
 };
 
 enum { ST_START = 0, ST_FIELDS = 1, ST_DONE = 2 };
@@ -161,6 +162,7 @@ void moat_http_req_reset(moat_http_req_t *req)
     req->flags_ = 0;
     req->method_off_ = req->target_off_ = req->path_off_ = req->auth_off_ = req->auth_len_ = 0;
     req->hdr_host_ = req->hdr_range_ = req->hdr_if_range_ = req->hdr_ims_ = req->hdr_inm_ = -1;
+    req->hdr_im_ = req->hdr_ius_ = -1;
 }
 
 static int fail(moat_http_req_t *req, int status, const char *why)
@@ -223,9 +225,10 @@ static int parse_version(const char *p, size_t n, int *minor)
     if (n != 8 || memcmp(p, "HTTP/", 5) != 0 || p[6] != '.' || p[5] < '0' || p[5] > '9' || p[7] < '0' ||
         p[7] > '9')
         return 400;
-    if (p[5] != '1' || (p[7] != '0' && p[7] != '1'))
+    if (p[5] != '1')
         return 505;
-    *minor = p[7] - '0';
+    /* RFC 9110 §2.5: a higher minor version is processed as the highest one we implement. */
+    *minor = p[7] == '0' ? 0 : 1;
     return 0;
 }
 
@@ -284,8 +287,8 @@ static int parse_request_line(moat_http_req_t *req, const char *buf, size_t s, s
                 return fail(req, 400, "user information in the request target");
         if (host_check(t + skip, a - skip, &nl) != 0 || nl == 0)
             return fail(req, 400, "malformed authority in the request target");
-        if (a < tl && t[a] != '/')
-            return fail(req, 400, "absolute URL without a path before its query");
+        if (a < tl && t[a] == '#')
+            return fail(req, 400, "fragment in the request target");
         req->flags_ |= FL_ABSOLUTE;
         req->auth_off_ = (uint32_t)(t_start + skip);
         req->auth_len_ = (uint32_t)(a - skip);
@@ -413,7 +416,7 @@ static int parse_field(moat_http_req_t *req, const char *buf, size_t s, size_t e
         ;
     if (value_scan((const unsigned char *)buf + vs, ve - vs) != ve - vs)
         return fail(req, 400, "control character in a header field value");
-    if (req->n_headers == MOAT_HTTP_MAX_HEADERS)
+    if (req->n_headers >= req->max_fields_)
         return fail(req, 431, "too many header fields");
 
     int16_t idx = (int16_t)req->n_headers;
@@ -439,6 +442,7 @@ static int parse_field(moat_http_req_t *req, const char *buf, size_t s, size_t e
         break;
     case 5:
         if (moat__http_ieq(name, "range", 5)) {
+            req->flags_ |= FL_COND;
             if (req->hdr_range_ >= 0)
                 req->flags_ |= FL_RANGE_DUP;
             req->hdr_range_ = idx;
@@ -449,16 +453,25 @@ static int parse_field(moat_http_req_t *req, const char *buf, size_t s, size_t e
             req->flags_ |= FL_EXPECT;
         break;
     case 8:
-        if (moat__http_ieq(name, "if-range", 8))
+        if (moat__http_ieq(name, "if-range", 8)) {
+            req->flags_ |= FL_COND;
             req->hdr_if_range_ = idx;
+        } else if (moat__http_ieq(name, "if-match", 8)) {
+            req->flags_ |= FL_COND;
+            if (req->hdr_im_ < 0)
+                req->hdr_im_ = idx;
+        }
         break;
     case 10:
         if (moat__http_ieq(name, "connection", 10))
             parse_connection(req, v, vl);
         break;
     case 13:
-        if (moat__http_ieq(name, "if-none-match", 13) && req->hdr_inm_ < 0)
-            req->hdr_inm_ = idx;
+        if (moat__http_ieq(name, "if-none-match", 13)) {
+            req->flags_ |= FL_COND;
+            if (req->hdr_inm_ < 0)
+                req->hdr_inm_ = idx;
+        }
         break;
     case 14:
         if (moat__http_ieq(name, "content-length", 14))
@@ -467,8 +480,16 @@ static int parse_field(moat_http_req_t *req, const char *buf, size_t s, size_t e
     case 17:
         if (moat__http_ieq(name, "transfer-encoding", 17))
             return parse_transfer_encoding(req, v, vl);
-        if (moat__http_ieq(name, "if-modified-since", 17))
+        if (moat__http_ieq(name, "if-modified-since", 17)) {
+            req->flags_ |= FL_COND;
             req->hdr_ims_ = idx;
+        }
+        break;
+    case 19:
+        if (moat__http_ieq(name, "if-unmodified-since", 19)) {
+            req->flags_ |= FL_COND;
+            req->hdr_ius_ = idx;
+        }
         break;
     default:
         break;
@@ -532,6 +553,9 @@ static int finish(moat_http_req_t *req, const char *buf, uint64_t body_bytes)
     req->if_range = hdr_value(req, buf, req->hdr_if_range_);
     req->if_modified_since = hdr_value(req, buf, req->hdr_ims_);
     req->if_none_match = hdr_value(req, buf, req->hdr_inm_);
+    req->if_match = hdr_value(req, buf, req->hdr_im_);
+    req->if_unmodified_since = hdr_value(req, buf, req->hdr_ius_);
+    req->conditional = (f & FL_COND) != 0;
     req->state_ = ST_DONE;
     return 0;
 }
@@ -540,9 +564,13 @@ int moat_http_req_parse(moat_http_req_t *req, const char *buf, size_t len, const
 {
     size_t rl_max = MOAT_HTTP_DEFAULT_REQUEST_LINE_BYTES, hb_max = MOAT_HTTP_DEFAULT_HEADER_BYTES;
     uint64_t body_max = MOAT_HTTP_DEFAULT_BODY_BYTES;
+    size_t fields_max = MOAT_HTTP_DEFAULT_HEADER_FIELDS;
     int rc;
 
     if (limits != NULL) {
+        if (limits->header_fields > 0)
+            fields_max =
+                limits->header_fields < MOAT_HTTP_MAX_HEADERS ? limits->header_fields : MOAT_HTTP_MAX_HEADERS;
         if (limits->request_line_bytes > 0)
             rl_max = limits->request_line_bytes;
         if (limits->header_bytes > 0)
@@ -550,6 +578,7 @@ int moat_http_req_parse(moat_http_req_t *req, const char *buf, size_t len, const
         if (limits->body_bytes > 0)
             body_max = limits->body_bytes;
     }
+    req->max_fields_ = (uint16_t)fields_max;
     /* Offsets are kept in 32 bits. */
     if (hb_max > UINT32_MAX)
         hb_max = UINT32_MAX;

@@ -69,7 +69,8 @@ int moat_http_path_normalize(const char *t, size_t len, char *out, size_t out_si
         query->p = t + q;
         query->len = qe - q;
     }
-    if (len == 0 || t[0] != '/')
+    /* "?q" is the path of an absolute-form target with an empty path (RFC 9112 §3.2.2): "/" then. */
+    if (len == 0 || (t[0] != '/' && t[0] != '?'))
         return refuse(status, 400, MOAT_E_INVAL);
     if (out_size < 2)
         return refuse(status, 414, MOAT_E_LIMIT);

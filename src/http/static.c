@@ -66,14 +66,52 @@ void moat_http_root_close(moat_http_root_t *root)
     root->real_len = 0;
 }
 
-/* Opens <rel> (relative, no ".." segments) beneath the root; returns an fd or -errno. */
+/*
+ * Resolves every symlink of <rel> and, when the result is still beneath the root, writes the resolved path
+ * relative to the root into out ("." for the root itself). -EXDEV when it leaves the root.
+ */
+static int resolve_inside(const moat_http_root_t *root, const char *rel, char *out, size_t outsz)
+{
+    char full[PATH_MAX], resolved[PATH_MAX];
+    int n = snprintf(full, sizeof(full), "%s/%s", root->real, rel);
+    if (n < 0 || (size_t)n >= sizeof(full))
+        return -ENAMETOOLONG;
+    if (realpath(full, resolved) == NULL)
+        return -errno;
+    size_t rl = root->real_len == 1 ? 0 : root->real_len; /* a root of "/" leaves every path inside */
+    if (strncmp(resolved, root->real, rl) != 0 || (resolved[rl] != '/' && resolved[rl] != '\0'))
+        return -EXDEV;
+    const char *rest = resolved + rl;
+    while (*rest == '/')
+        rest++;
+    if (snprintf(out, outsz, "%s", *rest ? rest : ".") >= (int)outsz)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+/*
+ * Opens <rel> (relative, no ".." segments) beneath the root; returns an fd or -errno. Symlinks are
+ * followed while they stay beneath the root, relative or absolute (an absolute link to
+ * <root>/releases/42 is inside); one that leads out of it is refused with -EXDEV.
+ */
 static int open_beneath(const moat_http_root_t *root, const char *rel, int flags)
 {
+    char inside[PATH_MAX];
     if (root->use_openat2) {
         for (int tries = 0; tries < 4; tries++) {
             long fd = sys_openat2(root->fd, rel, flags);
             if (fd >= 0)
                 return (int)fd;
+            /* EXDEV: an absolute symlink, or one climbing out, on the way. Resolve it in user space;
+             * if it lands inside, open the resolved path with RESOLVE_BENEATH again, so a link swapped
+             * in between is still refused by the kernel. */
+            if (errno == EXDEV && rel != inside) {
+                int rc = resolve_inside(root, rel, inside, sizeof(inside));
+                if (rc != 0)
+                    return rc;
+                rel = inside;
+                continue;
+            }
             /* EAGAIN: a concurrent rename raced the lookup; the kernel asks us to retry. */
             if (errno != EAGAIN)
                 return -errno;
@@ -82,16 +120,10 @@ static int open_beneath(const moat_http_root_t *root, const char *rel, int flags
     }
     /* Fallback: resolve every symlink, then check that the result is still beneath the root. A rename
      * between the check and the open could slip through; openat2 closes that window. */
-    char full[PATH_MAX], resolved[PATH_MAX];
-    int n = snprintf(full, sizeof(full), "%s/%s", root->real, rel);
-    if (n < 0 || (size_t)n >= sizeof(full))
-        return -ENAMETOOLONG;
-    if (realpath(full, resolved) == NULL)
-        return -errno;
-    if (root->real_len > 1 && (strncmp(resolved, root->real, root->real_len) != 0 ||
-                               (resolved[root->real_len] != '/' && resolved[root->real_len] != '\0')))
-        return -EXDEV;
-    int fd = open(resolved, flags | O_NOFOLLOW);
+    int rc = resolve_inside(root, rel, inside, sizeof(inside));
+    if (rc != 0)
+        return rc;
+    int fd = openat(root->fd, inside, flags | O_NOFOLLOW);
     return fd >= 0 ? fd : -errno;
 }
 
@@ -152,7 +184,7 @@ int moat__http_etag_list_match(moat_http_str_t list, const char *etag, int stron
         if (i == n)
             break;
         if (p[i] == '*')
-            return !strong;
+            return 1; /* any current representation, for If-Match and If-None-Match alike */
         int weak = 0;
         if (n - i >= 2 && p[i] == 'W' && p[i + 1] == '/') {
             weak = 1;
@@ -213,8 +245,12 @@ static int parse_range(moat_http_str_t r, uint64_t size, uint64_t *first, uint64
         uint64_t suffix;
         if (num(p + dash + 1, e - dash - 1, &suffix) != 0)
             return RANGE_IGNORE;
-        if (suffix == 0 || size == 0)
+        if (suffix == 0)
             return RANGE_UNSAT;
+        /* RFC 9110 §14.1.2: a suffix range of an empty file is satisfiable, and §14.2 lets the server
+         * ignore Range there: the whole (empty) file, 200. */
+        if (size == 0)
+            return RANGE_IGNORE;
         *first = suffix >= size ? 0 : size - suffix;
         *last = size - 1;
         return RANGE_OK;
@@ -252,6 +288,38 @@ int moat_http_not_modified(const moat_http_req_t *req, const char *etag, time_t 
     return 0;
 }
 
+/* RFC 9110 §13.1.1: If-Match, every field line, with the strong comparison; "*" holds for any file. */
+static int if_match_holds(const moat_http_req_t *req, const char *etag)
+{
+    size_t from = 0;
+    moat_http_str_t v;
+    while (moat_http_req_find(req, "If-Match", &from, &v))
+        if (moat__http_etag_list_match(v, etag, 1))
+            return 1;
+    return 0;
+}
+
+int moat_http_preconditions(const moat_http_req_t *req, const char *etag, time_t mtime)
+{
+    time_t t;
+    if (!req->conditional)
+        return 0;
+    /* RFC 9110 §13.2.2, in its order: If-Match, else If-Unmodified-Since; then If-None-Match, else
+     * If-Modified-Since. An If-Unmodified-Since that is not a valid date is ignored (§13.1.4). */
+    if (req->if_match.p != NULL) {
+        if (!if_match_holds(req, etag))
+            return 412;
+    } else if (req->if_unmodified_since.len > 0 &&
+               moat_http_date_parse(req->if_unmodified_since.p, req->if_unmodified_since.len, &t) == 0 &&
+               (mtime < 0 || mtime > t)) {
+        return 412;
+    }
+    if ((req->method_id == MOAT_HTTP_GET || req->method_id == MOAT_HTTP_HEAD) &&
+        moat_http_not_modified(req, etag, mtime))
+        return 304;
+    return 0;
+}
+
 static int if_range_holds(const moat_http_req_t *req, const char *etag, time_t mtime)
 {
     moat_http_str_t v = req->if_range;
@@ -267,6 +335,49 @@ static int finish_error(moat_http_resp_t *resp, int status)
 {
     moat_http_resp_error(resp, status);
     return status;
+}
+
+/* RFC 3986 §3.3 pchar and "/": what a path may carry unencoded. */
+static int path_char_ok(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("-._~!$&'()*+,;=:@/", c) != NULL);
+}
+
+/*
+ * 301 to the folder with its slash. The Location is made from the normalised path, percent-encoded
+ * again, never from the raw target: "//evil.example/../dir" or "/\evil.example/../dir" copied into it
+ * would send browsers to another host. The normalised path starts with one '/' and holds no "//", and
+ * '\' goes out as %5C. The query is kept, a fragment (invalid in a request anyway) is not.
+ */
+static int folder_redirect(const moat_http_req_t *req, const char *path, size_t plen, moat_http_resp_t *resp)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    char *out = resp->location_buf_;
+    size_t o = 0, cap = sizeof(resp->location_buf_);
+    const char *q = req->path.len > 0 ? memchr(req->path.p, '?', req->path.len) : NULL;
+
+    for (size_t i = 0; i < plen; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (o + 4 >= cap)
+            return finish_error(resp, 414);
+        if (path_char_ok(c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hexd[c >> 4];
+            out[o++] = hexd[c & 15];
+        }
+    }
+    out[o++] = '/';
+    moat_http_resp_error(resp, 301);
+    resp->location[0] = (moat_http_str_t){out, o};
+    if (q != NULL) {
+        size_t qlen = req->path.len - (size_t)(q - req->path.p);
+        const char *hash = memchr(q, '#', qlen);
+        resp->location[1] = (moat_http_str_t){q, hash != NULL ? (size_t)(hash - q) : qlen};
+    }
+    return 301;
 }
 
 int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *req, const char *path,
@@ -309,18 +420,8 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
     }
     if (S_ISDIR(resp->st.st_mode)) {
         (void)close(fd); /* the index is opened by name below */
-        if (path[plen - 1] != '/') {
-            /* Relative references inside the page resolve against the folder only with the slash. */
-            moat_http_str_t target = req->path.len > 0 ? req->path : (moat_http_str_t){path, plen};
-            const char *q = memchr(target.p, '?', target.len);
-            size_t raw = q != NULL ? (size_t)(q - target.p) : target.len;
-            moat_http_resp_error(resp, 301);
-            resp->location[0] = (moat_http_str_t){target.p, raw};
-            resp->location[1] = (moat_http_str_t){"/", 1};
-            if (q != NULL)
-                resp->location[2] = (moat_http_str_t){q, target.len - raw};
-            return 301;
-        }
+        if (path[plen - 1] != '/')
+            return folder_redirect(req, path, plen, resp);
         if (plen == 1)
             memcpy(rel, INDEX_NAME, sizeof(INDEX_NAME));
         else
@@ -345,14 +446,24 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
 
     uint64_t size = (uint64_t)resp->st.st_size;
     time_t mtime = resp->st.st_mtim.tv_sec;
+    resp->now = time(NULL);
+    /* RFC 9110 §8.8.2.1: a modification time later than the response's Date is replaced by that Date,
+     * or caches would revalidate against a date that has not come yet. */
+    if (mtime > resp->now)
+        mtime = resp->now;
     make_etag(&resp->st, resp->etag);
     resp->last_modified = mtime;
 
-    if (moat_http_not_modified(req, resp->etag, mtime)) {
+    switch (moat_http_preconditions(req, resp->etag, mtime)) {
+    case 412:
+        return finish_error(resp, 412);
+    case 304:
         moat_http_resp_dispose(resp);
         resp->status = 304;
         resp->no_content_length = 1;
         return 304;
+    default:
+        break;
     }
 
     resp->content_type = moat_http_mime_type(name, name_len);

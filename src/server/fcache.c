@@ -40,8 +40,8 @@ static uint64_t key_hash(unsigned seq, size_t site, const char *path, size_t len
 
 static int cacheable_request(const moat_http_req_t *req)
 {
-    return (req->method_id == MOAT_HTTP_GET || req->method_id == MOAT_HTTP_HEAD) && req->range.len == 0 &&
-           req->if_none_match.len == 0 && req->if_modified_since.len == 0 && req->if_range.len == 0;
+    /* Any conditional or range field, even an empty one or a second one, goes to the file system. */
+    return (req->method_id == MOAT_HTTP_GET || req->method_id == MOAT_HTTP_HEAD) && !req->conditional;
 }
 
 int moat__fcache_serve(moat__conn_t *c, size_t site, const char *path, size_t plen)

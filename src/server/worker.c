@@ -501,6 +501,7 @@ static int try_request(moat__conn_t *c)
         if (hl.header_bytes > c->w->small.size - 1)
             hl.header_bytes = c->w->small.size - 1;
         hl.body_bytes = (uint64_t)lim->body_bytes;
+        hl.header_fields = (size_t)lim->header_fields;
         rc = moat_http_req_parse(&c->rs->req, c->hbuf, c->hlen, &hl);
         if (rc == MOAT_E_AGAIN)
             return 0;

@@ -142,6 +142,19 @@ static void test_absolute_form(void)
     CHECK(slice_is(req.path, "/p?q"));
     CHECK_EQ(parse(&req, "GET https://x HTTP/1.1\r\nHost: x\r\n\r\n", NULL), 0);
     CHECK(slice_is(req.path, "/"));
+    /* RFC 9112 §3.2.2 / RFC 3986 §3: the path of an absolute URI may be empty before its query. */
+    CHECK_EQ(parse(&req, "GET https://x:8443?a=1 HTTP/1.1\r\nHost: x\r\n\r\n", NULL), 0);
+    CHECK(slice_is(req.path, "?a=1"));
+    CHECK(slice_is(req.host_name, "x"));
+    {
+        char out[64];
+        size_t olen;
+        moat_http_str_t q;
+        CHECK_EQ(moat_http_path_normalize(req.path.p, req.path.len, out, sizeof(out), &olen, &q, NULL), 0);
+        CHECK_STR(out, "/");
+        CHECK(slice_is(q, "a=1"));
+    }
+    expect_status("GET https://x#f HTTP/1.1\r\nHost: x\r\n\r\n", 400, NULL);
     CHECK_EQ(parse(&req, "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", NULL), 0);
     CHECK_EQ(req.path.len, 0);
     CHECK_EQ(parse(&req, "GET / HTTP/1.1\r\nHost: [::1]:443\r\n\r\n", NULL), 0);
@@ -153,10 +166,44 @@ static void test_absolute_form(void)
     expect_status("GET index.html HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL);
 }
 
+/* RFC 9110 §2.5: a higher minor version of HTTP/1 is processed as HTTP/1.1. */
+static void test_minor_versions(void)
+{
+    moat_http_req_t req;
+    CHECK_EQ(parse(&req, "GET / HTTP/1.2\r\nHost: h\r\n\r\n", NULL), 0);
+    CHECK_EQ(req.version_minor, 1);
+    CHECK_EQ(req.keep_alive, 1);
+    CHECK_EQ(parse(&req, "GET / HTTP/1.9\r\n\r\n", NULL), MOAT_E_INVAL); /* a 1.1 request needs Host */
+    CHECK_EQ(req.status, 400);
+}
+
+/* Conditional fields: remembered even when empty, so no cache answers such a request. */
+static void test_conditional_fields(void)
+{
+    moat_http_req_t req;
+    CHECK_EQ(parse(&req, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", NULL), 0);
+    CHECK_EQ(req.conditional, 0);
+    static const char *const one[] = {"If-None-Match:",     "If-Match: *",     "If-Unmodified-Since: x",
+                                      "If-Modified-Since:", "If-Range: \"a\"", "Range: bytes=0-0"};
+    for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
+        char raw[128];
+        snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: h\r\n%s\r\n\r\n", one[i]);
+        CHECK_EQ(parse(&req, raw, NULL), 0);
+        CHECK_EQ(req.conditional, 1);
+    }
+    CHECK_EQ(parse(&req,
+                   "GET / HTTP/1.1\r\nHost: h\r\nIf-Match: \"a\"\r\nIf-Match: \"b\"\r\n"
+                   "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+                   NULL),
+             0);
+    CHECK(slice_is(req.if_match, "\"a\""));
+    CHECK(slice_is(req.if_unmodified_since, "Sun, 06 Nov 1994 08:49:37 GMT"));
+}
+
 static void test_request_line_errors(void)
 {
     expect_status("GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505, NULL);
-    expect_status("GET / HTTP/1.2\r\nHost: h\r\n\r\n", 505, NULL);
+    expect_status("GET / HTTP/3.0\r\nHost: h\r\n\r\n", 505, NULL);
     expect_status("GET / HTTP/0.9\r\n\r\n", 505, NULL);
     expect_status("GET / HTTP/1\r\nHost: h\r\n\r\n", 400, NULL);
     expect_status("GET / http/1.1\r\nHost: h\r\n\r\n", 400, NULL);
@@ -285,13 +332,33 @@ static void test_limits(void)
     moat_http_req_reset(&req);
     CHECK_EQ(moat_http_req_parse(&req, big, 300, &small), MOAT_E_LIMIT);
     CHECK_EQ(req.status, 431);
-    /* Too many fields. */
+    /* Too many fields: the default of 100 (Host and 99 more pass, one more does not), a configured
+     * limit, and the ceiling of MOAT_HTTP_MAX_HEADERS whatever is configured. */
     char many[8192];
     n = (size_t)snprintf(many, sizeof(many), "GET / HTTP/1.1\r\nHost: a\r\n");
-    for (int i = 0; i < MOAT_HTTP_MAX_HEADERS; i++)
+    for (int i = 0; i < MOAT_HTTP_DEFAULT_HEADER_FIELDS - 1; i++)
         n += (size_t)snprintf(many + n, sizeof(many) - n, "X-%d: v\r\n", i);
-    n += (size_t)snprintf(many + n, sizeof(many) - n, "\r\n");
+    snprintf(many + n, sizeof(many) - n, "\r\n");
+    moat_http_req_t ok_req;
+    CHECK_EQ(parse(&ok_req, many, NULL), 0);
+    n += (size_t)snprintf(many + n, sizeof(many) - n, "X-last: v\r\n\r\n");
     expect_status(many, 431, NULL);
+    moat_http_limits_t ten = {.header_fields = 10};
+    CHECK_EQ(parse(&ok_req,
+                   "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n"
+                   "F: 6\r\nG: 7\r\nH: 8\r\nI: 9\r\n\r\n",
+                   &ten),
+             0);
+    expect_status("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n"
+                  "F: 6\r\nG: 7\r\nH: 8\r\nI: 9\r\nJ: 10\r\n\r\n",
+                  431, &ten);
+    char lots[16384];
+    moat_http_limits_t huge = {.header_fields = 100000, .header_bytes = sizeof(lots)};
+    n = (size_t)snprintf(lots, sizeof(lots), "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < MOAT_HTTP_MAX_HEADERS; i++)
+        n += (size_t)snprintf(lots + n, sizeof(lots) - n, "X-%d: v\r\n", i);
+    snprintf(lots + n, sizeof(lots) - n, "\r\n");
+    expect_status(lots, 431, &huge);
     /* A failed parser stays failed. */
     CHECK_EQ(moat_http_req_parse(&req, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 27, &small), MOAT_E_LIMIT);
 }
@@ -329,6 +396,8 @@ int main(void)
     RUN(test_bare_lf);
     RUN(test_absolute_form);
     RUN(test_request_line_errors);
+    RUN(test_minor_versions);
+    RUN(test_conditional_fields);
     RUN(test_header_errors);
     RUN(test_framing);
     RUN(test_limits);

@@ -53,6 +53,23 @@ static void setup(void)
     CHECK_EQ(symlink("../secret.txt", p), 0);
     snprintf(p, sizeof(p), "%s/sub/up", base);
     CHECK_EQ(symlink("../a.txt", p), 0);
+    snprintf(p, sizeof(p), "%s/odd %%?name", base);
+    CHECK_EQ(mkdir(p, 0755), 0);
+    {
+        char target[600];
+        snprintf(target, sizeof(target), "%s/a.txt", base);
+        snprintf(p, sizeof(p), "%s/abs-in", base);
+        CHECK_EQ(symlink(target, p), 0);
+        snprintf(target, sizeof(target), "%s/sub", base);
+        snprintf(p, sizeof(p), "%s/abs-in-dir", base);
+        CHECK_EQ(symlink(target, p), 0);
+    }
+    write_file("future.txt", "later");
+    snprintf(p, sizeof(p), "%s/future.txt", base);
+    {
+        struct timeval tv[2] = {{1956528000, 0}, {1956528000, 0}}; /* 2032 */
+        CHECK_EQ(utimes(p, tv), 0);
+    }
     snprintf(p, sizeof(p), "%s/magic", base);
     CHECK_EQ(symlink("/proc/self/root/etc/passwd", p), 0);
     snprintf(p, sizeof(p), "%s/fifo", base);
@@ -152,7 +169,33 @@ static void check_root(int use_openat2)
     CHECK_EQ(get(&root, "/s%75b", &r), 301);
     CHECK_EQ(moat_http_resp_write_head(&r, h, sizeof(h) - 1, &len), 0);
     h[len] = '\0';
-    CHECK_CONTAINS(h, "\r\nLocation: /s%75b/\r\n");
+    CHECK_CONTAINS(h, "\r\nLocation: /sub/\r\n");
+    /* The Location comes from the normalised path: never a scheme-relative "//host" (an open redirect),
+     * never a backslash browsers read as "/", never the fragment. */
+    static const char *const hostile[] = {
+        "//evil.example/../sub", "/\\evil.example/../sub", "/%5Cevil.example/../sub", "/sub#x", "/./sub",
+        "/noindex/../sub"};
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+        CHECK_EQ(get(&root, hostile[i], &r), 301);
+        CHECK_EQ(moat_http_resp_write_head(&r, h, sizeof(h) - 1, &len), 0);
+        h[len] = '\0';
+        CHECK_CONTAINS(h, "\r\nLocation: /sub/\r\n");
+    }
+    CHECK_EQ(get(&root, "/s%75b?q=%2F#frag", &r), 301);
+    CHECK_EQ(moat_http_resp_write_head(&r, h, sizeof(h) - 1, &len), 0);
+    h[len] = '\0';
+    CHECK_CONTAINS(h, "\r\nLocation: /sub/?q=%2F\r\n");
+    CHECK_EQ(get(&root, "/odd%20%25%3Fname", &r), 301);
+    CHECK_EQ(moat_http_resp_write_head(&r, h, sizeof(h) - 1, &len), 0);
+    h[len] = '\0';
+    CHECK_CONTAINS(h, "\r\nLocation: /odd%20%25%3Fname/\r\n");
+    /* An absolute symlink that stays inside the root is followed; one leaving it is not. */
+    CHECK_EQ(get(&root, "/abs-in", &r), 200);
+    CHECK_STR(body(&r, buf, sizeof(buf)), "0123456789");
+    moat_http_resp_dispose(&r);
+    CHECK_EQ(get(&root, "/abs-in-dir/index.html", &r), 200);
+    CHECK_STR(body(&r, buf, sizeof(buf)), "sub index");
+    moat_http_resp_dispose(&r);
 
     CHECK_EQ(get(&root, "/missing", &r), 404);
     CHECK(r.body != NULL);
@@ -259,6 +302,54 @@ static void test_conditional(void)
     moat_http_resp_dispose(&r);
     CHECK_EQ(serve(&root, "GET /a.txt HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: yesterday\r\n\r\n", &r, &req),
              200);
+    moat_http_resp_dispose(&r);
+
+    /* RFC 9110 §13.2.2: If-Match (strong), else If-Unmodified-Since, before If-None-Match and Range. */
+    static const struct {
+        const char *fields;
+        int status;
+    } pre[] = {
+        {"If-Match: \"nope\"\r\n", 412},
+        {"If-Match: *\r\n", 200},
+        {"If-Match: \"nope\"\r\nIf-Match: @\r\n", 200},
+        {"If-Match: W/@\r\n", 412},
+        {"If-Match: \"nope\"\r\nRange: bytes=0-4\r\n", 412},
+        {"If-Unmodified-Since: Sun, 06 Nov 1994 08:49:36 GMT\r\n", 412},
+        {"If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n", 200},
+        {"If-Unmodified-Since: Sun, 06 Nov 1994 08:49:36 GMT\r\nRange: bytes=0-4\r\n", 412},
+        {"If-Unmodified-Since: not a date\r\n", 200},
+        /* IUS is ignored when If-Match is present */
+        {"If-Match: @\r\nIf-Unmodified-Since: Sun, 06 Nov 1994 08:49:36 GMT\r\n", 200},
+        {"If-Match: @\r\nIf-None-Match: @\r\n", 304},
+        {"If-Match: @\r\nRange: bytes=0-4\r\n", 206},
+    };
+    for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++) {
+        char fields[256];
+        size_t o = 0;
+        for (const char *c = pre[i].fields; *c && o + MOAT_HTTP_ETAG_MAX < sizeof(fields); c++) {
+            if (*c == '@') {
+                memcpy(fields + o, etag, strlen(etag));
+                o += strlen(etag);
+            } else {
+                fields[o++] = *c;
+            }
+        }
+        fields[o] = '\0';
+        snprintf(raw, sizeof(raw), "GET /a.txt HTTP/1.1\r\nHost: a\r\n%s\r\n", fields);
+        int got = serve(&root, raw, &r, &req);
+        if (got != pre[i].status)
+            fprintf(stderr, "  preconditions: %s\n", fields);
+        CHECK_EQ(got, pre[i].status);
+        moat_http_resp_dispose(&r);
+    }
+    snprintf(raw, sizeof(raw), "HEAD /a.txt HTTP/1.1\r\nHost: a\r\nIf-Match: \"nope\"\r\n\r\n");
+    CHECK_EQ(serve(&root, raw, &r, &req), 412);
+    CHECK_EQ(serve(&root, "GET /missing HTTP/1.1\r\nHost: a\r\nIf-Match: \"x\"\r\n\r\n", &r, &req), 404);
+
+    /* RFC 9110 §8.8.2.1: a modification time in the future goes out as the response's Date. */
+    CHECK_EQ(get(&root, "/future.txt", &r), 200);
+    CHECK(r.last_modified <= time(NULL) && r.last_modified > 1700000000);
+    CHECK_EQ(r.last_modified, r.now);
     moat_http_resp_dispose(&r);
     moat_http_root_close(&root);
 }
@@ -368,8 +459,11 @@ static void test_ranges(void)
     /* HEAD ignores Range. */
     moat_http_req_t req;
     CHECK_EQ(serve(&root, "HEAD /a.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=0-0\r\n\r\n", &r, &req), 200);
-    /* The empty file has no satisfiable range. */
+    /* The empty file has no satisfiable range but a suffix one (RFC 9110 §14.1.2), which is ignored. */
     CHECK_EQ(serve(&root, "GET /empty.css HTTP/1.1\r\nHost: a\r\nRange: bytes=0-\r\n\r\n", &r, &req), 416);
+    CHECK_EQ(serve(&root, "GET /empty.css HTTP/1.1\r\nHost: a\r\nRange: bytes=-1\r\n\r\n", &r, &req), 200);
+    CHECK_EQ(r.content_length, 0);
+    moat_http_resp_dispose(&r);
     moat_http_root_close(&root);
 }
 
