@@ -522,7 +522,7 @@ done:
 static int ca_export_client(moat_cli_t *cli, int argc, char **argv)
 {
     const char *pos[1], *out = NULL, *pwfile = NULL;
-    int legacy = 0, rc;
+    int legacy = 0, force = 0, rc;
     moat_store_t *st = NULL;
     moat_store_issued_t is = {0};
     moat_store_key_t k = {0};
@@ -531,13 +531,19 @@ static int ca_export_client(moat_cli_t *cli, int argc, char **argv)
         {"--out", &out, NULL, NULL, NULL, 0},
         {"--password-file", &pwfile, NULL, NULL, NULL, 0},
         {"--legacy", NULL, &legacy, NULL, NULL, 0},
+        {"--force", NULL, &force, NULL, NULL, 0},
         {0},
     };
     const moat__km_cmd_t cmd = {
-        "moat ca export-client NAME --out FILE.p12 --password-file F [--legacy]",
+        "moat ca export-client NAME --out FILE.p12 [--password-file F] [--legacy] [--force]",
         "Writes the client certificate NAME (from 'moat ca issue NAME --profile client') with its key and\n"
         "the CA chain as a PKCS#12 bundle that browsers, curl and operating systems import. Audited.\n\n"
-        "  --legacy   PBE-SHA1-3DES, for old Windows and macOS keychains and appliances\n",
+        "  --out FILE.p12     where to write it (mode 0600)\n"
+        "  --password-file F  the password that protects it (first line of F); without it, asked twice\n"
+        "                     on the terminal\n"
+        "  --legacy           PBE-SHA1-3DES, for old Windows and macOS keychains and appliances\n"
+        "  --force            overwrite an existing FILE.p12\n\n"
+        "example: moat ca export-client alice --out alice.p12 --password-file pw.txt\n",
         opts,
         pos,
         1,
@@ -545,9 +551,9 @@ static int ca_export_client(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (out == NULL || pwfile == NULL)
-        return moat_cli_usage(cmd.usage, "%s is required", out == NULL ? "--out" : "--password-file");
-    if (moat__km_open(cli, 0, &st, &err) != 0)
+    if (out == NULL)
+        return moat_cli_usage(cmd.usage, "--out is required");
+    if (moat__km_check_new_file(out, force, "--force", &err) != 0 || moat__km_open(cli, 0, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &k, &err) != 0 ||
         moat_store_issued_get(st, pos[0], &is, &err) != 0 || strcmp(is.name, pos[0]) != 0) {

@@ -214,12 +214,14 @@ static int prompt_tty(const char *prompt, char *out, size_t outsz)
     int ok = 0;
     if (tty == NULL)
         return -1;
-    fputs(prompt, tty);
-    fflush(tty);
     if (tcgetattr(fileno(tty), &old) == 0) {
         quiet = old;
         quiet.c_lflag &= ~(tcflag_t)ECHO;
         (void)tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+        /* The prompt comes after the flush: an answer typed (or sent by a script) once the prompt shows
+         * is never thrown away. */
+        fputs(prompt, tty);
+        fflush(tty);
         ok = fgets(out, (int)outsz, tty) != NULL;
         (void)tcsetattr(fileno(tty), TCSAFLUSH, &old);
     }

@@ -163,7 +163,7 @@ static int key_new(moat_cli_t *cli, int argc, char **argv)
     const char *name, *pos[1], *cn = NULL, *alg_s = NULL, *csr_out = NULL, *sans_l[MAX_SANS];
     const char *o = NULL, *ou = NULL, *l = NULL, *st_ = NULL, *c = NULL, *email = NULL;
     size_t nsans = 0;
-    int exportable = 0, rc;
+    int exportable = 0, force = 0, rc;
     char sans[8192];
     moat_pki_alg_t alg = MOAT_PKI_ALG_DEFAULT;
     GENERAL_NAMES *gn = NULL;
@@ -172,16 +172,24 @@ static int key_new(moat_cli_t *cli, int argc, char **argv)
     fresh_t f = {0};
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
-        {"--cn", &cn, NULL, NULL, NULL, 0},           {"--san", NULL, NULL, sans_l, &nsans, MAX_SANS},
-        {"--alg", &alg_s, NULL, NULL, NULL, 0},       {"--org", &o, NULL, NULL, NULL, 0},
-        {"--ou", &ou, NULL, NULL, NULL, 0},           {"--locality", &l, NULL, NULL, NULL, 0},
-        {"--state", &st_, NULL, NULL, NULL, 0},       {"--country", &c, NULL, NULL, NULL, 0},
-        {"--email", &email, NULL, NULL, NULL, 0},     {"--exportable", NULL, &exportable, NULL, NULL, 0},
-        {"--csr-out", &csr_out, NULL, NULL, NULL, 0}, {0},
+        {"--cn", &cn, NULL, NULL, NULL, 0},
+        {"--san", NULL, NULL, sans_l, &nsans, MAX_SANS},
+        {"--alg", &alg_s, NULL, NULL, NULL, 0},
+        {"--org", &o, NULL, NULL, NULL, 0},
+        {"--ou", &ou, NULL, NULL, NULL, 0},
+        {"--locality", &l, NULL, NULL, NULL, 0},
+        {"--state", &st_, NULL, NULL, NULL, 0},
+        {"--country", &c, NULL, NULL, NULL, 0},
+        {"--email", &email, NULL, NULL, NULL, 0},
+        {"--exportable", NULL, &exportable, NULL, NULL, 0},
+        {"--csr-out", &csr_out, NULL, NULL, NULL, 0},
+        {"--force", NULL, &force, NULL, NULL, 0},
+        {0},
     };
     const moat__km_cmd_t cmd = {
         "moat key new NAME --cn CN [--san DNS:x,IP:y,...] [--alg ALG] [--org O] [--ou OU] [--locality L]\n"
-        "                    [--state ST] [--country CC] [--email E] [--exportable] [--csr-out FILE]",
+        "                    [--state ST] [--country CC] [--email E] [--exportable] [--csr-out FILE "
+        "[--force]]",
         "Makes a new key pair and a certificate request (PKCS#10) for it. The key waits in the store as\n"
         "\"pending\" until its certificate is installed with 'moat cert install NAME CERT.pem'.\n\n"
         "  --cn CN          the subject's common name (required)\n"
@@ -192,7 +200,10 @@ static int key_new(moat_cli_t *cli, int argc, char **argv)
         "  --org, --ou, --locality, --state, --country, --email   more subject fields\n"
         "  --exportable     allow 'moat key export' later; without it the private key never leaves\n"
         "                   the store (this cannot be changed afterwards)\n"
-        "  --csr-out FILE   write the request to FILE (default: standard output)\n",
+        "  --csr-out FILE   write the request to FILE (default: standard output)\n"
+        "  --force          overwrite an existing --csr-out FILE\n\n"
+        "example: moat key new www --cn www.example.com --san DNS:www.example.com,DNS:example.com "
+        "--csr-out www.csr\n",
         opts,
         pos,
         1,
@@ -203,6 +214,8 @@ static int key_new(moat_cli_t *cli, int argc, char **argv)
     name = pos[0];
     if (cn == NULL)
         return moat_cli_usage(cmd.usage, "--cn is required: the name the certificate is for");
+    if (moat__km_check_new_file(csr_out, force, "--force", &err) != 0)
+        return moat_cli_fail(cli, &err);
     if (moat__km_check_name(name, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (alg_s != NULL && moat_pki_alg_parse(alg_s, &alg, &err) != 0)
@@ -264,7 +277,7 @@ static const char *name_field(const X509_NAME *name, int nid, char *buf, int siz
 static int key_renew(moat_cli_t *cli, int argc, char **argv)
 {
     const char *pos[1], *csr_out = NULL, *alg_s = NULL;
-    int exportable = 0, rc;
+    int exportable = 0, force = 0, rc;
     moat_store_t *st = NULL;
     moat_store_key_t active = {0}, pending = {0};
     int have_active = 0, have_pending = 0;
@@ -279,16 +292,19 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
         {"--csr-out", &csr_out, NULL, NULL, NULL, 0},
         {"--alg", &alg_s, NULL, NULL, NULL, 0},
         {"--exportable", NULL, &exportable, NULL, NULL, 0},
+        {"--force", NULL, &force, NULL, NULL, 0},
         {0},
     };
     const moat__km_cmd_t cmd = {
-        "moat key renew NAME [--csr-out FILE] [--alg ALG] [--exportable]",
+        "moat key renew NAME [--csr-out FILE [--force]] [--alg ALG] [--exportable]",
         "Makes a new pending key and request for NAME with the same subject and names. The current key\n"
         "and certificate keep serving until the new certificate is installed with 'moat cert install',\n"
         "so 'certificate: NAME' in the config keeps working. Renewing again replaces a waiting request.\n\n"
         "  --csr-out FILE   write the request to FILE (default: standard output)\n"
         "  --alg ALG        algorithm of the new key (default: the same as the current key)\n"
-        "  --exportable     make the new key exportable (an exportable key stays exportable)\n",
+        "  --exportable     make the new key exportable (an exportable key stays exportable)\n"
+        "  --force          overwrite an existing --csr-out FILE\n\n"
+        "example: moat key renew www --csr-out www-2027.csr\n",
         opts,
         pos,
         1,
@@ -312,6 +328,9 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
         moat_err_set(&err, MOAT_E_NOTFOUND, "no key named \"%s\" to renew", pos[0]);
         moat_err_hint(&err, "'moat key list' shows the keys; 'moat key new %s --cn CN' makes a new one",
                       pos[0]);
+        goto fail;
+    }
+    if (moat__km_check_new_file(csr_out, force, "--force", &err) != 0) {
         goto fail;
     }
     {
@@ -876,7 +895,7 @@ out:
 static int key_export(moat_cli_t *cli, int argc, char **argv)
 {
     const char *pos[1], *out = NULL, *pwfile = NULL;
-    int legacy = 0, rc;
+    int legacy = 0, force = 0, rc;
     moat_store_t *st = NULL;
     moat_store_key_t k = {0};
     moat_err_t err = {0};
@@ -884,16 +903,19 @@ static int key_export(moat_cli_t *cli, int argc, char **argv)
         {"--out", &out, NULL, NULL, NULL, 0},
         {"--password-file", &pwfile, NULL, NULL, NULL, 0},
         {"--legacy", NULL, &legacy, NULL, NULL, 0},
+        {"--force", NULL, &force, NULL, NULL, 0},
         {0},
     };
     const moat__km_cmd_t cmd = {
-        "moat key export NAME --out FILE.p12 --password-file F [--legacy]",
+        "moat key export NAME --out FILE.p12 [--password-file F] [--legacy] [--force]",
         "Writes the key NAME with its certificate and chain as a PKCS#12 file (mode 0600), protected by\n"
         "the password in F. Only keys created or imported with --exportable can be exported; every\n"
         "export is recorded in the audit log.\n\n"
         "  --out FILE.p12     where to write it\n"
-        "  --password-file F  the password (first line of F)\n"
-        "  --legacy           PBE-SHA1-3DES instead of AES-256-CBC, for old Windows and appliances\n",
+        "  --password-file F  the password (first line of F); without it, asked twice on the terminal\n"
+        "  --legacy           PBE-SHA1-3DES instead of AES-256-CBC, for old Windows and appliances\n"
+        "  --force            overwrite an existing FILE.p12\n\n"
+        "example: moat key export www --out www.p12 --password-file pw.txt\n",
         opts,
         pos,
         1,
@@ -901,9 +923,9 @@ static int key_export(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (out == NULL || pwfile == NULL)
-        return moat_cli_usage(cmd.usage, "%s is required", out == NULL ? "--out" : "--password-file");
-    if (moat__km_open(cli, 0, &st, &err) != 0)
+    if (out == NULL)
+        return moat_cli_usage(cmd.usage, "--out is required");
+    if (moat__km_check_new_file(out, force, "--force", &err) != 0 || moat__km_open(cli, 0, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &k, &err) != 0) {
         if (err.code == MOAT_E_NOTFOUND) {

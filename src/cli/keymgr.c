@@ -172,6 +172,15 @@ nomem:
     return moat_err_set(err, MOAT_E_NOMEM, "out of memory reading %s", path);
 }
 
+int moat__km_check_new_file(const char *path, int force, const char *force_opt, moat_err_t *err)
+{
+    struct stat sb;
+    if (path == NULL || strcmp(path, "-") == 0 || force || lstat(path, &sb) != 0)
+        return 0;
+    moat_err_set(err, MOAT_E_EXISTS, "%s already exists; nothing was changed", path);
+    return moat_err_hint(err, "pass %s to overwrite it, or choose another file", force_opt);
+}
+
 int moat__km_write_file(const char *path, const void *data, size_t len, int mode, moat_err_t *err)
 {
     char tmp[PATH_MAX];

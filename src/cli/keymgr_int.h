@@ -60,6 +60,9 @@ int moat__km_read_file(const char *path, size_t max, unsigned char **out, size_t
  * rename, so a failure (full disk, kill) never leaves a partial file. "-" writes to stdout.
  */
 int moat__km_write_file(const char *path, const void *data, size_t len, int mode, moat_err_t *err);
+/* Refuses (MOAT_E_EXISTS, with a hint naming <force_opt>) to replace an existing <path> unless <force>,
+ * as 'moat store backup' does; "-" (stdout) and NULL always pass. Call it before the store changes. */
+int moat__km_check_new_file(const char *path, int force, const char *force_opt, moat_err_t *err);
 
 /* Formats a time as "2026-11-23 08:41:35 UTC" (always UTC). */
 void moat__km_fmt_time(time_t t, char *out, size_t outsz);

@@ -120,3 +120,67 @@ def test_import_counts_junk_apart_from_encrypted(moat):
     assert "see the list above" not in r.stderr
     e = json.loads(r.stderr)["error"]
     assert e["hint"], e
+
+
+def test_no_silent_overwrite(moat):
+    d = moat.dir
+    pw = d / "pw.txt"
+    pw.write_text("correct horse\n")
+    (d / "w.csr").write_text("keep me\n")
+    r = moat.fails("key", "new", "w", "--cn", "w.example.test", "--csr-out", d / "w.csr")
+    assert "already exists" in r.stderr and "--force" in r.stderr
+    assert (d / "w.csr").read_text() == "keep me\n"
+    moat.fails("key", "show", "w"), "nothing was made"
+    moat.ok("key", "new", "w", "--cn", "w.example.test", "--csr-out", d / "w.csr", "--force")
+    assert "CERTIFICATE REQUEST" in (d / "w.csr").read_text()
+    moat.fails("key", "renew", "w", "--csr-out", d / "w.csr")
+    moat.ok("ca", "init", "--cn", "Overwrite Root")
+    moat.ok("ca", "issue", "alice", "--cn", "alice", "--profile", "client")
+    (d / "a.p12").write_text("keep me\n")
+    r = moat.fails("ca", "export-client", "alice", "--out", d / "a.p12", "--password-file", pw)
+    assert "--force" in r.stderr and (d / "a.p12").read_text() == "keep me\n"
+    moat.ok("ca", "export-client", "alice", "--out", d / "a.p12", "--password-file", pw, "--force")
+    r = moat.fails("key", "export", "alice", "--out", d / "a.p12", "--password-file", pw)
+    assert "--force" in r.stderr
+    moat.ok("key", "export", "alice", "--out", d / "a.p12", "--password-file", pw, "--force")
+    openssl("pkcs12", "-in", d / "a.p12", "-passin", "pass:correct horse", "-noout")
+
+
+def test_key_export_prompts_on_a_tty(moat):
+    import fcntl
+    import os
+    import pty
+    import select
+    import subprocess
+    import termios
+    import time
+
+    from conftest import MOAT_BIN
+    moat.ok("ca", "init", "--cn", "Prompt Root")
+    moat.ok("ca", "issue", "bob", "--cn", "bob", "--profile", "client")
+    master, slave = pty.openpty()
+
+    def take_tty():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen([MOAT_BIN, "key", "export", "bob", "--out", "b.p12"], env=moat.env, cwd=moat.dir,
+                         stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=take_tty)
+    os.close(slave)
+    seen, answered = b"", 0
+    deadline = time.time() + 60
+    while time.time() < deadline and p.poll() is None:
+        rl, _, _ = select.select([master], [], [], 0.2)
+        if rl:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+            if seen.count(b":") > answered:
+                answered += 1
+                os.write(master, b"tty secret\n")
+    out, err = p.communicate(timeout=30)
+    os.close(master)
+    assert p.returncode == 0, (seen, err)
+    assert b"password" in seen.lower() and b"tty secret" not in seen, seen
+    openssl("pkcs12", "-in", moat.dir / "b.p12", "-passin", "pass:tty secret", "-noout")
