@@ -7,6 +7,7 @@
 
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define CLIENT_HEAD_MAX 16384
 
@@ -26,19 +27,31 @@ static int hexval(unsigned char c)
 
 int moat_http_url_parse(const char *url, moat_http_url_t *out, moat_err_t *err)
 {
+    return moat_http_url_parse_ex(url, 0, out, err);
+}
+
+int moat_http_url_parse_ex(const char *url, unsigned flags, moat_http_url_t *out, moat_err_t *err)
+{
     const char *p, *auth_end, *hs, *he, *path;
-    size_t n = url != NULL ? strlen(url) : 0;
+    size_t n = url != NULL ? strlen(url) : 0, skip = 7;
     long port = 80;
 
     memset(out, 0, sizeof(*out));
-    if (n < 8 || strncasecmp(url, "http://", 7) != 0)
-        return moat_err_set(err, MOAT_E_INVAL, "only http:// URLs are fetched");
+    if ((flags & MOAT_HTTP_URL_HTTPS) && n >= 9 && strncasecmp(url, "https://", 8) == 0) {
+        out->tls = 1;
+        port = 443;
+        skip = 8;
+    } else if (n < 8 || strncasecmp(url, "http://", 7) != 0) {
+        return moat_err_set(err, MOAT_E_INVAL,
+                            (flags & MOAT_HTTP_URL_HTTPS) ? "only http:// and https:// URLs are fetched"
+                                                          : "only http:// URLs are fetched");
+    }
     if (n >= MOAT_HTTP_URL_MAX)
         return moat_err_set(err, MOAT_E_LIMIT, "URL longer than %d bytes", MOAT_HTTP_URL_MAX - 1);
     for (p = url; *p != '\0'; p++)
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
             return moat_err_set(err, MOAT_E_INVAL, "the URL has a space, control or non-ASCII byte");
-    p = url + 7;
+    p = url + skip;
     auth_end = p + strcspn(p, "/?#");
     if (memchr(p, '@', (size_t)(auth_end - p)) != NULL)
         return moat_err_set(err, MOAT_E_INVAL, "the URL carries user information");
@@ -176,6 +189,34 @@ static void chunked_compact(uint8_t *p)
     }
 }
 
+/* Copies a header value for the caller, printable ASCII only (anything else becomes '?'), cut to fit. */
+static void copy_value(char *dst, size_t dstsz, const uint8_t *v, size_t vlen)
+{
+    size_t n = vlen < dstsz - 1 ? vlen : dstsz - 1;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = v[i] >= 0x20 && v[i] < 0x7f ? (char)v[i] : '?';
+    dst[n] = '\0';
+}
+
+/* RFC 8288: Link: <URL>; rel="alternate" (the ACME alternate chains, RFC 8555 §7.4.2). Other relations
+ * and values moat cannot hold are ignored. */
+static void link_value(const uint8_t *v, size_t vlen, moat_http_client_resp_t *out)
+{
+    const uint8_t *gt;
+    char params[256];
+    size_t ulen;
+
+    if (vlen < 2 || v[0] != '<' || (gt = memchr(v, '>', vlen)) == NULL)
+        return;
+    ulen = (size_t)(gt - v - 1);
+    copy_value(params, sizeof(params), gt + 1, vlen - (size_t)(gt + 1 - v));
+    if (strstr(params, "rel=\"alternate\"") == NULL && strstr(params, "rel=alternate") == NULL)
+        return;
+    if (out->nalternates >= MOAT_HTTP_CLIENT_LINKS || ulen >= sizeof(out->alternates[0]))
+        return;
+    copy_value(out->alternates[out->nalternates++], sizeof(out->alternates[0]), v + 1, ulen);
+}
+
 static int header_value(const uint8_t *v, size_t vlen, moat_http_client_resp_t *out, int *chunked,
                         int *have_cl, uint64_t *cl, const uint8_t *name, size_t nlen, moat_err_t *err)
 {
@@ -197,10 +238,23 @@ static int header_value(const uint8_t *v, size_t vlen, moat_http_client_resp_t *
             return moat_err_set(err, MOAT_E_INVAL, "a transfer coding other than chunked");
         *chunked = 1;
     } else if (nlen == 8 && strncasecmp((const char *)name, "Location", 8) == 0) {
-        size_t n = vlen < sizeof(out->location) - 1 ? vlen : sizeof(out->location) - 1;
-        for (size_t i = 0; i < n; i++)
-            out->location[i] = v[i] >= 0x20 && v[i] < 0x7f ? (char)v[i] : '?';
-        out->location[n] = '\0';
+        copy_value(out->location, sizeof(out->location), v, vlen);
+    } else if (nlen == 12 && strncasecmp((const char *)name, "Replay-Nonce", 12) == 0) {
+        copy_value(out->nonce, sizeof(out->nonce), v, vlen);
+    } else if (nlen == 12 && strncasecmp((const char *)name, "Content-Type", 12) == 0) {
+        copy_value(out->content_type, sizeof(out->content_type), v, vlen);
+    } else if (nlen == 11 && strncasecmp((const char *)name, "Retry-After", 11) == 0) {
+        /* RFC 9110 §10.2.3: delay-seconds or an HTTP date; kept as seconds from the Date of receipt. */
+        char tmp[64];
+        long secs;
+        time_t when;
+        copy_value(tmp, sizeof(tmp), v, vlen);
+        if (moat_parse_long(tmp, 0, 31536000, &secs) == 0)
+            out->retry_after = secs;
+        else if (moat_http_date_parse(tmp, strlen(tmp), &when) == 0)
+            out->retry_after = when > time(NULL) ? (long)(when - time(NULL)) : 0;
+    } else if (nlen == 4 && strncasecmp((const char *)name, "Link", 4) == 0) {
+        link_value(v, vlen, out);
     }
     return 0;
 }
@@ -214,6 +268,7 @@ int moat_http_client_parse(uint8_t *buf, size_t len, int eof, size_t max_body, m
     uint64_t cl = 0;
 
     memset(out, 0, sizeof(*out));
+    out->retry_after = -1;
     for (size_t i = 0; i + 3 < len && i < CLIENT_HEAD_MAX; i++)
         if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n') {
             end = buf + i;

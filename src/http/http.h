@@ -26,6 +26,7 @@
 
 #include "core/core.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -439,18 +440,30 @@ typedef struct moat_http_url {
     unsigned port;                /* 80 unless given */
     char hostport[270];           /* the Host field: "[::1]:8080", "crl.example" */
     char path[MOAT_HTTP_URL_MAX]; /* origin form: path and query, fragment dropped; "/" at least */
+    int tls;                      /* 1 for https:// (port 443 unless given) */
 } moat_http_url_t;
 
 /* Splits an http:// URL. Refused (MOAT_E_INVAL / MOAT_E_LIMIT with the reason): other schemes, user
  * information, spaces, control or non-ASCII bytes, a bad host or port, and URLs of MOAT_HTTP_URL_MAX
  * bytes or more. */
 int moat_http_url_parse(const char *url, moat_http_url_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+/* The same with <flags>: MOAT_HTTP_URL_HTTPS accepts https:// as well (out->tls = 1). */
+#define MOAT_HTTP_URL_HTTPS 1u
+int moat_http_url_parse_ex(const char *url, unsigned flags, moat_http_url_t *out,
+                           moat_err_t *err) MOAT_MUST_CHECK;
+
+#define MOAT_HTTP_CLIENT_LINKS 4
 
 typedef struct moat_http_client_resp {
     int status;
     size_t body_off; /* the body is buf[body_off, body_off + body_len) */
     size_t body_len;
-    char location[256]; /* a redirect's Location (printable ASCII, cut), "" if none */
+    char location[256];     /* a redirect's Location (printable ASCII, cut), "" if none */
+    char nonce[160];        /* Replay-Nonce (ACME), "" if none */
+    char content_type[128]; /* Content-Type, "" if none */
+    long retry_after;       /* Retry-After in seconds from now, -1 if none */
+    char alternates[MOAT_HTTP_CLIENT_LINKS][256]; /* Link: <...>; rel="alternate" URLs */
+    size_t nalternates;
 } moat_http_client_resp_t;
 
 /* Parses the response in buf[0, len) to a GET sent with "Connection: close"; <eof>: the server has closed.
@@ -461,5 +474,31 @@ typedef struct moat_http_client_resp {
  * short by the close). The status is the caller's business. */
 int moat_http_client_parse(uint8_t *buf, size_t len, int eof, size_t max_body, moat_http_client_resp_t *out,
                            moat_err_t *err) MOAT_MUST_CHECK;
+
+typedef struct x509_store_st X509_STORE;
+
+/* One request (fetch.c). */
+typedef struct moat_http_fetch {
+    const char *method;       /* "GET" (NULL) or "POST" */
+    const char *url;          /* http://, or https:// when <https> is set */
+    int https;                /* 1: https:// URLs are accepted (and verified) */
+    X509_STORE *trust;        /* borrowed: anchors for https; NULL = the system trust store */
+    const char *accept;       /* the Accept value; NULL = any */
+    const char *content_type; /* of <body>; NULL = none */
+    const void *body;         /* borrowed; NULL = none */
+    size_t body_len;
+    size_t max_body;        /* a larger response body is MOAT_E_LIMIT */
+    int timeout_ms;         /* connect to the last byte */
+    const atomic_int *stop; /* may be NULL: once set, the fetch gives up within 200 ms */
+} moat_http_fetch_t;
+
+/*
+ * Sends one request and reads the response (any status: it is the caller's business). On success *body
+ * is a new buffer of *body_len bytes plus a NUL (moat_free it) and <r> holds the status and headers.
+ * Errors (err says which host and why): MOAT_E_IO (resolve, connect, timeout, stop), MOAT_E_PKI (TLS, a
+ * certificate that does not verify for the URL's host), MOAT_E_INVAL / MOAT_E_LIMIT (a bad response).
+ */
+int moat_http_fetch(const moat_http_fetch_t *f, moat_http_client_resp_t *r, uint8_t **body, size_t *body_len,
+                    moat_err_t *err) MOAT_MUST_CHECK;
 
 #endif

@@ -159,162 +159,29 @@ static void publish(moat__crlf_t *f)
 
 /* ---- the http fetch ----------------------------------------------------------------------------- */
 
-static long long remaining_ms(uint64_t deadline)
-{
-    uint64_t now = moat_clock_ms();
-    return now >= deadline ? 0 : (long long)(deadline - now);
-}
-
-/* Waits for <events> until <deadline>, in slices, so that a stopping server does not wait for a slow
- * distribution point: MOAT_E_AGAIN at the deadline or once <stop> is set. */
-static int wait_fd(int fd, short events, uint64_t deadline, atomic_int *stop)
-{
-    for (;;) {
-        struct pollfd p = {fd, events, 0};
-        long long ms = remaining_ms(deadline);
-        int n;
-        if (ms <= 0 || atomic_load(stop))
-            return MOAT_E_AGAIN;
-        n = poll(&p, 1, (int)(ms < 200 ? ms : 200));
-        if (n > 0)
-            return 0;
-        if (n < 0 && errno != EINTR)
-            return MOAT_E_IO;
-    }
-}
-
-static int dial(const moat_http_url_t *u, uint64_t deadline, atomic_int *stop, moat_err_t *err)
-{
-    struct addrinfo *res = NULL;
-    int fd = -1, last = 0;
-    char port[8];
-
-    snprintf(port, sizeof(port), "%u", u->port);
-    if (moat_resolve(u->host, port, 0, deadline, stop, &res, err) != 0)
-        return -1;
-    for (struct addrinfo *a = res; a != NULL && fd < 0; a = a->ai_next) {
-        int soerr = 0;
-        socklen_t slen = sizeof(soerr);
-        fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            last = errno;
-            continue;
-        }
-        if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
-            if (errno != EINPROGRESS || wait_fd(fd, POLLOUT, deadline, stop) != 0 ||
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0) {
-                last = soerr != 0 ? soerr : (errno != EINPROGRESS ? errno : ETIMEDOUT);
-                close(fd);
-                fd = -1;
-            }
-        }
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        moat_err_set(err, MOAT_E_IO, "cannot connect to %s: %s", u->hostport,
-                     strerror(last ? last : ETIMEDOUT));
-    return fd;
-}
-
 /* GET <url>: the body of a 200 answer in *body (owned by the caller). Anything else is an error naming
  * what happened; redirects are not followed. */
 static int http_get(const char *url, atomic_int *stop, uint8_t **body, size_t *body_len, moat_err_t *err)
 {
-    moat_http_url_t u;
+    const moat_http_fetch_t f = {.url = url,
+                                 .accept = "application/pkix-crl, application/x-pkcs7-crl, */*",
+                                 .max_body = CRL_MAX_BYTES,
+                                 .timeout_ms = CRL_TIMEOUT_MS,
+                                 .stop = stop};
     moat_http_client_resp_t r;
-    uint64_t deadline = moat_clock_ms() + CRL_TIMEOUT_MS;
-    size_t cap = CRL_MAX_BYTES + 16384 + 1, bufcap = 0, len = 0, off = 0;
-    char req[MOAT_HTTP_URL_MAX + 512];
-    uint8_t *buf = NULL;
-    int fd, n, rc, eof = 0;
+    int rc;
 
-    *body = NULL;
-    *body_len = 0;
-    if ((rc = moat_http_url_parse(url, &u, err)) != 0)
+    if ((rc = moat_http_fetch(&f, &r, body, body_len, err)) != 0)
         return rc;
-    n = snprintf(req, sizeof(req),
-                 "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: moat/%s\r\nAccept: application/pkix-crl, "
-                 "application/x-pkcs7-crl, */*\r\nConnection: close\r\n\r\n",
-                 u.path, u.hostport, MOAT_VERSION);
-    if ((fd = dial(&u, deadline, stop, err)) < 0)
-        return err->code;
-    while (off < (size_t)n) {
-        ssize_t k = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
-        if (k > 0) {
-            off += (size_t)k;
-        } else if (k < 0 && errno == EAGAIN) {
-            if (wait_fd(fd, POLLOUT, deadline, stop) != 0) {
-                rc = moat_err_set(err, MOAT_E_IO, "timed out sending the request to %s", u.hostport);
-                goto out;
-            }
-        } else if (k < 0 && errno != EINTR) {
-            rc = moat_err_set(err, MOAT_E_IO, "sending the request to %s: %s", u.hostport, strerror(errno));
-            goto out;
-        }
-    }
-    for (;;) {
-        ssize_t k;
-        if (len == bufcap) {
-            size_t ncap = bufcap == 0 ? 65536 : (bufcap > cap / 2 ? cap : bufcap * 2);
-            uint8_t *nb;
-            if (bufcap == cap) {
-                rc = moat_err_set(err, MOAT_E_LIMIT, "%s sent more than %u bytes", u.hostport, CRL_MAX_BYTES);
-                goto out;
-            }
-            if ((nb = moat_realloc(buf, ncap)) == NULL) {
-                rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory reading a CRL");
-                goto out;
-            }
-            buf = nb;
-            bufcap = ncap;
-        }
-        k = recv(fd, buf + len, bufcap - len, 0);
-        if (k > 0) {
-            len += (size_t)k;
-        } else if (k == 0) {
-            eof = 1;
-        } else if (errno == EAGAIN) {
-            if (wait_fd(fd, POLLIN, deadline, stop) != 0) {
-                rc = moat_err_set(err, MOAT_E_IO, "%s did not answer within %d s", u.hostport,
-                                  CRL_TIMEOUT_MS / 1000);
-                goto out;
-            }
-            continue;
-        } else if (errno != EINTR) {
-            rc = moat_err_set(err, MOAT_E_IO, "reading from %s: %s", u.hostport, strerror(errno));
-            goto out;
-        } else {
-            continue;
-        }
-        rc = moat_http_client_parse(buf, len, eof, CRL_MAX_BYTES, &r, err);
-        if (rc == MOAT_E_AGAIN && !eof)
-            continue;
-        if (rc == MOAT_E_AGAIN)
-            rc = moat_err_set(err, MOAT_E_INVAL, "the connection closed before the response ended");
-        if (rc != 0) {
-            moat_err_prefix(err, "%s answered badly", u.hostport);
-            goto out;
-        }
-        break;
-    }
-    if (r.status != 200) {
-        if (r.status >= 300 && r.status < 400)
-            rc = moat_err_set(err, MOAT_E_INVAL,
-                              "%s answered %d, a redirect to %s (redirects are not followed)", u.hostport,
-                              r.status, r.location[0] ? r.location : "nowhere");
-        else
-            rc = moat_err_set(err, MOAT_E_INVAL, "%s answered HTTP %d", u.hostport, r.status);
-        goto out;
-    }
-    memmove(buf, buf + r.body_off, r.body_len);
-    *body = buf;
-    *body_len = r.body_len;
-    buf = NULL;
-    rc = 0;
-out:
-    close(fd);
-    moat_free(&buf);
-    return rc;
+    if (r.status == 200)
+        return 0;
+    moat_free(body);
+    *body_len = 0;
+    if (r.status >= 300 && r.status < 400)
+        return moat_err_set(err, MOAT_E_INVAL,
+                            "%s answered %d, a redirect to %s (redirects are not followed)", url, r.status,
+                            r.location[0] ? r.location : "nowhere");
+    return moat_err_set(err, MOAT_E_INVAL, "%s answered HTTP %d", url, r.status);
 }
 
 /* ---- sources ------------------------------------------------------------------------------------ */
