@@ -148,4 +148,54 @@ int moat_acme_nonce_new(moat_acme_nonces_t *ns, char *out, size_t outsz) MOAT_MU
  * -1 (forged, too old, or replayed). */
 int moat_acme_nonce_use(moat_acme_nonces_t *ns, const char *nonce) MOAT_MUST_CHECK;
 
+/* ---- challenge answers the server gives (acme_chall.c) ---- */
+
+/* http-01 (RFC 8555 §8.3): the body to serve at /.well-known/acme-challenge/<token> while a validation
+ * runs. Thread-safe: the ACME thread adds and removes, workers look up. At most 64 at once (MOAT_E_LIMIT). */
+int moat_acme_http01_add(const char *token, const char *key_authz, moat_err_t *err) MOAT_MUST_CHECK;
+void moat_acme_http01_remove(const char *token);
+/* Copies the key authorization for <token> (<len> bytes, not NUL-terminated) into <out>; 1 when found. */
+int moat_acme_http01_lookup(const char *token, size_t len, char *out, size_t outsz);
+/* The path prefix the server answers before any redirect. */
+#define MOAT_ACME_HTTP01_PREFIX "/.well-known/acme-challenge/"
+
+/* ---- the renewal thread (acme_renew.c) ---- */
+
+typedef struct moat_config moat_config_t;
+typedef struct moat_store moat_store_t;
+typedef struct moat_acme_renewer moat_acme_renewer_t;
+
+/*
+ * Starts the thread that orders and renews the certificates of the sites with certificate: acme in
+ * <cfg> (a reference is taken). It owns <st> (its own store connection, with the master key) from here
+ * on, also on failure. Nothing it does runs on a worker's event loop.
+ */
+int moat_acme_renewer_start(moat_store_t *st, moat_config_t *cfg, moat_acme_renewer_t **out,
+                            moat_err_t *err) MOAT_MUST_CHECK;
+/* Hands a reloaded config to the thread (a reference is taken; the old one is released). */
+void moat_acme_renewer_set_config(moat_acme_renewer_t *r, moat_config_t *cfg);
+/* Stops the thread (an order in flight gives up within a second and resumes on the next start). NULL ok. */
+void moat_acme_renewer_stop(moat_acme_renewer_t *r);
+
+/* What the client knows about one certificate, for moat acme status and doctor. */
+typedef struct moat_acme_status {
+    char name[160];       /* the key name (acme.HOST) */
+    char site[256];       /* the site's first host */
+    char state[16];       /* "none" (never issued), "valid", "ordering", "failing" */
+    long long not_after;  /* of the current certificate; 0 when none */
+    long long next;       /* when the next attempt or renewal is due (epoch seconds) */
+    char why[96];         /* why then: "first issuance", "1/3 of the lifetime left", "ARI window", ... */
+    char last_error[320]; /* the last failure, "" when the last attempt succeeded */
+    long long last_try;   /* epoch seconds, 0 if never */
+    unsigned failures;    /* attempts in a row that failed */
+    int order_pending;    /* an order (and its pending key) is recorded in the store */
+} moat_acme_status_t;
+
+/* The status of <site>'s ACME certificate from the store (read only). */
+int moat_acme_status_get(moat_store_t *st, const moat_config_t *cfg, size_t site_index, long long now,
+                         moat_acme_status_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+/* Asks a running server to renew key <name> now (a request in the store the thread picks up). */
+int moat_acme_renew_request(moat_store_t *st, const char *name, long long now,
+                            moat_err_t *err) MOAT_MUST_CHECK;
+
 #endif

@@ -45,6 +45,44 @@ static void check_locations(moat_cfg_ctx_t *ctx, moat_site_t *s, moat_cfg_mark_t
     }
 }
 
+/* certificate: acme needs a directory, and each challenge something that can answer it. The key is named
+ * after the first host (acme.www.example.com; a wildcard's "*" reads "wildcard"). */
+static void check_acme_site(moat_cfg_ctx_t *ctx, moat_site_t *s, moat_cfg_mark_t sm, const char *key)
+{
+    moat_acme_conf_t a;
+    const char *h = s->hosts.v[0];
+    char name[300];
+    int dns = 0;
+
+    moat_config_site_acme(ctx->cfg, s, &a);
+    snprintf(name, sizeof(name), "acme.%s%s", strncmp(h, "*.", 2) == 0 ? "wildcard." : "",
+             strncmp(h, "*.", 2) == 0 ? h + 2 : h);
+    if ((s->certificate = moat_strdup(name)) == NULL) {
+        ctx->oom = 1;
+        return;
+    }
+    if (a.directory == NULL) {
+        moat__cfg_error(ctx, sm, key,
+                        "certificate: acme without an ACME directory; expected acme: {directory: URL} at the "
+                        "top level or in the site");
+        return;
+    }
+    for (size_t i = 0; i < a.challenges.n; i++)
+        dns |= strcmp(a.challenges.v[i], "dns-01") == 0;
+    if (dns && a.dns_hook == NULL)
+        moat__cfg_error(ctx, sm, key,
+                        "acme challenges list dns-01 but no dns_hook is set; expected "
+                        "acme: {dns_hook: /path/to/hook}");
+    for (size_t i = 0; i < s->hosts.n; i++)
+        if (strncmp(s->hosts.v[i], "*.", 2) == 0 && !dns)
+            moat__cfg_error(ctx, sm, key,
+                            "\"%s\": a wildcard can only be validated with dns-01; add it to acme.challenges "
+                            "with a dns_hook",
+                            s->hosts.v[i]);
+    if ((a.eab_kid == NULL) != (a.eab_hmac_file == NULL))
+        moat__cfg_error(ctx, sm, key, "acme.eab needs both kid and hmac_file");
+}
+
 static void check_site(moat_cfg_ctx_t *ctx, moat_site_t *s)
 {
     moat_cfg_mark_t sm = where_or(ctx, s, MOAT_CFG_AT_ITEM, (moat_cfg_mark_t){0, 0});
@@ -84,6 +122,8 @@ static void check_site(moat_cfg_ctx_t *ctx, moat_site_t *s)
         }
     }
     check_locations(ctx, s, sm);
+    if (s->acme && s->hosts.n > 0)
+        check_acme_site(ctx, s, sm, key);
 }
 
 /* Plain http and https cannot share a socket: an http_listen must not overlap any https listen. */

@@ -637,10 +637,42 @@ static void free_strlist(moat_strlist_t *l)
     l->n = 0;
 }
 
+static void acme_conf_free(moat_acme_conf_t *a)
+{
+    moat_free(&a->directory);
+    moat_free(&a->email);
+    moat_free(&a->eab_kid);
+    moat_free(&a->eab_hmac_file);
+    free_strlist(&a->challenges);
+    moat_free(&a->profile);
+    free_strlist(&a->trust);
+    moat_free(&a->preferred_chain);
+    moat_free(&a->dns_hook);
+}
+
+void moat_config_site_acme(const moat_config_t *cfg, const moat_site_t *site, moat_acme_conf_t *out)
+{
+    const moat_acme_conf_t *t = &cfg->acme, *o = &site->acme_conf;
+#define PICK(f) out->f = o->f != NULL ? o->f : t->f
+    PICK(directory);
+    PICK(email);
+    PICK(eab_kid);
+    PICK(eab_hmac_file);
+    PICK(profile);
+    PICK(preferred_chain);
+    PICK(dns_hook);
+#undef PICK
+    out->accept_terms = o->accept_terms >= 0 ? o->accept_terms : t->accept_terms;
+    out->challenges = o->challenges.n > 0 ? o->challenges : t->challenges;
+    out->trust = o->trust.n > 0 ? o->trust : t->trust;
+}
+
 static void config_free(moat_config_t *cfg)
 {
+    acme_conf_free(&cfg->acme);
     for (size_t i = 0; i < cfg->nsites; i++) {
         moat_site_t *s = &cfg->sites[i];
+        acme_conf_free(&s->acme_conf);
         free_strlist(&s->hosts);
         free_strlist(&s->client_trust);
         free_strlist(&s->acme_server.allow);

@@ -76,6 +76,20 @@ typedef struct moat_acme_server_conf {
     long failures_per_hour;    /* failed validations per account per hour, default 60 */
 } moat_acme_server_conf_t;
 
+/* The acme: block (top level, and a site's override). Strings are NULL and lists empty when not set. */
+typedef struct moat_acme_conf {
+    char *directory;           /* the ACME directory URL (https://, or http:// on loopback) */
+    char *email;               /* account contact, without "mailto:" */
+    int accept_terms;          /* 1: agree to the server's terms of service; -1 in a site: not set */
+    char *eab_kid;             /* eab.kid: external account binding key id */
+    char *eab_hmac_file;       /* eab.hmac_file: absolute; the base64url HMAC key */
+    moat_strlist_t challenges; /* "tls-alpn-01", "http-01", "dns-01", in order of preference */
+    char *profile;             /* the ACME profile to ask for (draft-ietf-acme-profiles) */
+    moat_strlist_t trust;      /* anchor names verifying the ACME server's TLS; empty: system store */
+    char *preferred_chain;     /* common name of the root (or top issuer) of the chain to prefer */
+    char *dns_hook;            /* absolute: the dns-01 command, run as HOOK set|clear NAME VALUE */
+} moat_acme_conf_t;
+
 typedef struct moat_site {
     size_t index;          /* position in sites[]: "sites[<index>]" in messages */
     const char *name;      /* the first host, for logs */
@@ -86,11 +100,13 @@ typedef struct moat_site {
     moat_listen_t *http_listen; /* plain-http listeners; may be empty */
     size_t nhttp_listen;
     char *certificate; /* NULL = auto (newest valid serverAuth cert matching a host); else a key NAME */
-    char *root;        /* absolute path; NULL when not set (nothing is served from files) */
-    int require_secure_channel;                          /* http -> 301 to https; https adds HSTS */
-    long hsts_max_age;                                   /* seconds, default 31536000 */
-    moat_ccert_t client_certificate;                     /* default off */
-    moat_strlist_t client_trust;                         /* anchor names; n == 0: moat-ca + trust store */
+    int acme;          /* certificate: acme: <certificate> is the key moat orders for (acme.HOST) */
+    moat_acme_conf_t acme_conf;      /* this site's acme: overrides (see moat_config_site_acme) */
+    char *root;                      /* absolute path; NULL when not set (nothing is served from files) */
+    int require_secure_channel;      /* http -> 301 to https; https adds HSTS */
+    long hsts_max_age;               /* seconds, default 31536000 */
+    moat_ccert_t client_certificate; /* default off */
+    moat_strlist_t client_trust;     /* anchor names; n == 0: moat-ca + trust store */
     moat_revocation_unknown_t client_revocation_unknown; /* default deny */
     int ca_publish;             /* serve CA cert, CRL, OCSP under /.well-known/moat/ */
     moat_location_t *locations; /* in file order */
@@ -135,6 +151,7 @@ struct moat_config {
     int ktls;                 /* ktls: true opts in to SSL_OP_ENABLE_KTLS; default false */
     int tls_tickets;          /* tls.tickets, default true */
     long tls_ticket_rotate_s; /* tls.ticket_rotate_s, default 3600 (60..604800) */
+    moat_acme_conf_t acme;    /* the top-level acme: block */
     moat_site_t *sites;
     size_t nsites;
     moat_listener_t *listeners; /* every distinct listen address, https first, then http */
@@ -221,6 +238,10 @@ int moat_site_matches_host(const moat_site_t *site, const char *host, size_t len
  * "/private" and "/private/x", not "/privateer") decides; else the site's own mode.
  */
 moat_ccert_t moat_site_ccert_for_path(const moat_site_t *site, const char *path);
+
+/* The ACME settings of <site>: each field from the site's acme: block when set there, else the top
+ * level's. Pointers are borrowed from <cfg>. */
+void moat_config_site_acme(const moat_config_t *cfg, const moat_site_t *site, moat_acme_conf_t *out);
 
 /* 1 when the site or any of its locations wants a client certificate (the handshake must ask). */
 int moat_site_wants_client_cert(const moat_site_t *site);

@@ -74,6 +74,14 @@ static int validate_certificate(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, 
                                 const char *key, moat_cfg_mark_t mark)
 {
     char **v = dst;
+    /* "acme": moat orders the certificate itself; the key name is set once the hosts are known (check.c).
+     * A key that happens to be called acme is still reachable as "key acme". */
+    if (strcmp(*v, "acme") == 0) {
+        moat_site_t *site = (moat_site_t *)((char *)dst - offsetof(moat_site_t, certificate));
+        site->acme = 1;
+        moat_free(v);
+        return 0;
+    }
     /* "auto" is stored as NULL: the server picks the newest valid certificate matching a host. */
     if (strcmp(*v, "auto") == 0) {
         moat_free(v);
@@ -151,13 +159,57 @@ static int validate_challenge(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, vo
                               const char *key, moat_cfg_mark_t mark)
 {
     moat_strlist_t *l = dst;
+    const char *v = l->v[item];
     (void)f;
-    if (strcmp(l->v[item], "http-01") != 0 && strcmp(l->v[item], "tls-alpn-01") != 0 &&
-        strcmp(l->v[item], "dns-01") != 0)
+    if (strcmp(v, "tls-alpn-01") != 0 && strcmp(v, "http-01") != 0 && strcmp(v, "dns-01") != 0)
         return moat__cfg_error(ctx, mark, key,
-                               "\"%.200s\": not a challenge type; expected http-01, tls-alpn-01 or "
-                               "dns-01",
-                               l->v[item]);
+                               "\"%.100s\": not a challenge moat answers; expected tls-alpn-01, "
+                               "http-01 or dns-01",
+                               v);
+    for (long i = 0; i < item; i++)
+        if (strcmp(l->v[i], v) == 0)
+            return moat__cfg_error(ctx, mark, key, "\"%.100s\": listed twice", v);
+    return 0;
+}
+
+static int validate_acme_url(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                             const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    (void)f;
+    (void)item;
+    if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://127.", 11) != 0 &&
+        strncmp(v, "http://[::1]", 12) != 0 && strncmp(v, "http://localhost", 16) != 0)
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.200s\": not an https:// URL (plain http only on loopback); expected the "
+                               "ACME directory, such as https://acme-v02.api.letsencrypt.org/directory",
+                               v);
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return moat__cfg_error(ctx, mark, key, "\"%.200s\": a URL has no spaces or non-ASCII bytes", v);
+    return 0;
+}
+
+static int validate_email(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                          const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst, *at = strchr(v, '@');
+    (void)f;
+    (void)item;
+    if (at == NULL || at == v || at[1] == '\0' || strchr(at + 1, '@') != NULL || strlen(v) > 254 ||
+        strpbrk(v, " ,;<>\"()") != NULL || strncmp(v, "mailto:", 7) == 0)
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": not an e-mail address (user@example.com)", v);
+    return 0;
+}
+
+static int validate_profile(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                            const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    (void)f;
+    (void)item;
+    if (strlen(v) > 64 || !name_chars_ok(v, "._-"))
+        return moat__cfg_error(ctx, mark, key, "\"%.100s\": not a profile name (letters, digits, . _ -)", v);
     return 0;
 }
 
@@ -188,6 +240,48 @@ static const char *const eab_names[] = {"optional", "required", NULL};
     {                                                                                                        \
         name, MOAT_CFG_SECTION, 0, NULL, NULL, 0, 0, NULL, 0, 0, sub, "", doc                                \
     }
+
+/* The acme: fields, once for the top level and once for a site's override (same names, two bases). */
+#define ACME_FIELDS(st, m)                                                                                   \
+    FIELD("directory", MOAT_CFG_STR, st, m.directory, validate_acme_url,                                     \
+          "URL of the ACME server's directory (https://; http:// only on loopback)", "none"),                \
+        FIELD("email", MOAT_CFG_STR, st, m.email, validate_email, "contact address of the ACME account",     \
+              "none"),                                                                                       \
+        FIELD("accept_terms", MOAT_CFG_BOOL, st, m.accept_terms, NULL,                                       \
+              "true: agree to the ACME server's terms of service (required by most public CAs)", "false"),   \
+        SECTIONF("eab", &st##_eab_section, "external account binding, for CAs that require one"),            \
+        FIELD("challenges", MOAT_CFG_STRLIST, st, m.challenges, validate_challenge,                          \
+              "challenges moat answers, in order of preference: tls-alpn-01 (on listen), http-01 (on "       \
+              "http_listen), dns-01 (through dns_hook)",                                                     \
+              "[tls-alpn-01, http-01]"),                                                                     \
+        FIELD("profile", MOAT_CFG_STR, st, m.profile, validate_profile,                                      \
+              "certificate profile to ask for, such as shortlived (the server must offer it)", "none"),      \
+        FIELD("trust", MOAT_CFG_STRLIST, st, m.trust, validate_key_name,                                     \
+              "trust anchors (moat trust add) that verify a private ACME server's TLS certificate",          \
+              "system trust store"),                                                                         \
+        FIELD("preferred_chain", MOAT_CFG_STR, st, m.preferred_chain, NULL,                                  \
+              "common name of the top issuer of the chain to prefer among the server's alternates",          \
+              "the server's default"),                                                                       \
+        FIELD("dns_hook", MOAT_CFG_PATH, st, m.dns_hook, NULL,                                               \
+              "dns-01 command, run as HOOK set NAME VALUE, then HOOK clear NAME VALUE (NAME is "             \
+              "_acme-challenge.HOST.)",                                                                      \
+              "none"),                                                                                       \
+        MOAT_CFG_END
+
+#define EAB_FIELDS(st, m)                                                                                    \
+    FIELD("kid", MOAT_CFG_STR, st, m.eab_kid, NULL, "the key identifier the CA gave", "required"),           \
+        FIELD("hmac_file", MOAT_CFG_PATH, st, m.eab_hmac_file, NULL,                                         \
+              "file holding the base64url HMAC key the CA gave (keep it 0600)", "required"),                 \
+        MOAT_CFG_END
+
+static const moat_cfg_field_t site_eab_fields[] = {EAB_FIELDS(moat_site_t, acme_conf)};
+static const moat_cfg_section_t moat_site_t_eab_section = {"sites[].acme.eab", site_eab_fields, 0, NULL};
+static const moat_cfg_field_t site_acme_fields[] = {ACME_FIELDS(moat_site_t, acme_conf)};
+static const moat_cfg_section_t site_acme_section = {"sites[].acme", site_acme_fields, 0, NULL};
+static const moat_cfg_field_t top_eab_fields[] = {EAB_FIELDS(moat_config_t, acme)};
+static const moat_cfg_section_t moat_config_t_eab_section = {"acme.eab", top_eab_fields, 0, NULL};
+static const moat_cfg_field_t top_acme_fields[] = {ACME_FIELDS(moat_config_t, acme)};
+static const moat_cfg_section_t top_acme_section = {"acme", top_acme_fields, 0, NULL};
 
 static void location_init(void *obj)
 {
@@ -241,6 +335,7 @@ static void site_init(void *obj)
     s->hsts_max_age = 31536000;
     s->client_certificate = MOAT_CCERT_OFF;
     s->client_revocation_unknown = MOAT_REVOCATION_UNKNOWN_DENY;
+    s->acme_conf.accept_terms = -1;
 }
 
 static const moat_cfg_field_t site_fields[] = {
@@ -257,8 +352,9 @@ static const moat_cfg_field_t site_fields[] = {
     LISTF("http_listen", MOAT_CFG_LISTENLIST, moat_site_t, http_listen, nhttp_listen, NULL,
           "plain-http listen addresses (same forms); must not share a port with an https listener", "none"),
     FIELD("certificate", MOAT_CFG_STR, moat_site_t, certificate, validate_certificate,
-          "auto: the newest valid serverAuth certificate in the store matching a host; or the name of a key "
-          "in the store (\"key NAME\" or \"NAME\")",
+          "auto: the newest valid serverAuth certificate in the store matching a host; acme: ordered and "
+          "renewed by moat from the acme: settings (key acme.HOST); or the name of a key in the store "
+          "(\"key NAME\" or \"NAME\")",
           "auto"),
     FIELD("root", MOAT_CFG_PATH, moat_site_t, root, NULL,
           "folder of static files (relative to the config file's folder)", "none"),
@@ -283,6 +379,8 @@ static const moat_cfg_field_t site_fields[] = {
           "path prefixes with their own settings (the longest matching prefix wins)", "none"),
     SECTIONF("acme_server", &acme_server_section,
              "moat's CA answers ACME (RFC 8555) for other machines under https://HOST/acme/directory"),
+    SECTIONF("acme", &site_acme_section,
+             "this site's ACME settings, each overriding the top-level acme: one"),
     MOAT_CFG_END};
 
 static const moat_cfg_section_t site_section = {"sites[]", site_fields, sizeof(moat_site_t), site_init};
@@ -336,6 +434,7 @@ static const moat_cfg_field_t top_fields[] = {
     FIELD("ktls", MOAT_CFG_BOOL, moat_config_t, ktls, NULL,
           "true: try kernel TLS (detected and logged at start; off by default)", "false"),
     SECTIONF("tls", &tls_section, "TLS settings shared by every site"),
+    SECTIONF("acme", &top_acme_section, "ACME client settings for sites with certificate: acme"),
     LISTF("sites", MOAT_CFG_SECTIONLIST, moat_config_t, sites, nsites, &site_section, "the sites served",
           "none"),
     MOAT_CFG_END};

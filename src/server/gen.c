@@ -420,6 +420,13 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, m
             gs->has_root = 1;
         }
         rc = site->certificate != NULL ? pick_named(st, site, gs, err) : pick_auto(st, site, gs, err);
+        if (rc != 0 && site->acme && (rc == MOAT_E_NOTFOUND || rc == MOAT_E_STATE)) {
+            /* certificate: acme before its first issuance (or after its certificate ran out): the site
+             * loads without one, so the others serve and the ACME client can answer its challenges;
+             * its handshakes fail until the certificate is installed, and doctor says why. */
+            moat_err_clear(err);
+            rc = 0;
+        }
         if (rc != 0)
             goto fail;
         gs->wants_ccert = moat_site_wants_client_cert(site);

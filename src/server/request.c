@@ -2,6 +2,8 @@
  * access log. Parsing, paths, files and response heads come from http/. */
 #include "server/server_int.h"
 
+#include "acme/acme.h"
+
 #include <openssl/bn.h>
 
 #include <arpa/inet.h>
@@ -122,6 +124,31 @@ static void send_resp(moat__conn_t *c)
     start_send(c, len);
 }
 
+/* Answers an http-01 validation request from the ACME client's table (1: answered, 200 or 404). */
+static int acme_http01(moat__conn_t *c, const moat_http_req_t *req, moat_http_resp_t *resp)
+{
+    static _Thread_local char body[256];
+    const size_t pl = sizeof(MOAT_ACME_HTTP01_PREFIX) - 1;
+    size_t n;
+
+    if (req->path.len <= pl || memcmp(req->path.p, MOAT_ACME_HTTP01_PREFIX, pl) != 0)
+        return 0;
+    if (!moat_acme_http01_lookup(req->path.p + pl, req->path.len - pl, body, sizeof(body))) {
+        moat_http_resp_init(resp, req, 404);
+        moat_http_resp_error(resp, 404);
+        send_resp(c);
+        return 1;
+    }
+    n = strlen(body);
+    moat_http_resp_init(resp, req, 200);
+    resp->content_type = "application/octet-stream";
+    resp->body = body;
+    resp->content_length = n;
+    (void)moat_http_resp_add_header(resp, "Cache-Control", "no-store"); /* room: a fresh response */
+    send_resp(c);
+    return 1;
+}
+
 void moat__request_handle(moat__conn_t *c, int status)
 {
     moat_http_resp_t *resp = &c->rs->resp;
@@ -163,6 +190,9 @@ void moat__request_handle(moat__conn_t *c, int status)
     }
     c->site = site;
     gs = &c->wg->gen->sites[site->index];
+    /* RFC 8555 §8.3: http-01 validation requests are answered on plain http, before any redirect. */
+    if (!c->secure && acme_http01(c, req, resp))
+        return;
     if (!c->secure && site->require_secure_channel && !well_known(req->path)) {
         moat_http_resp_init(resp, req, 301);
         if (moat_http_resp_redirect_https(resp, req, site->name, https_port(site)) != 0)

@@ -9,6 +9,8 @@
  */
 #include "server/server_int.h"
 
+#include "acme/acme.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -382,6 +384,7 @@ static void reload(control_t *ctl, int reread_config, const char *why)
     }
     moat_config_unref(ctl->cfg);
     ctl->cfg = cfg;
+    moat_acme_renewer_set_config(ctl->srv->acme, cfg);
     moat_log(MOAT_LOG_NOTICE, &logctx, "reloaded (%s): serving store generation %lld", why, ctl->applied);
     write_status(ctl, -1, NULL);
 }
@@ -591,7 +594,8 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     moat__server_t srv;
     control_t ctl;
     moat_config_t *cfg = NULL;
-    moat_store_t *crl_st = NULL; /* the CRL fetcher's connection until the fetcher takes it */
+    moat_store_t *crl_st = NULL;  /* the CRL fetcher's connection until the fetcher takes it */
+    moat_store_t *acme_st = NULL; /* the ACME thread's connection until the thread takes it */
     char *errors = NULL;
     sigset_t sigs;
     uint64_t crl_checked_ms = 0;
@@ -656,6 +660,14 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     if ((rc = moat_store_watch_open(moat_store_path(ctl.st), &ctl.watch, err)) != 0 ||
         (rc = moat__crlf_open_store(moat_store_path(ctl.st), &crl_st, err)) != 0)
         goto fail;
+    /* The ACME thread writes keys: its own connection, with the master key, opened before dropping
+     * privileges. */
+    for (size_t i = 0; i < cfg->nsites && acme_st == NULL; i++)
+        if (cfg->sites[i].acme &&
+            (rc = moat_store_open(opts->store_path, opts->master_key_path, 0, &acme_st, err)) != 0) {
+            moat_err_prefix(err, "opening the store for the ACME client");
+            goto fail;
+        }
     if ((rc = drop_privileges(cfg, moat_store_path(ctl.st), atomic_load(&srv.access_fd), err)) != 0)
         goto fail;
     if (cfg->ktls)
@@ -670,6 +682,12 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     crl_st = NULL;
     if (rc != 0)
         goto fail;
+    if (acme_st != NULL) {
+        rc = moat_acme_renewer_start(acme_st, cfg, &srv.acme, err);
+        acme_st = NULL;
+        if (rc != 0)
+            goto fail;
+    }
     for (unsigned w = 0; w < srv.nworkers; w++)
         if ((rc = moat__worker_start(&srv.workers[w], err)) != 0)
             goto fail_started;
@@ -752,6 +770,8 @@ fail:
     moat__gen_unref(ctl.gen);
     /* After the workers: they may leave notes for the fetcher until they stop. */
     moat__crlf_stop(srv.crlf);
+    moat_acme_renewer_stop(srv.acme);
+    moat_store_close(acme_st);
     moat_store_close(crl_st);
     moat_store_watch_close(ctl.watch);
     cleanup(&srv);

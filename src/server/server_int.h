@@ -225,6 +225,7 @@ struct moat__server {
     atomic_int access_fd; /* -1: no access log; replaced in place with dup3 on reopen */
     moat_limits_t limits; /* from the config at start (timeouts and sizes may change on reload) */
     moat__crlf_t *crlf;   /* owned: the CRL fetcher; NULL in check mode */
+    struct moat_acme_renewer *acme; /* owned: the ACME renewal thread; NULL without certificate: acme */
 };
 
 /* crlfetch.c: the fetcher's own store connection (no master key), opened before privileges drop. */

@@ -1,0 +1,784 @@
+/*
+ * One renewal of a site's certificate: account, order, authorizations, challenges, finalize, download,
+ * install through the key manager's checks. Every step that the ACME server remembers is written to the
+ * store first (the order URL and the pending key), so that a server killed in the middle resumes the same
+ * order on its next start instead of ordering again, and a pending key is never left without its order.
+ */
+#include "acme/acme_int.h"
+
+#include "cli/keymgr_int.h" /* the install checks of cert install, until they move to keymgr/ */
+#include "core/loop.h"
+#include "pki/pki.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <openssl/x509v3.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define POLL_LIMIT_MS 120000 /* an authorization or order still pending after this is retried later */
+#define HOOK_TIMEOUT_MS 60000
+
+void moat__acme_setting_name(char *out, size_t outsz, const char *what, const char *name)
+{
+    snprintf(out, outsz, "acme.%s.%s", what, name);
+}
+
+/* The account URL is kept per directory (a site may use another CA than the others). */
+static void account_setting(char *out, size_t outsz, const char *directory)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    char hex[17];
+    SHA256((const unsigned char *)directory, strlen(directory), md);
+    for (int i = 0; i < 8; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    moat__acme_setting_name(out, outsz, "account", hex);
+}
+
+static int sleep_ms(long ms, const atomic_int *stop)
+{
+    uint64_t end = moat_clock_ms() + (uint64_t)ms;
+    while (moat_clock_ms() < end) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        if (stop != NULL && atomic_load(stop))
+            return MOAT_E_AGAIN;
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static EVP_PKEY *load_private(moat_store_t *st, int64_t id, moat_err_t *err)
+{
+    uint8_t *der = NULL;
+    size_t len = 0;
+    EVP_PKEY *k = NULL;
+    if (moat_store_key_private(st, id, &der, &len, err) != 0)
+        return NULL;
+    if (moat_pki_key_from_pkcs8(der, len, &k, err) != 0)
+        k = NULL;
+    moat_free_secret(&der, len);
+    return k;
+}
+
+/* A new EC P-256 key under <name> in <state>, never exportable; *id its row. */
+static int new_key(moat_store_t *st, const char *name, moat_key_state_t state, const char *cn,
+                   const char *sans, int64_t *id, moat_err_t *err)
+{
+    EVP_PKEY *key = NULL;
+    X509_REQ *csr = NULL;
+    unsigned char *pkcs8 = NULL, *spki = NULL, *csr_der = NULL;
+    size_t pkcs8_len = 0, spki_len = 0, csr_len = 0;
+    moat_store_key_t k = {0};
+    int rc;
+
+    if ((rc = moat_pki_key_generate(MOAT_PKI_ALG_EC_P256, NULL, NULL, &key, err)) != 0)
+        return rc;
+    if (cn != NULL) {
+        moat_pki_subject_t subj = {.cn = cn};
+        if ((rc = moat_pki_csr_new(key, &subj, sans, &csr, err)) != 0 ||
+            (rc = moat_pki_csr_to_der(csr, &csr_der, &csr_len, err)) != 0)
+            goto out;
+    }
+    if ((rc = moat_pki_key_to_pkcs8(key, &pkcs8, &pkcs8_len, err)) != 0 ||
+        (rc = moat_pki_pubkey_to_der(key, &spki, &spki_len, err)) != 0)
+        goto out;
+    moat_strlcpy(k.name, name, sizeof(k.name));
+    moat_strlcpy(k.algorithm, "ec-p256", sizeof(k.algorithm));
+    k.state = state;
+    k.exportable = 0;
+    k.pubkey.data = spki;
+    k.pubkey.len = spki_len;
+    k.csr.data = csr_der;
+    k.csr.len = csr_len;
+    if ((rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, err)) == 0) {
+        *id = k.id;
+        rc = moat_store_audit_add(
+            st, "acme.key", name,
+            state == MOAT_KEY_PENDING ? "pending key for an ACME order" : "ACME account key", err);
+    }
+out:
+    moat_free_secret(&pkcs8, pkcs8_len);
+    moat_free(&spki);
+    moat_free(&csr_der);
+    X509_REQ_free(csr);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+static X509_STORE *trust_store(moat_store_t *st, const moat_strlist_t *names, moat_err_t *err)
+{
+    X509_STORE *xs;
+    if (names->n == 0)
+        return NULL;
+    if ((xs = X509_STORE_new()) == NULL) {
+        moat_err_set(err, MOAT_E_NOMEM, "allocating a trust store");
+        return NULL;
+    }
+    for (size_t i = 0; i < names->n; i++) {
+        moat_store_anchor_t a = {0};
+        X509 *x = NULL;
+        if (moat_store_anchor_get(st, names->v[i], &a, err) != 0 ||
+            moat_pki_cert_parse(a.der.data, a.der.len, &x, err) != 0 || X509_STORE_add_cert(xs, x) != 1) {
+            moat_err_prefix(err, "acme.trust \"%s\"", names->v[i]);
+            if (err->code == MOAT_E_NOTFOUND)
+                moat_err_hint(err, "add the ACME server's CA with: moat trust add FILE --name %s",
+                              names->v[i]);
+            moat_store_anchor_dispose(&a);
+            X509_free(x);
+            X509_STORE_free(xs);
+            return NULL;
+        }
+        moat_store_anchor_dispose(&a);
+        X509_free(x);
+    }
+    return xs;
+}
+
+/* The dns-01 hook: HOOK set|clear NAME VALUE, with a deadline. */
+static int run_hook(const char *hook, const char *verb, const char *name, const char *value, moat_err_t *err)
+{
+    char *argv[] = {(char *)hook, (char *)verb, (char *)name, (char *)value, NULL};
+    pid_t pid;
+    int status = 0, e;
+    uint64_t end = moat_clock_ms() + HOOK_TIMEOUT_MS;
+
+    if ((e = posix_spawn(&pid, hook, NULL, NULL, argv, environ)) != 0)
+        return moat_err_set(err, MOAT_E_IO, "running the dns_hook %s: %s", hook, strerror(e));
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        if (w == pid)
+            break;
+        if (w < 0 && errno != EINTR)
+            return moat_err_set(err, MOAT_E_IO, "waiting for the dns_hook: %s", strerror(errno));
+        if (moat_clock_ms() > end) {
+            kill(pid, SIGKILL);
+            (void)waitpid(pid, &status, 0); /* reaped; the result is the timeout */
+            return moat_err_set(err, MOAT_E_IO, "the dns_hook %s %s did not finish within %d s", hook, verb,
+                                HOOK_TIMEOUT_MS / 1000);
+        }
+        nanosleep(&ts, NULL);
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return moat_err_set(err, MOAT_E_IO, "the dns_hook %s %s %s failed (exit status %d)", hook, verb, name,
+                            WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return 0;
+}
+
+typedef struct run {
+    moat_store_t *st;
+    const moat_site_t *site;
+    const moat_acme_conf_t *conf;
+    moat__acme_client_t c;
+    char order_setting[200];
+    char order_url[512];
+    int64_t pending_id;
+} run_t;
+
+/* Waits (honouring Retry-After) until the object at <url> leaves "pending"/"processing". */
+static int poll_object(run_t *r, const char *url, const char *doing, moat__acme_resp_t *out, moat_err_t *err)
+{
+    uint64_t end = moat_clock_ms() + POLL_LIMIT_MS;
+    long wait = 500;
+    for (;;) {
+        const char *status;
+        int rc = moat__acme_post(&r->c, url, NULL, 0, out, err);
+        if (rc != 0)
+            return rc;
+        if (out->status != 200) {
+            rc = moat__acme_problem(out, doing, err);
+            moat__acme_resp_dispose(out);
+            return rc;
+        }
+        status = moat_acme_json_str(out->json, "status");
+        if (status == NULL || (strcmp(status, "pending") != 0 && strcmp(status, "processing") != 0))
+            return 0;
+        if (out->retry_after >= 0)
+            wait = out->retry_after * 1000 > 10000 ? 10000 : (out->retry_after * 1000 ?: 500);
+        moat__acme_resp_dispose(out);
+        if (moat_clock_ms() + (uint64_t)wait > end)
+            return moat_err_set(err, MOAT_E_AGAIN, "%s: still pending after %d s", doing,
+                                POLL_LIMIT_MS / 1000);
+        if (sleep_ms(wait, r->c.stop) != 0)
+            return moat_err_set(err, MOAT_E_AGAIN, "%s: the server is stopping", doing);
+        if (wait < 4000)
+            wait *= 2;
+    }
+}
+
+/* The error of an invalid authorization: the failed challenge's problem document. */
+static int authz_failed(const json_t *authz, const char *ident, moat_err_t *err)
+{
+    json_t *chs = json_object_get(authz, "challenges"), *ch;
+    size_t i;
+    json_array_foreach(chs, i, ch)
+    {
+        json_t *e = json_object_get(ch, "error");
+        if (json_is_object(e)) {
+            const char *type = moat_acme_json_str(e, "type"), *detail = moat_acme_json_str(e, "detail");
+            moat_err_set(err, MOAT_E_INVAL, "%s challenge for %s failed: %s: %.150s",
+                         moat_acme_json_str(ch, "type") ? moat_acme_json_str(ch, "type") : "a", ident,
+                         type && strncmp(type, "urn:ietf:params:acme:error:", 27) == 0
+                             ? type + 27
+                             : (type ? type : "error"),
+                         detail ? detail : "(no detail)");
+            return moat_err_hint(
+                err, "check that the ACME server reaches this server for %s; moat retries later", ident);
+        }
+    }
+    return moat_err_set(err, MOAT_E_INVAL, "the authorization for %s is invalid", ident);
+}
+
+static int site_has_challenge(const moat_acme_conf_t *conf, const char *type)
+{
+    if (conf->challenges.n == 0)
+        return strcmp(type, "tls-alpn-01") == 0 || strcmp(type, "http-01") == 0;
+    for (size_t i = 0; i < conf->challenges.n; i++)
+        if (strcmp(conf->challenges.v[i], type) == 0)
+            return 1;
+    return 0;
+}
+
+/* Picks the challenge to answer: the first of the configured ones the server offers that this site can
+ * answer (http-01 needs an http_listen, dns-01 a hook). */
+static json_t *pick_challenge(run_t *r, json_t *authz, int wildcard)
+{
+    static const char *const order[] = {"tls-alpn-01", "http-01", "dns-01"};
+    const moat_strlist_t *pref = &r->conf->challenges;
+    size_t n = pref->n > 0 ? pref->n : 2;
+    for (size_t p = 0; p < n; p++) {
+        const char *want = pref->n > 0 ? pref->v[p] : order[p];
+        json_t *chs = json_object_get(authz, "challenges"), *ch;
+        size_t i;
+        if (strcmp(want, "http-01") == 0 && (r->site->nhttp_listen == 0 || wildcard))
+            continue;
+        if (strcmp(want, "tls-alpn-01") == 0 && wildcard)
+            continue;
+        if (!site_has_challenge(r->conf, want))
+            continue;
+        json_array_foreach(chs, i, ch)
+        {
+            const char *type = moat_acme_json_str(ch, "type");
+            if (type != NULL && strcmp(type, want) == 0)
+                return ch;
+        }
+    }
+    return NULL;
+}
+
+static int dns01_value(const char *key_authz, char *out, size_t outsz)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key_authz, strlen(key_authz), md);
+    return moat_acme_b64url_encode(md, sizeof(md), out, outsz) < 0 ? -1 : 0;
+}
+
+/* Answers one authorization and waits for its verdict. */
+static int do_authz(run_t *r, const char *url, moat_err_t *err)
+{
+    moat__acme_resp_t a = {0}, cr = {0};
+    json_t *ch, *ident_obj, *empty = NULL;
+    const char *status, *type, *token, *ident, *ch_url;
+    char key_authz[320], dns_name[300], dns_value[64];
+    char type_buf[32], ident_buf[256], token_buf[128], url_buf[512];
+    int rc, wildcard, answered = 0;
+
+    if ((rc = moat__acme_post(&r->c, url, NULL, 0, &a, err)) != 0)
+        return rc;
+    if (a.status != 200) {
+        rc = moat__acme_problem(&a, "reading an authorization", err);
+        moat__acme_resp_dispose(&a);
+        return rc;
+    }
+    status = moat_acme_json_str(a.json, "status");
+    ident_obj = json_object_get(a.json, "identifier");
+    ident = moat_acme_json_str(ident_obj, "value");
+    wildcard = json_is_true(json_object_get(a.json, "wildcard"));
+    if (ident == NULL)
+        ident = "?";
+    if (status != NULL && strcmp(status, "valid") == 0) {
+        moat__acme_resp_dispose(&a);
+        return 0;
+    }
+    if (status == NULL || strcmp(status, "pending") != 0) {
+        rc = authz_failed(a.json, ident, err);
+        moat__acme_resp_dispose(&a);
+        return rc;
+    }
+    if ((ch = pick_challenge(r, a.json, wildcard)) == NULL) {
+        rc = moat_err_set(err, MOAT_E_INVAL, "no challenge for %s that this site can answer is offered",
+                          ident);
+        moat_err_hint(err, "allow http-01 (with an http_listen), tls-alpn-01 or dns-01 (with a dns_hook) in "
+                           "acme.challenges");
+        goto out;
+    }
+    /* Copies: the authorization's JSON is replaced while the validation is waited for. */
+    moat_strlcpy(type_buf, moat_acme_json_str(ch, "type"), sizeof(type_buf));
+    moat_strlcpy(ident_buf, ident, sizeof(ident_buf));
+    type = type_buf;
+    ident = ident_buf;
+    token = moat_acme_json_str(ch, "token");
+    ch_url = moat_acme_json_str(ch, "url");
+    if (token != NULL && moat_strlcpy(token_buf, token, sizeof(token_buf)) == 0)
+        token = token_buf;
+    else
+        token = NULL;
+    if (ch_url != NULL && moat_strlcpy(url_buf, ch_url, sizeof(url_buf)) == 0)
+        ch_url = url_buf;
+    else
+        ch_url = NULL;
+    if (token == NULL || ch_url == NULL ||
+        strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789-_") != strlen(token)) {
+        rc = moat_err_set(err, MOAT_E_INVAL, "the %s challenge for %s has no usable token or URL", type,
+                          ident);
+        goto out;
+    }
+    if ((rc = moat__acme_key_authz(&r->c, token, key_authz, sizeof(key_authz), err)) != 0)
+        goto out;
+    if (strcmp(type, "http-01") == 0) {
+        if ((rc = moat_acme_http01_add(token, key_authz, err)) != 0)
+            goto out;
+    } else if (strcmp(type, "dns-01") == 0) {
+        snprintf(dns_name, sizeof(dns_name), "_acme-challenge.%s.", ident);
+        if (dns01_value(key_authz, dns_value, sizeof(dns_value)) != 0) {
+            rc = moat_err_set(err, MOAT_E_PKI, "hashing a dns-01 key authorization");
+            goto out;
+        }
+        if ((rc = run_hook(r->conf->dns_hook, "set", dns_name, dns_value, err)) != 0)
+            goto out;
+    } else {
+        rc = moat_err_set(err, MOAT_E_INVAL, "%s is not answered by this build", type);
+        goto out;
+    }
+    answered = 1;
+    /* RFC 8555 §7.5.1: an empty object tells the server to validate. */
+    empty = json_object();
+    rc = moat__acme_post(&r->c, ch_url, empty, 0, &cr, err);
+    json_decref(empty);
+    if (rc != 0)
+        goto out;
+    if (cr.status != 200) {
+        rc = moat__acme_problem(&cr, "starting a challenge", err);
+        goto out;
+    }
+    moat__acme_resp_dispose(&a);
+    /* Wait for the authorization's verdict. */
+    {
+        uint64_t end = moat_clock_ms() + POLL_LIMIT_MS;
+        long wait = 500;
+        for (;;) {
+            if ((rc = moat__acme_post(&r->c, url, NULL, 0, &a, err)) != 0)
+                goto out;
+            status = moat_acme_json_str(a.json, "status");
+            if (a.status != 200) {
+                rc = moat__acme_problem(&a, "reading an authorization", err);
+                goto out;
+            }
+            if (status != NULL && strcmp(status, "valid") == 0)
+                break;
+            if (status == NULL || strcmp(status, "pending") != 0) {
+                rc = authz_failed(a.json, ident, err);
+                goto out;
+            }
+            if (a.retry_after > 0)
+                wait = a.retry_after > 10 ? 10000 : a.retry_after * 1000;
+            moat__acme_resp_dispose(&a);
+            if (moat_clock_ms() + (uint64_t)wait > end) {
+                rc = moat_err_set(err, MOAT_E_AGAIN, "the %s challenge for %s is still pending after %d s",
+                                  type, ident, POLL_LIMIT_MS / 1000);
+                goto out;
+            }
+            if (sleep_ms(wait, r->c.stop) != 0) {
+                rc = moat_err_set(err, MOAT_E_AGAIN, "stopping during the %s challenge for %s", type, ident);
+                goto out;
+            }
+            if (wait < 2000)
+                wait *= 2;
+        }
+    }
+    rc = 0;
+out:
+    if (answered && strcmp(type, "http-01") == 0)
+        moat_acme_http01_remove(token);
+    if (answered && strcmp(type, "dns-01") == 0) {
+        moat_err_t e2 = {0};
+        (void)run_hook(r->conf->dns_hook, "clear", dns_name, dns_value,
+                       &e2); /* best effort: the record is spent */
+    }
+    moat__acme_resp_dispose(&a);
+    moat__acme_resp_dispose(&cr);
+    return rc;
+}
+
+static int save_order(run_t *r, moat_err_t *err)
+{
+    char text[800];
+    snprintf(text, sizeof(text), "{\"order\":\"%s\",\"key\":%lld}", r->order_url, (long long)r->pending_id);
+    return moat_store_setting_set(r->st, r->order_setting, text, err);
+}
+
+/* The SANs of the site's hosts for the CSR, and the identifiers for the order. */
+static int identifiers(const moat_site_t *site, json_t **ids, char *sans, size_t sanssz)
+{
+    size_t o = 0;
+    *ids = json_array();
+    if (*ids == NULL)
+        return -1;
+    sans[0] = '\0';
+    for (size_t i = 0; i < site->hosts.n; i++) {
+        const char *h = site->hosts.v[i];
+        int ip = moat_pki_is_ip_literal(h);
+        json_array_append_new(*ids, json_pack("{s:s, s:s}", "type", ip ? "ip" : "dns", "value", h));
+        o += (size_t)snprintf(sans + o, o < sanssz ? sanssz - o : 0, "%s%s:%s", i ? "," : "",
+                              ip ? "IP" : "DNS", h);
+    }
+    return o < sanssz ? 0 : -1;
+}
+
+/* Starts a new order (RFC 8555 §7.4) and records it with its pending key before anything else. */
+static int new_order(run_t *r, const char *replaces, moat_err_t *err)
+{
+    moat_store_key_t pk = {0};
+    json_t *ids = NULL, *req = NULL;
+    moat__acme_resp_t o = {0};
+    char sans[2048];
+    int rc;
+
+    if (identifiers(r->site, &ids, sans, sizeof(sans)) != 0) {
+        json_decref(ids);
+        return moat_err_set(err, MOAT_E_LIMIT, "site \"%s\" has too many hosts for one certificate",
+                            r->site->name);
+    }
+    /* A pending key left by an order that never reached the server is taken over, not doubled. */
+    if (moat_store_key_get(r->st, r->site->certificate, MOAT_KEY_WANT_PENDING, &pk, err) == 0) {
+        r->pending_id = pk.id;
+        moat_store_key_dispose(&pk);
+    } else if (err->code != MOAT_E_NOTFOUND ||
+               (rc = new_key(r->st, r->site->certificate, MOAT_KEY_PENDING, r->site->hosts.v[0], sans,
+                             &r->pending_id, err)) != 0) {
+        json_decref(ids);
+        return err->code;
+    }
+    req = json_pack("{s:o}", "identifiers", ids);
+    if (req != NULL && r->conf->profile != NULL)
+        json_object_set_new(req, "profile", json_string(r->conf->profile));
+    if (req != NULL && replaces != NULL)
+        json_object_set_new(req, "replaces", json_string(replaces));
+    if (req == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory building an order");
+    rc = moat__acme_post(&r->c, moat__acme_dir_url(&r->c, "newOrder"), req, 0, &o, err);
+    json_decref(req);
+    if (rc != 0)
+        return rc;
+    if (o.status != 201 || o.location[0] == '\0') {
+        rc = moat__acme_problem(&o, "ordering a certificate", err);
+        moat__acme_resp_dispose(&o);
+        return rc;
+    }
+    moat_strlcpy(r->order_url, o.location, sizeof(r->order_url));
+    moat__acme_resp_dispose(&o);
+    return save_order(r, err);
+}
+
+/* The common name of the last certificate in a PEM chain (the top issuer's subject CN when self-issued
+ * ones are left out): what preferred_chain names. */
+static int chain_matches(const uint8_t *pem, size_t len, const char *want)
+{
+    STACK_OF(X509) *certs = NULL;
+    moat_err_t e = {0};
+    int match = 0;
+    if (moat_pki_certs_parse(pem, len, &certs, &e) != 0)
+        return 0;
+    for (int i = 0; i < sk_X509_num(certs) && !match; i++) {
+        X509 *x = sk_X509_value(certs, i);
+        char cn[256];
+        if (X509_NAME_get_text_by_NID(X509_get_issuer_name(x), NID_commonName, cn, sizeof(cn)) > 0 &&
+            strcmp(cn, want) == 0 && i == sk_X509_num(certs) - 1)
+            match = 1;
+    }
+    sk_X509_pop_free(certs, X509_free);
+    return match;
+}
+
+/* Installs the downloaded chain for the pending key with the checks of cert install, in one commit. */
+static int install(run_t *r, const uint8_t *pem, size_t len, char *summary, size_t summary_sz,
+                   moat_err_t *err)
+{
+    STACK_OF(X509) *pile = NULL;
+    X509 *leaf;
+    moat_store_key_t pk = {0};
+    moat_store_blob_t *blobs = NULL;
+    size_t nblobs = 0;
+    char *missing = NULL;
+    unsigned char *der = NULL, *spki = NULL;
+    size_t der_len = 0, spki_len = 0;
+    moat_pki_cert_info_t ci = {0};
+    EVP_PKEY *pub;
+    int rc;
+
+    if ((rc = moat_pki_certs_parse(pem, len, &pile, err)) != 0) {
+        moat_err_prefix(err, "the certificate the ACME server sent");
+        return rc;
+    }
+    leaf = sk_X509_value(pile, 0);
+    if ((rc = moat_store_key_get_by_id(r->st, r->pending_id, &pk, err)) != 0)
+        goto out;
+    pub = X509_get0_pubkey(leaf);
+    if (pub == NULL || (rc = moat_pki_pubkey_to_der(pub, &spki, &spki_len, err)) != 0 ||
+        spki_len != pk.pubkey.len || memcmp(spki, pk.pubkey.data, spki_len) != 0) {
+        rc = moat_err_set(err, MOAT_E_PKI,
+                          "the ACME server sent a certificate for another key than the order's");
+        goto out;
+    }
+    if ((rc = moat__km_chain_blobs(leaf, pile, &blobs, &nblobs, &missing, err)) != 0 ||
+        (rc = moat_pki_cert_to_der(leaf, &der, &der_len, err)) != 0 ||
+        (rc = moat_pki_cert_info(leaf, &ci, err)) != 0)
+        goto out;
+    if ((rc = moat__km_check_loadable(r->st, pk.id, der, der_len, blobs, nblobs, err)) != 0)
+        goto out;
+    if ((rc = moat_store_begin(r->st, err)) != 0)
+        goto out;
+    if ((rc = moat_store_cert_install(r->st, pk.id, der, der_len, blobs, nblobs, NULL, err)) != 0 ||
+        (rc = moat_store_generation_bump(r->st, err)) != 0 ||
+        (rc = moat__km_audit(r->st, "acme.install", pk.name, err, "serial %s, issuer %s, order %s", ci.serial,
+                             ci.issuer, r->order_url)) != 0 ||
+        (rc = moat_store_setting_delete(r->st, r->order_setting, err)) != 0) {
+        moat_store_rollback(r->st);
+        goto out;
+    }
+    if ((rc = moat_store_commit(r->st, err)) != 0)
+        goto out;
+    snprintf(summary, summary_sz, "installed serial %s from %s, valid until %lld", ci.serial, ci.issuer,
+             (long long)ci.not_after);
+out:
+    moat_pki_cert_info_dispose(&ci);
+    moat__km_blobs_dispose(&blobs, nblobs);
+    moat_free(&missing);
+    moat_free(&der);
+    moat_free(&spki);
+    moat_store_key_dispose(&pk);
+    sk_X509_pop_free(pile, X509_free);
+    return rc;
+}
+
+static int finalize_and_fetch(run_t *r, moat__acme_resp_t *o, char *summary, size_t summary_sz,
+                              moat_err_t *err)
+{
+    const char *status = moat_acme_json_str(o->json, "status");
+    moat__acme_resp_t f = {0}, c = {0};
+    moat_store_key_t pk = {0};
+    int rc = 0;
+
+    if (status != NULL && strcmp(status, "ready") == 0) {
+        char *csr64 = NULL;
+        json_t *req;
+        if ((rc = moat_store_key_get_by_id(r->st, r->pending_id, &pk, err)) != 0)
+            return rc;
+        if (pk.csr.len == 0) {
+            moat_store_key_dispose(&pk);
+            return moat_err_set(err, MOAT_E_STATE, "the pending key of %s has no request",
+                                r->site->certificate);
+        }
+        csr64 = moat_acme_b64url_encode_new(pk.csr.data, pk.csr.len);
+        moat_store_key_dispose(&pk);
+        req = csr64 != NULL ? json_pack("{s:s}", "csr", csr64) : NULL;
+        moat_free(&csr64);
+        if (req == NULL)
+            return moat_err_set(err, MOAT_E_NOMEM, "out of memory building the finalize request");
+        rc = moat__acme_post(&r->c, moat_acme_json_str(o->json, "finalize"), req, 0, &f, err);
+        json_decref(req);
+        if (rc != 0)
+            return rc;
+        if (f.status != 200) {
+            rc = moat__acme_problem(&f, "finalizing the order", err);
+            moat__acme_resp_dispose(&f);
+            return rc;
+        }
+        moat__acme_resp_dispose(&f);
+    }
+    moat__acme_resp_dispose(o);
+    if ((rc = poll_object(r, r->order_url, "reading the order", o, err)) != 0)
+        return rc;
+    status = moat_acme_json_str(o->json, "status");
+    if (status == NULL || strcmp(status, "valid") != 0 || moat_acme_json_str(o->json, "certificate") == NULL)
+        return moat_err_set(err, MOAT_E_INVAL, "the order ended %s, not valid",
+                            status ? status : "without a status");
+    if ((rc = moat__acme_post(&r->c, moat_acme_json_str(o->json, "certificate"), NULL, 0, &c, err)) != 0)
+        return rc;
+    if (c.status != 200) {
+        rc = moat__acme_problem(&c, "downloading the certificate", err);
+        moat__acme_resp_dispose(&c);
+        return rc;
+    }
+    /* RFC 8555 §7.4.2: alternate chains come as Link rel="alternate"; take the one preferred_chain names. */
+    if (r->conf->preferred_chain != NULL && !chain_matches(c.body, c.body_len, r->conf->preferred_chain)) {
+        for (size_t i = 0; i < c.nalternates; i++) {
+            moat__acme_resp_t alt = {0};
+            char url[256];
+            moat_strlcpy(url, c.alternates[i], sizeof(url));
+            if (moat__acme_post(&r->c, url, NULL, 0, &alt, err) == 0 && alt.status == 200 &&
+                chain_matches(alt.body, alt.body_len, r->conf->preferred_chain)) {
+                moat__acme_resp_dispose(&c);
+                c = alt;
+                break;
+            }
+            moat__acme_resp_dispose(&alt);
+        }
+        moat_err_clear(err);
+    }
+    rc = install(r, c.body, c.body_len, summary, summary_sz, err);
+    moat__acme_resp_dispose(&c);
+    return rc;
+}
+
+static int read_hmac(const char *path, char *out, size_t outsz, moat_err_t *err)
+{
+    unsigned char *data = NULL;
+    size_t len = 0;
+    int rc = moat__km_read_file(path, 4096, &data, &len, err);
+    if (rc != 0) {
+        moat_err_prefix(err, "acme.eab.hmac_file");
+        return rc;
+    }
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
+        data[--len] = '\0';
+    rc = moat_strlcpy(out, (const char *)data, outsz) != 0
+             ? moat_err_set(err, MOAT_E_LIMIT, "the eab HMAC key is too long")
+             : 0;
+    moat_free_secret(&data, len);
+    return rc;
+}
+
+int moat__acme_order_run(moat_store_t *st, const moat_site_t *site, const moat_acme_conf_t *conf,
+                         const char *replaces, const atomic_int *stop, char *summary, size_t summary_sz,
+                         moat_err_t *err)
+{
+    run_t r = {.st = st, .site = site, .conf = conf};
+    moat_store_key_t ak = {0};
+    EVP_PKEY *akey = NULL;
+    X509_STORE *trust = NULL;
+    char acct_setting[200], acct_url[512] = "", state[800] = "", hmac[512] = "";
+    moat__acme_resp_t o = {0};
+    json_t *authzs, *az;
+    size_t i;
+    int rc;
+
+    summary[0] = '\0';
+    moat__acme_setting_name(r.order_setting, sizeof(r.order_setting), "order", site->certificate);
+    if (conf->trust.n > 0 && (trust = trust_store(st, &conf->trust, err)) == NULL)
+        return err->code;
+    if (conf->eab_hmac_file != NULL && (rc = read_hmac(conf->eab_hmac_file, hmac, sizeof(hmac), err)) != 0)
+        goto out;
+    /* The account key: made once, never exportable, kept in the store like any other key. */
+    if (moat_store_key_get(st, MOAT__ACME_ACCOUNT_KEY, MOAT_KEY_WANT_ACTIVE, &ak, err) != 0) {
+        int64_t id = 0;
+        if (err->code != MOAT_E_NOTFOUND ||
+            (rc = new_key(st, MOAT__ACME_ACCOUNT_KEY, MOAT_KEY_ACTIVE, NULL, NULL, &id, err)) != 0 ||
+            (rc = moat_store_key_get_by_id(st, id, &ak, err)) != 0) {
+            rc = err->code;
+            goto out;
+        }
+    }
+    if ((akey = load_private(st, ak.id, err)) == NULL) {
+        rc = err->code;
+        goto out;
+    }
+    r.c.directory_url = conf->directory;
+    r.c.trust = trust;
+    r.c.stop = stop;
+    r.c.email = conf->email;
+    r.c.accept_terms = conf->accept_terms > 0;
+    r.c.eab_kid = conf->eab_kid;
+    r.c.eab_hmac = hmac;
+    if ((rc = moat__acme_client_init(&r.c, akey, err)) != 0 || (rc = moat__acme_directory(&r.c, err)) != 0)
+        goto out;
+    account_setting(acct_setting, sizeof(acct_setting), conf->directory);
+    if (moat_store_setting_get(st, acct_setting, acct_url, sizeof(acct_url), err) == 0) {
+        moat_strlcpy(r.c.account_url, acct_url, sizeof(r.c.account_url));
+    } else {
+        if ((rc = moat__acme_account(&r.c, 0, err)) != 0 ||
+            (rc = moat_store_setting_set(st, acct_setting, r.c.account_url, err)) != 0 ||
+            (rc = moat_store_audit_add(st, "acme.account", conf->directory, r.c.account_url, err)) != 0)
+            goto out;
+    }
+    /* Resume the order under way, if the store has one. */
+    if (moat_store_setting_get(st, r.order_setting, state, sizeof(state), err) == 0) {
+        json_t *js = moat_acme_json_parse(state, strlen(state), err);
+        const char *u = moat_acme_json_str(js, "order");
+        json_t *k = json_object_get(js, "key");
+        moat_store_key_t pk = {0};
+        if (u != NULL && json_is_integer(k) &&
+            moat_store_key_get_by_id(st, (int64_t)json_integer_value(k), &pk, err) == 0 &&
+            pk.state == MOAT_KEY_PENDING) {
+            moat_strlcpy(r.order_url, u, sizeof(r.order_url));
+            r.pending_id = pk.id;
+        }
+        moat_store_key_dispose(&pk);
+        json_decref(js);
+        if (r.order_url[0] != '\0') {
+            rc = moat__acme_post(&r.c, r.order_url, NULL, 0, &o, err);
+            const char *status = rc == 0 ? moat_acme_json_str(o.json, "status") : NULL;
+            if (rc == 0 && (o.status != 200 || status == NULL || strcmp(status, "invalid") == 0)) {
+                /* A lost or failed order: start a new one with the same pending key. */
+                moat__acme_resp_dispose(&o);
+                r.order_url[0] = '\0';
+            } else if (rc != 0) {
+                goto out;
+            }
+        }
+    }
+    moat_err_clear(err);
+    if (r.order_url[0] == '\0') {
+        if ((rc = new_order(&r, replaces, err)) != 0)
+            goto out;
+        if ((rc = moat__acme_post(&r.c, r.order_url, NULL, 0, &o, err)) != 0)
+            goto out;
+    }
+    if (o.status != 200) {
+        rc = moat__acme_problem(&o, "reading the order", err);
+        goto out;
+    }
+    authzs = json_object_get(o.json, "authorizations");
+    json_array_foreach(authzs, i, az)
+    {
+        if (!json_is_string(az)) {
+            rc = moat_err_set(err, MOAT_E_INVAL, "the order lists an authorization that is not a URL");
+            goto out;
+        }
+        if ((rc = do_authz(&r, json_string_value(az), err)) != 0)
+            goto out;
+    }
+    moat__acme_resp_dispose(&o);
+    if ((rc = poll_object(&r, r.order_url, "reading the order", &o, err)) != 0)
+        goto out;
+    {
+        const char *status = moat_acme_json_str(o.json, "status");
+        if (status != NULL && strcmp(status, "invalid") == 0) {
+            json_t *e = json_object_get(o.json, "error");
+            rc =
+                moat_err_set(err, MOAT_E_INVAL, "the order became invalid: %.180s",
+                             moat_acme_json_str(e, "detail") ? moat_acme_json_str(e, "detail") : "no detail");
+            /* The pending key stays and is taken over by the next order. */
+            if (moat_store_setting_delete(st, r.order_setting, &(moat_err_t){0}) != 0) {
+                /* Not fatal: a recorded order that reads as invalid is dropped on the next run. */
+            }
+            goto out;
+        }
+    }
+    rc = finalize_and_fetch(&r, &o, summary, summary_sz, err);
+out:
+    moat__acme_resp_dispose(&o);
+    moat__acme_client_dispose(&r.c);
+    moat_store_key_dispose(&ak);
+    EVP_PKEY_free(akey);
+    X509_STORE_free(trust);
+    OPENSSL_cleanse(hmac, sizeof(hmac));
+    return rc;
+}

@@ -1,0 +1,133 @@
+"""Pebble (Debian's ACME test server) with pebble-challtestsrv as its DNS server, started on loopback
+on free ports by the test itself, with real validation: pebble's VA connects back to moat's listeners on
+the http-01 and tls-alpn-01 ports given here, and resolves every name through challtestsrv (which
+answers 127.0.0.1 for any name and serves the TXT records a dns-01 hook sets)."""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import free_port, wait_port
+
+PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
+CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+class Pebble:
+    def __init__(self, tmp_path, eab=None, nonce_reject=30, env=None):
+        self.dir = tmp_path / "pebble"
+        self.dir.mkdir(exist_ok=True)
+        self.port = free_port()
+        self.mgmt_port = free_port()
+        self.dns_port = free_port()
+        self.chall_mgmt_port = free_port()
+        self.http_port = free_port()
+        self.tls_port = free_port()
+        self.eab = eab
+        self.nonce_reject = nonce_reject
+        self.extra_env = env or {}
+        self.procs = []
+        self._make_tls()
+
+    def _make_tls(self):
+        d = self.dir
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                 "-subj", "/CN=pebble test CA", "-keyout", "ca.key", "-out", "ca.pem",
+                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+                 cwd=d)
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
+                 "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr", cwd=d)
+        (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem", cwd=d)
+        self.ca_pem = d / "ca.pem"
+
+    @property
+    def directory(self):
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    def start(self):
+        cfg = {"pebble": {
+            "listenAddress": f"127.0.0.1:{self.port}",
+            "managementListenAddress": f"127.0.0.1:{self.mgmt_port}",
+            "certificate": str(self.dir / "server.pem"),
+            "privateKey": str(self.dir / "server.key"),
+            "httpPort": self.http_port,
+            "tlsPort": self.tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": self.eab is not None,
+            "externalAccountMACKeys": dict([self.eab]) if self.eab else {},
+        }}
+        (self.dir / "pebble.json").write_text(json.dumps(cfg))
+        log = open(self.dir / "challtestsrv.out", "ab")
+        self.procs.append((subprocess.Popen(
+            [CHALLTESTSRV, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01",
+             f"127.0.0.1:{self.dns_port}", "-http01", "", "-https01", "", "-tlsalpn01", "",
+             "-management", f"127.0.0.1:{self.chall_mgmt_port}"],
+            stdout=log, stderr=subprocess.STDOUT), log))
+        wait_port(self.chall_mgmt_port)
+        env = dict(os.environ)
+        env.pop("PEBBLE_VA_ALWAYS_VALID", None)
+        env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject)})
+        env.update(self.extra_env)
+        log = open(self.dir / "pebble.out", "ab")
+        self.procs.append((subprocess.Popen(
+            [PEBBLE, "-config", str(self.dir / "pebble.json"), "-dnsserver", f"127.0.0.1:{self.dns_port}"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.dir), log))
+        wait_port(self.port)
+        return self
+
+    def stop_pebble(self):
+        """Stops the ACME server only (challtestsrv keeps running)."""
+        proc, log = self.procs[-1]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+
+    def restart_pebble(self):
+        self.stop_pebble()
+        self.procs.pop()[1].close()
+        env = dict(os.environ)
+        env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject)})
+        env.update(self.extra_env)
+        log = open(self.dir / "pebble.out", "ab")
+        self.procs.append((subprocess.Popen(
+            [PEBBLE, "-config", str(self.dir / "pebble.json"), "-dnsserver", f"127.0.0.1:{self.dns_port}"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.dir), log))
+        wait_port(self.port)
+
+    def root_pem(self):
+        """Pebble's issuing root (it makes a new one on each start), over its management interface."""
+        import ssl
+        ctx = ssl.create_default_context(cafile=str(self.ca_pem))
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.mgmt_port}/roots/0", context=ctx, timeout=10) as r:
+            return r.read().decode()
+
+    def stop(self):
+        for proc, log in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            log.close()
+        self.procs = []
+
+
+@pytest.fixture
+def pebble(tmp_path):
+    p = Pebble(tmp_path)
+    yield p
+    p.stop()
