@@ -163,7 +163,7 @@ static int validate_challenge(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, vo
     (void)f;
     if (strcmp(v, "tls-alpn-01") != 0 && strcmp(v, "http-01") != 0 && strcmp(v, "dns-01") != 0)
         return moat__cfg_error(ctx, mark, key,
-                               "\"%.100s\": not a challenge moat answers; expected tls-alpn-01, "
+                               "\"%.100s\": not a challenge type; expected tls-alpn-01, "
                                "http-01 or dns-01",
                                v);
     for (long i = 0; i < item; i++)

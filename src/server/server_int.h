@@ -220,11 +220,11 @@ struct moat__server {
     size_t nbinds;
     int **bind_fds; /* [worker][bind] listening sockets, handed to workers */
     _Atomic(int) stopping;
-    atomic_size_t nconns; /* open connections of all workers, with the slots being accepted */
-    size_t max_conns;     /* limits.max_connections, capped by the open file limit at start */
-    atomic_int access_fd; /* -1: no access log; replaced in place with dup3 on reopen */
-    moat_limits_t limits; /* from the config at start (timeouts and sizes may change on reload) */
-    moat__crlf_t *crlf;   /* owned: the CRL fetcher; NULL in check mode */
+    atomic_size_t nconns;           /* open connections of all workers, with the slots being accepted */
+    size_t max_conns;               /* limits.max_connections, capped by the open file limit at start */
+    atomic_int access_fd;           /* -1: no access log; replaced in place with dup3 on reopen */
+    moat_limits_t limits;           /* from the config at start (timeouts and sizes may change on reload) */
+    moat__crlf_t *crlf;             /* owned: the CRL fetcher; NULL in check mode */
     struct moat_acme_renewer *acme; /* owned: the ACME renewal thread; NULL without certificate: acme */
 };
 

@@ -346,7 +346,7 @@ static void test_error_unknown_key(void)
         bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    frobnicate: 1\n"),
         "moat.yaml:4:5: sites[0].frobnicate: unknown key \"frobnicate\"; expected one of: hosts, default, "
         "listen, http_listen, certificate, root, require_secure_channel, hsts_max_age, client_certificate, "
-        "client_trust, client_revocation_unknown, ca_publish, locations, acme_server");
+        "client_trust, client_revocation_unknown, ca_publish, locations, acme_server, acme");
     CHECK_CONTAINS(bad("limits:\n  header_byte: 4\n"),
                    "moat.yaml:2:3: limits.header_byte: unknown key; did you mean "
                    "\"header_bytes\"?");
