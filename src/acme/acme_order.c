@@ -6,7 +6,7 @@
  */
 #include "acme/acme_int.h"
 
-#include "cli/keymgr_int.h" /* the install checks of cert install, until they move to keymgr/ */
+#include "keymgr/keymgr.h"
 #include "core/loop.h"
 #include "pki/pki.h"
 
@@ -53,29 +53,17 @@ static int sleep_ms(long ms, const atomic_int *stop)
     return 0;
 }
 
-static EVP_PKEY *load_private(moat_store_t *st, int64_t id, moat_err_t *err)
-{
-    uint8_t *der = NULL;
-    size_t len = 0;
-    EVP_PKEY *k = NULL;
-    if (moat_store_key_private(st, id, &der, &len, err) != 0)
-        return NULL;
-    if (moat_pki_key_from_pkcs8(der, len, &k, err) != 0)
-        k = NULL;
-    moat_free_secret(&der, len);
-    return k;
-}
-
-/* A new EC P-256 key under <name> in <state>, never exportable; *id its row. */
-static int new_key(moat_store_t *st, const char *name, moat_key_state_t state, const char *cn,
-                   const char *sans, int64_t *id, moat_err_t *err)
+/* A new EC P-256 key, never exportable, as the pending key of <name> (with a request naming <sans> when
+ * <cn> is set), through the key manager; *id its row. */
+static int new_key(moat_store_t *st, const char *name, const char *cn, const char *sans, int64_t *id,
+                   moat_err_t *err)
 {
     EVP_PKEY *key = NULL;
     X509_REQ *csr = NULL;
-    unsigned char *pkcs8 = NULL, *spki = NULL, *csr_der = NULL;
-    size_t pkcs8_len = 0, spki_len = 0, csr_len = 0;
-    moat_store_key_t k = {0};
-    int rc;
+    unsigned char *csr_der = NULL;
+    size_t csr_len = 0;
+    moat_store_blob_t blob;
+    int rc, own = !moat_store_in_transaction(st);
 
     if ((rc = moat_pki_key_generate(MOAT_PKI_ALG_EC_P256, NULL, NULL, &key, err)) != 0)
         return rc;
@@ -85,26 +73,22 @@ static int new_key(moat_store_t *st, const char *name, moat_key_state_t state, c
             (rc = moat_pki_csr_to_der(csr, &csr_der, &csr_len, err)) != 0)
             goto out;
     }
-    if ((rc = moat_pki_key_to_pkcs8(key, &pkcs8, &pkcs8_len, err)) != 0 ||
-        (rc = moat_pki_pubkey_to_der(key, &spki, &spki_len, err)) != 0)
+    blob.data = csr_der;
+    blob.len = csr_len;
+    if (own && (rc = moat_store_begin(st, err)) != 0)
         goto out;
-    moat_strlcpy(k.name, name, sizeof(k.name));
-    moat_strlcpy(k.algorithm, "ec-p256", sizeof(k.algorithm));
-    k.state = state;
-    k.exportable = 0;
-    k.pubkey.data = spki;
-    k.pubkey.len = spki_len;
-    k.csr.data = csr_der;
-    k.csr.len = csr_len;
-    if ((rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, err)) == 0) {
-        *id = k.id;
-        rc = moat_store_audit_add(
-            st, "acme.key", name,
-            state == MOAT_KEY_PENDING ? "pending key for an ACME order" : "ACME account key", err);
+    if ((rc = moat_keymgr_key_add(st, name, key, "ec-p256", false, cn != NULL ? &blob : NULL, id, err)) !=
+            0 ||
+        (rc = moat_store_audit_add(st, "acme.key", name,
+                                   cn != NULL ? "pending key for an ACME order" : "ACME account key", err)) !=
+            0) {
+        if (own)
+            moat_store_rollback(st);
+        goto out;
     }
+    if (own)
+        rc = moat_store_commit(st, err);
 out:
-    moat_free_secret(&pkcs8, pkcs8_len);
-    moat_free(&spki);
     moat_free(&csr_der);
     X509_REQ_free(csr);
     EVP_PKEY_free(key);
@@ -460,9 +444,8 @@ static int new_order(run_t *r, const char *replaces, moat_err_t *err)
     if (moat_store_key_get(r->st, r->site->certificate, MOAT_KEY_WANT_PENDING, &pk, err) == 0) {
         r->pending_id = pk.id;
         moat_store_key_dispose(&pk);
-    } else if (err->code != MOAT_E_NOTFOUND ||
-               (rc = new_key(r->st, r->site->certificate, MOAT_KEY_PENDING, r->site->hosts.v[0], sans,
-                             &r->pending_id, err)) != 0) {
+    } else if (err->code != MOAT_E_NOTFOUND || (rc = new_key(r->st, r->site->certificate, r->site->hosts.v[0],
+                                                             sans, &r->pending_id, err)) != 0) {
         json_decref(ids);
         return err->code;
     }
@@ -507,64 +490,41 @@ static int chain_matches(const uint8_t *pem, size_t len, const char *want)
     return match;
 }
 
-/* Installs the downloaded chain for the pending key with the checks of cert install, in one commit. */
+/* Installs the downloaded chain for the pending key with the checks of cert install (the key manager's
+ * install, in its own transaction), then drops the order record. A crash between the two leaves the
+ * order recorded with its key active: the next run sees that and only drops the record. */
 static int install(run_t *r, const uint8_t *pem, size_t len, char *summary, size_t summary_sz,
                    moat_err_t *err)
 {
-    STACK_OF(X509) *pile = NULL;
-    X509 *leaf;
+    moat_keymgr_install_req_t req = {.name = r->site->certificate,
+                                     .source = "the ACME server's certificate",
+                                     .cert_data = pem,
+                                     .cert_len = len};
+    moat_keymgr_install_res_t res = {0};
     moat_store_key_t pk = {0};
-    moat_store_blob_t *blobs = NULL;
-    size_t nblobs = 0;
-    char *missing = NULL;
-    unsigned char *der = NULL, *spki = NULL;
-    size_t der_len = 0, spki_len = 0;
-    moat_pki_cert_info_t ci = {0};
-    EVP_PKEY *pub;
     int rc;
 
-    if ((rc = moat_pki_certs_parse(pem, len, &pile, err)) != 0) {
-        moat_err_prefix(err, "the certificate the ACME server sent");
+    if ((rc = moat_store_key_get_by_id(r->st, r->pending_id, &pk, err)) != 0)
+        return rc;
+    rc = pk.state == MOAT_KEY_PENDING
+             ? 0
+             : moat_err_set(err, MOAT_E_STATE, "the order's key is no longer pending");
+    moat_store_key_dispose(&pk);
+    if (rc != 0 || (rc = moat_keymgr_install(r->st, &req, &res, err)) != 0) {
+        moat_err_prefix(err, "installing the certificate of order %s", r->order_url);
         return rc;
     }
-    leaf = sk_X509_value(pile, 0);
-    if ((rc = moat_store_key_get_by_id(r->st, r->pending_id, &pk, err)) != 0)
-        goto out;
-    pub = X509_get0_pubkey(leaf);
-    if (pub == NULL || (rc = moat_pki_pubkey_to_der(pub, &spki, &spki_len, err)) != 0 ||
-        spki_len != pk.pubkey.len || memcmp(spki, pk.pubkey.data, spki_len) != 0) {
-        rc = moat_err_set(err, MOAT_E_PKI,
-                          "the ACME server sent a certificate for another key than the order's");
-        goto out;
+    snprintf(summary, summary_sz, "installed: serial %s, issuer %s, valid until %lld", res.ci.serial,
+             res.ci.issuer, (long long)res.ci.not_after);
+    if ((rc = moat_store_begin(r->st, err)) == 0) {
+        if ((rc = moat_store_audit_add(r->st, "acme.install", r->site->certificate, r->order_url, err)) !=
+                0 ||
+            (rc = moat_store_setting_delete(r->st, r->order_setting, err)) != 0)
+            moat_store_rollback(r->st);
+        else
+            rc = moat_store_commit(r->st, err);
     }
-    if ((rc = moat__km_chain_blobs(leaf, pile, &blobs, &nblobs, &missing, err)) != 0 ||
-        (rc = moat_pki_cert_to_der(leaf, &der, &der_len, err)) != 0 ||
-        (rc = moat_pki_cert_info(leaf, &ci, err)) != 0)
-        goto out;
-    if ((rc = moat__km_check_loadable(r->st, pk.id, der, der_len, blobs, nblobs, err)) != 0)
-        goto out;
-    if ((rc = moat_store_begin(r->st, err)) != 0)
-        goto out;
-    if ((rc = moat_store_cert_install(r->st, pk.id, der, der_len, blobs, nblobs, NULL, err)) != 0 ||
-        (rc = moat_store_generation_bump(r->st, err)) != 0 ||
-        (rc = moat__km_audit(r->st, "acme.install", pk.name, err, "serial %s, issuer %s, order %s", ci.serial,
-                             ci.issuer, r->order_url)) != 0 ||
-        (rc = moat_store_setting_delete(r->st, r->order_setting, err)) != 0) {
-        moat_store_rollback(r->st);
-        goto out;
-    }
-    if ((rc = moat_store_commit(r->st, err)) != 0)
-        goto out;
-    snprintf(summary, summary_sz, "installed serial %s from %s, valid until %lld", ci.serial, ci.issuer,
-             (long long)ci.not_after);
-out:
-    moat_pki_cert_info_dispose(&ci);
-    moat__km_blobs_dispose(&blobs, nblobs);
-    moat_free(&missing);
-    moat_free(&der);
-    moat_free(&spki);
-    moat_store_key_dispose(&pk);
-    sk_X509_pop_free(pile, X509_free);
+    moat_keymgr_install_res_dispose(&res);
     return rc;
 }
 
@@ -638,22 +598,27 @@ static int finalize_and_fetch(run_t *r, moat__acme_resp_t *o, char *summary, siz
     return rc;
 }
 
+/* The EAB MAC key: base64url text, surrounding whitespace ignored. */
 static int read_hmac(const char *path, char *out, size_t outsz, moat_err_t *err)
 {
-    unsigned char *data = NULL;
-    size_t len = 0;
-    int rc = moat__km_read_file(path, 4096, &data, &len, err);
-    if (rc != 0) {
-        moat_err_prefix(err, "acme.eab.hmac_file");
-        return rc;
+    FILE *f = fopen(path, "re");
+    size_t n;
+
+    if (f == NULL)
+        return moat_err_set(err, MOAT_E_IO, "acme.eab.hmac_file %s: %s", path, strerror(errno));
+    n = fread(out, 1, outsz - 1, f);
+    if (!feof(f)) {
+        fclose(f);
+        OPENSSL_cleanse(out, outsz);
+        return moat_err_set(err, MOAT_E_LIMIT, "acme.eab.hmac_file %s is longer than an HMAC key", path);
     }
-    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
-        data[--len] = '\0';
-    rc = moat_strlcpy(out, (const char *)data, outsz) != 0
-             ? moat_err_set(err, MOAT_E_LIMIT, "the eab HMAC key is too long")
-             : 0;
-    moat_free_secret(&data, len);
-    return rc;
+    fclose(f);
+    out[n] = '\0';
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ' || out[n - 1] == '\t'))
+        out[--n] = '\0';
+    if (n == 0)
+        return moat_err_set(err, MOAT_E_INVAL, "acme.eab.hmac_file %s is empty", path);
+    return 0;
 }
 
 int moat__acme_order_run(moat_store_t *st, const moat_site_t *site, const moat_acme_conf_t *conf,
@@ -677,19 +642,17 @@ int moat__acme_order_run(moat_store_t *st, const moat_site_t *site, const moat_a
     if (conf->eab_hmac_file != NULL && (rc = read_hmac(conf->eab_hmac_file, hmac, sizeof(hmac), err)) != 0)
         goto out;
     /* The account key: made once, never exportable, kept in the store like any other key. */
-    if (moat_store_key_get(st, MOAT__ACME_ACCOUNT_KEY, MOAT_KEY_WANT_ACTIVE, &ak, err) != 0) {
+    if (moat_store_key_get(st, MOAT__ACME_ACCOUNT_KEY, MOAT_KEY_CURRENT, &ak, err) != 0) {
         int64_t id = 0;
         if (err->code != MOAT_E_NOTFOUND ||
-            (rc = new_key(st, MOAT__ACME_ACCOUNT_KEY, MOAT_KEY_ACTIVE, NULL, NULL, &id, err)) != 0 ||
+            (rc = new_key(st, MOAT__ACME_ACCOUNT_KEY, NULL, NULL, &id, err)) != 0 ||
             (rc = moat_store_key_get_by_id(st, id, &ak, err)) != 0) {
             rc = err->code;
             goto out;
         }
     }
-    if ((akey = load_private(st, ak.id, err)) == NULL) {
-        rc = err->code;
+    if ((rc = moat_keymgr_private_key(st, ak.id, &akey, err)) != 0)
         goto out;
-    }
     r.c.directory_url = conf->directory;
     r.c.trust = trust;
     r.c.stop = stop;
@@ -714,14 +677,23 @@ int moat__acme_order_run(moat_store_t *st, const moat_site_t *site, const moat_a
         const char *u = moat_acme_json_str(js, "order");
         json_t *k = json_object_get(js, "key");
         moat_store_key_t pk = {0};
+        int installed = 0;
         if (u != NULL && json_is_integer(k) &&
-            moat_store_key_get_by_id(st, (int64_t)json_integer_value(k), &pk, err) == 0 &&
-            pk.state == MOAT_KEY_PENDING) {
-            moat_strlcpy(r.order_url, u, sizeof(r.order_url));
-            r.pending_id = pk.id;
+            moat_store_key_get_by_id(st, (int64_t)json_integer_value(k), &pk, err) == 0) {
+            if (pk.state == MOAT_KEY_PENDING) {
+                moat_strlcpy(r.order_url, u, sizeof(r.order_url));
+                r.pending_id = pk.id;
+            } else if (pk.state == MOAT_KEY_ACTIVE && pk.cert != NULL) {
+                installed = 1; /* stopped after the install, before the record was dropped */
+            }
         }
         moat_store_key_dispose(&pk);
         json_decref(js);
+        if (installed) {
+            moat_strlcpy(summary, "was installed already; its order record is dropped", summary_sz);
+            rc = moat_store_setting_delete(st, r.order_setting, err);
+            goto out;
+        }
         if (r.order_url[0] != '\0') {
             rc = moat__acme_post(&r.c, r.order_url, NULL, 0, &o, err);
             const char *status = rc == 0 ? moat_acme_json_str(o.json, "status") : NULL;
