@@ -87,7 +87,8 @@ static int fresh_make(moat_pki_alg_t alg, const moat_pki_subject_t *subj, const 
     return 0;
 }
 
-/* Adds the fresh key as pending <name>, audits, writes the request file, commits. */
+/* Adds the fresh key as pending <name> (setting the pending key <replace_id> aside, so that its certificate
+ * can still be installed), audits, writes the request file, commits. */
 static int fresh_store(moat_store_t *st, const char *name, const char *algname, int exportable, fresh_t *f,
                        const char *csr_out, const char *action, int64_t replace_id, moat_err_t *err)
 {
@@ -97,7 +98,7 @@ static int fresh_store(moat_store_t *st, const char *name, const char *algname, 
 
     if (moat_store_begin(st, err) != 0)
         return err->code;
-    if (replace_id != 0 && (rc = moat_store_key_delete_id(st, replace_id, err)) != 0)
+    if (replace_id != 0 && (rc = moat_store_key_set_aside(st, replace_id, err)) != 0)
         goto fail;
     csr.data = f->csr_der; /* borrowed from <f> */
     csr.len = f->csr_der_len;
@@ -299,7 +300,8 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
         "moat key renew NAME [--csr-out FILE [--force]] [--alg ALG] [--exportable]",
         "Makes a new pending key and request for NAME with the same subject and names. The current key\n"
         "and certificate keep serving until the new certificate is installed with 'moat cert install',\n"
-        "so 'certificate: NAME' in the config keeps working. Renewing again replaces a waiting request.\n\n"
+        "so 'certificate: NAME' in the config keeps working. Renewing again makes a newer request; the\n"
+        "earlier one is kept, and its certificate can still be installed until 'moat key delete NAME'.\n\n"
         "  --csr-out FILE   write the request to FILE (default: standard output)\n"
         "  --alg ALG        algorithm of the new key (default: the same as the current key)\n"
         "  --exportable     make the new key exportable (an exportable key stays exportable)\n"
@@ -396,6 +398,11 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
             goto fail;
     }
     warn_alg(alg);
+    if (have_pending && !cli->quiet)
+        fprintf(stderr,
+                "moat: the earlier request of \"%s\" is kept: a certificate issued for it can still be "
+                "installed\n",
+                pos[0]);
     print_next(cli, pos[0], csr_out, &f, have_active ? "renewal:" : "new");
     rc = MOAT_EXIT_OK;
     goto out;

@@ -167,28 +167,33 @@ int moat_keymgr_import_cert(moat_store_t *st, int64_t key_id, X509 *leaf, const 
     return rc;
 }
 
-int moat_keymgr_pile_add_ca(moat_store_t *st, STACK_OF(X509) * pile, moat_err_t *err)
+int moat_keymgr_pile_add_ca(moat_store_t *st, X509 *leaf, STACK_OF(X509) * pile, moat_err_t *err)
 {
-    static const moat_ca_role_t roles[] = {MOAT_CA_INTERMEDIATE, MOAT_CA_ROOT};
-    int rc;
+    moat_store_ca_t row = {0};
+    X509 *x = NULL;
+    int rc = moat_store_ca_get(st, MOAT_CA_INTERMEDIATE, &row, err);
 
-    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
-        moat_store_ca_t row = {0};
-        X509 *x = NULL;
-        rc = moat_store_ca_get(st, roles[i], &row, err);
-        if (rc == MOAT_E_NOTFOUND) {
-            moat_err_clear(err);
-            continue;
-        }
-        if (rc == 0)
-            rc = moat_pki_cert_parse(row.der.data, row.der.len, &x, err);
-        moat_store_ca_dispose(&row);
-        if (rc != 0)
-            return rc;
-        if (!sk_X509_push(pile, x)) {
+    if (rc == MOAT_E_NOTFOUND) {
+        moat_err_clear(err);
+        return 0; /* a leaf of the root needs nothing: servers never send the root */
+    }
+    if (rc == 0)
+        rc = moat_pki_cert_parse(row.der.data, row.der.len, &x, err);
+    moat_store_ca_dispose(&row);
+    if (rc != 0)
+        return rc;
+    if (X509_check_issued(x, leaf) != X509_V_OK) {
+        X509_free(x);
+        return 0;
+    }
+    for (int i = 0; i < sk_X509_num(pile); i++)
+        if (X509_cmp(sk_X509_value(pile, i), x) == 0) {
             X509_free(x);
-            return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
+            return 0;
         }
+    if (!sk_X509_push(pile, x)) {
+        X509_free(x);
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
     }
     return 0;
 }
@@ -267,6 +272,31 @@ static int no_match(moat_store_t *st, const moat_keymgr_install_req_t *req, STAC
     return err->code;
 }
 
+/* The request of <name> a renewal set aside whose key certifies one of <certs>: *li its index, else -1. */
+static int find_set_aside(moat_store_t *st, const char *name, STACK_OF(X509) * certs, moat_store_key_t *out,
+                          int *li, moat_err_t *err)
+{
+    *li = -1;
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        unsigned char *spki = NULL;
+        size_t spki_len = 0;
+        int rc;
+        if ((rc = moat_pki_pubkey_to_der(X509_get0_pubkey(sk_X509_value(certs, i)), &spki, &spki_len, err)) !=
+            0)
+            return rc;
+        rc = moat_store_key_find_set_aside(st, name, spki, spki_len, out, err);
+        moat_free(&spki);
+        if (rc == 0) {
+            *li = i;
+            return 0;
+        }
+        if (rc != MOAT_E_NOTFOUND)
+            return rc;
+        moat_err_clear(err);
+    }
+    return 0;
+}
+
 /* The stored certificate of <name> with fingerprint <fpr>: its row id and how long its chain is, or 0. */
 static int find_installed(moat_store_t *st, const char *name, const char *fpr, int64_t *id, size_t *nchain,
                           moat_err_t *err)
@@ -289,7 +319,7 @@ static int find_installed(moat_store_t *st, const char *name, const char *fpr, i
 int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
                         moat_keymgr_install_res_t *res, moat_err_t *err)
 {
-    moat_store_key_t pend = {0}, act = {0};
+    moat_store_key_t pend = {0}, act = {0}, aside = {0};
     bool have_pend = false, have_act = false;
     const moat_store_key_t *target = NULL;
     STACK_OF(X509) *certs = NULL, *pile = NULL;
@@ -336,6 +366,11 @@ int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
         res->renewal = have_act;
     } else if (have_act && (li = find_for_spki(&act.pubkey, certs)) >= 0) {
         target = &act;
+    } else if ((rc = find_set_aside(st, req->name, certs, &aside, &li, err)) != 0) {
+        goto out;
+    } else if (li >= 0) {
+        target = &aside; /* the certificate of an earlier request that a renewal set aside */
+        res->renewal = have_act;
     } else {
         rc = no_match(st, req, certs, have_pend ? &pend : &act, have_pend, err);
         goto out;
@@ -357,7 +392,7 @@ int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
         }
     }
     /* moat's own CA last: a chain the caller sent wins, and an intermediate moat has is never dropped. */
-    if ((rc = moat_keymgr_pile_add_ca(st, pile, err)) != 0)
+    if ((rc = moat_keymgr_pile_add_ca(st, leaf, pile, err)) != 0)
         goto out;
     if ((rc = moat_keymgr_chain_blobs(leaf, pile, &blobs, &nblobs, &res->missing, err)) != 0) {
         moat_err_prefix(err, "the chain of %s", req->source);
@@ -386,7 +421,7 @@ int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
         goto out;
     if (existing != 0)
         rc = moat_store_cert_chain_set(st, existing, blobs, nblobs, err);
-    else
+    else if (target != &aside || (rc = moat_store_key_restore_pending(st, aside.id, err)) == 0)
         rc = moat_store_cert_install(st, target->id, der, der_len, blobs, nblobs, NULL, err);
     if (rc == 0)
         rc = moat_store_audit_add(st, existing ? "cert.chain" : "cert.install", req->name, detail, err);
@@ -408,6 +443,7 @@ out:
     sk_X509_pop_free(certs, X509_free);
     moat_store_key_dispose(&pend);
     moat_store_key_dispose(&act);
+    moat_store_key_dispose(&aside);
     return rc;
 }
 

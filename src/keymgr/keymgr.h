@@ -44,10 +44,12 @@ int moat_keymgr_chain_blobs(X509 *leaf, STACK_OF(X509) * pile, moat_store_blob_t
 void moat_keymgr_blobs_dispose(moat_store_blob_t **blobs, size_t n);
 
 /*
- * Adds moat's own CA certificates (intermediate, root) from the store to <pile>, so that a chain of a
- * certificate moat's CA issued can always be completed. New references; nothing added without a CA.
+ * Adds moat's intermediate CA certificate to <pile> when it issued <leaf> and <pile> lacks it, so that
+ * a certificate moat's CA issued always gets its chain. Nothing is added for any other leaf (a chain
+ * builder refuses unrelated certificates).
  */
-int moat_keymgr_pile_add_ca(moat_store_t *st, STACK_OF(X509) * pile, moat_err_t *err) MOAT_MUST_CHECK;
+int moat_keymgr_pile_add_ca(moat_store_t *st, X509 *leaf, STACK_OF(X509) * pile,
+                            moat_err_t *err) MOAT_MUST_CHECK;
 
 /*
  * What "key import" and "moat import" do with a key's certificate, inside the caller's transaction:

@@ -371,6 +371,58 @@ int moat_store_key_set_csr(moat_store_t *st, int64_t id, const uint8_t *csr, siz
     return moat__store_auto_end(st, own, rc, err);
 }
 
+int moat_store_key_set_aside(moat_store_t *st, int64_t id, moat_err_t *err)
+{
+    int rc, own = 0;
+    int64_t n = 0;
+    if ((rc = moat__store_auto_begin(st, &own, err)) != 0)
+        return rc;
+    rc =
+        moat__store_int(st, &n, err, "SELECT count(*) FROM keys WHERE id = ? AND state = 'pending'", "i", id);
+    if (rc == 0 && n == 0)
+        rc = moat_err_set(err, MOAT_E_STATE, "key %lld is not a pending request", (long long)id);
+    if (rc == 0)
+        rc = moat__store_run(st, err, "UPDATE keys SET state = 'retired', updated = ? WHERE id = ?", "ii",
+                             moat__store_now(), id);
+    return moat__store_auto_end(st, own, rc, err);
+}
+
+int moat_store_key_find_set_aside(moat_store_t *st, const char *name, const uint8_t *spki, size_t spki_len,
+                                  moat_store_key_t *out, moat_err_t *err)
+{
+    moat_store_stmt_t *s = NULL;
+    int rc;
+    memset(out, 0, sizeof(*out));
+    if (spki == NULL || spki_len == 0)
+        return moat_err_set(err, MOAT_E_INVAL, "no public key given");
+    if ((rc = moat__store_query(st, &s, err,
+                                "SELECT " KEY_COLS " FROM keys k WHERE name = ? AND pubkey = ? AND "
+                                "state = 'retired' AND csr IS NOT NULL AND "
+                                "NOT EXISTS (SELECT 1 FROM certs c WHERE c.key_id = k.id) "
+                                "ORDER BY id DESC LIMIT 1",
+                                "tb", name, (const void *)spki, spki_len)) != 0)
+        return rc;
+    return get_one(st, s, out, err);
+}
+
+int moat_store_key_restore_pending(moat_store_t *st, int64_t id, moat_err_t *err)
+{
+    int rc, own = 0;
+    int64_t now = moat__store_now();
+    if ((rc = moat__store_auto_begin(st, &own, err)) != 0)
+        return rc;
+    if ((rc = key_exists(st, id, err)) == 0)
+        /* Set the current request aside first: the unique index allows one pending key per name. */
+        rc = moat__store_run(st, err,
+                             "UPDATE keys SET state = 'retired', updated = ? WHERE state = 'pending' AND "
+                             "name = (SELECT name FROM keys WHERE id = ?)",
+                             "ii", now, id);
+    if (rc == 0)
+        rc = moat__store_run(st, err, "UPDATE keys SET state = 'pending', updated = ? WHERE id = ?", "ii",
+                             now, id);
+    return moat__store_auto_end(st, own, rc, err);
+}
+
 int moat_store_key_delete_id(moat_store_t *st, int64_t id, moat_err_t *err)
 {
     int rc, own = 0;

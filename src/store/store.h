@@ -177,6 +177,19 @@ int moat_store_key_set_exportable(moat_store_t *st, int64_t id, int exportable,
 /* Sets (or with len 0 clears) the pending CSR of key <id>. */
 int moat_store_key_set_csr(moat_store_t *st, int64_t id, const uint8_t *csr, size_t len,
                            moat_err_t *err) MOAT_MUST_CHECK;
+/*
+ * A renewal replaces the pending request of a name: key <id> (pending) is set aside (retired, with its
+ * request kept) so that the certificate a CA returns for it can still be installed. MOAT_E_STATE unless
+ * <id> is pending.
+ */
+int moat_store_key_set_aside(moat_store_t *st, int64_t id, moat_err_t *err) MOAT_MUST_CHECK;
+/* The request of <name> set aside by a renewal whose public key is <spki> (never certified).
+ * MOAT_E_NOTFOUND if none. */
+int moat_store_key_find_set_aside(moat_store_t *st, const char *name, const uint8_t *spki, size_t spki_len,
+                                  moat_store_key_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+/* Makes the set-aside request <id> the pending key of its name again; the pending key it replaces (if any)
+ * is set aside in turn. */
+int moat_store_key_restore_pending(moat_store_t *st, int64_t id, moat_err_t *err) MOAT_MUST_CHECK;
 /* Deletes one key row (a pending renewal, say) and its certificates. MOAT_E_NOTFOUND if none. */
 int moat_store_key_delete_id(moat_store_t *st, int64_t id, moat_err_t *err) MOAT_MUST_CHECK;
 /* Deletes every key of <name> (active, pending, retired) and all their certificates. */

@@ -78,3 +78,34 @@ def test_name_constraints_enforced_at_issuance(moat):
     m.ok("ca", "issue", "ok", "--cn", "www.example.test")
     assert verify(m, m.ok("cert", "export", "ok", "--chain").stdout).returncode == 0
     assert "www.other.test" not in m.ok("ca", "list").stdout
+
+
+# 8. A second key renew keeps the first pending request: its certificate can still be installed.
+def test_second_renew_keeps_the_first_request(moat):
+    m = moat
+    m.ok("ca", "init", "--cn", "Root")
+    m.ok("key", "new", "p", "--cn", "p.example.test", "--csr-out", m.dir / "p.csr")
+    m.ok("ca", "sign", m.dir / "p.csr", "--out", m.dir / "p.pem")
+    m.ok("cert", "install", "p", m.dir / "p.pem")
+    m.ok("key", "renew", "p", "--csr-out", m.dir / "a.csr")
+    r = m.ok("key", "renew", "p", "--csr-out", m.dir / "b.csr")
+    assert "earlier request" in r.stderr
+    m.ok("ca", "sign", m.dir / "a.csr", "--out", m.dir / "a.pem")
+    r = m.ok("cert", "install", "p", m.dir / "a.pem")
+    assert "installed" in r.stdout
+    served = m.ok("cert", "export", "p").stdout
+    assert openssl("x509", "-noout", "-pubkey", input=served).stdout == \
+        openssl("req", "-in", m.dir / "a.csr", "-noout", "-pubkey").stdout
+    # The newer request is the one still waiting, and its certificate installs as well.
+    m.ok("ca", "sign", m.dir / "b.csr", "--out", m.dir / "b.pem")
+    m.ok("cert", "install", "p", m.dir / "b.pem")
+    served = m.ok("cert", "export", "p").stdout
+    assert openssl("x509", "-noout", "-pubkey", input=served).stdout == \
+        openssl("req", "-in", m.dir / "b.csr", "-noout", "-pubkey").stdout
+    # A deleted name takes its set-aside requests with it.
+    m.ok("key", "renew", "p", "--csr-out", m.dir / "c.csr")
+    m.ok("key", "delete", "p", "--force") if "--force" in m.run("key", "delete", "--help").stdout \
+        else m.ok("key", "delete", "p")
+    m.ok("key", "new", "p", "--cn", "p.example.test", "--csr-out", m.dir / "d.csr")
+    m.ok("ca", "sign", m.dir / "c.csr", "--out", m.dir / "c.pem")
+    m.fails("cert", "install", "p", m.dir / "c.pem")
