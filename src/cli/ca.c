@@ -294,12 +294,11 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
         moat_pki_cert_to_pem(cert, chain, &pem, &pem_len, &err) != 0 ||
         moat__km_audit(st, "ca.sign", ci.serial, &err,
                        "subject %s, profile %s, names %s, until %lld, from %s", ci.subject,
-                       moat_pki_profile_name(r.profile), ci.sans, (long long)ci.not_after, pos[0]) != 0 ||
-        moat__km_write_file(out, pem, pem_len, 0644, &err) != 0) {
+                       moat_pki_profile_name(r.profile), ci.sans, (long long)ci.not_after, pos[0]) != 0) {
         moat_store_rollback(st);
         goto fail;
     }
-    if (moat__km_commit(st, out, &err) != 0)
+    if (moat__km_commit_write(st, out, pem, pem_len, 0644, &err) != 0)
         goto fail;
     if (!cli->quiet) {
         char t[64];
@@ -656,18 +655,25 @@ static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
     if (moat_store_begin(st, &err) != 0)
         goto fail;
     if (moat__km_audit(st, "ca.export-root", k.name, &err, "to %s%s", out, remove ? ", key removed" : "") !=
-            0 ||
-        moat__km_write_file(out, p12, p12_len, 0600, &err) != 0)
+        0)
         goto rollback;
     if (remove) {
+        /* The key leaves the store: its only copy is the file, so the file comes first. */
         moat_store_ca_t row = root.row;
         row.key_id = 0;
-        if (moat_store_ca_set(st, &row, &err) != 0 || moat_store_key_delete(st, k.name, &err) != 0 ||
-            moat_store_generation_bump(st, &err) != 0)
+        if (moat__km_write_file(out, p12, p12_len, 0600, &err) != 0)
             goto rollback;
-    }
-    if (moat__km_commit(st, out, &err) != 0)
+        if (moat_store_ca_set(st, &row, &err) != 0 || moat_store_key_delete(st, k.name, &err) != 0 ||
+            moat_store_generation_bump(st, &err) != 0) {
+            moat_store_rollback(st);
+            (void)unlink(out); /* the export did not happen: the key stays in the store */
+            goto fail;
+        }
+        if (moat__km_commit(st, out, &err) != 0)
+            goto fail;
+    } else if (moat__km_commit_write(st, out, p12, p12_len, 0600, &err) != 0) {
         goto fail;
+    }
     if (!cli->quiet) {
         printf("wrote the root CA key and certificate to %s (PKCS#12)\n", out);
         if (remove)
@@ -676,8 +682,7 @@ static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
     rc = MOAT_EXIT_OK;
     goto done;
 rollback:
-    moat_store_rollback(st);
-    (void)unlink(out); /* the export did not happen */
+    moat_store_rollback(st); /* nothing was written at <out>: a file already there stays */
 fail:
     rc = moat_cli_fail(cli, &err);
 done:

@@ -109,9 +109,7 @@ static int fresh_store(moat_store_t *st, const char *name, const char *algname, 
     if ((rc = moat__km_audit(st, action, name, err, "algorithm %s, exportable %s, key %s", algname,
                              exportable ? "yes" : "no", fpr)) != 0)
         goto fail;
-    if (csr_out != NULL && (rc = moat__km_write_file(csr_out, f->csr_pem, f->csr_pem_len, 0644, err)) != 0)
-        goto fail;
-    return moat__km_commit(st, csr_out, err);
+    return moat__km_commit_write(st, csr_out, f->csr_pem, f->csr_pem_len, 0644, err);
 fail:
     moat_store_rollback(st);
     return err->code;
@@ -884,12 +882,11 @@ int moat__km_export_p12(moat_store_t *st, const moat_store_key_t *k, const char 
     if ((rc = moat_store_begin(st, err)) != 0)
         goto out;
     if ((rc = moat__km_audit(st, action, k->name, err, "to %s, PKCS#12 %s", out,
-                             legacy ? "legacy (PBE-SHA1-3DES)" : "AES-256-CBC/PBKDF2")) != 0 ||
-        (rc = moat__km_write_file(out, p12, p12_len, 0600, err)) != 0) {
+                             legacy ? "legacy (PBE-SHA1-3DES)" : "AES-256-CBC/PBKDF2")) != 0) {
         moat_store_rollback(st);
         goto out;
     }
-    rc = moat__km_commit(st, out, err);
+    rc = moat__km_commit_write(st, out, p12, p12_len, 0600, err);
 out:
     OPENSSL_cleanse(pw, sizeof(pw));
     moat_free_secret(&p12, p12_len);

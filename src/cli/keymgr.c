@@ -183,53 +183,7 @@ int moat__km_check_new_file(const char *path, int force, const char *force_opt, 
 
 int moat__km_write_file(const char *path, const void *data, size_t len, int mode, moat_err_t *err)
 {
-    char tmp[PATH_MAX];
-    const unsigned char *p = data;
-    size_t done = 0;
-    int fd, e;
-
-    if (strcmp(path, "-") == 0) {
-        if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0)
-            return moat_err_set(err, MOAT_E_IO, "cannot write to stdout: %s", strerror(errno));
-        return 0;
-    }
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= sizeof(tmp))
-        return moat_err_set(err, MOAT_E_INVAL, "path too long: %s", path);
-    if ((fd = mkstemp(tmp)) < 0) {
-        e = errno;
-        moat_err_set(err, MOAT_E_IO, "cannot create %s: %s", path, strerror(e));
-        return moat_err_hint(err, "check that the folder exists and that you may write to it");
-    }
-    if (fchmod(fd, (mode_t)mode) != 0)
-        goto fail;
-    while (done < len) {
-        ssize_t w = write(fd, p + done, len - done);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            goto fail;
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) != 0)
-        goto fail;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0)
-        goto fail;
-    return 0;
-fail:
-    e = errno;
-    if (fd >= 0)
-        close(fd);
-    (void)unlink(tmp); /* best effort: the partial file must not stay behind */
-    moat_err_set(err, MOAT_E_IO, "cannot write %s: %s", path, strerror(e));
-    if (e == ENOSPC || e == EFBIG || e == EDQUOT)
-        moat_err_hint(err, "free some disk space and try again; nothing was written");
-    return err->code;
+    return moat_file_write(path, data, len, mode, err);
 }
 
 void moat__km_fmt_time(time_t t, char *out, size_t outsz)
@@ -487,6 +441,21 @@ int moat__km_commit(moat_store_t *st, const char *written, moat_err_t *err)
             (void)unlink(written); /* the change did not happen, so neither did its file */
     }
     return rc;
+}
+
+int moat__km_commit_write(moat_store_t *st, const char *out, const void *data, size_t len, int mode,
+                          moat_err_t *err)
+{
+    int rc = moat_store_commit(st, err);
+    if (rc != 0) {
+        moat_store_rollback(st);
+        return rc;
+    }
+    if (out == NULL || (rc = moat__km_write_file(out, data, len, mode, err)) == 0)
+        return 0;
+    return moat_err_hint(err,
+                         "the change itself is recorded in the store and its audit log; only the file is "
+                         "missing: free the space or fix the path and write it again");
 }
 
 int moat__km_password(const char *file, const char *prompt, int confirm, int allow_empty, char *out,

@@ -75,6 +75,35 @@ char *moat_hex_lower(const unsigned char *in, size_t n, char *out);
 /* Parses a decimal integer in [min,max] with an end check; returns 0 or MOAT_E_INVAL. */
 int moat_parse_long(const char *s, long min, long max, long *out);
 
+/*
+ * Files written whole (core/file.c). A temporary file is created unnamed (O_TMPFILE) in the folder of
+ * its destination, so a kill before it is published leaves nothing behind; where the file system has no
+ * O_TMPFILE, a named "<dest>.tmp-XXXXXX" is used and removed on every failure.
+ */
+typedef struct moat_tmpfile {
+    int fd;
+    char dest[4096];
+    char named[4096 + 16]; /* the fallback's name, "" when unnamed */
+} moat_tmpfile_t;
+/* Opens a temporary file with <mode> beside <dest>; t->fd is where to write. */
+int moat_file_tmp_open(moat_tmpfile_t *t, const char *dest, int mode, moat_err_t *err) MOAT_MUST_CHECK;
+/* Writes all of <data> to <fd>; 0 or MOAT_E_IO with errno kept (err not set). */
+int moat_file_write_all(int fd, const void *data, size_t len);
+/*
+ * Syncs and gives the temporary file its name, then syncs the folder. <replace>: an existing <dest> is
+ * replaced (rename); otherwise MOAT_E_EXISTS when it exists. The temporary file is gone either way.
+ */
+int moat_file_publish(moat_tmpfile_t *t, int replace, moat_err_t *err) MOAT_MUST_CHECK;
+/* Closes and removes an unpublished temporary file. */
+void moat_file_tmp_discard(moat_tmpfile_t *t);
+/*
+ * Writes <data> to <path> whole: "-" is standard output; a destination that exists and is not a regular
+ * file (a device such as /dev/null, a FIFO, /dev/stdout) is written in place, as openssl does; a regular
+ * file (also behind a symbolic link, which stays) is replaced atomically with <mode>, never left partial.
+ */
+int moat_file_write(const char *path, const void *data, size_t len, int mode,
+                    moat_err_t *err) MOAT_MUST_CHECK;
+
 /* Logging. The macro tests the level before formatting. */
 typedef enum {
     MOAT_LOG_EMERG,

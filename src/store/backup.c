@@ -8,9 +8,11 @@
  */
 #include "store/store_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -28,11 +30,55 @@ static void unlink_db(const char *path)
     (void)unlink(side);
 }
 
-/* A 0600 temporary file named after <base>; its path goes into <out>. */
+/*
+ * Temporary files beside the store or a backup are named "<base>.<tag>-<pid>-XXXXXX", so that one left by
+ * a killed process (a whole copy of the store) can be told from one in use: sweep_stale() removes those
+ * whose process is gone, with their -wal, -shm and -journal files.
+ */
+static void sweep_stale(const char *base, const char *tag)
+{
+    char dir[PATH_MAX], prefix[NAME_MAX + 32];
+    const char *name = strrchr(base, '/');
+    struct dirent *de;
+    DIR *d;
+    int dfd;
+
+    name = name != NULL ? name + 1 : base;
+    if ((size_t)snprintf(prefix, sizeof(prefix), "%s.%s-", name, tag) >= sizeof(prefix))
+        return;
+    if (strrchr(base, '/') == NULL)
+        (void)moat_strlcpy(dir, ".", sizeof(dir));
+    else if (strrchr(base, '/') == base)
+        (void)moat_strlcpy(dir, "/", sizeof(dir));
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(base, '/') - base), base);
+    if ((d = opendir(dir)) == NULL)
+        return; /* nothing to sweep where nothing can be read */
+    dfd = dirfd(d);
+    while ((de = readdir(d)) != NULL) {
+        struct stat sb;
+        char *end;
+        long pid;
+        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        errno = 0;
+        pid = strtol(de->d_name + strlen(prefix), &end, 10);
+        if (errno != 0 || pid <= 0 || *end != '-' || strlen(end + 1) < 6 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* still running (or another user's): in use */
+        if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+            (void)unlinkat(dfd, de->d_name, 0); /* best effort: the next run tries again */
+    }
+    closedir(d);
+}
+
+/* A 0600 temporary file named after <base>; its path goes into <out>. Stale ones are swept first. */
 static int make_temp(const char *base, const char *tag, char *out, size_t outsz, moat_err_t *err)
 {
     int fd;
-    if ((size_t)snprintf(out, outsz, "%s.%s-XXXXXX", base, tag) >= outsz)
+    sweep_stale(base, tag);
+    if ((size_t)snprintf(out, outsz, "%s.%s-%ld-XXXXXX", base, tag, (long)getpid()) >= outsz)
         return moat_err_set(err, MOAT_E_INVAL, "path too long: %s", base);
     if ((fd = mkstemp(out)) < 0)
         return moat_err_set(err, MOAT_E_IO, "cannot create a temporary file beside %s: %s", base,
@@ -101,6 +147,10 @@ int moat_store_backup(moat_store_t *st, const char *dest, int force, moat_err_t 
     } else if (errno != ENOENT) {
         return moat_err_set(err, MOAT_E_IO, "cannot access %s: %s", absdest, strerror(errno));
     }
+    /* On record before the copy exists (the copy holds its own entry): a kill may leave an entry
+     * without a backup, never a backup without an entry. */
+    if ((rc = moat_store_audit_add(st, "store.backup", absdest, NULL, err)) != 0)
+        return moat_err_prefix(err, "recording the backup to %s in the audit log failed", absdest);
     /* Written beside the destination and renamed: an interrupted backup never leaves a half file. */
     if ((rc = make_temp(absdest, "tmp", tmp, sizeof(tmp), err)) != 0)
         return rc;
@@ -111,15 +161,19 @@ int moat_store_backup(moat_store_t *st, const char *dest, int force, moat_err_t 
             rc = moat_err_set(err, MOAT_E_IO, "cannot write %s: %s", absdest, strerror(errno));
     }
     if (rc != 0) {
+        moat_err_t ignored = {0};
         unlink_db(tmp);
-        return moat_err_prefix(err, "backing up to %s", absdest);
+        moat_err_prefix(err, "backing up to %s", absdest);
+        /* The entry above says a backup was begun, this one that it was not made; if even this fails,
+         * the error being returned is the one to show. */
+        if (moat_store_audit_add(st, "store.backup", absdest, "failed: nothing was written", &ignored) != 0)
+            moat_err_clear(&ignored);
+        return rc;
     }
     dir_of(absdest, dir, sizeof(dir));
     (void)fsync_path(dir, 1, err); /* the rename is done; a failed directory sync only weakens durability */
     moat_err_clear(err);
-    if ((rc = moat_store_audit_add(st, "store.backup", absdest, NULL, err)) != 0)
-        moat_err_prefix(err, "the backup %s was written, but recording it in the audit log failed", absdest);
-    return rc;
+    return 0;
 }
 
 /* ---- diff ---- */

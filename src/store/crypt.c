@@ -177,55 +177,28 @@ static int read_mk(moat_store_t *st, int fd, moat_err_t *err)
 }
 
 /*
- * Makes a new master key. It is written to a temporary file and published with link(), which fails if
- * the name exists: another process creating the same store at the same moment never reads half a key,
- * and exactly one key wins. Returns 0 (created), 1 (another process won: load theirs) or an error.
+ * Makes a new master key. It is written to an unnamed temporary file (a kill leaves no second copy) and
+ * published with link(), which fails if the name exists: another process creating the same store at the
+ * same moment never reads half a key, and exactly one key wins. Returns 0 (created), 1 (another process
+ * won: load theirs) or an error.
  */
 static int create_mk(moat_store_t *st, moat_err_t *err)
 {
-    char tmp[sizeof(st->mk_path) + 16];
-    int fd, rc = 0;
-    size_t off = 0;
+    moat_tmpfile_t t;
+    int rc;
 
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", st->mk_path) >= sizeof(tmp))
-        return moat_err_set(err, MOAT_E_INVAL, "master key path too long: %s", st->mk_path);
-    if ((fd = mkstemp(tmp)) < 0) {
-        moat_err_set(err, MOAT_E_IO, "cannot create master key %s: %s", st->mk_path, strerror(errno));
-        return moat_err_hint(err, "check that its folder exists and is writable, or pass --master-key FILE");
-    }
-    if (fchmod(fd, 0600) != 0) {
-        rc = moat_err_set(err, MOAT_E_IO, "cannot set mode 0600 on %s: %s", tmp, strerror(errno));
-        goto done;
-    }
+    if ((rc = moat_file_tmp_open(&t, st->mk_path, 0600, err)) != 0)
+        return moat_err_prefix(err, "master key: ");
     if (RAND_priv_bytes(st->mk, sizeof(st->mk)) != 1) {
         rc = moat_err_ossl(err, MOAT_E_PKI, "no random numbers for the master key");
-        goto done;
-    }
-    while (off < sizeof(st->mk)) {
-        ssize_t n = write(fd, st->mk + off, sizeof(st->mk) - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = moat_err_set(err, MOAT_E_IO, "writing master key %s failed: %s", st->mk_path,
-                              n < 0 ? strerror(errno) : "short write");
-            goto done;
-        }
-        off += (size_t)n;
-    }
-    if (fsync(fd) != 0) {
+        moat_file_tmp_discard(&t);
+    } else if (moat_file_write_all(t.fd, st->mk, sizeof(st->mk)) != 0) {
         rc = moat_err_set(err, MOAT_E_IO, "writing master key %s failed: %s", st->mk_path, strerror(errno));
-        goto done;
+        moat_file_tmp_discard(&t);
+    } else if ((rc = moat_file_publish(&t, 0, err)) == MOAT_E_EXISTS) {
+        moat_err_clear(err);
+        rc = 1;
     }
-    if (link(tmp, st->mk_path) != 0) {
-        if (errno == EEXIST)
-            rc = 1;
-        else
-            rc =
-                moat_err_set(err, MOAT_E_IO, "cannot create master key %s: %s", st->mk_path, strerror(errno));
-    }
-done:
-    close(fd);
-    (void)unlink(tmp); /* the key now lives under its real name, or not at all */
     if (rc != 0) {
         OPENSSL_cleanse(st->mk, sizeof(st->mk));
         return rc;

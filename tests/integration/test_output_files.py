@@ -1,0 +1,171 @@
+"""Files that commands hand out: --out into a device, FIFO, /dev/stdout or through a symbolic link writes
+there (never replaces it); '-' is standard output; and under a kill at every write (strace fault
+injection, as the robustness probe did), a file never exists without its store record and audit entry,
+and no temporary copy is left behind."""
+import os
+import pathlib
+import subprocess
+import threading
+
+import pytest
+
+from conftest import MOAT_BIN
+from keymgr_helpers import openssl, write_pw
+
+
+@pytest.fixture
+def ca(moat):
+    moat.ok("ca", "init", "--cn", "Out Root")
+    return moat
+
+
+def crl_pem(m):
+    return m.ok("ca", "crl").stdout
+
+
+def test_out_dash_is_stdout(ca):
+    r = ca.ok("ca", "crl", "--out", "-")
+    assert r.stdout.startswith("-----BEGIN X509 CRL-----")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_out_to_a_device_writes_in_place(ca):
+    dev = ca.dir / "fakenull"
+    subprocess.run(["mknod", "-m", "666", str(dev), "c", "1", "3"], check=True)
+    ca.ok("ca", "crl", "--out", dev)
+    ca.ok("ca", "cert", "--root", "--out", dev)
+    assert dev.is_char_device(), "the device node was replaced by a regular file"
+    assert not list(ca.dir.glob("fakenull.tmp-*"))
+
+
+def test_out_to_a_fifo_and_dev_stdout(ca):
+    fifo = ca.dir / "out.fifo"
+    os.mkfifo(fifo)
+    got = []
+    t = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    t.start()
+    ca.ok("ca", "crl", "--out", fifo, timeout=30)
+    t.join(30)
+    assert fifo.is_fifo() and got and got[0].startswith(b"-----BEGIN X509 CRL-----")
+    # /dev/stdout is a link to a pipe here: the pipe gets the bytes
+    r = subprocess.run([MOAT_BIN, "ca", "cert", "--root", "--out", "/dev/stdout"], env=ca.env, cwd=ca.dir,
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith(b"-----BEGIN CERTIFICATE-----"), r.stderr
+    assert pathlib.Path("/dev/stdout").is_symlink()
+
+
+def test_out_through_a_symlink_keeps_the_link(ca):
+    target = ca.dir / "real.pem"
+    target.write_text("old\n")
+    link = ca.dir / "link.pem"
+    link.symlink_to(target)
+    ca.ok("ca", "crl", "--out", link)
+    assert link.is_symlink() and target.read_text().startswith("-----BEGIN X509 CRL-----")
+
+
+def test_out_to_a_folder_says_so(ca):
+    (ca.dir / "d").mkdir()
+    r = ca.fails("ca", "crl", "--out", ca.dir / "d")
+    assert "is a folder" in r.stderr
+
+
+def kill_at(m, syscall, n, args):
+    """Runs moat ARGS under strace, killed just before its n-th <syscall>. Returns the exit status."""
+    r = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}",
+                        "-e", f"inject={syscall}:signal=KILL:when={n}", MOAT_BIN, *map(str, args)],
+                       env=m.env, cwd=m.dir, capture_output=True, timeout=120)
+    return r.returncode
+
+
+def audit(m, action):
+    r = subprocess.run(["sqlite3", str(m.store), f"select object from audit where action='{action}'"],
+                       capture_output=True, text=True, timeout=60)
+    return r.stdout.split()
+
+
+def leftovers(d):
+    """Temporary files in <d>, one entry per file with its -journal, -wal and -shm."""
+    names = {p.name.removesuffix("-journal").removesuffix("-wal").removesuffix("-shm")
+             for p in pathlib.Path(d).iterdir()}
+    return sorted(n for n in names if ".tmp-" in n or ".restore-" in n)
+
+
+def each_kill(m, args, check, syscalls=("pwrite64", "fdatasync", "fsync", "rename", "linkat", "link"),
+              swept=False):
+    """Kills <args> at every point of each syscall in turn (until a run completes), calling check(). No
+    temporary file may be left; with <swept>, one a kill left (a copy of a whole store) is removed by the
+    next run, so there is never more than one."""
+    kills = 0
+    for sc in syscalls:
+        for n in range(1, 200):
+            rc = kill_at(m, sc, n, args)
+            check()
+            left = leftovers(m.dir)
+            assert len(left) <= (1 if swept else 0), f"{sc} #{n}: left {left}"
+            if rc != -9 and rc != 137:
+                break
+            kills += 1
+    assert not leftovers(m.dir), f"left after a run that completed: {leftovers(m.dir)}"
+    return kills
+
+
+def test_ca_sign_records_before_it_writes(ca):
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", ca.dir / "w.key", "-subj", "/CN=w.example.com", "-out", ca.dir / "w.csr")
+    out = ca.dir / "signed.pem"
+    state = {"checked": 0}
+
+    def check():
+        if out.exists():
+            serial = openssl("x509", "-in", out, "-noout", "-serial").stdout.split("=")[1].strip()
+            assert serial.upper() in [s.upper().replace(":", "") for s in audit(ca, "ca.sign")], \
+                f"certificate {serial} on disk without its ca.sign audit entry"
+            ca.ok("ca", "revoke", serial)  # the CA knows it: it can be revoked
+            out.unlink()
+            state["checked"] += 1
+
+    kills = each_kill(ca, ["ca", "sign", "w.csr", "--out", out], check)
+    assert kills > 10 and state["checked"] > 0
+
+
+def test_key_export_and_backup_record_before_they_write(ca):
+    ca.ok("ca", "issue", "c1", "--cn", "c1", "--profile", "client")
+    pw = write_pw(ca.dir)
+    p12 = ca.dir / "c1.p12"
+
+    def check_export():
+        if p12.exists():
+            assert len(audit(ca, "ca.export-client")) + len(audit(ca, "key.export")) >= 1, \
+                "an export on disk without its audit entry"
+            p12.unlink()
+            subprocess.run(["sqlite3", str(ca.store), "delete from audit where action like '%export%'"],
+                           check=True, timeout=60)
+
+    assert each_kill(ca, ["ca", "export-client", "c1", "--out", p12, "--password-file", pw], check_export) > 5
+    bak = ca.dir / "backup.db"
+
+    def check_backup():
+        if bak.exists():
+            assert audit(ca, "store.backup"), "a backup on disk without its audit entry"
+            bak.unlink()
+            subprocess.run(["sqlite3", str(ca.store), "delete from audit where action='store.backup'"],
+                           check=True, timeout=60)
+
+    assert each_kill(ca, ["store", "backup", bak], check_backup, syscalls=("fsync", "rename", "pwrite64"),
+                     swept=True) > 3
+    # a restore copy left by a killed restore (its process gone) is removed by the next restore
+    ca.ok("store", "backup", bak, "--force")
+    stale = ca.dir / "moat.db.restore-99999999-abcdef"
+    stale.write_bytes(bak.read_bytes())
+    ca.ok("store", "restore", bak, "--dry-run")
+    assert not stale.exists()
+
+
+def test_a_killed_ca_init_leaves_no_master_key_copy(moat):
+    def check():
+        for f in (moat.dir / "moat.db", moat.dir / "moat.db.key", moat.dir / "moat.db-wal",
+                  moat.dir / "moat.db-shm"):
+            if f.exists():
+                f.unlink()
+
+    assert each_kill(moat, ["ca", "init", "--cn", "K"], check, syscalls=("write", "fsync", "linkat")) > 3
