@@ -3,6 +3,8 @@
 #include "cli/groups.h"
 
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 static const moat_cli_group_t groups[] = {
 #define MOAT_CLI_GROUP(name, summary) {#name, summary, moat_cli_##name},
@@ -34,6 +36,10 @@ int main(int argc, char **argv)
     moat_cli_t cli = {0};
     moat_err_t err = {0};
 
+    /* moat holds the master key and unsealed private keys: no core dump of it, and no other process of
+     * the same user attaching to read them (ssh-agent and gpg-agent do the same). */
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    (void)setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
     if (moat_cli_parse_globals(&cli, &argc, argv, &err) != 0)
         return moat_cli_fail(&cli, &err);
     if (argc < 2) {

@@ -66,6 +66,12 @@ char *moat_strdup(const char *s);
 #define moat_free_secret(pp, len) moat__free_secret((void **)(pp), (len))
 void moat__free(void **pp);
 void moat__free_secret(void **pp, size_t len);
+/* Zeroed memory for key material on pages of its own, kept out of core dumps (MADV_DONTDUMP) and of swap
+ * (mlock, where RLIMIT_MEMLOCK allows); moat_secret_free() cleanses and unmaps it. NULL when out of memory.
+ */
+void *moat_secret_alloc(size_t n);
+#define moat_secret_free(pp, len) moat__secret_free((void **)(pp), (len))
+void moat__secret_free(void **pp, size_t len);
 /* Debug builds fail the Nth allocation when MOAT_FAIL_ALLOC=N is set (torture tests). */
 
 /* Copies at most size-1 bytes and always terminates; returns 0, or MOAT_E_LIMIT if truncated. */

@@ -5,6 +5,8 @@
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #ifdef MOAT_DEBUG_ALLOC
 /* MOAT_FAIL_ALLOC=N makes the Nth allocation fail, so tests can prove OOM is an ordinary error. */
@@ -103,4 +105,37 @@ int moat_parse_long(const char *s, long min, long max, long *out)
         return MOAT_E_INVAL;
     *out = v;
     return 0;
+}
+
+/* Whole pages of their own: madvise and mlock work on pages, and nothing else shares them. */
+static size_t secret_span(size_t n)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t page = pg > 0 ? (size_t)pg : 4096;
+    return (n + page - 1) / page * page;
+}
+
+void *moat_secret_alloc(size_t n)
+{
+    size_t span = secret_span(n);
+    void *p;
+    if (n == 0 || should_fail())
+        return NULL;
+    p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    (void)madvise(p, span, MADV_DONTDUMP); /* never in a core dump */
+    (void)mlock(p, span);                  /* never in swap; best effort (RLIMIT_MEMLOCK) */
+    return p;
+}
+
+void moat__secret_free(void **pp, size_t n)
+{
+    size_t span = secret_span(n);
+    if (*pp == NULL)
+        return;
+    OPENSSL_cleanse(*pp, n);
+    (void)munlock(*pp, span);
+    (void)munmap(*pp, span);
+    *pp = NULL;
 }

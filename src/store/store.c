@@ -234,13 +234,14 @@ int moat_store_open(const char *path, const char *master_key_path, unsigned flag
     }
     if (master_key_path == NULL && !(flags & MOAT_STORE_NO_MASTER_KEY))
         return moat_err_set(err, MOAT_E_INVAL, "no master key path given for store %s", path);
-    if ((st = moat_calloc(1, sizeof(*st))) == NULL)
+    /* The master key lives in the handle: pages kept out of core dumps and swap. */
+    if ((st = moat_secret_alloc(sizeof(*st))) == NULL)
         return moat_err_set(err, MOAT_E_NOMEM, "out of memory opening the store");
     st->ops = &moat__store_sqlite_ops;
     st->flags = flags;
     if (moat_strlcpy(st->path, path, sizeof(st->path)) != 0 ||
         (master_key_path != NULL && moat_strlcpy(st->mk_path, master_key_path, sizeof(st->mk_path)) != 0)) {
-        moat_free(&st);
+        moat_secret_free(&st, sizeof(*st));
         return moat_err_set(err, MOAT_E_INVAL, "store path too long: %s", path);
     }
 
@@ -309,7 +310,7 @@ fail:
         snprintf(side, sizeof(side), "%s-shm", st->path);
         (void)unlink(side);
     }
-    moat_free_secret(&st, sizeof(*st));
+    moat_secret_free(&st, sizeof(*st));
     return rc;
 }
 
@@ -320,7 +321,7 @@ void moat_store_close(moat_store_t *st)
     if (st->in_tx)
         moat_store_rollback(st);
     st->ops->close(st);
-    moat_free_secret(&st, sizeof(*st));
+    moat_secret_free(&st, sizeof(*st));
 }
 
 const char *moat_store_path(const moat_store_t *st)
