@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -156,6 +157,17 @@ int moat_acme_http01_add(const char *token, const char *key_authz, moat_err_t *e
 void moat_acme_http01_remove(const char *token);
 /* Copies the key authorization for <token> (<len> bytes, not NUL-terminated) into <out>; 1 when found. */
 int moat_acme_http01_lookup(const char *token, size_t len, char *out, size_t outsz);
+/* tls-alpn-01 (RFC 8737): the certificate to present to a ClientHello for <name> that offers only the
+ * acme-tls/1 protocol. The ACME thread sets (new references taken) and removes; a worker's lookup gets new
+ * references (X509_free, EVP_PKEY_free) and returns 1, or 0 when no validation for <name> runs. */
+int moat_acme_tlsalpn_add(const char *name, X509 *cert, EVP_PKEY *key, moat_err_t *err) MOAT_MUST_CHECK;
+void moat_acme_tlsalpn_remove(const char *name);
+int moat_acme_tlsalpn_lookup(const char *name, X509 **cert, EVP_PKEY **key);
+/* The ALPN protocol of tls-alpn-01, as it is written in a protocol list (length byte first). */
+#define MOAT_ACME_TLS_ALPN                                                                                   \
+    "\x0a"                                                                                                   \
+    "acme-tls/1"
+
 /* The path prefix the server answers before any redirect. */
 #define MOAT_ACME_HTTP01_PREFIX "/.well-known/acme-challenge/"
 

@@ -233,6 +233,9 @@ static int site_has_challenge(const moat_acme_conf_t *conf, const char *type)
  * answer (http-01 needs an http_listen, dns-01 a hook). */
 static json_t *pick_challenge(run_t *r, json_t *authz, int wildcard)
 {
+    int is_ip = moat_pki_is_ip_literal(moat_acme_json_str(json_object_get(authz, "identifier"), "value")
+                                           ? moat_acme_json_str(json_object_get(authz, "identifier"), "value")
+                                           : "");
     static const char *const order[] = {"tls-alpn-01", "http-01", "dns-01"};
     const moat_strlist_t *pref = &r->conf->challenges;
     size_t n = pref->n > 0 ? pref->n : 2;
@@ -242,7 +245,8 @@ static json_t *pick_challenge(run_t *r, json_t *authz, int wildcard)
         size_t i;
         if (strcmp(want, "http-01") == 0 && (r->site->nhttp_listen == 0 || wildcard))
             continue;
-        if (strcmp(want, "tls-alpn-01") == 0 && wildcard)
+        /* RFC 8738 §6: an IP identifier is validated over reverse-DNS SNI, which moat does not answer. */
+        if (strcmp(want, "tls-alpn-01") == 0 && (wildcard || is_ip))
             continue;
         if (!site_has_challenge(r->conf, want))
             continue;
@@ -254,6 +258,56 @@ static json_t *pick_challenge(run_t *r, json_t *authz, int wildcard)
         }
     }
     return NULL;
+}
+
+/* The tls-alpn-01 certificate (RFC 8737 §3): self-signed for <ident> alone, with the critical
+ * acmeIdentifier extension holding the SHA-256 of the key authorization. */
+static int tlsalpn_cert(const char *ident, const char *key_authz, X509 **out_cert, EVP_PKEY **out_key,
+                        moat_err_t *err)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH], der[2 + SHA256_DIGEST_LENGTH];
+    EVP_PKEY *key = NULL;
+    X509 *x = X509_new();
+    ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+    ASN1_OCTET_STRING *val = ASN1_OCTET_STRING_new();
+    X509_EXTENSION *ext = NULL;
+    GENERAL_NAMES *sans = NULL;
+    char san[300];
+    int rc;
+
+    SHA256((const unsigned char *)key_authz, strlen(key_authz), md);
+    der[0] = 0x04; /* the extension's value is the DER of an OCTET STRING holding the hash */
+    der[1] = SHA256_DIGEST_LENGTH;
+    memcpy(der + 2, md, sizeof(md));
+    snprintf(san, sizeof(san), "%s:%s", moat_pki_is_ip_literal(ident) ? "IP" : "DNS", ident);
+    if ((rc = moat_pki_key_generate(MOAT_PKI_ALG_EC_P256, NULL, NULL, &key, err)) != 0 ||
+        (rc = moat_pki_sans_parse(san, &sans, err)) != 0)
+        goto out;
+    if (x == NULL || oid == NULL || val == NULL || ASN1_OCTET_STRING_set(val, der, sizeof(der)) != 1 ||
+        (ext = X509_EXTENSION_create_by_OBJ(NULL, oid, 1, val)) == NULL || X509_set_version(x, 2) != 1 ||
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 1) != 1 ||
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+                                   (const unsigned char *)"acme", -1, -1, 0) != 1 ||
+        X509_set_issuer_name(x, X509_get_subject_name(x)) != 1 ||
+        X509_gmtime_adj(X509_getm_notBefore(x), -3600) == NULL ||
+        X509_gmtime_adj(X509_getm_notAfter(x), 7 * 86400) == NULL || X509_set_pubkey(x, key) != 1 ||
+        X509_add1_ext_i2d(x, NID_subject_alt_name, sans, 1, X509V3_ADD_DEFAULT) != 1 ||
+        X509_add_ext(x, ext, -1) != 1 || X509_sign(x, key, EVP_sha256()) <= 0) {
+        rc = moat_err_ossl(err, MOAT_E_PKI, "making the tls-alpn-01 certificate for %s", ident);
+        goto out;
+    }
+    *out_cert = x;
+    *out_key = key;
+    x = NULL;
+    key = NULL;
+out:
+    GENERAL_NAMES_free(sans);
+    X509_EXTENSION_free(ext);
+    ASN1_OCTET_STRING_free(val);
+    ASN1_OBJECT_free(oid);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return rc;
 }
 
 static int dns01_value(const char *key_authz, char *out, size_t outsz)
@@ -337,6 +391,15 @@ static int do_authz(run_t *r, const char *url, moat_err_t *err)
         }
         if ((rc = run_hook(r->conf->dns_hook, "set", dns_name, dns_value, err)) != 0)
             goto out;
+    } else if (strcmp(type, "tls-alpn-01") == 0) {
+        X509 *cert = NULL;
+        EVP_PKEY *key = NULL;
+        if ((rc = tlsalpn_cert(ident, key_authz, &cert, &key, err)) == 0)
+            rc = moat_acme_tlsalpn_add(ident, cert, key, err);
+        X509_free(cert);
+        EVP_PKEY_free(key);
+        if (rc != 0)
+            goto out;
     } else {
         rc = moat_err_set(err, MOAT_E_INVAL, "%s is not answered by this build", type);
         goto out;
@@ -391,6 +454,8 @@ static int do_authz(run_t *r, const char *url, moat_err_t *err)
 out:
     if (answered && strcmp(type, "http-01") == 0)
         moat_acme_http01_remove(token);
+    if (answered && strcmp(type, "tls-alpn-01") == 0)
+        moat_acme_tlsalpn_remove(ident);
     if (answered && strcmp(type, "dns-01") == 0) {
         moat_err_t e2 = {0};
         (void)run_hook(r->conf->dns_hook, "clear", dns_name, dns_value,

@@ -316,6 +316,7 @@ typedef struct moat__conn {
     unsigned readable : 1, writable : 1, req_started : 1, head_ok : 1, sni_matched : 1, shut_sent : 1,
         out_armed : 1, ccert_denied : 1, peer_closed : 1,
         site_from_hello : 1, /* the ClientHello callback chose the site: the servername callback keeps it */
+        acme_tls : 1,        /* a tls-alpn-01 validation: the challenge certificate, ALPN acme-tls/1 */
         hold_out : 1,        /* wbuf waits for the answer to records already received (one send for both) */
         crl_waited : 1,      /* this request waited for a CRL already; deadline_ms is when it stops */
         ccert_dates : 1;     /* ccert_not_before/after hold the client certificate's dates */

@@ -13,6 +13,8 @@
  */
 #include "server/server_int.h"
 
+#include "acme/acme.h"
+
 #include <errno.h>
 #include <openssl/err.h>
 #include <signal.h>
@@ -835,6 +837,18 @@ static int hello_sni(SSL *ssl, char *out, size_t outsz)
     return 1;
 }
 
+/* 1 when the ClientHello's ALPN list offers exactly acme-tls/1 (RFC 8737 §3: a validation offers nothing
+ * else). */
+static int hello_wants_acme(SSL *ssl)
+{
+    const unsigned char *p;
+    size_t len;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p, &len) != 1)
+        return 0;
+    return len == 2 + sizeof(MOAT_ACME_TLS_ALPN) - 1 && ((size_t)p[0] << 8 | p[1]) == len - 2 &&
+           memcmp(p + 2, MOAT_ACME_TLS_ALPN, sizeof(MOAT_ACME_TLS_ALPN) - 1) == 0;
+}
+
 /*
  * OpenSSL looks for a session to resume (TLS 1.2 session id or ticket, TLS 1.3 PSK) before it calls the
  * servername callback, and compares its session id context with the connection's at that moment: the
@@ -860,7 +874,43 @@ static int on_client_hello(SSL *ssl, int *al, void *arg)
     /* The choice is final when the name was read here: choosing again per handshake would redo the
      * verify settings, the CA list copy and, without SNI, getsockname(). */
     c->site_from_hello = found >= 0;
+    if (found == 1 && hello_wants_acme(ssl)) {
+        X509 *cert = NULL;
+        EVP_PKEY *key = NULL;
+        /* RFC 8737 §3: a validation presents the challenge certificate and negotiates acme-tls/1; with no
+         * validation running for the name the handshake is refused (no_application_protocol). */
+        if (!moat_acme_tlsalpn_lookup(sni, &cert, &key)) {
+            *al = SSL_AD_NO_APPLICATION_PROTOCOL;
+            return SSL_CLIENT_HELLO_ERROR;
+        }
+        if (SSL_use_certificate(ssl, cert) != 1 || SSL_use_PrivateKey(ssl, key) != 1) {
+            X509_free(cert);
+            EVP_PKEY_free(key);
+            ERR_clear_error();
+            *al = SSL_AD_INTERNAL_ERROR;
+            return SSL_CLIENT_HELLO_ERROR;
+        }
+        X509_free(cert);
+        EVP_PKEY_free(key);
+        c->acme_tls = 1;
+    }
     return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* ALPN: acme-tls/1 for a tls-alpn-01 validation; other connections negotiate no protocol here. */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                   unsigned inlen, void *arg)
+{
+    moat__conn_t *c = SSL_get_ex_data(ssl, conn_ex_index);
+    unsigned char *sel = NULL;
+    (void)arg;
+    if (c == NULL || !c->acme_tls)
+        return SSL_TLSEXT_ERR_NOACK;
+    if (SSL_select_next_proto(&sel, outlen, (const unsigned char *)MOAT_ACME_TLS_ALPN,
+                              sizeof(MOAT_ACME_TLS_ALPN) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
 }
 
 void moat__wgen_prepare(moat__wgen_t *wg)
@@ -868,6 +918,7 @@ void moat__wgen_prepare(moat__wgen_t *wg)
     for (size_t i = 0; i < wg->gen->cfg->nsites; i++) {
         SSL_CTX_set_tlsext_servername_callback(wg->ctx[i], on_servername);
         SSL_CTX_set_client_hello_cb(wg->ctx[i], on_client_hello, NULL);
+        SSL_CTX_set_alpn_select_cb(wg->ctx[i], on_alpn, NULL);
     }
 }
 

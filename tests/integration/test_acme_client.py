@@ -28,7 +28,7 @@ acme:
   challenges: [{", ".join(challenges)}]
 {extra_acme}
 sites:
-  - hosts: [{", ".join(hosts)}]
+  - hosts: [{", ".join(json.dumps(h) for h in hosts)}]
     listen: ["127.0.0.1:{pb.tls_port}"]
     http_listen: ["127.0.0.1:{pb.http_port}"]
     certificate: acme
@@ -91,3 +91,54 @@ def test_http01_first_issuance(moat, pebble):
     # Ordered once: one certificate in the history.
     hist = moat.ok("cert", "history", KEY).stdout
     assert len([ln for ln in hist.splitlines() if ln.startswith("* ")]) == 1
+
+
+DNS_HOOK = """#!/usr/bin/python3
+# dns-01 hook for the tests: sets or clears the TXT record in pebble-challtestsrv and logs what it did.
+import json, sys, urllib.request
+verb, name, value = sys.argv[1:4]
+body = {"host": name, "value": value} if verb == "set" else {"host": name}
+req = urllib.request.Request("http://127.0.0.1:%(port)d/" + ("set-txt" if verb == "set" else "clear-txt"),
+                             data=json.dumps(body).encode(), method="POST")
+urllib.request.urlopen(req, timeout=5).read()
+with open("%(log)s", "a") as f:
+    f.write("%%s %%s %%s\\n" %% (verb, name, value))
+"""
+
+
+def test_dns01_wildcard_through_hook(moat, pebble):
+    pebble.start()
+    hook = moat.dir / "dns-hook"
+    hook_log = moat.dir / "hook.log"
+    hook.write_text(DNS_HOOK % {"port": pebble.chall_mgmt_port, "log": hook_log})
+    hook.chmod(0o755)
+    cfg = config(pebble, ["dns-01"], extra_acme=f"  dns_hook: {hook}", hosts=(HOST, "*.example.test"))
+    start(moat, pebble, cfg)
+    pem = wait_issued(moat)
+    info = issuer_of(pem, moat)
+    assert "DNS:*.example.test" in info and f"DNS:{HOST}" in info
+    calls = hook_log.read_text().splitlines()
+    # One TXT record per authorization, each set and then cleared (the wildcard and the name share one
+    # record name).
+    assert [c.split()[:2] for c in calls].count(["set", f"_acme-challenge.{HOST}."]) == 1
+    assert [c.split()[:2] for c in calls].count(["clear", f"_acme-challenge.{HOST}."]) == 1
+    assert sum(1 for c in calls if c.startswith("set ")) == 2
+
+
+def test_tls_alpn01_first_issuance(moat, pebble):
+    pebble.start()
+    start(moat, pebble, config(pebble, ["tls-alpn-01"]))
+    pem = wait_issued(moat)
+    assert "Pebble Intermediate" in issuer_of(pem, moat)
+    # Without a validation running, a ClientHello offering only acme-tls/1 is refused, not answered
+    # with the site's certificate.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    with pytest.raises(ssl.SSLError):
+        with socket.create_connection(("127.0.0.1", pebble.tls_port), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname=HOST):
+                pass
+    # An ordinary handshake still gets the issued certificate.
+    assert served_cert(pebble.tls_port) is not None
