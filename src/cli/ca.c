@@ -744,7 +744,8 @@ static int ca_list(moat_cli_t *cli, int argc, char **argv)
             moat_json_kv_str(&j, "name", x->name[0] ? x->name : NULL);
             moat_json_kv_str(&j, "subject", x->subject);
             moat_json_kv_str(&j, "profile", x->profile);
-            moat_json_kv_str(&j, "issuer", moat_store_ca_role_name(x->issuer));
+            moat_json_kv_str(&j, "issuing_ca",
+                             moat_store_ca_role_name(x->issuer)); /* "issuer" is a DN elsewhere */
             moat_json_kv_str(&j, "issued", moat_pki_time_format((time_t)x->issued, b));
             moat_json_kv_str(&j, "not_after", moat_pki_time_format((time_t)x->not_after, b));
             moat_json_kv_int(&j, "days_left", moat__km_days_left((time_t)x->not_after, now));

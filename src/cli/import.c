@@ -404,7 +404,6 @@ static void print_json(const char *source, const moat_import_scan_t *scan, const
     moat_json_arr_begin(&j);
     for (size_t i = 0; i < res->npairs; i++) {
         const moat_import_pair_t *p = &res->pairs[i];
-        char day[32];
         moat_json_obj_begin(&j);
         moat_json_kv_str(&j, "name", out[i].name);
         moat_json_kv_str(&j, "action", action_json(out[i].action));
@@ -420,8 +419,7 @@ static void print_json(const char *source, const moat_import_scan_t *scan, const
         } else {
             moat_json_obj_begin(&j);
             moat_json_kv_str(&j, "subject", p->subject);
-            fmt_day(p->not_after, day, sizeof(day));
-            moat_json_kv_str(&j, "not_after", day);
+            moat_json_kv_time(&j, "not_after", (int64_t)p->not_after);
             moat_json_kv_str(&j, "file", p->cert_file->path);
             moat_json_kv_int(&j, "chain", sk_X509_num(p->chain));
             moat_json_kv_str(&j, "chain_ends_below", p->chain_missing);

@@ -951,6 +951,68 @@ static int key_export(moat_cli_t *cli, int argc, char **argv)
     return rc;
 }
 
+/* Prints the pending request of NAME again (as IIS shows a pending request), for a CA that lost it. */
+static int key_csr(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1], *out = NULL;
+    int force = 0, rc;
+    moat_store_t *st = NULL;
+    moat_store_key_t k = {0};
+    X509_REQ *req = NULL;
+    char *pem = NULL;
+    size_t pem_len = 0;
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--out", &out, NULL, NULL, NULL, 0},
+        {"--force", NULL, &force, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat key csr NAME [--out FILE [--force]]",
+        "Prints the certificate request (PKCS#10, PEM) of the pending key NAME again: the one 'moat key\n"
+        "new' or 'moat key renew' made and that waits for its certificate.\n\n"
+        "  --out FILE   write it to FILE instead of standard output\n"
+        "  --force      overwrite an existing FILE\n"
+        "  --json       {\"name\", \"csr\": PEM text}\n\n"
+        "example: moat key csr www --out www.csr\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_check_new_file(out, force, "--force", &err) != 0 ||
+        moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    rc = moat_store_key_get(st, pos[0], MOAT_KEY_WANT_PENDING, &k, &err);
+    if (rc == MOAT_E_NOTFOUND) {
+        moat_err_set(&err, MOAT_E_NOTFOUND, "key \"%s\" has no pending request", pos[0]);
+        moat_err_hint(&err, "'moat key renew %s' makes a new one; 'moat key list' shows the keys", pos[0]);
+    } else if (rc == 0 && k.csr.len == 0) {
+        rc = moat_err_set(&err, MOAT_E_STATE, "the pending key \"%s\" has no stored request", pos[0]);
+        moat_err_hint(&err, "'moat key renew %s' makes a new key and request", pos[0]);
+    }
+    if (rc == 0 && (rc = moat_pki_csr_parse(k.csr.data, k.csr.len, &req, &err)) == 0)
+        rc = moat_pki_csr_to_pem(req, &pem, &pem_len, &err);
+    if (rc == 0 && cli->json && out == NULL) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "name", pos[0]);
+        moat_json_kv_str(&j, "csr", pem);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (rc == 0) {
+        rc = moat__km_write_file(out ? out : "-", pem, pem_len, 0644, &err);
+    }
+    X509_REQ_free(req);
+    moat_free(&pem);
+    moat_store_key_dispose(&k);
+    moat_store_close(st);
+    return rc == 0 ? MOAT_EXIT_OK : moat_cli_fail(cli, &err);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 
 int moat_cli_key(moat_cli_t *cli, int argc, char **argv)
@@ -959,6 +1021,7 @@ int moat_cli_key(moat_cli_t *cli, int argc, char **argv)
         {"new", "make a key pair and a certificate request (pending until its certificate is installed)",
          key_new},
         {"renew", "make a new pending key and request under the same name", key_renew},
+        {"csr", "print the request of a pending key again", key_csr},
         {"list", "list the keys with their state and expiry", key_list},
         {"show", "show one key and its certificate", key_show},
         {"import", "import a key (and certificate) from PEM, DER, PKCS#8 or PKCS#12", key_import},

@@ -314,16 +314,6 @@ static void json_sans(moat_json_t *j, const char *sans)
     moat_json_arr_end(j);
 }
 
-static void json_time(moat_json_t *j, const char *key, int64_t t)
-{
-    char buf[MOAT_PKI_TIME_SIZE];
-    moat_json_key(j, key);
-    if (t == 0)
-        moat_json_null(j);
-    else
-        moat_json_str(j, moat_pki_time_format((time_t)t, buf));
-}
-
 void moat__km_view_json(moat_json_t *j, const moat__km_view_t *v, time_t now)
 {
     const moat_store_key_t *k = v->key;
@@ -346,8 +336,8 @@ void moat__km_view_json(moat_json_t *j, const moat__km_view_t *v, time_t now)
     json_sans(j, c ? c->sans : ci.sans);
     moat_json_kv_str(j, "issuer", c ? c->issuer : NULL);
     moat_json_kv_str(j, "serial", c ? c->serial : NULL);
-    json_time(j, "not_before", c ? c->not_before : 0);
-    json_time(j, "not_after", c ? c->not_after : 0);
+    moat_json_kv_time(j, "not_before", c ? c->not_before : 0);
+    moat_json_kv_time(j, "not_after", c ? c->not_after : 0);
     moat_json_key(j, "days_left");
     if (c)
         moat_json_int(j, moat__km_days_left((time_t)c->not_after, now));
@@ -364,7 +354,7 @@ void moat__km_view_json(moat_json_t *j, const moat__km_view_t *v, time_t now)
         moat__km_spki_fingerprint(&v->renewal->pubkey, fpr);
         moat_json_kv_str(j, "renewal_key_fingerprint", fpr);
     }
-    json_time(j, "created", k->created);
+    moat_json_kv_time(j, "created", k->created);
     moat_json_obj_end(j);
     moat_pki_csr_info_dispose(&ci);
     X509_REQ_free(csr);

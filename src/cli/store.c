@@ -6,12 +6,16 @@
 
 #include <limits.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define USAGE_BACKUP "moat store backup FILE [--force]"
 #define USAGE_RESTORE "moat store restore FILE [--dry-run]"
 #define USAGE_INFO "moat store info"
-#define USAGE_STORE "moat store backup FILE [--force] | moat store restore FILE [--dry-run] | moat store info"
+#define USAGE_AUDIT "moat store audit [--since TIME] [--key NAME] [--json]"
+#define USAGE_STORE                                                                                          \
+    "moat store backup FILE [--force] | moat store restore FILE [--dry-run] | moat store info |\n"           \
+    "       moat store audit [--since TIME] [--key NAME]"
 
 static void help(void)
 {
@@ -23,7 +27,11 @@ static void help(void)
           "                            keys decrypt with the current master key), show what would change,\n"
           "                            and replace the store with it in one step (not with --dry-run).\n"
           "                            A running server reloads by itself.\n"
-          "  info                      where the store is, its schema, size, contents and generation\n\n"
+          "  info                      where the store is, its schema, size, contents and generation\n"
+          "  audit [--since TIME] [--key NAME]\n"
+          "                            the audit log, newest first: who did what to which key, certificate\n"
+          "                            or file, and when\n\n"
+          "example: moat store backup /var/backups/moat-$(date +%F).db\n\n"
           "options: --json for machine-readable output; the global --store and --master-key apply.\n",
           stdout);
 }
@@ -288,7 +296,7 @@ static int cmd_info(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_int(&j, "refused_generation", ss.refused_generation);
         moat_json_kv_str(&j, "refusal", ss.refusal);
         moat_json_kv_int(&j, "pid", ss.pid);
-        moat_json_kv_int(&j, "updated", ss.updated);
+        moat_json_kv_time(&j, "updated", ss.updated);
         moat_json_obj_end(&j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
@@ -315,6 +323,117 @@ static int cmd_info(moat_cli_t *cli, int argc, char **argv)
     return MOAT_EXIT_OK;
 }
 
+/* "2026-12-01T10:00:00Z", "2026-12-01", or an age: "90m", "12h", "7d" before now. */
+static int parse_since(const char *s, time_t now, int64_t *out, moat_err_t *err)
+{
+    struct tm tm = {0};
+    char unit = 0, end = 0;
+    long n = 0;
+    int y, mo, d, h = 0, mi = 0, sec = 0;
+    if (sscanf(s, "%ld%c%c", &n, &unit, &end) == 2 && n >= 0 && (unit == 'm' || unit == 'h' || unit == 'd')) {
+        *out = (int64_t)now - (int64_t)n * (unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400);
+        return 0;
+    }
+    if ((sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c%c", &y, &mo, &d, &h, &mi, &sec, &unit, &end) == 7 &&
+         unit == 'Z') ||
+        (sscanf(s, "%4d-%2d-%2d%c", &y, &mo, &d, &end) == 3)) {
+        tm.tm_year = y - 1900;
+        tm.tm_mon = mo - 1;
+        tm.tm_mday = d;
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = sec;
+        if (mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && sec <= 60) {
+            *out = (int64_t)timegm(&tm);
+            return 0;
+        }
+    }
+    moat_err_set(err, MOAT_E_USAGE, "--since \"%s\" is not a time", s);
+    return moat_err_hint(err,
+                         "give 2026-12-01, 2026-12-01T10:00:00Z (UTC), or an age such as 90m, 12h or 7d");
+}
+
+static int cmd_audit(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *since_s = NULL, *key = NULL;
+    char store[PATH_MAX], mk[PATH_MAX], when[MOAT_TIME_SIZE];
+    int64_t since = 0;
+    moat_err_t err = {0};
+    moat_store_t *st = NULL;
+    moat_store_audit_list_t l = {0};
+
+    for (int i = 2; i < argc; i++) {
+        if (is_help(argv[i])) {
+            printf(
+                "usage: %s\n\nPrints the store's audit log, newest first: the time (UTC), the Unix user who\n"
+                "ran the command, the action (key.new, key.export, cert.install, ca.issue, ca.revoke,\n"
+                "store.restore, ...), what it acted on, and details.\n\n"
+                "  --since TIME  only entries from TIME on: 2026-12-01, 2026-12-01T10:00:00Z, or an age\n"
+                "                (90m, 12h, 7d)\n"
+                "  --key NAME    only entries about the key (or certificate name) NAME\n"
+                "  --json        an array of {id, time, actor, action, object, detail}\n\n"
+                "example: moat store audit --since 7d --key www\n",
+                USAGE_AUDIT);
+            return MOAT_EXIT_OK;
+        }
+        if ((strcmp(argv[i], "--since") == 0 || strcmp(argv[i], "--key") == 0) && i + 1 < argc) {
+            *(argv[i][2] == 's' ? &since_s : &key) = argv[i + 1];
+            i++;
+        } else if (strncmp(argv[i], "--since=", 8) == 0) {
+            since_s = argv[i] + 8;
+        } else if (strncmp(argv[i], "--key=", 6) == 0) {
+            key = argv[i] + 6;
+        } else {
+            return moat_cli_usage(USAGE_AUDIT, "unexpected argument \"%s\"", argv[i]);
+        }
+    }
+    if ((since_s != NULL && parse_since(since_s, time(NULL), &since, &err) != 0) ||
+        paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_open(store, NULL, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0 ||
+        moat_store_audit_query(st, since, key, 0, &l, &err) != 0) {
+        moat_store_close(st);
+        return moat_cli_fail(cli, &err);
+    }
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_arr_begin(&j);
+        for (size_t i = 0; i < l.n; i++) {
+            moat_json_obj_begin(&j);
+            moat_json_kv_int(&j, "id", l.items[i].id);
+            moat_json_kv_time(&j, "time", l.items[i].time);
+            moat_json_kv_str(&j, "actor", l.items[i].actor);
+            moat_json_kv_str(&j, "action", l.items[i].action);
+            moat_json_kv_str(&j, "object", l.items[i].object);
+            moat_json_kv_str(&j, "detail", l.items[i].detail);
+            moat_json_obj_end(&j);
+        }
+        moat_json_arr_end(&j);
+        moat_json_finish(&j);
+    } else if (l.n == 0) {
+        printf("no audit entries%s%s%s%s\n", key ? " about " : "", key ? key : "", since_s ? " since " : "",
+               since_s ? since_s : "");
+    } else {
+        size_t wa = strlen("ACTION"), wo = strlen("OBJECT"), wu = strlen("USER");
+        for (size_t i = 0; i < l.n; i++) {
+            size_t a = strlen(l.items[i].action), o = strlen(l.items[i].object), u = strlen(l.items[i].actor);
+            wa = a > wa ? a : wa;
+            wo = o > wo ? o : wo;
+            wu = u > wu ? u : wu;
+        }
+        printf("%-20s  %-*s  %-*s  %-*s  %s\n", "TIME", (int)wu, "USER", (int)wa, "ACTION", (int)wo, "OBJECT",
+               "DETAIL");
+        for (size_t i = 0; i < l.n; i++)
+            printf("%-20s  %-*s  %-*s  %-*s  %s\n", moat_time_rfc3339(l.items[i].time, when), (int)wu,
+                   l.items[i].actor, (int)wa, l.items[i].action, (int)wo, l.items[i].object,
+                   l.items[i].detail);
+    }
+    moat_store_audit_list_dispose(&l);
+    moat_store_close(st);
+    return MOAT_EXIT_OK;
+}
+
 int moat_cli_store(moat_cli_t *cli, int argc, char **argv)
 {
     if (argc < 2)
@@ -329,5 +448,7 @@ int moat_cli_store(moat_cli_t *cli, int argc, char **argv)
         return cmd_restore(cli, argc, argv);
     if (strcmp(argv[1], "info") == 0)
         return cmd_info(cli, argc, argv);
+    if (strcmp(argv[1], "audit") == 0)
+        return cmd_audit(cli, argc, argv);
     return moat_cli_usage(USAGE_STORE, "unknown store command \"%s\"", argv[1]);
 }

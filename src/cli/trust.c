@@ -270,12 +270,12 @@ static void json_crls(moat_json_t *j, const moat_store_crl_list_t *cl, const uns
         moat_json_kv_bool(j, "held", c->der.len > 0);
         if (c->der.len > 0) {
             moat_json_kv_int(j, "revoked", c->revoked);
-            moat_json_kv_int(j, "this_update", c->this_update);
-            moat_json_kv_int(j, "next_update", c->next_update);
+            moat_json_kv_time(j, "this_update", c->this_update);
+            moat_json_kv_time(j, "next_update", c->next_update);
             moat_json_kv_bool(j, "in_date", c->next_update > (int64_t)now);
-            moat_json_kv_int(j, "fetched_at", c->fetched_at);
+            moat_json_kv_time(j, "fetched_at", c->fetched_at);
         }
-        moat_json_kv_int(j, "attempted_at", c->attempted_at);
+        moat_json_kv_time(j, "attempted_at", c->attempted_at);
         moat_json_kv_str(j, "last_error", c->error);
         moat_json_obj_end(j);
     }
@@ -346,7 +346,7 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
                     moat_pki_cert_info(x, &info, &err) == 0) {
                     moat_json_kv_str(&j, "subject", info.subject);
                     moat_json_kv_str(&j, "fingerprint", info.fingerprint);
-                    moat_json_kv_int(&j, "not_after", (int64_t)info.not_after);
+                    moat_json_kv_time(&j, "not_after", (int64_t)info.not_after);
                     moat_json_kv_int(&j, "days_left", moat__km_days_left(info.not_after, now));
                 }
                 moat_pki_cert_info_dispose(&info);
@@ -357,7 +357,7 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
                 moat__km_fpr_colon(l.items[i].fingerprint, fpr);
                 moat_json_kv_str(&j, "subject", l.items[i].subject);
                 moat_json_kv_str(&j, "fingerprint", fpr);
-                moat_json_kv_int(&j, "not_after", l.items[i].not_after);
+                moat_json_kv_time(&j, "not_after", l.items[i].not_after);
                 moat_json_kv_int(&j, "days_left", moat__km_days_left((time_t)l.items[i].not_after, now));
             }
             moat_json_kv_bool(&j, "builtin", is_ca);

@@ -78,6 +78,10 @@ void moat__secret_free(void **pp, size_t len);
 int moat_strlcpy(char *dst, const char *src, size_t size);
 /* Writes <n> bytes as 2n lowercase hex digits and a NUL: <out> holds 2n+1 bytes. Returns <out>. */
 char *moat_hex_lower(const unsigned char *in, size_t n, char *out);
+/* Formats <t> (Unix seconds) as RFC 3339 UTC, "2026-12-02T20:32:53Z", into <buf>; "invalid-time" outside
+ * years 0-9999. The one spelling of a time in moat's output (--json, logs, pages). Returns buf. */
+#define MOAT_TIME_SIZE 21
+char *moat_time_rfc3339(int64_t t, char buf[MOAT_TIME_SIZE]);
 /* Parses a decimal integer in [min,max] with an end check; returns 0 or MOAT_E_INVAL. */
 int moat_parse_long(const char *s, long min, long max, long *out);
 

@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <string.h>
+#include <time.h>
 
 /* Formats into <buf>; a message longer than the buffer ends in "..." so that a reader sees it was cut. */
 static void format(char *buf, size_t size, const char *fmt, va_list ap) MOAT_PRINTF(3, 0);
@@ -124,4 +125,15 @@ const char *moat_err_name(int code)
         return "password";
     }
     return "unknown";
+}
+
+char *moat_time_rfc3339(int64_t t, char buf[MOAT_TIME_SIZE])
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (gmtime_r(&tt, &tm) == NULL || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0 ||
+        snprintf(buf, MOAT_TIME_SIZE, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec) != MOAT_TIME_SIZE - 1)
+        (void)moat_strlcpy(buf, "invalid-time", MOAT_TIME_SIZE);
+    return buf;
 }

@@ -1,4 +1,5 @@
 #include "core/json.h"
+#include "core/core.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -160,4 +161,14 @@ void moat_json_finish(moat_json_t *j)
 {
     fputc('\n', j->out);
     fflush(j->out);
+}
+
+void moat_json_kv_time(moat_json_t *j, const char *key, int64_t t)
+{
+    char buf[MOAT_TIME_SIZE];
+    moat_json_key(j, key);
+    if (t == 0)
+        moat_json_null(j);
+    else
+        moat_json_str(j, moat_time_rfc3339(t, buf));
 }

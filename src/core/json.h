@@ -32,6 +32,9 @@ void moat_json_null(moat_json_t *j);
 void moat_json_kv_str(moat_json_t *j, const char *key, const char *s);
 void moat_json_kv_int(moat_json_t *j, const char *key, int64_t v);
 void moat_json_kv_bool(moat_json_t *j, const char *key, int v);
+/* A time as an RFC 3339 UTC string (moat_time_rfc3339), or null when <t> is 0 (never, none): every --json
+ * time is written by this one function. */
+void moat_json_kv_time(moat_json_t *j, const char *key, int64_t t);
 /* Ends the document with a newline. */
 void moat_json_finish(moat_json_t *j);
 

@@ -339,16 +339,7 @@ int moat_pki_cert_fingerprint(const X509 *cert, char out[MOAT_PKI_FINGERPRINT_SI
 
 char *moat_pki_time_format(time_t t, char buf[MOAT_PKI_TIME_SIZE])
 {
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
-        moat_strlcpy(buf, "invalid-time", MOAT_PKI_TIME_SIZE);
-        return buf;
-    }
-    int n = snprintf(buf, MOAT_PKI_TIME_SIZE, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (n != 20)
-        moat_strlcpy(buf, "invalid-time", MOAT_PKI_TIME_SIZE);
-    return buf;
+    return moat_time_rfc3339((int64_t)t, buf);
 }
 
 int moat_pki_asn1_time_to_time(const ASN1_TIME *t, time_t *out, moat_err_t *err)

@@ -99,8 +99,8 @@ int moat_pki_cert_fingerprint(const X509 *cert, char out[MOAT_PKI_FINGERPRINT_SI
  */
 
 /* "2026-04-30T12:00:00Z" plus NUL. */
-#define MOAT_PKI_TIME_SIZE 21
-/* Formats <t> as ISO 8601 UTC into <buf> (at least MOAT_PKI_TIME_SIZE bytes); returns buf. */
+#define MOAT_PKI_TIME_SIZE MOAT_TIME_SIZE
+/* Formats <t> as RFC 3339 UTC into <buf> (moat_time_rfc3339); returns buf. */
 char *moat_pki_time_format(time_t t, char buf[MOAT_PKI_TIME_SIZE]);
 /* Converts an ASN1_TIME (UTCTime or GeneralizedTime) to time_t; MOAT_E_INVAL if it is malformed. */
 int moat_pki_asn1_time_to_time(const ASN1_TIME *t, time_t *out, moat_err_t *err) MOAT_MUST_CHECK;

@@ -105,14 +105,23 @@ void moat_store_audit_list_dispose(moat_store_audit_list_t *l)
 
 int moat_store_audit_list(moat_store_t *st, size_t limit, moat_store_audit_list_t *out, moat_err_t *err)
 {
+    return moat_store_audit_query(st, 0, NULL, limit, out, err);
+}
+
+int moat_store_audit_query(moat_store_t *st, int64_t since, const char *object, size_t limit,
+                           moat_store_audit_list_t *out, moat_err_t *err)
+{
     moat_store_stmt_t *s = NULL;
     size_t cap = 0;
     int rc;
     out->items = NULL;
     out->n = 0;
     if ((rc = moat__store_query(
-             st, &s, err, "SELECT id, at, actor, action, object, detail FROM audit ORDER BY id DESC LIMIT ?",
-             "i", limit ? (int64_t)limit : (int64_t)-1)) != 0)
+             st, &s, err,
+             "SELECT id, at, actor, action, object, detail FROM audit WHERE at >= ?1 AND (?2 IS NULL OR "
+             "object = ?2 "
+             "OR object IN (SELECT serial FROM issued WHERE name = ?2)) ORDER BY id DESC LIMIT ?3",
+             "iti", since, object, limit ? (int64_t)limit : (int64_t)-1)) != 0)
         return rc;
     while ((rc = st->ops->step(s, err)) == 1) {
         moat_store_audit_t *a;

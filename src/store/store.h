@@ -421,6 +421,10 @@ int moat_store_audit_add(moat_store_t *st, const char *action, const char *objec
 /* The newest <limit> entries (0 = all), newest first. */
 int moat_store_audit_list(moat_store_t *st, size_t limit, moat_store_audit_list_t *out,
                           moat_err_t *err) MOAT_MUST_CHECK;
+/* Like moat_store_audit_list, only entries at or after <since> (Unix seconds; 0: all) and, when <object>
+ * is not NULL, those that acted on it: a key of that name, or a certificate moat's CA issued under it. */
+int moat_store_audit_query(moat_store_t *st, int64_t since, const char *object, size_t limit,
+                           moat_store_audit_list_t *out, moat_err_t *err) MOAT_MUST_CHECK;
 
 /* ---------------------------------------------------------------------------------------------------
  * Settings: small key/value strings.

@@ -184,3 +184,67 @@ def test_key_export_prompts_on_a_tty(moat):
     assert p.returncode == 0, (seen, err)
     assert b"password" in seen.lower() and b"tty secret" not in seen, seen
     openssl("pkcs12", "-in", moat.dir / "b.p12", "-passin", "pass:tty secret", "-noout")
+
+
+RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
+
+
+def test_json_times_are_rfc3339_everywhere(moat):
+    import re
+    d = moat.dir
+    moat.ok("ca", "init", "--cn", "Json Root")
+    moat.ok("ca", "issue", "www", "--cn", "www.example.test")
+    _, root = (None, None)
+    ikey, icrt, root = outside_chain(d)
+    moat.ok("trust", "add", root, "--name", "outside")
+    for a in json.loads(moat.ok("trust", "list", "--json").stdout)["anchors"] if isinstance(
+            json.loads(moat.ok("trust", "list", "--json").stdout), dict) else json.loads(
+            moat.ok("trust", "list", "--json").stdout):
+        assert re.match(RFC3339, a["not_after"]), a
+    for c in json.loads(moat.ok("ca", "list", "--json").stdout):
+        assert re.match(RFC3339, c["not_after"]) and c["issuing_ca"] in ("root", "intermediate"), c
+        assert "issuer" not in c, "issuer is a DN wherever it appears"
+    info = json.loads(moat.ok("store", "info", "--json").stdout)
+    assert info["server"]["updated"] is None or re.match(RFC3339, info["server"]["updated"])
+    (d / "pems").mkdir()
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            d / "pems" / "p.key", "-out", d / "pems" / "p.pem", "-days", "5", "-subj", "/CN=p.example.test")
+    imp = json.loads(moat.ok("import", d / "pems", "--dry-run", "--json").stdout)
+    assert re.match(RFC3339, imp["keys"][0]["certificate"]["not_after"]), imp
+
+
+def test_key_csr_prints_the_pending_request_again(moat):
+    d = moat.dir
+    moat.ok("key", "new", "w", "--cn", "w.example.test", "--csr-out", d / "w.csr")
+    assert moat.ok("key", "csr", "w").stdout == (d / "w.csr").read_text()
+    moat.ok("key", "csr", "w", "--out", d / "again.csr")
+    assert (d / "again.csr").read_text() == (d / "w.csr").read_text()
+    moat.fails("key", "csr", "w", "--out", d / "again.csr")
+    j = json.loads(moat.ok("key", "csr", "w", "--json").stdout)
+    assert j["name"] == "w" and j["csr"] == (d / "w.csr").read_text()
+    moat.ok("ca", "init", "--cn", "Csr Root")
+    moat.ok("ca", "issue", "done", "--cn", "done.example.test")
+    r = moat.fails("key", "csr", "done")
+    assert "no pending request" in r.stderr and "key renew done" in r.stderr
+
+
+def test_store_audit(moat):
+    import re
+    moat.ok("ca", "init", "--cn", "Audit Root")
+    moat.ok("ca", "issue", "www", "--cn", "www.example.test")
+    moat.ok("ca", "issue", "api", "--cn", "api.example.test")
+    moat.ok("ca", "revoke", "api")
+    rows = json.loads(moat.ok("store", "audit", "--json").stdout)
+    assert len(rows) >= 4 and rows[0]["id"] > rows[-1]["id"], "newest first"
+    assert all(re.match(RFC3339, r["time"]) for r in rows)
+    actions = {r["action"] for r in rows}
+    assert any(a.startswith("ca.") for a in actions), actions
+    only = json.loads(moat.ok("store", "audit", "--key", "api", "--json").stdout)
+    assert {r["action"] for r in only} >= {"ca.issue", "ca.revoke"}, only
+    assert all(r["object"] == "api" or "api" in r["detail"] for r in only), only
+    assert json.loads(moat.ok("store", "audit", "--since", "2999-01-01", "--json").stdout) == []
+    assert len(json.loads(moat.ok("store", "audit", "--since", "1h", "--json").stdout)) == len(rows)
+    text = moat.ok("store", "audit", "--key", "api").stdout
+    assert text.splitlines()[0].split()[:4] == ["TIME", "USER", "ACTION", "OBJECT"]
+    r = moat.fails("store", "audit", "--since", "yesterday-ish", code=2)
+    assert "90m" in r.stderr
