@@ -16,13 +16,56 @@ static moat_cfg_mark_t where_or(const moat_cfg_ctx_t *ctx, const void *obj, long
     return fallback;
 }
 
+/* A location's static settings in force: each one it sets, else the site's (borrowed, never freed). */
+static void static_inherit(moat_cfg_ctx_t *ctx, moat_location_t *loc, const moat_static_conf_t *site)
+{
+    moat_static_conf_t *e = &loc->eff;
+    const moat_static_conf_t *own = &loc->st;
+    *e = loc->st;
+#define INHERIT(m)                                                                                           \
+    if (!moat__cfg_where(ctx, &own->m, MOAT_CFG_AT_KEY, NULL))                                               \
+    e->m = site->m
+    INHERIT(headers);
+    INHERIT(remove_headers);
+    INHERIT(cache_max_age);
+    INHERIT(cache_immutable);
+    INHERIT(nosniff);
+    INHERIT(index);
+    INHERIT(fallback);
+    INHERIT(error_pages);
+    INHERIT(dotfiles);
+    INHERIT(dotfiles_allow);
+    INHERIT(charset);
+    INHERIT(mime_types);
+    INHERIT(listing);
+#undef INHERIT
+    /* A redirect is one setting: a location that sets none keeps the site's whole. */
+    if (!moat__cfg_where(ctx, &own->redirect_to, MOAT_CFG_AT_KEY, NULL)) {
+        e->redirect_to = site->redirect_to;
+        e->redirect_status = site->redirect_status;
+        e->redirect_keep_path = site->redirect_keep_path;
+    }
+}
+
+static void check_redirect(moat_cfg_ctx_t *ctx, const moat_static_conf_t *st, const char *key,
+                           moat_cfg_mark_t mark)
+{
+    if (st->redirect_to == NULL && (moat__cfg_where(ctx, &st->redirect_status, MOAT_CFG_AT_KEY, NULL) ||
+                                    moat__cfg_where(ctx, &st->redirect_keep_path, MOAT_CFG_AT_KEY, NULL)))
+        moat__cfg_error(ctx, mark, key,
+                        "redirect without to:; expected for example \"to: https://example.com/\"");
+}
+
 static void check_locations(moat_cfg_ctx_t *ctx, moat_site_t *s, moat_cfg_mark_t site_mark)
 {
     for (size_t j = 0; j < s->nlocations; j++) {
         moat_location_t *loc = &s->locations[j];
         moat_cfg_mark_t lm = where_or(ctx, loc, MOAT_CFG_AT_ITEM, site_mark);
-        char key[96];
+        char key[96], rkey[112];
         snprintf(key, sizeof(key), "sites[%zu].locations[%zu]", s->index, j);
+        snprintf(rkey, sizeof(rkey), "%s.redirect", key);
+        check_redirect(ctx, &loc->st, rkey, lm);
+        static_inherit(ctx, loc, &s->st);
         /* A location without its own mode follows the site's. */
         if (!moat__cfg_where(ctx, &loc->client_certificate, MOAT_CFG_AT_KEY, NULL))
             loc->client_certificate = s->client_certificate;
@@ -120,6 +163,11 @@ static void check_site(moat_cfg_ctx_t *ctx, moat_site_t *s)
                 }
             }
         }
+    }
+    {
+        char rkey[80];
+        snprintf(rkey, sizeof(rkey), "%s.redirect", key);
+        check_redirect(ctx, &s->st, rkey, sm);
     }
     check_locations(ctx, s, sm);
     if (s->acme && s->hosts.n > 0)

@@ -667,6 +667,19 @@ void moat_config_site_acme(const moat_config_t *cfg, const moat_site_t *site, mo
     out->trust = o->trust.n > 0 ? o->trust : t->trust;
 }
 
+static void static_free(moat_static_conf_t *st)
+{
+    free_strlist(&st->headers);
+    free_strlist(&st->remove_headers);
+    free_strlist(&st->index);
+    free_strlist(&st->error_pages);
+    free_strlist(&st->dotfiles_allow);
+    free_strlist(&st->mime_types);
+    moat_free(&st->fallback);
+    moat_free(&st->charset);
+    moat_free(&st->redirect_to);
+}
+
 static void config_free(moat_config_t *cfg)
 {
     acme_conf_free(&cfg->acme);
@@ -681,8 +694,11 @@ static void config_free(moat_config_t *cfg)
         moat_free(&s->http_listen);
         moat_free(&s->certificate);
         moat_free(&s->root);
-        for (size_t j = 0; j < s->nlocations; j++)
+        for (size_t j = 0; j < s->nlocations; j++) {
             moat_free(&s->locations[j].path);
+            static_free(&s->locations[j].st);
+        }
+        static_free(&s->st);
         moat_free(&s->locations);
     }
     moat_free(&cfg->sites);

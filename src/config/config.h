@@ -56,10 +56,35 @@ typedef struct moat_listen {
     char text[64]; /* canonical form: "*:443", "0.0.0.0:443", "192.0.2.5:443", "[::1]:443" */
 } moat_listen_t;
 
-/* A location of a site: a path prefix with its own client-certificate mode. */
+/*
+ * How a site (or a location) serves its files. A location inherits every setting it does not set from
+ * its site; moat_site_static_for_path() returns the settings in force, all resolved.
+ */
+typedef struct moat_static_conf {
+    moat_strlist_t headers;        /* added response fields: v[i] is "Name" NUL "value" (split when loaded) */
+    moat_strlist_t remove_headers; /* field names taken off responses (ETag, Last-Modified, nosniff...) */
+    long cache_max_age;            /* cache.max_age: Cache-Control max-age in seconds; -1: none */
+    int cache_immutable;           /* cache.immutable: adds "immutable" */
+    int nosniff;                   /* X-Content-Type-Options: nosniff; default on */
+    moat_strlist_t index;          /* names tried for a folder, in order; default index.html */
+    char *fallback;                /* a path served when nothing matches (SPA), or NULL */
+    moat_strlist_t error_pages;    /* "404 /404.html": v[i] is "404" NUL "/404.html" */
+    int dotfiles; /* 0: a path with a segment starting with "." is 404 (default); 1: served */
+    moat_strlist_t dotfiles_allow; /* path prefixes served even with dotfiles off ("/.well-known/") */
+    char *charset;                 /* charset of text types; default utf-8; "" or "none": no parameter */
+    moat_strlist_t mime_types;     /* overrides: ".ext type/subtype", v[i] is ".ext" NUL "type" */
+    int listing;                   /* 1: a folder without an index gets an HTML listing */
+    char *redirect_to;             /* redirect.to: every request answers a redirect there, or NULL */
+    long redirect_status;          /* redirect.status: 301, 302, 307 or 308 */
+    int redirect_keep_path;        /* redirect.keep_path: the path below the location is appended */
+} moat_static_conf_t;
+
+/* A location of a site: a path prefix with its own client-certificate mode and static settings. */
 typedef struct moat_location {
     char *path;                      /* starts with '/'; no trailing '/' except for "/" itself */
     moat_ccert_t client_certificate; /* the site's mode when the location does not set one */
+    moat_static_conf_t st;           /* owned: as set in the file */
+    moat_static_conf_t eff;          /* borrowed: st, with what it does not set taken from the site */
 } moat_location_t;
 
 /* acme_server: on a site: moat's CA answers ACME (RFC 8555) under https://HOST/acme/. */
@@ -111,6 +136,7 @@ typedef struct moat_site {
     int ca_publish;             /* serve CA cert, CRL, OCSP under /.well-known/moat/ */
     moat_location_t *locations; /* in file order */
     size_t nlocations;
+    moat_static_conf_t st; /* static-file settings; locations inherit them */
     moat_acme_server_conf_t acme_server;
     int line; /* where the site's mapping starts in the file (1-based), for later messages */
     int column;
@@ -242,6 +268,13 @@ moat_ccert_t moat_site_ccert_for_path(const moat_site_t *site, const char *path)
 /* The ACME settings of <site>: each field from the site's acme: block when set there, else the top
  * level's. Pointers are borrowed from <cfg>. */
 void moat_config_site_acme(const moat_config_t *cfg, const moat_site_t *site, moat_acme_conf_t *out);
+/*
+ * The static-file settings for request path <path> (normalised): those of the longest matching location
+ * (the rule of moat_site_ccert_for_path), else the site's; *loc_path (if not NULL) is set to the
+ * location's path, or NULL for the site.
+ */
+const moat_static_conf_t *moat_site_static_for_path(const moat_site_t *site, const char *path,
+                                                    const char **loc_path);
 
 /* 1 when the site or any of its locations wants a client certificate (the handshake must ask). */
 int moat_site_wants_client_cert(const moat_site_t *site);

@@ -213,6 +213,176 @@ static int validate_profile(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void
     return 0;
 }
 
+/* "Name: value" -> "Name" NUL "value": the response writer takes both halves as they are. */
+static int validate_header_line(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                const char *key, moat_cfg_mark_t mark)
+{
+    char *v = ((moat_strlist_t *)dst)->v[item];
+    char *colon = strchr(v, ':');
+    (void)f;
+    if (colon == NULL || colon == v)
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.200s\": expected \"Name: value\", e.g. \"Cache-Control: no-cache\"", v);
+    for (const char *c = v; c < colon; c++)
+        if (!isalnum((unsigned char)*c) && strchr("!#$%&'*+-.^_`|~", *c) == NULL)
+            return moat__cfg_error(ctx, mark, key, "\"%.200s\": the field name is not a token", v);
+    const char *val = colon + 1;
+    while (*val == ' ' || *val == '\t')
+        val++;
+    for (const char *c = val; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return moat__cfg_error(ctx, mark, key, "\"%.200s\": control character in the value", v);
+    *colon = '\0';
+    memmove(colon + 1, val, strlen(val) + 1);
+    return 0;
+}
+
+static int validate_header_name(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = ((moat_strlist_t *)dst)->v[item];
+    (void)f;
+    if (!name_chars_ok(v, "!#$%&'*+-.^_`|~"))
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": not a header field name", v);
+    return 0;
+}
+
+static int validate_file_name(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                              const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = ((moat_strlist_t *)dst)->v[item];
+    (void)f;
+    if (strchr(v, '/') != NULL || strcmp(v, ".") == 0 || strcmp(v, "..") == 0 || strlen(v) > 200)
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": expected a file name such as index.html", v);
+    return 0;
+}
+
+/* A URL path inside the root: "/index.html", normalised. */
+static const char *url_path_problem(const char *p)
+{
+    size_t n = strlen(p);
+    if (p[0] != '/')
+        return "does not start with /";
+    for (const char *c = p; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '?' || *c == '#' || *c == '%' || *c == '\\')
+            return "a plain decoded path is expected (no spaces, ?, #, \\ or %-escapes)";
+    if (strstr(p, "//") != NULL || strstr(p, "/./") != NULL || strstr(p, "/../") != NULL ||
+        (n >= 3 && strcmp(p + n - 3, "/..") == 0) || (n >= 2 && strcmp(p + n - 2, "/.") == 0))
+        return "not a normalised path (no //, . or .. segments)";
+    return NULL;
+}
+
+/* A path prefix in a list ("/.well-known"); a trailing slash is dropped, as for location paths. */
+static int validate_path_prefix(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                const char *key, moat_cfg_mark_t mark)
+{
+    char *v = ((moat_strlist_t *)dst)->v[item];
+    const char *why = url_path_problem(v);
+    size_t n = strlen(v);
+    (void)f;
+    if (why != NULL)
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": %s", v, why);
+    if (n > 1 && v[n - 1] == '/')
+        v[n - 1] = '\0';
+    return 0;
+}
+
+static int validate_fallback(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                             const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst, *why = url_path_problem(v);
+    (void)f;
+    (void)item;
+    if (why == NULL && v[strlen(v) - 1] == '/')
+        why = "names a folder; expected a file such as /index.html";
+    if (why != NULL)
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": %s", v, why);
+    return 0;
+}
+
+/* "404 /404.html" -> "404" NUL "/404.html". */
+static int validate_error_page(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                               const char *key, moat_cfg_mark_t mark)
+{
+    char *v = ((moat_strlist_t *)dst)->v[item];
+    const char *why = NULL;
+    (void)f;
+    if (strlen(v) < 5 || !isdigit((unsigned char)v[0]) || !isdigit((unsigned char)v[1]) ||
+        !isdigit((unsigned char)v[2]) || (v[3] != ' ' && v[3] != ':') || v[0] < '4' || v[0] > '5')
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.200s\": expected a status 400-599 and a path, e.g. \"404 /404.html\"", v);
+    char *path = v + 4;
+    while (*path == ' ')
+        path++;
+    if ((why = url_path_problem(path)) != NULL)
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": the page %s", v, why);
+    v[3] = '\0';
+    memmove(v + 4, path, strlen(path) + 1);
+    return 0;
+}
+
+/* ".vtt text/vtt" -> ".vtt" NUL "text/vtt". */
+static int validate_mime(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                         const char *key, moat_cfg_mark_t mark)
+{
+    char *v = ((moat_strlist_t *)dst)->v[item];
+    char *sp = strchr(v, ' ');
+    (void)f;
+    if (v[0] != '.' || sp == NULL || sp == v + 1 || strchr(sp + 1 + strspn(sp + 1, " "), '/') == NULL)
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.200s\": expected \".ext type/subtype\", e.g. \".vtt text/vtt\"", v);
+    for (const char *c = v + 1; c < sp; c++)
+        if (*c == '/' || *c == '.')
+            return moat__cfg_error(ctx, mark, key, "\"%.200s\": the extension is one name after a dot", v);
+    const char *type = sp + 1 + strspn(sp + 1, " ");
+    for (const char *c = type; *c; c++)
+        if (!isalnum((unsigned char)*c) && strchr("!#$&^_.+-/;= ", *c) == NULL)
+            return moat__cfg_error(ctx, mark, key, "\"%.200s\": not a media type", v);
+    *sp = '\0';
+    memmove(sp + 1, type, strlen(type) + 1);
+    return 0;
+}
+
+static int validate_charset(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                            const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    (void)f;
+    (void)item;
+    if (strlen(v) > 40 || !name_chars_ok(v, "-_.:"))
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": not a charset name such as utf-8 or iso-8859-1",
+                               v);
+    return 0;
+}
+
+static int validate_redirect_to(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    (void)f;
+    (void)item;
+    int url = strncmp(v, "https://", 8) == 0 || strncmp(v, "http://", 7) == 0;
+    if (!url && (v[0] != '/' || v[1] == '/' || v[1] == '\\'))
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.200s\": expected an http(s):// URL or a path starting with one /", v);
+    for (const char *c = v; *c; c++)
+        if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
+            return moat__cfg_error(ctx, mark, key,
+                                   "\"%.200s\": spaces, controls and non-ASCII must be %%-encoded", v);
+    return 0;
+}
+
+static int validate_redirect_status(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                    const char *key, moat_cfg_mark_t mark)
+{
+    long v = *(long *)dst;
+    (void)f;
+    (void)item;
+    if (v != 301 && v != 302 && v != 303 && v != 307 && v != 308)
+        return moat__cfg_error(ctx, mark, key, "%ld: expected 301, 302, 303, 307 or 308", v);
+    return 0;
+}
+
 /* ---- tables ---- */
 
 static const char *const ccert_names[] = {"off", "optional", "required", NULL};
@@ -282,11 +452,93 @@ static const moat_cfg_field_t top_eab_fields[] = {EAB_FIELDS(moat_config_t, acme
 static const moat_cfg_section_t moat_config_t_eab_section = {"acme.eab", top_eab_fields, 0, NULL};
 static const moat_cfg_field_t top_acme_fields[] = {ACME_FIELDS(moat_config_t, acme)};
 static const moat_cfg_section_t top_acme_section = {"acme", top_acme_fields, 0, NULL};
+static const char *const dotfiles_names[] = {"deny", "allow", NULL};
+
+/* The static-file settings, the same for a site and a location (offsets into <st>, a moat_static_conf_t
+ * member of <parent>). */
+#define STATIC_FIELDS(parent, cache_sec, redirect_sec)                                                       \
+    FIELD("headers", MOAT_CFG_STRLIST, parent, st.headers, validate_header_line,                             \
+          "response header fields added, \"Name: value\" (CSP, CORS, Referrer-Policy...)", "none"),          \
+        FIELD("remove_headers", MOAT_CFG_STRLIST, parent, st.remove_headers, validate_header_name,           \
+              "response header fields left out, by name: one of headers, Cache-Control, "                    \
+              "X-Content-Type-Options, ETag, Last-Modified, Accept-Ranges",                                  \
+              "none"),                                                                                       \
+        SECTIONF("cache", cache_sec, "Cache-Control shortcuts for the files served"),                        \
+        FIELD("nosniff", MOAT_CFG_BOOL, parent, st.nosniff, NULL,                                            \
+              "send X-Content-Type-Options: nosniff (browsers keep to the Content-Type)", "true"),           \
+        FIELD("index", MOAT_CFG_STRLIST, parent, st.index, validate_file_name,                               \
+              "file names served for a folder, the first that exists", "[index.html]"),                      \
+        FIELD("fallback", MOAT_CFG_STR, parent, st.fallback, validate_fallback,                              \
+              "a file served (200) for a GET or HEAD that matches no file or folder: /index.html for a "     \
+              "single-page application",                                                                     \
+              "none"),                                                                                       \
+        FIELD("error_pages", MOAT_CFG_STRLIST, parent, st.error_pages, validate_error_page,                  \
+              "custom pages from the root by status, \"404 /404.html\" (sent with that status)", "none"),    \
+        ENUMF("dotfiles", parent, st.dotfiles, dotfiles_names,                                               \
+              "deny: a path with a segment starting with a dot (/.git/config, /.env) is 404; allow: served", \
+              "deny"),                                                                                       \
+        FIELD("dotfiles_allow", MOAT_CFG_STRLIST, parent, st.dotfiles_allow, validate_path_prefix,           \
+              "path prefixes served although dotfiles is deny, e.g. /.well-known "                           \
+              "(/.well-known/moat/ and /.well-known/acme-challenge/ always work)",                           \
+              "none"),                                                                                       \
+        FIELD("charset", MOAT_CFG_STR, parent, st.charset, validate_charset,                                 \
+              "charset parameter of text types (html, css, js, txt...); none: no parameter", "utf-8"),       \
+        FIELD("mime_types", MOAT_CFG_STRLIST, parent, st.mime_types, validate_mime,                          \
+              "media types by extension, before the built-in table: \".vtt text/vtt\"", "none"),             \
+        FIELD("listing", MOAT_CFG_BOOL, parent, st.listing, NULL,                                            \
+              "a folder without an index file gets an HTML list of its entries (dotfiles per dotfiles)",     \
+              "false"),                                                                                      \
+        SECTIONF("redirect", redirect_sec, "answer every request here with a redirect")
+
+#define CACHE_FIELDS(parent)                                                                                 \
+    INTF("max_age", parent, st.cache_max_age, 0, 315360000, NULL, 0,                                         \
+         "Cache-Control: max-age=N (seconds; public files)", "none"),                                        \
+        FIELD("immutable", MOAT_CFG_BOOL, parent, st.cache_immutable, NULL,                                  \
+              "add immutable (fingerprinted assets never change)", "false"),                                 \
+        MOAT_CFG_END
+#define REDIRECT_FIELDS(parent)                                                                              \
+    FIELD("to", MOAT_CFG_STR, parent, st.redirect_to, validate_redirect_to,                                  \
+          "target: an http(s):// URL or a path", "required"),                                                \
+        {"status",                                                                                           \
+         MOAT_CFG_INT,                                                                                       \
+         offsetof(parent, st.redirect_status),                                                               \
+         validate_redirect_status,                                                                           \
+         NULL,                                                                                               \
+         301,                                                                                                \
+         308,                                                                                                \
+         NULL,                                                                                               \
+         0,                                                                                                  \
+         0,                                                                                                  \
+         NULL,                                                                                               \
+         "301",                                                                                              \
+         "301, 302, 303, 307 or 308"},                                                                       \
+        FIELD("keep_path", MOAT_CFG_BOOL, parent, st.redirect_keep_path, NULL,                               \
+              "append the path below the location (and the query) to the target", "false"),                  \
+        MOAT_CFG_END
+
+static const moat_cfg_field_t location_cache_fields[] = {CACHE_FIELDS(moat_location_t)};
+static const moat_cfg_section_t location_cache_section = {"sites[].locations[].cache", location_cache_fields,
+                                                          0, NULL};
+static const moat_cfg_field_t location_redirect_fields[] = {REDIRECT_FIELDS(moat_location_t)};
+static const moat_cfg_section_t location_redirect_section = {"sites[].locations[].redirect",
+                                                             location_redirect_fields, 0, NULL};
+static const moat_cfg_field_t site_cache_fields[] = {CACHE_FIELDS(moat_site_t)};
+static const moat_cfg_section_t site_cache_section = {"sites[].cache", site_cache_fields, 0, NULL};
+static const moat_cfg_field_t site_redirect_fields[] = {REDIRECT_FIELDS(moat_site_t)};
+static const moat_cfg_section_t site_redirect_section = {"sites[].redirect", site_redirect_fields, 0, NULL};
+
+static void static_init(moat_static_conf_t *st)
+{
+    st->cache_max_age = -1;
+    st->nosniff = 1;
+    st->redirect_status = 301;
+}
 
 static void location_init(void *obj)
 {
     moat_location_t *l = obj;
     l->client_certificate = MOAT_CCERT_OFF;
+    static_init(&l->st);
 }
 
 static const moat_cfg_field_t location_fields[] = {
@@ -294,7 +546,7 @@ static const moat_cfg_field_t location_fields[] = {
           "URL path prefix, starting with /; it covers the path itself and everything below it", "required"),
     ENUMF("client_certificate", moat_location_t, client_certificate, ccert_names,
           "client certificate mode for requests under this path: off, optional or required", "the site's"),
-    MOAT_CFG_END};
+    STATIC_FIELDS(moat_location_t, &location_cache_section, &location_redirect_section), MOAT_CFG_END};
 
 static const moat_cfg_section_t location_section = {"sites[].locations[]", location_fields,
                                                     sizeof(moat_location_t), location_init};
@@ -336,6 +588,7 @@ static void site_init(void *obj)
     s->client_certificate = MOAT_CCERT_OFF;
     s->client_revocation_unknown = MOAT_REVOCATION_UNKNOWN_DENY;
     s->acme_conf.accept_terms = -1;
+    static_init(&s->st);
 }
 
 static const moat_cfg_field_t site_fields[] = {
@@ -381,6 +634,7 @@ static const moat_cfg_field_t site_fields[] = {
              "moat's CA answers ACME (RFC 8555) for other machines under https://HOST/acme/directory"),
     SECTIONF("acme", &site_acme_section,
              "this site's ACME settings, each overriding the top-level acme: one"),
+    STATIC_FIELDS(moat_site_t, &site_cache_section, &site_redirect_section),
     MOAT_CFG_END};
 
 static const moat_cfg_section_t site_section = {"sites[]", site_fields, sizeof(moat_site_t), site_init};

@@ -437,10 +437,11 @@ int moat_site_matches_host(const moat_site_t *site, const char *host, size_t len
 
 /* ---- client certificates ---- */
 
-moat_ccert_t moat_site_ccert_for_path(const moat_site_t *site, const char *path)
+/* The longest location whose path is a prefix of <path> on a segment boundary, or NULL. */
+static const moat_location_t *location_for_path(const moat_site_t *site, const char *path)
 {
     size_t best = 0;
-    moat_ccert_t mode = site->client_certificate;
+    const moat_location_t *found = NULL;
     for (size_t i = 0; i < site->nlocations; i++) {
         const moat_location_t *loc = &site->locations[i];
         size_t lp = strlen(loc->path);
@@ -450,10 +451,25 @@ moat_ccert_t moat_site_ccert_for_path(const moat_site_t *site, const char *path)
             continue;
         if (lp == 1 || path[lp] == '\0' || path[lp] == '/') {
             best = lp;
-            mode = loc->client_certificate;
+            found = loc;
         }
     }
-    return mode;
+    return found;
+}
+
+moat_ccert_t moat_site_ccert_for_path(const moat_site_t *site, const char *path)
+{
+    const moat_location_t *loc = location_for_path(site, path);
+    return loc != NULL ? loc->client_certificate : site->client_certificate;
+}
+
+const moat_static_conf_t *moat_site_static_for_path(const moat_site_t *site, const char *path,
+                                                    const char **loc_path)
+{
+    const moat_location_t *loc = site->nlocations > 0 ? location_for_path(site, path) : NULL;
+    if (loc_path != NULL)
+        *loc_path = loc != NULL ? loc->path : NULL;
+    return loc != NULL ? &loc->eff : &site->st;
 }
 
 int moat_site_wants_client_cert(const moat_site_t *site)

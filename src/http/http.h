@@ -266,7 +266,7 @@ const char *moat_http_date_cached(time_t now);
 /* Responses                                                                                            */
 
 /* Most extra header fields (beyond those with their own member) one response can carry. */
-#define MOAT_HTTP_RESP_EXTRA 8
+#define MOAT_HTTP_RESP_EXTRA 16
 #define MOAT_HTTP_ETAG_MAX 64
 #define MOAT_HTTP_LOCATION_MAX 2048
 
@@ -302,9 +302,12 @@ typedef struct moat_http_resp {
     const char *body;     /* in-memory body of content_length bytes, or NULL */
     int fd;               /* owned: file to send from, or -1; closed by moat_http_resp_dispose() */
     uint64_t file_offset; /* first byte of the file to send */
+    char *owned_body_;    /* owned: a generated body (folder listing), freed by moat_http_resp_dispose() */
     struct stat st;       /* of fd, when a file is served */
     /* Storage for a Location built here (the folder redirect); after st: moat_http_resp_init() leaves it. */
     char location_buf_[MOAT_HTTP_LOCATION_MAX];
+    char content_type_[128]; /* a Content-Type with the configured charset */
+    char cache_control_[64]; /* the Cache-Control of cache: {max_age, immutable} */
 } moat_http_resp_t;
 
 /*
@@ -390,26 +393,45 @@ int moat_http_root_open(moat_http_root_t *root, const char *dir, moat_err_t *err
 void moat_http_root_close(moat_http_root_t *root);
 
 /*
- * Answers a GET or HEAD for the normalised <path> (from moat_http_path_normalize) under <root>, filling
- * <resp> completely (resp is initialised here; the caller may then add HSTS and extra headers):
- * - 200 with fd, Content-Type from the MIME table, Content-Length, ETag, Last-Modified, Accept-Ranges;
- * - 304 when If-None-Match matches (weak comparison, "*" too) or, without If-None-Match,
- *   If-Modified-Since is not older than the file;
- * - 206 + Content-Range for one satisfiable byte range (If-Range must match the strong ETag or equal
- *   Last-Modified, else 200); 416 + "Content-Range: bytes * /size" for an unsatisfiable one; several
- *   ranges, other units or bad Range syntax: the whole file, 200 (RFC 9110 allows ignoring Range);
- * - a directory serves its index.html; a directory named without a trailing slash -> 301 to the same
- *   target with "/" added (query kept); no index.html -> 404;
+ * Answers a request for the normalised <path> (from moat_http_path_normalize) under <root> with the
+ * static settings <conf> in force there (moat_site_static_for_path; NULL: the defaults) and the path
+ * of the location they come from (<loc_path>, NULL for the site), filling <resp> completely (resp is
+ * initialised here; the caller may then add HSTS):
+ * - redirect.to set: that redirect, for every method (keep_path: the path below the location and the
+ *   query are appended, percent-encoded);
+ * - 405 + Allow: GET, HEAD for other methods; 404 when <root> is NULL;
+ * - 200 with fd, Content-Type (mime_types, then the built-in table; text types with charset),
+ *   Content-Length, ETag, Last-Modified, Accept-Ranges;
+ * - preconditions of RFC 9110 §13.2.2: 412 (If-Match, If-Unmodified-Since), 304 (If-None-Match,
+ *   If-Modified-Since), then If-Range;
+ * - 206 + Content-Range for one satisfiable byte range; 416 + "Content-Range: bytes * /size" for an
+ *   unsatisfiable one; several ranges, other units or bad Range syntax: the whole file, 200;
+ * - a folder serves the first of its index names that exists (index.html by default); a folder named
+ *   without a trailing slash -> 301 to the normalised path with "/" added (query kept, no fragment);
+ *   no index: the listing when enabled, else 404;
+ * - a path with a dot segment (/.git/config) -> 404 unless dotfiles: allow or dotfiles_allow covers it
+ *   (/.well-known/acme-challenge/ always passes);
+ * - a missing file with fallback set -> the fallback file, 200;
  * - 404 for a missing file, for anything that is not a regular file or directory, and for a path
- *   escaping the root through a symlink (and magic links such as /proc/self/root); 403 when the file
- *   or a folder on the way is not readable by the server;
- * - 405 + Allow: GET, HEAD for other methods.
+ *   escaping the root through a symlink (symlinks staying inside are followed); 403 when the file or a
+ *   folder on the way is not readable by the server;
+ * - an error status with a page in error_pages: that file is the body;
+ * - then moat_http_static_headers().
  * ETag: strong, "<mtime seconds hex>.<mtime nanoseconds hex>-<size hex>-<inode hex>" in quotes.
  * Returns the status it chose (also in resp->status). The caller sends resp->content_length bytes from
- * resp->fd at resp->file_offset (none for HEAD or when fd is -1), and calls moat_http_resp_dispose().
+ * resp->fd at resp->file_offset (or resp->body; none for HEAD), and calls moat_http_resp_dispose().
  */
+struct moat_static_conf;
 int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *req, const char *path,
-                           moat_http_resp_t *resp);
+                           const struct moat_static_conf *conf, const char *loc_path, moat_http_resp_t *resp);
+
+/*
+ * The response fields of <conf> (NULL: the defaults): X-Content-Type-Options: nosniff unless off or
+ * removed; on answers below 400 also Cache-Control from cache: and the headers: list; remove_headers
+ * takes off those and ETag, Last-Modified, Accept-Ranges. For answers made elsewhere from the same
+ * settings (the small-file cache).
+ */
+void moat_http_static_headers(const struct moat_static_conf *conf, moat_http_resp_t *resp);
 
 /*
  * 1 when the client's copy is current and the answer is 304 (RFC 9110 §13.2.2 steps 3 and 4):

@@ -50,6 +50,7 @@ static const struct {
     {206, "Partial Content", NULL},
     {301, "Moved Permanently", "The document has moved."},
     {302, "Found", "The document has moved."},
+    {303, "See Other", "The document is elsewhere."},
     {304, "Not Modified", NULL},
     {307, "Temporary Redirect", "The document has moved."},
     {308, "Permanent Redirect", "The document has moved."},
@@ -192,6 +193,11 @@ void moat_http_resp_init(moat_http_resp_t *resp, const moat_http_req_t *req, int
 
 void moat_http_resp_dispose(moat_http_resp_t *resp)
 {
+    if (resp->owned_body_ != NULL) {
+        if (resp->body == resp->owned_body_)
+            resp->body = NULL;
+        moat_free(&resp->owned_body_);
+    }
     if (resp->fd >= 0) {
         (void)close(resp->fd); /* read-only file: nothing to flush, nothing to report */
         resp->fd = -1;

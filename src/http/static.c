@@ -3,12 +3,17 @@
  */
 #include "http/http_int.h"
 
+#include "config/config.h"
+
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -344,44 +349,314 @@ static int path_char_ok(unsigned char c)
            (c != 0 && strchr("-._~!$&'()*+,;=:@/", c) != NULL);
 }
 
+/* Percent-encodes a decoded path into out[*o..cap); 0, or -1 when it does not fit. */
+static int encode_path(const char *p, size_t n, char *out, size_t *o, size_t cap)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (*o + 4 >= cap)
+            return -1;
+        if (path_char_ok(c)) {
+            out[(*o)++] = (char)c;
+        } else {
+            out[(*o)++] = '%';
+            out[(*o)++] = hexd[c >> 4];
+            out[(*o)++] = hexd[c & 15];
+        }
+    }
+    return 0;
+}
+
+/* The query of the request target (without '?' and any fragment), or an empty slice. */
+static moat_http_str_t target_query(const moat_http_req_t *req)
+{
+    const char *q = req->path.len > 0 ? memchr(req->path.p, '?', req->path.len) : NULL;
+    if (q == NULL)
+        return (moat_http_str_t){NULL, 0};
+    size_t qlen = req->path.len - (size_t)(q - req->path.p);
+    const char *hash = memchr(q, '#', qlen);
+    return (moat_http_str_t){q, hash != NULL ? (size_t)(hash - q) : qlen};
+}
+
 /*
  * 301 to the folder with its slash. The Location is made from the normalised path, percent-encoded
- * again, never from the raw target: "//evil.example/../dir" or "/\evil.example/../dir" copied into it
+ * again, never from the raw target: "//evil.example/../dir" or "/\\evil.example/../dir" copied into it
  * would send browsers to another host. The normalised path starts with one '/' and holds no "//", and
- * '\' goes out as %5C. The query is kept, a fragment (invalid in a request anyway) is not.
+ * '\\' goes out as %5C. The query is kept, a fragment (invalid in a request anyway) is not.
  */
 static int folder_redirect(const moat_http_req_t *req, const char *path, size_t plen, moat_http_resp_t *resp)
 {
-    static const char hexd[] = "0123456789ABCDEF";
-    char *out = resp->location_buf_;
-    size_t o = 0, cap = sizeof(resp->location_buf_);
-    const char *q = req->path.len > 0 ? memchr(req->path.p, '?', req->path.len) : NULL;
-
-    for (size_t i = 0; i < plen; i++) {
-        unsigned char c = (unsigned char)path[i];
-        if (o + 4 >= cap)
-            return finish_error(resp, 414);
-        if (path_char_ok(c)) {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '%';
-            out[o++] = hexd[c >> 4];
-            out[o++] = hexd[c & 15];
-        }
-    }
-    out[o++] = '/';
+    size_t o = 0;
+    if (encode_path(path, plen, resp->location_buf_, &o, sizeof(resp->location_buf_)) != 0)
+        return finish_error(resp, 414);
+    resp->location_buf_[o++] = '/';
     moat_http_resp_error(resp, 301);
-    resp->location[0] = (moat_http_str_t){out, o};
-    if (q != NULL) {
-        size_t qlen = req->path.len - (size_t)(q - req->path.p);
-        const char *hash = memchr(q, '#', qlen);
-        resp->location[1] = (moat_http_str_t){q, hash != NULL ? (size_t)(hash - q) : qlen};
-    }
+    resp->location[0] = (moat_http_str_t){resp->location_buf_, o};
+    resp->location[1] = target_query(req);
     return 301;
 }
 
-int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *req, const char *path,
-                           moat_http_resp_t *resp)
+/* The settings used when a caller passes none: those of a site that sets nothing. */
+static const moat_static_conf_t default_conf = {.cache_max_age = -1, .nosniff = 1, .redirect_status = 301};
+
+static int removed(const moat_static_conf_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->remove_headers.n; i++)
+        if (strcasecmp(c->remove_headers.v[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Names validated when the config was loaded: no need to check them again per response. */
+static void add_trusted(moat_http_resp_t *resp, const char *name, const char *value)
+{
+    if (resp->n_extra < MOAT_HTTP_RESP_EXTRA) {
+        resp->extra[resp->n_extra].name = name;
+        resp->extra[resp->n_extra].value = value;
+        resp->n_extra++;
+    }
+}
+
+void moat_http_static_headers(const moat_static_conf_t *c, moat_http_resp_t *resp)
+{
+    /* Like nginx's add_header and expires: caching and added fields only on answers worth keeping. */
+    int keep = resp->status < 400;
+    if (c == NULL)
+        c = &default_conf;
+    if (c->nosniff && (c->remove_headers.n == 0 || !removed(c, "X-Content-Type-Options")))
+        add_trusted(resp, "X-Content-Type-Options", "nosniff");
+    if (keep && c->cache_max_age >= 0 && !removed(c, "Cache-Control")) {
+        snprintf(resp->cache_control_, sizeof(resp->cache_control_), "max-age=%ld%s", c->cache_max_age,
+                 c->cache_immutable ? ", immutable" : "");
+        add_trusted(resp, "Cache-Control", resp->cache_control_);
+    }
+    if (keep)
+        for (size_t i = 0; i < c->headers.n; i++)
+            if (!removed(c, c->headers.v[i]))
+                add_trusted(resp, c->headers.v[i], c->headers.v[i] + strlen(c->headers.v[i]) + 1);
+    if (c->remove_headers.n > 0) {
+        if (removed(c, "ETag"))
+            resp->etag[0] = '\0';
+        if (removed(c, "Last-Modified"))
+            resp->last_modified = (time_t)-1;
+        if (removed(c, "Accept-Ranges"))
+            resp->accept_ranges = 0;
+    }
+}
+
+/* The media type of <name>: the settings' overrides, then the built-in table, with the charset set. */
+static const char *content_type(const moat_static_conf_t *c, const char *name, size_t len,
+                                moat_http_resp_t *resp)
+{
+    const char *dot = NULL;
+    for (size_t i = len; i > 0 && name[i - 1] != '/'; i--)
+        if (name[i - 1] == '.') {
+            dot = name + i - 1;
+            break;
+        }
+    if (dot != NULL)
+        for (size_t i = 0; i < c->mime_types.n; i++)
+            if (strlen(c->mime_types.v[i]) == (size_t)(name + len - dot) &&
+                strncasecmp(c->mime_types.v[i], dot, (size_t)(name + len - dot)) == 0)
+                return c->mime_types.v[i] + strlen(c->mime_types.v[i]) + 1;
+    const char *t = moat_http_mime_type(name, len);
+    const char *cs = strstr(t, "; charset=utf-8");
+    if (cs == NULL || c->charset == NULL)
+        return t;
+    if (strcmp(c->charset, "none") == 0)
+        snprintf(resp->content_type_, sizeof(resp->content_type_), "%.*s", (int)(cs - t), t);
+    else
+        snprintf(resp->content_type_, sizeof(resp->content_type_), "%.*s; charset=%s", (int)(cs - t), t,
+                 c->charset);
+    return resp->content_type_;
+}
+
+/* 1 when <path> has a segment starting with a dot that no exception covers. */
+static int hidden_dotfile(const moat_static_conf_t *c, const char *path)
+{
+    static const char acme[] = "/.well-known/acme-challenge";
+    if (c->dotfiles || strstr(path, "/.") == NULL)
+        return 0;
+    /* http-01 files written into the root by another ACME client (certbot --webroot) keep working. */
+    if (strncmp(path, acme, sizeof(acme) - 1) == 0 &&
+        (path[sizeof(acme) - 1] == '/' || path[sizeof(acme) - 1] == '\0'))
+        return 0;
+    for (size_t i = 0; i < c->dotfiles_allow.n; i++) {
+        size_t n = strlen(c->dotfiles_allow.v[i]);
+        if (strncmp(path, c->dotfiles_allow.v[i], n) == 0 && (n == 1 || path[n] == '/' || path[n] == '\0'))
+            return 0;
+    }
+    return 1;
+}
+
+/* redirect: {to, status, keep_path}: the location's target, with the path below the location if asked. */
+static int location_redirect(const moat_static_conf_t *c, const moat_http_req_t *req, const char *path,
+                             const char *loc_path, moat_http_resp_t *resp)
+{
+    char *out = resp->location_buf_;
+    size_t o = strlen(c->redirect_to), cap = sizeof(resp->location_buf_);
+    if (o >= cap)
+        return finish_error(resp, 500);
+    memcpy(out, c->redirect_to, o);
+    moat_http_resp_error(resp, (int)c->redirect_status);
+    if (c->redirect_keep_path) {
+        const char *rest = path;
+        if (loc_path != NULL && strcmp(loc_path, "/") != 0)
+            rest += strlen(loc_path);
+        if (o > 0 && out[o - 1] == '/' && rest[0] == '/')
+            rest++;
+        if (encode_path(rest, strlen(rest), out, &o, cap) != 0)
+            return finish_error(resp, 414);
+        resp->location[1] = target_query(req);
+    }
+    resp->location[0] = (moat_http_str_t){out, o};
+    return resp->status;
+}
+
+/* Opens an error page or fallback file <path> of the root: a regular file's fd, or -1. */
+static int open_page(const moat_http_root_t *root, const char *path, struct stat *st)
+{
+    int fd = open_beneath(root, path + 1, OPEN_FLAGS);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        (void)close(fd); /* not a page we can send */
+        return -1;
+    }
+    return fd;
+}
+
+/* error_pages: the configured page for an error status, sent with that status; the built-in one stays
+ * when it is missing. */
+static void error_page(const moat_http_root_t *root, const moat_static_conf_t *c, moat_http_resp_t *resp)
+{
+    char code[4] = {(char)('0' + resp->status / 100 % 10), (char)('0' + resp->status / 10 % 10),
+                    (char)('0' + resp->status % 10), 0};
+    for (size_t i = 0; i < c->error_pages.n; i++) {
+        if (strcmp(c->error_pages.v[i], code) != 0)
+            continue;
+        const char *page = c->error_pages.v[i] + 4;
+        int fd = open_page(root, page, &resp->st);
+        if (fd < 0)
+            return;
+        resp->fd = fd;
+        resp->body = NULL;
+        resp->file_offset = 0;
+        resp->content_length = (uint64_t)resp->st.st_size;
+        resp->content_type = content_type(c, page, strlen(page), resp);
+        if (resp->head_only)
+            moat_http_resp_dispose(resp);
+        return;
+    }
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* listing: true: the folder's entries as HTML, names escaped, links percent-encoded, folders with '/'. */
+static int folder_listing(const moat_static_conf_t *c, int dfd, const char *path, moat_http_resp_t *resp)
+{
+    enum { MAX_ENTRIES = 10000, MAX_PAGE = 4 << 20 };
+    DIR *d = fdopendir(dfd);
+    char **names = NULL, *page = NULL;
+    size_t n = 0, cap = 0, len = 0, pcap = 0;
+    struct dirent *de;
+    int status = 500;
+    if (d == NULL) {
+        (void)close(dfd); /* a folder we could not read */
+        return finish_error(resp, 403);
+    }
+    while ((de = readdir(d)) != NULL && n < MAX_ENTRIES) {
+        if (de->d_name[0] == '.' &&
+            (!c->dotfiles || de->d_name[1] == '\0' || (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+            continue;
+        struct stat st;
+        int dir = fstatat(dirfd(d), de->d_name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+        if (n == cap) {
+            char **nn = moat_realloc(names, (cap ? cap * 2 : 64) * sizeof(*names));
+            if (nn == NULL)
+                goto out;
+            names = nn;
+            cap = cap ? cap * 2 : 64;
+        }
+        size_t nl = strlen(de->d_name);
+        if ((names[n] = moat_malloc(nl + 2)) == NULL)
+            goto out;
+        memcpy(names[n], de->d_name, nl);
+        names[n][nl] = dir ? '/' : '\0';
+        names[n][nl + 1] = '\0';
+        n++;
+    }
+    qsort(names, n, sizeof(*names), cmp_names);
+    for (int pass = 0; pass < 2; pass++) {
+        /* First pass measures, second writes: one allocation of the exact size. */
+        len = 0;
+#define PUT(str, l)                                                                                          \
+    do {                                                                                                     \
+        if (pass == 1)                                                                                       \
+            memcpy(page + len, str, l);                                                                      \
+        len += l;                                                                                            \
+    } while (0)
+#define PUTS(str) PUT(str, strlen(str))
+#define PUT_HTML(str)                                                                                        \
+    for (const char *h_ = str; *h_; h_++) {                                                                  \
+        const char *ent_ = moat_http_html_entity(*h_);                                                       \
+        if (ent_ != NULL)                                                                                    \
+            PUTS(ent_);                                                                                      \
+        else                                                                                                 \
+            PUT(h_, 1);                                                                                      \
+    }
+        PUTS("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of ");
+        PUT_HTML(path);
+        PUTS("</title></head>\n<body><h1>Index of ");
+        PUT_HTML(path);
+        PUTS("</h1>\n<ul>\n");
+        if (strcmp(path, "/") != 0)
+            PUTS("<li><a href=\"../\">../</a></li>\n");
+        for (size_t i = 0; i < n; i++) {
+            char href[PATH_MAX * 3 + 8];
+            size_t ho = 0;
+            if (encode_path(names[i], strlen(names[i]), href, &ho, sizeof(href)) != 0)
+                continue;
+            href[ho] = '\0';
+            PUTS("<li><a href=\"./");
+            PUT_HTML(href);
+            PUTS("\">");
+            PUT_HTML(names[i]);
+            PUTS("</a></li>\n");
+        }
+        PUTS("</ul>\n<hr><address>moat</address></body></html>\n");
+#undef PUT_HTML
+#undef PUTS
+#undef PUT
+        if (pass == 0) {
+            if (len > MAX_PAGE || (page = moat_malloc(len)) == NULL)
+                goto out;
+            pcap = len;
+        }
+    }
+    (void)pcap;
+    resp->owned_body_ = page;
+    resp->body = page;
+    page = NULL;
+    resp->content_length = len;
+    resp->content_type = "text/html; charset=utf-8";
+    status = 200;
+out:
+    for (size_t i = 0; i < n; i++)
+        moat_free(&names[i]);
+    moat_free(&names);
+    moat_free(&page);
+    (void)closedir(d); /* closes dfd too */
+    return status == 200 ? 200 : finish_error(resp, status);
+}
+
+/* The file (or folder index) at <path>; <fallback>: allowed to fall back when nothing is there. */
+static int serve_path(const moat_http_root_t *root, const moat_http_req_t *req, const char *path,
+                      const moat_static_conf_t *c, int fallback, moat_http_resp_t *resp)
 {
     char rel[PATH_MAX];
     size_t plen = strlen(path);
@@ -389,10 +664,9 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
     size_t name_len;
     int fd, path_only = 0;
 
-    moat_http_resp_init(resp, req, 200);
-    if (req->method_id != MOAT_HTTP_GET && req->method_id != MOAT_HTTP_HEAD)
-        return finish_error(resp, 405);
-    if (plen == 0 || path[0] != '/' || plen >= sizeof(rel) - sizeof(INDEX_NAME) - 1)
+    if (plen == 0 || path[0] != '/' || plen >= sizeof(rel) - 256)
+        return finish_error(resp, 404);
+    if (hidden_dotfile(c, path))
         return finish_error(resp, 404);
 
     /* "/" -> ".", "/a/b" -> "a/b": openat2 wants a path relative to the root descriptor. */
@@ -407,7 +681,7 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
         path_only = 1;
     }
     if (fd < 0)
-        return finish_error(resp, status_for_errno(-fd));
+        goto missing;
     if (fstat(fd, &resp->st) != 0) {
         int e = errno;
         (void)close(fd); /* failed stat: the descriptor is useless */
@@ -419,23 +693,38 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
         return finish_error(resp, 403);
     }
     if (S_ISDIR(resp->st.st_mode)) {
-        (void)close(fd); /* the index is opened by name below */
-        if (path[plen - 1] != '/')
+        int dfd = fd;
+        if (path[plen - 1] != '/') {
+            (void)close(dfd); /* an open folder: nothing to flush */
             return folder_redirect(req, path, plen, resp);
-        if (plen == 1)
-            memcpy(rel, INDEX_NAME, sizeof(INDEX_NAME));
-        else
-            memcpy(rel + plen - 1, INDEX_NAME, sizeof(INDEX_NAME));
-        fd = open_beneath(root, rel, OPEN_FLAGS);
+        }
+        fd = -ENOENT;
+        name = NULL;
+        name_len = 0;
+        size_t nidx = c->index.n > 0 ? c->index.n : 1;
+        for (size_t i = 0; i < nidx && fd < 0; i++) {
+            const char *idx = c->index.n > 0 ? c->index.v[i] : INDEX_NAME;
+            size_t il = strlen(idx), at = plen == 1 ? 0 : plen - 1;
+            if (at + il + 1 > sizeof(rel))
+                continue;
+            memcpy(rel + at, idx, il + 1);
+            fd = open_beneath(root, rel, OPEN_FLAGS);
+            name = idx;
+            name_len = il;
+        }
+        if (fd < 0 && c->listing && !path_only) {
+            if (req->method_id == MOAT_HTTP_HEAD || req->method_id == MOAT_HTTP_GET) {
+                return folder_listing(c, dfd, path, resp);
+            }
+        }
+        (void)close(dfd); /* an open folder: nothing to flush */
         if (fd < 0)
-            return finish_error(resp, status_for_errno(-fd));
+            goto missing;
         if (fstat(fd, &resp->st) != 0) {
             int e = errno;
             (void)close(fd); /* failed stat: the descriptor is useless */
             return finish_error(resp, status_for_errno(e));
         }
-        name = INDEX_NAME;
-        name_len = sizeof(INDEX_NAME) - 1;
     } else {
         name = path;
         name_len = plen;
@@ -466,7 +755,7 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
         break;
     }
 
-    resp->content_type = moat_http_mime_type(name, name_len);
+    resp->content_type = content_type(c, name, name_len, resp);
     resp->accept_ranges = 1;
     resp->content_length = size;
     resp->file_offset = 0;
@@ -495,5 +784,30 @@ int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *
     }
     if (resp->head_only)
         moat_http_resp_dispose(resp);
+    return resp->status;
+
+missing:
+    /* fallback: a single-page application's router answers every path that is not a file. */
+    if ((fd == -ENOENT || fd == -ENOTDIR) && fallback && c->fallback != NULL)
+        return serve_path(root, req, c->fallback, c, 0, resp);
+    return finish_error(resp, status_for_errno(-fd));
+}
+
+int moat_http_static_serve(const moat_http_root_t *root, const moat_http_req_t *req, const char *path,
+                           const moat_static_conf_t *conf, const char *loc_path, moat_http_resp_t *resp)
+{
+    const moat_static_conf_t *c = conf != NULL ? conf : &default_conf;
+    moat_http_resp_init(resp, req, 200);
+    if (c->redirect_to != NULL)
+        (void)location_redirect(c, req, path, loc_path, resp);
+    else if (req->method_id != MOAT_HTTP_GET && req->method_id != MOAT_HTTP_HEAD)
+        (void)finish_error(resp, 405);
+    else if (root == NULL)
+        (void)finish_error(resp, 404);
+    else
+        (void)serve_path(root, req, path, c, 1, resp);
+    if (resp->status >= 400 && root != NULL && c->error_pages.n > 0)
+        error_page(root, c, resp);
+    moat_http_static_headers(c, resp);
     return resp->status;
 }

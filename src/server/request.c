@@ -248,11 +248,12 @@ void moat__request_handle(moat__conn_t *c, int status)
             }
         }
     }
-    if (!gs->has_root) {
-        moat_http_resp_init(resp, req, 404);
-        moat_http_resp_error(resp, 404);
-    } else if (!moat__fcache_serve(c, site->index, path, plen)) {
-        (void)moat_http_static_serve(&gs->root, req, path, resp);
+    const char *loc_path;
+    const moat_static_conf_t *sc = moat_site_static_for_path(site, path, &loc_path);
+    if (gs->has_root && moat__fcache_serve(c, site->index, path, plen)) {
+        moat_http_static_headers(sc, resp);
+    } else {
+        (void)moat_http_static_serve(gs->has_root ? &gs->root : NULL, req, path, sc, loc_path, resp);
         moat__fcache_store(c, site->index, path, plen);
     }
     if (c->secure && site->require_secure_channel && site->hsts_max_age > 0 &&

@@ -346,7 +346,9 @@ static void test_error_unknown_key(void)
         bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    frobnicate: 1\n"),
         "moat.yaml:4:5: sites[0].frobnicate: unknown key \"frobnicate\"; expected one of: hosts, default, "
         "listen, http_listen, certificate, root, require_secure_channel, hsts_max_age, client_certificate, "
-        "client_trust, client_revocation_unknown, ca_publish, locations, acme_server, acme");
+        "client_trust, client_revocation_unknown, ca_publish, locations, acme_server, acme, headers, "
+        "remove_headers, cache, nosniff, index, fallback, error_pages, dotfiles, dotfiles_allow, charset, "
+        "mime_types, listing, redirect");
     CHECK_CONTAINS(bad("limits:\n  header_byte: 4\n"),
                    "moat.yaml:2:3: limits.header_byte: unknown key; did you mean "
                    "\"header_bytes\"?");

@@ -99,7 +99,7 @@ static int serve(const moat_http_root_t *root, const char *raw, moat_http_resp_t
         moat_http_resp_error(resp, status);
         return status;
     }
-    return moat_http_static_serve(root, req, path, resp);
+    return moat_http_static_serve(root, req, path, NULL, NULL, resp);
 }
 
 static int get(const moat_http_root_t *root, const char *target, moat_http_resp_t *resp)
@@ -516,6 +516,21 @@ static void test_mime(void)
         {".html", "text/html; charset=utf-8"},
         {"a.tar.gz", "application/gzip"},
         {"a.htmlx", "application/octet-stream"},
+        /* what nginx's and Debian's tables know too */
+        {"subs.vtt", "text/vtt; charset=utf-8"},
+        {"live.m3u8", "application/vnd.apple.mpegurl"},
+        {"seg1.TS", "video/mp2t"},
+        {"a.mpd", "application/dash+xml"},
+        {"a.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
+        {"a.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
+        {"a.pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation"},
+        {"a.odt", "application/vnd.oasis.opendocument.text"},
+        {"a.jxl", "image/jxl"},
+        {"a.glb", "model/gltf-binary"},
+        {"a.opus", "audio/ogg"},
+        {"a.yaml", "application/yaml"},
+        {"a.3gp", "video/3gpp"},
+        {"a.deb", "application/vnd.debian.binary-package"},
     };
     for (size_t i = 0; i < MOAT_ARRAY_LEN(cases); i++)
         CHECK_STR(moat_http_mime_type(cases[i][0], strlen(cases[i][0])), cases[i][1]);
