@@ -37,6 +37,7 @@ typedef struct control {
     char stapling[1024]; /* the stapling failures last recorded in the store ("" = none) */
     unsigned seq;
     char pid_path[4200];
+    int last_refused; /* the last reload was refused (told in systemd's STATUS) */
 } control_t;
 
 int moat_server_pid_path(const char *store_path, char *out, size_t outsz, moat_err_t *err)
@@ -245,6 +246,7 @@ static void write_status(control_t *ctl, long long refused, const char *reason)
     if (moat_store_server_status_get(ctl->st, &s, &err) != 0)
         memset(&s, 0, sizeof(s));
     s.applied_generation = ctl->applied;
+    ctl->last_refused = refused >= 0;
     if (refused >= 0) {
         s.refused_generation = refused;
         moat_strlcpy(s.refusal, reason != NULL ? reason : "", sizeof(s.refusal));
@@ -346,7 +348,19 @@ static int same_listeners(const moat_config_t *a, const moat_config_t *b)
     return 1;
 }
 
+static void reload_now(control_t *ctl, int reread_config, const char *why);
+
+/* A reload, told to systemd (Type=notify): RELOADING while it runs, READY and the outcome after. */
 static void reload(control_t *ctl, int reread_config, const char *why)
+{
+    (void)moat__notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading (%s)",
+                       moat__notify_monotonic_usec(), why);
+    reload_now(ctl, reread_config, why);
+    (void)moat__notify("READY=1\nSTATUS=serving generation %lld%s", ctl->applied,
+                       ctl->last_refused ? "; the last change was refused (see the error log)" : "");
+}
+
+static void reload_now(control_t *ctl, int reread_config, const char *why)
 {
     moat_config_t *cfg = NULL;
     moat_err_t err = {0};
@@ -712,6 +726,10 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     print_listeners(&srv, cfg);
     moat_log(MOAT_LOG_NOTICE, &logctx, "started: pid %ld, %u workers, store %s, generation %lld",
              (long)getpid(), srv.nworkers, moat_store_path(ctl.st), ctl.applied);
+    if (moat__notify("READY=1\nMAINPID=%ld\nSTATUS=serving generation %lld", (long)getpid(), ctl.applied) !=
+        0)
+        moat_log(MOAT_LOG_WARN, &logctx, "cannot notify systemd at NOTIFY_SOCKET=%s",
+                 getenv("NOTIFY_SOCKET"));
 
     for (;;) {
         struct timespec ts = {0, 500 * 1000 * 1000};
@@ -719,6 +737,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         if (sig == SIGTERM || sig == SIGINT) {
             moat_log(MOAT_LOG_NOTICE, &logctx, "%s: finishing requests in flight, then stopping",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            (void)moat__notify("STOPPING=1\nSTATUS=stopping (%s)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
         if (sig == SIGHUP) {

@@ -261,6 +261,12 @@ moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t
 void moat__gen_forget_keys(moat__gen_t *gen);
 void moat__gen_unref(moat__gen_t *gen);
 
+/* notify.c: a systemd notification ("READY=1", "RELOADING=1", "STATUS=...", "STOPPING=1"; see
+ * sd_notify(3)) to $NOTIFY_SOCKET; nothing without it. Returns 0, or MOAT_E_IO/MOAT_E_INVAL (not fatal). */
+int moat__notify(const char *fmt, ...) MOAT_PRINTF(1, 2);
+/* CLOCK_MONOTONIC in microseconds, for RELOADING=1's MONOTONIC_USEC. */
+unsigned long long moat__notify_monotonic_usec(void);
+
 #endif
 
 /* ---- connections (worker.c, request.c) ------------------------------------------------------------ */
