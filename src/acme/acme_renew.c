@@ -121,7 +121,7 @@ int moat_acme_status_get(moat_store_t *st, const moat_config_t *cfg, size_t site
             moat_strlcpy(out->why, "retry after a failure", sizeof(out->why));
         }
     }
-    if (asked > out->last_try && asked > 0) {
+    if (asked > 0) {
         out->next = now;
         moat_strlcpy(out->why, "asked by moat acme renew", sizeof(out->why));
     }
@@ -161,6 +161,7 @@ static void renew_one(moat_acme_renewer_t *r, const moat_config_t *cfg, size_t i
     moat_err_t err = {0};
     char summary[320];
     long long now = (long long)time(NULL);
+    int rc;
 
     if (moat_acme_status_get(r->st, cfg, i, now, &s, &err) != 0) {
         moat_log(MOAT_LOG_ERR, &logctx, "site %s: reading its ACME state: %s", site->name, err.msg);
@@ -172,7 +173,16 @@ static void renew_one(moat_acme_renewer_t *r, const moat_config_t *cfg, size_t i
     moat_log(MOAT_LOG_NOTICE, &logctx, "site %s: ordering a certificate for key \"%s\" from %s (%s)",
              site->name, site->certificate, conf.directory, s.why);
     s.last_try = now;
-    if (moat__acme_order_run(r->st, site, &conf, NULL, &r->stop, summary, sizeof(summary), &err) == 0) {
+    rc = moat__acme_order_run(r->st, site, &conf, NULL, &r->stop, summary, sizeof(summary), &err);
+    if (!atomic_load(&r->stop)) {
+        /* A renewal asked for is answered by this attempt, whatever its outcome (acme renew waits). */
+        char key[200];
+        moat_err_t e2 = {0};
+        moat__acme_setting_name(key, sizeof(key), "renew", site->certificate);
+        if (moat_store_setting_delete(r->st, key, &e2) != 0 && e2.code != MOAT_E_NOTFOUND)
+            moat_log(MOAT_LOG_ERR, &logctx, "site %s: clearing its renewal request: %s", site->name, e2.msg);
+    }
+    if (rc == 0) {
         moat_log(MOAT_LOG_NOTICE, &logctx, "site %s: certificate for key \"%s\" %s", site->name,
                  site->certificate, summary);
         s.failures = 0;

@@ -4,6 +4,8 @@
  */
 #include "doctor/doctor_int.h"
 
+#include "acme/acme.h"
+
 #include "config/config.h"
 #include "store/store.h"
 
@@ -604,6 +606,70 @@ static void check_client_trust(local_t *l, const char *subject, const moat_site_
     }
 }
 
+/* 1 for the keys the ACME client manages: its account key and the keys of sites with certificate: acme. */
+static int is_acme_key(const local_t *l, const char *name)
+{
+    if (strcmp(name, "acme-account") == 0)
+        return 1;
+    for (size_t i = 0; l->cfg != NULL && i < l->cfg->nsites; i++)
+        if (l->cfg->sites[i].acme && strcmp(l->cfg->sites[i].certificate, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* certificate: acme: what the ACME client last did, and why the site has no certificate if it has none.
+ * Returns 1 when the site has no active key (the finding here replaces the generic ones). */
+static int check_acme(local_t *l, const char *subject, size_t index)
+{
+    const moat_site_t *site = &l->cfg->sites[index];
+    const moat_store_key_t *act = find_key(l, site->certificate, MOAT_KEY_ACTIVE);
+    const moat_store_key_t *pend = find_key(l, site->certificate, MOAT_KEY_PENDING);
+    long long now = (long long)time(NULL);
+    moat_acme_status_t st;
+    moat_doctor_finding_t *f;
+    moat_err_t e = {0};
+    char when[64];
+
+    if (find_key(l, "acme-account", MOAT_KEY_PENDING) != NULL ||
+        find_key(l, "acme-account", MOAT_KEY_ACTIVE) != NULL)
+        bind_key(l, "acme-account");
+    if (pend != NULL)
+        bind_key(l, pend->name);
+    if (moat_acme_status_get(l->st, l->cfg, index, now, &st, &e) != 0) {
+        f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "acme-state-unreadable", subject, "%s", e.msg);
+        return act == NULL;
+    }
+    moat_doctor_fact(l->r, subject, "acme", "%s, next attempt %s (%s)", st.state,
+                     st.next > now ? (snprintf(when, sizeof(when), "in %lld s", st.next - now), when) : "now",
+                     st.why);
+    if (st.failures > 0) {
+        f = moat_doctor_add(l->r, act != NULL ? MOAT_DOCTOR_WARNING : MOAT_DOCTOR_ERROR,
+                            "acme-renewal-failing", subject,
+                            "ordering its certificate (key %s) failed %u time%s in a row: %s",
+                            site->certificate, st.failures, st.failures == 1 ? "" : "s", st.last_error);
+        moat_doctor_why(f, "%s",
+                        act != NULL ? "the current certificate is kept, and expires unless a renewal succeeds"
+                                    : "the site has no certificate: its handshakes fail");
+        moat_doctor_fix(
+            f,
+            "fix the cause above; the server retries by itself (in %lld s), or now with: moat acme "
+            "renew %s",
+            st.next > now ? st.next - now : 0, site->certificate);
+    } else if (act == NULL) {
+        f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "acme-not-issued", subject,
+                            "certificate: acme has not obtained a certificate yet (key %s%s)",
+                            site->certificate, st.order_pending ? ": an order is under way" : "");
+        moat_doctor_why(f, "the site's handshakes fail until the certificate is installed");
+        moat_doctor_fix(f, "keep moat serve running; moat acme status %s shows the progress",
+                        site->certificate);
+    }
+    if (act != NULL) {
+        bind_key(l, act->name);
+        check_served(l, subject, site, act);
+    }
+    return 1;
+}
+
 static void check_sites(local_t *l)
 {
     for (size_t s = 0; s < l->cfg->nsites; s++) {
@@ -612,7 +678,9 @@ static void check_sites(local_t *l)
         moat_doctor_finding_t *f;
         snprintf(subject, sizeof(subject), "site %s", site->name);
         moat_doctor_fact(l->r, subject, "certificate", "%s", site->certificate ? site->certificate : "auto");
-        if (site->certificate != NULL) {
+        if (site->acme && check_acme(l, subject, s)) {
+            /* The ACME client's finding says it all: the site has no certificate yet. */
+        } else if (site->certificate != NULL) {
             const moat_store_key_t *act = find_key(l, site->certificate, MOAT_KEY_ACTIVE);
             const moat_store_key_t *pend = find_key(l, site->certificate, MOAT_KEY_PENDING);
             if (act != NULL) {
@@ -1031,6 +1099,8 @@ static void check_keys(local_t *l)
                             "--master-key says otherwise): the backup cannot be opened without it",
                             moat_store_path(l->st));
         }
+        if (k->state == MOAT_KEY_PENDING && is_acme_key(l, k->name))
+            continue; /* the ACME account key never gets a certificate; an order's key is check_acme's */
         if (k->state == MOAT_KEY_PENDING) {
             const moat_store_key_t *act = find_key(l, k->name, MOAT_KEY_ACTIVE);
             if (act != NULL)

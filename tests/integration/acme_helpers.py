@@ -78,7 +78,8 @@ class Pebble:
         wait_port(self.chall_mgmt_port)
         env = dict(os.environ)
         env.pop("PEBBLE_VA_ALWAYS_VALID", None)
-        env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject)})
+        env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject),
+                    "PEBBLE_AUTHZREUSE": "0"})
         env.update(self.extra_env)
         log = open(self.dir / "pebble.out", "ab")
         self.procs.append((subprocess.Popen(
@@ -98,7 +99,8 @@ class Pebble:
         self.stop_pebble()
         self.procs.pop()[1].close()
         env = dict(os.environ)
-        env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject)})
+        env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject),
+                    "PEBBLE_AUTHZREUSE": "0"})
         env.update(self.extra_env)
         log = open(self.dir / "pebble.out", "ab")
         self.procs.append((subprocess.Popen(
@@ -131,3 +133,10 @@ def pebble(tmp_path):
     p = Pebble(tmp_path)
     yield p
     p.stop()
+
+
+def challtestsrv(pb, path, body):
+    """Calls pebble-challtestsrv's management interface (set-txt, add-a, clear-a, ...)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{pb.chall_mgmt_port}/{path}", data=json.dumps(body).encode(),
+                                 method="POST")
+    urllib.request.urlopen(req, timeout=5).read()

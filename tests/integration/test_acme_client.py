@@ -142,3 +142,49 @@ def test_tls_alpn01_first_issuance(moat, pebble):
                 pass
     # An ordinary handshake still gets the issued certificate.
     assert served_cert(pebble.tls_port) is not None
+
+
+def test_failing_challenge_keeps_certificate_then_renewal(moat, pebble):
+    from acme_helpers import challtestsrv
+    pebble.start()
+    cfg_path = moat.dir / "moat.yaml"
+    start(moat, pebble, config(pebble, ["http-01"]))
+    first = wait_issued(moat)
+    want = ssl.PEM_cert_to_DER_cert(first.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
+    deadline = time.time() + 10
+    while served_cert(pebble.tls_port) != want and time.time() < deadline:
+        time.sleep(0.2)
+    st = json.loads(moat.ok("acme", "status", "--json", "-c", cfg_path).stdout)
+    assert st[0]["name"] == KEY and st[0]["state"] == "valid" and st[0]["failures"] == 0
+    assert st[0]["why"] == "1/3 of the lifetime left"
+
+    # The ACME server now reaches another address for the name: http-01 fails there.
+    challtestsrv(pebble, "add-a", {"host": HOST + ".", "addresses": ["127.0.0.2"]})
+    r = moat.fails("acme", "renew", KEY, "-c", cfg_path)
+    assert "current certificate is kept" in r.stderr and "http-01 challenge for www.example.test failed" in r.stderr
+    assert served_cert(pebble.tls_port) == want
+    st = json.loads(moat.ok("acme", "status", "--json", "-c", cfg_path).stdout)[0]
+    assert st["state"] == "failing" and st["failures"] == 1 and "http-01" in st["last_error"]
+    assert st["next"] > time.time() + 30  # backed off
+    doc = moat.run("doctor", "-c", cfg_path)
+    assert "acme-renewal-failing" in doc.stdout and "http-01 challenge for www.example.test failed" in doc.stdout
+    assert "the current certificate is kept" in doc.stdout
+    log = (moat.dir / "error.log").read_text()
+    assert "ordering a certificate failed, the current one is kept" in log
+
+    # Fixed: a renewal asked for now succeeds and the server serves the new certificate.
+    challtestsrv(pebble, "clear-a", {"host": HOST + "."})
+    r = moat.ok("acme", "renew", KEY, "-c", cfg_path)
+    assert "renewed " + KEY in r.stdout
+    second = wait_issued(moat, previous=first)
+    want2 = ssl.PEM_cert_to_DER_cert(second.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
+    deadline = time.time() + 10
+    while served_cert(pebble.tls_port) != want2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert served_cert(pebble.tls_port) == want2
+    hist = moat.ok("cert", "history", KEY).stdout
+    assert len([ln for ln in hist.splitlines() if ln[:1] in "* " and ":" in ln and "20" in ln]) == 2
+    st = json.loads(moat.ok("acme", "status", "--json", "-c", cfg_path).stdout)[0]
+    assert st["state"] == "valid" and st["failures"] == 0 and st["last_error"] is None
+    # The previous certificate is one rollback away.
+    moat.ok("cert", "rollback", KEY)
