@@ -38,6 +38,7 @@ static void static_inherit(moat_cfg_ctx_t *ctx, moat_location_t *loc, const moat
     INHERIT(charset);
     INHERIT(mime_types);
     INHERIT(listing);
+    INHERIT(precompressed);
 #undef INHERIT
     /* A redirect is one setting: a location that sets none keeps the site's whole. */
     if (!moat__cfg_where(ctx, &own->redirect_to, MOAT_CFG_AT_KEY, NULL)) {

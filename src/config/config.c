@@ -675,6 +675,7 @@ static void static_free(moat_static_conf_t *st)
     free_strlist(&st->error_pages);
     free_strlist(&st->dotfiles_allow);
     free_strlist(&st->mime_types);
+    free_strlist(&st->precompressed);
     moat_free(&st->fallback);
     moat_free(&st->charset);
     moat_free(&st->redirect_to);

@@ -74,6 +74,7 @@ typedef struct moat_static_conf {
     char *charset;                 /* charset of text types; default utf-8; "" or "none": no parameter */
     moat_strlist_t mime_types;     /* overrides: ".ext type/subtype", v[i] is ".ext" NUL "type" */
     int listing;                   /* 1: a folder without an index gets an HTML listing */
+    moat_strlist_t precompressed;  /* "br", "gzip": FILE.br / FILE.gz served when accepted, in this order */
     char *redirect_to;             /* redirect.to: every request answers a redirect there, or NULL */
     long redirect_status;          /* redirect.status: 301, 302, 307 or 308 */
     int redirect_keep_path;        /* redirect.keep_path: the path below the location is appended */

@@ -272,6 +272,19 @@ static const char *url_path_problem(const char *p)
     return NULL;
 }
 
+static int validate_encoding(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                             const char *key, moat_cfg_mark_t mark)
+{
+    moat_strlist_t *l = dst;
+    (void)f;
+    if (strcmp(l->v[item], "br") != 0 && strcmp(l->v[item], "gzip") != 0)
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": expected br or gzip", l->v[item]);
+    for (long i = 0; i < item; i++)
+        if (strcmp(l->v[i], l->v[item]) == 0)
+            return moat__cfg_error(ctx, mark, key, "\"%s\": listed twice", l->v[item]);
+    return 0;
+}
+
 /* A path prefix in a list ("/.well-known"); a trailing slash is dropped, as for location paths. */
 static int validate_path_prefix(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
                                 const char *key, moat_cfg_mark_t mark)
@@ -488,6 +501,10 @@ static const char *const dotfiles_names[] = {"deny", "allow", NULL};
         FIELD("listing", MOAT_CFG_BOOL, parent, st.listing, NULL,                                            \
               "a folder without an index file gets an HTML list of its entries (dotfiles per dotfiles)",     \
               "false"),                                                                                      \
+        FIELD("precompressed", MOAT_CFG_STRLIST, parent, st.precompressed, validate_encoding,                \
+              "serve FILE.br or FILE.gz beside FILE to clients accepting br or gzip, in the order given, "   \
+              "with Content-Encoding, Vary: Accept-Encoding and their own ETag (not for Range requests)",    \
+              "none"),                                                                                       \
         SECTIONF("redirect", redirect_sec, "answer every request here with a redirect")
 
 #define CACHE_FIELDS(parent)                                                                                 \

@@ -527,6 +527,73 @@ static int open_page(const moat_http_root_t *root, const char *path, struct stat
     return fd;
 }
 
+/*
+ * RFC 9110 §12.5.3: is content coding <coding> acceptable by the Accept-Encoding fields? A coding (or
+ * "*") listed with q=0 is not; absent, it is not either (identity is the only default).
+ */
+static int accepts_coding(const moat_http_req_t *req, const char *coding)
+{
+    size_t from = 0, cl = strlen(coding);
+    moat_http_str_t v;
+    int star = 0, found = -1;
+    while (moat_http_req_find(req, "Accept-Encoding", &from, &v)) {
+        size_t i = 0;
+        while (i < v.len) {
+            while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+                i++;
+            size_t s0 = i;
+            while (i < v.len && v.p[i] != ',' && v.p[i] != ';' && v.p[i] != ' ' && v.p[i] != '\t')
+                i++;
+            size_t tl = i - s0;
+            int q0 = 0;
+            while (i < v.len && v.p[i] != ',') {
+                /* ";q=0", ";q=0.0", ";q=0.000": the only weights that refuse */
+                if (v.p[i] == 'q' && i + 2 < v.len && v.p[i + 1] == '=' && v.p[i + 2] == '0') {
+                    size_t k = i + 3;
+                    if (k < v.len && v.p[k] == '.')
+                        for (k++; k < v.len && v.p[k] == '0'; k++)
+                            ;
+                    q0 = k >= v.len || v.p[k] == ',' || v.p[k] == ' ' || v.p[k] == ';';
+                }
+                i++;
+            }
+            if (tl == cl && strncasecmp(v.p + s0, coding, cl) == 0)
+                found = !q0;
+            else if (tl == 1 && v.p[s0] == '*')
+                star = q0 ? -1 : 1;
+        }
+    }
+    return found >= 0 ? found : star > 0;
+}
+
+/* precompressed: FILE.br / FILE.gz for a client that accepts it; replaces the fd and stat in <resp>. */
+static const char *pick_precompressed(const moat_http_root_t *root, const moat_http_req_t *req,
+                                      const moat_static_conf_t *c, char *rel, size_t relsz,
+                                      moat_http_resp_t *resp)
+{
+    size_t rl = strlen(rel);
+    for (size_t i = 0; i < c->precompressed.n; i++) {
+        const char *coding = c->precompressed.v[i], *ext = strcmp(coding, "br") == 0 ? ".br" : ".gz";
+        struct stat st;
+        if (rl + 4 > relsz || !accepts_coding(req, coding))
+            continue;
+        memcpy(rel + rl, ext, 4);
+        int fd = open_beneath(root, rel, OPEN_FLAGS);
+        rel[rl] = '\0';
+        if (fd < 0)
+            continue;
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            (void)close(fd); /* not a file we can send */
+            continue;
+        }
+        moat_http_resp_dispose(resp);
+        resp->fd = fd;
+        resp->st = st;
+        return coding;
+    }
+    return NULL;
+}
+
 /* error_pages: the configured page for an error status, sent with that status; the built-in one stays
  * when it is missing. */
 static void error_page(const moat_http_root_t *root, const moat_static_conf_t *c, moat_http_resp_t *resp)
@@ -732,6 +799,14 @@ static int serve_path(const moat_http_root_t *root, const moat_http_req_t *req, 
     resp->fd = fd;
     if (!S_ISREG(resp->st.st_mode)) /* devices, FIFOs, sockets: never served */
         return finish_error(resp, 404);
+    const char *coding = NULL;
+    if (c->precompressed.n > 0) {
+        /* RFC 9110 §12.5.5: the answer depends on Accept-Encoding, whichever file is chosen. Range
+         * requests get the file itself: its byte positions are the ones a resumed download knows. */
+        add_trusted(resp, "Vary", "Accept-Encoding");
+        if (req->range.len == 0)
+            coding = pick_precompressed(root, req, c, rel, sizeof(rel), resp);
+    }
 
     uint64_t size = (uint64_t)resp->st.st_size;
     time_t mtime = resp->st.st_mtim.tv_sec;
@@ -756,6 +831,8 @@ static int serve_path(const moat_http_root_t *root, const moat_http_req_t *req, 
     }
 
     resp->content_type = content_type(c, name, name_len, resp);
+    if (coding != NULL)
+        add_trusted(resp, "Content-Encoding", coding);
     resp->accept_ranges = 1;
     resp->content_length = size;
     resp->file_offset = 0;

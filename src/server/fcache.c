@@ -22,7 +22,7 @@ struct moat__fcache_entry {
     unsigned gen_seq;
     size_t site;
     uint64_t expires_ms;
-    const char *content_type; /* static: from the MIME table */
+    char content_type[128]; /* a copy: the type may have been formatted in the response (charset) */
     char etag[MOAT_HTTP_ETAG_MAX];
     time_t last_modified;
     size_t len;
@@ -92,7 +92,11 @@ void moat__fcache_store(moat__conn_t *c, size_t site, const char *path, size_t p
     e->gen_seq = c->wg->gen->seq;
     e->site = site;
     e->expires_ms = w->loop.now_ms + FCACHE_TTL_MS;
-    e->content_type = resp->content_type;
+    if (resp->content_type == NULL || strlen(resp->content_type) >= sizeof(e->content_type)) {
+        e->hash = 0;
+        return;
+    }
+    memcpy(e->content_type, resp->content_type, strlen(resp->content_type) + 1);
     memcpy(e->etag, resp->etag, sizeof(e->etag));
     e->last_modified = resp->last_modified;
     e->len = (size_t)n;

@@ -250,11 +250,14 @@ void moat__request_handle(moat__conn_t *c, int status)
     }
     const char *loc_path;
     const moat_static_conf_t *sc = moat_site_static_for_path(site, path, &loc_path);
-    if (gs->has_root && moat__fcache_serve(c, site->index, path, plen)) {
+    /* Files chosen by Accept-Encoding (precompressed) are not for the cache, which ignores the field. */
+    int cache = gs->has_root && sc->precompressed.n == 0;
+    if (cache && moat__fcache_serve(c, site->index, path, plen)) {
         moat_http_static_headers(sc, resp);
     } else {
         (void)moat_http_static_serve(gs->has_root ? &gs->root : NULL, req, path, sc, loc_path, resp);
-        moat__fcache_store(c, site->index, path, plen);
+        if (cache)
+            moat__fcache_store(c, site->index, path, plen);
     }
     if (c->secure && site->require_secure_channel && site->hsts_max_age > 0 &&
         hsts_allowed(host[0] ? host : site->name))

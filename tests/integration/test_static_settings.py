@@ -1,6 +1,7 @@
 """The static-site settings, per site and per location, through the real binary with curl: response
 headers (added, removed, cache:, nosniff by default), index names, fallback (SPA), error pages, redirects,
 hidden dotfiles with exceptions, MIME overrides and charset, and folder listings (HTML-escaped)."""
+import gzip
 import subprocess
 
 import pytest
@@ -26,6 +27,8 @@ locations:
   - path: /files
     listing: true
     remove_headers: [Access-Control-Allow-Origin, X-Content-Type-Options, ETag]
+  - path: /t
+    precompressed: [br, gzip]
   - path: /raw
     nosniff: false
     dotfiles: allow
@@ -60,6 +63,13 @@ def www(moat):
     (root / "subs.vtt").write_text("WEBVTT\n")
     (root / "x.data").write_text("data\n")
     (root / "hello.txt").write_text("hello\n")
+    (root / "t").mkdir()
+    js = b"function f(){return 1}\n" * 40
+    (root / "t" / "app.js").write_bytes(js)
+    (root / "t" / "app.js.gz").write_bytes(gzip.compress(js))
+    (root / "t" / "app.js.br").write_bytes(b"not really brotli")
+    (root / "t" / "style.css").write_text("body{}\n")
+    (root / "t" / "style.css.gz").write_bytes(gzip.compress(b"body{}\n"))
     return root
 
 
@@ -202,3 +212,32 @@ locations:
     err = r.stderr if isinstance(r.stderr, str) else r.stderr.decode()
     assert 'sites[0].headers' in err and "expected \"Name: value\"" in err
     assert "bad.yaml:" in err
+
+
+def test_precompressed_files(server, h2, www):
+    js = (www / "t" / "app.js").read_bytes()
+    st, plain, body = curl(server, "/t/app.js", http2=h2)
+    assert st == 200 and body == js and plain["vary"] == "Accept-Encoding" and "content-encoding" not in plain
+    st, hd, body = curl(server, "/t/app.js", "-H", "Accept-Encoding: gzip", http2=h2)
+    assert st == 200 and hd["content-encoding"] == "gzip" and hd["vary"] == "Accept-Encoding"
+    assert gzip.decompress(body) == js
+    assert hd["etag"] != plain["etag"] and hd["content-type"] == plain["content-type"]
+    # its own validator revalidates the gzip file
+    st, hd2, body = curl(server, "/t/app.js", "-H", "Accept-Encoding: gzip", "-H",
+                         f"If-None-Match: {hd['etag']}", http2=h2)
+    assert st == 304
+    st, hd, body = curl(server, "/t/app.js", "-H", "Accept-Encoding: gzip, deflate, br", http2=h2)
+    assert hd["content-encoding"] == "br" and body == b"not really brotli"
+    st, hd, body = curl(server, "/t/app.js", "-H", "Accept-Encoding: br;q=0, gzip;q=0.5", http2=h2)
+    assert hd["content-encoding"] == "gzip"
+    st, hd, body = curl(server, "/t/app.js", "-H", "Accept-Encoding: gzip;q=0, br;q=0.0", http2=h2)
+    assert "content-encoding" not in hd and body == js
+    st, hd, body = curl(server, "/t/app.js", "-H", "Accept-Encoding: gzip", "-r", "0-7", http2=h2)
+    assert st == 206 and "content-encoding" not in hd and body == js[:8]
+    # curl --compressed decodes what it gets
+    r = subprocess.run(["curl", "-sk", "--compressed", "-H", "Accept-Encoding: gzip", "--http2" if h2 else "--http1.1",
+                        f"https://localhost:{server}/t/style.css"], capture_output=True, timeout=30)
+    assert r.stdout == b"body{}\n"
+    # elsewhere no precompressed file is chosen and nothing varies
+    st, hd, body = curl(server, "/hello.txt", "-H", "Accept-Encoding: gzip", http2=h2)
+    assert "vary" not in hd and "content-encoding" not in hd
