@@ -163,6 +163,47 @@ static int chain_revoked(moat__conn_t *c, X509 *peer, long long now, int *pendin
     return unknown ? -1 : 0;
 }
 
+const char *moat__ccert_reason_text(const char *reason)
+{
+    static const struct {
+        const char *token, *text;
+    } texts[] = {
+        {"none", "your browser or client sent no client certificate"},
+        {"expired", "the client certificate has expired"},
+        {"not-yet-valid", "the client certificate is not valid yet (check the clock, or wait)"},
+        {"untrusted", "the client certificate was not issued by a CA this site trusts"},
+        {"revoked", "the client certificate has been revoked"},
+        {"revocation-unknown", "whether the client certificate was revoked could not be checked"},
+        {"wrong-purpose", "the certificate is not made for client authentication"},
+        {"malformed", "the client certificate could not be read"},
+    };
+    for (size_t i = 0; i < MOAT_ARRAY_LEN(texts); i++)
+        if (strcmp(reason, texts[i].token) == 0)
+            return texts[i].text;
+    return "the client certificate was refused";
+}
+
+int moat__ccert_unchecked(moat__conn_t *c, char *out, size_t outsz)
+{
+    STACK_OF(X509) *chain = c->ssl != NULL ? SSL_get0_verified_chain(c->ssl) : NULL;
+    X509 *peer = c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : NULL;
+    long long now = (long long)time(NULL);
+    int n = chain != NULL ? sk_X509_num(chain) : 0, pending = 0;
+    X509 *bad = NULL;
+
+    if (peer == NULL)
+        return -1;
+    if (n < 2 || sk_X509_value(chain, 0) != peer)
+        bad = cert_revoked(c, peer, NULL, now, &pending) < 0 ? peer : NULL;
+    for (int i = 0; bad == NULL && i + 1 < n; i++)
+        if (cert_revoked(c, sk_X509_value(chain, i), sk_X509_value(chain, i + 1), now, &pending) < 0)
+            bad = sk_X509_value(chain, i);
+    if (bad == NULL)
+        return -1;
+    moat__x509_name_text(X509_get_subject_name(bad), out, outsz);
+    return out[0] != '\0' ? 0 : -1;
+}
+
 const char *moat__ccert_verdict(moat__conn_t *c, int *pending)
 {
     X509 *peer = c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : NULL;

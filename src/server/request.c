@@ -230,10 +230,15 @@ void moat__request_handle(moat__conn_t *c, int status)
             c->ccert = why != NULL ? why : "ok";
             if (why != NULL && mode == MOAT_CCERT_REQUIRED) {
                 /* DESIGN: never a bare 403.7: the page, a header and the log say why. */
-                char page[1024], detail[160];
+                char page[2048], detail[1024], unchecked[512];
                 size_t n;
-                snprintf(detail, sizeof(detail), "A valid client certificate is required here (reason: %s).",
-                         why);
+                int which = strcmp(why, "revocation-unknown") == 0 &&
+                            moat__ccert_unchecked(c, unchecked, sizeof(unchecked)) == 0;
+                /* In words for the person, with the token kept for scripts (and the header). */
+                snprintf(detail, sizeof(detail),
+                         "A valid client certificate is required here: %s%s%s%s (reason: %s).",
+                         moat__ccert_reason_text(why), which ? " (the certificate \"" : "",
+                         which ? unchecked : "", which ? "\" has no CRL moat could check)" : "", why);
                 moat_http_resp_init(resp, req, 403);
                 moat_http_resp_error(resp, 403);
                 n = moat_http_error_page_format(page, sizeof(page), 403, detail);

@@ -359,6 +359,13 @@ void moat__fcache_free(moat__worker_t *w);
  * to 1 if the verdict is "revocation-unknown" only because a CRL has not been fetched yet (the fetcher was
  * asked for it): the answer may be worth waiting for (moat__conn_wait_crl). */
 const char *moat__ccert_verdict(moat__conn_t *c, int *pending);
+/* whoami.c: <n> as one RFC 2253 line into <out> ("" when it cannot be printed). */
+void moat__x509_name_text(const X509_NAME *n, char *out, size_t outsz);
+/* The verdict <reason> in words for a person ("your browser sent no client certificate"). */
+const char *moat__ccert_reason_text(const char *reason);
+/* For a "revocation-unknown" verdict: the subject (RFC 2253) of the first certificate of the client's
+ * chain whose revocation could not be checked, into <out>; 0, or -1 when none is found. */
+int moat__ccert_unchecked(moat__conn_t *c, char *out, size_t outsz);
 /* worker.c: parks <c>'s request until the next CRL snapshot or its wait runs out (MOAT__CRL_WAIT_MS from
  * the first park); the request is then handled again. Returns 1 when parked, 0 when the wait is over (the
  * verdict stands) or the server is stopping. */

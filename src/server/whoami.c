@@ -13,7 +13,7 @@
 
 static _Thread_local char body[4096];
 
-static void name_text(const X509_NAME *n, char *out, size_t outsz)
+void moat__x509_name_text(const X509_NAME *n, char *out, size_t outsz)
 {
     BIO *b = BIO_new(BIO_s_mem());
     int len;
@@ -97,8 +97,8 @@ int moat__whoami(moat__conn_t *c, const moat_site_t *site, const char *path, moa
         moat_strlcpy(serial, hex != NULL ? hex : "", sizeof(serial));
         OPENSSL_free(hex);
         BN_free(bn);
-        name_text(X509_get_subject_name(peer), subject, sizeof(subject));
-        name_text(X509_get_issuer_name(peer), issuer, sizeof(issuer));
+        moat__x509_name_text(X509_get_subject_name(peer), subject, sizeof(subject));
+        moat__x509_name_text(X509_get_issuer_name(peer), issuer, sizeof(issuer));
         if (ASN1_TIME_to_tm(X509_get0_notAfter(peer), &tm) == 1)
             strftime(not_after, sizeof(not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
     }

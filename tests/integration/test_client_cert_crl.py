@@ -197,6 +197,9 @@ def test_crl_server_down_is_revocation_unknown(moat, corp):
     # a certificate of another CA that names no distribution point: nothing can vouch for it
     assert verdict(strict, no_cdp, ca_pem)[1] == "revocation-unknown"
     assert verdict(soft, no_cdp, ca_pem)[0] == 200
+    # the 403 page says it in words, names the certificate that could not be checked, keeps the token
+    st, out, _ = curl(strict, "/", cert=no_cdp, cafile=ca_pem)
+    assert "could not be checked" in out and "CN=nocdp" in out and "(reason: revocation-unknown)" in out, out
 
 
 def test_crl_with_a_bad_signature_is_rejected(moat, corp):
