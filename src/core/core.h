@@ -136,6 +136,11 @@ extern moat_log_level_t moat_log_level;
 /* Sends the error log to <path> (NULL = stderr). Reopens on every call (SIGUSR1). */
 int moat_log_open(const char *path, moat_err_t *err);
 void moat_log_close(void);
+/* Opens a log file for appending (0640 when new), never through a symbolic link outside /dev and /proc;
+ * returns the descriptor or -1 with <err> set. */
+int moat_log_file_open(const char *path, moat_err_t *err);
+/* The error log's descriptor (stderr when none is open). */
+int moat_log_fd(void);
 const char *moat_log_level_name(moat_log_level_t level);
 void moat__log(moat_log_level_t level, const moat_log_ctx_t *ctx, const char *fmt, ...) MOAT_PRINTF(3, 4);
 #define moat_log(level, ctx, ...)                                                                            \

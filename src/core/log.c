@@ -23,6 +23,32 @@ const char *moat_log_level_name(moat_log_level_t level)
     return (unsigned)level < MOAT_ARRAY_LEN(level_names) ? level_names[level] : "?";
 }
 
+int moat_log_file_open(const char *path, moat_err_t *err)
+{
+    /* Not through a symbolic link: a log folder the service user may write must not lead root's open
+     * (with O_CREAT, appending) to another file. /dev/stderr and the like are links by design. */
+    int nofollow = strncmp(path, "/dev/", 5) == 0 || strncmp(path, "/proc/", 6) == 0 ? 0 : O_NOFOLLOW;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | nofollow, 0640);
+    if (fd >= 0)
+        return fd;
+    if (errno == ELOOP) {
+        moat_err_set(err, MOAT_E_PERM, "cannot open log %s: it is a symbolic link", path);
+        moat_err_hint(err, "name the file itself in the config");
+    } else {
+        moat_err_set(err, MOAT_E_IO, "cannot open log %s: %s", path, strerror(errno));
+    }
+    return -1;
+}
+
+int moat_log_fd(void)
+{
+    int fd;
+    pthread_mutex_lock(&log_lock);
+    fd = log_fd;
+    pthread_mutex_unlock(&log_lock);
+    return fd;
+}
+
 int moat_log_open(const char *path, moat_err_t *err)
 {
     int fd;
@@ -30,9 +56,8 @@ int moat_log_open(const char *path, moat_err_t *err)
         return 0;
     if (path != NULL && moat_strlcpy(log_path, path, sizeof(log_path)) != 0)
         return moat_err_set(err, MOAT_E_INVAL, "log path too long: %s", path);
-    fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return moat_err_set(err, MOAT_E_IO, "cannot open log %s: %s", log_path, strerror(errno));
+    if ((fd = moat_log_file_open(log_path, err)) < 0)
+        return err->code;
     pthread_mutex_lock(&log_lock);
     if (log_fd != STDERR_FILENO)
         close(log_fd);

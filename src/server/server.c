@@ -12,12 +12,15 @@
 #include "acme/acme.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -407,9 +410,9 @@ static void reload_now(control_t *ctl, int reread_config, const char *why)
 
 static int open_access(const char *path, moat_err_t *err)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int fd = moat_log_file_open(path, err);
     if (fd < 0)
-        moat_err_set(err, MOAT_E_IO, "cannot open the access log %s: %s", path, strerror(errno));
+        moat_err_prefix(err, "the access log");
     return fd;
 }
 
@@ -435,39 +438,112 @@ static void reopen_logs(control_t *ctl)
 
 /* ---- privileges --------------------------------------------------------------------------------- */
 
-static void chown_store(const char *store, uid_t uid, gid_t gid)
+/*
+ * Hands a file this process holds open to the service user: by descriptor, never by path (the service
+ * user can rename things in a folder it owns, and a path may lead elsewhere by the time it is used), and
+ * only a plain file with one link (not a hard link to someone else's file).
+ */
+static int hand_over_fd(int fd, const char *what, uid_t uid, gid_t gid, moat_err_t *err)
 {
-    char path[4200], dir[4200];
-    const char *suffix[] = {"", "-wal", "-shm"};
+    struct stat sb;
+    if (fstat(fd, &sb) != 0)
+        return moat_err_set(err, MOAT_E_IO, "cannot look at %s: %s", what, strerror(errno));
+    if (!S_ISREG(sb.st_mode) || sb.st_nlink != 1) {
+        moat_err_set(err, MOAT_E_PERM, "%s is not a plain file (%s), so it is not handed to the service user",
+                     what, S_ISREG(sb.st_mode) ? "it has other hard links" : "not a regular file");
+        return moat_err_hint(err, "replace it with a regular file of its own");
+    }
+    if ((sb.st_uid != uid || sb.st_gid != gid) && fchown(fd, uid, gid) != 0)
+        return moat_err_set(err, MOAT_E_PERM, "cannot hand %s to the service user: %s", what,
+                            strerror(errno));
+    return 0;
+}
+
+/*
+ * The store and its -wal/-shm files as SQLite holds them open (found in /proc/self/fd), and its folder:
+ * the service user must be able to write them. The folder is given over only while root still owns it
+ * and nobody else may write in it (then nothing in it can have been swapped); a folder already owned by
+ * the service user keeps its owner, and any other owner is refused with what to do.
+ */
+static int hand_over_store(const char *store, uid_t uid, gid_t gid, const char *user, moat_err_t *err)
+{
+    char real[PATH_MAX], dir[PATH_MAX], link[PATH_MAX], fdpath[sizeof("/proc/self/fd/") + 256];
+    struct stat sb;
+    struct dirent *de;
+    DIR *fds;
     char *slash;
-    for (size_t i = 0; i < MOAT_ARRAY_LEN(suffix); i++) {
-        snprintf(path, sizeof(path), "%s%s", store, suffix[i]);
-        (void)!chown(path, uid, gid);
-    }
-    moat_strlcpy(dir, store, sizeof(dir));
+    int dfd, rc = 0;
+
+    if (realpath(store, real) == NULL)
+        return moat_err_set(err, MOAT_E_IO, "cannot find store %s: %s", store, strerror(errno));
+    moat_strlcpy(dir, real, sizeof(dir));
     slash = strrchr(dir, '/');
-    if (slash != NULL && slash != dir) {
-        *slash = '\0';
-        (void)!chown(dir, uid, gid);
+    if (slash == NULL || slash == dir)
+        return moat_err_set(err, MOAT_E_CONFIG, "store %s is not in a folder of its own", real);
+    *slash = '\0';
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0 || fstat(dfd, &sb) != 0) {
+        rc = moat_err_set(err, MOAT_E_IO, "cannot open the store folder %s: %s", dir, strerror(errno));
+        goto done;
     }
+    if (sb.st_uid != 0 && sb.st_uid != uid) {
+        moat_err_set(err, MOAT_E_PERM, "the store folder %s belongs to uid %u, neither root nor user \"%s\"",
+                     dir, (unsigned)sb.st_uid, user);
+        rc = moat_err_hint(err, "let the service user own it (chown %s %s, or systemd StateDirectory=)", user,
+                           dir);
+        goto done;
+    }
+    if (sb.st_uid == 0 && (sb.st_mode & 022) != 0) {
+        moat_err_set(err, MOAT_E_PERM, "the store folder %s may be written by other users (mode %03o)", dir,
+                     (unsigned)(sb.st_mode & 0777));
+        rc = moat_err_hint(err, "give it a folder of its own: chmod 700 %s, or chown %s %s", dir, user, dir);
+        goto done;
+    }
+    if ((fds = opendir("/proc/self/fd")) == NULL) {
+        rc = moat_err_set(err, MOAT_E_IO, "cannot list open files (/proc/self/fd): %s", strerror(errno));
+        goto done;
+    }
+    while (rc == 0 && (de = readdir(fds)) != NULL) {
+        size_t n = strlen(real);
+        ssize_t len;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%s", de->d_name);
+        len = readlink(fdpath, link, sizeof(link) - 1);
+        if (len <= 0)
+            continue;
+        link[len] = '\0';
+        if (strncmp(link, real, n) != 0 ||
+            (link[n] != '\0' && strcmp(link + n, "-wal") != 0 && strcmp(link + n, "-shm") != 0))
+            continue;
+        rc = hand_over_fd((int)strtol(de->d_name, NULL, 10), link, uid, gid, err);
+    }
+    closedir(fds);
+    if (rc == 0 && sb.st_uid == 0 && fchown(dfd, uid, gid) != 0)
+        rc = moat_err_set(err, MOAT_E_PERM, "cannot hand the store folder %s to user \"%s\": %s", dir, user,
+                          strerror(errno));
+done:
+    if (dfd >= 0)
+        close(dfd);
+    return rc;
 }
 
 static int drop_privileges(const moat_config_t *cfg, const char *store, int access_fd, moat_err_t *err)
 {
     struct passwd *pw;
+    int rc;
     if (cfg->user == NULL || geteuid() != 0)
         return 0;
     pw = getpwnam(cfg->user);
     if (pw == NULL)
         return moat_err_set(err, MOAT_E_CONFIG, "user \"%s\" does not exist", cfg->user);
-    /* The logs stay writable after the switch. */
-    if (cfg->error_log != NULL)
-        (void)!chown(cfg->error_log, pw->pw_uid, pw->pw_gid);
-    if (access_fd >= 0)
-        (void)!fchown(access_fd, pw->pw_uid, pw->pw_gid);
-    /* The store folder and files belong to the server's user (SQLite needs its WAL files); the master
-     * key stays with root: it was read already. */
-    chown_store(store, pw->pw_uid, pw->pw_gid);
+    /* The logs stay writable after the switch; the master key stays with root: it was read already. */
+    if ((cfg->error_log != NULL &&
+         (rc = hand_over_fd(moat_log_fd(), cfg->error_log, pw->pw_uid, pw->pw_gid, err)) != 0) ||
+        (access_fd >= 0 &&
+         (rc = hand_over_fd(access_fd, cfg->access_log, pw->pw_uid, pw->pw_gid, err)) != 0) ||
+        (rc = hand_over_store(store, pw->pw_uid, pw->pw_gid, cfg->user, err)) != 0)
+        return rc;
     if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
         return moat_err_set(err, MOAT_E_PERM, "cannot switch to user \"%s\": %s", cfg->user, strerror(errno));
     if (setuid(0) == 0)
