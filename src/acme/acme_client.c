@@ -14,7 +14,7 @@
 
 #define ACME_TIMEOUT_MS 30000
 #define ACME_MAX_BODY (1u << 20)
-#define ACME_NONCE_RETRIES 5
+#define ACME_NONCE_RETRIES 10
 
 void moat__acme_resp_dispose(moat__acme_resp_t *r)
 {
@@ -167,6 +167,8 @@ int moat__acme_post(moat__acme_client_t *c, const char *url, const json_t *paylo
             attempt < ACME_NONCE_RETRIES) {
             moat__acme_resp_dispose(out);
             c->bad_nonces++;
+            /* The nonce it sent may be refused as well; a fresh one from newNonce is the safe choice. */
+            c->nonce[0] = '\0';
             continue;
         }
         break;

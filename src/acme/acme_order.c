@@ -324,7 +324,8 @@ static int do_authz(run_t *r, const char *url, moat_err_t *err)
     json_t *ch, *ident_obj, *empty = NULL;
     const char *status, *type, *token, *ident, *ch_url;
     char key_authz[320], dns_name[300], dns_value[64];
-    char type_buf[32], ident_buf[256], token_buf[128], url_buf[512];
+    char type_buf[32], ident_buf[256], token_buf[128], url_buf[512], ch_status_buf[32];
+    const char *ch_status = NULL;
     int rc, wildcard, answered = 0;
 
     if ((rc = moat__acme_post(&r->c, url, NULL, 0, &a, err)) != 0)
@@ -363,6 +364,9 @@ static int do_authz(run_t *r, const char *url, moat_err_t *err)
     ident = ident_buf;
     token = moat_acme_json_str(ch, "token");
     ch_url = moat_acme_json_str(ch, "url");
+    if (moat_acme_json_str(ch, "status") != NULL &&
+        moat_strlcpy(ch_status_buf, moat_acme_json_str(ch, "status"), sizeof(ch_status_buf)) == 0)
+        ch_status = ch_status_buf;
     if (token != NULL && moat_strlcpy(token_buf, token, sizeof(token_buf)) == 0)
         token = token_buf;
     else
@@ -405,15 +409,18 @@ static int do_authz(run_t *r, const char *url, moat_err_t *err)
         goto out;
     }
     answered = 1;
-    /* RFC 8555 §7.5.1: an empty object tells the server to validate. */
-    empty = json_object();
-    rc = moat__acme_post(&r->c, ch_url, empty, 0, &cr, err);
-    json_decref(empty);
-    if (rc != 0)
-        goto out;
-    if (cr.status != 200) {
-        rc = moat__acme_problem(&cr, "starting a challenge", err);
-        goto out;
+    /* RFC 8555 §7.5.1: an empty object tells the server to validate. A challenge already processing was
+     * started before a stop: the answer is up again, wait for the verdict. */
+    if (ch_status == NULL || strcmp(ch_status, "processing") != 0) {
+        empty = json_object();
+        rc = moat__acme_post(&r->c, ch_url, empty, 0, &cr, err);
+        json_decref(empty);
+        if (rc != 0)
+            goto out;
+        if (cr.status != 200) {
+            rc = moat__acme_problem(&cr, "starting a challenge", err);
+            goto out;
+        }
     }
     moat__acme_resp_dispose(&a);
     /* Wait for the authorization's verdict. */

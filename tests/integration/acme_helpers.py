@@ -81,6 +81,8 @@ class Pebble:
         env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject),
                     "PEBBLE_AUTHZREUSE": "0"})
         env.update(self.extra_env)
+        if "PEBBLE_VA_SLEEPTIME" in env:
+            env.pop("PEBBLE_VA_NOSLEEP")
         log = open(self.dir / "pebble.out", "ab")
         self.procs.append((subprocess.Popen(
             [PEBBLE, "-config", str(self.dir / "pebble.json"), "-dnsserver", f"127.0.0.1:{self.dns_port}"],
@@ -88,25 +90,16 @@ class Pebble:
         wait_port(self.port)
         return self
 
+    def log_count(self, text):
+        """How often pebble's log has <text> (e.g. "POST /order-plz")."""
+        return (self.dir / "pebble.out").read_text(errors="replace").count(text)
+
     def stop_pebble(self):
         """Stops the ACME server only (challtestsrv keeps running)."""
         proc, log = self.procs[-1]
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)
-
-    def restart_pebble(self):
-        self.stop_pebble()
-        self.procs.pop()[1].close()
-        env = dict(os.environ)
-        env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject),
-                    "PEBBLE_AUTHZREUSE": "0"})
-        env.update(self.extra_env)
-        log = open(self.dir / "pebble.out", "ab")
-        self.procs.append((subprocess.Popen(
-            [PEBBLE, "-config", str(self.dir / "pebble.json"), "-dnsserver", f"127.0.0.1:{self.dns_port}"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.dir), log))
-        wait_port(self.port)
 
     def root_pem(self):
         """Pebble's issuing root (it makes a new one on each start), over its management interface."""

@@ -188,3 +188,73 @@ def test_failing_challenge_keeps_certificate_then_renewal(moat, pebble):
     assert st["state"] == "valid" and st["failures"] == 0 and st["last_error"] is None
     # The previous certificate is one rollback away.
     moat.ok("cert", "rollback", KEY)
+
+
+def acme_status(moat):
+    return json.loads(moat.ok("acme", "status", "--json", "-c", moat.dir / "moat.yaml").stdout)[0]
+
+
+def test_acme_server_down_then_up(moat, pebble):
+    # The directory names a port where nothing listens yet: the site loads without a certificate.
+    start(moat, pebble, config(pebble, ["http-01"]))
+    deadline = time.time() + 30
+    while time.time() < deadline and acme_status(moat)["failures"] == 0:
+        time.sleep(0.3)
+    st = acme_status(moat)
+    assert st["state"] == "failing" and "cannot connect to 127.0.0.1:%d" % pebble.port in st["last_error"]
+    assert served_cert(pebble.tls_port) is None
+    doc = moat.run("doctor", "-c", moat.dir / "moat.yaml").stdout
+    assert "acme-renewal-failing" in doc and "the site has no certificate" in doc
+    pebble.start()
+    moat.ok("acme", "renew", KEY, "-c", moat.dir / "moat.yaml")
+    wait_issued(moat)
+    assert acme_status(moat)["state"] == "valid"
+
+
+def test_kill_9_mid_order_resumes_same_order(moat, pebble):
+    # Pebble's VA waits up to 4 s before it validates: time to kill moat with the order under way.
+    pebble.extra_env = {"PEBBLE_VA_SLEEPTIME": "4"}
+    pebble.nonce_reject = 0  # every POST /order-plz in pebble's log is then an order it accepted
+    pebble.start()
+    proc = start(moat, pebble, config(pebble, ["http-01"]))
+    deadline = time.time() + 30
+    while time.time() < deadline and pebble.log_count("POST /chalZ/") == 0:
+        time.sleep(0.05)
+    assert pebble.log_count("POST /chalZ/") > 0, "no challenge was started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    st = acme_status(moat)
+    assert st["order_pending"] and st["state"] == "ordering"
+    keys = moat.ok("key", "list").stdout
+    assert KEY in keys and "pending" in keys
+    # Restarted, it resumes the recorded order: one newOrder in pebble's log, one certificate.
+    moat.serve((moat.dir / "moat.yaml").read_text(), wait=(pebble.http_port,))
+    wait_issued(moat)
+    assert pebble.log_count("POST /order-plz") == 1
+    assert pebble.log_count("POST /sign-me-up") == 1  # the account was registered once
+    st = acme_status(moat)
+    assert st["state"] == "valid" and not st["order_pending"]
+    assert "pending" not in moat.ok("key", "show", KEY).stdout.split("state:")[1].splitlines()[0]
+
+
+def test_eab_required(moat, tmp_path):
+    hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+    pb = Pebble(tmp_path, eab=("kid-moat", hmac))
+    try:
+        pb.start()
+        start(moat, pb, config(pb, ["http-01"]))
+        deadline = time.time() + 30
+        while time.time() < deadline and acme_status(moat)["failures"] == 0:
+            time.sleep(0.3)
+        st = acme_status(moat)
+        assert "requires an external account binding" in st["last_error"] and "acme.eab" in st["last_error"]
+        (moat.dir / "eab.key").write_text(hmac + "\n")
+        (moat.dir / "eab.key").chmod(0o600)
+        cfg = config(pb, ["http-01"], extra_acme="  eab: { kid: kid-moat, hmac_file: eab.key }")
+        (moat.dir / "moat.yaml").write_text(cfg)
+        moat.ok("reload", "-c", moat.dir / "moat.yaml")
+        moat.ok("acme", "renew", KEY, "-c", moat.dir / "moat.yaml")
+        wait_issued(moat)
+        # A wrong key is refused by the CA, with its reason.
+    finally:
+        pb.stop()
