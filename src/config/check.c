@@ -39,7 +39,14 @@ static void static_inherit(moat_cfg_ctx_t *ctx, moat_location_t *loc, const moat
     INHERIT(mime_types);
     INHERIT(listing);
     INHERIT(precompressed);
+    INHERIT(allow);
+    INHERIT(deny);
 #undef INHERIT
+    /* basic_auth is one setting: users and realm go together. */
+    if (!moat__cfg_where(ctx, &own->auth_users, MOAT_CFG_AT_KEY, NULL)) {
+        e->auth_users = site->auth_users;
+        e->auth_realm = site->auth_realm;
+    }
     /* A redirect is one setting: a location that sets none keeps the site's whole. */
     if (!moat__cfg_where(ctx, &own->redirect_to, MOAT_CFG_AT_KEY, NULL)) {
         e->redirect_to = site->redirect_to;

@@ -676,6 +676,10 @@ static void static_free(moat_static_conf_t *st)
     free_strlist(&st->dotfiles_allow);
     free_strlist(&st->mime_types);
     free_strlist(&st->precompressed);
+    free_strlist(&st->allow);
+    free_strlist(&st->deny);
+    free_strlist(&st->auth_users);
+    moat_free(&st->auth_realm);
     moat_free(&st->fallback);
     moat_free(&st->charset);
     moat_free(&st->redirect_to);

@@ -75,6 +75,10 @@ typedef struct moat_static_conf {
     moat_strlist_t mime_types;     /* overrides: ".ext type/subtype", v[i] is ".ext" NUL "type" */
     int listing;                   /* 1: a folder without an index gets an HTML listing */
     moat_strlist_t precompressed;  /* "br", "gzip": FILE.br / FILE.gz served when accepted, in this order */
+    moat_strlist_t allow;          /* client addresses let in (CIDR or address); empty: all not denied */
+    moat_strlist_t deny;           /* client addresses refused (403), checked first */
+    char *auth_realm;              /* basic_auth.realm */
+    moat_strlist_t auth_users;     /* basic_auth.users: "name" NUL "crypt(3) hash"; empty: no login */
     char *redirect_to;             /* redirect.to: every request answers a redirect there, or NULL */
     long redirect_status;          /* redirect.status: 301, 302, 307 or 308 */
     int redirect_keep_path;        /* redirect.keep_path: the path below the location is appended */
@@ -276,6 +280,19 @@ void moat_config_site_acme(const moat_config_t *cfg, const moat_site_t *site, mo
  */
 const moat_static_conf_t *moat_site_static_for_path(const moat_site_t *site, const char *path,
                                                     const char **loc_path);
+
+/* An address range: "192.0.2.0/24", "2001:db8::/32", or one address (all bits). */
+typedef struct moat_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    int bits; /* prefix length: 0-32 or 0-128 */
+} moat_cidr_t;
+
+/* Parses <text> into *out (may be NULL: only checks). 0, or MOAT_E_INVAL. */
+int moat_cidr_parse(const char *text, moat_cidr_t *out) MOAT_MUST_CHECK;
+
+/* 1 when address <sa> (AF_INET or AF_INET6; IPv4-mapped IPv6 counts as IPv4) lies in <c>. */
+int moat_cidr_contains(const moat_cidr_t *c, const struct sockaddr *sa);
 
 /* 1 when the site or any of its locations wants a client certificate (the handshake must ask). */
 int moat_site_wants_client_cert(const moat_site_t *site);

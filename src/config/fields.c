@@ -5,6 +5,8 @@
 #include "config/config_int.h"
 #include "http/http.h"
 
+#include <crypt.h>
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stddef.h>
@@ -133,19 +135,7 @@ static int validate_allow(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *
     char *slash = strchr(l->v[item], '/');
     if (slash == NULL)
         return validate_host(ctx, f, dst, item, key, mark);
-    char addr[64];
-    unsigned char buf[16];
-    long bits = -1;
-    size_t n = (size_t)(slash - l->v[item]);
-    int v6 = 0;
-    if (n < sizeof addr) {
-        memcpy(addr, l->v[item], n);
-        addr[n] = '\0';
-        v6 = strchr(addr, ':') != NULL;
-        if (inet_pton(v6 ? AF_INET6 : AF_INET, addr, buf) != 1 ||
-            moat_parse_long(slash + 1, 0, v6 ? 128 : 32, &bits) != 0)
-            bits = -1;
-    }
+    long bits = moat_cidr_parse(l->v[item], NULL) == 0 ? 0 : -1;
     if (bits < 0)
         return moat__cfg_error(
             ctx, mark, key,
@@ -270,6 +260,54 @@ static const char *url_path_problem(const char *p)
         (n >= 3 && strcmp(p + n - 3, "/..") == 0) || (n >= 2 && strcmp(p + n - 2, "/.") == 0))
         return "not a normalised path (no //, . or .. segments)";
     return NULL;
+}
+
+static int validate_cidr(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                         const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = ((moat_strlist_t *)dst)->v[item];
+    (void)f;
+    if (moat_cidr_parse(v, NULL) != 0)
+        return moat__cfg_error(
+            ctx, mark, key,
+            "\"%.200s\": not an address or CIDR range; expected e.g. 192.0.2.0/24 or 2001:db8::/32", v);
+    return 0;
+}
+
+static int validate_realm(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                          const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    (void)f;
+    (void)item;
+    for (const char *c = v; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f || *c == '"' || *c == '\\')
+            return moat__cfg_error(ctx, mark, key,
+                                   "\"%.200s\": quotes, backslashes and controls are not allowed", v);
+    return 0;
+}
+
+/* "name:HASH" -> "name" NUL "HASH"; the hash must be one libcrypt accepts and not of a legacy method. */
+static int validate_auth_user(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                              const char *key, moat_cfg_mark_t mark)
+{
+    moat_strlist_t *l = dst;
+    char *v = l->v[item], *colon = strchr(v, ':');
+    (void)f;
+    if (colon == NULL || colon == v)
+        return moat__cfg_error(ctx, mark, key, "expected \"name:HASH\" (a crypt(3) hash such as $y$...)");
+    *colon = '\0';
+    /* The hash itself is never repeated in a message. */
+    if (colon[1] != '$' || crypt_checksalt(colon + 1) != CRYPT_SALT_OK)
+        return moat__cfg_error(
+            ctx, mark, key,
+            "user \"%.64s\": not a crypt(3) hash of a current method; expected yescrypt ($y$, "
+            "mkpasswd -m yescrypt), bcrypt ($2b$) or sha512crypt ($6$, openssl passwd -6)",
+            v);
+    for (long i = 0; i < item; i++)
+        if (strcmp(l->v[i], v) == 0)
+            return moat__cfg_error(ctx, mark, key, "user \"%.64s\" listed twice", v);
+    return 0;
 }
 
 static int validate_encoding(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
@@ -469,7 +507,7 @@ static const char *const dotfiles_names[] = {"deny", "allow", NULL};
 
 /* The static-file settings, the same for a site and a location (offsets into <st>, a moat_static_conf_t
  * member of <parent>). */
-#define STATIC_FIELDS(parent, cache_sec, redirect_sec)                                                       \
+#define STATIC_FIELDS(parent, cache_sec, redirect_sec, auth_sec)                                             \
     FIELD("headers", MOAT_CFG_STRLIST, parent, st.headers, validate_header_line,                             \
           "response header fields added, \"Name: value\" (CSP, CORS, Referrer-Policy...)", "none"),          \
         FIELD("remove_headers", MOAT_CFG_STRLIST, parent, st.remove_headers, validate_header_name,           \
@@ -505,6 +543,13 @@ static const char *const dotfiles_names[] = {"deny", "allow", NULL};
               "serve FILE.br or FILE.gz beside FILE to clients accepting br or gzip, in the order given, "   \
               "with Content-Encoding, Vary: Accept-Encoding and their own ETag (not for Range requests)",    \
               "none"),                                                                                       \
+        FIELD("allow", MOAT_CFG_STRLIST, parent, st.allow, validate_cidr,                                    \
+              "client addresses let in, as CIDR (10.0.0.0/8, 2001:db8::/32) or single addresses; others "    \
+              "get 403",                                                                                     \
+              "everyone"),                                                                                   \
+        FIELD("deny", MOAT_CFG_STRLIST, parent, st.deny, validate_cidr,                                      \
+              "client addresses refused with 403 (checked before allow)", "none"),                           \
+        SECTIONF("basic_auth", auth_sec, "HTTP basic authentication (RFC 7617) against crypt(3) hashes"),    \
         SECTIONF("redirect", redirect_sec, "answer every request here with a redirect")
 
 #define CACHE_FIELDS(parent)                                                                                 \
@@ -532,6 +577,20 @@ static const char *const dotfiles_names[] = {"deny", "allow", NULL};
         FIELD("keep_path", MOAT_CFG_BOOL, parent, st.redirect_keep_path, NULL,                               \
               "append the path below the location (and the query) to the target", "false"),                  \
         MOAT_CFG_END
+
+#define AUTH_FIELDS(parent)                                                                                  \
+    FIELD("realm", MOAT_CFG_STR, parent, st.auth_realm, validate_realm, "the realm browsers show", "moat"),  \
+        FIELD("users", MOAT_CFG_STRLIST, parent, st.auth_users, validate_auth_user,                          \
+              "\"name:HASH\" with a crypt(3) hash: yescrypt ($y$, mkpasswd -m yescrypt), bcrypt ($2b$) or "  \
+              "sha512crypt ($6$, openssl passwd -6); never a plain password",                                \
+              "required"),                                                                                   \
+        MOAT_CFG_END
+
+static const moat_cfg_field_t location_auth_fields[] = {AUTH_FIELDS(moat_location_t)};
+static const moat_cfg_section_t location_auth_section = {"sites[].locations[].basic_auth",
+                                                         location_auth_fields, 0, NULL};
+static const moat_cfg_field_t site_auth_fields[] = {AUTH_FIELDS(moat_site_t)};
+static const moat_cfg_section_t site_auth_section = {"sites[].basic_auth", site_auth_fields, 0, NULL};
 
 static const moat_cfg_field_t location_cache_fields[] = {CACHE_FIELDS(moat_location_t)};
 static const moat_cfg_section_t location_cache_section = {"sites[].locations[].cache", location_cache_fields,
@@ -563,7 +622,9 @@ static const moat_cfg_field_t location_fields[] = {
           "URL path prefix, starting with /; it covers the path itself and everything below it", "required"),
     ENUMF("client_certificate", moat_location_t, client_certificate, ccert_names,
           "client certificate mode for requests under this path: off, optional or required", "the site's"),
-    STATIC_FIELDS(moat_location_t, &location_cache_section, &location_redirect_section), MOAT_CFG_END};
+    STATIC_FIELDS(moat_location_t, &location_cache_section, &location_redirect_section,
+                  &location_auth_section),
+    MOAT_CFG_END};
 
 static const moat_cfg_section_t location_section = {"sites[].locations[]", location_fields,
                                                     sizeof(moat_location_t), location_init};
@@ -651,7 +712,7 @@ static const moat_cfg_field_t site_fields[] = {
              "moat's CA answers ACME (RFC 8555) for other machines under https://HOST/acme/directory"),
     SECTIONF("acme", &site_acme_section,
              "this site's ACME settings, each overriding the top-level acme: one"),
-    STATIC_FIELDS(moat_site_t, &site_cache_section, &site_redirect_section),
+    STATIC_FIELDS(moat_site_t, &site_cache_section, &site_redirect_section, &site_auth_section),
     MOAT_CFG_END};
 
 static const moat_cfg_section_t site_section = {"sites[]", site_fields, sizeof(moat_site_t), site_init};

@@ -494,3 +494,57 @@ const char *moat_ccert_name(moat_ccert_t mode)
     }
     return "?";
 }
+
+int moat_cidr_parse(const char *text, moat_cidr_t *out)
+{
+    moat_cidr_t c;
+    char addr[64];
+    const char *slash = strchr(text, '/');
+    size_t n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    long bits;
+    if (n == 0 || n >= sizeof(addr))
+        return MOAT_E_INVAL;
+    memcpy(addr, text, n);
+    addr[n] = '\0';
+    memset(&c, 0, sizeof(c));
+    c.family = strchr(addr, ':') != NULL ? AF_INET6 : AF_INET;
+    if (inet_pton(c.family, addr, c.addr) != 1)
+        return MOAT_E_INVAL;
+    bits = c.family == AF_INET6 ? 128 : 32;
+    if (slash != NULL && moat_parse_long(slash + 1, 0, bits, &bits) != 0)
+        return MOAT_E_INVAL;
+    c.bits = (int)bits;
+    if (out != NULL)
+        *out = c;
+    return 0;
+}
+
+int moat_cidr_contains(const moat_cidr_t *c, const struct sockaddr *sa)
+{
+    const unsigned char *a;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            if (c->family != AF_INET)
+                return 0;
+            a = a6->s6_addr + 12;
+        } else {
+            if (c->family != AF_INET6)
+                return 0;
+            a = a6->s6_addr;
+        }
+    } else if (sa->sa_family == AF_INET) {
+        if (c->family != AF_INET)
+            return 0;
+        a = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    } else {
+        return 0;
+    }
+    int full = c->bits / 8, rest = c->bits % 8;
+    if (memcmp(a, c->addr, (size_t)full) != 0)
+        return 0;
+    if (rest == 0)
+        return 1;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (a[full] & mask) == (c->addr[full] & mask);
+}

@@ -441,6 +441,21 @@ void moat_http_static_headers(const struct moat_static_conf *conf, moat_http_res
 int moat_http_not_modified(const moat_http_req_t *req, const char *etag, time_t mtime);
 
 /*
+ * The access rules of <conf> for a request from <peer> (NULL: not checked): deny (403,
+ * "address-denied"), then allow when not empty (403, "address-not-allowed"), then basic_auth when it has
+ * users (401, "no-credentials" or "bad-credentials"; crypt(3) hashes, successes remembered per thread
+ * for a minute). Returns 0 when the request may go on, else the status, *reason set to the token.
+ */
+struct sockaddr;
+int moat_http_access_check(const struct moat_static_conf *conf, const struct sockaddr *peer,
+                           const moat_http_req_t *req, const char **reason);
+
+/* Turns <resp> into the refusal for moat_http_access_check(): the page with the reason, X-Moat-Access:
+ * REASON, and for 401 WWW-Authenticate: Basic with the realm (RFC 7617). */
+void moat_http_access_refuse(moat_http_resp_t *resp, const moat_http_req_t *req,
+                             const struct moat_static_conf *conf, int status, const char *reason);
+
+/*
  * The preconditions of RFC 9110 §13.2.2 for a representation with <etag> and <mtime> (-1: no date):
  * 412 when If-Match does not match (strong comparison, "*" matches) or, without If-Match, the
  * representation changed after If-Unmodified-Since; else 304 for GET/HEAD when moat_http_not_modified();

@@ -253,8 +253,14 @@ void moat__request_handle(moat__conn_t *c, int status)
             }
         }
     }
-    const char *loc_path;
+    const char *loc_path, *refused;
     const moat_static_conf_t *sc = moat_site_static_for_path(site, path, &loc_path);
+    int acc = moat_http_access_check(sc, (const struct sockaddr *)&c->peer, req, &refused);
+    if (acc != 0) {
+        moat_http_access_refuse(resp, req, sc, acc, refused);
+        send_resp(c);
+        return;
+    }
     /* Files chosen by Accept-Encoding (precompressed) are not for the cache, which ignores the field. */
     int cache = gs->has_root && sc->precompressed.n == 0;
     if (cache && moat__fcache_serve(c, site->index, path, plen)) {

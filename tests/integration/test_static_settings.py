@@ -29,6 +29,13 @@ locations:
     remove_headers: [Access-Control-Allow-Origin, X-Content-Type-Options, ETag]
   - path: /t
     precompressed: [br, gzip]
+  - path: /lan
+    allow: [10.0.0.0/8, "fd00::/8"]
+  - path: /local
+    allow: [127.0.0.0/8, "::1"]
+    deny: [127.0.0.2/32]
+  - path: /staff
+    basic_auth: {realm: Staff area, users: ["alice:@HASH@", "bob:@HASH2@"]}
   - path: /raw
     nosniff: false
     dotfiles: allow
@@ -44,7 +51,8 @@ def ca(moat):
 @pytest.fixture
 def www(moat):
     root = moat.dir / "www"
-    for d in ("dir", "assets", "app", "files/sub", "errors", "raw", ".git", ".well-known", "htm"):
+    for d in ("dir", "assets", "app", "files/sub", "errors", "raw", ".git", ".well-known", "htm", "lan", "local",
+              "staff"):
         (root / d).mkdir(parents=True, exist_ok=True)
     (root / "dir" / "index.html").write_text("dir index\n")
     (root / "htm" / "index.htm").write_text("htm index\n")
@@ -63,6 +71,8 @@ def www(moat):
     (root / "subs.vtt").write_text("WEBVTT\n")
     (root / "x.data").write_text("data\n")
     (root / "hello.txt").write_text("hello\n")
+    for d in ("lan", "local", "staff"):
+        (root / d / "index.html").write_text(f"{d} page\n")
     (root / "t").mkdir()
     js = b"function f(){return 1}\n" * 40
     (root / "t" / "app.js").write_bytes(js)
@@ -77,7 +87,11 @@ def www(moat):
 def server(moat, ca, www):
     port = free_port()
     ca.issue(moat, "www", ["localhost"])
-    moat.serve(config(moat, [site(["localhost"], port, root=www, extra=SITE_SETTINGS)]), wait=[port])
+    h1 = subprocess.run(["openssl", "passwd", "-6", "-salt", "saltsalt", "open sesame"], capture_output=True,
+                        text=True, check=True).stdout.strip()
+    h2 = subprocess.run(["openssl", "passwd", "-6", "x"], capture_output=True, text=True, check=True).stdout.strip()
+    settings = SITE_SETTINGS.replace("@HASH@", h1).replace("@HASH2@", h2)
+    moat.serve(config(moat, [site(["localhost"], port, root=www, extra=settings)]), wait=[port])
     return port
 
 
@@ -241,3 +255,46 @@ def test_precompressed_files(server, h2, www):
     # elsewhere no precompressed file is chosen and nothing varies
     st, hd, body = curl(server, "/hello.txt", "-H", "Accept-Encoding: gzip", http2=h2)
     assert "vary" not in hd and "content-encoding" not in hd
+
+
+def test_address_rules(server, h2):
+    st, hd, body = curl(server, "/lan/", http2=h2)
+    assert st == 403 and hd["x-moat-access"] == "address-not-allowed" and b"address-not-allowed" in body
+    st, _, body = curl(server, "/local/", http2=h2)
+    assert st == 200 and body == b"local page\n"
+    assert curl(server, "/hello.txt", http2=h2)[0] == 200
+
+
+def test_address_deny_wins(moat, ca, www):
+    port = free_port()
+    ca.issue(moat, "www", ["localhost"])
+    moat.serve(config(moat, [site(["localhost"], port, root=www,
+                                  extra="allow: [127.0.0.0/8]\ndeny: [127.0.0.1]\n")]), wait=[port])
+    st, hd, _ = curl(port, "/hello.txt")
+    assert st == 403 and hd["x-moat-access"] == "address-denied"
+
+
+def test_basic_auth(server, h2):
+    st, hd, body = curl(server, "/staff/", http2=h2)
+    assert st == 401 and hd["www-authenticate"] == 'Basic realm="Staff area", charset="UTF-8"'
+    assert hd["x-moat-access"] == "no-credentials"
+    st, hd, _ = curl(server, "/staff/", "-u", "alice:wrong", http2=h2)
+    assert st == 401 and hd["x-moat-access"] == "bad-credentials"
+    st, hd, _ = curl(server, "/staff/", "-u", "mallory:open sesame", http2=h2)
+    assert st == 401 and hd["x-moat-access"] == "bad-credentials"
+    for _ in range(2):  # the second one is answered from the verified-credentials memory
+        st, _, body = curl(server, "/staff/", "-u", "alice:open sesame", http2=h2)
+        assert st == 200 and body == b"staff page\n"
+    st, _, body = curl(server, "/staff/", "-u", "bob:x", http2=h2)
+    assert st == 200
+    assert curl(server, "/staff/", "-u", "bob:open sesame", http2=h2)[0] == 401
+
+
+def test_legacy_password_hashes_are_refused(moat, ca, www):
+    cfg = moat.dir / "legacy.yaml"
+    cfg.write_text(config(moat, [site(["localhost"], free_port(), root=www,
+                                      extra='basic_auth: {users: ["carol:abJnggxhB/yWI"]}\n')]))
+    r = moat.run("serve", "-c", cfg, "--check")
+    err = r.stderr if isinstance(r.stderr, str) else r.stderr.decode()
+    assert r.returncode == 1 and "not a crypt(3) hash of a current method" in err
+    assert "abJnggxhB" not in err

@@ -348,7 +348,7 @@ static void test_error_unknown_key(void)
         "listen, http_listen, certificate, root, require_secure_channel, hsts_max_age, client_certificate, "
         "client_trust, client_revocation_unknown, ca_publish, locations, acme_server, acme, headers, "
         "remove_headers, cache, nosniff, index, fallback, error_pages, dotfiles, dotfiles_allow, charset, "
-        "mime_types, listing, precompressed, redirect");
+        "mime_types, listing, precompressed, allow, deny, basic_auth, redirect");
     CHECK_CONTAINS(bad("limits:\n  header_byte: 4\n"),
                    "moat.yaml:2:3: limits.header_byte: unknown key; did you mean "
                    "\"header_bytes\"?");
