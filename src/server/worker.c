@@ -471,6 +471,15 @@ static int send_step(moat__conn_t *c)
     return 1;
 }
 
+/* Sends the interim "100 Continue" (a request head was read, the state is idle): 0, or -1 to close. */
+static int send_continue(moat__conn_t *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (ensure_bufs(c) != 0 || out_write(c, cont, sizeof(cont) - 1) != (long)(sizeof(cont) - 1))
+        return -1;
+    return flush_out(c) < 0 ? -1 : 0;
+}
+
 /* Parses what hbuf holds. 1: a response was started or the state moved; 0: need more bytes. */
 static int try_request(moat__conn_t *c)
 {
@@ -517,7 +526,22 @@ static int try_request(moat__conn_t *c)
             moat__request_handle(c, 0);
             return 1;
         }
-        if (moat__ocsp_wants_body(&c->rs->req)) {
+        int reads_body = moat__ocsp_wants_body(&c->rs->req);
+        if (c->rs->req.expect_continue && c->rs->req.version_minor == 1) {
+            /* RFC 9110 §10.1.1: never wait for the body before answering an expectation. A body only the
+             * OCSP responder reads gets "100 Continue"; every other answer is known from the head, so it
+             * goes out at once, and the connection closes after it: the client may send the body or not. */
+            if (!reads_body) {
+                c->rs->req.keep_alive = 0;
+                moat__request_handle(c, 0);
+                return 1;
+            }
+            if (send_continue(c) != 0) {
+                c->state = CONN_CLOSING;
+                return 1;
+            }
+        }
+        if (reads_body) {
             /* The OCSP responder reads its request from the body; anything larger is no OCSP request. */
             moat_http_body_init(&c->rs->body, &c->rs->req, MOAT_PKI_OCSP_MAX_REQUEST);
             if ((c->rs->post = moat_bufpool_get(&c->w->small)) == NULL) {

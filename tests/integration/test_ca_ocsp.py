@@ -4,6 +4,7 @@ openssl s_client -status; answers follow `moat ca revoke` within about two secon
 import base64
 import datetime
 import http.client
+import socket
 import sqlite3
 import ssl
 import subprocess
@@ -285,3 +286,25 @@ def test_each_certificate_of_a_dual_site_gets_its_own_staple(moat):
             assert "Cert Status: good" in out, (name, tls, out)
             got = out.split("Serial Number: ")[1].split()[0]
             assert got.lstrip("0") == serial.lstrip("0"), (name, tls, serial, got)
+
+
+def test_ocsp_post_with_expect_gets_100_continue(ca_server):
+    """RFC 9110 §10.1.1: the responder reads the body, so it answers the expectation with 100 at once."""
+    m = ca_server
+    body = b"not der at all"
+    with socket.create_connection(("127.0.0.1", m.http), timeout=5) as s:
+        s.sendall(f"POST {OCSP} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/ocsp-request\r\n"
+                  f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = s.recv(4096)
+            assert d, got
+            got += d
+        assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got
+        s.sendall(body)
+        rest = got[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        while b"\r\n\r\n" not in rest:
+            d = s.recv(4096)
+            assert d, rest
+            rest += d
+        assert rest.startswith(b"HTTP/1.1 200 ") and b"application/ocsp-response" in rest

@@ -179,3 +179,34 @@ def test_header_field_limit_is_configured(server):
         assert request(s, "/hello.txt", headers=fields + [("X-one-more", "v")], close=True)[0] == 431
     finally:
         s.close()
+
+
+def test_expect_100_continue_gets_the_final_answer_at_once(server, moat):
+    port, http_port = server
+    big = moat.dir / "up.bin"
+    big.write_bytes(b"\0" * 200000)
+    t0 = time.monotonic()
+    r = curl("-o", "/dev/null", "-w", "%{http_code}", "-T", big, f"https://localhost:{port}/x")
+    took = time.monotonic() - t0
+    assert r.stdout == b"405" and took < 0.8, (r.stdout, took)  # curl waits 1 s for a 100 that never comes
+    # a client that waits for the 100 gets the final status without sending its body
+    for p, secure, target, want in ((port, True, "/x", 405), (http_port, False, "/x", 405),
+                                    (port, True, "/missing", 405), (port, True, "/hello.txt", 200)):
+        method = "GET" if want == 200 else "PUT"
+        if secure:
+            s = tls_connect(p, sni="localhost")
+        else:
+            s = socket.create_connection(("127.0.0.1", p), timeout=5)
+        try:
+            s.settimeout(3)
+            s.sendall(f"{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n"
+                      "Expect: 100-continue\r\n\r\n".encode())
+            st, hd, body, _ = read_response(s)
+            assert st == want and hd.get("connection") == "close", (target, st, hd)
+            if want == 200:
+                assert body == b"hello world\n"
+        finally:
+            s.close()
+    # HTTP/1.0 ignores the expectation: the body is read as before
+    st, _, _ = raw(port, b"PUT /x HTTP/1.0\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc")
+    assert st == 405
