@@ -201,6 +201,7 @@ typedef struct moat_acme_status {
     long long last_try;   /* epoch seconds, 0 if never */
     unsigned failures;    /* attempts in a row that failed */
     int order_pending;    /* an order (and its pending key) is recorded in the store */
+    char ari_certid[200]; /* the RFC 9773 id of the current certificate when the CA gave a window, else "" */
 } moat_acme_status_t;
 
 /* The status of <site>'s ACME certificate from the store (read only). */

@@ -92,6 +92,11 @@ int moat__acme_problem(const moat__acme_resp_t *r, const char *doing, moat_err_t
     return code;
 }
 
+int moat__acme_get(moat__acme_client_t *c, const char *url, moat__acme_resp_t *out, moat_err_t *err)
+{
+    return exchange(c, "GET", url, NULL, out, err);
+}
+
 int moat__acme_directory(moat__acme_client_t *c, moat_err_t *err)
 {
     moat__acme_resp_t r;

@@ -65,6 +65,29 @@ int moat__acme_order_run(moat_store_t *st, const moat_site_t *site, const moat_a
                          const char *replaces, const atomic_int *stop, char *summary, size_t summary_sz,
                          moat_err_t *err) MOAT_MUST_CHECK;
 
+/* ARI (acme_ari.c). */
+typedef struct moat__acme_ari {
+    char certid[200]; /* base64url(AKI) "." base64url(serial) */
+    long long start;  /* the suggested window, epoch seconds */
+    long long end;
+    long long recheck; /* when to ask again (Retry-After) */
+} moat__acme_ari_t;
+/* The RFC 9773 §4.1 certificate id of DER certificate <der>. */
+int moat__acme_ari_certid(const uint8_t *der, size_t len, char *out, size_t outsz,
+                          moat_err_t *err) MOAT_MUST_CHECK;
+/* Reads the window for <certid>; MOAT_E_NOTFOUND when the directory has no renewalInfo. */
+int moat__acme_ari_fetch(moat__acme_client_t *c, const char *certid, long long now, moat__acme_ari_t *out,
+                         moat_err_t *err) MOAT_MUST_CHECK;
+/* An unauthenticated GET (the directory, renewalInfo). */
+int moat__acme_get(moat__acme_client_t *c, const char *url, moat__acme_resp_t *out,
+                   moat_err_t *err) MOAT_MUST_CHECK;
+/* Asks the CA for the renewal window of <site>'s current certificate when the last answer is due for a
+ * refresh, and records it in the store (acme.ari.NAME). 0 also when there is nothing to ask. */
+int moat__acme_ari_refresh(moat_store_t *st, const moat_site_t *site, const moat_acme_conf_t *conf,
+                           const atomic_int *stop, long long now, moat_err_t *err) MOAT_MUST_CHECK;
+/* The recorded window for <name>, if any (1) . */
+int moat__acme_ari_read(moat_store_t *st, const char *name, moat__acme_ari_t *out);
+
 /* The store settings under which the client keeps its state. */
 #define MOAT__ACME_ACCOUNT_KEY "acme-account" /* the account key's name in the key store */
 void moat__acme_setting_name(char *out, size_t outsz, const char *what, const char *name);

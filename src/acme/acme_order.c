@@ -826,3 +826,82 @@ out:
     OPENSSL_cleanse(hmac, sizeof(hmac));
     return rc;
 }
+
+int moat__acme_ari_read(moat_store_t *st, const char *name, moat__acme_ari_t *out)
+{
+    char key[200], text[512];
+    moat_err_t e = {0};
+    json_t *js;
+    int ok = 0;
+
+    memset(out, 0, sizeof(*out));
+    moat__acme_setting_name(key, sizeof(key), "ari", name);
+    if (moat_store_setting_get(st, key, text, sizeof(text), &e) != 0 ||
+        (js = moat_acme_json_parse(text, strlen(text), &e)) == NULL)
+        return 0;
+    if (moat_acme_json_str(js, "certid") != NULL &&
+        moat_strlcpy(out->certid, moat_acme_json_str(js, "certid"), sizeof(out->certid)) == 0) {
+        out->start = json_integer_value(json_object_get(js, "start"));
+        out->end = json_integer_value(json_object_get(js, "end"));
+        out->recheck = json_integer_value(json_object_get(js, "recheck"));
+        ok = 1;
+    }
+    json_decref(js);
+    return ok;
+}
+
+int moat__acme_ari_refresh(moat_store_t *st, const moat_site_t *site, const moat_acme_conf_t *conf,
+                           const atomic_int *stop, long long now, moat_err_t *err)
+{
+    moat__acme_client_t c = {0};
+    moat_store_cert_t cur = {0};
+    moat__acme_ari_t have, got;
+    X509_STORE *trust = NULL;
+    char certid[200], key[200];
+    json_t *js = NULL;
+    char *text = NULL;
+    int rc;
+
+    if ((rc = moat_store_cert_current(st, site->certificate, &cur, err)) != 0) {
+        if (rc == MOAT_E_NOTFOUND) {
+            moat_err_clear(err);
+            return 0; /* nothing issued yet: no window to ask for */
+        }
+        return rc;
+    }
+    rc = moat__acme_ari_certid(cur.der.data, cur.der.len, certid, sizeof(certid), err);
+    moat_store_cert_dispose(&cur);
+    if (rc != 0)
+        return rc;
+    if (moat__acme_ari_read(st, site->certificate, &have) && strcmp(have.certid, certid) == 0 &&
+        have.recheck > now)
+        return 0;
+    if (conf->trust.n > 0 && (trust = trust_store(st, &conf->trust, err)) == NULL)
+        return err->code;
+    c.directory_url = conf->directory;
+    c.trust = trust;
+    c.stop = stop;
+    if ((rc = moat__acme_directory(&c, err)) == 0)
+        rc = moat__acme_ari_fetch(&c, certid, now, &got, err);
+    if (rc == MOAT_E_NOTFOUND) {
+        /* No ARI at this CA: remember that for a day, the lifetime rule decides meanwhile. */
+        memset(&got, 0, sizeof(got));
+        moat_strlcpy(got.certid, certid, sizeof(got.certid));
+        got.recheck = now + 86400;
+        moat_err_clear(err);
+        rc = 0;
+    }
+    if (rc == 0) {
+        moat__acme_setting_name(key, sizeof(key), "ari", site->certificate);
+        js = json_pack("{s:s, s:I, s:I, s:I}", "certid", got.certid, "start", (json_int_t)got.start, "end",
+                       (json_int_t)got.end, "recheck", (json_int_t)got.recheck);
+        text = js != NULL ? moat_acme_json_dump(js) : NULL;
+        rc = text != NULL ? moat_store_setting_set(st, key, text, err)
+                          : moat_err_set(err, MOAT_E_NOMEM, "out of memory recording the renewal window");
+    }
+    json_decref(js);
+    moat_free(&text);
+    moat__acme_client_dispose(&c);
+    X509_STORE_free(trust);
+    return rc;
+}

@@ -95,10 +95,21 @@ int moat_acme_status_get(moat_store_t *st, const moat_config_t *cfg, size_t site
         long long keep = life < 10 * 86400 ? life / 2 : life / 3;
         left_at = cur.not_after - keep;
         left_at -= (long long)(spread(cur.fingerprint) * (double)(life / 10));
+        moat__acme_ari_t ari;
+        char certid[200];
         out->not_after = cur.not_after;
         out->next = left_at;
         moat_strlcpy(out->why, life < 10 * 86400 ? "1/2 of the lifetime left" : "1/3 of the lifetime left",
                      sizeof(out->why));
+        /* RFC 9773 §4.2: the CA's window wins, at a point in it that stays put for this certificate. */
+        if (moat__acme_ari_read(st, site->certificate, &ari) && ari.end > 0 &&
+            moat__acme_ari_certid(cur.der.data, cur.der.len, certid, sizeof(certid), err) == 0 &&
+            strcmp(certid, ari.certid) == 0) {
+            out->next = ari.start + (long long)(spread(cur.fingerprint) * (double)(ari.end - ari.start));
+            moat_strlcpy(out->why, "the CA's renewal window (ARI)", sizeof(out->why));
+            moat_strlcpy(out->ari_certid, certid, sizeof(out->ari_certid));
+        }
+        moat_err_clear(err);
         moat_strlcpy(out->state, "valid", sizeof(out->state));
         if (cur.not_after <= now) {
             moat_strlcpy(out->state, "expired", sizeof(out->state));
@@ -163,17 +174,25 @@ static void renew_one(moat_acme_renewer_t *r, const moat_config_t *cfg, size_t i
     long long now = (long long)time(NULL);
     int rc;
 
+    moat_config_site_acme(cfg, site, &conf);
+    if (moat__acme_ari_refresh(r->st, site, &conf, &r->stop, now, &err) != 0) {
+        /* ARI is advice: without it the lifetime rule decides, and issuance is not held up. */
+        moat_log(MOAT_LOG_INFO, &logctx, "site %s: no renewal information from the CA: %s", site->name,
+                 err.msg);
+        moat_err_clear(&err);
+    }
     if (moat_acme_status_get(r->st, cfg, i, now, &s, &err) != 0) {
         moat_log(MOAT_LOG_ERR, &logctx, "site %s: reading its ACME state: %s", site->name, err.msg);
         return;
     }
     if (s.next > now)
         return;
-    moat_config_site_acme(cfg, site, &conf);
-    moat_log(MOAT_LOG_NOTICE, &logctx, "site %s: ordering a certificate for key \"%s\" from %s (%s)",
-             site->name, site->certificate, conf.directory, s.why);
+    moat_log(MOAT_LOG_NOTICE, &logctx, "site %s: ordering a certificate for key \"%s\" from %s (%s)%s%s",
+             site->name, site->certificate, conf.directory, s.why, s.ari_certid[0] ? ", replaces " : "",
+             s.ari_certid);
     s.last_try = now;
-    rc = moat__acme_order_run(r->st, site, &conf, NULL, &r->stop, summary, sizeof(summary), &err);
+    rc = moat__acme_order_run(r->st, site, &conf, s.ari_certid[0] ? s.ari_certid : NULL, &r->stop, summary,
+                              sizeof(summary), &err);
     if (!atomic_load(&r->stop)) {
         /* A renewal asked for is answered by this attempt, whatever its outcome (acme renew waits). */
         char key[200];

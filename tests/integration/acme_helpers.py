@@ -133,3 +133,60 @@ def challtestsrv(pb, path, body):
     req = urllib.request.Request(f"http://127.0.0.1:{pb.chall_mgmt_port}/{path}", data=json.dumps(body).encode(),
                                  method="POST")
     urllib.request.urlopen(req, timeout=5).read()
+
+
+class AriServer:
+    """A small https server in front of pebble (which has no ARI): /dir is pebble's directory plus a
+    renewalInfo URL served here, with the window the test sets; everything else goes to pebble itself."""
+
+    def __init__(self, pb):
+        import http.server
+        import ssl
+        import threading
+        self.pb = pb
+        self.asked = []
+        self.window = None  # (start, end) epoch seconds
+        ctx = ssl.create_default_context(cafile=str(pb.ca_pem))
+        with urllib.request.urlopen(pb.directory, context=ctx, timeout=10) as r:
+            directory = json.loads(r.read())
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if self.path == "/dir":
+                    d = dict(directory)
+                    d["renewalInfo"] = f"https://127.0.0.1:{outer.port}/renewal-info/"
+                    body, code = json.dumps(d).encode(), 200
+                elif self.path.startswith("/renewal-info/") and outer.window is not None:
+                    outer.asked.append(self.path[len("/renewal-info/"):])
+                    fmt = "%Y-%m-%dT%H:%M:%SZ"
+                    w = {"start": time.strftime(fmt, time.gmtime(outer.window[0])),
+                         "end": time.strftime(fmt, time.gmtime(outer.window[1]))}
+                    body, code = json.dumps({"suggestedWindow": w}).encode(), 200
+                else:
+                    body, code = b'{"type":"urn:ietf:params:acme:error:malformed"}', 404
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(str(pb.dir / "server.pem"), str(pb.dir / "server.key"))
+        self.httpd.socket = sctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def directory(self):
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -258,3 +258,42 @@ def test_eab_required(moat, tmp_path):
         # A wrong key is refused by the CA, with its reason.
     finally:
         pb.stop()
+
+
+def ari_certid(pem):
+    """RFC 9773 §4.1, computed independently of moat: base64url(AKI keyIdentifier) "." base64url(serial)."""
+    import base64
+    from cryptography import x509
+    c = x509.load_pem_x509_certificate(pem.encode())
+    aki = c.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    n = c.serial_number
+    ser = n.to_bytes((n.bit_length() + 8) // 8, "big")  # DER INTEGER content: a 0 byte first if the top bit is set
+    b = lambda v: base64.urlsafe_b64encode(v).rstrip(b"=").decode()
+    return b(aki) + "." + b(ser)
+
+
+def test_ari_window_renews_with_replaces(moat, pebble):
+    from acme_helpers import AriServer
+    pebble.start()
+    ari = AriServer(pebble)
+    try:
+        now = time.time()
+        ari.window = (now + 30 * 86400, now + 31 * 86400)
+        cfg = config(pebble, ["http-01"]).replace(pebble.directory, ari.directory)
+        start(moat, pebble, cfg)
+        first = wait_issued(moat)
+        certid = ari_certid(first)
+        deadline = time.time() + 20
+        while time.time() < deadline and acme_status(moat)["why"] != "the CA's renewal window (ARI)":
+            time.sleep(0.3)
+        st = acme_status(moat)
+        assert st["why"] == "the CA's renewal window (ARI)"
+        assert now + 30 * 86400 - 5 <= st["next"] <= now + 31 * 86400 + 5  # inside the window, not the 1/3 rule
+        assert certid in ari.asked
+        # The CA moves the window to now: moat renews by itself, naming the certificate it replaces.
+        ari.window = (time.time() - 60, time.time() + 1)
+        second = wait_issued(moat, timeout=60, previous=first)
+        assert second != first
+        assert f"(the CA's renewal window (ARI)), replaces {certid}" in (moat.dir / "error.log").read_text()
+    finally:
+        ari.stop()
