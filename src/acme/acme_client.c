@@ -50,6 +50,8 @@ static int exchange(moat__acme_client_t *c, const char *method, const char *url,
     }
     out->status = r.status;
     out->retry_after = r.retry_after;
+    if (r.status >= 400)
+        c->retry_after = r.retry_after;
     moat_strlcpy(out->location, r.location, sizeof(out->location));
     moat_strlcpy(out->content_type, r.content_type, sizeof(out->content_type));
     out->nalternates = r.nalternates;

@@ -28,6 +28,7 @@ typedef struct moat__acme_client {
     const char *eab_kid;  /* borrowed; NULL = no binding */
     const char *eab_hmac; /* borrowed: base64url MAC key text */
     unsigned bad_nonces;  /* badNonce answers retried (for the tests and the log) */
+    long retry_after;     /* Retry-After of the last error answer (seconds), -1 when none */
 } moat__acme_client_t;
 
 typedef struct moat__acme_resp {
@@ -59,11 +60,12 @@ int moat__acme_key_authz(const moat__acme_client_t *c, const char *token, char *
                          moat_err_t *err) MOAT_MUST_CHECK;
 
 /* One renewal of the site's certificate, resumed from the store when an order is under way (acme_order.c).
+ * On failure *retry_after holds the server's Retry-After of its last error answer (-1: none).
  * <replaces>: the ARI certificate id of the certificate being replaced, or NULL. On success the new
  * certificate is installed (generation bumped, audited) and <summary> says what was issued. */
 int moat__acme_order_run(moat_store_t *st, const moat_site_t *site, const moat_acme_conf_t *conf,
                          const char *replaces, const atomic_int *stop, char *summary, size_t summary_sz,
-                         moat_err_t *err) MOAT_MUST_CHECK;
+                         long *retry_after, moat_err_t *err) MOAT_MUST_CHECK;
 
 /* ARI (acme_ari.c). */
 typedef struct moat__acme_ari {

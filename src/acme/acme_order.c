@@ -695,9 +695,9 @@ static int read_hmac(const char *path, char *out, size_t outsz, moat_err_t *err)
 
 int moat__acme_order_run(moat_store_t *st, const moat_site_t *site, const moat_acme_conf_t *conf,
                          const char *replaces, const atomic_int *stop, char *summary, size_t summary_sz,
-                         moat_err_t *err)
+                         long *retry_after, moat_err_t *err)
 {
-    run_t r = {.st = st, .site = site, .conf = conf};
+    run_t r = {.st = st, .site = site, .conf = conf, .c = {.retry_after = -1}};
     moat_store_key_t ak = {0};
     EVP_PKEY *akey = NULL;
     X509_STORE *trust = NULL;
@@ -708,6 +708,7 @@ int moat__acme_order_run(moat_store_t *st, const moat_site_t *site, const moat_a
     int rc;
 
     summary[0] = '\0';
+    *retry_after = -1;
     moat__acme_setting_name(r.order_setting, sizeof(r.order_setting), "order", site->certificate);
     if (conf->trust.n > 0 && (trust = trust_store(st, &conf->trust, err)) == NULL)
         return err->code;
@@ -818,6 +819,7 @@ int moat__acme_order_run(moat_store_t *st, const moat_site_t *site, const moat_a
     }
     rc = finalize_and_fetch(&r, &o, summary, summary_sz, err);
 out:
+    *retry_after = r.c.retry_after;
     moat__acme_resp_dispose(&o);
     moat__acme_client_dispose(&r.c);
     moat_store_key_dispose(&ak);

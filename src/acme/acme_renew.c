@@ -172,6 +172,7 @@ static void renew_one(moat_acme_renewer_t *r, const moat_config_t *cfg, size_t i
     moat_err_t err = {0};
     char summary[320];
     long long now = (long long)time(NULL);
+    long retry_after = -1;
     int rc;
 
     moat_config_site_acme(cfg, site, &conf);
@@ -192,7 +193,7 @@ static void renew_one(moat_acme_renewer_t *r, const moat_config_t *cfg, size_t i
              s.ari_certid);
     s.last_try = now;
     rc = moat__acme_order_run(r->st, site, &conf, s.ari_certid[0] ? s.ari_certid : NULL, &r->stop, summary,
-                              sizeof(summary), &err);
+                              sizeof(summary), &retry_after, &err);
     if (!atomic_load(&r->stop)) {
         /* A renewal asked for is answered by this attempt, whatever its outcome (acme renew waits). */
         char key[200];
@@ -223,6 +224,9 @@ static void renew_one(moat_acme_renewer_t *r, const moat_config_t *cfg, size_t i
             wait *= 2;
         if (err.code == MOAT_E_AGAIN && strstr(err.msg, "rateLimited") != NULL && wait < 3600)
             wait = 3600;
+        /* The server's own Retry-After wins when it asks for longer (RFC 8555 §6.6). */
+        if (retry_after > wait)
+            wait = retry_after;
         if (wait > BACKOFF_MAX)
             wait = BACKOFF_MAX;
         s.failures++;
