@@ -543,6 +543,69 @@ static void test_cross_ok(void)
     moat_config_unref(cfg);
 }
 
+/* Static settings: a location inherits what it does not set; values are split where the writer needs it. */
+static void test_static_settings(void)
+{
+    moat_config_t *cfg =
+        ok("sites:\n  - hosts: [a.test]\n    listen: [443]\n"
+           "    headers: [\"X-A: 1\", \"Content-Security-Policy:  default-src 'self'\"]\n"
+           "    cache: {max_age: 60}\n    error_pages: [\"404 /404.html\"]\n"
+           "    mime_types: [\".vtt   text/vtt\"]\n    allow: [10.0.0.0/8]\n"
+           "    locations:\n      - path: /assets/\n        cache: {max_age: 3600, immutable: true}\n"
+           "        nosniff: false\n      - path: /old\n        redirect: {to: /new/, status: 307}\n");
+    if (cfg == NULL)
+        return;
+    const moat_site_t *s = &cfg->sites[0];
+    const char *lp = "x";
+    const moat_static_conf_t *c = moat_site_static_for_path(s, "/index.html", &lp);
+    CHECK(c == &s->st);
+    CHECK(lp == NULL);
+    CHECK_EQ(c->headers.n, 2);
+    CHECK_STR(c->headers.v[1], "Content-Security-Policy");
+    CHECK_STR(c->headers.v[1] + strlen(c->headers.v[1]) + 1, "default-src 'self'");
+    CHECK_STR(c->error_pages.v[0], "404");
+    CHECK_STR(c->error_pages.v[0] + 4, "/404.html");
+    CHECK_STR(c->mime_types.v[0] + 5, "text/vtt");
+    CHECK_EQ(c->nosniff, 1);
+    CHECK_EQ(c->cache_max_age, 60);
+    c = moat_site_static_for_path(s, "/assets/app.js", &lp);
+    CHECK_STR(lp, "/assets");
+    CHECK_EQ(c->cache_max_age, 3600);
+    CHECK_EQ(c->cache_immutable, 1);
+    CHECK_EQ(c->nosniff, 0);
+    CHECK_EQ(c->headers.n, 2); /* inherited */
+    CHECK_EQ(c->allow.n, 1);
+    c = moat_site_static_for_path(s, "/old/x", &lp);
+    CHECK_STR(c->redirect_to, "/new/");
+    CHECK_EQ(c->redirect_status, 307);
+    CHECK_EQ(c->cache_max_age, 60);
+    moat_config_unref(cfg);
+
+    CHECK_CONTAINS(bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    headers: [\"Bad Name: x\"]\n"),
+                   "moat.yaml:4:15: sites[0].headers: \"Bad Name: x\": the field name is not a token");
+    CHECK_CONTAINS(
+        bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    error_pages: [\"200 /x.html\"]\n"),
+        "expected a status 400-599 and a path");
+    CHECK_CONTAINS(bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    fallback: /app/\n"),
+                   "names a folder");
+    CHECK_CONTAINS(bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    allow: [10.0.0.0/33]\n"),
+                   "not an address or CIDR range");
+    CHECK_CONTAINS(bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    precompressed: [zstd]\n"),
+                   "expected br or gzip");
+    CHECK_CONTAINS(bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    redirect: {status: 302}\n"),
+                   "redirect without to:");
+    CHECK_CONTAINS(
+        bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    redirect: {to: //evil.example/}\n"),
+        "expected an http(s):// URL or a path starting with one /");
+    CHECK_CONTAINS(
+        bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    redirect: {to: /x, status: 304}\n"),
+        "304: expected 301, 302, 303, 307 or 308");
+    CHECK_CONTAINS(
+        bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    basic_auth: {users: [\"u:plain\"]}\n"),
+        "user \"u\": not a crypt(3) hash of a current method");
+    CHECK_CONTAINS(bad("limits:\n  header_fields: 1000\n"), "limits.header_fields");
+}
+
 static void test_many_errors(void)
 {
     moat_config_t *cfg = NULL;
@@ -866,6 +929,7 @@ int main(int argc, char **argv)
     RUN(test_error_yaml);
     RUN(test_error_cross);
     RUN(test_cross_ok);
+    RUN(test_static_settings);
     RUN(test_many_errors);
     RUN(test_listeners_and_sni);
     RUN(test_client_cert_paths);
