@@ -543,6 +543,8 @@ static void unknown_key(moat_cfg_ctx_t *ctx, const moat_cfg_section_t *sec, cons
                         shown(k, buf, sizeof(buf)), list);
 }
 
+#define MAX_MAPPING_KEYS 1000 /* keys in one mapping: moat's largest section has a few dozen */
+
 static int apply_mapping(moat_cfg_ctx_t *ctx, const moat_cfg_section_t *sec, int node_index, void *obj,
                          const char *path)
 {
@@ -551,6 +553,10 @@ static int apply_mapping(moat_cfg_ctx_t *ctx, const moat_cfg_section_t *sec, int
     size_t npairs = (size_t)(n->data.mapping.pairs.top - pairs);
     int bad = 0;
 
+    /* The duplicate check below compares each key with those before it. */
+    if (npairs > MAX_MAPPING_KEYS)
+        return moat__cfg_error(ctx, mark_of(n), path, "%zu keys in one mapping; expected at most %d", npairs,
+                               MAX_MAPPING_KEYS);
     for (size_t i = 0; i < npairs; i++) {
         yaml_node_t *k = yaml_document_get_node(ctx->doc, pairs[i].key);
         const moat_cfg_field_t *f;
@@ -780,6 +786,52 @@ static int set_paths(moat_config_t *cfg, const char *path, moat_err_t *err)
     return 0;
 }
 
+/*
+ * libyaml's scanner takes time quadratic in the nesting of flow collections ([[[...]]] of depth 100,000,
+ * a 200 KB file, took 64 s), so nesting is counted on the text before it parses: brackets outside quotes
+ * and comments. A bracket inside a plain word only counts up, so a config is refused only with more than
+ * MAX_FLOW_DEPTH brackets open at once, which no moat config has.
+ */
+#define MAX_FLOW_DEPTH 64
+
+static int check_flow_depth(moat_cfg_ctx_t *ctx)
+{
+    const char *d = ctx->data;
+    size_t depth = 0;
+    char quote = 0;
+    for (size_t i = 0; i < ctx->len; i++) {
+        char c = d[i];
+        if (quote == '"') {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                quote = 0;
+        } else if (quote == '\'') {
+            if (c == '\'' && i + 1 < ctx->len && d[i + 1] == '\'')
+                i++;
+            else if (c == '\'')
+                quote = 0;
+        } else if (c == '#' && (i == 0 || d[i - 1] == ' ' || d[i - 1] == '\t' || d[i - 1] == '\n')) {
+            while (i < ctx->len && d[i] != '\n')
+                i++;
+        } else if (c == '"' || c == '\'') {
+            quote = c;
+        } else if (c == '[' || c == '{') {
+            if (++depth > MAX_FLOW_DEPTH) {
+                moat_cfg_mark_t m;
+                mark_from_offset(ctx->data, ctx->len, i, &m);
+                return moat__cfg_error(ctx, m, "",
+                                       "collections nested more than %d deep; moat's config needs "
+                                       "a few levels",
+                                       MAX_FLOW_DEPTH);
+            }
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return 0;
+}
+
 static int parse_document(moat_cfg_ctx_t *ctx)
 {
     yaml_parser_t parser;
@@ -787,6 +839,8 @@ static int parse_document(moat_cfg_ctx_t *ctx)
     yaml_node_t *root;
     int rc = 0;
 
+    if (check_flow_depth(ctx) != 0)
+        return -1;
     if (!yaml_parser_initialize(&parser)) {
         ctx->oom = 1;
         return -1;
