@@ -299,6 +299,55 @@ static void test_sockaddr(void)
 
 /* ---- error classes, each with its exact place ---- */
 
+static void test_acme_client(void)
+{
+    moat_config_t *cfg = NULL;
+    moat_err_t err = {0};
+    char *errors = NULL;
+    moat_acme_conf_t a;
+    const char *text =
+        "acme:\n  directory: https://ca.test/dir\n  email: ops@example.test\n  accept_terms: true\n"
+        "  challenges: [http-01, tls-alpn-01]\n  trust: [corp-root]\n"
+        "sites:\n  - hosts: [www.example.test, \"192.0.2.7\"]\n    listen: [443]\n"
+        "    certificate: acme\n    acme:\n      profile: shortlived\n"
+        "      eab: { kid: k1, hmac_file: eab.key }\n"
+        "  - hosts: [other.test]\n    listen: [443]\n    certificate: acme\n";
+    CHECK_EQ(moat_config_parse("/etc/moat/moat.yaml", text, strlen(text), &cfg, &errors, &err), 0);
+    if (cfg != NULL) {
+        CHECK_EQ(cfg->sites[0].acme, 1);
+        CHECK_STR(cfg->sites[0].certificate, "acme.www.example.test");
+        moat_config_site_acme(cfg, &cfg->sites[0], &a);
+        CHECK_STR(a.directory, "https://ca.test/dir");
+        CHECK_STR(a.profile, "shortlived");
+        CHECK_STR(a.eab_kid, "k1");
+        CHECK_STR(a.eab_hmac_file, "/etc/moat/eab.key");
+        CHECK_EQ(a.accept_terms, 1);
+        CHECK_EQ(a.challenges.n, 2);
+        CHECK_STR(a.trust.v[0], "corp-root");
+        moat_config_site_acme(cfg, &cfg->sites[1], &a);
+        CHECK(a.profile == NULL && a.eab_kid == NULL);
+        moat_config_unref(cfg);
+    }
+    moat_free(&errors);
+    CHECK_CONTAINS(bad("acme:\n  challenges: [http-02]\n"),
+                   "moat.yaml:2:16: acme.challenges: \"http-02\": not a challenge type");
+    CHECK_CONTAINS(bad("acme:\n  challenges: [http-01, http-01]\n"), "\"http-01\": listed twice");
+    CHECK_CONTAINS(bad("acme:\n  directory: http://ca.example.test/dir\n"),
+                   "moat.yaml:2:14: acme.directory: \"http://ca.example.test/dir\": not an https:// URL");
+    CHECK_CONTAINS(bad("acme:\n  email: mailto:a@b.test\n"), "not an e-mail address");
+    CHECK_CONTAINS(bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    certificate: acme\n"),
+                   "certificate: acme without an ACME directory");
+    CHECK_CONTAINS(bad("acme:\n  directory: https://ca.test/d\nsites:\n  - hosts: [\"*.a.test\"]\n"
+                       "    listen: [443]\n    certificate: acme\n"),
+                   "a wildcard can only be validated with dns-01");
+    CHECK_CONTAINS(bad("acme:\n  directory: https://ca.test/d\n  challenges: [dns-01]\nsites:\n"
+                       "  - hosts: [a.test]\n    listen: [443]\n    certificate: acme\n"),
+                   "no dns_hook is set");
+    CHECK_CONTAINS(bad("acme:\n  directory: https://ca.test/d\n  eab: { kid: k }\nsites:\n"
+                       "  - hosts: [a.test]\n    listen: [443]\n    certificate: acme\n"),
+                   "acme.eab needs both kid and hmac_file");
+}
+
 static void test_acme_server(void)
 {
     moat_config_t *cfg = NULL;
@@ -920,6 +969,7 @@ int main(int argc, char **argv)
     RUN(test_paths);
     RUN(test_listen_parse);
     RUN(test_sockaddr);
+    RUN(test_acme_client);
     RUN(test_acme_server);
     RUN(test_error_unknown_key);
     RUN(test_error_types);
