@@ -497,6 +497,7 @@ static int try_request(moat__conn_t *c)
                     return 1;
                 }
                 c->rs->resp.fd = -1;
+                c->rs->resp.owned_body_ = NULL;
                 c->rs->post = NULL;
             }
             c->req_started = 1;
