@@ -166,6 +166,9 @@ def test_failing_challenge_keeps_certificate_then_renewal(moat, pebble):
     st = json.loads(moat.ok("acme", "status", "--json", "-c", cfg_path).stdout)[0]
     assert st["state"] == "failing" and st["failures"] == 1 and "http-01" in st["last_error"]
     assert st["next"] > time.time() + 30  # backed off
+    text = moat.ok("acme", "status", "-c", cfg_path).stdout
+    assert f"{KEY} (site {HOST})" in text and "state: failing" in text and "expires: " in text
+    assert "last error (1 in a row): " in text and "(retry after a failure)" in text
     doc = moat.run("doctor", "-c", cfg_path)
     assert "acme-renewal-failing" in doc.stdout and "http-01 challenge for www.example.test failed" in doc.stdout
     assert "the current certificate is kept" in doc.stdout
@@ -297,3 +300,11 @@ def test_ari_window_renews_with_replaces(moat, pebble):
         assert f"(the CA's renewal window (ARI)), replaces {certid}" in (moat.dir / "error.log").read_text()
     finally:
         ari.stop()
+
+
+def test_ip_identifier_with_http01(moat, pebble):
+    pebble.start()
+    start(moat, pebble, config(pebble, ["tls-alpn-01", "http-01"], hosts=(HOST, "127.0.0.1")))
+    info = issuer_of(wait_issued(moat), moat)
+    # RFC 8738: the address is an IP identifier, validated with http-01 (tls-alpn-01 is skipped for it).
+    assert "IP Address:127.0.0.1" in info and f"DNS:{HOST}" in info
