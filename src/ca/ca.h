@@ -49,6 +49,9 @@ size_t moat_ca_chain(const moat_ca_t *ca, moat_store_blob_t *out);
 
 /* Largest stored name policy of one profile ("ca.policy.<profile>.names", comma-separated). */
 #define MOAT_CA_POLICY_NAMES_MAX 4096
+/* Subject alternative names in one certificate: --san and a signed request alike (public CAs allow about
+ * 100 to 250). */
+#define MOAT_CA_MAX_SANS 64
 #define MOAT_CA_POLICY_PATTERNS_MAX 64
 
 /* The issuance policy of one profile as stored (settings "ca.policy.<profile>.max_days" and ".names"). */

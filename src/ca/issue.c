@@ -2,7 +2,9 @@
 #include "ca/ca.h"
 #include "keymgr/keymgr.h"
 
+#include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <string.h>
 
 void moat_ca_dispose(moat_ca_t *ca)
@@ -136,6 +138,18 @@ static int check_constraints(const moat_ca_t *ca, X509 *cert, moat_err_t *err)
                               "clients reject any other");
 }
 
+/* How many subject alternative names <csr> asks for (0 without the extension). */
+static int csr_san_count(X509_REQ *csr)
+{
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(csr);
+    GENERAL_NAMES *names = exts != NULL ? X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL) : NULL;
+    int n = names != NULL ? sk_GENERAL_NAME_num(names) : 0;
+    GENERAL_NAMES_free(names);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    ERR_clear_error(); /* a request without extensions is no error */
+    return n;
+}
+
 int moat_ca_issue(moat_store_t *st, const moat_ca_t *ca, X509_REQ *csr, const moat_ca_issue_req_t *req,
                   X509 **out, moat_err_t *err)
 {
@@ -148,10 +162,19 @@ int moat_ca_issue(moat_store_t *st, const moat_ca_t *ca, X509_REQ *csr, const mo
     unsigned char *der = NULL;
     size_t der_len = 0;
     X509 *cert = NULL;
-    int rc, days;
+    int rc, days, nsans;
 
     *out = NULL;
-    if ((rc = moat_pki_csr_verify(csr, err)) != 0 || (rc = moat_pki_csr_info(csr, &ri, err)) != 0)
+    if ((rc = moat_pki_csr_verify(csr, err)) != 0)
+        return rc;
+    if ((nsans = csr_san_count(csr)) > MOAT_CA_MAX_SANS) {
+        moat_err_set(err, MOAT_E_LIMIT,
+                     "the request asks for %d subject alternative names; moat's CA puts at most %d "
+                     "in one certificate",
+                     nsans, MOAT_CA_MAX_SANS);
+        return moat_err_hint(err, "split the names over several certificates");
+    }
+    if ((rc = moat_pki_csr_info(csr, &ri, err)) != 0)
         return rc;
     if (ri.requests_ca) {
         moat_pki_csr_info_dispose(&ri);

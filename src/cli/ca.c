@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #define MAX_CSR_FILE (1L * 1024 * 1024)
-#define MAX_SANS 64
+#define MAX_SANS MOAT_CA_MAX_SANS
 #define MAX_PATTERNS 64
 #define ROOT_DAYS 3650
 #define INTER_DAYS 1825

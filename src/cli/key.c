@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_SANS 64
+#define MAX_SANS MOAT_CA_MAX_SANS
 #define MAX_KEY_FILE (MOAT_PKI_MAX_IMPORT_BYTES)
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -274,8 +274,20 @@ int moat__store_mk_load(moat_store_t *st, int may_create, int64_t nkeys, moat_er
     int fd, rc;
 
     for (int attempt = 0; attempt < 2; attempt++) {
-        fd = open(st->mk_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* O_NONBLOCK: a FIFO given as the key must not hold the command forever waiting for a writer. */
+        fd = open(st->mk_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd >= 0) {
+            struct stat sb;
+            if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+                close(fd);
+                moat_err_set(err, MOAT_E_INVAL, "the master key %s is not a file (%s)", st->mk_path,
+                             S_ISDIR(sb.st_mode)    ? "a folder"
+                             : S_ISFIFO(sb.st_mode) ? "a FIFO"
+                             : S_ISCHR(sb.st_mode)  ? "a device"
+                                                    : "not a regular file");
+                return moat_err_hint(err,
+                                     "point --master-key or MOAT_MASTER_KEY_FILE to the 32-byte key file");
+            }
             if ((rc = moat__store_check_mode("master key", st->mk_path, 1, err)) == 0)
                 rc = read_mk(st, fd, err);
             close(fd);
