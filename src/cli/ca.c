@@ -125,8 +125,8 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
     if (moat_store_ca_get(st, inter ? MOAT_CA_INTERMEDIATE : role, &existing, &err) == 0) {
         char t[64];
         moat__km_fmt_time((time_t)existing.created, t, sizeof(t));
-        moat_err_set(&err, MOAT_E_EXISTS, "this store already has a %s CA (created %s)",
-                     inter ? "intermediate" : "root", t);
+        moat_err_set(&err, MOAT_E_EXISTS, "this store already has %s CA (created %s)",
+                     inter ? "an intermediate" : "a root", t);
         moat_err_hint(&err, "'moat ca cert%s' shows it", inter ? "" : " --root");
         moat_store_ca_dispose(&existing);
         goto fail;

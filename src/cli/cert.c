@@ -59,7 +59,10 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
             printf("completed the chain of the certificate of \"%s\": %zu certificate%s above it\n", pos[0],
                    res.nchain, res.nchain == 1 ? "" : "s");
         else
-            printf("installed the certificate of \"%s\": key \"%s\" is active\n", pos[0], pos[0]);
+            printf("installed the certificate of \"%s\": key \"%s\" is %s\n", pos[0], pos[0],
+                   res.ci.not_after <= time(NULL)   ? "expired (installed with --force)"
+                   : res.ci.not_before > time(NULL) ? "not valid yet (installed with --force)"
+                                                    : "active"); /* the state 'key list' shows */
         printf("  subject %s\n  issuer  %s\n  valid until %s (%ld days)\n", res.ci.subject, res.ci.issuer, t,
                moat__km_days_left(res.ci.not_after, time(NULL)));
         if (res.renewal)
@@ -213,7 +216,11 @@ static int cert_history(moat_cli_t *cli, int argc, char **argv)
     } else if (cl.n == 0) {
         printf("\"%s\" has had no certificate yet\n", pos[0]);
     } else {
-        printf("  %-19s %-10s %-10s %s\n", "INSTALLED", "NOT AFTER", "SERIAL", "FINGERPRINT (SHA-256)");
+        size_t wserial = strlen("SERIAL");
+        for (size_t i = 0; i < cl.n; i++) /* whole serials: two certificates never look the same */
+            wserial = strlen(cl.items[i].serial) > wserial ? strlen(cl.items[i].serial) : wserial;
+        printf("  %-19s %-10s %-*s %s\n", "INSTALLED", "NOT AFTER", (int)wserial, "SERIAL",
+               "FINGERPRINT (SHA-256)");
         for (size_t i = 0; i < cl.n; i++) {
             const moat_store_cert_t *c = &cl.items[i];
             char inst[64], na[64], fpr[MOAT_PKI_FINGERPRINT_SIZE];
@@ -222,7 +229,8 @@ static int cert_history(moat_cli_t *cli, int argc, char **argv)
             inst[19] = '\0';
             na[10] = '\0';
             moat__km_fpr_colon(c->fingerprint, fpr);
-            printf("%c %-19s %-10s %-10.10s %s\n", c->current ? '*' : ' ', inst, na, c->serial, fpr);
+            printf("%c %-19s %-10s %-*s %s\n", c->current ? '*' : ' ', inst, na, (int)wserial, c->serial,
+                   fpr);
         }
         printf("(* = current)\n");
     }

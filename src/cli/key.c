@@ -421,6 +421,7 @@ out:
 
 static int key_list(moat_cli_t *cli, int argc, char **argv)
 {
+    size_t wname = 20;
     moat_store_t *st = NULL;
     moat_store_key_list_t kl = {0};
     moat_err_t err = {0};
@@ -465,9 +466,13 @@ static int key_list(moat_cli_t *cli, int argc, char **argv)
             moat__km_view_json(&j, &v, now);
             continue;
         }
-        if (!shown++)
-            printf("%-20s %-8s %-9s %-10s %-24s %s\n", "NAME", "STATE", "ALGORITHM", "EXPORTABLE",
+        if (!shown++) {
+            /* The NAME column is as wide as the longest name: a long one does not push the rest over. */
+            for (size_t k = 0; k < kl.n; k++)
+                wname = strlen(kl.items[k].name) > wname ? strlen(kl.items[k].name) : wname;
+            printf("%-*s %-8s %-9s %-10s %-24s %s\n", (int)wname, "NAME", "STATE", "ALGORITHM", "EXPORTABLE",
                    "NOT AFTER (DAYS LEFT)", "SUBJECT");
+        }
         {
             const moat_store_cert_t *c = v.key->cert;
             char t[64] = "-", exp[48];
@@ -478,7 +483,7 @@ static int key_list(moat_cli_t *cli, int argc, char **argv)
             } else {
                 moat_strlcpy(exp, "-", sizeof(exp));
             }
-            printf("%-20s %-8s %-9s %-10s %-24s %s%s\n", v.key->name, moat__km_view_state(&v, now),
+            printf("%-*s %-8s %-9s %-10s %-24s %s%s\n", (int)wname, v.key->name, moat__km_view_state(&v, now),
                    v.key->algorithm, v.key->exportable ? "yes" : "no", exp,
                    c ? c->subject : "(waiting for its certificate)", v.renewal ? "  [renewal pending]" : "");
         }

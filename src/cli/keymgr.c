@@ -242,17 +242,7 @@ bad:
 
 void moat__km_fpr_colon(const char *hex, char out[MOAT_PKI_FINGERPRINT_SIZE])
 {
-    size_t o = 0, n = strlen(hex);
-    out[0] = '\0';
-    for (size_t i = 0; i + 1 < n && o + 3 < MOAT_PKI_FINGERPRINT_SIZE; i += 2) {
-        if (o > 0)
-            out[o++] = ':';
-        for (int k = 0; k < 2; k++) {
-            char c = hex[i + (size_t)k];
-            out[o++] = (c >= 'a' && c <= 'f') ? (char)(c - 'a' + 'A') : c;
-        }
-    }
-    out[o] = '\0';
+    moat_pki_fingerprint_colon(hex, out);
 }
 
 void moat__km_spki_fingerprint(const moat_store_blob_t *spki, char out[MOAT_PKI_FINGERPRINT_SIZE])

@@ -306,7 +306,9 @@ static int cmd_info(moat_cli_t *cli, int argc, char **argv)
         printf("schema version: %d\n", info.schema_version);
         printf("size:           %lld bytes + %lld bytes write-ahead log\n", (long long)info.file_bytes,
                (long long)info.wal_bytes);
-        printf("keys:           %zu active, %zu pending\n", info.keys, info.pending_keys);
+        printf("keys:           %zu with a certificate (active, expired or revoked: see moat key list), %zu "
+               "pending\n",
+               info.keys, info.pending_keys);
         printf("certificates:   %zu (with history)\n", info.certs);
         printf("trust anchors:  %zu\n", info.anchors);
         printf("CA:             %s%s, %zu issued\n", info.has_ca_root ? "root" : "none",

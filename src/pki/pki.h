@@ -87,6 +87,9 @@ bool moat_pki_pubkey_eq(const EVP_PKEY *a, const EVP_PKEY *b);
 
 /* SHA-256 fingerprints as upper-case hex pairs joined by colons: "AB:CD:...", 95 chars + NUL. */
 #define MOAT_PKI_FINGERPRINT_SIZE 96
+/* Writes the lowercase hex fingerprint <hex> as uppercase colon pairs ("CD:6E:76:..."), the one form moat
+ * shows fingerprints in. */
+void moat_pki_fingerprint_colon(const char *hex, char out[MOAT_PKI_FINGERPRINT_SIZE]);
 /* Fingerprint of the DER SubjectPublicKeyInfo of <key>. */
 int moat_pki_pubkey_fingerprint(const EVP_PKEY *key, char out[MOAT_PKI_FINGERPRINT_SIZE],
                                 moat_err_t *err) MOAT_MUST_CHECK;

@@ -217,3 +217,18 @@ int moat__pki_add_urls(X509 *cert, const moat_pki_urls_t *urls, moat_err_t *err)
     }
     return 0;
 }
+
+void moat_pki_fingerprint_colon(const char *hex, char out[MOAT_PKI_FINGERPRINT_SIZE])
+{
+    size_t o = 0, n = strlen(hex);
+    out[0] = '\0';
+    for (size_t i = 0; i + 1 < n && o + 3 < MOAT_PKI_FINGERPRINT_SIZE; i += 2) {
+        if (o > 0)
+            out[o++] = ':';
+        for (int k = 0; k < 2; k++) {
+            char c = hex[i + (size_t)k];
+            out[o++] = (c >= 'a' && c <= 'f') ? (char)(c - 'a' + 'A') : c;
+        }
+    }
+    out[o] = '\0';
+}

@@ -574,9 +574,11 @@ static int check(moat_config_t *cfg, moat_store_t *st, moat_err_t *err)
     } else {
         for (size_t i = 0; i < cfg->nsites; i++) {
             printf("site %s:", cfg->sites[i].name);
-            for (size_t j = 0; j < gen->sites[i].ncerts; j++)
-                printf(" key \"%s\" (sha256 %s)", gen->sites[i].certs[j].key_name,
-                       gen->sites[i].certs[j].fingerprint);
+            for (size_t j = 0; j < gen->sites[i].ncerts; j++) {
+                char fpr[MOAT_PKI_FINGERPRINT_SIZE];
+                moat_pki_fingerprint_colon(gen->sites[i].certs[j].fingerprint, fpr);
+                printf(" key \"%s\" (SHA-256 %s)", gen->sites[i].certs[j].key_name, fpr);
+            }
             printf("\n");
         }
         moat__wgen_release(wg);

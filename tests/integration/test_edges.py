@@ -248,3 +248,39 @@ def test_store_audit(moat):
     assert text.splitlines()[0].split()[:4] == ["TIME", "USER", "ACTION", "OBJECT"]
     r = moat.fails("store", "audit", "--since", "yesterday-ish", code=2)
     assert "90m" in r.stderr
+
+
+def test_cosmetics(moat):
+    d = moat.dir
+    moat.ok("ca", "init", "--cn", "Cosmetic Root")
+    moat.ok("ca", "init", "--intermediate", "--cn", "Cosmetic Issuing")
+    r = moat.fails("ca", "init", "--intermediate", "--cn", "Again")
+    assert "already has an intermediate CA" in r.stderr, r.stderr
+    long = "wildcard.example.test.long-name"
+    moat.ok("ca", "issue", long, "--cn", "w.example.test")
+    moat.ok("ca", "issue", "s", "--cn", "s.example.test")
+    lines = moat.ok("key", "list").stdout.splitlines()
+    col = lines[0].index("STATE")
+    assert all(line[col - 1] == " " and line[col] != " " for line in lines), lines
+    # cert history shows whole serials
+    moat.ok("key", "renew", "s", "--csr-out", d / "s.csr")
+    moat.ok("ca", "sign", d / "s.csr", "--out", d / "s.pem")
+    moat.ok("cert", "install", "s", d / "s.pem")
+    serials = {c["serial"] for c in json.loads(moat.ok("cert", "history", "s", "--json").stdout)}
+    text = moat.ok("cert", "history", "s").stdout
+    assert len(serials) == 2 and all(s in text for s in serials), text
+    # paths are printed tidy
+    (d / "s7").mkdir()
+    r = moat.ok("--store", "s7/../moat.db", "store", "info", env={"MOAT_STORE": ""})
+    assert "s7/.." not in r.stdout and f"{d}/moat.db" in r.stdout, r.stdout
+
+
+def test_serve_check_fingerprints_in_the_usual_style(moat):
+    import re
+    from serve_helpers import CA, config, free_port, site
+    ca = CA(moat.dir)
+    ca.issue(moat, "www", ["localhost"])
+    cfg = moat.dir / "check.yaml"
+    cfg.write_text(config(moat, [site(["localhost"], free_port())]))
+    out = moat.ok("serve", "-c", cfg, "--check").stdout
+    assert re.search(r"SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}", out), out

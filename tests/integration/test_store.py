@@ -72,7 +72,7 @@ def test_info_upgrades_v1_and_keeps_keys(moat):
     assert data["master_key_present"] is True
     assert data["server"]["applied_generation"] is None
     text = moat.ok("store", "info").stdout
-    assert "schema version: 4" in text and "2 active, 1 pending" in text
+    assert "schema version: 4" in text and "2 with a certificate" in text and ", 1 pending" in text
 
 
 def test_missing_store(moat):
