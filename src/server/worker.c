@@ -396,8 +396,12 @@ static void conn_free(moat__conn_t *c)
     moat_list_remove(&c->tnode);
     moat_list_remove(&c->rnode);
     moat_list_remove(&c->node);
-    if (c->resp_active)
+    if (c->resp_active) {
+        /* Cut off (the client went, a timeout, a stop): logged too, with the bytes that did leave. */
+        if (c->head_ok)
+            moat__access_log(c);
         moat_http_resp_dispose(&c->rs->resp);
+    }
     if (c->rs != NULL)
         moat_bufpool_put(&w->small, (void **)&c->rs->post);
     moat_bufpool_put(&w->rstates, (void **)&c->rs);
