@@ -126,7 +126,8 @@ int moat_acme_jws_parse(const char *body, size_t n, moat_acme_jws_t *jws, moat_a
  * signature, badSignatureAlgorithm for a key that does not fit). */
 int moat_acme_jws_verify(const moat_acme_jws_t *jws, EVP_PKEY *key, moat_acme_problem_t *p);
 /* Signs <payload> (NULL: POST-as-GET) with <key> into a new flattened JWS string (moat_free() it): the
- * protected header carries alg, nonce, url and kid (when not NULL) or else the key's jwk. For the ACME
+ * protected header carries alg, nonce (left out when NULL: the inner JWS of a key change), url and kid
+ * (when not NULL) or else the key's jwk. For the ACME
  * client and for tests. NULL with <err> set on failure. */
 char *moat_acme_jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
                          const json_t *payload, moat_err_t *err);
@@ -207,6 +208,12 @@ typedef struct moat_acme_status {
 /* The status of <site>'s ACME certificate from the store (read only). */
 int moat_acme_status_get(moat_store_t *st, const moat_config_t *cfg, size_t site_index, long long now,
                          moat_acme_status_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+/* Account key rollover (RFC 8555 §7.3.5) at the ACME server of the top-level acme: block (else the first
+ * site's): a new key, the server told, then the stored account key replaced in one commit and audited.
+ * Refused when the account is not registered yet, or another directory holds an account under the same
+ * key (its server would no longer know the key). <summary> says what changed. */
+int moat_acme_rollover(moat_store_t *st, const moat_config_t *cfg, char *summary, size_t summary_sz,
+                       moat_err_t *err) MOAT_MUST_CHECK;
 /* Asks a running server to renew key <name> now (a request in the store the thread picks up). */
 int moat_acme_renew_request(moat_store_t *st, const char *name, long long now,
                             moat_err_t *err) MOAT_MUST_CHECK;

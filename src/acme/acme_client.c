@@ -303,3 +303,32 @@ void moat__acme_client_dispose(moat__acme_client_t *c)
     json_decref(c->dir);
     c->jwk = c->dir = NULL;
 }
+
+int moat__acme_key_change(moat__acme_client_t *c, EVP_PKEY *new_key, moat_err_t *err)
+{
+    const char *url = moat__acme_dir_url(c, "keyChange");
+    json_t *payload, *inner = NULL;
+    moat__acme_resp_t r;
+    char *text;
+    int rc;
+
+    if (url == NULL)
+        return moat_err_set(err, MOAT_E_STATE, "the ACME server %s offers no key change", c->directory_url);
+    if ((payload = json_pack("{s:s, s:O}", "account", c->account_url, "oldKey", c->jwk)) == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory building a key change");
+    text = moat_acme_jws_sign(new_key, NULL, NULL, url, payload, err);
+    json_decref(payload);
+    if (text == NULL || (inner = moat_acme_json_parse(text, strlen(text), err)) == NULL) {
+        moat_free(&text);
+        return err->code;
+    }
+    moat_free(&text);
+    rc = moat__acme_post(c, url, inner, 0, &r, err);
+    json_decref(inner);
+    if (rc != 0)
+        return rc;
+    if (r.status != 200)
+        rc = moat__acme_problem(&r, "changing the account key", err);
+    moat__acme_resp_dispose(&r);
+    return rc;
+}

@@ -54,6 +54,8 @@ int moat__acme_post(moat__acme_client_t *c, const char *url, const json_t *paylo
                     moat__acme_resp_t *out, moat_err_t *err) MOAT_MUST_CHECK;
 /* Registers (known = 0) or looks up (known = 1) the account; sets c->account_url. */
 int moat__acme_account(moat__acme_client_t *c, int known, moat_err_t *err) MOAT_MUST_CHECK;
+/* RFC 8555 §7.3.5: tells the server that the account's key is now <new_key> (c->account_url set). */
+int moat__acme_key_change(moat__acme_client_t *c, EVP_PKEY *new_key, moat_err_t *err) MOAT_MUST_CHECK;
 /* Fills <err> from the problem document in <r>, prefixed by <doing>; MOAT_E_AGAIN when rate limited. */
 int moat__acme_problem(const moat__acme_resp_t *r, const char *doing, moat_err_t *err);
 int moat__acme_key_authz(const moat__acme_client_t *c, const char *token, char *out, size_t outsz,

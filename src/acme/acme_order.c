@@ -907,3 +907,79 @@ int moat__acme_ari_refresh(moat_store_t *st, const moat_site_t *site, const moat
     X509_STORE_free(trust);
     return rc;
 }
+
+int moat_acme_rollover(moat_store_t *st, const moat_config_t *cfg, char *summary, size_t summary_sz,
+                       moat_err_t *err)
+{
+    moat_acme_conf_t conf = cfg->acme;
+    moat__acme_client_t c = {.retry_after = -1};
+    moat_store_key_t ak = {0};
+    EVP_PKEY *old = NULL, *fresh = NULL;
+    X509_STORE *trust = NULL;
+    char setting[200], url[512];
+    int64_t id = 0;
+    int rc;
+
+    for (size_t i = 0; conf.directory == NULL && i < cfg->nsites; i++)
+        if (cfg->sites[i].acme)
+            moat_config_site_acme(cfg, &cfg->sites[i], &conf);
+    if (conf.directory == NULL)
+        return moat_err_set(err, MOAT_E_CONFIG, "the config has no acme: directory");
+    /* One key serves the accounts at every directory: changing it at one server would lock the others out. */
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        moat_acme_conf_t o;
+        char other[200], u[512];
+        if (!cfg->sites[i].acme)
+            continue;
+        moat_config_site_acme(cfg, &cfg->sites[i], &o);
+        account_setting(other, sizeof(other), o.directory);
+        if (strcmp(o.directory, conf.directory) != 0 &&
+            moat_store_setting_get(st, other, u, sizeof(u), err) == 0) {
+            moat_err_set(err, MOAT_E_STATE, "the account key also holds an account at %s", o.directory);
+            return moat_err_hint(err, "key rollover with more than one ACME server is not supported yet");
+        }
+    }
+    moat_err_clear(err);
+    account_setting(setting, sizeof(setting), conf.directory);
+    if (moat_store_setting_get(st, setting, url, sizeof(url), err) != 0) {
+        moat_err_set(err, MOAT_E_STATE, "no ACME account is registered at %s yet", conf.directory);
+        return moat_err_hint(err, "the server registers it with its first order; roll over after that");
+    }
+    if ((rc = moat_store_key_get(st, MOAT__ACME_ACCOUNT_KEY, MOAT_KEY_CURRENT, &ak, err)) != 0 ||
+        (rc = moat_keymgr_private_key(st, ak.id, &old, err)) != 0 ||
+        (rc = moat_pki_key_generate(MOAT_PKI_ALG_EC_P256, NULL, NULL, &fresh, err)) != 0)
+        goto out;
+    if (conf.trust.n > 0 && (trust = trust_store(st, &conf.trust, err)) == NULL) {
+        rc = err->code;
+        goto out;
+    }
+    c.directory_url = conf.directory;
+    c.trust = trust;
+    moat_strlcpy(c.account_url, url, sizeof(c.account_url));
+    if ((rc = moat__acme_client_init(&c, old, err)) != 0 || (rc = moat__acme_directory(&c, err)) != 0 ||
+        (rc = moat__acme_key_change(&c, fresh, err)) != 0)
+        goto out;
+    /* The server knows only the new key from here on: replace the stored one in one commit. */
+    if ((rc = moat_store_begin(st, err)) != 0)
+        goto lost;
+    if ((rc = moat_store_key_delete_id(st, ak.id, err)) != 0 ||
+        (rc = moat_keymgr_key_add(st, MOAT__ACME_ACCOUNT_KEY, fresh, "ec-p256", false, NULL, &id, err)) !=
+            0 ||
+        (rc = moat_store_audit_add(st, "acme.rollover", conf.directory, url, err)) != 0) {
+        moat_store_rollback(st);
+        goto lost;
+    }
+    if ((rc = moat_store_commit(st, err)) != 0)
+        goto lost;
+    snprintf(summary, summary_sz, "the account %s now signs with a new key", url);
+    goto out;
+lost:
+    moat_err_prefix(err, "the ACME server took the new account key but the store could not keep it");
+out:
+    moat__acme_client_dispose(&c);
+    moat_store_key_dispose(&ak);
+    EVP_PKEY_free(old);
+    EVP_PKEY_free(fresh);
+    X509_STORE_free(trust);
+    return rc;
+}

@@ -278,7 +278,9 @@ char *moat_acme_jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, cons
         moat_err_set(err, MOAT_E_PKI, "key cannot sign a JWS (EC P-256/P-384, RSA, Ed25519)");
         return NULL;
     }
-    hdr = json_pack("{ssssss}", "alg", algs[alg].name, "nonce", nonce, "url", url);
+    /* RFC 8555 §7.3.5: the inner JWS of a key change carries no nonce (<nonce> NULL). */
+    hdr = nonce != NULL ? json_pack("{ssssss}", "alg", algs[alg].name, "nonce", nonce, "url", url)
+                        : json_pack("{ssss}", "alg", algs[alg].name, "url", url);
     if (hdr != NULL) {
         json_t *id = kid != NULL ? json_string(kid) : moat_acme_jwk_from_pkey(key, err);
         if (id == NULL || json_object_set_new(hdr, kid != NULL ? "kid" : "jwk", id) != 0)

@@ -216,11 +216,45 @@ fail:
     return moat_cli_fail(cli, &err);
 }
 
+static int acme_rollover(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1] = {NULL};
+    const moat__km_opt_t opts[] = {{0}};
+    const moat__km_cmd_t cmd = {
+        "moat acme rollover",
+        "Replaces the ACME account key (RFC 8555 key change): a new key is made, the ACME server of\n"
+        "acme.directory is told, then the store keeps only the new key. Certificates are not touched.\n",
+        opts,
+        pos,
+        0,
+        0};
+    moat_err_t err = {0};
+    moat_config_t *cfg = NULL;
+    moat_store_t *st = NULL;
+    char summary[700];
+    int rc;
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (open_config(cli, &cfg, &err) != 0 || moat__km_open(cli, 0, &st, &err) != 0 ||
+        moat_acme_rollover(st, cfg, summary, sizeof(summary), &err) != 0) {
+        moat_store_close(st);
+        moat_config_unref(cfg);
+        return moat_cli_fail(cli, &err);
+    }
+    if (!cli->quiet)
+        printf("rolled over: %s\n", summary);
+    moat_store_close(st);
+    moat_config_unref(cfg);
+    return MOAT_EXIT_OK;
+}
+
 int moat_cli_acme(moat_cli_t *cli, int argc, char **argv)
 {
     static const moat__km_sub_t subs[] = {
         {"status", "state, expiry, next renewal and last error of each ACME certificate", acme_status},
         {"renew", "ask the running server to renew one now, and wait for the outcome", acme_renew},
+        {"rollover", "replace the ACME account key (the server is told first)", acme_rollover},
     };
     return moat__km_dispatch(cli, "acme", "the ACME client: certificates that renew themselves", subs,
                              MOAT_ARRAY_LEN(subs), argc, argv);

@@ -2,6 +2,7 @@
 DNS server, nonce rejection on): first issuance with http-01, tls-alpn-01 and dns-01, renewal, a failing
 challenge, the ACME server down, kill -9 in the middle of an order, and external account binding."""
 import json
+import os
 import signal
 import socket
 import ssl
@@ -140,7 +141,10 @@ def test_tls_alpn01_first_issuance(moat, pebble):
         with socket.create_connection(("127.0.0.1", pebble.tls_port), timeout=5) as s:
             with ctx.wrap_socket(s, server_hostname=HOST):
                 pass
-    # An ordinary handshake still gets the issued certificate.
+    # An ordinary handshake gets the issued certificate (once the server has picked it up).
+    deadline = time.time() + 10
+    while served_cert(pebble.tls_port) is None and time.time() < deadline:
+        time.sleep(0.2)
     assert served_cert(pebble.tls_port) is not None
 
 
@@ -215,23 +219,37 @@ def test_acme_server_down_then_up(moat, pebble):
 
 
 def test_kill_9_mid_order_resumes_same_order(moat, pebble):
-    # Pebble's VA waits up to 4 s before it validates: time to kill moat with the order under way.
-    pebble.extra_env = {"PEBBLE_VA_SLEEPTIME": "4"}
+    # A dns-01 hook that holds the order in the middle (order made, pending key stored, authorization
+    # read, challenge not started yet) while a file exists: moat is killed there.
     pebble.nonce_reject = 0  # every POST /order-plz in pebble's log is then an order it accepted
     pebble.start()
-    proc = start(moat, pebble, config(pebble, ["http-01"]))
+    hook, hook_log, block = moat.dir / "dns-hook", moat.dir / "hook.log", moat.dir / "block"
+    hook.write_text(DNS_HOOK % {"port": pebble.chall_mgmt_port, "log": hook_log})
+    hook.write_text(hook.read_text().replace("verb, name, value = sys.argv[1:4]\n", f'''verb, name, value = sys.argv[1:4]
+import os, time
+if verb == "set" and os.path.exists("{block}"):
+    with open("{hook_log}", "a") as f:
+        f.write("blocked %d\\n" % os.getpid())
+    time.sleep(120)
+'''))
+    hook.chmod(0o755)
+    block.write_text("")
+    cfg = config(pebble, ["dns-01"], extra_acme=f"  dns_hook: {hook}")
+    proc = start(moat, pebble, cfg)
     deadline = time.time() + 30
-    while time.time() < deadline and pebble.log_count("POST /chalZ/") == 0:
+    while time.time() < deadline and not (hook_log.exists() and "blocked" in hook_log.read_text()):
         time.sleep(0.05)
-    assert pebble.log_count("POST /chalZ/") > 0, "no challenge was started"
+    line = [ln for ln in hook_log.read_text().splitlines() if ln.startswith("blocked")][0]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    os.kill(int(line.split()[1]), signal.SIGKILL)  # the hook moat was waiting for
     st = acme_status(moat)
     assert st["order_pending"] and st["state"] == "ordering"
     keys = moat.ok("key", "list").stdout
     assert KEY in keys and "pending" in keys
     # Restarted, it resumes the recorded order: one newOrder in pebble's log, one certificate.
-    moat.serve((moat.dir / "moat.yaml").read_text(), wait=(pebble.http_port,))
+    block.unlink()
+    moat.serve(cfg, wait=(pebble.http_port,))
     wait_issued(moat)
     assert pebble.log_count("POST /order-plz") == 1
     assert pebble.log_count("POST /sign-me-up") == 1  # the account was registered once
@@ -308,3 +326,21 @@ def test_ip_identifier_with_http01(moat, pebble):
     info = issuer_of(wait_issued(moat), moat)
     # RFC 8738: the address is an IP identifier, validated with http-01 (tls-alpn-01 is skipped for it).
     assert "IP Address:127.0.0.1" in info and f"DNS:{HOST}" in info
+
+
+def test_account_key_rollover(moat, pebble):
+    pebble.nonce_reject = 0  # each POST /sign-me-up in pebble's log is then one registration
+    pebble.start()
+    cfg_path = moat.dir / "moat.yaml"
+    start(moat, pebble, config(pebble, ["http-01"]))
+    first = wait_issued(moat)
+    before = moat.ok("key", "show", "acme-account").stdout
+    r = moat.ok("acme", "rollover", "-c", cfg_path)
+    assert "now signs with a new key" in r.stdout
+    after = moat.ok("key", "show", "acme-account").stdout
+    assert before != after and "exportable" in after
+    assert pebble.log_count("POST /rollover-account-key") >= 1
+    # The same account, now with the new key: a renewal is accepted and no second account is made.
+    moat.ok("acme", "renew", KEY, "-c", cfg_path)
+    wait_issued(moat, previous=first)
+    assert pebble.log_count("POST /sign-me-up") == 1
