@@ -180,6 +180,7 @@ struct moat_config {
     char *error_log;  /* log.error, absolute; NULL = stderr */
     moat_limits_t limits;
     int ktls;                 /* ktls: true opts in to SSL_OP_ENABLE_KTLS; default false */
+    int http2;                /* http2: false offers only http/1.1 by ALPN; default true */
     int tls_tickets;          /* tls.tickets, default true */
     long tls_ticket_rotate_s; /* tls.ticket_rotate_s, default 3600 (60..604800) */
     moat_acme_conf_t acme;    /* the top-level acme: block */

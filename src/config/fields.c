@@ -765,6 +765,8 @@ static const moat_cfg_field_t top_fields[] = {
     SECTIONF("limits", &limits_section, "request limits and timeouts"),
     FIELD("ktls", MOAT_CFG_BOOL, moat_config_t, ktls, NULL,
           "true: try kernel TLS (detected and logged at start; off by default)", "false"),
+    FIELD("http2", MOAT_CFG_BOOL, moat_config_t, http2, NULL,
+          "false: TLS listeners offer only HTTP/1.1 by ALPN (h2 is offered first by default)", "true"),
     SECTIONF("tls", &tls_section, "TLS settings shared by every site"),
     SECTIONF("acme", &top_acme_section, "ACME client settings for sites with certificate: acme"),
     LISTF("sites", MOAT_CFG_SECTIONLIST, moat_config_t, sites, nsites, &site_section, "the sites served",
@@ -784,6 +786,7 @@ void moat__cfg_defaults(moat_config_t *cfg)
     cfg->limits.idle_timeout_s = 60;
     cfg->limits.max_connections = 10000;
     cfg->ktls = 0;
+    cfg->http2 = 1;
     cfg->tls_tickets = 1;
     cfg->tls_ticket_rotate_s = 3600;
 }

@@ -537,8 +537,15 @@ static void describe_session(moat_doctor_report_t *r, const char *subject, SSL *
     const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
     int group = SSL_get_negotiated_group(ssl);
     const char *gname = group != 0 ? SSL_group_to_name(ssl, group) : NULL;
+    const unsigned char *alpn = NULL;
+    unsigned alen = 0;
     moat_doctor_fact(r, subject, "negotiated", "%s, %s%s%s", SSL_get_version(ssl), SSL_CIPHER_get_name(c),
                      gname ? ", key exchange " : "", gname ? gname : "");
+    SSL_get0_alpn_selected(ssl, &alpn, &alen);
+    if (alen > 0)
+        moat_doctor_fact(r, subject, "alpn", "%.*s", (int)alen, (const char *)alpn);
+    else
+        moat_doctor_fact(r, subject, "alpn", "none (the server chose no protocol: HTTP/1.1)");
     if (SSL_CIPHER_get_kx_nid(c) == NID_kx_rsa) {
         moat_doctor_finding_t *f =
             moat_doctor_add(r, MOAT_DOCTOR_WARNING, "no-forward-secrecy", subject,
@@ -646,6 +653,8 @@ int moat_doctor_remote(const char *target, const moat_doctor_opts_t *o, moat_doc
         freeaddrinfo(res);
         return moat_err_ossl(err, MOAT_E_PKI, "setting up a TLS client");
     }
+    /* Offered as a browser does: the fact says which protocol the server chose. */
+    (void)SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2\x08http/1.1", 12);
     addr_str(chosen->ai_addr, addr, sizeof(addr));
     handshake(ctx, t.is_ip ? NULL : t.host, chosen->ai_addr, chosen->ai_addrlen, o->timeout_ms, 1, &h);
     switch (h.rc) {

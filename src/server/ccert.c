@@ -9,7 +9,7 @@
  * such point, or whose CRL is missing or out of date, is "revocation-unknown", which the site's
  * client_revocation_unknown decides (deny by default).
  */
-#include "server/server_int.h"
+#include "server/conn.h"
 
 #include "pki/pki.h"
 

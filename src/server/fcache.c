@@ -7,7 +7,7 @@
  * serves another root's file. Only plain GET/HEAD go through it; conditional and range requests always
  * ask the file system (their answers depend on the request).
  */
-#include "server/server_int.h"
+#include "server/request.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -44,21 +44,21 @@ static int cacheable_request(const moat_http_req_t *req)
     return (req->method_id == MOAT_HTTP_GET || req->method_id == MOAT_HTTP_HEAD) && !req->conditional;
 }
 
-int moat__fcache_serve(moat__conn_t *c, size_t site, const char *path, size_t plen)
+int moat__fcache_serve(moat__request_t *r, size_t site, const char *path, size_t plen)
 {
-    moat__worker_t *w = c->w;
+    moat__worker_t *w = r->conn->w;
     struct moat__fcache_entry *e;
-    moat_http_resp_t *resp = &c->rs->resp;
+    moat_http_resp_t *resp = &r->resp;
     uint64_t h;
 
-    if (w->fcache == NULL || plen >= FCACHE_PATH_MAX || !cacheable_request(&c->rs->req))
+    if (w->fcache == NULL || plen >= FCACHE_PATH_MAX || !cacheable_request(&r->req))
         return 0;
-    h = key_hash(c->wg->gen->seq, site, path, plen);
+    h = key_hash(r->conn->wg->gen->seq, site, path, plen);
     e = &w->fcache[h % FCACHE_SLOTS];
-    if (e->hash != h || e->gen_seq != c->wg->gen->seq || e->site != site || e->expires_ms <= w->loop.now_ms ||
-        memcmp(e->path, path, plen + 1) != 0)
+    if (e->hash != h || e->gen_seq != r->conn->wg->gen->seq || e->site != site ||
+        e->expires_ms <= w->loop.now_ms || memcmp(e->path, path, plen + 1) != 0)
         return 0;
-    moat_http_resp_init(resp, &c->rs->req, 200);
+    moat_http_resp_init(resp, &r->req, 200);
     resp->content_type = e->content_type;
     resp->content_length = e->len;
     memcpy(resp->etag, e->etag, sizeof(resp->etag));
@@ -68,20 +68,20 @@ int moat__fcache_serve(moat__conn_t *c, size_t site, const char *path, size_t pl
     return 1;
 }
 
-void moat__fcache_store(moat__conn_t *c, size_t site, const char *path, size_t plen)
+void moat__fcache_store(moat__request_t *r, size_t site, const char *path, size_t plen)
 {
-    moat__worker_t *w = c->w;
-    const moat_http_resp_t *resp = &c->rs->resp;
+    moat__worker_t *w = r->conn->w;
+    const moat_http_resp_t *resp = &r->resp;
     struct moat__fcache_entry *e;
     uint64_t h;
     ssize_t n;
 
     if (resp->status != 200 || resp->fd < 0 || resp->content_length > FCACHE_MAX_BYTES ||
-        plen >= FCACHE_PATH_MAX || !cacheable_request(&c->rs->req))
+        plen >= FCACHE_PATH_MAX || !cacheable_request(&r->req))
         return;
     if (w->fcache == NULL && (w->fcache = moat_calloc(FCACHE_SLOTS, sizeof(*w->fcache))) == NULL)
         return; /* no cache is only slower */
-    h = key_hash(c->wg->gen->seq, site, path, plen);
+    h = key_hash(r->conn->wg->gen->seq, site, path, plen);
     e = &w->fcache[h % FCACHE_SLOTS];
     n = pread(resp->fd, e->data, (size_t)resp->content_length, (off_t)resp->file_offset);
     if (n < 0 || (uint64_t)n != resp->content_length) {
@@ -89,7 +89,7 @@ void moat__fcache_store(moat__conn_t *c, size_t site, const char *path, size_t p
         return;
     }
     e->hash = h;
-    e->gen_seq = c->wg->gen->seq;
+    e->gen_seq = r->conn->wg->gen->seq;
     e->site = site;
     e->expires_ms = w->loop.now_ms + FCACHE_TTL_MS;
     if (resp->content_type == NULL || strlen(resp->content_type) >= sizeof(e->content_type)) {

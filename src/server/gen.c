@@ -1,5 +1,5 @@
 /* Generations: what a reload builds off the hot path and swaps in. */
-#include "server/server_int.h"
+#include "server/conn.h"
 
 #include <openssl/crypto.h>
 #include <openssl/x509.h>

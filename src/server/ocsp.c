@@ -6,7 +6,7 @@
  * with every generation: a revocation bumps the store generation, so the next generation (within the
  * 500 ms store poll) answers "revoked". Workers sign in their loop with their own copies of the keys.
  */
-#include "server/server_int.h"
+#include "server/request.h"
 
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
@@ -358,24 +358,24 @@ static const char *status_name(int status)
     return OCSP_response_status_str(status);
 }
 
-int moat__ocsp_serve(moat__conn_t *c, const moat_site_t *site)
+int moat__ocsp_serve(moat__request_t *r, const moat_site_t *site)
 {
     static _Thread_local char cache_control[96];
-    moat_http_resp_t *resp = &c->rs->resp;
-    moat_http_req_t *req = &c->rs->req;
-    moat__ocsp_wgen_t *o = c->wg->ocsp;
+    moat_http_resp_t *resp = &r->resp;
+    moat_http_req_t *req = &r->req;
+    moat__ocsp_wgen_t *o = r->conn->wg->ocsp;
     unsigned char *der = NULL, *answer = NULL;
     size_t len = 0, alen = 0, rest, end;
     int status = OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, fresh = 1, can_cache, rc;
     cache_entry_t *hit = NULL;
     moat_err_t err = {0};
-    uint64_t now = c->w->loop.now_ms;
+    uint64_t now = r->conn->w->loop.now_ms;
 
     if (!site->ca_publish || !path_is(&req->path, &rest))
         return 0;
     if (req->method_id == MOAT_HTTP_POST) {
-        der = (unsigned char *)c->rs->post;
-        len = c->rs->post_len;
+        der = (unsigned char *)r->post;
+        len = r->post_len;
     } else if (req->method_id == MOAT_HTTP_GET || req->method_id == MOAT_HTTP_HEAD) {
         /* RFC 6960 A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}. The base64
          * holds '/' and '+': taken from the raw path, never a normalised one (DESIGN traps). */
@@ -405,7 +405,7 @@ int moat__ocsp_serve(moat__conn_t *c, const moat_site_t *site)
     } else if (der != NULL && o != NULL) {
         rc = respond(o, der, len, &answer, &alen, &status, &err);
         if (rc != 0) {
-            moat_log(MOAT_LOG_ERR, &logctx, "conn=%llu answering an OCSP request: %s", c->id, err.msg);
+            moat_log(MOAT_LOG_ERR, &logctx, "conn=%llu answering an OCSP request: %s", r->conn->id, err.msg);
             status = OCSP_RESPONSE_STATUS_INTERNALERROR;
         }
     } else if (der != NULL) {
@@ -416,17 +416,18 @@ int moat__ocsp_serve(moat__conn_t *c, const moat_site_t *site)
     if (answer == NULL) {
         moat_err_t e2 = {0};
         if (moat_pki_ocsp_error(status, &answer, &alen, &e2) != 0) {
-            moat_log(MOAT_LOG_ERR, &logctx, "conn=%llu building an OCSP error response: %s", c->id, e2.msg);
+            moat_log(MOAT_LOG_ERR, &logctx, "conn=%llu building an OCSP error response: %s", r->conn->id,
+                     e2.msg);
             moat_http_resp_init(resp, req, 500);
             moat_http_resp_error(resp, 500);
-            if (der != (unsigned char *)c->rs->post)
+            if (der != (unsigned char *)r->post)
                 moat_free(&der);
             return 1;
         }
     }
     if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL)
         moat_log(status == OCSP_RESPONSE_STATUS_INTERNALERROR ? MOAT_LOG_ERR : MOAT_LOG_INFO, &logctx,
-                 "conn=%llu answered %s: %s", c->id, status_name(status), err.msg[0] ? err.msg : "-");
+                 "conn=%llu answered %s: %s", r->conn->id, status_name(status), err.msg[0] ? err.msg : "-");
 
     moat_http_resp_init(resp, req, 200);
     resp->content_type = "application/ocsp-response";
@@ -458,7 +459,7 @@ int moat__ocsp_serve(moat__conn_t *c, const moat_site_t *site)
     }
     if (fresh)
         moat_free(&answer);
-    if (der != (unsigned char *)c->rs->post)
+    if (der != (unsigned char *)r->post)
         moat_free(&der);
     return 1;
 }

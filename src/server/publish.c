@@ -5,7 +5,7 @@
  * served CRL follows within one store poll); workers answer from memory.
  */
 #include "ca/ca.h"
-#include "server/server_int.h"
+#include "server/request.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -308,11 +308,11 @@ static int answer_404(moat_http_resp_t *resp, const moat_http_req_t *req, const 
     return 1;
 }
 
-int moat__publish(moat__conn_t *c, const moat_site_t *site, const char *path)
+int moat__publish(moat__request_t *r, const moat_site_t *site, const char *path)
 {
-    const moat__publish_t *pub = c->wg->gen->pub;
-    moat_http_req_t *req = &c->rs->req;
-    moat_http_resp_t *resp = &c->rs->resp;
+    const moat__publish_t *pub = r->conn->wg->gen->pub;
+    moat_http_req_t *req = &r->req;
+    moat_http_resp_t *resp = &r->resp;
     const moat__pub_file_t *f;
     int i = -1;
 

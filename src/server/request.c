@@ -1,6 +1,6 @@
 /* Request handling glue: site choice (SNI, Host, 421), the https redirect, HSTS, static files, and the
  * access log. Parsing, paths, files and response heads come from http/. */
-#include "server/server_int.h"
+#include "server/request.h"
 
 #include "acme/acme.h"
 
@@ -54,78 +54,67 @@ static unsigned https_port(const moat_site_t *site)
     return site->nlisten > 0 ? site->listen[0].port : 443;
 }
 
-static void start_send(moat__conn_t *c, size_t len)
+size_t moat__request_body_read(moat__request_t *r, char *buf, size_t want)
 {
-    c->opos = 0;
-    c->olen = len;
-    c->status = c->rs->resp.status;
-    c->state = CONN_SEND;
-    c->deadline_ms = c->w->loop.now_ms + (uint64_t)c->wg->gen->cfg->limits.idle_timeout_s * 1000u;
-    moat_list_push_tail(&c->w->q_idle, &c->tnode);
-}
-
-size_t moat__conn_body_read(moat__conn_t *c, char *buf, size_t want)
-{
-    const moat_http_resp_t *resp = &c->rs->resp;
+    const moat_http_resp_t *resp = &r->resp;
     ssize_t n;
-    if (want > c->file_left)
-        want = (size_t)c->file_left;
+    if (want > r->file_left)
+        want = (size_t)r->file_left;
     if (resp->fd < 0) {
-        memcpy(buf, resp->body + c->file_off, want);
+        memcpy(buf, resp->body + r->file_off, want);
         n = (ssize_t)want;
     } else {
         do
-            n = pread(resp->fd, buf, want, (off_t)c->file_off);
+            n = pread(resp->fd, buf, want, (off_t)r->file_off);
         while (n < 0 && errno == EINTR);
         if (n <= 0)
             return 0;
     }
-    c->file_left -= (uint64_t)n;
-    c->file_off += (uint64_t)n;
-    c->body_sent += (uint64_t)n;
+    r->file_left -= (uint64_t)n;
+    r->file_off += (uint64_t)n;
+    r->body_sent += (uint64_t)n;
     return (size_t)n;
 }
 
-static void send_resp(moat__conn_t *c)
+void moat__request_begin(moat__request_t *r, moat__conn_t *c, const moat__writer_t *out)
 {
-    moat_http_resp_t *resp = &c->rs->resp;
-    size_t cap, len = 0;
-    int has_body = !resp->head_only && resp->content_length > 0 && (resp->fd >= 0 || resp->body != NULL);
-    int bulk = has_body && resp->content_length > c->w->small.size / 2;
+    r->conn = c;
+    r->out = out;
+    r->resp.fd = -1;
+    r->resp.owned_body_ = NULL;
+    r->resp_active = 0;
+    r->head_ok = 0;
+    r->ccert_denied = 0;
+    r->crl_waited = 0;
+    r->ccert = NULL;
+    r->status = 0;
+    r->file_left = r->file_off = r->body_sent = 0;
+    r->post_len = 0;
+    r->stream = NULL;
+    r->wnode.next = r->wnode.prev = NULL;
+    moat_http_req_reset(&r->req);
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+}
 
-    if (moat__conn_out_bufs(c, bulk) != 0) {
-        c->state = CONN_CLOSING;
-        return;
+void moat__request_end(moat__request_t *r)
+{
+    moat_list_remove(&r->wnode);
+    if (r->resp_active) {
+        moat_http_resp_dispose(&r->resp);
+        r->resp_active = 0;
     }
-    cap = c->ocap;
-    c->file_left = 0;
+    moat_bufpool_put(&r->conn->w->small, (void **)&r->post);
+}
 
-    if (resp->body != NULL && moat_http_resp_write(resp, c->obuf, cap, &len) == 0) {
-        if (!resp->head_only)
-            c->body_sent += resp->content_length;
-        start_send(c, len);
-        return;
-    }
-    if (moat_http_resp_write_head(resp, c->obuf, cap, &len) != 0) {
-        moat_http_resp_error(resp, 500);
-        resp->keep_alive = 0;
-        if (moat_http_resp_write(resp, c->obuf, cap, &len) != 0)
-            len = 0;
-        start_send(c, len);
-        return;
-    }
-    if (has_body) {
-        /* The head and the first part of the body leave in one TLS record and one send; an in-memory
-         * body larger than the buffer (a long CRL) streams on like a file. */
-        c->file_left = resp->content_length;
-        c->file_off = resp->fd >= 0 ? resp->file_offset : 0;
-        len += moat__conn_body_read(c, c->obuf + len, cap - len);
-    }
-    start_send(c, len);
+/* Sends what r->resp holds through the protocol's writer. */
+static void respond(moat__request_t *r)
+{
+    r->status = r->resp.status;
+    r->out->send(r);
 }
 
 /* Answers an http-01 validation request from the ACME client's table (1: answered, 200 or 404). */
-static int acme_http01(moat__conn_t *c, const moat_http_req_t *req, moat_http_resp_t *resp)
+static int acme_http01(moat__request_t *r, const moat_http_req_t *req, moat_http_resp_t *resp)
 {
     static _Thread_local char body[256];
     const size_t pl = sizeof(MOAT_ACME_HTTP01_PREFIX) - 1;
@@ -136,7 +125,7 @@ static int acme_http01(moat__conn_t *c, const moat_http_req_t *req, moat_http_re
     if (!moat_acme_http01_lookup(req->path.p + pl, req->path.len - pl, body, sizeof(body))) {
         moat_http_resp_init(resp, req, 404);
         moat_http_resp_error(resp, 404);
-        send_resp(c);
+        respond(r);
         return 1;
     }
     n = strlen(body);
@@ -145,30 +134,30 @@ static int acme_http01(moat__conn_t *c, const moat_http_req_t *req, moat_http_re
     resp->body = body;
     resp->content_length = n;
     (void)moat_http_resp_add_header(resp, "Cache-Control", "no-store"); /* room: a fresh response */
-    send_resp(c);
+    respond(r);
     return 1;
 }
 
-void moat__request_handle(moat__conn_t *c, int status)
+static void handle(moat__request_t *r, int status, char *path, size_t pathsz)
 {
-    moat_http_resp_t *resp = &c->rs->resp;
-    moat_http_req_t *req = &c->rs->req;
+    moat__conn_t *c = r->conn;
+    moat_http_resp_t *resp = &r->resp;
+    moat_http_req_t *req = &r->req;
     const moat_listener_t *l = c->wg->gen->bind_listener[c->bind];
     const moat_site_t *site = c->site, *named = NULL;
     const moat__gen_site_t *gs;
     char host[256] = "";
-    char path[MOAT_HTTP_DEFAULT_REQUEST_LINE_BYTES + 16];
     moat_http_str_t query = {NULL, 0};
     size_t plen = 0;
     int st = 0;
 
-    c->resp_active = 1;
+    r->resp_active = 1;
     if (status != 0) {
         /* The stream is out of sync after a framing error: answer and close. */
         moat_http_resp_init(resp, NULL, status);
         moat_http_resp_error(resp, status);
         resp->keep_alive = 0;
-        send_resp(c);
+        respond(r);
         return;
     }
     if (req->host_name.len > 0 && host_copy(req->host_name, host, sizeof(host)) > 0 && l != NULL)
@@ -185,36 +174,36 @@ void moat__request_handle(moat__conn_t *c, int status)
     if (site == NULL) {
         moat_http_resp_init(resp, req, 421);
         moat_http_resp_error(resp, 421);
-        send_resp(c);
+        respond(r);
         return;
     }
     c->site = site;
     gs = &c->wg->gen->sites[site->index];
     /* RFC 8555 §8.3: http-01 validation requests are answered on plain http, before any redirect. */
-    if (!c->secure && acme_http01(c, req, resp))
+    if (!c->secure && acme_http01(r, req, resp))
         return;
     if (!c->secure && site->require_secure_channel && !well_known(req->path)) {
         moat_http_resp_init(resp, req, 301);
         if (moat_http_resp_redirect_https(resp, req, site->name, https_port(site)) != 0)
             moat_http_resp_error(resp, 400);
-        send_resp(c);
+        respond(r);
         return;
     }
     /* DESIGN traps: OCSP GET requests carry base64 ('/', '+', '=') in the path: routed before normalising. */
-    if (moat__ocsp_serve(c, site)) {
-        send_resp(c);
+    if (moat__ocsp_serve(r, site)) {
+        respond(r);
         return;
     }
-    if (moat_http_path_normalize(req->path.p, req->path.len, path, sizeof(path), &plen, &query, &st) != 0) {
+    if (moat_http_path_normalize(req->path.p, req->path.len, path, pathsz, &plen, &query, &st) != 0) {
         moat_http_resp_init(resp, req, st ? st : 400);
         moat_http_resp_error(resp, st ? st : 400);
-        send_resp(c);
+        respond(r);
         return;
     }
     /* The client-certificate self check answers whatever the location asks (DESIGN "Client certificates"),
      * and the CA publication too: people fetch the root before they can have a certificate. */
-    if (moat__whoami(c, site, path, query) || moat__publish(c, site, path)) {
-        send_resp(c);
+    if (moat__whoami(r, site, path, query) || moat__publish(r, site, path)) {
+        respond(r);
         return;
     }
     if (gs->wants_ccert) {
@@ -222,12 +211,12 @@ void moat__request_handle(moat__conn_t *c, int status)
         if (mode != MOAT_CCERT_OFF) {
             int pending = 0;
             const char *why = c->secure ? moat__ccert_verdict(c, &pending) : "none";
-            if (why != NULL && mode == MOAT_CCERT_REQUIRED && pending && moat__conn_wait_crl(c)) {
+            if (why != NULL && mode == MOAT_CCERT_REQUIRED && pending && moat__request_wait_crl(r)) {
                 /* The first fetch of a CRL this certificate needs is under way: refusing now would
                  * turn away the first visit of every new client. The request is handled again. */
                 return;
             }
-            c->ccert = why != NULL ? why : "ok";
+            r->ccert = why != NULL ? why : "ok";
             if (why != NULL && mode == MOAT_CCERT_REQUIRED) {
                 /* DESIGN: never a bare 403.7: the page, a header and the log say why. */
                 char page[2048], detail[1024], unchecked[512];
@@ -247,8 +236,8 @@ void moat__request_handle(moat__conn_t *c, int status)
                     resp->content_length = n;
                 }
                 (void)moat_http_resp_add_header(resp, "X-Moat-Client-Cert", why); /* a fixed token */
-                c->ccert_denied = 1;
-                send_resp(c);
+                r->ccert_denied = 1;
+                respond(r);
                 return;
             }
         }
@@ -258,22 +247,40 @@ void moat__request_handle(moat__conn_t *c, int status)
     int acc = moat_http_access_check(sc, (const struct sockaddr *)&c->peer, req, &refused);
     if (acc != 0) {
         moat_http_access_refuse(resp, req, sc, acc, refused);
-        send_resp(c);
+        respond(r);
         return;
     }
     /* Files chosen by Accept-Encoding (precompressed) are not for the cache, which ignores the field. */
     int cache = gs->has_root && sc->precompressed.n == 0;
-    if (cache && moat__fcache_serve(c, site->index, path, plen)) {
+    if (cache && moat__fcache_serve(r, site->index, path, plen)) {
         moat_http_static_headers(sc, resp);
     } else {
         (void)moat_http_static_serve(gs->has_root ? &gs->root : NULL, req, path, sc, loc_path, resp);
         if (cache)
-            moat__fcache_store(c, site->index, path, plen);
+            moat__fcache_store(r, site->index, path, plen);
     }
     if (c->secure && site->require_secure_channel && site->hsts_max_age > 0 &&
         hsts_allowed(host[0] ? host : site->name))
         resp->hsts_max_age = site->hsts_max_age;
-    send_resp(c);
+    respond(r);
+}
+
+void moat__request_handle(moat__request_t *r, int status)
+{
+    char stack[MOAT_HTTP_DEFAULT_REQUEST_LINE_BYTES + 16], *path = stack;
+    size_t need = r->req.path.len + 16;
+
+    /* request_line_bytes may allow a longer path than the usual buffer holds: those take their own. */
+    if (need > sizeof(stack) && (path = moat_malloc(need)) == NULL) {
+        r->resp_active = 1;
+        moat_http_resp_init(&r->resp, &r->req, 500);
+        moat_http_resp_error(&r->resp, 500);
+        respond(r);
+        return;
+    }
+    handle(r, status, path, path == stack ? sizeof(stack) : need);
+    if (path != stack)
+        moat_free(&path);
 }
 
 /* ---- access log --------------------------------------------------------------------------------- */
@@ -310,8 +317,9 @@ static size_t put_escaped(char *out, size_t cap, const char *p, size_t len)
     return o;
 }
 
-void moat__access_log(moat__conn_t *c)
+void moat__access_log(moat__request_t *r)
 {
+    const moat__conn_t *c = r->conn;
     moat__worker_t *w = c->w;
     static _Thread_local time_t cached_sec;
     static _Thread_local char cached_time[32];
@@ -336,7 +344,7 @@ void moat__access_log(moat__conn_t *c)
     else if (c->peer.family == AF_INET6)
         inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, peer, sizeof(peer));
     subject[0] = '\0';
-    if (c->ccert != NULL && c->ssl != NULL && SSL_get0_peer_certificate(c->ssl) != NULL) {
+    if (r->ccert != NULL && c->ssl != NULL && SSL_get0_peer_certificate(c->ssl) != NULL) {
         /* who presented it: subject (RFC 2253, escaped) and serial */
         X509 *peer_cert = SSL_get0_peer_certificate(c->ssl);
         char line[400];
@@ -364,21 +372,21 @@ void moat__access_log(moat__conn_t *c)
         ver = SSL_get_version(c->ssl);
         cipher = SSL_get_cipher_name(c->ssl);
     }
-    if (c->head_ok) {
-        put_escaped(method, sizeof(method), c->rs->req.method.p, c->rs->req.method.len);
-        put_escaped(target, sizeof(target), c->rs->req.target.p,
-                    c->rs->req.target.len > 1024 ? 1024 : c->rs->req.target.len);
+    if (r->head_ok) {
+        put_escaped(method, sizeof(method), r->req.method.p, r->req.method.len);
+        put_escaped(target, sizeof(target), r->req.target.p,
+                    r->req.target.len > 1024 ? 1024 : r->req.target.len);
     }
     clock_gettime(CLOCK_MONOTONIC, &now);
-    us = (long long)(now.tv_sec - c->req_t0.tv_sec) * 1000000 + (now.tv_nsec - c->req_t0.tv_nsec) / 1000;
+    us = (long long)(now.tv_sec - r->t0.tv_sec) * 1000000 + (now.tv_nsec - r->t0.tv_nsec) / 1000;
     if (w->alog_len + 2048 > ACCESS_LOG_BUF)
         moat__access_flush(w);
-    /* time client sni tls-version cipher "method target" status body-bytes duration client-cert */
+    /* time client sni tls-version cipher protocol "method target" status body-bytes duration client-cert */
     n = snprintf(w->alog + w->alog_len, ACCESS_LOG_BUF - w->alog_len,
-                 "%s %s %s %s %s \"%s %s\" %d%s %llu %lld.%03lldms ccert=%s%s%s\n", cached_time, peer,
-                 sni != NULL ? sni : "-", ver ? ver : "-", cipher ? cipher : "-", method, target, c->status,
-                 c->ccert_denied ? ".7" : "", (unsigned long long)c->body_sent, us / 1000, us % 1000,
-                 c->ccert != NULL ? c->ccert : "-", subject[0] ? " subject=" : "", subject);
+                 "%s %s %s %s %s %s \"%s %s\" %d%s %llu %lld.%03lldms ccert=%s%s%s\n", cached_time, peer,
+                 sni != NULL ? sni : "-", ver ? ver : "-", cipher ? cipher : "-", r->out->proto, method,
+                 target, r->status, r->ccert_denied ? ".7" : "", (unsigned long long)r->body_sent, us / 1000,
+                 us % 1000, r->ccert != NULL ? r->ccert : "-", subject[0] ? " subject=" : "", subject);
     if (n > 0 && (size_t)n < ACCESS_LOG_BUF - w->alog_len)
         w->alog_len += (size_t)n;
 }

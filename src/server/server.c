@@ -7,7 +7,7 @@
  * config file. A reload builds the whole new generation here, off the hot path, and only then posts
  * it to the workers; a failure keeps the running state, logs why and records the refusal in the store.
  */
-#include "server/server_int.h"
+#include "server/request.h"
 
 #include "acme/acme.h"
 
@@ -389,6 +389,19 @@ static void reload_now(control_t *ctl, int reread_config, const char *why)
         if ((cfg->user == NULL) != (ctl->cfg->user == NULL) ||
             (cfg->user != NULL && strcmp(cfg->user, ctl->cfg->user) != 0))
             moat_log(MOAT_LOG_WARN, &logctx, "user: changed: restart moat to apply it");
+        if ((size_t)cfg->limits.header_bytes + 1024 > ctl->srv->workers[0].small.size) {
+            /* Request heads are read into buffers sized at start: a larger limit cannot be honoured. */
+            moat_err_set(&err, MOAT_E_LIMIT,
+                         "limits.header_bytes: %lld is more than this process can take (%zu)",
+                         (long long)cfg->limits.header_bytes, ctl->srv->workers[0].small.size - 1024);
+            moat_err_hint(&err, "restart moat to raise it, or keep it at most %zu",
+                          ctl->srv->workers[0].small.size - 1024);
+            moat_log(MOAT_LOG_ERR, &logctx, "reload refused (%s), still serving generation %lld: %s; %s", why,
+                     ctl->applied, err.msg, err.hint);
+            write_status(ctl, (long long)g, err.msg);
+            moat_config_unref(cfg);
+            return;
+        }
     } else {
         cfg = moat_config_ref(ctl->cfg);
     }
@@ -663,7 +676,7 @@ static int init_workers(moat__server_t *srv, const moat_config_t *cfg, moat_err_
         if ((w->lib = moat_tls_lib_new(err)) == NULL)
             return err->code;
         if ((rc = moat_bufpool_init(&w->small, small, 64, err)) != 0 ||
-            (rc = moat_bufpool_init(&w->rstates, sizeof(moat__rstate_t), 256, err)) != 0 ||
+            (rc = moat_bufpool_init(&w->rstates, sizeof(moat__request_t), 256, err)) != 0 ||
             (rc = moat_bufpool_init(&w->big, 128 * 1024 + 8192, 8, err)) != 0)
             return rc;
         w->listens = moat_calloc(srv->nbinds ? srv->nbinds : 1, sizeof(*w->listens));

@@ -201,7 +201,7 @@ struct moat__worker {
     moat_list_t conns;                 /* every connection */
     moat_list_t q_header;              /* handshake / request head deadlines (header_timeout_s) */
     moat_list_t q_idle;                /* keep-alive and send deadlines (idle_timeout_s) */
-    moat_list_t q_crl;                 /* requests waiting for a first CRL fetch (MOAT__CRL_WAIT_MS) */
+    moat_list_t q_crl;                 /* requests (moat__request_t.wnode) waiting for a first CRL fetch */
     moat_list_t ready;                 /* connections that yielded with work left */
     size_t nconns;                     /* this worker's connections (the server's are srv->nconns) */
     uint64_t accept_resume_ms;         /* accepting paused until then (out of descriptors), 0: not paused */
@@ -249,7 +249,8 @@ int moat__worker_start(moat__worker_t *w, moat_err_t *err) MOAT_MUST_CHECK;
 /* Hands <wg> to the worker (which adopts it at its next wake-up). */
 void moat__worker_post(moat__worker_t *w, moat__wgen_t *wg);
 void moat__wgen_release(moat__wgen_t *wg);
-/* Installs the SNI callback on every SSL_CTX of <wg> (before it is handed over). */
+/* sni.c: installs the ClientHello, SNI and ALPN callbacks on every SSL_CTX of <wg> (before it is handed
+ * over). */
 void moat__wgen_prepare(moat__wgen_t *wg);
 
 /* gen.c: builds a generation for <cfg> from the store (control thread only). */
@@ -267,131 +268,13 @@ int moat__notify(const char *fmt, ...) MOAT_PRINTF(1, 2);
 /* CLOCK_MONOTONIC in microseconds, for RELOADING=1's MONOTONIC_USEC. */
 unsigned long long moat__notify_monotonic_usec(void);
 
-#endif
+/* ---- the CA services' control side (publish.c, ocsp.c, staple.c, crl.c) ------------------------ */
 
-/* ---- connections (worker.c, request.c) ------------------------------------------------------------ */
-
-typedef enum {
-    CONN_HANDSHAKE = 0, /* TLS handshake in progress */
-    CONN_HEAD,          /* waiting for / parsing a request head */
-    CONN_BODY,          /* discarding a request body */
-    CONN_SEND,          /* sending a response */
-    CONN_CLOSING,       /* final flush, then close (or linger) */
-    CONN_LINGER,        /* write side shut; draining the client's leftovers before close */
-    CONN_WAIT_CRL       /* a parsed request waits for a CRL its client certificate needs (in w->q_crl) */
-} moat__conn_state_t;
-
-/* How long a request whose client certificate names a CRL the server has not fetched yet waits for the
- * first fetch, before it is answered "revocation-unknown". */
-#define MOAT__CRL_WAIT_MS 5000
-
-/* Per-request state, taken from a pool when a request starts and given back when the connection
- * waits idle: an idle keep-alive connection does not carry it. */
-typedef struct moat__rstate {
-    moat_http_req_t req;
-    moat_http_body_t body;
-    moat_http_resp_t resp;
-    char *post; /* small pool: the body of an OCSP POST (moat__ocsp_wants_body), else NULL */
-    size_t post_len;
-} moat__rstate_t;
-
-/* A client address: IPv4 or IPv6 only, so smaller than a sockaddr_storage in every connection. */
-typedef union moat__peer {
-    sa_family_t family;
-    struct sockaddr_in v4;
-    struct sockaddr_in6 v6;
-} moat__peer_t;
-
-typedef struct moat__conn {
-    int tag; /* TAG_CONN */
-    int fd;
-    moat__worker_t *w;
-    moat__wgen_t *wg; /* reference: the generation this connection started on */
-    size_t bind;
-    int secure;
-    unsigned long long id;
-    SSL *ssl;         /* owned (secure only) */
-    moat_tls_io_t io; /* rbuf: ciphertext in (small pool), wbuf: bytes out (big pool) */
-    char *hbuf;       /* small pool: plaintext request bytes */
-    size_t hlen;
-    char *obuf; /* big pool: plaintext response staging */
-    size_t ocap;
-    unsigned char wbig, obig; /* 1: wbuf / obuf come from the big pool */
-    size_t opos, olen;
-    moat__conn_state_t state;
-    unsigned readable : 1, writable : 1, req_started : 1, head_ok : 1, sni_matched : 1, shut_sent : 1,
-        out_armed : 1, ccert_denied : 1, peer_closed : 1,
-        site_from_hello : 1, /* the ClientHello callback chose the site: the servername callback keeps it */
-        acme_tls : 1,        /* a tls-alpn-01 validation: the challenge certificate, ALPN acme-tls/1 */
-        hold_out : 1,        /* wbuf waits for the answer to records already received (one send for both) */
-        crl_waited : 1,      /* this request waited for a CRL already; deadline_ms is when it stops */
-        ccert_dates : 1;     /* ccert_not_before/after hold the client certificate's dates */
-    int ccert_err;           /* first chain verification error of the handshake; -1: none seen */
-    const char *ccert; /* client-certificate verdict of the current request ("ok" or a reason), or NULL */
-    int64_t ccert_not_before, ccert_not_after; /* the client certificate's dates, read once (ccert.c) */
-    const moat_site_t *site; /* borrowed from wg->gen->cfg: chosen by SNI (TLS) or Host (plain) */
-    moat_list_t node;        /* in w->conns */
-    moat_list_t tnode;       /* in w->q_header, w->q_idle or w->q_crl */
-    moat_list_t rnode;       /* in w->ready when it yielded with work left */
-    uint64_t deadline_ms;
-    struct timespec req_t0; /* when the request's first byte was seen */
-    moat__rstate_t *rs;     /* w->rstates pool: only while a request is in progress (idle: NULL) */
-    int resp_active;
-    uint64_t file_left, file_off;
-    uint64_t body_sent; /* response body bytes, for the access log */
-    int status;         /* response status, for the access log */
-    moat__peer_t peer;  /* the client's address (for the access log) */
-} moat__conn_t;
-
-/* worker.c: gives <c> buffers for a response: big ones when <bulk> (a file streams), else small.
- * Returns 0, or -1 when memory is exhausted. */
-int moat__conn_out_bufs(moat__conn_t *c, int bulk);
-
-/* fcache.c: answers an unconditional GET/HEAD of a small file from the worker's cache (1: done, the
- * response is in c->rs->resp with an in-memory body), or stores the file just answered. */
-int moat__fcache_serve(moat__conn_t *c, size_t site, const char *path, size_t plen);
-void moat__fcache_store(moat__conn_t *c, size_t site, const char *path, size_t plen);
-void moat__fcache_free(moat__worker_t *w);
-
-/* ccert.c: the client-certificate verdict of <c> now: NULL when valid, else the reason ("none",
- * "expired", "not-yet-valid", "untrusted", "revoked", "revocation-unknown", "wrong-purpose",
- * "malformed"). Expiry and revocation are checked again on every call. When <pending> is not NULL it is set
- * to 1 if the verdict is "revocation-unknown" only because a CRL has not been fetched yet (the fetcher was
- * asked for it): the answer may be worth waiting for (moat__conn_wait_crl). */
-const char *moat__ccert_verdict(moat__conn_t *c, int *pending);
-/* whoami.c: <n> as one RFC 2253 line into <out> ("" when it cannot be printed). */
-void moat__x509_name_text(const X509_NAME *n, char *out, size_t outsz);
-/* The verdict <reason> in words for a person ("your browser sent no client certificate"). */
-const char *moat__ccert_reason_text(const char *reason);
-/* For a "revocation-unknown" verdict: the subject (RFC 2253) of the first certificate of the client's
- * chain whose revocation could not be checked, into <out>; 0, or -1 when none is found. */
-int moat__ccert_unchecked(moat__conn_t *c, char *out, size_t outsz);
-/* worker.c: parks <c>'s request until the next CRL snapshot or its wait runs out (MOAT__CRL_WAIT_MS from
- * the first park); the request is then handled again. Returns 1 when parked, 0 when the wait is over (the
- * verdict stands) or the server is stopping. */
-int moat__conn_wait_crl(moat__conn_t *c);
-/* whoami.c: answers MOAT_WHOAMI_PATH (the verdict, subject, serial, issuer and not after of this
- * connection's client certificate; text, or JSON for "Accept: application/json" / "?format=json").
- * Returns 1 when <path> was that endpoint and c->rs->resp is filled, else 0. */
-#define MOAT_WHOAMI_PATH "/.well-known/moat/whoami"
-int moat__whoami(moat__conn_t *c, const moat_site_t *site, const char *path, moat_http_str_t query);
+/* gen.c helpers for the trust anchors and the CA's revocations. */
+void moat__der_list_dispose(moat__der_list_t *l);
 /* publish.c: builds gen->pub from the store (control thread), left NULL when there is no CA. */
 int moat__publish_build(moat__gen_t *gen, moat_store_t *st, moat_err_t *err) MOAT_MUST_CHECK;
 void moat__publish_free(moat__publish_t **pub);
-/* Answers the CA publication paths under /.well-known/moat/ (MOAT_PKI_PATH_* but OCSP): from gen->pub on
- * sites with ca_publish, 404 on the others. Returns 1 when <path> was one and c->rs->resp is filled. */
-int moat__publish(moat__conn_t *c, const moat_site_t *site, const char *path);
-/* worker.c: the connection of an SSL (NULL if none). */
-moat__conn_t *moat__conn_of(SSL *ssl);
-/* The verify callback: records the first error and never fails the handshake. */
-int moat__ccert_on_verify(int ok, X509_STORE_CTX *x);
-/* gen.c helpers for the trust anchors and the CA's revocations. */
-void moat__der_list_dispose(moat__der_list_t *l);
-
-/* request.c: copies up to <want> more response body bytes (of c->file_left, from c->file_off: the file
- * of the response, or its in-memory body) into <buf>; returns how many, 0 on a read error or a file that
- * shrank (errno tells which). */
-size_t moat__conn_body_read(moat__conn_t *c, char *buf, size_t want);
 
 /* ocsp.c: the OCSP responder (RFC 6960) at MOAT_PKI_PATH_OCSP on sites with ca_publish. */
 /* Loads gen->signer from the store when a site publishes the CA or serves a certificate moat's CA issued. */
@@ -417,10 +300,6 @@ void moat__ocsp_wgen_free(moat__ocsp_wgen_t *o);
 /* True when <req> is a POST to the responder: the worker keeps its body (at most MOAT_PKI_OCSP_MAX_REQUEST).
  */
 int moat__ocsp_wants_body(const moat_http_req_t *req);
-/* Answers an OCSP request on <site> (raw path, before normalisation). 1: c->rs->resp is filled; 0: not
- * the responder's path or the site does not publish. */
-int moat__ocsp_serve(moat__conn_t *c, const moat_site_t *site);
-
 /* staple.c: OCSP stapling of the certificates moat's CA issued. Control thread: builds the staples of a
  * new generation and refreshes them (before half their validity); workers: copy one per handshake. */
 void moat__staple_build(moat__gen_t *gen, int force);
@@ -435,8 +314,9 @@ void moat__staple_setup(SSL_CTX *ctx, moat__gen_site_t *gs);
  * one transaction that bumps the generation, so the new CRL is served like any store change. */
 void moat__crl_refresh_due(moat_store_t *st);
 
-/* request.c: answers the request parsed in c->req (or the parse error when <status> != 0). */
-void moat__request_handle(moat__conn_t *c, int status);
-/* Access log line for the finished response of <c>. */
-void moat__access_log(moat__conn_t *c);
+/* fcache.c: frees the worker's cache of small files. */
+void moat__fcache_free(moat__worker_t *w);
+/* request.c: writes the worker's buffered access log lines. */
 void moat__access_flush(moat__worker_t *w);
+
+#endif

@@ -3,7 +3,7 @@
  * verdict, subject, serial, issuer, not after), so that people can check their setup. Text by default,
  * JSON with "Accept: application/json" or "?format=json". Never cached.
  */
-#include "server/server_int.h"
+#include "server/request.h"
 
 #include <openssl/bn.h>
 #include <openssl/x509.h>
@@ -69,10 +69,11 @@ static int wants_json(const moat_http_req_t *req, moat_http_str_t query)
     return 0;
 }
 
-int moat__whoami(moat__conn_t *c, const moat_site_t *site, const char *path, moat_http_str_t query)
+int moat__whoami(moat__request_t *r, const moat_site_t *site, const char *path, moat_http_str_t query)
 {
+    moat__conn_t *c = r->conn;
     const moat__gen_site_t *gs = &c->wg->gen->sites[site->index];
-    moat_http_resp_t *resp = &c->rs->resp;
+    moat_http_resp_t *resp = &r->resp;
     X509 *peer = c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : NULL;
     char subject[300] = "", issuer[300] = "", serial[80] = "", not_after[32] = "", note[120] = "";
     const char *verdict;
@@ -102,12 +103,12 @@ int moat__whoami(moat__conn_t *c, const moat_site_t *site, const char *path, moa
         if (ASN1_TIME_to_tm(X509_get0_notAfter(peer), &tm) == 1)
             strftime(not_after, sizeof(not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
-    c->ccert = verdict[0] == 'v' ? "ok" : verdict;
-    moat_http_resp_init(resp, &c->rs->req, 200);
-    if (wants_json(&c->rs->req, query)) {
-        const char *f[][2] = {{"verdict", verdict}, {"site", site->name}, {"subject", subject},
-                              {"serial", serial},   {"issuer", issuer},   {"not_after", not_after},
-                              {"note", note}};
+    r->ccert = verdict[0] == 'v' ? "ok" : verdict;
+    moat_http_resp_init(resp, &r->req, 200);
+    if (wants_json(&r->req, query)) {
+        const char *f[][2] = {{"verdict", verdict},     {"site", site->name}, {"protocol", r->out->proto},
+                              {"subject", subject},     {"serial", serial},   {"issuer", issuer},
+                              {"not_after", not_after}, {"note", note}};
         body[o++] = '{';
         for (size_t i = 0; i < MOAT_ARRAY_LEN(f); i++) {
             if (i > 0)
@@ -120,11 +121,12 @@ int moat__whoami(moat__conn_t *c, const moat_site_t *site, const char *path, moa
         body[o++] = '\n';
         resp->content_type = "application/json";
     } else {
-        int n = snprintf(body, sizeof(body),
-                         "verdict: %s\nsite: %s\nsubject: %s\nserial: %s\nissuer: %s\nnot_after: %s\n%s%s%s",
-                         verdict, site->name, subject[0] ? subject : "-", serial[0] ? serial : "-",
-                         issuer[0] ? issuer : "-", not_after[0] ? not_after : "-", note[0] ? "note: " : "",
-                         note, note[0] ? "\n" : "");
+        int n = snprintf(
+            body, sizeof(body),
+            "verdict: %s\nsite: %s\nprotocol: %s\nsubject: %s\nserial: %s\nissuer: %s\nnot_after: %s\n%s%s%s",
+            verdict, site->name, r->out->proto, subject[0] ? subject : "-", serial[0] ? serial : "-",
+            issuer[0] ? issuer : "-", not_after[0] ? not_after : "-", note[0] ? "note: " : "", note,
+            note[0] ? "\n" : "");
         o = n > 0 && (size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1;
         resp->content_type = "text/plain; charset=utf-8";
     }

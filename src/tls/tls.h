@@ -85,6 +85,30 @@ typedef struct moat_tls_io {
 /* A BIO over <io> (not owned by the BIO); NULL on OOM. */
 BIO *moat_tls_bio_new(moat_tls_io_t *io);
 
+/*
+ * ClientHello server_name (RFC 6066 3): the host_name of the extension's bytes <p, len> (as
+ * SSL_client_hello_get0_ext() gives them), copied NUL-terminated to <out>. 1 when read; -1 when the
+ * extension is not one this reader takes (malformed, another name type first, a name with a NUL or too
+ * long for <outsz>): the caller then leaves the choice to OpenSSL's own parse.
+ */
+int moat_tls_hello_sni(const unsigned char *p, size_t len, char *out, size_t outsz);
+
+/* ALPN (RFC 7301): the protocols moat speaks (alpn.c keeps their names and preference order). */
+typedef enum {
+    MOAT_TLS_ALPN_NONE = -1,
+    MOAT_TLS_ALPN_H2 = 0,
+    MOAT_TLS_ALPN_HTTP11,
+    MOAT_TLS_ALPN_ACME, /* acme-tls/1 (RFC 8737): tls-alpn-01 validations only */
+} moat_tls_alpn_t;
+#define MOAT_TLS_ALPN_BIT(id) (1u << (unsigned)(id))
+/* Chooses, in moat's order of preference, the first protocol in <allowed> (MOAT_TLS_ALPN_BIT()s) that
+ * the client's list <in, inlen> (wire format) offers; points <out, outlen> into <in> at it (as the ALPN
+ * select callback returns it). MOAT_TLS_ALPN_NONE when they share none. */
+moat_tls_alpn_t moat_tls_alpn_choose(const unsigned char *in, size_t inlen, unsigned allowed,
+                                     const unsigned char **out, unsigned char *outlen);
+/* The wire name of <id> ("h2"), or NULL. */
+const char *moat_tls_alpn_name(moat_tls_alpn_t id);
+
 /* Empties this thread's OpenSSL error queue before a TLS call, as SSL_get_error() requires. Looking
  * first is much cheaper than ERR_clear_error(), which resets every slot of the queue, and the queue is
  * almost always empty. */

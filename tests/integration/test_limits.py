@@ -149,3 +149,50 @@ def test_garbage_instead_of_client_hello(served):
             pass
         s.close()
     assert get(port, "/", sni="localhost", cafile=ca.pem)[0] == 200
+
+
+def test_long_request_line_within_its_limit(moat):
+    """request_line_bytes above the usual 8 KiB: a 12 KiB path is looked up (404), not answered 414."""
+    ca = CA(moat.dir)
+    root = moat.dir / "www"
+    root.mkdir()
+    (root / "index.html").write_text("ok\n")
+    ca.issue(moat, "www", ["localhost"])
+    port = free_port()
+    moat.serve(config(moat, [site(["localhost"], port, root=root)],
+                      limits="header_bytes: 32768, request_line_bytes: 20000"), wait=[port])
+    s = tls_connect(port, sni="localhost", cafile=ca.pem)
+    s.sendall(b"GET /" + b"a" * 12000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    st, _, _, _ = read_response(s)
+    assert st == 404
+    assert request(s, "/")[0] == 200, "the connection goes on"
+    s.close()
+    s = tls_connect(port, sni="localhost", cafile=ca.pem)
+    s.sendall(b"GET /" + b"a" * 21000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert read_response(s)[0] == 414, "past the limit it is still 414"
+    s.close()
+
+
+def test_reload_raising_header_bytes_beyond_the_buffers_is_refused(moat):
+    ca = CA(moat.dir)
+    root = moat.dir / "www"
+    root.mkdir()
+    (root / "index.html").write_text("ok\n")
+    ca.issue(moat, "www", ["localhost"])
+    port = free_port()
+    text = config(moat, [site(["localhost"], port, root=root)], limits="header_bytes: 8192")
+    moat.serve(text, wait=[port])
+    cfg = moat.dir / "moat.yaml"
+    # within what the process was started for: applied (a 12 KiB head is taken, not 431)
+    cfg.write_text(text.replace("header_bytes: 8192", "header_bytes: 16000"))
+    assert "reloaded" in moat.ok("reload", "-c", cfg).stdout
+    big = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"v" * 600) for i in range(20))
+    s = tls_connect(port, sni="localhost", cafile=ca.pem)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n" + big + b"\r\n")
+    assert read_response(s)[0] == 200
+    s.close()
+    # beyond it: refused with a message, the old limit stays
+    cfg.write_text(text.replace("header_bytes: 8192", "header_bytes: 100000"))
+    r = moat.fails("reload", "-c", cfg)
+    assert "header_bytes" in r.stderr and "restart" in (r.stderr + (moat.dir / "error.log").read_text())
+    assert get(port, "/", sni="localhost", cafile=ca.pem)[0] == 200

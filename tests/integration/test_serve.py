@@ -225,7 +225,7 @@ def test_access_log_fields(moat, ca, www):
     log = moat.dir / "access.log"
     line = wait_for(lambda: log.exists() and log.read_text().strip(), timeout=5)
     assert line, "access log written within a second or two"
-    assert re.search(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ 127\.0\.0\.1 localhost TLSv1\.3 TLS_\S+ '
+    assert re.search(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ 127\.0\.0\.1 localhost TLSv1\.3 TLS_\S+ http/1\.1 '
                      r'"GET /style\.css" 200 7 [\d.]+ms ccert=-$', line, re.M), line
 
 

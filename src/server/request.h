@@ -1,0 +1,95 @@
+/*
+ * Private to server/: one request, whatever protocol carried it, and the interface its answer is
+ * written through.
+ *
+ * HTTP/1.1 (conn.c) and HTTP/2 (h2.c) each fill a moat__request_t (the parsed request in <req>, the
+ * connection in <conn>) and hand it to moat__request_handle(), which chooses the site (Host, 421), and
+ * answers: the https redirect, HSTS, OCSP, whoami, CA publication, client-certificate verdicts and the
+ * 403 page, static files. The answer is a moat_http_resp_t sent through the request's writer; the
+ * access log line is written from the request once its response is done. Nothing here knows the
+ * protocol: the writer does.
+ */
+#ifndef MOAT_SERVER_REQUEST_H
+#define MOAT_SERVER_REQUEST_H
+
+#include "server/conn.h"
+
+/* How long a request whose client certificate names a CRL the server has not fetched yet waits for the
+ * first fetch, before it is answered "revocation-unknown". */
+#define MOAT__CRL_WAIT_MS 5000
+
+/* What a protocol provides to answer a request. */
+typedef struct moat__writer {
+    const char *proto; /* its ALPN name: "http/1.1", "h2" (the access log and whoami say it) */
+    /* Sends r->resp: its head, then the body (in memory or r->resp.fd), read with moat__request_body_read.
+     * An in-memory body may live on the caller's stack or in a thread-local buffer: it is copied or sent
+     * before the request is handled again. */
+    void (*send)(moat__request_t *r);
+    /* The request was parked for a CRL (moat__request_wait_crl) and may leave the connection's timers. */
+    void (*park)(moat__request_t *r);
+    /* Handles a parked request again (a new CRL snapshot, a retry tick, or a stop). */
+    void (*resume)(moat__request_t *r);
+} moat__writer_t;
+
+/* One request and its response. Taken from w->rstates when a request starts, given back when it is
+ * done (HTTP/1.1: when the connection waits idle). */
+struct moat__request {
+    moat__conn_t *conn;        /* the connection that carried it: site, TLS, client certificate */
+    const moat__writer_t *out; /* the protocol's writer */
+    void *stream;              /* the writer's own (HTTP/2: its stream), or NULL */
+    moat_http_req_t req;
+    moat_http_body_t body;
+    moat_http_resp_t resp;
+    char *post; /* small pool: the body of an OCSP POST (moat__ocsp_wants_body), else NULL */
+    size_t post_len;
+    const char *ccert;            /* client-certificate verdict of this request ("ok" or a reason), or NULL */
+    unsigned resp_active : 1,     /* resp is set up (an fd to close) */
+        head_ok : 1,              /* the head parsed: method and target are known (access log) */
+        ccert_denied : 1,         /* refused for its client certificate: logged as 403.7 */
+        crl_waited : 1;           /* parked for a CRL already; crl_deadline_ms is when that stops */
+    int status;                   /* response status, for the access log */
+    uint64_t file_left, file_off; /* body bytes still to send, and where they come from */
+    uint64_t body_sent;           /* response body bytes, for the access log */
+    uint64_t crl_deadline_ms;
+    struct timespec t0; /* when the request's first byte was seen */
+    moat_list_t wnode;  /* in w->q_crl while parked */
+};
+
+/* Sets <r> up for a new request on <c>, written through <out>. */
+void moat__request_begin(moat__request_t *r, moat__conn_t *c, const moat__writer_t *out);
+/* Disposes of the response of <r> (closes its file) after its access log line. */
+void moat__request_end(moat__request_t *r);
+
+/* request.c: answers the request parsed in r->req (or the parse error when <status> != 0). */
+void moat__request_handle(moat__request_t *r, int status);
+/* Copies up to <want> more response body bytes (of r->file_left, from r->file_off: the file of the
+ * response, or its in-memory body) into <buf>; returns how many, 0 on a read error or a file that shrank
+ * (errno tells which). */
+size_t moat__request_body_read(moat__request_t *r, char *buf, size_t want);
+/* Access log line for the finished response of <r>. */
+void moat__access_log(moat__request_t *r);
+
+/* worker.c: parks <r> until the next CRL snapshot or its wait runs out (MOAT__CRL_WAIT_MS from the first
+ * park); it is then handled again (r->out->resume). Returns 1 when parked, 0 when the wait is over (the
+ * verdict stands) or the server is stopping. */
+int moat__request_wait_crl(moat__request_t *r);
+
+/* fcache.c: answers an unconditional GET/HEAD of a small file from the worker's cache (1: done, the
+ * response is in r->resp with an in-memory body), or stores the file just answered. */
+int moat__fcache_serve(moat__request_t *r, size_t site, const char *path, size_t plen);
+void moat__fcache_store(moat__request_t *r, size_t site, const char *path, size_t plen);
+
+/* whoami.c: answers MOAT_WHOAMI_PATH (the verdict, subject, serial, issuer and not after of this
+ * connection's client certificate, and the protocol; text, or JSON for "Accept: application/json" /
+ * "?format=json"). Returns 1 when <path> was that endpoint and r->resp is filled, else 0. */
+#define MOAT_WHOAMI_PATH "/.well-known/moat/whoami"
+int moat__whoami(moat__request_t *r, const moat_site_t *site, const char *path, moat_http_str_t query);
+/* publish.c: answers the CA publication paths under /.well-known/moat/ (MOAT_PKI_PATH_* but OCSP): from
+ * gen->pub on sites with ca_publish, 404 on the others. Returns 1 when <path> was one and r->resp is
+ * filled. */
+int moat__publish(moat__request_t *r, const moat_site_t *site, const char *path);
+/* ocsp.c: answers an OCSP request on <site> (raw path, before normalisation). 1: r->resp is filled; 0:
+ * not the responder's path or the site does not publish. */
+int moat__ocsp_serve(moat__request_t *r, const moat_site_t *site);
+
+#endif
