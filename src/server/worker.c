@@ -209,6 +209,21 @@ static void on_accept(moat__worker_t *w, moat__wlisten_t *l)
 
 /* ---- the loop ----------------------------------------------------------------------------------- */
 
+/* Tells every HTTP/2 connection of an older generation than <wg> (all of them when NULL) to go away:
+ * their streams in flight finish on it, and the client opens a new connection for the next ones. */
+static void h2_goaway(moat__worker_t *w, const moat__wgen_t *wg)
+{
+    moat_list_t *n, *next;
+    for (n = w->conns.next; n != &w->conns; n = next) {
+        moat__conn_t *c = moat_container_of(n, moat__conn_t, node);
+        next = n->next;
+        if (c->state == CONN_H2 && c->wg != wg) {
+            moat__h2_shutdown(c);
+            moat__conn_run(c);
+        }
+    }
+}
+
 static void adopt_generation(moat__worker_t *w)
 {
     moat__wgen_t *wg = atomic_exchange(&w->mailbox, NULL);
@@ -216,6 +231,7 @@ static void adopt_generation(moat__worker_t *w)
         return;
     moat__wgen_release(w->cur);
     w->cur = wg;
+    h2_goaway(w, wg);
 }
 
 static void begin_stop(moat__worker_t *w)
@@ -235,6 +251,7 @@ static void begin_stop(moat__worker_t *w)
         if ((c->state == CONN_HEAD && !c->req_started && c->hlen == 0) || c->state == CONN_HANDSHAKE)
             moat__conn_close(c);
     }
+    h2_goaway(w, NULL); /* GOAWAY: streams in flight finish, the connection closes after them */
 }
 
 static void *worker_main(void *arg)
