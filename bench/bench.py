@@ -306,7 +306,7 @@ http {{
     client_header_timeout 120s;
     sendfile on;
     server {{
-        listen 127.0.0.1:{self.port} ssl;
+        listen 127.0.0.1:{self.port} ssl http2;
         server_name localhost;
         ssl_certificate {crt};
         ssl_certificate_key {key};
@@ -470,6 +470,18 @@ def m_keepalive(srv, fx):
     return Result(int(m.group(1)), wall, cpu, problem=problem.rstrip("; "))
 
 
+def m_h2(srv, fx):
+    """HTTP/2: h2load, 16 connections with 10 streams each, GET of the 1 KiB file."""
+    url = f"https://127.0.0.1:{srv.port}/1k.bin"
+    secs = WRK_SECONDS
+    r, wall, cpu = timed(srv, lambda: client(["h2load", "-c16", "-m10", "-D", str(secs), url],
+                                              secs + 60))
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed", r.stdout)
+    if r.returncode != 0 or not m or "Application protocol: h2" not in r.stdout:
+        return Result(0, wall, cpu, problem=f"h2load failed: {r.stderr.strip()[-300:] or r.stdout.strip()[-300:]}")
+    return Result(int(m.group(1)), wall, cpu, problem=f"{m.group(2)} failed" if m.group(2) != "0" else "")
+
+
 def m_handshakes(srv, fx, resume=False):
     args = ["-d", HS_SECONDS, "-c", HS_INFLIGHT] + (["-r"] if resume else [])
     r, wall, cpu = timed(srv, lambda: client(tlsbench_args(srv, *args), HS_SECONDS + 60))
@@ -550,6 +562,7 @@ MEASURES = [
     ("resume", "3. resumed handshakes (tickets)", "hs/s", "ec", lambda s, f: m_handshakes(s, f, True), 1.1),
     ("download", f"4. download {BIG_FILE_MIB} MiB", "MB/s", "ec", m_download, 1.0),
     ("memory", "5. memory per idle TLS connection", "KiB", "ec", m_memory, 1.0),
+    ("h2", "6. HTTP/2 GET 1 KiB (h2load -c16 -m10)", "req/s", "ec", m_h2, 2.0),
 ]
 
 
