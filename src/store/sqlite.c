@@ -17,6 +17,23 @@ struct moat_store_stmt {
     sqlite3 *db;
 };
 
+/*
+ * SQLite says "read-only" when the file-format bytes of the header (offsets 18 and 19: 1 for a rollback
+ * journal, 2 for WAL) name a version it does not know, which is a damaged header, not a permission.
+ * Returns 1 with the two bytes in <b> when that is so.
+ */
+static int header_damaged(sqlite3 *db, unsigned char b[2])
+{
+    const char *path = db != NULL ? sqlite3_db_filename(db, "main") : NULL;
+    int fd, bad = 0;
+    if (path == NULL || path[0] == '\0' || (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return 0;
+    if (pread(fd, b, 2, 18) == 2 && (b[0] < 1 || b[0] > 2 || b[1] < 1 || b[1] > 2))
+        bad = 1;
+    close(fd);
+    return bad;
+}
+
 /* Turns an SQLite result into a moat code and a sentence a person can act on. */
 static int sqlite_fail(sqlite3 *db, int rc, const char *doing, moat_err_t *err)
 {
@@ -37,9 +54,18 @@ static int sqlite_fail(sqlite3 *db, int rc, const char *doing, moat_err_t *err)
     case SQLITE_CORRUPT:
         moat_err_set(err, MOAT_E_STORE, "%s: the store is damaged (%s)", doing, msg);
         return moat_err_hint(err, "restore it from a backup with 'moat store restore FILE'");
-    case SQLITE_READONLY:
+    case SQLITE_READONLY: {
+        unsigned char b[2];
+        if (header_damaged(db, b)) {
+            moat_err_set(err, MOAT_E_STORE,
+                         "%s: the store is damaged: its header names file format %u/%u (bytes 18-19), "
+                         "where SQLite writes 1 or 2",
+                         doing, b[0], b[1]);
+            return moat_err_hint(err, "restore it from a backup with 'moat store restore FILE'");
+        }
         moat_err_set(err, MOAT_E_PERM, "%s: the store is read-only (%s)", doing, msg);
         return moat_err_hint(err, "check the permissions of the store file and its folder");
+    }
     case SQLITE_CANTOPEN:
         moat_err_set(err, MOAT_E_IO, "%s: cannot open the store file (%s)", doing, msg);
         return moat_err_hint(err, "check that the folder exists and that you may write to it");

@@ -31,3 +31,12 @@ def test_a_master_key_that_is_not_a_file(moat):
     key.mkdir(mode=0o700)
     r = moat.fails("ca", "issue", "w", "--cn", "w.example.com", timeout=20)
     assert "is not a file (a folder)" in r.stderr, r.stderr
+
+
+def test_a_damaged_format_byte_is_called_damage_not_read_only(moat):
+    moat.ok("ca", "init", "--cn", "Hdr Root")
+    data = bytearray(moat.store.read_bytes())
+    data[18] ^= 0x10  # the write-version byte of the header
+    moat.store.write_bytes(bytes(data))
+    r = moat.fails("ca", "issue", "w", "--cn", "w.example.com")
+    assert "damaged" in r.stderr and "bytes 18-19" in r.stderr and "read-only" not in r.stderr, r.stderr
