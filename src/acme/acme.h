@@ -218,4 +218,70 @@ int moat_acme_rollover(moat_store_t *st, const moat_config_t *cfg, char *summary
 int moat_acme_renew_request(moat_store_t *st, const char *name, long long now,
                             moat_err_t *err) MOAT_MUST_CHECK;
 
+/* ---- the ACME server (acme_server*.c) ---- */
+
+typedef struct moat_acme_server_conf moat_acme_server_conf_t; /* config/config.h */
+typedef struct moat_acme_service moat_acme_service_t;
+
+/* Largest ACME request body read (the JWS limit); larger gets 413 before it is parsed. */
+#define MOAT_ACME_BODY_MAX MOAT_ACME_JWS_MAX
+
+/* One HTTP request under /acme/. Strings are borrowed for the duration of the call. */
+typedef struct moat_acme_request {
+    const char *method;       /* "GET", "HEAD", "POST" */
+    const char *path;         /* the request target's path, "/acme/..." (no query) */
+    const char *host;         /* the Host (or :authority) the client used, with its port if any */
+    const char *content_type; /* may be NULL */
+    const char *body;         /* may be NULL */
+    size_t body_len;
+    const moat_acme_server_conf_t *conf; /* the site's acme_server settings */
+} moat_acme_request_t;
+
+/* The answer. body is owned (moat_free it, or moat_acme_response_dispose). */
+typedef struct moat_acme_response {
+    int status;
+    const char *content_type; /* static string, or NULL for no body */
+    char location[512];
+    char link[2][600]; /* full Link field values: <url>;rel="up" */
+    size_t nlinks;
+    char nonce[MOAT_ACME_NONCE_LEN + 1]; /* Replay-Nonce, "" for none */
+    long retry_after;                    /* seconds, -1: none */
+    char *body;
+    size_t body_len;
+    char validate[64]; /* internal: a challenge to validate once the request's transaction commits */
+} moat_acme_response_t;
+
+void moat_acme_response_dispose(moat_acme_response_t *r);
+
+/*
+ * Starts the ACME service of a server: <threads> service threads (each with its own connection to the
+ * store at <store_path>, master key <mk_path>) that answer requests and run validations off the event
+ * loops. NULL with <err> set on failure.
+ */
+moat_acme_service_t *moat_acme_service_new(const char *store_path, const char *mk_path, int threads,
+                                           moat_err_t *err);
+/* Stops the threads (a validation in flight gives up within 200 ms); requests not answered yet are
+ * answered 503 through their callback, and later submissions are refused. Safe to call twice. */
+void moat_acme_service_stop(moat_acme_service_t *svc);
+/* Stops (if not yet) and frees everything. NULL is fine. */
+void moat_acme_service_free(moat_acme_service_t *svc);
+
+/* A request handed to the service. The caller fills req (and keeps what it points to alive until
+ * on_done), the service fills resp and calls on_done(job) on a service thread. */
+typedef struct moat_acme_job moat_acme_job_t;
+struct moat_acme_job {
+    moat_acme_request_t req;
+    moat_acme_response_t resp;
+    void (*on_done)(moat_acme_job_t *job);
+    void *arg;             /* the caller's */
+    moat_acme_job_t *next; /* the service's queue */
+};
+/* Queues <job>; MOAT_E_LIMIT when the queue is full (the caller answers 503). */
+int moat_acme_service_submit(moat_acme_service_t *svc, moat_acme_job_t *job) MOAT_MUST_CHECK;
+
+/* Answers <req> on the calling thread with store connection <st> (what a service thread does; tests
+ * call it directly). Validations it starts are queued to <svc>'s threads. */
+void moat_acme_handle(moat_acme_service_t *svc, moat_store_t *st, const moat_acme_request_t *req,
+                      moat_acme_response_t *resp);
+
 #endif

@@ -117,13 +117,13 @@ int moat_store_acme_list(moat_store_t *st, moat_store_acme_kind_t kind, int by_p
 }
 
 int moat_store_acme_count(moat_store_t *st, moat_store_acme_kind_t kind, const char *account,
-                          const char *status, int64_t since, int64_t *n, moat_err_t *err)
+                          const char *lookup, const char *status, int64_t since, int64_t *n, moat_err_t *err)
 {
+    const char *l = lookup ? lookup : "", *s = status ? status : "";
     return moat__store_int(st, n, err,
                            "SELECT count(*) FROM acme_objects WHERE kind = ? AND (? = '' OR account = ?) "
-                           "AND (? = '' OR status = ?) AND created >= ?",
-                           "ttttti", kind_names[kind], account, account, status ? status : "",
-                           status ? status : "", since);
+                           "AND (? = '' OR lookup = ?) AND (? = '' OR status = ?) AND created >= ?",
+                           "ttttttti", kind_names[kind], account, account, l, l, s, s, since);
 }
 
 /* EAB keys are sealed like private keys, under an id space of their own (negative) so that a sealed EAB

@@ -35,7 +35,8 @@ static char *name_string(const X509_NAME *n)
     if (X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
         len = BIO_get_mem_data(b, &data);
         if ((out = moat_malloc((size_t)len + 1)) != NULL) {
-            memcpy(out, data, (size_t)len);
+            if (len > 0) /* an empty subject (ACME requests often have none): no data pointer at all */
+                memcpy(out, data, (size_t)len);
             out[len] = '\0';
         }
     }

@@ -572,10 +572,11 @@ int moat_store_acme_find(moat_store_t *st, moat_store_acme_kind_t kind, const ch
 /* Lists objects of <kind> whose parent (by_parent) or account (else) is <id>, oldest first, at most <max>. */
 int moat_store_acme_list(moat_store_t *st, moat_store_acme_kind_t kind, int by_parent, const char *id,
                          size_t max, moat_store_acme_list_t *out, moat_err_t *err) MOAT_MUST_CHECK;
-/* Counts objects of <kind> of <account> ("" = any) created at or after <since> whose status is <status>
- * (NULL = any): the rate limits. */
+/* Counts objects of <kind> of <account> ("" = any) with lookup <lookup> (NULL = any) created at or after
+ * <since> whose status is <status> (NULL = any): the rate limits. */
 int moat_store_acme_count(moat_store_t *st, moat_store_acme_kind_t kind, const char *account,
-                          const char *status, int64_t since, int64_t *n, moat_err_t *err) MOAT_MUST_CHECK;
+                          const char *lookup, const char *status, int64_t since, int64_t *n,
+                          moat_err_t *err) MOAT_MUST_CHECK;
 void moat_store_acme_obj_dispose(moat_store_acme_obj_t *o);
 void moat_store_acme_list_dispose(moat_store_acme_list_t *l);
 

@@ -1373,9 +1373,11 @@ static void test_migration_acme(void)
     CHECK_EQ(moat_store_acme_list(st, MOAT_STORE_ACME_ORDER, 0, "a1", 10, &l, &err), 0);
     CHECK_EQ(l.n, 3);
     moat_store_acme_list_dispose(&l);
-    CHECK_EQ(moat_store_acme_count(st, MOAT_STORE_ACME_ORDER, "a1", NULL, 0, &n, &err), 0);
+    CHECK_EQ(moat_store_acme_count(st, MOAT_STORE_ACME_ORDER, "a1", NULL, NULL, 0, &n, &err), 0);
     CHECK_EQ(n, 3);
-    CHECK_EQ(moat_store_acme_count(st, MOAT_STORE_ACME_ORDER, "", "invalid", 0, &n, &err), 0);
+    CHECK_EQ(moat_store_acme_count(st, MOAT_STORE_ACME_ORDER, "", NULL, "invalid", 0, &n, &err), 0);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(moat_store_acme_count(st, MOAT_STORE_ACME_ORDER, "", "serial2", NULL, 0, &n, &err), 0);
     CHECK_EQ(n, 1);
     /* ACME state is not served material: no reload for it. */
     CHECK_EQ(moat_store_generation(st, &g1, &err), 0);
