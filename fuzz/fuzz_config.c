@@ -31,6 +31,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void)moat_site_ccert_for_path(&cfg->sites[i], "/private/x");
             (void)moat_site_wants_client_cert(&cfg->sites[i]);
             (void)moat_site_matches_host(&cfg->sites[i], "www.example.com:443", 19);
+            const moat_location_t *loc = moat_site_location_for_path(&cfg->sites[i], "/api/x");
+            /* a proxied location is bound to an upstream with its servers parsed */
+            if (loc != NULL && loc->proxy != NULL && (loc->upstream == NULL || loc->upstream->naddrs == 0))
+                __builtin_trap();
         }
         moat_config_unref(cfg);
     }

@@ -294,6 +294,7 @@ int moat__cfg_check(moat_cfg_ctx_t *ctx)
         total += cfg->sites[i].nlisten + cfg->sites[i].nhttp_listen;
     }
     check_http_vs_https(ctx);
+    moat__cfg_check_upstreams(ctx);
     if (ctx->nerrors > before)
         return -1;
 

@@ -210,6 +210,8 @@ static const char *type_want(const moat_cfg_field_t *f, char *buf, size_t bufsz)
         return "a mapping (key: value)";
     case MOAT_CFG_SECTIONLIST:
         return "a list of mappings (- key: value)";
+    case MOAT_CFG_SECTIONMAP:
+        return "a mapping of names to mappings (NAME: {key: value})";
     }
     return "a value";
 }
@@ -412,6 +414,17 @@ static int set_listenlist(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, int in
     return bad ? -1 : 0;
 }
 
+/* The items of a SECTIONLIST or SECTIONMAP: 0, or -1 out of memory. */
+static int items_alloc(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, char **dst, size_t count)
+{
+    *dst = moat_calloc(count, f->sub->size);
+    if (*dst == NULL) {
+        ctx->oom = 1;
+        return -1;
+    }
+    return 0;
+}
+
 static int set_sectionlist(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, const yaml_node_t *n, void *obj,
                            const char *key)
 {
@@ -423,13 +436,8 @@ static int set_sectionlist(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, const
         return moat__cfg_error(ctx, mark_of(n), key, "expected %s, found %s",
                                type_want(f, want, sizeof(want)), kind_name(n));
     count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-    if (count == 0)
-        return 0;
-    *dst = moat_calloc(count, f->sub->size);
-    if (*dst == NULL) {
-        ctx->oom = 1;
-        return -1;
-    }
+    if (count == 0 || items_alloc(ctx, f, dst, count) != 0)
+        return count == 0 ? 0 : -1;
     /* Items are counted as they are set up so that unref frees exactly what was allocated. */
     for (size_t i = 0; i < count; i++) {
         int idx = n->data.sequence.items.start[i];
@@ -453,6 +461,82 @@ static int set_sectionlist(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, const
         (void)apply_mapping(ctx, f->sub, idx, item, path); /* errors are collected in ctx */
     }
     return 0;
+}
+
+#define MAX_MAPPING_KEYS 1000 /* keys in one mapping: moat's largest section has a few dozen */
+
+/* NAME: {mapping} items: each item's first member receives NAME. */
+static int set_sectionmap(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, const yaml_node_t *n, void *obj,
+                          const char *key)
+{
+    char **dst = (char **)((char *)obj + f->offset);
+    size_t *cnt = (size_t *)((char *)obj + f->count_offset);
+    yaml_node_pair_t *pairs;
+    size_t count;
+    char want[128];
+    int bad = 0;
+    if (n->type != YAML_MAPPING_NODE)
+        return moat__cfg_error(ctx, mark_of(n), key, "expected %s, found %s",
+                               type_want(f, want, sizeof(want)), kind_name(n));
+    pairs = n->data.mapping.pairs.start;
+    count = (size_t)(n->data.mapping.pairs.top - pairs);
+    if (count > MAX_MAPPING_KEYS)
+        return moat__cfg_error(ctx, mark_of(n), key, "%zu keys in one mapping; expected at most %d", count,
+                               MAX_MAPPING_KEYS);
+    if (count == 0 || items_alloc(ctx, f, dst, count) != 0)
+        return count == 0 ? 0 : -1;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *k = yaml_document_get_node(ctx->doc, pairs[i].key);
+        yaml_node_t *it = yaml_document_get_node(ctx->doc, pairs[i].value);
+        void *item = *dst + *cnt * f->sub->size;
+        const char *name;
+        char path[256], buf[96];
+        int dup = 0;
+        if ((name = scalar(ctx, k, key, "a name")) == NULL) {
+            bad = -1;
+            continue;
+        }
+        snprintf(path, sizeof(path), "%.150s.%s", key, shown(k, buf, sizeof(buf)));
+        if (name[0] == '\0' || strlen(name) > 64 ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                         "0123456789-_.") != strlen(name)) {
+            bad = moat__cfg_error(ctx, mark_of(k), path,
+                                  "not a name; expected letters, digits, '-', '_' and '.' (at most 64)");
+            continue;
+        }
+        for (size_t j = 0; j < *cnt && !dup; j++) {
+            if (strcmp(*(char **)(*dst + j * f->sub->size), name) == 0) {
+                moat_cfg_mark_t first = {0, 0};
+                (void)moat__cfg_where(ctx, *dst + j * f->sub->size, MOAT_CFG_AT_ITEM, &first);
+                bad = moat__cfg_error(ctx, mark_of(k), path,
+                                      "duplicate name; first given at line %d, column %d", first.line,
+                                      first.column);
+                dup = 1;
+            }
+        }
+        if (dup)
+            continue;
+        if (f->sub->init != NULL)
+            f->sub->init(item);
+        if ((*(char **)item = moat_strdup(name)) == NULL) {
+            ctx->oom = 1;
+            return -1;
+        }
+        (*cnt)++;
+        moat__cfg_where_add(ctx, item, MOAT_CFG_AT_ITEM, mark_of(k));
+        if (!first_visit(ctx, pairs[i].value, it, path)) {
+            bad = -1;
+            continue;
+        }
+        if (it->type != YAML_MAPPING_NODE) {
+            bad = moat__cfg_error(ctx, mark_of(it), path, "expected a mapping (key: value), found %s",
+                                  kind_name(it));
+            continue;
+        }
+        if (apply_mapping(ctx, f->sub, pairs[i].value, item, path) != 0)
+            bad = -1;
+    }
+    return bad;
 }
 
 static int set_field(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, int index, void *obj, const char *key)
@@ -493,6 +577,8 @@ static int set_field(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, int index, 
         return apply_mapping(ctx, f->sub, index, obj, key);
     case MOAT_CFG_SECTIONLIST:
         return set_sectionlist(ctx, f, n, obj, key);
+    case MOAT_CFG_SECTIONMAP:
+        return set_sectionmap(ctx, f, n, obj, key);
     }
     if (rc == 0 && f->validate != NULL)
         rc = f->validate(ctx, f, dst, -1, key, mark_of(n));
@@ -542,8 +628,6 @@ static void unknown_key(moat_cfg_ctx_t *ctx, const moat_cfg_section_t *sec, cons
         moat__cfg_error(ctx, mark_of(k), keypath, "unknown key \"%s\"; expected one of: %s",
                         shown(k, buf, sizeof(buf)), list);
 }
-
-#define MAX_MAPPING_KEYS 1000 /* keys in one mapping: moat's largest section has a few dozen */
 
 static int apply_mapping(moat_cfg_ctx_t *ctx, const moat_cfg_section_t *sec, int node_index, void *obj,
                          const char *path)
@@ -707,12 +791,20 @@ static void config_free(moat_config_t *cfg)
         moat_free(&s->root);
         for (size_t j = 0; j < s->nlocations; j++) {
             moat_free(&s->locations[j].path);
+            moat_free(&s->locations[j].proxy);
             static_free(&s->locations[j].st);
         }
         static_free(&s->st);
         moat_free(&s->locations);
     }
     moat_free(&cfg->sites);
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        moat_free(&cfg->upstreams[i].name);
+        free_strlist(&cfg->upstreams[i].servers);
+        moat_free(&cfg->upstreams[i].addrs);
+    }
+    moat_free(&cfg->upstreams);
+    free_strlist(&cfg->trusted_proxies);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         moat_free(&cfg->listeners[i].sites);
     moat_free(&cfg->listeners);

@@ -84,10 +84,48 @@ typedef struct moat_static_conf {
     int redirect_keep_path;        /* redirect.keep_path: the path below the location is appended */
 } moat_static_conf_t;
 
+/* forward_client_cert: on a proxied location. */
+typedef enum moat_fwd_cert {
+    MOAT_FWD_CERT_OFF = 0, /* the client certificate is not handed on */
+    MOAT_FWD_CERT_RFC9440 =
+        1 /* Client-Cert and Client-Cert-Chain (RFC 9440) once moat's verdict allowed it */
+} moat_fwd_cert_t;
+
+/* balance: of an upstream. */
+typedef enum moat_balance { MOAT_BALANCE_ROUND_ROBIN = 0, MOAT_BALANCE_LEAST_CONN = 1 } moat_balance_t;
+
+/* One server of an upstream: "127.0.0.1:3000", "[::1]:3001" or "unix:/run/app.sock". */
+typedef struct moat_upstream_addr {
+    struct sockaddr_storage ss; /* AF_INET, AF_INET6 or AF_UNIX */
+    socklen_t len;
+    char text[120]; /* canonical form, for logs and X-Moat-Upstream pages */
+} moat_upstream_addr_t;
+
+/* An entry of the top-level upstreams: map. */
+typedef struct moat_upstream {
+    char *name;                  /* the key (first member: the map loader stores it here) */
+    size_t index;                /* position in cfg->upstreams */
+    moat_strlist_t servers;      /* as written */
+    moat_upstream_addr_t *addrs; /* servers parsed, in order (owned) */
+    size_t naddrs;
+    int balance;     /* moat_balance_t */
+    long keepalive;  /* idle connections kept per worker, 0: none */
+    long connect_s;  /* timeouts.connect_s: a connect taking longer is a 504 (connect-timeout) */
+    long response_s; /* timeouts.response_s: the response head (or the next body bytes) within */
+    long idle_s;     /* timeouts.idle_s: an idle kept connection is closed after */
+} moat_upstream_t;
+
+/* Parses one upstream server into <out>; MOAT_E_INVAL with a reason in err otherwise. Host names are
+ * refused: an upstream is an address (IP literal or unix: socket path); "localhost" means 127.0.0.1. */
+int moat_upstream_addr_parse(const char *text, moat_upstream_addr_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+
 /* A location of a site: a path prefix with its own client-certificate mode and static settings. */
 typedef struct moat_location {
     char *path;                      /* starts with '/'; no trailing '/' except for "/" itself */
     moat_ccert_t client_certificate; /* the site's mode when the location does not set one */
+    char *proxy;                     /* proxy: the upstream's name, or NULL (static files) */
+    const moat_upstream_t *upstream; /* borrowed: the upstream named by proxy */
+    int forward_client_cert;         /* moat_fwd_cert_t */
     moat_static_conf_t st;           /* owned: as set in the file */
     moat_static_conf_t eff;          /* borrowed: st, with what it does not set taken from the site */
 } moat_location_t;
@@ -179,11 +217,15 @@ struct moat_config {
     char *access_log; /* log.access, absolute; NULL = no access log */
     char *error_log;  /* log.error, absolute; NULL = stderr */
     moat_limits_t limits;
-    int ktls;                 /* ktls: true opts in to SSL_OP_ENABLE_KTLS; default false */
-    int http2;                /* http2: false offers only http/1.1 by ALPN; default true */
-    int tls_tickets;          /* tls.tickets, default true */
-    long tls_ticket_rotate_s; /* tls.ticket_rotate_s, default 3600 (60..604800) */
-    moat_acme_conf_t acme;    /* the top-level acme: block */
+    int ktls;                   /* ktls: true opts in to SSL_OP_ENABLE_KTLS; default false */
+    int http2;                  /* http2: false offers only http/1.1 by ALPN; default true */
+    int tls_tickets;            /* tls.tickets, default true */
+    long tls_ticket_rotate_s;   /* tls.ticket_rotate_s, default 3600 (60..604800) */
+    moat_acme_conf_t acme;      /* the top-level acme: block */
+    moat_upstream_t *upstreams; /* upstreams: in file order */
+    size_t nupstreams;
+    moat_strlist_t
+        trusted_proxies; /* CIDR: peers whose Forwarded / X-Forwarded-* are extended, not replaced */
     moat_site_t *sites;
     size_t nsites;
     moat_listener_t *listeners; /* every distinct listen address, https first, then http */
@@ -281,6 +323,9 @@ void moat_config_site_acme(const moat_config_t *cfg, const moat_site_t *site, mo
  */
 const moat_static_conf_t *moat_site_static_for_path(const moat_site_t *site, const char *path,
                                                     const char **loc_path);
+
+/* The location of <site> that serves <path> (normalised): the longest matching prefix, or NULL. */
+const moat_location_t *moat_site_location_for_path(const moat_site_t *site, const char *path);
 
 /* An address range: "192.0.2.0/24", "2001:db8::/32", or one address (all bits). */
 typedef struct moat_cidr {

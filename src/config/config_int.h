@@ -10,15 +10,17 @@
 #include <yaml.h>
 
 typedef enum moat_cfg_type {
-    MOAT_CFG_STR,        /* char *, any non-empty string */
-    MOAT_CFG_PATH,       /* char *, made absolute against the config file's folder */
-    MOAT_CFG_BOOL,       /* int 0/1: true/false (yes/no, on/off accepted) */
-    MOAT_CFG_INT,        /* long in [min, max]; <auto_word> (if any) stores <auto_value> */
-    MOAT_CFG_ENUM,       /* int: index into <enum_names> */
-    MOAT_CFG_STRLIST,    /* moat_strlist_t; a single string is taken as a one-item list */
-    MOAT_CFG_LISTENLIST, /* moat_listen_t * + count at <count_offset> */
-    MOAT_CFG_SECTION,    /* a nested mapping into the same object, fields of <sub> */
-    MOAT_CFG_SECTIONLIST /* a list of mappings: array of <sub>->size items + count at <count_offset> */
+    MOAT_CFG_STR,         /* char *, any non-empty string */
+    MOAT_CFG_PATH,        /* char *, made absolute against the config file's folder */
+    MOAT_CFG_BOOL,        /* int 0/1: true/false (yes/no, on/off accepted) */
+    MOAT_CFG_INT,         /* long in [min, max]; <auto_word> (if any) stores <auto_value> */
+    MOAT_CFG_ENUM,        /* int: index into <enum_names> */
+    MOAT_CFG_STRLIST,     /* moat_strlist_t; a single string is taken as a one-item list */
+    MOAT_CFG_LISTENLIST,  /* moat_listen_t * + count at <count_offset> */
+    MOAT_CFG_SECTION,     /* a nested mapping into the same object, fields of <sub> */
+    MOAT_CFG_SECTIONLIST, /* a list of mappings: array of <sub>->size items + count at <count_offset> */
+    MOAT_CFG_SECTIONMAP   /* a mapping NAME: {mapping}: like SECTIONLIST; each item's first member is a
+                             char * that receives NAME (letters, digits, - _ .) */
 } moat_cfg_type_t;
 
 typedef struct moat_cfg_ctx moat_cfg_ctx_t;
@@ -109,6 +111,9 @@ char *moat__cfg_resolve_path(const moat_config_t *cfg, const char *rel);
 
 /* Cross-field checks and the listener table (check.c); errors go to ctx. 0 ok, -1 errors, NOMEM. */
 int moat__cfg_check(moat_cfg_ctx_t *ctx);
+
+/* upstreams: and proxy: (upstream.c): the servers parsed, each proxy: bound to its upstream. */
+void moat__cfg_check_upstreams(moat_cfg_ctx_t *ctx);
 
 /* Normalises a host entry (lower case, no trailing dot, canonical IP text, possibly reallocated); NULL or a
  * reason. */

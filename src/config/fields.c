@@ -274,6 +274,29 @@ static int validate_cidr(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *d
     return 0;
 }
 
+static int validate_upstream_server(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                    const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = ((moat_strlist_t *)dst)->v[item];
+    moat_upstream_addr_t a;
+    moat_err_t e = {0};
+    (void)f;
+    if (moat_upstream_addr_parse(v, &a, &e) != 0)
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": %s", v, e.msg);
+    return 0;
+}
+
+static int validate_upstream_name(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                  const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    (void)f;
+    (void)item;
+    if (!name_chars_ok(v, "-_."))
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": expected the name of an entry of upstreams:", v);
+    return 0;
+}
+
 static int validate_realm(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
                           const char *key, moat_cfg_mark_t mark)
 {
@@ -440,6 +463,8 @@ static const char *const ccert_names[] = {"off", "optional", "required", NULL};
 static const char *const revocation_names[] = {"deny", "allow", NULL};
 static const char *const profile_names[] = {"server", "client", NULL}; /* moat_pki_profile_t order */
 static const char *const eab_names[] = {"optional", "required", NULL};
+static const char *const fwd_cert_names[] = {"off", "rfc9440", NULL}; /* moat_fwd_cert_t order */
+static const char *const balance_names[] = {"round_robin", "least_conn", NULL};
 
 #define FIELD(name, type, st, member, validate, doc, def)                                                    \
     {                                                                                                        \
@@ -622,6 +647,12 @@ static const moat_cfg_field_t location_fields[] = {
           "URL path prefix, starting with /; it covers the path itself and everything below it", "required"),
     ENUMF("client_certificate", moat_location_t, client_certificate, ccert_names,
           "client certificate mode for requests under this path: off, optional or required", "the site's"),
+    FIELD("proxy", MOAT_CFG_STR, moat_location_t, proxy, validate_upstream_name,
+          "requests under this path go to this entry of upstreams: (reverse proxy) instead of files", "none"),
+    ENUMF("forward_client_cert", moat_location_t, forward_client_cert, fwd_cert_names,
+          "rfc9440: a proxied request carries the verified client certificate and its chain as Client-Cert "
+          "and Client-Cert-Chain (RFC 9440), only when moat's verdict allowed it; off: neither",
+          "off"),
     STATIC_FIELDS(moat_location_t, &location_cache_section, &location_redirect_section,
                   &location_auth_section),
     MOAT_CFG_END};
@@ -717,6 +748,44 @@ static const moat_cfg_field_t site_fields[] = {
 
 static const moat_cfg_section_t site_section = {"sites[]", site_fields, sizeof(moat_site_t), site_init};
 
+static const moat_cfg_field_t upstream_timeout_fields[] = {
+    INTF("connect_s", moat_upstream_t, connect_s, 1, 3600, NULL, 0,
+         "seconds a connection to a server may take (then 504 connect-timeout, or the next server)", "5"),
+    INTF("response_s", moat_upstream_t, response_s, 1, 86400, NULL, 0,
+         "seconds the server may take to start its response, and between two reads of it (then 504 "
+         "response-timeout)",
+         "60"),
+    INTF("idle_s", moat_upstream_t, idle_s, 1, 86400, NULL, 0,
+         "seconds an idle kept-alive connection to the server is kept", "60"),
+    MOAT_CFG_END};
+static const moat_cfg_section_t upstream_timeout_section = {"upstreams.NAME.timeouts",
+                                                            upstream_timeout_fields, 0, NULL};
+
+static void upstream_init(void *obj)
+{
+    moat_upstream_t *u = obj;
+    u->balance = MOAT_BALANCE_ROUND_ROBIN;
+    u->keepalive = 32;
+    u->connect_s = 5;
+    u->response_s = 60;
+    u->idle_s = 60;
+}
+
+static const moat_cfg_field_t upstream_fields[] = {
+    FIELD("servers", MOAT_CFG_STRLIST, moat_upstream_t, servers, validate_upstream_server,
+          "the application servers: \"127.0.0.1:3000\", \"[::1]:3001\", \"unix:/run/app.sock\" (IP "
+          "addresses; localhost is 127.0.0.1)",
+          "required"),
+    ENUMF("balance", moat_upstream_t, balance, balance_names,
+          "round_robin: each request to the next server; least_conn: to the one with the fewest requests "
+          "in flight (per worker)",
+          "round_robin"),
+    INTF("keepalive", moat_upstream_t, keepalive, 0, 10000, NULL, 0,
+         "idle connections to the servers kept open per worker for the next requests (0: none)", "32"),
+    SECTIONF("timeouts", &upstream_timeout_section, "connect, response and idle timeouts"), MOAT_CFG_END};
+static const moat_cfg_section_t upstream_section = {"upstreams.NAME", upstream_fields,
+                                                    sizeof(moat_upstream_t), upstream_init};
+
 static const moat_cfg_field_t log_fields[] = {
     FIELD("access", MOAT_CFG_PATH, moat_config_t, access_log, NULL,
           "access log file (relative to the config folder)", "none"),
@@ -769,6 +838,12 @@ static const moat_cfg_field_t top_fields[] = {
           "false: TLS listeners offer only HTTP/1.1 by ALPN (h2 is offered first by default)", "true"),
     SECTIONF("tls", &tls_section, "TLS settings shared by every site"),
     SECTIONF("acme", &top_acme_section, "ACME client settings for sites with certificate: acme"),
+    LISTF("upstreams", MOAT_CFG_SECTIONMAP, moat_config_t, upstreams, nupstreams, &upstream_section,
+          "applications moat proxies to, by name (proxy: NAME on a location)", "none"),
+    FIELD("trusted_proxies", MOAT_CFG_STRLIST, moat_config_t, trusted_proxies, validate_cidr,
+          "peers (CIDR or addresses) in front of moat whose Forwarded and X-Forwarded-* fields are kept and "
+          "extended; from any other peer they are replaced",
+          "none"),
     LISTF("sites", MOAT_CFG_SECTIONLIST, moat_config_t, sites, nsites, &site_section, "the sites served",
           "none"),
     MOAT_CFG_END};
@@ -819,6 +894,8 @@ static const char *type_doc(const moat_cfg_field_t *f, char *buf, size_t bufsz)
         return "mapping";
     case MOAT_CFG_SECTIONLIST:
         return "list of mappings";
+    case MOAT_CFG_SECTIONMAP:
+        return "mapping of names";
     }
     return "?";
 }

@@ -437,8 +437,7 @@ int moat_site_matches_host(const moat_site_t *site, const char *host, size_t len
 
 /* ---- client certificates ---- */
 
-/* The longest location whose path is a prefix of <path> on a segment boundary, or NULL. */
-static const moat_location_t *location_for_path(const moat_site_t *site, const char *path)
+const moat_location_t *moat_site_location_for_path(const moat_site_t *site, const char *path)
 {
     size_t best = 0;
     const moat_location_t *found = NULL;
@@ -459,14 +458,14 @@ static const moat_location_t *location_for_path(const moat_site_t *site, const c
 
 moat_ccert_t moat_site_ccert_for_path(const moat_site_t *site, const char *path)
 {
-    const moat_location_t *loc = location_for_path(site, path);
+    const moat_location_t *loc = moat_site_location_for_path(site, path);
     return loc != NULL ? loc->client_certificate : site->client_certificate;
 }
 
 const moat_static_conf_t *moat_site_static_for_path(const moat_site_t *site, const char *path,
                                                     const char **loc_path)
 {
-    const moat_location_t *loc = site->nlocations > 0 ? location_for_path(site, path) : NULL;
+    const moat_location_t *loc = site->nlocations > 0 ? moat_site_location_for_path(site, path) : NULL;
     if (loc_path != NULL)
         *loc_path = loc != NULL ? loc->path : NULL;
     return loc != NULL ? &loc->eff : &site->st;

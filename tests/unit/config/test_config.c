@@ -8,44 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char errbuf[2048];
-static char allbuf[8192];
-
-/* Parses <yaml> as /srv/conf/moat.yaml; reports the errors if it fails. */
-static moat_config_t *ok(const char *yaml)
-{
-    moat_config_t *cfg = NULL;
-    moat_err_t err = {0};
-    char *all = NULL;
-    if (moat_config_parse("/srv/conf/moat.yaml", yaml, strlen(yaml), &cfg, &all, &err) != 0) {
-        HARNESS_FAIL("config should parse, got: %s", all ? all : err.msg);
-        moat_free(&all);
-        return NULL;
-    }
-    return cfg;
-}
-
-/* Parses <yaml> as moat.yaml, expects failure; returns the first error (and keeps all in allbuf). */
-static const char *bad(const char *yaml)
-{
-    moat_config_t *cfg = NULL;
-    moat_err_t err = {0};
-    char *all = NULL;
-    int rc = moat_config_parse("moat.yaml", yaml, strlen(yaml), &cfg, &all, &err);
-    harness_checks++;
-    errbuf[0] = allbuf[0] = '\0';
-    if (rc == 0) {
-        HARNESS_FAIL("config should fail:\n%s", yaml);
-        moat_config_unref(cfg);
-        return "";
-    }
-    CHECK_EQ(rc, MOAT_E_CONFIG);
-    CHECK(cfg == NULL);
-    snprintf(errbuf, sizeof(errbuf), "%s", err.msg);
-    snprintf(allbuf, sizeof(allbuf), "%s", all ? all : "");
-    moat_free(&all);
-    return errbuf;
-}
+#include "cfg_test.h"
 
 static const char *FULL =
     "store: var/moat.db\n"
@@ -390,7 +353,7 @@ static void test_error_unknown_key(void)
     CHECK_STR(
         bad("store: a.db\nstroe: b.db\n"),
         "moat.yaml:2:1: stroe: unknown key; did you mean \"store\"? (expected one of: store, user, workers, "
-        "log, limits, ktls, http2, tls, acme, sites)");
+        "log, limits, ktls, http2, tls, acme, upstreams, trusted_proxies, sites)");
     CHECK_STR(
         bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    frobnicate: 1\n"),
         "moat.yaml:4:5: sites[0].frobnicate: unknown key \"frobnicate\"; expected one of: hosts, default, "

@@ -1,0 +1,174 @@
+/*
+ * config: the reverse proxy's settings: upstream server addresses, and each location's proxy: bound to
+ * its entry of upstreams: (a name that is not there is an error at the proxy: value).
+ */
+#include "config/config_int.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+static int port_of(const char *s, unsigned *port, moat_err_t *err)
+{
+    char *end;
+    long v;
+    if (s[0] < '0' || s[0] > '9')
+        return moat_err_set(err, MOAT_E_INVAL, "no port; expected HOST:PORT, [V6]:PORT or unix:/PATH");
+    v = strtol(s, &end, 10);
+    if (*end != '\0' || v < 1 || v > 65535)
+        return moat_err_set(err, MOAT_E_INVAL, "port out of range; expected 1-65535");
+    *port = (unsigned)v;
+    return 0;
+}
+
+int moat_upstream_addr_parse(const char *text, moat_upstream_addr_t *out, moat_err_t *err)
+{
+    char host[64];
+    const char *colon;
+    unsigned port = 0;
+    size_t hl;
+
+    memset(out, 0, sizeof(*out));
+    if (strncmp(text, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&out->ss;
+        const char *path = text + 5;
+        size_t n = strlen(path);
+        if (path[0] != '/')
+            return moat_err_set(err, MOAT_E_INVAL,
+                                "a unix socket path must be absolute (unix:/run/app.sock)");
+        if (n >= sizeof(un->sun_path) || n + 5 >= sizeof(out->text))
+            return moat_err_set(err, MOAT_E_INVAL, "the unix socket path is longer than %zu bytes",
+                                sizeof(un->sun_path) - 1);
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, path, n + 1);
+        out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+        memcpy(out->text, text, n + 6);
+        return 0;
+    }
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':')
+            return moat_err_set(err, MOAT_E_INVAL, "expected [V6]:PORT, as in [::1]:3000");
+        hl = (size_t)(close - text - 1);
+        if (hl == 0 || hl >= sizeof(host))
+            return moat_err_set(err, MOAT_E_INVAL, "not an IPv6 address");
+        memcpy(host, text + 1, hl);
+        host[hl] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL)
+            return moat_err_set(err, MOAT_E_INVAL, "no port; expected HOST:PORT, [V6]:PORT or unix:/PATH");
+        hl = (size_t)(colon - text);
+        if (hl == 0 || hl >= sizeof(host) || memchr(text, ':', hl) != NULL)
+            return moat_err_set(err, MOAT_E_INVAL,
+                                "not an address; expected HOST:PORT, [V6]:PORT (brackets) or unix:/PATH");
+        memcpy(host, text, hl);
+        host[hl] = '\0';
+    }
+    if (port_of(colon + 1, &port, err) != 0)
+        return err->code;
+    if (strcmp(host, "localhost") == 0)
+        moat_strlcpy(host, "127.0.0.1", sizeof(host));
+    if (text[0] != '[') {
+        struct sockaddr_in *in = (struct sockaddr_in *)&out->ss;
+        if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+            return moat_err_set(err, MOAT_E_INVAL,
+                                "not an IPv4 address; expected an IP address (names are not looked up), "
+                                "[V6]:PORT or unix:/PATH");
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        out->len = sizeof(*in);
+        snprintf(out->text, sizeof(out->text), "%s:%u", host, port);
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->ss;
+        char canon[INET6_ADDRSTRLEN];
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
+            return moat_err_set(err, MOAT_E_INVAL, "not an IPv6 address");
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        out->len = sizeof(*in6);
+        inet_ntop(AF_INET6, &in6->sin6_addr, canon, sizeof(canon));
+        snprintf(out->text, sizeof(out->text), "[%s]:%u", canon, port);
+    }
+    return 0;
+}
+
+static moat_cfg_mark_t where_or(const moat_cfg_ctx_t *ctx, const void *obj, long item,
+                                moat_cfg_mark_t fallback)
+{
+    moat_cfg_mark_t m;
+    return moat__cfg_where(ctx, obj, item, &m) ? m : fallback;
+}
+
+static void check_upstream(moat_cfg_ctx_t *ctx, moat_upstream_t *u)
+{
+    moat_cfg_mark_t um = where_or(ctx, u, MOAT_CFG_AT_ITEM, (moat_cfg_mark_t){0, 0});
+    char key[96];
+    snprintf(key, sizeof(key), "upstreams.%s", u->name);
+    if (u->servers.n == 0) {
+        moat__cfg_error(ctx, um, key,
+                        "no servers; expected for example \"servers: [\\\"127.0.0.1:3000\\\"]\"");
+        return;
+    }
+    if ((u->addrs = moat_calloc(u->servers.n, sizeof(*u->addrs))) == NULL) {
+        ctx->oom = 1;
+        return;
+    }
+    for (size_t i = 0; i < u->servers.n; i++) {
+        moat_err_t e = {0};
+        if (moat_upstream_addr_parse(u->servers.v[i], &u->addrs[u->naddrs], &e) != 0)
+            continue; /* reported by the item's validator */
+        for (size_t j = 0; j < u->naddrs; j++) {
+            if (strcmp(u->addrs[j].text, u->addrs[u->naddrs].text) == 0) {
+                char k2[112];
+                snprintf(k2, sizeof(k2), "%s.servers", key);
+                moat__cfg_error(ctx, where_or(ctx, &u->servers, (long)i, um), k2,
+                                "\"%s\": listed twice; expected each server once", u->servers.v[i]);
+                break;
+            }
+        }
+        u->naddrs++;
+    }
+}
+
+void moat__cfg_check_upstreams(moat_cfg_ctx_t *ctx)
+{
+    moat_config_t *cfg = ctx->cfg;
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        cfg->upstreams[i].index = i;
+        check_upstream(ctx, &cfg->upstreams[i]);
+    }
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        moat_site_t *s = &cfg->sites[i];
+        for (size_t j = 0; j < s->nlocations; j++) {
+            moat_location_t *loc = &s->locations[j];
+            moat_cfg_mark_t lm = where_or(ctx, loc, MOAT_CFG_AT_ITEM, (moat_cfg_mark_t){0, 0});
+            char key[112];
+            if (loc->proxy == NULL) {
+                if (loc->forward_client_cert != MOAT_FWD_CERT_OFF) {
+                    snprintf(key, sizeof(key), "sites[%zu].locations[%zu].forward_client_cert", i, j);
+                    moat__cfg_error(ctx, where_or(ctx, &loc->forward_client_cert, MOAT_CFG_AT_VALUE, lm), key,
+                                    "set on a location without proxy:; expected it next to \"proxy: NAME\"");
+                }
+                continue;
+            }
+            for (size_t k = 0; k < cfg->nupstreams; k++)
+                if (strcmp(cfg->upstreams[k].name, loc->proxy) == 0)
+                    loc->upstream = &cfg->upstreams[k];
+            if (loc->upstream == NULL) {
+                char names[512] = "";
+                size_t o = 0;
+                for (size_t k = 0; k < cfg->nupstreams && o < sizeof(names); k++)
+                    o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", k ? ", " : "",
+                                          cfg->upstreams[k].name);
+                snprintf(key, sizeof(key), "sites[%zu].locations[%zu].proxy", i, j);
+                moat__cfg_error(ctx, where_or(ctx, &loc->proxy, MOAT_CFG_AT_VALUE, lm), key,
+                                "\"%s\": no such upstream; expected %s%s", loc->proxy,
+                                cfg->nupstreams ? "one of: " : "an entry of a top-level upstreams: map",
+                                names);
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+/* Unit tests for the reverse proxy's settings: upstreams:, proxy:, forward_client_cert:, trusted_proxies:
+ * (values, defaults, and each error with its file:line:column). */
+#include "config/config.h"
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <sys/un.h>
+
+#include "cfg_test.h"
+
+#define SITE "sites:\n  - hosts: [app.example]\n    listen: ['127.0.0.1:8443']\n"
+
+static void test_upstreams(void)
+{
+    moat_config_t *cfg =
+        ok("upstreams:\n"
+           "  app:\n"
+           "    servers: ['127.0.0.1:3000', '[::1]:3001', 'unix:/run/app.sock', 'localhost:3002']\n"
+           "    balance: least_conn\n"
+           "    keepalive: 8\n"
+           "    timeouts: { connect_s: 2, response_s: 30, idle_s: 10 }\n"
+           "  other:\n"
+           "    servers: 10.0.0.5:80\n"
+           "trusted_proxies: [10.0.0.0/8, '::1']\n" SITE "    locations:\n"
+           "      - path: /\n"
+           "        proxy: app\n"
+           "        forward_client_cert: rfc9440\n"
+           "      - path: /static\n"
+           "      - path: /other\n"
+           "        proxy: other\n");
+    if (cfg == NULL)
+        return;
+    CHECK_EQ(cfg->nupstreams, 2);
+    const moat_upstream_t *u = &cfg->upstreams[0];
+    CHECK_STR(u->name, "app");
+    CHECK_EQ(u->naddrs, 4);
+    CHECK_STR(u->addrs[0].text, "127.0.0.1:3000");
+    CHECK_EQ(u->addrs[0].ss.ss_family, AF_INET);
+    CHECK_STR(u->addrs[1].text, "[::1]:3001");
+    CHECK_EQ(u->addrs[1].ss.ss_family, AF_INET6);
+    CHECK_STR(u->addrs[2].text, "unix:/run/app.sock");
+    CHECK_EQ(u->addrs[2].ss.ss_family, AF_UNIX);
+    CHECK_STR(((const struct sockaddr_un *)&u->addrs[2].ss)->sun_path, "/run/app.sock");
+    CHECK_STR(u->addrs[3].text, "127.0.0.1:3002");
+    CHECK_EQ(u->balance, MOAT_BALANCE_LEAST_CONN);
+    CHECK_EQ(u->keepalive, 8);
+    CHECK_EQ(u->connect_s, 2);
+    CHECK_EQ(u->response_s, 30);
+    CHECK_EQ(u->idle_s, 10);
+    /* defaults */
+    u = &cfg->upstreams[1];
+    CHECK_STR(u->name, "other");
+    CHECK_EQ(u->naddrs, 1);
+    CHECK_EQ(u->balance, MOAT_BALANCE_ROUND_ROBIN);
+    CHECK_EQ(u->keepalive, 32);
+    CHECK_EQ(u->connect_s, 5);
+    CHECK_EQ(u->response_s, 60);
+    CHECK_EQ(u->idle_s, 60);
+    CHECK_EQ(cfg->trusted_proxies.n, 2);
+    const moat_site_t *s = &cfg->sites[0];
+    CHECK(s->locations[0].upstream == &cfg->upstreams[0]);
+    CHECK_EQ(s->locations[0].forward_client_cert, MOAT_FWD_CERT_RFC9440);
+    CHECK(s->locations[1].upstream == NULL);
+    CHECK(s->locations[2].upstream == &cfg->upstreams[1]);
+    CHECK_EQ(s->locations[2].forward_client_cert, MOAT_FWD_CERT_OFF);
+    CHECK(moat_site_location_for_path(s, "/x/y") == &s->locations[0]);
+    CHECK(moat_site_location_for_path(s, "/static/a.css") == &s->locations[1]);
+    CHECK(moat_site_location_for_path(s, "/other") == &s->locations[2]);
+    moat_config_unref(cfg);
+}
+
+static void test_addr_parse(void)
+{
+    moat_upstream_addr_t a;
+    moat_err_t e = {0};
+    CHECK_EQ(moat_upstream_addr_parse("[2001:DB8::1]:443", &a, &e), 0);
+    CHECK_STR(a.text, "[2001:db8::1]:443");
+    CHECK_EQ(ntohs(((struct sockaddr_in6 *)&a.ss)->sin6_port), 443);
+    CHECK_NE(moat_upstream_addr_parse("app.internal:3000", &a, &e), 0);
+    CHECK_CONTAINS(e.msg, "names are not looked up");
+    CHECK_NE(moat_upstream_addr_parse("127.0.0.1", &a, &e), 0);
+    CHECK_CONTAINS(e.msg, "no port");
+    CHECK_NE(moat_upstream_addr_parse("127.0.0.1:0", &a, &e), 0);
+    CHECK_CONTAINS(e.msg, "port out of range");
+    CHECK_NE(moat_upstream_addr_parse("127.0.0.1:3000x", &a, &e), 0);
+    CHECK_NE(moat_upstream_addr_parse("::1:3000", &a, &e), 0);
+    CHECK_CONTAINS(e.msg, "brackets");
+    CHECK_NE(moat_upstream_addr_parse("[::1:3000", &a, &e), 0);
+    CHECK_NE(moat_upstream_addr_parse("unix:run/app.sock", &a, &e), 0);
+    CHECK_CONTAINS(e.msg, "absolute");
+}
+
+static void test_errors(void)
+{
+    CHECK_STR(
+        bad("upstreams:\n  app:\n    servers: ['127.0.0.1:3000', 'app:80']\n" SITE),
+        "moat.yaml:3:33: upstreams.app.servers: \"app:80\": not an IPv4 address; expected an IP address "
+        "(names are not looked up), [V6]:PORT or unix:/PATH");
+    CHECK_STR(bad("upstreams:\n  app:\n    balance: random\n    servers: ['127.0.0.1:3000']\n" SITE),
+              "moat.yaml:3:14: upstreams.app.balance: \"random\": expected one of round_robin, least_conn");
+    CHECK_STR(bad("upstreams:\n  app:\n    servers: ['127.0.0.1:3000']\n    timeouts: {connect_s: 0}\n" SITE),
+              "moat.yaml:4:27: upstreams.app.timeouts.connect_s: \"0\": out of range; expected a whole "
+              "number 1-3600");
+    CHECK_STR(bad("upstreams:\n  app:\n    keepalive: 4\n" SITE),
+              "moat.yaml:2:3: upstreams.app: no servers; expected for example \"servers: "
+              "[\\\"127.0.0.1:3000\\\"]\"");
+    CHECK_STR(bad("upstreams:\n  app: {servers: ['127.0.0.1:1']}\n  app: {servers: ['127.0.0.1:2']}\n" SITE),
+              "moat.yaml:3:3: upstreams.app: duplicate name; first given at line 2, column 3");
+    CHECK_STR(
+        bad("upstreams:\n  'a b': {servers: ['127.0.0.1:1']}\n" SITE),
+        "moat.yaml:2:3: upstreams.a b: not a name; expected letters, digits, '-', '_' and '.' (at most 64)");
+    CHECK_STR(bad("upstreams:\n  app: [127.0.0.1:1]\n" SITE),
+              "moat.yaml:2:8: upstreams.app: expected a mapping (key: value), found a list");
+    CHECK_STR(
+        bad("upstreams: [app]\n" SITE),
+        "moat.yaml:1:12: upstreams: expected a mapping of names to mappings (NAME: {key: value}), found a "
+        "list");
+    CHECK_STR(
+        bad("upstreams:\n  app: {servers: ['127.0.0.1:1', '127.0.0.1:1']}\n" SITE),
+        "moat.yaml:2:34: upstreams.app.servers: \"127.0.0.1:1\": listed twice; expected each server once");
+    CHECK_STR(bad("upstreams:\n  app: {servers: ['127.0.0.1:1'], sever: 1}\n" SITE),
+              "moat.yaml:2:35: upstreams.app.sever: unknown key; did you mean \"servers\"? (expected one of: "
+              "servers, balance, keepalive, timeouts)");
+    CHECK_STR(bad("upstreams:\n  app: {servers: ['127.0.0.1:1']}\n" SITE "    locations:\n"
+                  "      - path: /\n        proxy: ap\n"),
+              "moat.yaml:8:16: sites[0].locations[0].proxy: \"ap\": no such upstream; expected one of: app");
+    CHECK_STR(
+        bad(SITE "    locations:\n      - path: /\n        proxy: app\n"),
+        "moat.yaml:6:16: sites[0].locations[0].proxy: \"app\": no such upstream; expected an entry of a "
+        "top-level upstreams: map");
+    CHECK_STR(bad(SITE "    locations:\n      - path: /\n        forward_client_cert: rfc9440\n"),
+              "moat.yaml:6:30: sites[0].locations[0].forward_client_cert: set on a location without proxy:; "
+              "expected it next to \"proxy: NAME\"");
+    CHECK_STR(bad("trusted_proxies: [10.0.0.0/33]\n" SITE),
+              "moat.yaml:1:19: trusted_proxies: \"10.0.0.0/33\": not an address or CIDR range; expected e.g. "
+              "192.0.2.0/24 or 2001:db8::/32");
+}
+
+int main(void)
+{
+    RUN(test_upstreams);
+    RUN(test_addr_parse);
+    RUN(test_errors);
+    return harness_done();
+}
