@@ -40,6 +40,8 @@ int main(int argc, char **argv)
      * the same user attaching to read them (ssh-agent and gpg-agent do the same). */
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     (void)setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
+    /* Unsealed keys and the private parts of OpenSSL's key objects on locked pages. */
+    (void)moat_secure_heap_init();
     if (moat_cli_parse_globals(&cli, &argc, argv, &err) != 0)
         return moat_cli_fail(&cli, &err);
     if (argc < 2) {

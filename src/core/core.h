@@ -72,6 +72,15 @@ void moat__free_secret(void **pp, size_t len);
 void *moat_secret_alloc(size_t n);
 #define moat_secret_free(pp, len) moat__secret_free((void **)(pp), (len))
 void moat__secret_free(void **pp, size_t len);
+/*
+ * OpenSSL's secure heap (locked pages kept out of core dumps): OpenSSL puts the private parts of the key
+ * objects it decodes there (BN_secure_new), and moat_secure_malloc() the unsealed private keys. Called once
+ * at start, before any key is loaded; returns 1 (locked), 2 (usable but not locked: RLIMIT_MEMLOCK) or 0.
+ */
+int moat_secure_heap_init(void);
+/* <n> bytes from the secure heap, or from the ordinary heap when it is full or not set up; freed (and
+ * cleansed) by moat_free_secret(), which knows where a buffer came from. */
+void *moat_secure_malloc(size_t n);
 /* Debug builds fail the Nth allocation when MOAT_FAIL_ALLOC=N is set (torture tests). */
 
 /* Copies at most size-1 bytes and always terminates; returns 0, or MOAT_E_LIMIT if truncated. */

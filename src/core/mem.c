@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -62,10 +63,38 @@ void moat__free(void **pp)
 
 void moat__free_secret(void **pp, size_t len)
 {
+    if (*pp != NULL && CRYPTO_secure_allocated(*pp)) {
+        OPENSSL_secure_clear_free(*pp, len);
+        *pp = NULL;
+        return;
+    }
     if (*pp != NULL)
         OPENSSL_cleanse(*pp, len);
     free(*pp);
     *pp = NULL;
+}
+
+/* 4 MiB: the private parts of about 1,500 RSA-2048 keys, or far more EC keys, twice over (a reload holds
+ * two generations). Within Linux's default RLIMIT_MEMLOCK of 8 MiB. */
+#define SECURE_HEAP_SIZE ((size_t)4 << 20)
+#define SECURE_HEAP_MIN 32
+
+int moat_secure_heap_init(void)
+{
+    if (CRYPTO_secure_malloc_initialized())
+        return 1;
+    return CRYPTO_secure_malloc_init(SECURE_HEAP_SIZE, SECURE_HEAP_MIN);
+}
+
+void *moat_secure_malloc(size_t n)
+{
+    void *p;
+    if (should_fail())
+        return NULL;
+    if (CRYPTO_secure_malloc_initialized() && (p = OPENSSL_secure_malloc(n)) != NULL)
+        return p;
+    ERR_clear_error(); /* a full secure heap is not an error: the ordinary heap takes over */
+    return malloc(n);
 }
 
 char *moat_hex_lower(const unsigned char *in, size_t n, char *out)

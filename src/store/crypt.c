@@ -86,7 +86,8 @@ static int open_raw(const unsigned char *mk, const char *aad, const uint8_t *sea
     if (len < 1 + NONCE_LEN + TAG_LEN || sealed[0] != SEAL_VERSION)
         return moat_err_set(err, MOAT_E_PKI, "an encrypted private key in the store is malformed");
     clen = len - 1 - NONCE_LEN - TAG_LEN;
-    if ((buf = moat_malloc(clen ? clen : 1)) == NULL)
+    /* The unsealed key: on the secure heap's locked pages. */
+    if ((buf = moat_secure_malloc(clen ? clen : 1)) == NULL)
         return moat_err_set(err, MOAT_E_NOMEM, "out of memory decrypting a private key");
     if ((ctx = EVP_CIPHER_CTX_new()) == NULL ||
         EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||

@@ -1,9 +1,11 @@
 /* Unit tests for the store's public API on real SQLite files and real keys. */
 #include "harness.h"
+#include "pki/pki.h"
 #include "store_testutil.h"
 
 #include <fcntl.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -1407,6 +1409,68 @@ static void test_migration_acme(void)
     }
 }
 
+/* Locked memory of this process in KiB, from /proc/self/status (VmLck). */
+static long locked_kib(void)
+{
+    char line[256];
+    long kib = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmLck:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
+/* An unsealed private key and the key object decoded from it live on the secure heap's locked pages,
+ * and go back to it (cleansed) when freed. */
+static void test_secure_heap(void)
+{
+    moat_store_t *st;
+    moat_err_t err = {0};
+    tu_key_t k;
+    uint8_t *priv = NULL;
+    size_t plen = 0, used0, used1;
+    EVP_PKEY *pkey = NULL;
+    long lock0 = locked_kib();
+    int64_t id;
+    int init;
+
+    fresh();
+    st = open_new();
+    tu_key_new(&k);
+    id = tu_add_key(st, "www", &k, MOAT_KEY_PENDING, &err);
+    CHECK(id > 0);
+    /* Not set up: the ordinary heap. */
+    CHECK_EQ(moat_store_key_private(st, id, &priv, &plen, &err), 0);
+    CHECK(!CRYPTO_secure_allocated(priv));
+    moat_free_secret(&priv, plen);
+
+    init = moat_secure_heap_init();
+    CHECK(init == 1 || init == 2);
+    CHECK_EQ(moat_secure_heap_init(), 1); /* once */
+    CHECK(CRYPTO_secure_malloc_initialized());
+    if (init == 1) /* mlock took: 4 MiB more locked memory */
+        CHECK(locked_kib() >= lock0 + 4096);
+    used0 = CRYPTO_secure_used();
+    CHECK_EQ(moat_store_key_private(st, id, &priv, &plen, &err), 0);
+    CHECK(priv != NULL && CRYPTO_secure_allocated(priv));
+    CHECK(priv != NULL && memcmp(priv, k.priv, plen) == 0);
+    used1 = CRYPTO_secure_used();
+    CHECK(used1 > used0);
+    /* OpenSSL keeps the private scalar of the decoded key on the secure heap too. */
+    CHECK_EQ(moat_pki_key_from_pkcs8(priv, plen, &pkey, &err), 0);
+    CHECK(CRYPTO_secure_used() > used1);
+    EVP_PKEY_free(pkey);
+    moat_free_secret(&priv, plen);
+    CHECK(priv == NULL);
+    CHECK_EQ(CRYPTO_secure_used(), used0);
+    tu_key_free(&k);
+    moat_store_close(st);
+}
+
 int main(void)
 {
     RUN(test_open_create);
@@ -1429,6 +1493,7 @@ int main(void)
     RUN(test_restore_under_open_readers);
     RUN(test_concurrent_create);
     RUN(test_readonly);
+    RUN(test_secure_heap); /* last: it sets up the secure heap for the whole process */
     if (dir[0])
         tu_rmrf(dir);
     return harness_done();
