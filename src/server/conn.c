@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <sys/epoll.h>
@@ -32,6 +34,58 @@ moat__conn_t *moat__conn_of(SSL *ssl)
 {
     return SSL_get_ex_data(ssl, conn_ex_index);
 }
+
+/* ---- the log context ------------------------------------------------------------------------------ */
+
+void moat__conn_peer_text(const moat__conn_t *c, char *buf, size_t bufsz)
+{
+    const char *ok = NULL;
+    if (c->peer.family == AF_INET)
+        ok = inet_ntop(AF_INET, &c->peer.v4.sin_addr, buf, (socklen_t)bufsz);
+    else if (c->peer.family == AF_INET6)
+        ok = inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, buf, (socklen_t)bufsz);
+    if (ok == NULL)
+        moat_strlcpy(buf, "-", bufsz);
+}
+
+const char *moat__conn_state_name(moat__conn_state_t s)
+{
+    static const char *const names[] = {"handshake", "head",   "body",     "send",
+                                        "closing",   "linger", "wait-crl", "h2"};
+    return (size_t)s < MOAT_ARRAY_LEN(names) ? names[s] : "?";
+}
+
+void moat__conn_logf(const moat__conn_t *c, moat_log_level_t level, const char *fmt, ...)
+{
+    char peer[INET6_ADDRSTRLEN], extra[400], msg[MOAT_ERR_MSG_MAX + MOAT_ERR_HINT_MAX + 256];
+    const char *sni = c->ssl != NULL ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+    const char *proto = c->h2 != NULL ? "h2" : c->state != CONN_HANDSHAKE ? "http/1.1" : NULL;
+    unsigned port = c->peer.family == AF_INET    ? ntohs(c->peer.v4.sin_port)
+                    : c->peer.family == AF_INET6 ? ntohs(c->peer.v6.sin6_port)
+                                                 : 0;
+    moat_log_ctx_t ctx = {"conn", extra};
+    va_list ap;
+
+    moat__conn_peer_text(c, peer, sizeof(peer));
+    snprintf(extra, sizeof(extra),
+             c->peer.family == AF_INET6 ? "conn=%llu peer=[%s]:%u" : "conn=%llu peer=%s:%u", c->id, peer,
+             port);
+    if (sni != NULL) {
+        size_t n = strlen(extra);
+        snprintf(extra + n, sizeof(extra) - n, " sni=%s", sni);
+    }
+    {
+        size_t n = strlen(extra);
+        snprintf(extra + n, sizeof(extra) - n, "%s%s state=%s", proto != NULL ? " proto=" : "",
+                 proto != NULL ? proto : "", moat__conn_state_name(c->state));
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    moat__log(level, &ctx, "%s", msg);
+}
+
+/* ---- closing -------------------------------------------------------------------------------------- */
 
 void moat__conn_close(moat__conn_t *c)
 {
@@ -171,8 +225,8 @@ static step_t send_step(moat__conn_t *c)
         size_t n;
         errno = 0;
         if ((n = moat__request_body_read(r, c->obuf, c->ocap)) == 0) {
-            moat_log(MOAT_LOG_ERR, NULL, "conn=%llu reading a file to send: %s", c->id,
-                     errno == 0 ? "the file shrank while being sent" : strerror(errno));
+            moat__conn_log(c, MOAT_LOG_ERR, "reading a file to send: %s",
+                           errno == 0 ? "the file shrank while being sent" : strerror(errno));
             return STEP_FAILED;
         }
         c->opos = 0;
@@ -361,18 +415,13 @@ void moat__conn_handshake_failed(moat__conn_t *c)
     moat_log_level_t level = noise ? MOAT_LOG_INFO : MOAT_LOG_ERR;
 
     if (moat_log_level >= level) {
-        char buf[256], peer[INET6_ADDRSTRLEN] = "-";
-        const char *sni = c->ssl != NULL ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
-        if (c->peer.family == AF_INET)
-            inet_ntop(AF_INET, &c->peer.v4.sin_addr, peer, sizeof(peer));
-        else if (c->peer.family == AF_INET6)
-            inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, peer, sizeof(peer));
+        char buf[256];
         if (e != 0)
             ERR_error_string_n(e, buf, sizeof(buf));
         else
             moat_strlcpy(buf, "the client closed the connection", sizeof(buf));
-        moat_log(level, NULL, "conn=%llu peer=%s sni=%s TLS handshake failed%s: %s", c->id, peer,
-                 sni != NULL ? sni : "-", noise ? "" : " (a problem on this server)", buf);
+        moat__conn_logf(c, level, "TLS handshake failed%s: %s", noise ? "" : " (a problem on this server)",
+                        buf);
     }
     ERR_clear_error();
     /* Best effort: the alert OpenSSL queued goes out once, then the connection closes. */
@@ -404,7 +453,7 @@ void moat__conn_run(moat__conn_t *c)
     int r, rounds = 0;
 
     if (moat__conn_ensure_bufs(c) != 0) {
-        moat_log(MOAT_LOG_ERR, NULL, "conn=%llu out of memory for buffers: closing", c->id);
+        moat__conn_log(c, MOAT_LOG_ERR, "out of memory for buffers: closing");
         moat__conn_close(c);
         return;
     }

@@ -129,6 +129,19 @@ void moat__conn_handshake_failed(moat__conn_t *c);
  * cannot: no site on the listener, no memory). The slot of the server's connection count was taken. */
 void moat__conn_start(moat__worker_t *w, size_t bind, int fd, const struct sockaddr_storage *peer,
                       socklen_t plen);
+/* The client's address of <c> as text ("127.0.0.1", "::1"; "-" when unknown) into <buf>. */
+void moat__conn_peer_text(const moat__conn_t *c, char *buf, size_t bufsz);
+/* What <c> is doing, for the log: "handshake", "head", "body", "send", "closing", "linger", "wait-crl",
+ * "h2". */
+const char *moat__conn_state_name(moat__conn_state_t s);
+/* Logs a line about <c>: its context (connection id, peer, SNI once known, the protocol and what it was
+ * doing) leads the line, as every line about a connection does. */
+#define moat__conn_log(c, level, ...)                                                                        \
+    do {                                                                                                     \
+        if ((level) <= moat_log_level)                                                                       \
+            moat__conn_logf((c), (level), __VA_ARGS__);                                                      \
+    } while (0)
+void moat__conn_logf(const moat__conn_t *c, moat_log_level_t level, const char *fmt, ...) MOAT_PRINTF(3, 4);
 /* The connection of an SSL (NULL if none). moat__conn_init() makes the ex_data index once. */
 moat__conn_t *moat__conn_of(SSL *ssl);
 void moat__conn_init(void);

@@ -120,8 +120,8 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     }
     errno = 0;
     if ((n = moat__request_body_read(st->r, (char *)buf, length)) == 0) {
-        moat_log(MOAT_LOG_ERR, NULL, "conn=%llu stream=%d reading a file to send: %s", st->r->conn->id,
-                 st->id, errno == 0 ? "the file shrank while being sent" : strerror(errno));
+        moat__conn_log(st->r->conn, MOAT_LOG_ERR, "stream=%d reading a file to send: %s", st->id,
+                       errno == 0 ? "the file shrank while being sent" : strerror(errno));
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
     }
     if (st->r->file_left == 0)
@@ -425,8 +425,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     }
     if (h->idle_frames > H2_IDLE_FRAME_ALLOWANCE + H2_IDLE_FRAMES_PER_REQUEST * h->requests && !h->calm) {
         h->calm = 1;
-        moat_log(MOAT_LOG_INFO, NULL, "conn=%llu HTTP/2: %lu frames that do no work: GOAWAY", c->id,
-                 h->idle_frames);
+        moat__conn_log(c, MOAT_LOG_INFO, "HTTP/2: %lu frames that do no work: GOAWAY", h->idle_frames);
         (void)nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
         return 0;
     }
@@ -446,8 +445,7 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
     if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code != NGHTTP2_NO_ERROR &&
         ++h->resets_sent > H2_MAX_RESETS_SENT && !h->calm) {
         h->calm = 1;
-        moat_log(MOAT_LOG_INFO, NULL, "conn=%llu HTTP/2: %lu streams reset for errors: GOAWAY", c->id,
-                 h->resets_sent);
+        moat__conn_log(c, MOAT_LOG_INFO, "HTTP/2: %lu streams reset for errors: GOAWAY", h->resets_sent);
         (void)nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
     }
     return 0;
@@ -614,7 +612,7 @@ int moat__h2_run(moat__conn_t *c)
             c->hlen = 0;
             if (n < 0) {
                 /* A connection error: nghttp2 queued its GOAWAY; send it, then close. */
-                moat_log(MOAT_LOG_INFO, NULL, "conn=%llu HTTP/2: %s", c->id, nghttp2_strerror((int)n));
+                moat__conn_log(c, MOAT_LOG_INFO, "HTTP/2: %s", nghttp2_strerror((int)n));
                 if (n != NGHTTP2_ERR_BAD_CLIENT_MAGIC)
                     (void)nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
                 (void)produce(c);

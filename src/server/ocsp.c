@@ -26,9 +26,6 @@
 #define CACHE_SECS 60
 #define CACHE_SLOTS 64
 #define CACHE_KEY_MAX 512
-
-static const moat_log_ctx_t logctx = {"ocsp", NULL};
-
 typedef struct cache_entry {
     unsigned char key[CACHE_KEY_MAX]; /* the request DER */
     size_t key_len;
@@ -405,7 +402,7 @@ int moat__ocsp_serve(moat__request_t *r, const moat_site_t *site)
     } else if (der != NULL && o != NULL) {
         rc = respond(o, der, len, &answer, &alen, &status, &err);
         if (rc != 0) {
-            moat_log(MOAT_LOG_ERR, &logctx, "conn=%llu answering an OCSP request: %s", r->conn->id, err.msg);
+            moat__conn_log(r->conn, MOAT_LOG_ERR, "OCSP: answering a request: %s", err.msg);
             status = OCSP_RESPONSE_STATUS_INTERNALERROR;
         }
     } else if (der != NULL) {
@@ -416,8 +413,7 @@ int moat__ocsp_serve(moat__request_t *r, const moat_site_t *site)
     if (answer == NULL) {
         moat_err_t e2 = {0};
         if (moat_pki_ocsp_error(status, &answer, &alen, &e2) != 0) {
-            moat_log(MOAT_LOG_ERR, &logctx, "conn=%llu building an OCSP error response: %s", r->conn->id,
-                     e2.msg);
+            moat__conn_log(r->conn, MOAT_LOG_ERR, "OCSP: building an error response: %s", e2.msg);
             moat_http_resp_init(resp, req, 500);
             moat_http_resp_error(resp, 500);
             if (der != (unsigned char *)r->post)
@@ -426,8 +422,8 @@ int moat__ocsp_serve(moat__request_t *r, const moat_site_t *site)
         }
     }
     if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL)
-        moat_log(status == OCSP_RESPONSE_STATUS_INTERNALERROR ? MOAT_LOG_ERR : MOAT_LOG_INFO, &logctx,
-                 "conn=%llu answered %s: %s", r->conn->id, status_name(status), err.msg[0] ? err.msg : "-");
+        moat__conn_log(r->conn, status == OCSP_RESPONSE_STATUS_INTERNALERROR ? MOAT_LOG_ERR : MOAT_LOG_INFO,
+                       "OCSP: answered %s: %s", status_name(status), err.msg[0] ? err.msg : "-");
 
     moat_http_resp_init(resp, req, 200);
     resp->content_type = "application/ocsp-response";

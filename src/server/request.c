@@ -339,10 +339,7 @@ void moat__access_log(moat__request_t *r)
         strftime(cached_time, sizeof(cached_time), "%Y-%m-%dT%H:%M:%SZ", &tm);
         cached_sec = t;
     }
-    if (c->peer.family == AF_INET)
-        inet_ntop(AF_INET, &c->peer.v4.sin_addr, peer, sizeof(peer));
-    else if (c->peer.family == AF_INET6)
-        inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, peer, sizeof(peer));
+    moat__conn_peer_text(c, peer, sizeof(peer));
     subject[0] = '\0';
     if (r->ccert != NULL && c->ssl != NULL && SSL_get0_peer_certificate(c->ssl) != NULL) {
         /* who presented it: subject (RFC 2253, escaped) and serial */

@@ -58,7 +58,7 @@ static void expire(moat__worker_t *w, moat_list_t *q)
         if (c->deadline_ms > w->loop.now_ms)
             break;
         moat_list_remove(&c->tnode);
-        moat_log(MOAT_LOG_DEBUG, NULL, "conn=%llu timed out in state %d", c->id, (int)c->state);
+        moat__conn_log(c, MOAT_LOG_DEBUG, "timed out");
         moat__conn_close(c);
     }
 }
