@@ -206,6 +206,8 @@ struct moat__worker {
     size_t nconns;                     /* this worker's connections (the server's are srv->nconns) */
     uint64_t accept_resume_ms;         /* accepting paused until then (out of descriptors), 0: not paused */
     unsigned long long next_conn_id;
+    unsigned long accepted_since_trim; /* connections accepted since the heap was last trimmed */
+    uint64_t last_accept_ms;
     char *alog; /* access log buffer (owned) */
     size_t alog_len;
     uint64_t alog_flushed_ms;

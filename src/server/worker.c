@@ -8,6 +8,9 @@
 #include "server/request.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <openssl/err.h>
 #include <signal.h>
 #include <string.h>
@@ -18,6 +21,8 @@
 #define STOP_GRACE_MS 10000
 #define CRL_RETRY_MS 100    /* requests waiting for a CRL look again this often */
 #define ACCEPT_PAUSE_MS 500 /* out of descriptors: accepting rests this long (as nginx does) */
+#define TRIM_MIN_ACCEPTS 64 /* connections accepted before the heap is worth trimming */
+#define TRIM_QUIET_MS 200   /* ... once no connection came for this long */
 
 void moat__wgen_release(moat__wgen_t *wg)
 {
@@ -41,6 +46,27 @@ void moat__worker_post(moat__worker_t *w, moat__wgen_t *wg)
     if (old != NULL)
         moat__wgen_release(old);
     moat_loop_wake(&w->loop);
+}
+
+/* ---- memory ----------------------------------------------------------------------------------- */
+
+/* After a burst of connections, once accepting has been quiet for TRIM_QUIET_MS: the memory their
+ * handshakes used and gave back lies in free chunks between the connections that stay, and glibc keeps
+ * those pages. malloc_trim() returns them to the kernel (an idle connection then costs only what it
+ * holds). Rare by construction: at most once per quiet spell after TRIM_MIN_ACCEPTS connections. */
+static int trim_due(const moat__worker_t *w)
+{
+    return w->accepted_since_trim >= TRIM_MIN_ACCEPTS;
+}
+
+static void trim_heap(moat__worker_t *w)
+{
+    if (!trim_due(w) || w->loop.now_ms < w->last_accept_ms + TRIM_QUIET_MS)
+        return;
+    w->accepted_since_trim = 0;
+#ifdef __GLIBC__
+    (void)malloc_trim(0); /* 1 when memory was released, 0 when there was none: either is fine */
+#endif
 }
 
 /* ---- timeouts ----------------------------------------------------------------------------------- */
@@ -79,6 +105,8 @@ static int next_timeout_ms(moat__worker_t *w)
         next = w->crl_checked_ms + CRL_RETRY_MS;
     if (!w->accepting && w->accept_resume_ms > w->loop.now_ms && w->accept_resume_ms < next)
         next = w->accept_resume_ms;
+    if (trim_due(w) && w->last_accept_ms + TRIM_QUIET_MS < next)
+        next = w->last_accept_ms + TRIM_QUIET_MS;
     return next > w->loop.now_ms ? (int)(next - w->loop.now_ms) : 0;
 }
 
@@ -203,6 +231,8 @@ static void on_accept(moat__worker_t *w, moat__wlisten_t *l)
             }
             return;
         }
+        w->accepted_since_trim++;
+        w->last_accept_ms = w->loop.now_ms;
         moat__conn_start(w, l->bind, fd, &peer, plen);
     }
 }
@@ -302,6 +332,7 @@ static void *worker_main(void *arg)
         expire(w, &w->q_header);
         expire(w, &w->q_idle);
         resume_crl_waits(w);
+        trim_heap(w);
         if (w->alog_len > 0 &&
             (w->alog_len > ACCESS_LOG_BUF / 2 || w->loop.now_ms - w->alog_flushed_ms >= 1000))
             moat__access_flush(w);
