@@ -323,6 +323,46 @@ http {{
         return [NGINX, "-c", str(conf), "-p", str(d)], dict(os.environ)
 
 
+H2O = shutil.which("h2o") or "/usr/bin/h2o"
+
+
+class H2o(Server):
+    """h2o (Debian's 2.2.5): measured against moat on the HTTP/2 measure only."""
+
+    def version(self):
+        r = run([H2O, "--version"])
+        return ((r.stdout or r.stderr).splitlines() or [""])[0].strip()
+
+    def command(self, alg):
+        key, crt = self.fx.keys[alg]
+        d = self.dir
+        user = "user: root\n" if os.geteuid() == 0 else ""
+        conf = d / "h2o.conf"
+        # One thread like the others; no access log; the client's cipher order (h2o 2.2 cannot be given
+        # TLS 1.3 suites, and its own order starts with AES-256), so the cipher is the one moat and nginx
+        # negotiate too; no OCSP stapling (the bench CA has no responder).
+        conf.write_text(f"""{user}num-threads: 1
+pid-file: {d}/h2o.pid
+error-log: {d}/error.log
+http2-idle-timeout: 300
+listen:
+  host: 127.0.0.1
+  port: {self.port}
+  ssl:
+    certificate-file: {crt}
+    key-file: {key}
+    minimum-version: TLSv1.2
+    cipher-preference: client
+    ocsp-update-interval: 0
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: {self.fx.www}
+""")
+        return [H2O, "-c", str(conf)], dict(os.environ)
+
+
 # The TLS 1.3 suites nginx is told to prefer, in moat's order, so both negotiate the same cipher.
 TLS13_SUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
@@ -479,7 +519,10 @@ def m_h2(srv, fx):
     m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed", r.stdout)
     if r.returncode != 0 or not m or "Application protocol: h2" not in r.stdout:
         return Result(0, wall, cpu, problem=f"h2load failed: {r.stderr.strip()[-300:] or r.stdout.strip()[-300:]}")
-    return Result(int(m.group(1)), wall, cpu, problem=f"{m.group(2)} failed" if m.group(2) != "0" else "")
+    cipher = re.search(r"Cipher: (\S+)", r.stdout)
+    cipher = cipher.group(1) if cipher else "?"
+    return Result(int(m.group(1)), wall, cpu, info=cipher, extra={"cipher": cipher},
+                  problem=f"{m.group(2)} failed" if m.group(2) != "0" else "")
 
 
 def m_handshakes(srv, fx, resume=False):
@@ -576,9 +619,15 @@ def fmt(x):
     return f"{x:.1f}"
 
 
-def summarize(results, a, b):
+# A third server for some measures: h2o on the HTTP/2 one (BENCH_H2O=0 leaves it out). Its rows compare
+# the first server with it: measure, title, server-CPU target.
+THIRD_MEASURES = {"h2": ("6b. HTTP/2 GET 1 KiB (h2load -c16 -m10)", 0.6)}
+USE_H2O = os.environ.get("BENCH_H2O", "1") not in ("", "0")
+
+
+def summarize(results, a, b, measures=None):
     rows = []
-    for name, title, unit, _alg, _fn, target in MEASURES:
+    for name, title, unit, _alg, _fn, target in measures or MEASURES:
         ra, rb = results[(name, a)], results[(name, b)]
         if not ra or not rb:
             continue
@@ -648,10 +697,16 @@ def machine_facts(servers):
     return facts
 
 
-def write_results(path, rows, results, facts, a, b, notes):
+def third_measures(c):
+    """The MEASURES rows that the third server <c> takes part in, with their titles and targets against it."""
+    return [(name, THIRD_MEASURES[name][0], unit, alg, fn, THIRD_MEASURES[name][1])
+            for name, _title, unit, alg, fn, _t in MEASURES if name in THIRD_MEASURES]
+
+
+def write_results(path, rows, results, facts, a, b, notes, c=None, rows_c=()):
     runs = []
     for name, title, unit, alg, _fn, _t in MEASURES:
-        for label in (a, b):
+        for label in (a, b) + ((c,) if c and name in THIRD_MEASURES else ()):
             for i, r in enumerate(results[(name, label)]):
                 if name == "memory":
                     val = f"{r.ops:.1f} KiB/conn Pss ({r.extra['rss_per_conn']:.1f} Rss); {r.info}"
@@ -668,13 +723,13 @@ Produced by `make bench` (bench/bench.py) on {facts['date']}; the next full run 
 
 ## Machine
 - {facts['cores']} cores, {facts['cpu']}; kernel {facts['kernel']}
-- {facts['openssl']}; {' ; '.join(f'{k}: {facts[k]}' for k in (a, b) if k in facts)}
+- {facts['openssl']}; {' ; '.join(f'{k}: {facts[k]}' for k in (a, b, c) if k in facts)}
 - load generators: {facts['wrk']}, {facts['curl']}, bench/tlsbench
 
 ## Summary ({ROUNDS} rounds, medians)
 
 {table(rows, a, b, markdown=True)}
-
+{(chr(10) + f"Against {c} (HTTP/2 only):" + chr(10) + chr(10) + table(rows_c, a, c, markdown=True) + chr(10)) if c and rows_c else ""}
 "server-CPU ratio" = ({a} operations per second of server CPU time) / ({b} ...), the CPU time being
 utime + stime of the server's whole process tree from /proc, taken within each round (the two runs of a
 round are seconds apart, the rounds minutes, and a shared machine's speed drifts over minutes), then the
@@ -698,6 +753,9 @@ the runs (median); above {BUSY_WARN:.0%} (BUSY) other work disturbed the runs.
   off, `access_log off`, `sendfile on` (inactive under TLS without kTLS), `keepalive_requests` 10M,
   X25519 then P-256, TLS 1.3 suites in moat's order ({TLS13_SUITES}).
   moat: `workers: 1`, no access log, the certificate named by key.
+- h2o (measure 6 only): `num-threads: 1`, no access log, the client's cipher order (h2o 2.2 takes no TLS 1.3
+  suites and prefers AES-256 itself; h2load's order gives the cipher moat and nginx negotiate), no OCSP
+  stapling, `file.dir` on the same document root.
 - 1: `wrk -t1 -c{WRK_CONNS} -d{WRK_SECONDS}s` on the 1 KiB file.
 - 2: `tlsbench -c {HS_INFLIGHT} -d {HS_SECONDS}`: TLS 1.3 full handshakes, {HS_INFLIGHT} connections in
   flight; each connection handshakes, sends close_notify, reads the server's tickets and close_notify,
@@ -706,6 +764,8 @@ the runs (median); above {BUSY_WARN:.0%} (BUSY) other work disturbed the runs.
   must be resumed (the run is flagged otherwise).
 - 4: one curl process downloading the {BIG_FILE_MIB} MiB file {DOWNLOADS} times on one keep-alive connection;
   MB/s of wall time and MB per server CPU second.
+- 6: `h2load -c16 -m10 -D {WRK_SECONDS}` on the 1 KiB file (TLS 1.3, ALPN h2): requests per second of
+  server CPU; 6b is the same measure against h2o in the same rounds.
 - 5: `tlsbench -H {IDLE_CONNS} -c 50`: {IDLE_CONNS} connections complete a full handshake and stay idle; the
   server's Pss (smaps_rollup, summed over its processes) before and 1 s after, divided by {IDLE_CONNS}; the
   client checks at the end that all are still open, the bench that the server holds that many more descriptors.
@@ -1117,10 +1177,19 @@ def main():
         a, b = labels
         results = {(name, s.label): [] for name, *_ in MEASURES for s in servers}
         chosen = [m for m in MEASURES if not ONLY or m[0] in ONLY]
+        third = None
+        if USE_H2O and any(m[0] in THIRD_MEASURES for m in chosen):
+            if os.access(H2O, os.X_OK):
+                third = H2o(fx, "h2o")
+                servers.append(third)
+                results.update({(name, third.label): [] for name in THIRD_MEASURES})
+            else:
+                log(f"bench: {H2O} is missing (`scripts/deps.sh bench`): the HTTP/2 measure runs without h2o")
         t_start = time.monotonic()
         for rnd in range(ROUNDS):
-            order = servers if rnd % 2 == 0 else servers[::-1]
             for name, title, unit, alg, fn, _t in chosen:
+                order = servers if name in THIRD_MEASURES else [x for x in servers if x is not third]
+                order = order if rnd % 2 == 0 else order[::-1]
                 for srv in order:
                     srv.start(alg)
                     try:
@@ -1144,7 +1213,11 @@ def main():
         print(f"moat bench: {a} vs {b}, {ROUNDS} round(s), medians"
               + (" (BENCH_QUICK: short runs, not for the record)" if QUICK else ""))
         print(table(rows, a, b))
-        busy = [r["title"] for r in rows if r.get("others") is not None and r["others"] > BUSY_WARN]
+        rows_c = summarize(results, a, third.label, third_measures(third)) if third else []
+        if rows_c:
+            print(f"\nagainst {third.label} (HTTP/2 only):")
+            print(table(rows_c, a, third.label))
+        busy = [r["title"] for r in rows + rows_c if r.get("others") is not None and r["others"] > BUSY_WARN]
         if busy:
             msg = (f"other processes used more than {BUSY_WARN:.0%} of the machine during: {', '.join(busy)}. "
                    "Throughputs are then set by the competition, not by the servers; the server-CPU ratios "
@@ -1160,7 +1233,8 @@ def main():
                 print("  " + p)
             notes += "\n**Problems during the run:**\n" + "".join(f"- {p}\n" for p in problems)
         for name, title, *_ in chosen:
-            infos = {label: results[(name, label)][0].extra.get("cipher") for label in (a, b)}
+            infos = {label: results[(name, label)][0].extra.get("cipher") for label in (a, b)
+                     + ((third.label,) if third and name in THIRD_MEASURES else ()) if results[(name, label)]}
             if None not in infos.values() and len(set(infos.values())) > 1:
                 note = f"{title}: the servers negotiated different ciphers: {infos}"
                 print("NOTE: " + note)
@@ -1168,7 +1242,8 @@ def main():
         write = os.environ.get("BENCH_WRITE", "0" if QUICK or ONLY else "1") not in ("", "0")
         if write:
             facts = machine_facts(servers)
-            write_results(SRC / "bench" / "RESULTS.md", rows, results, facts, a, b, notes)
+            write_results(SRC / "bench" / "RESULTS.md", rows, results, facts, a, b, notes,
+                          third.label if third else None, rows_c)
             print(f"\nwritten: {SRC / 'bench' / 'RESULTS.md'}")
         return 1 if problems else 0
     finally:
