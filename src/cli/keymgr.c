@@ -283,7 +283,7 @@ void moat__km_view_check_revoked(moat_store_t *st, moat__km_view_t *v)
 }
 
 /* Splits "DNS:a,IP:b" into JSON array items. */
-static void json_sans(moat_json_t *j, const char *sans)
+void moat__km_json_sans(moat_json_t *j, const char *sans)
 {
     moat_json_arr_begin(j);
     while (sans != NULL && *sans != '\0') {
@@ -323,7 +323,7 @@ void moat__km_view_json(moat_json_t *j, const moat__km_view_t *v, time_t now)
             memset(&ci, 0, sizeof(ci));
     moat_json_kv_str(j, "subject", c ? c->subject : ci.subject);
     moat_json_key(j, "sans");
-    json_sans(j, c ? c->sans : ci.sans);
+    moat__km_json_sans(j, c ? c->sans : ci.sans);
     moat_json_kv_str(j, "issuer", c ? c->issuer : NULL);
     moat_json_kv_str(j, "serial", c ? c->serial : NULL);
     moat_json_kv_time(j, "not_before", c ? c->not_before : 0);

@@ -88,6 +88,19 @@ typedef struct moat_doctor_target {
 /* Parses <s>; returns 0 or MOAT_E_USAGE with err saying what is wrong. */
 int moat_doctor_target_parse(const char *s, moat_doctor_target_t *t, moat_err_t *err) MOAT_MUST_CHECK;
 
+/* What a TLS endpoint sends, for 'moat inspect HOST:PORT'. */
+typedef struct moat_doctor_peer {
+    STACK_OF(X509) * chain; /* owned: the certificates as sent, leaf first */
+    char version[16];       /* negotiated protocol */
+    char cipher[64];
+    char address[80]; /* the address that answered */
+} moat_doctor_peer_t;
+/* Handshakes with <target> (as moat_doctor_target_parse reads it), trying each address in turn; fills
+ * <out> from the first that answers. MOAT_E_USAGE for a bad target, MOAT_E_IO (with the reason) when no
+ * address gave a handshake. Free out->chain with sk_X509_pop_free(chain, X509_free). */
+int moat_doctor_peer_chain(const char *target, int timeout_ms, moat_doctor_peer_t *out,
+                           moat_err_t *err) MOAT_MUST_CHECK;
+
 /*
  * Inspects a TLS endpoint from outside: connection (refused, timeout, DNS failure), protocol versions,
  * cipher, the chain as sent, trust, names, validity, key strength, signatures and stapled OCSP.

@@ -731,3 +731,38 @@ out:
     freeaddrinfo(res);
     return 0;
 }
+
+int moat_doctor_peer_chain(const char *target, int timeout_ms, moat_doctor_peer_t *out, moat_err_t *err)
+{
+    moat_doctor_target_t t;
+    struct addrinfo *res = NULL;
+    moat__doctor_fetch_t f = {0};
+    int rc = MOAT_E_IO;
+
+    memset(out, 0, sizeof(*out));
+    if (moat_doctor_target_parse(target, &t, err) != 0)
+        return err->code;
+    if (moat_resolve(t.host, t.port, t.is_ip, moat_clock_ms() + (uint64_t)timeout_ms, NULL, &res, err) != 0)
+        return err->code;
+    /* The first address that completes a handshake: what a client would be sent. */
+    for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        addr_str(ai->ai_addr, out->address, sizeof(out->address));
+        if (moat__doctor_fetch(ai->ai_addr, ai->ai_addrlen, t.is_ip ? NULL : t.host, timeout_ms, &f) == 0 &&
+            f.chain != NULL && sk_X509_num(f.chain) > 0) {
+            out->chain = f.chain;
+            f.chain = NULL;
+            moat_strlcpy(out->version, f.version, sizeof(out->version));
+            moat_strlcpy(out->cipher, f.cipher, sizeof(out->cipher));
+            rc = 0;
+            moat__doctor_fetch_dispose(&f);
+            break;
+        }
+        moat_err_set(err, MOAT_E_IO, "no TLS handshake with %s (%s:%s): %s", out->address, t.host, t.port,
+                     f.reason[0] ? f.reason : "the server sent no certificate");
+        moat__doctor_fetch_dispose(&f);
+    }
+    freeaddrinfo(res);
+    if (rc != 0 && err->hint[0] == '\0')
+        moat_err_hint(err, "check that the server runs and speaks TLS on that port: moat doctor %s", target);
+    return rc;
+}

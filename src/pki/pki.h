@@ -543,4 +543,72 @@ int moat_pki_ocsp_error(int status, unsigned char **out, size_t *out_len, moat_e
 int moat_pki_ocsp_staple(const moat_pki_ocsp_opts_t *opts, X509 *leaf, unsigned char **out, size_t *out_len,
                          moat_err_t *err) MOAT_MUST_CHECK;
 
+/* ------------------------------------------------------------------------------------------------------
+ * Inspection (moat inspect): what a file holds
+ */
+
+typedef enum moat_pki_obj_kind {
+    MOAT_PKI_OBJ_CERT = 0, /* cert */
+    MOAT_PKI_OBJ_CSR,      /* csr */
+    MOAT_PKI_OBJ_CRL,      /* crl */
+    MOAT_PKI_OBJ_KEY,      /* key: a private key (only its public part is ever described) */
+    MOAT_PKI_OBJ_PUBKEY,   /* key: a public key */
+    MOAT_PKI_OBJ_LOCKED,   /* encrypted and no password given: label says what ("PKCS#12") */
+    MOAT_PKI_OBJ_OTHER     /* a PEM block of another kind: label is its PEM name */
+} moat_pki_obj_kind_t;
+
+typedef struct moat_pki_obj {
+    moat_pki_obj_kind_t kind;
+    const char *container; /* static: "PEM", "DER", "PKCS#7", "PKCS#12", "PKCS#8", ... */
+    X509 *cert;            /* owned, MOAT_PKI_OBJ_CERT */
+    X509_REQ *csr;         /* owned, MOAT_PKI_OBJ_CSR */
+    X509_CRL *crl;         /* owned, MOAT_PKI_OBJ_CRL */
+    EVP_PKEY *key;         /* owned, MOAT_PKI_OBJ_KEY / MOAT_PKI_OBJ_PUBKEY */
+    char label[64];
+} moat_pki_obj_t;
+
+typedef struct moat_pki_inspect {
+    moat_pki_obj_t *objs; /* in file order (a PKCS#12's keys before its certificates) */
+    size_t n, cap;
+    bool used_password; /* the password decrypted something */
+} moat_pki_inspect_t;
+
+/*
+ * Reads every object of <data>: PEM with any number of blocks, or one DER object (certificate, request,
+ * CRL, PKCS#7, public key, PKCS#8 or encrypted PKCS#8 key, PKCS#12). Encrypted keys and PKCS#12 files
+ * are opened with <password> when <have_password>; without one they are listed as MOAT_PKI_OBJ_LOCKED.
+ * Errors (nothing returned): MOAT_E_INVAL for damaged or unknown input, MOAT_E_PASSWORD for a wrong
+ * password, MOAT_E_LIMIT for an input above MOAT_PKI_MAX_IMPORT_BYTES or more than 1000 objects.
+ */
+int moat_pki_inspect(const unsigned char *data, size_t len, const char *password, bool have_password,
+                     moat_pki_inspect_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+/* The same for certificates already in hand (a TLS server's chain): new references, <container> static. */
+int moat_pki_inspect_certs(STACK_OF(X509) * certs, const char *container, moat_pki_inspect_t *out,
+                           moat_err_t *err) MOAT_MUST_CHECK;
+void moat_pki_inspect_dispose(moat_pki_inspect_t *in);
+
+/* True when <issuer> issued <cert>: names and key identifiers match and the signature verifies. */
+bool moat_pki_cert_issued_by(X509 *cert, X509 *issuer);
+
+/* One entry of a CRL. */
+typedef struct moat_pki_crl_entry {
+    char serial[MOAT_PKI_SERIAL_KEY_SIZE]; /* moat_pki_serial_key() */
+    time_t revoked_at;
+    int reason; /* moat_pki_reason_t, -1 when the entry carries none */
+} moat_pki_crl_entry_t;
+
+/* What a CRL says, without checking who signed it (moat_pki_crl_verify() does that). */
+typedef struct moat_pki_crl_desc {
+    char *issuer; /* RFC 2253 */
+    time_t this_update;
+    time_t next_update; /* 0 when absent */
+    char *number;       /* CRL number in hex, or NULL when absent */
+    bool delta;         /* a delta CRL */
+    char sig_alg[48];
+    moat_pki_crl_entry_t *entries; /* the first nshown of nentries (at most 100,000) */
+    size_t nentries, nshown;
+} moat_pki_crl_desc_t;
+int moat_pki_crl_describe(X509_CRL *crl, moat_pki_crl_desc_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+void moat_pki_crl_desc_dispose(moat_pki_crl_desc_t *d);
+
 #endif
