@@ -132,7 +132,10 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
                    "integrity ok,\n"
                    "every private key decrypts with the current master key), shows what would change\n"
                    "(keys, certificates, trust anchors, CA: added, removed, changed), then replaces the\n"
-                   "store with it in one transaction. A running server reloads by itself.\n\n"
+                   "store with it in one transaction. A running server reloads by itself.\n"
+                   "What moat's CA did since the backup is kept: certificates it issued, revocations\n"
+                   "and CRL numbers are carried into the restored store (listed as kept); a backup\n"
+                   "without a CA that has issued certificates is refused.\n\n"
                    "  --dry-run   only check and show what would change\n"
                    "  --json      machine-readable output\n",
                    USAGE_RESTORE);
@@ -220,14 +223,24 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
                diff.keys, plural(diff.keys, "key", "keys"), diff.certs,
                plural(diff.certs, "certificate", "certificates"), diff.anchors,
                plural(diff.anchors, "anchor", "anchors"));
-        if (diff.n == 0)
+        size_t kept = 0;
+        for (size_t i = 0; i < diff.n; i++)
+            kept += diff.items[i].change == MOAT_DIFF_KEPT;
+        if (diff.n == kept)
             printf("%s\n", dry ? "restoring it would change no key, certificate, trust anchor or CA"
                                : "no key, certificate, trust anchor or CA changed");
         else
             printf("%s\n", dry ? "restoring it would change:" : "changed:");
         for (size_t i = 0; i < diff.n; i++)
-            printf("  %-7s %-7s %s\n", moat_store_diff_change_name(diff.items[i].change), diff.items[i].kind,
-                   diff.items[i].name);
+            if (diff.items[i].change != MOAT_DIFF_KEPT)
+                printf("  %-7s %-7s %s\n", moat_store_diff_change_name(diff.items[i].change),
+                       diff.items[i].kind, diff.items[i].name);
+        if (kept > 0)
+            printf("%s from the live store (a restore never takes back what moat's CA issued or revoked):\n",
+                   dry ? "it would keep" : "kept");
+        for (size_t i = 0; i < diff.n; i++)
+            if (diff.items[i].change == MOAT_DIFF_KEPT)
+                printf("  %-7s %s\n", diff.items[i].kind, diff.items[i].name);
         if (dry)
             printf("dry run: %s was not changed\n", store);
         else

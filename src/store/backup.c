@@ -185,6 +185,8 @@ const char *moat_store_diff_change_name(moat_diff_change_t c)
         return "added";
     case MOAT_DIFF_REMOVED:
         return "removed";
+    case MOAT_DIFF_KEPT:
+        return "kept";
     default:
         return "changed";
     }
@@ -324,6 +326,178 @@ static int diff_ca(moat_store_t *cur, moat_store_t *bak, moat_store_diff_t *d, m
     return rc;
 }
 
+/*
+ * ---- what a restore keeps from the live store ----
+ *
+ * moat's CA answers for every certificate it issued, so a restore never goes back on it: certificates
+ * issued since the backup stay on record, a revocation is never undone, and a CRL number never goes back
+ * (relying parties keep the highest number they saw). These are carried from the live store into the
+ * backup before it replaces the store; the diff lists each as "kept".
+ */
+static const moat_store_issued_t *find_issued(const moat_store_issued_list_t *l, const char *serial)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].serial, serial) == 0)
+            return &l->items[i];
+    return NULL;
+}
+
+static int issued_lists(moat_store_t *cur, moat_store_t *bak, moat_store_issued_list_t *a,
+                        moat_store_issued_list_t *b, moat_err_t *err)
+{
+    int rc = moat_store_issued_list(cur, 0, 0, a, err);
+    if (rc == 0 && (rc = moat_store_issued_list(bak, 0, 0, b, err)) != 0)
+        moat_store_issued_list_dispose(a);
+    return rc;
+}
+
+/* Both CA rows of <r>: *have says which exist (1 live, 2 backup). */
+static int ca_pair(moat_store_t *cur, moat_store_t *bak, moat_ca_role_t r, moat_store_ca_t *a,
+                   moat_store_ca_t *b, int *have, moat_err_t *err)
+{
+    int rc;
+    *have = 0;
+    memset(a, 0, sizeof(*a));
+    memset(b, 0, sizeof(*b));
+    if ((rc = moat_store_ca_get(cur, r, a, err)) == 0)
+        *have |= 1;
+    else if (rc != MOAT_E_NOTFOUND)
+        return rc;
+    if ((rc = moat_store_ca_get(bak, r, b, err)) == 0)
+        *have |= 2;
+    else if (rc != MOAT_E_NOTFOUND) {
+        moat_store_ca_dispose(a);
+        return rc;
+    }
+    moat_err_clear(err);
+    return 0;
+}
+
+/* A restore that takes away (or replaces) a CA that issued certificates would leave them unrevocable. */
+static int refuse_lost_ca(moat_store_t *cur, moat_store_t *bak, const moat_store_issued_list_t *a,
+                          const char *src, moat_err_t *err)
+{
+    int rc = 0;
+    for (int r = MOAT_CA_ROOT; rc == 0 && r <= MOAT_CA_INTERMEDIATE; r++) {
+        moat_store_ca_t ca, cb;
+        size_t n = 0;
+        int have;
+        for (size_t i = 0; i < a->n; i++)
+            n += a->items[i].issuer == (moat_ca_role_t)r;
+        if (n == 0 || (rc = ca_pair(cur, bak, (moat_ca_role_t)r, &ca, &cb, &have, err)) != 0)
+            continue;
+        if (have == 1 || (have == 3 && !blob_eq(&ca.der, &cb.der))) {
+            moat_err_set(err, MOAT_E_STATE,
+                         "restoring %s would %s moat's %s CA, which has issued %zu certificate%s: they could "
+                         "never be revoked again; the store was not changed",
+                         src, have == 1 ? "remove" : "replace", moat_store_ca_role_name((moat_ca_role_t)r), n,
+                         n == 1 ? "" : "s");
+            rc = moat_err_hint(err, "restore the backup into another store (--store NEW.db) and move what "
+                                    "you need from there");
+        }
+        moat_store_ca_dispose(&ca);
+        moat_store_ca_dispose(&cb);
+    }
+    return rc;
+}
+
+static int diff_issued(moat_store_t *cur, moat_store_t *bak, const char *src, moat_store_diff_t *d,
+                       moat_err_t *err)
+{
+    moat_store_issued_list_t a, b;
+    int rc = issued_lists(cur, bak, &a, &b, err);
+    if (rc != 0)
+        return rc;
+    rc = refuse_lost_ca(cur, bak, &a, src, err);
+    for (size_t i = 0; rc == 0 && i < a.n; i++) {
+        const moat_store_issued_t *x = &a.items[i], *o = find_issued(&b, x->serial);
+        char sfx[MOAT_STORE_NAME_MAX + 4] = "";
+        if (x->name[0] != '\0')
+            snprintf(sfx, sizeof(sfx), " (%s)", x->name);
+        if (o == NULL)
+            rc = diff_add(d, "issued", x->serial, sfx, MOAT_DIFF_KEPT, err);
+        if (rc == 0 && x->revoked != 0 && (o == NULL || o->revoked == 0))
+            rc = diff_add(d, "revoked", x->serial, sfx, MOAT_DIFF_KEPT, err);
+    }
+    for (int r = MOAT_CA_ROOT; rc == 0 && r <= MOAT_CA_INTERMEDIATE; r++) {
+        moat_store_ca_t ca, cb;
+        int have;
+        if ((rc = ca_pair(cur, bak, (moat_ca_role_t)r, &ca, &cb, &have, err)) != 0)
+            break;
+        if (have == 3 && ca.crl_number > cb.crl_number) {
+            char sfx[48];
+            snprintf(sfx, sizeof(sfx), " (number %lld)", (long long)ca.crl_number);
+            rc = diff_add(d, "crl", moat_store_ca_role_name((moat_ca_role_t)r), sfx, MOAT_DIFF_KEPT, err);
+        }
+        moat_store_ca_dispose(&ca);
+        moat_store_ca_dispose(&cb);
+    }
+    moat_store_issued_list_dispose(&a);
+    moat_store_issued_list_dispose(&b);
+    return rc;
+}
+
+/* Copies setting <name> of <cur> into <bak> (removed there when <cur> has none). */
+static int copy_setting(moat_store_t *cur, moat_store_t *bak, const char *name, moat_err_t *err)
+{
+    moat_store_stmt_t *s = NULL;
+    char *value = NULL;
+    int rc = moat__store_query(cur, &s, err, "SELECT value FROM settings WHERE name = ?", "t", name);
+    if (rc != 0)
+        return rc;
+    if ((rc = cur->ops->step(s, err)) == 1)
+        rc = (value = moat__store_copy_text(s, cur->ops, 0, err)) == NULL ? err->code : 0;
+    cur->ops->finalize(s);
+    if (rc != 0)
+        return rc;
+    if (value == NULL)
+        return moat__store_run(bak, err, "DELETE FROM settings WHERE name = ?", "t", name);
+    rc = moat__store_run(bak, err, "INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", "tt", name,
+                         value);
+    moat_free(&value);
+    return rc;
+}
+
+/* Inside <bak>'s transaction: what diff_issued() listed as kept goes into <bak>. */
+static int carry_forward(moat_store_t *cur, moat_store_t *bak, moat_err_t *err)
+{
+    moat_store_issued_list_t a, b;
+    int rc = issued_lists(cur, bak, &a, &b, err);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; rc == 0 && i < a.n; i++) {
+        const moat_store_issued_t *x = &a.items[i], *o = find_issued(&b, x->serial);
+        if (o == NULL)
+            rc = moat__store_run(
+                bak, err,
+                "INSERT INTO issued (serial, name, subject, profile, issuer, der, issued_at, "
+                "not_after, revoked, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "tttttbiiid", x->serial, x->name, x->subject, x->profile, moat_store_ca_role_name(x->issuer),
+                (const void *)x->der.data, x->der.len, x->issued, x->not_after, x->revoked, x->reason);
+        else if (x->revoked != 0 && o->revoked == 0)
+            rc = moat__store_run(bak, err, "UPDATE issued SET revoked = ?, reason = ? WHERE serial = ?",
+                                 "idt", x->revoked, x->reason, x->serial);
+    }
+    for (int r = MOAT_CA_ROOT; rc == 0 && r <= MOAT_CA_INTERMEDIATE; r++) {
+        moat_store_ca_t ca, cb;
+        int have;
+        char name[64];
+        if ((rc = ca_pair(cur, bak, (moat_ca_role_t)r, &ca, &cb, &have, err)) != 0)
+            break;
+        /* The live CRL is the newest one signed, and it lists every revocation kept above. */
+        snprintf(name, sizeof(name), "ca.crl.%s", moat_store_ca_role_name((moat_ca_role_t)r));
+        if (have == 3 && ca.crl_number > cb.crl_number &&
+            (rc = moat__store_run(bak, err, "UPDATE ca SET crl_number = ? WHERE role = ?", "it",
+                                  ca.crl_number, moat_store_ca_role_name((moat_ca_role_t)r))) == 0)
+            rc = copy_setting(cur, bak, name, err);
+        moat_store_ca_dispose(&ca);
+        moat_store_ca_dispose(&cb);
+    }
+    moat_store_issued_list_dispose(&a);
+    moat_store_issued_list_dispose(&b);
+    return rc;
+}
+
 /* Replaces the temporary path in an error message by the name the user gave. */
 static void rename_in_msg(moat_err_t *err, const char *tmp, const char *src)
 {
@@ -433,7 +607,7 @@ static int restore_prepare(moat_store_t *st, const char *src, moat_store_diff_t 
         goto fail;
     diff->certs = (size_t)n;
     if ((rc = diff_keys(st, bak, diff, err)) != 0 || (rc = diff_anchors(st, bak, diff, err)) != 0 ||
-        (rc = diff_ca(st, bak, diff, err)) != 0)
+        (rc = diff_ca(st, bak, diff, err)) != 0 || (rc = diff_issued(st, bak, src, diff, err)) != 0)
         goto fail;
     *out = bak;
     return 0;
@@ -504,6 +678,8 @@ int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *dif
                          (gen_cur > gen_bak ? gen_cur : gen_bak) + 1);
     if (rc == 0)
         rc = moat_store_server_status_set(bak, &ss, err);
+    if (rc == 0)
+        rc = carry_forward(st, bak, err);
     if (rc == 0)
         rc = keep_audit(st, bak, err);
     if (rc == 0)

@@ -483,10 +483,16 @@ void moat_store_watch_close(moat_store_watch_t *w);
  */
 int moat_store_backup(moat_store_t *st, const char *dest, int force, moat_err_t *err) MOAT_MUST_CHECK;
 
-typedef enum { MOAT_DIFF_ADDED = 0, MOAT_DIFF_REMOVED = 1, MOAT_DIFF_CHANGED = 2 } moat_diff_change_t;
+/* KEPT: the live store's state is kept over the backup's (issued certificates, revocations, CRL numbers). */
+typedef enum {
+    MOAT_DIFF_ADDED = 0,
+    MOAT_DIFF_REMOVED = 1,
+    MOAT_DIFF_CHANGED = 2,
+    MOAT_DIFF_KEPT = 3
+} moat_diff_change_t;
 
 typedef struct moat_store_diff_item {
-    const char *kind; /* static: "key", "cert", "anchor", "ca", "issued" */
+    const char *kind; /* static: "key", "cert", "anchor", "ca", "issued", "revoked", "crl" */
     char name[MOAT_STORE_NAME_MAX + 80];
     moat_diff_change_t change;
 } moat_store_diff_item_t;
@@ -499,13 +505,14 @@ typedef struct moat_store_diff {
     size_t keys, certs, anchors; /* counts in the backup */
 } moat_store_diff_t;
 
-const char *moat_store_diff_change_name(moat_diff_change_t c); /* "added", "removed", "changed" */
+const char *moat_store_diff_change_name(moat_diff_change_t c); /* "added", "removed", "changed", "kept" */
 void moat_store_diff_dispose(moat_store_diff_t *d);
 
 /*
  * Validates backup file <src> against the open store and describes what restoring it would change
  * (relative to the current store). Checks: a moat store, schema not newer than this binary, integrity
- * ok, every private key in it decrypts with this store's master key. Changes nothing.
+ * ok, every private key in it decrypts with this store's master key, and it keeps every CA that issued
+ * a certificate (else MOAT_E_STATE: those could never be revoked again). Changes nothing.
  */
 int moat_store_restore_check(moat_store_t *st, const char *src, moat_store_diff_t *diff,
                              moat_err_t *err) MOAT_MUST_CHECK;
@@ -513,7 +520,9 @@ int moat_store_restore_check(moat_store_t *st, const char *src, moat_store_diff_
  * Runs moat_store_restore_check() and then replaces the whole content of the store with <src>
  * atomically (one transaction: either all of the backup or the store as before), migrates it if its
  * schema is older, bumps the generation so a running server reloads, and audits "store.restore". The
- * audit log and the server status are not restored: the live ones are kept.
+ * audit log and the server status are not restored: the live ones are kept. Nor is moat's CA taken back:
+ * certificates issued since the backup, revocations and higher CRL numbers (with the live CRL) are
+ * carried into the restored store (the diff lists them as MOAT_DIFF_KEPT).
  * Not inside a transaction. <diff> (may be NULL) receives what changed.
  */
 int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *diff,

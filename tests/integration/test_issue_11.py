@@ -1,5 +1,6 @@
 """Regression tests for issue 11: the key manager and CA flows, one rule in one place."""
 import subprocess
+import time
 
 from keymgr_helpers import openssl, openssl_sign, outside_chain
 
@@ -109,3 +110,86 @@ def test_second_renew_keeps_the_first_request(moat):
     m.ok("key", "new", "p", "--cn", "p.example.test", "--csr-out", m.dir / "d.csr")
     m.ok("ca", "sign", m.dir / "c.csr", "--out", m.dir / "c.pem")
     m.fails("cert", "install", "p", m.dir / "c.pem")
+
+
+# 1. A restore never un-revokes, never forgets an issued certificate, never takes a CRL number back.
+def _ocsp(m, cert, issuer):
+    r = subprocess.run(["openssl", "ocsp", "-issuer", m.dir / issuer, "-cert", m.dir / cert, "-url",
+                        f"http://127.0.0.1:{m.http}/.well-known/moat/ocsp", "-CAfile", m.dir / "root.pem"],
+                       capture_output=True, text=True, timeout=30)
+    return r.stdout + r.stderr
+
+
+def _crl(m):
+    """The CRL the running server publishes, as openssl crl -text."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", m.http, timeout=10)
+    c.request("GET", "/.well-known/moat/ca.crl", headers={"Host": "localhost"})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    assert r.status == 200
+    return subprocess.run(["openssl", "crl", "-inform", "DER", "-noout", "-text"], input=body,
+                          capture_output=True, timeout=30, check=True).stdout.decode()
+
+
+def _serial(m, pem):
+    return openssl("x509", "-in", m.dir / pem, "-noout", "-serial").stdout.strip().split("=")[1]
+
+
+def _crl_number(text):
+    import re
+    return int(re.search(r"X509v3 CRL Number:\s*\n\s*(\d+)", text).group(1))
+
+
+def test_restore_keeps_revocations_issued_certificates_and_crl_number(moat):
+    from serve_helpers import config, free_port, site, wait_for
+    m = moat
+    two_tier(m)
+    m.ok("ca", "issue", "www", "--cn", "localhost")
+    m.ok("ca", "issue", "a", "--cn", "a.example.test")
+    (m.dir / "inter.pem").write_text(m.ok("ca", "cert").stdout)
+    m.ok("cert", "export", "a", "--out", m.dir / "a.pem")
+    m.https, m.http = free_port(), free_port()
+    m.serve(config(m, [site(["localhost"], m.https, default=True, http_port=m.http,
+                            extra="certificate: www\nca_publish: true")]), wait=(m.https, m.http))
+    assert "a.pem: good" in _ocsp(m, "a.pem", "inter.pem")
+    m.ok("store", "backup", m.dir / "b.db")
+    m.ok("ca", "revoke", "a", "--reason", "key-compromise")
+    m.ok("ca", "issue", "late", "--cn", "late.example.test")
+    m.ok("cert", "export", "late", "--out", m.dir / "late.pem")
+    wait_for(lambda: "a.pem: revoked" in _ocsp(m, "a.pem", "inter.pem"))
+    number = _crl_number(_crl(m))
+    a, late = _serial(m, "a.pem"), _serial(m, "late.pem")
+
+    dry = m.ok("store", "restore", m.dir / "b.db", "--dry-run").stdout
+    assert "revoked" in dry and a in dry, dry
+    assert "issued" in dry and late in dry, dry
+    assert "crl" in dry, dry
+    m.ok("store", "restore", m.dir / "b.db")
+
+    assert a in m.ok("ca", "list", "--revoked").stdout
+    # The running server reloads the restored store: still revoked by OCSP and on the CRL, whose number
+    # did not go back.
+    time.sleep(1.5)
+    out = _ocsp(m, "a.pem", "inter.pem")
+    assert "a.pem: revoked" in out and "keyCompromise" in out, out
+    crl = _crl(m)
+    assert a in crl and _crl_number(crl) >= number, crl
+    # The certificate issued after the backup is still known, so it can still be revoked.
+    assert "late.pem: good" in _ocsp(m, "late.pem", "inter.pem")
+    m.ok("ca", "revoke", late)
+    wait_for(lambda: "late.pem: revoked" in _ocsp(m, "late.pem", "inter.pem"))
+    assert _crl_number(_crl(m)) > number
+
+
+def test_restore_refuses_to_drop_a_ca_that_issued(moat):
+    m = moat
+    m.ok("key", "new", "k", "--cn", "k.example.test", "--csr-out", m.dir / "k.csr")
+    m.ok("store", "backup", m.dir / "empty.db")
+    m.ok("ca", "init", "--cn", "Root")
+    m.ok("ca", "issue", "c", "--cn", "c.example.test")
+    for extra in (["--dry-run"], []):
+        r = m.fails("store", "restore", m.dir / "empty.db", *extra)
+        assert "could never be revoked again" in r.stderr, r.stderr
+    assert "c" in m.ok("ca", "list").stdout
