@@ -11,7 +11,7 @@
 static int cert_install(moat_cli_t *cli, int argc, char **argv)
 {
     const char *pos[2], *chain_file = NULL;
-    int force = 0, rc;
+    int force = 0, no_fetch = 0, rc;
     unsigned char *cert_data = NULL, *chain_data = NULL;
     size_t cert_len = 0, chain_len = 0;
     moat_store_t *st = NULL;
@@ -20,17 +20,22 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
     const moat__km_opt_t opts[] = {
         {"--chain", &chain_file, NULL, NULL, NULL, 0},
         {"--force", NULL, &force, NULL, NULL, 0},
+        {"--no-fetch", NULL, &no_fetch, NULL, NULL, 0},
         {0},
     };
     const moat__km_cmd_t cmd = {
-        "moat cert install NAME CERT.pem [--chain CHAIN.pem] [--force]",
+        "moat cert install NAME CERT.pem [--chain CHAIN.pem] [--force] [--no-fetch]",
         "Installs the signed certificate of key NAME. Its public key must match the key's pending\n"
         "request (or its current key). The chain comes from --chain, from certificates bundled in\n"
         "CERT.pem (any order) and from moat's own CA; moat orders and checks it. A renewed certificate\n"
         "replaces the old one at once (the old one stays in 'moat cert history NAME'); a running server\n"
         "picks it up. Installing the same certificate again with its intermediates completes its chain.\n\n"
-        "  --chain FILE   intermediate (and root) certificates, PEM\n"
-        "  --force        install even if the certificate is expired or not yet valid\n",
+        "When no intermediate is given, moat fetches it from the certificate's AIA caIssuers URL\n"
+        "(plain http, 5 seconds and 64 KiB at most) and uses it only if it signed the certificate.\n\n"
+        "  --chain FILE   intermediate (and root) certificates, PEM, DER or PKCS#7\n"
+        "  --force        install even if the certificate is expired or not yet valid\n"
+        "  --no-fetch     never fetch a missing intermediate\n\n"
+        "example: moat cert install www www.pem --chain intermediate.pem\n",
         opts,
         pos,
         2,
@@ -47,8 +52,8 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
     if (moat__km_open(cli, 0, &st, &err) != 0)
         goto fail;
     {
-        moat_keymgr_install_req_t req = {pos[0],     pos[1],     cert_data, cert_len,
-                                         chain_file, chain_data, chain_len, force != 0};
+        moat_keymgr_install_req_t req = {pos[0],     pos[1],    cert_data,  cert_len,     chain_file,
+                                         chain_data, chain_len, force != 0, no_fetch == 0};
         if (moat_keymgr_install(st, &req, &res, &err) != 0)
             goto fail;
     }
@@ -65,6 +70,12 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
                                                     : "active"); /* the state 'key list' shows */
         printf("  subject %s\n  issuer  %s\n  valid until %s (%ld days)\n", res.ci.subject, res.ci.issuer, t,
                moat__km_days_left(res.ci.not_after, time(NULL)));
+        if (res.fetched.n > 0)
+            printf("fetched the missing intermediate from %s (its AIA caIssuers URL); it signed the "
+                   "certificate\n",
+                   res.fetched.url);
+        else if (res.fetched.note[0] != '\0')
+            fprintf(stderr, "moat: could not fetch the missing intermediate: %s\n", res.fetched.note);
         if (res.renewal)
             printf(
                 "the renewed key and certificate replace the old ones; 'moat cert history %s' keeps them\n",

@@ -394,6 +394,8 @@ int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
     /* moat's own CA last: a chain the caller sent wins, and an intermediate moat has is never dropped. */
     if ((rc = moat_keymgr_pile_add_ca(st, leaf, pile, err)) != 0)
         goto out;
+    if (req->fetch_issuers && (rc = moat_keymgr_fetch_issuers(leaf, pile, &res->fetched, err)) != 0)
+        goto out;
     if ((rc = moat_keymgr_chain_blobs(leaf, pile, &blobs, &nblobs, &res->missing, err)) != 0) {
         moat_err_prefix(err, "the chain of %s", req->source);
         goto out;
@@ -414,9 +416,10 @@ int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
     /* Check before commit: the server must be able to load what is installed. */
     if ((rc = moat_keymgr_check_loadable(st, target->id, der, der_len, blobs, nblobs, err)) != 0)
         goto out;
-    snprintf(detail, sizeof(detail), "serial %s, subject %s, issuer %s, fingerprint %s%s%s", res->ci.serial,
-             res->ci.subject, res->ci.issuer, res->ci.fingerprint, req->force ? ", forced" : "",
-             existing ? ", chain completed" : "");
+    snprintf(detail, sizeof(detail), "serial %s, subject %s, issuer %s, fingerprint %s%s%s%s%s",
+             res->ci.serial, res->ci.subject, res->ci.issuer, res->ci.fingerprint,
+             req->force ? ", forced" : "", existing ? ", chain completed" : "",
+             res->fetched.n ? ", intermediate fetched from " : "", res->fetched.n ? res->fetched.url : "");
     if ((rc = moat_store_begin(st, err)) != 0)
         goto out;
     if (existing != 0)

@@ -71,6 +71,23 @@ int moat_keymgr_key_add(moat_store_t *st, const char *name, EVP_PKEY *key, const
                         bool exportable, const moat_store_blob_t *csr_der, int64_t *id,
                         moat_err_t *err) MOAT_MUST_CHECK;
 
+/* What moat_keymgr_fetch_issuers() did. */
+typedef struct moat_keymgr_fetched {
+    size_t n;                    /* certificates fetched and added to the pile */
+    char url[MOAT_PKI_URL_SIZE]; /* where the first came from */
+    char note[MOAT_ERR_MSG_MAX]; /* why nothing could be fetched from the URLs there were, or "" */
+} moat_keymgr_fetched_t;
+
+/*
+ * For a leaf whose pile holds no certificate above it: fetches its issuer from the leaf's AIA caIssuers
+ * URL (http://, 5 s and 64 KiB per request, DER, PEM or PKCS#7), uses it only when it signed the leaf,
+ * and climbs the same way (at most 4 certificates) until a self-signed one or a certificate with no URL.
+ * What was fetched is added to <pile>. A failed fetch is not an error: out->note says why. Returns 0, or
+ * MOAT_E_NOMEM.
+ */
+int moat_keymgr_fetch_issuers(X509 *leaf, STACK_OF(X509) * pile, moat_keymgr_fetched_t *out,
+                              moat_err_t *err) MOAT_MUST_CHECK;
+
 /* A certificate to install for a key. */
 typedef struct moat_keymgr_install_req {
     const char *name;               /* the key's name */
@@ -80,7 +97,8 @@ typedef struct moat_keymgr_install_req {
     const char *chain_source;        /* where the chain came from, for messages, or NULL */
     const unsigned char *chain_data; /* more certificates for the chain, any order, or NULL */
     size_t chain_len;
-    bool force; /* install although expired or not yet valid */
+    bool force;         /* install although expired or not yet valid */
+    bool fetch_issuers; /* a missing intermediate may be fetched (moat_keymgr_fetch_issuers) */
 } moat_keymgr_install_req_t;
 
 /* What moat_keymgr_install() did. */
@@ -91,6 +109,7 @@ typedef struct moat_keymgr_install_res {
     bool server_usage;       /* the certificate is for TLS servers (serverAuth) */
     size_t nchain;           /* intermediates stored with it */
     char *missing;           /* owned: the issuer the chain ends below (a root clients must trust), or NULL */
+    moat_keymgr_fetched_t fetched; /* intermediates fetched over AIA caIssuers */
 } moat_keymgr_install_res_t;
 
 void moat_keymgr_install_res_dispose(moat_keymgr_install_res_t *res);

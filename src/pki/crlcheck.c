@@ -163,6 +163,24 @@ static int printable(const unsigned char *s, size_t len)
     return 1;
 }
 
+/* Copies an http:// URI general name into <out>; 0 when <gn> is none (another type or scheme, too long,
+ * not printable ASCII: a URL is printable (RFC 3986), anything else would reach logs and requests raw). */
+static int http_uri(const GENERAL_NAME *gn, char out[MOAT_PKI_URL_SIZE])
+{
+    const unsigned char *s;
+    int len;
+    if (gn->type != GEN_URI)
+        return 0;
+    s = ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier);
+    len = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
+    if (len < 8 || len >= MOAT_PKI_URL_SIZE || strncasecmp((const char *)s, "http://", 7) != 0 ||
+        !printable(s, (size_t)len))
+        return 0;
+    memcpy(out, s, (size_t)len);
+    out[len] = '\0';
+    return 1;
+}
+
 size_t moat_pki_cert_crl_urls(X509 *cert, char (*urls)[MOAT_PKI_URL_SIZE], size_t max)
 {
     STACK_OF(DIST_POINT) *dps = X509_get_ext_d2i(cert, NID_crl_distribution_points, NULL, NULL);
@@ -174,25 +192,25 @@ size_t moat_pki_cert_crl_urls(X509 *cert, char (*urls)[MOAT_PKI_URL_SIZE], size_
          * of this certificate's issuer. */
         if (dp->distpoint == NULL || dp->distpoint->type != 0 || dp->reasons != NULL || dp->CRLissuer != NULL)
             continue;
-        for (int j = 0; j < sk_GENERAL_NAME_num(dp->distpoint->name.fullname) && n < max; j++) {
-            GENERAL_NAME *gn = sk_GENERAL_NAME_value(dp->distpoint->name.fullname, j);
-            const unsigned char *s;
-            int len;
-            if (gn->type != GEN_URI)
-                continue;
-            s = ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier);
-            len = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
-            if (len < 8 || len >= MOAT_PKI_URL_SIZE || strncasecmp((const char *)s, "http://", 7) != 0)
-                continue;
-            /* A URL is printable ASCII (RFC 3986); anything else would reach logs and requests raw. */
-            if (!printable(s, (size_t)len))
-                continue;
-            memcpy(urls[n], s, (size_t)len);
-            urls[n][len] = '\0';
-            n++;
-        }
+        for (int j = 0; j < sk_GENERAL_NAME_num(dp->distpoint->name.fullname) && n < max; j++)
+            n += (size_t)http_uri(sk_GENERAL_NAME_value(dp->distpoint->name.fullname, j), urls[n]);
     }
     sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
+    ERR_clear_error();
+    return n;
+}
+
+size_t moat_pki_cert_ca_issuers_urls(X509 *cert, char (*urls)[MOAT_PKI_URL_SIZE], size_t max)
+{
+    AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(cert, NID_info_access, NULL, NULL);
+    size_t n = 0;
+
+    for (int i = 0; aia != NULL && i < sk_ACCESS_DESCRIPTION_num(aia) && n < max; i++) {
+        ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
+        if (OBJ_obj2nid(ad->method) == NID_ad_ca_issuers)
+            n += (size_t)http_uri(ad->location, urls[n]);
+    }
+    AUTHORITY_INFO_ACCESS_free(aia);
     ERR_clear_error();
     return n;
 }

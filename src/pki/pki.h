@@ -472,6 +472,9 @@ int moat_pki_crl_verify(const unsigned char *data, size_t len, X509 *issuer, moa
  * its issuer (full names; points with reasons or another CRL issuer are skipped). Returns their count. */
 #define MOAT_PKI_URL_SIZE 512
 size_t moat_pki_cert_crl_urls(X509 *cert, char (*urls)[MOAT_PKI_URL_SIZE], size_t max);
+/* The http:// URLs (at most <max>) of the AIA caIssuers entries of <cert>: where its issuer's certificate
+ * is published (DER, PEM or a PKCS#7 bundle). Returns their count. */
+size_t moat_pki_cert_ca_issuers_urls(X509 *cert, char (*urls)[MOAT_PKI_URL_SIZE], size_t max);
 
 /* ------------------------------------------------------------------------------------------------------
  * Revocation: OCSP (RFC 6960)
