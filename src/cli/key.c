@@ -275,8 +275,10 @@ static const char *name_field(const X509_NAME *name, int nid, char *buf, int siz
 
 static int key_renew(moat_cli_t *cli, int argc, char **argv)
 {
-    const char *pos[1], *csr_out = NULL, *alg_s = NULL;
+    const char *pos[1], *csr_out = NULL, *alg_s = NULL, *new_cn = NULL, *sans_l[MAX_SANS];
+    size_t nsans = 0;
     int exportable = 0, force = 0, rc;
+    char new_sans[8192];
     moat_store_t *st = NULL;
     moat_store_key_t active = {0}, pending = {0};
     int have_active = 0, have_pending = 0;
@@ -292,19 +294,25 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
         {"--alg", &alg_s, NULL, NULL, NULL, 0},
         {"--exportable", NULL, &exportable, NULL, NULL, 0},
         {"--force", NULL, &force, NULL, NULL, 0},
+        {"--cn", &new_cn, NULL, NULL, NULL, 0},
+        {"--san", NULL, NULL, sans_l, &nsans, MAX_SANS},
         {0},
     };
     const moat__km_cmd_t cmd = {
-        "moat key renew NAME [--csr-out FILE [--force]] [--alg ALG] [--exportable]",
-        "Makes a new pending key and request for NAME with the same subject and names. The current key\n"
+        "moat key renew NAME [--cn CN] [--san LIST] [--csr-out FILE [--force]] [--alg ALG] [--exportable]",
+        "Makes a new pending key and request for NAME with the same subject and names, or with the\n"
+        "names --cn and --san give. The current key\n"
         "and certificate keep serving until the new certificate is installed with 'moat cert install',\n"
         "so 'certificate: NAME' in the config keeps working. Renewing again makes a newer request; the\n"
         "earlier one is kept, and its certificate can still be installed until 'moat key delete NAME'.\n\n"
+        "  --cn CN          a new common name; without --san the names become the CN alone\n"
+        "  --san LIST       new subject alternative names (DNS:x,IP:y,...; repeatable), replacing the old\n"
         "  --csr-out FILE   write the request to FILE (default: standard output)\n"
         "  --alg ALG        algorithm of the new key (default: the same as the current key)\n"
         "  --exportable     make the new key exportable (an exportable key stays exportable)\n"
         "  --force          overwrite an existing --csr-out FILE\n\n"
-        "example: moat key renew www --csr-out www-2027.csr\n",
+        "example: moat key renew www --csr-out www-2027.csr\n"
+        "example: moat key renew www --san DNS:www.example.com,DNS:shop.example.com --csr-out www.csr\n",
         opts,
         pos,
         1,
@@ -312,6 +320,19 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
+    if (new_cn != NULL && new_cn[0] == '\0')
+        return moat_cli_usage(cmd.usage, "--cn needs a name: the name the certificate is for");
+    if (join_sans(sans_l, nsans, new_sans, sizeof(new_sans), &err) != 0)
+        return moat_cli_fail(cli, &err);
+    /* Check the names before a slow key generation, so that a typo fails at once. */
+    if (new_sans[0] != '\0') {
+        GENERAL_NAMES *gn = NULL;
+        if (moat_pki_sans_parse(new_sans, &gn, &err) != 0) {
+            moat_err_prefix(&err, "--san");
+            return moat_cli_fail(cli, &err);
+        }
+        GENERAL_NAMES_free(gn);
+    }
     if (moat__km_open(cli, 0, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_store_key_get(st, pos[0], MOAT_KEY_WANT_ACTIVE, &active, &err) == 0)
@@ -382,6 +403,16 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
                 name_field(subj, NID_countryName, c, sizeof(c)),
                 name_field(subj, NID_pkcs9_emailAddress, email, sizeof(email)),
             };
+            if (new_cn != NULL)
+                sj.cn = new_cn;
+            if (new_sans[0] != '\0' || new_cn != NULL) {
+                /* New names replace the old ones; a new CN alone is the only name (as 'key new' does). */
+                moat_free(&sans);
+                if ((sans = moat_strdup(new_sans)) == NULL) {
+                    moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
+                    goto fail;
+                }
+            }
             if (sj.cn == NULL) {
                 moat_err_set(&err, MOAT_E_INVAL, "the certificate of \"%s\" has no common name to renew",
                              pos[0]);

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from keymgr_helpers import openssl, openssl_sign, outside_chain
+from keymgr_helpers import dump, openssl, openssl_sign, outside_chain
 
 
 def test_long_hint_is_not_cut(moat):
@@ -284,3 +284,37 @@ def test_serve_check_fingerprints_in_the_usual_style(moat):
     cfg.write_text(config(moat, [site(["localhost"], free_port())]))
     out = moat.ok("serve", "-c", cfg, "--check").stdout
     assert re.search(r"SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}", out), out
+
+
+def test_key_renew_changes_the_names(moat):
+    d = moat.dir
+    moat.ok("ca", "init", "--cn", "Renew Root")
+    moat.ok("ca", "issue", "www", "--cn", "www.renew.test")
+    before = dump(moat.store)
+    # A bad name fails before any key is made, and changes nothing.
+    r = moat.fails("key", "renew", "www", "--san", "IP:999.1.1.1", "--csr-out", d / "bad.csr")
+    assert "--san" in r.stderr and not (d / "bad.csr").exists()
+    assert dump(moat.store) == before
+    moat.ok("key", "renew", "www", "--san", "DNS:www.renew.test,DNS:shop.renew.test", "--csr-out", d / "r.csr")
+    txt = openssl("req", "-in", d / "r.csr", "-noout", "-text").stdout
+    assert "DNS:www.renew.test, DNS:shop.renew.test" in txt and "CN=www.renew.test" in txt.replace(" = ", "=")
+    moat.ok("ca", "sign", d / "r.csr", "--out", d / "r.pem")
+    moat.ok("cert", "install", "www", d / "r.pem")
+    k = json.loads(moat.ok("key", "show", "www", "--json").stdout)
+    assert k["sans"] == ["DNS:www.renew.test", "DNS:shop.renew.test"], k
+    # A new CN alone is the only name, as for key new.
+    moat.ok("key", "renew", "www", "--cn", "new.renew.test", "--csr-out", d / "n.csr")
+    txt = openssl("req", "-in", d / "n.csr", "-noout", "-text").stdout
+    assert "CN=new.renew.test" in txt.replace(" = ", "=") and "DNS:new.renew.test" in txt
+    assert "shop.renew.test" not in txt
+    assert "--cn CN" in moat.ok("key", "renew", "--help").stdout
+
+
+def test_key_list_on_a_missing_store_creates_nothing(moat):
+    for args in (("key", "list"), ("key", "list", "--json")):
+        r = moat.ok(*args)
+        assert not moat.store.exists() and not list(moat.dir.glob("*.key")), list(moat.dir.iterdir())
+    assert moat.ok("key", "list").stdout.startswith("no keys yet")
+    assert json.loads(moat.ok("key", "list", "--json").stdout) == []
+    r = moat.ok("key", "list", env={"MOAT_STORE": str(moat.dir / "sub" / "moat.db")})
+    assert "no keys yet" in r.stdout and not (moat.dir / "sub").exists()
