@@ -97,12 +97,14 @@ int moat_parse_long(const char *s, long min, long max, long *out);
 /*
  * Files written whole (core/file.c). A temporary file is created unnamed (O_TMPFILE) in the folder of
  * its destination, so a kill before it is published leaves nothing behind; where the file system has no
- * O_TMPFILE, a named "<dest>.tmp-XXXXXX" is used and removed on every failure.
+ * O_TMPFILE, a named "<dest>.tmp-<pid>-XXXXXX" is used and removed on every failure. Replacing a file
+ * needs a name for one step ("<dest>.tmp-<pid>-NNNNNN"): one a kill left there is swept by the next
+ * temporary file for the same destination.
  */
 typedef struct moat_tmpfile {
     int fd;
     char dest[4096];
-    char named[4096 + 16]; /* the fallback's name, "" when unnamed */
+    char named[4096 + 32]; /* the fallback's name, "" when unnamed */
 } moat_tmpfile_t;
 /* Opens a temporary file with <mode> beside <dest>; t->fd is where to write. */
 int moat_file_tmp_open(moat_tmpfile_t *t, const char *dest, int mode, moat_err_t *err) MOAT_MUST_CHECK;
@@ -115,6 +117,11 @@ int moat_file_write_all(int fd, const void *data, size_t len);
 int moat_file_publish(moat_tmpfile_t *t, int replace, moat_err_t *err) MOAT_MUST_CHECK;
 /* Closes and removes an unpublished temporary file. */
 void moat_file_tmp_discard(moat_tmpfile_t *t);
+/*
+ * Removes the regular files "<base>.<tag>-<pid>-<at least 6 more>" (and their -wal, -shm, -journal) in the
+ * folder of <base> whose process <pid> is gone: temporary copies a killed command left. Best effort.
+ */
+void moat_file_sweep_stale(const char *base, const char *tag);
 /*
  * Writes <data> to <path> whole: "-" is standard output; a destination that exists and is not a regular
  * file (a device such as /dev/null, a FIFO, /dev/stdout) is written in place, as openssl does; a regular

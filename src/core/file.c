@@ -1,9 +1,11 @@
 /* Files written whole: see core.h. */
 #include "core/core.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,39 @@ static void folder_of(const char *path, char *out, size_t outsz)
     }
 }
 
+void moat_file_sweep_stale(const char *base, const char *tag)
+{
+    char dir[PATH_MAX], prefix[NAME_MAX + 32];
+    const char *name = strrchr(base, '/');
+    struct dirent *de;
+    DIR *d;
+    int dfd;
+
+    name = name != NULL ? name + 1 : base;
+    if ((size_t)snprintf(prefix, sizeof(prefix), "%s.%s-", name, tag) >= sizeof(prefix))
+        return;
+    folder_of(base, dir, sizeof(dir));
+    if ((d = opendir(dir)) == NULL)
+        return; /* nothing to sweep where nothing can be read */
+    dfd = dirfd(d);
+    while ((de = readdir(d)) != NULL) {
+        struct stat sb;
+        char *end;
+        long pid;
+        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        errno = 0;
+        pid = strtol(de->d_name + strlen(prefix), &end, 10);
+        if (errno != 0 || pid <= 0 || *end != '-' || strlen(end + 1) < 6 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* still running (or another user's): in use */
+        if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+            (void)unlinkat(dfd, de->d_name, 0); /* best effort: the next run tries again */
+    }
+    closedir(d);
+}
+
 int moat_file_tmp_open(moat_tmpfile_t *t, const char *dest, int mode, moat_err_t *err)
 {
     char dir[4096];
@@ -36,10 +71,11 @@ int moat_file_tmp_open(moat_tmpfile_t *t, const char *dest, int mode, moat_err_t
     if (moat_strlcpy(t->dest, dest, sizeof(t->dest)) != 0)
         return moat_err_set(err, MOAT_E_INVAL, "path too long: %.200s", dest);
     folder_of(dest, dir, sizeof(dir));
+    moat_file_sweep_stale(dest, "tmp");
     t->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, (mode_t)mode);
     if (t->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
         /* A file system without unnamed files: a named one, removed on every failure. */
-        (void)snprintf(t->named, sizeof(t->named), "%s.tmp-XXXXXX", dest);
+        (void)snprintf(t->named, sizeof(t->named), "%s.tmp-%ld-XXXXXX", dest, (long)getpid());
         t->fd = mkstemp(t->named);
         if (t->fd < 0)
             t->named[0] = '\0';
@@ -126,9 +162,9 @@ int moat_file_publish(moat_tmpfile_t *t, int replace, moat_err_t *err)
         if (e != EEXIST || !replace)
             goto fail;
         /* Replacing: a name of its own first, then the one atomic step. Only a kill between these two
-         * calls leaves that name behind, holding a complete file. */
+         * calls leaves that name behind, holding a complete file: the next write to <dest> sweeps it. */
         for (unsigned i = 0;; i++) {
-            (void)snprintf(tmp, sizeof(tmp), "%s.tmp-%ld-%u", t->dest, (long)getpid(), i);
+            (void)snprintf(tmp, sizeof(tmp), "%s.tmp-%ld-%06u", t->dest, (long)getpid(), i);
             if (link_unnamed(t->fd, tmp) == 0)
                 break;
             if (errno != EEXIST || i == 100) {

@@ -8,11 +8,9 @@
  */
 #include "store/store_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,52 +30,13 @@ static void unlink_db(const char *path)
 
 /*
  * Temporary files beside the store or a backup are named "<base>.<tag>-<pid>-XXXXXX", so that one left by
- * a killed process (a whole copy of the store) can be told from one in use: sweep_stale() removes those
- * whose process is gone, with their -wal, -shm and -journal files.
+ * a killed process (a whole copy of the store) can be told from one in use and swept.
  */
-static void sweep_stale(const char *base, const char *tag)
-{
-    char dir[PATH_MAX], prefix[NAME_MAX + 32];
-    const char *name = strrchr(base, '/');
-    struct dirent *de;
-    DIR *d;
-    int dfd;
-
-    name = name != NULL ? name + 1 : base;
-    if ((size_t)snprintf(prefix, sizeof(prefix), "%s.%s-", name, tag) >= sizeof(prefix))
-        return;
-    if (strrchr(base, '/') == NULL)
-        (void)moat_strlcpy(dir, ".", sizeof(dir));
-    else if (strrchr(base, '/') == base)
-        (void)moat_strlcpy(dir, "/", sizeof(dir));
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(base, '/') - base), base);
-    if ((d = opendir(dir)) == NULL)
-        return; /* nothing to sweep where nothing can be read */
-    dfd = dirfd(d);
-    while ((de = readdir(d)) != NULL) {
-        struct stat sb;
-        char *end;
-        long pid;
-        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-            continue;
-        errno = 0;
-        pid = strtol(de->d_name + strlen(prefix), &end, 10);
-        if (errno != 0 || pid <= 0 || *end != '-' || strlen(end + 1) < 6 || pid == (long)getpid())
-            continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue; /* still running (or another user's): in use */
-        if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
-            (void)unlinkat(dfd, de->d_name, 0); /* best effort: the next run tries again */
-    }
-    closedir(d);
-}
-
 /* A 0600 temporary file named after <base>; its path goes into <out>. Stale ones are swept first. */
 static int make_temp(const char *base, const char *tag, char *out, size_t outsz, moat_err_t *err)
 {
     int fd;
-    sweep_stale(base, tag);
+    moat_file_sweep_stale(base, tag);
     if ((size_t)snprintf(out, outsz, "%s.%s-%ld-XXXXXX", base, tag, (long)getpid()) >= outsz)
         return moat_err_set(err, MOAT_E_INVAL, "path too long: %s", base);
     if ((fd = mkstemp(out)) < 0)

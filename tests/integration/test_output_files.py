@@ -169,3 +169,25 @@ def test_a_killed_ca_init_leaves_no_master_key_copy(moat):
                 f.unlink()
 
     assert each_kill(moat, ["ca", "init", "--cn", "K"], check, syscalls=("write", "fsync", "linkat")) > 3
+
+
+def test_a_kill_while_replacing_leaves_a_copy_the_next_write_sweeps(ca):
+    """Replacing a file takes a name of its own for one step (link, then rename): a kill between the two
+    leaves that complete copy (here a PKCS#12 with the private key); the next write to the same file
+    removes it. A copy whose process still runs is left alone."""
+    ca.ok("ca", "issue", "c1", "--cn", "c1", "--profile", "client")
+    pw = write_pw(ca.dir)
+    p12 = ca.dir / "c1.p12"
+    args = ["ca", "export-client", "c1", "--out", p12, "--password-file", pw, "--force"]
+    ca.ok(*args)
+    assert kill_at(ca, "rename", 1, args) in (-9, 137)
+    left = leftovers(ca.dir)
+    assert len(left) == 1 and left[0].startswith("c1.p12.tmp-"), left
+    assert (ca.dir / left[0]).stat().st_mode & 0o777 == 0o600
+    live = ca.dir / f"c1.p12.tmp-{os.getpid()}-000000"
+    live.write_bytes(b"in use")
+    ca.ok(*args)
+    assert leftovers(ca.dir) == [live.name]
+    assert live.read_bytes() == b"in use"
+    live.unlink()
+    openssl("pkcs12", "-in", p12, "-passin", f"file:{pw}", "-noout")
