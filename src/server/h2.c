@@ -18,6 +18,7 @@
  * Output: nghttp2_session_mem_send()'s frames are gathered in obuf and encrypted in large writes (one
  * TLS record carries many frames), then sent with one send().
  */
+#include "server/h2req.h"
 #include "server/request.h"
 
 #include <errno.h>
@@ -40,13 +41,9 @@
 typedef struct h2_stream {
     moat__request_t *r; /* from w->rstates */
     int32_t id;
-    char *head; /* the request written as an HTTP/1.1 head (malloc) */
-    size_t hlen, hcap;
-    char method[24];
-    char *path;      /* owned */
-    char *authority; /* owned */
+    moat__h2req_t q; /* its fields, checked, then its HTTP/1.1 head (h2req.c) */
     uint64_t body_in;
-    unsigned has_host : 1, too_big : 1, handled : 1, responded : 1;
+    unsigned handled : 1, responded : 1;
     char *body_copy;  /* owned: an in-memory response body, copied (its source may be short-lived) */
     moat_list_t node; /* in h->streams */
 } h2_stream_t;
@@ -74,36 +71,9 @@ static void stream_free(moat__conn_t *c, h2_stream_t *st)
         moat__request_end(st->r);
         moat_bufpool_put(&c->w->rstates, (void **)&st->r);
     }
-    moat_free(&st->head);
-    moat_free(&st->path);
-    moat_free(&st->authority);
+    moat__h2req_dispose(&st->q);
     moat_free(&st->body_copy);
     moat_free(&st);
-}
-
-/* Appends "name: value\r\n" to the stream's head. */
-static int head_append(h2_stream_t *st, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t need = st->hlen + alen + blen + 4;
-    if (need > st->hcap) {
-        size_t cap = st->hcap ? st->hcap * 2 : 512;
-        char *p;
-        while (cap < need)
-            cap *= 2;
-        if ((p = moat_realloc(st->head, cap)) == NULL)
-            return -1;
-        st->head = p;
-        st->hcap = cap;
-    }
-    memcpy(st->head + st->hlen, a, alen);
-    st->hlen += alen;
-    st->head[st->hlen++] = ':';
-    st->head[st->hlen++] = ' ';
-    memcpy(st->head + st->hlen, b, blen);
-    st->hlen += blen;
-    st->head[st->hlen++] = '\r';
-    st->head[st->hlen++] = '\n';
-    return 0;
 }
 
 /* ---- the response writer ------------------------------------------------------------------------ */
@@ -242,48 +212,16 @@ static void stream_handle(moat__conn_t *c, h2_stream_t *st)
     if (st->handled)
         return;
     st->handled = 1;
-    if (st->too_big) {
-        moat__request_handle(r, 431);
+    if ((rc = moat__h2req_head(&st->q)) != 0) {
+        moat__request_handle(r, rc);
         return;
-    }
-    if (st->path == NULL || st->method[0] == '\0') {
-        moat__request_handle(r, 400); /* CONNECT and the like: no :path */
-        return;
-    }
-    /* The request line in front of the fields already gathered. */
-    {
-        size_t plen = strlen(st->path), mlen = strlen(st->method), alen = 0, pre;
-        char *h;
-        if (!st->has_host && st->authority != NULL)
-            alen = strlen(st->authority) + 8;
-        pre = mlen + 1 + plen + 11 + alen;
-        if ((h = moat_malloc(pre + st->hlen + 3)) == NULL) {
-            moat__request_handle(r, 500);
-            return;
-        }
-        memcpy(h, st->method, mlen);
-        h[mlen] = ' ';
-        memcpy(h + mlen + 1, st->path, plen);
-        memcpy(h + mlen + 1 + plen, " HTTP/1.1\r\n", 11);
-        if (alen > 0) {
-            memcpy(h + mlen + 1 + plen + 11, "Host: ", 6);
-            memcpy(h + mlen + 1 + plen + 17, st->authority, alen - 8);
-            memcpy(h + pre - 2, "\r\n", 2);
-        }
-        if (st->hlen > 0)
-            memcpy(h + pre, st->head, st->hlen);
-        memcpy(h + pre + st->hlen, "\r\n", 2);
-        moat_free(&st->head);
-        st->head = h;
-        st->hlen = pre + st->hlen + 2;
-        st->hcap = st->hlen + 1;
     }
     hl.request_line_bytes = (size_t)lim->request_line_bytes;
     hl.header_bytes =
         (size_t)lim->header_bytes + 64; /* the HTTP/1.1 framing added here is not the client's */
     hl.body_bytes = (uint64_t)lim->body_bytes;
     hl.header_fields = (size_t)lim->header_fields;
-    rc = moat_http_req_parse(&r->req, st->head, st->hlen, &hl);
+    rc = moat_http_req_parse(&r->req, st->q.head, st->q.hlen, &hl);
     if (rc < 0) {
         moat__request_handle(r, r->req.status ? r->req.status : 400);
         return;
@@ -330,16 +268,6 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     return 0;
 }
 
-static char *dup_n(const uint8_t *p, size_t n)
-{
-    char *d = moat_malloc(n + 1);
-    if (d != NULL) {
-        memcpy(d, p, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
                      const uint8_t *value, size_t vlen, uint8_t flags, void *user)
 {
@@ -350,33 +278,17 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         return 0; /* trailers are not looked at */
     if ((st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id)) == NULL)
         return 0;
-    if (st->too_big)
+    switch (moat__h2req_field(&st->q, name, nlen, value, vlen, (size_t)moat__conn_limits(c)->header_bytes)) {
+    case MOAT__H2REQ_OK:
         return 0;
-    /* RFC 9113 6.5.2: the size of a field is its name, value and 32. */
-    if (st->hlen + nlen + vlen + 32 > (size_t)moat__conn_limits(c)->header_bytes) {
-        st->too_big = 1;
-        return 0;
+    case MOAT__H2REQ_MALFORMED:
+        /* RFC 9113 8.1.1: a malformed request is a stream error of type PROTOCOL_ERROR. */
+        (void)nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    case MOAT__H2REQ_NOMEM:
+        break;
     }
-    if (nlen > 0 && name[0] == ':') {
-        if (nlen == 7 && memcmp(name, ":method", 7) == 0) {
-            if (vlen >= sizeof(st->method))
-                st->too_big = 1;
-            else {
-                memcpy(st->method, value, vlen);
-                st->method[vlen] = '\0';
-            }
-        } else if (nlen == 5 && memcmp(name, ":path", 5) == 0) {
-            if ((st->path = dup_n(value, vlen)) == NULL)
-                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        } else if (nlen == 10 && memcmp(name, ":authority", 10) == 0) {
-            if ((st->authority = dup_n(value, vlen)) == NULL)
-                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        }
-        return 0;
-    }
-    if (nlen == 4 && memcmp(name, "host", 4) == 0)
-        st->has_host = 1;
-    return head_append(st, name, nlen, value, vlen) == 0 ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
@@ -394,7 +306,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
         return 0;
     }
     /* A POST keeps the start of its body until its head is parsed: an OCSP request reads it. */
-    if (strcmp(st->method, "POST") == 0 && st->body_in <= MOAT_PKI_OCSP_MAX_REQUEST) {
+    if (strcmp(st->q.method, "POST") == 0 && st->body_in <= MOAT_PKI_OCSP_MAX_REQUEST) {
         if (st->r->post == NULL && (st->r->post = moat_bufpool_get(&c->w->small)) == NULL)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         memcpy(st->r->post + st->r->post_len, data, len);
