@@ -72,6 +72,10 @@ class H2:
                 if len(self.buf) >= 9 + length:
                     f.parse_body(memoryview(self.buf[9:9 + length]))
                     self.buf = self.buf[9 + length:]
+                    if isinstance(f, HeadersFrame):
+                        # Every field block goes through the decoder, whichever stream it is on: HPACK's
+                        # dynamic table is the connection's (the server sends no CONTINUATION).
+                        f.fields = self.dec.decode(f.data)
                     if isinstance(f, SettingsFrame) and "ACK" not in f.flags:
                         self.server_settings.update(f.settings)
                         try:
@@ -121,9 +125,12 @@ class H2:
             if isinstance(f, GoAwayFrame):
                 raise ConnectionError(f"GOAWAY {f.error_code} before stream {sid} ended")
             if f.stream_id != sid:
+                if isinstance(f, DataFrame) and window_updates and f.flow_controlled_length:
+                    # another stream's data still spends the connection's window
+                    self.send(WindowUpdateFrame(0, window_increment=f.flow_controlled_length))
                 continue
             if isinstance(f, HeadersFrame):
-                for k, v in self.dec.decode(f.data):
+                for k, v in f.fields:
                     if k == ":status":
                         status = int(v)
                     else:
