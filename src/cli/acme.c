@@ -77,7 +77,8 @@ static int acme_status(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (open_config(cli, &cfg, &err) != 0 || moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0) {
+    if (open_config(cli, &cfg, &err) != 0 ||
+        moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0) {
         moat_config_unref(cfg);
         return moat_cli_fail(cli, &err);
     }

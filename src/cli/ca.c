@@ -493,7 +493,7 @@ static int ca_cert(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if ((want_root ? moat_ca_load(st, MOAT_CA_ROOT, 0, &ca, &err) : moat_ca_load_issuing(st, 0, &ca, &err)) !=
         0)
@@ -725,7 +725,7 @@ static int ca_list(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (exp_s != NULL && moat_parse_long(exp_s, 0, 36500, &exp_days) != 0)
         return moat_cli_usage(cmd.usage, "--expiring takes a number of days, not \"%s\"", exp_s);
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_store_issued_list(st, revoked_only ? MOAT_ISSUED_REVOKED_ONLY : 0,
                                exp_s != NULL ? (int64_t)now + exp_days * 86400 + 1 : 0, &il, &err) != 0) {

@@ -134,7 +134,7 @@ static int cert_export(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (with_chain && der_out)
         return moat_cli_usage(cmd.usage, "--der holds one certificate: leave out --chain or --der");
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &k, &err) != 0) {
         if (err.code == MOAT_E_NOTFOUND) {
@@ -192,7 +192,7 @@ static int cert_history(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &k, &err) != 0) {
         if (err.code == MOAT_E_NOTFOUND) {

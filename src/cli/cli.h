@@ -7,6 +7,7 @@
 
 #include "core/core.h"
 #include "core/json.h"
+#include "store/store.h"
 
 #include <stddef.h>
 
@@ -48,6 +49,9 @@ int moat_cli_store_path(const moat_cli_t *cli, char *out, size_t outsz, const ch
 /* The master key file: --master-key > MOAT_MASTER_KEY_FILE > "<store path>.key" beside the store. */
 int moat_cli_master_key_path(const moat_cli_t *cli, const char *store_path, char *out, size_t outsz,
                              moat_err_t *err);
+/* moat_store_open() that says on stderr when it upgraded an older store, and where the old file is. */
+int moat_cli_store_open(const moat_cli_t *cli, const char *path, const char *mk, unsigned flags,
+                        moat_store_t **st, moat_err_t *err);
 
 /*
  * Reads a password from <file> (first line, newline stripped), or prompts on the terminal when <file>

@@ -164,6 +164,12 @@ int moat_cli_abspath(const char *path, char *out, size_t outsz, moat_err_t *err)
 __attribute__((weak)) int moat_config_store_path(const char *config_path, char *out, size_t outsz,
                                                  moat_err_t *err);
 
+/* "sqlite:PATH" names the file PATH (docs/store.md); a path is taken as it is. */
+static const char *store_file(const char *arg)
+{
+    return strncmp(arg, "sqlite:", 7) == 0 ? arg + 7 : arg;
+}
+
 int moat_cli_store_path(const moat_cli_t *cli, char *out, size_t outsz, const char **source, moat_err_t *err)
 {
     const char *env, *src;
@@ -171,11 +177,11 @@ int moat_cli_store_path(const moat_cli_t *cli, char *out, size_t outsz, const ch
 
     if (cli->store_arg != NULL) {
         src = "--store";
-        if (moat_cli_abspath(cli->store_arg, out, outsz, err) != 0)
+        if (moat_cli_abspath(store_file(cli->store_arg), out, outsz, err) != 0)
             return err->code;
     } else if ((env = getenv("MOAT_STORE")) != NULL && env[0] != '\0') {
         src = "MOAT_STORE";
-        if (moat_cli_abspath(env, out, outsz, err) != 0)
+        if (moat_cli_abspath(store_file(env), out, outsz, err) != 0)
             return err->code;
     } else if (cli->config_path != NULL && moat_config_store_path != NULL &&
                moat_config_store_path(cli->config_path, tmp, sizeof(tmp), err) == 0 && tmp[0] != '\0') {
@@ -213,6 +219,17 @@ int moat_cli_store_path(const moat_cli_t *cli, char *out, size_t outsz, const ch
         fprintf(stderr, "moat: using ./moat.yaml and its store %s\n", out);
     }
     return 0;
+}
+
+int moat_cli_store_open(const moat_cli_t *cli, const char *path, const char *mk, unsigned flags,
+                        moat_store_t **st, moat_err_t *err)
+{
+    const char *copy;
+    int from = 0, rc = moat_store_open(path, mk, flags, st, err);
+    if (rc == 0 && (copy = moat_store_upgraded(*st, &from)) != NULL && !cli->quiet)
+        fprintf(stderr, "moat: upgraded store %s from schema %d to %d; the old file is kept as %s\n", path,
+                from, MOAT_STORE_SCHEMA_VERSION, copy);
+    return rc;
 }
 
 int moat_cli_master_key_path(const moat_cli_t *cli, const char *store_path, char *out, size_t outsz,

@@ -470,11 +470,10 @@ static int key_list(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0) {
-        if (err.code != MOAT_E_NOTFOUND)
-            return moat_cli_fail(cli, &err);
-        /* No store yet: nothing to list, which is an answer, not an error. */
-    } else if (moat_store_key_list(st, &kl, &err) != 0) {
+    /* A missing store is an error naming the path: a mistyped --store must not look like an empty one. */
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_key_list(st, &kl, &err) != 0) {
         moat_store_close(st);
         return moat_cli_fail(cli, &err);
     }
@@ -577,7 +576,7 @@ static int key_show(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (get_view(st, pos[0], &a, &p, &v, &err) != 0) {
         rc = moat_cli_fail(cli, &err);

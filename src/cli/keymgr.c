@@ -217,7 +217,7 @@ int moat__km_open(const moat_cli_t *cli, unsigned flags, moat_store_t **st, moat
         return rc;
     if ((rc = moat_cli_master_key_path(cli, path, mk, sizeof(mk), err)) != 0)
         return rc;
-    return moat_store_open(path, (flags & MOAT_STORE_NO_MASTER_KEY) ? NULL : mk, flags, st, err);
+    return moat_cli_store_open(cli, path, (flags & MOAT_STORE_NO_MASTER_KEY) ? NULL : mk, flags, st, err);
 }
 
 int moat__km_check_name(const char *name, moat_err_t *err)

@@ -12,10 +12,11 @@
 #define USAGE_BACKUP "moat store backup FILE [--force]"
 #define USAGE_RESTORE "moat store restore FILE [--dry-run]"
 #define USAGE_INFO "moat store info"
+#define USAGE_UPGRADE "moat store upgrade"
 #define USAGE_AUDIT "moat store audit [--since TIME] [--key NAME] [--json]"
 #define USAGE_STORE                                                                                          \
     "moat store backup FILE [--force] | moat store restore FILE [--dry-run] | moat store info |\n"           \
-    "       moat store audit [--since TIME] [--key NAME]"
+    "       moat store upgrade | moat store audit [--since TIME] [--key NAME]"
 
 static void help(void)
 {
@@ -28,6 +29,8 @@ static void help(void)
           "                            and replace the store with it in one step (not with --dry-run).\n"
           "                            A running server reloads by itself.\n"
           "  info                      where the store is, its schema, size, contents and generation\n"
+          "  upgrade                   bring a store made by an older moat to this schema, keeping a copy\n"
+          "                            of the old file beside it (read commands never upgrade)\n"
           "  audit [--since TIME] [--key NAME]\n"
           "                            the audit log, newest first: who did what to which key, certificate\n"
           "                            or file, and when\n\n"
@@ -83,7 +86,7 @@ static int cmd_backup(moat_cli_t *cli, int argc, char **argv)
         moat_cli_abspath(file, abs, sizeof(abs), &err) != 0)
         return moat_cli_fail(cli, &err);
     /* The master key is not needed to copy encrypted keys; not loading it also never creates one. */
-    if (moat_store_open(store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
+    if (moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
         moat_store_backup(st, abs, force, &err) != 0) {
         moat_store_close(st);
         return moat_cli_fail(cli, &err);
@@ -172,7 +175,7 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
         moat_err_hint(&err, "run the restore without --dry-run to create the store from the backup");
         return moat_cli_fail(cli, &err);
     }
-    if (moat_store_open(store, mk, flags, &st, &err) != 0)
+    if (moat_cli_store_open(cli, store, mk, flags, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     rc = dry ? moat_store_restore_check(st, abs, &diff, &err) : moat_store_restore(st, abs, &diff, &err);
     if (rc == 0 && !dry)
@@ -273,7 +276,8 @@ static int cmd_info(moat_cli_t *cli, int argc, char **argv)
     }
     if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (moat_store_open(store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
+    if (moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) !=
+            0 ||
         moat_store_info(st, &info, &err) != 0 || moat_store_server_status_get(st, &ss, &err) != 0) {
         moat_store_close(st);
         return moat_cli_fail(cli, &err);
@@ -405,7 +409,8 @@ static int cmd_audit(moat_cli_t *cli, int argc, char **argv)
     if ((since_s != NULL && parse_since(since_s, time(NULL), &since, &err) != 0) ||
         paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (moat_store_open(store, NULL, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0 ||
+    if (moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) !=
+            0 ||
         moat_store_audit_query(st, since, key, 0, &l, &err) != 0) {
         moat_store_close(st);
         return moat_cli_fail(cli, &err);
@@ -449,6 +454,31 @@ static int cmd_audit(moat_cli_t *cli, int argc, char **argv)
     return MOAT_EXIT_OK;
 }
 
+static int cmd_upgrade(moat_cli_t *cli, int argc, char **argv)
+{
+    char store[PATH_MAX], mk[PATH_MAX];
+    moat_err_t err = {0};
+    moat_store_t *st = NULL;
+    int from = 0;
+
+    if (argc > 2 && is_help(argv[2])) {
+        printf("usage: %s\n\nUpgrades a store made by an older moat to schema %d in one transaction, after\n"
+               "keeping a copy of the old file as STORE.schemaN.bak. Read commands refuse an older store;\n"
+               "any command that changes the store upgrades it the same way.\n",
+               USAGE_UPGRADE, MOAT_STORE_SCHEMA_VERSION);
+        return MOAT_EXIT_OK;
+    }
+    if (argc > 2)
+        return moat_cli_usage(USAGE_UPGRADE, "unexpected argument \"%s\"", argv[2]);
+    if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
+        moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    if (moat_store_upgraded(st, &from) == NULL && !cli->quiet)
+        printf("store %s is at schema %d already\n", store, MOAT_STORE_SCHEMA_VERSION);
+    moat_store_close(st);
+    return MOAT_EXIT_OK;
+}
+
 int moat_cli_store(moat_cli_t *cli, int argc, char **argv)
 {
     if (argc < 2)
@@ -465,5 +495,7 @@ int moat_cli_store(moat_cli_t *cli, int argc, char **argv)
         return cmd_info(cli, argc, argv);
     if (strcmp(argv[1], "audit") == 0)
         return cmd_audit(cli, argc, argv);
+    if (strcmp(argv[1], "upgrade") == 0)
+        return cmd_upgrade(cli, argc, argv);
     return moat_cli_usage(USAGE_STORE, "unknown store command \"%s\"", argv[1]);
 }

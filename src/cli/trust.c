@@ -305,7 +305,7 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (cli->config_path != NULL && moat_config_load(cli->config_path, &cfg, NULL, &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0 ||
         moat_store_anchor_list(st, &l, &err) != 0)
         goto fail;
     have_ca = moat_store_ca_get(st, MOAT_CA_ROOT, &ca, &err) == 0;

@@ -5,6 +5,8 @@
  */
 #include "store/store_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -284,6 +286,28 @@ static int not_a_store(moat_store_t *st, const char *why, moat_err_t *err)
     return moat_err_hint(err, "check --store, MOAT_STORE or the config's store: setting");
 }
 
+/* Copies the store to "<path>.schema<N>.bak" (0600) before it is upgraded from version <from>. */
+static int keep_old(moat_store_t *st, int from, moat_err_t *err)
+{
+    char copy[sizeof(st->upgrade_copy)];
+    int fd, rc;
+    if ((size_t)snprintf(copy, sizeof(copy), "%s.schema%d.bak", st->path, from) >= sizeof(copy))
+        return moat_err_set(err, MOAT_E_INVAL, "store path too long: %s", st->path);
+    if ((fd = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
+        moat_err_set(err, MOAT_E_IO, "cannot keep a copy of %s before upgrading it: %s: %s", st->path, copy,
+                     strerror(errno));
+        return moat_err_hint(err, "make room or fix the folder's permissions; the store was not changed");
+    }
+    close(fd);
+    if ((rc = st->ops->backup_to(st, copy, err)) != 0) {
+        (void)unlink(copy);
+        return moat_err_prefix(err, "keeping a copy of %s before upgrading it (the store was not changed)",
+                               st->path);
+    }
+    (void)moat_strlcpy(st->upgrade_copy, copy, sizeof(st->upgrade_copy));
+    return 0;
+}
+
 int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err)
 {
     int64_t app_id = 0, version = 0, tables = 0;
@@ -330,8 +354,12 @@ int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err)
     if (ro) {
         moat_err_set(err, MOAT_E_VERSION, "%s has store schema version %lld and needs an upgrade to %d",
                      st->path, (long long)version, MOAT_STORE_SCHEMA_VERSION);
-        return moat_err_hint(err, "run any moat command that writes to the store once, then retry");
+        return moat_err_hint(err, "run 'moat store upgrade' (it keeps a copy of the old file), then retry");
     }
+    /* An upgrade keeps the old file first: a moat that is rolled back can still open its store. */
+    if (app_id == MOAT_APPLICATION_ID && !(st->flags & MOAT__STORE_NO_PERM_CHECK) &&
+        (rc = keep_old(st, (int)version, err)) != 0)
+        return rc;
     /* Creation or upgrade: one transaction, so a crash leaves the old version (or no schema) behind. */
     if ((rc = st->ops->begin(st, err)) != 0)
         return moat_err_prefix(err, "%s", st->path);

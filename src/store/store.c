@@ -329,6 +329,14 @@ const char *moat_store_path(const moat_store_t *st)
     return st->path;
 }
 
+const char *moat_store_upgraded(const moat_store_t *st, int *from)
+{
+    if (st->upgrade_copy[0] == '\0')
+        return NULL;
+    *from = st->schema_found;
+    return st->upgrade_copy;
+}
+
 const char *moat_store_master_key_path(const moat_store_t *st)
 {
     return st->mk_path;

@@ -80,6 +80,9 @@ void moat_store_close(moat_store_t *st);
 
 /* The absolute path of the store file, and of the master key file ("" when none). Borrowed. */
 const char *moat_store_path(const moat_store_t *st);
+/* When this open upgraded an older store: the copy of the old file it kept, with *from its old schema
+ * version; else NULL. (Only a writing open upgrades; a read-only one refuses an older store.) */
+const char *moat_store_upgraded(const moat_store_t *st, int *from);
 const char *moat_store_master_key_path(const moat_store_t *st);
 /* The backend name ("sqlite"). */
 const char *moat_store_backend(const moat_store_t *st);

@@ -66,11 +66,12 @@ struct moat_store {
     char mk_path[4096];
     unsigned char mk[MOAT_STORE_MASTER_KEY_LEN]; /* cleansed on close */
     int have_mk;
-    int created;      /* the store file was created by this open */
-    int in_tx;        /* inside moat_store_begin() */
-    int tx_bumped;    /* the generation was bumped in this transaction */
-    int schema;       /* schema version after open */
-    int schema_found; /* schema version before any migration by this open (0: created) */
+    int created;                  /* the store file was created by this open */
+    int in_tx;                    /* inside moat_store_begin() */
+    int tx_bumped;                /* the generation was bumped in this transaction */
+    int schema;                   /* schema version after open */
+    int schema_found;             /* schema version before any migration by this open (0: created) */
+    char upgrade_copy[4096 + 32]; /* the copy of the file kept before this open upgraded it, or "" */
 };
 
 /* Query helpers. <types> names the arguments: 'i' int64_t, 'd' int, 't' const char *, 'b' const void * +

@@ -193,3 +193,41 @@ def test_restore_refuses_to_drop_a_ca_that_issued(moat):
         r = m.fails("store", "restore", m.dir / "empty.db", *extra)
         assert "could never be revoked again" in r.stderr, r.stderr
     assert "c" in m.ok("ca", "list").stdout
+
+
+# 9. --store sqlite:PATH names PATH; a read command never creates nor upgrades a store.
+def test_store_sqlite_prefix_and_missing_store(moat):
+    m = moat
+    (m.dir / "sub").mkdir()
+    m.ok("--store", "sqlite:sub/moat.db", "key", "new", "a", "--cn", "a.example.test", "--csr-out",
+         m.dir / "a.csr")
+    assert (m.dir / "sub" / "moat.db").exists() and not (m.dir / "sqlite:sub").exists()
+    keys = __import__("json").loads(m.ok("--store", "sqlite:sub/moat.db", "--json", "key", "list").stdout)
+    assert [k["name"] for k in keys] == ["a"]
+    info = __import__("json").loads(m.ok("--store", "sqlite:sub/moat.db", "--json", "store", "info").stdout)
+    assert info["store"] == str(m.dir / "sub" / "moat.db")
+    # A mistyped store is an error naming the path, for every read command, and nothing is created.
+    for args in (["key", "list"], ["key", "show", "a"], ["ca", "list"], ["trust", "list"], ["store", "info"],
+                 ["cert", "history", "a"]):
+        r = m.fails("--store", "sub/typo.db", *args)
+        assert "there is no store at " + str(m.dir / "sub" / "typo.db") in r.stderr, (args, r.stderr)
+    assert sorted(p.name for p in (m.dir / "sub").iterdir() if p.name.startswith("typo")) == []
+
+
+def test_read_commands_never_upgrade_a_store(moat):
+    from test_store import digest, make_v1_store, mode
+    m = moat
+    make_v1_store(m)
+    before = digest(m.store)
+    for args in (["key", "list"], ["store", "info"], ["ca", "list"], ["trust", "list"]):
+        r = m.fails(*args)
+        assert "needs an upgrade" in r.stderr and "moat store upgrade" in r.stderr, (args, r.stderr)
+    assert digest(m.store) == before
+    assert not list(m.dir.glob("*.bak"))
+    # A writing command upgrades it, says so, and keeps the old file first.
+    r = m.ok("store", "backup", m.dir / "b.db")
+    copy = m.dir / "moat.db.schema1.bak"
+    assert f"upgraded store {m.store} from schema 1 to" in r.stderr and str(copy) in r.stderr, r.stderr
+    assert mode(copy) == 0o600
+    assert "schema version 1 and needs an upgrade" in m.fails("--store", copy, "store", "info").stderr
+    assert "www" in m.ok("key", "list").stdout

@@ -166,6 +166,10 @@ def test_show_and_list(moat):
 
 
 def test_list_on_an_empty_store(moat):
+    # No store at all is an error naming it (a mistyped --store must not look empty).
+    assert str(moat.store) in moat.fails("key", "list").stderr
+    moat.ok("key", "new", "x", "--cn", "x.example.com", "--csr-out", "x.csr")
+    moat.ok("key", "delete", "x")
     assert json.loads(moat.ok("key", "list", "--json").stdout) == []
     assert "no keys" in moat.ok("key", "list").stdout.lower()
 

@@ -62,8 +62,11 @@ def test_help_and_usage(moat):
     assert "store" in moat.ok("--help").stdout
 
 
-def test_info_upgrades_v1_and_keeps_keys(moat):
+def test_upgrade_of_v1_keeps_keys(moat):
     make_v1_store(moat)
+    assert "needs an upgrade" in moat.fails("store", "info").stderr
+    assert "upgraded store" in moat.ok("store", "upgrade").stderr
+    assert "already" in moat.ok("store", "upgrade").stdout
     data = info(moat)
     assert data["store"] == str(moat.store)
     assert data["schema_version"] == 4
@@ -110,7 +113,7 @@ def test_backup_is_0600_and_says_where_the_master_key_is(moat):
 def test_backup_while_another_writer_is_busy(moat):
     """The copy is taken at once while a writer holds the lock; only the audit entry waits for it."""
     make_v1_store(moat)
-    moat.ok("store", "info")  # upgrade first
+    moat.ok("store", "upgrade")
     db = sqlite3.connect(moat.store, isolation_level=None, check_same_thread=False)
     db.execute("BEGIN IMMEDIATE")
     db.execute("INSERT INTO settings (name, value) VALUES ('uncommitted', 'x')")
@@ -175,7 +178,7 @@ def test_restore_dry_run_then_restore(moat):
 
 def test_restore_refuses_bad_backups_without_change(moat):
     make_v1_store(moat)
-    moat.ok("store", "info")
+    moat.ok("store", "upgrade")
     # A backup from a newer moat.
     newer = moat.dir / "newer.db"
     moat.ok("store", "backup", newer)
@@ -248,7 +251,7 @@ def test_permissions_refused_with_fix(moat):
 
 def test_newer_or_foreign_store_is_refused_unchanged(moat):
     make_v1_store(moat)
-    moat.ok("store", "info")
+    moat.ok("store", "upgrade")
     with sqlite3.connect(moat.store) as db:
         db.execute("PRAGMA user_version = 42")
     r = moat.fails("store", "info")
