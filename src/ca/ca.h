@@ -105,4 +105,34 @@ int moat_ca_crl_stored(moat_store_t *st, moat_ca_role_t role, char *pem, size_t 
  * MOAT_CA_CRL_DAYS passed, so that relying parties never see it expire. */
 bool moat_ca_crl_due(const X509_CRL *crl, time_t now);
 
+/* ---- moat's root in this machine's trust stores (moat trust install-local) ---- */
+
+/* Where Debian keeps certificates the administrator adds; update-ca-certificates reads it. */
+#define MOAT_CA_LOCAL_DIR "/usr/local/share/ca-certificates"
+
+typedef struct moat_ca_local_opts {
+    const char *root;  /* a file system root to work under (an image being built, a test), NULL = "/" */
+    const char *nssdb; /* the NSS database folder; NULL = $HOME/.pki/nssdb when it exists (not under
+                        * <root>), "" = none */
+    bool remove;       /* take the root out instead */
+} moat_ca_local_opts_t;
+
+typedef struct moat_ca_local_res {
+    char name[32];       /* "moat-" and 16 hex digits of the root's fingerprint: file and NSS nickname */
+    char file[4096];     /* <root>/usr/local/share/ca-certificates/<name>.crt */
+    char bundle[4096];   /* the bundle update-ca-certificates rebuilt */
+    bool system_changed; /* the file was added (removed) rather than there (absent) already */
+    char nssdb[4096];    /* the NSS database used, "" when none */
+    bool nss_changed;    /* the certificate was added to (removed from) it */
+} moat_ca_local_res_t;
+
+/*
+ * Puts <root_cert> into this machine's trust stores: <name>.crt in MOAT_CA_LOCAL_DIR, then
+ * update-ca-certificates (with its folders under o->root when given); and the NSS database with certutil
+ * (trust "C,,"). With o->remove, takes it out of both. Running it twice changes nothing. Errors say what
+ * failed and what to do (root needed, a tool missing); the file is written before the tools run.
+ */
+int moat_ca_install_local(X509 *root_cert, const moat_ca_local_opts_t *o, moat_ca_local_res_t *res,
+                          moat_err_t *err) MOAT_MUST_CHECK;
+
 #endif

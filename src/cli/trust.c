@@ -5,6 +5,7 @@
  */
 #include "cli/groups.h"
 #include "cli/keymgr_int.h"
+#include "ca/ca.h"
 #include "config/config.h"
 
 #include <ctype.h>
@@ -467,12 +468,97 @@ out:
     return rc;
 }
 
+static int trust_install_local(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *root_dir = NULL, *nssdb = NULL;
+    int remove = 0, rc;
+    moat_err_t err = {0};
+    moat_store_t *st = NULL;
+    moat_ca_t ca = {0};
+    moat_ca_local_res_t res;
+    const moat__km_opt_t opts[] = {
+        {"--remove", NULL, &remove, NULL, NULL, 0},
+        {"--root", &root_dir, NULL, NULL, NULL, 0},
+        {"--nssdb", &nssdb, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat trust install-local [--remove] [--root DIR] [--nssdb DIR]",
+        "Makes this machine trust moat's root CA, as 'caddy trust' does: the root goes "
+        "into\n" MOAT_CA_LOCAL_DIR " as moat-<fingerprint>.crt and update-ca-certificates\n"
+        "rebuilds /etc/ssl/certs (curl, wget, python, Go and openssl read it), and into the NSS database\n"
+        "browsers read ($HOME/.pki/nssdb, when it exists) with certutil. Needs root for the system store.\n"
+        "Running it again changes nothing. (For client certificates, see 'moat trust add'.)\n\n"
+        "  --remove      take moat's root out of the same stores\n"
+        "  --root DIR    work on the file system under DIR (an image being built) instead of /\n"
+        "  --nssdb DIR   the NSS database to use; \"\" for none\n\n"
+        "example: sudo moat trust install-local\n",
+        opts,
+        NULL,
+        0,
+        0};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
+        moat_ca_load(st, MOAT_CA_ROOT, false, &ca, &err) != 0)
+        goto fail;
+    {
+        moat_ca_local_opts_t o = {root_dir, nssdb, remove != 0};
+        if (moat_ca_install_local(ca.cert, &o, &res, &err) != 0)
+            goto fail;
+    }
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "action", remove ? "removed" : "installed");
+        moat_json_kv_str(&j, "name", res.name);
+        moat_json_kv_str(&j, "file", res.file);
+        moat_json_kv_bool(&j, "system_changed", res.system_changed);
+        moat_json_kv_str(&j, "bundle", res.bundle);
+        moat_json_kv_str(&j, "nssdb", res.nssdb[0] ? res.nssdb : NULL);
+        moat_json_kv_bool(&j, "nss_changed", res.nss_changed);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet) {
+        char subj[256] = "moat's CA";
+        (void)X509_NAME_get_text_by_NID(X509_get_subject_name(ca.cert), NID_commonName, subj, sizeof(subj));
+        if (remove)
+            printf(res.system_changed ? "removed moat's root (%s) from the system trust store: %s\n"
+                                      : "moat's root (%s) was not in the system trust store (%s)\n",
+                   subj, res.file);
+        else
+            printf(res.system_changed ? "added moat's root (%s) to the system trust store: %s\n"
+                                      : "moat's root (%s) was in the system trust store already: %s\n",
+                   subj, res.file);
+        if (res.nssdb[0])
+            printf("%s the NSS database %s (browsers)\n",
+                   res.nss_changed ? (remove ? "removed from" : "added to")
+                                   : (remove ? "not in" : "already in"),
+                   res.nssdb);
+        else if (!remove)
+            printf("no NSS database for this user ($HOME/.pki/nssdb): browsers that keep their own trust "
+                   "need the root imported there (--nssdb DIR)\n");
+    }
+    rc = MOAT_EXIT_OK;
+    goto out;
+fail:
+    rc = moat_cli_fail(cli, &err);
+out:
+    moat_ca_dispose(&ca);
+    moat_store_close(st);
+    return rc;
+}
+
 int moat_cli_trust(moat_cli_t *cli, int argc, char **argv)
 {
     static const moat__km_sub_t subs[] = {
         {"add", "trust CA certificate(s) from a file for client certificates", trust_add},
         {"list", "list the trust anchors and the sites that use them", trust_list},
         {"remove", "stop trusting an anchor", trust_remove},
+        {"install-local", "make this machine (system store, browsers) trust moat's root CA",
+         trust_install_local},
     };
     return moat__km_dispatch(cli, "trust", "trust anchors for client certificates", subs,
                              MOAT_ARRAY_LEN(subs), argc, argv);
