@@ -66,6 +66,11 @@ void moat__acme_validate(moat_store_t *st, const char *chall_id, long http01_por
  */
 int moat__acme_queue_validation(moat_acme_service_t *svc, const char *chall_id, long http01_port,
                                 long tls_alpn01_port);
+/* True when a validation of <chall_id> is queued or running: a challenge left processing without one (a
+ * full queue, a server restarted) is queued again when it is polled. */
+int moat__acme_validation_pending(moat_acme_service_t *svc, const char *chall_id);
+/* Sets how many requests and validations may wait (256 by default; tests make it full with 0). */
+void moat__acme_service_queue_max(moat_acme_service_t *svc, size_t n);
 /* acme_server.c: the nonce source of <svc>. */
 moat_acme_nonces_t *moat__acme_nonces(moat_acme_service_t *svc);
 

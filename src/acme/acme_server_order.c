@@ -90,6 +90,14 @@ static int check_identifier(acme_ctx_t *c, const char *type, char *value, size_t
     size_t n = strlen(value);
     if (n == 0 || n > 253)
         return moat_acme_problem_set(&c->prob, MOAT_ACME_PROB_REJECTED_IDENTIFIER, "name of %zu bytes", n);
+    /* RFC 8738 §3: an address is an "ip" identifier; as a "dns" one its certificate would carry it as a
+     * DNS name no client matches (and the CSR's IP SAN would differ from the order at finalize). */
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, value, addr) == 1 || inet_pton(AF_INET6, value, addr) == 1)
+        return moat_acme_problem_set(&c->prob, MOAT_ACME_PROB_REJECTED_IDENTIFIER,
+                                     "\"%.64s\" is an IP address: order it as an identifier of type \"ip\" "
+                                     "(RFC 8738), not \"dns\"",
+                                     value);
     size_t label = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)value[i];
@@ -201,6 +209,10 @@ static json_t *authz_view(acme_ctx_t *c, const moat_store_acme_obj_t *o, const j
         if (cd != NULL)
             json_array_append_new(arr, chall_view(c, &l.items[i], cd));
         json_decref(cd);
+        /* Polling a challenge left processing with no validation under way queues it again. */
+        if (strcmp(l.items[i].status, "processing") == 0 &&
+            !moat__acme_validation_pending(c->svc, l.items[i].id))
+            (void)moat_strlcpy(c->resp->validate, l.items[i].id, sizeof c->resp->validate);
     }
     moat_store_acme_list_dispose(&l);
     json_object_set_new(v, "challenges", arr);
@@ -515,10 +527,13 @@ int moat__acme_chall(acme_ctx_t *c, const char *id)
             (void)moat_strlcpy(o.status, "processing", sizeof o.status);
             rc = put(c, MOAT_STORE_ACME_CHALL, o.id, o.parent, o.lookup, doc, o.created, o.expires);
             /* The validation reads the challenge back from the store: it is queued once this commits, and a
-             * queue that is full leaves it processing until the client asks again. */
+             * queue that is full leaves it processing until the client polls it (or its authorization)
+             * again, which queues it again. */
             if (rc == 0)
                 (void)moat_strlcpy(c->resp->validate, o.id, sizeof c->resp->validate);
         }
+    } else if (strcmp(o.status, "processing") == 0 && !moat__acme_validation_pending(c->svc, o.id)) {
+        (void)moat_strlcpy(c->resp->validate, o.id, sizeof c->resp->validate);
     }
     if (rc == 0) {
         moat__acme_url(c, "authz", o.parent, url, sizeof url);

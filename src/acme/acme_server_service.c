@@ -22,7 +22,8 @@ struct moat_acme_service {
     pthread_cond_t cond;
     moat_acme_job_t *head, *tail; /* requests, answered first */
     validation_t *vhead, *vtail;  /* validations */
-    size_t queued;
+    size_t queued, queue_max;
+    char running[THREADS_MAX][MOAT_STORE_ACME_ID_MAX]; /* the challenge each thread validates, "" if none */
     atomic_int stop;
     pthread_t threads[THREADS_MAX];
     moat_store_t *stores[THREADS_MAX];
@@ -59,6 +60,8 @@ static void *service_main(void *p)
             svc->vhead = v->next;
             if (svc->vhead == NULL)
                 svc->vtail = NULL;
+            if (me >= 0)
+                (void)moat_strlcpy(svc->running[me], v->chall, sizeof svc->running[me]);
         }
         svc->queued--;
         moat_store_t *st = me >= 0 ? svc->stores[me] : NULL;
@@ -71,6 +74,8 @@ static void *service_main(void *p)
             moat_free(&v);
         }
         pthread_mutex_lock(&svc->lock);
+        if (me >= 0)
+            svc->running[me][0] = '\0'; /* after the result was written: a poll sees it, or this */
     }
     pthread_mutex_unlock(&svc->lock);
     return NULL;
@@ -87,6 +92,7 @@ moat_acme_service_t *moat_acme_service_new(const char *store_path, const char *m
     pthread_mutex_init(&svc->lock, NULL);
     pthread_cond_init(&svc->cond, NULL);
     atomic_init(&svc->stop, 0);
+    svc->queue_max = QUEUE_MAX;
     if ((svc->nonces = moat_acme_nonces_new(err)) == NULL) {
         moat_acme_service_free(svc);
         return NULL;
@@ -164,7 +170,7 @@ int moat_acme_service_submit(moat_acme_service_t *svc, moat_acme_job_t *job)
     int rc = 0;
     job->next = NULL;
     pthread_mutex_lock(&svc->lock);
-    if (svc->queued >= QUEUE_MAX || atomic_load(&svc->stop)) {
+    if (svc->queued >= svc->queue_max || atomic_load(&svc->stop)) {
         rc = MOAT_E_LIMIT;
     } else {
         if (svc->tail != NULL)
@@ -190,7 +196,7 @@ int moat__acme_queue_validation(moat_acme_service_t *svc, const char *chall_id, 
     v->http01_port = http01_port;
     v->tls_alpn01_port = tls_alpn01_port;
     pthread_mutex_lock(&svc->lock);
-    if (svc->queued >= QUEUE_MAX || atomic_load(&svc->stop)) {
+    if (svc->queued >= svc->queue_max || atomic_load(&svc->stop)) {
         rc = MOAT_E_LIMIT;
     } else {
         if (svc->vtail != NULL)
@@ -205,4 +211,23 @@ int moat__acme_queue_validation(moat_acme_service_t *svc, const char *chall_id, 
     if (rc != 0)
         moat_free(&v);
     return rc;
+}
+
+int moat__acme_validation_pending(moat_acme_service_t *svc, const char *chall_id)
+{
+    int found = 0;
+    pthread_mutex_lock(&svc->lock);
+    for (validation_t *v = svc->vhead; v != NULL && !found; v = v->next)
+        found = strcmp(v->chall, chall_id) == 0;
+    for (int i = 0; i < svc->nthreads && !found; i++)
+        found = strcmp(svc->running[i], chall_id) == 0;
+    pthread_mutex_unlock(&svc->lock);
+    return found;
+}
+
+void moat__acme_service_queue_max(moat_acme_service_t *svc, size_t n)
+{
+    pthread_mutex_lock(&svc->lock);
+    svc->queue_max = n;
+    pthread_mutex_unlock(&svc->lock);
 }

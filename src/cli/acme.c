@@ -1,5 +1,6 @@
-/* moat acme: the ACME client's view of the sites with certificate: acme (status), and a renewal asked of
- * the running server (renew). */
+/* moat acme: the ACME client's view of the sites with certificate: acme (status), a renewal asked of the
+ * running server (renew), the account key rollover, and the external account binding keys of moat's ACME
+ * server (eab new). */
 #include "cli/groups.h"
 #include "cli/keymgr_int.h"
 
@@ -8,6 +9,7 @@
 #include "server/server.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
@@ -250,13 +252,79 @@ static int acme_rollover(moat_cli_t *cli, int argc, char **argv)
     return MOAT_EXIT_OK;
 }
 
+static int eab_new(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1] = {NULL};
+    const moat__km_opt_t opts[] = {{0}};
+    const moat__km_cmd_t cmd = {
+        "moat acme eab new [--json]",
+        "Mints an external account binding key for moat's ACME server (sites with acme_server;\n"
+        "required there with eab: required): a key id and an HMAC key to give to one machine's\n"
+        "ACME client, which binds its new account with them (RFC 8555 7.3.4). Each key enrolls\n"
+        "one account. The HMAC key is printed only now; the store keeps it sealed.\n"
+        "\n"
+        "Examples:\n"
+        "  moat acme eab new\n"
+        "  lego --server https://ca.example.com/acme/directory --eab --kid KID --hmac HMAC \\\n"
+        "       --email ops@example.com --accept-tos --domains www.example.com --http run\n"
+        "  certbot certonly --server https://ca.example.com/acme/directory \\\n"
+        "       --eab-kid KID --eab-hmac-key HMAC -d www.example.com --standalone\n"
+        "  moat --json acme eab new     {\"kid\": ..., \"hmac\": ...}\n",
+        opts,
+        pos,
+        0,
+        0};
+    moat_err_t err = {0};
+    moat_store_t *st = NULL;
+    char kid[64], hmac[64];
+    int rc;
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_open(cli, 0, &st, &err) != 0 ||
+        moat_acme_eab_new(st, kid, sizeof(kid), hmac, sizeof(hmac), &err) != 0) {
+        moat_store_close(st);
+        return moat_cli_fail(cli, &err);
+    }
+    moat_store_close(st);
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "kid", kid);
+        moat_json_kv_str(&j, "hmac", hmac);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else {
+        printf("external account binding key %s (enrolls one account)\n"
+               "  kid:  %s\n"
+               "  hmac: %s\n"
+               "give both to the machine's ACME client (lego --eab --kid KID --hmac HMAC, certbot\n"
+               "--eab-kid KID --eab-hmac-key HMAC); the HMAC key is not shown again\n",
+               kid, kid, hmac);
+    }
+    OPENSSL_cleanse(hmac, sizeof(hmac));
+    return MOAT_EXIT_OK;
+}
+
+static int acme_eab(moat_cli_t *cli, int argc, char **argv)
+{
+    static const moat__km_sub_t subs[] = {
+        {"new", "mint a key id and HMAC key that enrolls one account", eab_new},
+    };
+    return moat__km_dispatch(cli, "acme eab",
+                             "external account binding keys of moat's ACME server (RFC 8555 7.3.4)", subs,
+                             MOAT_ARRAY_LEN(subs), argc, argv);
+}
+
 int moat_cli_acme(moat_cli_t *cli, int argc, char **argv)
 {
     static const moat__km_sub_t subs[] = {
         {"status", "state, expiry, next renewal and last error of each ACME certificate", acme_status},
         {"renew", "ask the running server to renew one now, and wait for the outcome", acme_renew},
         {"rollover", "replace the ACME account key (the server is told first)", acme_rollover},
+        {"eab", "external account binding keys of moat's ACME server: new", acme_eab},
     };
-    return moat__km_dispatch(cli, "acme", "the ACME client: certificates that renew themselves", subs,
-                             MOAT_ARRAY_LEN(subs), argc, argv);
+    return moat__km_dispatch(cli, "acme", "ACME: certificates that renew themselves, and moat's ACME server",
+                             subs, MOAT_ARRAY_LEN(subs), argc, argv);
 }

@@ -46,6 +46,7 @@ static const struct {
 } statuses[] = {
     {100, "Continue", NULL},
     {200, "OK", NULL},
+    {201, "Created", NULL},
     {204, "No Content", NULL},
     {206, "Partial Content", NULL},
     {301, "Moved Permanently", "The document has moved."},

@@ -167,8 +167,8 @@ static void h1_send(moat__request_t *r)
 static void h1_park(moat__request_t *r)
 {
     moat__conn_t *c = r->conn;
-    c->state = CONN_WAIT_CRL;
-    moat_list_remove(&c->tnode); /* the wait has its own deadline */
+    c->state = CONN_PARKED;
+    moat_list_remove(&c->tnode); /* the wait has its own deadline (a CRL's; the ACME service's answers) */
 }
 
 static void h1_resume(moat__request_t *r)
@@ -176,7 +176,7 @@ static void h1_resume(moat__request_t *r)
     moat__conn_t *c = r->conn;
     c->state = CONN_HEAD;
     moat__request_handle(r, 0);
-    if (c->state != CONN_WAIT_CRL)
+    if (c->state != CONN_PARKED)
         moat__conn_run(c);
 }
 
@@ -296,10 +296,11 @@ static parse_t try_request(moat__conn_t *c)
             moat__request_handle(r, 0);
             return PARSE_MOVED;
         }
-        int reads_body = moat__ocsp_wants_body(&r->req);
+        size_t keep = moat__request_body_keep(r->req.method_id == MOAT_HTTP_POST, r->req.path);
+        int reads_body = keep > 0;
         if (r->req.expect_continue && r->req.version_minor == 1) {
-            /* RFC 9110 §10.1.1: never wait for the body before answering an expectation. A body only the
-             * OCSP responder reads gets "100 Continue"; every other answer is known from the head, so it
+            /* RFC 9110 §10.1.1: never wait for the body before answering an expectation. A body a handler
+             * reads (OCSP, ACME) gets "100 Continue"; every other answer is known from the head, so it
              * goes out at once, and the connection closes after it: the client may send the body or not. */
             if (!reads_body) {
                 r->req.keep_alive = 0;
@@ -312,13 +313,12 @@ static parse_t try_request(moat__conn_t *c)
             }
         }
         if (reads_body) {
-            /* The OCSP responder reads its request from the body; anything larger is no OCSP request. */
-            moat_http_body_init(&r->body, &r->req, MOAT_PKI_OCSP_MAX_REQUEST);
-            if ((r->post = moat_bufpool_get(&c->w->small)) == NULL) {
+            /* The handler reads its request from the body; a larger one is refused (413). */
+            moat_http_body_init(&r->body, &r->req, keep);
+            if (moat__request_post_buf(r, keep) != 0) {
                 c->state = CONN_CLOSING;
                 return PARSE_MOVED;
             }
-            r->post_len = 0;
         }
         c->state = CONN_BODY;
     }
@@ -329,8 +329,8 @@ static parse_t try_request(moat__conn_t *c)
         if (r->post != NULL) {
             moat_http_str_t data;
             rc = moat_http_body_decode(&r->body, c->hbuf + off, c->hlen - off, &used, &data);
-            /* The decoder's limit (MOAT_PKI_OCSP_MAX_REQUEST) is below the buffer's size. */
-            if (data.len > 0 && r->post_len + data.len <= c->w->small.size) {
+            /* The decoder's limit (post_cap) is within the buffer's size. */
+            if (data.len > 0 && r->post_len + data.len <= r->post_cap) {
                 memcpy(r->post + r->post_len, data.p, data.len);
                 r->post_len += data.len;
             }
@@ -515,7 +515,7 @@ void moat__conn_run(moat__conn_t *c)
             if (c->state == CONN_H2)
                 return;
             continue; /* the session is over: close */
-        case CONN_WAIT_CRL:
+        case CONN_PARKED:
             /* Bytes that arrive meanwhile (a pipelined request) wait in the socket; readable stays set.
              * What was held for the answer (the tickets) leaves now. */
             if (c->hold_out) {

@@ -21,7 +21,8 @@ typedef enum {
     CONN_SEND,          /* sending a response */
     CONN_CLOSING,       /* final flush, then close (or linger) */
     CONN_LINGER,        /* write side shut; draining the client's leftovers before close */
-    CONN_WAIT_CRL,      /* a parsed request waits for a CRL its client certificate needs (in w->q_crl) */
+    CONN_PARKED,        /* a parsed request waits: for a CRL its client certificate needs (in w->q_crl),
+                           or for the ACME service's answer */
     CONN_H2             /* HTTP/2: frames in both directions (h2.c) */
 } moat__conn_state_t;
 
@@ -33,6 +34,7 @@ typedef union moat__peer {
 } moat__peer_t;
 
 typedef struct moat__request moat__request_t;
+typedef struct moat__acme_call moat__acme_call_t;
 typedef struct moat__h2 moat__h2_t;
 
 typedef struct moat__conn {

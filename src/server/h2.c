@@ -227,14 +227,9 @@ static void stream_handle(moat__conn_t *c, h2_stream_t *st)
         return;
     }
     r->head_ok = 1;
-    if (moat__ocsp_wants_body(&r->req)) {
-        if (st->body_in > MOAT_PKI_OCSP_MAX_REQUEST) {
-            moat__request_handle(r, 413);
-            return;
-        }
-    } else {
-        moat_bufpool_put(&c->w->small, (void **)&r->post);
-        r->post_len = 0;
+    if (r->post != NULL && st->body_in > r->post_cap) {
+        moat__request_handle(r, 413); /* a body its handler reads, over that handler's limit */
+        return;
     }
     if (st->body_in > (uint64_t)lim->body_bytes) {
         moat__request_handle(r, 413);
@@ -305,10 +300,17 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
         stream_handle(c, st);
         return 0;
     }
-    /* A POST keeps the start of its body until its head is parsed: an OCSP request reads it. */
-    if (strcmp(st->q.method, "POST") == 0 && st->body_in <= MOAT_PKI_OCSP_MAX_REQUEST) {
-        if (st->r->post == NULL && (st->r->post = moat_bufpool_get(&c->w->small)) == NULL)
+    /* A POST to a handler that reads its body (OCSP, ACME) keeps it, up to that handler's limit. */
+    if (st->r->post == NULL && strcmp(st->q.method, "POST") == 0 && st->q.path != NULL) {
+        size_t keep = moat__request_body_keep(1, (moat_http_str_t){st->q.path, strlen(st->q.path)});
+        if (keep > 0 && moat__request_post_buf(st->r, keep) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (st->r->post != NULL) {
+        if (st->body_in > st->r->post_cap) {
+            stream_handle(c, st); /* 413 now; the rest of the body is not read */
+            return 0;
+        }
         memcpy(st->r->post + st->r->post_len, data, len);
         st->r->post_len += len;
     }

@@ -264,10 +264,10 @@ static int path_is(const moat_http_str_t *path, size_t *rest)
     return 1;
 }
 
-int moat__ocsp_wants_body(const moat_http_req_t *req)
+int moat__ocsp_path(moat_http_str_t path)
 {
     size_t rest;
-    return req->method_id == MOAT_HTTP_POST && path_is(&req->path, &rest);
+    return path_is(&path, &rest);
 }
 
 /* A nonce-free request, small enough to be a cache key. */

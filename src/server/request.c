@@ -76,6 +76,27 @@ size_t moat__request_body_read(moat__request_t *r, char *buf, size_t want)
     return (size_t)n;
 }
 
+size_t moat__request_body_keep(int post, moat_http_str_t path)
+{
+    if (!post)
+        return 0;
+    if (moat__ocsp_path(path))
+        return MOAT_PKI_OCSP_MAX_REQUEST;
+    return moat__acme_body_keep(path);
+}
+
+int moat__request_post_buf(moat__request_t *r, size_t keep)
+{
+    moat__worker_t *w = r->conn->w;
+    if (r->post != NULL)
+        return 0;
+    r->post_big = keep > w->small.size;
+    r->post = moat_bufpool_get(r->post_big ? &w->big : &w->small);
+    r->post_cap = keep;
+    r->post_len = 0;
+    return r->post != NULL ? 0 : -1;
+}
+
 void moat__request_begin(moat__request_t *r, moat__conn_t *c, const moat__writer_t *out)
 {
     r->conn = c;
@@ -89,7 +110,9 @@ void moat__request_begin(moat__request_t *r, moat__conn_t *c, const moat__writer
     r->ccert = NULL;
     r->status = 0;
     r->file_left = r->file_off = r->body_sent = 0;
-    r->post_len = 0;
+    r->post_len = r->post_cap = 0;
+    r->post_big = 0;
+    r->acme = NULL;
     r->stream = NULL;
     r->wnode.next = r->wnode.prev = NULL;
     moat_http_req_reset(&r->req);
@@ -103,7 +126,8 @@ void moat__request_end(moat__request_t *r)
         moat_http_resp_dispose(&r->resp);
         r->resp_active = 0;
     }
-    moat_bufpool_put(&r->conn->w->small, (void **)&r->post);
+    moat__acme_cancel(r);
+    moat_bufpool_put(r->post_big ? &r->conn->w->big : &r->conn->w->small, (void **)&r->post);
 }
 
 /* Sends what r->resp holds through the protocol's writer. */
@@ -149,9 +173,13 @@ static void handle(moat__request_t *r, int status, char *path, size_t pathsz)
     char host[256] = "";
     moat_http_str_t query = {NULL, 0};
     size_t plen = 0;
-    int st = 0;
+    int st = 0, routed;
 
     r->resp_active = 1;
+    if (status != 0 && moat__acme_refuse(r, status)) {
+        respond(r);
+        return;
+    }
     if (status != 0) {
         /* The stream is out of sync after a framing error: answer and close. */
         moat_http_resp_init(resp, NULL, status);
@@ -204,6 +232,12 @@ static void handle(moat__request_t *r, int status, char *path, size_t pathsz)
      * and the CA publication too: people fetch the root before they can have a certificate. */
     if (moat__whoami(r, site, path, query) || moat__publish(r, site, path)) {
         respond(r);
+        return;
+    }
+    /* RFC 8555 §6.1: ACME is served over https only; what it answers needs no client certificate. */
+    if (c->secure && (routed = moat__acme_route(r, site, path)) != 0) {
+        if (routed == 1)
+            respond(r);
         return;
     }
     if (gs->wants_ccert) {

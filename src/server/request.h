@@ -25,9 +25,10 @@ typedef struct moat__writer {
      * An in-memory body may live on the caller's stack or in a thread-local buffer: it is copied or sent
      * before the request is handled again. */
     void (*send)(moat__request_t *r);
-    /* The request was parked for a CRL (moat__request_wait_crl) and may leave the connection's timers. */
+    /* The request was parked (for a CRL, moat__request_wait_crl, or for the ACME service) and may leave
+     * the connection's timers. */
     void (*park)(moat__request_t *r);
-    /* Handles a parked request again (a new CRL snapshot, a retry tick, or a stop). */
+    /* Handles a parked request again (a new CRL snapshot, a retry tick, a stop, or an ACME answer). */
     void (*resume)(moat__request_t *r);
 } moat__writer_t;
 
@@ -40,13 +41,16 @@ struct moat__request {
     moat_http_req_t req;
     moat_http_body_t body;
     moat_http_resp_t resp;
-    char *post; /* small pool: the body of an OCSP POST (moat__ocsp_wants_body), else NULL */
-    size_t post_len;
+    char *post; /* the body a handler reads (moat__request_body_keep), else NULL: from the small pool, or
+                 * the big one when post_big */
+    size_t post_len, post_cap;
+    moat__acme_call_t *acme;      /* with the ACME service (acme_route.c), or NULL */
     const char *ccert;            /* client-certificate verdict of this request ("ok" or a reason), or NULL */
     unsigned resp_active : 1,     /* resp is set up (an fd to close) */
         head_ok : 1,              /* the head parsed: method and target are known (access log) */
         ccert_denied : 1,         /* refused for its client certificate: logged as 403.7 */
-        crl_waited : 1;           /* parked for a CRL already; crl_deadline_ms is when that stops */
+        crl_waited : 1,           /* parked for a CRL already; crl_deadline_ms is when that stops */
+        post_big : 1;             /* post is from the big pool */
     int status;                   /* response status, for the access log */
     uint64_t file_left, file_off; /* body bytes still to send, and where they come from */
     uint64_t body_sent;           /* response body bytes, for the access log */
@@ -54,6 +58,14 @@ struct moat__request {
     struct timespec t0; /* when the request's first byte was seen */
     moat_list_t wnode;  /* in w->q_crl while parked */
 };
+
+/* How many bytes of a request body the server keeps for the handler of <path>: an OCSP POST
+ * (MOAT_PKI_OCSP_MAX_REQUEST), an ACME POST (MOAT_ACME_BODY_MAX); 0 when the body is discarded. A body
+ * larger than that is answered 413. */
+size_t moat__request_body_keep(int post, moat_http_str_t path);
+/* Gives <r> a buffer for a body of up to <keep> bytes in r->post (the request's end gives it back). 0, or
+ * -1 when memory is exhausted. */
+int moat__request_post_buf(moat__request_t *r, size_t keep);
 
 /* Sets <r> up for a new request on <c>, written through <out>. */
 void moat__request_begin(moat__request_t *r, moat__conn_t *c, const moat__writer_t *out);
@@ -91,5 +103,22 @@ int moat__publish(moat__request_t *r, const moat_site_t *site, const char *path)
 /* ocsp.c: answers an OCSP request on <site> (raw path, before normalisation). 1: r->resp is filled; 0:
  * not the responder's path or the site does not publish. */
 int moat__ocsp_serve(moat__request_t *r, const moat_site_t *site);
+/* True when <path> (raw) is the OCSP responder's. */
+int moat__ocsp_path(moat_http_str_t path);
+
+/* acme_route.c: the ACME server under /acme/ on sites with acme_server. */
+/* The body an ACME request keeps (MOAT_ACME_BODY_MAX when <path> is under /acme/, else 0). */
+size_t moat__acme_body_keep(moat_http_str_t path);
+/* Answers <path> (normalised) on <site> when it is an ACME request: 0 when it is not; 1 when r->resp is
+ * filled (the service's answer, or a refusal); 2 when the request was handed to the service and parked
+ * (it is handled again when the answer comes). */
+int moat__acme_route(moat__request_t *r, const moat_site_t *site, const char *path);
+/* A request the server refuses with <status> before it is handled (413: a body over the limit): 1 when
+ * it is an ACME request and r->resp is its problem document, else 0. */
+int moat__acme_refuse(moat__request_t *r, int status);
+/* The request's end: an ACME request still with the service is cancelled (its answer is dropped). */
+void moat__acme_cancel(moat__request_t *r);
+/* Worker side: takes the answers the service posted and handles their requests again. */
+void moat__acme_answers(moat__worker_t *w);
 
 #endif

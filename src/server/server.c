@@ -296,14 +296,36 @@ static void record_stapling(control_t *ctl)
     moat_strlcpy(ctl->stapling, now, sizeof(ctl->stapling));
 }
 
+/* Threads of the ACME server (requests and validations), started when a site has acme_server. */
+#define ACME_SERVICE_THREADS 4
+
+/* The first site of <cfg> with acme_server, or NULL. */
+static const moat_site_t *acme_server_site(const moat_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->nsites; i++)
+        if (cfg->sites[i].acme_server.allow.n > 0)
+            return &cfg->sites[i];
+    return NULL;
+}
+
 /* Builds and posts a generation for <cfg>. On failure nothing changes and <err> says why. */
 static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
 {
     moat__server_t *srv = ctl->srv;
     moat__gen_t *gen = NULL;
     moat__wgen_t **parts;
+    const moat_site_t *acme_site = acme_server_site(cfg);
     int rc;
 
+    /* The ACME service's store connections hold the master key, which is read before privileges drop:
+     * a server started without acme_server cannot start it later. */
+    if (acme_site != NULL && srv->acme_svc == NULL) {
+        moat_err_set(err, MOAT_E_STATE,
+                     "site %s (sites[%zu]) has acme_server, but this server started without any: restart "
+                     "moat to serve ACME (its ACME service starts with the server)",
+                     acme_site->name, acme_site->index);
+        return moat_err_hint(err, "systemctl restart moat, or stop and start moat serve");
+    }
     if ((rc = moat__gen_build(srv, cfg, ctl->st, &gen, err)) != 0)
         return rc;
     gen->seq = ++ctl->seq;
@@ -641,6 +663,7 @@ static void cleanup(moat__server_t *srv)
         moat_bufpool_dispose(&wk->big);
         moat_loop_dispose(&wk->loop);
         moat_tls_lib_free(wk->lib);
+        pthread_mutex_destroy(&wk->acme_lock);
         moat_free(&wk->alog);
         moat__fcache_free(wk);
     }
@@ -671,6 +694,7 @@ static int init_workers(moat__server_t *srv, const moat_config_t *cfg, moat_err_
         w->tag = TAG_WAKE;
         w->id = i;
         w->srv = srv;
+        pthread_mutex_init(&w->acme_lock, NULL);
         if ((rc = moat_loop_init(&w->loop, w, err)) != 0)
             return rc;
         if ((w->lib = moat_tls_lib_new(err)) == NULL)
@@ -773,6 +797,13 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
             moat_err_prefix(err, "opening the store for the ACME client");
             goto fail;
         }
+    /* The ACME server's threads issue certificates: their connections hold the master key too. */
+    if (acme_server_site(cfg) != NULL &&
+        (srv.acme_svc = moat_acme_service_new(opts->store_path, opts->master_key_path, ACME_SERVICE_THREADS,
+                                              err)) == NULL) {
+        rc = err->code;
+        goto fail;
+    }
     if ((rc = drop_privileges(cfg, moat_store_path(ctl.st), atomic_load(&srv.access_fd), err)) != 0)
         goto fail;
     if (cfg->ktls)
@@ -880,6 +911,10 @@ fail:
     moat__gen_unref(ctl.gen);
     /* After the workers: they may leave notes for the fetcher until they stop. */
     moat__crlf_stop(srv.crlf);
+    /* After the workers too: requests still with it were cancelled; their answers are dropped here. */
+    moat_acme_service_free(srv.acme_svc);
+    for (unsigned w = 0; srv.workers != NULL && w < srv.nworkers; w++)
+        moat__acme_answers(&srv.workers[w]);
     moat_acme_renewer_stop(srv.acme);
     moat_store_close(acme_st);
     moat_store_close(crl_st);

@@ -211,7 +211,9 @@ struct moat__worker {
     char *alog; /* access log buffer (owned) */
     size_t alog_len;
     uint64_t alog_flushed_ms;
-    uint64_t stop_deadline_ms; /* 0 while running */
+    uint64_t stop_deadline_ms;         /* 0 while running */
+    pthread_mutex_t acme_lock;         /* guards acme_done */
+    struct moat__acme_call *acme_done; /* answers the ACME service posted (acme_route.c) */
 };
 
 struct moat__server {
@@ -228,6 +230,7 @@ struct moat__server {
     moat_limits_t limits;           /* from the config at start (timeouts and sizes may change on reload) */
     moat__crlf_t *crlf;             /* owned: the CRL fetcher; NULL in check mode */
     struct moat_acme_renewer *acme; /* owned: the ACME renewal thread; NULL without certificate: acme */
+    struct moat_acme_service *acme_svc; /* owned: the ACME server's threads; NULL without acme_server */
 };
 
 /* crlfetch.c: the fetcher's own store connection (no master key), opened before privileges drop. */
@@ -299,9 +302,6 @@ int moat__ocsp_lookup(void *arg, const char *serial, moat_pki_ocsp_answer_t *a);
 /* Builds a worker's responder part (its own keys); NULL with err set on failure. */
 moat__ocsp_wgen_t *moat__ocsp_wgen_new(const moat__gen_t *gen, moat_err_t *err);
 void moat__ocsp_wgen_free(moat__ocsp_wgen_t *o);
-/* True when <req> is a POST to the responder: the worker keeps its body (at most MOAT_PKI_OCSP_MAX_REQUEST).
- */
-int moat__ocsp_wants_body(const moat_http_req_t *req);
 /* staple.c: OCSP stapling of the certificates moat's CA issued. Control thread: builds the staples of a
  * new generation and refreshes them (before half their validity); workers: copy one per handshake. */
 void moat__staple_build(moat__gen_t *gen, int force);

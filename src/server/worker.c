@@ -329,6 +329,8 @@ static void *worker_main(void *arg)
                 moat__conn_run(c);
             }
         }
+        if (w->srv->acme_svc != NULL)
+            moat__acme_answers(w);
         expire(w, &w->q_header);
         expire(w, &w->q_idle);
         resume_crl_waits(w);

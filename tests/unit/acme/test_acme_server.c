@@ -2,6 +2,7 @@
  * the refusals (replayed nonce, wrong url, bad signature, jwk where a kid is wanted, a name outside
  * allow, EAB required), each a problem document. */
 #include "acme/acme.h"
+#include "acme/acme_server_int.h"
 #include "config/config.h"
 #include "harness.h"
 #include "store/store.h"
@@ -90,14 +91,24 @@ static void test_flow(void)
     moat_acme_response_dispose(&r);
     moat_free(&body);
 
-    /* A name outside allow: refused naming the rule. */
-    json_t *bad = json_pack("{s[{ssss}]}", "identifiers", "type", "dns", "value", "www.example.org");
-    body = moat_acme_jws_sign(key, kid, fresh_nonce(nonce), "https://acme.test/acme/new-order", bad, &err);
-    call("POST", "/acme/new-order", body, &r);
-    expect_problem(&r, 400, "rejectedIdentifier");
-    CHECK_CONTAINS(r.body, "acme_server.allow rule (localhost, *.corp.test)");
-    moat_acme_response_dispose(&r);
-    moat_free(&body);
+    /* A name outside allow: refused naming the rule. An address ordered as a dns identifier: refused,
+     * saying to use "ip" (RFC 8738). */
+    static const char *const refused[][2] = {
+        {"www.example.org", "acme_server.allow rule (localhost, *.corp.test)"},
+        {"127.0.0.1", "identifier of type \\\"ip\\\""},
+    };
+    json_t *bad = NULL;
+    for (size_t i = 0; i < MOAT_ARRAY_LEN(refused); i++) {
+        json_decref(bad);
+        bad = json_pack("{s[{ssss}]}", "identifiers", "type", "dns", "value", refused[i][0]);
+        body =
+            moat_acme_jws_sign(key, kid, fresh_nonce(nonce), "https://acme.test/acme/new-order", bad, &err);
+        call("POST", "/acme/new-order", body, &r);
+        expect_problem(&r, 400, "rejectedIdentifier");
+        CHECK_CONTAINS(r.body, refused[i][1]);
+        moat_acme_response_dispose(&r);
+        moat_free(&body);
+    }
 
     /* An order inside allow: pending, one authorization with its challenges. */
     body = moat_acme_jws_sign(key, kid, fresh_nonce(nonce), "https://acme.test/acme/new-order", order, &err);
@@ -124,6 +135,81 @@ static void test_flow(void)
     EVP_PKEY_free(other);
 }
 
+/* The URL of member <key> (or of element 0 of the array <key>) of the JSON body of <r>, into <out>. */
+static void body_url(const moat_acme_response_t *r, const char *key, char *out, size_t outsz)
+{
+    moat_err_t err = {0};
+    json_t *doc = moat_acme_json_parse(r->body, r->body_len, &err),
+           *v = doc ? json_object_get(doc, key) : NULL;
+    if (json_is_array(v))
+        v = json_array_get(v, 0);
+    snprintf(out, outsz, "%s", json_is_string(v) ? json_string_value(v) : "");
+    json_decref(doc);
+}
+
+/* POSTs <payload> (NULL: POST-as-GET) signed by <key> as <kid> to <url> (https://acme.test/acme/...). */
+static void post(EVP_PKEY *key, const char *kid, const char *url, const json_t *payload,
+                 moat_acme_response_t *r)
+{
+    moat_err_t err = {0};
+    char nonce[64];
+    char *body = moat_acme_jws_sign(key, kid, fresh_nonce(nonce), url, payload, &err);
+    CHECK(body != NULL);
+    call("POST", url + strlen("https://acme.test"), body, r);
+    moat_free(&body);
+}
+
+/* A validation the full queue could not take is not dropped: polling the authorization queues it. */
+static void test_full_queue(void)
+{
+    moat_acme_response_t r;
+    char kid[256], authz[256], chall[256], id[64];
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    json_t *pl = json_pack("{sb}", "termsOfServiceAgreed", 1), *empty = json_object();
+    json_t *order = json_pack("{s[{ssss}]}", "identifiers", "type", "dns", "value", "localhost");
+
+    post(key, NULL, "https://acme.test/acme/new-account", pl, &r);
+    CHECK_EQ(r.status, 201);
+    snprintf(kid, sizeof kid, "%s", r.location);
+    moat_acme_response_dispose(&r);
+    post(key, kid, "https://acme.test/acme/new-order", order, &r);
+    CHECK_EQ(r.status, 201);
+    body_url(&r, "authorizations", authz, sizeof authz);
+    moat_acme_response_dispose(&r);
+    post(key, kid, authz, NULL, &r);
+    CHECK_EQ(r.status, 200);
+    {
+        moat_err_t err = {0};
+        json_t *doc = moat_acme_json_parse(r.body, r.body_len, &err);
+        json_t *ch = json_array_get(json_object_get(doc, "challenges"), 0);
+        snprintf(chall, sizeof chall, "%s",
+                 moat_acme_json_str(ch, "url") ? moat_acme_json_str(ch, "url") : "");
+        json_decref(doc);
+    }
+    moat_acme_response_dispose(&r);
+    CHECK(strstr(chall, "/acme/chall/") != NULL);
+    snprintf(id, sizeof id, "%s", strrchr(chall, '/') + 1);
+
+    moat__acme_service_queue_max(svc, 0);
+    post(key, kid, chall, empty, &r);
+    CHECK_EQ(r.status, 200);
+    CHECK_CONTAINS(r.body, "\"status\":\"processing\"");
+    CHECK(r.retry_after > 0);
+    CHECK(!moat__acme_validation_pending(svc, id));
+    moat_acme_response_dispose(&r);
+
+    moat__acme_service_queue_max(svc, 256);
+    post(key, kid, authz, NULL, &r);
+    CHECK_EQ(r.status, 200);
+    moat_acme_response_dispose(&r);
+    CHECK(moat__acme_validation_pending(svc, id));
+
+    json_decref(order);
+    json_decref(empty);
+    json_decref(pl);
+    EVP_PKEY_free(key);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/moat-acme-test-XXXXXX", db[128], mk[140];
@@ -141,8 +227,10 @@ int main(void)
     conf.tls_alpn01_port = 443;
     conf.orders_per_hour = 300;
     conf.failures_per_hour = 60;
-    if (st != NULL && svc != NULL)
+    if (st != NULL && svc != NULL) {
         RUN(test_flow);
+        RUN(test_full_queue);
+    }
     moat_acme_service_free(svc);
     moat_store_close(st);
     char cmd[200];

@@ -1,0 +1,335 @@
+"""moat serve as an ACME server (RFC 8555) for other machines: Debian's lego (http-01, tls-alpn-01) and
+certbot (http-01) obtain, renew and revoke certificates from moat's CA on loopback, with real validation
+(moat connects back to the client's own challenge listener on 127.0.0.1). Then: revocation seen by OCSP
+and the CRL, renewalInfo (RFC 9773), external account binding required / accepted / refused, a name
+outside acme_server.allow, an address ordered as a DNS name, the hourly order limit, a body over the limit
+(413 as a problem document over HTTP/1.1 and HTTP/2; an ACME request over HTTP/2 answered by the engine),
+a reload that adds acme_server (refused, with the reason), and moat's own ACME client (certificate: acme)
+renewing from moat."""
+import base64
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+from cryptography import x509
+
+from conftest import Moat, free_port, wait_port
+from serve_helpers import config, site, wait_for
+
+LEGO = shutil.which("lego")
+CERTBOT = shutil.which("certbot")
+
+
+def run(*args, env=None, timeout=180):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=e)
+
+
+@pytest.fixture
+def ca(moat):
+    """moat's CA, a certificate for the ACME site itself, and the ports: https (ACME), http (OCSP, CRL),
+    and the two the clients answer their challenges on."""
+    m = moat
+    m.ok("ca", "init", "--cn", "ACME Test Root")
+    m.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost,IP:127.0.0.1")
+    (m.dir / "root.pem").write_text(m.ok("ca", "cert", "--root").stdout)
+    m.https, m.http, m.http01, m.tls01 = free_port(), free_port(), free_port(), free_port()
+    m.directory = f"https://localhost:{m.https}/acme/directory"
+    return m
+
+
+def acme_site(m, extra=""):
+    text = (f"certificate: www\nca_publish: true\nacme_server:\n"
+            f"  allow: [localhost, '127.0.0.1']\n  days: 30\n"
+            f"  http01_port: {m.http01}\n  tls_alpn01_port: {m.tls01}\n")
+    text += "".join("  " + line + "\n" for line in extra.strip().splitlines())
+    return site(["localhost", "127.0.0.1"], m.https, default=True, http_port=m.http, extra=text)
+
+
+def start(m, extra=""):
+    m.serve(config(m, [acme_site(m, extra)]), wait=(m.https, m.http))
+
+
+def lego(m, *args, path="lego", email="ops@example.test"):
+    return run(LEGO, "--path", m.dir / path, "--server", m.directory, "--email", email, "--accept-tos", *args,
+               env={"LEGO_CA_CERTIFICATES": str(m.dir / "root.pem")})
+
+
+def lego_http(m, *args, domain="localhost", **kw):
+    return lego(m, "--domains", domain, "--http", "--http.port", f"127.0.0.1:{m.http01}", *args, **kw)
+
+
+def ok(r):
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def refused(r, *words):
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    for w in words:
+        assert w in out, f"{w!r} not in:\n{out}"
+    return out
+
+
+def cert_of(path):
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def verify(m, path):
+    r = run("openssl", "verify", "-CAfile", m.dir / "root.pem", "-untrusted", path, path)
+    assert r.returncode == 0 and ": OK" in r.stdout, r.stdout + r.stderr
+
+
+def issued(m, serial):
+    rows = json.loads(m.ok("--json", "ca", "list").stdout)
+    return next(x for x in rows if int(x["serial"], 16) == serial)
+
+
+def ocsp_status(m, cert):
+    r = run("openssl", "ocsp", "-issuer", m.dir / "root.pem", "-cert", cert, "-CAfile", m.dir / "root.pem",
+            "-url", f"http://127.0.0.1:{m.http}/.well-known/moat/ocsp")
+    return r.stdout + r.stderr
+
+
+def crl_serials(m):
+    import urllib.request
+    der = urllib.request.urlopen(f"http://127.0.0.1:{m.http}/.well-known/moat/root.crl", timeout=10).read()
+    return {e.serial_number for e in x509.load_der_x509_crl(der)}
+
+
+def access_log(m):
+    p = m.dir / "access.log"
+    return p.read_text(errors="replace") if p.exists() else ""
+
+
+def split_response(text):
+    """(head, body) of curl -i output (text mode: lines end in \\n), past any interim 100 Continue."""
+    head, _, body = text.partition("\n\n")
+    while head.split(" ", 2)[1:2] == ["100"]:
+        head, _, body = body.partition("\n\n")
+    return head, body
+
+
+def curl(m, *args):
+    return run("curl", "-s", "--cacert", m.dir / "root.pem", "--resolve", f"localhost:{m.https}:127.0.0.1",
+               *args)
+
+
+@pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
+def test_lego_http01_obtain_renew_revoke(ca):
+    m = ca
+    start(m)
+    ok(lego_http(m, "run"))
+    crt = m.dir / "lego/certificates/localhost.crt"
+    verify(m, crt)
+    c = cert_of(crt)
+    assert c.subject.rfc4514_string() == "CN=localhost"
+    assert c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == ["localhost"]
+    # Listed like any certificate moat's CA issued, naming the ACME account that obtained it.
+    row = issued(m, c.serial_number)
+    assert row["name"].startswith("acme@") and not row["revoked"], row
+    # The access log has every ACME request (lego 4.9 speaks HTTP/1.1 with its own TLS settings).
+    lines = wait_for(lambda: [ln for ln in access_log(m).splitlines() if "/finalize" in ln], timeout=5)
+    assert lines and all(" http/1.1 " in ln for ln in lines), lines
+    assert any('"POST /acme/new-order' in ln and " 201 " in ln for ln in access_log(m).splitlines())
+
+    # Renewal: a new certificate (new serial) for the same name.
+    ok(lego_http(m, "renew", "--days", "60", "--no-random-sleep"))
+    c2 = cert_of(crt)
+    assert c2.serial_number != c.serial_number
+    verify(m, crt)
+
+    # Revocation by the account: the CA's list, OCSP and the CRL say so.
+    ok(lego_http(m, "revoke"))
+    assert issued(m, c2.serial_number)["revoked"]
+    wait_for(lambda: ": revoked" in ocsp_status(m, crt), timeout=10)
+    assert c2.serial_number in crl_serials(m)
+    assert ": good" in ocsp_status(m, m.dir / "root.pem") or c.serial_number not in crl_serials(m)
+
+
+@pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
+def test_lego_tls_alpn01(ca):
+    m = ca
+    start(m, "challenges: [tls-alpn-01]")
+    ok(lego(m, "--domains", "localhost", "--tls", "--tls.port", f"127.0.0.1:{m.tls01}", "run"))
+    verify(m, m.dir / "lego/certificates/localhost.crt")
+    # With only tls-alpn-01 offered, an http-01 client finds nothing it can answer.
+    out = refused(lego_http(m, "run", path="lego2"))
+    assert "http-01" in out or "solver" in out, out
+
+
+@pytest.mark.skipif(CERTBOT is None, reason="needs certbot (scripts/deps.sh test)")
+def test_certbot_http01_obtain_renew_revoke(ca):
+    m = ca
+    start(m)
+    d = m.dir / "certbot"
+    common = ["--config-dir", d / "conf", "--work-dir", d / "work", "--logs-dir", d / "logs",
+              "--server", m.directory, "--non-interactive"]
+    env = {"REQUESTS_CA_BUNDLE": str(m.dir / "root.pem")}
+    ok(run(CERTBOT, "certonly", *common, "--standalone", "--http-01-port", m.http01, "--http-01-address",
+           "127.0.0.1", "-d", "localhost", "--agree-tos", "-m", "ops@example.test", "--no-eff-email", env=env))
+    live = d / "conf/live/localhost"
+    verify(m, live / "fullchain.pem")
+    first = cert_of(live / "cert.pem").serial_number
+    assert any(" http/1.1 " in ln and "/acme/new-order" in ln for ln in access_log(m).splitlines())
+
+    ok(run(CERTBOT, "renew", *common, "--force-renewal", "--no-random-sleep-on-renew", "--standalone", "--http-01-port", m.http01,
+           "--http-01-address", "127.0.0.1", env=env))
+    second = cert_of(live / "cert.pem").serial_number
+    assert second != first
+
+    ok(run(CERTBOT, "revoke", *common, "--cert-path", live / "cert.pem", "--reason", "keycompromise",
+           "--no-delete-after-revoke", env=env))
+    assert issued(m, second)["revoked"]
+    wait_for(lambda: ": revoked" in ocsp_status(m, live / "cert.pem"), timeout=10)
+
+
+@pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
+def test_external_account_binding_required_accepted_refused(ca):
+    m = ca
+    start(m, "eab: required")
+    meta = json.loads(curl(m, m.directory).stdout)["meta"]
+    assert meta["externalAccountRequired"] is True
+    refused(lego_http(m, "run"), "External Account Binding")
+
+    key = json.loads(m.ok("--json", "acme", "eab", "new").stdout)
+    assert set(key) == {"kid", "hmac"} and key["kid"].startswith("eab-")
+    text = m.ok("acme", "eab", "new").stdout
+    assert "kid:" in text and "hmac:" in text
+    # A wrong HMAC key: refused, naming the key id.
+    bad = base64.urlsafe_b64encode(b"x" * 32).decode().rstrip("=")
+    refused(lego_http(m, "--eab", "--kid", key["kid"], "--hmac", bad, "run", path="bad"),
+            "does not verify", key["kid"])
+    # An unknown key id.
+    refused(lego_http(m, "--eab", "--kid", "eab-unknown", "--hmac", key["hmac"], "run", path="unknown"),
+            "not known")
+    ok(lego_http(m, "--eab", "--kid", key["kid"], "--hmac", key["hmac"], "run", path="good"))
+    verify(m, m.dir / "good/certificates/localhost.crt")
+    # The key enrolled one account: a second account with it is refused.
+    refused(lego_http(m, "--eab", "--kid", key["kid"], "--hmac", key["hmac"], "run", path="again",
+                      email="other@example.test"), "enrolled an account already")
+    assert "eab" in m.ok("acme", "eab", "--help").stdout
+
+
+@pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
+def test_allow_list_and_rate_limit_refusals(ca):
+    m = ca
+    start(m, "orders_per_hour: 1")
+    # A name outside allow: a problem document naming the rule.
+    refused(lego_http(m, "run", domain="www.example.org"), "rejectedIdentifier", "acme_server.allow")
+    # An address ordered as a DNS name (lego 4.9 does this): refused with what to do instead.
+    refused(lego(m, "--domains", "127.0.0.1", "--http", "--http.port", f"127.0.0.1:{m.http01}", "run",
+                 path="ip"), "rejectedIdentifier", 'type "ip"')
+    ok(lego_http(m, "run", path="first"))
+    # A second order of the same account within the hour: rateLimited, saying the limit.
+    refused(lego_http(m, "renew", "--days", "60", "--no-random-sleep", path="first"), "rateLimited", "limit 1")
+
+
+def test_body_over_the_limit_is_a_problem_document(ca):
+    m = ca
+    start(m)
+    big = m.dir / "big.json"
+    big.write_text("{" + " " * 70000 + "}")
+    for proto in ("--http1.1", "--http2"):
+        r = curl(m, proto, "-i", "-X", "POST", "-H", "Content-Type: application/jose+json", "--data-binary",
+                 f"@{big}", f"https://localhost:{m.https}/acme/new-order")
+        head, body = split_response(r.stdout)
+        assert " 413" in head.splitlines()[0], r.stdout[:300]
+        assert "application/problem+json" in head.lower(), head
+        doc = json.loads(body)
+        assert doc["type"] == "urn:ietf:params:acme:error:malformed" and doc["status"] == 413, doc
+        assert "65536" in doc["detail"], doc
+    # A small bad request over HTTP/2 gets its problem document and a fresh nonce.
+    r = curl(m, "--http2", "-i", "-X", "POST", "-H", "Content-Type: application/jose+json", "--data", "{}",
+             f"https://localhost:{m.https}/acme/new-order")
+    assert r.stdout.startswith("HTTP/2 400"), r.stdout[:300]
+    assert "replay-nonce:" in r.stdout.lower() and "urn:ietf:params:acme:error:malformed" in r.stdout
+
+
+@pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
+def test_renewal_info(ca):
+    m = ca
+    start(m)
+    ok(lego_http(m, "run"))
+    c = cert_of(m.dir / "lego/certificates/localhost.crt")
+    aki = c.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    serial = c.serial_number.to_bytes((c.serial_number.bit_length() + 8) // 8, "big")
+
+    def b64(b):
+        return base64.urlsafe_b64encode(b).decode().rstrip("=")
+
+    url = f"https://localhost:{m.https}/acme/renewal-info/{b64(aki)}.{b64(serial)}"
+    r = curl(m, "-i", url)
+    head, body = split_response(r.stdout)
+    assert " 200" in head.splitlines()[0], r.stdout[:400]
+    assert "retry-after:" in head.lower(), head
+    w = json.loads(body)["suggestedWindow"]
+    start_t = datetime.datetime.fromisoformat(w["start"].replace("Z", "+00:00"))
+    end_t = datetime.datetime.fromisoformat(w["end"].replace("Z", "+00:00"))
+    nb, na = c.not_valid_before.replace(tzinfo=start_t.tzinfo), c.not_valid_after.replace(tzinfo=start_t.tzinfo)
+    assert nb < start_t < end_t < na, (w, nb, na)
+    # Revoked: the window is now (renew at once).
+    ok(lego_http(m, "revoke"))
+    w = json.loads(curl(m, url).stdout)["suggestedWindow"]
+    assert datetime.datetime.fromisoformat(w["start"].replace("Z", "+00:00")) <= \
+        datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1), w
+
+
+def test_reload_that_adds_acme_server_is_refused(ca):
+    m = ca
+    plain = config(m, [site(["localhost"], m.https, default=True, http_port=m.http, extra="certificate: www")])
+    m.serve(plain, wait=(m.https,))
+    assert wait_for(lambda: (m.dir / "moat.db.pid").exists(), timeout=10)
+    cfg = m.dir / "moat.yaml"
+    cfg.write_text(config(m, [acme_site(m)]))
+    r = m.fails("reload", "-c", cfg)
+    assert "acme_server" in r.stderr and "restart moat" in r.stderr, r.stderr
+    # Still the old generation: no ACME directory.
+    assert "404" in curl(m, "-o", "/dev/null", "-w", "%{http_code}", m.directory).stdout
+
+
+def test_moat_renews_from_moat(ca, tmp_path_factory):
+    """A second moat, certificate: acme with tls-alpn-01 on its own https listener, enrolls with the first
+    one and renews from it."""
+    m = ca
+    start(m, "challenges: [tls-alpn-01]")
+    client = Moat(tmp_path_factory.mktemp("client"))
+    try:
+        client.ok("trust", "add", m.dir / "root.pem", "--name", "moat-root")
+        client.serve(f"""store: {client.store}
+log: {{ error: {client.dir}/error.log }}
+acme:
+  directory: {m.directory}
+  email: ops@example.test
+  accept_terms: true
+  trust: [moat-root]
+  challenges: [tls-alpn-01]
+sites:
+  - hosts: [localhost]
+    listen: ["127.0.0.1:{m.tls01}"]
+    certificate: acme
+""", wait=(m.tls01,))
+
+        def current():
+            r = client.run("cert", "export", "acme.localhost")
+            return r.stdout if r.returncode == 0 and "BEGIN CERTIFICATE" in r.stdout else None
+
+        first = wait_for(current, timeout=60)
+        assert first, (client.dir / "error.log").read_text(errors="replace")[-2000:]
+        c1 = x509.load_pem_x509_certificate(first.encode())
+        assert c1.issuer.rfc4514_string() == "CN=ACME Test Root"
+        r = client.ok("-c", client.dir / "moat.yaml", "acme", "renew", "acme.localhost", timeout=120)
+        assert "renewed" in r.stdout, r.stdout
+        c2 = x509.load_pem_x509_certificate(current().encode())
+        assert c2.serial_number != c1.serial_number and c2.issuer == c1.issuer
+        assert issued(m, c2.serial_number)["name"].startswith("acme@")
+    finally:
+        problems = client.stop_all()
+    assert not problems, problems
