@@ -947,7 +947,7 @@ def servers_and_loads(args, loads, who, known):
 
 
 def named_server(fx, w, purpose):
-    """The moat (store prepared) or nginx of the fixture <fx>; dies on any other name."""
+    """The moat (store prepared), nginx or h2o of the fixture <fx>; dies on any other name."""
     if w == "moat":
         srv = Moat(fx, "moat")
         why = srv.available() if os.access(MOAT, os.X_OK) else f"{MOAT} is not built"
@@ -957,7 +957,9 @@ def named_server(fx, w, purpose):
         return srv
     if w == "nginx":
         return Nginx(fx, "nginx")
-    die(f"cannot {purpose} {w!r}: moat or nginx")
+    if w == "h2o":
+        return H2o(fx, "h2o")
+    die(f"cannot {purpose} {w!r}: moat, nginx or h2o")
 
 
 # ---------------------------------------------------------------- instruction counts
@@ -969,11 +971,13 @@ INSN_LOADS = [
     ("hs-ecdsa", "ec", lambda srv: tlsbench_args(srv, "-n", INSN_HANDSHAKES, "-c", "4", "-d", "600")),
     ("hs-rsa", "rsa", lambda srv: tlsbench_args(srv, "-n", INSN_HANDSHAKES, "-c", "4", "-d", "600")),
     ("resume", "ec", lambda srv: tlsbench_args(srv, "-r", "-n", INSN_HANDSHAKES, "-c", "4", "-d", "600")),
+    ("h2", "ec", lambda srv: ["h2load", "-n", INSN_H2_REQUESTS, "-c16", "-m10", f"https://127.0.0.1:{srv.port}/1k.bin"]),
     ("download", "ec", lambda srv: ["curl", "-sS", "-k", "--http1.1", "-w", "%{size_download}\\n"]
      + [x for _ in range(2) for x in ("-o", "/dev/null", f"https://127.0.0.1:{srv.port}/64m.bin")]),
 ]
 INSN_HANDSHAKES = 400
-INSN_UNITS = {"keepalive": "request", "download": "MB"}
+INSN_H2_REQUESTS = 20000
+INSN_UNITS = {"keepalive": "request", "download": "MB", "h2": "request"}
 
 
 def callgrind_self_by_object(path):
@@ -1034,6 +1038,9 @@ def insn_run(fx, srv, load, alg, cmd, outdir):
         ops = int(m.group(1)) if m else 0
     elif load == "download":
         ops = sum(int(x) for x in r.stdout.split() if x.isdigit()) / 1e6
+    elif load == "h2":
+        m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", r.stdout)
+        ops = int(m.group(1)) if m else 0
     else:
         v = kv(r.stdout.strip().splitlines()[-1])
         ops = int(v.get("handshakes", 0))

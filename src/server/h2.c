@@ -102,10 +102,16 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 /* Names of HTTP/1.1 fields that HTTP/2 forbids (RFC 9113 8.2.2). */
 static int connection_specific(const char *name, size_t len)
 {
-    static const char *const names[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                        "upgrade"};
+    static const struct {
+        const char *name;
+        size_t len;
+    } names[] = {{"connection", 10},
+                 {"keep-alive", 10},
+                 {"proxy-connection", 16},
+                 {"transfer-encoding", 17},
+                 {"upgrade", 7}};
     for (size_t i = 0; i < MOAT_ARRAY_LEN(names); i++)
-        if (strlen(names[i]) == len && strncasecmp(names[i], name, len) == 0)
+        if (names[i].len == len && strncasecmp(names[i].name, name, len) == 0)
             return 1;
     return 0;
 }

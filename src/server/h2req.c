@@ -38,7 +38,7 @@ static char *dup_n(const uint8_t *p, size_t n)
 static int breaks_line(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
+        if (p[i] <= '\r' && (p[i] == '\r' || p[i] == '\n' || p[i] == '\0'))
             return 1;
     return 0;
 }
@@ -60,8 +60,9 @@ static int name_ok(const uint8_t *p, size_t n)
         return 0;
     for (size_t i = 0; i < n; i++) {
         uint8_t ch = p[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              (ch != '\0' && strchr(tchar, ch) != NULL)))
+        if ((unsigned)(ch - 'a') < 26u || ch == '-' || (unsigned)(ch - '0') < 10u)
+            continue; /* nearly every name is made of these */
+        if (ch == '\0' || strchr(tchar, ch) == NULL)
             return 0;
     }
     return 1;

@@ -355,21 +355,30 @@ static const char *status_name(int status)
     return OCSP_response_status_str(status);
 }
 
+static int serve(moat__request_t *r, size_t rest);
+
 int moat__ocsp_serve(moat__request_t *r, const moat_site_t *site)
+{
+    size_t rest;
+    /* Every request asks: the answer for all the others costs two compares, not the setup below. */
+    if (!site->ca_publish || !path_is(&r->req.path, &rest))
+        return 0;
+    return serve(r, rest);
+}
+
+static int serve(moat__request_t *r, size_t rest)
 {
     static _Thread_local char cache_control[96];
     moat_http_resp_t *resp = &r->resp;
     moat_http_req_t *req = &r->req;
     moat__ocsp_wgen_t *o = r->conn->wg->ocsp;
     unsigned char *der = NULL, *answer = NULL;
-    size_t len = 0, alen = 0, rest, end;
+    size_t len = 0, alen = 0, end;
     int status = OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, fresh = 1, can_cache, rc;
     cache_entry_t *hit = NULL;
     moat_err_t err = {0};
     uint64_t now = r->conn->w->loop.now_ms;
 
-    if (!site->ca_publish || !path_is(&req->path, &rest))
-        return 0;
     if (req->method_id == MOAT_HTTP_POST) {
         der = (unsigned char *)r->post;
         len = r->post_len;
