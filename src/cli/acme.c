@@ -64,7 +64,9 @@ static int acme_status(moat_cli_t *cli, int argc, char **argv)
     const moat__km_cmd_t cmd = {
         "moat acme status [NAME] [--json]",
         "Shows each certificate of a site with certificate: acme: its state, expiry, when it\n"
-        "renews and why, and the last error. NAME (acme.HOST) shows one.\n",
+        "renews and why, and the last error. NAME (acme.HOST) shows one.\n\n"
+        "  --json    an array: one object per certificate\n\n"
+        "example: moat acme status www\n",
         opts,
         pos,
         0,
@@ -145,7 +147,8 @@ static int acme_renew(moat_cli_t *cli, int argc, char **argv)
         "moat acme renew NAME",
         "Asks the running server to renew the ACME certificate NAME (acme.HOST) now, waits\n"
         "for the attempt (up to 5 minutes) and says what happened. The current certificate\n"
-        "keeps serving whatever the outcome.\n",
+        "keeps serving whatever the outcome.\n\n"
+        "example: moat acme renew www\n",
         opts,
         pos,
         1,
@@ -226,7 +229,8 @@ static int acme_rollover(moat_cli_t *cli, int argc, char **argv)
     const moat__km_cmd_t cmd = {
         "moat acme rollover",
         "Replaces the ACME account key (RFC 8555 key change): a new key is made, the ACME server of\n"
-        "acme.directory is told, then the store keeps only the new key. Certificates are not touched.\n",
+        "acme.directory is told, then the store keeps only the new key. Certificates are not touched.\n\n"
+        "example: moat acme rollover\n",
         opts,
         pos,
         0,

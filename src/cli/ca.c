@@ -101,7 +101,8 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
         "  --url BASE       public base URL (http://ca.example.com) written into issued certificates\n"
         "                   as CRL and OCSP locations; see 'moat ca set-url'\n"
         "  --exportable     allow the CA key to be exported (needed to take the root offline)\n"
-        "  --permit DOMAIN  (intermediate) name constraint: only names under DOMAIN; repeatable\n",
+        "  --permit DOMAIN  (intermediate) name constraint: only names under DOMAIN; repeatable\n\n"
+        "example: moat ca init --cn \"Example Internal CA\" --url http://ca.example.com\n",
         opts,
         NULL,
         0,
@@ -245,7 +246,8 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
         "signature and the profile's policy. Only the subject and the names are taken from the request.\n\n"
         "  --out FILE     where to write the certificate (PEM)\n"
         "  --profile P    server (default: serverAuth) or client (clientAuth)\n"
-        "  --days N       validity (default and maximum: the profile's, 90 / 365 days)\n",
+        "  --days N       validity (default and maximum: the profile's, 90 / 365 days)\n\n"
+        "example: moat ca sign www.csr --out www.pem --days 90\n",
         opts,
         pos,
         1,
@@ -370,7 +372,10 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
         "  --san LIST         subject alternative names (DNS:, IP:, email:, URI:), repeatable\n"
         "  --profile P        server (default) or client\n"
         "  --days N           validity (default and maximum: the profile's)\n"
-        "  --alg ALG          key algorithm (default ec-p256)\n",
+        "  --alg ALG          key algorithm (default ec-p256)\n"
+        "  --org O, --ou OU, --email E   more subject fields\n  --exportable, --not-exportable   whether "
+        "'moat key export' may hand the key out later\n\n"
+        "example: moat ca issue intranet --cn intranet.example.com --san DNS:intranet.example.com\n",
         opts,
         pos,
         1,
@@ -485,7 +490,10 @@ static int ca_cert(moat_cli_t *cli, int argc, char **argv)
     const moat__km_cmd_t cmd = {
         "moat ca cert [--der] [--root] [--out FILE]",
         "Prints the issuing CA certificate (the intermediate if there is one), or with\n"
-        "--root the root that clients must trust.\n",
+        "--root the root that clients must trust.\n\n"
+        "  --der        DER instead of PEM\n  --root       the root instead of the issuing CA\n  --out "
+        "FILE   write to FILE (default: standard output)\n\n"
+        "example: moat ca cert --root --out root.pem\n",
         opts,
         NULL,
         0,
@@ -614,7 +622,11 @@ static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
         "Writes the root CA's key and certificate as PKCS#12 (only if the root was created with\n"
         "--exportable). With --remove-key the root key then leaves the store: the root goes offline,\n"
         "which needs an intermediate to keep issuing ('moat ca init --intermediate'). Keep the file\n"
-        "and its password somewhere safe and offline. Audited.\n",
+        "and its password somewhere safe and offline. Audited.\n\n"
+        "  --out FILE.p12      where to write it (0600)\n  --password-file F   the file's "
+        "password (first line of F)\n  --remove-key        take the root key out of the store once written\n "
+        " --legacy            3DES and SHA-1, for old Windows and appliances\n\n"
+        "example: moat ca export-root --out root.p12 --password-file pw.txt --remove-key\n",
         opts,
         NULL,
         0,
@@ -715,7 +727,9 @@ static int ca_list(moat_cli_t *cli, int argc, char **argv)
         "moat ca list [--revoked] [--expiring DAYS] [--json]",
         "Lists every certificate moat's CA issued, newest first.\n\n"
         "  --revoked         only revoked certificates\n"
-        "  --expiring DAYS   only those expiring within DAYS days (already expired too)\n",
+        "  --expiring DAYS   only those expiring within DAYS days (already expired too)\n"
+        "  --json            an array: serial, name, subject, profile, issuing_ca, dates, revocation\n\n"
+        "example: moat ca list --expiring 30\n",
         opts,
         NULL,
         0,
@@ -797,7 +811,8 @@ static int ca_set_url(moat_cli_t *cli, int argc, char **argv)
         "moat ca set-url BASE",
         "Sets the public base URL (http://ca.example.com) under which a site with 'ca_publish: true'\n"
         "serves the CA certificates, CRL and OCSP. Certificates issued from now on point there (CRL\n"
-        "distribution point, OCSP and CA issuers); earlier ones keep what they have.\n",
+        "distribution point, OCSP and CA issuers); earlier ones keep what they have.\n\n"
+        "example: moat ca set-url http://ca.example.com\n",
         opts,
         pos,
         1,
@@ -854,7 +869,9 @@ static int ca_policy(moat_cli_t *cli, int argc, char **argv)
         "  --max-days N     longest validity (defaults: server 90, client 365)\n"
         "  --allow PATTERN  allowed names: www.example.com, *.example.com (any depth), *@example.com;\n"
         "                   repeatable or comma-separated; replaces the list\n"
-        "  --allow-any      remove the name restriction\n",
+        "  --allow-any      remove the name restriction\n"
+        "  --json           the policy as one object\n\n"
+        "example: moat ca policy server --max-days 90 --allow \"*.example.com\"\n",
         opts,
         pos,
         1,

@@ -28,7 +28,10 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
     const moat__km_cmd_t cmd = {
         "moat ca crl [--der] [--root] [--out FILE]",
         "Prints the current certificate revocation list of the issuing CA (or of the root with\n"
-        "--root). It is re-signed on every revocation, and here when half of its week has passed.\n",
+        "--root). It is re-signed on every revocation, and here when half of its week has passed.\n\n"
+        "  --der        DER instead of PEM\n  --root       the root's CRL (it lists revoked "
+        "intermediates)\n  --out FILE   write to FILE (default: standard output)\n\n"
+        "example: moat ca crl --out ca.crl\n",
         opts,
         NULL,
         0,
@@ -131,7 +134,8 @@ int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
         "Revokes a certificate moat's CA issued (by key name or serial) and re-signs the CRL; a running\n"
         "server's OCSP responder answers \"revoked\" from then on.\n\n"
         "  --reason R   unspecified (default), key-compromise, ca-compromise, affiliation-changed,\n"
-        "               superseded, cessation-of-operation, certificate-hold, privilege-withdrawn\n",
+        "               superseded, cessation-of-operation, certificate-hold, privilege-withdrawn\n\n"
+        "example: moat ca revoke alice --reason key-compromise\n",
         opts,
         pos,
         1,

@@ -124,7 +124,8 @@ static int cert_export(moat_cli_t *cli, int argc, char **argv)
                                 "Writes the current certificate of NAME (public, no key).\n\n"
                                 "  --chain      add the intermediate certificates after it (PEM only)\n"
                                 "  --der        DER instead of PEM\n"
-                                "  --out FILE   write to FILE (default: standard output)\n",
+                                "  --out FILE   write to FILE (default: standard output)\n\n"
+                                "example: moat cert export www --chain --out www-chain.pem\n",
                                 opts,
                                 pos,
                                 1,
@@ -184,7 +185,10 @@ static int cert_history(moat_cli_t *cli, int argc, char **argv)
     const moat__km_cmd_t cmd = {
         "moat cert history NAME [--json]",
         "Lists every certificate NAME has had, newest first; the current one is marked.\n"
-        "'moat cert rollback NAME' goes back to the one before the current one.\n",
+        "'moat cert rollback NAME' goes back to the one before the current one.\n\n"
+        "  --json    an array of the certificates: serial, subject, issuer, validity, fingerprint, "
+        "current\n\n"
+        "example: moat cert history www\n",
         opts,
         pos,
         1,
@@ -267,7 +271,8 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
     const moat__km_cmd_t cmd = {
         "moat cert rollback NAME",
         "Makes the certificate (and key) NAME had before the current one current again;\n"
-        "a running server picks it up. The replaced certificate stays in the history.\n",
+        "a running server picks it up. The replaced certificate stays in the history.\n\n"
+        "example: moat cert rollback www\n",
         opts,
         pos,
         1,

@@ -26,7 +26,8 @@ static void help(void)
            "  --no-system-trust   do not use the system trust store\n"
            "  --color WHEN        auto (default: on a terminal, unless NO_COLOR is set), always, never\n"
            "  --json              machine-readable findings\n\n"
-           "exit status: 0 no errors found (warnings allowed), 1 errors found or doctor failed, 2 usage\n",
+           "exit status: 0 no errors found (warnings allowed), 1 errors found or doctor failed, 2 usage\n\n"
+           "example: moat doctor https://www.example.com\n",
            USAGE);
 }
 

@@ -497,7 +497,8 @@ int moat_cli_import(moat_cli_t *cli, int argc, char **argv)
         "  --password-file F  the password of encrypted keys and PKCS#12 files (first line of F)\n"
         "  --exportable       allow 'moat key export' of the imported keys later (default: never)\n\n"
         "Exit status: 0 when everything found was imported (or was already there), 1 when some file\n"
-        "could not be opened (encrypted, unreadable) or the import failed (then nothing changed).\n",
+        "could not be opened (encrypted, unreadable) or the import failed (then nothing changed).\n\n"
+        "example: moat import /etc/nginx/nginx.conf --dry-run\n",
         opts,
         pos,
         1,

@@ -462,7 +462,8 @@ static int key_list(moat_cli_t *cli, int argc, char **argv)
     const moat__km_cmd_t cmd = {
         "moat key list [--json]",
         "Lists the keys in the store: name, state (pending, active, expired, revoked),\n"
-        "algorithm, whether it is exportable, expiry and subject.\n",
+        "algorithm, whether it is exportable, expiry and subject.\n\n"
+        "example: moat key list --json\n",
         opts,
         NULL,
         0,
@@ -565,14 +566,17 @@ static int key_show(moat_cli_t *cli, int argc, char **argv)
     moat_err_t err = {0};
     int rc;
     const moat__km_opt_t opts[] = {{0}};
-    const moat__km_cmd_t cmd = {"moat key show NAME [--json]",
-                                "Shows one key: state, algorithm, exportability, its certificate (subject,\n"
-                                "names, issuer, validity, fingerprint) and any renewal waiting for its\n"
-                                "certificate.\n",
-                                opts,
-                                pos,
-                                1,
-                                1};
+    const moat__km_cmd_t cmd = {
+        "moat key show NAME [--json]",
+        "Shows one key: state, algorithm, exportability, its certificate (subject,\n"
+        "names, issuer, validity, fingerprint) and any renewal waiting for its\n"
+        "certificate.\n\n"
+        "  --json    one object, the same fields as an entry of 'moat key list --json'\n\n"
+        "example: moat key show www\n",
+        opts,
+        pos,
+        1,
+        1};
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
@@ -612,7 +616,8 @@ static int key_delete(moat_cli_t *cli, int argc, char **argv)
         "moat key delete NAME",
         "Deletes the key NAME, any renewal waiting for its certificate, and its\n"
         "certificates and their history. A site with 'certificate: NAME' stops loading.\n"
-        "Export it first if you may need it again.\n",
+        "Export it first if you may need it again.\n\n"
+        "example: moat key delete old-www\n",
         opts,
         pos,
         1,
@@ -701,7 +706,8 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
         "  --password-file F  read the file's password from F (else a prompt on a terminal)\n"
         "  --exportable       allow 'moat key export' of this key later (default: never)\n"
         "  --replace          replace the material of the existing key NAME: the way to make a\n"
-        "                     non-exportable key exportable, from its original file\n",
+        "                     non-exportable key exportable, from its original file\n\n"
+        "example: moat key import www www.pfx --password-file pw.txt\n",
         opts,
         pos,
         2,

@@ -25,7 +25,8 @@ int moat_cli_serve(moat_cli_t *cli, int argc, char **argv)
                    "  -c FILE        the config (else MOAT_CONFIG, else ./moat.yaml)\n"
                    "  --check, -t    validate the config, the store and the certificates, then exit\n\n"
                    "Signals: SIGTERM/SIGINT stop (requests in flight finish), SIGHUP reloads the config,\n"
-                   "SIGUSR1 reopens the logs. The pid is written to STORE.pid.\n",
+                   "SIGUSR1 reopens the logs. The pid is written to STORE.pid.\n\n"
+                   "example: moat serve -c /etc/moat/moat.yaml\n",
                    serve_usage);
             return MOAT_EXIT_OK;
         }
@@ -64,7 +65,8 @@ int moat_cli_reload(moat_cli_t *cli, int argc, char **argv)
             printf("usage: %s\n\n"
                    "Asks the server running on this store to re-read its config (SIGHUP to the pid in\n"
                    "STORE.pid) and waits for the outcome. A config that fails to load is refused and the\n"
-                   "old one keeps serving; the reason is printed (exit 1), logged and kept in the store.\n",
+                   "old one keeps serving; the reason is printed (exit 1), logged and kept in the store.\n\n"
+                   "example: moat reload -c /etc/moat/moat.yaml\n",
                    reload_usage);
             return MOAT_EXIT_OK;
         }

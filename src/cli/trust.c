@@ -72,7 +72,8 @@ static int trust_add(moat_cli_t *cli, int argc, char **argv)
         "from their common names). Sites use them by name in 'client_trust:' and, by default, all of\n"
         "them together with moat's own CA (\"moat-ca\"). A running server applies the change at once.\n\n"
         "  --name N   the anchor's name (default: from the certificate's common name)\n"
-        "  --force    add an expired certificate anyway (it verifies nothing until replaced)\n",
+        "  --force    add an expired certificate anyway (it verifies nothing until replaced)\n\n"
+        "example: moat trust add corp-root.pem --name corp\n",
         opts,
         pos,
         1,
@@ -296,7 +297,8 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
     const moat__km_cmd_t cmd = {
         "moat trust list [-c moat.yaml] [--json]",
         "Lists the trust anchors for client certificates: name, subject, fingerprint and expiry, and,\n"
-        "with a config, which sites use each. \"moat-ca\" is moat's own CA.\n",
+        "with a config, which sites use each. \"moat-ca\" is moat's own CA.\n\n"
+        "example: moat trust list --json\n",
         opts,
         NULL,
         0,
@@ -425,7 +427,8 @@ static int trust_remove(moat_cli_t *cli, int argc, char **argv)
         "moat trust remove NAME",
         "Removes trust anchor NAME. Client certificates issued under it stop being accepted as soon\n"
         "as the running server applies the change. A site that requires client certificates and is\n"
-        "left with no anchor refuses to load (the server keeps its previous state and says why).\n",
+        "left with no anchor refuses to load (the server keeps its previous state and says why).\n\n"
+        "example: moat trust remove corp\n",
         opts,
         pos,
         1,

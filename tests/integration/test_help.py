@@ -1,0 +1,58 @@
+"""Every command's --help: walks `moat --help` and each group's list, and checks each text for its usage
+line, an example that runs moat, and an explanation of every option the usage line names."""
+import re
+
+
+def groups(moat):
+    out = moat.ok("--help").stdout
+    block = out.split("commands:\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split()[0] for line in block.splitlines() if line.strip()]
+
+
+def subcommands(moat, group):
+    r = moat.run(group, "--help")
+    if "commands:\n" not in r.stdout:
+        return None
+    block = r.stdout.split("commands:\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split()[0] for line in block.splitlines() if line.strip()]
+
+
+def all_commands(moat):
+    cmds = []
+    for g in groups(moat):
+        subs = subcommands(moat, g)
+        cmds += [(g,)] if subs is None else [(g, s) for s in subs]
+    return cmds
+
+
+def test_every_help_has_usage_example_and_its_options(moat):
+    cmds = all_commands(moat)
+    assert len(cmds) >= 37 and ("inspect",) in cmds and ("trust", "install-local") in cmds, cmds
+    problems = []
+    for c in cmds:
+        r = moat.run(*c, "--help")
+        text = r.stdout
+        name = " ".join(c)
+        if r.returncode != 0 or r.stderr:
+            problems.append(f"{name}: exit {r.returncode}, stderr {r.stderr!r}")
+            continue
+        if not text.startswith(f"usage: moat {name}") and not text.startswith("usage: moat store"):
+            problems.append(f"{name}: starts {text[:40]!r}")
+        examples = [line for line in text.splitlines() if line.startswith("example: ")]
+        if not examples or not all(re.match(r"example: (sudo )?moat ", e) for e in examples):
+            problems.append(f"{name}: no example line")
+        for e in examples:
+            if name.split()[0] not in e.split():
+                problems.append(f"{name}: the example does not run it: {e}")
+        # The usage lines run until the first blank line; every option they name is explained below.
+        usage, _, body = text.partition("\n\n")
+        for opt in sorted(set(re.findall(r"(--[a-z][a-z0-9-]*)", usage))):
+            if opt not in body:
+                problems.append(f"{name}: {opt} is not explained")
+    assert not problems, "\n".join(problems)
+
+
+def test_help_of_groups_lists_their_commands(moat):
+    for g in groups(moat):
+        r = moat.ok(g, "--help")
+        assert r.stdout.startswith("usage: moat"), (g, r.stdout)
