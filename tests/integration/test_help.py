@@ -9,25 +9,37 @@ def groups(moat):
     return [line.split()[0] for line in block.splitlines() if line.strip()]
 
 
-def subcommands(moat, group):
-    r = moat.run(group, "--help")
+def subcommands(moat, *group):
+    r = moat.run(*group, "--help")
     if "commands:\n" not in r.stdout:
         return None
     block = r.stdout.split("commands:\n", 1)[1].split("\n\n", 1)[0]
     return [line.split()[0] for line in block.splitlines() if line.strip()]
 
 
-def all_commands(moat):
+def all_commands(moat, prefix=None):
+    """Every command, nested groups ("acme eab new") included."""
     cmds = []
-    for g in groups(moat):
-        subs = subcommands(moat, g)
-        cmds += [(g,)] if subs is None else [(g, s) for s in subs]
+    for g in (groups(moat) if prefix is None else subcommands(moat, *prefix)):
+        c = (g,) if prefix is None else prefix + (g,)
+        subs = subcommands(moat, *c)
+        cmds += [c] if subs is None else all_commands(moat, c)
     return cmds
+
+
+def examples(text):
+    """"example: moat ..." lines, or the lines of an "Examples:" block."""
+    lines = text.splitlines()
+    out = [line[len("example: "):] for line in lines if line.startswith("example: ")]
+    if "Examples:" in lines:
+        out += [line.strip() for line in lines[lines.index("Examples:") + 1:] if line.startswith("  moat ")]
+    return out
 
 
 def test_every_help_has_usage_example_and_its_options(moat):
     cmds = all_commands(moat)
     assert len(cmds) >= 37 and ("inspect",) in cmds and ("trust", "install-local") in cmds, cmds
+    assert ("acme", "eab", "new") in cmds
     problems = []
     for c in cmds:
         r = moat.run(*c, "--help")
@@ -38,10 +50,10 @@ def test_every_help_has_usage_example_and_its_options(moat):
             continue
         if not text.startswith(f"usage: moat {name}") and not text.startswith("usage: moat store"):
             problems.append(f"{name}: starts {text[:40]!r}")
-        examples = [line for line in text.splitlines() if line.startswith("example: ")]
-        if not examples or not all(re.match(r"example: (sudo )?moat ", e) for e in examples):
+        ex = examples(text)
+        if not ex or not all(re.match(r"(sudo )?moat ", e) for e in ex):
             problems.append(f"{name}: no example line")
-        for e in examples:
+        for e in ex:
             if name.split()[0] not in e.split():
                 problems.append(f"{name}: the example does not run it: {e}")
         # The usage lines run until the first blank line; every option they name is explained below.
