@@ -178,7 +178,17 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
     }
     if (moat__km_commit(st, NULL, &err) != 0)
         goto fail;
-    if (!cli->quiet) {
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "role", inter ? "intermediate" : "root");
+        moat_json_kv_str(&j, "key_name", inter ? MOAT__KM_CA_INTER_KEY : MOAT__KM_CA_ROOT_KEY);
+        moat_json_kv_bool(&j, "exportable", exportable);
+        moat__km_json_cert_info(&j, &ci);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet) {
         char t[64];
         moat__km_fmt_time(ci.not_after, t, sizeof(t));
         printf("created the %s CA \"%s\" (%s), valid until %s\n", inter ? "intermediate" : "root", ci.subject,
@@ -302,7 +312,18 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
     }
     if (moat__km_commit_write(st, out, pem, pem_len, 0644, &err) != 0)
         goto fail;
-    if (!cli->quiet) {
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "out", strcmp(out, "-") == 0 ? NULL : out);
+        moat_json_kv_str(&j, "profile", moat_pki_profile_name(r.profile));
+        moat_json_kv_str(&j, "issuing_ca", moat_store_ca_role_name(ca.row.role));
+        moat_json_kv_int(&j, "chain_length", chain != NULL ? sk_X509_num(chain) : 0);
+        moat__km_json_cert_info(&j, &ci);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet) {
         char t[64];
         moat__km_fmt_time(ci.not_after, t, sizeof(t));
         printf("signed %s (%s profile, serial %s), valid until %s: %s\n", ci.subject,
@@ -441,7 +462,19 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
     }
     if (moat__km_commit(st, NULL, &err) != 0)
         goto fail;
-    if (!cli->quiet) {
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "name", pos[0]);
+        moat_json_kv_str(&j, "state", "active");
+        moat_json_kv_str(&j, "profile", moat_pki_profile_name(r.profile));
+        moat_json_kv_str(&j, "issuing_ca", moat_store_ca_role_name(ca.row.role));
+        moat_json_kv_bool(&j, "exportable", exportable);
+        moat__km_json_cert_info(&j, &ci);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet) {
         char t[64];
         moat__km_fmt_time(ci.not_after, t, sizeof(t));
         printf("issued \"%s\": %s (%s profile, serial %s), valid until %s\n", pos[0], ci.subject,
@@ -506,7 +539,23 @@ static int ca_cert(moat_cli_t *cli, int argc, char **argv)
     if ((want_root ? moat_ca_load(st, MOAT_CA_ROOT, 0, &ca, &err) : moat_ca_load_issuing(st, 0, &ca, &err)) !=
         0)
         goto fail;
-    if (der_out) {
+    if (cli->json && strcmp(out, "-") == 0 && !der_out) {
+        moat_pki_cert_info_t ci = {0};
+        moat_json_t j;
+        if (moat_pki_cert_info(ca.cert, &ci, &err) != 0 ||
+            moat_pki_cert_to_pem(ca.cert, NULL, &pem, &len, &err) != 0) {
+            moat_pki_cert_info_dispose(&ci);
+            goto fail;
+        }
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "role", moat_store_ca_role_name(ca.row.role));
+        moat__km_json_cert_info(&j, &ci);
+        moat_json_kv_str(&j, "pem", pem);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+        moat_pki_cert_info_dispose(&ci);
+    } else if (der_out) {
         if (moat__km_write_file(out, ca.row.der.data, ca.row.der.len, 0644, &err) != 0)
             goto fail;
     } else if (moat_pki_cert_to_pem(ca.cert, NULL, &pem, &len, &err) != 0 ||

@@ -176,7 +176,20 @@ int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
     }
     if (moat__km_commit(st, NULL, &err) != 0)
         goto fail;
-    if (!cli->quiet)
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "serial", is.serial);
+        moat_json_kv_str(&j, "name", is.name[0] ? is.name : NULL);
+        moat_json_kv_str(&j, "subject", is.subject);
+        moat_json_kv_str(&j, "issuing_ca", moat_store_ca_role_name(is.issuer));
+        moat_json_kv_str(&j, "reason", moat_pki_reason_name((int)reason));
+        moat_json_kv_time(&j, "revoked_at", (int64_t)time(NULL));
+        moat_json_kv_bool(&j, "crl_resigned", 1);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet)
         printf("revoked serial %s (%s%s%s), reason %s; the CRL is re-signed\n", is.serial, is.subject,
                is.name[0] ? ", key " : "", is.name, moat_pki_reason_name((int)reason));
     rc = MOAT_EXIT_OK;

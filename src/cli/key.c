@@ -124,8 +124,30 @@ static void warn_alg(moat_pki_alg_t alg)
 }
 
 static void print_next(const moat_cli_t *cli, const char *name, const char *csr_out, const fresh_t *f,
-                       const char *what)
+                       const char *what, int exportable)
 {
+    if (cli->json) {
+        /* The request is in the result: standard output carries one JSON document. */
+        char alg[32], fpr[MOAT_PKI_FINGERPRINT_SIZE] = "";
+        moat_err_t e = {0};
+        moat_json_t j;
+        moat_pki_key_describe(f->key, alg, sizeof(alg));
+        if (moat_pki_pubkey_fingerprint(f->key, fpr, &e) != 0)
+            fpr[0] = '\0';
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "name", name);
+        moat_json_kv_str(&j, "state", "pending");
+        moat_json_kv_bool(&j, "renewal", strcmp(what, "new") != 0);
+        moat_json_kv_str(&j, "algorithm", alg);
+        moat_json_kv_bool(&j, "exportable", exportable);
+        moat_json_kv_str(&j, "key_fingerprint", fpr[0] ? fpr : NULL);
+        moat_json_kv_str(&j, "csr_out", csr_out);
+        moat_json_kv_str(&j, "csr", f->csr_pem);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+        return;
+    }
     if (csr_out != NULL) {
         if (!cli->quiet)
             printf("%s key \"%s\" is pending; its request is in %s\n"
@@ -255,7 +277,7 @@ static int key_new(moat_cli_t *cli, int argc, char **argv)
     if (fresh_store(st, name, moat_pki_alg_name(alg), exportable, &f, csr_out, "key.new", 0, &err) != 0)
         goto fail;
     warn_alg(alg);
-    print_next(cli, name, csr_out, &f, "new");
+    print_next(cli, name, csr_out, &f, "new", exportable);
     fresh_dispose(&f);
     moat_store_close(st);
     return MOAT_EXIT_OK;
@@ -281,7 +303,7 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
     char new_sans[8192];
     moat_store_t *st = NULL;
     moat_store_key_t active = {0}, pending = {0};
-    int have_active = 0, have_pending = 0;
+    int have_active = 0, have_pending = 0, base_exportable = 0;
     X509 *cert = NULL;
     X509_REQ *req = NULL;
     char *sans = NULL;
@@ -422,6 +444,7 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
             if (fresh_make(alg, &sj, sans[0] ? sans : NULL, &f, &err) != 0)
                 goto fail;
         }
+        base_exportable = base->exportable;
         if (fresh_store(st, pos[0], moat_pki_alg_name(alg), base->exportable || exportable, &f, csr_out,
                         "key.renew", have_pending ? pending.id : 0, &err) != 0)
             goto fail;
@@ -432,7 +455,7 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
                 "moat: the earlier request of \"%s\" is kept: a certificate issued for it can still be "
                 "installed\n",
                 pos[0]);
-    print_next(cli, pos[0], csr_out, &f, have_active ? "renewal:" : "new");
+    print_next(cli, pos[0], csr_out, &f, have_active ? "renewal:" : "new", base_exportable || exportable);
     rc = MOAT_EXIT_OK;
     goto out;
 fail:
@@ -659,7 +682,15 @@ static int key_delete(moat_cli_t *cli, int argc, char **argv)
     }
     if (moat__km_commit(st, NULL, &err) != 0)
         goto fail;
-    if (!cli->quiet)
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "name", pos[0]);
+        moat_json_kv_bool(&j, "deleted", 1);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet)
         printf("deleted key \"%s\" and its certificates\n", pos[0]);
     moat_store_key_dispose(&k);
     moat_store_close(st);
@@ -840,7 +871,32 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
     if (moat__km_commit(st, NULL, &err) != 0)
         goto fail;
 
-    if (!cli->quiet) {
+    if (cli->json) {
+        moat_json_t j;
+        moat_pki_cert_info_t ci = {0};
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "name", pos[0]);
+        moat_json_kv_str(&j, "action", have_cur ? "replaced" : "imported");
+        moat_json_kv_str(&j, "format", imp.format);
+        moat_json_kv_str(&j, "algorithm", algname);
+        moat_json_kv_bool(&j, "exportable", exportable);
+        moat_json_kv_str(&j, "key_fingerprint", fpr);
+        moat_json_kv_str(&j, "state", leaf != NULL ? "active" : "pending");
+        moat_json_kv_int(&j, "chain_length", (int64_t)nblobs);
+        moat_json_kv_str(&j, "chain_ends_below", missing);
+        moat_json_key(&j, "certificate");
+        if (leaf != NULL && moat_pki_cert_info(leaf, &ci, &err) == 0) {
+            moat_json_obj_begin(&j);
+            moat__km_json_cert_info(&j, &ci);
+            moat_json_obj_end(&j);
+        } else {
+            moat_json_null(&j);
+        }
+        moat_pki_cert_info_dispose(&ci);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet) {
         printf("%s key \"%s\" from %s (%s, %s, %sexportable)\n", have_cur ? "replaced" : "imported", pos[0],
                pos[1], imp.format, algname, exportable ? "" : "not ");
         if (leaf != NULL) {

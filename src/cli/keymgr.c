@@ -304,6 +304,20 @@ void moat__km_json_sans(moat_json_t *j, const char *sans)
     moat_json_arr_end(j);
 }
 
+void moat__km_json_cert_info(moat_json_t *j, const moat_pki_cert_info_t *ci)
+{
+    moat_json_kv_str(j, "subject", ci->subject);
+    moat_json_key(j, "sans");
+    moat__km_json_sans(j, ci->sans);
+    moat_json_kv_str(j, "issuer", ci->issuer);
+    moat_json_kv_str(j, "serial", ci->serial);
+    moat_json_kv_time(j, "not_before", ci->not_before);
+    moat_json_kv_time(j, "not_after", ci->not_after);
+    moat_json_kv_str(j, "fingerprint", ci->fingerprint);
+    moat_json_kv_str(j, "key_fingerprint", ci->key_fingerprint);
+    moat_json_kv_str(j, "key_algorithm", ci->key_alg);
+}
+
 void moat__km_view_json(moat_json_t *j, const moat__km_view_t *v, time_t now)
 {
     const moat_store_key_t *k = v->key;

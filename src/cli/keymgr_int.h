@@ -100,6 +100,9 @@ typedef struct moat__km_view {
 const char *moat__km_view_state(const moat__km_view_t *v, time_t now);
 void moat__km_view_json(moat_json_t *j, const moat__km_view_t *v, time_t now);
 void moat__km_view_text(FILE *out, const moat__km_view_t *v, time_t now);
+/* The fields of a certificate in --json results (subject, sans, issuer, serial, not_before, not_after,
+ * fingerprint, key_fingerprint, key_algorithm), the names 'key list --json' uses. */
+void moat__km_json_cert_info(moat_json_t *j, const moat_pki_cert_info_t *ci);
 /* A SAN list in the text format as a JSON array of strings ("DNS:a", "IP:192.0.2.1"). */
 void moat__km_json_sans(moat_json_t *j, const char *sans);
 /* Fills v->revoked from the CA's issued table (certificates moat's CA signed). */

@@ -155,7 +155,20 @@ static int trust_add(moat_cli_t *cli, int argc, char **argv)
         goto rollback;
     if (moat__km_commit(st, NULL, &err) != 0)
         goto fail;
-    for (int i = 0; i < n && !cli->quiet; i++) {
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_arr_begin(&j);
+        for (int i = 0; i < n; i++) {
+            moat_json_obj_begin(&j);
+            moat_json_kv_str(&j, "name", names[i]);
+            moat__km_json_cert_info(&j, &infos[i]);
+            moat_json_obj_end(&j);
+        }
+        moat_json_arr_end(&j);
+        moat_json_finish(&j);
+    }
+    for (int i = 0; i < n && !cli->quiet && !cli->json; i++) {
         char when[64];
         moat__km_fmt_time(infos[i].not_after, when, sizeof(when));
         printf("trusted \"%s\" as anchor \"%s\" (valid until %s)\n  fingerprint %s\n", infos[i].subject,
