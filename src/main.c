@@ -23,7 +23,7 @@ static void usage(FILE *out)
           "  --store URL|PATH    the store (else MOAT_STORE, the config's store:, or the default)\n"
           "  -c, --config FILE   the config file (else MOAT_CONFIG)\n"
           "  --master-key FILE   the master key (else MOAT_MASTER_KEY_FILE, or beside the store)\n"
-          "  --json              machine-readable output on read commands\n"
+          "  --json              machine-readable output: results as JSON on stdout, errors on stderr\n"
           "  -q, --quiet         less output\n"
           "  -h, --help          this text; 'moat COMMAND --help' for a command\n"
           "  --version           print the version\n\n"

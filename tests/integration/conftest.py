@@ -137,6 +137,18 @@ class Moat:
         return problems
 
 
+
+def make_install(destdir, prefix="/opt/moat"):
+    """`make install` of the build tree MOAT_BIN lives in, into <destdir> (cmake --install with DESTDIR);
+    skips the test when MOAT_BIN is not in a CMake build tree."""
+    build = pathlib.Path(MOAT_BIN).resolve().parent
+    if not (build / "cmake_install.cmake").exists():
+        pytest.skip("MOAT_BIN is not in a CMake build tree")
+    env = dict(os.environ, DESTDIR=str(destdir))
+    subprocess.run(["cmake", "--install", str(build), "--prefix", prefix], env=env, check=True,
+                   capture_output=True, timeout=120)
+    return pathlib.Path(destdir) / prefix.lstrip("/")
+
 @pytest.fixture
 def moat(tmp_path):
     m = Moat(tmp_path)

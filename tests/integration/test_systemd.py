@@ -62,17 +62,8 @@ def test_ready_reloading_status_stopping(moat, kind):
 
 
 def test_make_install_puts_the_unit_and_logrotate_file(tmp_path):
-    import os
-    import pathlib
-    import subprocess
-
-    from conftest import MOAT_BIN
-    build = pathlib.Path(MOAT_BIN).resolve().parent
-    if not (build / "cmake_install.cmake").exists():
-        pytest.skip("MOAT_BIN is not in a CMake build tree")
-    env = dict(os.environ, DESTDIR=str(tmp_path))
-    subprocess.run(["cmake", "--install", str(build), "--prefix", "/opt/moat"], env=env, check=True,
-                   capture_output=True, timeout=120)
+    from conftest import make_install
+    make_install(tmp_path)
     unit = (tmp_path / "opt/moat/lib/systemd/system/moat.service").read_text()
     assert "Type=notify" in unit and "ExecStart=/opt/moat/bin/moat serve" in unit
     assert "/usr/local" not in unit, "the unit names the installed binary"
