@@ -161,7 +161,7 @@ static int open_listener(const moat__bind_t *b, long defer_s, moat_err_t *err)
     return fd;
 }
 
-static int setup_binds(moat__server_t *srv, const moat_config_t *cfg, moat_err_t *err)
+static int setup_binds(moat__server_t *srv, const moat_config_t *cfg, int open_sockets, moat_err_t *err)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const moat_listener_t *l = &cfg->listeners[i];
@@ -183,6 +183,8 @@ static int setup_binds(moat__server_t *srv, const moat_config_t *cfg, moat_err_t
             return moat_err_set(err, MOAT_E_NOMEM, "allocating listeners");
         for (size_t b = 0; b < srv->nbinds; b++)
             srv->bind_fds[w][b] = -1;
+        if (!open_sockets)
+            continue;
         for (size_t b = 0; w == 0 && b < srv->nbinds; b++) {
             int rc = probe_free(&srv->binds[b], err);
             if (rc != 0)
@@ -313,7 +315,6 @@ static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
 {
     moat__server_t *srv = ctl->srv;
     moat__gen_t *gen = NULL;
-    moat__wgen_t **parts;
     const moat_site_t *acme_site = acme_server_site(cfg);
     int rc;
 
@@ -331,26 +332,10 @@ static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
     gen->seq = ++ctl->seq;
     /* Signed here, before any worker sees the generation: the first handshake already gets a staple. */
     moat__staple_build(gen, 1);
-    parts = moat_calloc(srv->nworkers, sizeof(*parts));
-    if (parts == NULL) {
+    if ((rc = moat__gen_hand_over(srv, gen, err)) != 0) {
         moat__gen_unref(gen);
-        return moat_err_set(err, MOAT_E_NOMEM, "allocating a generation");
+        return rc;
     }
-    for (unsigned w = 0; w < srv->nworkers; w++) {
-        parts[w] = moat__wgen_build(gen, srv->workers[w].lib, err);
-        if (parts[w] == NULL) {
-            for (unsigned k = 0; k < w; k++)
-                moat__wgen_release(parts[k]);
-            moat_free(&parts);
-            moat__gen_unref(gen);
-            return err->code ? err->code : MOAT_E_PKI;
-        }
-    }
-    /* Every SSL_CTX holds its own key now: the decrypted copies go. */
-    moat__gen_forget_keys(gen);
-    for (unsigned w = 0; w < srv->nworkers; w++)
-        moat__worker_post(&srv->workers[w], parts[w]);
-    moat_free(&parts);
     ctl->applied = gen->id;
     for (size_t i = 0; i < cfg->nsites; i++)
         for (size_t j = 0; j < gen->sites[i].ncerts; j++)
@@ -359,6 +344,28 @@ static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
     moat__gen_unref(ctl->gen); /* the workers' parts hold the generation; this thread keeps one for staples */
     ctl->gen = gen;
     record_stapling(ctl);
+    return 0;
+}
+
+int moat__gen_hand_over(moat__server_t *srv, moat__gen_t *gen, moat_err_t *err)
+{
+    moat__wgen_t **parts = moat_calloc(srv->nworkers, sizeof(*parts));
+    if (parts == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "allocating a generation");
+    for (unsigned w = 0; w < srv->nworkers; w++) {
+        parts[w] = moat__wgen_build(gen, srv->workers[w].lib, err);
+        if (parts[w] == NULL) {
+            for (unsigned k = 0; k < w; k++)
+                moat__wgen_release(parts[k]);
+            moat_free(&parts);
+            return err->code ? err->code : MOAT_E_PKI;
+        }
+    }
+    /* Every SSL_CTX holds its own key now: the decrypted copies go. */
+    moat__gen_forget_keys(gen);
+    for (unsigned w = 0; w < srv->nworkers; w++)
+        moat__worker_post(&srv->workers[w], parts[w]);
+    moat_free(&parts);
     return 0;
 }
 
@@ -644,7 +651,7 @@ static void print_listeners(const moat__server_t *srv, const moat_config_t *cfg)
     fflush(stdout);
 }
 
-static void cleanup(moat__server_t *srv)
+void moat__server_cleanup(moat__server_t *srv)
 {
     for (unsigned w = 0; srv->workers != NULL && w < srv->nworkers; w++) {
         moat__worker_t *wk = &srv->workers[w];
@@ -676,7 +683,7 @@ static void cleanup(moat__server_t *srv)
         close(atomic_load(&srv->access_fd));
 }
 
-static int init_workers(moat__server_t *srv, const moat_config_t *cfg, moat_err_t *err)
+int moat__server_init_workers(moat__server_t *srv, const moat_config_t *cfg, moat_err_t *err)
 {
     size_t small = 16384 + 1024;
     int rc;
@@ -718,6 +725,14 @@ static int init_workers(moat__server_t *srv, const moat_config_t *cfg, moat_err_
     return 0;
 }
 
+int moat__server_setup(moat__server_t *srv, const moat_config_t *cfg, int open_sockets, moat_err_t *err)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    srv->nworkers = cfg->workers > 0 ? (unsigned)cfg->workers : (n > 0 ? (unsigned)n : 1);
+    srv->limits = cfg->limits;
+    return setup_binds(srv, cfg, open_sockets, err);
+}
+
 int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
 {
     moat__server_t srv;
@@ -729,7 +744,6 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     sigset_t sigs;
     uint64_t crl_checked_ms = 0;
     int rc, fd;
-    long n;
 
     memset(&srv, 0, sizeof(srv));
     memset(&ctl, 0, sizeof(ctl));
@@ -771,10 +785,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
 
-    n = sysconf(_SC_NPROCESSORS_ONLN);
-    srv.nworkers = cfg->workers > 0 ? (unsigned)cfg->workers : (n > 0 ? (unsigned)n : 1);
-    srv.limits = cfg->limits;
-    if ((rc = setup_binds(&srv, cfg, err)) != 0)
+    if ((rc = moat__server_setup(&srv, cfg, 1, err)) != 0)
         goto fail;
     if (cfg->error_log != NULL && (rc = moat_log_open(cfg->error_log, err)) != 0)
         goto fail;
@@ -810,7 +821,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         moat_log(MOAT_LOG_NOTICE, &logctx,
                  "ktls: true: kernel TLS is not used by this build's buffered TLS path; serving with "
                  "read + SSL_write");
-    if ((rc = moat_tls_tickets_init(err)) != 0 || (rc = init_workers(&srv, cfg, err)) != 0)
+    if ((rc = moat_tls_tickets_init(err)) != 0 || (rc = moat__server_init_workers(&srv, cfg, err)) != 0)
         goto fail;
     if ((rc = apply(&ctl, cfg, err)) != 0)
         goto fail;
@@ -919,7 +930,7 @@ fail:
     moat_store_close(acme_st);
     moat_store_close(crl_st);
     moat_store_watch_close(ctl.watch);
-    cleanup(&srv);
+    moat__server_cleanup(&srv);
     moat_store_close(ctl.st);
     moat_config_unref(ctl.cfg);
     return rc;

@@ -249,7 +249,29 @@ int moat__crlf_want(moat__crlf_t *f, const char *url, X509 *issuer);
 moat__crlset_t *moat__worker_crls(moat__worker_t *w);
 void moat__crlset_release(moat__crlset_t *s);
 
+/* server.c: what moat_server_run sets up, in pieces a caller may drive on its own thread (the unit tests
+ * of server/ do, with connections over socket pairs). */
+/* The worker count and limits of <cfg>, and its binds; their listening sockets are opened only when
+ * <open_sockets>. */
+int moat__server_setup(moat__server_t *srv, const moat_config_t *cfg, int open_sockets,
+                       moat_err_t *err) MOAT_MUST_CHECK;
+/* Each worker's loop, TLS library context and pools (moat_tls_tickets_init first). */
+int moat__server_init_workers(moat__server_t *srv, const moat_config_t *cfg, moat_err_t *err) MOAT_MUST_CHECK;
+/* Builds every worker's part of <gen> and posts it to them (the workers adopt it at their next turn). The
+ * caller keeps its reference to <gen>. */
+int moat__gen_hand_over(moat__server_t *srv, moat__gen_t *gen, moat_err_t *err) MOAT_MUST_CHECK;
+/* Undoes moat__server_setup and moat__server_init_workers (workers stopped, or never started). */
+void moat__server_cleanup(moat__server_t *srv);
+
 /* worker.c */
+/* Gets <w> ready to serve (its lists, access log buffer, first generation): 0, or an error. */
+int moat__worker_prepare(moat__worker_t *w, moat_err_t *err) MOAT_MUST_CHECK;
+/* One turn of the worker's loop: waits at most <max_wait_ms> (-1: until the next deadline) for events,
+ * runs the connections that have work, expires deadlines. 0 once a stop is complete, else 1. */
+int moat__worker_turn(moat__worker_t *w, int max_wait_ms);
+/* After the last turn: closes the connections left, flushes the access log, drops the generation. */
+void moat__worker_finish(moat__worker_t *w);
+/* moat__worker_prepare, then a thread that turns until the server stops. */
 int moat__worker_start(moat__worker_t *w, moat_err_t *err) MOAT_MUST_CHECK;
 /* Hands <wg> to the worker (which adopts it at its next wake-up). */
 void moat__worker_post(moat__worker_t *w, moat__wgen_t *wg);

@@ -284,73 +284,83 @@ static void begin_stop(moat__worker_t *w)
     h2_goaway(w, NULL); /* GOAWAY: streams in flight finish, the connection closes after them */
 }
 
-static void *worker_main(void *arg)
+int moat__worker_turn(moat__worker_t *w, int max_wait_ms)
 {
-    moat__worker_t *w = arg;
     struct epoll_event evs[256];
+    int n, timeout;
 
-    listeners_enable(w, 1);
-    for (;;) {
-        int n, timeout;
-        adopt_generation(w);
-        if (atomic_load(&w->srv->stopping) && w->stop_deadline_ms == 0)
-            begin_stop(w);
-        if (w->stop_deadline_ms != 0 && (w->nconns == 0 || w->loop.now_ms >= w->stop_deadline_ms))
-            break;
-        if (!w->accepting && w->stop_deadline_ms == 0 && w->loop.now_ms >= w->accept_resume_ms &&
-            atomic_load(&w->srv->nconns) < w->srv->max_conns)
-            listeners_enable(w, 1);
-        timeout = moat_list_empty(&w->ready) ? next_timeout_ms(w) : 0;
-        n = epoll_wait(w->loop.epfd, evs, (int)MOAT_ARRAY_LEN(evs), timeout);
-        w->loop.now_ms = moat_clock_ms();
-        for (int i = 0; i < n; i++) {
-            int *tag = evs[i].data.ptr;
-            if (*tag == TAG_CONN) {
-                moat__conn_t *c = (moat__conn_t *)tag;
-                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-                    c->readable = 1;
-                if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-                    c->writable = 1;
-                moat__conn_run(c);
-            } else if (*tag == TAG_LISTEN) {
-                if (w->stop_deadline_ms == 0)
-                    on_accept(w, (moat__wlisten_t *)tag);
-            } else {
-                moat_loop_wake_ack(&w->loop);
-            }
+    adopt_generation(w);
+    if (atomic_load(&w->srv->stopping) && w->stop_deadline_ms == 0)
+        begin_stop(w);
+    if (w->stop_deadline_ms != 0 && (w->nconns == 0 || w->loop.now_ms >= w->stop_deadline_ms))
+        return 0;
+    if (!w->accepting && w->stop_deadline_ms == 0 && w->loop.now_ms >= w->accept_resume_ms &&
+        atomic_load(&w->srv->nconns) < w->srv->max_conns)
+        listeners_enable(w, 1);
+    timeout = moat_list_empty(&w->ready) ? next_timeout_ms(w) : 0;
+    if (max_wait_ms >= 0 && timeout > max_wait_ms)
+        timeout = max_wait_ms;
+    n = epoll_wait(w->loop.epfd, evs, (int)MOAT_ARRAY_LEN(evs), timeout);
+    w->loop.now_ms = moat_clock_ms();
+    for (int i = 0; i < n; i++) {
+        int *tag = evs[i].data.ptr;
+        if (*tag == TAG_CONN) {
+            moat__conn_t *c = (moat__conn_t *)tag;
+            if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                c->readable = 1;
+            if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+                c->writable = 1;
+            moat__conn_run(c);
+        } else if (*tag == TAG_LISTEN) {
+            if (w->stop_deadline_ms == 0)
+                on_accept(w, (moat__wlisten_t *)tag);
+        } else {
+            moat_loop_wake_ack(&w->loop);
         }
-        /* Connections that yielded: one more turn each (they may yield again). */
-        if (!moat_list_empty(&w->ready)) {
-            moat_list_t batch;
-            moat_list_move(&w->ready, &batch);
-            while (!moat_list_empty(&batch)) {
-                moat__conn_t *c = moat_container_of(batch.next, moat__conn_t, rnode);
-                moat_list_remove(&c->rnode);
-                moat__conn_run(c);
-            }
-        }
-        if (w->srv->acme_svc != NULL)
-            moat__acme_answers(w);
-        expire(w, &w->q_header);
-        expire(w, &w->q_idle);
-        resume_crl_waits(w);
-        trim_heap(w);
-        if (w->alog_len > 0 &&
-            (w->alog_len > ACCESS_LOG_BUF / 2 || w->loop.now_ms - w->alog_flushed_ms >= 1000))
-            moat__access_flush(w);
     }
+    /* Connections that yielded: one more turn each (they may yield again). */
+    if (!moat_list_empty(&w->ready)) {
+        moat_list_t batch;
+        moat_list_move(&w->ready, &batch);
+        while (!moat_list_empty(&batch)) {
+            moat__conn_t *c = moat_container_of(batch.next, moat__conn_t, rnode);
+            moat_list_remove(&c->rnode);
+            moat__conn_run(c);
+        }
+    }
+    if (w->srv->acme_svc != NULL)
+        moat__acme_answers(w);
+    expire(w, &w->q_header);
+    expire(w, &w->q_idle);
+    resume_crl_waits(w);
+    trim_heap(w);
+    if (w->alog_len > 0 && (w->alog_len > ACCESS_LOG_BUF / 2 || w->loop.now_ms - w->alog_flushed_ms >= 1000))
+        moat__access_flush(w);
+    return 1;
+}
+
+void moat__worker_finish(moat__worker_t *w)
+{
     while (!moat_list_empty(&w->conns))
         moat__conn_close(moat_container_of(w->conns.next, moat__conn_t, node));
     moat__access_flush(w);
     adopt_generation(w);
     moat__wgen_release(w->cur);
     w->cur = NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    moat__worker_t *w = arg;
+    listeners_enable(w, 1);
+    while (moat__worker_turn(w, -1))
+        ;
+    moat__worker_finish(w);
     return NULL;
 }
 
-int moat__worker_start(moat__worker_t *w, moat_err_t *err)
+int moat__worker_prepare(moat__worker_t *w, moat_err_t *err)
 {
-    int rc;
     moat__conn_init();
     moat_list_init(&w->conns);
     moat_list_init(&w->q_header);
@@ -364,6 +374,14 @@ int moat__worker_start(moat__worker_t *w, moat_err_t *err)
     adopt_generation(w);
     if (w->cur == NULL)
         return moat_err_set(err, MOAT_E_STATE, "worker %u has no configuration", w->id);
+    return 0;
+}
+
+int moat__worker_start(moat__worker_t *w, moat_err_t *err)
+{
+    int rc;
+    if ((rc = moat__worker_prepare(w, err)) != 0)
+        return rc;
     rc = pthread_create(&w->thread, NULL, worker_main, w);
     if (rc != 0)
         return moat_err_set(err, MOAT_E_IO, "starting worker thread %u: %s", w->id, strerror(rc));
