@@ -6,9 +6,11 @@
  *
  * Covers routing (Host among a listener's sites, the https redirect, 421 for a name the certificate was
  * not chosen for), client-certificate verdicts and the 403 page, whoami, CA publication and OCSP routing
- * (a site without ca_publish answers neither), HTTP/2 and HTTP/1.1 through the same handling, and the
- * ClientHello SNI reader.
+ * (moat's CA made with `moat ca init`; a site without ca_publish answers neither), HTTP/2 and HTTP/1.1
+ * through the same handling, and the ClientHello SNI reader.
  */
+#include "cli/cli.h"
+#include "cli/groups.h"
 #include "config/config.h"
 #include "keymgr/keymgr.h"
 #include "server/request.h"
@@ -151,6 +153,15 @@ static int setup(void)
     CHECK_EQ(moat_store_anchor_add(st, "unit", der, (size_t)der_len, &err), 0);
     OPENSSL_free(der);
     CHECK_EQ(moat_store_commit(st, &err), 0);
+    {
+        /* moat's own CA, made by the command people run (moat ca init), for CA publication and OCSP */
+        char a0[] = "moat", a1[] = "--store", a3[] = "-q", a4[] = "ca", a5[] = "init";
+        char *argv[] = {a0, a1, db, a3, a4, a5, NULL};
+        int argc = 6;
+        moat_cli_t cli = {0};
+        CHECK_EQ(moat_cli_parse_globals(&cli, &argc, argv, &err), 0);
+        CHECK_EQ(moat_cli_ca(&cli, argc - 1, argv + 1), 0);
+    }
     server_pem = pem_of(server_cert, &server_len);
     root_pem = pem_of(root_cert, &root_len);
     req.name = "www";
@@ -208,6 +219,7 @@ static int setup(void)
              "    listen: [\"127.0.0.1:1\"]\n"
              "    http_listen: [\"127.0.0.1:2\"]\n"
              "    require_secure_channel: false\n"
+             "    ca_publish: true\n"
              "    certificate: www\n"
              "    root: %s/plain\n",
              db, dir, dir, dir);
@@ -460,18 +472,90 @@ static void test_whoami(void)
     CHECK(strstr(out, "untrusted") != NULL);
 }
 
-static void test_publication_and_ocsp_routing(void)
+/* The body of a response (after the blank line), or "". */
+static const char *body_of(const char *resp)
 {
-    char out[8192];
-    /* No site publishes the CA: the paths are 404 (the root is not consulted), never redirected. */
+    const char *b = strstr(resp, "\r\n\r\n");
+    return b != NULL ? b + 4 : "";
+}
+
+static void test_publication(void)
+{
+    char out[16384], want[8192];
+    moat_store_ca_t ca = {0};
+    moat_err_t err = {0};
+
+    /* plain.test publishes moat's CA, over plain http and https alike */
+    http_get("plain.test", "/.well-known/moat/root.pem", out, sizeof(out));
+    CHECK_EQ(status_of(out), 200);
+    CHECK(strstr(out, "Content-Type: application/x-x509-ca-cert\r\n") != NULL);
+    CHECK_EQ(moat_store_ca_get(st, MOAT_CA_ROOT, &ca, &err), 0);
+    if (ca.der.len > 0) {
+        X509 *x = NULL;
+        const unsigned char *p = ca.der.data;
+        BIO *b = BIO_new(BIO_s_mem());
+        char *pem = NULL;
+        long n;
+        x = d2i_X509(NULL, &p, (long)ca.der.len);
+        CHECK(x != NULL);
+        PEM_write_bio_X509(b, x);
+        n = BIO_get_mem_data(b, &pem);
+        snprintf(want, sizeof(want), "%.*s", (int)n, pem);
+        CHECK_STR(body_of(out), want); /* the store's root, byte for byte */
+        BIO_free(b);
+        X509_free(x);
+    }
+    moat_store_ca_dispose(&ca);
+    https_get("plain.test", "plain.test", "/.well-known/moat/root.der", NULL, NULL, NULL, out, sizeof(out));
+    CHECK_EQ(status_of(out), 200);
+    https_get("plain.test", "plain.test", "/.well-known/moat/", NULL, NULL, NULL, out, sizeof(out));
+    CHECK_EQ(status_of(out), 200);
+    CHECK(strstr(out, "text/html") != NULL);
+    /* a site without ca_publish answers 404 for the same paths (its root is not consulted), and its
+     * plain listener does not redirect them */
     http_get("localhost", "/.well-known/moat/root.pem", out, sizeof(out));
     CHECK_EQ(status_of(out), 404);
     https_get("localhost", "localhost", "/.well-known/moat/ca.crl", NULL, NULL, NULL, out, sizeof(out));
     CHECK_EQ(status_of(out), 404);
-    /* nor OCSP: the responder's path is an ordinary (missing) file there */
+}
+
+static void test_ocsp_routing(void)
+{
+    char out[8192];
+#define OCSP_POST(host)                                                                                      \
+    "POST /.well-known/moat/ocsp HTTP/1.1\r\nHost: " host "\r\nContent-Type: application/ocsp-request\r\n"   \
+    "Content-Length: 5\r\nConnection: close\r\n\r\nhello"
+    char req[512];
+    int fd;
+    /* the responder of a publishing site answers (a request that does not parse: malformedRequest, in
+     * an OCSP response with HTTP 200, as RFC 6960 wants) */
+    snprintf(req, sizeof(req), "%s", OCSP_POST("plain.test"));
+    fd = connect_pair(bind_plain);
+    exchange(fd, req, strlen(req), out, sizeof(out), NULL);
+    close(fd);
+    CHECK_EQ(status_of(out), 200);
+    CHECK(strstr(out, "Content-Type: application/ocsp-response\r\n") != NULL);
+    /* GET with the request in the path (base64 with '/' and '+': routed before the path is normalised) */
+    http_get("plain.test", "/.well-known/moat/ocsp/MEMwQTA/+x", out, sizeof(out));
+    CHECK_EQ(status_of(out), 200);
+    CHECK(strstr(out, "Content-Type: application/ocsp-response\r\n") != NULL);
+    /* on a site without ca_publish the path is an ordinary (missing) file */
     http_get("localhost", "/.well-known/moat/ocsp/MEMwQTA", out, sizeof(out));
     CHECK_EQ(status_of(out), 404);
     CHECK(strstr(out, "application/ocsp-response") == NULL);
+    snprintf(req, sizeof(req), "%s", OCSP_POST("other.test"));
+    fd = connect_pair(bind_tls);
+    {
+        SSL *ssl = tls_client(fd, "other.test", NULL, NULL, "http/1.1");
+        CHECK(ssl != NULL);
+        if (ssl != NULL) {
+            exchange(fd, req, strlen(req), out, sizeof(out), ssl);
+            CHECK(strstr(out, "application/ocsp-response") == NULL);
+            CHECK(status_of(out) != 200);
+            SSL_free(ssl);
+        }
+    }
+    close(fd);
 }
 
 /* The value of field <name> in the first HEADERS frame of stream 1 among the frames <p, len> ("" when
@@ -626,7 +710,8 @@ int main(void)
     RUN(test_routing_over_tls);
     RUN(test_client_certificate_verdicts);
     RUN(test_whoami);
-    RUN(test_publication_and_ocsp_routing);
+    RUN(test_publication);
+    RUN(test_ocsp_routing);
     RUN(test_h2_goes_through_the_same_handling);
     RUN(test_sni_reader);
     RUN(test_sni_chooses_the_site);
