@@ -143,7 +143,10 @@ int moat_pki_ocsp_error(int status, unsigned char **out, size_t *out_len, moat_e
     return encode_response(status, NULL, out, out_len, err);
 }
 
-/* Signs <bs> as the CA, identified by key hash, without certificates (the CA itself is the responder). */
+/* Signs <bs> as the CA, identified by name, without certificates (the CA itself is the responder). By
+ * name, not by key hash: GnuTLS finds a signer that the response does not carry in its trust list by name
+ * only, and refused every staple identified by key ("the OCSP response's signer could not be found"), so
+ * its clients (uacme, wget, libcurl-gnutls) failed the handshake. */
 static int sign_basic(const moat_pki_ocsp_opts_t *opts, OCSP_BASICRESP *bs, moat_err_t *err)
 {
     const char *mdname = moat__pki_sign_digest(opts->ca_key);
@@ -152,7 +155,7 @@ static int sign_basic(const moat_pki_ocsp_opts_t *opts, OCSP_BASICRESP *bs, moat
     if (ctx == NULL)
         return moat_err_set(err, MOAT_E_NOMEM, "out of memory signing the OCSP response");
     ok = EVP_DigestSignInit_ex(ctx, NULL, mdname, NULL, NULL, opts->ca_key, NULL) == 1 &&
-         OCSP_basic_sign_ctx(bs, opts->ca_cert, ctx, NULL, OCSP_NOCERTS | OCSP_RESPID_KEY) == 1;
+         OCSP_basic_sign_ctx(bs, opts->ca_cert, ctx, NULL, OCSP_NOCERTS) == 1;
     EVP_MD_CTX_free(ctx);
     if (!ok)
         return moat_err_ossl(err, MOAT_E_PKI, "signing the OCSP response");

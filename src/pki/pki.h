@@ -511,7 +511,7 @@ int moat_pki_ocsp_request_parse(const unsigned char *der, size_t len, OCSP_REQUE
 
 /* Options for building responses. */
 typedef struct moat_pki_ocsp_opts {
-    X509 *ca_cert; /* the issuing CA: signs the response and is the responder (by key hash) */
+    X509 *ca_cert; /* the issuing CA: signs the response and is the responder (by name) */
     EVP_PKEY *ca_key;
     moat_pki_ocsp_lookup_t lookup;
     void *lookup_arg;
