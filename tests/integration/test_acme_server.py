@@ -1,11 +1,12 @@
-"""moat serve as an ACME server (RFC 8555) for other machines: Debian's lego (http-01, tls-alpn-01) and
-certbot (http-01) obtain, renew and revoke certificates from moat's CA on loopback, with real validation
-(moat connects back to the client's own challenge listener on 127.0.0.1). Then: revocation seen by OCSP
-and the CRL, renewalInfo (RFC 9773), external account binding required / accepted / refused, a name
-outside acme_server.allow, an address ordered as a DNS name, the hourly order limit, a body over the limit
-(413 as a problem document over HTTP/1.1 and HTTP/2; an ACME request over HTTP/2 answered by the engine),
-a reload that adds acme_server (refused, with the reason), and moat's own ACME client (certificate: acme)
-renewing from moat."""
+"""moat serve as an ACME server (RFC 8555) for other machines: Debian's lego (http-01, tls-alpn-01),
+certbot (http-01) and uacme (http-01 for an IP identifier, over HTTP/2) obtain, renew and revoke
+certificates from moat's CA on loopback, with real validation (moat connects back to the client's own
+challenge listener on 127.0.0.1). Then: revocation seen by OCSP and the CRL, renewalInfo (RFC 9773),
+external account binding required / accepted / refused, a name outside acme_server.allow, an address
+ordered as a DNS name, the hourly order limit, a body over the limit (413 as a problem document over
+HTTP/1.1 and HTTP/2; an ACME request over HTTP/2 answered by the engine), a reload that adds
+acme_server (refused, with the reason), and moat's own ACME client (certificate: acme) renewing from
+moat."""
 import base64
 import datetime
 import json
@@ -22,6 +23,7 @@ from serve_helpers import config, site, wait_for
 
 LEGO = shutil.which("lego")
 CERTBOT = shutil.which("certbot")
+UACME = shutil.which("uacme")
 
 
 def run(*args, env=None, timeout=180):
@@ -189,6 +191,58 @@ def test_certbot_http01_obtain_renew_revoke(ca):
            "--no-delete-after-revoke", env=env))
     assert issued(m, second)["revoked"]
     wait_for(lambda: ": revoked" in ocsp_status(m, live / "cert.pem"), timeout=10)
+
+
+@pytest.mark.skipif(UACME is None or os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs uacme, and root with unshare (uacme trusts only the system CA bundle)")
+def test_uacme_http01_over_h2(ca):
+    """uacme (libcurl with GnuTLS) speaks HTTP/2 by ALPN: the ACME client path over h2; it wants names
+    with dots, so it orders 127.0.0.1 (an ip identifier). It trusts the system bundle only, so it runs in its own mount namespace where that file is moat's root. Its hook
+    writes the key authorization where a small http server on 127.0.0.1 serves it."""
+    m = ca
+    start(m)
+    www = m.dir / "uacme-www"
+    (www / ".well-known/acme-challenge").mkdir(parents=True)
+    hook = m.dir / "hook.sh"
+    hook.write_text(f"""#!/bin/sh
+# uacme hook: METHOD TYPE IDENT TOKEN AUTH
+[ "$2" = http-01 ] || exit 1
+case "$1" in
+begin) printf '%s' "$5" > {www}/.well-known/acme-challenge/"$4" ;;
+*) rm -f {www}/.well-known/acme-challenge/"$4" ;;
+esac
+""")
+    hook.chmod(0o755)
+    web = subprocess.Popen(["python3", "-m", "http.server", str(m.http01), "--bind", "127.0.0.1",
+                            "--directory", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(m.http01)
+        conf = m.dir / "uacme"
+        bundle = "/etc/ssl/certs/ca-certificates.crt"
+
+        def uacme(*args):
+            return run("unshare", "-m", "sh", "-c",
+                       f'mount --make-rprivate / && mount --bind "$0" {bundle} && exec "$@"',
+                       m.dir / "root.pem", UACME, "-v", "-y", "-c", conf, "-a", m.directory, "-h", hook, *args)
+
+        ok(uacme("new", "ops@example.test"))
+        ok(uacme("issue", "127.0.0.1"))
+        crt = conf / "127.0.0.1/cert.pem"
+        verify(m, crt)
+        # An IP identifier (RFC 8738): the address is an IP SAN.
+        san = cert_of(crt).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"], san
+        lines = [ln for ln in access_log(m).splitlines() if "/acme/" in ln]
+        assert lines and all(" h2 " in ln for ln in lines), lines[:5]
+        first = cert_of(crt).serial_number
+        ok(uacme("-f", "issue", "127.0.0.1"))
+        second = cert_of(crt).serial_number
+        assert second != first
+        ok(uacme("revoke", crt))
+        assert issued(m, second)["revoked"]
+    finally:
+        web.terminate()
+        web.wait(timeout=10)
 
 
 @pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
