@@ -273,7 +273,7 @@ static int eab_new(moat_cli_t *cli, int argc, char **argv)
         "       --email ops@example.com --accept-tos --domains www.example.com --http run\n"
         "  certbot certonly --server https://ca.example.com/acme/directory \\\n"
         "       --eab-kid KID --eab-hmac-key HMAC -d www.example.com --standalone\n"
-        "  moat --json acme eab new     {\"kid\": ..., \"hmac\": ...}\n",
+        "  moat --json acme eab new     {\"kid\": ..., \"hmac\": ..., \"created\": ..., \"account\": null}\n",
         opts,
         pos,
         0,
@@ -297,6 +297,8 @@ static int eab_new(moat_cli_t *cli, int argc, char **argv)
         moat_json_obj_begin(&j);
         moat_json_kv_str(&j, "kid", kid);
         moat_json_kv_str(&j, "hmac", hmac);
+        moat_json_kv_time(&j, "created", (int64_t)time(NULL));
+        moat_json_kv_str(&j, "account", NULL); /* the account it enrolls, once one does */
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else {

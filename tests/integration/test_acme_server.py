@@ -254,7 +254,8 @@ def test_external_account_binding_required_accepted_refused(ca):
     refused(lego_http(m, "run"), "External Account Binding")
 
     key = json.loads(m.ok("--json", "acme", "eab", "new").stdout)
-    assert set(key) == {"kid", "hmac"} and key["kid"].startswith("eab-")
+    assert set(key) == {"kid", "hmac", "created", "account"} and key["kid"].startswith("eab-"), key
+    assert key["account"] is None and datetime.datetime.fromisoformat(key["created"].replace("Z", "+00:00"))
     text = m.ok("acme", "eab", "new").stdout
     assert "kid:" in text and "hmac:" in text
     # A wrong HMAC key: refused, naming the key id.
