@@ -135,4 +135,21 @@ typedef struct moat_ca_local_res {
 int moat_ca_install_local(X509 *root_cert, const moat_ca_local_opts_t *o, moat_ca_local_res_t *res,
                           moat_err_t *err) MOAT_MUST_CHECK;
 
+/* ---- CRLs added by hand for trust anchors (moat trust crl add) ---- */
+
+typedef struct moat_ca_trust_crl {
+    char issuer[256]; /* the anchor's subject */
+    time_t this_update, next_update;
+    size_t revoked;
+} moat_ca_trust_crl_t;
+
+/*
+ * Adds CRL <data> (PEM or DER) for trust anchor <anchor>, for certificates that name no distribution
+ * point: it must verify against the anchor (moat_pki_crl_verify), be in date, and not be older than the
+ * one held. Stored in the CRL cache as MOAT_STORE_CRL_ADDED<anchor>, audited, generation bumped, in one
+ * transaction of its own. Errors say what is wrong and what to do; the store is unchanged on failure.
+ */
+int moat_ca_trust_crl_add(moat_store_t *st, const char *anchor, const unsigned char *data, size_t len,
+                          moat_ca_trust_crl_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+
 #endif

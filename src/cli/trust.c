@@ -216,11 +216,16 @@ static void print_crls(moat_store_t *st, time_t now)
         return;
     }
     if (cl.n > 0)
-        printf("\nCRLs fetched by the server for client certificates:\n");
+        printf(
+            "\nCRLs for client certificates (fetched by the server, or added with 'moat trust crl add'):\n");
     for (size_t i = 0; i < cl.n; i++) {
         const moat_store_crl_t *c = &cl.items[i];
         char next[64], fetched[64];
-        printf("  %s\n    issuer %s\n", c->url, c->issuer_subject);
+        if (strncmp(c->url, MOAT_STORE_CRL_ADDED, strlen(MOAT_STORE_CRL_ADDED)) == 0)
+            printf("  added by hand for anchor \"%s\" (never fetched)\n    issuer %s\n",
+                   c->url + strlen(MOAT_STORE_CRL_ADDED), c->issuer_subject);
+        else
+            printf("  %s\n    issuer %s\n", c->url, c->issuer_subject);
         if (c->der.len > 0) {
             moat__km_fmt_time((time_t)c->next_update, next, sizeof(next));
             moat__km_fmt_time((time_t)c->fetched_at, fetched, sizeof(fetched));
@@ -567,12 +572,80 @@ out:
     return rc;
 }
 
+static int trust_crl_add(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[2];
+    unsigned char *data = NULL;
+    size_t len = 0;
+    moat_store_t *st = NULL;
+    moat_ca_trust_crl_t res;
+    moat_err_t err = {0};
+    int rc;
+    const moat__km_opt_t opts[] = {{0}};
+    const moat__km_cmd_t cmd = {
+        "moat trust crl add NAME FILE",
+        "Adds a CRL (PEM or DER) for trust anchor NAME, for client certificates that name no CRL\n"
+        "distribution point: without one they can only be revocation-unknown. The CRL must be signed\n"
+        "by the anchor and in date; it covers every certificate the anchor issued, moat never fetches\n"
+        "it, and adding a newer one replaces it. A running server applies it at once. Past its\n"
+        "nextUpdate it vouches for nothing: add a fresh one before then.\n\n"
+        "  NAME   the anchor, as 'moat trust list' names it\n"
+        "  FILE   the CRL\n\n"
+        "example: moat trust crl add corp corp-root.crl\n",
+        opts,
+        pos,
+        2,
+        2};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_read_file(pos[1], TRUST_FILE_MAX, &data, &len, &err) != 0 ||
+        moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
+        moat_ca_trust_crl_add(st, pos[0], data, len, &res, &err) != 0)
+        goto fail;
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "anchor", pos[0]);
+        moat_json_kv_str(&j, "issuer", res.issuer);
+        moat_json_kv_time(&j, "this_update", res.this_update);
+        moat_json_kv_time(&j, "next_update", res.next_update);
+        moat_json_kv_int(&j, "revoked_count", (int64_t)res.revoked);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet) {
+        char t[64];
+        moat__km_fmt_time(res.next_update, t, sizeof(t));
+        printf("added the CRL of anchor \"%s\" (%s): %zu revoked, next update %s\n", pos[0], res.issuer,
+               res.revoked, res.next_update ? t : "none (it never goes out of date)");
+    }
+    rc = MOAT_EXIT_OK;
+    goto out;
+fail:
+    rc = moat_cli_fail(cli, &err);
+out:
+    moat_free(&data);
+    moat_store_close(st);
+    return rc;
+}
+
+static int trust_crl(moat_cli_t *cli, int argc, char **argv)
+{
+    static const moat__km_sub_t subs[] = {
+        {"add", "add a CRL for an anchor whose certificates name no distribution point", trust_crl_add},
+    };
+    return moat__km_dispatch(cli, "trust crl", "CRLs added by hand for trust anchors", subs,
+                             MOAT_ARRAY_LEN(subs), argc, argv);
+}
+
 int moat_cli_trust(moat_cli_t *cli, int argc, char **argv)
 {
     static const moat__km_sub_t subs[] = {
         {"add", "trust CA certificate(s) from a file for client certificates", trust_add},
         {"list", "list the trust anchors and the sites that use them", trust_list},
         {"remove", "stop trusting an anchor", trust_remove},
+        {"crl", "CRLs for anchors whose certificates name no distribution point: add", trust_crl},
         {"install-local", "make this machine (system store, browsers) trust moat's root CA",
          trust_install_local},
     };

@@ -109,8 +109,20 @@ static int crl_revoked(moat__conn_t *c, X509 *x, X509 *issuer, const char *seria
     size_t name_len;
     int fresh = 0;
 
-    if (n == 0 || X509_NAME_get0_der(X509_get_issuer_name(x), &name, &name_len) != 1)
+    if (X509_NAME_get0_der(X509_get_issuer_name(x), &name, &name_len) != 1)
         return -1;
+    /* A CRL added by hand for the issuer ('moat trust crl add') covers every certificate it issued. */
+    for (size_t i = 0; set != NULL && i < set->n; i++) {
+        const moat__crl_entry_t *e = &set->e[i];
+        if (strncmp(e->url, MOAT_STORE_CRL_ADDED, strlen(MOAT_STORE_CRL_ADDED)) != 0 || e->fetched_at == 0 ||
+            e->issuer_name_len != name_len || memcmp(e->issuer_name, name, name_len) != 0)
+            continue;
+        if (e->nrevoked > 0 && bsearch(serial, e->revoked, e->nrevoked, sizeof(char *), cmp_serial) != NULL)
+            return 1;
+        fresh |= e->next_update > now;
+    }
+    if (n == 0)
+        return fresh ? 0 : -1;
     for (size_t u = 0; u < n; u++) {
         int known = 0;
         for (size_t i = 0; set != NULL && i < set->n; i++) {

@@ -19,6 +19,7 @@
 #include "pki/pki.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -68,7 +69,13 @@ struct moat__crlf {
     source_t *src;   /* fetcher thread only */
     atomic_int full; /* CRL_MAX_SOURCES reached (and said): new points are not followed; workers read it */
     size_t nsrc;
+    int rescan; /* under mu: the store changed, CRLs added by hand may have come or gone */
 };
+
+static int added_by_hand(const moat_store_crl_t *row)
+{
+    return strncmp(row->url, MOAT_STORE_CRL_ADDED, strlen(MOAT_STORE_CRL_ADDED)) == 0;
+}
 
 /* ---- snapshots ---------------------------------------------------------------------------------- */
 
@@ -349,9 +356,64 @@ static int source_add(moat__crlf_t *f, moat_store_crl_t *row, long long now)
         s->row.revoked = (int64_t)s->info.nrevoked;
     }
     s->due = now;
-    if (s->row.der.len > 0 && s->row.next_update > now)
+    if (added_by_hand(&s->row))
+        s->due = LLONG_MAX; /* never fetched: a new one comes with 'moat trust crl add' */
+    else if (s->row.der.len > 0 && s->row.next_update > now)
         schedule(s, now, 1);
     return 0;
+}
+
+/* Takes the CRLs added by hand from the store again: new ones are followed, replaced ones replace, removed
+ * ones go. Returns whether anything changed. */
+static int rescan_added(moat__crlf_t *f, long long now)
+{
+    moat_store_crl_list_t list;
+    moat_err_t err = {0};
+    int changed = 0;
+
+    memset(&list, 0, sizeof(list));
+    if (moat_store_crl_list(f->st, &list, &err) != 0) {
+        moat_log(MOAT_LOG_ERR, &logctx, "reading the CRLs added by hand: %s", err.msg);
+        return 0;
+    }
+    for (size_t i = 0; i < f->nsrc;) {
+        source_t *s = &f->src[i];
+        int keep = !added_by_hand(&s->row);
+        for (size_t k = 0; !keep && k < list.n; k++)
+            keep = strcmp(list.items[k].url, s->row.url) == 0 &&
+                   strcmp(list.items[k].issuer_fp, s->row.issuer_fp) == 0 &&
+                   list.items[k].fetched_at == s->row.fetched_at;
+        if (keep) {
+            i++;
+            continue;
+        }
+        source_dispose(s);
+        memmove(s, s + 1, (f->nsrc - i - 1) * sizeof(*s));
+        f->nsrc--;
+        changed = 1;
+    }
+    for (size_t k = 0; k < list.n; k++) {
+        int known = 0;
+        if (!added_by_hand(&list.items[k]))
+            continue;
+        for (size_t i = 0; !known && i < f->nsrc; i++)
+            known = strcmp(list.items[k].url, f->src[i].row.url) == 0 &&
+                    strcmp(list.items[k].issuer_fp, f->src[i].row.issuer_fp) == 0;
+        if (!known && source_add(f, &list.items[k], now) == 0)
+            changed = 1;
+    }
+    moat_store_crl_list_dispose(&list);
+    return changed;
+}
+
+void moat__crlf_rescan(moat__crlf_t *f)
+{
+    if (f == NULL)
+        return;
+    pthread_mutex_lock(&f->mu);
+    f->rescan = 1;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
 }
 
 static void take_want(moat__crlf_t *f, want_t *w, long long now)
@@ -415,7 +477,7 @@ static void *fetcher_main(void *arg)
     for (;;) {
         size_t nw;
         long long now, next;
-        int changed = 0;
+        int changed = 0, rescan;
         struct timespec until;
 
         pthread_mutex_lock(&f->mu);
@@ -426,9 +488,13 @@ static void *fetcher_main(void *arg)
         nw = f->nqueue;
         memcpy(wants, f->queue, nw * sizeof(*wants));
         f->nqueue = 0;
+        rescan = f->rescan;
+        f->rescan = 0;
         pthread_mutex_unlock(&f->mu);
 
         now = (long long)time(NULL);
+        if (rescan)
+            changed |= rescan_added(f, now);
         for (size_t i = 0; i < nw; i++) {
             size_t before = f->nsrc;
             int was_full = atomic_load(&f->full);
@@ -465,7 +531,7 @@ static void *fetcher_main(void *arg)
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += (time_t)(next - now);
         pthread_mutex_lock(&f->mu);
-        if (!f->stop && f->nqueue == 0)
+        if (!f->stop && f->nqueue == 0 && !f->rescan)
             (void)pthread_cond_timedwait(&f->cv, &f->mu, &until); /* woken early by a note or stop */
         pthread_mutex_unlock(&f->mu);
     }

@@ -343,6 +343,7 @@ static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
                      cfg->sites[i].name, gen->sites[i].certs[j].key_name, gen->sites[i].certs[j].fingerprint);
     moat__gen_unref(ctl->gen); /* the workers' parts hold the generation; this thread keeps one for staples */
     ctl->gen = gen;
+    moat__crlf_rescan(srv->crlf); /* a CRL added by hand ('moat trust crl add') applies with the generation */
     record_stapling(ctl);
     return 0;
 }

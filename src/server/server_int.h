@@ -241,6 +241,8 @@ int moat__crlf_start(moat__server_t *srv, moat_store_t *st, moat__crlf_t **out,
                      moat_err_t *err) MOAT_MUST_CHECK;
 /* Stops the thread (after the workers stopped: they may still leave notes) and frees. NULL is fine. */
 void moat__crlf_stop(moat__crlf_t *f);
+/* The store changed (a new generation): the fetcher takes the CRLs added by hand again. NULL: nothing. */
+void moat__crlf_rescan(moat__crlf_t *f);
 /* Worker side, never blocking: asks for the CRL at <url> of the CA <issuer>. Returns 1 when the request
  * is queued (a fetch will follow), 0 when it was dropped for now (the queue busy or full: ask again), -1
  * when no fetch will come (no fetcher, or it follows as many points as it will). <f> may be NULL. */

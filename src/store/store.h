@@ -308,6 +308,9 @@ int moat_store_anchor_list(moat_store_t *st, moat_store_anchor_list_t *out, moat
  * bump the generation: the server hands fresh CRLs to its workers itself, without a reload.
  */
 #define MOAT_STORE_URL_MAX 512 /* a CRL distribution point URL, including the NUL */
+/* The "url" of a CRL an administrator added for a trust anchor ('moat trust crl add NAME FILE'):
+ * "trust:NAME". Such a CRL is never fetched; it vouches for every certificate its CA issued. */
+#define MOAT_STORE_CRL_ADDED "trust:"
 
 typedef struct moat_store_crl {
     char url[MOAT_STORE_URL_MAX];
