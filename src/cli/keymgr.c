@@ -222,22 +222,7 @@ int moat__km_open(const moat_cli_t *cli, unsigned flags, moat_store_t **st, moat
 
 int moat__km_check_name(const char *name, moat_err_t *err)
 {
-    size_t n = strlen(name);
-    if (n == 0 || n >= MOAT_STORE_NAME_MAX)
-        goto bad;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '@' || c == '-'))
-            goto bad;
-    }
-    if (name[0] == '-' || name[0] == '.')
-        goto bad;
-    return 0;
-bad:
-    moat_err_set(err, MOAT_E_INVAL, "\"%s\" is not a valid key name", name);
-    return moat_err_hint(err, "use 1 to %d letters, digits and . _ @ - (not starting with - or .)",
-                         MOAT_STORE_NAME_MAX - 1);
+    return moat_name_check("key", name, err);
 }
 
 void moat__km_fpr_colon(const char *hex, char out[MOAT_PKI_FINGERPRINT_SIZE])

@@ -64,11 +64,14 @@ static int validate_key_name(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, voi
                              const char *key, moat_cfg_mark_t mark)
 {
     const char *v = item >= 0 ? ((moat_strlist_t *)dst)->v[item] : *(char **)dst;
+    moat_err_t e = {0};
     (void)f;
-    if (strlen(v) > 128 || !name_chars_ok(v, "._:@-"))
+    /* The store's rule, so that a name the config accepts can match a key or anchor. */
+    if (moat_name_check("key", v, &e) != 0)
         return moat__cfg_error(ctx, mark, key,
-                               "\"%.200s\": not a name; expected letters, digits and . _ : @ - (at most 128)",
-                               v);
+                               "\"%.200s\": not a name; expected letters, digits and . _ @ - (at most %d, "
+                               "not starting with - or .)",
+                               v, MOAT_NAME_MAX - 1);
     return 0;
 }
 

@@ -91,6 +91,21 @@ char *moat_hex_lower(const unsigned char *in, size_t n, char *out);
  * years 0-9999. The one spelling of a time in moat's output (--json, logs, pages). Returns buf. */
 #define MOAT_TIME_SIZE 21
 char *moat_time_rfc3339(int64_t t, char buf[MOAT_TIME_SIZE]);
+/*
+ * The one rule for the names of keys and trust anchors, shared by the store, the config (certificate:,
+ * client_trust:, trust:) and the command line: 1 to MOAT_NAME_MAX-1 bytes of letters, digits and
+ * . _ @ -, not starting with - or . (so a name is never taken for an option or a hidden file).
+ * <what> names it in the error ("key", "trust anchor"). Returns 0 or MOAT_E_INVAL with a hint.
+ */
+#define MOAT_NAME_MAX 128
+int moat_name_check(const char *what, const char *name, moat_err_t *err);
+/*
+ * The one spelling of a certificate serial number (store, logs, whoami, JSON, doctor, CRL lookups):
+ * upper-case hex of whole bytes without leading zero bytes, "00" for zero -- what BN_bn2hex writes. Also
+ * accepts what people type: a 0x prefix, colons, lower case, an odd number of digits. Returns 0 or
+ * MOAT_E_INVAL.
+ */
+int moat_serial_canon(const char *in, char *out, size_t outsz);
 /* Parses a decimal integer in [min,max] with an end check; returns 0 or MOAT_E_INVAL. */
 int moat_parse_long(const char *s, long min, long max, long *out);
 

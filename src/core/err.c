@@ -1,6 +1,7 @@
 #include "core/core.h"
 
 #include <openssl/err.h>
+#include <ctype.h>
 #include <string.h>
 #include <time.h>
 
@@ -136,4 +137,45 @@ char *moat_time_rfc3339(int64_t t, char buf[MOAT_TIME_SIZE])
                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec) != MOAT_TIME_SIZE - 1)
         (void)moat_strlcpy(buf, "invalid-time", MOAT_TIME_SIZE);
     return buf;
+}
+
+int moat_name_check(const char *what, const char *name, moat_err_t *err)
+{
+    size_t n = name != NULL ? strlen(name) : 0;
+    int ok = n > 0 && n < MOAT_NAME_MAX && name[0] != '-' && name[0] != '.';
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = name[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+             c == '_' || c == '@' || c == '-';
+    }
+    if (ok)
+        return 0;
+    moat_err_set(err, MOAT_E_INVAL, "\"%.200s\" is not a valid %s name", name != NULL ? name : "", what);
+    return moat_err_hint(err, "use 1 to %d letters, digits and . _ @ - (not starting with - or .)",
+                         MOAT_NAME_MAX - 1);
+}
+
+int moat_serial_canon(const char *in, char *out, size_t outsz)
+{
+    size_t n = 0, skip = 0;
+    if (in == NULL || outsz < 3)
+        return MOAT_E_INVAL;
+    if (in[0] == '0' && (in[1] == 'x' || in[1] == 'X'))
+        in += 2;
+    out[n++] = '0'; /* a pad nibble, dropped below unless the digit count is odd */
+    for (; *in != '\0'; in++) {
+        if (*in == ':')
+            continue;
+        if (!isxdigit((unsigned char)*in) || n + 1 >= outsz)
+            return MOAT_E_INVAL;
+        out[n++] = (char)toupper((unsigned char)*in);
+    }
+    out[n] = '\0';
+    if (n == 1)
+        return MOAT_E_INVAL;
+    skip = (n % 2 == 0) ? 0 : 1; /* n-1 digits: odd keeps the pad */
+    while (n - skip > 2 && out[skip] == '0' && out[skip + 1] == '0')
+        skip += 2;
+    memmove(out, out + skip, n - skip + 1);
+    return 0;
 }

@@ -26,13 +26,10 @@ void moat_pki_crl_info_dispose(moat_pki_crl_info_t *info)
 int moat_pki_serial_key(const ASN1_INTEGER *serial, char out[MOAT_PKI_SERIAL_KEY_SIZE])
 {
     char *hex = moat__pki_serial_hex(serial);
-    const char *h = hex;
     int rc = 0;
     if (hex == NULL)
         return MOAT_E_NOMEM;
-    while (h[0] == '0' && h[1] != '\0')
-        h++;
-    if (moat_strlcpy(out, h, MOAT_PKI_SERIAL_KEY_SIZE) != 0)
+    if (moat_strlcpy(out, hex, MOAT_PKI_SERIAL_KEY_SIZE) != 0)
         rc = MOAT_E_LIMIT;
     moat_free(&hex);
     return rc;

@@ -449,7 +449,8 @@ int moat_pki_crl_new(X509 *ca_cert, EVP_PKEY *ca_key, long number, time_t this_u
 int moat_pki_crl_to_der(X509_CRL *crl, unsigned char **out, size_t *out_len, moat_err_t *err) MOAT_MUST_CHECK;
 int moat_pki_crl_to_pem(X509_CRL *crl, char **out, size_t *out_len, moat_err_t *err) MOAT_MUST_CHECK;
 
-/* A serial number as a lookup key: upper-case hex without leading zeros ("0" for zero). RFC 5280 caps
+/* A serial number in moat's one spelling (moat_serial_canon: upper-case hex of whole bytes, "00" for
+ * zero), as shown and as a lookup key. RFC 5280 caps
  * serials at 20 bytes; a longer one is MOAT_E_LIMIT, MOAT_E_NOMEM when memory runs out. */
 #define MOAT_PKI_SERIAL_KEY_SIZE 48
 int moat_pki_serial_key(const ASN1_INTEGER *serial, char out[MOAT_PKI_SERIAL_KEY_SIZE]) MOAT_MUST_CHECK;

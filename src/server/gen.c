@@ -86,10 +86,8 @@ static int load_moat_ca(moat__gen_t *gen, moat_store_t *st, moat_err_t *err)
         return moat_err_set(err, MOAT_E_NOMEM, "copying the revocation list");
     }
     for (size_t i = 0; i < rl.n; i++) {
-        const char *sr = rl.items[i].serial;
-        while (sr[0] == '0' && sr[1] != '\0')
-            sr++;
-        if ((gen->revoked[gen->nrevoked] = moat_strdup(sr)) == NULL) {
+        /* The store's serials are in the spelling moat_pki_serial_key() looks up. */
+        if ((gen->revoked[gen->nrevoked] = moat_strdup(rl.items[i].serial)) == NULL) {
             moat_store_issued_list_dispose(&rl);
             return moat_err_set(err, MOAT_E_NOMEM, "copying the revocation list");
         }

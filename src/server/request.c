@@ -389,13 +389,11 @@ void moat__access_log(moat__request_t *r)
             put_escaped(subject, sizeof(subject), line, strlen(line));
         }
         {
-            BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer_cert), NULL);
-            char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+            char hex[MOAT_PKI_SERIAL_KEY_SIZE];
             size_t sl = strlen(subject);
-            if (hex != NULL && sl + 9 + strlen(hex) < sizeof(subject))
+            if (moat_pki_serial_key(X509_get0_serialNumber(peer_cert), hex) == 0 &&
+                sl + 9 + strlen(hex) < sizeof(subject))
                 snprintf(subject + sl, sizeof(subject) - sl, " serial=%s", hex);
-            OPENSSL_free(hex);
-            BN_free(bn);
         }
     }
     if (c->ssl != NULL) {

@@ -92,12 +92,10 @@ int moat__whoami(moat__request_t *r, const moat_site_t *site, const char *path, 
         verdict = why != NULL ? why : "valid";
     }
     if (peer != NULL) {
-        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
-        char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
         struct tm tm;
-        moat_strlcpy(serial, hex != NULL ? hex : "", sizeof(serial));
-        OPENSSL_free(hex);
-        BN_free(bn);
+        char hex[MOAT_PKI_SERIAL_KEY_SIZE];
+        moat_strlcpy(serial, moat_pki_serial_key(X509_get0_serialNumber(peer), hex) == 0 ? hex : "",
+                     sizeof(serial));
         moat__x509_name_text(X509_get_subject_name(peer), subject, sizeof(subject));
         moat__x509_name_text(X509_get_issuer_name(peer), issuer, sizeof(issuer));
         if (ASN1_TIME_to_tm(X509_get0_notAfter(peer), &tm) == 1)

@@ -303,28 +303,6 @@ void moat_store_issued_list_dispose(moat_store_issued_list_t *l)
     l->n = 0;
 }
 
-/* Uppercase hex without colons or a 0x prefix; 0 or MOAT_E_INVAL. */
-static int normalize_serial(const char *in, char *out, size_t outsz)
-{
-    size_t n = 0;
-    if (in[0] == '0' && (in[1] == 'x' || in[1] == 'X'))
-        in += 2;
-    for (; *in != '\0'; in++) {
-        if (*in == ':')
-            continue;
-        if (!isxdigit((unsigned char)*in) || n + 1 >= outsz)
-            return MOAT_E_INVAL;
-        out[n++] = (char)toupper((unsigned char)*in);
-    }
-    out[n] = '\0';
-    /* BN_bn2hex writes no leading zero nibbles beyond a byte boundary; strip extra zeros likewise. */
-    while (n > 2 && out[0] == '0' && out[1] == '0') {
-        memmove(out, out + 2, n - 1);
-        n -= 2;
-    }
-    return n > 0 ? 0 : MOAT_E_INVAL;
-}
-
 int moat_store_issued_add(moat_store_t *st, const moat_store_issued_t *i, moat_err_t *err)
 {
     moat__cert_meta_t m;
@@ -341,7 +319,7 @@ int moat_store_issued_add(moat_store_t *st, const moat_store_issued_t *i, moat_e
     if ((rc = moat__store_cert_meta(i->der.data, i->der.len, &m, err)) != 0)
         return moat_err_prefix(err, "recording an issued certificate");
     if (i->serial[0] != '\0' &&
-        (normalize_serial(i->serial, serial, sizeof(serial)) != 0 || strcmp(serial, m.serial) != 0)) {
+        (moat_serial_canon(i->serial, serial, sizeof(serial)) != 0 || strcmp(serial, m.serial) != 0)) {
         moat__store_cert_meta_dispose(&m);
         return moat_err_set(err, MOAT_E_INVAL, "serial %s does not match the certificate's serial %s",
                             i->serial, m.serial);
@@ -420,7 +398,7 @@ int moat_store_issued_get(moat_store_t *st, const char *serial_or_name, moat_sto
     memset(out, 0, sizeof(*out));
     if (serial_or_name == NULL || serial_or_name[0] == '\0')
         return moat_err_set(err, MOAT_E_INVAL, "no serial number or name given");
-    if (normalize_serial(serial_or_name, serial, sizeof(serial)) != 0)
+    if (moat_serial_canon(serial_or_name, serial, sizeof(serial)) != 0)
         serial[0] = '\0';
     if ((rc = moat__store_query(st, &s, err,
                                 "SELECT " ISSUED_COLS " WHERE serial = ? OR name = ? "
@@ -462,7 +440,7 @@ int moat_store_issued_revoke(moat_store_t *st, const char *serial_in, int64_t wh
     int rc, own = 0;
     int64_t revoked = 0;
 
-    if (serial_in == NULL || normalize_serial(serial_in, serial, sizeof(serial)) != 0)
+    if (serial_in == NULL || moat_serial_canon(serial_in, serial, sizeof(serial)) != 0)
         return moat_err_set(err, MOAT_E_INVAL, "\"%s\" is not a serial number", serial_in ? serial_in : "");
     if (reason < 0 || reason > 10 || reason == 7)
         return moat_err_set(err, MOAT_E_INVAL, "revocation reason %d is not a CRL reason code", reason);

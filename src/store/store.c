@@ -26,22 +26,7 @@ void moat_store_blob_dispose(moat_store_blob_t *b)
 
 int moat__store_check_name(const char *what, const char *name, moat_err_t *err)
 {
-    size_t n;
-    if (name == NULL || name[0] == '\0')
-        return moat_err_set(err, MOAT_E_INVAL, "a %s name must not be empty", what);
-    n = strlen(name);
-    if (n >= MOAT_STORE_NAME_MAX)
-        return moat_err_set(err, MOAT_E_INVAL, "%s name is too long (%zu bytes, at most %d)", what, n,
-                            MOAT_STORE_NAME_MAX - 1);
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '-' || c == '@')) {
-            moat_err_set(err, MOAT_E_INVAL, "%s name \"%s\" contains '%c'", what, name, c);
-            return moat_err_hint(err, "use letters, digits, '.', '_', '-' and '@'");
-        }
-    }
-    return 0;
+    return moat_name_check(what, name, err);
 }
 
 /* Binds arguments described by <types> (see store_int.h). */

@@ -29,12 +29,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MOAT_STORE_NAME_MAX 128       /* key, anchor and CA names, including the NUL */
-#define MOAT_STORE_FPR_LEN 64         /* SHA-256 fingerprint: 64 lowercase hex digits */
-#define MOAT_STORE_SERIAL_MAX 72      /* certificate serial: uppercase hex, no separators, + NUL */
-#define MOAT_STORE_SCHEMA_VERSION 4   /* the newest schema this binary writes */
-#define MOAT_STORE_MASTER_KEY_LEN 32  /* AES-256 */
-#define MOAT_STORE_MAX_BLOB (1 << 20) /* largest DER/CSR the store accepts (1 MiB) */
+#define MOAT_STORE_NAME_MAX MOAT_NAME_MAX /* key, anchor and CA names, including the NUL */
+#define MOAT_STORE_FPR_LEN 64             /* SHA-256 fingerprint: 64 lowercase hex digits */
+#define MOAT_STORE_SERIAL_MAX 72          /* certificate serial: uppercase hex, no separators, + NUL */
+#define MOAT_STORE_SCHEMA_VERSION 4       /* the newest schema this binary writes */
+#define MOAT_STORE_MASTER_KEY_LEN 32      /* AES-256 */
+#define MOAT_STORE_MAX_BLOB (1 << 20)     /* largest DER/CSR the store accepts (1 MiB) */
 
 typedef struct moat_store moat_store_t;             /* an open store (one connection) */
 typedef struct moat_store_ops moat_store_ops_t;     /* backend vtable: store_int.h */

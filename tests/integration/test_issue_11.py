@@ -231,3 +231,28 @@ def test_read_commands_never_upgrade_a_store(moat):
     assert mode(copy) == 0o600
     assert "schema version 1 and needs an upgrade" in m.fails("--store", copy, "store", "info").stderr
     assert "www" in m.ok("key", "list").stdout
+
+
+# 11. One spelling of a serial and one rule for key names, whatever front end.
+def test_serial_typed_any_way_and_one_key_name_rule(moat):
+    import json
+    m = moat
+    m.ok("ca", "init", "--cn", "Root")
+    m.ok("ca", "issue", "c", "--cn", "c.example.test")
+    m.ok("cert", "export", "c", "--out", m.dir / "c.pem")
+    canon = _serial(m, "c.pem")              # openssl prints whole bytes, upper case
+    listed = json.loads(m.ok("--json", "ca", "list").stdout)
+    assert [i["serial"] for i in listed] == [canon]
+    typed = "0x" + ":".join(canon[i:i + 2] for i in range(0, len(canon), 2)).lower()
+    m.ok("ca", "revoke", typed)
+    assert canon in m.ok("ca", "list", "--revoked").stdout
+    r = m.fails("ca", "revoke", canon.lower())
+    assert "already revoked" in r.stderr and canon in r.stderr
+    # A key name the store would refuse is refused by the config too, where it is written.
+    for bad in ("a:b", ".x"):
+        r = m.run("key", "new", bad, "--cn", "x.example.test", "--csr-out", m.dir / "x.csr")
+        assert r.returncode != 0 and "not a valid key name" in r.stderr, r.stderr
+    (m.dir / "bad.yaml").write_text(
+        "sites:\n  - hosts: [localhost]\n    listen: [\"127.0.0.1:1\"]\n    certificate: \"a:b\"\n")
+    r = m.fails("serve", "-c", m.dir / "bad.yaml", "--check")
+    assert "sites[0].certificate" in r.stderr and "not a name" in r.stderr, r.stderr

@@ -418,8 +418,11 @@ static void test_error_values(void)
               "moat.yaml:1:8: store: the value contains a NUL byte; expected a path");
     CHECK_STR(bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    certificate: \"key my key\"\n"),
               "moat.yaml:4:18: sites[0].certificate: \"my key\": not a name; expected letters, digits and . "
-              "_ : @ - "
-              "(at most 128)");
+              "_ @ - (at most 127, not starting with - or .)");
+    /* A name the store could never hold is refused where it is written, not left to never match. */
+    CHECK_STR(bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    certificate: \"a:b\"\n"),
+              "moat.yaml:4:18: sites[0].certificate: \"a:b\": not a name; expected letters, digits and . "
+              "_ @ - (at most 127, not starting with - or .)");
     CHECK_STR(bad("tls: {ticket_rotate_s: 5}\n"),
               "moat.yaml:1:24: tls.ticket_rotate_s: \"5\": out of range; expected a whole number 60-604800");
     CHECK_STR(bad("limits: {header_bytes: 2048, request_line_bytes: 4096}\n"),

@@ -94,6 +94,48 @@ static void test_hex_lower(void)
     CHECK_STR(moat_hex_lower(in, 0, out), "");
 }
 
+/* Issue 11: one spelling of a serial, whatever was typed. */
+static void test_serial_canon(void)
+{
+    char out[64];
+    static const struct {
+        const char *in, *want;
+    } ok[] = {
+        {"0A1B", "0A1B"},     {"a1b", "0A1B"},    {"0x0a1b", "0A1B"}, {"0a:1b", "0A1B"},
+        {"00000A1B", "0A1B"}, {"000A1B", "0A1B"}, {"0", "00"},        {"00", "00"},
+        {"0000", "00"},       {"FF", "FF"},       {"00FF", "FF"},     {"1", "01"},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        CHECK_EQ(moat_serial_canon(ok[i].in, out, sizeof(out)), 0);
+        CHECK_STR(out, ok[i].want);
+    }
+    CHECK_EQ(moat_serial_canon("", out, sizeof(out)), MOAT_E_INVAL);
+    CHECK_EQ(moat_serial_canon("0x", out, sizeof(out)), MOAT_E_INVAL);
+    CHECK_EQ(moat_serial_canon("12G4", out, sizeof(out)), MOAT_E_INVAL);
+    CHECK_EQ(moat_serial_canon("1234", out, 4), MOAT_E_INVAL); /* does not fit */
+}
+
+/* Issue 11: one rule for key and anchor names (the store, the config and the command line). */
+static void test_name_check(void)
+{
+    moat_err_t err = {0};
+    char longname[MOAT_NAME_MAX + 1];
+    CHECK_EQ(moat_name_check("key", "www.example-1_a@b", &err), 0);
+    CHECK_EQ(moat_name_check("key", "a:b", &err), MOAT_E_INVAL);
+    CHECK(strstr(err.msg, "\"a:b\" is not a valid key name") != NULL);
+    CHECK(strstr(err.hint, "not starting with - or .") != NULL);
+    CHECK_EQ(moat_name_check("key", "-x", &err), MOAT_E_INVAL);
+    CHECK_EQ(moat_name_check("key", ".x", &err), MOAT_E_INVAL);
+    CHECK_EQ(moat_name_check("trust anchor", "", &err), MOAT_E_INVAL);
+    CHECK_EQ(moat_name_check("key", NULL, &err), MOAT_E_INVAL);
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[MOAT_NAME_MAX - 1] = '\0';
+    CHECK_EQ(moat_name_check("key", longname, &err), 0);
+    longname[MOAT_NAME_MAX - 1] = 'a';
+    longname[MOAT_NAME_MAX] = '\0';
+    CHECK_EQ(moat_name_check("key", longname, &err), MOAT_E_INVAL);
+}
+
 int main(void)
 {
     RUN(test_set_returns_code);
@@ -103,5 +145,7 @@ int main(void)
     RUN(test_parse_long);
     RUN(test_strlcpy);
     RUN(test_hex_lower);
+    RUN(test_serial_canon);
+    RUN(test_name_check);
     return harness_done();
 }
