@@ -404,9 +404,9 @@ static void reload_now(control_t *ctl, int reread_config, const char *why)
     moat_err_clear(&err);
     if (reread_config) {
         if (moat_config_load(ctl->cfg->path, &cfg, NULL, &err) != 0) {
+            write_status(ctl, (long long)g, err.msg);
             moat_log(MOAT_LOG_ERR, &logctx, "reload refused (%s), still serving generation %lld: %s%s%s", why,
                      ctl->applied, err.msg, err.hint[0] ? "; " : "", err.hint);
-            write_status(ctl, (long long)g, err.msg);
             return;
         }
         if (!same_listeners(ctl->cfg, cfg))
@@ -426,9 +426,9 @@ static void reload_now(control_t *ctl, int reread_config, const char *why)
                          (long long)cfg->limits.header_bytes, ctl->srv->workers[0].small.size - 1024);
             moat_err_hint(&err, "restart moat to raise it, or keep it at most %zu",
                           ctl->srv->workers[0].small.size - 1024);
+            write_status(ctl, (long long)g, err.msg);
             moat_log(MOAT_LOG_ERR, &logctx, "reload refused (%s), still serving generation %lld: %s; %s", why,
                      ctl->applied, err.msg, err.hint);
-            write_status(ctl, (long long)g, err.msg);
             moat_config_unref(cfg);
             return;
         }
@@ -436,9 +436,9 @@ static void reload_now(control_t *ctl, int reread_config, const char *why)
         cfg = moat_config_ref(ctl->cfg);
     }
     if (apply(ctl, cfg, &err) != 0) {
+        write_status(ctl, (long long)g, err.msg);
         moat_log(MOAT_LOG_ERR, &logctx, "reload refused (%s), still serving generation %lld: %s%s%s", why,
                  ctl->applied, err.msg, err.hint[0] ? "; " : "", err.hint);
-        write_status(ctl, (long long)g, err.msg);
         moat_config_unref(cfg);
         return;
     }
