@@ -276,7 +276,6 @@ int moat_http_resp_redirect_https(moat_http_resp_t *resp, const moat_http_req_t 
 int moat_http_resp_write_head(const moat_http_resp_t *r, char *buf, size_t size, size_t *len)
 {
     out_t w = {buf, 0, size, 0};
-    char date[MOAT_HTTP_DATE_LEN + 1];
     int code = r->status;
 
     puts_(&w, "HTTP/1.1 ");
@@ -305,9 +304,15 @@ int moat_http_resp_write_head(const moat_http_resp_t *r, char *buf, size_t size,
         put(&w, "\r\n", 2);
     }
     if (r->last_modified != (time_t)-1) {
-        moat_http_date_format(r->last_modified, date);
+        /* One file answered many times in a row is the common case: its date is formatted once. */
+        static _Thread_local time_t lm_at = (time_t)-1;
+        static _Thread_local char lm[MOAT_HTTP_DATE_LEN + 1];
+        if (r->last_modified != lm_at) {
+            moat_http_date_format(r->last_modified, lm);
+            lm_at = r->last_modified;
+        }
         puts_(&w, "Last-Modified: ");
-        put(&w, date, MOAT_HTTP_DATE_LEN);
+        put(&w, lm, MOAT_HTTP_DATE_LEN);
         put(&w, "\r\n", 2);
     }
     if (r->accept_ranges)

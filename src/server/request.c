@@ -351,7 +351,17 @@ static size_t put_escaped(char *out, size_t cap, const char *p, size_t len)
     return o;
 }
 
+static void access_log_line(moat__request_t *r);
+
 void moat__access_log(moat__request_t *r)
+{
+    /* Asked for every response: without an access log, nothing is prepared (the line's buffers are
+     * large and zeroed). */
+    if (atomic_load(&r->conn->w->srv->access_fd) >= 0)
+        access_log_line(r);
+}
+
+static void access_log_line(moat__request_t *r)
 {
     const moat__conn_t *c = r->conn;
     moat__worker_t *w = c->w;
@@ -364,8 +374,6 @@ void moat__access_log(moat__request_t *r)
     long long us;
     int n;
 
-    if (atomic_load(&w->srv->access_fd) < 0)
-        return;
     t = time(NULL);
     if (t != cached_sec) {
         struct tm tm;

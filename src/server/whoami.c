@@ -69,7 +69,15 @@ static int wants_json(const moat_http_req_t *req, moat_http_str_t query)
     return 0;
 }
 
+static int whoami(moat__request_t *r, const moat_site_t *site, moat_http_str_t query);
+
 int moat__whoami(moat__request_t *r, const moat_site_t *site, const char *path, moat_http_str_t query)
+{
+    /* Asked for every request: the answer for all the others is one compare, not the setup below. */
+    return strcmp(path, MOAT_WHOAMI_PATH) == 0 ? whoami(r, site, query) : 0;
+}
+
+static int whoami(moat__request_t *r, const moat_site_t *site, moat_http_str_t query)
 {
     moat__conn_t *c = r->conn;
     const moat__gen_site_t *gs = &c->wg->gen->sites[site->index];
@@ -79,8 +87,6 @@ int moat__whoami(moat__request_t *r, const moat_site_t *site, const char *path, 
     const char *verdict;
     size_t o = 0;
 
-    if (strcmp(path, MOAT_WHOAMI_PATH) != 0)
-        return 0;
     if (!gs->wants_ccert) {
         verdict = "none";
         moat_strlcpy(note, "this site does not ask for client certificates", sizeof(note));
