@@ -222,6 +222,48 @@ int moat_http_body_decode(moat_http_body_t *b, const char *buf, size_t len, size
 int moat_http_body_skip(moat_http_body_t *b, const char *buf, size_t len, size_t *used) MOAT_MUST_CHECK;
 
 /* ---------------------------------------------------------------------------------------------------- */
+/* Upstream response heads (the reverse proxy)                                                          */
+
+/* How the body of an upstream response is framed. */
+typedef enum moat_http_uframe {
+    MOAT_HTTP_UFRAME_NONE = 0, /* no body: HEAD, 1xx, 204, 304, or Content-Length: 0 */
+    MOAT_HTTP_UFRAME_LENGTH,   /* Content-Length bytes */
+    MOAT_HTTP_UFRAME_CHUNKED,  /* Transfer-Encoding: chunked */
+    MOAT_HTTP_UFRAME_CLOSE     /* neither: the body ends when the server closes */
+} moat_http_uframe_t;
+
+/* A response head from an upstream server, as offsets into the buffer it was parsed from. */
+typedef struct moat_http_uhead {
+    int status;        /* 100-599 */
+    int version_minor; /* 0 or 1 */
+    size_t head_len;   /* bytes of the head, blank line included */
+    moat_http_uframe_t frame;
+    uint64_t content_length; /* when frame is MOAT_HTTP_UFRAME_LENGTH */
+    int keep_alive;          /* the server keeps the connection after this response */
+    int upgrade;             /* 101 with Connection: upgrade */
+    size_t n_headers;
+    moat_http_hdr_t headers[MOAT_HTTP_MAX_HEADERS];
+    const char *error; /* on failure: why, for the log */
+} moat_http_uhead_t;
+
+/*
+ * Parses the response head at buf[0, len) of a request whose method was HEAD when <head_request>.
+ * Returns 0 (head_len bytes; the body follows), MOAT_E_AGAIN (incomplete, below <max_head>), MOAT_E_LIMIT
+ * (a head larger than <max_head> or more than MOAT_HTTP_MAX_HEADERS fields) or MOAT_E_INVAL (not a
+ * response moat forwards: bad status line, a bad or folded field, a control byte, Content-Length and
+ * Transfer-Encoding together, differing Content-Lengths, a transfer coding other than chunked once).
+ * The reply of a server is taken as strictly as a client's request: an ambiguity is a 502, never a
+ * guess that could desynchronise the connection. CRLF or bare LF end lines.
+ */
+int moat_http_uhead_parse(moat_http_uhead_t *h, const char *buf, size_t len, size_t max_head,
+                          int head_request) MOAT_MUST_CHECK;
+/* Field <i> of a parsed upstream head, against the buffer it was parsed from. */
+void moat_http_uhead_field(const moat_http_uhead_t *h, const char *buf, size_t i, moat_http_str_t *name,
+                           moat_http_str_t *value);
+/* Sets up <b> to decode a response body framed as <h> says (LENGTH or CHUNKED; no limit). */
+void moat_http_body_init_uhead(moat_http_body_t *b, const moat_http_uhead_t *h);
+
+/* ---------------------------------------------------------------------------------------------------- */
 /* Paths                                                                                                */
 
 /*

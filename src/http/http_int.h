@@ -31,6 +31,11 @@ static inline int moat__http_lower(int c)
 /* Case-insensitive compare of n bytes: 1 if equal. */
 int moat__http_ieq(const char *a, const char *b, size_t n);
 
+/* Next comma-separated element of a list value p[0, n) from *pos, OWS trimmed; returns 0 at the end. */
+int moat__http_list_next(const char *p, size_t n, size_t *pos, moat_http_str_t *el);
+/* Length of the run of field-value bytes (VCHAR, SP, HTAB, obs-text) at p[0, n): n if all are allowed. */
+size_t moat__http_value_scan(const unsigned char *p, size_t n);
+
 /* Weak (W/ ignored) or strong comparison of entity-tag <tag> with a list field value ("*" matches). */
 int moat__http_etag_list_match(moat_http_str_t list, const char *etag, int strong);
 

@@ -298,8 +298,7 @@ static int parse_request_line(moat_http_req_t *req, const char *buf, size_t s, s
     return 0;
 }
 
-/* Next comma-separated element of a list value, OWS trimmed; returns 0 at the end. */
-static int list_next(const char *p, size_t n, size_t *pos, moat_http_str_t *el)
+int moat__http_list_next(const char *p, size_t n, size_t *pos, moat_http_str_t *el)
 {
     size_t i = *pos, s, e;
     if (i > n)
@@ -322,7 +321,7 @@ static int parse_content_length(moat_http_req_t *req, const char *v, size_t n)
 {
     size_t pos = 0;
     moat_http_str_t el;
-    while (list_next(v, n, &pos, &el)) {
+    while (moat__http_list_next(v, n, &pos, &el)) {
         uint64_t x = 0;
         if (el.len == 0)
             return fail(req, 400, "invalid Content-Length");
@@ -347,7 +346,7 @@ static int parse_transfer_encoding(moat_http_req_t *req, const char *v, size_t n
     size_t pos = 0;
     moat_http_str_t el;
     int any = 0;
-    while (list_next(v, n, &pos, &el)) {
+    while (moat__http_list_next(v, n, &pos, &el)) {
         if (el.len == 0)
             continue; /* RFC 9110 §5.6.1: empty list elements are ignored */
         any = 1;
@@ -370,7 +369,7 @@ static void parse_connection(moat_http_req_t *req, const char *v, size_t n)
 {
     size_t pos = 0;
     moat_http_str_t el;
-    while (list_next(v, n, &pos, &el)) {
+    while (moat__http_list_next(v, n, &pos, &el)) {
         if (moat_http_str_ieq(el, "close"))
             req->flags_ |= FL_CLOSE;
         else if (moat_http_str_ieq(el, "keep-alive"))
@@ -383,7 +382,7 @@ static void parse_connection(moat_http_req_t *req, const char *v, size_t n)
  * is clean when none of its bytes is below 0x20 or equal to 0x7f (bytes >= 0x80 are obs-text and fine);
  * a word holding a HTAB, or a bad byte, is looked at byte by byte.
  */
-static size_t value_scan(const unsigned char *p, size_t n)
+size_t moat__http_value_scan(const unsigned char *p, size_t n)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     size_t i = 0;
@@ -414,7 +413,7 @@ static int parse_field(moat_http_req_t *req, const char *buf, size_t s, size_t e
         ;
     for (ve = e; ve > vs && (buf[ve - 1] == ' ' || buf[ve - 1] == '\t'); ve--)
         ;
-    if (value_scan((const unsigned char *)buf + vs, ve - vs) != ve - vs)
+    if (moat__http_value_scan((const unsigned char *)buf + vs, ve - vs) != ve - vs)
         return fail(req, 400, "control character in a header field value");
     if (req->n_headers >= req->max_fields_)
         return fail(req, 431, "too many header fields");
