@@ -45,8 +45,10 @@ static const struct {
     const char *text;
 } statuses[] = {
     {100, "Continue", NULL},
+    {101, "Switching Protocols", NULL},
     {200, "OK", NULL},
     {201, "Created", NULL},
+    {202, "Accepted", NULL},
     {204, "No Content", NULL},
     {206, "Partial Content", NULL},
     {301, "Moved Permanently", "The document has moved."},

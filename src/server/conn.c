@@ -132,6 +132,8 @@ static void h1_send(moat__request_t *r)
     int has_body = !resp->head_only && resp->content_length > 0 && (resp->fd >= 0 || resp->body != NULL);
     int bulk = has_body && resp->content_length > c->w->small.size / 2;
 
+    if (r->body_unread)
+        resp->keep_alive = 0; /* answered before its body: what follows on the stream is not a request */
     if (moat__conn_out_bufs(c, bulk) != 0) {
         c->state = CONN_CLOSING;
         return;
@@ -180,7 +182,175 @@ static void h1_resume(moat__request_t *r)
         moat__conn_run(c);
 }
 
-static const moat__writer_t h1_writer = {"http/1.1", h1_send, h1_park, h1_resume};
+/* ---- HTTP/1.1: proxied responses ------------------------------------------------------------------ */
+
+/* Staged in obuf (big) as they come; CONN_PROXY drains it, and asks the proxy for more once it left. */
+static int h1_px_head(moat__request_t *r, int status, const moat__px_field_t *f, size_t n, int64_t length)
+{
+    moat__conn_t *c = r->conn;
+    size_t o;
+    int k;
+    if (moat__conn_out_bufs(c, 1) != 0)
+        return -1;
+    if (status == 100) { /* the interim answer to Expect: 100-continue, once the upstream is reached */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (c->opos == c->olen)
+            c->opos = c->olen = 0;
+        memcpy(c->obuf + c->olen, cont, sizeof(cont) - 1);
+        c->olen += sizeof(cont) - 1;
+        return 0;
+    }
+    r->status = status;
+    /* HTTP/1.0 clients get a body of unknown length delimited by the close, 1.1 ones chunked. */
+    r->resp.keep_alive =
+        r->req.keep_alive && !r->body_unread &&
+        (length >= 0 || r->req.version_minor == 1 || status < 200 || status == 204 || status == 304);
+    if (c->opos == c->olen)
+        c->opos = c->olen = 0;
+    o = c->olen; /* after a 100 Continue not sent yet */
+    k = snprintf(c->obuf + o, c->ocap - o, "HTTP/1.1 %d %s\r\n", status, moat_http_status_reason(status));
+    if (k < 0)
+        return -1;
+    o += (size_t)k;
+    for (size_t i = 0; i < n; i++) {
+        if (o + f[i].name.len + f[i].value.len + 4 > c->ocap - 128)
+            return -1;
+        memcpy(c->obuf + o, f[i].name.p, f[i].name.len);
+        o += f[i].name.len;
+        memcpy(c->obuf + o, ": ", 2);
+        memcpy(c->obuf + o + 2, f[i].value.p, f[i].value.len);
+        o += 2 + f[i].value.len;
+        memcpy(c->obuf + o, "\r\n", 2);
+        o += 2;
+    }
+    r->resp.http10_keep_alive = 0; /* chunked: 1.1 only; 0 when no body follows */
+    if (length >= 0)
+        k = snprintf(c->obuf + o, c->ocap - o, "Content-Length: %lld\r\n", (long long)length);
+    else if (length == -1 && r->req.version_minor == 1)
+        k = snprintf(c->obuf + o, c->ocap - o, "Transfer-Encoding: chunked\r\n");
+    else
+        k = 0;
+    o += (size_t)k;
+    if (status == 101) {
+        k = 0; /* the upstream's Connection: upgrade was handed on; the connection ends with the tunnel */
+        r->resp.keep_alive = 0;
+    } else if (!r->resp.keep_alive)
+        k = snprintf(c->obuf + o, c->ocap - o, "Connection: close\r\n");
+    else if (r->req.version_minor == 0)
+        k = snprintf(c->obuf + o, c->ocap - o, "Connection: keep-alive\r\n");
+    else
+        k = 0;
+    o += (size_t)k;
+    memcpy(c->obuf + o, "\r\n", 2);
+    c->olen = o + 2;
+    /* chunked framing of what follows: length -1 on HTTP/1.1 */
+    r->resp.no_content_length = length == -1 && r->req.version_minor == 1;
+    return 0;
+}
+
+static long h1_px_data(moat__request_t *r, const char *p, size_t len)
+{
+    moat__conn_t *c = r->conn;
+    size_t room, o = c->olen;
+    if (c->opos == c->olen)
+        c->opos = c->olen = o = 0;
+    room = c->ocap - o;
+    if (r->resp.no_content_length) {
+        int k;
+        if (room < 64)
+            return 0;
+        if (len > room - 32)
+            len = room - 32;
+        k = snprintf(c->obuf + o, room, "%zx\r\n", len);
+        memcpy(c->obuf + o + (size_t)k, p, len);
+        memcpy(c->obuf + o + (size_t)k + len, "\r\n", 2);
+        c->olen = o + (size_t)k + len + 2;
+    } else {
+        if (room == 0)
+            return 0;
+        if (len > room)
+            len = room;
+        memcpy(c->obuf + o, p, len);
+        c->olen = o + len;
+    }
+    r->body_sent += len;
+    return (long)len;
+}
+
+static int h1_px_end(moat__request_t *r)
+{
+    moat__conn_t *c = r->conn;
+    if (!r->resp.no_content_length)
+        return 0;
+    if (c->opos == c->olen)
+        c->opos = c->olen = 0;
+    if (c->ocap - c->olen < 5)
+        return -1; /* px_data leaves room for it */
+    memcpy(c->obuf + c->olen, "0\r\n\r\n", 5);
+    c->olen += 5;
+    r->resp.no_content_length = 0;
+    return 0;
+}
+
+static long h1_px_body_in(moat__request_t *r, char *buf, size_t cap, int raw, int *end)
+{
+    moat__conn_t *c = r->conn;
+    size_t off = r->req.head_len;
+    *end = 0;
+    if (!raw && r->req.body_kind == MOAT_HTTP_BODY_NONE) {
+        *end = 1;
+        return 0;
+    }
+    for (;;) {
+        if (c->hbuf != NULL && c->hlen > off) {
+            size_t avail = c->hlen - off < cap ? c->hlen - off : cap, used = avail;
+            moat_http_str_t data = {c->hbuf + off, avail};
+            int rc = raw ? MOAT_E_AGAIN : moat_http_body_decode(&r->body, c->hbuf + off, avail, &used, &data);
+            if (rc < 0 && rc != MOAT_E_AGAIN)
+                return -1;
+            if (data.len > 0)
+                memmove(buf, data.p, data.len); /* data lies in hbuf: copied before hbuf moves */
+            memmove(c->hbuf + off, c->hbuf + off + used, c->hlen - off - used);
+            c->hlen -= used;
+            if (rc == 0) {
+                *end = 1;
+                return (long)data.len;
+            }
+            if (data.len > 0)
+                return (long)data.len;
+            if (used > 0)
+                continue;
+        }
+        switch (moat__conn_pull(c)) {
+        case MORE_GOT:
+            continue;
+        case MORE_WAIT:
+            return 0;
+        case MORE_PEER_CLOSED:
+        case MORE_FAILED:
+            if (raw)
+                *end = 1;
+            return raw ? 0 : -1;
+        }
+    }
+}
+
+static void h1_px_wake(moat__request_t *r)
+{
+    moat__conn_run(r->conn);
+}
+
+static void h1_px_begin(moat__request_t *r)
+{
+    moat__conn_t *c = r->conn;
+    c->state = CONN_PROXY;
+    c->opos = c->olen = 0;
+    c->hold_out = 0; /* what the upstream sends leaves as it comes */
+    moat_list_remove(&c->tnode);
+}
+
+static const moat__writer_t h1_writer = {"http/1.1", h1_send,   h1_park,       h1_resume,  h1_px_head,
+                                         h1_px_data, h1_px_end, h1_px_body_in, h1_px_wake, h1_px_begin};
 
 /* ---- HTTP/1.1: reading requests ----------------------------------------------------------------- */
 
@@ -296,6 +466,13 @@ static parse_t try_request(moat__conn_t *c)
             moat__request_handle(r, 0);
             return PARSE_MOVED;
         }
+        if (moat__request_proxied(r)) {
+            /* The body streams to the upstream as it comes (proxy.c reads it through px_body_in); an
+             * answer given here instead (a redirect, a 403) leaves it unread, and the connection closes. */
+            r->body_unread = 1;
+            moat__request_handle(r, 0);
+            return PARSE_MOVED;
+        }
         size_t keep = moat__request_body_keep(r->req.method_id == MOAT_HTTP_POST, r->req.path);
         int reads_body = keep > 0;
         if (r->req.expect_continue && r->req.version_minor == 1) {
@@ -351,10 +528,7 @@ static parse_t try_request(moat__conn_t *c)
     return PARSE_NEED_MORE;
 }
 
-/* Outcome of reading more request bytes. */
-typedef enum { MORE_GOT, MORE_WAIT, MORE_FAILED, MORE_PEER_CLOSED } more_t;
-
-static more_t pull_more(moat__conn_t *c)
+moat__more_t moat__conn_pull(moat__conn_t *c)
 {
     if (!c->secure) {
         moat__read_t r = moat__conn_sock_read(c);
@@ -466,7 +640,7 @@ void moat__conn_run(moat__conn_t *c)
             }
             if (f == FLUSH_BLOCKED) {
                 /* Stalled on a full socket: the idle timeout bounds how long. */
-                if (c->tnode.next == NULL || c->state == CONN_SEND)
+                if (c->state != CONN_PROXY && (c->tnode.next == NULL || c->state == CONN_SEND))
                     moat__conn_timer(c, &c->w->q_idle, moat__conn_limits(c)->idle_timeout_s);
                 return;
             }
@@ -515,6 +689,42 @@ void moat__conn_run(moat__conn_t *c)
             if (c->state == CONN_H2)
                 return;
             continue; /* the session is over: close */
+        case CONN_PROXY: {
+            moat__px_run_t px;
+            if (c->opos < c->olen) {
+                long n = moat__conn_write(c, c->obuf + c->opos, c->olen - c->opos);
+                if (n < 0) {
+                    moat__conn_close(c);
+                    return;
+                }
+                c->opos += (size_t)n;
+                if (c->opos < c->olen) {
+                    if (n == 0 && c->io.wlen == 0) { /* nothing taken into an empty buffer: cannot go on */
+                        moat__conn_close(c);
+                        return;
+                    }
+                    if (n == 0)
+                        c->hold_out = 0; /* wbuf is full: flush, then the rest */
+                    continue;
+                }
+                c->opos = c->olen = 0;
+            }
+            px = moat__proxy_run(c->rs);
+            if (px == MOAT__PX_FAIL) {
+                moat__conn_close(c);
+                return;
+            }
+            if (c->state != CONN_PROXY || px == MOAT__PX_MORE || c->opos < c->olen)
+                continue;
+            if (px == MOAT__PX_DONE) {
+                request_done(c); /* a WebSocket tunnel has keep_alive 0: the connection closes */
+                continue;
+            }
+            if (c->io.wlen > 0 && !c->hold_out)
+                continue;
+            moat_list_remove(&c->tnode); /* the proxy's deadline covers both sides */
+            return;
+        }
         case CONN_PARKED:
             /* Bytes that arrive meanwhile (a pipelined request) wait in the socket; readable stays set.
              * What was held for the answer (the tickets) leaves now. */
@@ -527,7 +737,7 @@ void moat__conn_run(moat__conn_t *c)
         case CONN_BODY:
             if (try_request(c) == PARSE_MOVED)
                 continue;
-            switch (pull_more(c)) {
+            switch (moat__conn_pull(c)) {
             case MORE_GOT:
                 continue;
             case MORE_PEER_CLOSED:

@@ -23,7 +23,8 @@ typedef enum {
     CONN_LINGER,        /* write side shut; draining the client's leftovers before close */
     CONN_PARKED,        /* a parsed request waits: for a CRL its client certificate needs (in w->q_crl),
                            or for the ACME service's answer */
-    CONN_H2             /* HTTP/2: frames in both directions (h2.c) */
+    CONN_H2,            /* HTTP/2: frames in both directions (h2.c) */
+    CONN_PROXY          /* HTTP/1.1: a request proxied to an upstream (proxy.c) in both directions */
 } moat__conn_state_t;
 
 /* A client address: IPv4 or IPv6 only, so smaller than a sockaddr_storage in every connection. */
@@ -103,6 +104,10 @@ int moat__conn_out_bufs(moat__conn_t *c, int bulk);
 void moat__conn_release_idle_bufs(moat__conn_t *c);
 /* Sends wbuf; FLUSH_BLOCKED arms output interest. */
 moat__flush_t moat__conn_flush(moat__conn_t *c);
+/* Outcome of reading more plaintext (moat__conn_pull). */
+typedef enum { MORE_GOT, MORE_WAIT, MORE_FAILED, MORE_PEER_CLOSED } moat__more_t;
+/* Reads more plaintext into hbuf (from the socket, decrypted when TLS). */
+moat__more_t moat__conn_pull(moat__conn_t *c);
 /* Reads from the socket: TLS into rbuf, plain HTTP straight into hbuf. */
 moat__read_t moat__conn_sock_read(moat__conn_t *c);
 /* Decrypts into hbuf. */

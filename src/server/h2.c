@@ -44,7 +44,15 @@ typedef struct h2_stream {
     moat__h2req_t q; /* its fields, checked, then its HTTP/1.1 head (h2req.c) */
     uint64_t body_in;
     unsigned handled : 1, responded : 1;
-    char *body_copy;  /* owned: an in-memory response body, copied (its source may be short-lived) */
+    unsigned proxied : 1, /* handed to the proxy before its body: DATA goes to pxin */
+        in_eof : 1,       /* the client's END_STREAM came */
+        px_eof : 1,       /* the proxied response's body is complete */
+        kick : 1,         /* the proxy may go on (room came on one side) */
+        parsed : 1;       /* stream_parse ran: parse_rc is its outcome */
+    int parse_rc;
+    char *body_copy;    /* owned: an in-memory response body, copied (its source may be short-lived) */
+    char *pxin, *pxout; /* big pool: proxied request body in, response body out */
+    size_t pxin_len, pxout_len, pxout_pos;
     moat_list_t node; /* in h->streams */
 } h2_stream_t;
 
@@ -73,6 +81,8 @@ static void stream_free(moat__conn_t *c, h2_stream_t *st)
     }
     moat__h2req_dispose(&st->q);
     moat_free(&st->body_copy);
+    moat_bufpool_put(&c->w->big, (void **)&st->pxin);
+    moat_bufpool_put(&c->w->big, (void **)&st->pxout);
     moat_free(&st);
 }
 
@@ -203,36 +213,208 @@ static void h2_resume(moat__request_t *r)
     moat__conn_run(c);
 }
 
-static const moat__writer_t h2_writer = {"h2", h2_send, h2_park, h2_resume};
+/* ---- proxied responses ------------------------------------------------------------------------------ */
+
+static ssize_t read_px(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                       nghttp2_data_source *src, void *user)
+{
+    h2_stream_t *st = src->ptr;
+    size_t n = st->pxout_len - st->pxout_pos;
+    (void)s, (void)id, (void)user;
+    if (n == 0) {
+        if (st->px_eof) {
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            return 0;
+        }
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    if (n > length)
+        n = length;
+    memcpy(buf, st->pxout + st->pxout_pos, n);
+    st->pxout_pos += n;
+    if (st->pxout_pos == st->pxout_len) {
+        st->pxout_pos = st->pxout_len = 0;
+        st->kick = 1; /* room: the proxy reads on */
+        if (st->px_eof)
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    return (ssize_t)n;
+}
+
+static int h2_px_head(moat__request_t *r, int status, const moat__px_field_t *f, size_t n, int64_t length)
+{
+    static _Thread_local char names[8192];
+    static _Thread_local nghttp2_nv nv[MOAT_HTTP_MAX_HEADERS + 8];
+    h2_stream_t *st = r->stream;
+    moat__conn_t *c = r->conn;
+    char code[12];
+    size_t k = 0, used = 0;
+    nghttp2_data_provider dp;
+
+    if (status < 200)
+        return 0; /* no interim answers on HTTP/2 */
+    snprintf(code, sizeof(code), "%d", status);
+    nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    for (size_t i = 0; i < n && k < MOAT_ARRAY_LEN(nv) - 1; i++) {
+        /* field names are lowercase on HTTP/2 */
+        if (connection_specific(f[i].name.p, f[i].name.len) || used + f[i].name.len > sizeof(names))
+            continue;
+        for (size_t j = 0; j < f[i].name.len; j++) {
+            char ch = f[i].name.p[j];
+            names[used + j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+        }
+        nv[k++] = (nghttp2_nv){(uint8_t *)names + used, (uint8_t *)f[i].value.p, f[i].name.len,
+                               f[i].value.len, NGHTTP2_NV_FLAG_NONE};
+        used += f[i].name.len;
+    }
+    if (length >= 0) {
+        static _Thread_local char cl[24];
+        int m = snprintf(cl, sizeof(cl), "%lld", (long long)length);
+        nv[k++] =
+            (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)cl, 14, (size_t)m, NGHTTP2_NV_FLAG_NONE};
+    }
+    r->status = status;
+    st->responded = 1;
+    if (length == -2 || length == 0 || r->req.method_id == MOAT_HTTP_HEAD) {
+        st->px_eof = 1;
+        return nghttp2_submit_response(c->h2->s, st->id, nv, k, NULL) == 0 ? 0 : -1;
+    }
+    if (st->pxout == NULL && (st->pxout = moat_bufpool_get(&c->w->big)) == NULL)
+        return -1;
+    dp.source.ptr = st;
+    dp.read_callback = read_px;
+    return nghttp2_submit_response(c->h2->s, st->id, nv, k, &dp) == 0 ? 0 : -1;
+}
+
+static long h2_px_data(moat__request_t *r, const char *p, size_t len)
+{
+    h2_stream_t *st = r->stream;
+    moat__conn_t *c = r->conn;
+    size_t room;
+    if (st->px_eof)
+        return (long)len; /* HEAD: no body goes out */
+    room = c->w->big.size - st->pxout_len;
+    if (len > room)
+        len = room;
+    if (len == 0)
+        return 0;
+    memcpy(st->pxout + st->pxout_len, p, len);
+    st->pxout_len += len;
+    r->body_sent += len;
+    (void)nghttp2_session_resume_data(c->h2->s, st->id);
+    return (long)len;
+}
+
+static int h2_px_end(moat__request_t *r)
+{
+    h2_stream_t *st = r->stream;
+    if (!st->px_eof) {
+        st->px_eof = 1;
+        (void)nghttp2_session_resume_data(r->conn->h2->s, st->id);
+    }
+    return 0;
+}
+
+static long h2_px_body_in(moat__request_t *r, char *buf, size_t cap, int raw, int *end)
+{
+    h2_stream_t *st = r->stream;
+    moat__conn_t *c = r->conn;
+    size_t n = st->pxin_len < cap ? st->pxin_len : cap;
+    (void)raw;
+    *end = 0;
+    if (st->q.too_big || st->body_in > (uint64_t)moat__conn_limits(c)->body_bytes) {
+        r->body.status = 413;
+        r->body.error = "request body above limits.body_bytes";
+        return -1;
+    }
+    if (n > 0) {
+        memcpy(buf, st->pxin, n);
+        memmove(st->pxin, st->pxin + n, st->pxin_len - n);
+        st->pxin_len -= n;
+        (void)nghttp2_session_consume(c->h2->s, st->id, n); /* the client may send as much again */
+    }
+    if (st->pxin_len == 0 && st->in_eof)
+        *end = 1;
+    return (long)n;
+}
+
+/* Works on a proxied stream; a proxy failure after the head resets the stream. */
+static void h2_px_drive(moat__request_t *r)
+{
+    h2_stream_t *st = r->stream;
+    for (int i = 0; i < 8 && r->px != NULL; i++) {
+        moat__px_run_t rc = moat__proxy_run(r);
+        if (rc == MOAT__PX_FAIL) {
+            (void)nghttp2_submit_rst_stream(r->conn->h2->s, NGHTTP2_FLAG_NONE, st->id,
+                                            NGHTTP2_INTERNAL_ERROR);
+            return;
+        }
+        if (rc != MOAT__PX_MORE)
+            return;
+    }
+    st->kick = 1; /* more to do: after the frames went */
+}
+
+static void h2_px_wake(moat__request_t *r)
+{
+    moat__conn_t *c = r->conn;
+    h2_px_drive(r);
+    moat__conn_timer(c, &c->w->q_idle, moat__conn_limits(c)->idle_timeout_s);
+    moat__conn_run(c);
+}
+
+static void h2_px_begin(moat__request_t *r)
+{
+    h2_stream_t *st = r->stream;
+    st->proxied = 1;
+    st->kick = 1; /* a kept upstream connection raises no event: the first run is moat's */
+}
+
+static const moat__writer_t h2_writer = {"h2",       h2_send,   h2_park,       h2_resume,  h2_px_head,
+                                         h2_px_data, h2_px_end, h2_px_body_in, h2_px_wake, h2_px_begin};
 
 /* ---- requests ----------------------------------------------------------------------------------- */
 
 /* The whole request is in: parse its head as HTTP/1.1 and handle it. */
-static void stream_handle(moat__conn_t *c, h2_stream_t *st)
+/* Writes the request's head as HTTP/1.1 and parses it (once): 0, or the status to answer. */
+static int stream_parse(moat__conn_t *c, h2_stream_t *st)
 {
     const moat_limits_t *lim = moat__conn_limits(c);
     moat__request_t *r = st->r;
     moat_http_limits_t hl;
     int rc;
 
-    if (st->handled)
-        return;
-    st->handled = 1;
-    if ((rc = moat__h2req_head(&st->q)) != 0) {
-        moat__request_handle(r, rc);
-        return;
-    }
+    if (st->parsed)
+        return st->parse_rc;
+    st->parsed = 1;
+    if ((rc = moat__h2req_head(&st->q)) != 0)
+        return st->parse_rc = rc;
     hl.request_line_bytes = (size_t)lim->request_line_bytes;
     hl.header_bytes =
         (size_t)lim->header_bytes + 64; /* the HTTP/1.1 framing added here is not the client's */
     hl.body_bytes = (uint64_t)lim->body_bytes;
     hl.header_fields = (size_t)lim->header_fields;
     rc = moat_http_req_parse(&r->req, st->q.head, st->q.hlen, &hl);
-    if (rc < 0) {
-        moat__request_handle(r, r->req.status ? r->req.status : 400);
+    if (rc < 0)
+        return st->parse_rc = r->req.status ? r->req.status : 400;
+    r->head_ok = 1;
+    return st->parse_rc = 0;
+}
+
+/* The whole request is in: parse its head as HTTP/1.1 and handle it. */
+static void stream_handle(moat__conn_t *c, h2_stream_t *st)
+{
+    const moat_limits_t *lim = moat__conn_limits(c);
+    moat__request_t *r = st->r;
+    int rc;
+
+    if (st->handled)
+        return;
+    st->handled = 1;
+    if ((rc = stream_parse(c, st)) != 0) {
+        moat__request_handle(r, rc);
         return;
     }
-    r->head_ok = 1;
     if (r->post != NULL && st->body_in > r->post_cap) {
         moat__request_handle(r, 413); /* a body its handler reads, over that handler's limit */
         return;
@@ -298,6 +480,19 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     moat__conn_t *c = user;
     h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
     (void)flags;
+    if (st != NULL && st->proxied && st->r->px != NULL) {
+        /* held until the proxy sends it on (the stream's window bounds it: consumed as it leaves) */
+        st->body_in += len;
+        if (st->pxin == NULL && (st->pxin = moat_bufpool_get(&c->w->big)) == NULL)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        if (len > c->w->big.size - st->pxin_len)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* beyond the window moat gave */
+        memcpy(st->pxin + st->pxin_len, data, len);
+        st->pxin_len += len;
+        st->kick = 1;
+        return 0;
+    }
+    (void)nghttp2_session_consume(s, id, len); /* read (or dropped) now: the window opens again */
     if (st == NULL || st->handled)
         return 0;
     st->body_in += len;
@@ -349,10 +544,29 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
         (void)nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
         return 0;
     }
-    if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
-        (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
-        (st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id)) != NULL)
+    st = (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA)
+             ? nghttp2_session_get_stream_user_data(s, f->hd.stream_id)
+             : NULL;
+    if (st == NULL)
+        return 0;
+    if (st->proxied) {
+        if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+            st->in_eof = 1;
+            st->kick = 1;
+        }
+        return 0;
+    }
+    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
         stream_handle(c, st);
+    } else if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST && !st->handled &&
+               stream_parse(c, st) == 0 && moat__request_proxied(st->r)) {
+        /* A request body for an upstream streams as it comes: handed on now. Its framing upstream is
+         * moat's: chunked unless the client gave a content-length (nghttp2 holds the DATA to it). */
+        st->handled = 1;
+        if (st->r->req.body_kind == MOAT_HTTP_BODY_NONE)
+            st->r->req.body_kind = MOAT_HTTP_BODY_CHUNKED;
+        moat__request_handle(st->r, 0);
+    }
     return 0;
 }
 
@@ -403,6 +617,9 @@ static int setup_once(void)
     nghttp2_option_set_max_continuations(options, H2_MAX_CONTINUATIONS);
     nghttp2_option_set_max_settings(options, 32);
     nghttp2_option_set_max_outbound_ack(options, 1000);
+    /* DATA is consumed as it is used (at once, or as a proxied body leaves): a client cannot send more
+     * than its window ahead of the upstream. */
+    nghttp2_option_set_no_auto_window_update(options, 1);
     return 0;
 }
 
@@ -517,6 +734,13 @@ int moat__h2_run(moat__conn_t *c)
                 /* A client that does not read: the idle timeout bounds how long it holds us. */
                 moat__conn_timer(c, &c->w->q_idle, moat__conn_limits(c)->idle_timeout_s);
                 return 0;
+            }
+        }
+        for (moat_list_t *n = h->streams.next; n != &h->streams; n = n->next) {
+            h2_stream_t *st = moat_container_of(n, h2_stream_t, node);
+            if (st->kick && st->r != NULL && st->r->px != NULL) {
+                st->kick = 0;
+                h2_px_drive(st->r);
             }
         }
         if ((p = produce(c)) < 0)

@@ -114,6 +114,8 @@ void moat__request_begin(moat__request_t *r, moat__conn_t *c, const moat__writer
     r->post_big = 0;
     r->acme = NULL;
     r->stream = NULL;
+    r->px = NULL;
+    r->body_unread = 0;
     r->wnode.next = r->wnode.prev = NULL;
     moat_http_req_reset(&r->req);
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
@@ -122,6 +124,7 @@ void moat__request_begin(moat__request_t *r, moat__conn_t *c, const moat__writer
 void moat__request_end(moat__request_t *r)
 {
     moat_list_remove(&r->wnode);
+    moat__proxy_end(r);
     if (r->resp_active) {
         moat_http_resp_dispose(&r->resp);
         r->resp_active = 0;
@@ -162,13 +165,56 @@ static int acme_http01(moat__request_t *r, const moat_http_req_t *req, moat_http
     return 1;
 }
 
+/* The site that answers <r>: chosen by SNI, else by Host among the listener's sites; NULL when the Host
+ * names another site than the certificate was chosen for (421). <host> receives the Host name ("" if
+ * none). */
+static const moat_site_t *pick_site(moat__request_t *r, char *host, size_t hostsz)
+{
+    moat__conn_t *c = r->conn;
+    const moat_http_req_t *req = &r->req;
+    const moat_listener_t *l = c->wg->gen->bind_listener[c->bind];
+    const moat_site_t *site = c->site, *named = NULL;
+
+    host[0] = '\0';
+    if (req->host_name.len > 0 && host_copy(req->host_name, host, hostsz) > 0 && l != NULL)
+        named = moat_listener_find_site(l, host);
+    if (!c->secure)
+        return named != NULL ? named : site;
+    if (c->sni_matched) {
+        /* RFC 9110 §15.5.20: the certificate of this connection was chosen for another name. */
+        if (req->host.len > 0 && !moat_site_matches_host(site, req->host.p, req->host.len))
+            return NULL;
+        return site;
+    }
+    return named != NULL ? named : site; /* no SNI (or an unknown name): the Host field picks */
+}
+
+int moat__request_proxied(moat__request_t *r)
+{
+    char host[256], stack[1024], *path = stack;
+    size_t plen = 0, need = r->req.path.len + 16;
+    const moat_site_t *site = pick_site(r, host, sizeof(host));
+    const moat_location_t *loc = NULL;
+    int st = 0;
+
+    if (site == NULL || site->nlocations == 0)
+        return 0;
+    if (need > sizeof(stack) && (path = moat_malloc(need)) == NULL)
+        return 0;
+    if (moat_http_path_normalize(r->req.path.p, r->req.path.len, path, path == stack ? sizeof(stack) : need,
+                                 &plen, NULL, &st) == 0)
+        loc = moat_site_location_for_path(site, path);
+    if (path != stack)
+        moat_free(&path);
+    return loc != NULL && loc->upstream != NULL;
+}
+
 static void handle(moat__request_t *r, int status, char *path, size_t pathsz)
 {
     moat__conn_t *c = r->conn;
     moat_http_resp_t *resp = &r->resp;
     moat_http_req_t *req = &r->req;
-    const moat_listener_t *l = c->wg->gen->bind_listener[c->bind];
-    const moat_site_t *site = c->site, *named = NULL;
+    const moat_site_t *site;
     const moat__gen_site_t *gs;
     char host[256] = "";
     moat_http_str_t query = {NULL, 0};
@@ -188,17 +234,7 @@ static void handle(moat__request_t *r, int status, char *path, size_t pathsz)
         respond(r);
         return;
     }
-    if (req->host_name.len > 0 && host_copy(req->host_name, host, sizeof(host)) > 0 && l != NULL)
-        named = moat_listener_find_site(l, host);
-    if (!c->secure) {
-        site = named != NULL ? named : site;
-    } else if (c->sni_matched) {
-        /* RFC 9110 §15.5.20: the certificate of this connection was chosen for another name. */
-        if (req->host.len > 0 && !moat_site_matches_host(site, req->host.p, req->host.len))
-            site = NULL;
-    } else if (named != NULL) {
-        site = named; /* no SNI (or an unknown name): the Host field picks among this listener's sites */
-    }
+    site = pick_site(r, host, sizeof(host));
     if (site == NULL) {
         moat_http_resp_init(resp, req, 421);
         moat_http_resp_error(resp, 421);
@@ -282,6 +318,11 @@ static void handle(moat__request_t *r, int status, char *path, size_t pathsz)
     if (acc != 0) {
         moat_http_access_refuse(resp, req, sc, acc, refused);
         respond(r);
+        return;
+    }
+    const moat_location_t *loc = site->nlocations > 0 ? moat_site_location_for_path(site, path) : NULL;
+    if (loc != NULL && loc->upstream != NULL) {
+        moat__proxy_start(r, site, loc);
         return;
     }
     /* Files chosen by Accept-Encoding (precompressed) are not for the cache, which ignores the field. */
@@ -424,6 +465,13 @@ static void access_log_line(moat__request_t *r)
                  sni != NULL ? sni : "-", ver ? ver : "-", cipher ? cipher : "-", r->out->proto, method,
                  target, r->status, r->ccert_denied ? ".7" : "", (unsigned long long)r->body_sent, us / 1000,
                  us % 1000, r->ccert != NULL ? r->ccert : "-", subject[0] ? " subject=" : "", subject);
-    if (n > 0 && (size_t)n < ACCESS_LOG_BUF - w->alog_len)
+    if (n > 0 && (size_t)n < ACCESS_LOG_BUF - w->alog_len) {
         w->alog_len += (size_t)n;
+        if (r->px != NULL && w->alog[w->alog_len - 1] == '\n') {
+            /* upstream=ADDR ustatus=N utime=T.TTTms [upstream_error=REASON], before the line end */
+            size_t m = moat__proxy_log(r, w->alog + w->alog_len - 1, ACCESS_LOG_BUF - w->alog_len);
+            w->alog_len += m;
+            w->alog[w->alog_len - 1] = '\n';
+        }
+    }
 }

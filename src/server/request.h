@@ -18,6 +18,11 @@
  * first fetch, before it is answered "revocation-unknown". */
 #define MOAT__CRL_WAIT_MS 5000
 
+/* A response field handed on from an upstream. */
+typedef struct moat__px_field {
+    moat_http_str_t name, value;
+} moat__px_field_t;
+
 /* What a protocol provides to answer a request. */
 typedef struct moat__writer {
     const char *proto; /* its ALPN name: "http/1.1", "h2" (the access log and whoami say it) */
@@ -30,7 +35,26 @@ typedef struct moat__writer {
     void (*park)(moat__request_t *r);
     /* Handles a parked request again (a new CRL snapshot, a retry tick, a stop, or an ACME answer). */
     void (*resume)(moat__request_t *r);
+
+    /* Proxied requests (proxy.c). The response head from the upstream: status, the fields to hand on,
+     * and the body's length (-1: unknown; the writer frames it). 0, or -1 (the request fails). */
+    int (*px_head)(moat__request_t *r, int status, const moat__px_field_t *f, size_t n, int64_t length);
+    /* Response body bytes: how many were taken (0: the output is full; px_wake follows once it drained),
+     * or -1. */
+    long (*px_data)(moat__request_t *r, const char *p, size_t len);
+    /* The response body is complete. 0 or -1. */
+    int (*px_end)(moat__request_t *r);
+    /* Request body bytes from the client into buf (at most cap): how many (0: none now), *end set when
+     * the body is complete; -1 when the client's body is malformed, too large (r->body.status) or cut. With
+     * <raw> (a WebSocket tunnel), the bytes as they come. */
+    long (*px_body_in)(moat__request_t *r, char *buf, size_t cap, int raw, int *end);
+    /* The upstream side has news (bytes, room, an error, a timeout): work on the request. */
+    void (*px_wake)(moat__request_t *r);
+    /* The request was handed to the proxy: the protocol lets it drive the request from now on. */
+    void (*px_begin)(moat__request_t *r);
 } moat__writer_t;
+
+typedef struct moat__proxy moat__proxy_t;
 
 /* One request and its response. Taken from w->rstates when a request starts, given back when it is
  * done (HTTP/1.1: when the connection waits idle). */
@@ -50,13 +74,15 @@ struct moat__request {
         head_ok : 1,              /* the head parsed: method and target are known (access log) */
         ccert_denied : 1,         /* refused for its client certificate: logged as 403.7 */
         crl_waited : 1,           /* parked for a CRL already; crl_deadline_ms is when that stops */
-        post_big : 1;             /* post is from the big pool */
+        post_big : 1,             /* post is from the big pool */
+        body_unread : 1;          /* handled before its body was read: the connection closes after */
     int status;                   /* response status, for the access log */
     uint64_t file_left, file_off; /* body bytes still to send, and where they come from */
     uint64_t body_sent;           /* response body bytes, for the access log */
     uint64_t crl_deadline_ms;
     struct timespec t0; /* when the request's first byte was seen */
     moat_list_t wnode;  /* in w->q_crl while parked */
+    moat__proxy_t *px;  /* the proxied request's upstream side (proxy.c), or NULL */
 };
 
 /* How many bytes of a request body the server keeps for the handler of <path>: an OCSP POST
@@ -90,6 +116,26 @@ int moat__request_wait_crl(moat__request_t *r);
  * response is in r->resp with an in-memory body), or stores the file just answered. */
 int moat__fcache_serve(moat__request_t *r, size_t site, const char *path, size_t plen);
 void moat__fcache_store(moat__request_t *r, size_t site, const char *path, size_t plen);
+
+/* request.c: 1 when the request in r->req goes to an upstream (its site's location has proxy:), for the
+ * protocols to hand it on before its body arrives. */
+int moat__request_proxied(moat__request_t *r);
+
+/* proxy.c: the reverse proxy. */
+typedef enum { MOAT__PX_WAIT, MOAT__PX_MORE, MOAT__PX_DONE, MOAT__PX_FAIL } moat__px_run_t;
+/* Hands <r> to the upstream of <loc> (from request.c once the site's rules let it through); the answer
+ * comes through the writer's px_* functions, or a 502/503/504 page through send. */
+void moat__proxy_start(moat__request_t *r, const moat_site_t *site, const moat_location_t *loc);
+/* Works on a proxied request until it would block: WAIT (nothing to do now), MORE (output was staged or
+ * the request's state moved: call again once it left), DONE (the response is complete), FAIL (the client
+ * connection must close). */
+moat__px_run_t moat__proxy_run(moat__request_t *r);
+/* Frees the upstream side of <r> (from moat__request_end): a finished upstream connection goes back to
+ * its pool, one cut off is closed. */
+void moat__proxy_end(moat__request_t *r);
+/* Writes " upstream=ADDR ustatus=N utime=T.TTTms[ upstream_error=REASON]" at <out> (room: <cap> + 1
+ * bytes, the last for the caller's line end); returns its length. */
+size_t moat__proxy_log(const moat__request_t *r, char *out, size_t cap);
 
 /* whoami.c: answers MOAT_WHOAMI_PATH (the verdict, subject, serial, issuer and not after of this
  * connection's client certificate, and the protocol; text, or JSON for "Accept: application/json" /

@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 
 /* What an epoll tag points at (the first member of each tagged struct). */
-enum { TAG_WAKE = 1, TAG_LISTEN, TAG_CONN };
+enum { TAG_WAKE = 1, TAG_LISTEN, TAG_CONN, TAG_UPSTREAM };
 
 #define ACCESS_LOG_BUF 65536 /* per worker; flushed when half full or every second */
 
@@ -198,6 +198,7 @@ struct moat__worker {
     moat_bufpool_t big;                /* response staging and ciphertext output */
     moat_bufpool_t rstates;            /* moat__rstate_t: request state of busy connections */
     struct moat__fcache_entry *fcache; /* owned: small static files (fcache.c), NULL until first use */
+    struct moat__pxw *pxw;             /* owned: the reverse proxy's pools and timers (proxy.c), or NULL */
     moat_list_t conns;                 /* every connection */
     moat_list_t q_header;              /* handshake / request head deadlines (header_timeout_s) */
     moat_list_t q_idle;                /* keep-alive and send deadlines (idle_timeout_s) */
@@ -339,6 +340,12 @@ void moat__staple_setup(SSL_CTX *ctx, moat__gen_site_t *gs);
 /* crl.c: re-signs the stored CRLs of moat's CA that are past half their life (control thread), each in
  * one transaction that bumps the generation, so the new CRL is served like any store change. */
 void moat__crl_refresh_due(moat_store_t *st);
+
+/* proxy.c: the worker's upstream connections: an epoll event on one (tag TAG_UPSTREAM), the timers
+ * (every loop turn), and freeing everything at the worker's end. */
+void moat__proxy_event(void *tag, uint32_t events);
+void moat__proxy_tick(moat__worker_t *w);
+void moat__proxy_worker_free(moat__worker_t *w);
 
 /* fcache.c: frees the worker's cache of small files. */
 void moat__fcache_free(moat__worker_t *w);

@@ -311,6 +311,8 @@ int moat__worker_turn(moat__worker_t *w, int max_wait_ms)
             if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
                 c->writable = 1;
             moat__conn_run(c);
+        } else if (*tag == TAG_UPSTREAM) {
+            moat__proxy_event(tag, evs[i].events);
         } else if (*tag == TAG_LISTEN) {
             if (w->stop_deadline_ms == 0)
                 on_accept(w, (moat__wlisten_t *)tag);
@@ -332,6 +334,7 @@ int moat__worker_turn(moat__worker_t *w, int max_wait_ms)
         moat__acme_answers(w);
     expire(w, &w->q_header);
     expire(w, &w->q_idle);
+    moat__proxy_tick(w);
     resume_crl_waits(w);
     trim_heap(w);
     if (w->alog_len > 0 && (w->alog_len > ACCESS_LOG_BUF / 2 || w->loop.now_ms - w->alog_flushed_ms >= 1000))
@@ -343,6 +346,7 @@ void moat__worker_finish(moat__worker_t *w)
 {
     while (!moat_list_empty(&w->conns))
         moat__conn_close(moat_container_of(w->conns.next, moat__conn_t, node));
+    moat__proxy_worker_free(w);
     moat__access_flush(w);
     adopt_generation(w);
     moat__wgen_release(w->cur);

@@ -1,0 +1,91 @@
+/*
+ * Private to the reverse proxy (proxy.c: connections, pools, the exchange; proxy_head.c: the fields
+ * handed on each way).
+ */
+#ifndef MOAT_SERVER_PROXY_INT_H
+#define MOAT_SERVER_PROXY_INT_H
+
+#include "server/request.h"
+
+typedef struct px_pool px_pool_t;
+
+/* One connection to an upstream server: in use by a request, or idle in its server's pool. */
+typedef struct px_upconn {
+    int tag; /* TAG_UPSTREAM */
+    int fd;
+    px_pool_t *pool;
+    moat__proxy_t *px; /* the request using it; NULL while idle */
+    moat_list_t node;  /* in pool->idle while idle */
+    uint64_t idle_until;
+    unsigned readable : 1, writable : 1, idle : 1;
+} px_upconn_t;
+
+/* A worker's connections to one server (by address), kept across reloads. */
+struct px_pool {
+    moat_list_t node; /* in pxw->pools */
+    char key[120];    /* the server's address text */
+    moat_list_t idle; /* px_upconn_t.node */
+    size_t nidle;
+    unsigned active;     /* requests in flight (least_conn) */
+    uint64_t down_until; /* a failed connect: skipped until then */
+};
+
+/* The round-robin position of one upstream, by name. */
+typedef struct px_rr {
+    moat_list_t node;
+    char name[72];
+    unsigned next;
+} px_rr_t;
+
+struct moat__pxw {
+    moat_list_t pools;  /* px_pool_t */
+    moat_list_t rrs;    /* px_rr_t */
+    moat_list_t active; /* moat__proxy_t.node: requests with a deadline */
+    uint64_t next_tick;
+};
+typedef struct moat__pxw moat__pxw_t;
+
+enum { PX_CONNECT = 1, PX_EXCHANGE, PX_TUNNEL, PX_DONE, PX_BROKEN, PX_ANSWERED };
+
+struct moat__proxy {
+    moat__request_t *r;
+    moat__pxw_t *x;
+    const moat_upstream_t *up; /* borrowed from the request's generation */
+    const moat_location_t *loc;
+    const moat_site_t *site;
+    px_upconn_t *uc;
+    px_pool_t *pool;
+    const char *addr; /* the server's address text, once one is chosen */
+    size_t server;
+    uint64_t tried; /* servers tried, a bit each */
+    int state;
+    char *out; /* big pool: bytes for the server (the head, then body pieces) */
+    size_t olen, opos;
+    char *head; /* a copy of the request head, for a retry (requests without a body) */
+    size_t head_len;
+    char *in; /* big pool: bytes from the server */
+    size_t ilen, ipos;
+    const char *pend; /* decoded body bytes not taken by the client side yet */
+    size_t pend_len;
+    moat_http_uhead_t *uh;
+    moat_http_body_t ubody;
+    int64_t head_cl; /* Content-Length of the answer to a HEAD request, -1: none */
+    int ustatus;
+    const char *error;     /* the reason token, for the log */
+    const char *last_fail; /* why the previous server failed */
+    uint64_t deadline;
+    moat_list_t node; /* in x->active */
+    struct timespec t0, t1;
+    unsigned head_request : 1, head_sent : 1, client_end : 1, resp_body_done : 1, end_sent : 1, ukeep : 1,
+        req_done : 1, reused : 1, upgrade : 1, tunnel_out : 1, chunked_out : 1, continue_sent : 1,
+        up_stop : 1;
+};
+
+/* proxy_head.c: writes the request head for the server into px->out (olen), deciding the body's framing
+ * (px->chunked_out) and whether it is a WebSocket upgrade (px->upgrade). 0, or -1 when it does not fit. */
+int moat__proxy_head(moat__proxy_t *px);
+/* The fields of the response head px->uh handed on to the client (hop-by-hop ones dropped), at most
+ * <cap>; sets px->head_cl. Returns how many. */
+size_t moat__proxy_resp_fields(moat__proxy_t *px, moat__px_field_t *f, size_t cap);
+
+#endif
