@@ -308,6 +308,44 @@ def test_body_over_the_limit_is_a_problem_document(ca):
     assert "replay-nonce:" in r.stdout.lower() and "urn:ietf:params:acme:error:malformed" in r.stdout
 
 
+def test_requests_cancelled_while_the_service_works(ca):
+    """ACME requests whose HTTP/2 stream is reset, or whose HTTP/1.1 connection goes, while they wait for
+    the service: the answers are dropped (no leak: LeakSanitizer reads serve.out at the stop), the
+    connection and the server go on."""
+    import socket
+    import ssl
+
+    from h2_helpers import CANCEL, H2
+    from hyperframe.frame import DataFrame, RstStreamFrame
+
+    m = ca
+    start(m)
+    body = b'{"protected":"e30","payload":"","signature":""}'
+    h = H2(m.https, m.dir / "root.pem")
+    try:
+        for _ in range(50):
+            sid, f = h.headers("/acme/new-order", method="POST", end_stream=False,
+                               extra=[("content-type", "application/jose+json"),
+                                      ("content-length", str(len(body)))])
+            d = DataFrame(sid, body)
+            d.flags.add("END_STREAM")
+            h.send(f, d, RstStreamFrame(sid, error_code=CANCEL))
+        sid = h.get("/acme/directory")
+        status, hdrs, data, _ = h.response(sid)
+        assert status == 200 and b"newOrder" in data, (status, data)
+    finally:
+        h.close()
+    ctx = ssl.create_default_context(cafile=str(m.dir / "root.pem"))
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", m.https), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as t:
+                t.sendall(b"POST /acme/new-order HTTP/1.1\r\nHost: localhost:%d\r\n"
+                          b"Content-Type: application/jose+json\r\nContent-Length: %d\r\n\r\n%s"
+                          % (m.https, len(body), body))
+    r = curl(m, "-s", "-o", "/dev/null", "-w", "%{http_code}", m.directory)
+    assert r.stdout == "200", r.stdout + r.stderr
+
+
 @pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
 def test_renewal_info(ca):
     m = ca
