@@ -3,10 +3,11 @@ certbot (http-01) and uacme (http-01 for an IP identifier, over HTTP/2) obtain, 
 certificates from moat's CA on loopback, with real validation (moat connects back to the client's own
 challenge listener on 127.0.0.1). Then: revocation seen by OCSP and the CRL, renewalInfo (RFC 9773),
 external account binding required / accepted / refused, a name outside acme_server.allow, an address
-ordered as a DNS name, the hourly order limit, a body over the limit (413 as a problem document over
-HTTP/1.1 and HTTP/2; an ACME request over HTTP/2 answered by the engine), a reload that adds
-acme_server (refused, with the reason), and moat's own ACME client (certificate: acme) renewing from
-moat."""
+ordered as a DNS name, the hourly order limit; over the wire with a small client of the test's own: a
+replayed nonce, a bad signature, a wrong url, a CSR whose names differ from the order; a body over the
+limit (413 as a problem document over HTTP/1.1 and HTTP/2), requests cancelled while the service works,
+a reload that adds acme_server (refused, with the reason), and moat's own ACME client (certificate:
+acme) renewing from moat."""
 import base64
 import datetime
 import json
@@ -306,6 +307,144 @@ def test_body_over_the_limit_is_a_problem_document(ca):
              f"https://localhost:{m.https}/acme/new-order")
     assert r.stdout.startswith("HTTP/2 400"), r.stdout[:300]
     assert "replay-nonce:" in r.stdout.lower() and "urn:ietf:params:acme:error:malformed" in r.stdout
+
+
+class Client:
+    """A small ACME client (ES256 JWS, RFC 8555 6.2) that sends what a test asks, wrong things too."""
+
+    def __init__(self, m):
+        import http.client
+        import ssl
+        from cryptography.hazmat.primitives.asymmetric import ec
+        self.m, self.http = m, http.client
+        self.ctx = ssl.create_default_context(cafile=str(m.dir / "root.pem"))
+        self.base = f"https://127.0.0.1:{m.https}/acme"
+        self.key, self.other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        self.kid = None
+
+    @staticmethod
+    def b64(b):
+        return base64.urlsafe_b64encode(b).decode().rstrip("=")
+
+    def jwk(self, key):
+        n = key.public_key().public_numbers()
+        return {"crv": "P-256", "kty": "EC", "x": self.b64(n.x.to_bytes(32, "big")),
+                "y": self.b64(n.y.to_bytes(32, "big"))}
+
+    def thumbprint(self):
+        import hashlib
+        text = json.dumps(self.jwk(self.key), sort_keys=True, separators=(",", ":")).encode()
+        return self.b64(hashlib.sha256(text).digest())
+
+    def request(self, method, url, body=None):
+        c = self.http.HTTPSConnection("127.0.0.1", self.m.https, context=self.ctx, timeout=15)
+        c.request(method, url, body=body, headers={"Content-Type": "application/jose+json"})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        doc = json.loads(data) if data and "json" in (r.getheader("Content-Type") or "") else data
+        return r.status, r, doc
+
+    def nonce(self):
+        return self.request("HEAD", self.base + "/new-nonce")[1].getheader("Replay-Nonce")
+
+    def jws(self, url, payload, nonce=None, key=None, use_jwk=False):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+        protected = {"alg": "ES256", "nonce": nonce or self.nonce(), "url": url}
+        if self.kid and not use_jwk:
+            protected["kid"] = self.kid
+        else:
+            protected["jwk"] = self.jwk(self.key)
+        p64 = self.b64(json.dumps(protected).encode())
+        pl64 = "" if payload is None else self.b64(json.dumps(payload).encode())
+        r, s = utils.decode_dss_signature((key or self.key).sign(f"{p64}.{pl64}".encode(),
+                                                                 ec.ECDSA(hashes.SHA256())))
+        return json.dumps({"protected": p64, "payload": pl64,
+                           "signature": self.b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))})
+
+    def post(self, url, payload, to=None, **kw):
+        return self.request("POST", to or url, self.jws(url, payload, **kw))
+
+
+def problem(resp, status, kind):
+    st, r, doc = resp
+    assert st == status and r.getheader("Content-Type") == "application/problem+json", (st, doc)
+    assert doc["type"] == f"urn:ietf:params:acme:error:{kind}" and r.getheader("Replay-Nonce"), doc
+    return doc["detail"]
+
+
+def test_refusals_over_the_wire_and_a_csr_that_differs_from_the_order(ca):
+    """A replayed nonce, a bad signature, a wrong url, then an order validated over http-01 whose CSR names
+    another name too: each refused with its problem document; the right CSR then gets the chain."""
+    import http.server
+    import threading
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    m = ca
+    start(m)
+    a = Client(m)
+    st, r, doc = a.post(a.base + "/new-account", {"termsOfServiceAgreed": True})
+    assert st == 201 and doc["status"] == "valid", doc
+    a.kid = r.getheader("Location")
+    order_url = a.base + "/new-order"
+    order = {"identifiers": [{"type": "dns", "value": "localhost"}]}
+    n = a.nonce()
+    body = a.jws(order_url, order, nonce=n)
+    assert a.request("POST", order_url, body)[0] == 201
+    problem(a.request("POST", order_url, body), 400, "badNonce")
+    assert "does not verify" in problem(a.post(order_url, order, key=a.other), 400, "malformed")
+    detail = problem(a.post(a.base + "/new-account", order, to=order_url), 403, "unauthorized")
+    assert "is not the URL this request was sent to" in detail, detail
+
+    st, r, doc = a.post(order_url, order)
+    assert st == 201, doc
+    authz_url, finalize = doc["authorizations"][0], doc["finalize"]
+    order_loc = r.getheader("Location")
+    authz = a.post(authz_url, None)[2]
+    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    keyauth = f"{ch['token']}.{a.thumbprint()}".encode()
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path == "/.well-known/acme-challenge/" + ch["token"]
+            self.send_response(200 if ok else 404)
+            self.end_headers()
+            if ok:
+                self.wfile.write(keyauth)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", m.http01), Answer)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        assert a.post(ch["url"], {})[0] == 200
+        assert wait_for(lambda: a.post(authz_url, None)[2]["status"] == "valid", timeout=30, step=0.3)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+    def csr(names):
+        k = ec.generate_private_key(ec.SECP256R1())
+        req = x509.CertificateSigningRequestBuilder().subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])).add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False).sign(k, hashes.SHA256())
+        return a.b64(req.public_bytes(serialization.Encoding.DER))
+
+    detail = problem(a.post(finalize, {"csr": csr(["localhost", "other.localhost"])}), 400, "badCSR")
+    assert "other.localhost" in detail and "identifiers" in detail, detail
+    st, r, doc = a.post(finalize, {"csr": csr(["localhost"])})
+    assert st == 200 and doc["status"] in ("valid", "processing"), doc
+    doc = wait_for(lambda: (lambda d: d if d["status"] == "valid" else None)(a.post(order_loc, None)[2]),
+                   timeout=10, step=0.2)
+    st, r, pem = a.post(doc["certificate"], None)
+    assert st == 200 and r.getheader("Content-Type") == "application/pem-certificate-chain", st
+    (m.dir / "wire.pem").write_bytes(pem)
+    verify(m, m.dir / "wire.pem")
 
 
 def test_requests_cancelled_while_the_service_works(ca):
