@@ -233,6 +233,8 @@ esac
         # An IP identifier (RFC 8738): the address is an IP SAN.
         san = cert_of(crt).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"], san
+        # The access log is written at most a second later.
+        lines = wait_for(lambda: [ln for ln in access_log(m).splitlines() if "/finalize" in ln], timeout=5)
         lines = [ln for ln in access_log(m).splitlines() if "/acme/" in ln]
         assert lines and all(" h2 " in ln for ln in lines), lines[:5]
         first = cert_of(crt).serial_number
