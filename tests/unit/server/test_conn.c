@@ -6,9 +6,11 @@
  *
  * Covers routing (Host among a listener's sites, the https redirect, 421 for a name the certificate was
  * not chosen for), client-certificate verdicts and the 403 page, whoami, CA publication and OCSP routing
- * (moat's CA made with `moat ca init`; a site without ca_publish answers neither), HTTP/2 and HTTP/1.1
+ * (moat's CA made with `moat ca init`; a site without ca_publish answers neither), the ACME server's
+ * routing to its service and back (a full queue: 503 with a problem document), HTTP/2 and HTTP/1.1
  * through the same handling, and the ClientHello SNI reader.
  */
+#include "acme/acme_server_int.h"
 #include "cli/cli.h"
 #include "cli/groups.h"
 #include "config/config.h"
@@ -215,6 +217,8 @@ static int setup(void)
              "    require_secure_channel: true\n"
              "    certificate: www\n"
              "    root: %s/www\n"
+             "    acme_server:\n"
+             "      allow: [other.test]\n"
              "  - hosts: [plain.test]\n"
              "    listen: [\"127.0.0.1:1\"]\n"
              "    http_listen: [\"127.0.0.1:2\"]\n"
@@ -242,6 +246,8 @@ static int setup(void)
     }
     CHECK_EQ(moat__gen_hand_over(&srv, gen, &err), 0);
     w = &srv.workers[0];
+    srv.acme_svc = moat_acme_service_new(db, mk, 1, &err); /* what moat serve starts for acme_server */
+    CHECK(srv.acme_svc != NULL);
     CHECK_EQ(moat__worker_prepare(w, &err), 0);
     if (err.code != 0) {
         fprintf(stderr, "worker: %s\n", err.msg);
@@ -265,6 +271,9 @@ static void teardown(void)
             ;
         moat__worker_finish(w);
     }
+    moat_acme_service_free(srv.acme_svc);
+    if (w != NULL)
+        moat__acme_answers(w);
     moat__server_cleanup(&srv);
     moat__gen_unref(gen);
     moat_config_unref(cfg);
@@ -558,6 +567,26 @@ static void test_ocsp_routing(void)
     close(fd);
 }
 
+/* /acme/ on a site with acme_server goes to the ACME service and back; a full service queue is a 503
+ * problem document with Retry-After, never a dropped request; a site without acme_server has no /acme/. */
+static void test_acme_routing(void)
+{
+    char out[8192];
+    moat__acme_service_queue_max(srv.acme_svc, 0);
+    https_get("other.test", "other.test", "/acme/directory", NULL, NULL, NULL, out, sizeof(out));
+    CHECK_EQ(status_of(out), 503);
+    CHECK(strstr(out, "Content-Type: application/problem+json\r\n") != NULL);
+    CHECK(strstr(out, "Retry-After: 2\r\n") != NULL);
+    CHECK(strstr(out, "urn:ietf:params:acme:error:serverInternal") != NULL);
+    moat__acme_service_queue_max(srv.acme_svc, 256);
+    https_get("other.test", "other.test", "/acme/directory", NULL, NULL, NULL, out, sizeof(out));
+    CHECK_EQ(status_of(out), 200);
+    CHECK(strstr(out, "\"newOrder\":\"https://other.test/acme/new-order\"") != NULL);
+    CHECK(strstr(out, "Cache-Control: no-store\r\n") != NULL);
+    https_get("localhost", "localhost", "/acme/directory", NULL, NULL, NULL, out, sizeof(out));
+    CHECK_EQ(status_of(out), 404);
+}
+
 /* The value of field <name> in the first HEADERS frame of stream 1 among the frames <p, len> ("" when
  * absent), decoded with nghttp2's HPACK inflater. */
 static const char *h2_field(const char *p, size_t len, const char *name)
@@ -712,6 +741,7 @@ int main(void)
     RUN(test_whoami);
     RUN(test_publication);
     RUN(test_ocsp_routing);
+    RUN(test_acme_routing);
     RUN(test_h2_goes_through_the_same_handling);
     RUN(test_sni_reader);
     RUN(test_sni_chooses_the_site);
