@@ -414,20 +414,24 @@ class Moat(Server):
                     die(f"moat cert install {name} failed: {r.stderr.strip()}")
             bundle.unlink()
 
+    def serving(self):
+        """Top-level keys, and the keys of the site saying what it serves: the document root here."""
+        return "", f"    root: {self.fx.www}\n"
+
     def command(self, alg):
         d = self.dir
         conf = d / "moat.yaml"
+        top, site = self.serving()
         conf.write_text(f"""store: {self.store_dir}/moat.db
 workers: 1
 log: {{ error: {d}/error.log }}
 limits: {{ header_timeout_s: 120, idle_timeout_s: 300, max_connections: 16384 }}
-sites:
+{top}sites:
   - hosts: [localhost, 127.0.0.1]
     default: true
     listen: ["127.0.0.1:{self.port}"]
     certificate: bench-{alg}
-    root: {self.fx.www}
-""")
+{site}""")
         return [self.bin, "serve", "-c", str(conf)], self.env()
 
 

@@ -274,10 +274,8 @@ static int connect_next(moat__proxy_t *px)
             moat_list_remove(&uc->node);
             px->pool->nidle--;
             uc->idle = 0;
-            if (!still_open(uc->fd)) {
-                upconn_close(uc);
-                continue;
-            }
+            /* One the server closed meanwhile raised an event and is gone (moat__proxy_event); one it closes
+             * as the request leaves fails before any answer and is retried afresh (idempotent requests). */
             uc->px = px;
             px->uc = uc;
             px->reused = 1;
