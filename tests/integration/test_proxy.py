@@ -362,3 +362,33 @@ def test_websocket_both_ways(moat, ca):
     finally:
         loop.call_soon_threadsafe(loop.stop)
         t.join(5)
+
+
+def test_serve_check_connects_to_the_upstreams(moat, app, ca):
+    port, dead = free_port(), free_port()
+    ups = (f"upstreams:\n  app:\n    servers: ['127.0.0.1:{app.port}', '127.0.0.1:{dead}', '127.0.0.1:{port}']\n")
+    loc = "locations:\n  - path: /\n    proxy: app\n"
+    cfg = moat.dir / "moat.yaml"
+    cfg.write_text(config(moat, [site(["localhost"], port, extra=loc)], extra=ups))
+    out = moat.ok("serve", "--check", "-c", cfg).stdout
+    assert f"upstream app: server 127.0.0.1:{app.port} answers" in out
+    assert f"warning: upstream app: server 127.0.0.1:{dead}: Connection refused" in out
+    assert f"warning: upstream app: server 127.0.0.1:{port} is moat's own listener 127.0.0.1:{port}" in out
+
+
+def test_reload_changes_the_upstream_for_new_requests(moat, ca):
+    a, b = Upstream(), Upstream()
+    try:
+        port = free_port()
+        serve(moat, [f"127.0.0.1:{a.port}"], port)
+        assert curl(port, "/echo", cafile=ca)[0] == 200 and len(a.seen) == 1
+        ups = f"upstreams:\n  app:\n    servers: ['127.0.0.1:{b.port}']\n"
+        loc = "locations:\n  - path: /\n    proxy: app\n"
+        (moat.dir / "moat.yaml").write_text(config(moat, [site(["localhost"], port, extra=loc)], extra=ups))
+        moat.ok("reload", "-c", moat.dir / "moat.yaml")
+        assert wait_for(lambda: curl(port, "/echo", cafile=ca)[0] == 200 and len(b.seen) > 0, timeout=10)
+        n = len(a.seen)
+        assert curl(port, "/echo", http2=True, cafile=ca)[0] == 200 and len(a.seen) == n
+    finally:
+        a.stop()
+        b.stop()
