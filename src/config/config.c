@@ -813,6 +813,7 @@ static void config_free(moat_config_t *cfg)
     moat_free(&cfg->store);
     moat_free(&cfg->user);
     moat_free(&cfg->access_log);
+    moat_free(&cfg->metrics_listen);
     moat_free(&cfg->error_log);
     moat_free(&cfg);
 }

@@ -224,6 +224,7 @@ struct moat_config {
     moat_acme_conf_t acme;      /* the top-level acme: block */
     moat_upstream_t *upstreams; /* upstreams: in file order */
     size_t nupstreams;
+    char *metrics_listen; /* metrics.listen: the Prometheus endpoint's address; NULL = none */
     moat_strlist_t
         trusted_proxies; /* CIDR: peers whose Forwarded / X-Forwarded-* are extended, not replaced */
     moat_site_t *sites;

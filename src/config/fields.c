@@ -825,6 +825,32 @@ static const moat_cfg_field_t tls_fields[] = {
     MOAT_CFG_END};
 static const moat_cfg_section_t tls_section = {"tls", tls_fields, 0, NULL};
 
+static int validate_metrics_listen(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                   const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    moat_listen_t l;
+    moat_err_t err = {0};
+    (void)f;
+    (void)item;
+    if (moat_listen_parse(v, &l, &err) != 0)
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": %s", v, err.msg);
+    if (l.family == AF_UNSPEC)
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.200s\": give one address, such as 127.0.0.1:9464 (metrics are for the "
+                               "monitoring host, not for every client)",
+                               v);
+    return 0;
+}
+
+static const moat_cfg_field_t metrics_fields[] = {FIELD("listen", MOAT_CFG_STR, moat_config_t, metrics_listen,
+                                                        validate_metrics_listen,
+                                                        "address of the Prometheus endpoint (plain http, GET "
+                                                        "/metrics), such as 127.0.0.1:9464; read at start",
+                                                        "none"),
+                                                  MOAT_CFG_END};
+static const moat_cfg_section_t metrics_section = {"metrics", metrics_fields, 0, NULL};
+
 static const moat_cfg_field_t top_fields[] = {
     FIELD("store", MOAT_CFG_PATH, moat_config_t, store, NULL,
           "the key store (relative to the config folder); --store and MOAT_STORE take precedence",
@@ -840,6 +866,7 @@ static const moat_cfg_field_t top_fields[] = {
     FIELD("http2", MOAT_CFG_BOOL, moat_config_t, http2, NULL,
           "false: TLS listeners offer only HTTP/1.1 by ALPN (h2 is offered first by default)", "true"),
     SECTIONF("tls", &tls_section, "TLS settings shared by every site"),
+    SECTIONF("metrics", &metrics_section, "Prometheus metrics (off unless metrics.listen is set)"),
     SECTIONF("acme", &top_acme_section, "ACME client settings for sites with certificate: acme"),
     LISTF("upstreams", MOAT_CFG_SECTIONMAP, moat_config_t, upstreams, nupstreams, &upstream_section,
           "applications moat proxies to, by name (proxy: NAME on a location)", "none"),

@@ -598,6 +598,7 @@ void moat__conn_handshake_failed(moat__conn_t *c)
                         buf);
     }
     ERR_clear_error();
+    moat__metrics_handshake(c, 0);
     /* Best effort: the alert OpenSSL queued goes out once, then the connection closes. */
     if (c->io.wlen > 0)
         (void)moat__conn_flush(c);
@@ -611,6 +612,7 @@ static int handshake_done(moat__conn_t *c)
     unsigned alen = 0;
 
     moat__conn_timer(c, &c->w->q_idle, moat__conn_limits(c)->idle_timeout_s);
+    moat__metrics_handshake(c, 1);
     SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
     if (alen == 2 && memcmp(alpn, "h2", 2) == 0) {
         c->state = CONN_H2;

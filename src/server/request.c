@@ -398,6 +398,7 @@ void moat__access_log(moat__request_t *r)
 {
     /* Asked for every response: without an access log, nothing is prepared (the line's buffers are
      * large and zeroed). */
+    moat__metrics_request(r);
     if (atomic_load(&r->conn->w->srv->access_fd) >= 0)
         access_log_line(r);
 }

@@ -252,6 +252,8 @@ static void write_status(control_t *ctl, long long refused, const char *reason)
         memset(&s, 0, sizeof(s));
     s.applied_generation = ctl->applied;
     ctl->last_refused = refused >= 0;
+    if (reason != NULL)
+        moat__metrics_reload(ctl->srv->metrics, 0);
     if (refused >= 0) {
         s.refused_generation = refused;
         moat_strlcpy(s.refusal, reason != NULL ? reason : "", sizeof(s.refusal));
@@ -364,6 +366,7 @@ int moat__gen_hand_over(moat__server_t *srv, moat__gen_t *gen, moat_err_t *err)
     }
     /* Every SSL_CTX holds its own key now: the decrypted copies go. */
     moat__gen_forget_keys(gen);
+    moat__metrics_generation(srv->metrics, gen); /* site slots before any worker counts for them */
     for (unsigned w = 0; w < srv->nworkers; w++)
         moat__worker_post(&srv->workers[w], parts[w]);
     moat_free(&parts);
@@ -446,6 +449,7 @@ static void reload_now(control_t *ctl, int reread_config, const char *why)
     ctl->cfg = cfg;
     moat_acme_renewer_set_config(ctl->srv->acme, cfg);
     moat_log(MOAT_LOG_NOTICE, &logctx, "reloaded (%s): serving store generation %lld", why, ctl->applied);
+    moat__metrics_reload(ctl->srv->metrics, 1);
     write_status(ctl, -1, NULL);
 }
 
@@ -817,6 +821,9 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         rc = err->code;
         goto fail;
     }
+    if (cfg->metrics_listen != NULL &&
+        (rc = moat__metrics_open(&srv, cfg->metrics_listen, moat_store_path(ctl.st), &srv.metrics, err)) != 0)
+        goto fail;
     if ((rc = drop_privileges(cfg, moat_store_path(ctl.st), atomic_load(&srv.access_fd), err)) != 0)
         goto fail;
     if (cfg->ktls)
@@ -829,6 +836,8 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         goto fail;
     rc = moat__crlf_start(&srv, crl_st, &srv.crlf, err);
     crl_st = NULL;
+    if (rc == 0)
+        rc = moat__metrics_start(srv.metrics, err);
     if (rc != 0)
         goto fail;
     if (acme_st != NULL) {
@@ -923,6 +932,8 @@ fail_started:
 fail:
     moat__gen_unref(ctl.gen);
     /* After the workers: they may leave notes for the fetcher until they stop. */
+    atomic_store(&srv.stopping, 1);
+    moat__metrics_close(srv.metrics);
     moat__crlf_stop(srv.crlf);
     /* After the workers too: requests still with it were cancelled; their answers are dropped here. */
     moat_acme_service_free(srv.acme_svc);

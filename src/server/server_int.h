@@ -93,6 +93,7 @@ typedef struct moat__gen_site {
     moat__site_cert_t certs[2]; /* [0] ECDSA/other, [1] RSA; key_der NULL when absent */
     size_t ncerts;
     moat__staple_t *staples[2]; /* owned, per certs[]: NULL unless moat's CA issued that certificate */
+    int mslot;                  /* its counters in the metrics (metrics.c); 0 without metrics */
 } moat__gen_site_t;
 
 /* One file published under /.well-known/moat/ (publish.c), read-only once built. */
@@ -232,7 +233,27 @@ struct moat__server {
     moat__crlf_t *crlf;             /* owned: the CRL fetcher; NULL in check mode */
     struct moat_acme_renewer *acme; /* owned: the ACME renewal thread; NULL without certificate: acme */
     struct moat_acme_service *acme_svc; /* owned: the ACME server's threads; NULL without acme_server */
+    struct moat__metrics *metrics;      /* owned: the Prometheus endpoint; NULL without metrics.listen */
 };
+
+/* metrics.c: the Prometheus endpoint (metrics.listen). Sites beyond the first 63 are counted without one. */
+#define MOAT__METRICS_SITES 64
+typedef struct moat__metrics moat__metrics_t;
+typedef struct moat__conn moat__conn_t;
+typedef struct moat__request moat__request_t;
+/* Binds <listen> and opens the metrics' own store connection (before privileges drop). */
+int moat__metrics_open(moat__server_t *srv, const char *where, const char *store_path, moat__metrics_t **out,
+                       moat_err_t *err) MOAT_MUST_CHECK;
+int moat__metrics_start(moat__metrics_t *m, moat_err_t *err) MOAT_MUST_CHECK;
+/* After srv->stopping is set: joins the thread and frees. NULL: nothing. */
+void moat__metrics_close(moat__metrics_t *m);
+/* Control thread: the site slots and certificate gauges of a generation about to be posted. */
+void moat__metrics_generation(moat__metrics_t *m, moat__gen_t *gen);
+int moat__metrics_slot(moat__metrics_t *m, const char *site);
+void moat__metrics_reload(moat__metrics_t *m, int ok);
+/* Workers: a handshake's outcome, a request answered (status class and client-certificate verdict). */
+void moat__metrics_handshake(const moat__conn_t *c, int ok);
+void moat__metrics_request(const moat__request_t *r);
 
 /* crlfetch.c: the fetcher's own store connection (no master key), opened before privileges drop. */
 int moat__crlf_open_store(const char *store_path, moat_store_t **out, moat_err_t *err) MOAT_MUST_CHECK;

@@ -353,7 +353,7 @@ static void test_error_unknown_key(void)
     CHECK_STR(
         bad("store: a.db\nstroe: b.db\n"),
         "moat.yaml:2:1: stroe: unknown key; did you mean \"store\"? (expected one of: store, user, workers, "
-        "log, limits, ktls, http2, tls, acme, upstreams, trusted_proxies, sites)");
+        "log, limits, ktls, http2, tls, metrics, acme, upstreams, trusted_proxies, sites)");
     CHECK_STR(
         bad("sites:\n  - hosts: [a.test]\n    listen: [443]\n    frobnicate: 1\n"),
         "moat.yaml:4:5: sites[0].frobnicate: unknown key \"frobnicate\"; expected one of: hosts, default, "
