@@ -481,7 +481,10 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
     (void)flags;
     if (st != NULL && st->proxied && st->r->px != NULL) {
-        /* held until the proxy sends it on (the stream's window bounds it: consumed as it leaves) */
+        /* held until the proxy sends it on (the stream's window bounds it: consumed as it leaves); never a
+         * byte past the content-length the upstream was told (nghttp2 resets such a stream too) */
+        if (st->r->req.body_kind == MOAT_HTTP_BODY_LENGTH && st->body_in + len > st->r->req.content_length)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         st->body_in += len;
         if (st->pxin == NULL && (st->pxin = moat_bufpool_get(&c->w->big)) == NULL)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;

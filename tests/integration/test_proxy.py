@@ -392,3 +392,37 @@ def test_reload_changes_the_upstream_for_new_requests(moat, ca):
     finally:
         a.stop()
         b.stop()
+
+
+def test_h2_downgrade_probes(moat, app, ca):
+    """HTTP/2 requests that would become something else as HTTP/1.1 never reach the application so."""
+    from h2_helpers import H2
+    from hyperframe.frame import DataFrame
+    port = free_port()
+    serve(moat, [f"127.0.0.1:{app.port}"], port)
+    c = H2(port, ca)
+    # DATA beyond the content-length: the extra bytes would be a second request upstream
+    sid, f = c.headers("/echo", method="POST", extra=[("content-length", "3")], end_stream=False)
+    d = DataFrame(sid, b"abcGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    d.flags.add("END_STREAM")
+    c.send(f, d)
+    status, hdrs, _, _ = c.response(sid)
+    assert status is None and "rst" in hdrs
+    # less DATA than the content-length: reset, the upstream connection is not reused
+    sid, f = c.headers("/echo", method="POST", extra=[("content-length", "10")], end_stream=False)
+    d = DataFrame(sid, b"abc")
+    d.flags.add("END_STREAM")
+    c.send(f, d)
+    status, hdrs, _, _ = c.response(sid)
+    assert status is None and "rst" in hdrs
+    # transfer-encoding and a CR/LF in a value are refused by HTTP/2 itself
+    sid, f = c.headers(raw_fields=[(":method", "POST"), (":scheme", "https"), (":authority", "localhost"),
+                                   (":path", "/echo"), ("transfer-encoding", "chunked")])
+    c.send(f)
+    assert c.response(sid)[0] is None
+    status, _, body, _ = c.response(c.get("/echo"))
+    assert status == 200
+    c.close()
+    time.sleep(0.5)
+    assert all(x[1] != "/smuggled" for x in app.seen)
+    assert len([x for x in app.seen if x[1] == "/echo" and x[0] == "GET"]) == 1
