@@ -47,12 +47,12 @@ static void json_status(moat_json_t *j, const moat_acme_status_t *s)
     moat_json_kv_str(j, "name", s->name);
     moat_json_kv_str(j, "site", s->site);
     moat_json_kv_str(j, "state", s->state);
-    moat_json_kv_int(j, "not_after", s->not_after);
-    moat_json_kv_int(j, "next", s->next);
+    moat_json_kv_time(j, "not_after", s->not_after);
+    moat_json_kv_time(j, "next", s->next);
     moat_json_kv_str(j, "why", s->why);
     moat_json_kv_bool(j, "order_pending", s->order_pending);
     moat_json_kv_int(j, "failures", s->failures);
-    moat_json_kv_int(j, "last_try", s->last_try);
+    moat_json_kv_time(j, "last_try", s->last_try);
     moat_json_kv_str(j, "last_error", s->last_error[0] ? s->last_error : NULL);
     moat_json_obj_end(j);
 }

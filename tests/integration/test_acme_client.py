@@ -1,6 +1,7 @@
 """certificate: acme against Debian's pebble with real validation on loopback (pebble-challtestsrv as its
 DNS server, nonce rejection on): first issuance with http-01, tls-alpn-01 and dns-01, renewal, a failing
 challenge, the ACME server down, kill -9 in the middle of an order, and external account binding."""
+import calendar
 import json
 import os
 import signal
@@ -169,7 +170,7 @@ def test_failing_challenge_keeps_certificate_then_renewal(moat, pebble):
     assert served_cert(pebble.tls_port) == want
     st = json.loads(moat.ok("acme", "status", "--json", "-c", cfg_path).stdout)[0]
     assert st["state"] == "failing" and st["failures"] == 1 and "http-01" in st["last_error"]
-    assert st["next"] > time.time() + 30  # backed off
+    assert ts(st["next"]) > time.time() + 30  # backed off
     text = moat.ok("acme", "status", "-c", cfg_path).stdout
     assert f"{KEY} (site {HOST})" in text and "state: failing" in text and "expires: " in text
     assert "last error (1 in a row): " in text and "(retry after a failure)" in text
@@ -195,6 +196,11 @@ def test_failing_challenge_keeps_certificate_then_renewal(moat, pebble):
     assert st["state"] == "valid" and st["failures"] == 0 and st["last_error"] is None
     # The previous certificate is one rollback away.
     moat.ok("cert", "rollback", KEY)
+
+
+def ts(rfc3339):
+    """An RFC 3339 UTC time of --json as Unix seconds."""
+    return calendar.timegm(time.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ"))
 
 
 def acme_status(moat):
@@ -309,7 +315,7 @@ def test_ari_window_renews_with_replaces(moat, pebble):
             time.sleep(0.3)
         st = acme_status(moat)
         assert st["why"] == "the CA's renewal window (ARI)"
-        assert now + 30 * 86400 - 5 <= st["next"] <= now + 31 * 86400 + 5  # inside the window, not the 1/3 rule
+        assert now + 30 * 86400 - 5 <= ts(st["next"]) <= now + 31 * 86400 + 5  # inside the window, not the 1/3 rule
         assert certid in ari.asked
         # The CA moves the window to now: moat renews by itself, naming the certificate it replaces.
         ari.window = (time.time() - 60, time.time() + 1)
