@@ -417,6 +417,9 @@ static void reload_now(control_t *ctl, int reread_config, const char *why)
                      "the listeners changed in %s: restart moat to apply them "
                      "(the running listeners stay)",
                      cfg->path);
+        if ((cfg->metrics_listen == NULL) != (ctl->cfg->metrics_listen == NULL) ||
+            (cfg->metrics_listen != NULL && strcmp(cfg->metrics_listen, ctl->cfg->metrics_listen) != 0))
+            moat_log(MOAT_LOG_WARN, &logctx, "metrics.listen changed: restart moat to apply it");
         if (cfg->workers != ctl->cfg->workers)
             moat_log(MOAT_LOG_WARN, &logctx, "workers: changed: restart moat to apply it");
         if ((cfg->user == NULL) != (ctl->cfg->user == NULL) ||

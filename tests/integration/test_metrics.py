@@ -108,3 +108,14 @@ def test_metrics_listen_is_checked(moat):
     cfg.write_text("metrics: { listen: \"*:9464\" }\nsites: []\n")
     r = moat.fails("serve", "-c", cfg, "--check")
     assert "metrics.listen" in r.stderr and "one address" in r.stderr
+
+
+def test_a_changed_listen_address_waits_for_a_restart(moat, setup):  # noqa: F811
+    root, ca_pem = setup
+    port, mport, other = free_port(), free_port(), free_port()
+    text = config(moat, [site(["localhost"], port, root=root)], extra=f"metrics: {{ listen: \"127.0.0.1:{mport}\" }}\n")
+    moat.serve(text, wait=[port, mport])
+    (moat.dir / "moat.yaml").write_text(text.replace(str(mport), str(other)))
+    moat.ok("reload", "-c", moat.dir / "moat.yaml")
+    assert wait_for(lambda: "metrics.listen changed: restart moat" in (moat.dir / "error.log").read_text())
+    assert value(scrape(mport), "moat_reloads_total") == 1
