@@ -116,6 +116,7 @@ def test_a_changed_listen_address_waits_for_a_restart(moat, setup):  # noqa: F81
     text = config(moat, [site(["localhost"], port, root=root)], extra=f"metrics: {{ listen: \"127.0.0.1:{mport}\" }}\n")
     moat.serve(text, wait=[port, mport])
     (moat.dir / "moat.yaml").write_text(text.replace(str(mport), str(other)))
+    assert wait_for(lambda: moat.store.with_name(moat.store.name + ".pid").exists())  # written once it serves
     moat.ok("reload", "-c", moat.dir / "moat.yaml")
     assert wait_for(lambda: "metrics.listen changed: restart moat" in (moat.dir / "error.log").read_text())
     assert value(scrape(mport), "moat_reloads_total") == 1
