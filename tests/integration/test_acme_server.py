@@ -46,16 +46,16 @@ def ca(moat):
     return m
 
 
-def acme_site(m, extra=""):
+def acme_site(m, extra="", days=30):
     text = (f"certificate: www\nca_publish: true\nacme_server:\n"
-            f"  allow: [localhost, '127.0.0.1']\n  days: 30\n"
+            f"  allow: [localhost, '127.0.0.1']\n  days: {days}\n"
             f"  http01_port: {m.http01}\n  tls_alpn01_port: {m.tls01}\n")
     text += "".join("  " + line + "\n" for line in extra.strip().splitlines())
     return site(["localhost", "127.0.0.1"], m.https, default=True, http_port=m.http, extra=text)
 
 
-def start(m, extra=""):
-    m.serve(config(m, [acme_site(m, extra)]), wait=(m.https, m.http))
+def start(m, extra="", days=30):
+    m.serve(config(m, [acme_site(m, extra, days)]), wait=(m.https, m.http))
 
 
 def lego(m, *args, path="lego", email="ops@example.test"):
@@ -489,10 +489,12 @@ def test_requests_cancelled_while_the_service_works(ca):
 
 @pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
 def test_renewal_info(ca):
+    """With the shortest lifetime (days: 1): the certificate lives one day, the window is inside it."""
     m = ca
-    start(m)
+    start(m, days=1)
     ok(lego_http(m, "run"))
     c = cert_of(m.dir / "lego/certificates/localhost.crt")
+    assert c.not_valid_after - c.not_valid_before <= datetime.timedelta(days=1, hours=1), c.not_valid_after
     aki = c.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     serial = c.serial_number.to_bytes((c.serial_number.bit_length() + 8) // 8, "big")
 
