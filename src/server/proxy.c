@@ -33,6 +33,7 @@
 #define PX_TICK_MS 200    /* timers are looked at this often */
 #define PX_HEAD_MAX 32768 /* largest upstream response head */
 #define PX_ROUNDS 64      /* steps per run before yielding to the other connections */
+#define PX_SPARE 64       /* finished requests' states kept per worker for the next ones */
 
 /* ---- the worker's pools ------------------------------------------------------------------------- */
 
@@ -42,6 +43,7 @@ static moat__pxw_t *pxw_get(moat__worker_t *w)
         moat_list_init(&w->pxw->pools);
         moat_list_init(&w->pxw->rrs);
         moat_list_init(&w->pxw->active);
+        moat_list_init(&w->pxw->spare);
     }
     return w->pxw;
 }
@@ -93,6 +95,13 @@ void moat__proxy_worker_free(moat__worker_t *w)
     moat__pxw_t *x = w->pxw;
     if (x == NULL)
         return;
+    while (!moat_list_empty(&x->spare)) {
+        moat__proxy_t *px = moat_container_of(x->spare.next, moat__proxy_t, node);
+        moat_list_remove(&px->node);
+        moat_free(&px->uh);
+        moat_free(&px->head);
+        moat_free(&px);
+    }
     while (!moat_list_empty(&x->pools)) {
         px_pool_t *p = moat_container_of(x->pools.next, px_pool_t, node);
         while (!moat_list_empty(&p->idle))
@@ -370,6 +379,28 @@ static int retry(moat__proxy_t *px, int server_failed)
 
 /* ---- starting ----------------------------------------------------------------------------------- */
 
+/* A request state: a spare one (its head buffers kept, the rest cleared), or a new one. */
+static moat__proxy_t *px_take(moat__pxw_t *x)
+{
+    moat__proxy_t *px;
+    moat_http_uhead_t *uh;
+    char *head;
+    size_t cap;
+    if (moat_list_empty(&x->spare))
+        return moat_calloc(1, sizeof(moat__proxy_t));
+    px = moat_container_of(x->spare.next, moat__proxy_t, node);
+    moat_list_remove(&px->node);
+    x->nspare--;
+    uh = px->uh;
+    head = px->head;
+    cap = px->head_cap;
+    memset(px, 0, sizeof(*px));
+    px->uh = uh;
+    px->head = head;
+    px->head_cap = cap;
+    return px;
+}
+
 void moat__proxy_start(moat__request_t *r, const moat_site_t *site, const moat_location_t *loc)
 {
     moat__worker_t *w = r->conn->w;
@@ -377,8 +408,7 @@ void moat__proxy_start(moat__request_t *r, const moat_site_t *site, const moat_l
     moat__proxy_t *px = NULL;
 
     r->body_unread = 0;
-    if (x == NULL || (px = moat_calloc(1, sizeof(*px))) == NULL ||
-        (px->out = moat_bufpool_get(&w->big)) == NULL) {
+    if (x == NULL || (px = px_take(x)) == NULL || (px->out = moat_bufpool_get(&w->big)) == NULL) {
         if (x != NULL && px != NULL)
             moat_free(&px);
         moat_http_resp_init(&r->resp, &r->req, 500);
@@ -407,7 +437,14 @@ void moat__proxy_start(moat__request_t *r, const moat_site_t *site, const moat_l
     }
     px->client_end = r->req.body_kind == MOAT_HTTP_BODY_NONE && !px->upgrade;
     /* Kept for a retry on a new connection (requests without a body only). */
-    if (r->req.body_kind == MOAT_HTTP_BODY_NONE && (px->head = moat_malloc(px->olen)) != NULL) {
+    if (r->req.body_kind == MOAT_HTTP_BODY_NONE && px->head_cap < px->olen) {
+        char *h = moat_realloc(px->head, px->olen);
+        if (h != NULL) {
+            px->head = h;
+            px->head_cap = px->olen;
+        }
+    }
+    if (r->req.body_kind == MOAT_HTTP_BODY_NONE && px->head_cap >= px->olen) {
         memcpy(px->head, px->out, px->olen);
         px->head_len = px->olen;
     }
@@ -768,9 +805,15 @@ void moat__proxy_end(moat__request_t *r)
     moat_list_remove(&px->node);
     moat_bufpool_put(&w->big, (void **)&px->out);
     moat_bufpool_put(&w->big, (void **)&px->in);
+    r->px = NULL;
+    if (px->x->nspare < PX_SPARE) {
+        moat_list_push_tail(&px->x->spare, &px->node);
+        px->x->nspare++;
+        return;
+    }
     moat_free(&px->uh);
     moat_free(&px->head);
-    moat_free(&r->px);
+    moat_free(&px);
 }
 
 size_t moat__proxy_log(const moat__request_t *r, char *out, size_t cap)
@@ -830,6 +873,10 @@ void moat__proxy_tick(moat__worker_t *w)
     for (moat_list_t *n = x->active.next, *next; n != &x->active; n = next) {
         moat__proxy_t *px = moat_container_of(n, moat__proxy_t, node);
         next = n->next;
+        /* An HTTP/2 connection waiting on its upstream streams is not idle: the proxy's own deadlines
+         * bound the wait (response_s may be longer than limits.idle_timeout_s). */
+        if (px->r->stream != NULL)
+            moat__conn_timer(px->r->conn, &w->q_idle, moat__conn_limits(px->r->conn)->idle_timeout_s);
         if (px->deadline != 0 && px->deadline <= now && px->state != PX_ANSWERED && px->state != PX_DONE)
             moat_list_push_tail(&batch, &px->node);
     }

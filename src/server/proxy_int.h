@@ -41,6 +41,8 @@ struct moat__pxw {
     moat_list_t pools;  /* px_pool_t */
     moat_list_t rrs;    /* px_rr_t */
     moat_list_t active; /* moat__proxy_t.node: requests with a deadline */
+    moat_list_t spare;  /* moat__proxy_t.node: finished ones kept with their buffers (PX_SPARE at most) */
+    size_t nspare;
     uint64_t next_tick;
 };
 typedef struct moat__pxw moat__pxw_t;
@@ -62,7 +64,7 @@ struct moat__proxy {
     char *out; /* big pool: bytes for the server (the head, then body pieces) */
     size_t olen, opos;
     char *head; /* a copy of the request head, for a retry (requests without a body) */
-    size_t head_len;
+    size_t head_len, head_cap;
     char *in; /* big pool: bytes from the server */
     size_t ilen, ipos;
     const char *pend; /* decoded body bytes not taken by the client side yet */

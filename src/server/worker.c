@@ -332,9 +332,9 @@ int moat__worker_turn(moat__worker_t *w, int max_wait_ms)
     }
     if (w->srv->acme_svc != NULL)
         moat__acme_answers(w);
+    moat__proxy_tick(w); /* first: it keeps HTTP/2 connections waiting on an upstream off the idle expiry */
     expire(w, &w->q_header);
     expire(w, &w->q_idle);
-    moat__proxy_tick(w);
     resume_crl_waits(w);
     trim_heap(w);
     if (w->alog_len > 0 && (w->alog_len > ACCESS_LOG_BUF / 2 || w->loop.now_ms - w->alog_flushed_ms >= 1000))

@@ -426,3 +426,14 @@ def test_h2_downgrade_probes(moat, app, ca):
     time.sleep(0.5)
     assert all(x[1] != "/smuggled" for x in app.seen)
     assert len([x for x in app.seen if x[1] == "/echo" and x[0] == "GET"]) == 1
+
+
+def test_response_timeout_longer_than_the_idle_timeout(moat, app, ca):
+    """An application may take longer than limits.idle_timeout_s to answer when response_s allows it, on
+    HTTP/1.1 and HTTP/2 alike (the waiting connection is not idle)."""
+    port = free_port()
+    serve(moat, [f"127.0.0.1:{app.port}"], port, upstream_extra="timeouts: {response_s: 10}",
+          limits="idle_timeout_s: 1")
+    for h2 in (False, True):
+        st, _, body, err = curl(port, "/slow?s=2.5", http2=h2, cafile=ca)
+        assert st == 200, err
