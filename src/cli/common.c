@@ -225,7 +225,16 @@ int moat_cli_store_open(const moat_cli_t *cli, const char *path, const char *mk,
                         moat_store_t **st, moat_err_t *err)
 {
     const char *copy;
-    int from = 0, rc = moat_store_open(path, mk, flags, st, err);
+    char own_mk[PATH_MAX];
+    moat_err_t ignored = {0};
+    int from = 0, rc;
+    /* A command that needs no master key still uses it when it can read it: the rows it shows are checked,
+     * and an older store can be upgraded (schema 5 seals its rows under the master key). */
+    if ((flags & MOAT_STORE_NO_MASTER_KEY) &&
+        moat_cli_master_key_path(cli, path, own_mk, sizeof(own_mk), &ignored) == 0)
+        rc = moat_store_open_key_if_readable(path, own_mk, flags, st, err);
+    else
+        rc = moat_store_open(path, mk, flags, st, err);
     if (rc == 0 && (copy = moat_store_upgraded(*st, &from)) != NULL && !cli->quiet)
         fprintf(stderr, "moat: upgraded store %s from schema %d to %d; the old file is kept as %s\n", path,
                 from, MOAT_STORE_SCHEMA_VERSION, copy);

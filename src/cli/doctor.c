@@ -51,7 +51,7 @@ int moat_cli_doctor(moat_cli_t *cli, int argc, char **argv)
     moat_doctor_report_t r;
     moat_err_t err = {0};
     const char *target = NULL, *color = "auto";
-    char store[4096];
+    char store[4096], mk[4096];
     long v;
     int rc;
 
@@ -105,6 +105,9 @@ int moat_cli_doctor(moat_cli_t *cli, int argc, char **argv)
             moat_doctor_report_dispose(&r);
             return moat_cli_fail(cli, &err);
         }
+        if (moat_cli_master_key_path(cli, store, mk, sizeof(mk), &err) == 0)
+            o.master_key_path = mk;
+        moat_err_clear(&err);
         rc = moat_doctor_local(cli->config_path, store, &o, &r, &err);
     }
     if (rc != 0) {

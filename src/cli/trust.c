@@ -132,8 +132,7 @@ static int trust_add(moat_cli_t *cli, int argc, char **argv)
             (void)moat_strlcpy(names[n], "moat-ca-external", sizeof(names[n]));
     }
 
-    if (moat__km_open(cli, MOAT_STORE_CREATE | MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
-        moat_store_begin(st, &err) != 0)
+    if (moat__km_open(cli, MOAT_STORE_CREATE, &st, &err) != 0 || moat_store_begin(st, &err) != 0)
         goto fail;
     for (int i = 0; i < n; i++) {
         unsigned char *der = NULL;

@@ -68,12 +68,13 @@ void moat_doctor_print_json(const moat_doctor_report_t *r, FILE *out);
 
 /* Options shared by the checks. */
 typedef struct moat_doctor_opts {
-    int days;               /* warn when a certificate expires within this many days (default 30) */
-    int timeout_ms;         /* per connection attempt and per handshake (default 5000) */
-    const char *ca_file;    /* extra trust anchors (PEM file), may be NULL */
-    X509_STORE *anchors;    /* moat's own CA and trust anchors (borrowed), may be NULL */
-    int system_trust;       /* also verify against the system trust store */
-    const char *store_path; /* remote: when this store exists, also trust moat's CA and trust anchors */
+    int days;                    /* warn when a certificate expires within this many days (default 30) */
+    int timeout_ms;              /* per connection attempt and per handshake (default 5000) */
+    const char *ca_file;         /* extra trust anchors (PEM file), may be NULL */
+    X509_STORE *anchors;         /* moat's own CA and trust anchors (borrowed), may be NULL */
+    int system_trust;            /* also verify against the system trust store */
+    const char *store_path;      /* remote: when this store exists, also trust moat's CA and trust anchors */
+    const char *master_key_path; /* local: the store's master key, to check its rows (may be NULL) */
 } moat_doctor_opts_t;
 
 void moat_doctor_opts_init(moat_doctor_opts_t *o);

@@ -1164,6 +1164,45 @@ static void check_keys(local_t *l)
     }
 }
 
+typedef struct bad_rows {
+    moat_doctor_report_t *r;
+    const char *store_path;
+} bad_rows_t;
+
+static void bad_row(void *arg, const char *what)
+{
+    bad_rows_t *b = arg;
+    moat_doctor_finding_t *f = moat_doctor_add(b->r, MOAT_DOCTOR_ERROR, "store-row-tampered", "store",
+                                               "%s was changed without the master key", what);
+    moat_doctor_why(f,
+                    "its authentication code does not verify: someone who can write %s but does not hold the "
+                    "master key changed it, and moat refuses to use it (the server does not load the store)",
+                    b->store_path);
+    moat_doctor_fix(
+        f, "restore the store from a backup (moat store restore FILE), or remove the row and make it "
+           "again with moat; then find out who could write the store file");
+}
+
+/* Checks the authentication code of every row, on a connection of its own that holds the master key. */
+static void check_rows(local_t *l, moat_doctor_report_t *r, const char *store_path, const char *mk)
+{
+    moat_store_t *st = NULL;
+    moat_err_t e = {0};
+    bad_rows_t b = {r, store_path};
+    size_t nbad = 0;
+
+    (void)l;
+    if (mk == NULL || access(mk, R_OK) != 0 ||
+        moat_store_open(store_path, mk, MOAT_STORE_READONLY, &st, &e) != 0 ||
+        moat_store_rows_verify(st, bad_row, &b, &nbad, &e) != 0) {
+        moat_doctor_fact(r, "store", "rows", "not checked: %s",
+                         e.msg[0] ? e.msg : "the master key cannot be read by this user");
+    } else if (nbad == 0) {
+        moat_doctor_fact(r, "store", "rows", "every key, certificate, trust anchor and CA row verifies");
+    }
+    moat_store_close(st);
+}
+
 int moat_doctor_local(const char *config_path, const char *store_path, const moat_doctor_opts_t *o,
                       moat_doctor_report_t *r, moat_err_t *err)
 {
@@ -1225,6 +1264,7 @@ int moat_doctor_local(const char *config_path, const char *store_path, const moa
                          : info.has_ca_root       ? "root"
                                                   : "none");
 
+    check_rows(&l, r, store_path, o->master_key_path);
     if ((rc = moat_doctor_store_anchors(l.st, &anchors, err)) != 0)
         goto out;
     opts.anchors = anchors;

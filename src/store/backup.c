@@ -581,7 +581,10 @@ int moat_store_restore_check(moat_store_t *st, const char *src, moat_store_diff_
 {
     moat_store_t *bak = NULL;
     char tmp[PATH_MAX];
-    int rc = restore_prepare(st, src, diff, &bak, tmp, sizeof(tmp), err);
+    int rc;
+    st->unchecked = 1; /* a restore is the remedy for rows changed without the master key: it reads them */
+    rc = restore_prepare(st, src, diff, &bak, tmp, sizeof(tmp), err);
+    st->unchecked = 0;
     if (rc != 0)
         return rc;
     moat_store_close(bak);
@@ -622,8 +625,11 @@ int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *dif
 
     if (diff == NULL)
         diff = &local;
-    if ((rc = restore_prepare(st, src, diff, &bak, tmp, sizeof(tmp), err)) != 0)
+    st->unchecked = 1; /* as in moat_store_restore_check() */
+    if ((rc = restore_prepare(st, src, diff, &bak, tmp, sizeof(tmp), err)) != 0) {
+        st->unchecked = 0;
         return rc;
+    }
     /* The restored store continues the live generation (so a running server reloads) and keeps the
      * live server status (it describes the server that runs now, not the one at backup time). */
     if ((rc = moat_store_generation(st, &gen_cur, err)) != 0 ||
@@ -656,6 +662,7 @@ int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *dif
     else
         st->schema = MOAT_STORE_SCHEMA_VERSION;
 done:
+    st->unchecked = 0;
     moat_store_close(bak);
     unlink_db(tmp);
     if (rc != 0 || diff == &local)

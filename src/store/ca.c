@@ -26,7 +26,9 @@ void moat_store_anchor_list_dispose(moat_store_anchor_list_t *l)
     l->n = 0;
 }
 
-#define ANCHOR_COLS "id, name, der, subject, fingerprint, not_after, created FROM anchors"
+#define ANCHOR_COLS                                                                                          \
+    "id, name, der, subject, fingerprint, not_after, created, " MOAT__ROW_OK(anchors,                        \
+                                                                             "anchors") " FROM anchors"
 
 static int read_anchors(moat_store_t *st, moat_store_stmt_t *s, moat_store_anchor_list_t *out,
                         moat_err_t *err)
@@ -52,6 +54,10 @@ static int read_anchors(moat_store_t *st, moat_store_stmt_t *s, moat_store_ancho
             (a->subject = moat__store_copy_text(s, st->ops, 3, err)) == NULL) {
             moat_store_anchor_dispose(a);
             rc = err->code;
+            break;
+        }
+        if ((rc = moat__store_row_check(st, s, 7, err, "trust anchor \"%s\"", a->name)) != 0) {
+            moat_store_anchor_dispose(a);
             break;
         }
         out->n++;
@@ -180,9 +186,11 @@ int moat_store_ca_get(moat_store_t *st, moat_ca_role_t role, moat_store_ca_t *ou
     memset(out, 0, sizeof(*out));
     if ((rc = role_ok(role, err)) != 0)
         return rc;
-    if ((rc = moat__store_query(
-             st, &s, err, "SELECT key_id, der, base_url, crl_number, created, updated FROM ca WHERE role = ?",
-             "t", moat_store_ca_role_name(role))) != 0)
+    if ((rc = moat__store_query(st, &s, err,
+                                "SELECT key_id, der, base_url, crl_number, created, updated, " MOAT__ROW_OK(
+                                    ca, "ca") " FROM ca "
+                                              "WHERE role = ?",
+                                "t", moat_store_ca_role_name(role))) != 0)
         return rc;
     rc = st->ops->step(s, err);
     if (rc == 1) {
@@ -193,7 +201,8 @@ int moat_store_ca_get(moat_store_t *st, moat_ca_role_t role, moat_store_ca_t *ou
         out->crl_number = st->ops->column_int(s, 3);
         out->created = st->ops->column_int(s, 4);
         out->updated = st->ops->column_int(s, 5);
-        rc = moat__store_copy_blob(s, st->ops, 1, &out->der, err);
+        if ((rc = moat__store_row_check(st, s, 6, err, "the %s CA", moat_store_ca_role_name(role))) == 0)
+            rc = moat__store_copy_blob(s, st->ops, 1, &out->der, err);
     } else if (rc == 0) {
         moat_err_set(err, MOAT_E_NOTFOUND, "there is no %s CA in this store", moat_store_ca_role_name(role));
         rc = moat_err_hint(err, role == MOAT_CA_ROOT ? "create one with 'moat ca init'"
@@ -346,7 +355,8 @@ int moat_store_issued_add(moat_store_t *st, const moat_store_issued_t *i, moat_e
 }
 
 #define ISSUED_COLS                                                                                          \
-    "id, serial, name, subject, profile, issuer, der, issued_at, not_after, revoked, reason FROM issued"
+    "id, serial, name, subject, profile, issuer, der, issued_at, not_after, revoked, reason, " MOAT__ROW_OK( \
+        issued, "issued") " FROM issued"
 
 static int read_issued(moat_store_t *st, moat_store_stmt_t *s, moat_store_issued_list_t *out, moat_err_t *err)
 {
@@ -377,6 +387,11 @@ static int read_issued(moat_store_t *st, moat_store_stmt_t *s, moat_store_issued
             (rc = moat__store_copy_blob(s, st->ops, 6, &i->der, err)) != 0) {
             moat_store_issued_dispose(i);
             rc = err->code;
+            break;
+        }
+        if ((rc = moat__store_row_check(st, s, 11, err, "the record of issued certificate %s", i->serial)) !=
+            0) {
+            moat_store_issued_dispose(i);
             break;
         }
         out->n++;

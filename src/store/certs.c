@@ -16,7 +16,8 @@
 
 #define CERT_COLS                                                                                            \
     "c.id, c.key_id, k.name, c.der, c.subject, c.issuer, c.sans, c.serial, c.fingerprint, c.not_before, "    \
-    "c.not_after, c.installed, c.is_current FROM certs c JOIN keys k ON k.id = c.key_id"
+    "c.not_after, c.installed, c.is_current, " MOAT__ROW_OK(certs, "c") ", " MOAT__ROW_OK(                   \
+        keys, "k") " FROM certs c JOIN keys k ON k.id = c.key_id"
 
 void moat__store_cert_meta_dispose(moat__cert_meta_t *m)
 {
@@ -228,8 +229,11 @@ static int read_chain(moat_store_t *st, moat_store_cert_t *c, moat_err_t *err)
 {
     moat_store_stmt_t *s = NULL;
     int rc;
-    if ((rc = moat__store_query(st, &s, err, "SELECT der FROM cert_chain WHERE cert_id = ? ORDER BY pos", "i",
-                                c->id)) != 0)
+    if ((rc = moat__store_query(
+             st, &s, err,
+             "SELECT der, " MOAT__ROW_OK(cert_chain, "cert_chain") " FROM cert_chain "
+                                                                   "WHERE cert_id = ? ORDER BY pos",
+             "i", c->id)) != 0)
         return rc;
     while ((rc = st->ops->step(s, err)) == 1) {
         moat_store_blob_t *p = moat_realloc(c->chain, (c->chain_n + 1) * sizeof(*p));
@@ -238,6 +242,9 @@ static int read_chain(moat_store_t *st, moat_store_cert_t *c, moat_err_t *err)
             break;
         }
         c->chain = p;
+        if ((rc = moat__store_row_check(st, s, 1, err, "chain certificate %zu of certificate %lld (%s)",
+                                        c->chain_n + 1, (long long)c->id, c->subject)) != 0)
+            break;
         if ((rc = moat__store_copy_blob(s, st->ops, 0, &c->chain[c->chain_n], err)) != 0)
             break;
         c->chain_n++;
@@ -268,7 +275,12 @@ static int read_cert(moat_store_t *st, moat_store_stmt_t *s, moat_store_cert_t *
     c->not_after = st->ops->column_int(s, 10);
     c->installed = st->ops->column_int(s, 11);
     c->current = st->ops->column_int(s, 12) != 0;
-    return 0;
+    if ((rc = moat__store_row_check(st, s, 13, err, "certificate %lld (%s)", (long long)c->id, c->subject)) !=
+            0 ||
+        (rc = moat__store_row_check(st, s, 14, err, "key \"%s\" (id %lld)", c->key_name,
+                                    (long long)c->key_id)) != 0)
+        moat_store_cert_dispose(c);
+    return rc;
 }
 
 /* Runs a CERT_COLS query into a list, chains included. */

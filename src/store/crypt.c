@@ -9,7 +9,10 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
 #include <openssl/rand.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,6 +23,7 @@
 #define TAG_LEN 16
 #define CHECK_AAD "moat master key check"
 #define CHECK_TEXT "moat"
+#define ROW_KEY_INFO "moat store rows v1"
 
 int moat__store_check_mode(const char *what, const char *path, int strict, moat_err_t *err)
 {
@@ -270,7 +274,71 @@ static int verify_mk(moat_store_t *st, moat_err_t *err)
     return moat__store_auto_end(st, own, rc, err);
 }
 
+/* The rows' authentication key: HKDF-SHA256 of the master key, so that neither key gives the other. */
+static int derive_row_key(moat_store_t *st, moat_err_t *err)
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *ctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, st->mk, sizeof(st->mk)),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)ROW_KEY_INFO, strlen(ROW_KEY_INFO)),
+        OSSL_PARAM_construct_end(),
+    };
+    int ok = ctx != NULL && EVP_KDF_derive(ctx, st->row_key, sizeof(st->row_key), params) == 1;
+    EVP_KDF_CTX_free(ctx);
+    EVP_KDF_free(kdf);
+    if (!ok) {
+        OPENSSL_cleanse(st->row_key, sizeof(st->row_key));
+        return moat_err_ossl(err, MOAT_E_PKI, "deriving the store's row authentication key failed");
+    }
+    st->have_row_key = 1;
+    return 0;
+}
+
+int moat__store_row_mac(const moat_store_t *st, const uint8_t *msg, size_t len, uint8_t out[32])
+{
+    unsigned int n = 0;
+    if (!st->have_row_key)
+        return MOAT_E_PERM;
+    if (HMAC(EVP_sha256(), st->row_key, (int)sizeof(st->row_key), msg, len, out, &n) == NULL || n != 32) {
+        ERR_clear_error();
+        return MOAT_E_PKI;
+    }
+    return 0;
+}
+
+static int mk_load(moat_store_t *st, int may_create, int64_t nkeys, moat_err_t *err);
+
 int moat__store_mk_load(moat_store_t *st, int may_create, int64_t nkeys, moat_err_t *err)
+{
+    int rc = mk_load(st, may_create, nkeys, err);
+    if (rc == 0 && st->have_mk && !st->have_row_key)
+        rc = derive_row_key(st, err);
+    return rc;
+}
+
+int moat_store_use_master_key(moat_store_t *st, const char *master_key_path, moat_err_t *err)
+{
+    int64_t nkeys = 0;
+    int rc;
+    if (st->have_mk)
+        return 0;
+    if (master_key_path == NULL || moat_strlcpy(st->mk_path, master_key_path, sizeof(st->mk_path)) != 0)
+        return moat_err_set(err, MOAT_E_INVAL, "no master key path given, or one too long");
+    if ((rc = moat__store_int(st, &nkeys, err, "SELECT count(*) FROM keys", "")) != 0)
+        return rc;
+    st->flags &= ~(unsigned)MOAT_STORE_NO_MASTER_KEY;
+    if ((rc = moat__store_mk_load(st, 0, nkeys, err)) == 0 && !st->have_mk) {
+        moat_err_set(err, MOAT_E_PERM, "the master key %s does not exist", st->mk_path);
+        rc = moat_err_hint(err, "pass --master-key FILE or set MOAT_MASTER_KEY_FILE");
+    }
+    if (rc != 0)
+        st->flags |= MOAT_STORE_NO_MASTER_KEY;
+    return rc;
+}
+
+static int mk_load(moat_store_t *st, int may_create, int64_t nkeys, moat_err_t *err)
 {
     int fd, rc;
 

@@ -7,7 +7,8 @@
 #include <openssl/crypto.h>
 #include <string.h>
 
-#define KEY_COLS "id, name, state, algorithm, exportable, pubkey, csr, created, updated"
+#define KEY_COLS                                                                                             \
+    "id, name, state, algorithm, exportable, pubkey, csr, created, updated, " MOAT__ROW_OK(keys, "keys")
 
 static const char *const state_names[] = {"pending", "active", "retired"};
 
@@ -77,7 +78,9 @@ static int read_key(moat_store_t *st, moat_store_stmt_t *s, moat_store_key_t *k,
     }
     k->created = st->ops->column_int(s, 7);
     k->updated = st->ops->column_int(s, 8);
-    return 0;
+    if ((rc = moat__store_row_check(st, s, 9, err, "key \"%s\" (id %lld)", k->name, (long long)k->id)) != 0)
+        moat_store_key_dispose(k);
+    return rc;
 }
 
 /* Attaches the current certificate of key <k>, if it has one. */
@@ -396,9 +399,9 @@ int moat_store_key_find_set_aside(moat_store_t *st, const char *name, const uint
     if (spki == NULL || spki_len == 0)
         return moat_err_set(err, MOAT_E_INVAL, "no public key given");
     if ((rc = moat__store_query(st, &s, err,
-                                "SELECT " KEY_COLS " FROM keys k WHERE name = ? AND pubkey = ? AND "
+                                "SELECT " KEY_COLS " FROM keys WHERE name = ? AND pubkey = ? AND "
                                 "state = 'retired' AND csr IS NOT NULL AND "
-                                "NOT EXISTS (SELECT 1 FROM certs c WHERE c.key_id = k.id) "
+                                "NOT EXISTS (SELECT 1 FROM certs c WHERE c.key_id = keys.id) "
                                 "ORDER BY id DESC LIMIT 1",
                                 "tb", name, (const void *)spki, spki_len)) != 0)
         return rc;

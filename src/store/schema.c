@@ -198,9 +198,19 @@ static int migrate_v4(moat_store_t *st, moat_err_t *err)
     return st->ops->exec(st, ddl, err);
 }
 
+/*
+ * Version 5: keys, certificates, chains, trust anchors, the CA and issued certificates get a mac column,
+ * their authentication code under the master key (mac.c); every existing row is sealed here, so the
+ * master key is loaded (or, for a store without private keys, made) during this step.
+ */
+static int migrate_v5(moat_store_t *st, moat_err_t *err)
+{
+    return moat__store_mac_migrate(st, err);
+}
+
 typedef int (*migration_fn)(moat_store_t *st, moat_err_t *err);
 /* migrations[i] takes a store from version i+1 to i+2. */
-static const migration_fn migrations[] = {migrate_v2, migrate_v3, migrate_v4};
+static const migration_fn migrations[] = {migrate_v2, migrate_v3, migrate_v4, migrate_v5};
 
 static int migrate(moat_store_t *st, int from, moat_err_t *err)
 {
@@ -372,8 +382,12 @@ int moat__store_schema_prepare(moat_store_t *st, moat_err_t *err)
             rc = moat__store_int(st, &version, err, "PRAGMA user_version", "");
         }
     }
-    if (rc == 0 && version < MOAT_STORE_SCHEMA_VERSION)
+    if (rc == 0 && version < MOAT_STORE_SCHEMA_VERSION) {
+        /* Inside this transaction: a master key check recorded during the upgrade joins it. */
+        st->in_tx = 1;
         rc = migrate(st, (int)version, err);
+        st->in_tx = 0;
+    }
     if (rc == 0)
         rc = st->ops->commit(st, err);
     else

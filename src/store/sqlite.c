@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <sqlite3.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -78,6 +79,95 @@ static int sqlite_fail(sqlite3 *db, int rc, const char *doing, moat_err_t *err)
     }
 }
 
+/*
+ * The rows' authentication codes (mac.c): each argument is encoded as 0x00 (NULL) or 0x01, a 4-byte
+ * big-endian length and its bytes (numbers as SQLite's text for them), after a version string.
+ */
+static int row_code(sqlite3_context *ctx, int argc, sqlite3_value **argv, uint8_t out[32])
+{
+    moat_store_t *st = sqlite3_user_data(ctx);
+    uint8_t *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    static const char version[] = "moat row v1";
+
+    for (int pass = 0; pass < 2; pass++) {
+        len = sizeof(version);
+        if (pass == 1)
+            memcpy(buf, version, sizeof(version));
+        for (int i = 0; i < argc; i++) {
+            int null = sqlite3_value_type(argv[i]) == SQLITE_NULL;
+            const void *p = null ? NULL : sqlite3_value_blob(argv[i]);
+            size_t n = null ? 0 : (size_t)sqlite3_value_bytes(argv[i]);
+            if (pass == 1) {
+                buf[len] = null ? 0 : 1;
+                if (!null) {
+                    buf[len + 1] = (uint8_t)(n >> 24);
+                    buf[len + 2] = (uint8_t)(n >> 16);
+                    buf[len + 3] = (uint8_t)(n >> 8);
+                    buf[len + 4] = (uint8_t)n;
+                    if (n > 0)
+                        memcpy(buf + len + 5, p, n);
+                }
+            }
+            len += null ? 1 : 5 + n;
+        }
+        if (pass == 0 && (buf = moat_malloc(cap = len)) == NULL) {
+            sqlite3_result_error_nomem(ctx);
+            return -1;
+        }
+    }
+    rc = moat__store_row_mac(st, buf, len, out);
+    moat_free_secret(&buf, cap); /* the row of a key holds its sealed private key */
+    if (rc == MOAT_E_PERM) {
+        sqlite3_result_error(
+            ctx,
+            "the store was opened without its master key, which authenticates every change to "
+            "keys, certificates, trust anchors and the CA",
+            -1);
+        return -1;
+    }
+    if (rc != 0) {
+        sqlite3_result_error(ctx, "computing a row's authentication code failed", -1);
+        return -1;
+    }
+    return 0;
+}
+
+/* moat_row_mac(table, cols...): the row's code. */
+static void fn_row_mac(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    uint8_t mac[32];
+    if (row_code(ctx, argc, argv, mac) == 0)
+        sqlite3_result_blob(ctx, mac, sizeof(mac), SQLITE_TRANSIENT);
+}
+
+/* moat_row_ok(table, mac, cols...): 1 when <mac> is the row's code, 0 when not, -1 without the master key. */
+static void fn_row_ok(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    moat_store_t *st = sqlite3_user_data(ctx);
+    sqlite3_value *cols[64];
+    uint8_t mac[32];
+    const void *have;
+
+    if (!st->have_row_key || st->unchecked) {
+        sqlite3_result_int(ctx, -1);
+        return;
+    }
+    if (argc < 2 || argc - 1 > (int)MOAT_ARRAY_LEN(cols)) {
+        sqlite3_result_error(ctx, "moat_row_ok: wrong number of arguments", -1);
+        return;
+    }
+    cols[0] = argv[0];
+    for (int i = 2; i < argc; i++)
+        cols[i - 1] = argv[i];
+    if (row_code(ctx, argc - 1, cols, mac) != 0)
+        return;
+    have = sqlite3_value_blob(argv[1]);
+    sqlite3_result_int(ctx, have != NULL && sqlite3_value_bytes(argv[1]) == (int)sizeof(mac) &&
+                                CRYPTO_memcmp(have, mac, sizeof(mac)) == 0);
+}
+
 static int sq_open(moat_store_t *st, moat_err_t *err)
 {
     sqlite3 *db = NULL;
@@ -93,6 +183,15 @@ static int sq_open(moat_store_t *st, moat_err_t *err)
     }
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    /* Only top-level SQL and TEMP triggers may call them: a trigger or view planted in the file cannot. */
+    if ((rc = sqlite3_create_function_v2(db, "moat_row_mac", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, st,
+                                         fn_row_mac, NULL, NULL, NULL)) != SQLITE_OK ||
+        (rc = sqlite3_create_function_v2(db, "moat_row_ok", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, st,
+                                         fn_row_ok, NULL, NULL, NULL)) != SQLITE_OK) {
+        sqlite_fail(db, rc, "opening the store", err);
+        sqlite3_close(db);
+        return err->code;
+    }
     st->db = db;
     return 0;
 }

@@ -274,12 +274,15 @@ int moat_store_open(const char *path, const char *master_key_path, unsigned flag
         goto fail;
     /* From here on other processes may use the new store: a later failure must not remove it. */
     st->created = 0;
-    if (!(flags & MOAT_STORE_NO_MASTER_KEY)) {
+    if (!(flags & MOAT_STORE_NO_MASTER_KEY) && !st->have_mk) {
         if ((rc = moat__store_int(st, &nkeys, err, "SELECT count(*) FROM keys", "")) != 0)
             goto fail;
         if ((rc = moat__store_mk_load(st, !(flags & MOAT_STORE_READONLY), nkeys, err)) != 0)
             goto fail;
     }
+    /* What this connection writes is sealed under the master key (and refused without it). */
+    if (!(flags & MOAT_STORE_READONLY) && (rc = moat__store_mac_install(st, err)) != 0)
+        goto fail;
     *out = st;
     return 0;
 
@@ -297,6 +300,17 @@ fail:
     }
     moat_secret_free(&st, sizeof(*st));
     return rc;
+}
+
+int moat_store_open_key_if_readable(const char *path, const char *master_key_path, unsigned flags,
+                                    moat_store_t **out, moat_err_t *err)
+{
+    flags &= ~(unsigned)MOAT_STORE_NO_MASTER_KEY;
+    if (master_key_path != NULL && master_key_path[0] != '\0' && access(master_key_path, R_OK) == 0 &&
+        moat_store_open(path, master_key_path, flags, out, err) == 0)
+        return 0;
+    moat_err_clear(err);
+    return moat_store_open(path, NULL, flags | MOAT_STORE_NO_MASTER_KEY, out, err);
 }
 
 void moat_store_close(moat_store_t *st)

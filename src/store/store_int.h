@@ -66,6 +66,9 @@ struct moat_store {
     char mk_path[4096];
     unsigned char mk[MOAT_STORE_MASTER_KEY_LEN]; /* cleansed on close */
     int have_mk;
+    unsigned char row_key[32]; /* HKDF of the master key: the rows' authentication codes (mac.c) */
+    int have_row_key;
+    int unchecked;                /* reads take rows as they are (a restore reading the store it replaces) */
     int created;                  /* the store file was created by this open */
     int in_tx;                    /* inside moat_store_begin() */
     int tx_bumped;                /* the generation was bumped in this transaction */
@@ -106,6 +109,37 @@ int moat__store_open_sealed(const moat_store_t *st, int64_t id, const uint8_t *s
                             uint8_t **plain, size_t *plainlen, moat_err_t *err);
 /* Checks that a file's mode lets nobody else read it nor group/others write it. */
 int moat__store_check_mode(const char *what, const char *path, int strict, moat_err_t *err);
+
+/*
+ * Authenticated rows (mac.c). MOAT__MAC_COLS_<table> lists the columns a row's code covers, in order;
+ * the SQL function moat_row_mac('<table>', cols...) computes it and moat_row_ok('<table>', mac, cols...)
+ * says 1 (verifies), 0 (does not) or -1 (no master key: unchecked). Both exist only on moat's own
+ * connections and only for top-level SQL and TEMP triggers (SQLITE_DIRECTONLY): a trigger planted in the
+ * store cannot compute a code. Temporary triggers seal every row this connection writes.
+ */
+#define MOAT__MAC_COLS_anchors "id, name, der, subject, fingerprint, not_after, created"
+#define MOAT__MAC_COLS_ca "role, key_id, der, base_url, crl_number, created, updated"
+#define MOAT__MAC_COLS_issued                                                                                \
+    "id, serial, name, subject, profile, issuer, der, issued_at, not_after, revoked, reason"
+#define MOAT__MAC_COLS_certs                                                                                 \
+    "id, key_id, der, subject, issuer, sans, serial, fingerprint, not_before, not_after, installed, "        \
+    "is_current"
+#define MOAT__MAC_COLS_cert_chain "cert_id, pos, der"
+#define MOAT__MAC_COLS_keys                                                                                  \
+    "id, name, state, algorithm, exportable, private_enc, pubkey, csr, created, updated"
+/* A result column: whether the row of <table> that <outer> (the query's name for it) reads verifies. */
+#define MOAT__ROW_OK(table, outer)                                                                           \
+    "(SELECT moat_row_ok('" #table "', mac, " MOAT__MAC_COLS_##table                                         \
+        ") FROM " #table " moat_x WHERE moat_x.rowid = " outer ".rowid)"
+/* The HMAC of one encoded row; 0 or MOAT_E_PERM without the master key. */
+int moat__store_row_mac(const moat_store_t *st, const uint8_t *msg, size_t len, uint8_t out[32]);
+/* Refuses a row (MOAT_E_STORE) whose MOAT__ROW_OK column <col> of <s> says 0; <what> names it. */
+int moat__store_row_check(moat_store_t *st, moat_store_stmt_t *s, int col, moat_err_t *err, const char *fmt,
+                          ...) MOAT_PRINTF(5, 6);
+/* On a writable connection: refuses a store with triggers of its own, installs the sealing triggers. */
+int moat__store_mac_install(moat_store_t *st, moat_err_t *err);
+/* Schema 5: the mac columns, and every existing row sealed (needs the master key when there are rows). */
+int moat__store_mac_migrate(moat_store_t *st, moat_err_t *err);
 
 /* Certificate metadata parsed from DER (certs.c). */
 typedef struct moat__cert_meta {

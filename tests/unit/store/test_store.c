@@ -1347,7 +1347,7 @@ static void test_migration_acme(void)
     CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
     if (st == NULL)
         return;
-    CHECK_EQ(moat_store_schema_version(st), 4);
+    CHECK_EQ(moat_store_schema_version(st), MOAT_STORE_SCHEMA_VERSION);
     CHECK_EQ(moat_store_generation(st, &g0, &err), 0);
     o.kind = MOAT_STORE_ACME_ACCOUNT;
     snprintf(o.id, sizeof o.id, "a1");
@@ -1471,6 +1471,169 @@ static void test_secure_heap(void)
     moat_store_close(st);
 }
 
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *raw;
+    CHECK_EQ(sqlite3_open(path, &raw), SQLITE_OK);
+    CHECK_EQ(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+}
+
+static char bad_rows[1024];
+static void note_bad(void *arg, const char *what)
+{
+    (void)arg;
+    snprintf(bad_rows + strlen(bad_rows), sizeof(bad_rows) - strlen(bad_rows), "%s;", what);
+}
+
+/*
+ * Schema 5: a version-4 store's keys, certificates, chain, anchor, CA and issued certificates are sealed by
+ * the upgrade; afterwards a change made with plain sqlite3 (no master key) is refused where the row is
+ * read, and listed by moat_store_rows_verify().
+ */
+static void test_row_authentication(void)
+{
+    moat_store_t *st = NULL;
+    moat_err_t err = {0};
+    moat_store_key_list_t kl;
+    moat_store_anchor_t a;
+    moat_store_anchor_list_t al;
+    moat_store_ca_t ca;
+    moat_store_issued_t is;
+    moat_store_issued_list_t il;
+    moat_store_cert_t c;
+    size_t nbad = 0;
+    tu_key_t k;
+
+    fresh();
+    snprintf(db, sizeof(db), "%s/v4.db", dir);
+    snprintf(mk, sizeof(mk), "%s/v4.db.key", dir);
+    make_fixture(4, db, mk);
+    /* Without the master key the upgrade cannot seal the rows: refused, the store stays at version 4. */
+    CHECK_EQ(moat_store_open(db, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err), MOAT_E_PERM);
+    CHECK_CONTAINS(err.msg, "authenticates the store's rows under its master key");
+    CHECK(st == NULL);
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL) {
+        fprintf(stderr, "v4 open: %s\n", err.msg);
+        return;
+    }
+    CHECK_EQ(moat_store_schema_version(st), 5);
+    CHECK_EQ(moat_store_rows_verify(st, note_bad, NULL, &nbad, &err), 0);
+    CHECK_EQ(nbad, 0);
+    CHECK_EQ(moat_store_key_list(st, &kl, &err), 0);
+    CHECK_EQ(kl.n, 3);
+    for (size_t i = 0; i < kl.n; i++)
+        CHECK(key_consistent(st, &kl.items[i]));
+    moat_store_key_list_dispose(&kl);
+    CHECK_EQ(moat_store_anchor_get(st, "corp", &a, &err), 0);
+    moat_store_anchor_dispose(&a);
+    CHECK_EQ(moat_store_ca_get(st, MOAT_CA_ROOT, &ca, &err), 0);
+    CHECK_EQ(ca.crl_number, 3);
+    moat_store_ca_dispose(&ca);
+    CHECK_EQ(moat_store_issued_get(st, "A1", &is, &err), 0);
+    CHECK(is.revoked != 0);
+    moat_store_issued_dispose(&is);
+    CHECK_EQ(moat_store_cert_current(st, "www", &c, &err), 0);
+    CHECK_EQ(c.chain_n, 1);
+    moat_store_cert_dispose(&c);
+    /* What moat itself writes is sealed: a new anchor, a revocation, a CRL number. */
+    tu_key_new(&k);
+    {
+        int len = 0;
+        unsigned char *der = tu_cert(&k, "Rogue CA", "DNS:rogue.example", 7, 0, 86400, &len);
+        CHECK_EQ(moat_store_anchor_add(st, "partner", der, (size_t)len, &err), 0);
+        CHECK_EQ(moat_store_issued_revoke(st, "B2", 0, 4, &err), 0);
+        {
+            int64_t n = 0;
+            CHECK_EQ(moat_store_ca_next_crl_number(st, MOAT_CA_ROOT, &n, &err), 0);
+            CHECK_EQ(n, 4);
+        }
+        CHECK_EQ(moat_store_rows_verify(st, note_bad, NULL, &nbad, &err), 0);
+        CHECK_EQ(nbad, 0);
+        moat_store_close(st);
+        st = NULL;
+
+        /* Changes made without the master key. */
+        raw_exec(db, "UPDATE issued SET revoked = 0, reason = 0 WHERE serial = 'A1';"
+                     "UPDATE ca SET crl_number = 1;"
+                     "UPDATE certs SET is_current = 0 WHERE id = 1;"
+                     "UPDATE cert_chain SET der = x'3000';"
+                     "UPDATE keys SET exportable = 1 - exportable WHERE name = 'api';");
+        {
+            char sql[8192], *hex = calloc(1, (size_t)len * 2 + 1);
+            moat_hex_lower(der, (size_t)len, hex);
+            snprintf(sql, sizeof(sql),
+                     "INSERT INTO anchors (name, der, subject, fingerprint, not_after, created) VALUES "
+                     "('rogue', x'%s', 'CN=Rogue CA', 'ff', 1900000000, 1)",
+                     hex);
+            free(hex);
+            raw_exec(db, "DELETE FROM anchors WHERE name = 'partner'");
+            raw_exec(db, sql);
+        }
+        OPENSSL_free(der);
+    }
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL)
+        return;
+    bad_rows[0] = '\0';
+    CHECK_EQ(moat_store_rows_verify(st, note_bad, NULL, &nbad, &err), 0);
+    CHECK_EQ(nbad, 6);
+    CHECK_CONTAINS(bad_rows, "key \"api\" (id 2)");
+    CHECK_CONTAINS(bad_rows, "certificate 1 (");
+    CHECK_CONTAINS(bad_rows, "chain certificate 1 of certificate 1");
+    CHECK_CONTAINS(bad_rows, "trust anchor \"rogue\"");
+    CHECK_CONTAINS(bad_rows, "the root CA");
+    CHECK_CONTAINS(bad_rows, "issued certificate A1");
+    CHECK_EQ(moat_store_anchor_get(st, "rogue", &a, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "trust anchor \"rogue\" in the store");
+    CHECK_CONTAINS(err.msg, "was changed without the master key");
+    CHECK_CONTAINS(err.hint, "moat doctor");
+    CHECK_EQ(moat_store_anchor_list(st, &al, &err), MOAT_E_STORE);
+    CHECK_EQ(moat_store_anchor_get(st, "corp", &a, &err), 0);
+    moat_store_anchor_dispose(&a);
+    CHECK_EQ(moat_store_issued_get(st, "A1", &is, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "issued certificate A1");
+    CHECK_EQ(moat_store_issued_list(st, 0, 0, &il, &err), MOAT_E_STORE);
+    CHECK_EQ(moat_store_issued_get(st, "B2", &is, &err), 0); /* sealed by moat's revoke */
+    CHECK(is.revoked != 0);
+    moat_store_issued_dispose(&is);
+    CHECK_EQ(moat_store_ca_get(st, MOAT_CA_ROOT, &ca, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "the root CA");
+    {
+        moat_store_key_t kg;
+        CHECK_EQ(moat_store_key_get(st, "api", MOAT_KEY_CURRENT, &kg, &err), MOAT_E_STORE);
+        CHECK_CONTAINS(err.msg, "key \"api\" (id 2)");
+    }
+    moat_store_close(st);
+
+    /* Opened without the master key, rows are read unchecked and cannot be changed. */
+    CHECK_EQ(moat_store_open(db, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err), 0);
+    if (st != NULL) {
+        CHECK_EQ(moat_store_anchor_list(st, &al, &err), 0);
+        moat_store_anchor_list_dispose(&al);
+        CHECK_EQ(moat_store_rows_verify(st, NULL, NULL, &nbad, &err), MOAT_E_PERM);
+        CHECK(moat_store_anchor_remove(st, "corp", &err) == 0); /* removing needs no code */
+        {
+            int len = 0;
+            unsigned char *der = tu_cert(&k, "Other CA", "DNS:o.example", 8, 0, 86400, &len);
+            CHECK(moat_store_anchor_add(st, "other", der, (size_t)len, &err) != 0);
+            CHECK_CONTAINS(err.msg, "opened without its master key");
+            OPENSSL_free(der);
+        }
+        CHECK_EQ(moat_store_use_master_key(st, mk, &err), 0);
+        CHECK_EQ(moat_store_rows_verify(st, NULL, NULL, &nbad, &err), 0);
+        CHECK_EQ(nbad, 6);
+        moat_store_close(st);
+        st = NULL;
+    }
+    /* A trigger planted in the store could rewrite what moat writes: such a store is refused. */
+    raw_exec(db, "CREATE TRIGGER sneaky AFTER INSERT ON issued BEGIN UPDATE issued SET revoked = 0; END;");
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "trigger \"sneaky\"");
+    tu_key_free(&k);
+}
+
 int main(void)
 {
     RUN(test_open_create);
@@ -1487,6 +1650,7 @@ int main(void)
     RUN(test_migration_from_v1);
     RUN(test_migration_from_v2);
     RUN(test_migration_acme);
+    RUN(test_row_authentication);
     RUN(test_watch);
     RUN(test_backup_restore);
     RUN(test_restore_v1);

@@ -1,0 +1,155 @@
+-- moat store, schema version 4: the version-2 fixture (schema_v2.sql, same master key v1.masterkey) with
+-- the CRL cache and ACME tables of versions 3 and 4, a trust anchor, a root CA, two issued certificates (one revoked) and a chain. Used by the row authentication migration test.
+PRAGMA foreign_keys=OFF;
+BEGIN TRANSACTION;
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES('application','moat');
+INSERT INTO meta VALUES('schema_version','4');
+CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+INSERT INTO generation VALUES(1,1);
+CREATE TABLE keys (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'retired')),
+  algorithm TEXT NOT NULL,
+  exportable INTEGER NOT NULL DEFAULT 0,
+  private_enc BLOB NOT NULL,
+  pubkey BLOB NOT NULL,
+  csr BLOB,
+  created INTEGER NOT NULL,
+  updated INTEGER NOT NULL
+);
+INSERT INTO keys VALUES(1,'www','active','ec-p256',0,X'0135cf06c64f18d253774956a42a9144e2cd6bc6c140ce46981c0f8da349bd59d3f386832c5700f581353c149eec8f20b63afdf0e669fc05896280c0779839751e5124c8d182d16416e0869618a39fc595e913f5e0aa4ca505f986c30a51c4c1cc3302d7288656b380d563ab9e182ef5efce805b5660c37ff78ad457b80329e9ecd3e298561ec123fa86a396de13fa99954921ac79cd',X'3059301306072a8648ce3d020106082a8648ce3d03010703420004c5e3ca50e0dcc3aa74fdb9c2d01b888e476c42c68002d2a28403f1782e274b81178dbd573b945a23e94b7a843ed643952fb162de63cdfd992ba91a0a78387bd6',NULL,1767225600,1767225600);
+INSERT INTO keys VALUES(2,'api','active','ec-p256',1,X'0141ccaeeaac94369bcfd25edff8aa5fbc09fcb6bb7cb6162d603a4dd58a9ab23b02a83a7ad6b208e9e6ae4fd271724afb42916c89767df8367feadda9ddb337fb57084719d9d640590eb3983e2eaf823ace85a0acb36f016271c4a3c77df0e61e56b80914b0ed0116307361860925a66b5948d25602757d2632364c7b596502d32a0095e31fa62c8f08a07d9d29d4ff8e8004e6d962',X'3059301306072a8648ce3d020106082a8648ce3d030107034200042ad7c1ebd8a93b8cb3913b6021ca9de403c5bb9f09bcdb396eb3f58caa917d63a24ed0e6281e3e1ca4881d3b00651fb8e95998a1bc1228163cd86cbc3592d4df',NULL,1767225600,1767225600);
+INSERT INTO keys VALUES(3,'mail','pending','ec-p256',0,X'01fd416fa1ac09a09370d7f99ed305a8c238692237429d216e0075723a60fd8504fcb9b44b152658765387738dd7453cf18639db502b12f6586d4174ea0f68e1279843ecf0c36ffdbeca9200c87348cf66ce5fac1dd1784cd405856d734fb363e58a1cad4bc5e7e85d01c3ac8c6d7290e92de60e5f84937ca8dc01533e9a3715f290ae580a4857175d2f004bd71bb49cbaee9ee3e702',X'3059301306072a8648ce3d020106082a8648ce3d03010703420004576cbe4d87bbe22b3278550989d5e6be9b785978fa8ba87d7ae1f8e5cce906720f599322e8994ef0d1b89378b56ec7389228cd6964042a1e2b801a5888a5d10b',NULL,1767225600,1767225600);
+CREATE TABLE certs (
+  id INTEGER PRIMARY KEY,
+  key_id INTEGER NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+  der BLOB NOT NULL,
+  subject TEXT NOT NULL,
+  issuer TEXT NOT NULL,
+  sans TEXT NOT NULL,
+  serial TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  not_before INTEGER NOT NULL,
+  not_after INTEGER NOT NULL,
+  installed INTEGER NOT NULL,
+  is_current INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO certs VALUES(1,1,X'308201513081f7a00302010202021092300a06082a8648ce3d04030230193117301506035504030c0e7777772e76312e6578616d706c65301e170d3236313132333037343831385a170d3336313132303038343831385a30193117301506035504030c0e7777772e76312e6578616d706c653059301306072a8648ce3d020106082a8648ce3d03010703420004c5e3ca50e0dcc3aa74fdb9c2d01b888e476c42c68002d2a28403f1782e274b81178dbd573b945a23e94b7a843ed643952fb162de63cdfd992ba91a0a78387bd6a32f302d302b0603551d1104243022820e7777772e76312e6578616d706c6582102a2e7777772e76312e6578616d706c65300a06082a8648ce3d0403020349003046022100fe1c03cd8f88443de298d10ef9d6d7b95117fb2ae498b5508f6ce595dd9a8e9c0221008c1ec4b50830ea94d14b7ba749bbd729b42ce3f4ee7a7eaa03696caeefe21f33','CN=www.v1.example','CN=www.v1.example','DNS:www.v1.example,DNS:*.www.v1.example','1092','092e6d15c77bac11b09f9f767f8fe7c97d3dd67c73ab03a5f687c41efc3dad82',1795420098,2110783698,1767225600,1);
+INSERT INTO certs VALUES(2,2,X'308201503081f7a00302010202021092300a06082a8648ce3d04030230193117301506035504030c0e6170692e76312e6578616d706c65301e170d3236313132333037343831385a170d3336313132303038343831385a30193117301506035504030c0e6170692e76312e6578616d706c653059301306072a8648ce3d020106082a8648ce3d030107034200042ad7c1ebd8a93b8cb3913b6021ca9de403c5bb9f09bcdb396eb3f58caa917d63a24ed0e6281e3e1ca4881d3b00651fb8e95998a1bc1228163cd86cbc3592d4dfa32f302d302b0603551d1104243022820e6170692e76312e6578616d706c6582102a2e6170692e76312e6578616d706c65300a06082a8648ce3d0403020348003045022032a17065e5afc51327aa852287cccb0f1884bf715261985243f330dfbaa451d9022100d8fc49ac6c514343849a6e16dbf0c028804b3f478d497ee4d4e5dc132f6427ab','CN=api.v1.example','CN=api.v1.example','DNS:api.v1.example,DNS:*.api.v1.example','1092','334b889874edaa7a24dc5d9332953932a0180c5a7ef6550e719118e43ae60d2f',1795420098,2110783698,1767225600,1);
+CREATE TABLE cert_chain (
+  cert_id INTEGER NOT NULL REFERENCES certs (id) ON DELETE CASCADE,
+  pos INTEGER NOT NULL,
+  der BLOB NOT NULL,
+  PRIMARY KEY (cert_id, pos)
+);
+CREATE TABLE anchors (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  der BLOB NOT NULL,
+  subject TEXT NOT NULL,
+  fingerprint TEXT NOT NULL UNIQUE,
+  not_after INTEGER NOT NULL,
+  created INTEGER NOT NULL
+);
+CREATE TABLE ca (
+  role TEXT PRIMARY KEY CHECK (role IN ('root', 'intermediate')),
+  key_id INTEGER REFERENCES keys (id) ON DELETE SET NULL,
+  der BLOB NOT NULL,
+  base_url TEXT NOT NULL DEFAULT '',
+  crl_number INTEGER NOT NULL DEFAULT 0,
+  created INTEGER NOT NULL,
+  updated INTEGER NOT NULL
+);
+CREATE TABLE issued (
+  id INTEGER PRIMARY KEY,
+  serial TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL DEFAULT '',
+  subject TEXT NOT NULL,
+  profile TEXT NOT NULL,
+  issuer TEXT NOT NULL,
+  der BLOB NOT NULL,
+  issued_at INTEGER NOT NULL,
+  not_after INTEGER NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0,
+  reason INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  object TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO audit VALUES(1,1767225600,'root','key.new','www','');
+CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE server_status (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  applied_generation INTEGER NOT NULL,
+  refusal TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  updated INTEGER NOT NULL
+, refused_generation INTEGER NOT NULL DEFAULT 0);
+INSERT INTO server_status VALUES(1,-1,'',0,0,0);
+CREATE TABLE cert_names (
+  cert_id INTEGER NOT NULL REFERENCES certs (id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  PRIMARY KEY (cert_id, name)
+);
+INSERT INTO cert_names VALUES(1,'www.v1.example');
+INSERT INTO cert_names VALUES(1,'*.www.v1.example');
+INSERT INTO cert_names VALUES(2,'api.v1.example');
+INSERT INTO cert_names VALUES(2,'*.api.v1.example');
+CREATE UNIQUE INDEX keys_live_name ON keys (name, state) WHERE state <> 'retired';
+CREATE INDEX certs_key ON certs (key_id);
+CREATE INDEX cert_names_name ON cert_names (name);
+CREATE TABLE crls (
+  url TEXT NOT NULL,
+  issuer_fp TEXT NOT NULL,
+  issuer_der BLOB NOT NULL,
+  issuer_subject TEXT NOT NULL,
+  der BLOB NOT NULL,
+  this_update INTEGER NOT NULL DEFAULT 0,
+  next_update INTEGER NOT NULL DEFAULT 0,
+  revoked INTEGER NOT NULL DEFAULT 0,
+  fetched_at INTEGER NOT NULL DEFAULT 0,
+  attempted_at INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (url, issuer_fp)
+);
+CREATE TABLE acme_objects (
+  kind TEXT NOT NULL CHECK (kind IN ('account', 'order', 'authz', 'chall')),
+  id TEXT NOT NULL,
+  parent TEXT NOT NULL DEFAULT '',
+  account TEXT NOT NULL DEFAULT '',
+  lookup TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  expires INTEGER NOT NULL DEFAULT 0,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
+);
+CREATE INDEX acme_objects_lookup ON acme_objects (kind, lookup);
+CREATE INDEX acme_objects_parent ON acme_objects (kind, parent);
+CREATE INDEX acme_objects_account ON acme_objects (kind, account, created);
+CREATE TABLE acme_eab (
+  id INTEGER PRIMARY KEY,
+  kid TEXT NOT NULL UNIQUE,
+  hmac BLOB NOT NULL,
+  created INTEGER NOT NULL,
+  account TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO anchors (name, der, subject, fingerprint, not_after, created)
+  SELECT 'corp', der, subject, fingerprint, not_after, 1700000000 FROM certs WHERE id = 1;
+INSERT INTO ca (role, key_id, der, base_url, crl_number, created, updated)
+  SELECT 'root', key_id, der, '', 3, 1700000000, 1700000000 FROM certs WHERE id = 2;
+INSERT INTO issued (serial, name, subject, profile, issuer, der, issued_at, not_after, revoked, reason)
+  SELECT 'A1', 'www', subject, 'server', 'root', der, 1700000000, not_after, 1700000100, 1 FROM certs WHERE id = 1;
+INSERT INTO issued (serial, name, subject, profile, issuer, der, issued_at, not_after, revoked, reason)
+  SELECT 'B2', 'api', subject, 'server', 'root', der, 1700000000, not_after, 0, 0 FROM certs WHERE id = 2;
+INSERT INTO cert_chain (cert_id, pos, der) SELECT 1, 0, der FROM certs WHERE id = 2;
+COMMIT;
+PRAGMA application_id = 1836016756;
+PRAGMA user_version = 4;
