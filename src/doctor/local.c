@@ -7,6 +7,7 @@
 #include "acme/acme.h"
 
 #include "config/config.h"
+#include "plan/plan.h"
 #include "store/store.h"
 
 #include <arpa/inet.h>
@@ -709,18 +710,32 @@ static void check_sites(local_t *l)
                     site->certificate, site->hosts.n ? site->hosts.v[0] : "HOST", site->certificate);
             }
         } else {
-            /* certificate: auto — what the server would pick for each host, checked once per key. */
+            /* certificate: auto — what the server picks (the serving plan), checked once per key; then
+             * each host no valid certificate covers. */
+            moat_plan_site_t plan;
+            moat_err_t pe = {0};
+            if (moat_plan_site(l->st, site, (int64_t)time(NULL), &plan, &pe) == 0) {
+                for (int slot = 0; slot < 2; slot++) {
+                    const moat_store_key_t *k;
+                    if (plan.certs[slot] == NULL)
+                        continue;
+                    if ((k = find_key(l, plan.certs[slot]->key_name, MOAT_KEY_ACTIVE)) != NULL &&
+                        !is_bound(l, k->name)) {
+                        bind_key(l, k->name);
+                        check_served(l, subject, NULL, k);
+                    }
+                    moat_doctor_fact(l->r, subject, "auto", "%s -> key %s", slot ? "RSA" : "ECDSA",
+                                     plan.certs[slot]->key_name);
+                }
+            }
+            moat_err_clear(&pe);
+            moat_plan_site_dispose(&plan);
             for (size_t h = 0; h < site->hosts.n; h++) {
                 moat_store_cert_list_t cl = {0};
                 moat_err_t e = {0};
                 const char *host = site->hosts.v[h];
                 if (moat_store_cert_find_host(l->st, host, (int64_t)time(NULL), &cl, &e) == 0 && cl.n > 0) {
-                    const moat_store_key_t *k = find_key(l, cl.items[0].key_name, MOAT_KEY_ACTIVE);
-                    if (k != NULL && !is_bound(l, k->name)) {
-                        bind_key(l, k->name);
-                        check_served(l, subject, NULL, k);
-                    }
-                    moat_doctor_fact(l->r, subject, "auto", "%s -> key %s", host, cl.items[0].key_name);
+                    /* covered: the plan above says which certificate serves it */
                 } else {
                     /* Name the certificate that would have matched but is not valid now, if any. */
                     const moat_store_key_t *stale = NULL;
@@ -850,21 +865,18 @@ static const char *site_sni(const moat_site_t *site, char *buf, size_t bufsz)
     return NULL;
 }
 
-/* The expected certificate fingerprint of <site> (what the store says it should serve); "" if unknown. */
-static void expected_fpr(local_t *l, const moat_site_t *site, const char *sni, char *out, size_t outsz)
+/* The fingerprints the server serves for <site> by the serving plan (one per key type); "" if unknown. */
+static void expected_fpr(local_t *l, const moat_site_t *site, char out[2][MOAT_STORE_FPR_LEN + 1])
 {
+    moat_plan_site_t plan;
     moat_err_t e = {0};
-    out[0] = '\0';
-    if (site->certificate != NULL) {
-        const moat_store_key_t *k = find_key(l, site->certificate, MOAT_KEY_ACTIVE);
-        if (k != NULL && k->cert != NULL)
-            moat_strlcpy(out, k->cert->fingerprint, outsz);
-    } else if (sni != NULL) {
-        moat_store_cert_list_t cl = {0};
-        if (moat_store_cert_find_host(l->st, sni, (int64_t)time(NULL), &cl, &e) == 0 && cl.n > 0)
-            moat_strlcpy(out, cl.items[0].fingerprint, outsz);
-        moat_store_cert_list_dispose(&cl);
-    }
+    out[0][0] = out[1][0] = '\0';
+    if (moat_plan_site(l->st, site, (int64_t)time(NULL), &plan, &e) == 0)
+        for (int slot = 0; slot < 2; slot++)
+            if (plan.certs[slot] != NULL)
+                moat_strlcpy(out[slot], plan.certs[slot]->fingerprint, sizeof(out[slot]));
+    moat_err_clear(&e);
+    moat_plan_site_dispose(&plan);
 }
 
 static void check_listener_addr(local_t *l, const moat_listener_t *ln, int family)
@@ -899,7 +911,7 @@ static void check_listener_addr(local_t *l, const moat_listener_t *ln, int famil
 
     for (size_t s = 0; s < ln->nsites; s++) {
         const moat_site_t *site = ln->sites[s];
-        char snibuf[300], want[MOAT_STORE_FPR_LEN + 1];
+        char snibuf[300], want[2][MOAT_STORE_FPR_LEN + 1];
         const char *sni = site_sni(site, snibuf, sizeof(snibuf));
         moat__doctor_fetch_t fe;
         (void)moat__doctor_fetch((struct sockaddr *)&ss, len, sni, l->o->timeout_ms, &fe);
@@ -962,7 +974,7 @@ static void check_listener_addr(local_t *l, const moat_listener_t *ln, int famil
             break;
         }
         /* Connected: is it serving what the store says? */
-        expected_fpr(l, site, sni, want, sizeof(want));
+        expected_fpr(l, site, want);
         if (fe.chain != NULL && sk_X509_num(fe.chain) > 0) {
             unsigned char md[EVP_MAX_MD_SIZE];
             unsigned mdlen = 0;
@@ -973,7 +985,7 @@ static void check_listener_addr(local_t *l, const moat_listener_t *ln, int famil
             moat__doctor_short_name(leaf, name, sizeof(name));
             moat_doctor_fact(l->r, subject, "serves", "%s for %s: %s, %s, %s", addr, sni ? sni : "(no SNI)",
                              name, fe.version, fe.cipher);
-            if (want[0] && strcmp(want, got) != 0) {
+            if ((want[0][0] || want[1][0]) && strcmp(want[0], got) != 0 && strcmp(want[1], got) != 0) {
                 f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "listener-wrong-cert", subject,
                                     "%s serves %s for %s, not the certificate the store holds for site %s",
                                     addr, name, sni ? sni : "(no SNI)", site->name);

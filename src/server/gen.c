@@ -1,6 +1,8 @@
 /* Generations: what a reload builds off the hot path and swaps in. */
 #include "server/conn.h"
 
+#include "plan/plan.h"
+
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -186,38 +188,6 @@ void moat__gen_unref(moat__gen_t *gen)
     moat_free(&gen);
 }
 
-/* How well a certificate's SANs cover a site's hosts: every host covered beats some, exact beats
- * wildcard. The SAN text is "DNS:a,DNS:*.b,IP:192.0.2.1" (store/pki format). */
-static void san_score(const char *sans, const moat_strlist_t *hosts, int *covered, int *exact)
-{
-    *covered = *exact = 0;
-    for (size_t h = 0; h < hosts->n; h++) {
-        const char *host = hosts->v[h];
-        const char *dot = strchr(host, '.');
-        int is_exact = 0, is_wild = 0;
-        const char *p = sans;
-        while (p != NULL && *p != '\0') {
-            const char *end = strchr(p, ',');
-            size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-            const char *colon = memchr(p, ':', n);
-            if (colon != NULL) {
-                const char *v = colon + 1;
-                size_t vn = n - (size_t)(v - p);
-                while (vn > 0 && *v == ' ')
-                    v++, vn--;
-                if (vn == strlen(host) && strncasecmp(v, host, vn) == 0)
-                    is_exact = 1;
-                else if (host[0] != '*' && dot != NULL && vn > 2 && v[0] == '*' && v[1] == '.' &&
-                         vn - 1 == strlen(dot) && strncasecmp(v + 1, dot, vn - 1) == 0)
-                    is_wild = 1;
-            }
-            p = end != NULL ? end + 1 : NULL;
-        }
-        *covered += is_exact || is_wild;
-        *exact += is_exact;
-    }
-}
-
 static int copy_blob(unsigned char **dst, size_t *dlen, const uint8_t *src, size_t len)
 {
     *dst = moat_malloc(len ? len : 1);
@@ -258,119 +228,20 @@ static int load_cert(moat_store_t *st, const moat_store_cert_t *c, moat__site_ce
     return 0;
 }
 
-/* 1 for RSA keys (slot 1), 0 otherwise; -1 when the certificate must not serve (not a TLS server
- * certificate, or a CA). */
-static int cert_slot(const moat_store_cert_t *c)
+/* What the serving plan chose for <site>, loaded with its chains and decrypted keys. */
+static int load_site_certs(moat_store_t *st, const moat_site_t *site, moat__gen_site_t *gs, moat_err_t *err)
 {
-    const unsigned char *p = c->der.data;
-    X509 *x = d2i_X509(NULL, &p, (long)c->der.len);
-    int slot = -1;
-    if (x == NULL)
-        return -1;
-    /* serverAuth (or no EKU) and not a CA: X509_check_purpose applies the EKU/KU rules. */
-    if (X509_check_purpose(x, X509_PURPOSE_SSL_SERVER, 0) == 1 && X509_check_ca(x) == 0) {
-        EVP_PKEY *pk = X509_get0_pubkey(x);
-        slot = pk != NULL && EVP_PKEY_is_a(pk, "RSA") ? 1 : 0;
-    }
-    X509_free(x);
-    return slot;
-}
-
-static int pick_auto(moat_store_t *st, const moat_site_t *site, moat__gen_site_t *gs, moat_err_t *err)
-{
-    moat_store_cert_list_t lists[64];
-    size_t nlists = 0;
-    const moat_store_cert_t *best[2] = {NULL, NULL};
-    int best_cov[2] = {0, 0}, best_exact[2] = {0, 0};
-    int64_t now = (int64_t)time(NULL);
-    int rc = 0;
-
-    for (size_t h = 0; h < site->hosts.n && nlists < MOAT_ARRAY_LEN(lists); h++) {
-        memset(&lists[nlists], 0, sizeof(lists[nlists]));
-        if ((rc = moat_store_cert_find_host(st, site->hosts.v[h], now, &lists[nlists], err)) != 0)
-            goto out;
-        nlists++;
-    }
-    for (size_t l = 0; l < nlists; l++) {
-        for (size_t i = 0; i < lists[l].n; i++) {
-            const moat_store_cert_t *c = &lists[l].items[i];
-            int slot = cert_slot(c), cov, exact;
-            if (slot < 0 || c->not_before > now || c->not_after <= now)
-                continue;
-            san_score(c->sans, &site->hosts, &cov, &exact);
-            if (best[slot] == NULL || cov > best_cov[slot] ||
-                (cov == best_cov[slot] && exact > best_exact[slot]) ||
-                (cov == best_cov[slot] && exact == best_exact[slot] &&
-                 (c->not_after > best[slot]->not_after ||
-                  (c->not_after == best[slot]->not_after && c->installed > best[slot]->installed)))) {
-                best[slot] = c;
-                best_cov[slot] = cov;
-                best_exact[slot] = exact;
-            }
-        }
-    }
-    if (best[0] == NULL && best[1] == NULL) {
-        rc = moat_err_set(err, MOAT_E_NOTFOUND,
-                          "site \"%s\": no valid server certificate in the store matches its hosts",
-                          site->name);
-        moat_err_hint(err,
-                      "issue one with: moat ca issue NAME --cn %s (or name a key with certificate: NAME)",
-                      site->name);
-        goto out;
-    }
-    for (int slot = 0; slot < 2; slot++) {
-        if (best[slot] == NULL)
+    moat_plan_site_t plan;
+    int rc = moat_plan_site(st, site, (int64_t)time(NULL), &plan, err);
+    for (int slot = 0; rc == 0 && slot < 2; slot++) {
+        if (plan.certs[slot] == NULL)
             continue;
-        if ((rc = load_cert(st, best[slot], &gs->certs[gs->ncerts], err)) != 0) {
+        if ((rc = load_cert(st, plan.certs[slot], &gs->certs[gs->ncerts], err)) != 0)
             moat_err_prefix(err, "site \"%s\"", site->name);
-            goto out;
-        }
-        gs->ncerts++;
-    }
-out:
-    for (size_t l = 0; l < nlists; l++)
-        moat_store_cert_list_dispose(&lists[l]);
-    return rc;
-}
-
-static int pick_named(moat_store_t *st, const moat_site_t *site, moat__gen_site_t *gs, moat_err_t *err)
-{
-    moat_store_key_t key;
-    int64_t now = (int64_t)time(NULL);
-    int rc;
-
-    memset(&key, 0, sizeof(key));
-    if ((rc = moat_store_key_get(st, site->certificate, MOAT_KEY_WANT_ACTIVE, &key, err)) != 0) {
-        moat_err_prefix(err, "site \"%s\": certificate \"%s\"", site->name, site->certificate);
-        if (rc == MOAT_E_NOTFOUND)
-            moat_err_hint(err,
-                          "install a certificate for key \"%s\" (moat cert install %s CERT.pem) or use "
-                          "certificate: auto",
-                          site->certificate, site->certificate);
-        return rc;
-    }
-    if (key.cert == NULL) {
-        rc = moat_err_set(err, MOAT_E_STATE, "site \"%s\": key \"%s\" has no certificate", site->name,
-                          site->certificate);
-        moat_err_hint(err, "install one with: moat cert install %s CERT.pem", site->certificate);
-    } else if (key.cert->not_after <= now || key.cert->not_before > now) {
-        rc = moat_err_set(err, MOAT_E_STATE, "site \"%s\": the certificate of key \"%s\" is %s", site->name,
-                          site->certificate, key.cert->not_after <= now ? "expired" : "not yet valid");
-        moat_err_hint(err, "renew it: moat key renew %s, then moat cert install", site->certificate);
-    } else if (cert_slot(key.cert) < 0) {
-        rc = moat_err_set(err, MOAT_E_STATE,
-                          "site \"%s\": the certificate of key \"%s\" is not a TLS server "
-                          "certificate",
-                          site->name, site->certificate);
-        moat_err_hint(err, "issue a server certificate for it (profile server)");
-    } else {
-        rc = load_cert(st, key.cert, &gs->certs[0], err);
-        if (rc == 0)
-            gs->ncerts = 1;
         else
-            moat_err_prefix(err, "site \"%s\"", site->name);
+            gs->ncerts++;
     }
-    moat_store_key_dispose(&key);
+    moat_plan_site_dispose(&plan);
     return rc;
 }
 
@@ -417,7 +288,7 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, m
             }
             gs->has_root = 1;
         }
-        rc = site->certificate != NULL ? pick_named(st, site, gs, err) : pick_auto(st, site, gs, err);
+        rc = load_site_certs(st, site, gs, err);
         if (rc != 0 && site->acme && (rc == MOAT_E_NOTFOUND || rc == MOAT_E_STATE)) {
             /* certificate: acme before its first issuance (or after its certificate ran out): the site
              * loads without one, so the others serve and the ACME client can answer its challenges;

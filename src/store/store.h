@@ -291,7 +291,7 @@ int moat_store_cert_rollback(moat_store_t *st, const char *name, moat_store_cert
 /*
  * Current certificates of active keys whose SANs match host name <host> (exact, case-insensitive, or a
  * "*.example.com" wildcard covering exactly one label; an IP literal matches IP SANs), valid at <now>,
- * newest not_after first ("certificate: auto" takes the first).
+ * newest not_after first (certificate: auto chooses among them by the serving plan, plan/plan.h).
  */
 int moat_store_cert_find_host(moat_store_t *st, const char *host, int64_t now, moat_store_cert_list_t *out,
                               moat_err_t *err) MOAT_MUST_CHECK;

@@ -256,3 +256,25 @@ def test_serial_typed_any_way_and_one_key_name_rule(moat):
         "sites:\n  - hosts: [localhost]\n    listen: [\"127.0.0.1:1\"]\n    certificate: \"a:b\"\n")
     r = m.fails("serve", "-c", m.dir / "bad.yaml", "--check")
     assert "sites[0].certificate" in r.stderr and "not a name" in r.stderr, r.stderr
+
+
+# 6. doctor predicts what the server serves with the server's own rule (the serving plan).
+def test_doctor_agrees_with_the_server_on_ecdsa_and_rsa(moat):
+    import json
+    from conftest import free_port
+    m = moat
+    m.ok("ca", "init", "--cn", "Root")
+    # The RSA certificate lives longer: a first-match rule expects it, while the server serves both
+    # (the ECDSA one to clients that support it).
+    m.ok("ca", "issue", "rsa", "--cn", "localhost", "--alg", "rsa-2048", "--days", "60")
+    m.ok("ca", "issue", "ec", "--cn", "localhost", "--days", "30")
+    port = free_port()
+    (m.dir / "moat.yaml").write_text(
+        f"sites:\n  - hosts: [localhost]\n    listen: [\"127.0.0.1:{port}\"]\n    certificate: auto\n")
+    m.serve((m.dir / "moat.yaml").read_text(), wait=[port])
+    r = m.run("doctor", "--json", "--timeout", "2", "-c", m.dir / "moat.yaml")
+    rep = json.loads(r.stdout)
+    found = {f["id"] for f in rep["findings"]}
+    assert "listener-wrong-cert" not in found, rep["findings"]
+    autos = [f["value"] for s in rep["subjects"] for f in s["facts"] if f["key"] == "auto"]
+    assert "ECDSA -> key ec" in autos and "RSA -> key rsa" in autos, autos
