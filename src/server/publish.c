@@ -346,10 +346,18 @@ int moat__publish(moat__request_t *r, const moat_site_t *site, const char *path)
     resp->last_modified = f->last_modified;
     /* Revalidate every time: the CRL changes on each revocation, and the ETag makes it cheap. */
     (void)moat_http_resp_add_header(resp, "Cache-Control", "no-cache"); /* fixed, fits */
-    if (moat_http_not_modified(req, f->etag, f->last_modified)) {
+    /* RFC 9110 §13.2.2 like every static file: If-Match / If-Unmodified-Since first, then 304. */
+    switch (moat_http_preconditions(req, f->etag, f->last_modified)) {
+    case 412:
+        moat_http_resp_init(resp, req, 412);
+        moat_http_resp_error(resp, 412);
+        return 1;
+    case 304:
         resp->status = 304;
         resp->no_content_length = 1;
         return 1;
+    default:
+        break;
     }
     resp->content_type = pub_paths[i].type;
     resp->body = (const char *)f->body;

@@ -89,6 +89,14 @@ def test_every_path_over_https_and_http(ca):
             st, _, body = ca.fetch(BASE + name, secure=secure,
                                    headers=[("If-Modified-Since", hd["last-modified"])])
             assert st == 304 and body == b""
+            # If-Match (RFC 9110 §13.1.1): a CRL fetched only if it is still the one the client holds
+            st, _, body = ca.fetch(BASE + name, secure=secure, headers=[("If-Match", '"stale"')])
+            assert st == 412 and body != want, (name, secure, st)
+            st, _, body = ca.fetch(BASE + name, secure=secure, headers=[("If-Match", hd["etag"])])
+            assert st == 200 and body == want
+            st, _, _ = ca.fetch(BASE + name, secure=secure,
+                                headers=[("If-Unmodified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")])
+            assert st == 412
     # The DER files are what openssl reads; the root is self-signed, the intermediate chains to it.
     (ca.m.dir / "got.der").write_bytes(ca.fetch(BASE + "ca.der")[2])
     text = openssl("x509", "-inform", "DER", "-in", ca.m.dir / "got.der", "-noout", "-subject").stdout
