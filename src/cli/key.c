@@ -949,34 +949,17 @@ out:
 int moat__km_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *out, const char *pwfile,
                         int legacy, const char *action, moat_err_t *err)
 {
-    EVP_PKEY *pkey = NULL;
-    X509 *cert = NULL;
-    STACK_OF(X509) *chain = NULL;
     unsigned char *p12 = NULL;
     size_t p12_len = 0;
     char pw[1024];
     int rc;
 
-    if (!k->exportable) {
-        moat_err_set(err, MOAT_E_PERM, "key \"%s\" is not exportable: it was %s without --exportable",
-                     k->name, k->csr.len > 0 || k->cert == NULL ? "created" : "created or imported");
-        return moat_err_hint(
-            err,
-            "if you have its original .pfx or key file: moat key import %s FILE --exportable "
-            "--replace; otherwise make a new exportable key (moat key renew %s --exportable)",
-            k->name, k->name);
-    }
-    if (k->cert == NULL) {
-        moat_err_set(err, MOAT_E_STATE, "key \"%s\" has no certificate yet, and PKCS#12 needs one", k->name);
-        return moat_err_hint(err, "install its certificate first: moat cert install %s CERT.pem", k->name);
-    }
+    if (!k->exportable || k->cert == NULL) /* refused before a password is asked for */
+        return moat_keymgr_export_p12(st, k, "", legacy, &p12, &p12_len, err);
     if ((rc = moat__km_password(pwfile, "Export password: ", 1, 0, pw, sizeof(pw), err)) != 0)
         return rc;
-    if ((rc = moat_keymgr_cert_load(k->cert, &cert, &chain, err)) != 0 ||
-        (rc = moat_keymgr_private_key(st, k->id, &pkey, err)) != 0 ||
-        (rc = moat_pki_pkcs12_export(pkey, cert, chain, k->name, pw, legacy, &p12, &p12_len, err)) != 0)
-        goto out;
-    if ((rc = moat_store_begin(st, err)) != 0)
+    if ((rc = moat_keymgr_export_p12(st, k, pw, legacy, &p12, &p12_len, err)) != 0 ||
+        (rc = moat_store_begin(st, err)) != 0)
         goto out;
     if ((rc = moat__km_audit(st, action, k->name, err, "to %s, PKCS#12 %s", out,
                              legacy ? "legacy (PBE-SHA1-3DES)" : "AES-256-CBC/PBKDF2")) != 0) {
@@ -987,9 +970,6 @@ int moat__km_export_p12(moat_store_t *st, const moat_store_key_t *k, const char 
 out:
     OPENSSL_cleanse(pw, sizeof(pw));
     moat_free_secret(&p12, p12_len);
-    EVP_PKEY_free(pkey);
-    X509_free(cert);
-    sk_X509_pop_free(chain, X509_free);
     return rc;
 }
 

@@ -481,3 +481,35 @@ out:
     moat_store_key_dispose(&k);
     return rc;
 }
+
+int moat_keymgr_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *password, bool legacy,
+                           unsigned char **p12, size_t *p12_len, moat_err_t *err)
+{
+    EVP_PKEY *pkey = NULL;
+    X509 *cert = NULL;
+    STACK_OF(X509) *chain = NULL;
+    int rc;
+
+    *p12 = NULL;
+    *p12_len = 0;
+    if (!k->exportable) {
+        moat_err_set(err, MOAT_E_PERM, "key \"%s\" is not exportable: it was %s without --exportable",
+                     k->name, k->csr.len > 0 || k->cert == NULL ? "created" : "created or imported");
+        return moat_err_hint(
+            err,
+            "if you have its original .pfx or key file: moat key import %s FILE --exportable "
+            "--replace; otherwise make a new exportable key (moat key renew %s --exportable)",
+            k->name, k->name);
+    }
+    if (k->cert == NULL) {
+        moat_err_set(err, MOAT_E_STATE, "key \"%s\" has no certificate yet, and PKCS#12 needs one", k->name);
+        return moat_err_hint(err, "install its certificate first: moat cert install %s CERT.pem", k->name);
+    }
+    if ((rc = moat_keymgr_cert_load(k->cert, &cert, &chain, err)) == 0 &&
+        (rc = moat_keymgr_private_key(st, k->id, &pkey, err)) == 0)
+        rc = moat_pki_pkcs12_export(pkey, cert, chain, k->name, password, legacy, p12, p12_len, err);
+    EVP_PKEY_free(pkey);
+    X509_free(cert);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}

@@ -128,4 +128,14 @@ void moat_keymgr_install_res_dispose(moat_keymgr_install_res_t *res);
 int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
                         moat_keymgr_install_res_t *res, moat_err_t *err) MOAT_MUST_CHECK;
 
+/*
+ * The export policy and the bundle, for every front end that hands out a key (key export, ca
+ * export-client): key <k> leaves the store only when it was made or imported exportable (MOAT_E_PERM
+ * saying how to get an exportable one) and has a certificate (MOAT_E_STATE). Then *p12 (freed by the caller
+ * with moat_free_secret) is its PKCS#12 with the certificate and chain under <password> (AES-256-CBC and
+ * PBKDF2, or PBE-SHA1-3DES with <legacy>). Nothing is written or audited here.
+ */
+int moat_keymgr_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *password, bool legacy,
+                           unsigned char **p12, size_t *p12_len, moat_err_t *err) MOAT_MUST_CHECK;
+
 #endif
