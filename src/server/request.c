@@ -108,6 +108,7 @@ void moat__request_begin(moat__request_t *r, moat__conn_t *c, const moat__writer
     r->ccert_denied = 0;
     r->crl_waited = 0;
     r->ccert = NULL;
+    r->access = NULL;
     r->status = 0;
     r->file_left = r->file_off = r->body_sent = 0;
     r->post_len = r->post_cap = 0;
@@ -316,6 +317,7 @@ static void handle(moat__request_t *r, int status, char *path, size_t pathsz)
     const moat_static_conf_t *sc = moat_site_static_for_path(site, path, &loc_path);
     int acc = moat_http_access_check(sc, (const struct sockaddr *)&c->peer, req, &refused);
     if (acc != 0) {
+        r->access = refused; /* the access log says why, like the page and X-Moat-Access */
         moat_http_access_refuse(resp, req, sc, acc, refused);
         respond(r);
         return;
@@ -460,12 +462,14 @@ static void access_log_line(moat__request_t *r)
     us = (long long)(now.tv_sec - r->t0.tv_sec) * 1000000 + (now.tv_nsec - r->t0.tv_nsec) / 1000;
     if (w->alog_len + 2048 > ACCESS_LOG_BUF)
         moat__access_flush(w);
-    /* time client sni tls-version cipher protocol "method target" status body-bytes duration client-cert */
+    /* time client sni tls-version cipher protocol "method target" status body-bytes duration client-cert
+     * [subject=...] [access=REASON] */
     n = snprintf(w->alog + w->alog_len, ACCESS_LOG_BUF - w->alog_len,
-                 "%s %s %s %s %s %s \"%s %s\" %d%s %llu %lld.%03lldms ccert=%s%s%s\n", cached_time, peer,
+                 "%s %s %s %s %s %s \"%s %s\" %d%s %llu %lld.%03lldms ccert=%s%s%s%s%s\n", cached_time, peer,
                  sni != NULL ? sni : "-", ver ? ver : "-", cipher ? cipher : "-", r->out->proto, method,
                  target, r->status, r->ccert_denied ? ".7" : "", (unsigned long long)r->body_sent, us / 1000,
-                 us % 1000, r->ccert != NULL ? r->ccert : "-", subject[0] ? " subject=" : "", subject);
+                 us % 1000, r->ccert != NULL ? r->ccert : "-", subject[0] ? " subject=" : "", subject,
+                 r->access != NULL ? " access=" : "", r->access != NULL ? r->access : "");
     if (n > 0 && (size_t)n < ACCESS_LOG_BUF - w->alog_len) {
         w->alog_len += (size_t)n;
         if (r->px != NULL && w->alog[w->alog_len - 1] == '\n') {

@@ -70,6 +70,7 @@ struct moat__request {
     size_t post_len, post_cap;
     moat__acme_call_t *acme;      /* with the ACME service (acme_route.c), or NULL */
     const char *ccert;            /* client-certificate verdict of this request ("ok" or a reason), or NULL */
+    const char *access;           /* why an access rule refused it (401/403, a fixed token), or NULL */
     unsigned resp_active : 1,     /* resp is set up (an fd to close) */
         head_ok : 1,              /* the head parsed: method and target are known (access log) */
         ccert_denied : 1,         /* refused for its client certificate: logged as 403.7 */

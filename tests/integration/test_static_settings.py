@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from serve_helpers import CA, config, free_port, site
+from serve_helpers import CA, config, free_port, site, wait_for
 
 SITE_SETTINGS = """
 headers: ["Content-Security-Policy: default-src 'self'", "Access-Control-Allow-Origin: *"]
@@ -274,6 +274,10 @@ def test_address_deny_wins(moat, ca, www):
                                   extra="allow: [127.0.0.0/8]\ndeny: [127.0.0.1]\n")]), wait=[port])
     st, hd, _ = curl(port, "/hello.txt")
     assert st == 403 and hd["x-moat-access"] == "address-denied"
+    # the access log says why too
+    log = moat.dir / "access.log"
+    assert wait_for(lambda: log.exists() and " 403 " in log.read_text(), timeout=5)
+    assert [ln for ln in log.read_text().splitlines() if " 403 " in ln][-1].endswith(" access=address-denied")
 
 
 def test_basic_auth(server, h2):
