@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "plan/plan.h"
+#include "server/server.h"
 #include "store/store.h"
 
 #include <arpa/inet.h>
@@ -671,6 +672,33 @@ static int check_acme(local_t *l, const char *subject, size_t index)
     return 1;
 }
 
+static void upstream_finding(void *arg, int ok, const char *upstream, const char *server, const char *what)
+{
+    local_t *l = arg;
+    char subject[192];
+    moat_doctor_finding_t *f;
+    snprintf(subject, sizeof(subject), "upstream %s", upstream);
+    if (ok) {
+        moat_doctor_fact(l->r, subject, server, "answers");
+        return;
+    }
+    if (strncmp(what, "is moat's own", 13) == 0) {
+        f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "upstream-loop", subject, "server %s %s", server, what);
+        moat_doctor_fix(f, "point servers: at the application's own address and port");
+        return;
+    }
+    f = moat_doctor_add(l->r, MOAT_DOCTOR_WARNING, "upstream-down", subject, "server %s: %s", server, what);
+    moat_doctor_why(f,
+                    "requests for the locations that proxy to it get 502 (or 503 once every server failed)");
+    moat_doctor_fix(f, "start the application, or correct servers: in the config");
+}
+
+/* The reverse proxy's upstreams: each server answers, and none is moat itself. */
+static void check_upstreams(local_t *l)
+{
+    moat_server_check_upstreams(l->cfg, upstream_finding, l);
+}
+
 static void check_sites(local_t *l)
 {
     for (size_t s = 0; s < l->cfg->nsites; s++) {
@@ -1296,6 +1324,7 @@ int moat_doctor_local(const char *config_path, const char *store_path, const moa
     if (l.cfg != NULL) {
         check_sites(&l);
         check_listeners(&l);
+        check_upstreams(&l);
     } else if (config_path == NULL) {
         f = moat_doctor_add(r, MOAT_DOCTOR_INFO, "no-config", "config",
                             "no config given: sites, listeners and key bindings were not checked");

@@ -42,7 +42,7 @@ static const char *probe(const moat_upstream_addr_t *a, int ms)
     return why;
 }
 
-void moat__proxy_check(const moat_config_t *cfg)
+void moat_server_check_upstreams(const moat_config_t *cfg, moat_upstream_report_fn report, void *arg)
 {
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         const moat_upstream_t *u = &cfg->upstreams[i];
@@ -55,17 +55,34 @@ void moat__proxy_check(const moat_config_t *cfg)
                 for (size_t l = 0; l < site->nlisten + site->nhttp_listen; l++) {
                     const moat_listen_t *ls =
                         l < site->nlisten ? &site->listen[l] : &site->http_listen[l - site->nlisten];
-                    if (moat_listen_matches(ls, (const struct sockaddr *)&a->ss))
-                        printf("warning: upstream %s: server %s is moat's own listener %s (site %s): its "
-                               "requests would come back to moat\n",
-                               u->name, a->text, ls->text, site->name);
+                    char what[256];
+                    if (!moat_listen_matches(ls, (const struct sockaddr *)&a->ss))
+                        continue;
+                    snprintf(what, sizeof(what),
+                             "is moat's own listener %s (site %s): its requests would come back to moat",
+                             ls->text, site->name);
+                    report(arg, 0, u->name, a->text, what);
                 }
             }
-            if ((why = probe(a, ms)) == NULL)
-                printf("upstream %s: server %s answers\n", u->name, a->text);
-            else
-                printf("warning: upstream %s: server %s: %s (requests get 502/503 until it answers)\n",
-                       u->name, a->text, why);
+            why = probe(a, ms);
+            report(arg, why == NULL, u->name, a->text, why);
         }
     }
+}
+
+static void print_result(void *arg, int ok, const char *upstream, const char *server, const char *what)
+{
+    (void)arg;
+    if (ok)
+        printf("upstream %s: server %s answers\n", upstream, server);
+    else if (strncmp(what, "is moat's own", 13) == 0)
+        printf("warning: upstream %s: server %s %s\n", upstream, server, what);
+    else
+        printf("warning: upstream %s: server %s: %s (requests get 502/503 until it answers)\n", upstream,
+               server, what);
+}
+
+void moat__proxy_check(const moat_config_t *cfg)
+{
+    moat_server_check_upstreams(cfg, print_result, NULL);
 }

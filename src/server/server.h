@@ -35,4 +35,15 @@ int moat_server_signal_reload(const char *store_path, long *pid_out, moat_err_t 
 /* The pid file of the server on <store_path>: "<store_path>.pid". */
 int moat_server_pid_path(const char *store_path, char *out, size_t outsz, moat_err_t *err) MOAT_MUST_CHECK;
 
+/*
+ * The reverse proxy's upstreams of <cfg>, checked from outside the server (serve --check, doctor): each
+ * server is connected to once (within its connect_s, at most 3 s). <report> gets each result: <ok> 1 and
+ * <what> NULL when the server answers; <ok> 0 with the reason when it does not, or when the server is one
+ * of moat's own listeners (its requests would come back to moat).
+ */
+struct moat_config;
+typedef void (*moat_upstream_report_fn)(void *arg, int ok, const char *upstream, const char *server,
+                                        const char *what);
+void moat_server_check_upstreams(const struct moat_config *cfg, moat_upstream_report_fn report, void *arg);
+
 #endif

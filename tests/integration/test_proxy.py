@@ -364,12 +364,18 @@ def test_websocket_both_ways(moat, ca):
         t.join(5)
 
 
-def test_serve_check_connects_to_the_upstreams(moat, app, ca):
+def live_dead_and_self(moat, app):
+    """A config whose upstream has a live server, a dead one and moat's own listener."""
     port, dead = free_port(), free_port()
     ups = (f"upstreams:\n  app:\n    servers: ['127.0.0.1:{app.port}', '127.0.0.1:{dead}', '127.0.0.1:{port}']\n")
     loc = "locations:\n  - path: /\n    proxy: app\n"
     cfg = moat.dir / "moat.yaml"
     cfg.write_text(config(moat, [site(["localhost"], port, extra=loc)], extra=ups))
+    return cfg, port, dead
+
+
+def test_serve_check_connects_to_the_upstreams(moat, app, ca):
+    cfg, port, dead = live_dead_and_self(moat, app)
     out = moat.ok("serve", "--check", "-c", cfg).stdout
     assert f"upstream app: server 127.0.0.1:{app.port} answers" in out
     assert f"warning: upstream app: server 127.0.0.1:{dead}: Connection refused" in out
@@ -437,3 +443,15 @@ def test_response_timeout_longer_than_the_idle_timeout(moat, app, ca):
     for h2 in (False, True):
         st, _, body, err = curl(port, "/slow?s=2.5", http2=h2, cafile=ca)
         assert st == 200, err
+
+
+def test_doctor_checks_the_upstreams(moat, app, ca):
+    cfg, port, dead = live_dead_and_self(moat, app)
+    r = moat.run("doctor", "-c", cfg)
+    out = r.stdout + r.stderr
+    assert "upstream-down" in out and f"127.0.0.1:{dead}" in out, out
+    assert "upstream-loop" in out and "its requests would come back to moat" in out, out
+    j = json.loads(moat.run("doctor", "-c", cfg, "--json").stdout)
+    ids = json.dumps(j)
+    assert "upstream-down" in ids and "upstream-loop" in ids
+    assert f"127.0.0.1:{app.port}" in ids  # the one that answers, as a fact
