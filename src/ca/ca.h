@@ -83,14 +83,23 @@ typedef struct moat_ca_issue_req {
 int moat_ca_issue(moat_store_t *st, const moat_ca_t *ca, X509_REQ *csr, const moat_ca_issue_req_t *req,
                   X509 **out, moat_err_t *err) MOAT_MUST_CHECK;
 
-/* How long a CRL is valid (nextUpdate - thisUpdate). */
+/* How long a CRL is valid (nextUpdate - thisUpdate) unless the CA's setting "ca.crl.days" says otherwise
+ * (moat ca crl --days N, MOAT_CA_CRL_DAYS_MIN to MOAT_CA_CRL_DAYS_MAX). An offline root's CRL wants a long
+ * one: it is re-signed only when the root key comes back. */
 #define MOAT_CA_CRL_DAYS 7
+#define MOAT_CA_CRL_DAYS_MIN 1
+#define MOAT_CA_CRL_DAYS_MAX 366
+
+/* The CRL lifetime of this store's CA in days (MOAT_CA_CRL_DAYS when unset). */
+int moat_ca_crl_days(moat_store_t *st, long *days, moat_err_t *err) MOAT_MUST_CHECK;
+/* Sets it (MOAT_E_INVAL outside the range, saying it); CRLs signed from then on use it. */
+int moat_ca_crl_days_set(moat_store_t *st, long days, moat_err_t *err) MOAT_MUST_CHECK;
 /* Largest CRL PEM read back from the store. */
 #define MOAT_CA_CRL_PEM_MAX (4L * 1024 * 1024)
 
 /*
  * Re-signs the CRL of the CA <role> (all its revoked issued certificates, the next CRL number, valid for
- * MOAT_CA_CRL_DAYS) with <ca_cert>/<ca_key> and stores it as PEM in setting "ca.crl.<role>"
+ * moat_ca_crl_days()) with <ca_cert>/<ca_key> and stores it as PEM in setting "ca.crl.<role>"
  * ("ca.crl.root", "ca.crl.intermediate"), inside the caller's transaction.
  */
 int moat_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
@@ -101,8 +110,8 @@ int moat_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EV
 int moat_ca_crl_stored(moat_store_t *st, moat_ca_role_t role, char *pem, size_t pemsz, X509_CRL **crl,
                        moat_err_t *err) MOAT_MUST_CHECK;
 
-/* True when <crl> (NULL: none) is due for re-signing at <now>: no nextUpdate, or half of its
- * MOAT_CA_CRL_DAYS passed, so that relying parties never see it expire. */
+/* True when <crl> (NULL: none) is due for re-signing at <now>: no nextUpdate, or half of its own lifetime
+ * (nextUpdate - thisUpdate) passed, so that relying parties never see it expire. */
 bool moat_ca_crl_due(const X509_CRL *crl, time_t now);
 
 /* ---- moat's root in this machine's trust stores (moat trust install-local) ---- */

@@ -16,9 +16,11 @@ int moat_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EV
     char *pem = NULL, key[64];
     size_t pem_len = 0;
     time_t now = time(NULL);
+    long days = MOAT_CA_CRL_DAYS;
     int rc;
 
-    if ((rc = moat_store_issued_list(st, MOAT_ISSUED_REVOKED_ONLY, 0, &il, err)) != 0)
+    if ((rc = moat_ca_crl_days(st, &days, err)) != 0 ||
+        (rc = moat_store_issued_list(st, MOAT_ISSUED_REVOKED_ONLY, 0, &il, err)) != 0)
         return rc;
     if (il.n > 0 && (entries = moat_calloc(il.n, sizeof(*entries))) == NULL) {
         rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory");
@@ -33,7 +35,7 @@ int moat_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EV
         n++;
     }
     if ((rc = moat_store_ca_next_crl_number(st, role, &number, err)) != 0 ||
-        (rc = moat_pki_crl_new(ca_cert, ca_key, (long)number, now, now + MOAT_CA_CRL_DAYS * 86400, entries, n,
+        (rc = moat_pki_crl_new(ca_cert, ca_key, (long)number, now, now + (time_t)days * 86400, entries, n,
                                &crl, err)) != 0 ||
         (rc = moat_pki_crl_to_pem(crl, &pem, &pem_len, err)) != 0)
         goto out;
@@ -77,9 +79,35 @@ int moat_ca_crl_stored(moat_store_t *st, moat_ca_role_t role, char *pem, size_t 
 bool moat_ca_crl_due(const X509_CRL *crl, time_t now)
 {
     const ASN1_TIME *next = crl ? X509_CRL_get0_nextUpdate(crl) : NULL;
-    time_t t;
+    const ASN1_TIME *last = crl ? X509_CRL_get0_lastUpdate(crl) : NULL;
+    time_t t, from;
     moat_err_t e = {0};
-    if (next == NULL || moat_pki_asn1_time_to_time(next, &t, &e) != 0)
+    if (next == NULL || last == NULL || moat_pki_asn1_time_to_time(next, &t, &e) != 0 ||
+        moat_pki_asn1_time_to_time(last, &from, &e) != 0 || t <= from)
         return true;
-    return now > t - (time_t)MOAT_CA_CRL_DAYS * 86400 / 2;
+    return now > t - (t - from) / 2;
+}
+
+int moat_ca_crl_days(moat_store_t *st, long *days, moat_err_t *err)
+{
+    char v[32];
+    int rc = moat_store_setting_get(st, "ca.crl.days", v, sizeof(v), err);
+    *days = MOAT_CA_CRL_DAYS;
+    if (rc == MOAT_E_NOTFOUND) {
+        moat_err_clear(err);
+        return 0;
+    }
+    if (rc == 0 && moat_parse_long(v, MOAT_CA_CRL_DAYS_MIN, MOAT_CA_CRL_DAYS_MAX, days) != 0)
+        *days = MOAT_CA_CRL_DAYS; /* only moat_ca_crl_days_set() writes it */
+    return rc;
+}
+
+int moat_ca_crl_days_set(moat_store_t *st, long days, moat_err_t *err)
+{
+    char v[32];
+    if (days < MOAT_CA_CRL_DAYS_MIN || days > MOAT_CA_CRL_DAYS_MAX)
+        return moat_err_set(err, MOAT_E_INVAL, "a CRL lifetime is %d to %d days, not %ld",
+                            MOAT_CA_CRL_DAYS_MIN, MOAT_CA_CRL_DAYS_MAX, days);
+    snprintf(v, sizeof(v), "%ld", days);
+    return moat_store_setting_set(st, "ca.crl.days", v, err);
 }

@@ -9,8 +9,9 @@
 
 int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
 {
-    const char *out = "-";
+    const char *out = "-", *days_s = NULL;
     int der_out = 0, want_root = 0, rc, keyless = 0;
+    long days = 0;
     moat_store_t *st = NULL;
     moat_store_ca_t row = {0};
     moat_ca_t ca = {0};
@@ -23,14 +24,17 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
         {"--der", NULL, &der_out, NULL, NULL, 0},
         {"--root", NULL, &want_root, NULL, NULL, 0},
         {"--out", &out, NULL, NULL, NULL, 0},
+        {"--days", &days_s, NULL, NULL, NULL, 0},
         {0},
     };
     const moat__km_cmd_t cmd = {
-        "moat ca crl [--der] [--root] [--out FILE]",
+        "moat ca crl [--der] [--root] [--out FILE] [--days N]",
         "Prints the current certificate revocation list of the issuing CA (or of the root with\n"
-        "--root). It is re-signed on every revocation, and here when half of its week has passed.\n\n"
+        "--root). It is re-signed on every revocation, and here when half of its lifetime has passed.\n\n"
         "  --der        DER instead of PEM\n  --root       the root's CRL (it lists revoked "
-        "intermediates)\n  --out FILE   write to FILE (default: standard output)\n\n"
+        "intermediates)\n  --out FILE   write to FILE (default: standard output)\n"
+        "  --days N     how long the CA's CRLs are valid from now on (1-366, default 7), and re-sign this\n"
+        "               one with it; a root taken offline wants a long one\n\n"
         "example: moat ca crl --out ca.crl\n",
         opts,
         NULL,
@@ -39,7 +43,12 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
+    if (days_s != NULL && moat_parse_long(days_s, MOAT_CA_CRL_DAYS_MIN, MOAT_CA_CRL_DAYS_MAX, &days) != 0)
+        return moat_cli_usage(cmd.usage, "--days takes %d to %d days, not \"%s\"", MOAT_CA_CRL_DAYS_MIN,
+                              MOAT_CA_CRL_DAYS_MAX, days_s);
     if (moat__km_open(cli, 0, &st, &err) != 0) {
+        if (days_s != NULL)
+            return moat_cli_fail(cli, &err); /* setting it needs the key to re-sign */
         /* Without the master key the stored CRL can still be printed, just not re-signed. */
         if (err.code != MOAT_E_PERM || moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
             return moat_cli_fail(cli, &err);
@@ -67,7 +76,13 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
                 moat_store_ca_role_name(row.role));
         moat_err_clear(&err);
     }
-    if (moat_ca_crl_due(crl, time(NULL))) {
+    if (days_s != NULL || moat_ca_crl_due(crl, time(NULL))) {
+        if (days_s != NULL && row.key_id == 0) {
+            moat_err_set(&err, MOAT_E_STATE, "the %s CA's key is offline: its CRL cannot be re-signed",
+                         moat_store_ca_role_name(row.role));
+            moat_err_hint(&err, "bring the key back first; the CRL lifetime was not changed");
+            goto fail;
+        }
         if (keyless || row.key_id == 0) {
             if (crl == NULL) {
                 moat_err_set(&err, MOAT_E_STATE,
@@ -83,10 +98,12 @@ int moat__km_ca_crl_cmd(moat_cli_t *cli, int argc, char **argv)
             if (moat_ca_load(st, row.role, 1, &ca, &err) != 0 || moat_store_begin(st, &err) != 0)
                 goto fail;
             /* The generation bump makes a running server publish the new CRL. */
-            if (moat_ca_crl_refresh(st, row.role, ca.cert, ca.key, &err) != 0 ||
+            if ((days_s != NULL && moat_ca_crl_days_set(st, days, &err) != 0) ||
+                moat_ca_crl_refresh(st, row.role, ca.cert, ca.key, &err) != 0 ||
                 moat_store_generation_bump(st, &err) != 0 ||
-                moat__km_audit(st, "ca.crl", moat_store_ca_role_name(row.role), &err,
-                               "re-signed before expiry") != 0) {
+                moat__km_audit(st, "ca.crl", moat_store_ca_role_name(row.role), &err, "re-signed%s%s",
+                               days_s != NULL ? ", CRLs now valid for days: " : " before expiry",
+                               days_s != NULL ? days_s : "") != 0) {
                 moat_store_rollback(st);
                 goto fail;
             }

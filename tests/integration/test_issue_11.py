@@ -278,3 +278,27 @@ def test_doctor_agrees_with_the_server_on_ecdsa_and_rsa(moat):
     assert "listener-wrong-cert" not in found, rep["findings"]
     autos = [f["value"] for s in rep["subjects"] for f in s["facts"] if f["key"] == "auto"]
     assert "ECDSA -> key ec" in autos and "RSA -> key rsa" in autos, autos
+
+
+# 10. The CRL lifetime is a CA setting (it was a fixed 7 days).
+def test_crl_lifetime_is_a_ca_setting(moat):
+    import datetime
+    m = moat
+
+    def lifetime():
+        text = openssl("crl", "-noout", "-lastupdate", "-nextupdate", input=m.ok("ca", "crl").stdout).stdout
+        when = dict(line.split("=", 1) for line in text.strip().splitlines())
+        fmt = "%b %d %H:%M:%S %Y %Z"
+        return (datetime.datetime.strptime(" ".join(when["nextUpdate"].split()), fmt) -
+                datetime.datetime.strptime(" ".join(when["lastUpdate"].split()), fmt)).days
+
+    m.ok("ca", "init", "--cn", "Root", "--exportable")
+    assert lifetime() == 7
+    m.ok("ca", "crl", "--days", "90")
+    assert lifetime() == 90
+    m.ok("ca", "issue", "r", "--cn", "r.example.test")
+    m.ok("ca", "revoke", "r")
+    assert lifetime() == 90, "a revocation re-signs with the CA's lifetime"
+    assert "90" in m.ok("store", "audit").stdout
+    r = m.fails("ca", "crl", "--days", "0", code=2)
+    assert "1 to 366" in r.stderr
