@@ -151,8 +151,8 @@ static void answer_error(moat__proxy_t *px, int status, const char *reason)
     snprintf(detail, sizeof(detail), "The application server%s%s of upstream \"%s\" %s (%s).",
              px->addr != NULL ? " " : "", px->addr != NULL ? px->addr : "", px->up->name, reason_text(reason),
              reason);
-    moat_log(MOAT_LOG_INFO, NULL, "conn=%llu upstream %s%s%s: %s", r->conn->id, px->up->name,
-             px->addr != NULL ? " " : "", px->addr != NULL ? px->addr : "", reason);
+    moat__conn_log(r->conn, MOAT_LOG_INFO, "upstream %s%s%s: %s", px->up->name, px->addr != NULL ? " " : "",
+                   px->addr != NULL ? px->addr : "", reason);
     r->resp_active = 1;
     r->body_unread = !px->client_end;
     moat_http_resp_init(resp, &r->req, status);
@@ -179,8 +179,8 @@ static void upstream_failed(moat__proxy_t *px, const char *reason)
     if (px->head_sent) {
         px->error = reason;
         px->state = PX_BROKEN;
-        moat_log(MOAT_LOG_INFO, NULL, "conn=%llu upstream %s %s: %s after the response began",
-                 px->r->conn->id, px->up->name, px->addr != NULL ? px->addr : "", reason);
+        moat__conn_log(px->r->conn, MOAT_LOG_INFO, "upstream %s %s: %s after the response began",
+                       px->up->name, px->addr != NULL ? px->addr : "", reason);
         return;
     }
     answer_error(px, strstr(reason, "timeout") != NULL ? 504 : 502, reason);
@@ -296,7 +296,8 @@ static int connect_next(moat__proxy_t *px)
         a = &up->addrs[k];
         fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
-            moat_log(MOAT_LOG_ERR, NULL, "upstream %s %s: socket: %s", up->name, a->text, strerror(errno));
+            moat__conn_log(px->r->conn, MOAT_LOG_ERR, "upstream %s %s: socket: %s", up->name, a->text,
+                           strerror(errno));
             upstream_failed(px, "connect-refused");
             return -1;
         }
@@ -306,7 +307,8 @@ static int connect_next(moat__proxy_t *px)
             rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
         while (rc < 0 && errno == EINTR);
         if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN) {
-            moat_log(MOAT_LOG_INFO, NULL, "upstream %s %s: connect: %s", up->name, a->text, strerror(errno));
+            moat__conn_log(px->r->conn, MOAT_LOG_INFO, "upstream %s %s: connect: %s", up->name, a->text,
+                           strerror(errno));
             close(fd);
             mark_down(px);
             last = "connect-refused";
@@ -667,8 +669,8 @@ static int down_step(moat__proxy_t *px)
             if (rc == MOAT_E_AGAIN)
                 break;
             if (rc != 0) {
-                moat_log(MOAT_LOG_INFO, NULL, "conn=%llu upstream %s %s: %s", r->conn->id, px->up->name,
-                         px->addr, px->uh->error != NULL ? px->uh->error : "a response head too large");
+                moat__conn_log(r->conn, MOAT_LOG_INFO, "upstream %s %s: %s", px->up->name, px->addr,
+                               px->uh->error != NULL ? px->uh->error : "a response head too large");
                 upstream_failed(px, "bad-response");
                 return -1;
             }
@@ -706,8 +708,8 @@ moat__px_run_t moat__proxy_run(moat__request_t *r)
             if (getsockopt(px->uc->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
                 err = errno;
             if (err != 0) {
-                moat_log(MOAT_LOG_INFO, NULL, "upstream %s %s: connect: %s", px->up->name, px->addr,
-                         strerror(err));
+                moat__conn_log(r->conn, MOAT_LOG_INFO, "upstream %s %s: connect: %s", px->up->name, px->addr,
+                               strerror(err));
                 connect_failed(px, "connect-refused");
                 continue;
             }
