@@ -40,25 +40,11 @@ int moat__acme_ari_certid(const uint8_t *der, size_t len, char *out, size_t outs
     return rc;
 }
 
-/* RFC 3339 in UTC ("2025-01-02T04:00:00Z", fractions ignored) to epoch seconds; -1 when it is not one. */
+/* An RFC 3339 time (moat_time_parse) to epoch seconds; -1 when it is not one. */
 static long long rfc3339(const char *s)
 {
-    struct tm tm = {0};
-    int y, mo, d, h, mi, sec, used = 0;
-    if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6)
-        return -1;
-    s += used;
-    if (*s == '.')
-        s += 1 + strspn(s + 1, "0123456789");
-    if (strcmp(s, "Z") != 0 && strcmp(s, "+00:00") != 0)
-        return -1;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    return (long long)timegm(&tm);
+    int64_t t;
+    return moat_time_parse(s, 0, &t) == 0 ? (long long)t : -1;
 }
 
 int moat__acme_ari_fetch(moat__acme_client_t *c, const char *certid, long long now, moat__acme_ari_t *out,

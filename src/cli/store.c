@@ -345,28 +345,14 @@ static int cmd_info(moat_cli_t *cli, int argc, char **argv)
 /* "2026-12-01T10:00:00Z", "2026-12-01", or an age: "90m", "12h", "7d" before now. */
 static int parse_since(const char *s, time_t now, int64_t *out, moat_err_t *err)
 {
-    struct tm tm = {0};
     char unit = 0, end = 0;
     long n = 0;
-    int y, mo, d, h = 0, mi = 0, sec = 0;
     if (sscanf(s, "%ld%c%c", &n, &unit, &end) == 2 && n >= 0 && (unit == 'm' || unit == 'h' || unit == 'd')) {
         *out = (int64_t)now - (int64_t)n * (unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400);
         return 0;
     }
-    if ((sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c%c", &y, &mo, &d, &h, &mi, &sec, &unit, &end) == 7 &&
-         unit == 'Z') ||
-        (sscanf(s, "%4d-%2d-%2d%c", &y, &mo, &d, &end) == 3)) {
-        tm.tm_year = y - 1900;
-        tm.tm_mon = mo - 1;
-        tm.tm_mday = d;
-        tm.tm_hour = h;
-        tm.tm_min = mi;
-        tm.tm_sec = sec;
-        if (mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && sec <= 60) {
-            *out = (int64_t)timegm(&tm);
-            return 0;
-        }
-    }
+    if (moat_time_parse(s, MOAT_TIME_DATE, out) == 0)
+        return 0;
     moat_err_set(err, MOAT_E_USAGE, "--since \"%s\" is not a time", s);
     return moat_err_hint(err,
                          "give 2026-12-01, 2026-12-01T10:00:00Z (UTC), or an age such as 90m, 12h or 7d");

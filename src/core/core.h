@@ -92,6 +92,16 @@ char *moat_hex_lower(const unsigned char *in, size_t n, char *out);
 #define MOAT_TIME_SIZE 21
 char *moat_time_rfc3339(int64_t t, char buf[MOAT_TIME_SIZE]);
 /*
+ * The one reader of RFC 3339 times (ACME renewalInfo windows, --since, ...): a date-time
+ * "2026-12-01T10:00:00Z" (T or t, Z or z or a numeric offset +hh:mm/-hh:mm, a fraction of a second ignored,
+ * a leap second 60 read as the next second) and, with MOAT_TIME_DATE, a full-date alone "2026-12-01"
+ * (midnight UTC). Every digit is where the RFC puts it, and a field out of range (month 13, 30 February,
+ * 24:00, an offset beyond 23:59) is refused. Stores Unix seconds in <out>; returns 0, or -1 when <s> is not
+ * such a time (NULL included), leaving <out> alone.
+ */
+#define MOAT_TIME_DATE 1u
+int moat_time_parse(const char *s, unsigned flags, int64_t *out);
+/*
  * The one rule for the names of keys and trust anchors, shared by the store, the config (certificate:,
  * client_trust:, trust:) and the command line: 1 to MOAT_NAME_MAX-1 bytes of letters, digits and
  * . _ @ -, not starting with - or . (so a name is never taken for an option or a hidden file).
