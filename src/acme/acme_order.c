@@ -935,8 +935,13 @@ int moat_acme_rollover(moat_store_t *st, const moat_config_t *cfg, char *summary
         account_setting(other, sizeof(other), o.directory);
         if (strcmp(o.directory, conf.directory) != 0 &&
             moat_store_setting_get(st, other, u, sizeof(u), err) == 0) {
-            moat_err_set(err, MOAT_E_STATE, "the account key also holds an account at %s", o.directory);
-            return moat_err_hint(err, "key rollover with more than one ACME server is not supported yet");
+            moat_err_set(err, MOAT_E_STATE,
+                         "key rollover refused: the account key also holds an account at %s, and %s would "
+                         "then refuse the old key",
+                         o.directory, o.directory);
+            return moat_err_hint(err,
+                                 "one key signs for every ACME server in the config, so it cannot change at "
+                                 "one of them; keep the current key, or leave one ACME server in the config");
         }
     }
     moat_err_clear(err);

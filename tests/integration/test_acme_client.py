@@ -334,6 +334,29 @@ def test_ip_identifier_with_http01(moat, pebble):
     assert "IP Address:127.0.0.1" in info and f"DNS:{HOST}" in info
 
 
+def test_rollover_refused_with_two_acme_servers(moat, pebble):
+    """Accounts at two directories share the account key: changing it at one would lock the other out."""
+    pebble.start()
+    other = pebble.directory.replace("127.0.0.1", "localhost")
+    cfg = config(pebble, ["http-01"], extra_site=f"""  - hosts: ["b.example.test"]
+    listen: ["127.0.0.1:{pebble.tls_port}"]
+    http_listen: ["127.0.0.1:{pebble.http_port}"]
+    certificate: acme
+    acme: {{ directory: "{other}" }}
+""")
+    start(moat, pebble, cfg)
+    wait_issued(moat)
+    deadline = time.time() + 90
+    while time.time() < deadline and moat.run("cert", "export", "acme.b.example.test").returncode != 0:
+        time.sleep(0.5)
+    before = moat.ok("key", "show", "acme-account").stdout
+    r = moat.fails("acme", "rollover", "-c", moat.dir / "moat.yaml")
+    assert "key rollover refused" in r.stderr and other in r.stderr, r.stderr
+    assert "leave one ACME server in the config" in r.stderr
+    assert moat.ok("key", "show", "acme-account").stdout == before
+    assert pebble.log_count("POST /rollover-account-key") == 0
+
+
 def test_account_key_rollover(moat, pebble):
     pebble.nonce_reject = 0  # each POST /sign-me-up in pebble's log is then one registration
     pebble.start()
