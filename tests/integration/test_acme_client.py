@@ -373,3 +373,29 @@ def test_account_key_rollover(moat, pebble):
     moat.ok("acme", "renew", KEY, "-c", cfg_path)
     wait_issued(moat, previous=first)
     assert pebble.log_count("POST /sign-me-up") == 1
+
+
+def test_preferred_chain_takes_the_alternate(moat, pebble):
+    """pebble offers a second chain (Link rel="alternate") to another root; preferred_chain names that
+    root's common name and the chain installed ends at it, not at the default one."""
+    import ssl
+    import urllib.request
+    pebble.extra_env["PEBBLE_ALTERNATE_ROOTS"] = "1"
+    pebble.start()
+    ctx = ssl.create_default_context(cafile=str(pebble.ca_pem))
+    with urllib.request.urlopen(f"https://127.0.0.1:{pebble.mgmt_port}/roots/1", context=ctx, timeout=10) as r:
+        alt_root = r.read().decode()
+    subj = subprocess.run(["openssl", "x509", "-noout", "-subject", "-nameopt", "multiline"], input=alt_root,
+                          capture_output=True, text=True, check=True).stdout
+    cn = subj.split("commonName", 1)[1].split("=", 1)[1].strip()
+    default_cn = subprocess.run(["openssl", "x509", "-noout", "-subject", "-nameopt", "multiline"],
+                                input=pebble.root_pem(), capture_output=True, text=True,
+                                check=True).stdout.split("commonName", 1)[1].split("=", 1)[1].strip()
+    assert cn != default_cn
+    start(moat, pebble, config(pebble, ["http-01"], extra_acme=f'  preferred_chain: "{cn}"'))
+    wait_issued(moat)
+    chain = moat.ok("cert", "export", KEY, "--chain").stdout
+    last = "-----BEGIN CERTIFICATE-----" + chain.split("-----BEGIN CERTIFICATE-----")[-1]
+    issuer = subprocess.run(["openssl", "x509", "-noout", "-issuer", "-nameopt", "multiline"], input=last,
+                            capture_output=True, text=True, check=True).stdout
+    assert cn in issuer and default_cn not in issuer, (cn, default_cn, issuer)
