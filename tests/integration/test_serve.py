@@ -439,13 +439,16 @@ def test_root_drops_to_the_configured_user(moat, ca, www):
     shutil.copy(www / "index.html", pub / "index.html")
     os.chmod(pub / "index.html", 0o644)
     proc = moat.serve(config(moat, [site(["localhost"], port, root=pub)], extra="user: nobody\n"), wait=[port])
-    status = open(f"/proc/{proc.pid}/status").read()
-    uid_line = [ln for ln in status.splitlines() if ln.startswith("Uid:")][0]
-    assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4, uid_line
+    def uid_line():
+        status = open(f"/proc/{proc.pid}/status").read()
+        return [ln for ln in status.splitlines() if ln.startswith("Uid:")][0]
+
+    # the listeners open before the switch, so the port answers a moment before the user changes
+    assert wait_for(lambda: uid_line().split()[1:] == [str(nobody.pw_uid)] * 4, timeout=10), uid_line()
     assert get(port, "/", sni="localhost", cafile=ca.pem)[0] == 200
     assert os.stat(moat.dir / "access.log").st_uid == nobody.pw_uid
     # the store still reloads after the switch
     ca.renew(moat, "www", ["localhost"])
-    assert wait_for(lambda: "reloaded" in (moat.dir / "error.log").read_text(), timeout=5)
+    assert wait_for(lambda: "reloaded" in (moat.dir / "error.log").read_text(), timeout=20)
     assert get(port, "/", sni="localhost", cafile=ca.pem)[0] == 200
     shutil.rmtree(pub)
