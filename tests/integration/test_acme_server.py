@@ -569,3 +569,51 @@ sites:
     finally:
         problems = client.stop_all()
     assert not problems, problems
+
+
+def test_moat_client_asks_for_a_profile(ca, tmp_path_factory):
+    """acme.profile: moat's client names the profile in its order; moat's server issues the profile it
+    offers and refuses one it does not, and the refusal reaches the client's user in words."""
+    m = ca
+    start(m, "challenges: [tls-alpn-01]")
+    client = Moat(tmp_path_factory.mktemp("client"))
+
+    def conf(profile):
+        return f"""store: {client.store}
+log: {{ error: {client.dir}/error.log }}
+acme:
+  directory: {m.directory}
+  email: ops@example.test
+  accept_terms: true
+  trust: [moat-root]
+  challenges: [tls-alpn-01]
+  profile: {profile}
+sites:
+  - hosts: [localhost]
+    listen: ["127.0.0.1:{m.tls01}"]
+    certificate: acme
+"""
+
+    try:
+        client.ok("trust", "add", m.dir / "root.pem", "--name", "moat-root")
+        client.serve(conf("server"), wait=(m.tls01,))
+
+        def current():
+            r = client.run("cert", "export", "acme.localhost")
+            return r.stdout if r.returncode == 0 and "BEGIN CERTIFICATE" in r.stdout else None
+
+        first = wait_for(current, timeout=60)
+        assert first, (client.dir / "error.log").read_text(errors="replace")[-2000:]
+        c1 = x509.load_pem_x509_certificate(first.encode())
+        eku = c1.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert x509.oid.ExtendedKeyUsageOID.SERVER_AUTH in eku
+        # the same account asks for a profile the server does not offer: refused, the certificate stays
+        (client.dir / "moat.yaml").write_text(conf("shortlived"))
+        client.ok("-c", client.dir / "moat.yaml", "reload")
+        r = client.run("-c", client.dir / "moat.yaml", "acme", "renew", "acme.localhost", timeout=120)
+        assert r.returncode != 0, r.stdout
+        assert 'profile "shortlived" is not offered' in r.stdout + r.stderr, r.stdout + r.stderr
+        assert current() == first
+    finally:
+        problems = client.stop_all()
+    assert not problems, problems
