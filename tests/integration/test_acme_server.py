@@ -617,3 +617,60 @@ sites:
     finally:
         problems = client.stop_all()
     assert not problems, problems
+
+
+def test_moat_client_follows_moat_servers_ari_window_and_rate_limit(ca, tmp_path_factory):
+    """moat's client against moat's server: the next renewal comes from the server's renewalInfo window
+    (inside the certificate's life, not the 1/3-left rule), and a rateLimited refusal keeps the
+    certificate, waits at least an hour, and doctor names the cause."""
+    m = ca
+    start(m, "challenges: [tls-alpn-01]\norders_per_hour: 1")
+    client = Moat(tmp_path_factory.mktemp("client"))
+    cfg = f"""store: {client.store}
+log: {{ error: {client.dir}/error.log }}
+acme:
+  directory: {m.directory}
+  email: ops@example.test
+  accept_terms: true
+  trust: [moat-root]
+  challenges: [tls-alpn-01]
+sites:
+  - hosts: [localhost]
+    listen: ["127.0.0.1:{m.tls01}"]
+    certificate: acme
+"""
+    try:
+        client.ok("trust", "add", m.dir / "root.pem", "--name", "moat-root")
+        client.serve(cfg, wait=(m.tls01,))
+        yaml = client.dir / "moat.yaml"
+
+        def status():
+            return json.loads(client.ok("acme", "status", "--json", "-c", yaml).stdout)[0]
+
+        st = wait_for(lambda: (lambda s: s if s["why"] == "the CA's renewal window (ARI)" else None)(status()),
+                      timeout=60)
+        assert st, status()
+        first = client.ok("cert", "export", "acme.localhost").stdout
+        cert = x509.load_pem_x509_certificate(first.encode())
+        utc = datetime.timezone.utc
+        nb, na = cert.not_valid_before.replace(tzinfo=utc), cert.not_valid_after.replace(tzinfo=utc)
+        nxt = datetime.datetime.fromisoformat(st["next"].replace("Z", "+00:00"))
+        assert nb < nxt < na, (nb, nxt, na)
+        assert wait_for(lambda: "/acme/renewal-info/" in access_log(m) or "renewalInfo" in access_log(m),
+                        timeout=5), access_log(m)
+        # a second order within the hour: refused by the server's limit, the certificate stays
+        r = client.run("-c", yaml, "acme", "renew", "acme.localhost", timeout=120)
+        assert r.returncode != 0, r.stdout
+        st = status()
+        assert "rateLimited" in st["last_error"], st
+        # failing, and not retried before the hour (nor before the window, when that is later)
+        assert st["state"] == "failing" and st["failures"] >= 1, st
+        last = datetime.datetime.fromisoformat(st["last_try"].replace("Z", "+00:00"))
+        nxt = datetime.datetime.fromisoformat(st["next"].replace("Z", "+00:00"))
+        assert (nxt - last).total_seconds() >= 3600 - 5, st
+        assert client.ok("cert", "export", "acme.localhost").stdout == first
+        doc = client.run("doctor", "-c", yaml)
+        assert "acme-renewal-failing" in doc.stdout and "rateLimited" in doc.stdout, doc.stdout
+    finally:
+        problems = client.stop_all()
+    assert not problems, problems
