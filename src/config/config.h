@@ -98,8 +98,12 @@ typedef enum moat_balance { MOAT_BALANCE_ROUND_ROBIN = 0, MOAT_BALANCE_LEAST_CON
 typedef struct moat_upstream_addr {
     struct sockaddr_storage ss; /* AF_INET, AF_INET6 or AF_UNIX */
     socklen_t len;
-    char text[120]; /* canonical form, for logs and X-Moat-Upstream pages */
+    char text[120]; /* canonical form, for logs and X-Moat-Upstream pages ("NAME:PORT" before lookup) */
+    unsigned port;  /* the port, for a name still to be looked up (ss_family AF_UNSPEC) */
 } moat_upstream_addr_t;
+
+/* At most this many addresses of one host name in servers: are used. */
+#define MOAT_UPSTREAM_ADDRS_PER_NAME 16
 
 /* An entry of the top-level upstreams: map. */
 typedef struct moat_upstream {
@@ -115,9 +119,16 @@ typedef struct moat_upstream {
     long idle_s;     /* timeouts.idle_s: an idle kept connection is closed after */
 } moat_upstream_t;
 
-/* Parses one upstream server into <out>; MOAT_E_INVAL with a reason in err otherwise. Host names are
- * refused: an upstream is an address (IP literal or unix: socket path); "localhost" means 127.0.0.1. */
+/* Parses one upstream server into <out>; MOAT_E_INVAL with a reason in err otherwise. An IP literal or
+ * unix: socket path is ready to connect to; a host name ("app.internal:3000", "localhost:3000") is
+ * only checked for its syntax and left with ss_family AF_UNSPEC for moat_upstream_addr_resolve. */
 int moat_upstream_addr_parse(const char *text, moat_upstream_addr_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+
+/* The addresses of a parsed server: itself for an address, every IPv4/IPv6 address of a host name
+ * (getaddrinfo, blocking; at most <cap>, duplicates dropped) into out[0..*n). MOAT_E_NOTFOUND with the
+ * name and the resolver's reason when it has none. */
+int moat_upstream_addr_resolve(const moat_upstream_addr_t *name, moat_upstream_addr_t *out, size_t cap,
+                               size_t *n, moat_err_t *err) MOAT_MUST_CHECK;
 
 /* A location of a site: a path prefix with its own client-certificate mode and static settings. */
 typedef struct moat_location {

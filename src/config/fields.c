@@ -776,8 +776,9 @@ static void upstream_init(void *obj)
 
 static const moat_cfg_field_t upstream_fields[] = {
     FIELD("servers", MOAT_CFG_STRLIST, moat_upstream_t, servers, validate_upstream_server,
-          "the application servers: \"127.0.0.1:3000\", \"[::1]:3001\", \"unix:/run/app.sock\" (IP "
-          "addresses; localhost is 127.0.0.1)",
+          "the application servers: \"127.0.0.1:3000\", \"[::1]:3001\", \"unix:/run/app.sock\", "
+          "\"app.internal:3000\" (a host name is looked up at each load and reload; each of its addresses "
+          "is a server)",
           "required"),
     ENUMF("balance", moat_upstream_t, balance, balance_names,
           "round_robin: each request to the next server; least_conn: to the one with the fewest requests "

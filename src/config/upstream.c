@@ -5,6 +5,8 @@
 #include "config/config_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
@@ -20,6 +22,26 @@ static int port_of(const char *s, unsigned *port, moat_err_t *err)
         return moat_err_set(err, MOAT_E_INVAL, "port out of range; expected 1-65535");
     *port = (unsigned)v;
     return 0;
+}
+
+/* A DNS host name: labels of letters, digits and '-', separated by '.', none empty or '-'-led. */
+static int host_name_ok(const char *h)
+{
+    size_t label = 0;
+    for (const char *c = h;; c++) {
+        if (*c == '.' || *c == '\0') {
+            if (label == 0 || label > 63 || c[-1] == '-')
+                return 0;
+            if (*c == '\0')
+                return 1;
+            label = 0;
+        } else if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                   (*c == '-' && label > 0)) {
+            label++;
+        } else {
+            return 0;
+        }
+    }
 }
 
 int moat_upstream_addr_parse(const char *text, moat_upstream_addr_t *out, moat_err_t *err)
@@ -69,14 +91,18 @@ int moat_upstream_addr_parse(const char *text, moat_upstream_addr_t *out, moat_e
     }
     if (port_of(colon + 1, &port, err) != 0)
         return err->code;
-    if (strcmp(host, "localhost") == 0)
-        moat_strlcpy(host, "127.0.0.1", sizeof(host));
     if (text[0] != '[') {
         struct sockaddr_in *in = (struct sockaddr_in *)&out->ss;
-        if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
-            return moat_err_set(err, MOAT_E_INVAL,
-                                "not an IPv4 address; expected an IP address (names are not looked up), "
-                                "[V6]:PORT or unix:/PATH");
+        if (inet_pton(AF_INET, host, &in->sin_addr) != 1) {
+            if (!host_name_ok(host))
+                return moat_err_set(err, MOAT_E_INVAL,
+                                    "not an address; expected an IPv4 address, a host name (letters, digits, "
+                                    "'-' and '.'), [V6]:PORT or unix:/PATH");
+            out->ss.ss_family = AF_UNSPEC; /* a name: moat_upstream_addr_resolve looks it up */
+            out->port = port;
+            snprintf(out->text, sizeof(out->text), "%s:%u", host, port);
+            return 0;
+        }
         in->sin_family = AF_INET;
         in->sin_port = htons((uint16_t)port);
         out->len = sizeof(*in);
@@ -92,6 +118,62 @@ int moat_upstream_addr_parse(const char *text, moat_upstream_addr_t *out, moat_e
         inet_ntop(AF_INET6, &in6->sin6_addr, canon, sizeof(canon));
         snprintf(out->text, sizeof(out->text), "[%s]:%u", canon, port);
     }
+    return 0;
+}
+
+int moat_upstream_addr_resolve(const moat_upstream_addr_t *name, moat_upstream_addr_t *out, size_t cap,
+                               size_t *n, moat_err_t *err)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char host[64], port[8];
+    const char *colon = strrchr(name->text, ':');
+    size_t hl = colon ? (size_t)(colon - name->text) : 0;
+    int rc;
+
+    *n = 0;
+    if (name->ss.ss_family != AF_UNSPEC) {
+        if (cap > 0)
+            out[(*n)++] = *name;
+        return 0;
+    }
+    if (hl == 0 || hl >= sizeof(host))
+        return moat_err_set(err, MOAT_E_INVAL, "not a host name");
+    memcpy(host, name->text, hl);
+    host[hl] = '\0';
+    snprintf(port, sizeof(port), "%u", name->port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    if ((rc = getaddrinfo(host, port, &hints, &res)) != 0)
+        return moat_err_set(err, MOAT_E_NOTFOUND,
+                            "the host name %s was not found (%s); expected a name this machine's resolver "
+                            "knows (/etc/hosts, DNS), or an IP address",
+                            host, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    for (const struct addrinfo *ai = res; ai != NULL && *n < cap; ai = ai->ai_next) {
+        moat_upstream_addr_t *a = &out[*n];
+        char ip[INET6_ADDRSTRLEN];
+        int dup = 0;
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof(a->ss))
+            continue;
+        memset(a, 0, sizeof(*a));
+        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
+        a->len = (socklen_t)ai->ai_addrlen;
+        a->port = name->port;
+        if (ai->ai_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, ip, sizeof(ip));
+            snprintf(a->text, sizeof(a->text), "%s:%u", ip, name->port);
+        } else {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, ip, sizeof(ip));
+            snprintf(a->text, sizeof(a->text), "[%s]:%u", ip, name->port);
+        }
+        for (size_t j = 0; j < *n; j++)
+            dup |= strcmp(out[j].text, a->text) == 0;
+        if (!dup)
+            (*n)++;
+    }
+    freeaddrinfo(res);
+    if (*n == 0)
+        return moat_err_set(err, MOAT_E_NOTFOUND, "the host name %s has no IPv4 or IPv6 address", host);
     return 0;
 }
 
@@ -112,24 +194,40 @@ static void check_upstream(moat_cfg_ctx_t *ctx, moat_upstream_t *u)
                         "no servers; expected for example \"servers: [\\\"127.0.0.1:3000\\\"]\"");
         return;
     }
-    if ((u->addrs = moat_calloc(u->servers.n, sizeof(*u->addrs))) == NULL) {
+    if ((u->addrs = moat_calloc(u->servers.n * MOAT_UPSTREAM_ADDRS_PER_NAME, sizeof(*u->addrs))) == NULL) {
         ctx->oom = 1;
         return;
     }
     for (size_t i = 0; i < u->servers.n; i++) {
         moat_err_t e = {0};
-        if (moat_upstream_addr_parse(u->servers.v[i], &u->addrs[u->naddrs], &e) != 0)
+        moat_upstream_addr_t parsed;
+        size_t got = 0;
+        char k2[112];
+        snprintf(k2, sizeof(k2), "%s.servers", key);
+        if (moat_upstream_addr_parse(u->servers.v[i], &parsed, &e) != 0)
             continue; /* reported by the item's validator */
-        for (size_t j = 0; j < u->naddrs; j++) {
-            if (strcmp(u->addrs[j].text, u->addrs[u->naddrs].text) == 0) {
-                char k2[112];
-                snprintf(k2, sizeof(k2), "%s.servers", key);
+        /* A host name is looked up now, at each load and reload: every address it has is a server. */
+        if (moat_upstream_addr_resolve(&parsed, &u->addrs[u->naddrs], MOAT_UPSTREAM_ADDRS_PER_NAME, &got,
+                                       &e) != 0) {
+            moat__cfg_error(ctx, where_or(ctx, &u->servers, (long)i, um), k2, "\"%s\": %s", u->servers.v[i],
+                            e.msg);
+            continue;
+        }
+        for (size_t g = 0; g < got; g++) {
+            moat_upstream_addr_t *a = &u->addrs[u->naddrs];
+            int dup = 0;
+            for (size_t j = 0; j < u->naddrs && !dup; j++)
+                dup = strcmp(u->addrs[j].text, a->text) == 0;
+            if (dup) {
                 moat__cfg_error(ctx, where_or(ctx, &u->servers, (long)i, um), k2,
-                                "\"%s\": listed twice; expected each server once", u->servers.v[i]);
+                                "\"%s\": listed twice%s%s%s; expected each server once", u->servers.v[i],
+                                parsed.ss.ss_family == AF_UNSPEC ? " (it is " : "",
+                                parsed.ss.ss_family == AF_UNSPEC ? a->text : "",
+                                parsed.ss.ss_family == AF_UNSPEC ? ")" : "");
                 break;
             }
+            u->naddrs++; /* resolved in place: addrs[naddrs] is the g-th address */
         }
-        u->naddrs++;
     }
 }
 

@@ -455,3 +455,26 @@ def test_doctor_checks_the_upstreams(moat, app, ca):
     ids = json.dumps(j)
     assert "upstream-down" in ids and "upstream-loop" in ids
     assert f"127.0.0.1:{app.port}" in ids  # the one that answers, as a fact
+
+
+def test_host_name_servers_are_looked_up_at_load(moat, app, ca):
+    # localhost is looked up like any name: each of its addresses is a server (a ::1 the test
+    # upstream does not listen on is refused, marked down and the request goes to 127.0.0.1)
+    port = free_port()
+    serve(moat, [f"localhost:{app.port}"], port)
+    for h2 in (False, True):
+        st, hd, body, err = curl(port, "/echo", http2=h2, cafile=ca)
+        assert st == 200, err
+    assert len(app.seen) == 2
+    out = moat.ok("serve", "--check", "-c", moat.dir / "moat.yaml").stdout
+    assert f"upstream app: server 127.0.0.1:{app.port} answers" in out
+    # a name the resolver does not know is a configuration error naming it, with its place
+    ups = "upstreams:\n  app:\n    servers: ['no-such-host.invalid:3000']\n"
+    loc = "locations:\n  - path: /\n    proxy: app\n"
+    bad = moat.dir / "bad.yaml"
+    bad.write_text(config(moat, [site(["localhost"], port, extra=loc)], extra=ups))
+    r = moat.run("serve", "--check", "-c", bad)
+    assert r.returncode != 0
+    assert ('upstreams.app.servers: "no-such-host.invalid:3000": the host name no-such-host.invalid was '
+            'not found (') in r.stderr, r.stderr
+    assert f"{bad}:6:15: " in r.stderr, r.stderr
