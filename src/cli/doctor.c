@@ -1,5 +1,6 @@
 /* moat doctor: findings about a TLS endpoint (remote) or this machine's config, store and listeners. */
 #include "cli/groups.h"
+#include "config/config.h"
 #include "doctor/doctor.h"
 
 #include <stdlib.h>
@@ -43,6 +44,27 @@ static int use_color(const char *when)
     if (term != NULL && strcmp(term, "dumb") == 0)
         return 0;
     return isatty(STDOUT_FILENO);
+}
+
+/*
+ * The store doctor inspects. A config named with -c that is invalid is a finding of the report, not a
+ * reason to print none: the store it names (or, when it names none that can be read, the default) is
+ * still checked.
+ */
+static int doctor_store_path(const moat_cli_t *cli, char *out, size_t outsz, moat_err_t *err)
+{
+    moat_cli_t nocfg;
+    char named[4096];
+    if (moat_cli_store_path(cli, out, outsz, NULL, err) == 0)
+        return 0;
+    if (err->code != MOAT_E_CONFIG || cli->config_path == NULL)
+        return err->code;
+    moat_err_clear(err);
+    if (moat_config_named_store(cli->config_path, named, sizeof(named)) == 0)
+        return moat_cli_abspath(named, out, outsz, err);
+    nocfg = *cli;
+    nocfg.config_path = NULL;
+    return moat_cli_store_path(&nocfg, out, outsz, NULL, err);
 }
 
 int moat_cli_doctor(moat_cli_t *cli, int argc, char **argv)
@@ -101,7 +123,7 @@ int moat_cli_doctor(moat_cli_t *cli, int argc, char **argv)
         moat_err_clear(&err);
         rc = moat_doctor_remote(target, &o, &r, &err);
     } else {
-        if (moat_cli_store_path(cli, store, sizeof(store), NULL, &err) != 0) {
+        if (doctor_store_path(cli, store, sizeof(store), &err) != 0) {
             moat_doctor_report_dispose(&r);
             return moat_cli_fail(cli, &err);
         }

@@ -979,8 +979,9 @@ static int parse_document(moat_cfg_ctx_t *ctx)
     return rc;
 }
 
-int moat_config_parse(const char *path, const char *data, size_t len, moat_config_t **out, char **errors,
-                      moat_err_t *err)
+/* <store_on_error>, when given, receives the "store:" the file names even when the rest is invalid. */
+static int config_parse(const char *path, const char *data, size_t len, moat_config_t **out, char **errors,
+                        char **store_on_error, moat_err_t *err)
 {
     moat_cfg_ctx_t ctx;
     moat_config_t *cfg;
@@ -1034,6 +1035,8 @@ int moat_config_parse(const char *path, const char *data, size_t len, moat_confi
             *errors = ctx.errors;
         else
             moat_free(&ctx.errors);
+        if (store_on_error != NULL && cfg->store != NULL)
+            *store_on_error = moat_strdup(cfg->store);
         config_free(cfg);
         return MOAT_E_CONFIG;
     }
@@ -1042,7 +1045,14 @@ int moat_config_parse(const char *path, const char *data, size_t len, moat_confi
     return 0;
 }
 
-int moat_config_load(const char *path, moat_config_t **out, char **errors, moat_err_t *err)
+int moat_config_parse(const char *path, const char *data, size_t len, moat_config_t **out, char **errors,
+                      moat_err_t *err)
+{
+    return config_parse(path, data, len, out, errors, NULL, err);
+}
+
+static int config_load(const char *path, moat_config_t **out, char **errors, char **store_on_error,
+                       moat_err_t *err)
 {
     FILE *f;
     struct stat st;
@@ -1083,9 +1093,14 @@ int moat_config_load(const char *path, moat_config_t **out, char **errors, moat_
     }
     fclose(f);
     data[n] = '\0';
-    rc = moat_config_parse(path, data, n, out, errors, err);
+    rc = config_parse(path, data, n, out, errors, store_on_error, err);
     moat_free(&data);
     return rc;
+}
+
+int moat_config_load(const char *path, moat_config_t **out, char **errors, moat_err_t *err)
+{
+    return config_load(path, out, errors, NULL, err);
 }
 
 int moat_config_store_path(const char *config_path, char *out, size_t outsz, moat_err_t *err)
@@ -1102,4 +1117,21 @@ int moat_config_store_path(const char *config_path, char *out, size_t outsz, moa
     }
     moat_config_unref(cfg);
     return 0;
+}
+
+int moat_config_named_store(const char *config_path, char *out, size_t outsz)
+{
+    moat_config_t *cfg = NULL;
+    moat_err_t e = {0};
+    char *store = NULL;
+    int rc;
+    out[0] = '\0';
+    if ((rc = config_load(config_path, &cfg, NULL, &store, &e)) == 0) {
+        rc = cfg->store != NULL && moat_strlcpy(out, cfg->store, outsz) != 0 ? MOAT_E_INVAL : 0;
+        moat_config_unref(cfg);
+    } else if (store != NULL) {
+        rc = moat_strlcpy(out, store, outsz) != 0 ? MOAT_E_INVAL : 0;
+    }
+    moat_free(&store);
+    return rc == 0 && out[0] != '\0' ? 0 : (out[0] = '\0', MOAT_E_NOTFOUND);
 }

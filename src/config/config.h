@@ -273,6 +273,13 @@ void moat_config_unref(moat_config_t *cfg);
  */
 int moat_config_store_path(const char *config_path, char *out, size_t outsz, moat_err_t *err);
 
+/*
+ * The "store:" the config at <config_path> names, resolved like moat_config_store_path(), even when the
+ * rest of the file is invalid: doctor still inspects that store while it reports the config's errors.
+ * 0, or MOAT_E_NOTFOUND (out empty) when the file names no store that can be read.
+ */
+int moat_config_named_store(const char *config_path, char *out, size_t outsz);
+
 /* Parses one listen address (forms above) into <out>; MOAT_E_INVAL with a reason in err otherwise. */
 int moat_listen_parse(const char *text, moat_listen_t *out, moat_err_t *err) MOAT_MUST_CHECK;
 

@@ -302,3 +302,19 @@ def test_crl_lifetime_is_a_ca_setting(moat):
     assert "90" in m.ok("store", "audit").stdout
     r = m.fails("ca", "crl", "--days", "0", code=2)
     assert "1 to 366" in r.stderr
+
+
+# 6. doctor -c bad.yaml, when the config names its store, reports the config error and checks that store.
+def test_doctor_reports_an_invalid_config_that_names_its_store(moat):
+    import json
+    m = moat
+    m.ok("key", "new", "a", "--cn", "a.example.test")
+    (m.dir / "bad.yaml").write_text(f"store: {m.store}\nworkrs: 2\nsites: []\n")
+    r = m.run("doctor", "--json", "-c", m.dir / "bad.yaml", env={"MOAT_STORE": ""})  # the config's store
+    assert r.returncode == 1, r.stderr
+    m._check_sanitizers(r.stderr)
+    rep = json.loads(r.stdout)
+    f = next(f for f in rep["findings"] if f["id"] == "config-invalid")
+    assert "bad.yaml:2:1:" in f["what"] and "workers" in f["what"], f
+    assert rep["store"] == str(m.store)
+    assert "key-pending" in {f["id"] for f in rep["findings"]}, "the store the config names is still checked"
