@@ -887,8 +887,12 @@ int moat__acme_renewal_info(acme_ctx_t *c, const char *certid)
     if (ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm) == 1)
         nb = (int64_t)timegm(&tm);
     int64_t life = na > nb ? na - nb : 1, start, end;
-    if (is.revoked != 0) {
-        /* RFC 9773 §4.2: a window in the past asks for renewal now. */
+    int64_t cutoff = 0;
+    if (moat_time_parse(c->req->conf->renew_issued_before, 0, &cutoff) != 0)
+        cutoff = 0;
+    if (is.revoked != 0 || (cutoff > 0 && is.issued < cutoff)) {
+        /* RFC 9773 §4.2: a window in the past asks for renewal now (revoked, or issued before the
+         * operator's acme_server.renew_issued_before). */
         start = c->now - 3600;
         end = c->now - 1;
     } else {

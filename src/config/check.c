@@ -146,8 +146,9 @@ static void check_site(moat_cfg_ctx_t *ctx, moat_site_t *s)
         moat__cfg_error(ctx, where_or(ctx, &s->hosts, MOAT_CFG_AT_VALUE, sm), key,
                         "no hosts; expected at least one name, as in \"hosts: [www.example.com]\"");
     /* acme_server without allow would certify nothing: say so rather than serve an empty directory. */
-    if (s->acme_server.allow.n == 0 && (s->acme_server.days != 0 || s->acme_server.eab_required ||
-                                        s->acme_server.profile != 0 || s->acme_server.challenges.n > 0))
+    if (s->acme_server.allow.n == 0 &&
+        (s->acme_server.days != 0 || s->acme_server.eab_required || s->acme_server.profile != 0 ||
+         s->acme_server.challenges.n > 0 || s->acme_server.renew_issued_before != NULL))
         moat__cfg_error(ctx, sm, key,
                         "acme_server has no allow list; expected the names it may certify, as in "
                         "\"allow: ['*.corp.example']\"");

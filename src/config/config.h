@@ -153,6 +153,8 @@ typedef struct moat_acme_server_conf {
     long tls_alpn01_port;      /* port tls-alpn-01 validation connects to (443) */
     long orders_per_hour;      /* new orders per account per hour (and per name), default 300 */
     long failures_per_hour;    /* failed validations per account per hour, default 60 */
+    char *renew_issued_before; /* RFC 3339 time: certificates issued before it are asked (renewalInfo) to
+                                  renew now; NULL: none */
 } moat_acme_server_conf_t;
 
 /* The acme: block (top level, and a site's override). Strings are NULL and lists empty when not set. */

@@ -195,6 +195,21 @@ static int validate_email(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *
     return 0;
 }
 
+static int validate_time(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                         const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    (void)f;
+    (void)item;
+    int64_t t;
+    if (moat_time_parse(v, 0, &t) != 0)
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.100s\": not an RFC 3339 time; expected for example "
+                               "\"2026-12-03T07:00:00Z\"",
+                               v);
+    return 0;
+}
+
 static int validate_profile(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
                             const char *key, moat_cfg_mark_t mark)
 {
@@ -686,6 +701,10 @@ static const moat_cfg_field_t acme_server_fields[] = {
          "new orders accepted per account, and per name, in an hour", "300"),
     INTF("failures_per_hour", moat_site_t, acme_server.failures_per_hour, 1, 1000000, NULL, 0,
          "failed validations accepted per account in an hour; then new orders are refused", "60"),
+    FIELD("renew_issued_before", MOAT_CFG_STR, moat_site_t, acme_server.renew_issued_before, validate_time,
+          "an RFC 3339 time (2026-12-03T07:00:00Z): renewalInfo (RFC 9773) asks every certificate this "
+          "site issued before it to renew now, as before a mass revocation; later ones keep their window",
+          "none"),
     MOAT_CFG_END};
 static const moat_cfg_section_t acme_server_section = {"sites[].acme_server", acme_server_fields, 0, NULL};
 

@@ -1,12 +1,14 @@
 /* The ACME server's answers through moat_acme_handle on a real store: directory, nonces, accounts, and
  * the refusals (replayed nonce, wrong url, bad signature, jwk where a kid is wanted, a name outside
- * allow, EAB required), each a problem document. */
+ * allow, EAB required), each a problem document; renewalInfo before and after
+ * acme_server.renew_issued_before. */
 #include "acme/acme.h"
 #include "acme/acme_server_int.h"
 #include "config/config.h"
 #include "harness.h"
 #include "store/store.h"
 
+#include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -210,6 +212,86 @@ static void test_full_queue(void)
     EVP_PKEY_free(key);
 }
 
+/* Records a self-signed certificate with serial <serial> issued at <issued>; its certID into <certid>. */
+static void add_issued(long serial, int64_t issued, char *certid, size_t idsz)
+{
+    moat_err_t err = {0};
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *x = X509_new();
+    X509V3_CTX v3;
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"a", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, NULL);
+    X509_time_adj_ex(X509_getm_notAfter(x), 30, 0, NULL);
+    X509_set_pubkey(x, k);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ski = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_key_identifier, "hash");
+    X509_add_ext(x, ski, -1);
+    X509_EXTENSION *aki = X509V3_EXT_conf_nid(NULL, &v3, NID_authority_key_identifier, "keyid:always");
+    X509_add_ext(x, aki, -1);
+    CHECK(X509_sign(x, k, EVP_sha256()) > 0);
+    unsigned char *der = NULL;
+    int n = i2d_X509(x, &der);
+    CHECK(n > 0);
+    moat_store_issued_t is = {0};
+    snprintf(is.profile, sizeof is.profile, "server");
+    is.der.data = der;
+    is.der.len = (size_t)n;
+    is.issued = issued;
+    CHECK_EQ(moat_store_issued_add(st, &is, &err), 0);
+    const ASN1_OCTET_STRING *id = X509_get0_authority_key_id(x);
+    unsigned char ser[8];
+    size_t sl = 0;
+    for (long v = serial; v > 0; v >>= 8)
+        sl++;
+    for (size_t i = 0; i < sl; i++)
+        ser[sl - 1 - i] = (unsigned char)(serial >> (8 * i));
+    char a64[128], s64[32];
+    CHECK(id != NULL && moat_acme_b64url_encode(id->data, (size_t)id->length, a64, sizeof a64) >= 0 &&
+          moat_acme_b64url_encode(ser, sl, s64, sizeof s64) >= 0);
+    snprintf(certid, idsz, "%s.%s", a64, s64);
+    OPENSSL_free(der);
+    X509_EXTENSION_free(ski);
+    X509_EXTENSION_free(aki);
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+/* The start of the suggested window renewalInfo answers for <certid>. */
+static int64_t window_start(const char *certid)
+{
+    moat_err_t err = {0};
+    moat_acme_response_t r;
+    char path[256];
+    snprintf(path, sizeof path, "/acme/renewal-info/%s", certid);
+    call("GET", path, NULL, &r);
+    CHECK_EQ(r.status, 200);
+    json_t *doc = r.body ? moat_acme_json_parse(r.body, r.body_len, &err) : NULL;
+    int64_t t = -1;
+    CHECK_EQ(moat_time_parse(moat_acme_json_str(json_object_get(doc, "suggestedWindow"), "start"), 0, &t), 0);
+    json_decref(doc);
+    moat_acme_response_dispose(&r);
+    return t;
+}
+
+/* renew_issued_before: certificates issued before it are told to renew now, later ones keep their window
+ * (two thirds into the lifetime). */
+static void test_renew_issued_before(void)
+{
+    char old[256], young[256], cut[MOAT_TIME_SIZE];
+    int64_t now = (int64_t)time(NULL);
+    add_issued(0x51AB01, now - 100, old, sizeof old);
+    add_issued(0x51AB02, now + 100, young, sizeof young);
+    CHECK(window_start(old) > now + 86400);
+    conf.renew_issued_before = moat_time_rfc3339(now, cut);
+    CHECK(window_start(old) <= now);
+    CHECK(window_start(young) > now + 86400);
+    conf.renew_issued_before = NULL;
+    CHECK(window_start(old) > now + 86400);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/moat-acme-test-XXXXXX", db[128], mk[140];
@@ -230,6 +312,7 @@ int main(void)
     if (st != NULL && svc != NULL) {
         RUN(test_flow);
         RUN(test_full_queue);
+        RUN(test_renew_issued_before);
     }
     moat_acme_service_free(svc);
     moat_store_close(st);
