@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh build|test|bench
 set -eu
 build="cmake make pkg-config python3 clang libclang-rt-14-dev libssl-dev libsqlite3-dev libyaml-dev libjansson-dev libcrypt-dev libnghttp2-dev openssl"
-test="$build python3 python3-pytest python3-cryptography curl sqlite3 chromium libnss3-tools ca-certificates prometheus testssl.sh pebble nghttp2-client python3-h2 python3-hyperframe python3-websockets lego certbot gnutls-bin uacme"
+test="$build python3 python3-pytest python3-cryptography curl sqlite3 chromium libnss3-tools ca-certificates prometheus testssl.sh pebble nghttp2-client python3-h2 python3-hyperframe python3-websockets lego certbot gnutls-bin uacme apache2-bin"
 bench="$build nginx-light h2o haproxy nghttp2-client wrk curl python3"
 case "${1:-build}" in
 build) want=$build ;;

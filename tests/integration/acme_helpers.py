@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_port
+from conftest import free_port, terminate, wait_port
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
@@ -110,13 +110,7 @@ class Pebble:
 
     def stop(self):
         for proc, log in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            terminate(proc, 10)
             log.close()
         self.procs = []
 

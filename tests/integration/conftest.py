@@ -46,6 +46,20 @@ def free_port(family=socket.AF_INET):
     raise RuntimeError("no free port")
 
 
+def terminate(proc, timeout=20):
+    """Stops <proc> with SIGTERM, killing it after <timeout> s; False if it had to be killed."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
+
+
 def wait_port(port, host="127.0.0.1", timeout=15.0, proc=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -119,14 +133,8 @@ class Moat:
     def stop_all(self):
         problems = []
         for proc, log in self.servers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                    problems.append("moat did not stop within 20s of SIGTERM")
+            if not terminate(proc, 20):
+                problems.append("moat did not stop within 20s of SIGTERM")
             log.close()
         self.servers = []
         for f in list(self.dir.glob("*.log")) + [self.dir / "serve.out"]:
