@@ -225,6 +225,7 @@ static int load_cert(moat_store_t *st, const moat_store_cert_t *c, moat__site_ce
     moat_strlcpy(out->key_name, c->key_name, sizeof(out->key_name));
     moat_strlcpy(out->fingerprint, c->fingerprint, sizeof(out->fingerprint));
     out->not_after = (long long)c->not_after;
+    out->cert_id = c->id;
     return 0;
 }
 
@@ -245,8 +246,41 @@ static int load_site_certs(moat_store_t *st, const moat_site_t *site, moat__gen_
     return rc;
 }
 
-int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, moat__gen_t **out,
-                    moat_err_t *err)
+/*
+ * <site>'s certificate choice was refused: it serves again the certificates <prev> served for the site of
+ * the same name (reloaded from the store by their rows, since <prev> no longer holds their keys), or
+ * nothing when there is none. When those rows are gone the change fails as a whole.
+ */
+static int keep_site_certs(moat_store_t *st, const moat_site_t *site, const moat__gen_t *prev,
+                           moat__gen_site_t *gs, moat_err_t *err)
+{
+    const moat__gen_site_t *ps = NULL;
+    int rc = 0;
+
+    for (size_t i = 0; prev != NULL && i < prev->cfg->nsites; i++)
+        if (strcmp(prev->sites[i].conf->name, site->name) == 0)
+            ps = &prev->sites[i];
+    for (size_t j = 0; ps != NULL && rc == 0 && j < ps->ncerts; j++) {
+        moat_store_cert_t c;
+        memset(&c, 0, sizeof(c));
+        rc = moat_store_cert_get(st, ps->certs[j].cert_id, &c, err);
+        if (rc == 0 && (rc = load_cert(st, &c, &gs->certs[gs->ncerts], err)) == 0)
+            gs->ncerts++;
+        moat_store_cert_dispose(&c);
+    }
+    if (rc == MOAT_E_NOTFOUND) {
+        /* The certificate it served was deleted meanwhile: the whole change is refused, so the running
+         * generation keeps serving it. */
+        moat_err_set(err, MOAT_E_STATE, "%s (and the certificate it served is no longer in the store)",
+                     gs->refusal);
+        return rc;
+    }
+    gs->kept = gs->ncerts > 0;
+    return rc;
+}
+
+int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, const moat__gen_t *prev,
+                    int isolate, moat__gen_t **out, moat_err_t *err)
 {
     moat__gen_t *gen = moat_calloc(1, sizeof(*gen));
     int rc = 0;
@@ -295,6 +329,12 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, m
              * its handshakes fail until the certificate is installed, and doctor says why. */
             moat_err_clear(err);
             rc = 0;
+        } else if (rc != 0 && isolate && (rc == MOAT_E_NOTFOUND || rc == MOAT_E_STATE)) {
+            if (snprintf(gs->refusal, sizeof(gs->refusal), "%s%s%s", err->msg, err->hint[0] ? "; " : "",
+                         err->hint) < 0)
+                moat_strlcpy(gs->refusal, err->msg, sizeof(gs->refusal));
+            moat_err_clear(err);
+            rc = keep_site_certs(st, site, prev, gs, err);
         }
         if (rc != 0)
             goto fail;

@@ -40,7 +40,8 @@ typedef struct control {
     char stapling[1024]; /* the stapling failures last recorded in the store ("" = none) */
     unsigned seq;
     char pid_path[4200];
-    int last_refused; /* the last reload was refused (told in systemd's STATUS) */
+    int last_refused;       /* the last reload was refused (told in systemd's STATUS) */
+    char site_refusal[512]; /* the sites the generation in service could not update, and why ("" = none) */
 } control_t;
 
 int moat_server_pid_path(const char *store_path, char *out, size_t outsz, moat_err_t *err)
@@ -257,6 +258,11 @@ static void write_status(control_t *ctl, long long refused, const char *reason)
     if (refused >= 0) {
         s.refused_generation = refused;
         moat_strlcpy(s.refusal, reason != NULL ? reason : "", sizeof(s.refusal));
+    } else if (ctl->site_refusal[0] != '\0') {
+        /* The generation applied, but some site kept its last good state (or is not served). */
+        ctl->last_refused = 1;
+        s.refused_generation = ctl->applied;
+        moat_strlcpy(s.refusal, ctl->site_refusal, sizeof(s.refusal));
     } else if (s.refused_generation <= ctl->applied) {
         s.refused_generation = 0;
         s.refusal[0] = '\0';
@@ -329,7 +335,7 @@ static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
                      acme_site->name, acme_site->index);
         return moat_err_hint(err, "systemctl restart moat, or stop and start moat serve");
     }
-    if ((rc = moat__gen_build(srv, cfg, ctl->st, &gen, err)) != 0)
+    if ((rc = moat__gen_build(srv, cfg, ctl->st, ctl->gen, 1, &gen, err)) != 0)
         return rc;
     gen->seq = ++ctl->seq;
     /* Signed here, before any worker sees the generation: the first handshake already gets a staple. */
@@ -339,6 +345,23 @@ static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
         return rc;
     }
     ctl->applied = gen->id;
+    ctl->site_refusal[0] = '\0';
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        const moat__gen_site_t *gs = &gen->sites[i];
+        size_t used = strlen(ctl->site_refusal);
+        if (gs->refusal[0] == '\0')
+            continue;
+        if (gs->kept)
+            moat_log(MOAT_LOG_ERR, &logctx,
+                     "site %s: its change is refused, it keeps serving its last good certificate: %s",
+                     cfg->sites[i].name, gs->refusal);
+        else
+            moat_log(MOAT_LOG_ERR, &logctx, "site %s is not served: %s", cfg->sites[i].name, gs->refusal);
+        if (snprintf(ctl->site_refusal + used, sizeof(ctl->site_refusal) - used, "%s%s (%s)",
+                     used ? " | " : "", gs->refusal,
+                     gs->kept ? "it keeps its last good certificate" : "it is not served") < 0)
+            break;
+    }
     for (size_t i = 0; i < cfg->nsites; i++)
         for (size_t j = 0; j < gen->sites[i].ncerts; j++)
             moat_log(MOAT_LOG_INFO, &logctx, "site %s: certificate of key \"%s\" (sha256 %.16s...)",
@@ -610,7 +633,7 @@ static int check(moat_config_t *cfg, moat_store_t *st, moat_err_t *err)
     moat__wgen_t *wg;
     int rc;
 
-    if ((rc = moat__gen_build(NULL, cfg, st, &gen, err)) != 0)
+    if ((rc = moat__gen_build(NULL, cfg, st, NULL, 0, &gen, err)) != 0)
         return rc;
     lib = moat_tls_lib_new(err);
     if (lib == NULL) {

@@ -40,6 +40,7 @@ typedef struct moat__site_cert {
     char key_name[128];
     char fingerprint[72];
     long long not_after;
+    int64_t cert_id; /* the store's row: a later generation can load the same certificate again */
 } moat__site_cert_t;
 
 /* A list of DER certificates (owned). */
@@ -94,6 +95,10 @@ typedef struct moat__gen_site {
     size_t ncerts;
     moat__staple_t *staples[2]; /* owned, per certs[]: NULL unless moat's CA issued that certificate */
     int mslot;                  /* its counters in the metrics (metrics.c); 0 without metrics */
+    /* Why the site's certificate choice was refused ("" when it loaded): the site then serves what the
+     * previous generation served for it (kept = 1), or, without one, nothing (its handshakes fail). */
+    char refusal[512];
+    int kept;
 } moat__gen_site_t;
 
 /* One file published under /.well-known/moat/ (publish.c), read-only once built. */
@@ -304,9 +309,15 @@ void moat__wgen_release(moat__wgen_t *wg);
  * over). */
 void moat__wgen_prepare(moat__wgen_t *wg);
 
-/* gen.c: builds a generation for <cfg> from the store (control thread only). */
-int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, moat__gen_t **out,
-                    moat_err_t *err) MOAT_MUST_CHECK;
+/*
+ * gen.c: builds a generation for <cfg> from the store (control thread only). With <isolate>, a site
+ * whose certificate the serving plan refuses (missing, expired, not a server certificate) does not fail
+ * the generation: it keeps the certificates <prev> (the running generation, or NULL) served for a site of
+ * the same name, or is not served, and its gen->sites[i].refusal says why. Without <isolate> (serve
+ * --check) the first such site fails the build.
+ */
+int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, const moat__gen_t *prev,
+                    int isolate, moat__gen_t **out, moat_err_t *err) MOAT_MUST_CHECK;
 /* Builds the SSL contexts of <gen> in <lib>; returns a part with one reference (NULL, err set). */
 moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t *err);
 /* Cleanses and frees the private keys kept in <gen> once every worker part is built. */

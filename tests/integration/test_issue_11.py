@@ -318,3 +318,71 @@ def test_doctor_reports_an_invalid_config_that_names_its_store(moat):
     assert "bad.yaml:2:1:" in f["what"] and "workers" in f["what"], f
     assert rep["store"] == str(m.store)
     assert "key-pending" in {f["id"] for f in rep["findings"]}, "the store the config names is still checked"
+
+
+# 5. One bad site freezes all: a site whose certificate is refused keeps its last good state.
+def _peer_der(port, sni):
+    """The certificate the server presents for <sni>, or None when the handshake fails."""
+    from test_acme_client import served_cert
+    return served_cert(port, sni)
+
+
+def _install_expired(m, pki, name, host):
+    """Installs (with --force) an expired certificate for key <name>'s new request."""
+    csr = m.dir / f"{name}-expired.csr"
+    m.ok("key", "renew", name, "--csr-out", csr)
+    pki.sign(f"{name}-expired", "root", host, f"DNS:{host}", start=-60, end=-1, csr=csr)
+    m.ok("cert", "install", name, pki.path(f"{name}-expired.pem"), "--force")
+
+
+def test_one_refused_site_does_not_freeze_the_others(moat):
+    import json
+    from doctor_pki import Pki
+    from serve_helpers import CA, cert_der, config, free_port, site, wait_for
+    ca = CA(moat.dir)
+    pki = Pki(moat.dir / "pki")
+    pki.root()
+    a_first = ca.issue(moat, "a", ["a.example.test"])
+    b_first = ca.issue(moat, "b", ["b.example.test"])
+    port = free_port()
+    text = config(moat, [site(["a.example.test"], port, extra="certificate: a"),
+                         site(["b.example.test"], port, extra="certificate: b")])
+    moat.serve(text, wait=[port])
+    assert _peer_der(port, "a.example.test") == cert_der(a_first)
+    _install_expired(moat, pki, "a", "a.example.test")
+    b_new = ca.renew(moat, "b", ["b.example.test"])
+    # The other site gets its change although site a's is refused.
+    assert wait_for(lambda: _peer_der(port, "b.example.test") == cert_der(b_new), timeout=10)
+    assert cert_der(b_new) != cert_der(b_first)
+    # The refused site keeps serving its last good certificate.
+    assert _peer_der(port, "a.example.test") == cert_der(a_first)
+    server = json.loads(moat.ok("store", "info", "--json").stdout)["server"]
+    assert "a.example.test" in server["refusal"] and "expired" in server["refusal"], server
+    assert "b.example.test" not in server["refusal"], server
+    assert server["refused_generation"] == server["applied_generation"], server
+    log = (moat.dir / "error.log").read_text()
+    assert "site a.example.test: its change is refused, it keeps serving its last good certificate" in log
+    # Rolling back the bad certificate clears the refusal.
+    moat.ok("cert", "rollback", "a")
+    assert wait_for(lambda: json.loads(moat.ok("store", "info", "--json").stdout)["server"]["refusal"] == "",
+                    timeout=10)
+    assert _peer_der(port, "a.example.test") == cert_der(a_first)
+
+
+def test_expired_site_at_start_is_not_served_and_the_others_are(moat):
+    from doctor_pki import Pki
+    from serve_helpers import CA, cert_der, config, free_port, site
+    ca = CA(moat.dir)
+    pki = Pki(moat.dir / "pki")
+    pki.root()
+    good = ca.issue(moat, "good", ["good.example.test"])
+    ca.issue(moat, "old", ["old.example.test"])
+    _install_expired(moat, pki, "old", "old.example.test")
+    port = free_port()
+    text = config(moat, [site(["good.example.test"], port, extra="certificate: good"),
+                         site(["old.example.test"], port, extra="certificate: old")])
+    moat.serve(text, wait=[port])
+    assert _peer_der(port, "good.example.test") == cert_der(good)
+    assert _peer_der(port, "old.example.test") is None
+    log = (moat.dir / "error.log").read_text()
+    assert "site old.example.test is not served" in log and "expired" in log, log

@@ -93,7 +93,8 @@ def test_bad_config_reload_is_refused_and_old_state_kept(moat):
     cfg.write_text(good.replace("root:", "certificate: nope\n    root:"))
     r = moat.fails("reload", "-c", cfg)
     assert "refused the reload" in r.stderr and "nope" in r.stderr
-    assert log.read_text().count("reload refused") >= 2
+    # the site keeps its certificate (a change refused for one site does not stop the others)
+    assert log.read_text().count("reload refused") + log.read_text().count("its change is refused") >= 2
     assert get(port, "/", sni="localhost", cafile=ca.pem)[0] == 200
     # a good change applies: a second site on the same port
     ca.issue(moat, "two", ["two.test"])

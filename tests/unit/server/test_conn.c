@@ -240,7 +240,7 @@ static int setup(void)
     srv.max_conns = 64;
     CHECK_EQ(moat_tls_tickets_init(&err), 0);
     CHECK_EQ(moat__server_init_workers(&srv, cfg, &err), 0);
-    if (moat__gen_build(&srv, cfg, st, &gen, &err) != 0) {
+    if (moat__gen_build(&srv, cfg, st, NULL, 0, &gen, &err) != 0) {
         fprintf(stderr, "generation: %s\n", err.msg);
         return -1;
     }
