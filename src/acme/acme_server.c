@@ -550,8 +550,8 @@ void moat_acme_handle(moat_acme_service_t *svc, moat_store_t *st, const moat_acm
             moat_store_rollback(st);
     }
     if (rc == 0 && resp->validate[0] != '\0' &&
-        moat__acme_queue_validation(svc, resp->validate, req->conf->http01_port,
-                                    req->conf->tls_alpn01_port) != 0)
+        moat__acme_queue_validation(svc, resp->validate, req->conf->http01_port, req->conf->tls_alpn01_port,
+                                    req->conf->dns_resolver) != 0)
         resp->retry_after =
             5; /* the queue is full: the challenge stays processing; the next poll sees that */
     if (rc != 0) {

@@ -60,12 +60,12 @@ int moat__acme_allowed(const moat_acme_server_conf_t *conf, const char *type, co
 /* acme_server_validate.c: runs the validation of challenge <chall_id> (blocking, bounded by its deadline) and
  * records the result. Called on a service thread, never on an event loop. */
 void moat__acme_validate(moat_store_t *st, const char *chall_id, long http01_port, long tls_alpn01_port,
-                         const atomic_int *stop);
+                         const char *dns_resolver, const atomic_int *stop);
 
 /* acme_server_service.c: queues a validation of <chall_id> for a service thread, connecting to these ports.
  */
 int moat__acme_queue_validation(moat_acme_service_t *svc, const char *chall_id, long http01_port,
-                                long tls_alpn01_port);
+                                long tls_alpn01_port, const char *dns_resolver);
 /* True when a validation of <chall_id> is queued or running: a challenge left processing without one (a
  * full queue, a server restarted) is queued again when it is polled. */
 int moat__acme_validation_pending(moat_acme_service_t *svc, const char *chall_id);

@@ -14,6 +14,7 @@
 typedef struct validation {
     char chall[MOAT_STORE_ACME_ID_MAX];
     long http01_port, tls_alpn01_port;
+    char dns_resolver[64]; /* "" for the system's resolver */
     struct validation *next;
 } validation_t;
 
@@ -70,7 +71,8 @@ static void *service_main(void *p)
             moat_acme_handle(svc, st, &job->req, &job->resp);
             job->on_done(job);
         } else {
-            moat__acme_validate(st, v->chall, v->http01_port, v->tls_alpn01_port, &svc->stop);
+            moat__acme_validate(st, v->chall, v->http01_port, v->tls_alpn01_port, v->dns_resolver,
+                                &svc->stop);
             moat_free(&v);
         }
         pthread_mutex_lock(&svc->lock);
@@ -186,7 +188,7 @@ int moat_acme_service_submit(moat_acme_service_t *svc, moat_acme_job_t *job)
 }
 
 int moat__acme_queue_validation(moat_acme_service_t *svc, const char *chall_id, long http01_port,
-                                long tls_alpn01_port)
+                                long tls_alpn01_port, const char *dns_resolver)
 {
     validation_t *v = moat_calloc(1, sizeof *v);
     int rc = 0;
@@ -195,6 +197,7 @@ int moat__acme_queue_validation(moat_acme_service_t *svc, const char *chall_id, 
     (void)moat_strlcpy(v->chall, chall_id, sizeof v->chall);
     v->http01_port = http01_port;
     v->tls_alpn01_port = tls_alpn01_port;
+    (void)moat_strlcpy(v->dns_resolver, dns_resolver != NULL ? dns_resolver : "", sizeof v->dns_resolver);
     pthread_mutex_lock(&svc->lock);
     if (svc->queued >= svc->queue_max || atomic_load(&svc->stop)) {
         rc = MOAT_E_LIMIT;

@@ -188,7 +188,7 @@ out:
 }
 
 /* RFC 8555 §8.4: a TXT record at _acme-challenge.NAME holding base64url(SHA-256(key authorization)). */
-static int dns01(const char *value, const char *keyauth, moat_acme_problem_t *p)
+static int dns01(const char *value, const char *keyauth, const char *resolver, moat_acme_problem_t *p)
 {
     unsigned char md[32], ans[4096];
     char want[64], qname[300];
@@ -202,6 +202,20 @@ static int dns01(const char *value, const char *keyauth, moat_acme_problem_t *p)
         return moat_acme_problem_set(p, MOAT_ACME_PROB_DNS, "dns-01: no resolver configuration");
     rs.retrans = 3;
     rs.retry = 2;
+    if (resolver != NULL && resolver[0] != '\0') {
+        /* acme_server.dns_resolver (checked when the config loaded): that server alone is asked. */
+        moat_listen_t l;
+        moat_err_t err = {0};
+        if (moat_listen_parse(resolver, &l, &err) != 0 || l.family != AF_INET) {
+            res_nclose(&rs);
+            return moat_acme_problem_set(p, MOAT_ACME_PROB_SERVER_INTERNAL, "dns-01: resolver %s", resolver);
+        }
+        memset(&rs.nsaddr_list[0], 0, sizeof rs.nsaddr_list[0]);
+        rs.nsaddr_list[0].sin_family = AF_INET;
+        rs.nsaddr_list[0].sin_port = htons(l.port);
+        rs.nsaddr_list[0].sin_addr = l.addr.v4;
+        rs.nscount = 1;
+    }
     int n = res_nquery(&rs, qname, ns_c_in, ns_t_txt, ans, sizeof ans);
     int rc = moat_acme_problem_set(p, MOAT_ACME_PROB_INCORRECT_RESPONSE, "dns-01: no TXT record %s at %s",
                                    want, qname);
@@ -225,15 +239,15 @@ static int dns01(const char *value, const char *keyauth, moat_acme_problem_t *p)
 }
 
 static int attempt(const char *ctype, const char *itype, const char *value, const char *token,
-                   const char *keyauth, long http_port, long alpn_port, const atomic_int *stop,
-                   moat_acme_problem_t *p)
+                   const char *keyauth, long http_port, long alpn_port, const char *dns_resolver,
+                   const atomic_int *stop, moat_acme_problem_t *p)
 {
     if (strcmp(ctype, "http-01") == 0)
         return http01(itype, value, token, keyauth, http_port, stop, p);
     if (strcmp(ctype, "tls-alpn-01") == 0)
         return tls_alpn01(itype, value, keyauth, alpn_port, stop, p);
     if (strcmp(ctype, "dns-01") == 0)
-        return dns01(value, keyauth, p);
+        return dns01(value, keyauth, dns_resolver, p);
     return moat_acme_problem_set(p, MOAT_ACME_PROB_SERVER_INTERNAL, "unknown challenge type %s", ctype);
 }
 
@@ -257,7 +271,7 @@ static int save(moat_store_t *st, moat_store_acme_obj_t *o, json_t *doc, moat_er
 }
 
 void moat__acme_validate(moat_store_t *st, const char *chall_id, long http01_port, long tls_alpn01_port,
-                         const atomic_int *stop)
+                         const char *dns_resolver, const atomic_int *stop)
 {
     moat_store_acme_obj_t ch = {0}, az = {0}, ac = {0};
     moat_err_t err = {0};
@@ -286,7 +300,8 @@ void moat__acme_validate(moat_store_t *st, const char *chall_id, long http01_por
             struct timespec ts = {RETRY_PAUSE_MS / 1000, 0};
             nanosleep(&ts, NULL);
         }
-        ok = attempt(ctype, itype, value, token, keyauth, http01_port, tls_alpn01_port, stop, &p);
+        ok = attempt(ctype, itype, value, token, keyauth, http01_port, tls_alpn01_port, dns_resolver, stop,
+                     &p);
     }
     if (atomic_load(stop) && ok != 0)
         goto out; /* stopping: the challenge stays processing, as nothing was learnt */

@@ -148,7 +148,8 @@ static void check_site(moat_cfg_ctx_t *ctx, moat_site_t *s)
     /* acme_server without allow would certify nothing: say so rather than serve an empty directory. */
     if (s->acme_server.allow.n == 0 &&
         (s->acme_server.days != 0 || s->acme_server.eab_required || s->acme_server.profile != 0 ||
-         s->acme_server.challenges.n > 0 || s->acme_server.renew_issued_before != NULL))
+         s->acme_server.challenges.n > 0 || s->acme_server.renew_issued_before != NULL ||
+         s->acme_server.dns_resolver != NULL))
         moat__cfg_error(ctx, sm, key,
                         "acme_server has no allow list; expected the names it may certify, as in "
                         "\"allow: ['*.corp.example']\"");

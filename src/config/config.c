@@ -786,6 +786,7 @@ static void config_free(moat_config_t *cfg)
         free_strlist(&s->acme_server.allow);
         free_strlist(&s->acme_server.challenges);
         moat_free(&s->acme_server.renew_issued_before);
+        moat_free(&s->acme_server.dns_resolver);
         moat_free(&s->listen);
         moat_free(&s->http_listen);
         moat_free(&s->certificate);

@@ -155,6 +155,7 @@ typedef struct moat_acme_server_conf {
     long failures_per_hour;    /* failed validations per account per hour, default 60 */
     char *renew_issued_before; /* RFC 3339 time: certificates issued before it are asked (renewalInfo) to
                                   renew now; NULL: none */
+    char *dns_resolver;        /* "IPv4:port" the dns-01 TXT lookups ask; NULL: the system's resolver */
 } moat_acme_server_conf_t;
 
 /* The acme: block (top level, and a site's override). Strings are NULL and lists empty when not set. */

@@ -210,6 +210,22 @@ static int validate_time(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *d
     return 0;
 }
 
+static int validate_dns_resolver(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                 const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    moat_listen_t l;
+    moat_err_t err = {0};
+    (void)f;
+    (void)item;
+    if (moat_listen_parse(v, &l, &err) != 0 || l.family != AF_INET || l.any)
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.100s\": not an IPv4 address and port; expected for example "
+                               "\"127.0.0.1:53\"",
+                               v);
+    return 0;
+}
+
 static int validate_profile(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
                             const char *key, moat_cfg_mark_t mark)
 {
@@ -705,6 +721,9 @@ static const moat_cfg_field_t acme_server_fields[] = {
           "an RFC 3339 time (2026-12-03T07:00:00Z): renewalInfo (RFC 9773) asks every certificate this "
           "site issued before it to renew now, as before a mass revocation; later ones keep their window",
           "none"),
+    FIELD("dns_resolver", MOAT_CFG_STR, moat_site_t, acme_server.dns_resolver, validate_dns_resolver,
+          "IPv4 address and port of the DNS server dns-01 validation asks for TXT records (127.0.0.1:53)",
+          "the system's resolver (/etc/resolv.conf)"),
     MOAT_CFG_END};
 static const moat_cfg_section_t acme_server_section = {"sites[].acme_server", acme_server_fields, 0, NULL};
 

@@ -674,3 +674,54 @@ sites:
     finally:
         problems = client.stop_all()
     assert not problems, problems
+
+
+def test_dns01_validation_asks_the_configured_resolver(ca, tmp_path_factory):
+    """dns-01 (RFC 8555 8.4): moat's server looks the TXT record up at acme_server.dns_resolver (here
+    pebble-challtestsrv on loopback); moat's client sets the record through its dns_hook."""
+    from acme_helpers import CHALLTESTSRV
+    from test_acme_client import DNS_HOOK
+    m = ca
+    dns_port, mgmt_port = free_port(), free_port()
+    dns = subprocess.Popen([CHALLTESTSRV, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01",
+                            f"127.0.0.1:{dns_port}", "-http01", "", "-https01", "", "-tlsalpn01", "",
+                            "-management", f"127.0.0.1:{mgmt_port}"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = Moat(tmp_path_factory.mktemp("client"))
+    try:
+        wait_port(mgmt_port)
+        start(m, f"challenges: [dns-01]\ndns_resolver: '127.0.0.1:{dns_port}'")
+        hook, hook_log = client.dir / "dns-hook", client.dir / "hook.log"
+        hook.write_text(DNS_HOOK % {"port": mgmt_port, "log": hook_log})
+        hook.chmod(0o755)
+        client.ok("trust", "add", m.dir / "root.pem", "--name", "moat-root")
+        port = free_port()
+        client.serve(f"""store: {client.store}
+log: {{ error: {client.dir}/error.log }}
+acme:
+  directory: {m.directory}
+  email: ops@example.test
+  accept_terms: true
+  trust: [moat-root]
+  challenges: [dns-01]
+  dns_hook: {hook}
+sites:
+  - hosts: [localhost]
+    listen: ["127.0.0.1:{port}"]
+    certificate: acme
+""", wait=(port,))
+
+        def current():
+            r = client.run("cert", "export", "acme.localhost")
+            return r.stdout if r.returncode == 0 and "BEGIN CERTIFICATE" in r.stdout else None
+
+        pem = wait_for(current, timeout=60)
+        assert pem, (client.dir / "error.log").read_text(errors="replace")[-2000:]
+        assert x509.load_pem_x509_certificate(pem.encode()).issuer.rfc4514_string() == "CN=ACME Test Root"
+        calls = hook_log.read_text().splitlines()
+        assert [c.split()[:2] for c in calls][:1] == [["set", "_acme-challenge.localhost."]], calls
+    finally:
+        problems = client.stop_all()
+        dns.terminate()
+        dns.wait(timeout=10)
+    assert not problems, problems
