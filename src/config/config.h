@@ -137,6 +137,7 @@ typedef struct moat_location {
     char *proxy;                     /* proxy: the upstream's name, or NULL (static files) */
     const moat_upstream_t *upstream; /* borrowed: the upstream named by proxy */
     int forward_client_cert;         /* moat_fwd_cert_t */
+    long body_bytes;                 /* limits.body_bytes of a proxy: location; 0: the top-level one */
     moat_static_conf_t st;           /* owned: as set in the file */
     moat_static_conf_t eff;          /* borrowed: st, with what it does not set taken from the site */
 } moat_location_t;

@@ -676,6 +676,15 @@ static void location_init(void *obj)
     static_init(&l->st);
 }
 
+static const moat_cfg_field_t location_limits_fields[] = {
+    INTF("body_bytes", moat_location_t, body_bytes, 1, 1099511627776L, NULL, 0,
+         "largest request body a proxy: location sends to its upstream; larger gets 413 (at most the "
+         "top-level limits.body_bytes)",
+         "the top-level one"),
+    MOAT_CFG_END};
+static const moat_cfg_section_t location_limits_section = {"sites[].locations[].limits",
+                                                           location_limits_fields, 0, NULL};
+
 static const moat_cfg_field_t location_fields[] = {
     FIELD("path", MOAT_CFG_STR, moat_location_t, path, validate_location_path,
           "URL path prefix, starting with /; it covers the path itself and everything below it", "required"),
@@ -687,6 +696,7 @@ static const moat_cfg_field_t location_fields[] = {
           "rfc9440: a proxied request carries the verified client certificate and its chain as Client-Cert "
           "and Client-Cert-Chain (RFC 9440), only when moat's verdict allowed it; off: neither",
           "off"),
+    SECTIONF("limits", &location_limits_section, "limits of the proxied requests under this path"),
     STATIC_FIELDS(moat_location_t, &location_cache_section, &location_redirect_section,
                   &location_auth_section),
     MOAT_CFG_END};

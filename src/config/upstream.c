@@ -245,12 +245,24 @@ void moat__cfg_check_upstreams(moat_cfg_ctx_t *ctx)
             moat_cfg_mark_t lm = where_or(ctx, loc, MOAT_CFG_AT_ITEM, (moat_cfg_mark_t){0, 0});
             char key[112];
             if (loc->proxy == NULL) {
+                if (loc->body_bytes != 0) {
+                    snprintf(key, sizeof(key), "sites[%zu].locations[%zu].limits.body_bytes", i, j);
+                    moat__cfg_error(ctx, where_or(ctx, &loc->body_bytes, MOAT_CFG_AT_VALUE, lm), key,
+                                    "set on a location without proxy:; expected it next to \"proxy: NAME\"");
+                }
                 if (loc->forward_client_cert != MOAT_FWD_CERT_OFF) {
                     snprintf(key, sizeof(key), "sites[%zu].locations[%zu].forward_client_cert", i, j);
                     moat__cfg_error(ctx, where_or(ctx, &loc->forward_client_cert, MOAT_CFG_AT_VALUE, lm), key,
                                     "set on a location without proxy:; expected it next to \"proxy: NAME\"");
                 }
                 continue;
+            }
+            if (loc->body_bytes > cfg->limits.body_bytes) {
+                snprintf(key, sizeof(key), "sites[%zu].locations[%zu].limits.body_bytes", i, j);
+                moat__cfg_error(ctx, where_or(ctx, &loc->body_bytes, MOAT_CFG_AT_VALUE, lm), key,
+                                "%ld is above the top-level limits.body_bytes (%ld), which every request is "
+                                "held to first; expected at most %ld, or raise the top-level one",
+                                loc->body_bytes, cfg->limits.body_bytes, cfg->limits.body_bytes);
             }
             for (size_t k = 0; k < cfg->nupstreams; k++)
                 if (strcmp(cfg->upstreams[k].name, loc->proxy) == 0)

@@ -131,6 +131,8 @@ static const char *reason_text(const char *reason)
         return "closed the connection before its answer was complete";
     if (strcmp(reason, "bad-response") == 0)
         return "sent an answer that is not valid HTTP/1.1";
+    if (strcmp(reason, "body-too-large") == 0)
+        return "was not sent the request: its body is above the location's limits.body_bytes";
     if (strcmp(reason, "no-healthy-server") == 0)
         return "has no server available (every one failed recently)";
     return "failed";
@@ -431,6 +433,12 @@ void moat__proxy_start(moat__request_t *r, const moat_site_t *site, const moat_l
     clock_gettime(CLOCK_MONOTONIC, &px->t0);
     moat_list_push_tail(&x->active, &px->node);
     r->out->px_begin(r);
+    if (loc->body_bytes > 0 && r->req.body_kind == MOAT_HTTP_BODY_LENGTH &&
+        r->req.content_length > (uint64_t)loc->body_bytes) {
+        /* the location's limit: refused before anything goes upstream, the body left unread */
+        answer_error(px, 413, "body-too-large");
+        return;
+    }
     if (moat__proxy_head(px) != 0) {
         /* the client's fields and certificate do not fit the buffer */
         px->client_end = 1;
@@ -510,6 +518,22 @@ static int body_refill(moat__proxy_t *px)
         /* the client's body is malformed or too large: its status, before anything came back */
         answer_error(px, r->body.status ? r->body.status : 400, "client-body");
         px->error = r->body.error != NULL ? r->body.error : "client-body";
+        return -1;
+    }
+    if (n > 0 && px->loc->body_bytes > 0 && (px->body_fwd += (uint64_t)n) > (uint64_t)px->loc->body_bytes) {
+        /* a chunked body past the location's limit: the upstream connection is dropped before the
+         * body's end was sent, so the application never sees a complete request */
+        px->client_end = 0;
+        if (px->uc != NULL) {
+            upconn_close(px->uc);
+            px->uc = NULL;
+        }
+        if (px->head_sent) {
+            px->state = PX_BROKEN;
+            px->error = "body-too-large";
+            return -1;
+        }
+        answer_error(px, 413, "body-too-large");
         return -1;
     }
     if (n > 0 && hdr > 0) {

@@ -59,7 +59,8 @@ struct moat__proxy {
     px_pool_t *pool;
     const char *addr; /* the server's address text, once one is chosen */
     size_t server;
-    uint64_t tried; /* servers tried, a bit each */
+    uint64_t tried;    /* servers tried, a bit each */
+    uint64_t body_fwd; /* request body bytes taken from the client, for the location's limits.body_bytes */
     int state;
     char *out; /* big pool: bytes for the server (the head, then body pieces) */
     size_t olen, opos;

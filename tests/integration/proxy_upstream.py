@@ -81,6 +81,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         n, digest = self._body()
+        self.server.bodies.append((self.path, n))  # a request whose body arrived complete
         if u.path == "/big":
             size = int(q.get("n", "1048576"))
             chunked = q.get("chunked") == "1"
@@ -129,6 +130,7 @@ class Upstream:
         self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.srv.daemon_threads = True
         self.srv.seen = []
+        self.srv.bodies = []
         self.port = self.srv.server_address[1]
         self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.t.start()

@@ -478,3 +478,33 @@ def test_host_name_servers_are_looked_up_at_load(moat, app, ca):
     assert ('upstreams.app.servers: "no-such-host.invalid:3000": the host name no-such-host.invalid was '
             'not found (') in r.stderr, r.stderr
     assert f"{bad}:6:15: " in r.stderr, r.stderr
+
+
+def test_location_body_limit(moat, app, ca, tmp_path):
+    port = free_port()
+    serve(moat, [f"127.0.0.1:{app.port}"], port, location_extra="limits: {body_bytes: 1000}",
+          limits="body_bytes: 100000")
+    blob = tmp_path / "b.bin"
+    blob.write_bytes(b"x" * 1000)
+    st, _, body, err = curl(port, "/upload", "--data-binary", f"@{blob}", cafile=ca)
+    assert st == 200 and json.loads(body)["body_len"] == 1000, err
+    blob.write_bytes(b"x" * 50000)
+    for h2 in (False, True):
+        st, hd, _, _ = curl(port, "/upload", "--data-binary", f"@{blob}", http2=h2, cafile=ca)
+        assert st == 413 and hd.get("x-moat-upstream") == "body-too-large", hd
+    # a Content-Length above the location's limit: nothing went to the application
+    assert sum(1 for x in app.seen if x[1] == "/upload") == 1
+    # chunked: cut where it passes the limit; the application never gets a complete request
+    st, hd, _, _ = curl(port, "/upload", "--data-binary", f"@{blob}", "-H", "Transfer-Encoding: chunked", cafile=ca)
+    assert st == 413, hd
+    assert [b for b in app.srv.bodies if b[0] == "/upload"] == [("/upload", 1000)]
+    # above the top-level limit, or on a location without proxy:, it is a configuration error
+    for loc, want in (("proxy: app\n    limits: {body_bytes: 200000}",
+                       "limits.body_bytes: 200000 is above the top-level limits.body_bytes (100000)"),
+                      ("limits: {body_bytes: 10}", "limits.body_bytes: set on a location without proxy:")):
+        bad = moat.dir / "bad.yaml"
+        ups = f"upstreams:\n  app:\n    servers: ['127.0.0.1:{app.port}']\n"
+        text = "locations:\n  - path: /\n    " + loc + "\n"
+        bad.write_text(config(moat, [site(["localhost"], port, extra=text)], extra=ups, limits="body_bytes: 100000"))
+        r = moat.run("serve", "--check", "-c", bad)
+        assert r.returncode != 0 and want in r.stderr, r.stderr
