@@ -408,7 +408,11 @@ void moat_doctor_check_chain(moat_doctor_report_t *r, const char *subject, STACK
         ERR_clear_error();
         X509_free(issuer);
         X509_STORE_CTX_free(ctx);
-        if (!found || !anchor) {
+        /* A CA certificate sent after the leaf whose issuer no one has is the intermediate under a root
+         * the client does not trust (servers do not send the root): the trust check below reports it. */
+        if (!found && npath >= 2 && X509_check_ca(last) > 0) {
+            ERR_clear_error();
+        } else if (!found || !anchor) {
             incomplete = 1;
             moat__doctor_short_name(last, name, sizeof(name));
             moat__doctor_name(X509_get_issuer_name(last), iname, sizeof(iname));
@@ -455,15 +459,18 @@ void moat_doctor_check_chain(moat_doctor_report_t *r, const char *subject, STACK
                        e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
                        e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) {
                 X509 *root = sk_X509_value(chain, path[npath - 1]);
-                moat__doctor_short_name(root, name, sizeof(name));
+                if (X509_self_signed(root, 0) == 1)
+                    moat__doctor_short_name(root, name, sizeof(name));
+                else
+                    moat__doctor_name(X509_get_issuer_name(root), name, sizeof(name));
                 f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "untrusted-root", subject,
                                     "the chain ends at the root %s, which is not in %s", name, trust_desc);
                 moat_doctor_why(f, "clients refuse the connection unless this root is in their trust store");
-                moat_doctor_fix(f,
-                                "add the root to the clients' trust stores (Debian: copy it to "
-                                "/usr/local/share/ca-certificates/ and run update-ca-certificates; browsers: "
-                                "their certificate manager); to check the rest of the chain against it: moat "
-                                "doctor --ca ROOT.pem ...");
+                moat_doctor_fix(
+                    f, "add the root to the clients' trust stores (Debian: copy it to "
+                       "/usr/local/share/ca-certificates/ and run update-ca-certificates; browsers: "
+                       "their certificate manager; moat's own root CA: moat trust install-local); to "
+                       "check the rest of the chain against it: moat doctor --ca ROOT.pem ...");
             } else {
                 f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "untrusted", subject,
                                     "the chain does not verify against %s: %s (at chain depth %d)",

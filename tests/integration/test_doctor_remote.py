@@ -135,6 +135,17 @@ def test_untrusted_root_names_the_trust_store(moat, pki, servers):
     assert "update-ca-certificates" in f["fix"]
 
 
+def test_untrusted_private_root_is_not_a_missing_intermediate(moat, pki, servers):
+    # Leaf and intermediate sent, the private root only unknown to the client: untrusted-root.
+    leaf, key, inter = healthy_chain(pki)
+    s = serve(servers, moat, leaf, key, chain=inter)
+    _, rep = doctor(moat, f"https://localhost:{s.port}", code=1)
+    assert "chain-incomplete" not in ids(rep), rep["findings"]
+    f = next(f for f in rep["findings"] if f["id"] == "untrusted-root")
+    assert "Doctor Test Root" in f["what"]
+    assert "moat trust install-local" in f["fix"]
+
+
 def test_wrong_name(moat, pki, servers):
     leaf, key, inter = healthy_chain(pki, sans="DNS:other.example")
     s = serve(servers, moat, leaf, key, chain=inter)
