@@ -531,6 +531,31 @@ def test_reload_that_adds_acme_server_is_refused(ca):
     assert "404" in curl(m, "-o", "/dev/null", "-w", "%{http_code}", m.directory).stdout
 
 
+def moat_client_config(m, client, port, challenges="tls-alpn-01", extra=""):
+    """moat.yaml of a second moat whose one site (localhost on 127.0.0.1:<port>) gets its certificate
+    from <m>'s ACME server, trusting <m>'s root (added as moat-root)."""
+    acme_extra = "".join("  " + line + "\n" for line in extra.strip().splitlines())
+    return f"""store: {client.store}
+log: {{ error: {client.dir}/error.log }}
+acme:
+  directory: {m.directory}
+  email: ops@example.test
+  accept_terms: true
+  trust: [moat-root]
+  challenges: [{challenges}]
+{acme_extra}sites:
+  - hosts: [localhost]
+    listen: ["127.0.0.1:{port}"]
+    certificate: acme
+"""
+
+
+def acme_cert(client):
+    """The certificate the client's ACME site holds, or None before the first one."""
+    r = client.run("cert", "export", "acme.localhost")
+    return r.stdout if r.returncode == 0 and "BEGIN CERTIFICATE" in r.stdout else None
+
+
 def test_moat_renews_from_moat(ca, tmp_path_factory):
     """A second moat, certificate: acme with tls-alpn-01 on its own https listener, enrolls with the first
     one and renews from it."""
@@ -539,23 +564,10 @@ def test_moat_renews_from_moat(ca, tmp_path_factory):
     client = Moat(tmp_path_factory.mktemp("client"))
     try:
         client.ok("trust", "add", m.dir / "root.pem", "--name", "moat-root")
-        client.serve(f"""store: {client.store}
-log: {{ error: {client.dir}/error.log }}
-acme:
-  directory: {m.directory}
-  email: ops@example.test
-  accept_terms: true
-  trust: [moat-root]
-  challenges: [tls-alpn-01]
-sites:
-  - hosts: [localhost]
-    listen: ["127.0.0.1:{m.tls01}"]
-    certificate: acme
-""", wait=(m.tls01,))
+        client.serve(moat_client_config(m, client, m.tls01), wait=(m.tls01,))
 
         def current():
-            r = client.run("cert", "export", "acme.localhost")
-            return r.stdout if r.returncode == 0 and "BEGIN CERTIFICATE" in r.stdout else None
+            return acme_cert(client)
 
         first = wait_for(current, timeout=60)
         assert first, (client.dir / "error.log").read_text(errors="replace")[-2000:]
@@ -579,28 +591,14 @@ def test_moat_client_asks_for_a_profile(ca, tmp_path_factory):
     client = Moat(tmp_path_factory.mktemp("client"))
 
     def conf(profile):
-        return f"""store: {client.store}
-log: {{ error: {client.dir}/error.log }}
-acme:
-  directory: {m.directory}
-  email: ops@example.test
-  accept_terms: true
-  trust: [moat-root]
-  challenges: [tls-alpn-01]
-  profile: {profile}
-sites:
-  - hosts: [localhost]
-    listen: ["127.0.0.1:{m.tls01}"]
-    certificate: acme
-"""
+        return moat_client_config(m, client, m.tls01, extra=f"profile: {profile}")
 
     try:
         client.ok("trust", "add", m.dir / "root.pem", "--name", "moat-root")
         client.serve(conf("server"), wait=(m.tls01,))
 
         def current():
-            r = client.run("cert", "export", "acme.localhost")
-            return r.stdout if r.returncode == 0 and "BEGIN CERTIFICATE" in r.stdout else None
+            return acme_cert(client)
 
         first = wait_for(current, timeout=60)
         assert first, (client.dir / "error.log").read_text(errors="replace")[-2000:]
@@ -626,19 +624,7 @@ def test_moat_client_follows_moat_servers_ari_window_and_rate_limit(ca, tmp_path
     m = ca
     start(m, "challenges: [tls-alpn-01]\norders_per_hour: 1")
     client = Moat(tmp_path_factory.mktemp("client"))
-    cfg = f"""store: {client.store}
-log: {{ error: {client.dir}/error.log }}
-acme:
-  directory: {m.directory}
-  email: ops@example.test
-  accept_terms: true
-  trust: [moat-root]
-  challenges: [tls-alpn-01]
-sites:
-  - hosts: [localhost]
-    listen: ["127.0.0.1:{m.tls01}"]
-    certificate: acme
-"""
+    cfg = moat_client_config(m, client, m.tls01)
     try:
         client.ok("trust", "add", m.dir / "root.pem", "--name", "moat-root")
         client.serve(cfg, wait=(m.tls01,))
@@ -696,24 +682,11 @@ def test_dns01_validation_asks_the_configured_resolver(ca, tmp_path_factory):
         hook.chmod(0o755)
         client.ok("trust", "add", m.dir / "root.pem", "--name", "moat-root")
         port = free_port()
-        client.serve(f"""store: {client.store}
-log: {{ error: {client.dir}/error.log }}
-acme:
-  directory: {m.directory}
-  email: ops@example.test
-  accept_terms: true
-  trust: [moat-root]
-  challenges: [dns-01]
-  dns_hook: {hook}
-sites:
-  - hosts: [localhost]
-    listen: ["127.0.0.1:{port}"]
-    certificate: acme
-""", wait=(port,))
+        client.serve(moat_client_config(m, client, port, challenges="dns-01", extra=f"dns_hook: {hook}"),
+                     wait=(port,))
 
         def current():
-            r = client.run("cert", "export", "acme.localhost")
-            return r.stdout if r.returncode == 0 and "BEGIN CERTIFICATE" in r.stdout else None
+            return acme_cert(client)
 
         pem = wait_for(current, timeout=60)
         assert pem, (client.dir / "error.log").read_text(errors="replace")[-2000:]
