@@ -279,12 +279,6 @@ struct moat_acme_job {
 /* Queues <job>; MOAT_E_LIMIT when the queue is full (the caller answers 503). */
 int moat_acme_service_submit(moat_acme_service_t *svc, moat_acme_job_t *job) MOAT_MUST_CHECK;
 
-/* Mints an external account binding key (RFC 8555 §7.3.4): a new key id "eab-<32 hex>" into <kid> and a
- * 256-bit HMAC key, base64url, into <hmac> (shown once: the store keeps it sealed under the master key),
- * in one commit with its audit line. Each key enrolls one account. */
-int moat_acme_eab_new(moat_store_t *st, char *kid, size_t kidsz, char *hmac, size_t hmacsz,
-                      moat_err_t *err) MOAT_MUST_CHECK;
-
 /* Answers <req> on the calling thread with store connection <st> (what a service thread does; tests
  * call it directly). Validations it starts are queued to <svc>'s threads. */
 void moat_acme_handle(moat_acme_service_t *svc, moat_store_t *st, const moat_acme_request_t *req,

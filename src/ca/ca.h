@@ -161,4 +161,13 @@ typedef struct moat_ca_trust_crl {
 int moat_ca_trust_crl_add(moat_store_t *st, const char *anchor, const unsigned char *data, size_t len,
                           moat_ca_trust_crl_t *out, moat_err_t *err) MOAT_MUST_CHECK;
 
+/*
+ * Mints an external account binding key for moat's ACME server (RFC 8555 §7.3.4): a new key id
+ * "eab-<32 base64url characters>" into <kid> and a 256-bit HMAC key, base64url, into <hmac> (shown once:
+ * the store keeps it sealed under the master key), in one commit with its audit line. Each key enrolls one
+ * account.
+ */
+int moat_ca_eab_new(moat_store_t *st, char *kid, size_t kidsz, char *hmac, size_t hmacsz,
+                    moat_err_t *err) MOAT_MUST_CHECK;
+
 #endif

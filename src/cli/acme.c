@@ -5,6 +5,7 @@
 #include "cli/keymgr_int.h"
 
 #include "acme/acme.h"
+#include "ca/ca.h"
 #include "config/config.h"
 #include "server/server.h"
 
@@ -286,7 +287,7 @@ static int eab_new(moat_cli_t *cli, int argc, char **argv)
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
     if (moat__km_open(cli, 0, &st, &err) != 0 ||
-        moat_acme_eab_new(st, kid, sizeof(kid), hmac, sizeof(hmac), &err) != 0) {
+        moat_ca_eab_new(st, kid, sizeof(kid), hmac, sizeof(hmac), &err) != 0) {
         moat_store_close(st);
         return moat_cli_fail(cli, &err);
     }

@@ -1,19 +1,27 @@
-/* External account binding keys (RFC 8555 §7.3.4) for the ACME server: minted here, for every front end. */
-#include "acme/acme_server_int.h"
+/* External account binding keys (RFC 8555 §7.3.4) for moat's ACME server: minted here, for every front
+ * end. */
+#include "ca/ca.h"
+
+#include "acme/acme.h"
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <string.h>
 
-int moat_acme_eab_new(moat_store_t *st, char *kid, size_t kidsz, char *hmac, size_t hmacsz, moat_err_t *err)
+/* 24 random bytes: 32 base64url characters, as the ACME server's own object ids. */
+#define EAB_ID_BYTES 24
+
+int moat_ca_eab_new(moat_store_t *st, char *kid, size_t kidsz, char *hmac, size_t hmacsz, moat_err_t *err)
 {
-    unsigned char key[32];
-    char id[ACME_ID_LEN + 1];
+    unsigned char key[32], idb[EAB_ID_BYTES];
+    char id[MOAT_ACME_B64URL_LEN(EAB_ID_BYTES) + 1];
     int rc;
 
-    if (kidsz < sizeof("eab-") + ACME_ID_LEN || hmacsz < MOAT_ACME_B64URL_LEN(sizeof key) + 1)
+    if (kidsz < sizeof("eab-") + MOAT_ACME_B64URL_LEN(EAB_ID_BYTES) ||
+        hmacsz < MOAT_ACME_B64URL_LEN(sizeof key) + 1)
         return moat_err_set(err, MOAT_E_LIMIT, "no room for an external account key");
-    if (RAND_bytes(key, sizeof key) != 1 || moat__acme_random_id(id) != 0)
+    if (RAND_bytes(key, sizeof key) != 1 || RAND_bytes(idb, sizeof idb) != 1 ||
+        moat_acme_b64url_encode(idb, sizeof idb, id, sizeof id) < 0)
         return moat_err_set(err, MOAT_E_PKI, "no randomness for an external account key");
     snprintf(kid, kidsz, "eab-%s", id);
     if (moat_acme_b64url_encode(key, sizeof key, hmac, hmacsz) < 0) {
