@@ -87,6 +87,8 @@ void *moat_secure_malloc(size_t n);
 int moat_strlcpy(char *dst, const char *src, size_t size);
 /* Writes <n> bytes as 2n lowercase hex digits and a NUL: <out> holds 2n+1 bytes. Returns <out>. */
 char *moat_hex_lower(const unsigned char *in, size_t n, char *out);
+/* The value of one hex digit (0-9, a-f, A-F), or -1 for any other character. */
+int moat_hex_digit(int c);
 /* Formats <t> (Unix seconds) as RFC 3339 UTC, "2026-12-02T20:32:53Z", into <buf>; "invalid-time" outside
  * years 0-9999. The one spelling of a time in moat's output (--json, logs, pages). Returns buf. */
 #define MOAT_TIME_SIZE 21

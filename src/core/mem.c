@@ -108,6 +108,17 @@ char *moat_hex_lower(const unsigned char *in, size_t n, char *out)
     return out;
 }
 
+int moat_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int moat_strlcpy(char *dst, const char *src, size_t size)
 {
     size_t n = strlen(src);

@@ -44,16 +44,6 @@ static int bad(moat_http_body_t *b, int status, const char *why)
     return status == 413 ? MOAT_E_LIMIT : MOAT_E_INVAL;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (unsigned char)moat__http_lower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* The size line ended: start the payload, or the trailer section after the last chunk. */
 static int size_line_done(moat_http_body_t *b)
 {
@@ -111,7 +101,7 @@ int moat_http_body_decode(moat_http_body_t *b, const char *buf, size_t len, size
             return MOAT_E_AGAIN;
         }
         case CS_SIZE_START:
-            if ((h = hexval(c)) < 0)
+            if ((h = moat_hex_digit(c)) < 0)
                 return bad(b, 400, "invalid chunk size");
             b->remaining = (uint64_t)h;
             b->count_ = 1;
@@ -120,7 +110,7 @@ int moat_http_body_decode(moat_http_body_t *b, const char *buf, size_t len, size
         case CS_SIZE:
             if (++b->count_ > SIZE_LINE_MAX)
                 return bad(b, 400, "chunk size line too long");
-            if ((h = hexval(c)) >= 0) {
+            if ((h = moat_hex_digit(c)) >= 0) {
                 if (b->remaining > (UINT64_MAX >> 4))
                     return bad(b, 400, "chunk size overflows");
                 b->remaining = (b->remaining << 4) | (uint64_t)h;

@@ -17,14 +17,6 @@ static int is_tchar(unsigned char c)
            (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 int moat_http_url_parse(const char *url, moat_http_url_t *out, moat_err_t *err)
 {
     return moat_http_url_parse_ex(url, 0, out, err);
@@ -61,7 +53,7 @@ int moat_http_url_parse_ex(const char *url, unsigned flags, moat_http_url_t *out
         if (he == NULL || he == hs)
             return moat_err_set(err, MOAT_E_INVAL, "the URL's IPv6 address has no closing bracket");
         for (const char *q = hs; q < he; q++)
-            if (hexval((unsigned char)*q) < 0 && *q != ':' && *q != '.')
+            if (moat_hex_digit((unsigned char)*q) < 0 && *q != ':' && *q != '.')
                 return moat_err_set(err, MOAT_E_INVAL, "the URL's IPv6 address has a bad character");
         p = he + 1;
     } else {
@@ -120,10 +112,10 @@ static int chunked_scan(const uint8_t *p, size_t len, size_t max_body, size_t *d
     for (;;) {
         uint64_t size = 0;
         size_t digits = 0;
-        while (i < len && hexval(p[i]) >= 0) {
+        while (i < len && moat_hex_digit(p[i]) >= 0) {
             if (++digits > 15)
                 return moat_err_set(err, MOAT_E_INVAL, "a chunk size is too long");
-            size = size * 16 + (uint64_t)hexval(p[i++]);
+            size = size * 16 + (uint64_t)moat_hex_digit(p[i++]);
         }
         if (i == len)
             return MOAT_E_AGAIN;
@@ -176,8 +168,8 @@ static void chunked_compact(uint8_t *p)
     size_t in = 0, out = 0;
     for (;;) {
         size_t size = 0;
-        while (hexval(p[in]) >= 0)
-            size = size * 16 + (size_t)hexval(p[in++]);
+        while (moat_hex_digit(p[in]) >= 0)
+            size = size * 16 + (size_t)moat_hex_digit(p[in++]);
         while (p[in] != '\n')
             in++;
         in++;

@@ -5,16 +5,6 @@
 
 #include <string.h>
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (unsigned char)moat__http_lower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /*
  * Ends the segment out[seg, *o): drops "." and pops the previous segment for "..".
  * Returns -1 if ".." would leave the root.
@@ -80,8 +70,8 @@ int moat_http_path_normalize(const char *t, size_t len, char *out, size_t out_si
         unsigned char c = (unsigned char)t[i];
         if (c == '%') {
             int hi, lo;
-            if (end - i < 3 || (hi = hexval((unsigned char)t[i + 1])) < 0 ||
-                (lo = hexval((unsigned char)t[i + 2])) < 0)
+            if (end - i < 3 || (hi = moat_hex_digit((unsigned char)t[i + 1])) < 0 ||
+                (lo = moat_hex_digit((unsigned char)t[i + 2])) < 0)
                 return refuse(status, 400, MOAT_E_INVAL);
             c = (unsigned char)(hi << 4 | lo);
             i += 2;

@@ -9,17 +9,6 @@
 /* CertIDs answered per request; RFC 6960 sets no limit, real clients ask for one. */
 #define MAX_CERT_IDS 32
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int moat_pki_ocsp_get_decode(const char *b64, size_t len, unsigned char **out, size_t *out_len,
                              moat_err_t *err)
 {
@@ -40,8 +29,8 @@ int moat_pki_ocsp_get_decode(const char *b64, size_t len, unsigned char **out, s
     for (size_t i = 0; i < len; i++) {
         char c = b64[i];
         if (c == '%') {
-            int hi = i + 2 < len ? hexval((unsigned char)b64[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval((unsigned char)b64[i + 2]) : -1;
+            int hi = i + 2 < len ? moat_hex_digit((unsigned char)b64[i + 1]) : -1;
+            int lo = i + 2 < len ? moat_hex_digit((unsigned char)b64[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 moat_free(&text);
                 return moat_err_set(err, MOAT_E_INVAL, "the OCSP GET request has a bad %%-escape");

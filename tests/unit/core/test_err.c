@@ -94,6 +94,22 @@ static void test_hex_lower(void)
     CHECK_STR(moat_hex_lower(in, 0, out), "");
 }
 
+static void test_hex_digit(void)
+{
+    CHECK_EQ(moat_hex_digit('0'), 0);
+    CHECK_EQ(moat_hex_digit('9'), 9);
+    CHECK_EQ(moat_hex_digit('a'), 10);
+    CHECK_EQ(moat_hex_digit('F'), 15);
+    CHECK_EQ(moat_hex_digit('g'), -1);
+    CHECK_EQ(moat_hex_digit('G'), -1);
+    CHECK_EQ(moat_hex_digit('/'), -1);
+    CHECK_EQ(moat_hex_digit(':'), -1);
+    CHECK_EQ(moat_hex_digit('@'), -1);
+    CHECK_EQ(moat_hex_digit('\0'), -1);
+    CHECK_EQ(moat_hex_digit(0xc1), -1); /* 'A' with the high bit set */
+    CHECK_EQ(moat_hex_digit(-63), -1);  /* the same byte as a signed char */
+}
+
 /* Issue 11: one spelling of a serial, whatever was typed. */
 static void test_serial_canon(void)
 {
@@ -145,6 +161,7 @@ int main(void)
     RUN(test_parse_long);
     RUN(test_strlcpy);
     RUN(test_hex_lower);
+    RUN(test_hex_digit);
     RUN(test_serial_canon);
     RUN(test_name_check);
     return harness_done();
