@@ -16,15 +16,22 @@ static void format(char *buf, size_t size, const char *fmt, va_list ap)
         memcpy(buf + size - 4, "...", 4);
 }
 
+/* A new error replaces the old one whole: its code, its message and no hint. */
+static void set(moat_err_t *err, int code, const char *fmt, va_list ap) MOAT_PRINTF(3, 0);
+static void set(moat_err_t *err, int code, const char *fmt, va_list ap)
+{
+    err->code = code;
+    err->hint[0] = '\0';
+    format(err->msg, sizeof(err->msg), fmt, ap);
+}
+
 int moat_err_set(moat_err_t *err, int code, const char *fmt, ...)
 {
     va_list ap;
     if (err == NULL)
         return code;
-    err->code = code;
-    err->hint[0] = '\0';
     va_start(ap, fmt);
-    format(err->msg, sizeof(err->msg), fmt, ap);
+    set(err, code, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -51,10 +58,8 @@ int moat_err_ossl(moat_err_t *err, int code, const char *fmt, ...)
         last = e;
     if (err == NULL)
         return code;
-    err->code = code;
-    err->hint[0] = '\0';
     va_start(ap, fmt);
-    format(err->msg, sizeof(err->msg), fmt, ap);
+    set(err, code, fmt, ap);
     va_end(ap);
     len = strlen(err->msg);
     if (last != 0 && len + 3 < sizeof(err->msg)) {
