@@ -721,6 +721,18 @@ out:
     return status == 200 ? 200 : finish_error(resp, status);
 }
 
+/* fstat() of a descriptor just opened, into resp->st: 0, or the error response's status after closing the
+ * descriptor (it is useless then). */
+static int stat_opened(int fd, moat_http_resp_t *resp)
+{
+    int e;
+    if (fstat(fd, &resp->st) == 0)
+        return 0;
+    e = errno;
+    (void)close(fd);
+    return finish_error(resp, status_for_errno(e));
+}
+
 /* The file (or folder index) at <path>; <fallback>: allowed to fall back when nothing is there. */
 static int serve_path(const moat_http_root_t *root, const moat_http_req_t *req, const char *path,
                       const moat_static_conf_t *c, int fallback, moat_http_resp_t *resp)
@@ -729,7 +741,7 @@ static int serve_path(const moat_http_root_t *root, const moat_http_req_t *req, 
     size_t plen = strlen(path);
     const char *name;
     size_t name_len;
-    int fd, path_only = 0;
+    int fd, status, path_only = 0;
 
     if (plen == 0 || path[0] != '/' || plen >= sizeof(rel) - 256)
         return finish_error(resp, 404);
@@ -749,11 +761,8 @@ static int serve_path(const moat_http_root_t *root, const moat_http_req_t *req, 
     }
     if (fd < 0)
         goto missing;
-    if (fstat(fd, &resp->st) != 0) {
-        int e = errno;
-        (void)close(fd); /* failed stat: the descriptor is useless */
-        return finish_error(resp, status_for_errno(e));
-    }
+    if ((status = stat_opened(fd, resp)) != 0)
+        return status;
     if (path_only && !S_ISDIR(resp->st.st_mode)) {
         /* Opened by the O_PATH retry above: not a folder, so the file itself is unreadable. */
         (void)close(fd); /* an O_PATH descriptor: nothing to flush */
@@ -787,11 +796,8 @@ static int serve_path(const moat_http_root_t *root, const moat_http_req_t *req, 
         (void)close(dfd); /* an open folder: nothing to flush */
         if (fd < 0)
             goto missing;
-        if (fstat(fd, &resp->st) != 0) {
-            int e = errno;
-            (void)close(fd); /* failed stat: the descriptor is useless */
-            return finish_error(resp, status_for_errno(e));
-        }
+        if ((status = stat_opened(fd, resp)) != 0)
+            return status;
     } else {
         name = path;
         name_len = plen;
