@@ -26,24 +26,38 @@
 
 /* ---- the scan's lists ---- */
 
+static int list_has(char *const *list, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+/* Appends a copy of <s> to <*list> of <*n> strings. */
+static int list_add(char ***list, size_t *n, const char *s)
+{
+    char **v;
+    if ((v = moat_realloc(*list, (*n + 1) * sizeof(*v))) == NULL)
+        return MOAT_E_NOMEM;
+    *list = v;
+    if ((v[*n] = moat_strdup(s)) == NULL)
+        return MOAT_E_NOMEM;
+    (*n)++;
+    return 0;
+}
+
 static int note(moat_import_scan_t *scan, const char *fmt, ...) MOAT_PRINTF(2, 3);
 static int note(moat_import_scan_t *scan, const char *fmt, ...)
 {
-    char buf[PATH_MAX + 1024], **v; /* room for a full path and the reason */
+    char buf[PATH_MAX + 1024]; /* room for a full path and the reason */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    for (size_t i = 0; i < scan->nnotes; i++)
-        if (strcmp(scan->notes[i], buf) == 0)
-            return 0;
-    if ((v = moat_realloc(scan->notes, (scan->nnotes + 1) * sizeof(*v))) == NULL)
-        return MOAT_E_NOMEM;
-    scan->notes = v;
-    if ((v[scan->nnotes] = moat_strdup(buf)) == NULL)
-        return MOAT_E_NOMEM;
-    scan->nnotes++;
-    return 0;
+    if (list_has(scan->notes, scan->nnotes, buf))
+        return 0;
+    return list_add(&scan->notes, &scan->nnotes, buf);
 }
 
 static int is_dir(const char *path)
@@ -334,24 +348,14 @@ static int set_server_name(cfg_walk_t *w, const char *name)
 
 static int already_seen(const moat_import_scan_t *scan, const char *real)
 {
-    for (size_t i = 0; i < scan->nconfigs; i++)
-        if (strcmp(scan->configs[i], real) == 0)
-            return 1;
-    return 0;
+    return list_has(scan->configs, scan->nconfigs, real);
 }
 
 static int mark_seen(moat_import_scan_t *scan, const char *real)
 {
-    char **v;
     if (scan->nconfigs >= MAX_FILES)
         return 0;
-    if ((v = moat_realloc(scan->configs, (scan->nconfigs + 1) * sizeof(*v))) == NULL)
-        return MOAT_E_NOMEM;
-    scan->configs = v;
-    if ((v[scan->nconfigs] = moat_strdup(real)) == NULL)
-        return MOAT_E_NOMEM;
-    scan->nconfigs++;
-    return 0;
+    return list_add(&scan->configs, &scan->nconfigs, real);
 }
 
 static int add_referenced(cfg_walk_t *w, const char *origin, const char *value)
