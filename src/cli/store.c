@@ -2,6 +2,7 @@
  * moat store backup|restore|info: whole-store operations.
  */
 #include "cli/groups.h"
+#include "keymgr/keymgr.h"
 #include "store/store.h"
 
 #include <limits.h>
@@ -177,7 +178,7 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
     }
     if (moat_cli_store_open(cli, store, mk, flags, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
-    rc = dry ? moat_store_restore_check(st, abs, &diff, &err) : moat_store_restore(st, abs, &diff, &err);
+    rc = moat_keymgr_restore(st, abs, dry != 0, &diff, &err);
     if (rc == 0 && !dry)
         rc = moat_store_generation(st, &gen, &err);
     moat_store_close(st);

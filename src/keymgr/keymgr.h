@@ -138,4 +138,14 @@ int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
 int moat_keymgr_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *password, bool legacy,
                            unsigned char **p12, size_t *p12_len, moat_err_t *err) MOAT_MUST_CHECK;
 
+/*
+ * moat store restore: replaces the store with backup <src> (moat_store_restore_with; with <dry_run> only
+ * checks and fills <diff>) so that moat's CA stays whole. On top of what the store carries forward
+ * (issued certificates, revocations, the higher CRL number), a CRL that does not list every revocation
+ * kept (the two stores revoked different certificates) is re-signed with the next number above both;
+ * the diff says so ("crl", MOAT_DIFF_CHANGED). Refused, the store unchanged, when that CA's key is offline.
+ */
+int moat_keymgr_restore(moat_store_t *st, const char *src, bool dry_run, moat_store_diff_t *diff,
+                        moat_err_t *err) MOAT_MUST_CHECK;
+
 #endif

@@ -159,8 +159,8 @@ void moat_store_diff_dispose(moat_store_diff_t *d)
     d->n = 0;
 }
 
-static int diff_add(moat_store_diff_t *d, const char *kind, const char *name, const char *suffix,
-                    moat_diff_change_t change, moat_err_t *err)
+int moat_store_diff_add(moat_store_diff_t *d, const char *kind, const char *name, const char *suffix,
+                        moat_diff_change_t change, moat_err_t *err)
 {
     moat_store_diff_item_t *p = moat_realloc(d->items, (d->n + 1) * sizeof(*p));
     if (p == NULL)
@@ -201,24 +201,24 @@ static int diff_keys(moat_store_t *cur, moat_store_t *bak, moat_store_diff_t *d,
         const moat_store_key_t *k = &b.items[i], *o = find_key(&a, k);
         const char *sfx = k->state == MOAT_KEY_PENDING ? " (pending)" : "";
         if (o == NULL)
-            rc = diff_add(d, "key", k->name, sfx, MOAT_DIFF_ADDED, err);
+            rc = moat_store_diff_add(d, "key", k->name, sfx, MOAT_DIFF_ADDED, err);
         else if (!blob_eq(&o->pubkey, &k->pubkey) || o->exportable != k->exportable)
-            rc = diff_add(d, "key", k->name, sfx, MOAT_DIFF_CHANGED, err);
+            rc = moat_store_diff_add(d, "key", k->name, sfx, MOAT_DIFF_CHANGED, err);
         if (rc == 0 && k->cert != NULL && (o == NULL || o->cert == NULL))
-            rc = diff_add(d, "cert", k->name, "", MOAT_DIFF_ADDED, err);
+            rc = moat_store_diff_add(d, "cert", k->name, "", MOAT_DIFF_ADDED, err);
         else if (rc == 0 && k->cert != NULL && strcmp(k->cert->fingerprint, o->cert->fingerprint) != 0)
-            rc = diff_add(d, "cert", k->name, "", MOAT_DIFF_CHANGED, err);
+            rc = moat_store_diff_add(d, "cert", k->name, "", MOAT_DIFF_CHANGED, err);
         else if (rc == 0 && k->cert == NULL && o != NULL && o->cert != NULL)
-            rc = diff_add(d, "cert", k->name, "", MOAT_DIFF_REMOVED, err);
+            rc = moat_store_diff_add(d, "cert", k->name, "", MOAT_DIFF_REMOVED, err);
     }
     for (size_t i = 0; rc == 0 && i < a.n; i++) {
         const moat_store_key_t *k = &a.items[i];
         if (find_key(&b, k) != NULL)
             continue;
-        rc = diff_add(d, "key", k->name, k->state == MOAT_KEY_PENDING ? " (pending)" : "", MOAT_DIFF_REMOVED,
-                      err);
+        rc = moat_store_diff_add(d, "key", k->name, k->state == MOAT_KEY_PENDING ? " (pending)" : "",
+                                 MOAT_DIFF_REMOVED, err);
         if (rc == 0 && k->cert != NULL)
-            rc = diff_add(d, "cert", k->name, "", MOAT_DIFF_REMOVED, err);
+            rc = moat_store_diff_add(d, "cert", k->name, "", MOAT_DIFF_REMOVED, err);
     }
     moat_store_key_list_dispose(&a);
     moat_store_key_list_dispose(&b);
@@ -241,16 +241,16 @@ static int diff_anchors(moat_store_t *cur, moat_store_t *bak, moat_store_diff_t 
         for (j = 0; j < a.n && strcmp(a.items[j].name, b.items[i].name) != 0; j++)
             ;
         if (j == a.n)
-            rc = diff_add(d, "anchor", b.items[i].name, "", MOAT_DIFF_ADDED, err);
+            rc = moat_store_diff_add(d, "anchor", b.items[i].name, "", MOAT_DIFF_ADDED, err);
         else if (strcmp(a.items[j].fingerprint, b.items[i].fingerprint) != 0)
-            rc = diff_add(d, "anchor", b.items[i].name, "", MOAT_DIFF_CHANGED, err);
+            rc = moat_store_diff_add(d, "anchor", b.items[i].name, "", MOAT_DIFF_CHANGED, err);
     }
     for (size_t j = 0; rc == 0 && j < a.n; j++) {
         size_t i;
         for (i = 0; i < b.n && strcmp(a.items[j].name, b.items[i].name) != 0; i++)
             ;
         if (i == b.n)
-            rc = diff_add(d, "anchor", a.items[j].name, "", MOAT_DIFF_REMOVED, err);
+            rc = moat_store_diff_add(d, "anchor", a.items[j].name, "", MOAT_DIFF_REMOVED, err);
     }
     moat_store_anchor_list_dispose(&a);
     moat_store_anchor_list_dispose(&b);
@@ -273,11 +273,11 @@ static int diff_ca(moat_store_t *cur, moat_store_t *bak, moat_store_diff_t *d, m
             *err = eb;
             rc = rb;
         } else if (ra != 0 && rb == 0) {
-            rc = diff_add(d, "ca", name, "", MOAT_DIFF_ADDED, err);
+            rc = moat_store_diff_add(d, "ca", name, "", MOAT_DIFF_ADDED, err);
         } else if (ra == 0 && rb != 0) {
-            rc = diff_add(d, "ca", name, "", MOAT_DIFF_REMOVED, err);
+            rc = moat_store_diff_add(d, "ca", name, "", MOAT_DIFF_REMOVED, err);
         } else if (ra == 0 && rb == 0 && (!blob_eq(&a.der, &b.der) || strcmp(a.base_url, b.base_url) != 0)) {
-            rc = diff_add(d, "ca", name, "", MOAT_DIFF_CHANGED, err);
+            rc = moat_store_diff_add(d, "ca", name, "", MOAT_DIFF_CHANGED, err);
         }
         moat_store_ca_dispose(&a);
         moat_store_ca_dispose(&b);
@@ -374,9 +374,9 @@ static int diff_issued(moat_store_t *cur, moat_store_t *bak, const char *src, mo
         if (x->name[0] != '\0')
             snprintf(sfx, sizeof(sfx), " (%s)", x->name);
         if (o == NULL)
-            rc = diff_add(d, "issued", x->serial, sfx, MOAT_DIFF_KEPT, err);
+            rc = moat_store_diff_add(d, "issued", x->serial, sfx, MOAT_DIFF_KEPT, err);
         if (rc == 0 && x->revoked != 0 && (o == NULL || o->revoked == 0))
-            rc = diff_add(d, "revoked", x->serial, sfx, MOAT_DIFF_KEPT, err);
+            rc = moat_store_diff_add(d, "revoked", x->serial, sfx, MOAT_DIFF_KEPT, err);
     }
     for (int r = MOAT_CA_ROOT; rc == 0 && r <= MOAT_CA_INTERMEDIATE; r++) {
         moat_store_ca_t ca, cb;
@@ -386,7 +386,8 @@ static int diff_issued(moat_store_t *cur, moat_store_t *bak, const char *src, mo
         if (have == 3 && ca.crl_number > cb.crl_number) {
             char sfx[48];
             snprintf(sfx, sizeof(sfx), " (number %lld)", (long long)ca.crl_number);
-            rc = diff_add(d, "crl", moat_store_ca_role_name((moat_ca_role_t)r), sfx, MOAT_DIFF_KEPT, err);
+            rc = moat_store_diff_add(d, "crl", moat_store_ca_role_name((moat_ca_role_t)r), sfx,
+                                     MOAT_DIFF_KEPT, err);
         }
         moat_store_ca_dispose(&ca);
         moat_store_ca_dispose(&cb);
@@ -579,17 +580,20 @@ fail:
 
 int moat_store_restore_check(moat_store_t *st, const char *src, moat_store_diff_t *diff, moat_err_t *err)
 {
-    moat_store_t *bak = NULL;
-    char tmp[PATH_MAX];
-    int rc;
-    st->unchecked = 1; /* a restore is the remedy for rows changed without the master key: it reads them */
-    rc = restore_prepare(st, src, diff, &bak, tmp, sizeof(tmp), err);
-    st->unchecked = 0;
+    return moat_store_restore_with(st, src, 1, NULL, diff, err);
+}
+
+/* A dry run with a hook: on the temporary copy, what the restore would do before it commits, rolled back. */
+static int dry_run_hook(moat_store_t *st, moat_store_t *bak, const moat_store_restore_hook_t *hook,
+                        moat_store_diff_t *diff, moat_err_t *err)
+{
+    int rc = moat_store_begin(bak, err);
     if (rc != 0)
         return rc;
-    moat_store_close(bak);
-    unlink_db(tmp);
-    return 0;
+    if ((rc = carry_forward(st, bak, err)) == 0)
+        rc = hook->before_commit(bak, diff, hook->arg, err);
+    moat_store_rollback(bak);
+    return rc;
 }
 
 /*
@@ -616,6 +620,12 @@ static int keep_audit(moat_store_t *st, moat_store_t *bak, moat_err_t *err)
 
 int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *diff, moat_err_t *err)
 {
+    return moat_store_restore_with(st, src, 0, NULL, diff, err);
+}
+
+int moat_store_restore_with(moat_store_t *st, const char *src, int dry_run,
+                            const moat_store_restore_hook_t *hook, moat_store_diff_t *diff, moat_err_t *err)
+{
     moat_store_t *bak = NULL;
     moat_store_diff_t local;
     moat_store_server_status_t ss;
@@ -625,10 +635,15 @@ int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *dif
 
     if (diff == NULL)
         diff = &local;
-    st->unchecked = 1; /* as in moat_store_restore_check() */
+    st->unchecked = 1; /* a restore is the remedy for rows changed without the master key: it reads them */
     if ((rc = restore_prepare(st, src, diff, &bak, tmp, sizeof(tmp), err)) != 0) {
         st->unchecked = 0;
         return rc;
+    }
+    if (dry_run) {
+        if (hook != NULL)
+            rc = dry_run_hook(st, bak, hook, diff, err);
+        goto done;
     }
     /* The restored store continues the live generation (so a running server reloads) and keeps the
      * live server status (it describes the server that runs now, not the one at backup time). */
@@ -645,6 +660,8 @@ int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *dif
         rc = moat_store_server_status_set(bak, &ss, err);
     if (rc == 0)
         rc = carry_forward(st, bak, err);
+    if (rc == 0 && hook != NULL)
+        rc = hook->before_commit(bak, diff, hook->arg, err);
     if (rc == 0)
         rc = keep_audit(st, bak, err);
     if (rc == 0)

@@ -556,6 +556,29 @@ int moat_store_restore_check(moat_store_t *st, const char *src, moat_store_diff_
 int moat_store_restore(moat_store_t *st, const char *src, moat_store_diff_t *diff,
                        moat_err_t *err) MOAT_MUST_CHECK;
 
+/*
+ * What a service above the store checks and repairs in a restore: called on the restored store
+ * <restored> inside its transaction, after what the restore keeps was carried forward and before it
+ * commits (a dry run rolls back after it). It may change <restored> and add to <diff>
+ * (moat_store_diff_add); a failure refuses the restore, with the store unchanged.
+ */
+typedef struct moat_store_restore_hook {
+    int (*before_commit)(moat_store_t *restored, moat_store_diff_t *diff, void *arg, moat_err_t *err);
+    void *arg;
+} moat_store_restore_hook_t;
+
+/*
+ * moat_store_restore() (or with <dry_run> moat_store_restore_check(), which then also carries forward
+ * and runs <hook> on a temporary copy, changing nothing) with <hook> (may be NULL).
+ */
+int moat_store_restore_with(moat_store_t *st, const char *src, int dry_run,
+                            const moat_store_restore_hook_t *hook, moat_store_diff_t *diff,
+                            moat_err_t *err) MOAT_MUST_CHECK;
+
+/* Adds an item to <d>: "<name><suffix>" of <kind> (a static string). MOAT_E_NOMEM. */
+int moat_store_diff_add(moat_store_diff_t *d, const char *kind, const char *name, const char *suffix,
+                        moat_diff_change_t change, moat_err_t *err) MOAT_MUST_CHECK;
+
 typedef struct moat_store_info {
     int schema_version;
     int64_t generation;

@@ -195,6 +195,64 @@ def test_restore_refuses_to_drop_a_ca_that_issued(moat):
     assert "c" in m.ok("ca", "list").stdout
 
 
+def _revoked_serials(m):
+    import json
+    return {c["serial"] for c in json.loads(m.ok("ca", "list", "--revoked", "--json").stdout)}
+
+
+def _stored_crl(m):
+    """(number, serials listed) of the CRL the store holds for the issuing CA."""
+    import re
+    text = openssl("crl", "-noout", "-text", input=m.ok("ca", "crl").stdout).stdout
+    return _crl_number(text), set(re.findall(r"Serial Number: ([0-9A-F]+)", text))
+
+
+def _live_from(m, backup):
+    """Makes <backup> the live store as it stood (an older copy put back by hand, another machine's)."""
+    import shutil
+    for side in ("-wal", "-shm"):
+        (m.dir / ("moat.db" + side)).unlink(missing_ok=True)
+    shutil.copy2(backup, m.store)
+
+
+def test_restore_merging_revocations_re_signs_a_crl_that_lists_them_all(moat):
+    m = moat
+    m.ok("ca", "init", "--cn", "Root")
+    for n in "abcd":
+        m.ok("ca", "issue", n, "--cn", f"{n}.example.test")
+    m.ok("store", "backup", m.dir / "b0.db")
+    m.ok("ca", "revoke", "a")
+    m.ok("store", "backup", m.dir / "b1.db")
+    base, _ = _stored_crl(m)
+
+    # The live store lacks the backup's revocation of a, and its CRL number is higher.
+    _live_from(m, m.dir / "b0.db")
+    m.ok("ca", "revoke", "b")
+    m.ok("ca", "revoke", "c")
+    live, _ = _stored_crl(m)
+    assert live > base
+    dry = m.ok("store", "restore", m.dir / "b1.db", "--dry-run").stdout
+    assert "crl" in dry and "re-signed" in dry, dry
+    m.ok("store", "restore", m.dir / "b1.db")
+    number, listed = _stored_crl(m)
+    assert listed == _revoked_serials(m) and len(listed) == 3, (listed, _revoked_serials(m))
+    assert number > live, (number, live)
+
+    # The reverse: the backup's CRL number is the higher one, and the live store has a revocation it lacks.
+    m.ok("store", "backup", m.dir / "b2.db")
+    top = number
+    _live_from(m, m.dir / "b0.db")
+    m.ok("ca", "revoke", "d")
+    m.ok("store", "restore", m.dir / "b2.db")
+    number, listed = _stored_crl(m)
+    assert listed == _revoked_serials(m) and len(listed) == 4, (listed, _revoked_serials(m))
+    assert number > top, (number, top)
+    # Nothing to merge: the CRL kept is already complete and is not re-signed.
+    m.ok("store", "backup", m.dir / "b3.db")
+    m.ok("store", "restore", m.dir / "b3.db")
+    assert _stored_crl(m) == (number, listed)
+
+
 # 9. --store sqlite:PATH names PATH; a read command never creates nor upgrades a store.
 def test_store_sqlite_prefix_and_missing_store(moat):
     m = moat
