@@ -10,8 +10,10 @@
 #ifndef MOAT_CA_H
 #define MOAT_CA_H
 
+#include "config/config.h"
 #include "core/core.h"
 #include "pki/pki.h"
+#include "plan/plan.h"
 #include "store/store.h"
 
 #include <stdbool.h>
@@ -169,5 +171,53 @@ int moat_ca_trust_crl_add(moat_store_t *st, const char *anchor, const unsigned c
  */
 int moat_ca_eab_new(moat_store_t *st, char *kid, size_t kidsz, char *hmac, size_t hmacsz,
                     moat_err_t *err) MOAT_MUST_CHECK;
+
+/* ---- trust anchors for client certificates (moat trust add, moat trust remove) ---- */
+
+/* Most certificates one file adds as anchors. */
+#define MOAT_CA_TRUST_ADD_MAX 16
+
+typedef struct moat_ca_trust_add_req {
+    const char *source;        /* where the certificates come from, for messages ("corp-root.pem") */
+    const unsigned char *data; /* PEM with one or more certificates, or DER */
+    size_t len;
+    const char *name;         /* the anchor's name (several: NAME-1, NAME-2, ...); NULL: from the CN */
+    bool force;               /* add an expired certificate anyway */
+    const moat_config_t *cfg; /* what the change is checked against (moat_plan_check_change), or NULL */
+} moat_ca_trust_add_req_t;
+
+typedef struct moat_ca_trust_anchor {
+    char name[MOAT_STORE_NAME_MAX];
+    moat_pki_cert_info_t info;
+} moat_ca_trust_anchor_t;
+
+typedef struct moat_ca_trust_added {
+    moat_ca_trust_anchor_t items[MOAT_CA_TRUST_ADD_MAX];
+    size_t n;
+    moat_plan_notes_t notes; /* what the check said about the sites */
+} moat_ca_trust_added_t;
+
+void moat_ca_trust_added_dispose(moat_ca_trust_added_t *a);
+
+/*
+ * Adds every certificate of req->data as a trust anchor, in one transaction, audited, generation bumped,
+ * checked before commit. Each must be a CA certificate allowed to sign certificates, and in date (unless
+ * req->force); one that is not refuses the whole file with the reason. "moat-ca" is moat's own CA and
+ * never a stored name. On failure the store is unchanged and <out> holds nothing.
+ */
+int moat_ca_trust_add(moat_store_t *st, const moat_ca_trust_add_req_t *req, moat_ca_trust_added_t *out,
+                      moat_err_t *err) MOAT_MUST_CHECK;
+
+typedef struct moat_ca_trust_removed {
+    char subject[512];       /* the removed anchor's subject */
+    moat_plan_notes_t notes; /* what the check said about the sites */
+} moat_ca_trust_removed_t;
+
+/*
+ * Removes anchor <name> in one transaction, audited, generation bumped, checked before commit against
+ * <cfg>: a site left without the anchors it needs refuses the removal (the server would not load it).
+ */
+int moat_ca_trust_remove(moat_store_t *st, const moat_config_t *cfg, const char *name,
+                         moat_ca_trust_removed_t *out, moat_err_t *err) MOAT_MUST_CHECK;
 
 #endif

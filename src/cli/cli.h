@@ -63,4 +63,19 @@ int moat_cli_read_password(const char *file, const char *prompt, int confirm, ch
 /* Makes an absolute path from <path> relative to the current directory. */
 int moat_cli_abspath(const char *path, char *out, size_t outsz, moat_err_t *err);
 
+/* ---- the check before commit (plan/plan.h, moat_plan_check_change) ---- */
+
+typedef struct moat_config moat_config_t;
+typedef struct moat_plan_notes moat_plan_notes_t;
+
+/*
+ * The configuration a changing command checks its change against: the one -c, MOAT_CONFIG or
+ * ./moat.yaml names (what moat serve runs), loaded; NULL when there is none. A config that does not load
+ * cannot be checked against (the server would not load it either): that is said on stderr, and NULL.
+ * Release it with moat_config_unref().
+ */
+moat_config_t *moat_cli_change_config(const moat_cli_t *cli);
+/* Prints the notes of a check that let the change through ("moat: note: ..." on stderr). */
+void moat_cli_change_notes(const moat_cli_t *cli, const moat_plan_notes_t *notes);
+
 #endif

@@ -8,46 +8,12 @@
 #include "ca/ca.h"
 #include "config/config.h"
 
-#include <ctype.h>
 #include <limits.h>
 #include <openssl/err.h>
 #include <string.h>
 #include <time.h>
 
 #define TRUST_FILE_MAX (4u << 20)
-#define MOAT_CA_ANCHOR "moat-ca"
-
-/* An anchor name derived from the subject's CN ("Corp Root CA 2" -> "corp-root-ca-2"). */
-static void name_from_cn(const char *cn, char *out, size_t outsz)
-{
-    size_t o = 0;
-    int dash = 0;
-    for (const char *p = cn ? cn : ""; *p && o + 1 < outsz; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (isalnum(c)) {
-            if (dash && o > 0 && o + 2 < outsz)
-                out[o++] = '-';
-            out[o++] = (char)tolower(c);
-            dash = 0;
-        } else {
-            dash = 1;
-        }
-    }
-    out[o] = '\0';
-    if (o == 0)
-        (void)moat_strlcpy(out, "anchor", outsz);
-}
-
-/* Why a certificate cannot be a trust anchor, or NULL when it can. */
-static const char *anchor_refusal(const moat_pki_cert_info_t *info)
-{
-    if (!info->is_ca)
-        return "it is not a CA certificate (no basicConstraints CA:TRUE), so it cannot vouch for client "
-               "certificates";
-    if (info->has_key_usage && !(info->key_usage & MOAT_PKI_KU_KEY_CERT_SIGN))
-        return "its keyUsage does not allow signing certificates (no keyCertSign)";
-    return NULL;
-}
 
 static int trust_add(moat_cli_t *cli, int argc, char **argv)
 {
@@ -55,13 +21,9 @@ static int trust_add(moat_cli_t *cli, int argc, char **argv)
     int force = 0, rc;
     moat_err_t err = {0};
     unsigned char *data = NULL;
-    size_t len = 0;
-    STACK_OF(X509) *certs = NULL;
     moat_store_t *st = NULL;
-    char names[16][MOAT_STORE_NAME_MAX];
-    moat_pki_cert_info_t infos[16];
-    int n = 0;
-    time_t now = time(NULL);
+    moat_ca_trust_add_req_t req = {0};
+    moat_ca_trust_added_t added = {0};
     const moat__km_opt_t opts[] = {
         {"--name", &name, NULL, NULL, NULL, 0}, {"--force", NULL, &force, NULL, NULL, 0}, {0}};
     const moat__km_cmd_t cmd = {
@@ -79,110 +41,46 @@ static int trust_add(moat_cli_t *cli, int argc, char **argv)
         1,
         1};
 
-    memset(infos, 0, sizeof(infos));
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
     if (name != NULL && moat__km_check_name(name, &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (name != NULL && strcmp(name, MOAT_CA_ANCHOR) == 0) {
-        moat_err_set(&err, MOAT_E_INVAL, "\"%s\" is the name of moat's own CA and always trusted", name);
-        moat_err_hint(&err, "choose another --name");
+    req.source = pos[0];
+    req.name = name;
+    req.force = force != 0;
+    if (moat__km_read_file(pos[0], TRUST_FILE_MAX, &data, &req.len, &err) != 0)
         return moat_cli_fail(cli, &err);
+    req.data = data;
+    req.cfg = moat_cli_change_config(cli);
+    if (moat__km_open(cli, MOAT_STORE_CREATE, &st, &err) != 0 ||
+        moat_ca_trust_add(st, &req, &added, &err) != 0) {
+        rc = moat_cli_fail(cli, &err);
+        goto out;
     }
-    if (moat__km_read_file(pos[0], TRUST_FILE_MAX, &data, &len, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_pki_certs_parse(data, len, &certs, &err) != 0) {
-        moat_err_prefix(&err, "reading %s", pos[0]);
-        goto fail;
-    }
-    if (sk_X509_num(certs) > (int)MOAT_ARRAY_LEN(names)) {
-        moat_err_set(&err, MOAT_E_LIMIT, "%s holds %d certificates; at most %zu are added at once", pos[0],
-                     sk_X509_num(certs), MOAT_ARRAY_LEN(names));
-        goto fail;
-    }
-    /* Check every certificate before anything is written: one bad one refuses the whole file. */
-    for (n = 0; n < sk_X509_num(certs); n++) {
-        moat_pki_cert_info_t *info = &infos[n];
-        const char *why;
-        if (moat_pki_cert_info(sk_X509_value(certs, n), info, &err) != 0)
-            goto fail;
-        if ((why = anchor_refusal(info)) != NULL) {
-            moat_err_set(&err, MOAT_E_INVAL, "%s: certificate %d (\"%s\") cannot be a trust anchor: %s",
-                         pos[0], n + 1, info->subject, why);
-            moat_err_hint(&err, "add the CA that issued it instead (its issuer is \"%s\")", info->issuer);
-            n++;
-            goto fail;
-        }
-        if (info->not_after < now && !force) {
-            char when[64];
-            moat__km_fmt_time(info->not_after, when, sizeof(when));
-            moat_err_set(&err, MOAT_E_PKI, "%s: certificate \"%s\" expired on %s", pos[0], info->subject,
-                         when);
-            moat_err_hint(&err, "get the CA's current certificate, or pass --force to add it anyway");
-            n++;
-            goto fail;
-        }
-        if (name != NULL && sk_X509_num(certs) == 1)
-            (void)moat_strlcpy(names[n], name, sizeof(names[n]));
-        else if (name != NULL)
-            snprintf(names[n], sizeof(names[n]), "%.*s-%d", (int)sizeof(names[n]) - 8, name, n + 1);
-        else
-            name_from_cn(info->cn ? info->cn : info->subject, names[n], sizeof(names[n]));
-        if (strcmp(names[n], MOAT_CA_ANCHOR) == 0)
-            (void)moat_strlcpy(names[n], "moat-ca-external", sizeof(names[n]));
-    }
-
-    if (moat__km_open(cli, MOAT_STORE_CREATE, &st, &err) != 0 || moat_store_begin(st, &err) != 0)
-        goto fail;
-    for (int i = 0; i < n; i++) {
-        unsigned char *der = NULL;
-        size_t der_len = 0;
-        if (moat_pki_cert_to_der(sk_X509_value(certs, i), &der, &der_len, &err) != 0)
-            goto rollback;
-        rc = moat_store_anchor_add(st, names[i], der, der_len, &err);
-        OPENSSL_free(der);
-        if (rc != 0) {
-            if (err.code == MOAT_E_EXISTS)
-                moat_err_hint(&err, "'moat trust list' shows the anchors; --name N picks another name");
-            goto rollback;
-        }
-        if (moat__km_audit(st, "trust.add", names[i], &err, "subject %s, fingerprint %s", infos[i].subject,
-                           infos[i].fingerprint) != 0)
-            goto rollback;
-    }
-    if (moat_store_generation_bump(st, &err) != 0)
-        goto rollback;
-    if (moat__km_commit(st, NULL, &err) != 0)
-        goto fail;
+    moat_cli_change_notes(cli, &added.notes);
     if (cli->json) {
         moat_json_t j;
         moat_json_init(&j, stdout, 1);
         moat_json_arr_begin(&j);
-        for (int i = 0; i < n; i++) {
+        for (size_t i = 0; i < added.n; i++) {
             moat_json_obj_begin(&j);
-            moat_json_kv_str(&j, "name", names[i]);
-            moat__km_json_cert_info(&j, &infos[i]);
+            moat_json_kv_str(&j, "name", added.items[i].name);
+            moat__km_json_cert_info(&j, &added.items[i].info);
             moat_json_obj_end(&j);
         }
         moat_json_arr_end(&j);
         moat_json_finish(&j);
     }
-    for (int i = 0; i < n && !cli->quiet && !cli->json; i++) {
+    for (size_t i = 0; i < added.n && !cli->quiet && !cli->json; i++) {
         char when[64];
-        moat__km_fmt_time(infos[i].not_after, when, sizeof(when));
-        printf("trusted \"%s\" as anchor \"%s\" (valid until %s)\n  fingerprint %s\n", infos[i].subject,
-               names[i], when, infos[i].fingerprint);
+        moat__km_fmt_time(added.items[i].info.not_after, when, sizeof(when));
+        printf("trusted \"%s\" as anchor \"%s\" (valid until %s)\n  fingerprint %s\n",
+               added.items[i].info.subject, added.items[i].name, when, added.items[i].info.fingerprint);
     }
     rc = MOAT_EXIT_OK;
-    goto out;
-rollback:
-    moat_store_rollback(st);
-fail:
-    rc = moat_cli_fail(cli, &err);
 out:
-    for (int i = 0; i < n; i++)
-        moat_pki_cert_info_dispose(&infos[i]);
-    sk_X509_pop_free(certs, X509_free);
+    moat_ca_trust_added_dispose(&added);
+    moat_config_unref((moat_config_t *)req.cfg);
     moat_free(&data);
     moat_store_close(st);
     return rc;
@@ -195,12 +93,7 @@ static void sites_using(const moat_config_t *cfg, const char *name, char *out, s
     out[0] = '\0';
     for (size_t i = 0; cfg != NULL && i < cfg->nsites; i++) {
         const moat_site_t *s = &cfg->sites[i];
-        int uses = s->client_trust.n == 0; /* the default: moat-ca + every anchor */
-        if (!moat_site_wants_client_cert(s))
-            continue;
-        for (size_t k = 0; k < s->client_trust.n && !uses; k++)
-            uses = strcmp(s->client_trust.v[k], name) == 0;
-        if (uses && o + strlen(s->name) + 3 < outsz)
+        if (moat_plan_site_trusts(s, name) && o + strlen(s->name) + 3 < outsz)
             o += (size_t)snprintf(out + o, outsz - o, "%s%s", o ? ", " : "", s->name);
     }
 }
@@ -356,7 +249,7 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
         moat_json_arr_begin(&j);
         for (size_t i = 0; i < l.n + (size_t)have_ca; i++) {
             int is_ca = i == l.n;
-            const char *nm = is_ca ? MOAT_CA_ANCHOR : l.items[i].name;
+            const char *nm = is_ca ? MOAT_PLAN_CA_ANCHOR : l.items[i].name;
             moat_json_obj_begin(&j);
             moat_json_kv_str(&j, "name", nm);
             if (is_ca) {
@@ -404,7 +297,7 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
         moat_store_crl_list_dispose(&cl);
     } else {
         if (have_ca)
-            printf("%-20s moat's own CA (always available; 'moat ca cert' prints it)\n", MOAT_CA_ANCHOR);
+            printf("%-20s moat's own CA (always available; 'moat ca cert' prints it)\n", MOAT_PLAN_CA_ANCHOR);
         if (l.n == 0)
             printf("no other trust anchors (add one with 'moat trust add FILE --name N')\n");
         for (size_t i = 0; i < l.n; i++) {
@@ -437,14 +330,16 @@ static int trust_remove(moat_cli_t *cli, int argc, char **argv)
     const char *pos[1];
     moat_err_t err = {0};
     moat_store_t *st = NULL;
-    moat_store_anchor_t a = {0};
+    moat_config_t *cfg = NULL;
+    moat_ca_trust_removed_t res;
     int rc;
     const moat__km_opt_t opts[] = {{0}};
     const moat__km_cmd_t cmd = {
         "moat trust remove NAME",
         "Removes trust anchor NAME. Client certificates issued under it stop being accepted as soon\n"
-        "as the running server applies the change. A site that requires client certificates and is\n"
-        "left with no anchor refuses to load (the server keeps its previous state and says why).\n\n"
+        "as the running server applies the change. A removal that leaves a site of the config (-c)\n"
+        "requiring client certificates without the anchors it needs is refused, since the server\n"
+        "would not load it.\n\n"
         "example: moat trust remove corp\n",
         opts,
         pos,
@@ -453,37 +348,17 @@ static int trust_remove(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (strcmp(pos[0], MOAT_CA_ANCHOR) == 0) {
-        moat_err_set(&err, MOAT_E_INVAL, "\"%s\" is moat's own CA, not a stored anchor", pos[0]);
-        moat_err_hint(&err, "to stop trusting it for a site, list other anchors in its client_trust:");
-        return moat_cli_fail(cli, &err);
+    cfg = moat_cli_change_config(cli);
+    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
+        moat_ca_trust_remove(st, cfg, pos[0], &res, &err) != 0) {
+        rc = moat_cli_fail(cli, &err);
+    } else {
+        moat_cli_change_notes(cli, &res.notes);
+        if (!cli->quiet)
+            printf("removed trust anchor \"%s\" (%s)\n", pos[0], res.subject);
+        rc = MOAT_EXIT_OK;
     }
-    if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
-        goto fail;
-    if (moat_store_anchor_get(st, pos[0], &a, &err) != 0) {
-        if (err.code == MOAT_E_NOTFOUND) {
-            moat_err_set(&err, MOAT_E_NOTFOUND, "no trust anchor named \"%s\"", pos[0]);
-            moat_err_hint(&err, "'moat trust list' shows the anchors");
-        }
-        goto fail;
-    }
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    if (moat_store_anchor_remove(st, pos[0], &err) != 0 || moat_store_generation_bump(st, &err) != 0 ||
-        moat__km_audit(st, "trust.remove", pos[0], &err, "subject %s", a.subject) != 0) {
-        moat_store_rollback(st);
-        goto fail;
-    }
-    if (moat__km_commit(st, NULL, &err) != 0)
-        goto fail;
-    if (!cli->quiet)
-        printf("removed trust anchor \"%s\" (%s)\n", pos[0], a.subject);
-    rc = MOAT_EXIT_OK;
-    goto out;
-fail:
-    rc = moat_cli_fail(cli, &err);
-out:
-    moat_store_anchor_dispose(&a);
+    moat_config_unref(cfg);
     moat_store_close(st);
     return rc;
 }

@@ -4,7 +4,10 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <string.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <strings.h>
+#include <time.h>
 
 /* How well a certificate's SANs cover a site's hosts: every host covered beats some, exact beats
  * wildcard. The SAN text is "DNS:a,DNS:*.b,IP:192.0.2.1" (store/pki format). */
@@ -144,4 +147,253 @@ int moat_plan_site(moat_store_t *st, const moat_site_t *site, int64_t now, moat_
     memset(out, 0, sizeof(*out));
     return site->certificate != NULL ? pick_named(st, site, now, out, err)
                                      : pick_auto(st, site, now, out, err);
+}
+
+/* ---- client-certificate anchors ---- */
+
+void moat_plan_anchors_dispose(moat_plan_anchors_t *a)
+{
+    if (a == NULL)
+        return;
+    for (size_t i = 0; i < a->n; i++)
+        moat_store_blob_dispose(&a->der[i]);
+    moat_free(&a->der);
+    a->n = 0;
+}
+
+bool moat_plan_site_trusts(const moat_site_t *site, const char *name)
+{
+    if (!moat_site_wants_client_cert(site))
+        return false;
+    for (size_t k = 0; k < site->client_trust.n; k++)
+        if (strcmp(site->client_trust.v[k], name) == 0)
+            return true;
+    return site->client_trust.n == 0;
+}
+
+static int anchor_add(moat_plan_anchors_t *a, const moat_store_blob_t *b, moat_err_t *err)
+{
+    moat_store_blob_t *d = moat_realloc(a->der, (a->n + 1) * sizeof(*d));
+    if (d == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
+    a->der = d;
+    if ((d[a->n].data = moat_malloc(b->len ? b->len : 1)) == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
+    memcpy(d[a->n].data, b->data, b->len);
+    d[a->n++].len = b->len;
+    return 0;
+}
+
+/* moat's own CA: its root and, when there is one, its intermediate. */
+static int anchors_moat_ca(moat_store_t *st, moat_plan_anchors_t *a, moat_err_t *err)
+{
+    static const moat_ca_role_t roles[2] = {MOAT_CA_ROOT, MOAT_CA_INTERMEDIATE};
+    for (size_t i = 0; i < MOAT_ARRAY_LEN(roles); i++) {
+        moat_store_ca_t ca = {0};
+        int rc = moat_store_ca_get(st, roles[i], &ca, err);
+        if (rc == MOAT_E_NOTFOUND) {
+            moat_err_clear(err);
+            continue;
+        }
+        if (rc == 0)
+            rc = anchor_add(a, &ca.der, err);
+        moat_store_ca_dispose(&ca);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int moat_plan_site_anchors(moat_store_t *st, const moat_site_t *site, moat_plan_anchors_t *out,
+                           moat_err_t *err)
+{
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (site->client_trust.n == 0) {
+        moat_store_anchor_list_t al = {0};
+        if ((rc = anchors_moat_ca(st, out, err)) != 0 || (rc = moat_store_anchor_list(st, &al, err)) != 0)
+            return rc;
+        for (size_t i = 0; rc == 0 && i < al.n; i++)
+            rc = anchor_add(out, &al.items[i].der, err);
+        moat_store_anchor_list_dispose(&al);
+        if (rc != 0)
+            return rc;
+    }
+    for (size_t t = 0; t < site->client_trust.n; t++) {
+        const char *name = site->client_trust.v[t];
+        moat_store_anchor_t a = {0};
+        if (strcmp(name, MOAT_PLAN_CA_ANCHOR) == 0) {
+            if ((rc = anchors_moat_ca(st, out, err)) != 0)
+                return rc;
+            continue;
+        }
+        if ((rc = moat_store_anchor_get(st, name, &a, err)) != 0) {
+            moat_err_prefix(err, "site \"%s\": client_trust \"%s\"", site->name, name);
+            if (rc == MOAT_E_NOTFOUND)
+                moat_err_hint(err, "add it with: moat trust add FILE --name %s", name);
+            return rc;
+        }
+        rc = anchor_add(out, &a.der, err);
+        moat_store_anchor_dispose(&a);
+        if (rc != 0)
+            return rc;
+    }
+    if (out->n == 0) {
+        moat_err_set(err, MOAT_E_STATE,
+                     "site \"%s\" asks for client certificates but has no usable trust anchor", site->name);
+        return moat_err_hint(err,
+                             "create moat's CA (moat ca init) or add one: moat trust add FILE; until then "
+                             "the site does not load");
+    }
+    return 0;
+}
+
+int moat_plan_cert_revoked(moat_store_t *st, const moat_store_cert_t *c, int *revoked, moat_err_t *err)
+{
+    moat_store_issued_t is = {0};
+    int rc = moat_store_issued_get(st, c->serial, &is, err);
+
+    *revoked = 0;
+    if (rc == MOAT_E_NOTFOUND) {
+        moat_err_clear(err);
+        return 0;
+    }
+    /* The same serial from another CA is another certificate: the bytes decide. */
+    if (rc == 0)
+        *revoked = is.revoked != 0 && strcmp(is.serial, c->serial) == 0 && is.der.len == c->der.len &&
+                   memcmp(is.der.data, c->der.data, c->der.len) == 0;
+    moat_store_issued_dispose(&is);
+    return rc;
+}
+
+/* ---- the check before commit ---- */
+
+/* What the server makes of one site in one state of the store. */
+typedef struct site_verdict {
+    int loads;                             /* 1: it loads; else <why> says why not */
+    moat_err_t why;                        /* the refusal */
+    char fpr[2][MOAT_STORE_FPR_LEN + 1];   /* what it serves per slot ("" for none) */
+    char key[2][MOAT_STORE_NAME_MAX];      /* the key of that certificate */
+    char serial[2][MOAT_STORE_SERIAL_MAX]; /* its serial */
+    int revoked[2];                        /* moat's CA revoked it */
+} site_verdict_t;
+
+/* A refusal of the server is an answer about the site; any other failure is an error of the check. */
+static int refusal(int rc)
+{
+    return rc == MOAT_E_NOTFOUND || rc == MOAT_E_STATE;
+}
+
+static int site_verdict(moat_store_t *st, const moat_site_t *site, int64_t now, site_verdict_t *v,
+                        moat_err_t *err)
+{
+    moat_plan_site_t plan;
+    int rc;
+
+    memset(v, 0, sizeof(*v));
+    v->loads = 1;
+    rc = moat_plan_site(st, site, now, &plan, &v->why);
+    for (int slot = 0; rc == 0 && slot < 2; slot++) {
+        const moat_store_cert_t *c = plan.certs[slot];
+        if (c == NULL)
+            continue;
+        (void)moat_strlcpy(v->fpr[slot], c->fingerprint, sizeof(v->fpr[slot]));
+        (void)moat_strlcpy(v->key[slot], c->key_name, sizeof(v->key[slot]));
+        (void)moat_strlcpy(v->serial[slot], c->serial, sizeof(v->serial[slot]));
+        rc = moat_plan_cert_revoked(st, c, &v->revoked[slot], &v->why);
+    }
+    moat_plan_site_dispose(&plan);
+    if (rc != 0 && site->acme && refusal(rc)) {
+        /* certificate: acme before its first issuance: the server loads the site without one */
+        moat_err_clear(&v->why);
+        rc = 0;
+    }
+    if (rc == 0 && moat_site_wants_client_cert(site)) {
+        moat_plan_anchors_t a;
+        rc = moat_plan_site_anchors(st, site, &a, &v->why);
+        moat_plan_anchors_dispose(&a);
+    }
+    if (rc == 0)
+        return 0;
+    if (!refusal(rc)) {
+        *err = v->why;
+        return rc;
+    }
+    v->loads = 0;
+    return 0;
+}
+
+static void note_add(moat_plan_notes_t *notes, const char *fmt, ...) MOAT_PRINTF(2, 3);
+static void note_add(moat_plan_notes_t *notes, const char *fmt, ...)
+{
+    size_t o = strlen(notes->text);
+    va_list ap;
+    va_start(ap, fmt);
+    if (o + 2 < sizeof(notes->text)) {
+        (void)vsnprintf(notes->text + o, sizeof(notes->text) - o - 1, fmt, ap);
+        o = strlen(notes->text);
+        notes->text[o] = '\n';
+        notes->text[o + 1] = '\0';
+    }
+    va_end(ap);
+}
+
+int moat_plan_check_change(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes,
+                           moat_err_t *err)
+{
+    moat_store_t *before = NULL;
+    int64_t now = (int64_t)time(NULL);
+    size_t refused = 0;
+    moat_err_t first = {0};
+    site_verdict_t *after = NULL, *prev = NULL;
+    int rc = 0;
+
+    notes->text[0] = '\0';
+    if (cfg == NULL || cfg->nsites == 0)
+        return 0;
+    if ((after = moat_calloc(2, sizeof(*after))) == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory checking the change");
+    prev = &after[1];
+    for (size_t i = 0; rc == 0 && i < cfg->nsites; i++) {
+        const moat_site_t *site = &cfg->sites[i];
+        int need_prev;
+        if ((rc = site_verdict(st, site, now, after, err)) != 0)
+            break;
+        need_prev = !after->loads || after->revoked[0] || after->revoked[1];
+        if (!need_prev)
+            continue;
+        if (before == NULL &&
+            (rc = moat_store_open(moat_store_path(st), NULL, MOAT_STORE_READONLY | MOAT_STORE_NO_MASTER_KEY,
+                                  &before, err)) != 0) {
+            moat_err_prefix(err, "checking the change: reading the store as it was");
+            break;
+        }
+        if ((rc = site_verdict(before, site, now, prev, err)) != 0) {
+            moat_err_prefix(err, "checking the change: reading the store as it was");
+            break;
+        }
+        if (!after->loads) {
+            if (prev->loads && refused++ == 0)
+                first = after->why;
+            continue;
+        }
+        for (int slot = 0; slot < 2; slot++)
+            if (after->revoked[slot] &&
+                !(prev->loads && prev->revoked[slot] && strcmp(prev->fpr[slot], after->fpr[slot]) == 0))
+                note_add(notes,
+                         "site \"%s\" serves the certificate of key \"%s\" (serial %s), which is revoked: "
+                         "clients that check revocation refuse it; give the site a new one (moat ca issue, "
+                         "or moat key renew %s and moat ca sign)",
+                         site->name, after->key[slot], after->serial[slot], after->key[slot]);
+    }
+    if (rc == 0 && refused > 0) {
+        moat_err_set(err, MOAT_E_STATE, "the server would not load this change: %s%s", first.msg,
+                     refused > 1 ? " (and more sites: run moat serve --check after fixing it)" : "");
+        moat_err_hint(err, "%s%snothing was changed", first.hint, first.hint[0] ? "; " : "");
+        rc = MOAT_E_STATE;
+    }
+    moat_store_close(before);
+    moat_free(&after);
+    return rc;
 }

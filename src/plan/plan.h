@@ -14,6 +14,7 @@
 #include "core/core.h"
 #include "store/store.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Most hosts of one site the automatic choice looks at. */
@@ -46,5 +47,63 @@ int moat_plan_cert_slot(const moat_store_cert_t *c);
 int moat_plan_site(moat_store_t *st, const moat_site_t *site, int64_t now, moat_plan_site_t *out,
                    moat_err_t *err) MOAT_MUST_CHECK;
 void moat_plan_site_dispose(moat_plan_site_t *p);
+
+/* ---- client-certificate anchors ---- */
+
+/* The client_trust name of moat's own CA (its root and intermediate), always available. */
+#define MOAT_PLAN_CA_ANCHOR "moat-ca"
+
+/* The anchors one site verifies client certificates against (DER certificates). */
+typedef struct moat_plan_anchors {
+    moat_store_blob_t *der; /* owned */
+    size_t n;
+} moat_plan_anchors_t;
+
+/*
+ * The anchors of <site> (which asks for client certificates) into <out> (dispose it in every case): the
+ * names of its client_trust, MOAT_PLAN_CA_ANCHOR being moat's CA, or by default moat's CA and every
+ * anchor of the store. A name the store lacks is MOAT_E_NOTFOUND and no anchor at all MOAT_E_STATE: the
+ * server does not load the site (fail closed). Errors name the site and say what to do.
+ */
+int moat_plan_site_anchors(moat_store_t *st, const moat_site_t *site, moat_plan_anchors_t *out,
+                           moat_err_t *err) MOAT_MUST_CHECK;
+void moat_plan_anchors_dispose(moat_plan_anchors_t *a);
+/* Whether <site> verifies client certificates against anchor <name> by the same rule: it asks for client
+ * certificates, and its client_trust names <name> or is empty (every anchor). */
+bool moat_plan_site_trusts(const moat_site_t *site, const char *name);
+
+/*
+ * Whether stored certificate <c> is one moat's CA issued and revoked (*revoked 1) or not (0): the
+ * server serves it with a "revoked" OCSP staple, and clients that check revocation refuse it.
+ */
+int moat_plan_cert_revoked(moat_store_t *st, const moat_store_cert_t *c, int *revoked,
+                           moat_err_t *err) MOAT_MUST_CHECK;
+
+/* ---- the check before commit ---- */
+
+/* What a change that the check let through does to the sites: lines for the user ("" when none). */
+typedef struct moat_plan_notes {
+    char text[MOAT_ERR_MSG_MAX]; /* one note a line, each ending in '\n' */
+} moat_plan_notes_t;
+
+/*
+ * THE CHECK BEFORE COMMIT, for every command that changes keys, certificates, trust anchors or the CA
+ * (trust add/remove, ca init/revoke/export-root/import-root, cert install/rollback, key delete/renew,
+ * store restore). Call it inside the transaction, after the writes and before moat_store_commit():
+ *
+ *     if (moat_plan_check_change(st, cfg, &notes, err) != 0) { moat_store_rollback(st); fail; }
+ *
+ * For every site of <cfg> (the configuration the server runs; NULL or no sites: nothing to check) it
+ * builds the serving plan on the uncommitted transaction of <st> by the server's own rules: the
+ * certificates moat_plan_site() picks and, for a site that asks for client certificates, its anchors
+ * (moat_plan_site_anchors()). A site the server loads from the committed store and would not load after
+ * the change refuses it: MOAT_E_STATE "the server would not load this change: site ...", the reason and
+ * what to do, and the caller rolls back. A site that did not load before the change does not block it.
+ * Certificates moat's CA revoked that a site still serves after the change (and did not serve revoked
+ * before) are not refused (a revocation must always be possible) but said in <notes>.
+ * The committed state is read through a second, read-only connection to the same store.
+ */
+int moat_plan_check_change(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes,
+                           moat_err_t *err) MOAT_MUST_CHECK;
 
 #endif

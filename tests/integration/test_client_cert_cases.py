@@ -124,7 +124,13 @@ client_revocation_unknown: allow""")])
     moat.ok("trust", "add", pki.path("corp.pem"), "--name", "corp")
     moat.serve(cfg, wait=[port])
     assert verdict(port, carol, ca.pem)[0] == 200
-    moat.ok("trust", "remove", "corp")
+    # the check before commit refuses what the config's site could not load
+    r = moat.fails("trust", "remove", "corp")
+    assert "the server would not load this change" in r.stderr and "no usable trust anchor" in r.stderr
+    # a removal made without the config (from another folder) is refused by the server itself
+    elsewhere = moat.dir / "elsewhere"
+    elsewhere.mkdir()
+    moat.ok("trust", "remove", "corp", cwd=elsewhere)
     log = moat.dir / "error.log"
     assert wait_for(lambda: "no usable trust anchor" in log.read_text(), timeout=5), log.read_text()
     assert "reload refused (store changed), still serving generation" in log.read_text()

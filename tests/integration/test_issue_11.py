@@ -444,3 +444,65 @@ def test_expired_site_at_start_is_not_served_and_the_others_are(moat):
     assert _peer_der(port, "old.example.test") is None
     log = (moat.dir / "error.log").read_text()
     assert "site old.example.test is not served" in log and "expired" in log, log
+
+
+# 7. trust remove is checked before it commits: a site that needs the anchor refuses the removal.
+def test_trust_remove_refused_when_a_site_needs_the_anchor(moat):
+    import json
+    from test_trust import make_ca
+    m = moat
+    m.ok("ca", "init", "--cn", "Root")
+    m.ok("ca", "issue", "a", "--cn", "a.test")
+    m.ok("ca", "issue", "b", "--cn", "b.test")
+    m.ok("trust", "add", make_ca(m.dir, "corp"), "--name", "corp")
+    m.ok("trust", "add", make_ca(m.dir, "spare"), "--name", "spare")
+    cfg = m.dir / "site.yaml"
+    cfg.write_text(f"""
+store: {m.store}
+sites:
+  - hosts: [b.test]
+    listen: ["127.0.0.1:1443"]
+  - hosts: [a.test]
+    client_trust: [corp]
+    client_certificate: required
+    listen: ["127.0.0.1:1443"]
+""")
+    gen = json.loads(m.ok("store", "info", "--json").stdout)["generation"]
+    r = m.fails("trust", "remove", "corp", "-c", cfg)
+    assert "the server would not load this change" in r.stderr
+    assert 'site "a.test": client_trust "corp"' in r.stderr and "nothing was changed" in r.stderr
+    names = {x["name"] for x in json.loads(m.ok("trust", "list", "--json").stdout)}
+    assert "corp" in names, "the refused removal changed nothing"
+    assert json.loads(m.ok("store", "info", "--json").stdout)["generation"] == gen
+    # An anchor no site needs goes, and so does corp once no config asks for it.
+    m.ok("trust", "remove", "spare", "-c", cfg)
+    m.ok("trust", "remove", "corp")
+
+
+# 7. The default trust (moat's CA and every anchor): removing the last anchor of a site without moat's CA
+# is refused; a site that did not load before does not block a change.
+def test_trust_remove_refused_for_the_last_default_anchor(moat):
+    from test_trust import make_ca
+    m = moat
+    corp = make_ca(m.dir, "corp")
+    m.ok("trust", "add", corp, "--name", "corp")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", "s.key", "-out", "s.pem", "-days", "30", "-subj", "/CN=s.test",
+                    "-addext", "subjectAltName=DNS:s.test",
+                    "-addext", "basicConstraints=critical,CA:FALSE"], cwd=m.dir, check=True, capture_output=True)
+    (m.dir / "s-both.pem").write_text((m.dir / "s.key").read_text() + (m.dir / "s.pem").read_text())
+    m.ok("key", "import", "s", m.dir / "s-both.pem")
+    (m.dir / "moat.yaml").write_text(f"""
+store: {m.store}
+sites:
+  - hosts: [s.test]
+    listen: ["127.0.0.1:1443"]
+    client_certificate: required
+  - hosts: [missing.test]
+    listen: ["127.0.0.1:1443"]
+""")
+    # ./moat.yaml is the config every command finds
+    r = m.fails("trust", "remove", "corp")
+    assert 'site "s.test" asks for client certificates but has no usable trust anchor' in r.stderr
+    m.ok("trust", "add", make_ca(m.dir, "other"), "--name", "other")
+    m.ok("trust", "remove", "corp")
