@@ -804,6 +804,7 @@ static void config_free(moat_config_t *cfg)
         moat_free(&cfg->upstreams[i].name);
         free_strlist(&cfg->upstreams[i].servers);
         moat_free(&cfg->upstreams[i].addrs);
+        moat_free(&cfg->upstreams[i].health.path);
     }
     moat_free(&cfg->upstreams);
     free_strlist(&cfg->trusted_proxies);

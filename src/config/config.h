@@ -104,6 +104,8 @@ typedef struct moat_upstream_addr {
 
 /* At most this many addresses of one host name in servers: are used. */
 #define MOAT_UPSTREAM_ADDRS_PER_NAME 16
+/* The longest health.path. */
+#define MOAT_UPSTREAM_HEALTH_PATH_MAX 512
 
 /* An entry of the top-level upstreams: map. */
 typedef struct moat_upstream {
@@ -117,6 +119,12 @@ typedef struct moat_upstream {
     long connect_s;  /* timeouts.connect_s: a connect taking longer is a 504 (connect-timeout) */
     long response_s; /* timeouts.response_s: the response head (or the next body bytes) within */
     long idle_s;     /* timeouts.idle_s: an idle kept connection is closed after */
+    struct {
+        char *path;      /* health.path: the target each server is asked for; NULL: no active checks */
+        long interval_s; /* health.interval_s: between two checks of a server */
+        long timeout_s;  /* health.timeout_s: a check not answered within fails (at most interval_s) */
+        long status;     /* health.status: the status a passing check answers; 0: any 2xx */
+    } health;
 } moat_upstream_t;
 
 /* Parses one upstream server into <out>; MOAT_E_INVAL with a reason in err otherwise. An IP literal or

@@ -812,6 +812,47 @@ static const moat_cfg_field_t upstream_timeout_fields[] = {
 static const moat_cfg_section_t upstream_timeout_section = {"upstreams.NAME.timeouts",
                                                             upstream_timeout_fields, 0, NULL};
 
+/* health.path: an origin-form target, sent as is in the check's request line. */
+static int validate_health_path(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                const char *key, moat_cfg_mark_t mark)
+{
+    const char *v = *(char **)dst;
+    size_t n = strlen(v);
+    (void)f;
+    (void)item;
+    if (v[0] != '/')
+        return moat__cfg_error(ctx, mark, key,
+                               "\"%.200s\": expected a path starting with '/', as in /healthz", v);
+    if (n > MOAT_UPSTREAM_HEALTH_PATH_MAX)
+        return moat__cfg_error(ctx, mark, key, "longer than %d bytes; expected a short path such as /healthz",
+                               MOAT_UPSTREAM_HEALTH_PATH_MAX);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f || v[i] == '#')
+            return moat__cfg_error(
+                ctx, mark, key,
+                "\"%.200s\": byte %zu is a space, a control byte, '#' or not ASCII; expected "
+                "a path and query as sent in a request line (percent-encode the rest)",
+                v, i + 1);
+    return 0;
+}
+
+static const moat_cfg_field_t upstream_health_fields[] = {
+    FIELD("path", MOAT_CFG_STR, moat_upstream_t, health.path, validate_health_path,
+          "turns active checks on: each worker asks every server GET PATH (Connection: close) every "
+          "interval_s; a server failing its check gets no requests until it passes one",
+          "none"),
+    INTF("interval_s", moat_upstream_t, health.interval_s, 1, 3600, NULL, 0,
+         "seconds between two checks of a server", "5"),
+    INTF("timeout_s", moat_upstream_t, health.timeout_s, 1, 3600, NULL, 0,
+         "seconds a check may take (connect and answer) before it fails; at most interval_s (the default: 2, "
+         "or interval_s when shorter)",
+         "2"),
+    INTF("status", moat_upstream_t, health.status, 100, 599, "2xx", 0,
+         "the status a passing check answers; 2xx: any 2xx", "2xx"),
+    MOAT_CFG_END};
+static const moat_cfg_section_t upstream_health_section = {"upstreams.NAME.health", upstream_health_fields, 0,
+                                                           NULL};
+
 static void upstream_init(void *obj)
 {
     moat_upstream_t *u = obj;
@@ -820,6 +861,8 @@ static void upstream_init(void *obj)
     u->connect_s = 5;
     u->response_s = 60;
     u->idle_s = 60;
+    u->health.interval_s = 5;
+    u->health.timeout_s = 2;
 }
 
 static const moat_cfg_field_t upstream_fields[] = {
@@ -834,7 +877,9 @@ static const moat_cfg_field_t upstream_fields[] = {
           "round_robin"),
     INTF("keepalive", moat_upstream_t, keepalive, 0, 10000, NULL, 0,
          "idle connections to the servers kept open per worker for the next requests (0: none)", "32"),
-    SECTIONF("timeouts", &upstream_timeout_section, "connect, response and idle timeouts"), MOAT_CFG_END};
+    SECTIONF("timeouts", &upstream_timeout_section, "connect, response and idle timeouts"),
+    SECTIONF("health", &upstream_health_section, "active health checks of the servers (off without path)"),
+    MOAT_CFG_END};
 static const moat_cfg_section_t upstream_section = {"upstreams.NAME", upstream_fields,
                                                     sizeof(moat_upstream_t), upstream_init};
 

@@ -184,11 +184,44 @@ static moat_cfg_mark_t where_or(const moat_cfg_ctx_t *ctx, const void *obj, long
     return moat__cfg_where(ctx, obj, item, &m) ? m : fallback;
 }
 
+/* health: a path turns the checks on; the other keys mean nothing without one. */
+static void check_health(moat_cfg_ctx_t *ctx, moat_upstream_t *u, const char *key, moat_cfg_mark_t um)
+{
+    const void *given[] = {&u->health.interval_s, &u->health.timeout_s, &u->health.status};
+    const char *names[] = {"interval_s", "timeout_s", "status"};
+    moat_cfg_mark_t m;
+    char k2[128];
+    if (u->health.path == NULL) {
+        for (size_t i = 0; i < MOAT_ARRAY_LEN(given); i++) {
+            if (!moat__cfg_where(ctx, given[i], MOAT_CFG_AT_VALUE, &m))
+                continue;
+            snprintf(k2, sizeof(k2), "%s.health.%s", key, names[i]);
+            moat__cfg_error(ctx, m, k2,
+                            "set without health.path, which turns the checks on; expected for example "
+                            "\"health: {path: /healthz, %s: ...}\"",
+                            names[i]);
+        }
+        return;
+    }
+    if (u->health.timeout_s > u->health.interval_s &&
+        !moat__cfg_where(ctx, &u->health.timeout_s, MOAT_CFG_AT_VALUE, &m)) {
+        u->health.timeout_s = u->health.interval_s; /* the default (2) with a shorter interval */
+    } else if (u->health.timeout_s > u->health.interval_s) {
+        snprintf(k2, sizeof(k2), "%s.health.timeout_s", key);
+        moat__cfg_error(
+            ctx, where_or(ctx, &u->health.timeout_s, MOAT_CFG_AT_VALUE, um), k2,
+            "%ld is above interval_s (%ld): a check would still run when the next is due; expected "
+            "at most %ld",
+            u->health.timeout_s, u->health.interval_s, u->health.interval_s);
+    }
+}
+
 static void check_upstream(moat_cfg_ctx_t *ctx, moat_upstream_t *u)
 {
     moat_cfg_mark_t um = where_or(ctx, u, MOAT_CFG_AT_ITEM, (moat_cfg_mark_t){0, 0});
     char key[96];
     snprintf(key, sizeof(key), "upstreams.%s", u->name);
+    check_health(ctx, u, key, um);
     if (u->servers.n == 0) {
         moat__cfg_error(ctx, um, key,
                         "no servers; expected for example \"servers: [\\\"127.0.0.1:3000\\\"]\"");

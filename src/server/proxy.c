@@ -3,7 +3,8 @@
  * HTTP/1.1, on the worker's own event loop.
  *
  * - Servers: round_robin or least_conn among those not marked down; a server whose connect fails is
- *   marked down for PX_DOWN_MS and tried again after. Only an idempotent request that sent nothing (a
+ *   marked down for PX_DOWN_MS and tried again after, one failing its health check (proxy_health.c)
+ *   until it passes one. Only an idempotent request that sent nothing (a
  *   connect that failed, or a kept connection that turned out closed before any answer) goes to another
  *   server or a new connection.
  * - Connections: non-blocking connects; a finished exchange whose server keeps the connection goes back to
@@ -44,6 +45,7 @@ static moat__pxw_t *pxw_get(moat__worker_t *w)
         moat_list_init(&w->pxw->rrs);
         moat_list_init(&w->pxw->active);
         moat_list_init(&w->pxw->spare);
+        moat_list_init(&w->pxw->checks);
     }
     return w->pxw;
 }
@@ -95,6 +97,7 @@ void moat__proxy_worker_free(moat__worker_t *w)
     moat__pxw_t *x = w->pxw;
     if (x == NULL)
         return;
+    moat__proxy_health_free(w, x);
     while (!moat_list_empty(&x->spare)) {
         moat__proxy_t *px = moat_container_of(x->spare.next, moat__proxy_t, node);
         moat_list_remove(&px->node);
@@ -134,7 +137,7 @@ static const char *reason_text(const char *reason)
     if (strcmp(reason, "body-too-large") == 0)
         return "was not sent the request: its body is above the location's limits.body_bytes";
     if (strcmp(reason, "no-healthy-server") == 0)
-        return "has no server available (every one failed recently)";
+        return "has no server available (each failed its health check, or a connect in the last seconds)";
     return "failed";
 }
 
@@ -219,7 +222,8 @@ static long pick(moat__proxy_t *px)
         if (k < 64 && (px->tried & (1ull << k)))
             continue;
         p = pool_find(x, up->addrs[k].text, 0);
-        if (p != NULL && p->down_until > now)
+        if ((p != NULL && p->down_until > now) ||
+            (up->health.path != NULL && moat__proxy_health_down(x, up->name, up->addrs[k].text)))
             continue;
         if (up->balance == MOAT_BALANCE_ROUND_ROBIN)
             return (long)k;
@@ -864,6 +868,10 @@ size_t moat__proxy_log(const moat__request_t *r, char *out, size_t cap)
 void moat__proxy_event(void *tag, uint32_t events)
 {
     px_upconn_t *uc = tag;
+    if (uc->hc != NULL) {
+        moat__proxy_health_event(uc, events);
+        return;
+    }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         uc->readable = 1;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
@@ -883,9 +891,12 @@ void moat__proxy_tick(moat__worker_t *w)
     moat_list_t batch;
     uint64_t now = w->loop.now_ms;
 
+    if (x == NULL && moat__proxy_health_wanted(w))
+        x = pxw_get(w); /* checks run before the first request */
     if (x == NULL || now < x->next_tick)
         return;
     x->next_tick = now + PX_TICK_MS;
+    moat__proxy_health_tick(w, x);
     for (moat_list_t *n = x->pools.next; n != &x->pools; n = n->next) {
         px_pool_t *p = moat_container_of(n, px_pool_t, node);
         while (!moat_list_empty(&p->idle)) {

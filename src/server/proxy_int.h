@@ -8,6 +8,7 @@
 #include "server/request.h"
 
 typedef struct px_pool px_pool_t;
+typedef struct px_hc px_hc_t;
 
 /* One connection to an upstream server: in use by a request, or idle in its server's pool. */
 typedef struct px_upconn {
@@ -15,6 +16,7 @@ typedef struct px_upconn {
     int fd;
     px_pool_t *pool;
     moat__proxy_t *px; /* the request using it; NULL while idle */
+    px_hc_t *hc;       /* a health check's own connection (proxy_health.c), else NULL */
     moat_list_t node;  /* in pool->idle while idle */
     uint64_t idle_until;
     unsigned readable : 1, writable : 1, idle : 1;
@@ -44,6 +46,8 @@ struct moat__pxw {
     moat_list_t spare;  /* moat__proxy_t.node: finished ones kept with their buffers (PX_SPARE at most) */
     size_t nspare;
     uint64_t next_tick;
+    moat_list_t checks;                 /* px_hc_t: the servers with health checks (proxy_health.c) */
+    unsigned checks_seq, checks_synced; /* the generation (seq) they follow, once synced */
 };
 typedef struct moat__pxw moat__pxw_t;
 
@@ -90,5 +94,16 @@ int moat__proxy_head(moat__proxy_t *px);
 /* The fields of the response head px->uh handed on to the client (hop-by-hop ones dropped), at most
  * <cap>; sets px->head_cl. Returns how many. */
 size_t moat__proxy_resp_fields(moat__proxy_t *px, moat__px_field_t *f, size_t cap);
+
+/* proxy_health.c: the active health checks of the worker's configuration (upstreams.NAME.health). */
+/* 1 when the worker's configuration has health checks (its pools must exist without requests). */
+int moat__proxy_health_wanted(const moat__worker_t *w);
+/* Starts due checks, fails late ones, and follows a new configuration (from moat__proxy_tick). */
+void moat__proxy_health_tick(moat__worker_t *w, moat__pxw_t *x);
+/* An epoll event on a check's connection (uc->hc set). */
+void moat__proxy_health_event(px_upconn_t *uc, uint32_t events);
+/* 1 when server <addr> of upstream <name> failed its last health check. */
+int moat__proxy_health_down(const moat__pxw_t *x, const char *name, const char *addr);
+void moat__proxy_health_free(moat__worker_t *w, moat__pxw_t *x);
 
 #endif

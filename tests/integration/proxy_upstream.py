@@ -63,6 +63,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _route(self):
         u = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
+        if u.path == "/healthz":  # moat's health checks: counted apart, answered as the test sets
+            self.server.health_checks += 1
+            self._send(200 if self.server.healthy else 503, b"ok\n" if self.server.healthy else b"down\n",
+                       "text/plain")
+            return
         self.server.seen.append((self.command, self.path, [(k, v) for k, v in self.headers.items()]))
         if u.path == "/slow":
             time.sleep(float(q.get("s", "2")))
@@ -131,6 +136,8 @@ class Upstream:
         self.srv.daemon_threads = True
         self.srv.seen = []
         self.srv.bodies = []
+        self.srv.healthy = True  # what /healthz answers: 200, or 503 when False
+        self.srv.health_checks = 0
         self.port = self.srv.server_address[1]
         self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.t.start()
@@ -138,6 +145,13 @@ class Upstream:
     @property
     def seen(self):
         return self.srv.seen
+
+    @property
+    def health_checks(self):
+        return self.srv.health_checks
+
+    def set_healthy(self, on):
+        self.srv.healthy = on
 
     def stop(self):
         self.srv.shutdown()

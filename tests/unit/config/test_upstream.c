@@ -103,6 +103,59 @@ static void test_addr_parse(void)
     CHECK_CONTAINS(e.msg, "absolute");
 }
 
+static void test_health(void)
+{
+    moat_config_t *cfg =
+        ok("upstreams:\n"
+           "  app:\n"
+           "    servers: ['127.0.0.1:3000']\n"
+           "    health: {path: '/healthz?deep=1', interval_s: 10, timeout_s: 3, status: 204}\n"
+           "  fast:\n"
+           "    servers: ['127.0.0.1:3001']\n"
+           "    health: {path: /up, interval_s: 1}\n"
+           "  none:\n"
+           "    servers: ['127.0.0.1:3002']\n" SITE);
+    if (cfg == NULL)
+        return;
+    CHECK_STR(cfg->upstreams[0].health.path, "/healthz?deep=1");
+    CHECK_EQ(cfg->upstreams[0].health.interval_s, 10);
+    CHECK_EQ(cfg->upstreams[0].health.timeout_s, 3);
+    CHECK_EQ(cfg->upstreams[0].health.status, 204);
+    CHECK_STR(cfg->upstreams[1].health.path, "/up");
+    CHECK_EQ(cfg->upstreams[1].health.interval_s, 1);
+    CHECK_EQ(cfg->upstreams[1].health.timeout_s, 1); /* the default 2 is cut to the shorter interval */
+    CHECK_EQ(cfg->upstreams[1].health.status, 0);    /* 2xx */
+    CHECK(cfg->upstreams[2].health.path == NULL);    /* no checks */
+    CHECK_EQ(cfg->upstreams[2].health.interval_s, 5);
+    moat_config_unref(cfg);
+
+#define UP "upstreams:\n  app:\n    servers: ['127.0.0.1:3000']\n"
+    CHECK_STR(bad(UP "    health: {path: healthz}\n" SITE),
+              "moat.yaml:4:20: upstreams.app.health.path: \"healthz\": expected a path starting with '/', as "
+              "in /healthz");
+    CHECK_STR(
+        bad(UP "    health: {path: '/a b'}\n" SITE),
+        "moat.yaml:4:20: upstreams.app.health.path: \"/a b\": byte 3 is a space, a control byte, '#' or "
+        "not ASCII; expected a path and query as sent in a request line (percent-encode the rest)");
+    CHECK_STR(bad(UP "    health: {interval_s: 3}\n" SITE),
+              "moat.yaml:4:26: upstreams.app.health.interval_s: set without health.path, which turns the "
+              "checks on; expected for example \"health: {path: /healthz, interval_s: ...}\"");
+    CHECK_STR(
+        bad(UP "    health: {path: /h, interval_s: 2, timeout_s: 5}\n" SITE),
+        "moat.yaml:4:50: upstreams.app.health.timeout_s: 5 is above interval_s (2): a check would still "
+        "run when the next is due; expected at most 2");
+    CHECK_STR(bad(UP "    health: {path: /h, status: 600}\n" SITE),
+              "moat.yaml:4:32: upstreams.app.health.status: \"600\": out of range; expected 2xx or a whole "
+              "number 100-599");
+    CHECK_STR(bad(UP "    health: {path: /h, interval_s: 0}\n" SITE),
+              "moat.yaml:4:36: upstreams.app.health.interval_s: \"0\": out of range; expected a whole number "
+              "1-3600");
+    CHECK_CONTAINS(bad(UP "    health: {path: /h, every: 3}\n" SITE),
+                   "moat.yaml:4:24: upstreams.app.health.every: unknown key \"every\"; expected one of: "
+                   "path, interval_s, timeout_s, status");
+#undef UP
+}
+
 static void test_errors(void)
 {
     CHECK_STR(bad("upstreams:\n  app:\n    servers: ['127.0.0.1:3000', 'app_1:80']\n" SITE),
@@ -139,7 +192,7 @@ static void test_errors(void)
         "moat.yaml:2:34: upstreams.app.servers: \"127.0.0.1:1\": listed twice; expected each server once");
     CHECK_STR(bad("upstreams:\n  app: {servers: ['127.0.0.1:1'], sever: 1}\n" SITE),
               "moat.yaml:2:35: upstreams.app.sever: unknown key; did you mean \"servers\"? (expected one of: "
-              "servers, balance, keepalive, timeouts)");
+              "servers, balance, keepalive, timeouts, health)");
     CHECK_STR(bad("upstreams:\n  app: {servers: ['127.0.0.1:1']}\n" SITE "    locations:\n"
                   "      - path: /\n        proxy: ap\n"),
               "moat.yaml:8:16: sites[0].locations[0].proxy: \"ap\": no such upstream; expected one of: app");
@@ -158,6 +211,7 @@ static void test_errors(void)
 int main(void)
 {
     RUN(test_upstreams);
+    RUN(test_health);
     RUN(test_addr_parse);
     RUN(test_errors);
     return harness_done();
