@@ -46,4 +46,4 @@ set_tests_properties(lint/checksrc PROPERTIES LABELS unit TIMEOUT 120)
 
 # The gcc release build, warnings as errors (users build with `make`, tests with clang).
 add_test(NAME lint/gcc-release COMMAND ${PROJECT_SOURCE_DIR}/scripts/gcc-check.sh)
-set_tests_properties(lint/gcc-release PROPERTIES LABELS unit TIMEOUT 600 SKIP_RETURN_CODE 77)
+set_tests_properties(lint/gcc-release PROPERTIES LABELS unit TIMEOUT 900 SKIP_RETURN_CODE 77)

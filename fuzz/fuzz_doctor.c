@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = size - 1 < sizeof(buf) - 1 ? size - 1 : sizeof(buf) - 1;
         memcpy(buf, data + 1, n);
         buf[n] = '\0';
-        (void)moat_doctor_target_parse(buf, &t, &err); /* usage errors are fine */
+        (void)!moat_doctor_target_parse(buf, &t, &err); /* usage errors are fine */
     } else {
         if (chain == NULL)
             setup();

@@ -114,11 +114,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t plen;
         int status;
         if (whole->path.len > 0)
-            (void)moat_http_path_normalize(whole->path.p, whole->path.len, path, sizeof(path), &plen, NULL,
-                                           &status);
+            (void)!moat_http_path_normalize(whole->path.p, whole->path.len, path, sizeof(path), &plen, NULL,
+                                            &status);
         time_t t;
         if (whole->if_modified_since.len > 0)
-            (void)moat_http_date_parse(whole->if_modified_since.p, whole->if_modified_since.len, &t);
+            (void)!moat_http_date_parse(whole->if_modified_since.p, whole->if_modified_since.len, &t);
         moat_http_body_t b;
         moat_http_body_init(&b, whole, limits.body_bytes);
         fuzz_body(&b, buf + whole->head_len, size - whole->head_len);

@@ -41,9 +41,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fclose(f);
     memset(&scan, 0, sizeof(scan));
     if (data[0] % 2 == 0)
-        (void)moat_import_scan_nginx(path, &scan, &err); /* notes and errors are fine */
+        (void)!moat_import_scan_nginx(path, &scan, &err); /* notes and errors are fine */
     else
-        (void)moat_import_scan_apache(path, &scan, &err);
+        (void)!moat_import_scan_apache(path, &scan, &err);
     moat_import_scan_dispose(&scan);
     return 0;
 }

@@ -23,7 +23,7 @@ static void describe(moat_pki_inspect_t *in)
             moat_pki_csr_info_t info;
             if (moat_pki_csr_info(o->csr, &info, &err) == 0)
                 moat_pki_csr_info_dispose(&info);
-            (void)moat_pki_csr_verify(o->csr, &err);
+            (void)!moat_pki_csr_verify(o->csr, &err);
         }
         if (o->crl != NULL) {
             moat_pki_crl_desc_t d;
@@ -33,7 +33,7 @@ static void describe(moat_pki_inspect_t *in)
         if (o->key != NULL) {
             char desc[32], fpr[MOAT_PKI_FINGERPRINT_SIZE];
             moat_pki_key_describe(o->key, desc, sizeof(desc));
-            (void)moat_pki_pubkey_fingerprint(o->key, fpr, &err);
+            (void)!moat_pki_pubkey_fingerprint(o->key, fpr, &err);
         }
     }
 }

@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         EVP_PKEY *key = NULL;
         char tp[64];
         if (jws.jwk != NULL && moat_acme_jwk_to_pkey(jws.jwk, &key, &err) == 0) {
-            (void)moat_acme_jwk_thumbprint(jws.jwk, tp, sizeof tp, &err);
+            (void)!moat_acme_jwk_thumbprint(jws.jwk, tp, sizeof tp, &err);
             (void)moat_acme_jws_verify(&jws, key, &p);
             EVP_PKEY_free(key);
         }

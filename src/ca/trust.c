@@ -80,7 +80,7 @@ static int trust_vet(STACK_OF(X509) * certs, const moat_ca_trust_add_req_t *req,
         if (req->name != NULL && n == 1)
             (void)moat_strlcpy(a->name, req->name, sizeof(a->name));
         else if (req->name != NULL)
-            snprintf(a->name, sizeof(a->name), "%.*s-%d", (int)sizeof(a->name) - 8, req->name, i + 1);
+            snprintf(a->name, sizeof(a->name), "%.*s-%d", (int)sizeof(a->name) - 12, req->name, i + 1);
         else
             name_from_cn(a->info.cn ? a->info.cn : a->info.subject, a->name, sizeof(a->name));
         if (strcmp(a->name, MOAT_PLAN_CA_ANCHOR) == 0)

@@ -533,7 +533,7 @@ static int key_list(moat_cli_t *cli, int argc, char **argv)
             if (c != NULL) {
                 moat__km_fmt_time((time_t)c->not_after, t, sizeof(t));
                 t[10] = '\0';
-                snprintf(exp, sizeof(exp), "%s (%ld)", t, moat__km_days_left((time_t)c->not_after, now));
+                snprintf(exp, sizeof(exp), "%.10s (%ld)", t, moat__km_days_left((time_t)c->not_after, now));
             } else {
                 moat_strlcpy(exp, "-", sizeof(exp));
             }

@@ -327,7 +327,7 @@ void moat_doctor_check_chain(moat_doctor_report_t *r, const char *subject, STACK
     /* Facts: the chain exactly as sent. */
     for (int i = 0; i < n; i++) {
         X509 *x = sk_X509_value(chain, i);
-        char key[16], kd[64], until[64], iss[256];
+        char key[24], kd[64], until[64], iss[256];
         int md = sig_digest(x);
         moat__doctor_short_name(x, name, sizeof(name));
         moat__doctor_name(X509_get_issuer_name(x), iss, sizeof(iss));

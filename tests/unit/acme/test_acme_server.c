@@ -62,7 +62,7 @@ static void test_flow(void)
     call("POST", "/acme/new-account", body, &r);
     CHECK_EQ(r.status, 201);
     CHECK_CONTAINS(r.location, "https://acme.test/acme/acct/");
-    snprintf(kid, sizeof kid, "%s", r.location);
+    (void)moat_strlcpy(kid, r.location, sizeof kid);
     moat_acme_response_dispose(&r);
     /* The same body again: its nonce was used. */
     call("POST", "/acme/new-account", body, &r);
@@ -172,7 +172,7 @@ static void test_full_queue(void)
 
     post(key, NULL, "https://acme.test/acme/new-account", pl, &r);
     CHECK_EQ(r.status, 201);
-    snprintf(kid, sizeof kid, "%s", r.location);
+    (void)moat_strlcpy(kid, r.location, sizeof kid);
     moat_acme_response_dispose(&r);
     post(key, kid, "https://acme.test/acme/new-order", order, &r);
     CHECK_EQ(r.status, 201);

@@ -38,8 +38,8 @@ static const char *bad(const char *yaml)
     }
     CHECK_EQ(rc, MOAT_E_CONFIG);
     CHECK(cfg == NULL);
-    snprintf(errbuf, sizeof(errbuf), "%s", err.msg);
-    snprintf(allbuf, sizeof(allbuf), "%s", all ? all : "");
+    (void)moat_strlcpy(errbuf, err.msg, sizeof(errbuf));
+    (void)moat_strlcpy(allbuf, all ? all : "", sizeof(allbuf));
     moat_free(&all);
     return errbuf;
 }

@@ -195,7 +195,7 @@ static void test_full_disk(void)
             rc = moat_store_commit(st, &err);
         else
             moat_store_rollback(st);
-        snprintf(msg, sizeof(msg), "%d %s", rc, err.msg);
+        snprintf(msg, sizeof(msg), "%d %.400s", rc, err.msg);
         if (write(p[1], msg, strlen(msg)) < 0)
             _exit(5);
         moat_store_close(st);
