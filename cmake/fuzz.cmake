@@ -9,4 +9,6 @@ foreach(src ${MOAT_FUZZERS})
 endforeach()
 
 # The code under test needs coverage instrumentation too, or libFuzzer only sees the harness.
-target_compile_options(libmoat PRIVATE -fsanitize=fuzzer-no-link)
+foreach(t IN LISTS MOAT_SUBSYSTEM_TARGETS)
+    target_compile_options(${t} PRIVATE -fsanitize=fuzzer-no-link)
+endforeach()

@@ -47,3 +47,34 @@ set_tests_properties(lint/checksrc PROPERTIES LABELS unit TIMEOUT 120)
 # The gcc release build, warnings as errors (users build with `make`, tests with clang).
 add_test(NAME lint/gcc-release COMMAND ${PROJECT_SOURCE_DIR}/scripts/gcc-check.sh)
 set_tests_properties(lint/gcc-release PROPERTIES LABELS unit TIMEOUT 900 SKIP_RETURN_CODE 77)
+
+# Arrows point down (cmake/subsystems.cmake): a subsystem's sources cannot even find the header of a
+# subsystem above it or beside it that it did not declare. Each probe compiles one #include with exactly
+# the include path and definitions of that subsystem's own sources: "no" must fail as file not found,
+# "yes" (a declared edge) must compile.
+set(MOAT_LAYER_PROBES
+    "core pki/pki.h no" "config http/http.h no" "store config/config.h no" "pki store/store.h no"
+    "tls pki/pki.h no" "http server/server.h no" "ca keymgr/keymgr.h no" "ca acme/acme.h no"
+    "plan server/server.h no" "acme server/server.h no" "server cli/cli.h no" "server doctor/doctor.h no"
+    "doctor cli/cli.h no"
+    "http config/config.h yes" "keymgr ca/ca.h yes" "server plan/plan.h yes" "cli doctor/doctor.h yes")
+file(MAKE_DIRECTORY ${PROJECT_BINARY_DIR}/layer-probe)
+foreach(probe IN LISTS MOAT_LAYER_PROBES)
+    string(REPLACE " " ";" probe "${probe}")
+    list(GET probe 0 sub)
+    list(GET probe 1 header)
+    list(GET probe 2 allowed)
+    get_filename_component(used ${header} DIRECTORY)
+    set(src ${PROJECT_BINARY_DIR}/layer-probe/${sub}-${used}.c)
+    file(WRITE ${src} "#include \"${header}\"\n")
+    set(name lint/layers/${sub}-includes-${used})
+    add_test(NAME ${name} COMMAND ${CMAKE_C_COMPILER} -std=c17 -fsyntax-only
+        "-I$<JOIN:$<TARGET_PROPERTY:moat_${sub},INCLUDE_DIRECTORIES>,;-I>"
+        "-D$<JOIN:$<TARGET_PROPERTY:moat_${sub},COMPILE_DEFINITIONS>,;-D>" ${src}
+        COMMAND_EXPAND_LISTS)
+    set_tests_properties(${name} PROPERTIES LABELS unit TIMEOUT 60)
+    if(allowed STREQUAL "no")
+        string(REPLACE "." "\\." re "${header}")
+        set_tests_properties(${name} PROPERTIES PASS_REGULAR_EXPRESSION "${re}.*(No such file|not found)")
+    endif()
+endforeach()

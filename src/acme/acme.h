@@ -1,6 +1,6 @@
 /*
- * acme: moat's CA answering ACME (RFC 8555) for other machines, and the JOSE pieces (base64url, JSON
- * members, JWK thumbprints) that both ACME roles share.
+ * acme: moat's CA answering ACME (RFC 8555) for other machines, and the JOSE pieces (JSON members, JWK
+ * thumbprints) that both ACME roles share; base64url is core's (moat_b64url_encode).
  *
  * JSON comes from libjansson; nothing here parses JSON by hand. Functions fill moat_err_t and never log.
  */
@@ -16,19 +16,6 @@
 #include <stddef.h>
 
 /* ---- shared JOSE helpers (jose.c) ---- */
-
-/* Length of the base64url text (no padding) for <n> bytes, without the NUL. */
-#define MOAT_ACME_B64URL_LEN(n) (((n)*4 + 2) / 3)
-
-/* Writes <in> as unpadded base64url into <out> (<outsz> bytes, NUL-terminated). Returns the text length,
- * or MOAT_E_LIMIT when <out> is too small. */
-int moat_acme_b64url_encode(const unsigned char *in, size_t n, char *out, size_t outsz) MOAT_MUST_CHECK;
-/* Encodes into a new string (moat_free() it); NULL on allocation failure. */
-char *moat_acme_b64url_encode_new(const unsigned char *in, size_t n);
-/* Decodes unpadded base64url <in> (<n> chars; padding, '+', '/', whitespace are refused, as RFC 7515 §2
- * says). *out is a new NUL-terminated buffer of *outlen bytes (moat_free() it). MOAT_E_INVAL on bad text. */
-int moat_acme_b64url_decode(const char *in, size_t n, unsigned char **out, size_t *outlen,
-                            moat_err_t *err) MOAT_MUST_CHECK;
 
 /* The string member <key> of object <obj>, or NULL when absent or not a string. Borrowed from <obj>. */
 const char *moat_acme_json_str(const json_t *obj, const char *key);

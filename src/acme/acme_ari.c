@@ -30,9 +30,9 @@ int moat__acme_ari_certid(const uint8_t *der, size_t len, char *out, size_t outs
     /* The serial's DER content octets: after the INTEGER tag and a short-form length (serials are at
      * most 20 bytes). */
     if (aki == NULL || n < 3 || ser[1] != n - 2 ||
-        moat_acme_b64url_encode(ASN1_STRING_get0_data(aki), (size_t)ASN1_STRING_length(aki), a64,
-                                sizeof(a64)) < 0 ||
-        moat_acme_b64url_encode(ser + 2, (size_t)n - 2, s64, sizeof(s64)) < 0 ||
+        moat_b64url_encode(ASN1_STRING_get0_data(aki), (size_t)ASN1_STRING_length(aki), a64, sizeof(a64)) <
+            0 ||
+        moat_b64url_encode(ser + 2, (size_t)n - 2, s64, sizeof(s64)) < 0 ||
         (size_t)snprintf(out, outsz, "%s.%s", a64, s64) >= outsz)
         rc = moat_err_set(err, MOAT_E_PKI, "the certificate has no authority key identifier or a bad serial");
     OPENSSL_free(ser);

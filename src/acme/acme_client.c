@@ -192,15 +192,15 @@ static json_t *eab_binding(moat__acme_client_t *c, const char *url, moat_err_t *
     char *ph = NULL, *ph64 = NULL, *pl = NULL, *pl64 = NULL, *input = NULL, *sig64 = NULL;
     json_t *out = NULL, *phj;
 
-    if (moat_acme_b64url_decode(c->eab_hmac, strlen(c->eab_hmac), &mac_key, &key_len, err) != 0) {
+    if (moat_b64url_decode(c->eab_hmac, strlen(c->eab_hmac), &mac_key, &key_len, err) != 0) {
         moat_err_prefix(err, "the eab hmac_file");
         return NULL;
     }
     phj = json_pack("{s:s, s:s, s:s}", "alg", "HS256", "kid", c->eab_kid, "url", url);
     if (phj == NULL || (ph = moat_acme_json_dump(phj)) == NULL ||
         (pl = moat_acme_json_dump(c->jwk)) == NULL ||
-        (ph64 = moat_acme_b64url_encode_new((unsigned char *)ph, strlen(ph))) == NULL ||
-        (pl64 = moat_acme_b64url_encode_new((unsigned char *)pl, strlen(pl))) == NULL ||
+        (ph64 = moat_b64url_encode_new((unsigned char *)ph, strlen(ph))) == NULL ||
+        (pl64 = moat_b64url_encode_new((unsigned char *)pl, strlen(pl))) == NULL ||
         (input = moat_malloc(strlen(ph64) + strlen(pl64) + 2)) == NULL) {
         moat_err_set(err, MOAT_E_NOMEM, "out of memory building the account binding");
         goto out;
@@ -211,7 +211,7 @@ static json_t *eab_binding(moat__acme_client_t *c, const char *url, moat_err_t *
         moat_err_ossl(err, MOAT_E_PKI, "computing the account binding MAC");
         goto out;
     }
-    if ((sig64 = moat_acme_b64url_encode_new(mac, mac_len)) == NULL ||
+    if ((sig64 = moat_b64url_encode_new(mac, mac_len)) == NULL ||
         (out = json_pack("{s:s, s:s, s:s}", "protected", ph64, "payload", pl64, "signature", sig64)) == NULL)
         moat_err_set(err, MOAT_E_NOMEM, "out of memory building the account binding");
 out:

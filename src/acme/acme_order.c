@@ -314,7 +314,7 @@ static int dns01_value(const char *key_authz, char *out, size_t outsz)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)key_authz, strlen(key_authz), md);
-    return moat_acme_b64url_encode(md, sizeof(md), out, outsz) < 0 ? -1 : 0;
+    return moat_b64url_encode(md, sizeof(md), out, outsz) < 0 ? -1 : 0;
 }
 
 /* Answers one authorization and waits for its verdict. */
@@ -618,7 +618,7 @@ static int finalize_and_fetch(run_t *r, moat__acme_resp_t *o, char *summary, siz
             return moat_err_set(err, MOAT_E_STATE, "the pending key of %s has no request",
                                 r->site->certificate);
         }
-        csr64 = moat_acme_b64url_encode_new(pk.csr.data, pk.csr.len);
+        csr64 = moat_b64url_encode_new(pk.csr.data, pk.csr.len);
         moat_store_key_dispose(&pk);
         req = csr64 != NULL ? json_pack("{s:s}", "csr", csr64) : NULL;
         moat_free(&csr64);

@@ -31,7 +31,7 @@ int moat__acme_random_token(char *out)
     unsigned char raw[32];
     if (RAND_bytes(raw, sizeof raw) != 1)
         return -1;
-    return moat_acme_b64url_encode(raw, sizeof raw, out, ACME_TOKEN_LEN + 1) == ACME_TOKEN_LEN ? 0 : -1;
+    return moat_b64url_encode(raw, sizeof raw, out, ACME_TOKEN_LEN + 1) == ACME_TOKEN_LEN ? 0 : -1;
 }
 
 void moat__acme_time(int64_t t, char *out, size_t outsz)
@@ -172,9 +172,9 @@ static int check_eab(acme_ctx_t *c, const json_t *eab, const json_t *jwk, char *
     json_t *h = NULL, *pj = NULL;
     char account[MOAT_STORE_ACME_ID_MAX];
     if (prot == NULL || pay == NULL || sig == NULL ||
-        moat_acme_b64url_decode(prot, strlen(prot), &hdr, &hl, &err) ||
-        moat_acme_b64url_decode(pay, strlen(pay), &payload, &pl, &err) ||
-        moat_acme_b64url_decode(sig, strlen(sig), &sigb, &sl, &err) ||
+        moat_b64url_decode(prot, strlen(prot), &hdr, &hl, &err) ||
+        moat_b64url_decode(pay, strlen(pay), &payload, &pl, &err) ||
+        moat_b64url_decode(sig, strlen(sig), &sigb, &sl, &err) ||
         (h = moat_acme_json_parse((char *)hdr, hl, &err)) == NULL ||
         (pj = moat_acme_json_parse((char *)payload, pl, &err)) == NULL) {
         moat_acme_problem_set(&c->prob, MOAT_ACME_PROB_MALFORMED, "externalAccountBinding is not a JWS: %s",

@@ -622,7 +622,7 @@ int moat__acme_finalize(acme_ctx_t *c, const char *id)
         goto out;
     }
     const char *csr64 = c->jws.payload ? moat_acme_json_str(c->jws.payload, "csr") : NULL;
-    if (csr64 == NULL || moat_acme_b64url_decode(csr64, strlen(csr64), &der, &dl, &err) != 0 ||
+    if (csr64 == NULL || moat_b64url_decode(csr64, strlen(csr64), &der, &dl, &err) != 0 ||
         moat_pki_csr_parse(der, dl, &csr, &err) != 0) {
         moat_acme_problem_set(&c->prob, MOAT_ACME_PROB_BAD_CSR, "csr is not a base64url DER request: %s",
                               err.msg[0] ? err.msg : "missing");
@@ -782,7 +782,7 @@ int moat__acme_revoke(acme_ctx_t *c)
                                          "reason %lld is not allowed (0, 1, 3, 4, 5 or 9)",
                                          (long long)reason);
     }
-    if (b64 == NULL || moat_acme_b64url_decode(b64, strlen(b64), &der, &dl, &err) != 0 ||
+    if (b64 == NULL || moat_b64url_decode(b64, strlen(b64), &der, &dl, &err) != 0 ||
         moat_pki_cert_parse(der, dl, &cert, &err) != 0 || moat_pki_cert_info(cert, &ci, &err) != 0) {
         moat_acme_problem_set(&c->prob, MOAT_ACME_PROB_MALFORMED, "certificate is not base64url DER: %s",
                               err.msg);
@@ -851,7 +851,7 @@ int moat__acme_renewal_info(acme_ctx_t *c, const char *certid)
     char serial[MOAT_STORE_SERIAL_MAX];
     int rc = -1;
 
-    if (dot == NULL || moat_acme_b64url_decode(dot + 1, strlen(dot + 1), &raw, &rl, &err) != 0 || rl == 0 ||
+    if (dot == NULL || moat_b64url_decode(dot + 1, strlen(dot + 1), &raw, &rl, &err) != 0 || rl == 0 ||
         rl > 20) {
         moat_free(&raw);
         return moat_acme_problem_set(&c->prob, MOAT_ACME_PROB_MALFORMED,
@@ -873,7 +873,7 @@ int moat__acme_renewal_info(acme_ctx_t *c, const char *certid)
     const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(cert);
     unsigned char *akid = NULL;
     size_t al = 0;
-    if (aki == NULL || moat_acme_b64url_decode(certid, (size_t)(dot - certid), &akid, &al, &err) != 0 ||
+    if (aki == NULL || moat_b64url_decode(certid, (size_t)(dot - certid), &akid, &al, &err) != 0 ||
         al != (size_t)aki->length || memcmp(akid, aki->data, al) != 0) {
         moat_free(&akid);
         moat_acme_problem_set(&c->prob, MOAT_ACME_PROB_MALFORMED,

@@ -194,7 +194,7 @@ static int dns01(const char *value, const char *keyauth, const char *resolver, m
     char want[64], qname[300];
     struct __res_state rs;
     (void)EVP_Digest(keyauth, strlen(keyauth), md, NULL, EVP_sha256(), NULL);
-    if (moat_acme_b64url_encode(md, 32, want, sizeof want) < 0)
+    if (moat_b64url_encode(md, 32, want, sizeof want) < 0)
         return moat_acme_problem_set(p, MOAT_ACME_PROB_SERVER_INTERNAL, "encoding");
     snprintf(qname, sizeof qname, "_acme-challenge.%s", value[0] == '*' ? value + 2 : value);
     memset(&rs, 0, sizeof rs);

@@ -1,101 +1,12 @@
 /*
- * JOSE pieces shared by the ACME client and server: base64url (RFC 7515 §2), JSON members through
- * libjansson, and JWKs (RFC 7517/7518/8037) with their RFC 7638 thumbprints.
+ * JOSE pieces shared by the ACME client and server: JSON members through libjansson, and JWKs
+ * (RFC 7517/7518/8037) with their RFC 7638 thumbprints. base64url (RFC 7515 §2) is core's (core/b64url.c).
  */
 #include "acme/acme.h"
 
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
 #include <string.h>
-
-static const char b64url_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-int moat_acme_b64url_encode(const unsigned char *in, size_t n, char *out, size_t outsz)
-{
-    size_t need = MOAT_ACME_B64URL_LEN(n), o = 0;
-    if (outsz < need + 1)
-        return MOAT_E_LIMIT;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)in[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = b64url_chars[(v >> 18) & 63];
-        out[o++] = b64url_chars[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = b64url_chars[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = b64url_chars[v & 63];
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
-char *moat_acme_b64url_encode_new(const unsigned char *in, size_t n)
-{
-    size_t sz = MOAT_ACME_B64URL_LEN(n) + 1;
-    char *s = moat_malloc(sz);
-    if (s != NULL && moat_acme_b64url_encode(in, n, s, sz) < 0)
-        moat_free(&s);
-    return s;
-}
-
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-int moat_acme_b64url_decode(const char *in, size_t n, unsigned char **out, size_t *outlen, moat_err_t *err)
-{
-    *out = NULL;
-    *outlen = 0;
-    /* A length of 1 mod 4 cannot come from any byte string. */
-    if (n % 4 == 1)
-        return moat_err_set(err, MOAT_E_INVAL, "base64url text of %zu characters is truncated", n);
-    unsigned char *buf = moat_malloc(n / 4 * 3 + 3);
-    if (buf == NULL)
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory decoding base64url");
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64url_value((unsigned char)in[i]);
-        if (v < 0) {
-            moat_free(&buf);
-            return moat_err_set(err, MOAT_E_INVAL,
-                                "character %zu is not base64url (padding and '+', '/' "
-                                "are not allowed)",
-                                i + 1);
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    /* Leftover bits must be zero, or two texts would decode to the same bytes. */
-    if (acc != 0) {
-        moat_free(&buf);
-        return moat_err_set(err, MOAT_E_INVAL, "base64url text has non-zero trailing bits");
-    }
-    buf[o] = '\0';
-    *out = buf;
-    *outlen = o;
-    return 0;
-}
 
 const char *moat_acme_json_str(const json_t *obj, const char *key)
 {
@@ -130,7 +41,7 @@ static int jwk_bytes(const json_t *jwk, const char *name, unsigned char **out, s
     const char *s = moat_acme_json_str(jwk, name);
     if (s == NULL)
         return moat_err_set(err, MOAT_E_INVAL, "JWK has no \"%s\" member", name);
-    int rc = moat_acme_b64url_decode(s, strlen(s), out, len, err);
+    int rc = moat_b64url_decode(s, strlen(s), out, len, err);
     if (rc < 0)
         return moat_err_prefix(err, "JWK member \"%s\": ", name);
     return 0;
@@ -276,7 +187,7 @@ static int set_bn(json_t *obj, const char *name, const BIGNUM *bn, int len)
     int n = len > 0 ? len : BN_num_bytes(bn);
     if (n <= 0 || n > (int)sizeof buf || BN_bn2binpad(bn, buf, n) != n)
         return -1;
-    char *s = moat_acme_b64url_encode_new(buf, (size_t)n);
+    char *s = moat_b64url_encode_new(buf, (size_t)n);
     if (s == NULL)
         return -1;
     int rc = json_object_set_new(obj, name, json_string(s));
@@ -320,7 +231,7 @@ json_t *moat_acme_jwk_from_pkey(EVP_PKEY *key, moat_err_t *err)
         size_t rl = sizeof raw;
         char x[64];
         ok = EVP_PKEY_get_raw_public_key(key, raw, &rl) && rl == 32 &&
-             moat_acme_b64url_encode(raw, rl, x, sizeof x) > 0 &&
+             moat_b64url_encode(raw, rl, x, sizeof x) > 0 &&
              json_object_set_new(jwk, "kty", json_string("OKP")) == 0 &&
              json_object_set_new(jwk, "crv", json_string("Ed25519")) == 0 &&
              json_object_set_new(jwk, "x", json_string(x)) == 0;
@@ -368,7 +279,7 @@ int moat_acme_jwk_thumbprint(const json_t *jwk, char *out, size_t outsz, moat_er
         unsigned int mdl = 0;
         if (!EVP_Digest(text, strlen(text), md, &mdl, EVP_sha256(), NULL))
             rc = moat_err_ossl(err, MOAT_E_PKI, "hashing a JWK");
-        else if (moat_acme_b64url_encode(md, mdl, out, outsz) < 0)
+        else if (moat_b64url_encode(md, mdl, out, outsz) < 0)
             rc = moat_err_set(err, MOAT_E_LIMIT, "thumbprint buffer too small");
     }
     free(text);

@@ -34,7 +34,7 @@ static int member_b64(const json_t *obj, const char *name, unsigned char **out, 
     const char *s = moat_acme_json_str(obj, name);
     if (s == NULL)
         return moat_acme_problem_set(p, MOAT_ACME_PROB_MALFORMED, "JWS has no \"%s\" string", name);
-    if (moat_acme_b64url_decode(s, strlen(s), out, len, &err) != 0)
+    if (moat_b64url_decode(s, strlen(s), out, len, &err) != 0)
         return moat_acme_problem_set(p, MOAT_ACME_PROB_MALFORMED, "JWS \"%s\": %s", name, err.msg);
     return 0;
 }
@@ -260,7 +260,7 @@ static char *b64_json(const json_t *v)
     if (v == NULL)
         return moat_strdup("");
     char *text = moat_acme_json_dump(v);
-    char *b = text != NULL ? moat_acme_b64url_encode_new((unsigned char *)text, strlen(text)) : NULL;
+    char *b = text != NULL ? moat_b64url_encode_new((unsigned char *)text, strlen(text)) : NULL;
     free(text);
     return b;
 }
@@ -320,7 +320,7 @@ char *moat_acme_jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, cons
         s = raw;
         slen = 2 * half;
     }
-    if ((sig64 = moat_acme_b64url_encode_new(s, slen)) == NULL ||
+    if ((sig64 = moat_b64url_encode_new(s, slen)) == NULL ||
         (out = json_pack("{ssssss}", "protected", prot, "payload", pay, "signature", sig64)) == NULL ||
         (result = moat_acme_json_dump(out)) == NULL)
         goto oom;

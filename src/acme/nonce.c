@@ -62,7 +62,7 @@ int moat_acme_nonce_new(moat_acme_nonces_t *ns, char *out, size_t outsz)
     for (int i = 0; i < 8; i++)
         raw[i] = (unsigned char)(n >> (56 - 8 * i));
     tag_of(ns, raw, raw + 8);
-    return moat_acme_b64url_encode(raw, sizeof raw, out, outsz) == MOAT_ACME_NONCE_LEN ? 0 : MOAT_E_LIMIT;
+    return moat_b64url_encode(raw, sizeof raw, out, outsz) == MOAT_ACME_NONCE_LEN ? 0 : MOAT_E_LIMIT;
 }
 
 int moat_acme_nonce_use(moat_acme_nonces_t *ns, const char *nonce)
@@ -72,7 +72,7 @@ int moat_acme_nonce_use(moat_acme_nonces_t *ns, const char *nonce)
     moat_err_t err = {0};
     int rc = -1;
     if (strlen(nonce) != MOAT_ACME_NONCE_LEN ||
-        moat_acme_b64url_decode(nonce, MOAT_ACME_NONCE_LEN, &raw, &len, &err) != 0)
+        moat_b64url_decode(nonce, MOAT_ACME_NONCE_LEN, &raw, &len, &err) != 0)
         return -1;
     tag_of(ns, raw, tag);
     if (len == 8 + TAG_LEN && CRYPTO_memcmp(tag, raw + 8, TAG_LEN) == 0) {

@@ -2,8 +2,6 @@
  * end. */
 #include "ca/ca.h"
 
-#include "acme/acme.h"
-
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <string.h>
@@ -14,17 +12,16 @@
 int moat_ca_eab_new(moat_store_t *st, char *kid, size_t kidsz, char *hmac, size_t hmacsz, moat_err_t *err)
 {
     unsigned char key[32], idb[EAB_ID_BYTES];
-    char id[MOAT_ACME_B64URL_LEN(EAB_ID_BYTES) + 1];
+    char id[MOAT_B64URL_LEN(EAB_ID_BYTES) + 1];
     int rc;
 
-    if (kidsz < sizeof("eab-") + MOAT_ACME_B64URL_LEN(EAB_ID_BYTES) ||
-        hmacsz < MOAT_ACME_B64URL_LEN(sizeof key) + 1)
+    if (kidsz < sizeof("eab-") + MOAT_B64URL_LEN(EAB_ID_BYTES) || hmacsz < MOAT_B64URL_LEN(sizeof key) + 1)
         return moat_err_set(err, MOAT_E_LIMIT, "no room for an external account key");
     if (RAND_bytes(key, sizeof key) != 1 || RAND_bytes(idb, sizeof idb) != 1 ||
-        moat_acme_b64url_encode(idb, sizeof idb, id, sizeof id) < 0)
+        moat_b64url_encode(idb, sizeof idb, id, sizeof id) < 0)
         return moat_err_set(err, MOAT_E_PKI, "no randomness for an external account key");
     snprintf(kid, kidsz, "eab-%s", id);
-    if (moat_acme_b64url_encode(key, sizeof key, hmac, hmacsz) < 0) {
+    if (moat_b64url_encode(key, sizeof key, hmac, hmacsz) < 0) {
         OPENSSL_cleanse(key, sizeof key);
         return moat_err_set(err, MOAT_E_LIMIT, "no room for an external account key");
     }

@@ -1,6 +1,5 @@
 /* ca: loading moat's CA from the store and issuing under the profile's policy and the name constraints. */
 #include "ca/ca.h"
-#include "keymgr/keymgr.h"
 
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -43,8 +42,17 @@ int moat_ca_load(moat_store_t *st, moat_ca_role_t role, bool need_key, moat_ca_t
         rc = err->code;
         goto fail;
     }
-    if ((rc = moat_keymgr_private_key(st, ca->row.key_id, &ca->key, err)) == 0)
-        return 0;
+    /* The key manager uses the CA (a restore keeps it whole): the CA reads its key from the store itself. */
+    {
+        uint8_t *der = NULL;
+        size_t len = 0;
+        if ((rc = moat_store_key_private(st, ca->row.key_id, &der, &len, err)) == 0) {
+            rc = moat_pki_key_from_pkcs8(der, len, &ca->key, err);
+            moat_free_secret(&der, len);
+            if (rc == 0)
+                return 0;
+        }
+    }
 fail:
     moat_ca_dispose(ca);
     return rc;

@@ -220,6 +220,11 @@ typedef struct moat_listener {
     const moat_site_t *default_site; /* the site with default: true on this listener, or NULL */
 } moat_listener_t;
 
+/* Room for header fields in a request (the HTTP parser's, http/http.h): the ceiling of limits.header_fields,
+ * and its default. */
+#define MOAT_HTTP_MAX_HEADERS 256
+#define MOAT_HTTP_DEFAULT_HEADER_FIELDS 100
+
 typedef struct moat_limits {
     long header_bytes;       /* whole request head; 431 past it.   default 16384 */
     long request_line_bytes; /* 414 past it.                        default 8192 */

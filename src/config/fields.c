@@ -3,7 +3,6 @@
  * reference generated from them (docs/config.md).
  */
 #include "config/config_int.h"
-#include "http/http.h"
 
 #include <crypt.h>
 

@@ -89,6 +89,17 @@ int moat_strlcpy(char *dst, const char *src, size_t size);
 char *moat_hex_lower(const unsigned char *in, size_t n, char *out);
 /* The value of one hex digit (0-9, a-f, A-F), or -1 for any other character. */
 int moat_hex_digit(int c);
+/* base64url without padding (core/b64url.c): the length of the text for <n> bytes, without the NUL. */
+#define MOAT_B64URL_LEN(n) (((n)*4 + 2) / 3)
+/* Writes <in> as unpadded base64url into <out> (<outsz> bytes, NUL-terminated). Returns the text length,
+ * or MOAT_E_LIMIT when <out> is too small. */
+int moat_b64url_encode(const unsigned char *in, size_t n, char *out, size_t outsz) MOAT_MUST_CHECK;
+/* Encodes into a new string (moat_free() it); NULL on allocation failure. */
+char *moat_b64url_encode_new(const unsigned char *in, size_t n);
+/* Decodes unpadded base64url <in> (<n> chars; padding, '+', '/', whitespace are refused, as RFC 7515 §2
+ * says). *out is a new NUL-terminated buffer of *outlen bytes (moat_free() it). MOAT_E_INVAL on bad text. */
+int moat_b64url_decode(const char *in, size_t n, unsigned char **out, size_t *outlen,
+                       moat_err_t *err) MOAT_MUST_CHECK;
 /* Formats <t> (Unix seconds) as RFC 3339 UTC, "2026-12-02T20:32:53Z", into <buf>; "invalid-time" outside
  * years 0-9999. The one spelling of a time in moat's output (--json, logs, pages). Returns buf. */
 #define MOAT_TIME_SIZE 21

@@ -24,6 +24,7 @@
 #ifndef MOAT_HTTP_H
 #define MOAT_HTTP_H
 
+#include "config/config.h"
 #include "core/core.h"
 
 #include <stdatomic.h>
@@ -55,9 +56,8 @@ typedef struct moat_http_limits {
 #define MOAT_HTTP_DEFAULT_HEADER_BYTES 16384
 #define MOAT_HTTP_DEFAULT_BODY_BYTES 1048576
 
-/* Room for header fields in a request: the ceiling of limits.header_fields. */
-#define MOAT_HTTP_MAX_HEADERS 256
-#define MOAT_HTTP_DEFAULT_HEADER_FIELDS 100
+/* MOAT_HTTP_MAX_HEADERS (room for header fields in a request) and MOAT_HTTP_DEFAULT_HEADER_FIELDS: with
+ * limits.header_fields in config/config.h, which the config checks against them. */
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* Request head parser                                                                                  */

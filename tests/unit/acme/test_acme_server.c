@@ -249,8 +249,8 @@ static void add_issued(long serial, int64_t issued, char *certid, size_t idsz)
     for (size_t i = 0; i < sl; i++)
         ser[sl - 1 - i] = (unsigned char)(serial >> (8 * i));
     char a64[128], s64[32];
-    CHECK(id != NULL && moat_acme_b64url_encode(id->data, (size_t)id->length, a64, sizeof a64) >= 0 &&
-          moat_acme_b64url_encode(ser, sl, s64, sizeof s64) >= 0);
+    CHECK(id != NULL && moat_b64url_encode(id->data, (size_t)id->length, a64, sizeof a64) >= 0 &&
+          moat_b64url_encode(ser, sl, s64, sizeof s64) >= 0);
     snprintf(certid, idsz, "%s.%s", a64, s64);
     OPENSSL_free(der);
     X509_EXTENSION_free(ski);

@@ -9,19 +9,19 @@ static void test_b64url_roundtrip(void)
     const unsigned char in[] = {0xfb, 0xff, 0xfe, 0x00, 0x41};
     char out[16];
     for (size_t n = 0; n <= sizeof in; n++) {
-        int len = moat_acme_b64url_encode(in, n, out, sizeof out);
-        CHECK_EQ(len, MOAT_ACME_B64URL_LEN(n));
+        int len = moat_b64url_encode(in, n, out, sizeof out);
+        CHECK_EQ(len, MOAT_B64URL_LEN(n));
         unsigned char *dec = NULL;
         size_t dl = 0;
         moat_err_t err = {0};
-        CHECK_EQ(moat_acme_b64url_decode(out, (size_t)len, &dec, &dl, &err), 0);
+        CHECK_EQ(moat_b64url_decode(out, (size_t)len, &dec, &dl, &err), 0);
         CHECK_EQ(dl, n);
         CHECK(n == 0 || memcmp(dec, in, n) == 0);
         moat_free(&dec);
     }
-    CHECK_EQ(moat_acme_b64url_encode(in, 3, out, sizeof out), 4);
+    CHECK_EQ(moat_b64url_encode(in, 3, out, sizeof out), 4);
     CHECK_STR(out, "-__-");
-    CHECK_EQ(moat_acme_b64url_encode(in, 3, out, 4), MOAT_E_LIMIT);
+    CHECK_EQ(moat_b64url_encode(in, 3, out, 4), MOAT_E_LIMIT);
 }
 
 static void test_b64url_refuses(void)
@@ -31,7 +31,7 @@ static void test_b64url_refuses(void)
         unsigned char *dec = NULL;
         size_t dl = 0;
         moat_err_t err = {0};
-        CHECK_EQ(moat_acme_b64url_decode(bad[i], strlen(bad[i]), &dec, &dl, &err), MOAT_E_INVAL);
+        CHECK_EQ(moat_b64url_decode(bad[i], strlen(bad[i]), &dec, &dl, &err), MOAT_E_INVAL);
         CHECK(dec == NULL);
         CHECK(err.msg[0] != '\0');
     }

@@ -95,7 +95,7 @@ static void test_tampered(void)
 
 static char *b64(const char *s)
 {
-    return moat_acme_b64url_encode_new((const unsigned char *)s, strlen(s));
+    return moat_b64url_encode_new((const unsigned char *)s, strlen(s));
 }
 
 /* Builds {"protected": b64(hdr), "payload": b64(pay), "signature": "AAAA"} plus <extra> members. */
