@@ -60,6 +60,13 @@ int moat__cfg_error(moat_cfg_ctx_t *ctx, moat_cfg_mark_t mark, const char *key, 
     return -1;
 }
 
+int moat_config_err_at(moat_err_t *err, const moat_config_t *cfg, moat_config_pos_t at, const char *key)
+{
+    if (at.line > 0)
+        return moat_err_prefix(err, "%s:%d:%d: %s", cfg->path, at.line, at.column, key);
+    return moat_err_prefix(err, "%s: %s", cfg->path, key);
+}
+
 void moat__cfg_where_add(moat_cfg_ctx_t *ctx, const void *obj, long item, moat_cfg_mark_t mark)
 {
     if (ctx->nwhere == ctx->capwhere) {
@@ -805,6 +812,10 @@ static void config_free(moat_config_t *cfg)
         free_strlist(&cfg->upstreams[i].servers);
         moat_free(&cfg->upstreams[i].addrs);
         moat_free(&cfg->upstreams[i].health.path);
+        free_strlist(&cfg->upstreams[i].tls.trust);
+        moat_free(&cfg->upstreams[i].tls.server_name);
+        moat_free(&cfg->upstreams[i].tls.client_key);
+        moat_free(&cfg->upstreams[i].tls.trust_at);
     }
     moat_free(&cfg->upstreams);
     free_strlist(&cfg->trusted_proxies);

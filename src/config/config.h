@@ -100,12 +100,29 @@ typedef struct moat_upstream_addr {
     socklen_t len;
     char text[120]; /* canonical form, for logs and X-Moat-Upstream pages ("NAME:PORT" before lookup) */
     unsigned port;  /* the port, for a name still to be looked up (ss_family AF_UNSPEC) */
+    char host[64];  /* the host as written (a name, or the IP address without brackets); "" for unix: */
 } moat_upstream_addr_t;
 
 /* At most this many addresses of one host name in servers: are used. */
 #define MOAT_UPSTREAM_ADDRS_PER_NAME 16
 /* The longest health.path. */
 #define MOAT_UPSTREAM_HEALTH_PATH_MAX 512
+
+/* A place in the config file (1-based), for messages of checks made after loading (against the store). */
+typedef struct moat_config_pos {
+    int line, column; /* 0: not in the file */
+} moat_config_pos_t;
+
+/* tls: of an upstream: its servers speak HTTPS, verified against named trust anchors. */
+typedef struct moat_upstream_tls {
+    int on;               /* 1: a tls: mapping was given */
+    moat_strlist_t trust; /* anchor names ("moat-ca": moat's own CA); empty: moat-ca + the trust store */
+    char *server_name;    /* SNI and the name checked; NULL: the host of each server */
+    char *client_key;     /* the store key whose certificate and chain moat presents (mTLS); NULL: none */
+    moat_config_pos_t at; /* where tls: is */
+    moat_config_pos_t *trust_at; /* owned: where each trust item is */
+    moat_config_pos_t client_key_at;
+} moat_upstream_tls_t;
 
 /* An entry of the top-level upstreams: map. */
 typedef struct moat_upstream {
@@ -125,6 +142,7 @@ typedef struct moat_upstream {
         long timeout_s;  /* health.timeout_s: a check not answered within fails (at most interval_s) */
         long status;     /* health.status: the status a passing check answers; 0: any 2xx */
     } health;
+    moat_upstream_tls_t tls;
 } moat_upstream_t;
 
 /* Parses one upstream server into <out>; MOAT_E_INVAL with a reason in err otherwise. An IP literal or
@@ -277,6 +295,11 @@ int moat_config_load(const char *path, moat_config_t **out, char **errors, moat_
  */
 int moat_config_parse(const char *path, const char *data, size_t len, moat_config_t **out, char **errors,
                       moat_err_t *err) MOAT_MUST_CHECK;
+
+/* Prefixes <err> with where in <cfg>'s file a value is, as load errors read: "PATH:LINE:COLUMN: KEY: ..."
+ * (just "PATH: KEY: ..." when <at> is not in the file). For checks made after loading, against the store.
+ * Returns err->code. */
+int moat_config_err_at(moat_err_t *err, const moat_config_t *cfg, moat_config_pos_t at, const char *key);
 
 /* Takes a reference (returns <cfg>); unref drops one and frees at zero. Both accept NULL. */
 moat_config_t *moat_config_ref(moat_config_t *cfg);

@@ -330,6 +330,24 @@ static int validate_upstream_name(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f
     return 0;
 }
 
+/* tls.server_name: a DNS name or an IP address (no wildcard: it is one server's name). */
+static int validate_server_name(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
+                                const char *key, moat_cfg_mark_t mark)
+{
+    char **v = dst, shown[300];
+    const char *why;
+    (void)f;
+    (void)item;
+    snprintf(shown, sizeof(shown), "%s", *v);
+    if ((why = moat__cfg_host_normalise(v)) != NULL || strchr(*v, '*') != NULL) {
+        if (why != NULL && strcmp(why, "out of memory") == 0)
+            ctx->oom = 1;
+        return moat__cfg_error(ctx, mark, key, "\"%.200s\": %s", shown,
+                               why != NULL ? why : "a wildcard names no one server; expected its DNS name");
+    }
+    return 0;
+}
+
 static int validate_realm(moat_cfg_ctx_t *ctx, const moat_cfg_field_t *f, void *dst, long item,
                           const char *key, moat_cfg_mark_t mark)
 {
@@ -851,6 +869,18 @@ static const moat_cfg_field_t upstream_health_fields[] = {
     MOAT_CFG_END};
 static const moat_cfg_section_t upstream_health_section = {"upstreams.NAME.health", upstream_health_fields, 0,
                                                            NULL};
+static const moat_cfg_field_t upstream_tls_fields[] = {
+    FIELD("trust", MOAT_CFG_STRLIST, moat_upstream_t, tls.trust, validate_key_name,
+          "trust anchors the servers' certificates are verified against, by name (moat-ca is moat's own CA)",
+          "moat-ca + trust store"),
+    FIELD("server_name", MOAT_CFG_STR, moat_upstream_t, tls.server_name, validate_server_name,
+          "the name sent as SNI and checked in the servers' certificates (a DNS name or an IP address)",
+          "the host of each server"),
+    FIELD("client_key", MOAT_CFG_STR, moat_upstream_t, tls.client_key, validate_key_name,
+          "a key of the store whose current certificate and chain moat presents to the servers (mutual TLS)",
+          "none"),
+    MOAT_CFG_END};
+static const moat_cfg_section_t upstream_tls_section = {"upstreams.NAME.tls", upstream_tls_fields, 0, NULL};
 
 static void upstream_init(void *obj)
 {
@@ -878,6 +908,10 @@ static const moat_cfg_field_t upstream_fields[] = {
          "idle connections to the servers kept open per worker for the next requests (0: none)", "32"),
     SECTIONF("timeouts", &upstream_timeout_section, "connect, response and idle timeouts"),
     SECTIONF("health", &upstream_health_section, "active health checks of the servers (off without path)"),
+    /* Its key is recorded at tls (not at the object's start, as SECTIONF's): the check sees it was given. */
+    {"tls", MOAT_CFG_SECTION, offsetof(moat_upstream_t, tls), NULL, NULL, 0, 0, NULL, 0, 0,
+     &upstream_tls_section, "",
+     "the servers speak HTTPS: moat verifies their certificates (and may present its own)"},
     MOAT_CFG_END};
 static const moat_cfg_section_t upstream_section = {"upstreams.NAME", upstream_fields,
                                                     sizeof(moat_upstream_t), upstream_init};

@@ -91,6 +91,7 @@ int moat_upstream_addr_parse(const char *text, moat_upstream_addr_t *out, moat_e
     }
     if (port_of(colon + 1, &port, err) != 0)
         return err->code;
+    memcpy(out->host, host, hl + 1);
     if (text[0] != '[') {
         struct sockaddr_in *in = (struct sockaddr_in *)&out->ss;
         if (inet_pton(AF_INET, host, &in->sin_addr) != 1) {
@@ -159,6 +160,7 @@ int moat_upstream_addr_resolve(const moat_upstream_addr_t *name, moat_upstream_a
         memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
         a->len = (socklen_t)ai->ai_addrlen;
         a->port = name->port;
+        memcpy(a->host, name->host, sizeof(a->host)); /* the name as written: what TLS checks */
         if (ai->ai_family == AF_INET) {
             inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, ip, sizeof(ip));
             snprintf(a->text, sizeof(a->text), "%s:%u", ip, name->port);
@@ -216,12 +218,50 @@ static void check_health(moat_cfg_ctx_t *ctx, moat_upstream_t *u, const char *ke
     }
 }
 
+static moat_config_pos_t pos_of(const moat_cfg_ctx_t *ctx, const void *obj, long item)
+{
+    moat_cfg_mark_t m;
+    if (!moat__cfg_where(ctx, obj, item, &m))
+        return (moat_config_pos_t){0, 0};
+    return (moat_config_pos_t){m.line, m.column};
+}
+
+/* tls: was given: where its values are, for the store's checks when the server loads (unknown anchors and
+ * keys are named with their place); a unix: server has no host name to check, so it needs server_name. */
+static void check_upstream_tls(moat_cfg_ctx_t *ctx, moat_upstream_t *u, const char *key)
+{
+    moat_upstream_tls_t *t = &u->tls;
+    moat_cfg_mark_t m;
+    if (!moat__cfg_where(ctx, t, MOAT_CFG_AT_KEY, &m))
+        return;
+    t->on = 1;
+    t->at = (moat_config_pos_t){m.line, m.column};
+    if (t->trust.n > 0 && (t->trust_at = moat_calloc(t->trust.n, sizeof(*t->trust_at))) == NULL) {
+        ctx->oom = 1;
+        return;
+    }
+    for (size_t i = 0; i < t->trust.n; i++)
+        t->trust_at[i] = pos_of(ctx, &t->trust, (long)i);
+    t->client_key_at = pos_of(ctx, &t->client_key, MOAT_CFG_AT_VALUE);
+    for (size_t i = 0; i < u->servers.n && t->server_name == NULL; i++) {
+        char k2[112];
+        if (strncmp(u->servers.v[i], "unix:", 5) != 0)
+            continue;
+        snprintf(k2, sizeof(k2), "%s.servers", key);
+        moat__cfg_error(ctx, where_or(ctx, &u->servers, (long)i, m), k2,
+                        "\"%s\": a unix: server has no host name for TLS to check; expected tls.server_name "
+                        "(the name in its certificate)",
+                        u->servers.v[i]);
+    }
+}
+
 static void check_upstream(moat_cfg_ctx_t *ctx, moat_upstream_t *u)
 {
     moat_cfg_mark_t um = where_or(ctx, u, MOAT_CFG_AT_ITEM, (moat_cfg_mark_t){0, 0});
     char key[96];
     snprintf(key, sizeof(key), "upstreams.%s", u->name);
     check_health(ctx, u, key, um);
+    check_upstream_tls(ctx, u, key);
     if (u->servers.n == 0) {
         moat__cfg_error(ctx, um, key,
                         "no servers; expected for example \"servers: [\\\"127.0.0.1:3000\\\"]\"");

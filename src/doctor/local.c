@@ -679,7 +679,17 @@ static void upstream_finding(void *arg, int ok, const char *upstream, const char
     moat_doctor_finding_t *f;
     snprintf(subject, sizeof(subject), "upstream %s", upstream);
     if (ok) {
-        moat_doctor_fact(l->r, subject, server, "answers");
+        moat_doctor_fact(l->r, subject, server, "answers%s%s%s", what != NULL ? " (" : "",
+                         what != NULL ? what : "", what != NULL ? ")" : "");
+        return;
+    }
+    if (strncmp(what, "TLS: ", 5) == 0) {
+        f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "upstream-tls", subject, "server %s: %s", server,
+                            what + 5);
+        moat_doctor_why(f, "requests for the locations that proxy to it get 502 (X-Moat-Upstream: tls-verify "
+                           "or tls-handshake)");
+        moat_doctor_fix(f, "give tls.trust the CA that issued the server's certificate, tls.server_name the "
+                           "name in it, tls.client_key a key with a certificate the server accepts");
         return;
     }
     if (strncmp(what, "is moat's own", 13) == 0) {
@@ -696,7 +706,7 @@ static void upstream_finding(void *arg, int ok, const char *upstream, const char
 /* The reverse proxy's upstreams: each server answers, and none is moat itself. */
 static void check_upstreams(local_t *l)
 {
-    moat_server_check_upstreams(l->cfg, upstream_finding, l);
+    moat_server_check_upstreams(l->cfg, l->st, upstream_finding, l);
 }
 
 static void check_sites(local_t *l)

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-static void site_cert_dispose(moat__site_cert_t *c)
+void moat__site_cert_dispose(moat__site_cert_t *c)
 {
     if (c->key_der != NULL)
         moat_free_secret(&c->key_der, c->key_len);
@@ -56,10 +56,9 @@ static int cmp_str(const void *a, const void *b)
 
 /* moat's own CA certificates and the serials it revoked: client certificates it issued are checked
  * against this snapshot (a revocation bumps the store generation, so the server reloads it). */
-static int load_moat_ca(moat__gen_t *gen, moat_store_t *st, moat_err_t *err)
+int moat__moat_ca_certs(moat_store_t *st, moat__der_list_t *out, moat_err_t *err)
 {
     moat_ca_role_t roles[2] = {MOAT_CA_ROOT, MOAT_CA_INTERMEDIATE};
-    moat_store_issued_list_t rl;
     int rc;
 
     for (int i = 0; i < 2; i++) {
@@ -72,11 +71,21 @@ static int load_moat_ca(moat__gen_t *gen, moat_store_t *st, moat_err_t *err)
         }
         if (rc != 0)
             return rc;
-        rc = der_list_add(&gen->moat_ca, ca.der.data, ca.der.len);
+        rc = der_list_add(out, ca.der.data, ca.der.len);
         moat_store_ca_dispose(&ca);
         if (rc != 0)
             return moat_err_set(err, MOAT_E_NOMEM, "copying the CA certificate");
     }
+    return 0;
+}
+
+static int load_moat_ca(moat__gen_t *gen, moat_store_t *st, moat_err_t *err)
+{
+    moat_store_issued_list_t rl;
+    int rc;
+
+    if ((rc = moat__moat_ca_certs(st, &gen->moat_ca, err)) != 0)
+        return rc;
     if (gen->moat_ca.n == 0)
         return 0;
     memset(&rl, 0, sizeof(rl));
@@ -100,50 +109,63 @@ static int load_moat_ca(moat__gen_t *gen, moat_store_t *st, moat_err_t *err)
     return 0;
 }
 
-/* The client-certificate anchors of <site>: client_trust names ("moat-ca" = moat's CA), or by default
- * moat's CA plus every anchor of the trust store. None usable: the site does not load (fail closed). */
-static int load_anchors(moat__gen_t *gen, moat_store_t *st, const moat_site_t *site, moat__gen_site_t *gs,
-                        moat_err_t *err)
+int moat__anchors_by_name(moat_store_t *st, const moat__der_list_t *moat_ca, const moat_strlist_t *names,
+                          moat__der_list_t *out, size_t *bad, moat_err_t *err)
 {
     int rc;
-    if (site->client_trust.n == 0) {
+    *bad = 0;
+    if (names->n == 0) {
         moat_store_anchor_list_t al;
-        for (size_t i = 0; i < gen->moat_ca.n; i++)
-            if (der_list_add(&gs->anchors, gen->moat_ca.der[i], gen->moat_ca.len[i]) != 0)
+        for (size_t i = 0; i < moat_ca->n; i++)
+            if (der_list_add(out, moat_ca->der[i], moat_ca->len[i]) != 0)
                 return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
         memset(&al, 0, sizeof(al));
         if ((rc = moat_store_anchor_list(st, &al, err)) != 0)
             return rc;
         for (size_t i = 0; i < al.n; i++) {
-            if (der_list_add(&gs->anchors, al.items[i].der.data, al.items[i].der.len) != 0) {
+            if (der_list_add(out, al.items[i].der.data, al.items[i].der.len) != 0) {
                 moat_store_anchor_list_dispose(&al);
                 return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
             }
         }
         moat_store_anchor_list_dispose(&al);
-    } else {
-        for (size_t t = 0; t < site->client_trust.n; t++) {
-            const char *name = site->client_trust.v[t];
-            moat_store_anchor_t a;
-            if (strcmp(name, "moat-ca") == 0) {
-                for (size_t i = 0; i < gen->moat_ca.n; i++)
-                    if (der_list_add(&gs->anchors, gen->moat_ca.der[i], gen->moat_ca.len[i]) != 0)
-                        return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
-                continue;
-            }
-            memset(&a, 0, sizeof(a));
-            if ((rc = moat_store_anchor_get(st, name, &a, err)) != 0) {
-                moat_err_prefix(err, "site \"%s\": client_trust \"%s\"", site->name, name);
-                if (rc == MOAT_E_NOTFOUND)
-                    moat_err_hint(err, "add it with: moat trust add FILE --name %s", name);
-                return rc;
-            }
-            rc = der_list_add(&gs->anchors, a.der.data, a.der.len);
-            moat_store_anchor_dispose(&a);
-            if (rc != 0)
-                return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
-        }
+        return 0;
     }
+    for (size_t t = 0; t < names->n; t++) {
+        const char *name = names->v[t];
+        moat_store_anchor_t a;
+        *bad = t;
+        if (strcmp(name, "moat-ca") == 0) {
+            for (size_t i = 0; i < moat_ca->n; i++)
+                if (der_list_add(out, moat_ca->der[i], moat_ca->len[i]) != 0)
+                    return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
+            continue;
+        }
+        memset(&a, 0, sizeof(a));
+        if ((rc = moat_store_anchor_get(st, name, &a, err)) != 0)
+            return rc;
+        rc = der_list_add(out, a.der.data, a.der.len);
+        moat_store_anchor_dispose(&a);
+        if (rc != 0)
+            return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
+    }
+    return 0;
+}
+
+/* The client-certificate anchors of <site>: client_trust names ("moat-ca" = moat's CA), or by default
+ * moat's CA plus every anchor of the trust store. None usable: the site does not load (fail closed). */
+static int load_anchors(moat__gen_t *gen, moat_store_t *st, const moat_site_t *site, moat__gen_site_t *gs,
+                        moat_err_t *err)
+{
+    size_t bad;
+    int rc = moat__anchors_by_name(st, &gen->moat_ca, &site->client_trust, &gs->anchors, &bad, err);
+    if (rc != 0 && site->client_trust.n > 0 && rc != MOAT_E_NOMEM) {
+        moat_err_prefix(err, "site \"%s\": client_trust \"%s\"", site->name, site->client_trust.v[bad]);
+        if (rc == MOAT_E_NOTFOUND)
+            moat_err_hint(err, "add it with: moat trust add FILE --name %s", site->client_trust.v[bad]);
+    }
+    if (rc != 0)
+        return rc;
     if (gs->anchors.n == 0) {
         moat_err_set(err, MOAT_E_STATE,
                      "site \"%s\" asks for client certificates but has no usable trust anchor", site->name);
@@ -160,6 +182,9 @@ void moat__gen_forget_keys(moat__gen_t *gen)
         for (size_t j = 0; j < gen->sites[i].ncerts; j++)
             if (gen->sites[i].certs[j].key_der != NULL)
                 moat_free_secret(&gen->sites[i].certs[j].key_der, gen->sites[i].certs[j].key_len);
+    for (size_t i = 0; gen->ups != NULL && i < gen->cfg->nupstreams; i++)
+        if (gen->ups[i].client.key_der != NULL)
+            moat_free_secret(&gen->ups[i].client.key_der, gen->ups[i].client.key_len);
     moat__ocsp_signer_forget_keys(&gen->signer);
 }
 
@@ -171,11 +196,16 @@ void moat__gen_unref(moat__gen_t *gen)
         if (gen->sites[i].has_root)
             moat_http_root_close(&gen->sites[i].root);
         for (size_t j = 0; j < 2; j++) {
-            site_cert_dispose(&gen->sites[i].certs[j]);
+            moat__site_cert_dispose(&gen->sites[i].certs[j]);
             moat__staple_free(&gen->sites[i].staples[j]);
         }
         moat__der_list_dispose(&gen->sites[i].anchors);
     }
+    for (size_t i = 0; gen->ups != NULL && i < gen->cfg->nupstreams; i++) {
+        moat__der_list_dispose(&gen->ups[i].anchors);
+        moat__site_cert_dispose(&gen->ups[i].client);
+    }
+    moat_free(&gen->ups);
     for (size_t i = 0; i < gen->nrevoked; i++)
         moat_free(&gen->revoked[i]);
     moat_free(&gen->revoked);
@@ -198,8 +228,8 @@ static int copy_blob(unsigned char **dst, size_t *dlen, const uint8_t *src, size
     return 0;
 }
 
-/* Copies certificate <c> with its chain and decrypts its key from the store into <out>. */
-static int load_cert(moat_store_t *st, const moat_store_cert_t *c, moat__site_cert_t *out, moat_err_t *err)
+int moat__site_cert_load(moat_store_t *st, const moat_store_cert_t *c, moat__site_cert_t *out,
+                         moat_err_t *err)
 {
     int rc;
     uint8_t *key = NULL;
@@ -237,7 +267,7 @@ static int load_site_certs(moat_store_t *st, const moat_site_t *site, moat__gen_
     for (int slot = 0; rc == 0 && slot < 2; slot++) {
         if (plan.certs[slot] == NULL)
             continue;
-        if ((rc = load_cert(st, plan.certs[slot], &gs->certs[gs->ncerts], err)) != 0)
+        if ((rc = moat__site_cert_load(st, plan.certs[slot], &gs->certs[gs->ncerts], err)) != 0)
             moat_err_prefix(err, "site \"%s\"", site->name);
         else
             gs->ncerts++;
@@ -264,7 +294,7 @@ static int keep_site_certs(moat_store_t *st, const moat_site_t *site, const moat
         moat_store_cert_t c;
         memset(&c, 0, sizeof(c));
         rc = moat_store_cert_get(st, ps->certs[j].cert_id, &c, err);
-        if (rc == 0 && (rc = load_cert(st, &c, &gs->certs[gs->ncerts], err)) == 0)
+        if (rc == 0 && (rc = moat__site_cert_load(st, &c, &gs->certs[gs->ncerts], err)) == 0)
             gs->ncerts++;
         moat_store_cert_dispose(&c);
     }
@@ -303,6 +333,14 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, c
     gen->id = (long long)g;
     if ((rc = load_moat_ca(gen, st, err)) != 0)
         goto fail;
+    if (cfg->nupstreams > 0 && (gen->ups = moat_calloc(cfg->nupstreams, sizeof(*gen->ups))) == NULL) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, "allocating a generation");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        if (cfg->upstreams[i].tls.on &&
+            (rc = moat__uptls_load(st, cfg, &cfg->upstreams[i], &gen->moat_ca, &gen->ups[i], err)) != 0)
+            goto fail;
     for (size_t i = 0; i < cfg->nsites; i++) {
         if (cfg->sites[i].ca_publish) {
             if ((rc = moat__publish_build(gen, st, err)) != 0)
@@ -436,6 +474,21 @@ moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t
     if (gen->ocsp && (wg->ocsp = moat__ocsp_wgen_new(gen, err)) == NULL) {
         moat__wgen_release(wg);
         return NULL;
+    }
+    if (gen->cfg->nupstreams > 0 &&
+        (wg->up_ctx = moat_calloc(gen->cfg->nupstreams, sizeof(SSL_CTX *))) == NULL) {
+        moat_err_set(err, MOAT_E_NOMEM, "allocating TLS contexts");
+        moat__wgen_release(wg);
+        return NULL;
+    }
+    for (size_t i = 0; i < gen->cfg->nupstreams; i++) {
+        if (!gen->cfg->upstreams[i].tls.on)
+            continue;
+        if ((wg->up_ctx[i] = moat__uptls_ctx_new(lib->libctx, &gen->ups[i], 1, err)) == NULL) {
+            moat_err_prefix(err, "upstream \"%s\"", gen->cfg->upstreams[i].name);
+            moat__wgen_release(wg);
+            return NULL;
+        }
     }
     for (size_t i = 0; i < n; i++) {
         moat__gen_site_t *gs = &gen->sites[i];

@@ -87,6 +87,7 @@ static void upconn_close(px_upconn_t *uc)
     moat_list_remove(&uc->node);
     if (uc->pool != NULL && uc->px == NULL && uc->pool->nidle > 0 && uc->idle)
         uc->pool->nidle--;
+    moat__px_io_free(uc);
     if (uc->fd >= 0)
         close(uc->fd);
     moat_free(&uc);
@@ -109,6 +110,7 @@ void moat__proxy_worker_free(moat__worker_t *w)
         px_pool_t *p = moat_container_of(x->pools.next, px_pool_t, node);
         while (!moat_list_empty(&p->idle))
             upconn_close(moat_container_of(p->idle.next, px_upconn_t, node));
+        moat__px_pool_forget(p);
         moat_list_remove(&p->node);
         moat_free(&p);
     }
@@ -138,6 +140,13 @@ static const char *reason_text(const char *reason)
         return "was not sent the request: its body is above the location's limits.body_bytes";
     if (strcmp(reason, "no-healthy-server") == 0)
         return "has no server available (each failed its health check, or a connect in the last seconds)";
+    if (strcmp(reason, "tls-verify") == 0)
+        return "sent a TLS certificate moat does not accept (not issued by a CA of tls.trust, or not for the "
+               "name checked; the error log says which)";
+    if (strcmp(reason, "tls-handshake") == 0)
+        return "did not complete a TLS handshake with moat (it may want a client certificate, "
+               "tls.client_key, "
+               "or not speak TLS; the error log says why)";
     return "failed";
 }
 
@@ -235,14 +244,6 @@ static long pick(moat__proxy_t *px)
     return best;
 }
 
-/* A kept connection is still usable: nothing to read (the server did not close it or send anything). */
-static int still_open(int fd)
-{
-    char b;
-    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 static void take_server(moat__proxy_t *px, size_t k)
 {
     const moat_upstream_t *up = px->up;
@@ -251,6 +252,13 @@ static void take_server(moat__proxy_t *px, size_t k)
     px->server = k;
     px->addr = up->addrs[k].text;
     px->pool = pool_find(px->x, px->addr, 1);
+}
+
+/* The client context of the request's upstream (its generation's), or NULL for plain HTTP. */
+static SSL_CTX *up_ctx(const moat__proxy_t *px)
+{
+    const moat__wgen_t *wg = px->r->conn->wg;
+    return wg->up_ctx != NULL && px->up->index < wg->gen->cfg->nupstreams ? wg->up_ctx[px->up->index] : NULL;
 }
 
 static void mark_down(moat__proxy_t *px)
@@ -266,6 +274,7 @@ static int connect_next(moat__proxy_t *px)
     moat__worker_t *w = px->r->conn->w;
     const moat_upstream_t *up = px->up;
     const char *last = px->last_fail;
+    SSL_CTX *ctx = up_ctx(px);
     for (;;) {
         long k = pick(px);
         const moat_upstream_addr_t *a;
@@ -289,6 +298,12 @@ static int connect_next(moat__proxy_t *px)
             moat_list_remove(&uc->node);
             px->pool->nidle--;
             uc->idle = 0;
+            if (uc->ctx != ctx) {
+                /* made for another context (a reload changed the upstream's TLS, or another upstream with
+                 * other TLS settings shares the address): it cannot carry this request */
+                upconn_close(uc);
+                continue;
+            }
             /* One the server closed meanwhile raised an event and is gone (moat__proxy_event); one it closes
              * as the request leaves fails before any answer and is retried afresh (idempotent requests). */
             uc->px = px;
@@ -339,6 +354,12 @@ static int connect_next(moat__proxy_t *px)
             upstream_failed(px, "connect-refused");
             return -1;
         }
+        if (ctx != NULL && moat__px_tls_begin(px, ctx) != 0) {
+            moat__conn_log(px->r->conn, MOAT_LOG_ERR, "upstream %s %s: cannot start TLS (out of memory)",
+                           up->name, a->text);
+            upstream_failed(px, "tls-handshake");
+            return -1;
+        }
         px->state = PX_CONNECT;
         px->deadline = w->loop.now_ms + (uint64_t)up->connect_s * 1000u;
         return 0;
@@ -347,14 +368,16 @@ static int connect_next(moat__proxy_t *px)
     return -1;
 }
 
-/* A connect that failed (<reason>): the server is marked down; an idempotent request tries the next. */
-static void connect_failed(moat__proxy_t *px, const char *reason)
+/* A connect that failed (<reason>): the server is marked down (<down>); an idempotent request tries the
+ * next. A TLS handshake that failed does not mark it down: each request then says why. */
+static void connect_failed(moat__proxy_t *px, const char *reason, int down)
 {
     upconn_close(px->uc);
     px->uc = NULL;
     if (px->pool->active > 0)
         px->pool->active--;
-    mark_down(px);
+    if (down)
+        mark_down(px);
     px->last_fail = reason;
     if (!idempotent(&px->r->req))
         upstream_failed(px, reason);
@@ -478,18 +501,14 @@ static int up_send(moat__proxy_t *px)
     px_upconn_t *uc = px->uc;
     int progress = 0;
     while (px->opos < px->olen && uc->writable) {
-        ssize_t n = send(uc->fd, px->out + px->opos, px->olen - px->opos, MSG_NOSIGNAL);
+        ssize_t n = moat__px_io_write(uc, px->out + px->opos, px->olen - px->opos);
         if (n > 0) {
             px->opos += (size_t)n;
             progress = 1;
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            uc->writable = 0;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        }
         return -1;
     }
     if (px->opos == px->olen)
@@ -556,7 +575,7 @@ static int body_refill(moat__proxy_t *px)
             px->olen += 5;
         }
         if (px->state == PX_TUNNEL)
-            (void)shutdown(px->uc->fd, SHUT_WR);
+            moat__px_io_shutdown_wr(px->uc);
     }
     return n > 0 || end;
 }
@@ -668,13 +687,18 @@ static int down_step(moat__proxy_t *px)
             px->ipos = px->ilen = 0;
         if (!uc->readable || px->ilen == cap)
             return progress;
-        ssize_t n;
-        do
-            n = read(uc->fd, px->in + px->ilen, cap - px->ilen);
-        while (n < 0 && errno == EINTR);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            uc->readable = 0;
+        ssize_t n = moat__px_io_read(uc, px->in + px->ilen, cap - px->ilen);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return progress;
+        if (n < 0 && errno == EPROTO) {
+            /* a TLS error: before any answer, the server refused the session (TLS 1.3 servers check a
+             * client certificate after the handshake moat saw complete) */
+            int before = !px->head_sent && px->ilen == 0;
+            moat__conn_log(r->conn, MOAT_LOG_ERR, "upstream %s %s: TLS: %s%s", px->up->name, px->addr,
+                           moat__px_tls_why(),
+                           before ? " (before any answer: the server refused moat's side)" : "");
+            upstream_failed(px, before ? "tls-handshake" : "reset");
+            return -1;
         }
         if (n <= 0) {
             /* the server closed (or reset) its side */
@@ -738,7 +762,25 @@ moat__px_run_t moat__proxy_run(moat__request_t *r)
             if (err != 0) {
                 moat__conn_log(r->conn, MOAT_LOG_INFO, "upstream %s %s: connect: %s", px->up->name, px->addr,
                                strerror(err));
-                connect_failed(px, "connect-refused");
+                connect_failed(px, "connect-refused", 1);
+                continue;
+            }
+            if (px->uc->ssl != NULL) {
+                px->state = PX_HANDSHAKE; /* under connect_s too */
+                px->deadline = w->loop.now_ms + (uint64_t)px->up->connect_s * 1000u;
+                continue;
+            }
+            px->state = PX_EXCHANGE;
+            px->deadline = w->loop.now_ms + (uint64_t)px->up->response_s * 1000u;
+            continue;
+        }
+        case PX_HANDSHAKE: {
+            const char *why = NULL;
+            int rc = moat__px_tls_handshake(px, &why);
+            if (rc == 0)
+                return MOAT__PX_WAIT;
+            if (rc < 0) {
+                connect_failed(px, why, 0);
                 continue;
             }
             px->state = PX_EXCHANGE;
@@ -876,9 +918,14 @@ void moat__proxy_event(void *tag, uint32_t events)
         uc->readable = 1;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         uc->writable = 1;
+    /* TLS: a read that had to write first goes on once the socket is writable, and the other way round */
+    if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && uc->rd_wants_w)
+        uc->readable = 1;
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && uc->wr_wants_r)
+        uc->writable = 1;
     if (uc->px == NULL) {
         /* a kept connection the server closed (or wrote to unasked): it cannot carry a request */
-        if (uc->readable && !still_open(uc->fd))
+        if (uc->readable && !moat__px_io_idle_ok(uc))
             upconn_close(uc);
         return;
     }
@@ -922,8 +969,8 @@ void moat__proxy_tick(moat__worker_t *w)
         moat__request_t *r = px->r;
         moat_list_push_tail(&x->active, &px->node);
         px->deadline = 0;
-        if (px->state == PX_CONNECT) {
-            connect_failed(px, "connect-timeout");
+        if (px->state == PX_CONNECT || px->state == PX_HANDSHAKE) {
+            connect_failed(px, "connect-timeout", 1);
         } else if (!px->head_sent) {
             upstream_failed(px, "response-timeout");
         } else {

@@ -18,6 +18,9 @@
  */
 #include "server/proxy_int.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -28,7 +31,8 @@
 struct px_hc {
     moat_list_t node; /* in x->checks */
     moat__worker_t *w;
-    char name[72]; /* the upstream's name */
+    char name[72];   /* the upstream's name */
+    size_t up_index; /* its place in the configuration the worker runs (set at each sync) */
     moat_upstream_addr_t addr;
     char path[MOAT_UPSTREAM_HEALTH_PATH_MAX + 1];
     long interval_s, timeout_s, status;
@@ -54,6 +58,7 @@ int moat__proxy_health_down(const moat__pxw_t *x, const char *name, const char *
 static void hc_stop(moat__worker_t *w, px_hc_t *hc)
 {
     if (hc->uc != NULL) {
+        moat__px_io_free(hc->uc);
         if (hc->uc->fd >= 0)
             close(hc->uc->fd);
         moat_free(&hc->uc);
@@ -61,6 +66,57 @@ static void hc_stop(moat__worker_t *w, px_hc_t *hc)
     moat_bufpool_put(&w->big, (void **)&hc->buf);
     hc->len = hc->sent = 0;
     hc->connected = hc->answering = 0;
+}
+
+static void hc_done(moat__worker_t *w, px_hc_t *hc, const char *why);
+
+/* The client context of the check's upstream when it speaks HTTPS (the generation the worker runs), else
+ * NULL: a check goes the way requests go, through the same verification. */
+static SSL_CTX *hc_ctx(const moat__worker_t *w, const px_hc_t *hc)
+{
+    const moat__wgen_t *wg = w->cur;
+    return wg != NULL && wg->up_ctx != NULL && hc->up_index < wg->gen->cfg->nupstreams
+               ? wg->up_ctx[hc->up_index]
+               : NULL;
+}
+
+/* Starts TLS on the connected check (an HTTPS upstream): 0, or -1 with the verdict given. */
+static int hc_tls_begin(moat__worker_t *w, px_hc_t *hc, SSL_CTX *ctx)
+{
+    px_upconn_t *uc = hc->uc;
+    const moat_upstream_t *up = &w->cur->gen->cfg->upstreams[hc->up_index];
+    if ((uc->ssl = SSL_new(ctx)) == NULL || SSL_set_fd(uc->ssl, uc->fd) != 1 ||
+        moat__px_tls_name(up, &hc->addr, uc->ssl) != 0) {
+        ERR_clear_error();
+        hc_done(w, hc, "tls-handshake");
+        return -1;
+    }
+    uc->ctx = ctx;
+    SSL_set_connect_state(uc->ssl);
+    return 0;
+}
+
+/* Steps the check's handshake: 1 done, 0 waiting, -1 failed (verdict given: tls-verify, tls-handshake). */
+static int hc_tls_handshake(moat__worker_t *w, px_hc_t *hc)
+{
+    px_upconn_t *uc = hc->uc;
+    int rc, e;
+    moat_tls_err_clear();
+    if ((rc = SSL_do_handshake(uc->ssl)) == 1)
+        return 1;
+    e = SSL_get_error(uc->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        if (e == SSL_ERROR_WANT_READ)
+            uc->readable = 0;
+        else
+            uc->writable = 0;
+        return 0;
+    }
+    uc->tls_dead = 1;
+    e = e == SSL_ERROR_SSL && SSL_get_verify_result(uc->ssl) != X509_V_OK;
+    ERR_clear_error();
+    hc_done(w, hc, e ? "tls-verify" : "tls-handshake");
+    return -1;
 }
 
 /* The check's verdict: <why> NULL passed, else the reason it failed. Logged when the state changes. */
@@ -132,15 +188,20 @@ static void hc_step(moat__worker_t *w, px_hc_t *hc)
             return;
         }
         hc->connected = 1;
+        SSL_CTX *ctx = hc_ctx(w, hc);
+        if (ctx != NULL && hc_tls_begin(w, hc, ctx) != 0)
+            return;
+    }
+    if (uc->ssl != NULL && !SSL_is_init_finished(uc->ssl)) {
+        if (!uc->readable && !uc->writable)
+            return;
+        if (hc_tls_handshake(w, hc) != 1)
+            return;
     }
     while (!hc->answering && uc->writable) {
-        ssize_t n = send(uc->fd, hc->buf + hc->sent, hc->len - hc->sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            uc->writable = 0;
+        ssize_t n = moat__px_io_write(uc, hc->buf + hc->sent, hc->len - hc->sent);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        }
         if (n < 0) {
             hc_done(w, hc, "reset");
             return;
@@ -152,14 +213,10 @@ static void hc_step(moat__worker_t *w, px_hc_t *hc)
     }
     while (hc->answering && uc->readable) {
         moat_http_uhead_t uh;
-        ssize_t n = read(uc->fd, hc->buf + hc->len, w->big.size - hc->len);
+        ssize_t n = moat__px_io_read(uc, hc->buf + hc->len, w->big.size - hc->len);
         int rc;
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            uc->readable = 0;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        }
         if (n <= 0) {
             hc_done(w, hc, "reset");
             return;
@@ -188,6 +245,11 @@ void moat__proxy_health_event(px_upconn_t *uc, uint32_t events)
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         uc->readable = 1;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        uc->writable = 1;
+    /* TLS: a read may wait for the socket to take bytes, a write for bytes to arrive */
+    if (uc->rd_wants_w && uc->writable)
+        uc->readable = 1;
+    if (uc->wr_wants_r && uc->readable)
         uc->writable = 1;
     hc_step(uc->hc->w, uc->hc);
 }
@@ -235,6 +297,7 @@ static void hc_sync(moat__worker_t *w, moat__pxw_t *x, const moat_config_t *cfg)
                 hc->status = up->health.status;
                 hc->next_ms = 0; /* now */
             }
+            hc->up_index = i;
             hc->seen = 1;
         }
     }

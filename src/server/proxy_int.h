@@ -19,7 +19,12 @@ typedef struct px_upconn {
     px_hc_t *hc;       /* a health check's own connection (proxy_health.c), else NULL */
     moat_list_t node;  /* in pool->idle while idle */
     uint64_t idle_until;
-    unsigned readable : 1, writable : 1, idle : 1;
+    SSL *ssl;     /* an HTTPS upstream's TLS (proxy_tls.c); NULL: plain */
+    SSL_CTX *ctx; /* the context <ssl> was made with (it holds a reference): a request takes only a kept
+                     connection of its own upstream's context */
+    /* rd_wants_w: a read waits for EPOLLOUT; wr_wants_r: a write waits for EPOLLIN (TLS); tls_dead: a
+     * fatal TLS error, no close_notify */
+    unsigned readable : 1, writable : 1, idle : 1, rd_wants_w : 1, wr_wants_r : 1, tls_dead : 1;
 } px_upconn_t;
 
 /* A worker's connections to one server (by address), kept across reloads. */
@@ -30,6 +35,8 @@ struct px_pool {
     size_t nidle;
     unsigned active;     /* requests in flight (least_conn) */
     uint64_t down_until; /* a failed connect: skipped until then */
+    SSL_SESSION *sess;   /* the server's last TLS session, resumed by the next new connection */
+    SSL_CTX *sess_ctx;   /* referenced: the context <sess> belongs to (only that context resumes it) */
 };
 
 /* The round-robin position of one upstream, by name. */
@@ -51,7 +58,7 @@ struct moat__pxw {
 };
 typedef struct moat__pxw moat__pxw_t;
 
-enum { PX_CONNECT = 1, PX_EXCHANGE, PX_TUNNEL, PX_DONE, PX_BROKEN, PX_ANSWERED };
+enum { PX_CONNECT = 1, PX_EXCHANGE, PX_TUNNEL, PX_DONE, PX_BROKEN, PX_ANSWERED, PX_HANDSHAKE };
 
 struct moat__proxy {
     moat__request_t *r;
@@ -105,5 +112,26 @@ void moat__proxy_health_event(px_upconn_t *uc, uint32_t events);
 /* 1 when server <addr> of upstream <name> failed its last health check. */
 int moat__proxy_health_down(const moat__pxw_t *x, const char *name, const char *addr);
 void moat__proxy_health_free(moat__worker_t *w, moat__pxw_t *x);
+/* proxy_tls.c: the connection's I/O, plain or TLS. read/write as read(2)/send(2) (-1 with errno, EAGAIN
+ * clearing the flag to wait on; EPROTO: a TLS error, moat__px_tls_why() says which), clearing the readable
+ * or writable flag when they would block. */
+ssize_t moat__px_io_read(px_upconn_t *uc, char *buf, size_t n);
+ssize_t moat__px_io_write(px_upconn_t *uc, const char *buf, size_t n);
+/* The end of what moat sends (a tunnel's client closed): shutdown(SHUT_WR), or TLS close_notify. */
+void moat__px_io_shutdown_wr(px_upconn_t *uc);
+/* An idle kept connection that had an event can still carry a request (nothing came but TLS tickets). */
+int moat__px_io_idle_ok(px_upconn_t *uc);
+/* Frees the connection's TLS (before its socket closes). */
+void moat__px_io_free(px_upconn_t *uc);
+/* Drops the pool's kept session. */
+void moat__px_pool_forget(px_pool_t *p);
+/* Makes px->uc (a new connection to px->server) a TLS client of <ctx>: name, SNI, the pool's session. */
+int moat__px_tls_begin(moat__proxy_t *px, SSL_CTX *ctx);
+/* Sets the name <ssl> checks (and sends as SNI) for server <a> of <up>: 0, or -1. */
+int moat__px_tls_name(const moat_upstream_t *up, const moat_upstream_addr_t *a, SSL *ssl);
+/* Steps the handshake: 1 done, 0 waiting, -1 failed (*reason: tls-verify or tls-handshake; logged). */
+int moat__px_tls_handshake(moat__proxy_t *px, const char **reason);
+/* Why the last TLS read or write failed (this thread). */
+const char *moat__px_tls_why(void);
 
 #endif

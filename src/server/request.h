@@ -136,7 +136,7 @@ moat__px_run_t moat__proxy_run(moat__request_t *r);
 void moat__proxy_end(moat__request_t *r);
 /* proxy_check.c (serve --check): connects once to every upstream server and says which answer (a warning
  * for each that does not, and for one that is a listener of moat itself). */
-void moat__proxy_check(const moat_config_t *cfg);
+void moat__proxy_check(const moat_config_t *cfg, moat_store_t *st);
 /* Writes " upstream=ADDR ustatus=N utime=T.TTTms[ upstream_error=REASON]" at <out> (room: <cap> + 1
  * bytes, the last for the caller's line end); returns its length. */
 size_t moat__proxy_log(const moat__request_t *r, char *out, size_t cap);

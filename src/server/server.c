@@ -654,7 +654,7 @@ static int check(moat_config_t *cfg, moat_store_t *st, moat_err_t *err)
             }
             printf("\n");
         }
-        moat__proxy_check(cfg);
+        moat__proxy_check(cfg, st);
         moat__wgen_release(wg);
     }
     moat__gen_unref(gen);

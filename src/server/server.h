@@ -37,13 +37,17 @@ int moat_server_pid_path(const char *store_path, char *out, size_t outsz, moat_e
 
 /*
  * The reverse proxy's upstreams of <cfg>, checked from outside the server (serve --check, doctor): each
- * server is connected to once (within its connect_s, at most 3 s). <report> gets each result: <ok> 1 and
- * <what> NULL when the server answers; <ok> 0 with the reason when it does not, or when the server is one
+ * server is connected to once (within its connect_s, at most 3 s); one of an upstream with tls: gets the
+ * proxy's TLS handshake (its anchors and client certificate from <st>), its certificate verified.
+ * <report> gets each result: <ok> 1 when the server answers (<what> NULL, or for TLS what was verified);
+ * <ok> 0 with the reason when it does not (a TLS reason starts with "TLS: "), or when the server is one
  * of moat's own listeners (its requests would come back to moat).
  */
 struct moat_config;
+struct moat_store;
 typedef void (*moat_upstream_report_fn)(void *arg, int ok, const char *upstream, const char *server,
                                         const char *what);
-void moat_server_check_upstreams(const struct moat_config *cfg, moat_upstream_report_fn report, void *arg);
+void moat_server_check_upstreams(const struct moat_config *cfg, struct moat_store *st,
+                                 moat_upstream_report_fn report, void *arg);
 
 #endif

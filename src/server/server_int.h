@@ -101,6 +101,12 @@ typedef struct moat__gen_site {
     int kept;
 } moat__gen_site_t;
 
+/* What an upstream with tls: verifies and presents (proxy_tls.c), loaded from the store with a generation. */
+typedef struct moat__gen_upstream {
+    moat__der_list_t anchors; /* tls.trust, by name ("moat-ca": moat's own CA) */
+    moat__site_cert_t client; /* tls.client_key's certificate, chain and key; cert_der NULL: none */
+} moat__gen_upstream_t;
+
 /* One file published under /.well-known/moat/ (publish.c), read-only once built. */
 typedef struct moat__pub_file {
     unsigned char *body; /* owned; NULL: not available (no CRL yet) */
@@ -124,6 +130,7 @@ typedef struct moat__gen {
     moat__gen_site_t *sites;               /* cfg->nsites */
     const moat_listener_t **bind_listener; /* per server bind: the config listener serving it, or NULL */
     moat__der_list_t moat_ca;              /* moat's own CA certificates (root, intermediate) */
+    moat__gen_upstream_t *ups;             /* per cfg->upstreams: their TLS material (empty without tls:) */
     moat__publish_t *pub;                  /* owned: CA publication; NULL without a CA or ca_publish */
     char **revoked;                        /* sorted serials (uppercase hex) moat's CA revoked */
     size_t nrevoked;
@@ -142,6 +149,7 @@ typedef struct moat__wgen {
     X509 **moat_ca;   /* owned: gen->moat_ca decoded in this worker's library context */
     size_t nmoat_ca;
     moat__ocsp_wgen_t *ocsp; /* owned: the OCSP responder's keys and cache (NULL: no site publishes) */
+    SSL_CTX **up_ctx;        /* owned, per cfg->upstreams: the client context of one with tls:, else NULL */
 } moat__wgen_t;
 
 /* A listening address bound at start (listeners outlive reloads). */
@@ -334,6 +342,37 @@ unsigned long long moat__notify_monotonic_usec(void);
 
 /* gen.c helpers for the trust anchors and the CA's revocations. */
 void moat__der_list_dispose(moat__der_list_t *l);
+/* Trust anchors by name, as client_trust: and tls.trust: give them, appended to <out>: "moat-ca" is
+ * <moat_ca> (nothing when the store has no CA), any other name the store's anchor of that name; no names:
+ * <moat_ca> and every anchor of the store. On an error (MOAT_E_NOTFOUND: no such anchor) *bad is the
+ * index of the name that failed, for the caller's message. */
+int moat__anchors_by_name(moat_store_t *st, const moat__der_list_t *moat_ca, const moat_strlist_t *names,
+                          moat__der_list_t *out, size_t *bad, moat_err_t *err) MOAT_MUST_CHECK;
+/* moat's own CA certificates (root, then intermediate; those that exist), appended to <out>. */
+int moat__moat_ca_certs(moat_store_t *st, moat__der_list_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+/* Copies stored certificate <c> with its chain and decrypts its key into <out> (dispose it in every case). */
+int moat__site_cert_load(moat_store_t *st, const moat_store_cert_t *c, moat__site_cert_t *out,
+                         moat_err_t *err) MOAT_MUST_CHECK;
+void moat__site_cert_dispose(moat__site_cert_t *c);
+
+/* proxy_tls.c: HTTPS upstreams. Loads what upstream <u> (with tls:) verifies and presents from the store
+ * into <out> (dispose it with the generation): its anchors by name and tls.client_key's current
+ * certificate, chain and key. Errors name the value's place in the file (PATH:LINE:COLUMN: KEY: ...). */
+int moat__uptls_load(moat_store_t *st, const moat_config_t *cfg, const moat_upstream_t *u,
+                     const moat__der_list_t *moat_ca, moat__gen_upstream_t *out,
+                     moat_err_t *err) MOAT_MUST_CHECK;
+/* The verification failure <verify> (X509_V_ERR_*) of a server of <up> checked for <name>, as the error log
+ * and the checks say it: "its certificate is refused: REASON (the name checked: NAME; tls.trust: ...)". */
+void moat__uptls_verify_text(const moat_upstream_t *up, const char *name, long verify, char *out, size_t cap);
+/* The reason of the newest OpenSSL error (a TLS alert from the server as "the server said: NAME"), or
+ * <fallback>, into <out>. */
+void moat__uptls_reason(char *out, size_t cap, const char *fallback);
+/* The name a server <a> of <up> is checked for: tls.server_name, or the host it was written with. */
+const char *moat__uptls_name(const moat_upstream_t *up, const moat_upstream_addr_t *a);
+/* The client context of an upstream in <libctx>; <sessions> 1 keeps sessions for resumption in the pools
+ * of the worker's connections (the proxy), 0 none (a check). NULL with err set. */
+SSL_CTX *moat__uptls_ctx_new(OSSL_LIB_CTX *libctx, const moat__gen_upstream_t *g, int sessions,
+                             moat_err_t *err);
 /* publish.c: builds gen->pub from the store (control thread), left NULL when there is no CA. */
 int moat__publish_build(moat__gen_t *gen, moat_store_t *st, moat_err_t *err) MOAT_MUST_CHECK;
 void moat__publish_free(moat__publish_t **pub);

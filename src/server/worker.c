@@ -31,6 +31,9 @@ void moat__wgen_release(moat__wgen_t *wg)
     for (size_t i = 0; i < wg->gen->cfg->nsites; i++)
         SSL_CTX_free(wg->ctx[i]);
     moat_free(&wg->ctx);
+    for (size_t i = 0; wg->up_ctx != NULL && i < wg->gen->cfg->nupstreams; i++)
+        SSL_CTX_free(wg->up_ctx[i]);
+    moat_free(&wg->up_ctx);
     for (size_t i = 0; i < wg->nmoat_ca; i++)
         X509_free(wg->moat_ca[i]);
     moat_free(&wg->moat_ca);

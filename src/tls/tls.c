@@ -193,9 +193,9 @@ static int on_ticket_key(SSL *s, unsigned char key_name[16], unsigned char *iv, 
 
 /* ---- SSL_CTX ------------------------------------------------------------------------------------ */
 
-static int add_cert(SSL_CTX *ctx, moat_tls_lib_t *lib, const moat_tls_cert_src_t *src, moat_err_t *err)
+static int add_cert(SSL_CTX *ctx, OSSL_LIB_CTX *libctx, const moat_tls_cert_src_t *src, moat_err_t *err)
 {
-    X509 *x = X509_new_ex(lib->libctx, NULL);
+    X509 *x = X509_new_ex(libctx, NULL);
     EVP_PKEY *key = NULL;
     STACK_OF(X509) *chain = NULL;
     const unsigned char *p;
@@ -207,7 +207,7 @@ static int add_cert(SSL_CTX *ctx, moat_tls_lib_t *lib, const moat_tls_cert_src_t
         goto out;
     }
     p = src->key_der;
-    key = d2i_AutoPrivateKey_ex(NULL, &p, (long)src->key_len, lib->libctx, NULL);
+    key = d2i_AutoPrivateKey_ex(NULL, &p, (long)src->key_len, libctx, NULL);
     if (key == NULL) {
         moat_err_ossl(err, MOAT_E_PKI, "decoding the private key");
         goto out;
@@ -226,7 +226,7 @@ static int add_cert(SSL_CTX *ctx, moat_tls_lib_t *lib, const moat_tls_cert_src_t
         goto out;
     }
     for (size_t i = 0; i < src->nchain; i++) {
-        X509 *c = X509_new_ex(lib->libctx, NULL);
+        X509 *c = X509_new_ex(libctx, NULL);
         p = src->chain_der[i];
         if (c == NULL || d2i_X509(&c, &p, (long)src->chain_len[i]) == NULL) {
             X509_free(c);
@@ -309,10 +309,69 @@ SSL_CTX *moat_tls_ctx_new_ex(moat_tls_lib_t *lib, const moat_tls_cert_src_t *cer
         goto fail;
     }
     for (size_t i = 0; i < ncerts; i++) {
-        if (add_cert(ctx, lib, &certs[i], err) != 0) {
+        if (add_cert(ctx, lib->libctx, &certs[i], err) != 0) {
             moat_err_prefix(err, "certificate %zu of %zu", i + 1, ncerts);
             goto fail;
         }
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+SSL_CTX *moat_tls_client_ctx_new(OSSL_LIB_CTX *libctx, const unsigned char *const *anchor_der,
+                                 const size_t *anchor_len, size_t nanchors, const moat_tls_cert_src_t *client,
+                                 moat_err_t *err)
+{
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX *ctx = SSL_CTX_new_ex(libctx, NULL, TLS_client_method());
+    X509_STORE *store;
+
+    if (ctx == NULL) {
+        moat_err_ossl(err, MOAT_E_PKI, "creating a TLS client context");
+        return NULL;
+    }
+    SSL_CTX_clear_options(ctx, SSL_CTX_get_options(ctx));
+    SSL_CTX_set_options(ctx, SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_NO_RENEGOTIATION | SSL_OP_ENABLE_MIDDLEBOX_COMPAT);
+    SSL_CTX_set_security_level(ctx, 2);
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, cipher_list) != 1 || SSL_CTX_set_ciphersuites(ctx, ciphersuites) != 1 ||
+        SSL_CTX_set1_groups_list(ctx, groups) != 1 ||
+        SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) {
+        moat_err_ossl(err, MOAT_E_PKI, "setting TLS protocols, ciphers and groups");
+        goto fail;
+    }
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    /* Sessions are kept by the caller (SSL_CTX_sess_set_new_cb), not in the context. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if ((store = X509_STORE_new()) == NULL) {
+        moat_err_set(err, MOAT_E_NOMEM, "allocating a certificate store");
+        goto fail;
+    }
+    SSL_CTX_set_cert_store(ctx, store); /* the context owns it */
+    for (size_t i = 0; i < nanchors; i++) {
+        const unsigned char *p = anchor_der[i];
+        X509 *x = X509_new_ex(libctx, NULL);
+        if (x == NULL || d2i_X509(&x, &p, (long)anchor_len[i]) == NULL) {
+            X509_free(x);
+            moat_err_ossl(err, MOAT_E_PKI, "decoding trust anchor %zu", i + 1);
+            goto fail;
+        }
+        if (X509_STORE_add_cert(store, x) != 1) {
+            X509_free(x);
+            moat_err_ossl(err, MOAT_E_PKI, "adding trust anchor %zu", i + 1);
+            goto fail;
+        }
+        X509_free(x);
+    }
+    if (client != NULL && add_cert(ctx, libctx, client, err) != 0) {
+        moat_err_prefix(err, "the client certificate");
+        goto fail;
     }
     return ctx;
 fail:

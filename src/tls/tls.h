@@ -58,6 +58,18 @@ SSL_CTX *moat_tls_ctx_new(moat_tls_lib_t *lib, const moat_tls_cert_src_t *certs,
 SSL_CTX *moat_tls_ctx_new_ex(moat_tls_lib_t *lib, const moat_tls_cert_src_t *certs, size_t ncerts,
                              const char *sid_ctx, unsigned flags, moat_err_t *err);
 
+/*
+ * A client context for moat's connections to HTTPS servers (upstreams) in <libctx> (NULL: the default
+ * one): TLS 1.2-1.3 with the same suites and groups as the server side, ALPN http/1.1, the peer's
+ * certificate verified against exactly the <nanchors> DER anchors (never the system store; the caller sets
+ * the name to check per connection), and <client> (may be NULL) presented when the server asks.
+ * Sessions are not cached in the context (SSL_SESS_CACHE_NO_INTERNAL_STORE): the caller keeps them.
+ * Returns a new SSL_CTX (caller owns) or NULL with <err> set.
+ */
+SSL_CTX *moat_tls_client_ctx_new(OSSL_LIB_CTX *libctx, const unsigned char *const *anchor_der,
+                                 const size_t *anchor_len, size_t nanchors, const moat_tls_cert_src_t *client,
+                                 moat_err_t *err);
+
 /* The ticket key ring. init makes the first key; rotate adds a new encryption key (keeping the last
  * MOAT_TLS_TICKET_KEYS for decryption; the server rotates every tls.ticket_rotate_s). Both are called from
  * one thread (the control thread). */

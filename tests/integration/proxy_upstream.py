@@ -1,10 +1,13 @@
 """A small application server for the reverse proxy tests: threaded HTTP/1.1 on 127.0.0.1 with echo,
 upload, streaming, chunked, slow, hanging, failing and garbage endpoints. It records every request it
-sees, so tests can check the proxy sent exactly one per client request."""
+sees, so tests can check the proxy sent exactly one per client request. Given an ssl.SSLContext it speaks
+HTTPS: each connection's handshake in its own thread, and the echo says which connection (the peer's
+port), whether its TLS session was resumed and which client certificate it presented."""
 import hashlib
 import http.server
 import json
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -57,7 +60,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_one_request(self):
         try:
             super().handle_one_request()
-        except (ConnectionError, socket.timeout):
+        except (ConnectionError, socket.timeout, ssl.SSLError):
             self.close_connection = True
 
     def _route(self):
@@ -123,24 +126,62 @@ class Handler(http.server.BaseHTTPRequestHandler):
                        extra=[("X-App", "yes"), ("Connection", "X-Hop"), ("X-Hop", "drop me"),
                               ("Keep-Alive", "timeout=5")])
             return
-        body = json.dumps({"method": self.command, "path": self.path, "headers": self.headers.items(),
-                           "body_len": n, "body_sha256": digest, "peer": self.client_address[0]}).encode()
+        echo = {"method": self.command, "path": self.path, "headers": self.headers.items(),
+                "body_len": n, "body_sha256": digest, "peer": self.client_address[0],
+                "peer_port": self.client_address[1]}
+        if isinstance(self.connection, ssl.SSLSocket):
+            cert = self.connection.getpeercert(binary_form=True)
+            echo["tls"] = {"version": self.connection.version(), "resumed": self.connection.session_reused,
+                           "sni": getattr(self.connection, "sni", None),
+                           "client_cert_sha256": hashlib.sha256(cert).hexdigest() if cert else None}
+        body = json.dumps(echo).encode()
         self._send(200, body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _route
 
 
+class TLSServer(http.server.ThreadingHTTPServer):
+    """HTTPS: the handshake in the connection's own thread (a slow client holds up no other)."""
+    tls = None
+
+    def finish_request(self, request, client_address):
+        try:
+            request.settimeout(30)
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            self.tls_errors.append(str(e))
+            return
+        try:
+            self.RequestHandlerClass(conn, client_address, self)
+        finally:
+            conn.close()
+
+    def handle_error(self, request, client_address):
+        pass  # a client that went away mid-request: nothing to report
+
+
 class Upstream:
-    def __init__(self, port=0):
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    def __init__(self, port=0, tls=None):
+        """<tls>: a server-side ssl.SSLContext, for an HTTPS upstream."""
+        if tls is not None:
+            self.srv = TLSServer(("127.0.0.1", port), Handler)
+            self.srv.tls = tls
+            tls.sni_callback = self._sni
+        else:
+            self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.srv.daemon_threads = True
         self.srv.seen = []
         self.srv.bodies = []
         self.srv.healthy = True  # what /healthz answers: 200, or 503 when False
         self.srv.health_checks = 0
+        self.srv.tls_errors = []  # handshakes that failed, with OpenSSL's reason
         self.port = self.srv.server_address[1]
         self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.t.start()
+
+    @staticmethod
+    def _sni(sock, name, ctx):
+        sock.sni = name  # the server name moat sent, for the echo
 
     @property
     def seen(self):
@@ -152,6 +193,10 @@ class Upstream:
 
     def set_healthy(self, on):
         self.srv.healthy = on
+
+    @property
+    def tls_errors(self):
+        return self.srv.tls_errors
 
     def stop(self):
         self.srv.shutdown()

@@ -77,6 +77,47 @@ static void test_upstreams(void)
     moat_config_unref(cfg);
 }
 
+static void test_tls(void)
+{
+    moat_config_t *cfg = ok("upstreams:\n"
+                            "  app:\n"
+                            "    servers: ['127.0.0.1:3000', 'localhost:3001', '[::1]:3002']\n"
+                            "    tls:\n"
+                            "      trust: [moat-ca, corp-root]\n"
+                            "      server_name: App.Internal.\n"
+                            "      client_key: moat-client\n"
+                            "  bare:\n"
+                            "    servers: ['10.0.0.1:443']\n"
+                            "    tls: {}\n"
+                            "  plain:\n"
+                            "    servers: ['unix:/run/app.sock']\n" SITE);
+    if (cfg == NULL)
+        return;
+    const moat_upstream_t *u = &cfg->upstreams[0];
+    CHECK_EQ(u->tls.on, 1);
+    CHECK_EQ(u->tls.at.line, 4);
+    CHECK_EQ(u->tls.at.column, 5);
+    CHECK_EQ(u->tls.trust.n, 2);
+    CHECK_STR(u->tls.trust.v[1], "corp-root");
+    CHECK_EQ(u->tls.trust_at[1].line, 5);
+    CHECK_EQ(u->tls.trust_at[1].column, 24);
+    CHECK_STR(u->tls.server_name, "app.internal"); /* normalised like a site's hosts */
+    CHECK_STR(u->tls.client_key, "moat-client");
+    CHECK_EQ(u->tls.client_key_at.line, 7);
+    CHECK_EQ(u->tls.client_key_at.column, 19);
+    /* each server's host as written: what TLS checks without server_name */
+    CHECK_STR(u->addrs[0].host, "127.0.0.1");
+    CHECK_STR(u->addrs[1].host, "localhost");
+    CHECK_STR(u->addrs[u->naddrs - 1].host, "::1");
+    u = &cfg->upstreams[1];
+    CHECK_EQ(u->tls.on, 1);
+    CHECK_EQ(u->tls.trust.n, 0);
+    CHECK(u->tls.server_name == NULL && u->tls.client_key == NULL);
+    CHECK_EQ(cfg->upstreams[2].tls.on, 0);
+    CHECK_STR(cfg->upstreams[2].addrs[0].host, "");
+    moat_config_unref(cfg);
+}
+
 static void test_addr_parse(void)
 {
     moat_upstream_addr_t a;
@@ -192,7 +233,27 @@ static void test_errors(void)
         "moat.yaml:2:34: upstreams.app.servers: \"127.0.0.1:1\": listed twice; expected each server once");
     CHECK_STR(bad("upstreams:\n  app: {servers: ['127.0.0.1:1'], sever: 1}\n" SITE),
               "moat.yaml:2:35: upstreams.app.sever: unknown key; did you mean \"servers\"? (expected one of: "
-              "servers, balance, keepalive, timeouts, health)");
+              "servers, balance, keepalive, timeouts, health, tls)");
+    CHECK_STR(
+        bad("upstreams:\n  app:\n    servers: ['127.0.0.1:1']\n    tls: {trusts: [x]}\n" SITE),
+        "moat.yaml:4:11: upstreams.app.tls.trusts: unknown key; did you mean \"trust\"? (expected one of: "
+        "trust, server_name, client_key)");
+    CHECK_STR(
+        bad("upstreams:\n  app:\n    servers: ['127.0.0.1:1']\n    tls: {server_name: "
+            "'*.app.example'}\n" SITE),
+        "moat.yaml:4:24: upstreams.app.tls.server_name: \"*.app.example\": a wildcard names no one server; "
+        "expected its DNS name");
+    CHECK_CONTAINS(
+        bad("upstreams:\n  app:\n    servers: ['127.0.0.1:1']\n    tls: {server_name: 'a b'}\n" SITE),
+        "moat.yaml:4:24: upstreams.app.tls.server_name: \"a b\": ");
+    CHECK_STR(
+        bad("upstreams:\n  app:\n    servers: ['127.0.0.1:1']\n    tls: {client_key: '-k'}\n" SITE),
+        "moat.yaml:4:23: upstreams.app.tls.client_key: \"-k\": not a name; expected letters, digits and . _ "
+        "@ - (at most 127, not starting with - or .)");
+    CHECK_STR(
+        bad("upstreams:\n  app:\n    servers: ['unix:/run/app.sock']\n    tls: {trust: [moat-ca]}\n" SITE),
+        "moat.yaml:3:15: upstreams.app.servers: \"unix:/run/app.sock\": a unix: server has no host name for "
+        "TLS to check; expected tls.server_name (the name in its certificate)");
     CHECK_STR(bad("upstreams:\n  app: {servers: ['127.0.0.1:1']}\n" SITE "    locations:\n"
                   "      - path: /\n        proxy: ap\n"),
               "moat.yaml:8:16: sites[0].locations[0].proxy: \"ap\": no such upstream; expected one of: app");
@@ -212,6 +273,7 @@ int main(void)
 {
     RUN(test_upstreams);
     RUN(test_health);
+    RUN(test_tls);
     RUN(test_addr_parse);
     RUN(test_errors);
     return harness_done();
