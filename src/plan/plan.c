@@ -204,41 +204,54 @@ static int anchors_moat_ca(moat_store_t *st, moat_plan_anchors_t *a, moat_err_t 
     return 0;
 }
 
-int moat_plan_site_anchors(moat_store_t *st, const moat_site_t *site, moat_plan_anchors_t *out,
-                           moat_err_t *err)
+int moat_plan_anchors_named(moat_store_t *st, const moat_strlist_t *names, moat_plan_anchors_t *out,
+                            size_t *bad, moat_err_t *err)
 {
     int rc = 0;
 
     memset(out, 0, sizeof(*out));
-    if (site->client_trust.n == 0) {
+    *bad = 0;
+    if (names->n == 0) {
         moat_store_anchor_list_t al = {0};
         if ((rc = anchors_moat_ca(st, out, err)) != 0 || (rc = moat_store_anchor_list(st, &al, err)) != 0)
             return rc;
         for (size_t i = 0; rc == 0 && i < al.n; i++)
             rc = anchor_add(out, &al.items[i].der, err);
         moat_store_anchor_list_dispose(&al);
-        if (rc != 0)
-            return rc;
+        return rc;
     }
-    for (size_t t = 0; t < site->client_trust.n; t++) {
-        const char *name = site->client_trust.v[t];
+    for (size_t t = 0; t < names->n; t++) {
         moat_store_anchor_t a = {0};
-        if (strcmp(name, MOAT_PLAN_CA_ANCHOR) == 0) {
+        *bad = t;
+        if (strcmp(names->v[t], MOAT_PLAN_CA_ANCHOR) == 0) {
             if ((rc = anchors_moat_ca(st, out, err)) != 0)
                 return rc;
             continue;
         }
-        if ((rc = moat_store_anchor_get(st, name, &a, err)) != 0) {
-            moat_err_prefix(err, "site \"%s\": client_trust \"%s\"", site->name, name);
-            if (rc == MOAT_E_NOTFOUND)
-                moat_err_hint(err, "add it with: moat trust add FILE --name %s", name);
+        if ((rc = moat_store_anchor_get(st, names->v[t], &a, err)) != 0)
             return rc;
-        }
         rc = anchor_add(out, &a.der, err);
         moat_store_anchor_dispose(&a);
         if (rc != 0)
             return rc;
     }
+    return 0;
+}
+
+int moat_plan_site_anchors(moat_store_t *st, const moat_site_t *site, moat_plan_anchors_t *out,
+                           moat_err_t *err)
+{
+    size_t bad;
+    int rc = moat_plan_anchors_named(st, &site->client_trust, out, &bad, err);
+
+    if (rc != 0 && site->client_trust.n > 0 && rc != MOAT_E_NOMEM) {
+        const char *name = site->client_trust.v[bad];
+        moat_err_prefix(err, "site \"%s\": client_trust \"%s\"", site->name, name);
+        if (rc == MOAT_E_NOTFOUND)
+            moat_err_hint(err, "add it with: moat trust add FILE --name %s", name);
+    }
+    if (rc != 0)
+        return rc;
     if (out->n == 0) {
         moat_err_set(err, MOAT_E_STATE,
                      "site \"%s\" asks for client certificates but has no usable trust anchor", site->name);

@@ -68,6 +68,14 @@ typedef struct moat_plan_anchors {
 int moat_plan_site_anchors(moat_store_t *st, const moat_site_t *site, moat_plan_anchors_t *out,
                            moat_err_t *err) MOAT_MUST_CHECK;
 void moat_plan_anchors_dispose(moat_plan_anchors_t *a);
+/*
+ * Trust anchors by name, the rule of client_trust: and of an upstream's tls.trust: into <out> (dispose it
+ * in every case): MOAT_PLAN_CA_ANCHOR is moat's CA (nothing when the store has none), any other name the
+ * store's anchor of that name; no names: moat's CA and every anchor of the store. On an error
+ * (MOAT_E_NOTFOUND: no such anchor) *bad is the index of the name that failed, for the caller's message.
+ */
+int moat_plan_anchors_named(moat_store_t *st, const moat_strlist_t *names, moat_plan_anchors_t *out,
+                            size_t *bad, moat_err_t *err) MOAT_MUST_CHECK;
 /* Whether <site> verifies client certificates against anchor <name> by the same rule: it asks for client
  * certificates, and its client_trust names <name> or is empty (every anchor). */
 bool moat_plan_site_trusts(const moat_site_t *site, const char *name);

@@ -109,73 +109,6 @@ static int load_moat_ca(moat__gen_t *gen, moat_store_t *st, moat_err_t *err)
     return 0;
 }
 
-int moat__anchors_by_name(moat_store_t *st, const moat__der_list_t *moat_ca, const moat_strlist_t *names,
-                          moat__der_list_t *out, size_t *bad, moat_err_t *err)
-{
-    int rc;
-    *bad = 0;
-    if (names->n == 0) {
-        moat_store_anchor_list_t al;
-        for (size_t i = 0; i < moat_ca->n; i++)
-            if (der_list_add(out, moat_ca->der[i], moat_ca->len[i]) != 0)
-                return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
-        memset(&al, 0, sizeof(al));
-        if ((rc = moat_store_anchor_list(st, &al, err)) != 0)
-            return rc;
-        for (size_t i = 0; i < al.n; i++) {
-            if (der_list_add(out, al.items[i].der.data, al.items[i].der.len) != 0) {
-                moat_store_anchor_list_dispose(&al);
-                return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
-            }
-        }
-        moat_store_anchor_list_dispose(&al);
-        return 0;
-    }
-    for (size_t t = 0; t < names->n; t++) {
-        const char *name = names->v[t];
-        moat_store_anchor_t a;
-        *bad = t;
-        if (strcmp(name, "moat-ca") == 0) {
-            for (size_t i = 0; i < moat_ca->n; i++)
-                if (der_list_add(out, moat_ca->der[i], moat_ca->len[i]) != 0)
-                    return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
-            continue;
-        }
-        memset(&a, 0, sizeof(a));
-        if ((rc = moat_store_anchor_get(st, name, &a, err)) != 0)
-            return rc;
-        rc = der_list_add(out, a.der.data, a.der.len);
-        moat_store_anchor_dispose(&a);
-        if (rc != 0)
-            return moat_err_set(err, MOAT_E_NOMEM, "copying trust anchors");
-    }
-    return 0;
-}
-
-/* The client-certificate anchors of <site>: client_trust names ("moat-ca" = moat's CA), or by default
- * moat's CA plus every anchor of the trust store. None usable: the site does not load (fail closed). */
-static int load_anchors(moat__gen_t *gen, moat_store_t *st, const moat_site_t *site, moat__gen_site_t *gs,
-                        moat_err_t *err)
-{
-    size_t bad;
-    int rc = moat__anchors_by_name(st, &gen->moat_ca, &site->client_trust, &gs->anchors, &bad, err);
-    if (rc != 0 && site->client_trust.n > 0 && rc != MOAT_E_NOMEM) {
-        moat_err_prefix(err, "site \"%s\": client_trust \"%s\"", site->name, site->client_trust.v[bad]);
-        if (rc == MOAT_E_NOTFOUND)
-            moat_err_hint(err, "add it with: moat trust add FILE --name %s", site->client_trust.v[bad]);
-    }
-    if (rc != 0)
-        return rc;
-    if (gs->anchors.n == 0) {
-        moat_err_set(err, MOAT_E_STATE,
-                     "site \"%s\" asks for client certificates but has no usable trust anchor", site->name);
-        return moat_err_hint(err,
-                             "create moat's CA (moat ca init) or add one: moat trust add FILE; until then "
-                             "the site does not load");
-    }
-    return 0;
-}
-
 void moat__gen_forget_keys(moat__gen_t *gen)
 {
     for (size_t i = 0; gen->cfg != NULL && i < gen->cfg->nsites; i++)
@@ -199,10 +132,10 @@ void moat__gen_unref(moat__gen_t *gen)
             moat__site_cert_dispose(&gen->sites[i].certs[j]);
             moat__staple_free(&gen->sites[i].staples[j]);
         }
-        moat__der_list_dispose(&gen->sites[i].anchors);
+        moat_plan_anchors_dispose(&gen->sites[i].anchors);
     }
     for (size_t i = 0; gen->ups != NULL && i < gen->cfg->nupstreams; i++) {
-        moat__der_list_dispose(&gen->ups[i].anchors);
+        moat_plan_anchors_dispose(&gen->ups[i].anchors);
         moat__site_cert_dispose(&gen->ups[i].client);
     }
     moat_free(&gen->ups);
@@ -377,7 +310,7 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, c
         if (rc != 0)
             goto fail;
         gs->wants_ccert = moat_site_wants_client_cert(site);
-        if (gs->wants_ccert && (rc = load_anchors(gen, st, site, gs, err)) != 0)
+        if (gs->wants_ccert && (rc = moat_plan_site_anchors(st, site, &gs->anchors, err)) != 0)
             goto fail;
     }
     if ((rc = moat__ocsp_signer_load(gen, st, err)) != 0)
@@ -411,10 +344,10 @@ static int setup_ccert(SSL_CTX *ctx, moat_tls_lib_t *lib, const moat__gen_site_t
         goto out;
     }
     for (size_t i = 0; i < gs->anchors.n; i++) {
-        const unsigned char *p = gs->anchors.der[i];
+        const unsigned char *p = gs->anchors.der[i].data;
         X509 *x = X509_new_ex(lib->libctx, NULL);
         X509_NAME *nm;
-        if (x == NULL || d2i_X509(&x, &p, (long)gs->anchors.len[i]) == NULL) {
+        if (x == NULL || d2i_X509(&x, &p, (long)gs->anchors.der[i].len) == NULL) {
             X509_free(x);
             moat_err_ossl(err, MOAT_E_PKI, "decoding client trust anchor %zu", i + 1);
             goto out;

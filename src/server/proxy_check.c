@@ -151,7 +151,7 @@ static SSL_CTX *check_ctx(moat_store_t *st, const moat_config_t *cfg, const moat
         moat_err_set(&e, MOAT_E_STATE, "no store to take its trust anchors from");
     else if (moat__uptls_load(st, cfg, u, moat_ca, &g, &e) == 0)
         ctx = moat__uptls_ctx_new(NULL, &g, 0, &e);
-    moat__der_list_dispose(&g.anchors);
+    moat_plan_anchors_dispose(&g.anchors);
     moat__site_cert_dispose(&g.client);
     if (ctx == NULL &&
         snprintf(why, cap, "TLS: not checked: %s%s%s", e.msg, e.hint[0] ? "; " : "", e.hint) < 0)

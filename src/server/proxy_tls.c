@@ -66,7 +66,7 @@ int moat__uptls_load(moat_store_t *st, const moat_config_t *cfg, const moat_upst
             return moat_config_err_at(err, cfg, u->tls.trust_at[i], key);
         }
     }
-    rc = moat__anchors_by_name(st, moat_ca, &u->tls.trust, &out->anchors, &bad, err);
+    rc = moat_plan_anchors_named(st, &u->tls.trust, &out->anchors, &bad, err);
     if (rc == MOAT_E_NOTFOUND && u->tls.trust.n > 0) {
         const char *name = u->tls.trust.v[bad];
         moat_err_set(err, MOAT_E_CONFIG, "\"%s\": no such trust anchor in the store", name);
@@ -131,7 +131,17 @@ SSL_CTX *moat__uptls_ctx_new(OSSL_LIB_CTX *libctx, const moat__gen_upstream_t *g
                              moat_err_t *err)
 {
     moat_tls_cert_src_t client = {0};
-    SSL_CTX *ctx;
+    const unsigned char **der = moat_calloc(g->anchors.n ? g->anchors.n : 1, sizeof(*der));
+    size_t *len = moat_calloc(g->anchors.n ? g->anchors.n : 1, sizeof(*len));
+    SSL_CTX *ctx = NULL;
+    if (der == NULL || len == NULL) {
+        moat_err_set(err, MOAT_E_NOMEM, "out of memory making the upstream's TLS context");
+        goto out;
+    }
+    for (size_t i = 0; i < g->anchors.n; i++) {
+        der[i] = g->anchors.der[i].data;
+        len[i] = g->anchors.der[i].len;
+    }
     if (g->client.cert_der != NULL) {
         client.cert_der = g->client.cert_der;
         client.cert_len = g->client.cert_len;
@@ -141,12 +151,15 @@ SSL_CTX *moat__uptls_ctx_new(OSSL_LIB_CTX *libctx, const moat__gen_upstream_t *g
         client.chain_len = g->client.chain_len;
         client.nchain = g->client.nchain;
     }
-    ctx = moat_tls_client_ctx_new(libctx, (const unsigned char *const *)g->anchors.der, g->anchors.len,
-                                  g->anchors.n, g->client.cert_der != NULL ? &client : NULL, err);
+    ctx = moat_tls_client_ctx_new(libctx, der, len, g->anchors.n, g->client.cert_der != NULL ? &client : NULL,
+                                  err);
     if (ctx != NULL && sessions)
         SSL_CTX_sess_set_new_cb(ctx, on_new_session);
     else if (ctx != NULL)
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+out:
+    moat_free(&der);
+    moat_free(&len);
     return ctx;
 }
 

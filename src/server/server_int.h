@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "pki/pki.h"
+#include "plan/plan.h"
 #include "core/loop.h"
 #include "http/http.h"
 #include "store/store.h"
@@ -86,10 +87,10 @@ typedef struct moat__staple {
 } moat__staple_t;
 
 typedef struct moat__gen_site {
-    const moat_site_t *conf;  /* borrowed from gen->cfg */
-    int wants_ccert;          /* some location asks for a client certificate */
-    moat__der_list_t anchors; /* client-certificate trust anchors (client_trust) */
-    moat_http_root_t root;    /* opened root (fd -1 when the site has no root) */
+    const moat_site_t *conf;     /* borrowed from gen->cfg */
+    int wants_ccert;             /* some location asks for a client certificate */
+    moat_plan_anchors_t anchors; /* client-certificate trust anchors (the plan's, by client_trust) */
+    moat_http_root_t root;       /* opened root (fd -1 when the site has no root) */
     int has_root;
     moat__site_cert_t certs[2]; /* [0] ECDSA/other, [1] RSA; key_der NULL when absent */
     size_t ncerts;
@@ -103,8 +104,8 @@ typedef struct moat__gen_site {
 
 /* What an upstream with tls: verifies and presents (proxy_tls.c), loaded from the store with a generation. */
 typedef struct moat__gen_upstream {
-    moat__der_list_t anchors; /* tls.trust, by name ("moat-ca": moat's own CA) */
-    moat__site_cert_t client; /* tls.client_key's certificate, chain and key; cert_der NULL: none */
+    moat_plan_anchors_t anchors; /* tls.trust, by name (moat_plan_anchors_named: "moat-ca" is moat's CA) */
+    moat__site_cert_t client;    /* tls.client_key's certificate, chain and key; cert_der NULL: none */
 } moat__gen_upstream_t;
 
 /* One file published under /.well-known/moat/ (publish.c), read-only once built. */
@@ -342,12 +343,6 @@ unsigned long long moat__notify_monotonic_usec(void);
 
 /* gen.c helpers for the trust anchors and the CA's revocations. */
 void moat__der_list_dispose(moat__der_list_t *l);
-/* Trust anchors by name, as client_trust: and tls.trust: give them, appended to <out>: "moat-ca" is
- * <moat_ca> (nothing when the store has no CA), any other name the store's anchor of that name; no names:
- * <moat_ca> and every anchor of the store. On an error (MOAT_E_NOTFOUND: no such anchor) *bad is the
- * index of the name that failed, for the caller's message. */
-int moat__anchors_by_name(moat_store_t *st, const moat__der_list_t *moat_ca, const moat_strlist_t *names,
-                          moat__der_list_t *out, size_t *bad, moat_err_t *err) MOAT_MUST_CHECK;
 /* moat's own CA certificates (root, then intermediate; those that exist), appended to <out>. */
 int moat__moat_ca_certs(moat_store_t *st, moat__der_list_t *out, moat_err_t *err) MOAT_MUST_CHECK;
 /* Copies stored certificate <c> with its chain and decrypts its key into <out> (dispose it in every case). */
