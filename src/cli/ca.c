@@ -186,6 +186,7 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_str(&j, "key_name", inter ? MOAT__KM_CA_INTER_KEY : MOAT__KM_CA_ROOT_KEY);
         moat_json_kv_bool(&j, "exportable", exportable);
         moat__km_json_cert_info(&j, &ci);
+        moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet) {
@@ -206,7 +207,7 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
                    "cannot check revocation;\n      set one with: moat ca set-url http://HOST (a site with "
                    "ca_publish: true serves them)\n");
     }
-    rc = MOAT_EXIT_OK;
+    rc = moat_cli_served_report(cli, st);
     goto out;
 fail:
     rc = moat_cli_fail(cli, &err);
@@ -472,6 +473,7 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_str(&j, "issuing_ca", moat_store_ca_role_name(ca.row.role));
         moat_json_kv_bool(&j, "exportable", exportable);
         moat__km_json_cert_info(&j, &ci);
+        moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet) {
@@ -487,7 +489,7 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
             printf("the key is %sexportable; sites use it with 'certificate: %s'\n", exportable ? "" : "not ",
                    pos[0]);
     }
-    rc = MOAT_EXIT_OK;
+    rc = moat_cli_served_report(cli, st);
     goto out;
 fail:
     rc = moat_cli_fail(cli, &err);
@@ -740,7 +742,7 @@ static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
         if (remove)
             printf("the root key is no longer in the store: keep %s and its password offline\n", out);
     }
-    rc = MOAT_EXIT_OK;
+    rc = remove ? moat_cli_served_report(cli, st) : MOAT_EXIT_OK;
     goto done;
 rollback:
     moat_store_rollback(st); /* nothing was written at <out>: a file already there stays */
@@ -887,8 +889,9 @@ static int ca_set_url(moat_cli_t *cli, int argc, char **argv)
         goto fail;
     if (!cli->quiet)
         printf("CA base URL set to %s\n  OCSP %s\n  CRL  %s\n", pos[0], urls.ocsp, urls.crl);
+    rc = moat_cli_served_report(cli, st);
     moat_store_close(st);
-    return MOAT_EXIT_OK;
+    return rc;
 fail:
     moat_store_close(st);
     return moat_cli_fail(cli, &err);

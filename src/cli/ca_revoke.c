@@ -204,12 +204,13 @@ int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_str(&j, "reason", moat_pki_reason_name((int)reason));
         moat_json_kv_time(&j, "revoked_at", (int64_t)time(NULL));
         moat_json_kv_bool(&j, "crl_resigned", 1);
+        moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet)
         printf("revoked serial %s (%s%s%s), reason %s; the CRL is re-signed\n", is.serial, is.subject,
                is.name[0] ? ", key " : "", is.name, moat_pki_reason_name((int)reason));
-    rc = MOAT_EXIT_OK;
+    rc = moat_cli_served_report(cli, st);
     goto done;
 fail:
     rc = moat_cli_fail(cli, &err);

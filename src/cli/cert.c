@@ -69,6 +69,7 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_str(&j, "chain_fetched_from", res.fetched.n > 0 ? res.fetched.url : NULL);
         moat_json_kv_bool(&j, "server_usage", res.server_usage);
         moat__km_json_cert_info(&j, &res.ci);
+        moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet) {
@@ -104,7 +105,7 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
         if (!res.server_usage)
             fprintf(stderr, "moat: warning: this certificate is not for TLS servers (no serverAuth usage)\n");
     }
-    rc = MOAT_EXIT_OK;
+    rc = moat_cli_served_report(cli, st);
     goto out;
 fail:
     rc = moat_cli_fail(cli, &err);
@@ -327,6 +328,7 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_str(&j, "serial", now.serial);
         moat_json_kv_time(&j, "not_after", now.not_after);
         moat_json_kv_bool(&j, "expired", now.not_after < (int64_t)time(NULL));
+        moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet) {
@@ -338,9 +340,10 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
         if (now.not_after < (int64_t)time(NULL))
             fprintf(stderr, "moat: warning: that certificate expired on %s\n", t);
     }
+    rc = moat_cli_served_report(cli, st);
     moat_store_cert_dispose(&now);
     moat_store_close(st);
-    return MOAT_EXIT_OK;
+    return rc;
 fail:
     moat_store_cert_dispose(&now);
     moat_store_close(st);

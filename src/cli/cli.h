@@ -13,14 +13,33 @@
 
 enum { MOAT_EXIT_OK = 0, MOAT_EXIT_FAIL = 1, MOAT_EXIT_USAGE = 2 };
 
+/* What the running server did with a change (served.c). */
+enum {
+    MOAT_SERVED_UNASKED = 0,  /* not waited for yet */
+    MOAT_SERVED_NO_SERVER,    /* no server runs on the store */
+    MOAT_SERVED_NO_ANSWER,    /* it did not tell the outcome in time */
+    MOAT_SERVED_APPLIED,      /* it serves the change */
+    MOAT_SERVED_REFUSED,      /* it refused the whole change and serves the generation before */
+    MOAT_SERVED_SITE_REFUSED, /* it serves the change, but one or more sites keep their last good state */
+};
+typedef struct moat_cli_served {
+    int state;            /* MOAT_SERVED_* */
+    long pid;             /* the server's */
+    long long generation; /* the store generation the change made */
+    long long serving;    /* the generation the server serves */
+    char reason[512];     /* why it refused ("" if it did not) */
+    char store[4096];     /* the store's path */
+} moat_cli_served_t;
+
 /* Global options, accepted anywhere on the command line (before "--"). */
 typedef struct moat_cli {
-    const char *store_arg;   /* --store URL|PATH */
-    const char *config_path; /* -c / --config, else MOAT_CONFIG, else ./moat.yaml when present */
-    const char *config_from; /* "-c", "MOAT_CONFIG", "./moat.yaml"; NULL without a config */
-    const char *master_key;  /* --master-key FILE, else MOAT_MASTER_KEY_FILE */
-    int json;                /* --json */
-    int quiet;               /* -q / --quiet */
+    const char *store_arg;    /* --store URL|PATH */
+    const char *config_path;  /* -c / --config, else MOAT_CONFIG, else ./moat.yaml when present */
+    const char *config_from;  /* "-c", "MOAT_CONFIG", "./moat.yaml"; NULL without a config */
+    const char *master_key;   /* --master-key FILE, else MOAT_MASTER_KEY_FILE */
+    int json;                 /* --json */
+    int quiet;                /* -q / --quiet */
+    moat_cli_served_t served; /* filled by moat_cli_served_json() / moat_cli_served_report() */
 } moat_cli_t;
 
 /* A command group: argv[0] is the group name ("key"), argv[1] its subcommand. */
@@ -59,6 +78,19 @@ int moat_cli_store_open(const moat_cli_t *cli, const char *path, const char *mk,
  */
 int moat_cli_read_password(const char *file, const char *prompt, int confirm, char *out, size_t outsz,
                            moat_err_t *err);
+
+/*
+ * A command that changed what is served, after its commit to <st>: waits (up to 10 s, once per run) for the
+ * server running on the store (found by its pid file, as moat reload finds it) to take up the store's
+ * generation. moat_cli_served_json() adds "server": {"state": "applied"|"refused"|"no-server"|"no-answer",
+ * "pid", "generation", "serving_generation", "refusal"} to the command's JSON result object;
+ * moat_cli_served_report() says the outcome ("applied the change: serving store generation N", the refusal
+ * and why on stderr, or that no server runs) and returns the exit code: 1 when the server refused it.
+ */
+void moat_cli_served_json(moat_cli_t *cli, moat_store_t *st, moat_json_t *j);
+int moat_cli_served_report(moat_cli_t *cli, moat_store_t *st) MOAT_MUST_CHECK;
+/* moat reload: SIGHUP to the server on <store_path>, then the same wait and report. */
+int moat_cli_served_reload(moat_cli_t *cli, const char *store_path) MOAT_MUST_CHECK;
 
 /* Makes an absolute path from <path> relative to the current directory. */
 int moat_cli_abspath(const char *path, char *out, size_t outsz, moat_err_t *err);

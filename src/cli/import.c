@@ -552,6 +552,8 @@ int moat_cli_import(moat_cli_t *cli, int argc, char **argv)
         print_json(pos[0], &scan, &res, out, dry_run, st ? moat_store_path(st) : "");
     else if (!cli->quiet)
         print_text(pos[0], &scan, &res, out, dry_run, st ? moat_store_path(st) : "");
+    if (st != NULL && !dry_run)
+        code = moat_cli_served_report(cli, st);
     if (res.nproblems > 0) {
         size_t enc = 0;
         for (size_t i = 0; i < res.nproblems; i++)

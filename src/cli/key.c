@@ -688,13 +688,15 @@ static int key_delete(moat_cli_t *cli, int argc, char **argv)
         moat_json_obj_begin(&j);
         moat_json_kv_str(&j, "name", pos[0]);
         moat_json_kv_bool(&j, "deleted", 1);
+        moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet)
         printf("deleted key \"%s\" and its certificates\n", pos[0]);
+    rc = moat_cli_served_report(cli, st);
     moat_store_key_dispose(&k);
     moat_store_close(st);
-    return MOAT_EXIT_OK;
+    return rc;
 fail:
     moat_store_key_dispose(&k);
     moat_store_close(st);
@@ -894,6 +896,7 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
             moat_json_null(&j);
         }
         moat_pki_cert_info_dispose(&ci);
+        moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet) {
@@ -922,7 +925,7 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
                    pos[0]);
         }
     }
-    rc = MOAT_EXIT_OK;
+    rc = moat_cli_served_report(cli, st);
     goto out;
 rollback:
     moat_store_rollback(st);

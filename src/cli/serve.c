@@ -54,11 +54,6 @@ int moat_cli_reload(moat_cli_t *cli, int argc, char **argv)
 {
     moat_err_t err = {0};
     char store[4096];
-    long pid = 0;
-    char pidfile[4200];
-    struct stat before, now;
-    int touched = 0;
-    moat_store_t *st = NULL;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -74,42 +69,5 @@ int moat_cli_reload(moat_cli_t *cli, int argc, char **argv)
     }
     if (moat_cli_store_path(cli, store, sizeof(store), NULL, &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (moat_server_pid_path(store, pidfile, sizeof(pidfile), &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (stat(pidfile, &before) != 0)
-        memset(&before, 0, sizeof(before));
-    if (moat_server_signal_reload(store, &pid, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    /* The server touches its pid file once the reload is decided, and records the outcome in the
-     * store: wait for it (up to 10 s) and report it. */
-    for (int i = 0; i < 200 && !touched; i++) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        touched = stat(pidfile, &now) == 0 && (now.st_mtim.tv_sec != before.st_mtim.tv_sec ||
-                                               now.st_mtim.tv_nsec != before.st_mtim.tv_nsec);
-    }
-    if (touched &&
-        moat_store_open(store, NULL, MOAT_STORE_READONLY | MOAT_STORE_NO_MASTER_KEY, &st, &err) == 0) {
-        moat_store_server_status_t s;
-        int got;
-        memset(&s, 0, sizeof(s));
-        got = moat_store_server_status_get(st, &s, &err) == 0 && s.pid == pid;
-        moat_store_close(st);
-        if (got && s.refusal[0] != '\0' && s.refused_generation >= s.applied_generation) {
-            moat_err_set(&err, MOAT_E_CONFIG,
-                         "moat (pid %ld) refused the reload and keeps serving generation %lld: %s", pid,
-                         (long long)s.applied_generation, s.refusal);
-            moat_err_hint(&err, "fix the problem, check with: moat serve --check, then reload again");
-            return moat_cli_fail(cli, &err);
-        }
-        if (got) {
-            if (!cli->quiet)
-                printf("moat (pid %ld) reloaded: serving store generation %lld\n", pid,
-                       (long long)s.applied_generation);
-            return MOAT_EXIT_OK;
-        }
-    }
-    if (!cli->quiet)
-        printf("asked moat (pid %ld) to reload; see its error log for the outcome\n", pid);
-    return MOAT_EXIT_OK;
+    return moat_cli_served_reload(cli, store);
 }

@@ -181,8 +181,8 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
     rc = moat_keymgr_restore(st, abs, dry != 0, &diff, &err);
     if (rc == 0 && !dry)
         rc = moat_store_generation(st, &gen, &err);
-    moat_store_close(st);
     if (rc != 0) {
+        moat_store_close(st);
         if (flags & MOAT_STORE_CREATE) {
             /* The store this command made for the restore goes again: a failed restore changes nothing. */
             char side[PATH_MAX + 8];
@@ -220,6 +220,8 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
             moat_json_obj_end(&j);
         }
         moat_json_arr_end(&j);
+        if (!dry)
+            moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet || dry) {
@@ -248,11 +250,12 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
         if (dry)
             printf("dry run: %s was not changed\n", store);
         else
-            printf("restored %s from %s (generation %lld; a running server reloads)\n", store, abs,
-                   (long long)gen);
+            printf("restored %s from %s (generation %lld)\n", store, abs, (long long)gen);
     }
+    rc = dry ? MOAT_EXIT_OK : moat_cli_served_report(cli, st);
+    moat_store_close(st);
     moat_store_diff_dispose(&diff);
-    return MOAT_EXIT_OK;
+    return rc;
 }
 
 static int cmd_info(moat_cli_t *cli, int argc, char **argv)

@@ -77,7 +77,7 @@ static int trust_add(moat_cli_t *cli, int argc, char **argv)
         printf("trusted \"%s\" as anchor \"%s\" (valid until %s)\n  fingerprint %s\n",
                added.items[i].info.subject, added.items[i].name, when, added.items[i].info.fingerprint);
     }
-    rc = MOAT_EXIT_OK;
+    rc = moat_cli_served_report(cli, st);
 out:
     moat_ca_trust_added_dispose(&added);
     moat_config_unref((moat_config_t *)req.cfg);
@@ -356,7 +356,7 @@ static int trust_remove(moat_cli_t *cli, int argc, char **argv)
         moat_cli_change_notes(cli, &res.notes);
         if (!cli->quiet)
             printf("removed trust anchor \"%s\" (%s)\n", pos[0], res.subject);
-        rc = MOAT_EXIT_OK;
+        rc = moat_cli_served_report(cli, st);
     }
     moat_config_unref(cfg);
     moat_store_close(st);
@@ -486,6 +486,7 @@ static int trust_crl_add(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_time(&j, "this_update", res.this_update);
         moat_json_kv_time(&j, "next_update", res.next_update);
         moat_json_kv_int(&j, "revoked_count", (int64_t)res.revoked);
+        moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet) {
@@ -494,7 +495,7 @@ static int trust_crl_add(moat_cli_t *cli, int argc, char **argv)
         printf("added the CRL of anchor \"%s\" (%s): %zu revoked, next update %s\n", pos[0], res.issuer,
                res.revoked, res.next_update ? t : "none (it never goes out of date)");
     }
-    rc = MOAT_EXIT_OK;
+    rc = moat_cli_served_report(cli, st);
     goto out;
 fail:
     rc = moat_cli_fail(cli, &err);

@@ -256,8 +256,9 @@ static void check_server_status(local_t *l)
                      l->server_alive ? "running" : "not running", (long long)s.pid,
                      (long long)s.applied_generation, when);
     /* The server clears the refusal when a later reload succeeds; a refused config reload keeps the number.
-     */
-    if (s.refusal[0] && s.refused_generation >= s.applied_generation) {
+     * Sites that keep their last good state are numbered by the generation that brought their refusal,
+     * which may be older than the one applied. */
+    if (s.refusal[0]) {
         if (s.refused_generation > s.applied_generation)
             f = moat_doctor_add(
                 l->r, MOAT_DOCTOR_ERROR, "change-refused", "server",

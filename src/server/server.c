@@ -42,6 +42,7 @@ typedef struct control {
     char pid_path[4200];
     int last_refused;       /* the last reload was refused (told in systemd's STATUS) */
     char site_refusal[512]; /* the sites the generation in service could not update, and why ("" = none) */
+    long long site_refused_since; /* the generation that brought the newest of those refusals */
 } control_t;
 
 int moat_server_pid_path(const char *store_path, char *out, size_t outsz, moat_err_t *err)
@@ -259,9 +260,11 @@ static void write_status(control_t *ctl, long long refused, const char *reason)
         s.refused_generation = refused;
         moat_strlcpy(s.refusal, reason != NULL ? reason : "", sizeof(s.refusal));
     } else if (ctl->site_refusal[0] != '\0') {
-        /* The generation applied, but some site kept its last good state (or is not served). */
+        /* The generation applied, but some site kept its last good state (or is not served). The refusal
+         * is numbered by the generation whose change brought it: below the applied one when the refusal
+         * stands from before, so that a command whose change applied is not told it was refused. */
         ctl->last_refused = 1;
-        s.refused_generation = ctl->applied;
+        s.refused_generation = ctl->site_refused_since;
         moat_strlcpy(s.refusal, ctl->site_refusal, sizeof(s.refusal));
     } else if (s.refused_generation <= ctl->applied) {
         s.refused_generation = 0;
@@ -346,11 +349,20 @@ static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
     }
     ctl->applied = gen->id;
     ctl->site_refusal[0] = '\0';
+    ctl->site_refused_since = 0;
     for (size_t i = 0; i < cfg->nsites; i++) {
-        const moat__gen_site_t *gs = &gen->sites[i];
+        moat__gen_site_t *gs = &gen->sites[i];
         size_t used = strlen(ctl->site_refusal);
         if (gs->refusal[0] == '\0')
             continue;
+        gs->refused_since = gen->id;
+        for (size_t k = 0; ctl->gen != NULL && k < ctl->gen->cfg->nsites; k++) {
+            const moat__gen_site_t *ps = &ctl->gen->sites[k];
+            if (strcmp(ps->conf->name, gs->conf->name) == 0 && strcmp(ps->refusal, gs->refusal) == 0)
+                gs->refused_since = ps->refused_since;
+        }
+        if (gs->refused_since > ctl->site_refused_since)
+            ctl->site_refused_since = gs->refused_since;
         if (gs->kept)
             moat_log(MOAT_LOG_ERR, &logctx,
                      "site %s: its change is refused, it keeps serving its last good certificate: %s",
@@ -975,7 +987,7 @@ fail:
     return rc;
 }
 
-int moat_server_signal_reload(const char *store_path, long *pid_out, moat_err_t *err)
+int moat_server_find(const char *store_path, long *pid_out, moat_err_t *err)
 {
     char path[4200], buf[32];
     FILE *f;
@@ -997,10 +1009,26 @@ int moat_server_signal_reload(const char *store_path, long *pid_out, moat_err_t 
     buf[strcspn(buf, "\n")] = '\0';
     if (moat_parse_long(buf, 1, 1L << 30, &pid) != 0)
         return moat_err_set(err, MOAT_E_INVAL, "the pid file %s holds no process id", path);
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+        moat_err_set(err, MOAT_E_NOTFOUND, "no moat server runs on store %s (stale pid %ld in %s)",
+                     store_path, pid, path);
+        return moat_err_hint(err, "start it with: moat serve -c moat.yaml");
+    }
+    *pid_out = pid;
+    return 0;
+}
+
+int moat_server_signal_reload(const char *store_path, long *pid_out, moat_err_t *err)
+{
+    long pid;
+    int rc;
+
+    if ((rc = moat_server_find(store_path, &pid, err)) != 0)
+        return rc;
     if (kill((pid_t)pid, SIGHUP) != 0) {
         if (errno == ESRCH) {
-            moat_err_set(err, MOAT_E_NOTFOUND, "no moat server runs on store %s (stale pid %ld in %s)",
-                         store_path, pid, path);
+            moat_err_set(err, MOAT_E_NOTFOUND, "no moat server runs on store %s (it stopped, pid %ld)",
+                         store_path, pid);
             return moat_err_hint(err, "start it with: moat serve -c moat.yaml");
         }
         return moat_err_set(err, MOAT_E_PERM, "cannot signal moat (pid %ld): %s", pid, strerror(errno));

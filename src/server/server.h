@@ -32,6 +32,9 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err) MOAT_MUST_C
  */
 int moat_server_signal_reload(const char *store_path, long *pid_out, moat_err_t *err) MOAT_MUST_CHECK;
 
+/* The server running on <store_path>, by its pid file: *pid_out. MOAT_E_NOTFOUND when none runs. */
+int moat_server_find(const char *store_path, long *pid_out, moat_err_t *err) MOAT_MUST_CHECK;
+
 /* The pid file of the server on <store_path>: "<store_path>.pid". */
 int moat_server_pid_path(const char *store_path, char *out, size_t outsz, moat_err_t *err) MOAT_MUST_CHECK;
 

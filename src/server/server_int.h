@@ -100,6 +100,8 @@ typedef struct moat__gen_site {
      * previous generation served for it (kept = 1), or, without one, nothing (its handshakes fail). */
     char refusal[512];
     int kept;
+    long long
+        refused_since; /* the generation whose change brought this refusal (set by the control thread) */
 } moat__gen_site_t;
 
 /* What an upstream with tls: verifies and presents (proxy_tls.c), loaded from the store with a generation. */

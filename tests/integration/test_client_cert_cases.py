@@ -130,7 +130,8 @@ client_revocation_unknown: allow""")])
     # a removal made without the config (from another folder) is refused by the server itself
     elsewhere = moat.dir / "elsewhere"
     elsewhere.mkdir()
-    moat.ok("trust", "remove", "corp", cwd=elsewhere)
+    r = moat.fails("trust", "remove", "corp", cwd=elsewhere)
+    assert "refused the change" in r.stderr and "no usable trust anchor" in r.stderr, r.stderr
     log = moat.dir / "error.log"
     assert wait_for(lambda: "no usable trust anchor" in log.read_text(), timeout=5), log.read_text()
     assert "reload refused (store changed), still serving generation" in log.read_text()

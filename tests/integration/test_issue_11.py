@@ -385,12 +385,14 @@ def _peer_der(port, sni):
     return served_cert(port, sni)
 
 
-def _install_expired(m, pki, name, host):
-    """Installs (with --force) an expired certificate for key <name>'s new request."""
+def _install_expired(m, pki, name, host, served=False):
+    """Installs (with --force) an expired certificate for key <name>'s new request. <served>: a server
+    runs, which refuses it for that site (the command says so and exits 1)."""
     csr = m.dir / f"{name}-expired.csr"
     m.ok("key", "renew", name, "--csr-out", csr)
     pki.sign(f"{name}-expired", "root", host, f"DNS:{host}", start=-60, end=-1, csr=csr)
-    m.ok("cert", "install", name, pki.path(f"{name}-expired.pem"), "--force")
+    args = ("cert", "install", name, pki.path(f"{name}-expired.pem"), "--force")
+    return m.fails(*args) if served else m.ok(*args)
 
 
 def test_one_refused_site_does_not_freeze_the_others(moat):
@@ -407,7 +409,7 @@ def test_one_refused_site_does_not_freeze_the_others(moat):
                          site(["b.example.test"], port, extra="certificate: b")])
     moat.serve(text, wait=[port])
     assert _peer_der(port, "a.example.test") == cert_der(a_first)
-    _install_expired(moat, pki, "a", "a.example.test")
+    _install_expired(moat, pki, "a", "a.example.test", served=True)
     b_new = ca.renew(moat, "b", ["b.example.test"])
     # The other site gets its change although site a's is refused.
     assert wait_for(lambda: _peer_der(port, "b.example.test") == cert_der(b_new), timeout=10)
@@ -417,7 +419,8 @@ def test_one_refused_site_does_not_freeze_the_others(moat):
     server = json.loads(moat.ok("store", "info", "--json").stdout)["server"]
     assert "a.example.test" in server["refusal"] and "expired" in server["refusal"], server
     assert "b.example.test" not in server["refusal"], server
-    assert server["refused_generation"] == server["applied_generation"], server
+    # numbered by the generation that brought the refusal, older than the one b's change applied in
+    assert 0 < server["refused_generation"] < server["applied_generation"], server
     log = (moat.dir / "error.log").read_text()
     assert "site a.example.test: its change is refused, it keeps serving its last good certificate" in log
     # Rolling back the bad certificate clears the refusal.
@@ -506,3 +509,54 @@ sites:
     assert 'site "s.test" asks for client certificates but has no usable trust anchor' in r.stderr
     m.ok("trust", "add", make_ca(m.dir, "other"), "--name", "other")
     m.ok("trust", "remove", "corp")
+
+
+# 5. A command that changes what is served waits for the running server and says what it did.
+def test_a_change_says_what_the_running_server_did_with_it(moat):
+    import json
+    from doctor_pki import Pki
+    from serve_helpers import CA, cert_der, config, free_port, site
+    ca = CA(moat.dir)
+    pki = Pki(moat.dir / "pki")
+    pki.root()
+    ca.issue(moat, "a", ["a.example.test"])
+    ca.issue(moat, "b", ["b.example.test"])
+    ca.issue(moat, "spare", ["spare.example.test"])
+    # No server yet: said plainly, and the change is still made.
+    r = moat.ok("key", "delete", "spare")
+    assert f"no moat server runs on store {moat.store}" in r.stdout, r.stdout
+    out = json.loads(moat.ok("--json", "ca", "init", "--cn", "Spare Root").stdout)
+    assert out["server"] == {"state": "no-server", "refusal": None}, out
+    port = free_port()
+    moat.serve(config(moat, [site(["a.example.test"], port, extra="certificate: a"),
+                             site(["b.example.test"], port, extra="certificate: b")]), wait=[port])
+    # Applied: the generation the server serves it in.
+    csr = moat.dir / "b.csr"
+    moat.ok("key", "renew", "b", "--csr-out", csr)
+    ca.sign(csr, moat.dir / "b2.pem", "DNS:b.example.test")
+    r = moat.ok("cert", "install", "b", moat.dir / "b2.pem")
+    gen = json.loads(moat.ok("store", "info", "--json").stdout)["generation"]
+    assert f"applied the change in generation {gen}" in r.stdout, r.stdout
+    assert _peer_der(port, "b.example.test") == cert_der(moat.dir / "b2.pem"), \
+        "served when the command returns"
+    out = json.loads(moat.ok("--json", "cert", "rollback", "b").stdout)
+    assert out["server"]["state"] == "applied" and out["server"]["refusal"] is None, out
+    assert out["server"]["serving_generation"] >= out["server"]["generation"] == gen + 1, out
+    # Refused for one site: exit 1 and why, on stderr and in the JSON result.
+    r = _install_expired(moat, pki, "a", "a.example.test", served=True)
+    assert "refused the change for a site" in r.stderr and "expired" in r.stderr, r.stderr
+    assert "a.example.test" in r.stderr, r.stderr
+    moat.ok("cert", "rollback", "a")
+    csr = moat.dir / "a3.csr"
+    moat.ok("key", "renew", "a", "--csr-out", csr)
+    pki.sign("a3", "root", "a.example.test", "DNS:a.example.test", start=-60, end=-1, csr=csr)
+    r = moat.run("--json", "cert", "install", "a", pki.path("a3.pem"), "--force")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    out = json.loads(r.stdout)
+    assert out["server"]["state"] == "refused" and "expired" in out["server"]["refusal"], out
+    assert json.loads(r.stderr)["error"]["code"], r.stderr
+    moat.ok("cert", "rollback", "a")
+    # Refused as a whole: the served certificate's key deleted (the server keeps it in memory).
+    r = moat.fails("key", "delete", "b")
+    assert "refused the change and keeps serving generation" in r.stderr, r.stderr
+    assert _peer_der(port, "b.example.test") is not None

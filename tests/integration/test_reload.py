@@ -114,7 +114,8 @@ def _sni_works(port, ca, name):
 
 def test_store_change_that_cannot_load_keeps_serving(moat):
     ca, port, first, proc, root = start(moat)
-    moat.ok("key", "delete", "www")
+    r = moat.fails("key", "delete", "www")
+    assert "refused the change and keeps serving generation" in r.stderr, r.stderr
     log = moat.dir / "error.log"
     assert wait_for(lambda: "refused" in log.read_text(), timeout=5), log.read_text()
     s = tls_connect(port, sni="localhost", cafile=ca.pem)
