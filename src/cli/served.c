@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* How long a command waits for the server to take up its change (it polls the store every 500 ms). */
+/* How long a command waits for the server to take up its change (it polls the store every SERVED_POLL_MS). */
 #define SERVED_WAIT_MS 10000
 #define SERVED_POLL_MS 50
 
