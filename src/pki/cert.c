@@ -178,19 +178,9 @@ int moat_pki_cert_to_pem(X509 *cert, STACK_OF(X509) * chain, char **out, size_t 
 
 int moat_pki_cert_to_der(X509 *cert, unsigned char **out, size_t *out_len, moat_err_t *err)
 {
-    unsigned char *der = NULL, *buf;
+    unsigned char *der = NULL;
     int n = i2d_X509(cert, &der);
-    if (n <= 0)
-        return moat_err_ossl(err, MOAT_E_PKI, "encoding a certificate as DER");
-    if ((buf = moat_malloc((size_t)n)) == NULL) {
-        OPENSSL_free(der);
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding a certificate");
-    }
-    memcpy(buf, der, (size_t)n);
-    OPENSSL_free(der);
-    *out = buf;
-    *out_len = (size_t)n;
-    return 0;
+    return moat__pki_der_take(der, n, "a certificate as DER", out, out_len, err);
 }
 
 static unsigned map_eku(uint32_t xku)

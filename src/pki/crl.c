@@ -185,32 +185,19 @@ done:
 
 int moat_pki_crl_to_der(X509_CRL *crl, unsigned char **out, size_t *out_len, moat_err_t *err)
 {
-    unsigned char *der = NULL, *buf;
+    unsigned char *der = NULL;
     int n = i2d_X509_CRL(crl, &der);
-    if (n <= 0)
-        return moat_err_ossl(err, MOAT_E_PKI, "encoding the CRL");
-    if ((buf = moat_malloc((size_t)n)) == NULL) {
-        OPENSSL_free(der);
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding the CRL");
-    }
-    memcpy(buf, der, (size_t)n);
-    OPENSSL_free(der);
-    *out = buf;
-    *out_len = (size_t)n;
-    return 0;
+    return moat__pki_der_take(der, n, "the CRL", out, out_len, err);
 }
 
 int moat_pki_crl_to_pem(X509_CRL *crl, char **out, size_t *out_len, moat_err_t *err)
 {
-    BIO *b = BIO_new(BIO_s_mem());
+    unsigned char *der;
+    size_t len;
     int rc;
-    if (b == NULL)
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding the CRL");
-    if (PEM_write_bio_X509_CRL(b, crl) != 1) {
-        BIO_free(b);
-        return moat_err_ossl(err, MOAT_E_PKI, "encoding the CRL as PEM");
-    }
-    rc = moat__pki_bio_take(b, true, (unsigned char **)out, out_len, err);
-    BIO_free(b);
+    if ((rc = moat_pki_crl_to_der(crl, &der, &len, err)) < 0)
+        return rc;
+    rc = moat__pki_pem_of_der(PEM_STRING_X509_CRL, der, len, "the CRL as PEM", out, out_len, err);
+    moat_free(&der);
     return rc;
 }

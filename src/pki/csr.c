@@ -133,33 +133,23 @@ done:
     return rc;
 }
 
-int moat_pki_csr_to_pem(X509_REQ *csr, char **out, size_t *out_len, moat_err_t *err)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    int rc;
-    if (b == NULL)
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding a certificate request");
-    if (PEM_write_bio_X509_REQ(b, csr) != 1) {
-        BIO_free(b);
-        return moat_err_ossl(err, MOAT_E_PKI, "encoding the certificate request as PEM");
-    }
-    rc = moat__pki_bio_take(b, true, (unsigned char **)out, out_len, err);
-    BIO_free(b);
-    return rc;
-}
-
 int moat_pki_csr_to_der(X509_REQ *csr, unsigned char **out, size_t *out_len, moat_err_t *err)
 {
-    BIO *b = BIO_new(BIO_s_mem());
+    unsigned char *der = NULL;
+    int n = i2d_X509_REQ(csr, &der);
+    return moat__pki_der_take(der, n, "the certificate request as DER", out, out_len, err);
+}
+
+int moat_pki_csr_to_pem(X509_REQ *csr, char **out, size_t *out_len, moat_err_t *err)
+{
+    unsigned char *der;
+    size_t len;
     int rc;
-    if (b == NULL)
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding a certificate request");
-    if (i2d_X509_REQ_bio(b, csr) != 1) {
-        BIO_free(b);
-        return moat_err_ossl(err, MOAT_E_PKI, "encoding the certificate request as DER");
-    }
-    rc = moat__pki_bio_take(b, false, out, out_len, err);
-    BIO_free(b);
+    if ((rc = moat_pki_csr_to_der(csr, &der, &len, err)) < 0)
+        return rc;
+    rc = moat__pki_pem_of_der(PEM_STRING_X509_REQ, der, len, "the certificate request as PEM", out, out_len,
+                              err);
+    moat_free(&der);
     return rc;
 }
 

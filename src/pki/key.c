@@ -183,7 +183,7 @@ int moat_pki_key_generate(moat_pki_alg_t alg, moat_pki_on_progress_t on_progress
 int moat_pki_key_to_pkcs8(const EVP_PKEY *key, unsigned char **out, size_t *out_len, moat_err_t *err)
 {
     PKCS8_PRIV_KEY_INFO *p8;
-    unsigned char *der = NULL, *buf;
+    unsigned char *der = NULL;
     int n;
 
     if (key == NULL)
@@ -193,18 +193,7 @@ int moat_pki_key_to_pkcs8(const EVP_PKEY *key, unsigned char **out, size_t *out_
         return moat_err_ossl(err, MOAT_E_INVAL, "encoding the private key as PKCS#8 (is it a private key?)");
     n = i2d_PKCS8_PRIV_KEY_INFO(p8, &der);
     PKCS8_PRIV_KEY_INFO_free(p8);
-    if (n <= 0)
-        return moat_err_ossl(err, MOAT_E_PKI, "encoding the private key as PKCS#8");
-    buf = moat_malloc((size_t)n);
-    if (buf == NULL) {
-        OPENSSL_clear_free(der, (size_t)n);
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding a private key");
-    }
-    memcpy(buf, der, (size_t)n);
-    OPENSSL_clear_free(der, (size_t)n);
-    *out = buf;
-    *out_len = (size_t)n;
-    return 0;
+    return moat__pki_der_take(der, n, "the private key as PKCS#8", out, out_len, err);
 }
 
 int moat_pki_key_from_pkcs8(const unsigned char *der, size_t len, EVP_PKEY **out, moat_err_t *err)
@@ -248,23 +237,12 @@ int moat_pki_key_to_pem(const EVP_PKEY *key, char **out, size_t *out_len, moat_e
 
 int moat_pki_pubkey_to_der(const EVP_PKEY *key, unsigned char **out, size_t *out_len, moat_err_t *err)
 {
-    unsigned char *der = NULL, *buf;
+    unsigned char *der = NULL;
     int n;
     if (key == NULL)
         return moat_err_set(err, MOAT_E_INVAL, "no key to encode");
     n = i2d_PUBKEY(key, &der);
-    if (n <= 0)
-        return moat_err_ossl(err, MOAT_E_PKI, "encoding the public key");
-    buf = moat_malloc((size_t)n);
-    if (buf == NULL) {
-        OPENSSL_free(der);
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding a public key");
-    }
-    memcpy(buf, der, (size_t)n);
-    OPENSSL_free(der);
-    *out = buf;
-    *out_len = (size_t)n;
-    return 0;
+    return moat__pki_der_take(der, n, "the public key", out, out_len, err);
 }
 
 int moat_pki_pubkey_from_der(const unsigned char *der, size_t len, EVP_PKEY **out, moat_err_t *err)

@@ -105,23 +105,13 @@ static int encode_response(int status, OCSP_BASICRESP *bs, unsigned char **out, 
                            moat_err_t *err)
 {
     OCSP_RESPONSE *resp = OCSP_response_create(status, bs);
-    unsigned char *der = NULL, *buf;
+    unsigned char *der = NULL;
     int n;
     if (resp == NULL)
         return moat_err_ossl(err, MOAT_E_NOMEM, "building the OCSP response");
     n = i2d_OCSP_RESPONSE(resp, &der);
     OCSP_RESPONSE_free(resp);
-    if (n <= 0)
-        return moat_err_ossl(err, MOAT_E_PKI, "encoding the OCSP response");
-    if ((buf = moat_malloc((size_t)n)) == NULL) {
-        OPENSSL_free(der);
-        return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding the OCSP response");
-    }
-    memcpy(buf, der, (size_t)n);
-    OPENSSL_free(der);
-    *out = buf;
-    *out_len = (size_t)n;
-    return 0;
+    return moat__pki_der_take(der, n, "the OCSP response", out, out_len, err);
 }
 
 int moat_pki_ocsp_error(int status, unsigned char **out, size_t *out_len, moat_err_t *err)

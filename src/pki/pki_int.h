@@ -12,6 +12,14 @@
 /* Copies the contents of memory BIO <b> into a new moat_malloc() buffer; <nul> adds a terminating NUL
  * (not counted in *len). <secret> cleanses the BIO's copy as well. */
 int moat__pki_bio_take(BIO *b, bool nul, unsigned char **out, size_t *len, moat_err_t *err);
+/* Takes the <n> bytes of DER that an i2d_...() call allocated at <der> (n <= 0: that encoding failed) into a
+ * new moat_malloc() buffer, and frees (cleanses) OpenSSL's. Errors say "encoding <what>". */
+int moat__pki_der_take(unsigned char *der, int n, const char *what, unsigned char **out, size_t *out_len,
+                       moat_err_t *err);
+/* <der> as one PEM block of type <label> (PEM_STRING_X509_REQ...), NUL-terminated, in a new moat_malloc()
+ * buffer: what PEM_write_bio_<type>() writes. Errors say "encoding <what>". */
+int moat__pki_pem_of_der(const char *label, const unsigned char *der, size_t len, const char *what,
+                         char **out, size_t *out_len, moat_err_t *err);
 /* One-line RFC 2253 name (UTF-8 kept as is); NULL on allocation failure. */
 char *moat__pki_name_oneline(const X509_NAME *name);
 /* First commonName of <name> as UTF-8, NULL when absent or unreadable. */

@@ -4,7 +4,9 @@
 #include "pki/pki_int.h"
 
 #include <openssl/bn.h>
+#include <limits.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <string.h>
 
@@ -25,6 +27,39 @@ int moat__pki_bio_take(BIO *b, bool nul, unsigned char **out, size_t *len, moat_
     *out = buf;
     *len = (size_t)n;
     return 0;
+}
+
+int moat__pki_der_take(unsigned char *der, int n, const char *what, unsigned char **out, size_t *out_len,
+                       moat_err_t *err)
+{
+    unsigned char *buf;
+    if (n <= 0)
+        return moat_err_ossl(err, MOAT_E_PKI, "encoding %s", what);
+    if ((buf = moat_malloc((size_t)n)) == NULL) {
+        OPENSSL_clear_free(der, (size_t)n);
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding %s", what);
+    }
+    memcpy(buf, der, (size_t)n);
+    OPENSSL_clear_free(der, (size_t)n);
+    *out = buf;
+    *out_len = (size_t)n;
+    return 0;
+}
+
+int moat__pki_pem_of_der(const char *label, const unsigned char *der, size_t len, const char *what,
+                         char **out, size_t *out_len, moat_err_t *err)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    int rc;
+    if (b == NULL)
+        return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding %s", what);
+    if (len > LONG_MAX || PEM_write_bio(b, label, "", der, (long)len) <= 0) {
+        BIO_free(b);
+        return moat_err_ossl(err, MOAT_E_PKI, "encoding %s", what);
+    }
+    rc = moat__pki_bio_take(b, true, (unsigned char **)out, out_len, err);
+    BIO_free(b);
+    return rc;
 }
 
 char *moat__pki_name_oneline(const X509_NAME *name)

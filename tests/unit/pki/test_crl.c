@@ -1,6 +1,7 @@
 #include "fixtures.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 static void test_reasons(void)
@@ -77,6 +78,17 @@ static void test_crl(void)
     CHECK(len > 100);
     CHECK_EQ(moat_pki_crl_to_pem(crl, &pem, &len, &err), 0);
     CHECK_CONTAINS(pem, "-----BEGIN X509 CRL-----");
+    /* The same text OpenSSL's own writer gives. */
+    {
+        BIO *b = BIO_new(BIO_s_mem());
+        char *mem;
+        long n;
+        CHECK(b != NULL && PEM_write_bio_X509_CRL(b, crl) == 1);
+        n = BIO_get_mem_data(b, &mem);
+        CHECK_EQ((size_t)n, len);
+        CHECK(memcmp(mem, pem, len) == 0);
+        BIO_free(b);
+    }
     moat_free(&der);
     moat_free(&pem);
     X509_CRL_free(crl);

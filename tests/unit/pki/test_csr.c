@@ -1,6 +1,7 @@
 #include "fixtures.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 static void test_build_and_parse(void)
@@ -30,6 +31,19 @@ static void test_build_and_parse(void)
     CHECK_EQ(moat_pki_csr_to_pem(req, &pem, &pemlen, &err), 0);
     CHECK_CONTAINS(pem, "-----BEGIN CERTIFICATE REQUEST-----");
     CHECK_EQ(moat_pki_csr_to_der(req, &der, &derlen, &err), 0);
+    /* The same bytes OpenSSL's own writers give. */
+    {
+        BIO *b = BIO_new(BIO_s_mem());
+        char *mem;
+        long n;
+        CHECK(b != NULL && PEM_write_bio_X509_REQ(b, req) == 1);
+        n = BIO_get_mem_data(b, &mem);
+        CHECK_EQ((size_t)n, pemlen);
+        CHECK(memcmp(mem, pem, pemlen) == 0);
+        CHECK_EQ(pem[pemlen], '\0');
+        BIO_free(b);
+        CHECK_EQ(i2d_X509_REQ(req, NULL), (int)derlen);
+    }
 
     CHECK_EQ(moat_pki_csr_parse((unsigned char *)pem, pemlen, &back, &err), 0);
     CHECK_EQ(moat_pki_csr_verify(back, &err), 0);
