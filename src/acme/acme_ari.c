@@ -60,13 +60,9 @@ int moat__acme_ari_fetch(moat__acme_client_t *c, const char *certid, long long n
     if (base == NULL)
         return MOAT_E_NOTFOUND; /* the CA offers no ARI: the lifetime rule decides */
     snprintf(url, sizeof(url), "%s%s%s", base, base[strlen(base) - 1] == '/' ? "" : "/", certid);
-    if ((rc = moat__acme_get(c, url, &r, err)) != 0)
+    if ((rc = moat__acme_get(c, url, &r, err)) != 0 ||
+        (rc = moat__acme_expect(&r, 200, "reading the renewal information", err)) != 0)
         return rc;
-    if (r.status != 200) {
-        rc = moat__acme_problem(&r, "reading the renewal information", err);
-        moat__acme_resp_dispose(&r);
-        return rc;
-    }
     w = json_object_get(r.json, "suggestedWindow");
     out->start = rfc3339(moat_acme_json_str(w, "start"));
     out->end = rfc3339(moat_acme_json_str(w, "end"));

@@ -94,6 +94,16 @@ int moat__acme_problem(const moat__acme_resp_t *r, const char *doing, moat_err_t
     return code;
 }
 
+int moat__acme_expect(moat__acme_resp_t *r, int status, const char *doing, moat_err_t *err)
+{
+    int rc;
+    if (r->status == status)
+        return 0;
+    rc = moat__acme_problem(r, doing, err);
+    moat__acme_resp_dispose(r);
+    return rc;
+}
+
 int moat__acme_get(moat__acme_client_t *c, const char *url, moat__acme_resp_t *out, moat_err_t *err)
 {
     return exchange(c, "GET", url, NULL, out, err);

@@ -58,6 +58,9 @@ int moat__acme_account(moat__acme_client_t *c, int known, moat_err_t *err) MOAT_
 int moat__acme_key_change(moat__acme_client_t *c, EVP_PKEY *new_key, moat_err_t *err) MOAT_MUST_CHECK;
 /* Fills <err> from the problem document in <r>, prefixed by <doing>; MOAT_E_AGAIN when rate limited. */
 int moat__acme_problem(const moat__acme_resp_t *r, const char *doing, moat_err_t *err);
+/* 0 when <r> answered <status>; else <r>'s problem document, prefixed by <doing>, in <err> (as
+ * moat__acme_problem) and <r> disposed. */
+int moat__acme_expect(moat__acme_resp_t *r, int status, const char *doing, moat_err_t *err);
 int moat__acme_key_authz(const moat__acme_client_t *c, const char *token, char *out, size_t outsz,
                          moat_err_t *err) MOAT_MUST_CHECK;
 

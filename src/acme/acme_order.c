@@ -328,13 +328,9 @@ static int do_authz(run_t *r, const char *url, moat_err_t *err)
     const char *ch_status = NULL;
     int rc, wildcard, answered = 0;
 
-    if ((rc = moat__acme_post(&r->c, url, NULL, 0, &a, err)) != 0)
+    if ((rc = moat__acme_post(&r->c, url, NULL, 0, &a, err)) != 0 ||
+        (rc = moat__acme_expect(&a, 200, "reading an authorization", err)) != 0)
         return rc;
-    if (a.status != 200) {
-        rc = moat__acme_problem(&a, "reading an authorization", err);
-        moat__acme_resp_dispose(&a);
-        return rc;
-    }
     status = moat_acme_json_str(a.json, "status");
     ident_obj = json_object_get(a.json, "identifier");
     ident = moat_acme_json_str(ident_obj, "value");
@@ -626,13 +622,8 @@ static int finalize_and_fetch(run_t *r, moat__acme_resp_t *o, char *summary, siz
             return moat_err_set(err, MOAT_E_NOMEM, "out of memory building the finalize request");
         rc = moat__acme_post(&r->c, moat_acme_json_str(o->json, "finalize"), req, 0, &f, err);
         json_decref(req);
-        if (rc != 0)
+        if (rc != 0 || (rc = moat__acme_expect(&f, 200, "finalizing the order", err)) != 0)
             return rc;
-        if (f.status != 200) {
-            rc = moat__acme_problem(&f, "finalizing the order", err);
-            moat__acme_resp_dispose(&f);
-            return rc;
-        }
         moat__acme_resp_dispose(&f);
     }
     moat__acme_resp_dispose(o);
@@ -642,13 +633,9 @@ static int finalize_and_fetch(run_t *r, moat__acme_resp_t *o, char *summary, siz
     if (status == NULL || strcmp(status, "valid") != 0 || moat_acme_json_str(o->json, "certificate") == NULL)
         return moat_err_set(err, MOAT_E_INVAL, "the order ended %s, not valid",
                             status ? status : "without a status");
-    if ((rc = moat__acme_post(&r->c, moat_acme_json_str(o->json, "certificate"), NULL, 0, &c, err)) != 0)
+    if ((rc = moat__acme_post(&r->c, moat_acme_json_str(o->json, "certificate"), NULL, 0, &c, err)) != 0 ||
+        (rc = moat__acme_expect(&c, 200, "downloading the certificate", err)) != 0)
         return rc;
-    if (c.status != 200) {
-        rc = moat__acme_problem(&c, "downloading the certificate", err);
-        moat__acme_resp_dispose(&c);
-        return rc;
-    }
     /* RFC 8555 §7.4.2: alternate chains come as Link rel="alternate"; take the one preferred_chain names. */
     if (r->conf->preferred_chain != NULL && !chain_matches(c.body, c.body_len, r->conf->preferred_chain)) {
         for (size_t i = 0; i < c.nalternates; i++) {
