@@ -134,21 +134,11 @@ static int run_hook(const char *hook, const char *verb, const char *name, const 
 
     if ((e = posix_spawn(&pid, hook, NULL, NULL, argv, environ)) != 0)
         return moat_err_set(err, MOAT_E_IO, "running the dns_hook %s: %s", hook, strerror(e));
-    for (;;) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        if (w == pid)
-            break;
-        if (w < 0 && errno != EINTR)
-            return moat_err_set(err, MOAT_E_IO, "waiting for the dns_hook: %s", strerror(errno));
-        if (moat_clock_ms() > end) {
-            kill(pid, SIGKILL);
-            (void)waitpid(pid, &status, 0); /* reaped; the result is the timeout */
-            return moat_err_set(err, MOAT_E_IO, "the dns_hook %s %s did not finish within %d s", hook, verb,
-                                HOOK_TIMEOUT_MS / 1000);
-        }
-        nanosleep(&ts, NULL);
-    }
+    if ((e = moat_child_wait(pid, end, &status)) < 0)
+        return moat_err_set(err, MOAT_E_IO, "waiting for the dns_hook: %s", strerror(errno));
+    if (e > 0)
+        return moat_err_set(err, MOAT_E_IO, "the dns_hook %s %s did not finish within %d s", hook, verb,
+                            HOOK_TIMEOUT_MS / 1000);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return moat_err_set(err, MOAT_E_IO, "the dns_hook %s %s %s failed (exit status %d)", hook, verb, name,
                             WIFEXITED(status) ? WEXITSTATUS(status) : -1);

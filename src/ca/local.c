@@ -71,21 +71,10 @@ static int run(char *const argv[], const char *in, size_t inlen, int quiet, moat
         return moat_err_set(err, MOAT_E_NOTFOUND, "%s is not installed", argv[0]);
     if (e != 0)
         return moat_err_set(err, MOAT_E_IO, "cannot run %s: %s", argv[0], strerror(e));
-    for (;;) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        if (w == pid)
-            break;
-        if (w < 0 && errno != EINTR)
-            return moat_err_set(err, MOAT_E_IO, "waiting for %s: %s", argv[0], strerror(errno));
-        if (moat_clock_ms() > end) {
-            kill(pid, SIGKILL);
-            (void)waitpid(pid, &status, 0);
-            return moat_err_set(err, MOAT_E_IO, "%s did not finish within %d s", argv[0],
-                                RUN_TIMEOUT_MS / 1000);
-        }
-        nanosleep(&ts, NULL);
-    }
+    if ((e = moat_child_wait(pid, end, &status)) < 0)
+        return moat_err_set(err, MOAT_E_IO, "waiting for %s: %s", argv[0], strerror(errno));
+    if (e > 0)
+        return moat_err_set(err, MOAT_E_IO, "%s did not finish within %d s", argv[0], RUN_TIMEOUT_MS / 1000);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return moat_err_set(err, MOAT_E_IO, "%s failed (exit status %d)", argv[0],
                             WIFEXITED(status) ? WEXITSTATUS(status) : -1);

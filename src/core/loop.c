@@ -1,10 +1,12 @@
 #include "core/loop.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -13,6 +15,24 @@ uint64_t moat_clock_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int moat_child_wait(pid_t pid, uint64_t deadline, int *status)
+{
+    for (;;) {
+        pid_t w = waitpid(pid, status, WNOHANG);
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        if (w == pid)
+            return 0;
+        if (w < 0 && errno != EINTR)
+            return -1;
+        if (moat_clock_ms() > deadline) {
+            (void)kill(pid, SIGKILL);
+            (void)waitpid(pid, status, 0); /* reaped; the result is the timeout */
+            return 1;
+        }
+        nanosleep(&ts, NULL);
+    }
 }
 
 int moat_loop_init(moat_loop_t *loop, void *wake_tag, moat_err_t *err)

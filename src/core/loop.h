@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* An intrusive doubly-linked list node; a node is "linked" when next != NULL. */
 typedef struct moat_list {
@@ -67,6 +68,14 @@ static inline void moat_list_move(moat_list_t *from, moat_list_t *to)
 
 /* Milliseconds of CLOCK_MONOTONIC, read from the kernel (loops cache it in now_ms). */
 uint64_t moat_clock_ms(void);
+
+/*
+ * Waits for the child process <pid> until <deadline> (moat_clock_ms() time), looking every 20 ms: 0 with
+ * its wait status in *status; 1 when the deadline passed first (the child is then killed and reaped);
+ * -1 when waitpid() failed (errno says why). For the short commands moat runs (hooks,
+ * update-ca-certificates).
+ */
+int moat_child_wait(pid_t pid, uint64_t deadline, int *status);
 
 struct addrinfo;
 /*
