@@ -83,6 +83,14 @@ int moat_secure_heap_init(void);
 void *moat_secure_malloc(size_t n);
 /* Debug builds fail the Nth allocation when MOAT_FAIL_ALLOC=N is set (torture tests). */
 
+/* A code and its name: the tables that turn one into the other (revocation reasons, ALPN ids, ...). */
+typedef struct moat_named {
+    int code;
+    const char *name;
+} moat_named_t;
+/* The name of <code> in <table> of <n> entries; NULL when it has none. */
+const char *moat_named_find(const moat_named_t *table, size_t n, int code);
+
 /* Copies at most size-1 bytes and always terminates; returns 0, or MOAT_E_LIMIT if truncated. */
 int moat_strlcpy(char *dst, const char *src, size_t size);
 /* Writes <n> bytes as 2n lowercase hex digits and a NUL: <out> holds 2n+1 bytes. Returns <out>. */

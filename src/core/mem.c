@@ -108,6 +108,14 @@ char *moat_hex_lower(const unsigned char *in, size_t n, char *out)
     return out;
 }
 
+const char *moat_named_find(const moat_named_t *table, size_t n, int code)
+{
+    for (size_t i = 0; i < n; i++)
+        if (table[i].code == code)
+            return table[i].name;
+    return NULL;
+}
+
 int moat_hex_digit(int c)
 {
     if (c >= '0' && c <= '9')

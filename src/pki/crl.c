@@ -9,10 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-static const struct {
-    int code;
-    const char *name;
-} reasons[] = {
+static const moat_named_t reasons[] = {
     {MOAT_PKI_REASON_UNSPECIFIED, "unspecified"},
     {MOAT_PKI_REASON_KEY_COMPROMISE, "key-compromise"},
     {MOAT_PKI_REASON_CA_COMPROMISE, "ca-compromise"},
@@ -57,10 +54,8 @@ int moat_pki_reason_parse(const char *name, moat_pki_reason_t *out, moat_err_t *
 
 const char *moat_pki_reason_name(int reason)
 {
-    for (size_t i = 0; i < MOAT_ARRAY_LEN(reasons); i++)
-        if (reasons[i].code == reason)
-            return reasons[i].name;
-    return "unknown";
+    const char *name = moat_named_find(reasons, MOAT_ARRAY_LEN(reasons), reason);
+    return name != NULL ? name : "unknown";
 }
 
 static bool valid_reason(int reason)

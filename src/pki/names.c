@@ -184,6 +184,19 @@ static void ia5_text(const ASN1_STRING *s, char *out, size_t size)
     out[o] = '\0';
 }
 
+/* How moat_pki_sans_format() writes each kind of name: the label, then the name itself for DNS, email, URI
+ * and IP; of the other kinds only which kind it is. */
+static const moat_named_t san_labels[] = {
+    {GEN_DNS, "DNS:"},
+    {GEN_EMAIL, "email:"},
+    {GEN_URI, "URI:"},
+    {GEN_IPADD, "IP:"},
+    {GEN_DIRNAME, "othername:dirName"},
+    {GEN_RID, "othername:registeredID"},
+    {GEN_X400, "othername:x400Address"},
+    {GEN_EDIPARTY, "othername:ediPartyName"},
+};
+
 int moat_pki_sans_format(const GENERAL_NAMES *names, char **out, moat_err_t *err)
 {
     char *buf = NULL, item[600];
@@ -195,46 +208,18 @@ int moat_pki_sans_format(const GENERAL_NAMES *names, char **out, moat_err_t *err
         char val[520];
         int type = 0;
         const void *v = GENERAL_NAME_get0_value(gn, &type);
-        switch (type) {
-        case GEN_DNS:
+        const char *label = moat_named_find(san_labels, MOAT_ARRAY_LEN(san_labels), type);
+        val[0] = '\0';
+        if (type == GEN_DNS || type == GEN_EMAIL || type == GEN_URI) {
             ia5_text(v, val, sizeof(val));
-            snprintf(item, sizeof(item), "DNS:%s", val);
-            break;
-        case GEN_EMAIL:
-            ia5_text(v, val, sizeof(val));
-            snprintf(item, sizeof(item), "email:%s", val);
-            break;
-        case GEN_URI:
-            ia5_text(v, val, sizeof(val));
-            snprintf(item, sizeof(item), "URI:%s", val);
-            break;
-        case GEN_IPADD: {
+        } else if (type == GEN_IPADD) {
             const ASN1_OCTET_STRING *ip = v;
-            char addr[INET6_ADDRSTRLEN];
             int n = ASN1_STRING_length(ip);
-            if ((n == 4 && inet_ntop(AF_INET, ASN1_STRING_get0_data(ip), addr, sizeof(addr)) != NULL) ||
-                (n == 16 && inet_ntop(AF_INET6, ASN1_STRING_get0_data(ip), addr, sizeof(addr)) != NULL))
-                snprintf(item, sizeof(item), "IP:%s", addr);
-            else
-                snprintf(item, sizeof(item), "IP:invalid");
-            break;
+            if (!(n == 4 && inet_ntop(AF_INET, ASN1_STRING_get0_data(ip), val, sizeof(val)) != NULL) &&
+                !(n == 16 && inet_ntop(AF_INET6, ASN1_STRING_get0_data(ip), val, sizeof(val)) != NULL))
+                snprintf(val, sizeof(val), "invalid");
         }
-        case GEN_DIRNAME:
-            snprintf(item, sizeof(item), "othername:dirName");
-            break;
-        case GEN_RID:
-            snprintf(item, sizeof(item), "othername:registeredID");
-            break;
-        case GEN_X400:
-            snprintf(item, sizeof(item), "othername:x400Address");
-            break;
-        case GEN_EDIPARTY:
-            snprintf(item, sizeof(item), "othername:ediPartyName");
-            break;
-        default:
-            snprintf(item, sizeof(item), "othername:otherName");
-            break;
-        }
+        snprintf(item, sizeof(item), "%s%s", label != NULL ? label : "othername:otherName", val);
         if ((len > 0 && append(&buf, &len, &cap, ",") < 0) || append(&buf, &len, &cap, item) < 0) {
             moat_free(&buf);
             return moat_err_set(err, MOAT_E_NOMEM, "out of memory formatting SANs");

@@ -4,10 +4,7 @@
 #include <string.h>
 
 /* Add a protocol here (and its id in tls.h); the server decides per connection which ids it allows. */
-static const struct {
-    moat_tls_alpn_t id;
-    const char *name;
-} alpn_table[] = {
+static const moat_named_t alpn_table[] = {
     {MOAT_TLS_ALPN_H2, "h2"},
     {MOAT_TLS_ALPN_HTTP11, "http/1.1"},
     {MOAT_TLS_ALPN_ACME, "acme-tls/1"},
@@ -15,10 +12,7 @@ static const struct {
 
 const char *moat_tls_alpn_name(moat_tls_alpn_t id)
 {
-    for (size_t i = 0; i < MOAT_ARRAY_LEN(alpn_table); i++)
-        if (alpn_table[i].id == id)
-            return alpn_table[i].name;
-    return NULL;
+    return moat_named_find(alpn_table, MOAT_ARRAY_LEN(alpn_table), (int)id);
 }
 
 moat_tls_alpn_t moat_tls_alpn_choose(const unsigned char *in, size_t inlen, unsigned allowed,
@@ -27,14 +21,14 @@ moat_tls_alpn_t moat_tls_alpn_choose(const unsigned char *in, size_t inlen, unsi
     for (size_t i = 0; i < MOAT_ARRAY_LEN(alpn_table); i++) {
         const char *name = alpn_table[i].name;
         size_t nlen = strlen(name);
-        if (!(allowed & MOAT_TLS_ALPN_BIT(alpn_table[i].id)))
+        if (!(allowed & MOAT_TLS_ALPN_BIT(alpn_table[i].code)))
             continue;
         /* The client's list: length-prefixed names (a malformed tail ends the walk). */
         for (size_t o = 0; o < inlen && o + 1 + in[o] <= inlen; o += 1u + in[o]) {
             if (in[o] == nlen && memcmp(in + o + 1, name, nlen) == 0) {
                 *out = in + o + 1;
                 *outlen = in[o];
-                return alpn_table[i].id;
+                return (moat_tls_alpn_t)alpn_table[i].code;
             }
         }
     }
