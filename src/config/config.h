@@ -402,7 +402,10 @@ int moat_cidr_contains(const moat_cidr_t *c, const struct sockaddr *sa);
 /* 1 when the site or any of its locations wants a client certificate (the handshake must ask). */
 int moat_site_wants_client_cert(const moat_site_t *site);
 
-/* "off" / "optional" / "required". */
+/* The one spelling of each moat_ccert_t, in its order and NULL-terminated: "off", "optional", "required"
+ * (the config's client_certificate values, logs, doctor). */
+extern const char *const moat_ccert_names[];
+/* moat_ccert_names[mode], "?" for a value that is none of them. */
 const char *moat_ccert_name(moat_ccert_t mode);
 
 /* Writes the key reference (generated from the field tables) as Markdown, as found in docs/config.md. */

@@ -510,7 +510,6 @@ static int validate_redirect_status(moat_cfg_ctx_t *ctx, const moat_cfg_field_t 
 
 /* ---- tables ---- */
 
-static const char *const ccert_names[] = {"off", "optional", "required", NULL};
 static const char *const revocation_names[] = {"deny", "allow", NULL};
 static const char *const profile_names[] = {"server", "client", NULL}; /* moat_pki_profile_t order */
 static const char *const eab_names[] = {"optional", "required", NULL};
@@ -705,7 +704,7 @@ static const moat_cfg_section_t location_limits_section = {"sites[].locations[].
 static const moat_cfg_field_t location_fields[] = {
     FIELD("path", MOAT_CFG_STR, moat_location_t, path, validate_location_path,
           "URL path prefix, starting with /; it covers the path itself and everything below it", "required"),
-    ENUMF("client_certificate", moat_location_t, client_certificate, ccert_names,
+    ENUMF("client_certificate", moat_location_t, client_certificate, moat_ccert_names,
           "client certificate mode for requests under this path: off, optional or required", "the site's"),
     FIELD("proxy", MOAT_CFG_STR, moat_location_t, proxy, validate_upstream_name,
           "requests under this path go to this entry of upstreams: (reverse proxy) instead of files", "none"),
@@ -792,7 +791,7 @@ static const moat_cfg_field_t site_fields[] = {
           "true: plain http answers 301 to https, and https responses carry HSTS", "false"),
     INTF("hsts_max_age", moat_site_t, hsts_max_age, 0, 157680000, NULL, 0,
          "max-age of the Strict-Transport-Security header, in seconds (0-157680000)", "31536000"),
-    ENUMF("client_certificate", moat_site_t, client_certificate, ccert_names,
+    ENUMF("client_certificate", moat_site_t, client_certificate, moat_ccert_names,
           "off, optional or required: the site-wide client certificate mode (locations may override it)",
           "off"),
     FIELD("client_trust", MOAT_CFG_STRLIST, moat_site_t, client_trust, validate_key_name,

@@ -481,17 +481,11 @@ int moat_site_wants_client_cert(const moat_site_t *site)
     return 0;
 }
 
+const char *const moat_ccert_names[] = {"off", "optional", "required", NULL};
+
 const char *moat_ccert_name(moat_ccert_t mode)
 {
-    switch (mode) {
-    case MOAT_CCERT_OFF:
-        return "off";
-    case MOAT_CCERT_OPTIONAL:
-        return "optional";
-    case MOAT_CCERT_REQUIRED:
-        return "required";
-    }
-    return "?";
+    return (unsigned)mode <= MOAT_CCERT_REQUIRED ? moat_ccert_names[mode] : "?";
 }
 
 int moat_cidr_parse(const char *text, moat_cidr_t *out)
