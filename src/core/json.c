@@ -76,29 +76,18 @@ void moat_json_arr_end(moat_json_t *j)
 
 static void write_string(moat_json_t *j, const char *s)
 {
+    /* RFC 8259 §7: these five get their two-character escape, other controls the six-character one. */
+    static const char special[] = "\"\\\n\r\t", escaped[] = "\"\\nrt";
     fputc('"', j->out);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", j->out);
-            break;
-        case '\\':
-            fputs("\\\\", j->out);
-            break;
-        case '\n':
-            fputs("\\n", j->out);
-            break;
-        case '\r':
-            fputs("\\r", j->out);
-            break;
-        case '\t':
-            fputs("\\t", j->out);
-            break;
-        default:
-            if (*p < 0x20)
-                fprintf(j->out, "\\u%04x", *p);
-            else
-                fputc(*p, j->out);
+        const char *e = strchr(special, *p);
+        if (e != NULL) {
+            fputc('\\', j->out);
+            fputc(escaped[e - special], j->out);
+        } else if (*p < 0x20) {
+            fprintf(j->out, "\\u%04x", *p);
+        } else {
+            fputc(*p, j->out);
         }
     }
     fputc('"', j->out);
