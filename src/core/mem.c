@@ -1,5 +1,6 @@
 #include "core/core.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <openssl/crypto.h>
@@ -97,12 +98,13 @@ void *moat_secure_malloc(size_t n)
     return malloc(n);
 }
 
+static const char hex_digits[] = "0123456789abcdef";
+
 char *moat_hex_lower(const unsigned char *in, size_t n, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
+        out[2 * i] = hex_digits[in[i] >> 4];
+        out[2 * i + 1] = hex_digits[in[i] & 15];
     }
     out[2 * n] = '\0';
     return out;
@@ -118,13 +120,8 @@ const char *moat_named_find(const moat_named_t *table, size_t n, int code)
 
 int moat_hex_digit(int c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    const char *d = c > 0 && c < 0x80 ? strchr(hex_digits, tolower(c)) : NULL;
+    return d != NULL ? (int)(d - hex_digits) : -1;
 }
 
 int moat_strlcpy(char *dst, const char *src, size_t size)
