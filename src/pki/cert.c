@@ -179,8 +179,7 @@ int moat_pki_cert_to_pem(X509 *cert, STACK_OF(X509) * chain, char **out, size_t 
 int moat_pki_cert_to_der(X509 *cert, unsigned char **out, size_t *out_len, moat_err_t *err)
 {
     unsigned char *der = NULL;
-    int n = i2d_X509(cert, &der);
-    return moat__pki_der_take(der, n, "a certificate as DER", out, out_len, err);
+    return moat__pki_der_take(&der, i2d_X509(cert, &der), "a certificate as DER", out, out_len, err);
 }
 
 static unsigned map_eku(uint32_t xku)

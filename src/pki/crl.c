@@ -181,8 +181,7 @@ done:
 int moat_pki_crl_to_der(X509_CRL *crl, unsigned char **out, size_t *out_len, moat_err_t *err)
 {
     unsigned char *der = NULL;
-    int n = i2d_X509_CRL(crl, &der);
-    return moat__pki_der_take(der, n, "the CRL", out, out_len, err);
+    return moat__pki_der_take(&der, i2d_X509_CRL(crl, &der), "the CRL", out, out_len, err);
 }
 
 int moat_pki_crl_to_pem(X509_CRL *crl, char **out, size_t *out_len, moat_err_t *err)

@@ -136,8 +136,8 @@ done:
 int moat_pki_csr_to_der(X509_REQ *csr, unsigned char **out, size_t *out_len, moat_err_t *err)
 {
     unsigned char *der = NULL;
-    int n = i2d_X509_REQ(csr, &der);
-    return moat__pki_der_take(der, n, "the certificate request as DER", out, out_len, err);
+    return moat__pki_der_take(&der, i2d_X509_REQ(csr, &der), "the certificate request as DER", out, out_len,
+                              err);
 }
 
 int moat_pki_csr_to_pem(X509_REQ *csr, char **out, size_t *out_len, moat_err_t *err)

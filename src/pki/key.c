@@ -193,7 +193,7 @@ int moat_pki_key_to_pkcs8(const EVP_PKEY *key, unsigned char **out, size_t *out_
         return moat_err_ossl(err, MOAT_E_INVAL, "encoding the private key as PKCS#8 (is it a private key?)");
     n = i2d_PKCS8_PRIV_KEY_INFO(p8, &der);
     PKCS8_PRIV_KEY_INFO_free(p8);
-    return moat__pki_der_take(der, n, "the private key as PKCS#8", out, out_len, err);
+    return moat__pki_der_take(&der, n, "the private key as PKCS#8", out, out_len, err);
 }
 
 int moat_pki_key_from_pkcs8(const unsigned char *der, size_t len, EVP_PKEY **out, moat_err_t *err)
@@ -238,11 +238,9 @@ int moat_pki_key_to_pem(const EVP_PKEY *key, char **out, size_t *out_len, moat_e
 int moat_pki_pubkey_to_der(const EVP_PKEY *key, unsigned char **out, size_t *out_len, moat_err_t *err)
 {
     unsigned char *der = NULL;
-    int n;
     if (key == NULL)
         return moat_err_set(err, MOAT_E_INVAL, "no key to encode");
-    n = i2d_PUBKEY(key, &der);
-    return moat__pki_der_take(der, n, "the public key", out, out_len, err);
+    return moat__pki_der_take(&der, i2d_PUBKEY(key, &der), "the public key", out, out_len, err);
 }
 
 int moat_pki_pubkey_from_der(const unsigned char *der, size_t len, EVP_PKEY **out, moat_err_t *err)

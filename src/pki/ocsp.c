@@ -111,7 +111,7 @@ static int encode_response(int status, OCSP_BASICRESP *bs, unsigned char **out, 
         return moat_err_ossl(err, MOAT_E_NOMEM, "building the OCSP response");
     n = i2d_OCSP_RESPONSE(resp, &der);
     OCSP_RESPONSE_free(resp);
-    return moat__pki_der_take(der, n, "the OCSP response", out, out_len, err);
+    return moat__pki_der_take(&der, n, "the OCSP response", out, out_len, err);
 }
 
 int moat_pki_ocsp_error(int status, unsigned char **out, size_t *out_len, moat_err_t *err)

@@ -12,9 +12,10 @@
 /* Copies the contents of memory BIO <b> into a new moat_malloc() buffer; <nul> adds a terminating NUL
  * (not counted in *len). <secret> cleanses the BIO's copy as well. */
 int moat__pki_bio_take(BIO *b, bool nul, unsigned char **out, size_t *len, moat_err_t *err);
-/* Takes the <n> bytes of DER that an i2d_...() call allocated at <der> (n <= 0: that encoding failed) into a
- * new moat_malloc() buffer, and frees (cleanses) OpenSSL's. Errors say "encoding <what>". */
-int moat__pki_der_take(unsigned char *der, int n, const char *what, unsigned char **out, size_t *out_len,
+/* Takes the <n> bytes of DER that an i2d_...() call allocated at *<der> (n <= 0: that encoding failed) into
+ * a new moat_malloc() buffer, and frees (cleanses) OpenSSL's: return moat__pki_der_take(&der,
+ * i2d_X509(x, &der), ...). Errors say "encoding <what>". */
+int moat__pki_der_take(unsigned char **der, int n, const char *what, unsigned char **out, size_t *out_len,
                        moat_err_t *err);
 /* <der> as one PEM block of type <label> (PEM_STRING_X509_REQ...), NUL-terminated, in a new moat_malloc()
  * buffer: what PEM_write_bio_<type>() writes. Errors say "encoding <what>". */

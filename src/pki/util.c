@@ -29,18 +29,20 @@ int moat__pki_bio_take(BIO *b, bool nul, unsigned char **out, size_t *len, moat_
     return 0;
 }
 
-int moat__pki_der_take(unsigned char *der, int n, const char *what, unsigned char **out, size_t *out_len,
+int moat__pki_der_take(unsigned char **der, int n, const char *what, unsigned char **out, size_t *out_len,
                        moat_err_t *err)
 {
     unsigned char *buf;
     if (n <= 0)
         return moat_err_ossl(err, MOAT_E_PKI, "encoding %s", what);
     if ((buf = moat_malloc((size_t)n)) == NULL) {
-        OPENSSL_clear_free(der, (size_t)n);
+        OPENSSL_clear_free(*der, (size_t)n);
+        *der = NULL;
         return moat_err_set(err, MOAT_E_NOMEM, "out of memory encoding %s", what);
     }
-    memcpy(buf, der, (size_t)n);
-    OPENSSL_clear_free(der, (size_t)n);
+    memcpy(buf, *der, (size_t)n);
+    OPENSSL_clear_free(*der, (size_t)n);
+    *der = NULL;
     *out = buf;
     *out_len = (size_t)n;
     return 0;
