@@ -16,6 +16,7 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
     size_t cert_len = 0, chain_len = 0;
     moat_store_t *st = NULL;
     moat_keymgr_install_res_t res = {0};
+    moat_config_t *cfg = NULL;
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
         {"--chain", &chain_file, NULL, NULL, NULL, 0},
@@ -52,10 +53,12 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
     if (moat__km_open(cli, 0, &st, &err) != 0)
         goto fail;
     {
-        moat_keymgr_install_req_t req = {pos[0],     pos[1],    cert_data,  cert_len,     chain_file,
-                                         chain_data, chain_len, force != 0, no_fetch == 0};
+        moat_keymgr_install_req_t req = {pos[0],     pos[1],    cert_data,  cert_len,      chain_file,
+                                         chain_data, chain_len, force != 0, no_fetch == 0, NULL};
+        req.cfg = cfg = moat_cli_change_config(cli);
         if (moat_keymgr_install(st, &req, &res, &err) != 0)
             goto fail;
+        moat_cli_change_notes(cli, &res.notes);
     }
     if (cli->json) {
         moat_json_t j;
@@ -111,6 +114,7 @@ fail:
     rc = moat_cli_fail(cli, &err);
 out:
     moat_keymgr_install_res_dispose(&res);
+    moat_config_unref(cfg);
     moat_free(&cert_data);
     moat_free(&chain_data);
     moat_store_close(st);
@@ -280,6 +284,8 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
     const char *pos[1];
     moat_store_t *st = NULL;
     moat_store_cert_t now = {0};
+    moat_plan_notes_t notes;
+    moat_config_t *cfg = NULL;
     moat_err_t err = {0};
     int rc;
     const moat__km_opt_t opts[] = {{0}};
@@ -297,26 +303,10 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (moat__km_open(cli, 0, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (moat_store_begin(st, &err) != 0)
+    cfg = moat_cli_change_config(cli);
+    if (moat_keymgr_rollback(st, cfg, pos[0], &now, &notes, &err) != 0)
         goto fail;
-    rc = moat_store_cert_rollback(st, pos[0], &now, &err);
-    if (rc == MOAT_E_STATE) {
-        moat_err_set(&err, MOAT_E_STATE, "\"%s\" has no earlier certificate to roll back to", pos[0]);
-        moat_err_hint(&err, "'moat cert history %s' lists its certificates", pos[0]);
-    } else if (rc == MOAT_E_NOTFOUND) {
-        moat_err_set(&err, MOAT_E_NOTFOUND, "\"%s\" has no certificate to roll back", pos[0]);
-        moat_err_hint(&err, "'moat key list' shows the keys and their state");
-    }
-    if (rc != 0 ||
-        moat_keymgr_check_loadable(st, now.key_id, now.der.data, now.der.len, now.chain, now.chain_n, &err) !=
-            0 ||
-        moat_store_generation_bump(st, &err) != 0 ||
-        moat__km_audit(st, "cert.rollback", pos[0], &err, "to serial %s", now.serial) != 0) {
-        moat_store_rollback(st);
-        goto fail;
-    }
-    if (moat__km_commit(st, NULL, &err) != 0)
-        goto fail;
+    moat_cli_change_notes(cli, &notes);
     if (cli->json) {
         char fpr[MOAT_PKI_FINGERPRINT_SIZE];
         moat_json_t j;
@@ -341,13 +331,14 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
             fprintf(stderr, "moat: warning: that certificate expired on %s\n", t);
     }
     rc = moat_cli_served_report(cli, st);
+    goto out;
+fail:
+    rc = moat_cli_fail(cli, &err);
+out:
     moat_store_cert_dispose(&now);
+    moat_config_unref(cfg);
     moat_store_close(st);
     return rc;
-fail:
-    moat_store_cert_dispose(&now);
-    moat_store_close(st);
-    return moat_cli_fail(cli, &err);
 }
 
 int moat_cli_cert(moat_cli_t *cli, int argc, char **argv)

@@ -631,14 +631,16 @@ static int key_delete(moat_cli_t *cli, int argc, char **argv)
     const char *pos[1];
     moat_store_t *st = NULL;
     moat_store_key_t k = {0};
-    moat_store_ca_t ca = {0};
+    moat_plan_notes_t notes;
+    moat_config_t *cfg = NULL;
     moat_err_t err = {0};
     int rc;
     const moat__km_opt_t opts[] = {{0}};
     const moat__km_cmd_t cmd = {
         "moat key delete NAME",
         "Deletes the key NAME, any renewal waiting for its certificate, and its\n"
-        "certificates and their history. A site with 'certificate: NAME' stops loading.\n"
+        "certificates and their history. Refused while a site of the configuration (-c,\n"
+        "MOAT_CONFIG or ./moat.yaml) serves it with 'certificate: NAME': change the site first.\n"
         "Export it first if you may need it again.\n\n"
         "example: moat key delete old-www\n",
         opts,
@@ -650,38 +652,10 @@ static int key_delete(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (moat__km_open(cli, 0, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &k, &err) != 0) {
-        if (err.code == MOAT_E_NOTFOUND) {
-            moat_err_set(&err, MOAT_E_NOTFOUND, "no key named \"%s\" to delete", pos[0]);
-            moat_err_hint(&err, "'moat key list' shows the keys in this store");
-        }
+    cfg = moat_cli_change_config(cli);
+    if (moat_keymgr_key_delete(st, cfg, pos[0], &k, &notes, &err) != 0)
         goto fail;
-    }
-    for (int role = MOAT_CA_ROOT; role <= MOAT_CA_INTERMEDIATE; role++) {
-        if (moat_store_ca_get(st, (moat_ca_role_t)role, &ca, &err) == 0) {
-            int used = ca.key_id == k.id;
-            moat_store_ca_dispose(&ca);
-            if (used) {
-                moat_err_set(&err, MOAT_E_PERM, "key \"%s\" is the key of moat's %s CA", pos[0],
-                             moat_store_ca_role_name((moat_ca_role_t)role));
-                moat_err_hint(&err, "take a root offline with 'moat ca export-root --out FILE --remove-key'");
-                goto fail;
-            }
-        } else if (err.code != MOAT_E_NOTFOUND) {
-            goto fail;
-        }
-        moat_err_clear(&err);
-    }
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    if (moat_store_key_delete(st, pos[0], &err) != 0 || moat_store_generation_bump(st, &err) != 0 ||
-        moat__km_audit(st, "key.delete", pos[0], &err, "algorithm %s, state %s", k.algorithm,
-                       moat_store_key_state_name(k.state)) != 0) {
-        moat_store_rollback(st);
-        goto fail;
-    }
-    if (moat__km_commit(st, NULL, &err) != 0)
-        goto fail;
+    moat_cli_change_notes(cli, &notes);
     if (cli->json) {
         moat_json_t j;
         moat_json_init(&j, stdout, 1);
@@ -694,13 +668,14 @@ static int key_delete(moat_cli_t *cli, int argc, char **argv)
     } else if (!cli->quiet)
         printf("deleted key \"%s\" and its certificates\n", pos[0]);
     rc = moat_cli_served_report(cli, st);
+    goto out;
+fail:
+    rc = moat_cli_fail(cli, &err);
+out:
     moat_store_key_dispose(&k);
+    moat_config_unref(cfg);
     moat_store_close(st);
     return rc;
-fail:
-    moat_store_key_dispose(&k);
-    moat_store_close(st);
-    return moat_cli_fail(cli, &err);
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -428,6 +428,8 @@ int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
         rc = moat_store_cert_install(st, target->id, der, der_len, blobs, nblobs, NULL, err);
     if (rc == 0)
         rc = moat_store_audit_add(st, existing ? "cert.chain" : "cert.install", req->name, detail, err);
+    if (rc == 0 && !req->force)
+        rc = moat_plan_check_change(st, req->cfg, &res->notes, err);
     if (rc == 0)
         rc = moat_store_commit(st, err);
     if (rc != 0) {

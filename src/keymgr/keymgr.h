@@ -10,7 +10,9 @@
 #define MOAT_KEYMGR_H
 
 #include "core/core.h"
+#include "config/config.h"
 #include "pki/pki.h"
+#include "plan/plan.h"
 #include "store/store.h"
 
 #include <stdbool.h>
@@ -99,6 +101,9 @@ typedef struct moat_keymgr_install_req {
     size_t chain_len;
     bool force;         /* install although expired or not yet valid */
     bool fetch_issuers; /* a missing intermediate may be fetched (moat_keymgr_fetch_issuers) */
+    /* The configuration the change is checked against before the commit (moat_plan_check_change), or
+     * NULL; <force> skips the check, as it skips the validity refusal. */
+    const moat_config_t *cfg;
 } moat_keymgr_install_req_t;
 
 /* What moat_keymgr_install() did. */
@@ -110,6 +115,7 @@ typedef struct moat_keymgr_install_res {
     size_t nchain;           /* intermediates stored with it */
     char *missing;           /* owned: the issuer the chain ends below (a root clients must trust), or NULL */
     moat_keymgr_fetched_t fetched; /* intermediates fetched over AIA caIssuers */
+    moat_plan_notes_t notes;       /* what the check before commit noted */
 } moat_keymgr_install_res_t;
 
 void moat_keymgr_install_res_dispose(moat_keymgr_install_res_t *res);
@@ -127,6 +133,25 @@ void moat_keymgr_install_res_dispose(moat_keymgr_install_res_t *res);
  */
 int moat_keymgr_install(moat_store_t *st, const moat_keymgr_install_req_t *req,
                         moat_keymgr_install_res_t *res, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * "cert rollback": makes the certificate key <name> had before its current one current again, in a
+ * transaction of its own, after the loader check and the check before commit against <cfg> (may be NULL)
+ * refused nothing. *now receives the certificate made current (dispose it in every case). MOAT_E_NOTFOUND:
+ * no certificate to roll back; MOAT_E_STATE: none before it; each with what to do.
+ */
+int moat_keymgr_rollback(moat_store_t *st, const moat_config_t *cfg, const char *name, moat_store_cert_t *now,
+                         moat_plan_notes_t *notes, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * "key delete": deletes every key of <name>, its pending renewals and its certificates, in a transaction of
+ * its own. Refused: no such key (MOAT_E_NOTFOUND), the key of moat's CA (MOAT_E_PERM), and a deletion that
+ * leaves a site of <cfg> (may be NULL) that loads today unable to load (MOAT_E_STATE, the check before
+ * commit). *deleted receives the key that was current, for the caller's message (dispose it).
+ */
+int moat_keymgr_key_delete(moat_store_t *st, const moat_config_t *cfg, const char *name,
+                           moat_store_key_t *deleted, moat_plan_notes_t *notes,
+                           moat_err_t *err) MOAT_MUST_CHECK;
 
 /*
  * The export policy and the bundle, for every front end that hands out a key (key export, ca

@@ -556,7 +556,51 @@ def test_a_change_says_what_the_running_server_did_with_it(moat):
     assert out["server"]["state"] == "refused" and "expired" in out["server"]["refusal"], out
     assert json.loads(r.stderr)["error"]["code"], r.stderr
     moat.ok("cert", "rollback", "a")
-    # Refused as a whole: the served certificate's key deleted (the server keeps it in memory).
-    r = moat.fails("key", "delete", "b")
+    # Refused as a whole: the served certificate's key deleted (the server keeps it in memory). With the
+    # config at hand the check before commit refuses it (test below); made from another folder, the server.
+    elsewhere = moat.dir / "elsewhere"
+    elsewhere.mkdir()
+    r = moat.fails("key", "delete", "b", cwd=elsewhere)
     assert "refused the change and keeps serving generation" in r.stderr, r.stderr
     assert _peer_der(port, "b.example.test") is not None
+
+
+# 7. cert install, cert rollback and key delete are checked before the commit against the sites of the
+#    configuration (./moat.yaml here): what the server would not load is refused with the reason, and
+#    nothing changes.
+def test_cert_and_key_changes_checked_before_commit(moat):
+    import json
+    from doctor_pki import Pki
+    from serve_helpers import CA, config, free_port, site
+    ca = CA(moat.dir)
+    pki = Pki(moat.dir / "pki")
+    pki.root()
+    ca.issue(moat, "a", ["a.example.test"])
+    ca.issue(moat, "b", ["b.example.test"])
+    port = free_port()
+    (moat.dir / "moat.yaml").write_text(config(moat, [site(["a.example.test"], port, extra="certificate: a"),
+                                                      site(["b.example.test"], port, extra="certificate: b")]))
+    # key delete of a key a site serves: refused, the key and its certificate still there
+    r = moat.fails("key", "delete", "a")
+    assert "the server would not load this change" in r.stderr and 'site "a.example.test"' in r.stderr, r.stderr
+    assert "nothing was changed" in r.stderr, r.stderr
+    assert any(k["name"] == "a" for k in json.loads(moat.ok("key", "list", "--json").stdout))
+    # a key no site names still goes
+    ca.issue(moat, "spare", ["spare.example.test"])
+    moat.ok("key", "delete", "spare")
+
+    # cert rollback to an expired certificate of a served key: refused, the current one stays current
+    _install_expired(moat, pki, "b", "b.example.test")  # --force: the user's choice, not checked
+    csr = moat.dir / "b3.csr"
+    moat.ok("key", "renew", "b", "--csr-out", csr)
+    ca.sign(csr, moat.dir / "b3.pem", "DNS:b.example.test")
+    moat.ok("cert", "install", "b", moat.dir / "b3.pem")
+    before = moat.ok("cert", "export", "b").stdout
+    r = moat.fails("cert", "rollback", "b")
+    assert "the server would not load this change" in r.stderr and "expired" in r.stderr, r.stderr
+    assert moat.ok("cert", "export", "b").stdout == before
+    # without a configuration nothing is known of the sites: the same rollback goes through
+    elsewhere = moat.dir / "elsewhere"
+    elsewhere.mkdir()
+    moat.ok("cert", "rollback", "b", cwd=elsewhere)
+    assert moat.ok("cert", "export", "b").stdout != before

@@ -114,7 +114,14 @@ def _sni_works(port, ca, name):
 
 def test_store_change_that_cannot_load_keeps_serving(moat):
     ca, port, first, proc, root = start(moat)
+    # with the config at hand the change is refused before the commit: nothing changed
     r = moat.fails("key", "delete", "www")
+    assert "the server would not load this change" in r.stderr and "nothing was changed" in r.stderr, r.stderr
+    assert "www" in moat.ok("key", "list").stdout
+    # made without the config (from another folder), the server itself refuses it
+    elsewhere = moat.dir / "elsewhere"
+    elsewhere.mkdir()
+    r = moat.fails("key", "delete", "www", cwd=elsewhere)
     assert "refused the change and keeps serving generation" in r.stderr, r.stderr
     log = moat.dir / "error.log"
     assert wait_for(lambda: "refused" in log.read_text(), timeout=5), log.read_text()
