@@ -44,6 +44,16 @@ int moat_ca_load(moat_store_t *st, moat_ca_role_t role, bool need_key, moat_ca_t
 int moat_ca_load_issuing(moat_store_t *st, bool need_key, moat_ca_t *ca, moat_err_t *err) MOAT_MUST_CHECK;
 
 /*
+ * Stores <key> as the pending key of <name> inside the caller's transaction (PKCS#8 under the master key,
+ * with its public key and, when <csr_der> is not NULL, its request); <algorithm> is the name key list
+ * shows (NULL: described from the key). The CA's own keys and the keys it issues with (ca init, ca issue,
+ * ca import-root) enter the store here; the key manager's moat_keymgr_key_add is the same step. *id (may
+ * be NULL) receives the key row. MOAT_E_EXISTS when the name has a pending key (moat_store_key_add).
+ */
+int moat_ca_key_add(moat_store_t *st, const char *name, EVP_PKEY *key, const char *algorithm, bool exportable,
+                    const moat_store_blob_t *csr_der, int64_t *id, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
  * The certificates a site sends above a leaf of <ca>: the intermediate's own certificate when <ca> is the
  * intermediate (borrowed from ca->row), none for the root. Returns how many (0 or 1) were put in <out>.
  */
@@ -115,6 +125,211 @@ int moat_ca_crl_stored(moat_store_t *st, moat_ca_role_t role, char *pem, size_t 
 /* True when <crl> (NULL: none) is due for re-signing at <now>: no nextUpdate, or half of its own lifetime
  * (nextUpdate - thisUpdate) passed, so that relying parties never see it expire. */
 bool moat_ca_crl_due(const X509_CRL *crl, time_t now);
+
+/* Appends to the audit log, the detail formatted (a detail cut at 1 KiB is still a useful record). */
+int moat_ca_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
+                  ...) MOAT_PRINTF(5, 6) MOAT_MUST_CHECK;
+
+/* The CRL and OCSP locations the certificates of <ca> name, from its base URL: *out is <urls>, or NULL
+ * when the CA has no base URL. */
+int moat_ca_urls(const moat_ca_t *ca, moat_pki_urls_t *urls, const moat_pki_urls_t **out,
+                 moat_err_t *err) MOAT_MUST_CHECK;
+
+/* ---- the CA's life: ca init, export-root, import-root, set-url, policy (ca/admin.c) ---- */
+
+/* The names of the key rows that hold the CA's keys (they show in key list). */
+#define MOAT_CA_ROOT_KEY "moat-ca-root"
+#define MOAT_CA_INTER_KEY "moat-ca-intermediate"
+#define MOAT_CA_ROOT_DAYS 3650
+#define MOAT_CA_INTER_DAYS 1825
+
+/* The key name of the CA of <role>. */
+const char *moat_ca_key_name(moat_ca_role_t role);
+
+typedef struct moat_ca_init_req {
+    moat_ca_role_t role;
+    const char *cn;            /* NULL: "moat Root CA" / "moat Intermediate CA" */
+    long days;                 /* 0: MOAT_CA_ROOT_DAYS / MOAT_CA_INTER_DAYS */
+    moat_pki_alg_t alg;        /* the CA key's algorithm */
+    const char *url;           /* root only: the public base URL (moat ca set-url), or NULL */
+    bool exportable;           /* the key may be exported (needed to take the root offline) */
+    const char *const *permit; /* intermediate only: permitted DNS subtrees (name constraints) */
+    size_t npermit;
+    const moat_config_t *cfg; /* what the change is checked against, or NULL */
+} moat_ca_init_req_t;
+
+typedef struct moat_ca_init_res {
+    moat_pki_cert_info_t ci; /* the CA's certificate */
+    long days;               /* its validity as asked */
+    moat_plan_notes_t notes;
+} moat_ca_init_res_t;
+
+void moat_ca_init_res_dispose(moat_ca_init_res_t *r);
+
+/*
+ * Creates the CA of req->role in one transaction: its key (stored as moat_ca_key_name()), its certificate
+ * (self-signed, or signed by the root, which must have its key, for an intermediate) and its first CRL,
+ * audited, generation bumped, checked before commit. Refused with the reason: a CA of that role exists
+ * already, a key holds the CA's key name, --url for an intermediate, --permit for a root.
+ */
+int moat_ca_init(moat_store_t *st, const moat_ca_init_req_t *req, moat_ca_init_res_t *res,
+                 moat_err_t *err) MOAT_MUST_CHECK;
+
+/* Asks for the password of an export (a file, a prompt): called only once the export is allowed. */
+typedef int (*moat_ca_password_fn)(void *arg, char *out, size_t outsz, moat_err_t *err);
+
+typedef struct moat_ca_export_root_req {
+    const char *out;              /* the PKCS#12 file (0600; "-" standard output) */
+    moat_ca_password_fn password; /* its password */
+    void *password_arg;
+    bool legacy;              /* PBE-SHA1-3DES */
+    bool remove_key;          /* the root key then leaves the store (the root goes offline) */
+    const moat_config_t *cfg; /* what the change is checked against, or NULL */
+} moat_ca_export_root_req_t;
+
+/*
+ * Writes the root CA's key and certificate as PKCS#12 to req->out, audited. Refused (MOAT_E_PERM) for a
+ * root made without --exportable. With req->remove_key (refused without an intermediate, which then
+ * issues) the file is written first, then the root's key row is deleted and its CA row keeps the
+ * certificate with no key, in one checked transaction: a failure removes the file again. Otherwise the
+ * audit commits first and the file is written after.
+ */
+int moat_ca_export_root(moat_store_t *st, const moat_ca_export_root_req_t *req, moat_plan_notes_t *notes,
+                        moat_err_t *err) MOAT_MUST_CHECK;
+
+typedef struct moat_ca_import_root_req {
+    const unsigned char *data; /* the PKCS#12 (or PEM) file moat ca export-root wrote */
+    size_t len;
+    const char *password;
+    const moat_config_t *cfg; /* what the change is checked against, or NULL */
+} moat_ca_import_root_req_t;
+
+typedef struct moat_ca_import_root_res {
+    moat_pki_cert_info_t ci; /* the root's certificate */
+    bool adopted;            /* the key was in the store already under MOAT_CA_ROOT_KEY (key import) */
+    moat_plan_notes_t notes;
+} moat_ca_import_root_res_t;
+
+void moat_ca_import_root_res_dispose(moat_ca_import_root_res_t *r);
+
+/*
+ * Brings an offline root back (after moat ca export-root --remove-key): the key of req->data must be the
+ * key of the root certificate the store holds (a file of another CA is refused, naming it). It becomes the
+ * root's key again, exportable as it was, stored under MOAT_CA_ROOT_KEY, or that key row is used when a
+ * key import already put the same key there (never two rows, never an orphan); another key under that name
+ * is refused. The root's CRL is re-signed at once (the next number, the CA's lifetime), audited,
+ * generation bumped, checked before commit. MOAT_E_STATE when the root's key is in the store.
+ */
+int moat_ca_import_root(moat_store_t *st, const moat_ca_import_root_req_t *req,
+                        moat_ca_import_root_res_t *res, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * Whether a key may be stored under <name> by a key import or a new key: the CA's key names are refused
+ * (MOAT_E_PERM) while the store has a CA, saying how the CA's key comes back (moat ca import-root).
+ */
+int moat_ca_key_name_check(moat_store_t *st, const char *name, moat_err_t *err) MOAT_MUST_CHECK;
+
+/* Sets the public base URL of every CA row (moat ca set-url), audited, generation bumped; *urls receives
+ * the CRL and OCSP locations issued certificates will name. */
+int moat_ca_set_url(moat_store_t *st, const char *base, moat_pki_urls_t *urls,
+                    moat_err_t *err) MOAT_MUST_CHECK;
+
+/* A change of one profile's issuing policy. */
+typedef struct moat_ca_policy_change {
+    long max_days;            /* 1..36500; 0 unchanged */
+    const char *const *allow; /* the allowed names, replacing the list (each may be comma-separated) */
+    size_t nallow;
+    bool allow_any; /* remove the name restriction */
+} moat_ca_policy_change_t;
+
+/* Stores a policy change of <prof> in one audited transaction. MOAT_E_LIMIT when the names do not fit. */
+int moat_ca_policy_set(moat_store_t *st, moat_pki_profile_t prof, const moat_ca_policy_change_t *c,
+                       moat_err_t *err) MOAT_MUST_CHECK;
+
+/* ---- issuing for the command line: ca sign, ca issue (ca/sign.c) ---- */
+
+/* What ca sign and ca issue made. */
+typedef struct moat_ca_signed {
+    X509 *cert;              /* owned */
+    STACK_OF(X509) * chain;  /* owned: what clients need above it (the intermediate), may be empty */
+    moat_pki_cert_info_t ci; /* of cert */
+    moat_ca_role_t issuing;  /* which CA signed it */
+    bool exportable;         /* ca issue: the key's export policy */
+    moat_plan_notes_t notes; /* ca issue: what the check said about the sites */
+} moat_ca_signed_t;
+
+void moat_ca_signed_dispose(moat_ca_signed_t *s);
+
+/*
+ * Signs the outside request <csr> (from <source>, for the audit) with the issuing CA under req's profile
+ * and policy (moat_ca_issue), recorded and audited in one commit. Nothing is installed: the caller writes
+ * the certificate and out->chain where it is wanted (after the commit, so nothing leaves unrecorded).
+ */
+int moat_ca_sign(moat_store_t *st, X509_REQ *csr, const moat_ca_issue_req_t *req, const char *source,
+                 moat_ca_signed_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+
+typedef struct moat_ca_issue_key_req {
+    const char *name;           /* the new key's name */
+    moat_pki_subject_t subject; /* subject.cn required */
+    const char *sans;           /* "DNS:a,IP:..." or NULL (then from the CN) */
+    moat_pki_alg_t alg;
+    int exportable;            /* 1, 0, or -1: the profile's default (client keys are, server keys not) */
+    moat_ca_issue_req_t issue; /* profile and days; issue.name is set from name */
+    const moat_config_t *cfg;  /* what the change is checked against, or NULL */
+} moat_ca_issue_key_req_t;
+
+/*
+ * moat ca issue: a new key and its certificate from the issuing CA in one checked transaction, the key
+ * stored as the active key of r->name with the certificate and its chain. MOAT_E_EXISTS for a name that
+ * has a key.
+ */
+int moat_ca_issue_key(moat_store_t *st, const moat_ca_issue_key_req_t *r, moat_ca_signed_t *out,
+                      moat_err_t *err) MOAT_MUST_CHECK;
+
+/* ---- revocation and the CRL of the day: ca revoke, ca crl (ca/revoke.c) ---- */
+
+typedef struct moat_ca_revoked {
+    moat_store_issued_t is; /* the certificate as it was before the revocation */
+    int64_t when;
+    moat_pki_reason_t reason;
+    moat_plan_notes_t notes; /* sites that serve it: clients refuse it from now on */
+} moat_ca_revoked_t;
+
+void moat_ca_revoked_dispose(moat_ca_revoked_t *r);
+
+/*
+ * Revokes the certificate moat's CA issued with serial (any spelling) or key name <which>, re-signs its
+ * CA's CRL and bumps the generation, audited, in one checked transaction. A site that serves it is not a
+ * refusal (a compromised key must be revocable) but a note. MOAT_E_NOTFOUND for a serial moat did not
+ * issue, MOAT_E_STATE for one revoked already.
+ */
+int moat_ca_revoke(moat_store_t *st, const moat_config_t *cfg, const char *which, moat_pki_reason_t reason,
+                   moat_ca_revoked_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+
+typedef struct moat_ca_crl_req {
+    bool root;     /* the root's CRL rather than the issuing CA's */
+    long set_days; /* > 0: the CA's CRL lifetime from now on, and re-sign this one with it */
+    bool keyless;  /* the store was opened without its master key: print what is stored */
+} moat_ca_crl_req_t;
+
+typedef struct moat_ca_crl_res {
+    moat_ca_role_t role;
+    char *pem;      /* owned: the CRL in PEM */
+    X509_CRL *crl;  /* owned */
+    bool resigned;  /* it was re-signed (due, unreadable, or a new lifetime) */
+    char note[512]; /* what the user should know ("" when nothing) */
+} moat_ca_crl_res_t;
+
+void moat_ca_crl_res_dispose(moat_ca_crl_res_t *r);
+
+/*
+ * The current CRL of the issuing CA (or the root): the stored one, re-signed first when it is due
+ * (moat_ca_crl_due), does not parse, or req->set_days asks for a new lifetime, in one audited transaction
+ * that bumps the generation. A due CRL whose key is not available (offline, or req->keyless) is returned
+ * as it is with a note; none at all then is MOAT_E_STATE, and a new lifetime for an offline key too.
+ */
+int moat_ca_crl_current(moat_store_t *st, const moat_ca_crl_req_t *req, moat_ca_crl_res_t *res,
+                        moat_err_t *err) MOAT_MUST_CHECK;
 
 /* ---- moat's root in this machine's trust stores (moat trust install-local) ---- */
 

@@ -36,8 +36,8 @@ int moat_ca_load(moat_store_t *st, moat_ca_role_t role, bool need_key, moat_ca_t
                      moat_store_ca_role_name(role));
         moat_err_hint(err, "%s",
                       role == MOAT_CA_ROOT
-                          ? "the intermediate issues certificates; to use the root, bring it "
-                            "back from its PKCS#12 file"
+                          ? "the intermediate issues certificates; to use the root, bring it back "
+                            "with: moat ca import-root FILE.p12 --password-file F"
                           : "make a new intermediate with 'moat ca init --intermediate'");
         rc = err->code;
         goto fail;
@@ -55,6 +55,38 @@ int moat_ca_load(moat_store_t *st, moat_ca_role_t role, bool need_key, moat_ca_t
     }
 fail:
     moat_ca_dispose(ca);
+    return rc;
+}
+
+int moat_ca_key_add(moat_store_t *st, const char *name, EVP_PKEY *key, const char *algorithm, bool exportable,
+                    const moat_store_blob_t *csr_der, int64_t *id, moat_err_t *err)
+{
+    moat_store_key_t k = {0};
+    unsigned char *pkcs8 = NULL;
+    size_t pkcs8_len = 0;
+    int rc;
+
+    if (id != NULL)
+        *id = 0;
+    if ((rc = moat_pki_key_to_pkcs8(key, &pkcs8, &pkcs8_len, err)) != 0 ||
+        (rc = moat_pki_pubkey_to_der(key, &k.pubkey.data, &k.pubkey.len, err)) != 0)
+        goto out;
+    (void)moat_strlcpy(k.name, name, sizeof(k.name)); /* the store checks the name */
+    if (algorithm != NULL)
+        (void)moat_strlcpy(k.algorithm, algorithm, sizeof(k.algorithm));
+    else
+        moat_pki_key_describe(key, k.algorithm, sizeof(k.algorithm));
+    k.state = MOAT_KEY_PENDING;
+    k.exportable = exportable;
+    if (csr_der != NULL)
+        k.csr = *csr_der; /* borrowed: cleared before the dispose below */
+    rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, err);
+    memset(&k.csr, 0, sizeof(k.csr));
+    if (rc == 0 && id != NULL)
+        *id = k.id;
+out:
+    moat_free_secret(&pkcs8, pkcs8_len);
+    moat_store_key_dispose(&k);
     return rc;
 }
 
@@ -114,7 +146,7 @@ int moat_ca_policy_load(moat_store_t *st, moat_pki_profile_t prof, moat_ca_polic
     return 0;
 }
 
-static int ca_urls(const moat_ca_t *ca, moat_pki_urls_t *urls, const moat_pki_urls_t **out, moat_err_t *err)
+int moat_ca_urls(const moat_ca_t *ca, moat_pki_urls_t *urls, const moat_pki_urls_t **out, moat_err_t *err)
 {
     *out = NULL;
     if (ca->row.base_url[0] == '\0')
@@ -200,7 +232,7 @@ int moat_ca_issue(moat_store_t *st, const moat_ca_t *ca, X509_REQ *csr, const mo
                           moat_pki_profile_name(req->profile), moat_pki_profile_name(req->profile));
         return rc;
     }
-    if ((rc = ca_urls(ca, &urls, &u, err)) != 0)
+    if ((rc = moat_ca_urls(ca, &urls, &u, err)) != 0)
         return rc;
     so.profile = req->profile;
     so.days = days;

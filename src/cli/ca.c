@@ -8,77 +8,31 @@
 #include "ca/ca.h"
 #include "cli/keymgr_int.h"
 
+#include <openssl/crypto.h>
+
 #include <limits.h>
 #include <openssl/x509.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #define MAX_CSR_FILE (1L * 1024 * 1024)
 #define MAX_SANS MOAT_CA_MAX_SANS
 #define MAX_PATTERNS 64
-#define ROOT_DAYS 3650
-#define INTER_DAYS 1825
-
-static int ca_urls(const moat_ca_t *ca, moat_pki_urls_t *urls, const moat_pki_urls_t **out, moat_err_t *err)
-{
-    *out = NULL;
-    if (ca->row.base_url[0] == '\0')
-        return 0;
-    if (moat_pki_urls_from_base(ca->row.base_url, ca->row.role == MOAT_CA_ROOT, urls, err) != 0)
-        return err->code;
-    *out = urls;
-    return 0;
-}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* ca init [--intermediate] */
-
-/* Stores a CA key + certificate as key row <keyname> and CA row <role>, with its first CRL. */
-static int store_ca(moat_store_t *st, moat_ca_role_t role, const char *keyname, EVP_PKEY *key, X509 *cert,
-                    int exportable, const char *base_url, moat_err_t *err)
-{
-    moat_store_ca_t row = {0};
-    unsigned char *der = NULL;
-    size_t der_len = 0;
-    int64_t key_id = 0;
-    int rc;
-
-    if ((rc = moat_pki_cert_to_der(cert, &der, &der_len, err)) != 0 ||
-        (rc = moat_keymgr_key_add(st, keyname, key, NULL, exportable, NULL, &key_id, err)) != 0)
-        goto out;
-    if ((rc = moat_store_cert_install(st, key_id, der, der_len, NULL, 0, NULL, err)) != 0)
-        goto out;
-    row.role = role;
-    row.key_id = key_id;
-    row.der.data = der;
-    row.der.len = der_len;
-    (void)moat_strlcpy(row.base_url, base_url ? base_url : "", sizeof(row.base_url));
-    rc = moat_store_ca_set(st, &row, err);
-    if (rc == 0)
-        rc = moat_ca_crl_refresh(st, role, cert, key, err);
-out:
-    moat_free(&der);
-    return rc;
-}
 
 static int ca_init(moat_cli_t *cli, int argc, char **argv)
 {
     const char *cn = NULL, *days_s = NULL, *alg_s = NULL, *url = NULL, *permit_l[MAX_PATTERNS];
     size_t npermit = 0;
     int exportable = 0, inter = 0, rc;
-    long days;
-    moat_pki_alg_t alg = MOAT_PKI_ALG_DEFAULT;
-    moat_pki_urls_t urls;
+    moat_ca_init_req_t req = {0};
+    moat_ca_init_res_t res = {0};
     moat_store_t *st = NULL;
-    moat_store_key_t clash = {0};
-    moat_ca_t root = {0};
-    moat_store_ca_t existing = {0};
-    EVP_PKEY *key = NULL;
-    X509 *cert = NULL;
-    moat_pki_cert_info_t ci = {0};
+    moat_config_t *cfg = NULL;
     moat_err_t err = {0};
-    const moat_ca_role_t role = MOAT_CA_ROOT;
+    const char *key_name;
     const moat__km_opt_t opts[] = {
         {"--cn", &cn, NULL, NULL, NULL, 0},
         {"--days", &days_s, NULL, NULL, NULL, 0},
@@ -110,93 +64,41 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    days = inter ? INTER_DAYS : ROOT_DAYS;
-    if (days_s != NULL && moat__km_parse_days(days_s, &days, &err) != 0)
+    req.role = inter ? MOAT_CA_INTERMEDIATE : MOAT_CA_ROOT;
+    req.cn = cn;
+    req.alg = MOAT_PKI_ALG_DEFAULT;
+    req.url = url;
+    req.exportable = exportable != 0;
+    req.permit = permit_l;
+    req.npermit = npermit;
+    if ((days_s != NULL && moat__km_parse_days(days_s, &req.days, &err) != 0) ||
+        (alg_s != NULL && moat_pki_alg_parse(alg_s, &req.alg, &err) != 0))
         return moat_cli_fail(cli, &err);
-    if (alg_s != NULL && moat_pki_alg_parse(alg_s, &alg, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (url != NULL && inter)
-        return moat_cli_usage(cmd.usage, "--url applies to the whole CA: use 'moat ca set-url BASE'");
-    if (npermit > 0 && !inter)
-        return moat_cli_usage(cmd.usage, "--permit applies to an intermediate (--intermediate)");
-    if (url != NULL && moat_pki_urls_from_base(url, true, &urls, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat__km_open(cli, MOAT_STORE_CREATE, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_store_ca_get(st, inter ? MOAT_CA_INTERMEDIATE : role, &existing, &err) == 0) {
-        char t[64];
-        moat__km_fmt_time((time_t)existing.created, t, sizeof(t));
-        moat_err_set(&err, MOAT_E_EXISTS, "this store already has %s CA (created %s)",
-                     inter ? "an intermediate" : "a root", t);
-        moat_err_hint(&err, "'moat ca cert%s' shows it", inter ? "" : " --root");
-        moat_store_ca_dispose(&existing);
-        goto fail;
-    } else if (err.code != MOAT_E_NOTFOUND) {
-        goto fail;
+    req.cfg = cfg = moat_cli_change_config(cli);
+    if (moat__km_open(cli, MOAT_STORE_CREATE, &st, &err) != 0 || moat_ca_init(st, &req, &res, &err) != 0) {
+        rc = moat_cli_fail(cli, &err);
+        goto out;
     }
-    moat_err_clear(&err);
-    if (moat_store_key_get(st, inter ? MOAT__KM_CA_INTER_KEY : MOAT__KM_CA_ROOT_KEY, MOAT_KEY_CURRENT, &clash,
-                           &err) == 0) {
-        moat_err_set(&err, MOAT_E_EXISTS,
-                     "a key named \"%s\" exists; moat's CA keeps its key under that name", clash.name);
-        moat_err_hint(&err, "rename it: export or delete it, then import it under another name");
-        goto fail;
-    } else if (err.code != MOAT_E_NOTFOUND) {
-        goto fail;
-    }
-    moat_err_clear(&err);
-    if (inter && moat_ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
-        goto fail;
-    if (moat_pki_key_generate(alg, NULL, NULL, &key, &err) != 0)
-        goto fail;
-    if (inter) {
-        moat_pki_urls_t rurls;
-        const moat_pki_urls_t *ru = NULL;
-        moat_pki_intermediate_opts_t io = {cn ? cn : "moat Intermediate CA", (int)days, permit_l, npermit,
-                                           NULL};
-        if (ca_urls(&root, &rurls, &ru, &err) != 0)
-            goto fail;
-        io.urls = ru;
-        if (moat_pki_ca_intermediate_new(root.cert, root.key, key, &io, &cert, &err) != 0)
-            goto fail;
-    } else if (moat_pki_ca_root_new(key, cn ? cn : "moat Root CA", (int)days, &cert, &err) != 0) {
-        goto fail;
-    }
-    if (moat_pki_cert_info(cert, &ci, &err) != 0)
-        goto fail;
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    if (store_ca(st, inter ? MOAT_CA_INTERMEDIATE : MOAT_CA_ROOT,
-                 inter ? MOAT__KM_CA_INTER_KEY : MOAT__KM_CA_ROOT_KEY, key, cert, exportable,
-                 inter ? root.row.base_url : url, &err) != 0 ||
-        moat_store_generation_bump(st, &err) != 0 ||
-        moat__km_audit(st, inter ? "ca.init-intermediate" : "ca.init", ci.subject, &err,
-                       "serial %s, %s, %ld days, key exportable %s", ci.serial, ci.key_alg, days,
-                       exportable ? "yes" : "no") != 0) {
-        moat_store_rollback(st);
-        goto fail;
-    }
-    if (moat__km_commit(st, NULL, &err) != 0)
-        goto fail;
+    moat_cli_change_notes(cli, &res.notes);
+    key_name = moat_ca_key_name(req.role);
     if (cli->json) {
         moat_json_t j;
         moat_json_init(&j, stdout, 1);
         moat_json_obj_begin(&j);
         moat_json_kv_str(&j, "role", inter ? "intermediate" : "root");
-        moat_json_kv_str(&j, "key_name", inter ? MOAT__KM_CA_INTER_KEY : MOAT__KM_CA_ROOT_KEY);
+        moat_json_kv_str(&j, "key_name", key_name);
         moat_json_kv_bool(&j, "exportable", exportable);
-        moat__km_json_cert_info(&j, &ci);
+        moat__km_json_cert_info(&j, &res.ci);
         moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet) {
         char t[64];
-        moat__km_fmt_time(ci.not_after, t, sizeof(t));
-        printf("created the %s CA \"%s\" (%s), valid until %s\n", inter ? "intermediate" : "root", ci.subject,
-               ci.key_alg, t);
-        printf("  fingerprint %s\n", ci.fingerprint);
-        printf("  its key is stored as \"%s\" (%sexportable)\n",
-               inter ? MOAT__KM_CA_INTER_KEY : MOAT__KM_CA_ROOT_KEY, exportable ? "" : "not ");
+        moat__km_fmt_time(res.ci.not_after, t, sizeof(t));
+        printf("created the %s CA \"%s\" (%s), valid until %s\n", inter ? "intermediate" : "root",
+               res.ci.subject, res.ci.key_alg, t);
+        printf("  fingerprint %s\n", res.ci.fingerprint);
+        printf("  its key is stored as \"%s\" (%sexportable)\n", key_name, exportable ? "" : "not ");
         if (inter)
             printf("the intermediate now issues; sites send it with their certificates\n");
         else
@@ -208,15 +110,9 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
                    "ca_publish: true serves them)\n");
     }
     rc = moat_cli_served_report(cli, st);
-    goto out;
-fail:
-    rc = moat_cli_fail(cli, &err);
 out:
-    moat_pki_cert_info_dispose(&ci);
-    EVP_PKEY_free(key);
-    X509_free(cert);
-    moat_ca_dispose(&root);
-    moat_store_key_dispose(&clash);
+    moat_ca_init_res_dispose(&res);
+    moat_config_unref(cfg);
     moat_store_close(st);
     return rc;
 }
@@ -238,11 +134,8 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
     char *pem = NULL;
     size_t pem_len = 0;
     X509_REQ *csr = NULL;
-    X509 *cert = NULL;
-    STACK_OF(X509) *chain = NULL;
     moat_store_t *st = NULL;
-    moat_pki_cert_info_t ci = {0};
-    moat_ca_t ca = {0};
+    moat_ca_signed_t s = {0};
     moat_err_t err = {0};
     int rc;
     const moat__km_opt_t opts[] = {
@@ -278,58 +171,31 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
         moat_err_prefix(&err, "reading %s", pos[0]);
         goto fail;
     }
-    if (moat__km_open(cli, 0, &st, &err) != 0)
+    if (moat__km_open(cli, 0, &st, &err) != 0 || moat_ca_sign(st, csr, &r, pos[0], &s, &err) != 0 ||
+        moat_pki_cert_to_pem(s.cert, s.chain, &pem, &pem_len, &err) != 0)
         goto fail;
-    if (moat_ca_load_issuing(st, 1, &ca, &err) != 0)
-        goto fail;
-    if (ca.row.role == MOAT_CA_INTERMEDIATE) {
-        /* The intermediate goes after the leaf: installing the file (or serving it) needs it. */
-        X509 *inter = NULL;
-        if ((chain = sk_X509_new_null()) == NULL || X509_up_ref(ca.cert) != 1) {
-            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
-            goto fail;
-        }
-        inter = ca.cert;
-        if (!sk_X509_push(chain, inter)) {
-            X509_free(inter);
-            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
-            goto fail;
-        }
-    }
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    if (moat_ca_issue(st, &ca, csr, &r, &cert, &err) != 0) {
-        moat_store_rollback(st);
-        moat_err_prefix(&err, "%s", pos[0]);
+    if (moat__km_write_file(out, pem, pem_len, 0644, &err) != 0) {
+        moat_err_hint(&err, "the certificate is recorded in the store and its audit log; only the file is "
+                            "missing: free the space or fix the path and sign again");
         goto fail;
     }
-    if (moat_pki_cert_info(cert, &ci, &err) != 0 ||
-        moat_pki_cert_to_pem(cert, chain, &pem, &pem_len, &err) != 0 ||
-        moat__km_audit(st, "ca.sign", ci.serial, &err,
-                       "subject %s, profile %s, names %s, until %lld, from %s", ci.subject,
-                       moat_pki_profile_name(r.profile), ci.sans, (long long)ci.not_after, pos[0]) != 0) {
-        moat_store_rollback(st);
-        goto fail;
-    }
-    if (moat__km_commit_write(st, out, pem, pem_len, 0644, &err) != 0)
-        goto fail;
     if (cli->json) {
         moat_json_t j;
         moat_json_init(&j, stdout, 1);
         moat_json_obj_begin(&j);
         moat_json_kv_str(&j, "out", strcmp(out, "-") == 0 ? NULL : out);
         moat_json_kv_str(&j, "profile", moat_pki_profile_name(r.profile));
-        moat_json_kv_str(&j, "issuing_ca", moat_store_ca_role_name(ca.row.role));
-        moat_json_kv_int(&j, "chain_length", chain != NULL ? sk_X509_num(chain) : 0);
-        moat__km_json_cert_info(&j, &ci);
+        moat_json_kv_str(&j, "issuing_ca", moat_store_ca_role_name(s.issuing));
+        moat_json_kv_int(&j, "chain_length", sk_X509_num(s.chain));
+        moat__km_json_cert_info(&j, &s.ci);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet) {
         char t[64];
-        moat__km_fmt_time(ci.not_after, t, sizeof(t));
-        printf("signed %s (%s profile, serial %s), valid until %s: %s\n", ci.subject,
-               moat_pki_profile_name(r.profile), ci.serial, t, out);
-        if (chain != NULL)
+        moat__km_fmt_time(s.ci.not_after, t, sizeof(t));
+        printf("signed %s (%s profile, serial %s), valid until %s: %s\n", s.ci.subject,
+               moat_pki_profile_name(r.profile), s.ci.serial, t, out);
+        if (sk_X509_num(s.chain) > 0)
             printf("  followed by moat's intermediate CA certificate, which clients need with it\n");
     }
     rc = MOAT_EXIT_OK;
@@ -337,13 +203,10 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
 fail:
     rc = moat_cli_fail(cli, &err);
 done:
-    moat_pki_cert_info_dispose(&ci);
+    moat_ca_signed_dispose(&s);
     moat_free(&data);
     moat_free(&pem);
     X509_REQ_free(csr);
-    X509_free(cert);
-    sk_X509_pop_free(chain, X509_free);
-    moat_ca_dispose(&ca);
     moat_store_close(st);
     return rc;
 }
@@ -354,21 +217,11 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
     const char *o = NULL, *ou = NULL, *email = NULL;
     size_t nsans = 0;
     int exportable = 0, not_exportable = 0, rc;
-    moat_ca_issue_req_t r = {MOAT_PKI_PROFILE_SERVER, 0, NULL};
-    moat_pki_alg_t alg = MOAT_PKI_ALG_DEFAULT;
     char sans[8192] = "";
+    moat_ca_issue_key_req_t r = {0};
+    moat_ca_signed_t s = {0};
     moat_store_t *st = NULL;
-    moat_store_key_t old = {0};
-    moat_pki_cert_info_t ci = {0};
-    EVP_PKEY *key = NULL;
-    X509_REQ *csr = NULL;
-    X509 *cert = NULL;
-    unsigned char *der = NULL;
-    size_t der_len = 0;
-    int64_t key_id = 0;
-    moat_store_blob_t chain = {0};
-    size_t nchain = 0;
-    moat_ca_t ca = {0};
+    moat_config_t *cfg = NULL;
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
         {"--cn", &cn, NULL, NULL, NULL, 0},
@@ -409,9 +262,10 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
         return moat_cli_usage(cmd.usage, "--cn is required");
     if (exportable && not_exportable)
         return moat_cli_usage(cmd.usage, "--exportable and --not-exportable contradict each other");
-    if (moat__km_check_name(pos[0], &err) != 0 || parse_profile(prof_s, &r.profile, &err) != 0 ||
-        (days_s != NULL && moat__km_parse_days(days_s, &r.days, &err) != 0) ||
-        (alg_s != NULL && moat_pki_alg_parse(alg_s, &alg, &err) != 0))
+    r.alg = MOAT_PKI_ALG_DEFAULT;
+    if (moat__km_check_name(pos[0], &err) != 0 || parse_profile(prof_s, &r.issue.profile, &err) != 0 ||
+        (days_s != NULL && moat__km_parse_days(days_s, &r.issue.days, &err) != 0) ||
+        (alg_s != NULL && moat_pki_alg_parse(alg_s, &r.alg, &err) != 0))
         return moat_cli_fail(cli, &err);
     for (size_t i = 0, n = 0; i < nsans; i++) {
         int w = snprintf(sans + n, sizeof(sans) - n, "%s%s", n ? "," : "", sans_l[i]);
@@ -421,86 +275,46 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
         }
         n += (size_t)w;
     }
-    if (r.profile == MOAT_PKI_PROFILE_CLIENT && !not_exportable)
-        exportable = 1;
-    if (moat__km_open(cli, 0, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &old, &err) == 0) {
-        moat_err_set(&err, MOAT_E_EXISTS, "a key named \"%s\" already exists", pos[0]);
-        moat_err_hint(&err, "choose another name, or renew it with 'moat key renew %s' and 'moat ca sign'",
-                      pos[0]);
-        goto fail;
-    } else if (err.code != MOAT_E_NOTFOUND) {
-        goto fail;
-    }
-    moat_err_clear(&err);
-    if (moat_ca_load_issuing(st, 1, &ca, &err) != 0)
-        goto fail;
-    {
-        moat_pki_subject_t subj = {cn, o, ou, NULL, NULL, NULL, email};
-        if (moat_pki_key_generate(alg, NULL, NULL, &key, &err) != 0 ||
-            moat_pki_csr_new(key, &subj, sans[0] ? sans : NULL, &csr, &err) != 0)
-            goto fail;
-    }
-    nchain = moat_ca_chain(&ca, &chain); /* borrowed from ca.row */
     r.name = pos[0];
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    if (moat_ca_issue(st, &ca, csr, &r, &cert, &err) != 0) {
-        moat_store_rollback(st);
-        goto fail;
+    r.subject = (moat_pki_subject_t){cn, o, ou, NULL, NULL, NULL, email};
+    r.sans = sans[0] ? sans : NULL;
+    r.exportable = exportable ? 1 : not_exportable ? 0 : -1;
+    r.cfg = cfg = moat_cli_change_config(cli);
+    if (moat__km_open(cli, 0, &st, &err) != 0 || moat_ca_issue_key(st, &r, &s, &err) != 0) {
+        rc = moat_cli_fail(cli, &err);
+        goto out;
     }
-    if (moat_keymgr_key_add(st, pos[0], key, moat_pki_alg_name(alg), exportable != 0, NULL, &key_id, &err) !=
-            0 ||
-        moat_pki_cert_info(cert, &ci, &err) != 0 || moat_pki_cert_to_der(cert, &der, &der_len, &err) != 0 ||
-        moat_store_cert_install(st, key_id, der, der_len, nchain ? &chain : NULL, nchain, NULL, &err) != 0 ||
-        moat_store_generation_bump(st, &err) != 0 ||
-        moat__km_audit(st, "ca.issue", ci.serial, &err,
-                       "key %s, subject %s, profile %s, names %s, exportable %s", pos[0], ci.subject,
-                       moat_pki_profile_name(r.profile), ci.sans, exportable ? "yes" : "no") != 0) {
-        moat_store_rollback(st);
-        goto fail;
-    }
-    if (moat__km_commit(st, NULL, &err) != 0)
-        goto fail;
+    moat_cli_change_notes(cli, &s.notes);
     if (cli->json) {
         moat_json_t j;
         moat_json_init(&j, stdout, 1);
         moat_json_obj_begin(&j);
         moat_json_kv_str(&j, "name", pos[0]);
         moat_json_kv_str(&j, "state", "active");
-        moat_json_kv_str(&j, "profile", moat_pki_profile_name(r.profile));
-        moat_json_kv_str(&j, "issuing_ca", moat_store_ca_role_name(ca.row.role));
-        moat_json_kv_bool(&j, "exportable", exportable);
-        moat__km_json_cert_info(&j, &ci);
+        moat_json_kv_str(&j, "profile", moat_pki_profile_name(r.issue.profile));
+        moat_json_kv_str(&j, "issuing_ca", moat_store_ca_role_name(s.issuing));
+        moat_json_kv_bool(&j, "exportable", s.exportable);
+        moat__km_json_cert_info(&j, &s.ci);
         moat_cli_served_json(cli, st, &j);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet) {
         char t[64];
-        moat__km_fmt_time(ci.not_after, t, sizeof(t));
-        printf("issued \"%s\": %s (%s profile, serial %s), valid until %s\n", pos[0], ci.subject,
-               moat_pki_profile_name(r.profile), ci.serial, t);
-        if (r.profile == MOAT_PKI_PROFILE_CLIENT && exportable)
+        moat__km_fmt_time(s.ci.not_after, t, sizeof(t));
+        printf("issued \"%s\": %s (%s profile, serial %s), valid until %s\n", pos[0], s.ci.subject,
+               moat_pki_profile_name(r.issue.profile), s.ci.serial, t);
+        if (r.issue.profile == MOAT_PKI_PROFILE_CLIENT && s.exportable)
             printf("client keys are exportable: hand it over with\n"
                    "  moat ca export-client %s --out %s.p12 --password-file FILE\n",
                    pos[0], pos[0]);
         else
-            printf("the key is %sexportable; sites use it with 'certificate: %s'\n", exportable ? "" : "not ",
-                   pos[0]);
+            printf("the key is %sexportable; sites use it with 'certificate: %s'\n",
+                   s.exportable ? "" : "not ", pos[0]);
     }
     rc = moat_cli_served_report(cli, st);
-    goto out;
-fail:
-    rc = moat_cli_fail(cli, &err);
 out:
-    moat_pki_cert_info_dispose(&ci);
-    moat_free(&der);
-    EVP_PKEY_free(key);
-    X509_REQ_free(csr);
-    X509_free(cert);
-    moat_ca_dispose(&ca);
-    moat_store_key_dispose(&old);
+    moat_ca_signed_dispose(&s);
+    moat_config_unref(cfg);
     moat_store_close(st);
     return rc;
 }
@@ -649,17 +463,20 @@ done:
     return rc;
 }
 
+/* The export password: from --password-file, else asked twice on the terminal. */
+static int export_password(void *arg, char *out, size_t outsz, moat_err_t *err)
+{
+    return moat__km_password(arg, "Export password: ", 1, 0, out, outsz, err);
+}
+
 static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
 {
     const char *out = NULL, *pwfile = NULL;
     int legacy = 0, remove = 0, rc;
     moat_store_t *st = NULL;
-    moat_store_key_t k = {0};
-    moat_store_ca_t inter = {0};
-    moat_ca_t root = {0};
-    unsigned char *p12 = NULL;
-    size_t p12_len = 0;
-    char pw[1024];
+    moat_config_t *cfg = NULL;
+    moat_ca_export_root_req_t req = {0};
+    moat_plan_notes_t notes;
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
         {"--out", &out, NULL, NULL, NULL, 0},
@@ -687,73 +504,96 @@ static int ca_export_root(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (out == NULL || pwfile == NULL)
         return moat_cli_usage(cmd.usage, "%s is required", out == NULL ? "--out" : "--password-file");
-    if (moat__km_open(cli, 0, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_ca_load(st, MOAT_CA_ROOT, 1, &root, &err) != 0)
-        goto fail;
-    if (moat_store_key_get_by_id(st, root.row.key_id, &k, &err) != 0)
-        goto fail;
-    if (!k.exportable) {
-        moat_err_set(&err, MOAT_E_PERM,
-                     "the root CA key is not exportable: it was created without --exportable");
-        moat_err_hint(&err, "it can only stay in this store; a root meant to go offline is made with "
-                            "'moat ca init --exportable'");
-        goto fail;
+    req.out = out;
+    req.password = export_password;
+    req.password_arg = (void *)pwfile;
+    req.legacy = legacy != 0;
+    req.remove_key = remove != 0;
+    req.cfg = cfg = moat_cli_change_config(cli);
+    if (moat__km_open(cli, 0, &st, &err) != 0 || moat_ca_export_root(st, &req, &notes, &err) != 0) {
+        rc = moat_cli_fail(cli, &err);
+        goto out;
     }
-    if (remove) {
-        if (moat_store_ca_get(st, MOAT_CA_INTERMEDIATE, &inter, &err) != 0) {
-            if (err.code == MOAT_E_NOTFOUND) {
-                moat_err_set(&err, MOAT_E_STATE,
-                             "the root key cannot leave: there is no intermediate to issue");
-                moat_err_hint(&err, "create one first: moat ca init --intermediate");
-            }
-            goto fail;
-        }
-    }
-    if (moat__km_password(pwfile, "Export password: ", 1, 0, pw, sizeof(pw), &err) != 0)
-        goto fail;
-    if (moat_pki_pkcs12_export(root.key, root.cert, NULL, "moat root CA", pw, legacy, &p12, &p12_len, &err) !=
-        0)
-        goto fail;
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    if (moat__km_audit(st, "ca.export-root", k.name, &err, "to %s%s", out, remove ? ", key removed" : "") !=
-        0)
-        goto rollback;
-    if (remove) {
-        /* The key leaves the store: its only copy is the file, so the file comes first. */
-        moat_store_ca_t row = root.row;
-        row.key_id = 0;
-        if (moat__km_write_file(out, p12, p12_len, 0600, &err) != 0)
-            goto rollback;
-        if (moat_store_ca_set(st, &row, &err) != 0 || moat_store_key_delete(st, k.name, &err) != 0 ||
-            moat_store_generation_bump(st, &err) != 0) {
-            moat_store_rollback(st);
-            (void)unlink(out); /* the export did not happen: the key stays in the store */
-            goto fail;
-        }
-        if (moat__km_commit(st, out, &err) != 0)
-            goto fail;
-    } else if (moat__km_commit_write(st, out, p12, p12_len, 0600, &err) != 0) {
-        goto fail;
-    }
+    moat_cli_change_notes(cli, &notes);
     if (!cli->quiet) {
         printf("wrote the root CA key and certificate to %s (PKCS#12)\n", out);
         if (remove)
-            printf("the root key is no longer in the store: keep %s and its password offline\n", out);
+            printf("the root key is no longer in the store: keep %s and its password offline\n"
+                   "(it comes back with: moat ca import-root %s --password-file F)\n",
+                   out, out);
     }
     rc = remove ? moat_cli_served_report(cli, st) : MOAT_EXIT_OK;
-    goto done;
-rollback:
-    moat_store_rollback(st); /* nothing was written at <out>: a file already there stays */
-fail:
-    rc = moat_cli_fail(cli, &err);
-done:
+out:
+    moat_config_unref(cfg);
+    moat_store_close(st);
+    return rc;
+}
+
+static int ca_import_root(moat_cli_t *cli, int argc, char **argv)
+{
+    const char *pos[1], *pwfile = NULL;
+    unsigned char *data = NULL;
+    char pw[1024] = "";
+    moat_store_t *st = NULL;
+    moat_config_t *cfg = NULL;
+    moat_ca_import_root_req_t req = {0};
+    moat_ca_import_root_res_t res = {0};
+    moat_err_t err = {0};
+    int rc;
+    const moat__km_opt_t opts[] = {
+        {"--password-file", &pwfile, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat ca import-root FILE.p12 [--password-file F]",
+        "Brings the root CA back online after 'moat ca export-root --remove-key': the key in FILE.p12\n"
+        "must be the key of this store's root certificate. It becomes the root's key again (a key\n"
+        "imported earlier as \"moat-ca-root\" is taken, never kept twice), and the root's CRL is\n"
+        "re-signed at once, so the intermediate's revocation status is fresh. Audited.\n\n"
+        "  --password-file F   the file's password (first line of F); without it, asked on the terminal\n\n"
+        "example: moat ca import-root root.p12 --password-file pw.txt\n",
+        opts,
+        pos,
+        1,
+        1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (moat__km_read_file(pos[0], MOAT_PKI_MAX_IMPORT_BYTES, &data, &req.len, &err) != 0 ||
+        moat__km_password(pwfile, "Password: ", 0, 1, pw, sizeof(pw), &err) != 0) {
+        rc = moat_cli_fail(cli, &err);
+        goto out;
+    }
+    req.data = data;
+    req.password = pw;
+    req.cfg = cfg = moat_cli_change_config(cli);
+    if (moat__km_open(cli, 0, &st, &err) != 0 || moat_ca_import_root(st, &req, &res, &err) != 0) {
+        rc = moat_cli_fail(cli, &err);
+        goto out;
+    }
+    moat_cli_change_notes(cli, &res.notes);
+    if (cli->json) {
+        moat_json_t j;
+        moat_json_init(&j, stdout, 1);
+        moat_json_obj_begin(&j);
+        moat_json_kv_str(&j, "role", "root");
+        moat_json_kv_str(&j, "key_name", MOAT_CA_ROOT_KEY);
+        moat_json_kv_bool(&j, "adopted", res.adopted);
+        moat_json_kv_bool(&j, "crl_resigned", 1);
+        moat__km_json_cert_info(&j, &res.ci);
+        moat_cli_served_json(cli, st, &j);
+        moat_json_obj_end(&j);
+        moat_json_finish(&j);
+    } else if (!cli->quiet) {
+        printf("the root CA \"%s\" is back online: its key is \"%s\"%s and its CRL is re-signed\n",
+               res.ci.subject, MOAT_CA_ROOT_KEY, res.adopted ? " (the key imported earlier)" : "");
+    }
+    rc = moat_cli_served_report(cli, st);
+out:
     OPENSSL_cleanse(pw, sizeof(pw));
-    moat_free_secret(&p12, p12_len);
-    moat_store_ca_dispose(&inter);
-    moat_store_key_dispose(&k);
-    moat_ca_dispose(&root);
+    moat_ca_import_root_res_dispose(&res);
+    moat_config_unref(cfg);
+    moat_free(&data);
     moat_store_close(st);
     return rc;
 }
@@ -871,30 +711,15 @@ static int ca_set_url(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (moat_pki_urls_from_base(pos[0], true, &urls, &err) != 0)
+    if (moat__km_open(cli, 0, &st, &err) != 0 || moat_ca_set_url(st, pos[0], &urls, &err) != 0) {
+        moat_store_close(st);
         return moat_cli_fail(cli, &err);
-    if (moat__km_open(cli, 0, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    rc = moat_store_ca_set_url(st, pos[0], &err);
-    if (rc == MOAT_E_NOTFOUND)
-        moat_ca_none(&err);
-    if (rc != 0 || moat_store_generation_bump(st, &err) != 0 ||
-        moat__km_audit(st, "ca.set-url", pos[0], &err, "CRL %s, OCSP %s", urls.crl, urls.ocsp) != 0) {
-        moat_store_rollback(st);
-        goto fail;
     }
-    if (moat__km_commit(st, NULL, &err) != 0)
-        goto fail;
     if (!cli->quiet)
         printf("CA base URL set to %s\n  OCSP %s\n  CRL  %s\n", pos[0], urls.ocsp, urls.crl);
     rc = moat_cli_served_report(cli, st);
     moat_store_close(st);
     return rc;
-fail:
-    moat_store_close(st);
-    return moat_cli_fail(cli, &err);
 }
 
 static int ca_policy(moat_cli_t *cli, int argc, char **argv)
@@ -907,7 +732,6 @@ static int ca_policy(moat_cli_t *cli, int argc, char **argv)
     moat_store_t *st = NULL;
     moat_ca_policy_t pol;
     moat_err_t err = {0};
-    char key[64], val[4096] = "";
     const moat__km_opt_t opts[] = {
         {"--max-days", &max_s, NULL, NULL, NULL, 0},
         {"--allow", NULL, NULL, allow_l, &nallow, MAX_PATTERNS},
@@ -937,38 +761,11 @@ static int ca_policy(moat_cli_t *cli, int argc, char **argv)
         return moat_cli_usage(cmd.usage, "--allow and --allow-any contradict each other");
     if (max_s != NULL && moat_parse_long(max_s, 1, 36500, &max_days) != 0)
         return moat_cli_usage(cmd.usage, "--max-days takes 1 to 36500 days, not \"%s\"", max_s);
-    for (size_t i = 0, n = 0; i < nallow; i++) {
-        int w = snprintf(val + n, sizeof(val) - n, "%s%s", n ? "," : "", allow_l[i]);
-        if (w < 0 || (size_t)w >= sizeof(val) - n)
-            return moat_cli_usage(cmd.usage, "--allow: too many patterns");
-        n += (size_t)w;
-    }
     if (moat__km_open(cli, (max_s || nallow || any) ? 0 : MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (max_s || nallow || any) {
-        char num[32];
-        if (moat_store_begin(st, &err) != 0)
-            goto fail;
-        snprintf(num, sizeof(num), "%ld", max_days);
-        snprintf(key, sizeof(key), "ca.policy.%s.max_days", moat_pki_profile_name(prof));
-        if (max_s != NULL && moat_store_setting_set(st, key, num, &err) != 0)
-            goto rollback;
-        snprintf(key, sizeof(key), "ca.policy.%s.names", moat_pki_profile_name(prof));
-        if (nallow > 0 && moat_store_setting_set(st, key, val, &err) != 0)
-            goto rollback;
-        if (any) {
-            rc = moat_store_setting_delete(st, key, &err);
-            if (rc != 0 && rc != MOAT_E_NOTFOUND)
-                goto rollback;
-            moat_err_clear(&err);
-        }
-        if (moat__km_audit(st, "ca.policy", moat_pki_profile_name(prof), &err, "max days %s, names %s",
-                           max_s ? max_s : "unchanged",
-                           any      ? "any"
-                           : nallow ? val
-                                    : "unchanged") != 0)
-            goto rollback;
-        if (moat__km_commit(st, NULL, &err) != 0)
+        moat_ca_policy_change_t c = {max_days, allow_l, nallow, any != 0};
+        if (moat_ca_policy_set(st, prof, &c, &err) != 0)
             goto fail;
     }
     if (moat_ca_policy_load(st, prof, &pol, &err) != 0)
@@ -999,8 +796,6 @@ static int ca_policy(moat_cli_t *cli, int argc, char **argv)
     }
     moat_store_close(st);
     return MOAT_EXIT_OK;
-rollback:
-    moat_store_rollback(st);
 fail:
     moat_store_close(st);
     return moat_cli_fail(cli, &err);
@@ -1018,6 +813,7 @@ int moat_cli_ca(moat_cli_t *cli, int argc, char **argv)
         {"crl", "print the current certificate revocation list", moat__km_ca_crl_cmd},
         {"export-client", "write a client certificate and key as PKCS#12", ca_export_client},
         {"export-root", "export the root key (and take it offline)", ca_export_root},
+        {"import-root", "bring an offline root key back", ca_import_root},
         {"set-url", "set the public base URL for CRL, OCSP and CA certificates", ca_set_url},
         {"policy", "show or set a profile's validity and name policy", ca_policy},
     };

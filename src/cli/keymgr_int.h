@@ -70,10 +70,6 @@ long moat__km_days_left(time_t t, time_t now);
 /* Parses --days: 1..36500; returns 0 or exit-code-ready usage error (MOAT_E_USAGE in err). */
 int moat__km_parse_days(const char *s, long *out, moat_err_t *err);
 
-/* The names under which the CA's own keys are stored (they show in "key list"). */
-#define MOAT__KM_CA_ROOT_KEY "moat-ca-root"
-#define MOAT__KM_CA_INTER_KEY "moat-ca-intermediate"
-
 /*
  * Opens the store every command finds (moat_cli_store_path) with its master key. <flags> are
  * MOAT_STORE_*: writers pass MOAT_STORE_CREATE, readers that never touch private keys

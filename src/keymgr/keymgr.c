@@ -1,5 +1,6 @@
 /* keymgr: the key manager's rules, shared by every front end that stores keys and certificates. */
 #include "keymgr/keymgr.h"
+#include "ca/ca.h"
 #include "tls/tls.h"
 
 #include <openssl/x509.h>
@@ -455,33 +456,7 @@ out:
 int moat_keymgr_key_add(moat_store_t *st, const char *name, EVP_PKEY *key, const char *algorithm,
                         bool exportable, const moat_store_blob_t *csr_der, int64_t *id, moat_err_t *err)
 {
-    moat_store_key_t k = {0};
-    unsigned char *pkcs8 = NULL;
-    size_t pkcs8_len = 0;
-    int rc;
-
-    if (id != NULL)
-        *id = 0;
-    if ((rc = moat_pki_key_to_pkcs8(key, &pkcs8, &pkcs8_len, err)) != 0 ||
-        (rc = moat_pki_pubkey_to_der(key, &k.pubkey.data, &k.pubkey.len, err)) != 0)
-        goto out;
-    (void)moat_strlcpy(k.name, name, sizeof(k.name)); /* the store checks the name */
-    if (algorithm != NULL)
-        (void)moat_strlcpy(k.algorithm, algorithm, sizeof(k.algorithm));
-    else
-        moat_pki_key_describe(key, k.algorithm, sizeof(k.algorithm));
-    k.state = MOAT_KEY_PENDING;
-    k.exportable = exportable;
-    if (csr_der != NULL)
-        k.csr = *csr_der; /* borrowed: cleared before the dispose below */
-    rc = moat_store_key_add(st, &k, pkcs8, pkcs8_len, err);
-    memset(&k.csr, 0, sizeof(k.csr));
-    if (rc == 0 && id != NULL)
-        *id = k.id;
-out:
-    moat_free_secret(&pkcs8, pkcs8_len);
-    moat_store_key_dispose(&k);
-    return rc;
+    return moat_ca_key_add(st, name, key, algorithm, exportable, csr_der, id, err);
 }
 
 int moat_keymgr_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *password, bool legacy,
