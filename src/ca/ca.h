@@ -299,12 +299,13 @@ void moat_ca_revoked_dispose(moat_ca_revoked_t *r);
 
 /*
  * Revokes the certificate moat's CA issued with serial (any spelling) or key name <which>, re-signs its
- * CA's CRL and bumps the generation, audited, in one checked transaction. A site that serves it is not a
- * refusal (a compromised key must be revocable) but a note. MOAT_E_NOTFOUND for a serial moat did not
- * issue, MOAT_E_STATE for one revoked already.
+ * CA's CRL and bumps the generation, audited, in one checked transaction. A site of <cfg> that serves it
+ * is refused (MOAT_E_STATE naming the site, nothing changed: the server would go on serving it with a
+ * "revoked" staple, moat_plan_served_revoked), unless <force> (a compromised key must be revocable), when
+ * it is a note. MOAT_E_NOTFOUND for a serial moat did not issue, MOAT_E_STATE for one revoked already.
  */
 int moat_ca_revoke(moat_store_t *st, const moat_config_t *cfg, const char *which, moat_pki_reason_t reason,
-                   moat_ca_revoked_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+                   bool force, moat_ca_revoked_t *out, moat_err_t *err) MOAT_MUST_CHECK;
 
 typedef struct moat_ca_crl_req {
     bool root;     /* the root's CRL rather than the issuing CA's */

@@ -15,7 +15,7 @@ void moat_ca_revoked_dispose(moat_ca_revoked_t *r)
 }
 
 int moat_ca_revoke(moat_store_t *st, const moat_config_t *cfg, const char *which, moat_pki_reason_t reason,
-                   moat_ca_revoked_t *out, moat_err_t *err)
+                   bool force, moat_ca_revoked_t *out, moat_err_t *err)
 {
     moat_ca_t ca = {0};
     int rc;
@@ -45,7 +45,8 @@ int moat_ca_revoke(moat_store_t *st, const moat_config_t *cfg, const char *which
         (rc = moat_ca_audit(st, "ca.revoke", out->is.serial, err, "subject %s, name %s, reason %s",
                             out->is.subject, out->is.name[0] ? out->is.name : "-",
                             moat_pki_reason_name((int)reason))) != 0 ||
-        (rc = moat_plan_check_change(st, cfg, &out->notes, err)) != 0 ||
+        (rc = moat_plan_check_change_flags(st, cfg, force ? 0 : MOAT_PLAN_REFUSE_REVOKED, &out->notes,
+                                           err)) != 0 ||
         (rc = moat_store_commit(st, err)) != 0)
         moat_store_rollback(st);
 out:

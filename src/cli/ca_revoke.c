@@ -82,17 +82,22 @@ int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
     moat_config_t *cfg = NULL;
     moat_ca_revoked_t res = {0};
     moat_err_t err = {0};
-    int rc;
+    int rc, force = 0;
     const moat__km_opt_t opts[] = {
         {"--reason", &reason_s, NULL, NULL, NULL, 0},
+        {"--force", NULL, &force, NULL, NULL, 0},
         {0},
     };
     const moat__km_cmd_t cmd = {
-        "moat ca revoke NAME|SERIAL [--reason R]",
+        "moat ca revoke NAME|SERIAL [--reason R] [--force]",
         "Revokes a certificate moat's CA issued (by key name or serial) and re-signs the CRL; a running\n"
-        "server's OCSP responder answers \"revoked\" from then on.\n\n"
+        "server's OCSP responder answers \"revoked\" from then on. A certificate a site of the\n"
+        "configuration serves is refused, naming the site: the server would go on serving it with a\n"
+        "\"revoked\" staple, which clients that check revocation refuse. Give the site a new certificate\n"
+        "first, or revoke it anyway with --force (a compromised key).\n\n"
         "  --reason R   unspecified (default), key-compromise, ca-compromise, affiliation-changed,\n"
-        "               superseded, cessation-of-operation, certificate-hold, privilege-withdrawn\n\n"
+        "               superseded, cessation-of-operation, certificate-hold, privilege-withdrawn\n"
+        "  --force      revoke a certificate a site still serves\n\n"
         "example: moat ca revoke alice --reason key-compromise\n",
         opts,
         pos,
@@ -104,7 +109,8 @@ int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
     if (reason_s != NULL && moat_pki_reason_parse(reason_s, &reason, &err) != 0)
         return moat_cli_fail(cli, &err);
     cfg = moat_cli_change_config(cli);
-    if (moat__km_open(cli, 0, &st, &err) != 0 || moat_ca_revoke(st, cfg, pos[0], reason, &res, &err) != 0) {
+    if (moat__km_open(cli, 0, &st, &err) != 0 ||
+        moat_ca_revoke(st, cfg, pos[0], reason, force != 0, &res, &err) != 0) {
         rc = moat_cli_fail(cli, &err);
         goto done;
     }

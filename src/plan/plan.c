@@ -352,8 +352,24 @@ static void note_add(moat_plan_notes_t *notes, const char *fmt, ...)
     va_end(ap);
 }
 
+int moat_plan_served_revoked(const char *site, const char *key, const char *serial, char *out, size_t outsz)
+{
+    int n = snprintf(out, outsz,
+                     "site \"%s\" serves the certificate of key \"%s\" (serial %s), which is revoked: the "
+                     "server goes on serving it with a \"revoked\" OCSP staple and clients that check "
+                     "revocation refuse it",
+                     site, key, serial);
+    return n < 0 ? 0 : n;
+}
+
 int moat_plan_check_change(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes,
                            moat_err_t *err)
+{
+    return moat_plan_check_change_flags(st, cfg, 0, notes, err);
+}
+
+int moat_plan_check_change_flags(moat_store_t *st, const moat_config_t *cfg, unsigned flags,
+                                 moat_plan_notes_t *notes, moat_err_t *err)
 {
     moat_store_t *before = NULL;
     int64_t now = (int64_t)time(NULL);
@@ -391,14 +407,27 @@ int moat_plan_check_change(moat_store_t *st, const moat_config_t *cfg, moat_plan
                 first = after->why;
             continue;
         }
-        for (int slot = 0; slot < 2; slot++)
-            if (after->revoked[slot] &&
-                !(prev->loads && prev->revoked[slot] && strcmp(prev->fpr[slot], after->fpr[slot]) == 0))
+        for (int slot = 0; rc == 0 && slot < 2; slot++) {
+            char why[MOAT_ERR_MSG_MAX];
+            if (!after->revoked[slot] ||
+                (prev->loads && prev->revoked[slot] && strcmp(prev->fpr[slot], after->fpr[slot]) == 0))
+                continue;
+            (void)moat_plan_served_revoked(site->name, after->key[slot], after->serial[slot], why,
+                                           sizeof(why));
+            if (flags & MOAT_PLAN_REFUSE_REVOKED) {
+                moat_err_set(err, MOAT_E_STATE, "%s", why);
+                moat_err_hint(err,
+                              "give the site a new certificate first (moat key renew %s, moat ca sign, moat "
+                              "cert install), or go ahead with --force (a compromised key); nothing was "
+                              "changed",
+                              after->key[slot]);
+                rc = MOAT_E_STATE;
+            } else {
                 note_add(notes,
-                         "site \"%s\" serves the certificate of key \"%s\" (serial %s), which is revoked: "
-                         "clients that check revocation refuse it; give the site a new one (moat ca issue, "
-                         "or moat key renew %s and moat ca sign)",
-                         site->name, after->key[slot], after->serial[slot], after->key[slot]);
+                         "%s; give the site a new one (moat ca issue, or moat key renew %s and moat ca sign)",
+                         why, after->key[slot]);
+            }
+        }
     }
     if (rc == 0 && refused > 0) {
         moat_err_set(err, MOAT_E_STATE, "the server would not load this change: %s%s", first.msg,

@@ -114,4 +114,19 @@ typedef struct moat_plan_notes {
 int moat_plan_check_change(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes,
                            moat_err_t *err) MOAT_MUST_CHECK;
 
+/* moat_plan_check_change() with MOAT_PLAN_* <flags>. */
+#define MOAT_PLAN_REFUSE_REVOKED                                                                             \
+    1u /* a certificate moat's CA revoked that a site would newly serve is a                                 \
+        * refusal, not a note (moat ca revoke without --force) */
+int moat_plan_check_change_flags(moat_store_t *st, const moat_config_t *cfg, unsigned flags,
+                                 moat_plan_notes_t *notes, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * What the server does with a certificate moat's CA revoked that a site serves, said once for the check
+ * before commit and its readers: it loads and serves it, with a "revoked" OCSP staple, and clients that
+ * check revocation refuse it. Writes the sentence naming <site>, <key> and <serial> to <out>; returns
+ * its length as snprintf does.
+ */
+int moat_plan_served_revoked(const char *site, const char *key, const char *serial, char *out, size_t outsz);
+
 #endif

@@ -97,7 +97,7 @@ def test_post_good_then_revoked_with_reason(ca_server):
     assert "nonce" not in out.lower(), out          # the request's nonce came back
     out = ocsp_post(m, "rootleaf.pem", "root.pem")
     assert "rootleaf.pem: good" in out and "Response verify OK" in out, out
-    m.ok("ca", "revoke", "www", "--reason", "key-compromise")
+    m.ok("ca", "revoke", "www", "--reason", "key-compromise", "--force")
     out = until(lambda: ocsp_post(m, "www.pem", "inter.pem"), "www.pem: revoked")
     assert "www.pem: revoked" in out and "keyCompromise" in out and "Response verify OK" in out, out
     # The other CA's certificate is untouched.
@@ -144,7 +144,7 @@ def test_get_request_over_http_and_https_is_cached(ca_server):
     _, _, b = http_request(m.http, "GET", OCSP + "/" + b64)
     assert a == b
     # A revocation starts a new generation: the cached "good" is gone at once.
-    m.ok("ca", "revoke", "www")
+    m.ok("ca", "revoke", "www", "--force")
     assert wait_for(lambda: "Cert Status: revoked" in resp_text(m, http_request(m.http, "GET", OCSP + "/" + b64)[2]),
                     timeout=3)
 
@@ -174,11 +174,11 @@ def test_stapled_good_then_revoked_for_both_cas(ca_server):
     for sni in ("localhost", "root.test"):
         out = stapled(m, sni)
         assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, out
-    m.ok("ca", "revoke", "rootleaf", "--reason", "superseded")
+    m.ok("ca", "revoke", "rootleaf", "--reason", "superseded", "--force")
     out = until(lambda: stapled(m, "root.test"), "Cert Status: revoked")
     assert "Cert Status: revoked" in out and "superseded" in out.lower(), out
     assert "Cert Status: good" in stapled(m, "localhost")
-    m.ok("ca", "revoke", "www")
+    m.ok("ca", "revoke", "www", "--force")
     assert wait_for(lambda: "Cert Status: revoked" in stapled(m, "localhost"), timeout=3)
 
 
@@ -240,7 +240,7 @@ def test_server_resigns_a_crl_past_half_its_life(moat):
     m = moat
     m.ok("ca", "init", "--cn", "CRL Root")
     m.ok("ca", "issue", "www", "--cn", "localhost")
-    m.ok("ca", "revoke", "www", "--reason", "superseded")
+    m.ok("ca", "revoke", "www", "--reason", "superseded", "--force")
     (m.dir / "root.pem").write_text(m.ok("ca", "cert", "--root").stdout)
     fresh = stored_crl(m)
     number = int(crl_text(m, fresh).split("X509v3 CRL Number:")[1].split()[0], 0)

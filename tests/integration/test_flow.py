@@ -64,7 +64,7 @@ def test_key_request_sign_install_renew_backup_revoke_restore(moat):
     assert "www2-leaf.pem: good" in ocsp(m, "www2-leaf.pem")
     serial = subprocess.run(["openssl", "x509", "-in", m.dir / "www2-leaf.pem", "-noout", "-serial"],
                             capture_output=True, text=True, check=True).stdout.strip().split("=")[1]
-    r = m.ok("ca", "revoke", serial, "--reason", "key-compromise")
+    r = m.ok("ca", "revoke", serial, "--reason", "key-compromise", "--force")  # a site serves it
     g2 = applied(r)
     assert g2 > g1
     assert wait_for(lambda: "www2-leaf.pem: revoked" in ocsp(m, "www2-leaf.pem"), timeout=10)

@@ -604,3 +604,39 @@ def test_cert_and_key_changes_checked_before_commit(moat):
     elsewhere.mkdir()
     moat.ok("cert", "rollback", "b", cwd=elsewhere)
     assert moat.ok("cert", "export", "b").stdout != before
+
+
+# 7. ca revoke of a certificate a site serves: the server goes on serving it, with a "revoked" OCSP
+#    staple that clients checking revocation refuse. Refused, naming the site, unless --force.
+def test_ca_revoke_of_a_served_certificate_needs_force(moat):
+    import json
+    from serve_helpers import cert_der, config, free_port, site
+    m = moat
+    m.ok("ca", "init", "--cn", "Root")
+    m.ok("ca", "issue", "a", "--cn", "a.example.test")
+    m.ok("ca", "issue", "spare", "--cn", "spare.example.test")
+    (m.dir / "a.pem").write_text(m.ok("cert", "export", "a").stdout)
+    port = free_port()
+    m.serve(config(m, [site(["a.example.test"], port, extra="certificate: a")]), wait=[port])
+    gen = json.loads(m.ok("store", "info", "--json").stdout)["generation"]
+    r = m.fails("ca", "revoke", "a", "--reason", "superseded")
+    assert 'site "a.example.test" serves the certificate of key "a"' in r.stderr, r.stderr
+    assert '"revoked" OCSP staple' in r.stderr and "--force" in r.stderr, r.stderr
+    assert "nothing was changed" in r.stderr, r.stderr
+    assert json.loads(m.ok("ca", "list", "--revoked", "--json").stdout) == []
+    assert json.loads(m.ok("store", "info", "--json").stdout)["generation"] == gen
+    # a certificate no site serves goes without --force
+    m.ok("ca", "revoke", "spare")
+    # --force: revoked; what the server does is what the refusal said: the same certificate, stapled revoked
+    r = m.ok("ca", "revoke", "a", "--reason", "key-compromise", "--force")
+    assert 'site "a.example.test" serves the certificate of key "a"' in r.stdout + r.stderr
+    assert _peer_der(port, "a.example.test") == cert_der(m.dir / "a.pem")
+
+    def staple():
+        p = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                            "a.example.test", "-status"], input=b"", capture_output=True, timeout=10)
+        return p.stdout.decode(errors="replace")
+    deadline = time.time() + 5
+    while "Cert Status: revoked" not in (out := staple()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert "Cert Status: revoked" in out and "keyCompromise" in out, out
