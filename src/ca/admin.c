@@ -49,7 +49,7 @@ static int store_ca(moat_store_t *st, moat_ca_role_t role, EVP_PKEY *key, X509 *
     int rc;
 
     if ((rc = moat_pki_cert_to_der(cert, &der, &der_len, err)) != 0 ||
-        (rc = moat_ca_key_add(st, moat_ca_key_name(role), key, NULL, exportable, NULL, &key_id, err)) != 0 ||
+        (rc = moat_ca_own_key_add(st, role, key, exportable, &key_id, err)) != 0 ||
         (rc = moat_store_cert_install(st, key_id, der, der_len, NULL, 0, NULL, err)) != 0)
         goto out;
     row.role = role;
@@ -305,7 +305,7 @@ static int root_key_row(moat_store_t *st, const moat_ca_t *root, EVP_PKEY *key, 
     *adopted = false;
     if (rc == MOAT_E_NOTFOUND) {
         moat_err_clear(err);
-        if ((rc = moat_ca_key_add(st, MOAT_CA_ROOT_KEY, key, NULL, true, NULL, id, err)) != 0)
+        if ((rc = moat_ca_own_key_add(st, MOAT_CA_ROOT, key, true, id, err)) != 0)
             return rc;
         return moat_store_cert_install(st, *id, root->row.der.data, root->row.der.len, NULL, 0, NULL, err);
     }

@@ -48,10 +48,15 @@ int moat_ca_load_issuing(moat_store_t *st, bool need_key, moat_ca_t *ca, moat_er
  * with its public key and, when <csr_der> is not NULL, its request); <algorithm> is the name key list
  * shows (NULL: described from the key). The CA's own keys and the keys it issues with (ca init, ca issue,
  * ca import-root) enter the store here; the key manager's moat_keymgr_key_add is the same step. *id (may
- * be NULL) receives the key row. MOAT_E_EXISTS when the name has a pending key (moat_store_key_add).
+ * be NULL) receives the key row. MOAT_E_EXISTS when the name has a pending key (moat_store_key_add);
+ * MOAT_E_PERM for the name of a CA key while the store has a CA (moat_ca_key_name_check): a key imported
+ * under it would be an orphan, and an offline root comes back with moat ca import-root.
  */
 int moat_ca_key_add(moat_store_t *st, const char *name, EVP_PKEY *key, const char *algorithm, bool exportable,
                     const moat_store_blob_t *csr_der, int64_t *id, moat_err_t *err) MOAT_MUST_CHECK;
+/* moat_ca_key_add of the CA's own key of <role>, under moat_ca_key_name(role) (ca init, ca import-root). */
+int moat_ca_own_key_add(moat_store_t *st, moat_ca_role_t role, EVP_PKEY *key, bool exportable, int64_t *id,
+                        moat_err_t *err) MOAT_MUST_CHECK;
 
 /*
  * The certificates a site sends above a leaf of <ca>: the intermediate's own certificate when <ca> is the

@@ -58,8 +58,8 @@ fail:
     return rc;
 }
 
-int moat_ca_key_add(moat_store_t *st, const char *name, EVP_PKEY *key, const char *algorithm, bool exportable,
-                    const moat_store_blob_t *csr_der, int64_t *id, moat_err_t *err)
+static int key_row_add(moat_store_t *st, const char *name, EVP_PKEY *key, const char *algorithm,
+                       bool exportable, const moat_store_blob_t *csr_der, int64_t *id, moat_err_t *err)
 {
     moat_store_key_t k = {0};
     unsigned char *pkcs8 = NULL;
@@ -256,4 +256,17 @@ out:
     moat_free(&der);
     X509_free(cert);
     return rc;
+}
+
+int moat_ca_key_add(moat_store_t *st, const char *name, EVP_PKEY *key, const char *algorithm, bool exportable,
+                    const moat_store_blob_t *csr_der, int64_t *id, moat_err_t *err)
+{
+    int rc = moat_ca_key_name_check(st, name, err);
+    return rc != 0 ? rc : key_row_add(st, name, key, algorithm, exportable, csr_der, id, err);
+}
+
+int moat_ca_own_key_add(moat_store_t *st, moat_ca_role_t role, EVP_PKEY *key, bool exportable, int64_t *id,
+                        moat_err_t *err)
+{
+    return key_row_add(st, moat_ca_key_name(role), key, NULL, exportable, NULL, id, err);
 }

@@ -640,3 +640,79 @@ def test_ca_revoke_of_a_served_certificate_needs_force(moat):
     while "Cert Status: revoked" not in (out := staple()) and time.time() < deadline:
         time.sleep(0.1)
     assert "Cert Status: revoked" in out and "keyCompromise" in out, out
+
+
+# 10. An offline root comes back: after ca export-root --remove-key, a key import under the root's key name
+#     (an orphan) is refused and says how; moat ca import-root FILE gives the root its key again, the root
+#     signs its CRL (it lists revoked intermediates) and answers OCSP for the intermediate again, and
+#     doctor no longer says "key offline". Each step is checked against the running server's sites.
+def test_offline_root_comes_back(moat):
+    import datetime
+    import json
+    from serve_helpers import config, free_port, site
+    m = moat
+    m.ok("ca", "init", "--cn", "Root", "--exportable")
+    m.ok("ca", "init", "--intermediate", "--cn", "Issuing")
+    m.ok("ca", "issue", "www", "--cn", "localhost")
+    (m.dir / "root.pem").write_text(m.ok("ca", "cert", "--root").stdout)
+    (m.dir / "inter.pem").write_text(m.ok("ca", "cert").stdout)
+    (m.dir / "pw").write_text("root pw\n")
+    https, http = free_port(), free_port()
+    m.serve(config(m, [site(["localhost"], https, default=True, http_port=http,
+                            extra="certificate: www\nca_publish: true\nclient_certificate: optional\n"
+                                  "client_trust: [moat-ca]")]), wait=[https, http])
+
+    def inter_ocsp():
+        return subprocess.run(["openssl", "ocsp", "-issuer", m.dir / "root.pem", "-cert", m.dir / "inter.pem",
+                               "-url", f"http://127.0.0.1:{http}/.well-known/moat/ocsp", "-CAfile",
+                               m.dir / "root.pem"], capture_output=True, text=True, timeout=10)
+
+    def doctor():
+        r = m.run("doctor", "--timeout", "2", "-c", m.dir / "moat.yaml")
+        rj = json.loads(m.run("doctor", "--json", "--timeout", "2", "-c", m.dir / "moat.yaml").stdout)
+        return r.stdout, [f for f in rj["findings"] if f["severity"] in ("error", "warning")]
+
+    def root_answers():
+        r = inter_ocsp()
+        return "Response verify OK" in r.stderr and "unauthorized" not in r.stdout + r.stderr
+
+    assert root_answers()
+    r = m.ok("ca", "export-root", "--out", m.dir / "root.p12", "--password-file", m.dir / "pw", "--remove-key")
+    assert "applied the change in generation" in r.stdout, r.stdout
+    assert "moat ca import-root" in r.stdout
+    assert "key offline" in doctor()[0]
+    assert "unauthorized" in inter_ocsp().stdout + inter_ocsp().stderr  # the root signs nothing offline
+    r = m.fails("ca", "crl", "--root", "--days", "30")
+    assert "offline" in r.stderr
+    # the orphan of the tour: refused, and the way back is named
+    r = m.fails("key", "import", "moat-ca-root", m.dir / "root.p12", "--password-file", m.dir / "pw")
+    assert "moat ca import-root" in r.stderr, r.stderr
+    assert "moat-ca-root" not in {k["name"] for k in json.loads(m.ok("key", "list", "--json").stdout)}
+    # a file of another CA is refused, naming what it holds
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", "o.key", "-out", "o.pem", "-days", "30", "-subj", "/CN=Other Root"],
+                   cwd=m.dir, check=True, capture_output=True)
+    subprocess.run(["openssl", "pkcs12", "-export", "-inkey", "o.key", "-in", "o.pem", "-out", "o.p12",
+                    "-passout", "pass:root pw"], cwd=m.dir, check=True, capture_output=True)
+    r = m.fails("ca", "import-root", m.dir / "o.p12", "--password-file", m.dir / "pw")
+    assert "Other Root" in r.stderr and "not the certificate of moat's root CA" in r.stderr, r.stderr
+
+    r = m.ok("ca", "import-root", m.dir / "root.p12", "--password-file", m.dir / "pw")
+    assert "back online" in r.stdout and "applied the change in generation" in r.stdout, r.stdout
+    keys = {k["name"]: k for k in json.loads(m.ok("key", "list", "--json").stdout)}
+    assert keys["moat-ca-root"]["exportable"] is True
+    m.fails("ca", "import-root", m.dir / "root.p12", "--password-file", m.dir / "pw")  # nothing to bring back
+    # the root signs its CRL again, with a lifetime of its own
+    m.ok("ca", "crl", "--root", "--days", "30", "--out", m.dir / "root.crl")
+    t = subprocess.run(["openssl", "crl", "-in", m.dir / "root.crl", "-CAfile", m.dir / "root.pem", "-noout",
+                        "-nextupdate"], capture_output=True, text=True, check=True)
+    assert "verify OK" in t.stderr + t.stdout, t
+    nxt = datetime.datetime.strptime(t.stdout.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")
+    assert nxt - datetime.datetime.utcnow() > datetime.timedelta(days=29), nxt
+    # and OCSP for the intermediate is answered by the root again
+    deadline = time.time() + 5
+    while not root_answers() and time.time() < deadline:
+        time.sleep(0.1)
+    assert root_answers(), inter_ocsp()
+    text, bad = doctor()
+    assert "key offline" not in text and bad == [], (text, bad)
