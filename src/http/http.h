@@ -29,6 +29,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -43,6 +44,41 @@ typedef struct moat_http_str {
 
 /* Case-insensitive (ASCII) comparison of a slice with a C string: 1 if equal. */
 int moat_http_str_ieq(moat_http_str_t s, const char *cstr);
+
+/* A bounded writer of heads: bytes go on at p + n while they fit in cap; the first piece that does not fit
+ * sets <full> and nothing more is written (the caller checks <full> once, at the end). */
+typedef struct moat_http_out {
+    char *p;
+    size_t n, cap;
+    int full;
+} moat_http_out_t;
+
+static inline void moat_http_out_put(moat_http_out_t *w, const char *s, size_t n)
+{
+    if (w->full || w->cap - w->n < n) {
+        w->full = 1;
+        return;
+    }
+    memcpy(w->p + w->n, s, n);
+    w->n += n;
+}
+
+static inline void moat_http_out_puts(moat_http_out_t *w, const char *s)
+{
+    moat_http_out_put(w, s, strlen(s));
+}
+
+/* <v> in decimal. */
+static inline void moat_http_out_putu(moat_http_out_t *w, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    moat_http_out_put(w, tmp + i, sizeof(tmp) - i);
+}
 
 /* Limits from the config's `limits:` block (DESIGN). Zero means "use the default" given here. */
 typedef struct moat_http_limits {

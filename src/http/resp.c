@@ -7,38 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct out {
-    char *p;
-    size_t n, cap;
-    int full;
-} out_t;
-
-static void put(out_t *w, const char *s, size_t n)
-{
-    if (w->full || w->cap - w->n < n) {
-        w->full = 1;
-        return;
-    }
-    memcpy(w->p + w->n, s, n);
-    w->n += n;
-}
-
-static void puts_(out_t *w, const char *s)
-{
-    put(w, s, strlen(s));
-}
-
-static void putu(out_t *w, uint64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    put(w, tmp + i, sizeof(tmp) - i);
-}
-
 static const struct {
     int code;
     const char *reason;
@@ -126,31 +94,31 @@ static pthread_once_t pages_once = PTHREAD_ONCE_INIT;
 static size_t page_write(char *buf, size_t size, int code, const char *reason, const char *text,
                          const char *detail)
 {
-    out_t w = {buf, 0, size, 0};
+    moat_http_out_t w = {buf, 0, size, 0};
     char num[4] = {(char)('0' + code / 100 % 10), (char)('0' + code / 10 % 10), (char)('0' + code % 10), 0};
-    puts_(&w, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
-    puts_(&w, num);
-    put(&w, " ", 1);
-    puts_(&w, reason);
-    puts_(&w, "</title></head>\n<body><h1>");
-    puts_(&w, num);
-    put(&w, " ", 1);
-    puts_(&w, reason);
-    puts_(&w, "</h1>\n<p>");
-    puts_(&w, text);
-    puts_(&w, "</p>\n");
+    moat_http_out_puts(&w, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
+    moat_http_out_puts(&w, num);
+    moat_http_out_put(&w, " ", 1);
+    moat_http_out_puts(&w, reason);
+    moat_http_out_puts(&w, "</title></head>\n<body><h1>");
+    moat_http_out_puts(&w, num);
+    moat_http_out_put(&w, " ", 1);
+    moat_http_out_puts(&w, reason);
+    moat_http_out_puts(&w, "</h1>\n<p>");
+    moat_http_out_puts(&w, text);
+    moat_http_out_puts(&w, "</p>\n");
     if (detail != NULL && detail[0] != '\0') {
-        puts_(&w, "<p>");
+        moat_http_out_puts(&w, "<p>");
         for (const char *d = detail; *d; d++) {
             const char *entity = moat_http_html_entity(*d);
             if (entity != NULL)
-                puts_(&w, entity);
+                moat_http_out_puts(&w, entity);
             else
-                put(&w, d, 1);
+                moat_http_out_put(&w, d, 1);
         }
-        puts_(&w, "</p>\n");
+        moat_http_out_puts(&w, "</p>\n");
     }
-    puts_(&w, "<hr><address>moat</address></body></html>\n");
+    moat_http_out_puts(&w, "<hr><address>moat</address></body></html>\n");
     return w.full ? 0 : w.n;
 }
 
@@ -263,9 +231,9 @@ int moat_http_resp_redirect_https(moat_http_resp_t *resp, const moat_http_req_t 
     resp->location[0] = (moat_http_str_t){"https://", 8};
     resp->location[1] = host;
     if (port != 443 && port != 0 && port <= 65535) {
-        out_t w = {resp->location_port_, 0, sizeof(resp->location_port_), 0};
-        put(&w, ":", 1);
-        putu(&w, port);
+        moat_http_out_t w = {resp->location_port_, 0, sizeof(resp->location_port_), 0};
+        moat_http_out_put(&w, ":", 1);
+        moat_http_out_putu(&w, port);
         resp->location[2] = (moat_http_str_t){resp->location_port_, w.n};
     }
     if (req->path.len > 0)
@@ -277,33 +245,33 @@ int moat_http_resp_redirect_https(moat_http_resp_t *resp, const moat_http_req_t 
 
 int moat_http_resp_write_head(const moat_http_resp_t *r, char *buf, size_t size, size_t *len)
 {
-    out_t w = {buf, 0, size, 0};
+    moat_http_out_t w = {buf, 0, size, 0};
     int code = r->status;
 
-    puts_(&w, "HTTP/1.1 ");
+    moat_http_out_puts(&w, "HTTP/1.1 ");
     if (code < 100 || code > 999)
         code = 500;
-    putu(&w, (uint64_t)code);
-    put(&w, " ", 1);
-    puts_(&w, moat_http_status_reason(code));
-    puts_(&w, "\r\nDate: ");
-    put(&w, moat_http_date_cached(r->now != 0 ? r->now : time(NULL)), MOAT_HTTP_DATE_LEN);
-    puts_(&w, "\r\nServer: moat\r\n");
+    moat_http_out_putu(&w, (uint64_t)code);
+    moat_http_out_put(&w, " ", 1);
+    moat_http_out_puts(&w, moat_http_status_reason(code));
+    moat_http_out_puts(&w, "\r\nDate: ");
+    moat_http_out_put(&w, moat_http_date_cached(r->now != 0 ? r->now : time(NULL)), MOAT_HTTP_DATE_LEN);
+    moat_http_out_puts(&w, "\r\nServer: moat\r\n");
     if (r->content_type != NULL) {
-        puts_(&w, "Content-Type: ");
-        puts_(&w, r->content_type);
-        put(&w, "\r\n", 2);
+        moat_http_out_puts(&w, "Content-Type: ");
+        moat_http_out_puts(&w, r->content_type);
+        moat_http_out_put(&w, "\r\n", 2);
     }
     /* RFC 9110 §8.6: no Content-Length on 1xx, 204 or 304. */
     if (!r->no_content_length && code >= 200 && code != 204 && code != 304) {
-        puts_(&w, "Content-Length: ");
-        putu(&w, r->content_length);
-        put(&w, "\r\n", 2);
+        moat_http_out_puts(&w, "Content-Length: ");
+        moat_http_out_putu(&w, r->content_length);
+        moat_http_out_put(&w, "\r\n", 2);
     }
     if (r->etag[0] != '\0') {
-        puts_(&w, "ETag: ");
-        puts_(&w, r->etag);
-        put(&w, "\r\n", 2);
+        moat_http_out_puts(&w, "ETag: ");
+        moat_http_out_puts(&w, r->etag);
+        moat_http_out_put(&w, "\r\n", 2);
     }
     if (r->last_modified != (time_t)-1) {
         /* One file answered many times in a row is the common case: its date is formatted once. */
@@ -313,53 +281,53 @@ int moat_http_resp_write_head(const moat_http_resp_t *r, char *buf, size_t size,
             moat_http_date_format(r->last_modified, lm);
             lm_at = r->last_modified;
         }
-        puts_(&w, "Last-Modified: ");
-        put(&w, lm, MOAT_HTTP_DATE_LEN);
-        put(&w, "\r\n", 2);
+        moat_http_out_puts(&w, "Last-Modified: ");
+        moat_http_out_put(&w, lm, MOAT_HTTP_DATE_LEN);
+        moat_http_out_put(&w, "\r\n", 2);
     }
     if (r->accept_ranges)
-        puts_(&w, "Accept-Ranges: bytes\r\n");
+        moat_http_out_puts(&w, "Accept-Ranges: bytes\r\n");
     if (r->content_range == 1) {
-        puts_(&w, "Content-Range: bytes ");
-        putu(&w, r->range_first);
-        put(&w, "-", 1);
-        putu(&w, r->range_last);
-        put(&w, "/", 1);
-        putu(&w, r->range_total);
-        put(&w, "\r\n", 2);
+        moat_http_out_puts(&w, "Content-Range: bytes ");
+        moat_http_out_putu(&w, r->range_first);
+        moat_http_out_put(&w, "-", 1);
+        moat_http_out_putu(&w, r->range_last);
+        moat_http_out_put(&w, "/", 1);
+        moat_http_out_putu(&w, r->range_total);
+        moat_http_out_put(&w, "\r\n", 2);
     } else if (r->content_range == 2) {
-        puts_(&w, "Content-Range: bytes */");
-        putu(&w, r->range_total);
-        put(&w, "\r\n", 2);
+        moat_http_out_puts(&w, "Content-Range: bytes */");
+        moat_http_out_putu(&w, r->range_total);
+        moat_http_out_put(&w, "\r\n", 2);
     }
     if (r->location[0].len + r->location[1].len + r->location[2].len + r->location[3].len > 0) {
-        puts_(&w, "Location: ");
+        moat_http_out_puts(&w, "Location: ");
         for (int i = 0; i < 4; i++)
             if (r->location[i].len > 0)
-                put(&w, r->location[i].p, r->location[i].len);
-        put(&w, "\r\n", 2);
+                moat_http_out_put(&w, r->location[i].p, r->location[i].len);
+        moat_http_out_put(&w, "\r\n", 2);
     }
     if (r->allow != NULL) {
-        puts_(&w, "Allow: ");
-        puts_(&w, r->allow);
-        put(&w, "\r\n", 2);
+        moat_http_out_puts(&w, "Allow: ");
+        moat_http_out_puts(&w, r->allow);
+        moat_http_out_put(&w, "\r\n", 2);
     }
     if (r->hsts_max_age >= 0) {
-        puts_(&w, "Strict-Transport-Security: max-age=");
-        putu(&w, (uint64_t)r->hsts_max_age);
-        put(&w, "\r\n", 2);
+        moat_http_out_puts(&w, "Strict-Transport-Security: max-age=");
+        moat_http_out_putu(&w, (uint64_t)r->hsts_max_age);
+        moat_http_out_put(&w, "\r\n", 2);
     }
     for (size_t i = 0; i < r->n_extra && i < MOAT_HTTP_RESP_EXTRA; i++) {
-        puts_(&w, r->extra[i].name);
-        put(&w, ": ", 2);
-        puts_(&w, r->extra[i].value);
-        put(&w, "\r\n", 2);
+        moat_http_out_puts(&w, r->extra[i].name);
+        moat_http_out_put(&w, ": ", 2);
+        moat_http_out_puts(&w, r->extra[i].value);
+        moat_http_out_put(&w, "\r\n", 2);
     }
     if (!r->keep_alive)
-        puts_(&w, "Connection: close\r\n");
+        moat_http_out_puts(&w, "Connection: close\r\n");
     else if (r->http10_keep_alive)
-        puts_(&w, "Connection: keep-alive\r\n");
-    put(&w, "\r\n", 2);
+        moat_http_out_puts(&w, "Connection: keep-alive\r\n");
+    moat_http_out_put(&w, "\r\n", 2);
     if (w.full)
         return MOAT_E_LIMIT;
     *len = w.n;

@@ -184,13 +184,17 @@ static void h1_resume(moat__request_t *r)
 
 /* ---- HTTP/1.1: proxied responses ------------------------------------------------------------------ */
 
-/* Staged in obuf (big) as they come; CONN_PROXY drains it, and asks the proxy for more once it left. */
+/* Staged in obuf as they come (a big one for a long or streamed answer, as h1_send chooses for files);
+ * CONN_PROXY drains it, and asks the proxy for more once it left. */
 static int h1_px_head(moat__request_t *r, int status, const moat__px_field_t *f, size_t n, int64_t length)
 {
     moat__conn_t *c = r->conn;
-    size_t o;
-    int k;
-    if (moat__conn_out_bufs(c, 1) != 0)
+    size_t need = 256;
+    moat_http_out_t w;
+    for (size_t i = 0; i < n; i++)
+        need += f[i].name.len + f[i].value.len + 4;
+    if (moat__conn_out_bufs(c, status == 100 || status == 101 || length == -1 ||
+                                   need + (length > 0 ? (uint64_t)length : 0) > c->w->small.size / 2) != 0)
         return -1;
     if (status == 100) { /* the interim answer to Expect: 100-continue, once the upstream is reached */
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -207,42 +211,41 @@ static int h1_px_head(moat__request_t *r, int status, const moat__px_field_t *f,
         (length >= 0 || r->req.version_minor == 1 || status < 200 || status == 204 || status == 304);
     if (c->opos == c->olen)
         c->opos = c->olen = 0;
-    o = c->olen; /* after a 100 Continue not sent yet */
-    k = snprintf(c->obuf + o, c->ocap - o, "HTTP/1.1 %d %s\r\n", status, moat_http_status_reason(status));
-    if (k < 0)
+    if (c->ocap - c->olen < 256)
         return -1;
-    o += (size_t)k;
+    /* after a 100 Continue not sent yet; 128 bytes stay free for the framing fields */
+    w = (moat_http_out_t){c->obuf + c->olen, 0, c->ocap - c->olen - 128, 0};
+    moat_http_out_puts(&w, "HTTP/1.1 ");
+    moat_http_out_putu(&w, (uint64_t)status);
+    moat_http_out_put(&w, " ", 1);
+    moat_http_out_puts(&w, moat_http_status_reason(status));
+    moat_http_out_put(&w, "\r\n", 2);
     for (size_t i = 0; i < n; i++) {
-        if (o + f[i].name.len + f[i].value.len + 4 > c->ocap - 128)
-            return -1;
-        memcpy(c->obuf + o, f[i].name.p, f[i].name.len);
-        o += f[i].name.len;
-        memcpy(c->obuf + o, ": ", 2);
-        memcpy(c->obuf + o + 2, f[i].value.p, f[i].value.len);
-        o += 2 + f[i].value.len;
-        memcpy(c->obuf + o, "\r\n", 2);
-        o += 2;
+        moat_http_out_put(&w, f[i].name.p, f[i].name.len);
+        moat_http_out_put(&w, ": ", 2);
+        moat_http_out_put(&w, f[i].value.p, f[i].value.len);
+        moat_http_out_put(&w, "\r\n", 2);
     }
+    if (w.full)
+        return -1;
+    w.cap += 128;
     r->resp.http10_keep_alive = 0; /* chunked: 1.1 only; 0 when no body follows */
-    if (length >= 0)
-        k = snprintf(c->obuf + o, c->ocap - o, "Content-Length: %lld\r\n", (long long)length);
-    else if (length == -1 && r->req.version_minor == 1)
-        k = snprintf(c->obuf + o, c->ocap - o, "Transfer-Encoding: chunked\r\n");
-    else
-        k = 0;
-    o += (size_t)k;
-    if (status == 101) {
-        k = 0; /* the upstream's Connection: upgrade was handed on; the connection ends with the tunnel */
-        r->resp.keep_alive = 0;
-    } else if (!r->resp.keep_alive)
-        k = snprintf(c->obuf + o, c->ocap - o, "Connection: close\r\n");
+    if (length >= 0) {
+        moat_http_out_puts(&w, "Content-Length: ");
+        moat_http_out_putu(&w, (uint64_t)length);
+        moat_http_out_put(&w, "\r\n", 2);
+    } else if (length == -1 && r->req.version_minor == 1) {
+        moat_http_out_puts(&w, "Transfer-Encoding: chunked\r\n");
+    }
+    if (status == 101)
+        r->resp.keep_alive = 0; /* the upstream's Connection: upgrade was handed on; the connection ends
+                                   with the tunnel */
+    else if (!r->resp.keep_alive)
+        moat_http_out_puts(&w, "Connection: close\r\n");
     else if (r->req.version_minor == 0)
-        k = snprintf(c->obuf + o, c->ocap - o, "Connection: keep-alive\r\n");
-    else
-        k = 0;
-    o += (size_t)k;
-    memcpy(c->obuf + o, "\r\n", 2);
-    c->olen = o + 2;
+        moat_http_out_puts(&w, "Connection: keep-alive\r\n");
+    moat_http_out_put(&w, "\r\n", 2);
+    c->olen += w.n;
     /* chunked framing of what follows: length -1 on HTTP/1.1 */
     r->resp.no_content_length = length == -1 && r->req.version_minor == 1;
     return 0;

@@ -35,6 +35,7 @@
 #define PX_HEAD_MAX 32768 /* largest upstream response head */
 #define PX_ROUNDS 64      /* steps per run before yielding to the other connections */
 #define PX_SPARE 64       /* finished requests' states kept per worker for the next ones */
+#define PX_HEAD_KEEP 8192 /* a spare state keeps a request head buffer this large at most */
 
 /* ---- the worker's pools ------------------------------------------------------------------------- */
 
@@ -307,6 +308,7 @@ static int connect_next(moat__proxy_t *px)
             /* One the server closed meanwhile raised an event and is gone (moat__proxy_event); one it closes
              * as the request leaves fails before any answer and is retried afresh (idempotent requests). */
             uc->px = px;
+            moat__px_io_reuse(uc);
             px->uc = uc;
             px->reused = 1;
             px->pool->active++;
@@ -402,7 +404,10 @@ static int retry(moat__proxy_t *px, int server_failed)
         mark_down(px);
     else if (px->server < 64)
         px->tried &= ~(1ull << px->server); /* a stale kept connection: the same server again, afresh */
-    memcpy(px->out, px->head, px->head_len);
+    if (px->out_big)
+        moat_bufpool_put(&px->r->conn->w->big, (void **)&px->out);
+    px->out_big = 0;
+    px->out = px->head; /* a request without a body: nothing but the head went */
     px->olen = px->head_len;
     px->opos = 0;
     return connect_next(px);
@@ -432,16 +437,41 @@ static moat__proxy_t *px_take(moat__pxw_t *x)
     return px;
 }
 
+/* The request head, built in the state's own buffer (a small one kept with the state, grown to the big
+ * buffers' size for a long head) and sent from there: a request without a body takes no pool buffer for
+ * the server's side. 0; -1 when it does not fit, -2 out of memory. */
+static int build_head(moat__proxy_t *px, moat__worker_t *w)
+{
+    size_t want = PX_HEAD_KEEP;
+    for (;;) {
+        if (px->head_cap < want) {
+            char *h = moat_realloc(px->head, want);
+            if (h == NULL)
+                return -2;
+            px->head = h;
+            px->head_cap = want;
+        }
+        if (moat__proxy_head(px, px->head, px->head_cap, &px->head_len) == 0)
+            break;
+        if (px->head_cap >= w->big.size - 64)
+            return -1;
+        want = w->big.size - 64;
+    }
+    px->out = px->head;
+    px->olen = px->head_len;
+    px->opos = 0;
+    return 0;
+}
+
 void moat__proxy_start(moat__request_t *r, const moat_site_t *site, const moat_location_t *loc)
 {
     moat__worker_t *w = r->conn->w;
     moat__pxw_t *x = pxw_get(w);
     moat__proxy_t *px = NULL;
+    int rc;
 
     r->body_unread = 0;
-    if (x == NULL || (px = px_take(x)) == NULL || (px->out = moat_bufpool_get(&w->big)) == NULL) {
-        if (x != NULL && px != NULL)
-            moat_free(&px);
+    if (x == NULL || (px = px_take(x)) == NULL) {
         moat_http_resp_init(&r->resp, &r->req, 500);
         moat_http_resp_error(&r->resp, 500);
         r->body_unread = 1;
@@ -466,33 +496,42 @@ void moat__proxy_start(moat__request_t *r, const moat_site_t *site, const moat_l
         answer_error(px, 413, "body-too-large");
         return;
     }
-    if (moat__proxy_head(px) != 0) {
-        /* the client's fields and certificate do not fit the buffer */
+    if ((rc = build_head(px, w)) != 0) {
+        /* the client's fields and certificate do not fit the buffer (or no memory for them) */
         px->client_end = 1;
-        answer_error(px, 431, "request-too-large");
+        answer_error(px, rc == -1 ? 431 : 500, rc == -1 ? "request-too-large" : "out-of-memory");
         return;
     }
     px->client_end = r->req.body_kind == MOAT_HTTP_BODY_NONE && !px->upgrade;
-    /* Kept for a retry on a new connection (requests without a body only). */
-    if (r->req.body_kind == MOAT_HTTP_BODY_NONE && px->head_cap < px->olen) {
-        char *h = moat_realloc(px->head, px->olen);
-        if (h != NULL) {
-            px->head = h;
-            px->head_cap = px->olen;
-        }
-    }
-    if (r->req.body_kind == MOAT_HTTP_BODY_NONE && px->head_cap >= px->olen) {
-        memcpy(px->head, px->out, px->olen);
-        px->head_len = px->olen;
-    }
     (void)connect_next(px);
 }
 
 /* ---- the exchange ------------------------------------------------------------------------------- */
 
-static int out_buf(moat__proxy_t *px)
+/* The buffer for the server's answer: a small one first (most answers fit). 0, or -1. */
+static int in_buf(moat__proxy_t *px)
 {
-    return px->in != NULL || (px->in = moat_bufpool_get(&px->r->conn->w->big)) != NULL ? 0 : -1;
+    moat__worker_t *w = px->r->conn->w;
+    if (px->in != NULL)
+        return 0;
+    if ((px->in = moat_bufpool_get(&w->small)) == NULL)
+        return -1;
+    px->icap = w->small.size;
+    return 0;
+}
+
+/* An answer filled the small buffer: what it holds moves to a big one, which reads on in large pieces. */
+static void in_grow(moat__proxy_t *px)
+{
+    moat__worker_t *w = px->r->conn->w;
+    char *b = moat_bufpool_get(&w->big);
+    if (b == NULL)
+        return; /* reads go on in the small one */
+    memcpy(b, px->in, px->ilen);
+    moat_bufpool_put(&w->small, (void **)&px->in);
+    px->in = b;
+    px->icap = w->big.size;
+    px->in_big = 1;
 }
 
 /* Sends what px->out holds to the server: 1 progress, 0 blocked or nothing, -1 failed. */
@@ -526,6 +565,14 @@ static int body_refill(moat__proxy_t *px)
     int end = 0;
     if (px->client_end || px->olen != 0 || px->up_stop || (px->upgrade && px->state != PX_TUNNEL))
         return 0;
+    if (!px->out_big) {
+        /* the head went: body pieces go through a big buffer */
+        if ((px->out = moat_bufpool_get(&r->conn->w->big)) == NULL) {
+            upstream_failed(px, "reset");
+            return -1;
+        }
+        px->out_big = 1;
+    }
     n = r->out->px_body_in(r, px->out + hdr, cap - hdr - 7, px->state == PX_TUNNEL, &end);
     if (n < 0) {
         px->client_end = 1;
@@ -634,7 +681,6 @@ static int down_step(moat__proxy_t *px)
 {
     moat__request_t *r = px->r;
     px_upconn_t *uc = px->uc;
-    size_t cap = r->conn->w->big.size;
     int progress = 0;
 
     for (int rounds = 0; rounds < PX_ROUNDS; rounds++) {
@@ -685,9 +731,14 @@ static int down_step(moat__proxy_t *px)
         }
         if (px->head_sent && px->ipos == px->ilen)
             px->ipos = px->ilen = 0;
-        if (!uc->readable || px->ilen == cap)
+        if (!uc->readable)
             return progress;
-        ssize_t n = moat__px_io_read(uc, px->in + px->ilen, cap - px->ilen);
+        if (!px->in_big && (px->in_grow || px->ilen == px->icap))
+            in_grow(px);
+        if (px->ilen == px->icap)
+            return progress;
+        size_t want = px->icap - px->ilen;
+        ssize_t n = moat__px_io_read(uc, px->in + px->ilen, want);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return progress;
         if (n < 0 && errno == EPROTO) {
@@ -714,6 +765,7 @@ static int down_step(moat__proxy_t *px)
             return -1;
         }
         px->ilen += (size_t)n;
+        px->in_grow = (size_t)n == want; /* a long answer: the next read takes a big buffer */
         px->deadline = r->conn->w->loop.now_ms + (uint64_t)px->up->response_s * 1000u;
         progress = 1;
         while (!px->head_sent && px->ilen > 0) {
@@ -795,7 +847,7 @@ moat__px_run_t moat__proxy_run(moat__request_t *r)
             upstream_failed(px, "reset");
             continue;
         }
-        if (out_buf(px) != 0) {
+        if (in_buf(px) != 0) {
             upstream_failed(px, "reset");
             continue;
         }
@@ -875,9 +927,15 @@ void moat__proxy_end(moat__request_t *r)
         }
     }
     moat_list_remove(&px->node);
-    moat_bufpool_put(&w->big, (void **)&px->out);
-    moat_bufpool_put(&w->big, (void **)&px->in);
+    if (px->out_big)
+        moat_bufpool_put(&w->big, (void **)&px->out);
+    px->out = NULL;
+    moat_bufpool_put(px->in_big ? &w->big : &w->small, (void **)&px->in);
     r->px = NULL;
+    if (px->head_cap > PX_HEAD_KEEP) {
+        moat_free(&px->head); /* a long head's buffer is not kept */
+        px->head_cap = 0;
+    }
     if (px->x->nspare < PX_SPARE) {
         moat_list_push_tail(&px->x->spare, &px->node);
         px->x->nspare++;
@@ -924,8 +982,9 @@ void moat__proxy_event(void *tag, uint32_t events)
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && uc->wr_wants_r)
         uc->writable = 1;
     if (uc->px == NULL) {
-        /* a kept connection the server closed (or wrote to unasked): it cannot carry a request */
-        if (uc->readable && !moat__px_io_idle_ok(uc))
+        /* a kept connection the server closed (or wrote to unasked): it cannot carry a request. Only a
+         * read event says so: the room an acknowledgement frees (EPOLLOUT) costs no peek. */
+        if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !moat__px_io_idle_ok(uc))
             upconn_close(uc);
         return;
     }

@@ -20,14 +20,47 @@
 #include <string.h>
 #include <strings.h>
 
-static int hop_by_hop(moat_http_str_t name)
+/* The fields moat decides on, each way: one look at the name's length (and its letters when that
+ * matches) per field. */
+enum {
+    F_OTHER,
+    F_HOP,        /* hop-by-hop (RFC 9110 7.6.1, and the obsolete ones): never handed on */
+    F_CONNECTION, /* hop-by-hop, and names more of them */
+    F_UPGRADE,    /* hop-by-hop, but a 101's is handed on */
+    F_CLIENT,     /* set by moat on the request: never taken from the client (Host, framing, RFC 9440,
+                     Forwarded, X-Forwarded-*) */
+    F_LENGTH,     /* Content-Length: moat frames the body */
+    F_HSTS,
+};
+
+static int field_kind(moat_http_str_t name)
 {
-    static const char *const names[] = {"connection", "keep-alive",        "proxy-connection", "te",
-                                        "trailer",    "transfer-encoding", "upgrade"};
-    for (size_t i = 0; i < MOAT_ARRAY_LEN(names); i++)
-        if (moat_http_str_ieq(name, names[i]))
-            return 1;
-    return 0;
+    static const struct {
+        const char *name;
+        unsigned char len, kind;
+    } fields[] = {
+        {"connection", 10, F_CONNECTION},
+        {"keep-alive", 10, F_HOP},
+        {"proxy-connection", 16, F_HOP},
+        {"te", 2, F_HOP},
+        {"trailer", 7, F_HOP},
+        {"transfer-encoding", 17, F_HOP},
+        {"upgrade", 7, F_UPGRADE},
+        {"content-length", 14, F_LENGTH},
+        {"host", 4, F_CLIENT},
+        {"expect", 6, F_CLIENT},
+        {"client-cert", 11, F_CLIENT},
+        {"client-cert-chain", 17, F_CLIENT},
+        {"forwarded", 9, F_CLIENT},
+        {"x-forwarded-for", 15, F_CLIENT},
+        {"x-forwarded-proto", 17, F_CLIENT},
+        {"x-forwarded-host", 16, F_CLIENT},
+        {"strict-transport-security", 25, F_HSTS},
+    };
+    for (size_t i = 0; i < MOAT_ARRAY_LEN(fields); i++)
+        if (fields[i].len == name.len && strncasecmp(fields[i].name, name.p, name.len) == 0)
+            return fields[i].kind;
+    return F_OTHER;
 }
 
 /* 1 when <name> is one of the tokens of a Connection value <v> (fields the sender marked hop-by-hop). */
@@ -50,49 +83,28 @@ static int named_by(moat_http_str_t v, moat_http_str_t name)
     return 0;
 }
 
-typedef struct out {
-    char *p;
-    size_t len, cap;
-    int full;
-} out_t;
-
-static void put(out_t *o, const char *p, size_t n)
+static void put_field(moat_http_out_t *o, const char *name, moat_http_str_t v)
 {
-    if (o->full || n > o->cap - o->len) {
-        o->full = 1;
-        return;
-    }
-    memcpy(o->p + o->len, p, n);
-    o->len += n;
-}
-
-static void puts_(out_t *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static void put_field(out_t *o, const char *name, moat_http_str_t v)
-{
-    puts_(o, name);
-    put(o, ": ", 2);
-    put(o, v.p, v.len);
-    put(o, "\r\n", 2);
+    moat_http_out_puts(o, name);
+    moat_http_out_put(o, ": ", 2);
+    moat_http_out_put(o, v.p, v.len);
+    moat_http_out_put(o, "\r\n", 2);
 }
 
 /* ":BASE64:" of <der> (an RFC 8941 byte sequence). */
-static void put_bytes(out_t *o, const unsigned char *der, int len)
+static void put_bytes(moat_http_out_t *o, const unsigned char *der, int len)
 {
     size_t need = 4 * (((size_t)len + 2) / 3) + 3;
-    if (len <= 0 || o->full || need > o->cap - o->len) {
+    if (len <= 0 || o->full || need > o->cap - o->n) {
         o->full = 1;
         return;
     }
-    o->p[o->len++] = ':';
-    o->len += (size_t)EVP_EncodeBlock((unsigned char *)o->p + o->len, der, len);
-    o->p[o->len++] = ':';
+    o->p[o->n++] = ':';
+    o->n += (size_t)EVP_EncodeBlock((unsigned char *)o->p + o->n, der, len);
+    o->p[o->n++] = ':';
 }
 
-static void put_cert(out_t *o, X509 *x)
+static void put_cert(moat_http_out_t *o, X509 *x)
 {
     unsigned char *der = NULL;
     int len = i2d_X509(x, &der);
@@ -101,27 +113,27 @@ static void put_cert(out_t *o, X509 *x)
 }
 
 /* RFC 9440: the certificate the client presented and the chain moat verified it with (without it). */
-static void client_cert(out_t *o, moat__conn_t *c)
+static void client_cert(moat_http_out_t *o, moat__conn_t *c)
 {
     X509 *leaf = c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : NULL;
     STACK_OF(X509) * chain;
     int n;
     if (leaf == NULL)
         return;
-    puts_(o, "Client-Cert: ");
+    moat_http_out_puts(o, "Client-Cert: ");
     put_cert(o, leaf);
-    put(o, "\r\n", 2);
+    moat_http_out_put(o, "\r\n", 2);
     chain = SSL_get0_verified_chain(c->ssl);
     n = chain != NULL ? sk_X509_num(chain) : 0;
     if (n <= 1)
         return;
-    puts_(o, "Client-Cert-Chain: ");
+    moat_http_out_puts(o, "Client-Cert-Chain: ");
     for (int i = 1; i < n; i++) {
         if (i > 1)
-            put(o, ", ", 2);
+            moat_http_out_put(o, ", ", 2);
         put_cert(o, sk_X509_value(chain, i));
     }
-    put(o, "\r\n", 2);
+    moat_http_out_put(o, "\r\n", 2);
 }
 
 static int peer_trusted(const moat__conn_t *c)
@@ -137,24 +149,24 @@ static int peer_trusted(const moat__conn_t *c)
 }
 
 /* Joins every value of the field <name> of <req> with ", " (trusted proxies' lists). */
-static void joined(out_t *o, const moat_http_req_t *req, const char *name, int *any)
+static void joined(moat_http_out_t *o, const moat_http_req_t *req, const char *name, int *any)
 {
     size_t from = 0;
     moat_http_str_t v;
     while (moat_http_req_find(req, name, &from, &v)) {
         if (*any)
-            put(o, ", ", 2);
-        put(o, v.p, v.len);
+            moat_http_out_put(o, ", ", 2);
+        moat_http_out_put(o, v.p, v.len);
         *any = 1;
     }
 }
 
-int moat__proxy_head(moat__proxy_t *px)
+int moat__proxy_head(moat__proxy_t *px, char *buf, size_t cap, size_t *len)
 {
     moat__request_t *r = px->r;
     moat__conn_t *c = r->conn;
     const moat_http_req_t *req = &r->req;
-    out_t o = {px->out, 0, c->w->big.size - 64, 0};
+    moat_http_out_t o = {buf, 0, cap, 0};
     char ip[INET6_ADDRSTRLEN] = "unknown";
     moat_http_str_t conn_v = {NULL, 0}, upgrade_v = {NULL, 0}, v, name;
     int trusted = peer_trusted(c), any, ws = 0;
@@ -172,84 +184,82 @@ int moat__proxy_head(moat__proxy_t *px)
         named_by(conn_v, (moat_http_str_t){"upgrade", 7}) &&
         named_by(upgrade_v, (moat_http_str_t){"websocket", 9}))
         ws = 1;
-    put(&o, req->method.p, req->method.len);
-    put(&o, " ", 1);
+    moat_http_out_put(&o, req->method.p, req->method.len);
+    moat_http_out_put(&o, " ", 1);
     if (req->path.len == 0 || req->path.p[0] != '/')
-        put(&o, "/", 1);
-    put(&o, req->path.p, req->path.len);
-    puts_(&o, " HTTP/1.1\r\n");
+        moat_http_out_put(&o, "/", 1);
+    moat_http_out_put(&o, req->path.p, req->path.len);
+    moat_http_out_puts(&o, " HTTP/1.1\r\n");
     if (req->host.len > 0)
         put_field(&o, "Host", req->host);
     for (size_t i = 0; i < req->n_headers; i++) {
+        int kind;
         moat_http_req_header(req, i, &name, &v);
-        if (hop_by_hop(name) || moat_http_str_ieq(name, "host") ||
-            moat_http_str_ieq(name, "content-length") || moat_http_str_ieq(name, "expect") ||
-            moat_http_str_ieq(name, "client-cert") || moat_http_str_ieq(name, "client-cert-chain") ||
-            moat_http_str_ieq(name, "forwarded") || moat_http_str_ieq(name, "x-forwarded-for") ||
-            moat_http_str_ieq(name, "x-forwarded-proto") || moat_http_str_ieq(name, "x-forwarded-host") ||
+        kind = field_kind(name);
+        if ((kind != F_OTHER && kind != F_HSTS) ||
             (name.len >= 7 && strncasecmp(name.p, "x-moat-", 7) == 0) ||
             (conn_v.len > 0 && named_by(conn_v, name)))
             continue;
-        put(&o, name.p, name.len);
-        put(&o, ": ", 2);
-        put(&o, v.p, v.len);
-        put(&o, "\r\n", 2);
+        moat_http_out_put(&o, name.p, name.len);
+        moat_http_out_put(&o, ": ", 2);
+        moat_http_out_put(&o, v.p, v.len);
+        moat_http_out_put(&o, "\r\n", 2);
     }
     /* X-Forwarded-*: a trusted proxy's values are kept (the client's address appended); others replaced */
-    puts_(&o, "X-Forwarded-For: ");
+    moat_http_out_puts(&o, "X-Forwarded-For: ");
     any = 0;
     if (trusted)
         joined(&o, req, "x-forwarded-for", &any);
     if (any)
-        put(&o, ", ", 2);
-    puts_(&o, ip);
-    put(&o, "\r\n", 2);
+        moat_http_out_put(&o, ", ", 2);
+    moat_http_out_puts(&o, ip);
+    moat_http_out_put(&o, "\r\n", 2);
     from = 0;
     if (trusted && moat_http_req_find(req, "x-forwarded-proto", &from, &v))
         put_field(&o, "X-Forwarded-Proto", v);
     else
-        puts_(&o, c->secure ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
+        moat_http_out_puts(&o, c->secure ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
     from = 0;
     if (trusted && moat_http_req_find(req, "x-forwarded-host", &from, &v))
         put_field(&o, "X-Forwarded-Host", v);
     else if (req->host.len > 0)
         put_field(&o, "X-Forwarded-Host", req->host);
-    puts_(&o, "Forwarded: ");
+    moat_http_out_puts(&o, "Forwarded: ");
     any = 0;
     if (trusted)
         joined(&o, req, "forwarded", &any);
     if (any)
-        put(&o, ", ", 2);
-    puts_(&o, c->peer.family == AF_INET6 ? "for=\"[" : "for=");
-    puts_(&o, ip);
-    puts_(&o, c->peer.family == AF_INET6 ? "]\"" : "");
+        moat_http_out_put(&o, ", ", 2);
+    moat_http_out_puts(&o, c->peer.family == AF_INET6 ? "for=\"[" : "for=");
+    moat_http_out_puts(&o, ip);
+    moat_http_out_puts(&o, c->peer.family == AF_INET6 ? "]\"" : "");
     if (req->host.len > 0) {
-        puts_(&o, ";host=\"");
-        put(&o, req->host.p, req->host.len); /* a Host value holds no quote or backslash (parse.c) */
-        puts_(&o, "\"");
+        moat_http_out_puts(&o, ";host=\"");
+        moat_http_out_put(&o, req->host.p,
+                          req->host.len); /* a Host value holds no quote or backslash (parse.c) */
+        moat_http_out_puts(&o, "\"");
     }
-    puts_(&o, c->secure ? ";proto=https\r\n" : ";proto=http\r\n");
+    moat_http_out_puts(&o, c->secure ? ";proto=https\r\n" : ";proto=http\r\n");
     if (px->loc->forward_client_cert == MOAT_FWD_CERT_RFC9440 && r->ccert != NULL &&
         strcmp(r->ccert, "ok") == 0)
         client_cert(&o, c);
     if (ws) {
-        puts_(&o, "Connection: Upgrade\r\n");
+        moat_http_out_puts(&o, "Connection: Upgrade\r\n");
         put_field(&o, "Upgrade", upgrade_v);
         px->upgrade = 1;
     }
     if (req->body_kind == MOAT_HTTP_BODY_LENGTH) {
-        char cl[48];
-        snprintf(cl, sizeof(cl), "Content-Length: %llu\r\n", (unsigned long long)req->content_length);
-        puts_(&o, cl);
+        moat_http_out_puts(&o, "Content-Length: ");
+        moat_http_out_putu(&o, req->content_length);
+        moat_http_out_put(&o, "\r\n", 2);
     } else if (req->body_kind == MOAT_HTTP_BODY_CHUNKED) {
-        puts_(&o, "Transfer-Encoding: chunked\r\n");
+        moat_http_out_puts(&o, "Transfer-Encoding: chunked\r\n");
         px->chunked_out = 1;
     }
-    put(&o, "\r\n", 2);
+    moat_http_out_put(&o, "\r\n", 2);
     if (o.full)
         return -1;
-    px->olen = o.len;
-    px->opos = 0;
+    *len = o.n;
     return 0;
 }
 
@@ -264,12 +274,14 @@ size_t moat__proxy_resp_fields(moat__proxy_t *px, moat__px_field_t *f, size_t ca
 
     for (size_t i = 0; i < h->n_headers; i++) {
         moat_http_uhead_field(h, px->in, i, &name, &v);
-        if (moat_http_str_ieq(name, "connection"))
+        if (name.len == 10 && field_kind(name) == F_CONNECTION)
             conn_v = v;
     }
     for (size_t i = 0; i < h->n_headers && n + 3 < cap; i++) {
+        int kind;
         moat_http_uhead_field(h, px->in, i, &name, &v);
-        if (moat_http_str_ieq(name, "content-length")) {
+        kind = field_kind(name);
+        if (kind == F_LENGTH) {
             if (px->head_request) {
                 uint64_t x = 0;
                 for (size_t k = 0; k < v.len && v.p[k] >= '0' && v.p[k] <= '9' && x < (1ull << 48); k++)
@@ -278,13 +290,14 @@ size_t moat__proxy_resp_fields(moat__proxy_t *px, moat__px_field_t *f, size_t ca
             }
             continue;
         }
-        if (h->status == 101 && moat_http_str_ieq(name, "upgrade")) {
+        if (h->status == 101 && kind == F_UPGRADE) {
             f[n++] = (moat__px_field_t){name, v};
             continue;
         }
-        if (hop_by_hop(name) || (conn_v.len > 0 && named_by(conn_v, name)))
+        if (kind == F_HOP || kind == F_CONNECTION || kind == F_UPGRADE ||
+            (conn_v.len > 0 && named_by(conn_v, name)))
             continue;
-        if (moat_http_str_ieq(name, "strict-transport-security"))
+        if (kind == F_HSTS)
             has_hsts = 1;
         f[n++] = (moat__px_field_t){name, v};
     }

@@ -73,12 +73,12 @@ struct moat__proxy {
     uint64_t tried;    /* servers tried, a bit each */
     uint64_t body_fwd; /* request body bytes taken from the client, for the location's limits.body_bytes */
     int state;
-    char *out; /* big pool: bytes for the server (the head, then body pieces) */
+    char *out; /* bytes for the server: <head> first, then body pieces in a big pool buffer (out_big) */
     size_t olen, opos;
-    char *head; /* a copy of the request head, for a retry (requests without a body) */
+    char *head; /* the request head, built and sent from here (kept with the state, and for a retry) */
     size_t head_len, head_cap;
-    char *in; /* big pool: bytes from the server */
-    size_t ilen, ipos;
+    char *in; /* bytes from the server: a small pool buffer, a big one once an answer fills it (in_big) */
+    size_t ilen, ipos, icap;
     const char *pend; /* decoded body bytes not taken by the client side yet */
     size_t pend_len;
     moat_http_uhead_t *uh;
@@ -92,12 +92,13 @@ struct moat__proxy {
     struct timespec t0, t1;
     unsigned head_request : 1, head_sent : 1, client_end : 1, resp_body_done : 1, end_sent : 1, ukeep : 1,
         req_done : 1, reused : 1, upgrade : 1, tunnel_out : 1, chunked_out : 1, continue_sent : 1,
-        up_stop : 1;
+        up_stop : 1, out_big : 1, in_big : 1, in_grow : 1;
 };
 
-/* proxy_head.c: writes the request head for the server into px->out (olen), deciding the body's framing
- * (px->chunked_out) and whether it is a WebSocket upgrade (px->upgrade). 0, or -1 when it does not fit. */
-int moat__proxy_head(moat__proxy_t *px);
+/* proxy_head.c: writes the request head for the server into <buf> (at most <cap> bytes; *len), deciding
+ * the body's framing (px->chunked_out) and whether it is a WebSocket upgrade (px->upgrade). 0, or -1 when
+ * it does not fit. */
+int moat__proxy_head(moat__proxy_t *px, char *buf, size_t cap, size_t *len);
 /* The fields of the response head px->uh handed on to the client (hop-by-hop ones dropped), at most
  * <cap>; sets px->head_cl. Returns how many. */
 size_t moat__proxy_resp_fields(moat__proxy_t *px, moat__px_field_t *f, size_t cap);
@@ -121,6 +122,9 @@ ssize_t moat__px_io_write(px_upconn_t *uc, const char *buf, size_t n);
 void moat__px_io_shutdown_wr(px_upconn_t *uc);
 /* An idle kept connection that had an event can still carry a request (nothing came but TLS tickets). */
 int moat__px_io_idle_ok(px_upconn_t *uc);
+/* A kept connection taken for a request: its reads wait for the next event (the answer) instead of
+ * trying at once, as nothing can be waiting (what came while it was idle closed it). */
+void moat__px_io_reuse(px_upconn_t *uc);
 /* Frees the connection's TLS (before its socket closes). */
 void moat__px_io_free(px_upconn_t *uc);
 /* Drops the pool's kept session. */

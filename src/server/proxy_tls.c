@@ -378,6 +378,14 @@ int moat__px_io_idle_ok(px_upconn_t *uc)
     return n < 0 && errno == EAGAIN && !uc->rd_wants_w;
 }
 
+void moat__px_io_reuse(px_upconn_t *uc)
+{
+    /* Whatever the server sent or closed while the connection was idle raised an event that closed it
+     * (moat__proxy_event); a TLS record OpenSSL holds already is read at once. */
+    if (uc->ssl == NULL || !SSL_has_pending(uc->ssl))
+        uc->readable = 0;
+}
+
 void moat__px_io_free(px_upconn_t *uc)
 {
     if (uc->ssl == NULL)

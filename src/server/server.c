@@ -750,7 +750,7 @@ int moat__server_init_workers(moat__server_t *srv, const moat_config_t *cfg, moa
             return rc;
         if ((w->lib = moat_tls_lib_new(err)) == NULL)
             return err->code;
-        if ((rc = moat_bufpool_init(&w->small, small, 64, err)) != 0 ||
+        if ((rc = moat_bufpool_init(&w->small, small, 256, err)) != 0 ||
             (rc = moat_bufpool_init(&w->rstates, sizeof(moat__request_t), 256, err)) != 0 ||
             (rc = moat_bufpool_init(&w->big, 128 * 1024 + 8192, 8, err)) != 0)
             return rc;
