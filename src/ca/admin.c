@@ -23,6 +23,18 @@ int moat_ca_audit(moat_store_t *st, const char *action, const char *object, moat
     return moat_store_audit_add(st, action, object, detail, err);
 }
 
+int moat_ca_commit(moat_store_t *st, const moat_config_t *cfg, unsigned flags, moat_plan_notes_t *notes,
+                   moat_err_t *err)
+{
+    moat_plan_notes_t none;
+    int rc;
+
+    if ((rc = moat_store_generation_bump(st, err)) != 0 ||
+        (rc = moat_plan_check_change_flags(st, cfg, flags, notes != NULL ? notes : &none, err)) != 0)
+        return rc;
+    return moat_store_commit(st, err);
+}
+
 const char *moat_ca_key_name(moat_ca_role_t role)
 {
     return role == MOAT_CA_ROOT ? MOAT_CA_ROOT_KEY : MOAT_CA_INTER_KEY;
@@ -136,12 +148,10 @@ int moat_ca_init(moat_store_t *st, const moat_ca_init_req_t *req, moat_ca_init_r
         goto out;
     if ((rc = store_ca(st, req->role, key, cert, req->exportable, inter ? root.row.base_url : req->url,
                        err)) != 0 ||
-        (rc = moat_store_generation_bump(st, err)) != 0 ||
         (rc = moat_ca_audit(st, inter ? "ca.init-intermediate" : "ca.init", res->ci.subject, err,
                             "serial %s, %s, %ld days, key exportable %s", res->ci.serial, res->ci.key_alg,
                             res->days, req->exportable ? "yes" : "no")) != 0 ||
-        (rc = moat_plan_check_change(st, req->cfg, &res->notes, err)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0)
+        (rc = moat_ca_commit(st, req->cfg, 0, &res->notes, err)) != 0)
         moat_store_rollback(st);
 out:
     if (rc != 0)
@@ -213,9 +223,7 @@ int moat_ca_export_root(moat_store_t *st, const moat_ca_export_root_req_t *req, 
     }
     if ((rc = moat_store_ca_set(st, &root.row, err)) != 0 ||
         (rc = moat_store_key_delete(st, k.name, err)) != 0 ||
-        (rc = moat_store_generation_bump(st, err)) != 0 ||
-        (rc = moat_plan_check_change(st, req->cfg, notes, err)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0) {
+        (rc = moat_ca_commit(st, req->cfg, 0, notes, err)) != 0) {
         moat_store_rollback(st);
         if (strcmp(req->out, "-") != 0)
             (void)unlink(req->out); /* the export did not happen: the key stays in the store */
@@ -295,7 +303,7 @@ out:
 
 /* The key row the root's key goes back into: one a key import put under MOAT_CA_ROOT_KEY when it is the
  * same key, else a new row. */
-static int root_key_row(moat_store_t *st, const moat_ca_t *root, EVP_PKEY *key, bool *adopted, int64_t *id,
+static int root_key_row(moat_store_t *st, moat_ca_t *root, EVP_PKEY *key, bool *adopted, int64_t *id,
                         moat_err_t *err)
 {
     moat_store_key_t k = {0};
@@ -339,7 +347,6 @@ int moat_ca_import_root(moat_store_t *st, const moat_ca_import_root_req_t *req,
 {
     moat_ca_t root = {0};
     EVP_PKEY *key = NULL;
-    int64_t id = 0;
     int rc;
 
     memset(res, 0, sizeof(*res));
@@ -353,21 +360,14 @@ int moat_ca_import_root(moat_store_t *st, const moat_ca_import_root_req_t *req,
     if ((rc = root_from_file(&root, req, &key, err)) != 0 ||
         (rc = moat_pki_cert_info(root.cert, &res->ci, err)) != 0 || (rc = moat_store_begin(st, err)) != 0)
         goto out;
-    if ((rc = root_key_row(st, &root, key, &res->adopted, &id, err)) != 0)
-        goto rollback;
-    root.row.key_id = id;
-    if ((rc = moat_store_ca_set(st, &root.row, err)) != 0 ||
+    if ((rc = root_key_row(st, &root, key, &res->adopted, &root.row.key_id, err)) != 0 ||
+        (rc = moat_store_ca_set(st, &root.row, err)) != 0 ||
         (rc = moat_ca_crl_refresh(st, MOAT_CA_ROOT, root.cert, key, err)) != 0 ||
-        (rc = moat_store_generation_bump(st, err)) != 0 ||
         (rc = moat_ca_audit(st, "ca.import-root", MOAT_CA_ROOT_KEY, err,
                             "subject %s, root key back online%s, CRL re-signed", res->ci.subject,
                             res->adopted ? " (the key imported earlier)" : "")) != 0 ||
-        (rc = moat_plan_check_change(st, req->cfg, &res->notes, err)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0)
-        goto rollback;
-    goto out;
-rollback:
-    moat_store_rollback(st);
+        (rc = moat_ca_commit(st, req->cfg, 0, &res->notes, err)) != 0)
+        moat_store_rollback(st);
 out:
     if (rc != 0)
         moat_ca_import_root_res_dispose(res);
@@ -385,9 +385,9 @@ int moat_ca_set_url(moat_store_t *st, const char *base, moat_pki_urls_t *urls, m
     rc = moat_store_ca_set_url(st, base, err);
     if (rc == MOAT_E_NOTFOUND)
         moat_ca_none(err);
-    if (rc != 0 || (rc = moat_store_generation_bump(st, err)) != 0 ||
+    if (rc != 0 ||
         (rc = moat_ca_audit(st, "ca.set-url", base, err, "CRL %s, OCSP %s", urls->crl, urls->ocsp)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0)
+        (rc = moat_ca_commit(st, NULL, 0, NULL, err)) != 0)
         moat_store_rollback(st);
     return rc;
 }

@@ -135,6 +135,14 @@ bool moat_ca_crl_due(const X509_CRL *crl, time_t now);
 int moat_ca_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
                   ...) MOAT_PRINTF(5, 6) MOAT_MUST_CHECK;
 
+/*
+ * The end of every CA change, inside its transaction: the generation bumped (a running server takes the
+ * change up), the change checked against the sites of <cfg> (moat_plan_check_change_flags with <flags>;
+ * cfg NULL: nothing to check; <notes> may be NULL) and committed. On a failure the caller rolls back.
+ */
+int moat_ca_commit(moat_store_t *st, const moat_config_t *cfg, unsigned flags, moat_plan_notes_t *notes,
+                   moat_err_t *err) MOAT_MUST_CHECK;
+
 /* The CRL and OCSP locations the certificates of <ca> name, from its base URL: *out is <urls>, or NULL
  * when the CA has no base URL. */
 int moat_ca_urls(const moat_ca_t *ca, moat_pki_urls_t *urls, const moat_pki_urls_t **out,
@@ -291,6 +299,14 @@ typedef struct moat_ca_issue_key_req {
 int moat_ca_issue_key(moat_store_t *st, const moat_ca_issue_key_req_t *r, moat_ca_signed_t *out,
                       moat_err_t *err) MOAT_MUST_CHECK;
 
+/*
+ * The key of the client certificate moat's CA issued under <name> (moat ca export-client), into <k>:
+ * MOAT_E_NOTFOUND when the CA issued nothing under that name, MOAT_E_STATE for a server certificate or a
+ * revoked one, each with the way on.
+ */
+int moat_ca_client_key(moat_store_t *st, const char *name, moat_store_key_t *k,
+                       moat_err_t *err) MOAT_MUST_CHECK;
+
 /* ---- revocation and the CRL of the day: ca revoke, ca crl (ca/revoke.c) ---- */
 
 typedef struct moat_ca_revoked {
@@ -392,6 +408,23 @@ int moat_ca_trust_crl_add(moat_store_t *st, const char *anchor, const unsigned c
  */
 int moat_ca_eab_new(moat_store_t *st, char *kid, size_t kidsz, char *hmac, size_t hmacsz,
                     moat_err_t *err) MOAT_MUST_CHECK;
+
+/* The store's CRL cache (what the server fetched and what was added by hand), with the certificates of
+ * their issuers parsed, for telling which CRLs an anchor covers (moat trust list). */
+typedef struct moat_ca_trust_crls {
+    moat_store_crl_list_t list;
+    X509 **issuers;       /* per CRL: its issuer's certificate, NULL when it does not parse */
+    unsigned char *under; /* per CRL: set by moat_ca_trust_crls_under() */
+} moat_ca_trust_crls_t;
+
+int moat_ca_trust_crls_load(moat_store_t *st, moat_ca_trust_crls_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+void moat_ca_trust_crls_dispose(moat_ca_trust_crls_t *c);
+/*
+ * Marks in c->under the CRLs issued by <anchor> or by a CA below it whose certificate the cache holds as
+ * another CRL's issuer (a corporate root, its departments' CAs): a CA is below when the anchor, or a CA
+ * already below it, issued and signed its certificate.
+ */
+void moat_ca_trust_crls_under(moat_ca_trust_crls_t *c, const moat_store_anchor_t *anchor);
 
 /* ---- trust anchors for client certificates (moat trust add, moat trust remove) ---- */
 

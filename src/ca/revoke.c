@@ -41,13 +41,10 @@ int moat_ca_revoke(moat_store_t *st, const moat_config_t *cfg, const char *which
     out->when = (int64_t)time(NULL);
     if ((rc = moat_store_issued_revoke(st, out->is.serial, out->when, (int)reason, err)) != 0 ||
         (rc = moat_ca_crl_refresh(st, out->is.issuer, ca.cert, ca.key, err)) != 0 ||
-        (rc = moat_store_generation_bump(st, err)) != 0 ||
         (rc = moat_ca_audit(st, "ca.revoke", out->is.serial, err, "subject %s, name %s, reason %s",
                             out->is.subject, out->is.name[0] ? out->is.name : "-",
                             moat_pki_reason_name((int)reason))) != 0 ||
-        (rc = moat_plan_check_change_flags(st, cfg, force ? 0 : MOAT_PLAN_REFUSE_REVOKED, &out->notes,
-                                           err)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0)
+        (rc = moat_ca_commit(st, cfg, force ? 0 : MOAT_PLAN_REFUSE_REVOKED, &out->notes, err)) != 0)
         moat_store_rollback(st);
 out:
     moat_ca_dispose(&ca);
@@ -85,12 +82,11 @@ static int crl_resign(moat_store_t *st, moat_ca_role_t role, long days, moat_err
     /* The generation bump makes a running server publish the new CRL. */
     if ((days > 0 && (rc = moat_ca_crl_days_set(st, days, err)) != 0) ||
         (rc = moat_ca_crl_refresh(st, role, ca.cert, ca.key, err)) != 0 ||
-        (rc = moat_store_generation_bump(st, err)) != 0 ||
         (rc = days > 0 ? moat_ca_audit(st, "ca.crl", moat_store_ca_role_name(role), err,
                                        "re-signed, CRLs now valid for days: %ld", days)
                        : moat_store_audit_add(st, "ca.crl", moat_store_ca_role_name(role),
                                               "re-signed before expiry", err)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0)
+        (rc = moat_ca_commit(st, NULL, 0, NULL, err)) != 0)
         moat_store_rollback(st);
 out:
     moat_ca_dispose(&ca);

@@ -46,20 +46,16 @@ int moat_ca_sign(moat_store_t *st, X509_REQ *csr, const moat_ca_issue_req_t *req
     memset(out, 0, sizeof(*out));
     if ((rc = issuing(st, &ca, out, err)) != 0 || (rc = moat_store_begin(st, err)) != 0)
         goto out;
-    if ((rc = moat_ca_issue(st, &ca, csr, req, &out->cert, err)) != 0) {
+    if ((rc = moat_ca_issue(st, &ca, csr, req, &out->cert, err)) != 0)
         moat_err_prefix(err, "%s", source);
-        goto rollback;
-    }
-    if ((rc = moat_pki_cert_info(out->cert, &out->ci, err)) != 0 ||
-        (rc = moat_ca_audit(st, "ca.sign", out->ci.serial, err,
-                            "subject %s, profile %s, names %s, until %lld, from %s", out->ci.subject,
-                            moat_pki_profile_name(req->profile), out->ci.sans, (long long)out->ci.not_after,
-                            source)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0)
-        goto rollback;
-    goto out;
-rollback:
-    moat_store_rollback(st);
+    else if ((rc = moat_pki_cert_info(out->cert, &out->ci, err)) == 0 &&
+             (rc = moat_ca_audit(st, "ca.sign", out->ci.serial, err,
+                                 "subject %s, profile %s, names %s, until %lld, from %s", out->ci.subject,
+                                 moat_pki_profile_name(req->profile), out->ci.sans,
+                                 (long long)out->ci.not_after, source)) == 0)
+        rc = moat_store_commit(st, err);
+    if (rc != 0)
+        moat_store_rollback(st);
 out:
     if (rc != 0)
         moat_ca_signed_dispose(out);
@@ -107,13 +103,11 @@ int moat_ca_issue_key(moat_store_t *st, const moat_ca_issue_key_req_t *r, moat_c
         (rc = moat_pki_cert_to_der(out->cert, &der, &der_len, err)) != 0 ||
         (rc = moat_store_cert_install(st, key_id, der, der_len, nchain ? &chain : NULL, nchain, NULL, err)) !=
             0 ||
-        (rc = moat_store_generation_bump(st, err)) != 0 ||
         (rc = moat_ca_audit(st, "ca.issue", out->ci.serial, err,
                             "key %s, subject %s, profile %s, names %s, exportable %s", r->name,
                             out->ci.subject, moat_pki_profile_name(ir.profile), out->ci.sans,
                             out->exportable ? "yes" : "no")) != 0 ||
-        (rc = moat_plan_check_change(st, r->cfg, &out->notes, err)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0)
+        (rc = moat_ca_commit(st, r->cfg, 0, &out->notes, err)) != 0)
         moat_store_rollback(st);
 out:
     if (rc != 0)
@@ -122,5 +116,33 @@ out:
     EVP_PKEY_free(key);
     X509_REQ_free(csr);
     moat_ca_dispose(&ca);
+    return rc;
+}
+
+int moat_ca_client_key(moat_store_t *st, const char *name, moat_store_key_t *k, moat_err_t *err)
+{
+    moat_store_issued_t is = {0};
+    int rc;
+
+    if (moat_store_key_get(st, name, MOAT_KEY_CURRENT, k, err) != 0 ||
+        moat_store_issued_get(st, name, &is, err) != 0 || strcmp(is.name, name) != 0) {
+        rc = moat_err_set(err, MOAT_E_NOTFOUND, "moat's CA has issued no certificate named \"%s\"", name);
+        moat_err_hint(err,
+                      "issue one with 'moat ca issue %s --cn CN --profile client'; 'moat ca list' shows them",
+                      name);
+    } else if (strcmp(is.profile, "client") != 0) {
+        rc = moat_err_set(err, MOAT_E_STATE, "\"%s\" is a %s certificate, not a client certificate", name,
+                          is.profile);
+        moat_err_hint(err, "a server key is exported with 'moat key export %s' (if exportable)", name);
+    } else if (is.revoked != 0) {
+        rc = moat_err_set(err, MOAT_E_STATE, "the certificate of \"%s\" (serial %s) is revoked", name,
+                          is.serial);
+        moat_err_hint(err, "issue a new one under another name");
+    } else {
+        rc = 0;
+    }
+    if (rc != 0)
+        moat_store_key_dispose(k);
+    moat_store_issued_dispose(&is);
     return rc;
 }

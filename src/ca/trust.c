@@ -121,9 +121,7 @@ int moat_ca_trust_add(moat_store_t *st, const moat_ca_trust_add_req_t *req, moat
         if (rc != 0 || (rc = moat_store_audit_add(st, "trust.add", a->name, detail, err)) != 0)
             goto rollback;
     }
-    if ((rc = moat_store_generation_bump(st, err)) != 0 ||
-        (rc = moat_plan_check_change(st, req->cfg, &out->notes, err)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0)
+    if ((rc = moat_ca_commit(st, req->cfg, 0, &out->notes, err)) != 0)
         goto rollback;
     goto out;
 rollback:
@@ -160,10 +158,8 @@ int moat_ca_trust_remove(moat_store_t *st, const moat_config_t *cfg, const char 
     if ((rc = moat_store_begin(st, err)) != 0)
         return rc;
     if ((rc = moat_store_anchor_remove(st, name, err)) != 0 ||
-        (rc = moat_store_generation_bump(st, err)) != 0 ||
         (rc = moat_store_audit_add(st, "trust.remove", name, detail, err)) != 0 ||
-        (rc = moat_plan_check_change(st, cfg, &out->notes, err)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0)
+        (rc = moat_ca_commit(st, cfg, 0, &out->notes, err)) != 0)
         moat_store_rollback(st);
     return rc;
 }

@@ -5,6 +5,7 @@
  */
 #include "ca/ca.h"
 
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <string.h>
@@ -101,9 +102,9 @@ int moat_ca_trust_crl_add(moat_store_t *st, const char *anchor, const unsigned c
              (long long)info.next_update);
     if ((rc = moat_store_begin(st, err)) != 0)
         goto out;
-    if ((rc = moat_store_crl_save(st, &row, err)) != 0 || (rc = moat_store_generation_bump(st, err)) != 0 ||
+    if ((rc = moat_store_crl_save(st, &row, err)) != 0 ||
         (rc = moat_store_audit_add(st, "trust.crl.add", anchor, detail, err)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0) {
+        (rc = moat_ca_commit(st, NULL, 0, NULL, err)) != 0) {
         moat_store_rollback(st);
         goto out;
     }
@@ -118,4 +119,65 @@ out:
     X509_free(issuer);
     moat_store_anchor_dispose(&a);
     return rc;
+}
+
+int moat_ca_trust_crls_load(moat_store_t *st, moat_ca_trust_crls_t *out, moat_err_t *err)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = moat_store_crl_list(st, &out->list, err)) != 0)
+        return rc;
+    if (out->list.n == 0)
+        return 0;
+    if ((out->issuers = moat_calloc(out->list.n, sizeof(*out->issuers))) == NULL ||
+        (out->under = moat_calloc(out->list.n, 1)) == NULL) {
+        moat_ca_trust_crls_dispose(out);
+        return moat_err_set(err, MOAT_E_NOMEM, "listing the CRLs");
+    }
+    for (size_t i = 0; i < out->list.n; i++)
+        if (moat_pki_cert_parse(out->list.items[i].issuer_der.data, out->list.items[i].issuer_der.len,
+                                &out->issuers[i], NULL) != 0)
+            out->issuers[i] = NULL; /* unreadable: matched only by its fingerprint */
+    return 0;
+}
+
+void moat_ca_trust_crls_dispose(moat_ca_trust_crls_t *c)
+{
+    for (size_t i = 0; c->issuers != NULL && i < c->list.n; i++)
+        X509_free(c->issuers[i]);
+    moat_free(&c->issuers);
+    moat_free(&c->under);
+    moat_store_crl_list_dispose(&c->list);
+}
+
+/* Whether <ca> issued and signed <x> (a signature that does not verify is an answer, not an error). */
+static int signed_by(X509 *ca, X509 *x)
+{
+    EVP_PKEY *key = X509_get0_pubkey(ca);
+    int ok = key != NULL && X509_check_issued(ca, x) == X509_V_OK && X509_verify(x, key) == 1;
+    ERR_clear_error();
+    return ok;
+}
+
+void moat_ca_trust_crls_under(moat_ca_trust_crls_t *c, const moat_store_anchor_t *anchor)
+{
+    const moat_store_crl_list_t *cl = &c->list;
+    X509 *root = NULL;
+    int grew = 1;
+
+    if (moat_pki_cert_parse(anchor->der.data, anchor->der.len, &root, NULL) != 0)
+        root = NULL; /* unreadable: only CRLs it issued itself are matched (by fingerprint) */
+    for (size_t i = 0; i < cl->n; i++)
+        c->under[i] = strcmp(cl->items[i].issuer_fp, anchor->fingerprint) == 0 ||
+                      (root != NULL && c->issuers[i] != NULL && signed_by(root, c->issuers[i]));
+    /* CAs further down: one level more per pass, until a pass adds none. */
+    while (grew) {
+        grew = 0;
+        for (size_t i = 0; i < cl->n; i++)
+            for (size_t k = 0; k < cl->n && !c->under[i] && c->issuers[i] != NULL; k++)
+                if (c->under[k] && c->issuers[k] != NULL && signed_by(c->issuers[k], c->issuers[i]))
+                    c->under[i] = grew = 1;
+    }
+    X509_free(root);
 }

@@ -396,7 +396,6 @@ static int ca_export_client(moat_cli_t *cli, int argc, char **argv)
     const char *pos[1], *out = NULL, *pwfile = NULL;
     int legacy = 0, force = 0, rc;
     moat_store_t *st = NULL;
-    moat_store_issued_t is = {0};
     moat_store_key_t k = {0};
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
@@ -427,27 +426,8 @@ static int ca_export_client(moat_cli_t *cli, int argc, char **argv)
         return moat_cli_usage(cmd.usage, "--out is required");
     if (moat__km_check_new_file(out, force, "--force", &err) != 0 || moat__km_open(cli, 0, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &k, &err) != 0 ||
-        moat_store_issued_get(st, pos[0], &is, &err) != 0 || strcmp(is.name, pos[0]) != 0) {
-        moat_err_set(&err, MOAT_E_NOTFOUND, "moat's CA has issued no certificate named \"%s\"", pos[0]);
-        moat_err_hint(&err,
-                      "issue one with 'moat ca issue %s --cn CN --profile client'; 'moat ca list' shows them",
-                      pos[0]);
-        goto fail;
-    }
-    if (strcmp(is.profile, "client") != 0) {
-        moat_err_set(&err, MOAT_E_STATE, "\"%s\" is a %s certificate, not a client certificate", pos[0],
-                     is.profile);
-        moat_err_hint(&err, "a server key is exported with 'moat key export %s' (if exportable)", pos[0]);
-        goto fail;
-    }
-    if (is.revoked != 0) {
-        moat_err_set(&err, MOAT_E_STATE, "the certificate of \"%s\" (serial %s) is revoked", pos[0],
-                     is.serial);
-        moat_err_hint(&err, "issue a new one under another name");
-        goto fail;
-    }
-    if (moat__km_export_p12(st, &k, out, pwfile, legacy, "ca.export-client", &err) != 0)
+    if (moat_ca_client_key(st, pos[0], &k, &err) != 0 ||
+        moat__km_export_p12(st, &k, out, pwfile, legacy, "ca.export-client", &err) != 0)
         goto fail;
     if (!cli->quiet)
         printf("wrote the client certificate \"%s\" with its key and CA chain to %s (PKCS#12%s)\n", pos[0],
@@ -457,7 +437,6 @@ static int ca_export_client(moat_cli_t *cli, int argc, char **argv)
 fail:
     rc = moat_cli_fail(cli, &err);
 done:
-    moat_store_issued_dispose(&is);
     moat_store_key_dispose(&k);
     moat_store_close(st);
     return rc;

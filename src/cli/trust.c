@@ -132,42 +132,6 @@ static void print_crls(moat_store_t *st, time_t now)
     moat_store_crl_list_dispose(&cl);
 }
 
-/*
- * For --json: marks in <under> (one per CRL of <cl>) the CRLs issued by <anchor> or by a CA below it
- * whose certificate the store holds as another CRL's issuer (a corporate root, its departments' CAs).
- * A CA counts as below when the anchor, or a CA already below it, issued and signed its certificate.
- */
-/* Whether <ca> issued and signed <x> (a signature that does not verify is an answer, not an error). */
-static int signed_by(X509 *ca, X509 *x)
-{
-    EVP_PKEY *key = X509_get0_pubkey(ca);
-    int ok = key != NULL && X509_check_issued(ca, x) == X509_V_OK && X509_verify(x, key) == 1;
-    ERR_clear_error();
-    return ok;
-}
-
-static void crls_under(const moat_store_anchor_t *anchor, const moat_store_crl_list_t *cl, X509 **issuers,
-                       unsigned char *under)
-{
-    X509 *root = NULL;
-    int grew = 1;
-
-    if (moat_pki_cert_parse(anchor->der.data, anchor->der.len, &root, NULL) != 0)
-        root = NULL; /* unreadable: only CRLs it issued itself are matched (by fingerprint) */
-    for (size_t i = 0; i < cl->n; i++)
-        under[i] = strcmp(cl->items[i].issuer_fp, anchor->fingerprint) == 0 ||
-                   (root != NULL && issuers[i] != NULL && signed_by(root, issuers[i]));
-    /* CAs further down: one level more per pass, until a pass adds none. */
-    while (grew) {
-        grew = 0;
-        for (size_t i = 0; i < cl->n; i++)
-            for (size_t k = 0; k < cl->n && !under[i] && issuers[i] != NULL; k++)
-                if (under[k] && issuers[k] != NULL && signed_by(issuers[k], issuers[i]))
-                    under[i] = grew = 1;
-    }
-    X509_free(root);
-}
-
 static void json_crls(moat_json_t *j, const moat_store_crl_list_t *cl, const unsigned char *under, time_t now)
 {
     moat_json_key(j, "crls");
@@ -199,7 +163,7 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
     moat_err_t err = {0};
     moat_store_t *st = NULL;
     moat_store_anchor_list_t l = {0};
-    moat_store_ca_t ca = {0};
+    moat_ca_t ca = {0};
     moat_config_t *cfg = NULL;
     int rc, have_ca;
     time_t now = time(NULL);
@@ -221,7 +185,7 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
     if (moat__km_open(cli, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) != 0 ||
         moat_store_anchor_list(st, &l, &err) != 0)
         goto fail;
-    have_ca = moat_store_ca_get(st, MOAT_CA_ROOT, &ca, &err) == 0;
+    have_ca = moat_ca_load(st, MOAT_CA_ROOT, false, &ca, &err) == 0;
     if (!have_ca && err.code != MOAT_E_NOTFOUND)
         goto fail;
     moat_err_clear(&err);
@@ -229,22 +193,9 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
     if (cli->json) {
         moat_json_t j;
         char used[1024];
-        moat_store_crl_list_t cl = {0};
-        X509 **issuers = NULL;
-        unsigned char *under = NULL;
-        if (moat_store_crl_list(st, &cl, &err) != 0)
+        moat_ca_trust_crls_t crls;
+        if (moat_ca_trust_crls_load(st, &crls, &err) != 0)
             goto fail;
-        if (cl.n > 0 && ((issuers = moat_calloc(cl.n, sizeof(*issuers))) == NULL ||
-                         (under = moat_calloc(cl.n, 1)) == NULL)) {
-            moat_free(&issuers);
-            moat_store_crl_list_dispose(&cl);
-            moat_err_set(&err, MOAT_E_NOMEM, "listing the CRLs");
-            goto fail;
-        }
-        for (size_t i = 0; i < cl.n; i++)
-            if (moat_pki_cert_parse(cl.items[i].issuer_der.data, cl.items[i].issuer_der.len, &issuers[i],
-                                    NULL) != 0)
-                issuers[i] = NULL; /* unreadable: matched only by its fingerprint */
         moat_json_init(&j, stdout, 1);
         moat_json_arr_begin(&j);
         for (size_t i = 0; i < l.n + (size_t)have_ca; i++) {
@@ -254,16 +205,13 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
             moat_json_kv_str(&j, "name", nm);
             if (is_ca) {
                 moat_pki_cert_info_t info = {0};
-                X509 *x = NULL;
-                if (moat_pki_cert_parse(ca.der.data, ca.der.len, &x, &err) == 0 &&
-                    moat_pki_cert_info(x, &info, &err) == 0) {
+                if (moat_pki_cert_info(ca.cert, &info, &err) == 0) {
                     moat_json_kv_str(&j, "subject", info.subject);
                     moat_json_kv_str(&j, "fingerprint", info.fingerprint);
                     moat_json_kv_time(&j, "not_after", (int64_t)info.not_after);
                     moat_json_kv_int(&j, "days_left", moat__km_days_left(info.not_after, now));
                 }
                 moat_pki_cert_info_dispose(&info);
-                X509_free(x);
                 moat_err_clear(&err);
             } else {
                 char fpr[MOAT_PKI_FINGERPRINT_SIZE];
@@ -276,9 +224,9 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
             moat_json_kv_bool(&j, "builtin", is_ca);
             if (!is_ca) {
                 /* moat's own CA needs no fetched CRL: its revocations are in the store */
-                if (cl.n > 0)
-                    crls_under(&l.items[i], &cl, issuers, under);
-                json_crls(&j, &cl, under, now);
+                if (crls.list.n > 0)
+                    moat_ca_trust_crls_under(&crls, &l.items[i]);
+                json_crls(&j, &crls.list, crls.under, now);
             }
             moat_json_key(&j, "sites");
             moat_json_arr_begin(&j);
@@ -290,11 +238,7 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
         }
         moat_json_arr_end(&j);
         moat_json_finish(&j);
-        for (size_t i = 0; i < cl.n; i++)
-            X509_free(issuers[i]);
-        moat_free(&issuers);
-        moat_free(&under);
-        moat_store_crl_list_dispose(&cl);
+        moat_ca_trust_crls_dispose(&crls);
     } else {
         if (have_ca)
             printf("%-20s moat's own CA (always available; 'moat ca cert' prints it)\n", MOAT_PLAN_CA_ANCHOR);
@@ -318,7 +262,7 @@ static int trust_list(moat_cli_t *cli, int argc, char **argv)
 fail:
     rc = moat_cli_fail(cli, &err);
 out:
-    moat_store_ca_dispose(&ca);
+    moat_ca_dispose(&ca);
     moat_store_anchor_list_dispose(&l);
     moat_store_close(st);
     moat_config_unref(cfg);
