@@ -51,17 +51,19 @@ static moat__pxw_t *pxw_get(moat__worker_t *w)
     return w->pxw;
 }
 
-static px_pool_t *pool_find(moat__pxw_t *x, const char *key, int create)
+/* The pool of server <key> for the HTTPS upstream <tls_up> ("" for plain HTTP), made on first use. */
+static px_pool_t *pool_find(moat__pxw_t *x, const char *key, const char *tls_up)
 {
     px_pool_t *p;
     for (moat_list_t *n = x->pools.next; n != &x->pools; n = n->next) {
         p = moat_container_of(n, px_pool_t, node);
-        if (strcmp(p->key, key) == 0)
+        if (strcmp(p->key, key) == 0 && strcmp(p->tls_up, tls_up) == 0)
             return p;
     }
-    if (!create || (p = moat_calloc(1, sizeof(*p))) == NULL)
+    if ((p = moat_calloc(1, sizeof(*p))) == NULL)
         return NULL;
     moat_strlcpy(p->key, key, sizeof(p->key));
+    moat_strlcpy(p->tls_up, tls_up, sizeof(p->tls_up));
     moat_list_init(&p->idle);
     moat_list_push_tail(&x->pools, &p->node);
     return p;
@@ -81,6 +83,64 @@ static unsigned *rr_of(moat__pxw_t *x, const char *name)
     moat_strlcpy(rr->name, name, sizeof(rr->name));
     moat_list_push_tail(&x->rrs, &rr->node);
     return &rr->next;
+}
+
+/* Makes the table follow generation <wg>: each server of each upstream gets its slot (pool, health check)
+ * and each upstream its round-robin position, so a request finds its servers in one lookup. 0, or -1 (out
+ * of memory; the table is left empty). */
+static int tab_build(moat__pxw_t *x, const moat__wgen_t *wg)
+{
+    const moat_config_t *cfg = wg->gen->cfg;
+    size_t n = 0, k = 0;
+    x->tab_wg = NULL;
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        n += cfg->upstreams[i].naddrs;
+    if (n > x->slots_cap) {
+        px_slot_t *s = moat_realloc(x->slots, n * sizeof(*s));
+        if (s == NULL)
+            return -1;
+        x->slots = s;
+        x->slots_cap = n;
+    }
+    if (cfg->nupstreams > x->tab_ups_cap) {
+        px_tab_up_t *u = moat_realloc(x->tab_ups, cfg->nupstreams * sizeof(*u));
+        if (u == NULL)
+            return -1;
+        x->tab_ups = u;
+        x->tab_ups_cap = cfg->nupstreams;
+    }
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        const moat_upstream_t *up = &cfg->upstreams[i];
+        const char *tls_up = wg->up_ctx != NULL && wg->up_ctx[i] != NULL ? up->name : "";
+        x->tab_ups[i].first = k;
+        if ((x->tab_ups[i].rr = rr_of(x, up->name)) == NULL)
+            return -1;
+        for (size_t a = 0; a < up->naddrs; a++, k++) {
+            if ((x->slots[k].pool = pool_find(x, up->addrs[a].text, tls_up)) == NULL)
+                return -1;
+            x->slots[k].hc =
+                up->health.path != NULL ? moat__proxy_health_of(x, up->name, up->addrs[a].text) : NULL;
+        }
+    }
+    x->nslots = n;
+    x->tab_wg = wg;
+    x->tab_seq = wg->gen->seq;
+    x->tab_checks = x->checks_gen;
+    return 0;
+}
+
+/* The slots of the request's upstream (the table made to follow its generation first), or NULL. */
+static const px_slot_t *slots_of(moat__proxy_t *px, unsigned **rr)
+{
+    moat__pxw_t *x = px->x;
+    const moat__wgen_t *wg = px->r->conn->wg;
+    if ((x->tab_wg != wg || x->tab_seq != wg->gen->seq || x->tab_checks != x->checks_gen) &&
+        tab_build(x, wg) != 0)
+        return NULL;
+    if (px->up->index >= wg->gen->cfg->nupstreams)
+        return NULL;
+    *rr = x->tab_ups[px->up->index].rr;
+    return &x->slots[x->tab_ups[px->up->index].first];
 }
 
 static void upconn_close(px_upconn_t *uc)
@@ -120,6 +180,8 @@ void moat__proxy_worker_free(moat__worker_t *w)
         moat_list_remove(&rr->node);
         moat_free(&rr);
     }
+    moat_free(&x->slots);
+    moat_free(&x->tab_ups);
     moat_free(&w->pxw);
 }
 
@@ -218,41 +280,39 @@ static int idempotent(const moat_http_req_t *req)
     }
 }
 
-/* The next server to try: not tried by this request, not marked down; -1 when none is left. */
-static long pick(moat__proxy_t *px)
+/* The next server to try among the upstream's <slots>: not tried by this request, not marked down (a
+ * failed connect, or its health check); -1 when none is left. */
+static long pick(moat__proxy_t *px, const px_slot_t *slots, unsigned *rr)
 {
-    moat__pxw_t *x = px->x;
     const moat_upstream_t *up = px->up;
-    unsigned *rr = rr_of(x, up->name), start = rr != NULL ? (*rr)++ : 0, best_active = ~0u;
+    unsigned start = (*rr)++, best_active = ~0u;
     uint64_t now = px->r->conn->w->loop.now_ms;
     long best = -1;
     for (size_t i = 0; i < up->naddrs; i++) {
         size_t k = (start + i) % up->naddrs;
-        px_pool_t *p;
+        const px_slot_t *s = &slots[k];
         if (k < 64 && (px->tried & (1ull << k)))
             continue;
-        p = pool_find(x, up->addrs[k].text, 0);
-        if ((p != NULL && p->down_until > now) ||
-            (up->health.path != NULL && moat__proxy_health_down(x, up->name, up->addrs[k].text)))
+        if (s->pool->down_until > now || (s->hc != NULL && moat__proxy_health_down(s->hc)))
             continue;
         if (up->balance == MOAT_BALANCE_ROUND_ROBIN)
             return (long)k;
-        if (p == NULL || p->active < best_active) {
-            best_active = p != NULL ? p->active : 0;
+        if (s->pool->active < best_active) {
+            best_active = s->pool->active;
             best = (long)k;
         }
     }
     return best;
 }
 
-static void take_server(moat__proxy_t *px, size_t k)
+static void take_server(moat__proxy_t *px, const px_slot_t *slots, size_t k)
 {
     const moat_upstream_t *up = px->up;
     if (k < 64)
         px->tried |= 1ull << k;
     px->server = k;
     px->addr = up->addrs[k].text;
-    px->pool = pool_find(px->x, px->addr, 1);
+    px->pool = slots[k].pool;
 }
 
 /* The client context of the request's upstream (its generation's), or NULL for plain HTTP. */
@@ -277,11 +337,17 @@ static int connect_next(moat__proxy_t *px)
     const char *last = px->last_fail;
     SSL_CTX *ctx = up_ctx(px);
     for (;;) {
-        long k = pick(px);
+        unsigned *rr = NULL;
+        const px_slot_t *slots = slots_of(px, &rr);
+        long k = slots != NULL ? pick(px, slots, rr) : -1;
         const moat_upstream_addr_t *a;
         px_upconn_t *uc;
         int fd, rc, one = 1;
 
+        if (slots == NULL) {
+            answer_error(px, 502, "connect-refused"); /* out of memory */
+            return -1;
+        }
         if (k < 0) {
             if (last == NULL)
                 answer_error(px, 503, "no-healthy-server");
@@ -289,19 +355,14 @@ static int connect_next(moat__proxy_t *px)
                 upstream_failed(px, last);
             return -1;
         }
-        take_server(px, (size_t)k);
-        if (px->pool == NULL) {
-            answer_error(px, 502, "connect-refused");
-            return -1;
-        }
+        take_server(px, slots, (size_t)k);
         while (!moat_list_empty(&px->pool->idle)) {
             uc = moat_container_of(px->pool->idle.next, px_upconn_t, node);
             moat_list_remove(&uc->node);
             px->pool->nidle--;
             uc->idle = 0;
             if (uc->ctx != ctx) {
-                /* made for another context (a reload changed the upstream's TLS, or another upstream with
-                 * other TLS settings shares the address): it cannot carry this request */
+                /* made for another generation's context (a reload): it cannot carry this request */
                 upconn_close(uc);
                 continue;
             }

@@ -44,14 +44,19 @@ struct px_hc {
     unsigned down : 1, seen : 1, connected : 1, answering : 1;
 };
 
-int moat__proxy_health_down(const moat__pxw_t *x, const char *name, const char *addr)
+const px_hc_t *moat__proxy_health_of(const moat__pxw_t *x, const char *name, const char *addr)
 {
     for (const moat_list_t *n = x->checks.next; n != &x->checks; n = n->next) {
         const px_hc_t *hc = moat_container_of(n, px_hc_t, node);
-        if (hc->down && strcmp(hc->addr.text, addr) == 0 && strcmp(hc->name, name) == 0)
-            return 1;
+        if (strcmp(hc->addr.text, addr) == 0 && strcmp(hc->name, name) == 0)
+            return hc;
     }
-    return 0;
+    return NULL;
+}
+
+int moat__proxy_health_down(const px_hc_t *hc)
+{
+    return hc->down;
 }
 
 /* Ends the check in flight (if any): its connection closed, its buffer given back. */
@@ -266,6 +271,7 @@ static void hc_free(moat__worker_t *w, px_hc_t *hc)
 static void hc_sync(moat__worker_t *w, moat__pxw_t *x, const moat_config_t *cfg)
 {
     moat_list_t *n, *next;
+    x->checks_gen++; /* checks come and go: the request path looks them up again */
     for (n = x->checks.next; n != &x->checks; n = n->next)
         moat_container_of(n, px_hc_t, node)->seen = 0;
     for (size_t i = 0; i < cfg->nupstreams; i++) {

@@ -27,10 +27,13 @@ typedef struct px_upconn {
     unsigned readable : 1, writable : 1, idle : 1, rd_wants_w : 1, wr_wants_r : 1, tls_dead : 1;
 } px_upconn_t;
 
-/* A worker's connections to one server (by address), kept across reloads. */
+/* A worker's connections to one server, kept across reloads: by address, and for an HTTPS upstream by
+ * the upstream too, whose own client context makes them (two upstreams with other tls: settings, or one
+ * plain and one HTTPS, on one address keep a pool each instead of closing each other's connections). */
 struct px_pool {
     moat_list_t node; /* in pxw->pools */
     char key[120];    /* the server's address text */
+    char tls_up[72];  /* the HTTPS upstream's name; "" for plain HTTP */
     moat_list_t idle; /* px_upconn_t.node */
     size_t nidle;
     unsigned active;     /* requests in flight (least_conn) */
@@ -38,6 +41,18 @@ struct px_pool {
     SSL_SESSION *sess;   /* the server's last TLS session, resumed by the next new connection */
     SSL_CTX *sess_ctx;   /* referenced: the context <sess> belongs to (only that context resumes it) */
 };
+
+/* One server of one upstream of the generation the table follows: its pool and its health check. */
+typedef struct px_slot {
+    px_pool_t *pool;
+    const px_hc_t *hc; /* NULL: the upstream has no health checks */
+} px_slot_t;
+
+/* An upstream of that generation: its first slot and its round-robin position. */
+typedef struct px_tab_up {
+    size_t first;
+    unsigned *rr;
+} px_tab_up_t;
 
 /* The round-robin position of one upstream, by name. */
 typedef struct px_rr {
@@ -55,6 +70,15 @@ struct moat__pxw {
     uint64_t next_tick;
     moat_list_t checks;                 /* px_hc_t: the servers with health checks (proxy_health.c) */
     unsigned checks_seq, checks_synced; /* the generation (seq) they follow, once synced */
+    unsigned checks_gen;                /* counts the syncs: a slot's check pointer is of one of them */
+    /* The servers of one generation in one lookup (proxy.c's table): built for the first request of a
+     * generation (and again when a request of another one comes, or the checks were synced). */
+    const void *tab_wg; /* the moat__wgen_t it was built for (with its seq and checks_gen) */
+    unsigned tab_seq, tab_checks;
+    px_slot_t *slots;
+    size_t nslots, slots_cap;
+    px_tab_up_t *tab_ups;
+    size_t tab_ups_cap;
 };
 typedef struct moat__pxw moat__pxw_t;
 
@@ -110,8 +134,10 @@ int moat__proxy_health_wanted(const moat__worker_t *w);
 void moat__proxy_health_tick(moat__worker_t *w, moat__pxw_t *x);
 /* An epoll event on a check's connection (uc->hc set). */
 void moat__proxy_health_event(px_upconn_t *uc, uint32_t events);
-/* 1 when server <addr> of upstream <name> failed its last health check. */
-int moat__proxy_health_down(const moat__pxw_t *x, const char *name, const char *addr);
+/* The health check of server <addr> of upstream <name>, or NULL (valid until x->checks_gen changes). */
+const px_hc_t *moat__proxy_health_of(const moat__pxw_t *x, const char *name, const char *addr);
+/* 1 when the check's server failed its last check. */
+int moat__proxy_health_down(const px_hc_t *hc);
 void moat__proxy_health_free(moat__worker_t *w, moat__pxw_t *x);
 /* proxy_tls.c: the connection's I/O, plain or TLS. read/write as read(2)/send(2) (-1 with errno, EAGAIN
  * clearing the flag to wait on; EPROTO: a TLS error, moat__px_tls_why() says which), clearing the readable

@@ -185,6 +185,28 @@ def test_pool_reuse_and_session_resumption(moat, ca, tls_app):
     assert [e["tls"]["resumed"] for e in echoes] == [False, True, True, True]
 
 
+def test_two_upstreams_with_other_tls_settings_on_one_address_keep_their_connections(moat, ca, tls_app):
+    """Pools are kept per address and TLS context: two upstreams on one address, one checking the IP address
+    and one the name localhost (sent as SNI), each keep their own connection; before, each request closed
+    the other upstream's kept connection and opened a new one."""
+    port = free_port()
+    addr = f"127.0.0.1:{tls_app.port}"
+    ups = (f"upstreams:\n  by_ip:\n    servers: ['{addr}']\n    tls: {{trust: [moat-ca]}}\n"
+           f"  by_name:\n    servers: ['{addr}']\n    tls: {{trust: [moat-ca], server_name: localhost}}\n")
+    loc = "locations:\n  - path: /ip/\n    proxy: by_ip\n  - path: /name/\n    proxy: by_name\n"
+    moat.serve(config(moat, [site(["localhost"], port, extra=loc)], extra=ups), wait=[port])
+    echoes = get_many(port, ca, ["/ip/echo", "/name/echo"] * 4)
+    by_ip = [e for e in echoes if e["path"] == "/ip/echo"]
+    by_name = [e for e in echoes if e["path"] == "/name/echo"]
+    assert len(by_ip) == 4 and len(by_name) == 4
+    assert {e["tls"]["sni"] for e in by_ip} == {None} and {e["tls"]["sni"] for e in by_name} == {"localhost"}
+    # two connections accepted by the application, one per upstream, each carrying its four requests
+    assert len({e["peer_port"] for e in by_ip}) == 1, [e["peer_port"] for e in echoes]
+    assert len({e["peer_port"] for e in by_name}) == 1, [e["peer_port"] for e in echoes]
+    assert by_ip[0]["peer_port"] != by_name[0]["peer_port"]
+    assert [e["tls"]["resumed"] for e in echoes[:2]] == [False, False]
+
+
 def test_large_bodies_both_ways_over_tls(moat, ca, tls_app, tmp_path):
     port = free_port()
     serve(moat, [f"127.0.0.1:{tls_app.port}"], port, upstream_extra="tls: {trust: [moat-ca]}",
