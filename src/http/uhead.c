@@ -75,7 +75,8 @@ static int field(moat_http_uhead_t *h, const char *buf, size_t s, size_t e, unsi
         (moat_http_hdr_t){(uint32_t)s, (uint32_t)(i - s), (uint32_t)vs, (uint32_t)(ve - vs)};
     name = (moat_http_str_t){buf + s, i - s};
     v = (moat_http_str_t){buf + vs, ve - vs};
-    if (moat_http_str_ieq(name, "content-length")) {
+    /* the three fields of the framing, told apart by their lengths first (most fields are none) */
+    if (name.len == 14 && moat_http_str_ieq(name, "content-length")) {
         while (moat__http_list_next(v.p, v.len, &pos, &el)) {
             uint64_t x = 0;
             if (el.len == 0)
@@ -89,7 +90,7 @@ static int field(moat_http_uhead_t *h, const char *buf, size_t s, size_t e, unsi
             *flags |= F_CL;
             h->content_length = x;
         }
-    } else if (moat_http_str_ieq(name, "transfer-encoding")) {
+    } else if (name.len == 17 && moat_http_str_ieq(name, "transfer-encoding")) {
         while (moat__http_list_next(v.p, v.len, &pos, &el)) {
             if (el.len == 0)
                 continue;
@@ -99,7 +100,7 @@ static int field(moat_http_uhead_t *h, const char *buf, size_t s, size_t e, unsi
         }
         if (!(*flags & F_TE))
             return bad(h, "an empty Transfer-Encoding");
-    } else if (moat_http_str_ieq(name, "connection")) {
+    } else if (name.len == 10 && moat_http_str_ieq(name, "connection")) {
         while (moat__http_list_next(v.p, v.len, &pos, &el)) {
             if (moat_http_str_ieq(el, "close"))
                 *flags |= F_CLOSE;

@@ -63,23 +63,47 @@ static int field_kind(moat_http_str_t name)
     return F_OTHER;
 }
 
-/* 1 when <name> is one of the tokens of a Connection value <v> (fields the sender marked hop-by-hop). */
-static int named_by(moat_http_str_t v, moat_http_str_t name)
+/* The next token of a Connection value <v> from *pos on (256 at most): 1 and <tok>, or 0 at the end. */
+static int next_token(moat_http_str_t v, size_t *pos, unsigned *n, moat_http_str_t *tok)
 {
-    size_t pos = 0, n = 0;
-    while (pos <= v.len) {
-        size_t s = pos, e;
+    while (*pos <= v.len && (*n)++ < 256) {
+        size_t s = *pos, e;
         while (s < v.len && (v.p[s] == ' ' || v.p[s] == '\t' || v.p[s] == ','))
             s++;
         e = s;
         while (e < v.len && v.p[e] != ',' && v.p[e] != ' ' && v.p[e] != '\t')
             e++;
-        if (e > s && e - s == name.len && strncasecmp(v.p + s, name.p, name.len) == 0)
+        *pos = e + 1;
+        if (e > s) {
+            *tok = (moat_http_str_t){v.p + s, e - s};
             return 1;
-        pos = e + 1;
-        if (++n > 256)
-            break;
+        }
     }
+    return 0;
+}
+
+/* 1 when <name> is one of the tokens of a Connection value <v> (fields the sender marked hop-by-hop). */
+static int named_by(moat_http_str_t v, moat_http_str_t name)
+{
+    size_t pos = 0;
+    unsigned n = 0;
+    moat_http_str_t tok;
+    while (next_token(v, &pos, &n, &tok))
+        if (tok.len == name.len && strncasecmp(tok.p, name.p, name.len) == 0)
+            return 1;
+    return 0;
+}
+
+/* 1 when a Connection value names a field besides Keep-Alive (hop-by-hop anyway): "keep-alive", the usual
+ * value of an HTTP/1.1 server, then costs no look per field. */
+static int names_more(moat_http_str_t v)
+{
+    size_t pos = 0;
+    unsigned n = 0;
+    moat_http_str_t tok;
+    while (next_token(v, &pos, &n, &tok))
+        if (tok.len != 10 || strncasecmp(tok.p, "keep-alive", 10) != 0)
+            return 1;
     return 0;
 }
 
@@ -136,6 +160,19 @@ static void client_cert(moat_http_out_t *o, moat__conn_t *c)
     moat_http_out_put(o, "\r\n", 2);
 }
 
+/* The dotted quad of <a> into <out> (INET_ADDRSTRLEN at least): inet_ntop's text, without its sprintf. */
+static void ipv4_text(const struct in_addr *a, char *out)
+{
+    const unsigned char *b = (const unsigned char *)&a->s_addr;
+    moat_http_out_t w = {out, 0, INET_ADDRSTRLEN - 1, 0};
+    for (int i = 0; i < 4; i++) {
+        if (i > 0)
+            moat_http_out_put(&w, ".", 1);
+        moat_http_out_putu(&w, b[i]);
+    }
+    out[w.n] = '\0';
+}
+
 static int peer_trusted(const moat__conn_t *c)
 {
     const moat_strlist_t *l = &c->wg->gen->cfg->trusted_proxies;
@@ -173,7 +210,7 @@ int moat__proxy_head(moat__proxy_t *px, char *buf, size_t cap, size_t *len)
     size_t from = 0;
 
     if (c->peer.family == AF_INET)
-        inet_ntop(AF_INET, &c->peer.v4.sin_addr, ip, sizeof(ip));
+        ipv4_text(&c->peer.v4.sin_addr, ip);
     else if (c->peer.family == AF_INET6)
         inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, ip, sizeof(ip));
     (void)moat_http_req_find(req, "connection", &from, &conn_v);
@@ -277,6 +314,8 @@ size_t moat__proxy_resp_fields(moat__proxy_t *px, moat__px_field_t *f, size_t ca
         if (name.len == 10 && field_kind(name) == F_CONNECTION)
             conn_v = v;
     }
+    if (conn_v.len > 0 && !names_more(conn_v))
+        conn_v.len = 0;
     for (size_t i = 0; i < h->n_headers && n + 3 < cap; i++) {
         int kind;
         moat_http_uhead_field(h, px->in, i, &name, &v);
