@@ -12,6 +12,22 @@
 #include <string.h>
 #include <unistd.h>
 
+int moat_ca_join(const char *const *items, size_t n, const char *what, char *out, size_t outsz,
+                 moat_err_t *err)
+{
+    size_t o = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(out + o, outsz - o, "%s%s", o ? "," : "", items[i]);
+        if (w < 0 || (size_t)w >= outsz - o)
+            return moat_err_set(err, MOAT_E_LIMIT, "%s: too many names (at most %zu bytes in all)", what,
+                                outsz - 1);
+        o += (size_t)w;
+    }
+    return 0;
+}
+
 int moat_ca_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
                   ...)
 {
@@ -399,13 +415,8 @@ int moat_ca_policy_set(moat_store_t *st, moat_pki_profile_t prof, const moat_ca_
     char key[64], val[MOAT_CA_POLICY_NAMES_MAX] = "", num[32] = "unchanged";
     int rc;
 
-    for (size_t i = 0, n = 0; i < c->nallow; i++) {
-        int w = snprintf(val + n, sizeof(val) - n, "%s%s", n ? "," : "", c->allow[i]);
-        if (w < 0 || (size_t)w >= sizeof(val) - n)
-            return moat_err_set(err, MOAT_E_LIMIT, "--allow: too many patterns");
-        n += (size_t)w;
-    }
-    if ((rc = moat_store_begin(st, err)) != 0)
+    if ((rc = moat_ca_join(c->allow, c->nallow, "--allow", val, sizeof(val), err)) != 0 ||
+        (rc = moat_store_begin(st, err)) != 0)
         return rc;
     if (c->max_days > 0) {
         snprintf(num, sizeof(num), "%ld", c->max_days);

@@ -131,6 +131,10 @@ int moat_ca_crl_stored(moat_store_t *st, moat_ca_role_t role, char *pem, size_t 
  * (nextUpdate - thisUpdate) passed, so that relying parties never see it expire. */
 bool moat_ca_crl_due(const X509_CRL *crl, time_t now);
 
+/* Joins <n> items with commas into <out> ("" for none): MOAT_E_LIMIT, naming <what>, when they do not fit. */
+int moat_ca_join(const char *const *items, size_t n, const char *what, char *out, size_t outsz,
+                 moat_err_t *err) MOAT_MUST_CHECK;
+
 /* Appends to the audit log, the detail formatted (a detail cut at 1 KiB is still a useful record). */
 int moat_ca_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
                   ...) MOAT_PRINTF(5, 6) MOAT_MUST_CHECK;
@@ -284,7 +288,8 @@ int moat_ca_sign(moat_store_t *st, X509_REQ *csr, const moat_ca_issue_req_t *req
 typedef struct moat_ca_issue_key_req {
     const char *name;           /* the new key's name */
     moat_pki_subject_t subject; /* subject.cn required */
-    const char *sans;           /* "DNS:a,IP:..." or NULL (then from the CN) */
+    const char *const *sans;    /* "DNS:a,IP:..." each (--san is repeatable), none: from the CN */
+    size_t nsans;
     moat_pki_alg_t alg;
     int exportable;            /* 1, 0, or -1: the profile's default (client keys are, server keys not) */
     moat_ca_issue_req_t issue; /* profile and days; issue.name is set from name */

@@ -76,6 +76,7 @@ int moat_ca_issue_key(moat_store_t *st, const moat_ca_issue_key_req_t *r, moat_c
     int64_t key_id = 0;
     moat_store_blob_t chain = {0};
     size_t nchain;
+    char sans[8192];
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -90,9 +91,10 @@ int moat_ca_issue_key(moat_store_t *st, const moat_ca_issue_key_req_t *r, moat_c
     if (rc != MOAT_E_NOTFOUND)
         return rc;
     moat_err_clear(err);
-    if ((rc = moat_ca_key_name_check(st, r->name, err)) != 0 || (rc = issuing(st, &ca, out, err)) != 0 ||
+    if ((rc = moat_ca_join(r->sans, r->nsans, "--san", sans, sizeof(sans), err)) != 0 ||
+        (rc = moat_ca_key_name_check(st, r->name, err)) != 0 || (rc = issuing(st, &ca, out, err)) != 0 ||
         (rc = moat_pki_key_generate(r->alg, NULL, NULL, &key, err)) != 0 ||
-        (rc = moat_pki_csr_new(key, &r->subject, r->sans, &csr, err)) != 0 ||
+        (rc = moat_pki_csr_new(key, &r->subject, sans[0] ? sans : NULL, &csr, err)) != 0 ||
         (rc = moat_store_begin(st, err)) != 0)
         goto out;
     nchain = moat_ca_chain(&ca, &chain); /* borrowed from ca.row */

@@ -217,7 +217,6 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
     const char *o = NULL, *ou = NULL, *email = NULL;
     size_t nsans = 0;
     int exportable = 0, not_exportable = 0, rc;
-    char sans[8192] = "";
     moat_ca_issue_key_req_t r = {0};
     moat_ca_signed_t s = {0};
     moat_store_t *st = NULL;
@@ -267,17 +266,10 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
         (days_s != NULL && moat__km_parse_days(days_s, &r.issue.days, &err) != 0) ||
         (alg_s != NULL && moat_pki_alg_parse(alg_s, &r.alg, &err) != 0))
         return moat_cli_fail(cli, &err);
-    for (size_t i = 0, n = 0; i < nsans; i++) {
-        int w = snprintf(sans + n, sizeof(sans) - n, "%s%s", n ? "," : "", sans_l[i]);
-        if (w < 0 || (size_t)w >= sizeof(sans) - n) {
-            moat_err_set(&err, MOAT_E_LIMIT, "--san: too many names");
-            return moat_cli_fail(cli, &err);
-        }
-        n += (size_t)w;
-    }
     r.name = pos[0];
     r.subject = (moat_pki_subject_t){cn, o, ou, NULL, NULL, NULL, email};
-    r.sans = sans[0] ? sans : NULL;
+    r.sans = sans_l;
+    r.nsans = nsans;
     r.exportable = exportable ? 1 : not_exportable ? 0 : -1;
     r.cfg = cfg = moat_cli_change_config(cli);
     if (moat__km_open(cli, 0, &st, &err) != 0 || moat_ca_issue_key(st, &r, &s, &err) != 0) {
