@@ -175,11 +175,18 @@ static int chain_revoked(moat__conn_t *c, X509 *peer, long long now, int *pendin
     return unknown ? -1 : 0;
 }
 
+const char *moat__reason_words(const moat__reason_text_t *texts, size_t n, const char *token,
+                               const char *otherwise)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(token, texts[i].token) == 0)
+            return texts[i].text;
+    return otherwise;
+}
+
 const char *moat__ccert_reason_text(const char *reason)
 {
-    static const struct {
-        const char *token, *text;
-    } texts[] = {
+    static const moat__reason_text_t texts[] = {
         {"none", "your browser or client sent no client certificate"},
         {"expired", "the client certificate has expired"},
         {"not-yet-valid", "the client certificate is not valid yet (check the clock, or wait)"},
@@ -189,10 +196,7 @@ const char *moat__ccert_reason_text(const char *reason)
         {"wrong-purpose", "the certificate is not made for client authentication"},
         {"malformed", "the client certificate could not be read"},
     };
-    for (size_t i = 0; i < MOAT_ARRAY_LEN(texts); i++)
-        if (strcmp(reason, texts[i].token) == 0)
-            return texts[i].text;
-    return "the client certificate was refused";
+    return moat__reason_words(texts, MOAT_ARRAY_LEN(texts), reason, "the client certificate was refused");
 }
 
 int moat__ccert_unchecked(moat__conn_t *c, char *out, size_t outsz)

@@ -178,6 +178,13 @@ const char *moat__ccert_verdict(moat__conn_t *c, int *pending);
 void moat__x509_name_text(const X509_NAME *n, char *out, size_t outsz);
 /* The verdict <reason> in words for a person ("your browser sent no client certificate"). */
 const char *moat__ccert_reason_text(const char *reason);
+/* A reason token and its words on an error page. */
+typedef struct moat__reason_text {
+    const char *token, *text;
+} moat__reason_text_t;
+/* The words of <token> among the <n> <texts>, or <otherwise>. */
+const char *moat__reason_words(const moat__reason_text_t *texts, size_t n, const char *token,
+                               const char *otherwise);
 /* For a "revocation-unknown" verdict: the subject (RFC 2253) of the first certificate of the client's
  * chain whose revocation could not be checked, into <out>; 0, or -1 when none is found. */
 int moat__ccert_unchecked(moat__conn_t *c, char *out, size_t outsz);

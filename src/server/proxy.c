@@ -187,30 +187,24 @@ void moat__proxy_worker_free(moat__worker_t *w)
 
 /* ---- answers ------------------------------------------------------------------------------------ */
 
+/* What the page says of each reason token (the X-Moat-Upstream value). */
 static const char *reason_text(const char *reason)
 {
-    if (strcmp(reason, "connect-refused") == 0)
-        return "refused the connection (is the application running?)";
-    if (strcmp(reason, "connect-timeout") == 0)
-        return "did not accept the connection in time";
-    if (strcmp(reason, "response-timeout") == 0)
-        return "did not answer in time";
-    if (strcmp(reason, "reset") == 0)
-        return "closed the connection before its answer was complete";
-    if (strcmp(reason, "bad-response") == 0)
-        return "sent an answer that is not valid HTTP/1.1";
-    if (strcmp(reason, "body-too-large") == 0)
-        return "was not sent the request: its body is above the location's limits.body_bytes";
-    if (strcmp(reason, "no-healthy-server") == 0)
-        return "has no server available (each failed its health check, or a connect in the last seconds)";
-    if (strcmp(reason, "tls-verify") == 0)
-        return "sent a TLS certificate moat does not accept (not issued by a CA of tls.trust, or not for the "
-               "name checked; the error log says which)";
-    if (strcmp(reason, "tls-handshake") == 0)
-        return "did not complete a TLS handshake with moat (it may want a client certificate, "
-               "tls.client_key, "
-               "or not speak TLS; the error log says why)";
-    return "failed";
+    static const moat__reason_text_t texts[] = {
+        {"connect-refused", "refused the connection (is the application running?)"},
+        {"connect-timeout", "did not accept the connection in time"},
+        {"response-timeout", "did not answer in time"},
+        {"reset", "closed the connection before its answer was complete"},
+        {"bad-response", "sent an answer that is not valid HTTP/1.1"},
+        {"body-too-large", "was not sent the request: its body is above the location's limits.body_bytes"},
+        {"no-healthy-server",
+         "has no server available (each failed its health check, or a connect in the last seconds)"},
+        {"tls-verify", "sent a TLS certificate moat does not accept (not issued by a CA of tls.trust, or not "
+                       "for the name checked; the error log says which)"},
+        {"tls-handshake", "did not complete a TLS handshake with moat (it may want a client certificate, "
+                          "tls.client_key, or not speak TLS; the error log says why)"},
+    };
+    return moat__reason_words(texts, MOAT_ARRAY_LEN(texts), reason, "failed");
 }
 
 /* Answers <status> with X-Moat-Upstream: <reason> and a page saying what happened (before any response

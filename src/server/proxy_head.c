@@ -185,16 +185,18 @@ static int peer_trusted(const moat__conn_t *c)
     return 0;
 }
 
-/* Joins every value of the field <name> of <req> with ", " (trusted proxies' lists). */
-static void joined(moat_http_out_t *o, const moat_http_req_t *req, const char *name, int *any)
+/* The start of a list field moat extends with its own element: "<name>: ", then from a trusted proxy
+ * every value <req> has of the field (lower-case <lc>), each followed by ", ". */
+static void list_start(moat_http_out_t *o, const moat_http_req_t *req, int trusted, const char *name,
+                       const char *lc)
 {
     size_t from = 0;
     moat_http_str_t v;
-    while (moat_http_req_find(req, name, &from, &v)) {
-        if (*any)
-            moat_http_out_put(o, ", ", 2);
+    moat_http_out_puts(o, name);
+    moat_http_out_put(o, ": ", 2);
+    while (trusted && moat_http_req_find(req, lc, &from, &v)) {
         moat_http_out_put(o, v.p, v.len);
-        *any = 1;
+        moat_http_out_put(o, ", ", 2);
     }
 }
 
@@ -206,7 +208,7 @@ int moat__proxy_head(moat__proxy_t *px, char *buf, size_t cap, size_t *len)
     moat_http_out_t o = {buf, 0, cap, 0};
     char ip[INET6_ADDRSTRLEN] = "unknown";
     moat_http_str_t conn_v = {NULL, 0}, upgrade_v = {NULL, 0}, v, name;
-    int trusted = peer_trusted(c), any, ws = 0;
+    int trusted = peer_trusted(c), ws = 0;
     size_t from = 0;
 
     if (c->peer.family == AF_INET)
@@ -243,12 +245,7 @@ int moat__proxy_head(moat__proxy_t *px, char *buf, size_t cap, size_t *len)
         moat_http_out_put(&o, "\r\n", 2);
     }
     /* X-Forwarded-*: a trusted proxy's values are kept (the client's address appended); others replaced */
-    moat_http_out_puts(&o, "X-Forwarded-For: ");
-    any = 0;
-    if (trusted)
-        joined(&o, req, "x-forwarded-for", &any);
-    if (any)
-        moat_http_out_put(&o, ", ", 2);
+    list_start(&o, req, trusted, "X-Forwarded-For", "x-forwarded-for");
     moat_http_out_puts(&o, ip);
     moat_http_out_put(&o, "\r\n", 2);
     from = 0;
@@ -261,12 +258,7 @@ int moat__proxy_head(moat__proxy_t *px, char *buf, size_t cap, size_t *len)
         put_field(&o, "X-Forwarded-Host", v);
     else if (req->host.len > 0)
         put_field(&o, "X-Forwarded-Host", req->host);
-    moat_http_out_puts(&o, "Forwarded: ");
-    any = 0;
-    if (trusted)
-        joined(&o, req, "forwarded", &any);
-    if (any)
-        moat_http_out_put(&o, ", ", 2);
+    list_start(&o, req, trusted, "Forwarded", "forwarded");
     moat_http_out_puts(&o, c->peer.family == AF_INET6 ? "for=\"[" : "for=");
     moat_http_out_puts(&o, ip);
     moat_http_out_puts(&o, c->peer.family == AF_INET6 ? "]\"" : "");

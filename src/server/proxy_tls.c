@@ -308,48 +308,44 @@ static ssize_t io_failed(px_upconn_t *uc, int rc, int writing)
     }
 }
 
-ssize_t moat__px_io_read(px_upconn_t *uc, char *buf, size_t n)
+/* One read (into <rbuf>) or send (of <wbuf>) of <n> bytes, plain or TLS, as moat__px_io_read/_write say. */
+static ssize_t io(px_upconn_t *uc, char *rbuf, const char *wbuf, size_t n)
 {
+    int writing = rbuf == NULL, rc;
     ssize_t got;
     size_t done = 0;
-    int rc;
     if (uc->ssl == NULL) {
         do
-            got = read(uc->fd, buf, n);
+            got = writing ? send(uc->fd, wbuf, n, MSG_NOSIGNAL) : read(uc->fd, rbuf, n);
         while (got < 0 && errno == EINTR);
-        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            uc->readable = 0;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (writing)
+                uc->writable = 0;
+            else
+                uc->readable = 0;
+        }
         return got;
     }
-    uc->rd_wants_w = 0;
+    if (writing)
+        uc->wr_wants_r = 0;
+    else
+        uc->rd_wants_w = 0;
     moat_tls_err_clear();
     errno = 0;
-    rc = SSL_read_ex(uc->ssl, buf, n, &done);
+    rc = writing ? SSL_write_ex(uc->ssl, wbuf, n, &done) : SSL_read_ex(uc->ssl, rbuf, n, &done);
     if (rc == 1)
         return (ssize_t)done;
-    return io_failed(uc, rc, 0);
+    return io_failed(uc, rc, writing);
+}
+
+ssize_t moat__px_io_read(px_upconn_t *uc, char *buf, size_t n)
+{
+    return io(uc, buf, NULL, n);
 }
 
 ssize_t moat__px_io_write(px_upconn_t *uc, const char *buf, size_t n)
 {
-    ssize_t sent;
-    size_t done = 0;
-    int rc;
-    if (uc->ssl == NULL) {
-        do
-            sent = send(uc->fd, buf, n, MSG_NOSIGNAL);
-        while (sent < 0 && errno == EINTR);
-        if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            uc->writable = 0;
-        return sent;
-    }
-    uc->wr_wants_r = 0;
-    moat_tls_err_clear();
-    errno = 0;
-    rc = SSL_write_ex(uc->ssl, buf, n, &done);
-    if (rc == 1)
-        return (ssize_t)done;
-    return io_failed(uc, rc, 1);
+    return io(uc, NULL, buf, n);
 }
 
 void moat__px_io_shutdown_wr(px_upconn_t *uc)

@@ -110,6 +110,26 @@ def test_get_both_protocols_and_forwarded_fields(moat, app, ca):
     assert all(re.search(rf"upstream=127\.0\.0\.1:{app.port} ustatus=200 utime=\d+\.\d+ms", ln) for ln in lines)
 
 
+def test_trusted_proxy_fields_are_extended(moat, app, ca):
+    """From a peer in trusted_proxies, Forwarded and X-Forwarded-* are kept: the lists get the peer's address
+    after every value the proxy sent, Proto and Host stay as it said."""
+    port = free_port()
+    serve(moat, [f"127.0.0.1:{app.port}"], port, extra="trusted_proxies: ['127.0.0.0/8']\n")
+    for h2 in (False, True):
+        st, _, body, err = curl(port, "/echo", "-H", "X-Forwarded-For: 6.6.6.6", "-H", "X-Forwarded-For: 7.7.7.7",
+                                "-H", "Forwarded: for=6.6.6.6", "-H", "X-Forwarded-Proto: http",
+                                "-H", "X-Forwarded-Host: app.example", http2=h2, cafile=ca)
+        assert st == 200, err
+        f = fields(json.loads(body))
+        assert f["x-forwarded-for"] == ["6.6.6.6, 7.7.7.7, 127.0.0.1"]
+        assert f["forwarded"] == [f'for=6.6.6.6, for=127.0.0.1;host="localhost:{port}";proto=https']
+        assert f["x-forwarded-proto"] == ["http"] and f["x-forwarded-host"] == ["app.example"]
+    # nothing sent: the lists hold the peer alone
+    st, _, body, err = curl(port, "/echo", cafile=ca)
+    f = fields(json.loads(body))
+    assert f["x-forwarded-for"] == ["127.0.0.1"] and f["forwarded"][0].startswith("for=127.0.0.1;")
+
+
 def test_response_fields_hop_by_hop_and_status(moat, app, ca):
     port = free_port()
     serve(moat, [f"127.0.0.1:{app.port}"], port)
