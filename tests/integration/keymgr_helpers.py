@@ -1,8 +1,9 @@
 """Helpers for the key manager tests: openssl as the independent reference, store dumps."""
 import json
 import pathlib
-import sqlite3
 import subprocess
+
+from store_rows import dump  # noqa: F401 (the tests take it from here)
 
 
 def openssl(*args, input=None, check=True):
@@ -64,15 +65,6 @@ def openssl_sign(d, csr, out, ca=None, days=30, extra=()):
     openssl("x509", "-req", "-in", csr, "-CA", crt, "-CAkey", key, "-CAcreateserial",
             "-days", days, "-copy_extensions", "copy", "-extfile", ext, "-out", out, *extra)
     return crt
-
-
-def dump(store):
-    """Every row of the store as text: two dumps differ iff the store changed."""
-    con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-    try:
-        return "\n".join(con.iterdump())
-    finally:
-        con.close()
 
 
 def keys(moat):

@@ -6,7 +6,6 @@ import datetime
 import http.client
 import shutil
 import socket
-import sqlite3
 import ssl
 import subprocess
 import time
@@ -15,6 +14,7 @@ import urllib.parse
 import pytest
 
 from serve_helpers import config, free_port, site, wait_for
+from store_rows import audit, generation, peek_store, tamper_store
 
 OCSP = "/.well-known/moat/ocsp"
 
@@ -210,21 +210,11 @@ def test_no_responder_without_ca_publish(moat):
     assert "Cert Status: good" in r.stdout.decode()
 
 
-def generation(m):
-    con = sqlite3.connect(m.store)
-    try:
-        return con.execute("select value from generation").fetchone()[0]
-    finally:
-        con.close()
-
-
 def stored_crl(m, role="root"):
-    con = sqlite3.connect(m.store)
-    try:
-        row = con.execute("select value from settings where name = ?", (f"ca.crl.{role}",)).fetchone()
-        return row[0] if row else None
-    finally:
-        con.close()
+    """The CRL as the store holds it (`moat ca crl` would re-sign a due one, and the test watches the
+    server do that)."""
+    rows = peek_store(m.store, "select value from settings where name = ?", (f"ca.crl.{role}",))
+    return rows[0][0] if rows else None
 
 
 def crl_text(m, pem, name="crl.pem"):
@@ -258,10 +248,7 @@ def test_server_resigns_a_crl_past_half_its_life(moat):
     from cryptography.hazmat.primitives.serialization import Encoding
     old_pem = old.public_bytes(Encoding.PEM).decode()
     gen_before = generation(m)
-    con = sqlite3.connect(m.store)
-    con.execute("update settings set value = ? where name = 'ca.crl.root'", (old_pem,))
-    con.commit()
-    con.close()
+    tamper_store(m.store, "update settings set value = ? where name = 'ca.crl.root'", (old_pem,))
     assert wait_for(lambda: stored_crl(m) != old_pem, timeout=3)
     new = stored_crl(m)
     (m.dir / "new.pem").write_text(new)
@@ -274,10 +261,8 @@ def test_server_resigns_a_crl_past_half_its_life(moat):
     assert abs((nxt.replace(tzinfo=datetime.timezone.utc) - now).total_seconds() - 7 * 86400) < 120
     # One transaction: the CRL, a new generation (the server serves it like any change), and the audit.
     assert generation(m) == gen_before + 1
-    con = sqlite3.connect(m.store)
-    audit = con.execute("select object, detail from audit where action = 'ca.crl'").fetchall()
-    con.close()
-    assert ("root", "re-signed by the server before its next update") in audit
+    assert ("root", "re-signed by the server before its next update") in \
+        [(a["object"], a["detail"]) for a in audit(m, "ca.crl")]
     assert "re-signed the CRL of moat's root CA" in (m.dir / "error.log").read_text()
 
 

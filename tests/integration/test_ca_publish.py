@@ -11,6 +11,7 @@ import pytest
 
 from keymgr_helpers import fingerprint, openssl
 from serve_helpers import CA, config, free_port, get, read_response, site, wait_for
+from store_rows import tamper_store
 
 BASE = "/.well-known/moat/"
 CERT_TYPE = "application/x-x509-ca-cert"
@@ -172,7 +173,6 @@ def test_revocation_reaches_the_served_crl(ca):
 
 def test_resigned_crl_is_published(ca):
     """moat ca crl re-signs a missing or due CRL; the server serves the new one."""
-    import sqlite3
     m = ca.m
 
     def number(der):
@@ -180,10 +180,7 @@ def test_resigned_crl_is_published(ca):
         t = openssl("crl", "-inform", "DER", "-in", m.dir / "n.crl", "-noout", "-text").stdout
         return int(re.search(r"CRL Number:\s*(\S+)", t).group(1), 0)
     first = ca.fetch(BASE + "ca.crl")[2]
-    con = sqlite3.connect(m.store)
-    con.execute("delete from settings where name = 'ca.crl.intermediate'")
-    con.commit()
-    con.close()
+    tamper_store(m.store, "delete from settings where name = 'ca.crl.intermediate'")
     m.ok("ca", "crl", "--out", "new.pem")
     after = wait_for(lambda: (b := ca.fetch(BASE + "ca.crl")[2]) != first and b, timeout=5)
     assert after and number(after) == number(first) + 1
@@ -238,7 +235,6 @@ def test_chain_from_the_intermediate_is_trusted_with_the_root_alone(ca):
 
 def test_a_long_crl_is_served_whole(ca):
     """A CRL far larger than one output buffer (here ~200 kB, made with openssl ca) streams out intact."""
-    import sqlite3
     m = ca.m
     d = m.dir / "long"
     d.mkdir()
@@ -253,10 +249,8 @@ def test_a_long_crl_is_served_whole(ca):
     openssl("crl", "-in", d / "long.pem", "-outform", "DER", "-out", d / "long.der")
     want = (d / "long.der").read_bytes()
     assert len(want) > 150000
-    con = sqlite3.connect(m.store)
-    con.execute("update settings set value = ? where name = 'ca.crl.intermediate'", ((d / "long.pem").read_text(),))
-    con.commit()
-    con.close()
+    tamper_store(m.store, "update settings set value = ? where name = 'ca.crl.intermediate'",
+                 ((d / "long.pem").read_text(),))
     m.ok("ca", "issue", "bump", "--cn", "bump.test")  # moves the store generation: the server reloads
     got = wait_for(lambda: (b := ca.fetch(BASE + "ca.crl")[2]) == want and b, timeout=5)
     assert got == want

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from keymgr_helpers import dump, keys, openssl
+from store_rows import tamper_store
 
 
 @pytest.fixture
@@ -63,11 +64,7 @@ def test_crl_is_kept_and_resigned_when_missing_or_due(ca):
     m.ok("ca", "crl", "--der", "--out", "a.der")
     openssl("crl", "-inform", "DER", "-in", m.dir / "a.der", "-noout", "-CAfile", m.dir / "root.pem")
     # A store whose CRL is gone (or due) gets a new one, signed, with the next number, and audited.
-    import sqlite3
-    con = sqlite3.connect(m.store)
-    con.execute("delete from settings where name like 'ca.crl.%'")
-    con.commit()
-    con.close()
+    tamper_store(m.store, "delete from settings where name like 'ca.crl.%'")
     m.ok("ca", "crl", "--out", "c.pem")
     assert crl_number(m, "c.pem") == n + 1
     openssl("crl", "-in", m.dir / "c.pem", "-noout", "-CAfile", m.dir / "root.pem")

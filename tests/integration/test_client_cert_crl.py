@@ -8,7 +8,6 @@ import json
 import re
 import signal
 import socket
-import sqlite3
 import threading
 import time
 
@@ -17,6 +16,7 @@ import pytest
 from conftest import free_port
 from doctor_pki import Pki
 from serve_helpers import config, site, wait_for
+from store_rows import tamper_store
 from test_serve_ccert import curl, setup  # noqa: F401  (the fixture: moat's CA, server certificate, root)
 
 
@@ -147,12 +147,7 @@ def test_cached_crl_vouches_by_its_own_next_update_not_the_stored_column(moat, c
     assert moat.stop_all() == []
     srv.stop()
     # a store row whose column says "in date" must not outlive what the CRL itself says
-    con = sqlite3.connect(moat.store)
-    try:
-        assert con.execute("update crls set next_update = ?", (int(time.time()) + 86400,)).rowcount == 1
-        con.commit()
-    finally:
-        con.close()
+    assert tamper_store(moat.store, "update crls set next_update = ?", (int(time.time()) + 86400,)) == 1
     port2 = free_port()
     serve(moat, root, [port2])
     st, why, _ = verdict(port2, carol, ca_pem)

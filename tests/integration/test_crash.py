@@ -6,6 +6,7 @@ import subprocess
 import time
 
 from conftest import MOAT_BIN
+from store_rows import integrity
 
 
 def test_sigkill_during_key_new_loses_nothing_committed(moat):
@@ -31,9 +32,7 @@ def test_sigkill_during_key_new_loses_nothing_committed(moat):
             assert p.returncode == -signal.SIGKILL, p.stderr.read()
         p.stderr.close()
     assert killed > 0, "no process was killed: the timing assumption is wrong"
-    r = subprocess.run(["sqlite3", str(moat.store), "PRAGMA integrity_check"], capture_output=True, text=True,
-                       timeout=60)
-    assert r.stdout.strip() == "ok", r.stdout + r.stderr
+    assert integrity(moat.store) == "ok"
     listed = {k["name"] for k in json.loads(moat.ok("key", "list", "--json").stdout)}
     assert committed <= listed, committed - listed
     # A killed command left either its whole key or nothing: every listed key is usable.

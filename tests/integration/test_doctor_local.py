@@ -4,12 +4,12 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import time
 
 from conftest import free_port
 from keymgr_helpers import write_pw
 from doctor_pki import Pki
+from store_rows import tamper_store
 
 
 def run_doctor(moat, *args, code=None):
@@ -264,12 +264,7 @@ def test_ocsp_stapling_configured_but_failing(moat):
 
 
 def store_crl(moat, role, pem):
-    con = sqlite3.connect(moat.store)
-    try:
-        con.execute("insert or replace into settings(name, value) values (?, ?)", (f"ca.crl.{role}", pem))
-        con.commit()
-    finally:
-        con.close()
+    tamper_store(moat.store, "insert or replace into settings(name, value) values (?, ?)", (f"ca.crl.{role}", pem))
 
 
 def crl_pem(cn, last_days, next_days):

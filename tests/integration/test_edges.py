@@ -1,10 +1,10 @@
 """What an administrator meets around the edges: whole messages, one JSON, hints, overwrites (issue 16)."""
 import json
-import sqlite3
 
 import pytest
 
 from keymgr_helpers import dump, openssl, openssl_sign, outside_chain
+from store_rows import foreign_database
 
 
 def test_long_hint_is_not_cut(moat):
@@ -98,8 +98,7 @@ def test_hints_on_common_mistakes(moat):
     r = moat.fails("store", "restore", junk)
     assert "moat store backup" in r.stderr, r.stderr
     other = d / "other.db"
-    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
-    other.chmod(0o600)
+    foreign_database(other)
     r = moat.fails("store", "restore", other)
     assert "MOAT_STORE" not in r.stderr and "moat store backup" in r.stderr, r.stderr
 

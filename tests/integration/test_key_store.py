@@ -1,4 +1,5 @@
 """The key manager and the store together: the newcomer's whole flow, secrets at rest, bad stores."""
+import contextlib
 import json
 import os
 import resource
@@ -9,6 +10,7 @@ import subprocess
 import pytest
 
 from keymgr_helpers import dump, fingerprint, keys, openssl, openssl_sign, pubkey, write_pw
+from store_rows import foreign_database, held_open, tamper_store
 
 
 def test_newcomer_flow(moat):
@@ -103,13 +105,7 @@ def test_a_file_that_is_not_a_moat_store(moat, tmp_path):
         r = moat.fails(*args, env={"MOAT_STORE": str(junk)})
         assert str(junk) in r.stderr or "store" in r.stderr
     assert junk.read_bytes() == before
-    import sqlite3
-    other = tmp_path / "other.db"
-    con = sqlite3.connect(other)
-    con.execute("create table t(x)")
-    con.commit()
-    con.close()
-    other.chmod(0o600)
+    other = foreign_database(tmp_path / "other.db")
     before = other.read_bytes()
     moat.fails("key", "new", "x", "--cn", "x.example.com", env={"MOAT_STORE": str(other)})
     assert other.read_bytes() == before
@@ -132,22 +128,14 @@ def _limit_file_size(limit):
     (("ca", "issue", "svc", "--cn", "svc.example.com"), 8192, True),
 ])
 def test_full_disk_changes_nothing(moat, cmd, limit, held):
-    import sqlite3
     from conftest import MOAT_BIN
     moat.ok("ca", "init")
     moat.ok("key", "new", "www", "--cn", "www.example.com", "--csr-out", "w.csr")
-    subprocess.run(["sqlite3", str(moat.store), "PRAGMA wal_checkpoint(TRUNCATE)"], check=True, capture_output=True)
+    tamper_store(moat.store, "PRAGMA wal_checkpoint(TRUNCATE)")
     before = dump(moat.store)
-    con = None
-    if held:
-        con = sqlite3.connect(moat.store)
-        con.execute("select count(*) from sqlite_master").fetchall()
-    try:
+    with held_open(moat.store) if held else contextlib.nullcontext():
         r = subprocess.run([MOAT_BIN, *cmd], env=moat.env, cwd=moat.dir, capture_output=True, text=True,
                            timeout=120, preexec_fn=_limit_file_size(limit))
-    finally:
-        if con is not None:
-            con.close()
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stderr.strip() and "AddressSanitizer" not in r.stderr
     assert "disk" in r.stderr.lower() or "i/o" in r.stderr.lower(), r.stderr

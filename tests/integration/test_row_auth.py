@@ -3,11 +3,11 @@ master key (the robustness probe used a plain sqlite3 insert as the service user
 anchor or un-revoke a certificate. The running server refuses the changed store and keeps serving what it
 had, the CLI refuses the row, `moat doctor` names it, and restoring a backup repairs the store."""
 import json
-import sqlite3
 
 from conftest import free_port
 from doctor_pki import Pki
 from serve_helpers import config, site, wait_for
+from store_rows import tamper_store
 from test_client_cert_cases import corp_client
 from test_client_cert_crl import verdict
 from test_serve_ccert import setup  # noqa: F401  (the fixture)
@@ -30,10 +30,9 @@ client_revocation_unknown: allow""")])
     der = pki.path("corp.pem").read_text()
     import ssl
     der = ssl.PEM_cert_to_DER_cert(der)
-    with sqlite3.connect(moat.store) as db:
-        db.execute("INSERT INTO anchors (name, der, subject, fingerprint, not_after, created) "
-                   "VALUES ('rogue', ?, 'CN=Corp Root', 'ff', 1900000000, 1)", (der,))
-        db.execute("UPDATE generation SET value = value + 1")
+    tamper_store(moat.store, "INSERT INTO anchors (name, der, subject, fingerprint, not_after, created) "
+                 "VALUES ('rogue', ?, 'CN=Corp Root', 'ff', 1900000000, 1)", (der,))
+    tamper_store(moat.store, "UPDATE generation SET value = value + 1")
     log = moat.dir / "error.log"
     assert wait_for(lambda: "reload refused" in log.read_text(), timeout=10), log.read_text()
     assert "trust anchor \"rogue\"" in log.read_text() and "without the master key" in log.read_text()
@@ -64,8 +63,7 @@ def test_an_unrevoked_certificate_is_refused(moat):
     serial = json.loads(moat.ok("--json", "ca", "list").stdout)
     serial = (serial["certificates"] if isinstance(serial, dict) else serial)[0]["serial"]
     moat.ok("ca", "revoke", serial)
-    with sqlite3.connect(moat.store) as db:
-        db.execute("UPDATE issued SET revoked = 0, reason = 0")
+    tamper_store(moat.store, "UPDATE issued SET revoked = 0, reason = 0")
     r = moat.fails("ca", "list")
     assert f"the record of issued certificate {serial}" in r.stderr
     r = moat.run("doctor", "-c", moat.dir / "none.yaml")

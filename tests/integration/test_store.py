@@ -7,11 +7,11 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import stat
 import threading
 
 from conftest import SOURCE_DIR
+from store_rows import audit, foreign_database, held_open, integrity, peek_store, tamper_store
 
 FIXTURE = SOURCE_DIR / "tests" / "data" / "store"
 
@@ -20,9 +20,7 @@ def make_v1_store(moat, path=None, key=None):
     """A schema-1 store with keys www, api (active, with certificates) and mail (pending)."""
     path = path or moat.store
     key = key or str(path) + ".key"
-    with sqlite3.connect(path) as db:
-        db.executescript((FIXTURE / "schema_v1.sql").read_text())
-    db.close()
+    tamper_store(path, (FIXTURE / "schema_v1.sql").read_text())
     os.chmod(path, 0o600)
     shutil.copyfile(FIXTURE / "v1.masterkey", key)
     os.chmod(key, 0o600)
@@ -39,10 +37,8 @@ def digest(path):
 
 def content(path):
     """What a person would call the store's content (file bytes differ after a WAL checkpoint)."""
-    with sqlite3.connect(path) as db:
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
-                for t in ("keys", "certs", "cert_chain", "anchors", "ca", "issued", "audit", "settings",
-                          "generation")}
+    return {t: peek_store(path, f"SELECT * FROM {t} ORDER BY 1")
+            for t in ("keys", "certs", "cert_chain", "anchors", "ca", "issued", "audit", "settings", "generation")}
 
 
 def info(moat, **kw):
@@ -105,30 +101,26 @@ def test_backup_is_0600_and_says_where_the_master_key_is(moat):
     assert data["backup"] == str(out) and data["master_key_included"] is False
     assert "master key" in r.stderr
     # Audited.
-    with sqlite3.connect(moat.store) as db:
-        rows = db.execute("SELECT action, object FROM audit WHERE action = 'store.backup'").fetchall()
-    assert len(rows) == 2 and rows[0][1] == str(out)
+    rows = audit(moat, "store.backup")
+    assert len(rows) == 2 and rows[0]["object"] == str(out)
 
 
 def test_backup_while_another_writer_is_busy(moat):
     """The copy is taken at once while a writer holds the lock; only the audit entry waits for it."""
     make_v1_store(moat)
     moat.ok("store", "upgrade")
-    db = sqlite3.connect(moat.store, isolation_level=None, check_same_thread=False)
-    db.execute("BEGIN IMMEDIATE")
-    db.execute("INSERT INTO settings (name, value) VALUES ('uncommitted', 'x')")
-    timer = threading.Timer(1.5, lambda: db.execute("ROLLBACK"))
-    timer.start()
-    try:
-        out = moat.dir / "hot.db"
-        moat.ok("store", "backup", out, timeout=60)
-    finally:
-        timer.join()
-        db.close()
-    with sqlite3.connect(out) as b:
-        assert b.execute("SELECT count(*) FROM settings WHERE name = 'uncommitted'").fetchone()[0] == 0
-        assert b.execute("SELECT count(*) FROM keys").fetchone()[0] == 3
-        assert b.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    out = moat.dir / "hot.db"
+    with held_open(moat.store, write_lock=True) as db:
+        db.execute("INSERT INTO settings (name, value) VALUES ('uncommitted', 'x')")
+        timer = threading.Timer(1.5, lambda: db.execute("ROLLBACK"))
+        timer.start()
+        try:
+            moat.ok("store", "backup", out, timeout=60)
+        finally:
+            timer.join()
+    assert peek_store(out, "SELECT count(*) FROM settings WHERE name = 'uncommitted'")[0][0] == 0
+    assert peek_store(out, "SELECT count(*) FROM keys")[0][0] == 3
+    assert integrity(out) == "ok"
 
 
 def test_restore_dry_run_then_restore(moat):
@@ -137,13 +129,11 @@ def test_restore_dry_run_then_restore(moat):
     moat.ok("store", "backup", out)
     gen_before = info(moat)["generation"]
     # Lose a key and a certificate, and gain a trust anchor, in the live store.
-    with sqlite3.connect(moat.store) as db:
-        db.execute("PRAGMA foreign_keys = ON")
-        db.execute("DELETE FROM keys WHERE name = 'mail'")
-        db.execute("DELETE FROM keys WHERE name = 'api'")
-        der = db.execute("SELECT der FROM certs LIMIT 1").fetchone()[0]
-        db.execute("INSERT INTO anchors (name, der, subject, fingerprint, not_after, created) "
-                   "VALUES ('corp', ?, 'CN=x', 'ff', 0, 0)", (der,))
+    der = peek_store(moat.store, "SELECT der FROM certs LIMIT 1")[0][0]
+    tamper_store(moat.store, "PRAGMA foreign_keys = ON; DELETE FROM keys WHERE name = 'mail'; "
+                             "DELETE FROM keys WHERE name = 'api';")
+    tamper_store(moat.store, "INSERT INTO anchors (name, der, subject, fingerprint, not_after, created) "
+                             "VALUES ('corp', ?, 'CN=x', 'ff', 0, 0)", (der,))
     before = content(moat.store)
 
     r = moat.ok("store", "restore", out, "--dry-run")
@@ -166,8 +156,7 @@ def test_restore_dry_run_then_restore(moat):
     after = info(moat)
     assert after["keys"] == 2 and after["pending_keys"] == 1 and after["trust_anchors"] == 0
     assert after["generation"] == data["generation"]
-    with sqlite3.connect(moat.store) as db:
-        actions = [a for (a,) in db.execute("SELECT action FROM audit ORDER BY id")]
+    actions = [a["action"] for a in audit(moat)]
     # The live log is kept, not rolled back to the backup's (which would end before its own backup entry).
     assert actions == ["key.new", "store.backup", "store.restore"], actions
     assert not [p for p in os.listdir(moat.dir) if "restore" in p or ".tmp-" in p]
@@ -182,8 +171,7 @@ def test_restore_refuses_bad_backups_without_change(moat):
     # A backup from a newer moat.
     newer = moat.dir / "newer.db"
     moat.ok("store", "backup", newer)
-    with sqlite3.connect(newer) as db:
-        db.execute("PRAGMA user_version = 7")
+    tamper_store(newer, "PRAGMA user_version = 7")
     before = content(moat.store)
     junk = moat.dir / "junk.db"
     junk.write_bytes(os.urandom(8192))
@@ -194,9 +182,7 @@ def test_restore_refuses_bad_backups_without_change(moat):
     assert "missing.db" in r.stderr
     # Another application's database.
     other = moat.dir / "other.db"
-    with sqlite3.connect(other) as db:
-        db.execute("CREATE TABLE t (x)")
-    os.chmod(other, 0o600)
+    foreign_database(other)
     r = moat.fails("store", "restore", other)
     assert "not a moat store" in r.stderr
     r = moat.fails("store", "restore", newer, "--dry-run")
@@ -252,8 +238,7 @@ def test_permissions_refused_with_fix(moat):
 def test_newer_or_foreign_store_is_refused_unchanged(moat):
     make_v1_store(moat)
     moat.ok("store", "upgrade")
-    with sqlite3.connect(moat.store) as db:
-        db.execute("PRAGMA user_version = 42")
+    tamper_store(moat.store, "PRAGMA user_version = 42")
     r = moat.fails("store", "info")
     assert "42" in r.stderr and "upgrade moat" in r.stderr
     junk = moat.dir / "junk.db"
