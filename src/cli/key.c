@@ -13,140 +13,68 @@
 #define MAX_KEY_FILE (MOAT_PKI_MAX_IMPORT_BYTES)
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Shared by new and renew: generate, build the request, store it, write it. */
+/* Shared by new and renew: the progress of a slow key generation, and what to do next. */
 
 typedef struct progress {
-    const char *alg;
+    const moat_keymgr_new_res_t *res; /* its algorithm is set before the generation starts */
     unsigned long tested;
-    int shown;
+    int tty;
+    const char *csr_out; /* where the request goes */
+    int force;           /* it may replace a file there */
 } progress_t;
 
+/* The request file is checked once the key manager accepted the request: a typo in the name says so first. */
+static int on_accepted(void *arg, moat_err_t *err)
+{
+    const progress_t *p = arg;
+    return moat__km_check_new_file(p->csr_out, p->force, "--force", err);
+}
+
+/* On a terminal, RSA generation (which can take a while) shows how far it got. */
 static int on_progress(void *arg, int phase)
 {
     progress_t *p = arg;
-    if (phase == 0 && (++p->tested % 8) != 0)
+    const char *alg = p->res->algorithm;
+    if (phase == MOAT_KEYMGR_GEN_START) {
+        p->tty = strncmp(alg, "rsa-", 4) == 0 && isatty(STDERR_FILENO);
+        if (p->tty)
+            fprintf(stderr, "generating %s key (this can take a while)...", alg);
+    } else if (!p->tty) {
         return 1;
-    fprintf(stderr, "\rgenerating %s key: %lu candidates tested%s", p->alg, p->tested,
-            phase == 2 ? ", prime found" : "              ");
+    } else if (phase == MOAT_KEYMGR_GEN_DONE || phase == MOAT_KEYMGR_GEN_FAILED) {
+        fprintf(stderr, "\rgenerating %s key: %s                                \n", alg,
+                phase == MOAT_KEYMGR_GEN_DONE ? "done" : "failed");
+    } else if (phase != 0 || (++p->tested % 8) == 0) {
+        fprintf(stderr, "\rgenerating %s key: %lu candidates tested%s", alg, p->tested,
+                phase == 2 ? ", prime found" : "              ");
+    }
     fflush(stderr);
-    p->shown = 1;
     return 1;
 }
 
-static int generate(moat_pki_alg_t alg, EVP_PKEY **key, moat_err_t *err)
+/* Writes the request where it goes (after the commit) and says what to do next. */
+static int print_next(const moat_cli_t *cli, const char *name, const char *csr_out,
+                      const moat_keymgr_new_res_t *res, const char *what, moat_err_t *err)
 {
-    progress_t p = {moat_pki_alg_name(alg), 0, 0};
-    int rsa = alg == MOAT_PKI_ALG_RSA_2048 || alg == MOAT_PKI_ALG_RSA_3072 || alg == MOAT_PKI_ALG_RSA_4096;
-    int tty = rsa && isatty(STDERR_FILENO);
-    int rc;
-
-    if (tty) {
-        fprintf(stderr, "generating %s key (this can take a while)...", p.alg);
-        fflush(stderr);
-    }
-    rc = moat_pki_key_generate(alg, tty ? on_progress : NULL, &p, key, err);
-    if (tty)
-        fprintf(stderr, "\rgenerating %s key: %s                                \n", p.alg,
-                rc == 0 ? "done" : "failed");
-    return rc;
-}
-
-/* A new key and its request, ready for the store. */
-typedef struct fresh {
-    EVP_PKEY *key;
-    unsigned char *csr_der;
-    size_t csr_der_len;
-    char *csr_pem;
-    size_t csr_pem_len;
-} fresh_t;
-
-static void fresh_dispose(fresh_t *f)
-{
-    EVP_PKEY_free(f->key);
-    moat_free(&f->csr_der);
-    moat_free(&f->csr_pem);
-    memset(f, 0, sizeof(*f));
-}
-
-static int fresh_make(moat_pki_alg_t alg, const moat_pki_subject_t *subj, const char *sans, fresh_t *f,
-                      moat_err_t *err)
-{
-    X509_REQ *csr = NULL;
-    int rc;
-    memset(f, 0, sizeof(*f));
-    if ((rc = generate(alg, &f->key, err)) != 0)
-        return rc;
-    if ((rc = moat_pki_csr_new(f->key, subj, sans, &csr, err)) != 0 ||
-        (rc = moat_pki_csr_to_der(csr, &f->csr_der, &f->csr_der_len, err)) != 0 ||
-        (rc = moat_pki_csr_to_pem(csr, &f->csr_pem, &f->csr_pem_len, err)) != 0) {
-        X509_REQ_free(csr);
-        fresh_dispose(f);
-        return rc;
-    }
-    X509_REQ_free(csr);
-    return 0;
-}
-
-/* Adds the fresh key as pending <name> (setting the pending key <replace_id> aside, so that its certificate
- * can still be installed), audits, writes the request file, commits. */
-static int fresh_store(moat_store_t *st, const char *name, const char *algname, int exportable, fresh_t *f,
-                       const char *csr_out, const char *action, int64_t replace_id, moat_err_t *err)
-{
-    moat_store_blob_t csr;
-    char fpr[MOAT_PKI_FINGERPRINT_SIZE] = "";
-    int rc;
-
-    if (moat_store_begin(st, err) != 0)
+    if (csr_out != NULL &&
+        moat__km_write_after_commit(csr_out, res->csr_pem, res->csr_pem_len, 0644, err) != 0)
         return err->code;
-    if (replace_id != 0 && (rc = moat_store_key_set_aside(st, replace_id, err)) != 0)
-        goto fail;
-    csr.data = f->csr_der; /* borrowed from <f> */
-    csr.len = f->csr_der_len;
-    if ((rc = moat_keymgr_key_add(st, name, f->key, algname, exportable != 0, &csr, NULL, err)) != 0)
-        goto fail;
-    if (moat_pki_pubkey_fingerprint(f->key, fpr, err) != 0)
-        goto fail;
-    if ((rc = moat__km_audit(st, action, name, err, "algorithm %s, exportable %s, key %s", algname,
-                             exportable ? "yes" : "no", fpr)) != 0)
-        goto fail;
-    return moat__km_commit_write(st, csr_out, f->csr_pem, f->csr_pem_len, 0644, err);
-fail:
-    moat_store_rollback(st);
-    return err->code;
-}
-
-static void warn_alg(moat_pki_alg_t alg)
-{
-    if (alg == MOAT_PKI_ALG_ED25519)
-        fputs("moat: warning: browsers do not accept ed25519 certificates for servers; use it for "
-              "clients and internal tools, or choose ec-p256\n",
-              stderr);
-}
-
-static void print_next(const moat_cli_t *cli, const char *name, const char *csr_out, const fresh_t *f,
-                       const char *what, int exportable)
-{
     if (cli->json) {
         /* The request is in the result: standard output carries one JSON document. */
-        char alg[32], fpr[MOAT_PKI_FINGERPRINT_SIZE] = "";
-        moat_err_t e = {0};
         moat_json_t j;
-        moat_pki_key_describe(f->key, alg, sizeof(alg));
-        if (moat_pki_pubkey_fingerprint(f->key, fpr, &e) != 0)
-            fpr[0] = '\0';
         moat_json_init(&j, stdout, 1);
         moat_json_obj_begin(&j);
         moat_json_kv_str(&j, "name", name);
         moat_json_kv_str(&j, "state", "pending");
-        moat_json_kv_bool(&j, "renewal", strcmp(what, "new") != 0);
-        moat_json_kv_str(&j, "algorithm", alg);
-        moat_json_kv_bool(&j, "exportable", exportable);
-        moat_json_kv_str(&j, "key_fingerprint", fpr[0] ? fpr : NULL);
+        moat_json_kv_bool(&j, "renewal", res->renewal);
+        moat_json_kv_str(&j, "algorithm", res->key_algorithm);
+        moat_json_kv_bool(&j, "exportable", res->exportable);
+        moat_json_kv_str(&j, "key_fingerprint", res->key_fingerprint[0] ? res->key_fingerprint : NULL);
         moat_json_kv_str(&j, "csr_out", csr_out);
-        moat_json_kv_str(&j, "csr", f->csr_pem);
+        moat_json_kv_str(&j, "csr", res->csr_pem);
         moat_json_obj_end(&j);
         moat_json_finish(&j);
-        return;
+        return 0;
     }
     if (csr_out != NULL) {
         if (!cli->quiet)
@@ -154,18 +82,22 @@ static void print_next(const moat_cli_t *cli, const char *name, const char *csr_
                    "next: have it signed (moat ca sign %s --out %s.pem, or any CA), then:\n"
                    "      moat cert install %s %s.pem\n",
                    what, name, csr_out, csr_out, name, name, name);
-        return;
+        return 0;
     }
-    fwrite(f->csr_pem, 1, f->csr_pem_len, stdout);
+    fwrite(res->csr_pem, 1, res->csr_pem_len, stdout);
     if (!cli->quiet)
         fprintf(stderr,
                 "moat: %s key \"%s\" is pending; the request is above (--csr-out FILE writes it to a file)\n"
                 "      have it signed, then: moat cert install %s CERT.pem\n",
                 what, name, name);
+    return 0;
 }
 
+/* Joins the --san options into one list and checks it before a slow key generation, so a typo fails at once.
+ */
 static int join_sans(const char **list, size_t n, char *out, size_t outsz, moat_err_t *err)
 {
+    GENERAL_NAMES *gn = NULL;
     size_t o = 0;
     out[0] = '\0';
     for (size_t i = 0; i < n; i++) {
@@ -174,23 +106,55 @@ static int join_sans(const char **list, size_t n, char *out, size_t outsz, moat_
             return moat_err_set(err, MOAT_E_LIMIT, "--san: too many names (at most %zu bytes in all)", outsz);
         o += (size_t)w;
     }
+    if (out[0] != '\0' && moat_pki_sans_parse(out, &gn, err) != 0)
+        return moat_err_prefix(err, "--san");
+    GENERAL_NAMES_free(gn);
     return 0;
+}
+
+/* Runs key new or key renew and prints the outcome. */
+static int make_key(moat_cli_t *cli, const moat_keymgr_new_req_t *req, bool renew, const char *csr_out,
+                    int force)
+{
+    moat_keymgr_new_res_t res = {0};
+    progress_t p = {&res, 0, 0, csr_out, force};
+    moat_keymgr_new_req_t r = *req;
+    moat_store_t *st = NULL;
+    moat_err_t err = {0};
+    int rc;
+
+    r.on_progress = on_progress;
+    r.on_accepted = on_accepted;
+    r.progress_arg = &p;
+    if ((rc = moat__km_open(cli, renew ? 0 : MOAT_STORE_CREATE, &st, &err)) == 0)
+        rc = renew ? moat_keymgr_key_renew(st, &r, &res, &err) : moat_keymgr_key_new(st, &r, &res, &err);
+    moat_store_close(st);
+    if (rc == 0) {
+        if (strcmp(res.algorithm, "ed25519") == 0)
+            fputs("moat: warning: browsers do not accept ed25519 certificates for servers; use it for "
+                  "clients and internal tools, or choose ec-p256\n",
+                  stderr);
+        if (res.kept_earlier && !cli->quiet)
+            fprintf(stderr,
+                    "moat: the earlier request of \"%s\" is kept: a certificate issued for it can still be "
+                    "installed\n",
+                    req->name);
+        rc = print_next(cli, req->name, csr_out, &res, res.renewal ? "renewal:" : "new", &err);
+    }
+    moat_keymgr_new_res_dispose(&res);
+    return rc == 0 ? MOAT_EXIT_OK : moat_cli_fail(cli, &err);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
 
 static int key_new(moat_cli_t *cli, int argc, char **argv)
 {
-    const char *name, *pos[1], *cn = NULL, *alg_s = NULL, *csr_out = NULL, *sans_l[MAX_SANS];
+    const char *pos[1], *cn = NULL, *alg_s = NULL, *csr_out = NULL, *sans_l[MAX_SANS];
     const char *o = NULL, *ou = NULL, *l = NULL, *st_ = NULL, *c = NULL, *email = NULL;
     size_t nsans = 0;
     int exportable = 0, force = 0, rc;
     char sans[8192];
     moat_pki_alg_t alg = MOAT_PKI_ALG_DEFAULT;
-    GENERAL_NAMES *gn = NULL;
-    moat_store_t *st = NULL;
-    moat_store_key_t old = {0};
-    fresh_t f = {0};
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
         {"--cn", &cn, NULL, NULL, NULL, 0},
@@ -232,67 +196,21 @@ static int key_new(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    name = pos[0];
     if (cn == NULL)
         return moat_cli_usage(cmd.usage, "--cn is required: the name the certificate is for");
-    if (moat__km_check_new_file(csr_out, force, "--force", &err) != 0)
+    if (moat__km_check_new_file(csr_out, force, "--force", &err) != 0 ||
+        moat__km_check_name(pos[0], &err) != 0 ||
+        (alg_s != NULL && moat_pki_alg_parse(alg_s, &alg, &err) != 0) ||
+        join_sans(sans_l, nsans, sans, sizeof(sans), &err) != 0)
         return moat_cli_fail(cli, &err);
-    if (moat__km_check_name(name, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (alg_s != NULL && moat_pki_alg_parse(alg_s, &alg, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (join_sans(sans_l, nsans, sans, sizeof(sans), &err) != 0)
-        return moat_cli_fail(cli, &err);
-    /* Check the names before a slow key generation, so that a typo fails at once. */
-    if (sans[0] != '\0') {
-        if (moat_pki_sans_parse(sans, &gn, &err) != 0) {
-            moat_err_prefix(&err, "--san");
-            return moat_cli_fail(cli, &err);
-        }
-        GENERAL_NAMES_free(gn);
-    }
     if (c != NULL && (strlen(c) != 2 || c[0] < 'A' || c[0] > 'z' || c[1] < 'A' || c[1] > 'z')) {
         moat_err_set(&err, MOAT_E_INVAL, "--country must be a two-letter ISO 3166 code, not \"%s\"", c);
         moat_err_hint(&err, "for example --country FR or --country US");
         return moat_cli_fail(cli, &err);
     }
-    if (moat__km_open(cli, MOAT_STORE_CREATE, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_store_key_get(st, name, MOAT_KEY_CURRENT, &old, &err) == 0) {
-        moat_err_set(&err, MOAT_E_EXISTS, "a key named \"%s\" already exists (%s)", name,
-                     moat_store_key_state_name(old.state));
-        moat_err_hint(
-            &err, "to replace its key and certificate use 'moat key renew %s'; or choose another name", name);
-        moat_store_key_dispose(&old);
-        goto fail;
-    } else if (err.code != MOAT_E_NOTFOUND) {
-        goto fail;
-    }
-    moat_err_clear(&err);
-    {
-        moat_pki_subject_t subj = {cn, o, ou, l, st_, c, email};
-        if (fresh_make(alg, &subj, sans[0] ? sans : NULL, &f, &err) != 0)
-            goto fail;
-    }
-    if (fresh_store(st, name, moat_pki_alg_name(alg), exportable, &f, csr_out, "key.new", 0, &err) != 0)
-        goto fail;
-    warn_alg(alg);
-    print_next(cli, name, csr_out, &f, "new", exportable);
-    fresh_dispose(&f);
-    moat_store_close(st);
-    return MOAT_EXIT_OK;
-fail:
-    fresh_dispose(&f);
-    moat_store_close(st);
-    return moat_cli_fail(cli, &err);
-}
-
-/* Copies a subject field out of <name> into <buf>; NULL when absent. */
-static const char *name_field(const X509_NAME *name, int nid, char *buf, int size)
-{
-    if (name == NULL || X509_NAME_get_text_by_NID(name, nid, buf, size) <= 0)
-        return NULL;
-    return buf;
+    moat_pki_subject_t subj = {cn, o, ou, l, st_, c, email};
+    moat_keymgr_new_req_t req = {pos[0], &subj, NULL, sans, alg, true, exportable != 0, NULL, NULL, NULL};
+    return make_key(cli, &req, false, csr_out, force);
 }
 
 static int key_renew(moat_cli_t *cli, int argc, char **argv)
@@ -301,16 +219,8 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
     size_t nsans = 0;
     int exportable = 0, force = 0, rc;
     char new_sans[8192];
-    moat_store_t *st = NULL;
-    moat_store_key_t active = {0}, pending = {0};
-    int have_active = 0, have_pending = 0, base_exportable = 0;
-    X509 *cert = NULL;
-    X509_REQ *req = NULL;
-    char *sans = NULL;
-    fresh_t f = {0};
-    moat_pki_alg_t alg;
+    moat_pki_alg_t alg = MOAT_PKI_ALG_DEFAULT;
     moat_err_t err = {0};
-    char cn[256], o[256], ou[256], l[256], s[256], c[8], email[256];
     const moat__km_opt_t opts[] = {
         {"--csr-out", &csr_out, NULL, NULL, NULL, 0},
         {"--alg", &alg_s, NULL, NULL, NULL, 0},
@@ -344,131 +254,12 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
         return rc;
     if (new_cn != NULL && new_cn[0] == '\0')
         return moat_cli_usage(cmd.usage, "--cn needs a name: the name the certificate is for");
-    if (join_sans(sans_l, nsans, new_sans, sizeof(new_sans), &err) != 0)
+    if (join_sans(sans_l, nsans, new_sans, sizeof(new_sans), &err) != 0 ||
+        (alg_s != NULL && moat_pki_alg_parse(alg_s, &alg, &err) != 0))
         return moat_cli_fail(cli, &err);
-    /* Check the names before a slow key generation, so that a typo fails at once. */
-    if (new_sans[0] != '\0') {
-        GENERAL_NAMES *gn = NULL;
-        if (moat_pki_sans_parse(new_sans, &gn, &err) != 0) {
-            moat_err_prefix(&err, "--san");
-            return moat_cli_fail(cli, &err);
-        }
-        GENERAL_NAMES_free(gn);
-    }
-    if (moat__km_open(cli, 0, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_store_key_get(st, pos[0], MOAT_KEY_WANT_ACTIVE, &active, &err) == 0)
-        have_active = 1;
-    else if (err.code != MOAT_E_NOTFOUND)
-        goto fail;
-    moat_err_clear(&err);
-    if (moat_store_key_get(st, pos[0], MOAT_KEY_WANT_PENDING, &pending, &err) == 0)
-        have_pending = 1;
-    else if (err.code != MOAT_E_NOTFOUND)
-        goto fail;
-    moat_err_clear(&err);
-    if (!have_active && !have_pending) {
-        moat_err_set(&err, MOAT_E_NOTFOUND, "no key named \"%s\" to renew", pos[0]);
-        moat_err_hint(&err, "'moat key list' shows the keys; 'moat key new %s --cn CN' makes a new one",
-                      pos[0]);
-        goto fail;
-    }
-    if (moat__km_check_new_file(csr_out, force, "--force", &err) != 0) {
-        goto fail;
-    }
-    {
-        const moat_store_key_t *base = have_active ? &active : &pending;
-        const X509_NAME *subj = NULL;
-        if (have_active && active.cert != NULL) {
-            moat_pki_cert_info_t ci = {0};
-            if (moat_pki_cert_parse(active.cert->der.data, active.cert->der.len, &cert, &err) != 0 ||
-                moat_pki_cert_info(cert, &ci, &err) != 0)
-                goto fail;
-            sans = moat_strdup(ci.sans);
-            moat_pki_cert_info_dispose(&ci);
-            subj = X509_get_subject_name(cert);
-        } else if (base->csr.len > 0) {
-            moat_pki_csr_info_t ri = {0};
-            if (moat_pki_csr_parse(base->csr.data, base->csr.len, &req, &err) != 0 ||
-                moat_pki_csr_info(req, &ri, &err) != 0)
-                goto fail;
-            sans = moat_strdup(ri.sans);
-            moat_pki_csr_info_dispose(&ri);
-            subj = X509_REQ_get_subject_name(req);
-        } else {
-            moat_err_set(&err, MOAT_E_STATE,
-                         "key \"%s\" has neither a certificate nor a request to renew from", pos[0]);
-            moat_err_hint(&err, "delete it and make a new one: moat key delete %s; moat key new %s --cn CN",
-                          pos[0], pos[0]);
-            goto fail;
-        }
-        if (sans == NULL) {
-            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
-            goto fail;
-        }
-        if (alg_s != NULL) {
-            if (moat_pki_alg_parse(alg_s, &alg, &err) != 0)
-                goto fail;
-        } else if (moat_pki_alg_parse(base->algorithm, &alg, &err) != 0) {
-            moat_err_set(&err, MOAT_E_INVAL, "key \"%s\" is %s, which moat does not generate", pos[0],
-                         base->algorithm);
-            moat_err_hint(&err, "choose the new key's algorithm with --alg (ec-p256 is a good default)");
-            goto fail;
-        }
-        {
-            moat_pki_subject_t sj = {
-                name_field(subj, NID_commonName, cn, sizeof(cn)),
-                name_field(subj, NID_organizationName, o, sizeof(o)),
-                name_field(subj, NID_organizationalUnitName, ou, sizeof(ou)),
-                name_field(subj, NID_localityName, l, sizeof(l)),
-                name_field(subj, NID_stateOrProvinceName, s, sizeof(s)),
-                name_field(subj, NID_countryName, c, sizeof(c)),
-                name_field(subj, NID_pkcs9_emailAddress, email, sizeof(email)),
-            };
-            if (new_cn != NULL)
-                sj.cn = new_cn;
-            if (new_sans[0] != '\0' || new_cn != NULL) {
-                /* New names replace the old ones; a new CN alone is the only name (as 'key new' does). */
-                moat_free(&sans);
-                if ((sans = moat_strdup(new_sans)) == NULL) {
-                    moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
-                    goto fail;
-                }
-            }
-            if (sj.cn == NULL) {
-                moat_err_set(&err, MOAT_E_INVAL, "the certificate of \"%s\" has no common name to renew",
-                             pos[0]);
-                moat_err_hint(&err, "make a new key instead: moat key new NAME --cn CN");
-                goto fail;
-            }
-            if (fresh_make(alg, &sj, sans[0] ? sans : NULL, &f, &err) != 0)
-                goto fail;
-        }
-        base_exportable = base->exportable;
-        if (fresh_store(st, pos[0], moat_pki_alg_name(alg), base->exportable || exportable, &f, csr_out,
-                        "key.renew", have_pending ? pending.id : 0, &err) != 0)
-            goto fail;
-    }
-    warn_alg(alg);
-    if (have_pending && !cli->quiet)
-        fprintf(stderr,
-                "moat: the earlier request of \"%s\" is kept: a certificate issued for it can still be "
-                "installed\n",
-                pos[0]);
-    print_next(cli, pos[0], csr_out, &f, have_active ? "renewal:" : "new", base_exportable || exportable);
-    rc = MOAT_EXIT_OK;
-    goto out;
-fail:
-    rc = moat_cli_fail(cli, &err);
-out:
-    fresh_dispose(&f);
-    moat_free(&sans);
-    X509_free(cert);
-    X509_REQ_free(req);
-    moat_store_key_dispose(&active);
-    moat_store_key_dispose(&pending);
-    moat_store_close(st);
-    return rc;
+    moat_keymgr_new_req_t req = {pos[0],          NULL, new_cn, new_sans, alg, alg_s != NULL,
+                                 exportable != 0, NULL, NULL,   NULL};
+    return make_key(cli, &req, true, csr_out, force);
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -400,17 +400,6 @@ void moat__km_view_text(FILE *out, const moat__km_view_t *v, time_t now)
     X509_REQ_free(csr);
 }
 
-int moat__km_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
-                   ...)
-{
-    char detail[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(detail, sizeof(detail), fmt, ap); /* a truncated detail is still a useful record */
-    va_end(ap);
-    return moat_store_audit_add(st, action, object, detail, err);
-}
-
 int moat__km_commit(moat_store_t *st, const char *written, moat_err_t *err)
 {
     int rc = moat_store_commit(st, err);
@@ -430,7 +419,12 @@ int moat__km_commit_write(moat_store_t *st, const char *out, const void *data, s
         moat_store_rollback(st);
         return rc;
     }
-    if (out == NULL || (rc = moat__km_write_file(out, data, len, mode, err)) == 0)
+    return moat__km_write_after_commit(out, data, len, mode, err);
+}
+
+int moat__km_write_after_commit(const char *out, const void *data, size_t len, int mode, moat_err_t *err)
+{
+    if (out == NULL || moat__km_write_file(out, data, len, mode, err) == 0)
         return 0;
     return moat_err_hint(err,
                          "the change itself is recorded in the store and its audit log; only the file is "

@@ -105,8 +105,7 @@ void moat__km_json_sans(moat_json_t *j, const char *sans);
 void moat__km_view_check_revoked(moat_store_t *st, moat__km_view_t *v);
 
 /* Appends to the audit log; on failure the caller rolls back. */
-int moat__km_audit(moat_store_t *st, const char *action, const char *object, moat_err_t *err, const char *fmt,
-                   ...) MOAT_PRINTF(5, 6);
+#define moat__km_audit moat_store_audit_addf
 
 /* Commits; on failure rolls back and removes <written> (a file written inside the transaction, may be NULL).
  * Only for a file that must exist before the change does (a key leaving the store): see below. */
@@ -120,6 +119,9 @@ int moat__km_commit(moat_store_t *st, const char *written, moat_err_t *err);
  */
 int moat__km_commit_write(moat_store_t *st, const char *out, const void *data, size_t len, int mode,
                           moat_err_t *err);
+/* The write of moat__km_commit_write() for a change a service committed: on failure the error says that
+ * the change stands and only the file is missing. */
+int moat__km_write_after_commit(const char *out, const void *data, size_t len, int mode, moat_err_t *err);
 
 /* Reads the password for an export or import: from <file>, else a prompt on a tty. Never empty for an export.
  */

@@ -1,5 +1,5 @@
 /* keymgr: the key manager's rules, shared by every front end that stores keys and certificates. */
-#include "keymgr/keymgr.h"
+#include "keymgr/km_int.h"
 #include "ca/ca.h"
 #include "tls/tls.h"
 
@@ -488,5 +488,18 @@ int moat_keymgr_export_p12(moat_store_t *st, const moat_store_key_t *k, const ch
     EVP_PKEY_free(pkey);
     X509_free(cert);
     sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
+int moat__keymgr_finish(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes, int rc,
+                        moat_err_t *err)
+{
+    moat_plan_notes_t none;
+    if (rc == 0)
+        rc = moat_plan_check_change(st, cfg, notes != NULL ? notes : &none, err);
+    if (rc == 0)
+        rc = moat_store_commit(st, err);
+    if (rc != 0)
+        moat_store_rollback(st);
     return rc;
 }

@@ -163,6 +163,62 @@ int moat_keymgr_key_delete(moat_store_t *st, const moat_config_t *cfg, const cha
 int moat_keymgr_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *password, bool legacy,
                            unsigned char **p12, size_t *p12_len, moat_err_t *err) MOAT_MUST_CHECK;
 
+/* The phases a key generation reports to moat_keymgr_new_req_t.on_progress besides moat_pki_key_generate's
+ * own (0, 1, 2): before it starts, and after it ended. */
+#define MOAT_KEYMGR_GEN_START (-1)
+#define MOAT_KEYMGR_GEN_DONE (-2)
+#define MOAT_KEYMGR_GEN_FAILED (-3)
+
+/* A new key and its request: for a new name (key new) or a renewal (key renew). */
+typedef struct moat_keymgr_new_req {
+    const char *name;
+    const moat_pki_subject_t *subject; /* key new: the subject (cn required); ignored by renew */
+    const char *cn;                    /* renew: a new common name, or NULL for the current one */
+    const char *sans;                  /* SANs in the text form, or NULL/"" (new: the CN; renew: see below) */
+    moat_pki_alg_t alg;                /* the key's algorithm (renew: only when alg_given) */
+    bool alg_given;                    /* renew: false keeps the current key's algorithm */
+    bool exportable;
+    moat_pki_on_progress_t on_progress; /* may be NULL: told MOAT_KEYMGR_GEN_* and the generation's phases */
+    /* May be NULL: called once the request passed the checks, before the key is generated; a failure
+     * (with <err> set) stops with nothing changed. A front end checks where the request will go. */
+    int (*on_accepted)(void *arg, moat_err_t *err);
+    void *progress_arg; /* for both */
+} moat_keymgr_new_req_t;
+
+/* What moat_keymgr_key_new()/moat_keymgr_key_renew() made. */
+typedef struct moat_keymgr_new_res {
+    char algorithm[32];     /* the algorithm's name (moat_pki_alg_name), set before the generation starts */
+    char key_algorithm[32]; /* the key as described from itself (moat_pki_key_describe) */
+    char key_fingerprint[MOAT_PKI_FINGERPRINT_SIZE];
+    bool exportable;   /* of the new key (a renewal of an exportable key stays exportable) */
+    bool renewal;      /* an active key keeps serving until the new key's certificate is installed */
+    bool kept_earlier; /* an earlier pending request was set aside (its certificate can still be installed) */
+    char *csr_pem;     /* owned: the request, PEM */
+    size_t csr_pem_len;
+} moat_keymgr_new_res_t;
+
+void moat_keymgr_new_res_dispose(moat_keymgr_new_res_t *res);
+
+/*
+ * moat key new: generates a key of req->alg and a request for req->subject and req->sans, and stores both
+ * as the pending key <req->name> in a transaction of its own, audited "key.new". Refused before the
+ * generation (which can be slow) for a bad name (MOAT_E_INVAL) or a name in use (MOAT_E_EXISTS, saying to
+ * renew it). The request leaves through res->csr_pem, after the commit.
+ */
+int moat_keymgr_key_new(moat_store_t *st, const moat_keymgr_new_req_t *req, moat_keymgr_new_res_t *res,
+                        moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * moat key renew: a new pending key and request for the existing name <req->name>, with the subject and
+ * names of its current certificate (else of its waiting request); req->cn and req->sans replace them (a
+ * new CN alone is the only name). The algorithm stays unless req->alg_given. An earlier pending key is set
+ * aside, not deleted, so that its certificate can still be installed. One transaction, audited
+ * "key.renew". Refused with why and what to do: no such key, nothing to renew from, no common name, an
+ * algorithm moat does not generate.
+ */
+int moat_keymgr_key_renew(moat_store_t *st, const moat_keymgr_new_req_t *req, moat_keymgr_new_res_t *res,
+                          moat_err_t *err) MOAT_MUST_CHECK;
+
 /*
  * moat store restore: replaces the store with backup <src> (moat_store_restore_with; with <dry_run> only
  * checks and fills <diff>) so that moat's CA stays whole. On top of what the store carries forward

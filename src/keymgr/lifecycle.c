@@ -1,20 +1,7 @@
 /* keymgr: the changes of a key's life after its certificate: rollback and deletion (keymgr.h). */
-#include "keymgr/keymgr.h"
+#include "keymgr/km_int.h"
 
 #include <string.h>
-
-/* Commits the open transaction after the check before commit; rolls it back on any refusal or error. */
-static int checked_commit(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes, int rc,
-                          moat_err_t *err)
-{
-    if (rc == 0)
-        rc = moat_plan_check_change(st, cfg, notes, err);
-    if (rc == 0)
-        rc = moat_store_commit(st, err);
-    if (rc != 0)
-        moat_store_rollback(st);
-    return rc;
-}
 
 int moat_keymgr_rollback(moat_store_t *st, const moat_config_t *cfg, const char *name, moat_store_cert_t *now,
                          moat_plan_notes_t *notes, moat_err_t *err)
@@ -43,7 +30,7 @@ int moat_keymgr_rollback(moat_store_t *st, const moat_config_t *cfg, const char 
         (void)snprintf(detail, sizeof(detail), "to serial %s", now->serial);
         rc = moat_store_audit_add(st, "cert.rollback", name, detail, err);
     }
-    return checked_commit(st, cfg, notes, rc, err);
+    return moat__keymgr_finish(st, cfg, notes, rc, err);
 }
 
 int moat_keymgr_key_delete(moat_store_t *st, const moat_config_t *cfg, const char *name,
@@ -85,5 +72,5 @@ int moat_keymgr_key_delete(moat_store_t *st, const moat_config_t *cfg, const cha
                    moat_store_key_state_name(deleted->state));
     if ((rc = moat_store_key_delete(st, name, err)) == 0 && (rc = moat_store_generation_bump(st, err)) == 0)
         rc = moat_store_audit_add(st, "key.delete", name, detail, err);
-    return checked_commit(st, cfg, notes, rc, err);
+    return moat__keymgr_finish(st, cfg, notes, rc, err);
 }

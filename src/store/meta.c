@@ -4,6 +4,7 @@
 #include "store/store_int.h"
 
 #include <pwd.h>
+#include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -91,6 +92,17 @@ int moat_store_audit_add(moat_store_t *st, const char *action, const char *objec
                          "INSERT INTO audit (at, actor, action, object, detail) VALUES (?, ?, ?, ?, ?)",
                          "itttt", moat__store_now(), actor, action, object, detail ? detail : "");
     return moat__store_auto_end(st, own, rc, err);
+}
+
+int moat_store_audit_addf(moat_store_t *st, const char *action, const char *object, moat_err_t *err,
+                          const char *fmt, ...)
+{
+    char detail[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(detail, sizeof(detail), fmt, ap); /* a truncated detail is still a useful record */
+    va_end(ap);
+    return moat_store_audit_add(st, action, object, detail, err);
 }
 
 void moat_store_audit_list_dispose(moat_store_audit_list_t *l)

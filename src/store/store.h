@@ -446,6 +446,9 @@ void moat_store_audit_list_dispose(moat_store_audit_list_t *l);
 /* Appends an entry; the actor is the effective user's name, the time now. <detail> may be NULL. */
 int moat_store_audit_add(moat_store_t *st, const char *action, const char *object, const char *detail,
                          moat_err_t *err) MOAT_MUST_CHECK;
+/* The same with the detail formatted from <fmt> (cut at 1,023 bytes: a cut detail is still a record). */
+int moat_store_audit_addf(moat_store_t *st, const char *action, const char *object, moat_err_t *err,
+                          const char *fmt, ...) MOAT_PRINTF(5, 6) MOAT_MUST_CHECK;
 /* The newest <limit> entries (0 = all), newest first. */
 int moat_store_audit_list(moat_store_t *st, size_t limit, moat_store_audit_list_t *out,
                           moat_err_t *err) MOAT_MUST_CHECK;
