@@ -7,6 +7,7 @@ import subprocess
 import time
 
 from conftest import free_port
+from pki_helpers import openssl
 
 CA_CONF = """
 [ca]
@@ -25,13 +26,6 @@ email_in_dn = no
 commonName = supplied
 organizationName = optional
 """
-
-
-def openssl(*args, cwd=None, input=None):
-    r = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, cwd=cwd, input=input,
-                       timeout=60)
-    assert r.returncode == 0, f"openssl {' '.join(map(str, args))} failed:\n{r.stderr}"
-    return r.stdout
 
 
 def stamp(days):

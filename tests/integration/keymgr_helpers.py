@@ -1,17 +1,9 @@
 """Helpers for the key manager tests: openssl as the independent reference, store dumps."""
 import json
 import pathlib
-import subprocess
 
+from pki_helpers import openssl, self_signed
 from store_rows import dump  # noqa: F401 (the tests take it from here)
-
-
-def openssl(*args, input=None, check=True):
-    r = subprocess.run(["openssl", *map(str, args)], input=input, capture_output=True, timeout=60,
-                       text=not isinstance(input, bytes))
-    if check:
-        assert r.returncode == 0, f"openssl {' '.join(map(str, args))} failed:\n{r.stdout}\n{r.stderr}"
-    return r
 
 
 def pubkey(path, kind):
@@ -32,11 +24,7 @@ def fingerprint(path):
 def outside_ca(d, name="Outside Root"):
     """A CA made with openssl alone, for certificates moat did not issue."""
     d = pathlib.Path(d)
-    key, crt = d / "outside-ca.key", d / "outside-ca.pem"
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", crt, "-days", "30", "-subj", f"/CN={name}",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    return key, crt
+    return self_signed(d / "outside-ca.key", d / "outside-ca.pem", name)
 
 
 def outside_chain(d):

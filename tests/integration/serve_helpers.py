@@ -3,16 +3,15 @@ configs, and small HTTPS clients (python ssl, raw sockets) that talk to 127.0.0.
 import pathlib
 import socket
 import ssl
-import subprocess
 import time
 
+import pki_helpers
 from conftest import free_port  # noqa: F401  (re-exported for the tests)
 
 
 def openssl(*args, input=None):
-    r = subprocess.run(["openssl", *map(str, args)], input=input, capture_output=True, timeout=60)
-    assert r.returncode == 0, f"openssl {' '.join(map(str, args))}: {r.stderr.decode(errors='replace')}"
-    return r
+    """openssl with bytes output, as the server tests compare what was served byte for byte."""
+    return pki_helpers.openssl(*args, input=input, text=False)
 
 
 class CA:
@@ -23,10 +22,7 @@ class CA:
         self.key = self.dir / "ca.key"
         self.pem = self.dir / "ca.pem"
         self.n = 0
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", self.key, "-out", self.pem, "-days", "30", "-subj", f"/CN={name}",
-                "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        pki_helpers.self_signed(self.key, self.pem, name)
 
     def sign(self, csr, out, sans, days=20, eku="serverAuth"):
         self.n += 1
@@ -83,10 +79,13 @@ def cert_der(path):
     return ssl.PEM_cert_to_DER_cert(pathlib.Path(path).read_text())
 
 
-def site(hosts, port, root=None, default=False, http_port=None, extra=""):
+def site(hosts, port, root=None, default=False, http_port=None, extra="", certificate=None):
+    """One entry of sites: (YAML text); <port> a port on 127.0.0.1 or a list of listen addresses."""
     lines = [f"  - hosts: [{', '.join(repr(h) for h in hosts)}]",
              f"    listen: [\"127.0.0.1:{port}\"]" if not isinstance(port, list) else
              f"    listen: [{', '.join(repr(p) for p in port)}]"]
+    if certificate is not None:
+        lines.append(f"    certificate: {certificate}")
     if default:
         lines.append("    default: true")
     if root is not None:
@@ -98,13 +97,22 @@ def site(hosts, port, root=None, default=False, http_port=None, extra=""):
     return "\n".join(lines) + "\n"
 
 
-def config(moat, sites, workers=1, limits="", extra=""):
-    text = f"store: {moat.store}\nworkers: {workers}\n" \
-           f"log: {{ access: {moat.dir}/access.log, error: {moat.dir}/error.log }}\n"
+def config(moat, sites, workers=1, limits="", extra="", log=True):
+    """A moat.yaml (text) for this test's store; log=False leaves the logs on the server's stderr."""
+    text = f"store: {moat.store}\nworkers: {workers}\n"
+    if log:
+        text += f"log: {{ access: {moat.dir}/access.log, error: {moat.dir}/error.log }}\n"
     if limits:
         text += f"limits: {{ {limits} }}\n"
     text += extra
     return text + "sites:\n" + "".join(sites)
+
+
+def write_config(moat, sites, name="moat.yaml", **kw):
+    """config() written to <name> in the test's folder; returns the path."""
+    path = moat.dir / name
+    path.write_text(config(moat, sites, **kw))
+    return path
 
 
 def client_ctx(cafile=None, verify=True, **kw):

@@ -8,6 +8,7 @@ import time
 
 from conftest import free_port
 from keymgr_helpers import write_pw
+from serve_helpers import config, site, write_config
 from doctor_pki import Pki
 from store_rows import tamper_store
 
@@ -50,17 +51,6 @@ def test_invalid_config_is_a_finding(moat):
 # ---- through the key manager, the CA and the server -------------------------------------------------
 
 
-def site(hosts, port, certificate="auto", extra=""):
-    return (f"  - hosts: [{', '.join(hosts)}]\n    listen: [\"127.0.0.1:{port}\"]\n"
-            f"    certificate: {certificate}\n{extra}")
-
-
-def config(moat, *sites, name="moat.yaml"):
-    cfg = moat.dir / name
-    cfg.write_text("sites:\n" + "".join(sites))
-    return cfg
-
-
 def finding(rep, fid):
     return next(f for f in rep["findings"] if f["id"] == fid)
 
@@ -77,7 +67,8 @@ def test_pending_key_and_no_backup(moat):
 def test_site_names_a_missing_or_pending_key(moat):
     moat.ok("key", "new", "www", "--cn", "www.example.com", "--csr-out", "www.csr")
     port = free_port()
-    cfg = config(moat, site(["a.example"], port, "nosuchkey"), site(["www.example.com"], port, "www"))
+    cfg = write_config(moat, [site(["a.example"], port, certificate="nosuchkey"),
+                              site(["www.example.com"], port, certificate="www")], log=False)
     rep = run_doctor(moat, "-c", cfg, code=1)
     assert finding(rep, "site-key-missing")["subject"] == "site a.example"
     assert finding(rep, "site-key-pending")["subject"] == "site www.example.com"
@@ -91,8 +82,9 @@ def test_unbound_key_uncovered_host_and_shared_listener(moat):
     moat.ok("ca", "issue", "www", "--cn", "www.example.com", "--san", "DNS:www.example.com")
     moat.ok("ca", "issue", "old", "--cn", "old.example.com", "--san", "DNS:old.example.com")
     port = free_port()
-    cfg = config(moat, site(["www.example.com", "api.example.com"], port, "www", "    default: true\n"),
-                 site(["b.example.com"], port, "www"))
+    cfg = write_config(moat, [site(["www.example.com", "api.example.com"], port, certificate="www",
+                                   default=True),
+                              site(["b.example.com"], port, certificate="www")], log=False)
     rep = run_doctor(moat, "-c", cfg, code=1)
     mm = [f for f in rep["findings"] if f["id"] == "name-mismatch"]
     assert any(f["subject"] == "site www.example.com" and "api.example.com" in f["what"] for f in mm)
@@ -108,7 +100,7 @@ def test_expired_certificate_from_outside_ca(moat):
     moat.ok("key", "new", "www", "--cn", "www.example.com", "--csr-out", "www.csr")
     pki.sign("www", "inter", "www.example.com", "DNS:www.example.com", start=-60, end=-1, csr=moat.dir / "www.csr")
     moat.ok("cert", "install", "www", pki.path("www.pem"), "--chain", pki.path("inter.pem"), "--force")
-    cfg = config(moat, site(["www.example.com"], free_port(), "www"))
+    cfg = write_config(moat, [site(["www.example.com"], free_port(), certificate="www")], log=False)
     rep = run_doctor(moat, "-c", cfg, "--ca", pki.path("root.pem"), code=1)
     assert finding(rep, "cert-expired")["subject"] == "site www.example.com"
     assert "moat key renew www" in finding(rep, "cert-expired")["fix"]
@@ -119,7 +111,8 @@ def test_expired_certificate_from_outside_ca(moat):
 
 def test_ca_expiring_and_client_trust_missing(moat):
     port = free_port()
-    cfg = config(moat, site(["a.example"], port, "auto", "    client_certificate: required\n"))
+    cfg = write_config(moat, [site(["a.example"], port, certificate="auto", extra="client_certificate: required")],
+                       log=False)
     moat.ok("key", "new", "x", "--cn", "x.example", "--csr-out", "x.csr")  # creates the store
     rep = run_doctor(moat, "-c", cfg, code=1)
     assert finding(rep, "client-trust-missing")["subject"] == "site a.example"
@@ -136,7 +129,7 @@ def test_port_held_by_another_process_that_never_answers(moat):
     srv.listen(8)
     port = srv.getsockname()[1]
     try:
-        cfg = config(moat, site(["a.example"], port))
+        cfg = write_config(moat, [site(["a.example"], port, certificate="auto")], log=False)
         rep = run_doctor(moat, "-c", cfg, code=1)
     finally:
         srv.close()
@@ -150,7 +143,7 @@ def test_running_server_is_healthy_then_a_refused_reload_is_reported(moat):
     moat.ok("ca", "init", "--cn", "Doctor Serve CA")
     moat.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost")
     port = free_port()
-    text = "sites:\n" + site(["localhost"], port, "www")
+    text = config(moat, [site(["localhost"], port, certificate="www")], log=False)
     proc = moat.serve(text, wait=[port])
     cfg = moat.dir / "moat.yaml"
     rep = run_doctor(moat, "-c", cfg)
@@ -164,7 +157,7 @@ def test_running_server_is_healthy_then_a_refused_reload_is_reported(moat):
     assert remote["store"] == str(moat.store)
     assert "untrusted-root" not in ids(remote) and "self-signed" not in ids(remote)
     # A config the server cannot load: it keeps the old one and says why; doctor shows both.
-    cfg.write_text("sites:\n" + site(["localhost"], port, "nosuchkey"))
+    cfg.write_text(config(moat, [site(["localhost"], port, certificate="nosuchkey")], log=False))
     proc.send_signal(signal.SIGHUP)
     for _ in range(40):
         rep = run_doctor(moat, "-c", cfg)
@@ -183,7 +176,7 @@ def test_missing_intermediate_in_the_store(moat):
     moat.ok("key", "new", "www", "--cn", "www.example.com", "--csr-out", "www.csr")
     pki.sign("www", "inter", "www.example.com", "DNS:www.example.com", csr=moat.dir / "www.csr")
     moat.ok("cert", "install", "www", pki.path("www.pem"))  # no --chain
-    cfg = config(moat, site(["www.example.com"], free_port(), "www"))
+    cfg = write_config(moat, [site(["www.example.com"], free_port(), certificate="www")], log=False)
     rep = run_doctor(moat, "-c", cfg, "--ca", pki.path("root.pem"), code=1)
     f = finding(rep, "chain-incomplete")
     assert f["subject"] == "site www.example.com" and "Outside Intermediate" in f["what"]
@@ -210,7 +203,7 @@ def test_server_on_an_older_generation(moat):
     moat.ok("ca", "init", "--cn", "Doctor Behind CA")
     moat.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost")
     port = free_port()
-    proc = moat.serve("sites:\n" + site(["localhost"], port, "www"), wait=[port])
+    proc = moat.serve(config(moat, [site(["localhost"], port, certificate="www")], log=False), wait=[port])
     cfg = moat.dir / "moat.yaml"
     for _ in range(40):  # the server records the generation it runs shortly after it starts
         rep = run_doctor(moat, "-c", cfg)
@@ -244,7 +237,7 @@ def test_ocsp_stapling_configured_but_failing(moat):
     moat.ok("ca", "export-root", "--out", moat.dir / "root-offline.p12", "--remove-key",
             "--password-file", write_pw(moat.dir))
     port = free_port()
-    text = "sites:\n" + site(["localhost"], port, "www")
+    text = config(moat, [site(["localhost"], port, certificate="www")], log=False)
     moat.serve(text, wait=[port])
     cfg = moat.dir / "moat.yaml"
     rep = run_doctor(moat, "-c", cfg, code=1)
@@ -255,7 +248,7 @@ def test_ocsp_stapling_configured_but_failing(moat):
     assert "OCSP stapling of key \"www\" failed" in (moat.dir / "serve.out").read_text()
     # A certificate from the intermediate staples again, and the finding goes away with the record.
     moat.ok("ca", "issue", "www2", "--cn", "localhost")
-    cfg.write_text("sites:\n" + site(["localhost"], port, "www2"))
+    cfg.write_text(config(moat, [site(["localhost"], port, certificate="www2")], log=False))
     moat.ok("reload", "-c", cfg)
     rep = run_doctor(moat, "-c", cfg)
     assert "ocsp-stapling-failed" not in ids(rep), rep["findings"]

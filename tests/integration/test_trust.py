@@ -1,21 +1,12 @@
 """moat trust: anchors for client certificates (add, list, remove), refusals, and no change on failure."""
 import json
-import subprocess
 
 from doctor_pki import Pki
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+from pki_helpers import openssl, self_signed
 
 
 def make_ca(d, name, days=365, ca=True):
-    ext = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"] \
-        if ca else ["-addext", "basicConstraints=critical,CA:FALSE"]
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", str(days), "-subj", f"/CN={name} Root",
-            *ext, cwd=d)
-    return d / f"{name}.pem"
+    return self_signed(d / f"{name}.key", d / f"{name}.pem", f"{name} Root", days=days, ca=ca)[1]
 
 
 def anchors(moat, *extra):
