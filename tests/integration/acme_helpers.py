@@ -4,7 +4,6 @@ the http-01 and tls-alpn-01 ports given here, and resolves every name through ch
 answers 127.0.0.1 for any name and serves the TXT records a dns-01 hook sets)."""
 import json
 import os
-import pathlib
 import shutil
 import signal
 import subprocess
@@ -14,13 +13,11 @@ import urllib.request
 import pytest
 
 from conftest import free_port, terminate, wait_port
+from pki_helpers import openssl
+from serve_helpers import site
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
-
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
 class Pebble:
@@ -41,14 +38,14 @@ class Pebble:
 
     def _make_tls(self):
         d = self.dir
-        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
                  "-subj", "/CN=pebble test CA", "-keyout", "ca.key", "-out", "ca.pem",
                  "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
                  cwd=d)
-        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
                  "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr", cwd=d)
         (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-        _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
                  "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem", cwd=d)
         self.ca_pem = d / "ca.pem"
 
@@ -184,3 +181,35 @@ class AriServer:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# ---- moat as the ACME server (the acme_ca fixture in conftest.py) ------------------------------------
+
+
+def run(*args, env=None, timeout=180):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def acme_site(m, extra="", days=30):
+    text = (f"certificate: www\nca_publish: true\nacme_server:\n"
+            f"  allow: [localhost, '127.0.0.1']\n  days: {days}\n"
+            f"  http01_port: {m.http01}\n  tls_alpn01_port: {m.tls01}\n")
+    text += "".join("  " + line + "\n" for line in extra.strip().splitlines())
+    return site(["localhost", "127.0.0.1"], m.https, default=True, http_port=m.http, extra=text)
+
+
+def verify(m, path):
+    r = run("openssl", "verify", "-CAfile", m.dir / "root.pem", "-untrusted", path, path)
+    assert r.returncode == 0 and ": OK" in r.stdout, r.stdout + r.stderr
+
+
+def issued(m, serial):
+    rows = json.loads(m.ok("--json", "ca", "list").stdout)
+    return next(x for x in rows if int(x["serial"], 16) == serial)
+
+
+def access_log(m):
+    p = m.dir / "access.log"
+    return p.read_text(errors="replace") if p.exists() else ""

@@ -191,3 +191,53 @@ def silent_resolver(tmp_path):
                     f"{probe.stderr.decode(errors='replace').strip()}")
     yield prefix
     silent.close()
+
+
+# ---- moat's CA and the servers the tests build on it -------------------------------------------------
+
+
+@pytest.fixture
+def ca(moat):
+    """moat's CA (CN=Moat Test CA) and a certificate "www" for localhost: the CA certificate's PEM path."""
+    moat.ok("ca", "init", "--cn", "Moat Test CA")
+    moat.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost")
+    pem = moat.dir / "moat-ca.pem"
+    pem.write_text(moat.ok("ca", "cert", "--root").stdout)
+    return pem
+
+
+@pytest.fixture
+def setup(moat, ca):
+    """The ca fixture and a document root with a private folder: (root, the CA certificate's PEM path)."""
+    root = moat.dir / "www"
+    (root / "private").mkdir(parents=True)
+    (root / "index.html").write_text("public\n")
+    (root / "private" / "index.html").write_text("secret\n")
+    return root, ca
+
+
+@pytest.fixture
+def corp(moat, setup):
+    """A corporate root (trusted through `moat trust add`), its CRL server and a config maker."""
+    from ccert_helpers import CrlServer
+    from doctor_pki import Pki
+    root, ca_pem = setup
+    pki = Pki(moat.dir / "corp")
+    pki.root("corp", cn="Corp Root")
+    moat.ok("trust", "add", pki.path("corp.pem"), "--name", "corp")
+    srv = CrlServer(moat.dir / "crls")
+    yield pki, srv, root, ca_pem
+    srv.stop()
+
+
+@pytest.fixture
+def acme_ca(moat):
+    """moat's CA, a certificate for the ACME site itself, and the ports: https (ACME), http (OCSP, CRL),
+    and the two the clients answer their challenges on."""
+    m = moat
+    m.ok("ca", "init", "--cn", "ACME Test Root")
+    m.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost,IP:127.0.0.1")
+    (m.dir / "root.pem").write_text(m.ok("ca", "cert", "--root").stdout)
+    m.https, m.http, m.http01, m.tls01 = free_port(), free_port(), free_port(), free_port()
+    m.directory = f"https://localhost:{m.https}/acme/directory"
+    return m

@@ -23,9 +23,9 @@ import time
 import pytest
 from cryptography import x509
 
+from acme_helpers import access_log, acme_site, issued, verify
 from conftest import free_port, terminate, wait_port
 from serve_helpers import config, wait_for
-from test_acme_server import access_log, acme_site, ca, issued, verify  # noqa: F401 (ca: a fixture)
 
 APACHE = "/usr/sbin/apache2"
 MODULES = "/usr/lib/apache2/modules"
@@ -72,8 +72,8 @@ MDomain localhost
 
 
 @pytest.mark.skipif(not os.access(APACHE, os.X_OK), reason="needs apache2-bin (scripts/deps.sh test)")
-def test_mod_md_obtains_and_renews_in_the_ari_window(ca):
-    m = ca
+def test_mod_md_obtains_and_renews_in_the_ari_window(acme_ca):
+    m = acme_ca
     cfg_text = config(m, [acme_site(m)])
     m.serve(cfg_text, wait=(m.https, m.http))
     # Apache's children run as daemon: their folder (and the CA root they trust) must be reachable by it,

@@ -14,44 +14,17 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 from cryptography import x509
 
+from acme_helpers import access_log, acme_site, issued, run, verify
 from conftest import Moat, free_port, wait_port
 from serve_helpers import config, site, wait_for
 
 LEGO = shutil.which("lego")
 CERTBOT = shutil.which("certbot")
 UACME = shutil.which("uacme")
-
-
-def run(*args, env=None, timeout=180):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=e)
-
-
-@pytest.fixture
-def ca(moat):
-    """moat's CA, a certificate for the ACME site itself, and the ports: https (ACME), http (OCSP, CRL),
-    and the two the clients answer their challenges on."""
-    m = moat
-    m.ok("ca", "init", "--cn", "ACME Test Root")
-    m.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost,IP:127.0.0.1")
-    (m.dir / "root.pem").write_text(m.ok("ca", "cert", "--root").stdout)
-    m.https, m.http, m.http01, m.tls01 = free_port(), free_port(), free_port(), free_port()
-    m.directory = f"https://localhost:{m.https}/acme/directory"
-    return m
-
-
-def acme_site(m, extra="", days=30):
-    text = (f"certificate: www\nca_publish: true\nacme_server:\n"
-            f"  allow: [localhost, '127.0.0.1']\n  days: {days}\n"
-            f"  http01_port: {m.http01}\n  tls_alpn01_port: {m.tls01}\n")
-    text += "".join("  " + line + "\n" for line in extra.strip().splitlines())
-    return site(["localhost", "127.0.0.1"], m.https, default=True, http_port=m.http, extra=text)
 
 
 def start(m, extra="", days=30):
@@ -84,16 +57,6 @@ def cert_of(path):
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def verify(m, path):
-    r = run("openssl", "verify", "-CAfile", m.dir / "root.pem", "-untrusted", path, path)
-    assert r.returncode == 0 and ": OK" in r.stdout, r.stdout + r.stderr
-
-
-def issued(m, serial):
-    rows = json.loads(m.ok("--json", "ca", "list").stdout)
-    return next(x for x in rows if int(x["serial"], 16) == serial)
-
-
 def ocsp_status(m, cert):
     r = run("openssl", "ocsp", "-issuer", m.dir / "root.pem", "-cert", cert, "-CAfile", m.dir / "root.pem",
             "-url", f"http://127.0.0.1:{m.http}/.well-known/moat/ocsp")
@@ -104,11 +67,6 @@ def crl_serials(m):
     import urllib.request
     der = urllib.request.urlopen(f"http://127.0.0.1:{m.http}/.well-known/moat/root.crl", timeout=10).read()
     return {e.serial_number for e in x509.load_der_x509_crl(der)}
-
-
-def access_log(m):
-    p = m.dir / "access.log"
-    return p.read_text(errors="replace") if p.exists() else ""
 
 
 def split_response(text):
@@ -125,8 +83,8 @@ def curl(m, *args):
 
 
 @pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
-def test_lego_http01_obtain_renew_revoke(ca):
-    m = ca
+def test_lego_http01_obtain_renew_revoke(acme_ca):
+    m = acme_ca
     start(m)
     ok(lego_http(m, "run"))
     crt = m.dir / "lego/certificates/localhost.crt"
@@ -158,8 +116,8 @@ def test_lego_http01_obtain_renew_revoke(ca):
 
 
 @pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
-def test_lego_tls_alpn01(ca):
-    m = ca
+def test_lego_tls_alpn01(acme_ca):
+    m = acme_ca
     start(m, "challenges: [tls-alpn-01]")
     ok(lego(m, "--domains", "localhost", "--tls", "--tls.port", f"127.0.0.1:{m.tls01}", "run"))
     verify(m, m.dir / "lego/certificates/localhost.crt")
@@ -169,8 +127,8 @@ def test_lego_tls_alpn01(ca):
 
 
 @pytest.mark.skipif(CERTBOT is None, reason="needs certbot (scripts/deps.sh test)")
-def test_certbot_http01_obtain_renew_revoke(ca):
-    m = ca
+def test_certbot_http01_obtain_renew_revoke(acme_ca):
+    m = acme_ca
     start(m)
     d = m.dir / "certbot"
     common = ["--config-dir", d / "conf", "--work-dir", d / "work", "--logs-dir", d / "logs",
@@ -196,11 +154,11 @@ def test_certbot_http01_obtain_renew_revoke(ca):
 
 @pytest.mark.skipif(UACME is None or os.geteuid() != 0 or shutil.which("unshare") is None,
                     reason="needs uacme, and root with unshare (uacme trusts only the system CA bundle)")
-def test_uacme_http01_over_h2(ca):
+def test_uacme_http01_over_h2(acme_ca):
     """uacme (libcurl with GnuTLS) speaks HTTP/2 by ALPN: the ACME client path over h2; it wants names
     with dots, so it orders 127.0.0.1 (an ip identifier). It trusts the system bundle only, so it runs in its own mount namespace where that file is moat's root. Its hook
     writes the key authorization where a small http server on 127.0.0.1 serves it."""
-    m = ca
+    m = acme_ca
     start(m)
     www = m.dir / "uacme-www"
     (www / ".well-known/acme-challenge").mkdir(parents=True)
@@ -249,8 +207,8 @@ esac
 
 
 @pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
-def test_external_account_binding_required_accepted_refused(ca):
-    m = ca
+def test_external_account_binding_required_accepted_refused(acme_ca):
+    m = acme_ca
     start(m, "eab: required")
     meta = json.loads(curl(m, m.directory).stdout)["meta"]
     assert meta["externalAccountRequired"] is True
@@ -277,8 +235,8 @@ def test_external_account_binding_required_accepted_refused(ca):
 
 
 @pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
-def test_allow_list_and_rate_limit_refusals(ca):
-    m = ca
+def test_allow_list_and_rate_limit_refusals(acme_ca):
+    m = acme_ca
     start(m, "orders_per_hour: 1")
     # A name outside allow: a problem document naming the rule.
     refused(lego_http(m, "run", domain="www.example.org"), "rejectedIdentifier", "acme_server.allow")
@@ -290,8 +248,8 @@ def test_allow_list_and_rate_limit_refusals(ca):
     refused(lego_http(m, "renew", "--days", "60", "--no-random-sleep", path="first"), "rateLimited", "limit 1")
 
 
-def test_body_over_the_limit_is_a_problem_document(ca):
-    m = ca
+def test_body_over_the_limit_is_a_problem_document(acme_ca):
+    m = acme_ca
     start(m)
     big = m.dir / "big.json"
     big.write_text("{" + " " * 70000 + "}")
@@ -376,7 +334,7 @@ def problem(resp, status, kind):
     return doc["detail"]
 
 
-def test_refusals_over_the_wire_and_a_csr_that_differs_from_the_order(ca):
+def test_refusals_over_the_wire_and_a_csr_that_differs_from_the_order(acme_ca):
     """A replayed nonce, a bad signature, a wrong url, then an order validated over http-01 whose CSR names
     another name too: each refused with its problem document; the right CSR then gets the chain."""
     import http.server
@@ -386,7 +344,7 @@ def test_refusals_over_the_wire_and_a_csr_that_differs_from_the_order(ca):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    m = ca
+    m = acme_ca
     start(m)
     a = Client(m)
     st, r, doc = a.post(a.base + "/new-account", {"termsOfServiceAgreed": True})
@@ -449,7 +407,7 @@ def test_refusals_over_the_wire_and_a_csr_that_differs_from_the_order(ca):
     verify(m, m.dir / "wire.pem")
 
 
-def test_requests_cancelled_while_the_service_works(ca):
+def test_requests_cancelled_while_the_service_works(acme_ca):
     """ACME requests whose HTTP/2 stream is reset, or whose HTTP/1.1 connection goes, while they wait for
     the service: the answers are dropped (no leak: LeakSanitizer reads serve.out at the stop), the
     connection and the server go on."""
@@ -459,7 +417,7 @@ def test_requests_cancelled_while_the_service_works(ca):
     from h2_helpers import CANCEL, H2
     from hyperframe.frame import DataFrame, RstStreamFrame
 
-    m = ca
+    m = acme_ca
     start(m)
     body = b'{"protected":"e30","payload":"","signature":""}'
     h = H2(m.https, m.dir / "root.pem")
@@ -488,9 +446,9 @@ def test_requests_cancelled_while_the_service_works(ca):
 
 
 @pytest.mark.skipif(LEGO is None, reason="needs lego (scripts/deps.sh test)")
-def test_renewal_info(ca):
+def test_renewal_info(acme_ca):
     """With the shortest lifetime (days: 1): the certificate lives one day, the window is inside it."""
-    m = ca
+    m = acme_ca
     start(m, days=1)
     ok(lego_http(m, "run"))
     c = cert_of(m.dir / "lego/certificates/localhost.crt")
@@ -518,8 +476,8 @@ def test_renewal_info(ca):
         datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1), w
 
 
-def test_reload_that_adds_acme_server_is_refused(ca):
-    m = ca
+def test_reload_that_adds_acme_server_is_refused(acme_ca):
+    m = acme_ca
     plain = config(m, [site(["localhost"], m.https, default=True, http_port=m.http, extra="certificate: www")])
     m.serve(plain, wait=(m.https,))
     assert wait_for(lambda: (m.dir / "moat.db.pid").exists(), timeout=10)
@@ -556,10 +514,10 @@ def acme_cert(client):
     return r.stdout if r.returncode == 0 and "BEGIN CERTIFICATE" in r.stdout else None
 
 
-def test_moat_renews_from_moat(ca, tmp_path_factory):
+def test_moat_renews_from_moat(acme_ca, tmp_path_factory):
     """A second moat, certificate: acme with tls-alpn-01 on its own https listener, enrolls with the first
     one and renews from it."""
-    m = ca
+    m = acme_ca
     start(m, "challenges: [tls-alpn-01]")
     client = Moat(tmp_path_factory.mktemp("client"))
     try:
@@ -583,10 +541,10 @@ def test_moat_renews_from_moat(ca, tmp_path_factory):
     assert not problems, problems
 
 
-def test_moat_client_asks_for_a_profile(ca, tmp_path_factory):
+def test_moat_client_asks_for_a_profile(acme_ca, tmp_path_factory):
     """acme.profile: moat's client names the profile in its order; moat's server issues the profile it
     offers and refuses one it does not, and the refusal reaches the client's user in words."""
-    m = ca
+    m = acme_ca
     start(m, "challenges: [tls-alpn-01]")
     client = Moat(tmp_path_factory.mktemp("client"))
 
@@ -617,11 +575,11 @@ def test_moat_client_asks_for_a_profile(ca, tmp_path_factory):
     assert not problems, problems
 
 
-def test_moat_client_follows_moat_servers_ari_window_and_rate_limit(ca, tmp_path_factory):
+def test_moat_client_follows_moat_servers_ari_window_and_rate_limit(acme_ca, tmp_path_factory):
     """moat's client against moat's server: the next renewal comes from the server's renewalInfo window
     (inside the certificate's life, not the 1/3-left rule), and a rateLimited refusal keeps the
     certificate, waits at least an hour, and doctor names the cause."""
-    m = ca
+    m = acme_ca
     start(m, "challenges: [tls-alpn-01]\norders_per_hour: 1")
     client = Moat(tmp_path_factory.mktemp("client"))
     cfg = moat_client_config(m, client, m.tls01)
@@ -662,12 +620,12 @@ def test_moat_client_follows_moat_servers_ari_window_and_rate_limit(ca, tmp_path
     assert not problems, problems
 
 
-def test_dns01_validation_asks_the_configured_resolver(ca, tmp_path_factory):
+def test_dns01_validation_asks_the_configured_resolver(acme_ca, tmp_path_factory):
     """dns-01 (RFC 8555 8.4): moat's server looks the TXT record up at acme_server.dns_resolver (here
     pebble-challtestsrv on loopback); moat's client sets the record through its dns_hook."""
     from acme_helpers import CHALLTESTSRV
     from test_acme_client import DNS_HOOK
-    m = ca
+    m = acme_ca
     dns_port, mgmt_port = free_port(), free_port()
     dns = subprocess.Popen([CHALLTESTSRV, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01",
                             f"127.0.0.1:{dns_port}", "-http01", "", "-https01", "", "-tlsalpn01", "",

@@ -8,24 +8,16 @@ import subprocess
 
 import pytest
 
+from ccert_helpers import client, client_pem_from_moat, verdict
 from conftest import free_port
 from doctor_pki import Pki
-from serve_helpers import CA, config, openssl, site, wait_for
-from test_client_cert_crl import verdict
-from test_serve_ccert import client_pem_from_moat, curl, setup  # noqa: F401  (the fixture)
+from serve_helpers import CA, config, site, wait_for
 
 cryptography = pytest.importorskip("cryptography")
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
-
-
-def corp_client(pki, name, **kw):
-    pki.sign(name, "corp", name, eku="clientAuth", **kw)
-    pem = pki.path(f"{name}-client.pem")
-    pem.write_text(pki.path(f"{name}.key").read_text() + pki.path(f"{name}.pem").read_text())
-    return pem
 
 
 def _tlv(tag, body):
@@ -68,7 +60,7 @@ def test_not_yet_valid_and_malformed(moat, setup):  # noqa: F811
     pki = Pki(moat.dir / "corp")
     pki.root("corp", cn="Corp Root")
     moat.ok("trust", "add", pki.path("corp.pem"), "--name", "corp")
-    early = corp_client(pki, "early", start=1, end=30)
+    early = client(pki, "early", start=1, end=30)
     bad = malformed_client(pki, "bad")
     port = free_port()
     moat.serve(config(moat, [site(["localhost"], port, root=root, extra="""
@@ -88,7 +80,7 @@ def test_trust_change_applies_to_a_running_server(moat, setup):  # noqa: F811
     root, ca_pem = setup
     pki = Pki(moat.dir / "corp")
     pki.root("corp", cn="Corp Root")
-    carol = corp_client(pki, "carol")
+    carol = client(pki, "carol")
     port = free_port()
     # default anchors: moat's CA plus the whole trust store
     moat.serve(config(moat, [site(["localhost"], port, root=root, extra="""
@@ -110,7 +102,7 @@ def test_site_left_without_a_usable_anchor_does_not_load(moat):
     ca.issue(moat, "www", ["localhost"])
     pki = Pki(moat.dir / "corp")
     pki.root("corp", cn="Corp Root")
-    carol = corp_client(pki, "carol")
+    carol = client(pki, "carol")
     port = free_port()
     cfg = config(moat, [site(["localhost"], port, root=root, extra="""
 client_certificate: required

@@ -2,7 +2,6 @@
 distribution points in the certificates (a python http.server on 127.0.0.1 serving CRLs made with
 `openssl ca -gencrl`), verified against the issuing CA, cached in the store and refreshed without a
 reload. curl presents the certificates."""
-import functools
 import http.server
 import json
 import re
@@ -11,84 +10,11 @@ import socket
 import threading
 import time
 
-import pytest
-
+from ccert_helpers import CrlServer, client, curl, serve, verdict
 from conftest import free_port
 from doctor_pki import Pki
-from serve_helpers import config, site, wait_for
+from serve_helpers import wait_for
 from store_rows import tamper_store
-from test_serve_ccert import curl, setup  # noqa: F401  (the fixture: moat's CA, server certificate, root)
-
-
-class CrlServer:
-    """A plain http server on 127.0.0.1 serving the files of one folder."""
-
-    def __init__(self, d, port=None):
-        self.dir = d
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.hits = 0
-
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                outer.hits += 1
-                super().do_GET()
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port or 0),
-                                                     functools.partial(Handler, directory=str(self.dir)))
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, name):
-        return f"http://127.0.0.1:{self.port}/{name}"
-
-    def stop(self):
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
-
-
-@pytest.fixture
-def corp(moat, setup):  # noqa: F811
-    """A corporate root (trusted through `moat trust add`), its CRL server and a config maker."""
-    root, ca_pem = setup
-    pki = Pki(moat.dir / "corp")
-    pki.root("corp", cn="Corp Root")
-    moat.ok("trust", "add", pki.path("corp.pem"), "--name", "corp")
-    srv = CrlServer(moat.dir / "crls")
-    yield pki, srv, root, ca_pem
-    srv.stop()
-
-
-def client(pki, name, issuer="corp", crl_url=None, chain=(), **kw):
-    """A client certificate with its key (and chain) in one PEM for curl."""
-    pki.sign(name, issuer, name, eku="clientAuth", crl_url=crl_url, **kw)
-    pem = pki.path(f"{name}-client.pem")
-    pem.write_text(pki.path(f"{name}.key").read_text() + pki.path(f"{name}.pem").read_text() +
-                   "".join(pki.path(f"{c}.pem").read_text() for c in chain))
-    return pem
-
-
-def serve(moat, root, ports, soft=(), prefix=()):
-    sites = []
-    for p in ports:
-        extra = "client_certificate: required\nclient_trust: [corp]"
-        if p in soft:
-            extra += "\nclient_revocation_unknown: allow"
-        sites.append(site(["localhost"], p, root=root, extra=extra))
-    moat.serve(config(moat, sites), wait=ports, prefix=prefix)
-
-
-def verdict(port, cert, ca_pem):
-    st, out, err = curl(port, "/", cert=cert, cafile=ca_pem)
-    m = re.search(r"(?im)^x-moat-client-cert: (\S+)", out)
-    return st, (m.group(1) if m else None), err
 
 
 def doctor(moat):
@@ -328,7 +254,7 @@ def test_other_ca_with_moat_cas_name_is_checked_by_its_own_crl(moat, setup):  # 
     certificates are not moat's, so their revocation comes from their CRL, not from moat's list."""
     root, ca_pem = setup
     pki = Pki(moat.dir / "twin")
-    pki.root("twin", cn="Serve CCert CA")  # the name `setup` gave moat's CA
+    pki.root("twin", cn="Moat Test CA")  # the name `setup` gave moat's CA
     moat.ok("trust", "add", pki.path("twin.pem"), "--name", "corp")
     srv = CrlServer(moat.dir / "crls")
     try:

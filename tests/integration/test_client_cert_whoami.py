@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from ccert_helpers import client_pem_from_moat, curl
 from serve_helpers import config, free_port, site, wait_for
-from test_serve_ccert import client_pem_from_moat, curl, setup  # noqa: F401  (the fixture)
 
 
 def test_whoami_text_and_json(moat, setup):  # noqa: F811
@@ -25,7 +25,7 @@ def test_whoami_text_and_json(moat, setup):  # noqa: F811
     # with one: verdict, subject, serial, issuer, not after
     st, out, err = curl(port, "/.well-known/moat/whoami", cert=alice, cafile=ca_pem)
     assert st == 200, err
-    assert "verdict: valid" in out and "subject: CN=alice" in out and "issuer: CN=Serve CCert CA" in out
+    assert "verdict: valid" in out and "subject: CN=alice" in out and "issuer: CN=Moat Test CA" in out
     serial = [l.split(": ", 1)[1] for l in out.splitlines() if l.startswith("serial: ")][0]
     assert len(serial) >= 16 and all(ch in "0123456789ABCDEF" for ch in serial)
     st, out, _ = curl(port, "/.well-known/moat/whoami?format=json", cert=alice, cafile=ca_pem)

@@ -11,9 +11,9 @@ import urllib.request
 
 import pytest
 
+from ccert_helpers import curl
 from conftest import free_port
 from serve_helpers import config, site, wait_for
-from test_serve_ccert import curl, setup  # noqa: F401  (setup is a fixture)
 
 
 def scrape(port):

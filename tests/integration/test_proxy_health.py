@@ -4,9 +4,9 @@ application's /healthz answers 200 or 503 as the test sets it; a server failing 
 changes, or removes, the checks."""
 import time
 
+from proxy_helpers import curl
 from proxy_upstream import Upstream
 from serve_helpers import config, free_port, site, wait_for
-from test_proxy import ca, curl  # noqa: F401  (ca: the fixture)
 
 HEALTH = "health: {path: /healthz, interval_s: 1, timeout_s: 1}"
 

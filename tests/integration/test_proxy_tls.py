@@ -8,13 +8,12 @@ import json
 import os
 import re
 import ssl
-import subprocess
 
 import pytest
 
+from proxy_helpers import curl, serve
 from proxy_upstream import Upstream
 from serve_helpers import CA, config, free_port, openssl, site, tls_connect, wait_for
-from test_proxy import ca, curl, serve  # noqa: F401  (ca is a fixture)
 
 
 def issued(moat, name, *sans, profile="server"):

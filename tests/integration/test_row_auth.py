@@ -4,20 +4,18 @@ anchor or un-revoke a certificate. The running server refuses the changed store 
 had, the CLI refuses the row, `moat doctor` names it, and restoring a backup repairs the store."""
 import json
 
+from ccert_helpers import client, verdict
 from conftest import free_port
 from doctor_pki import Pki
 from serve_helpers import config, site, wait_for
 from store_rows import tamper_store
-from test_client_cert_cases import corp_client
-from test_client_cert_crl import verdict
-from test_serve_ccert import setup  # noqa: F401  (the fixture)
 
 
 def test_an_anchor_inserted_without_the_master_key_is_not_trusted(moat, setup):  # noqa: F811
     root, ca_pem = setup
     pki = Pki(moat.dir / "corp")
     pki.root("corp", cn="Corp Root")
-    carol = corp_client(pki, "carol")
+    carol = client(pki, "carol")
     bak = moat.dir / "before.db"
     moat.ok("store", "backup", bak)
     port = free_port()

@@ -3,44 +3,17 @@ client-certificate reason; each request gets a verdict, a 403 page naming the re
 X-Moat-Client-Cert header and "403.7 ... ccert=REASON" in the access log. Fail closed: a site that
 wants client certificates without a usable anchor does not load."""
 import datetime
-import subprocess
 
 import pytest
 
-from serve_helpers import CA, config, free_port, openssl, site, wait_for
+from ccert_helpers import client_pem_from_moat, curl
+from serve_helpers import CA, config, free_port, site, wait_for
 
 cryptography = pytest.importorskip("cryptography")
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
-
-
-def curl(port, path, cert=None, cafile=None):
-    args = ["curl", "-sS", "-D", "-", "--cacert", str(cafile), f"https://localhost:{port}{path}"]
-    if cert:
-        args[1:1] = ["--cert", str(cert)]
-    r = subprocess.run(args, capture_output=True, timeout=30)
-    out = r.stdout.decode(errors="replace")
-    status = int(out.split()[1]) if out.startswith("HTTP/") else 0
-    return status, out, r.stderr.decode(errors="replace")
-
-
-def client_pem_from_moat(moat, name, cn, profile="client"):
-    """A key and certificate issued by moat's CA, exported and turned into one PEM for curl."""
-    pw = moat.dir / "pw.txt"
-    pw.write_text("pw\n")
-    if profile == "client":
-        moat.ok("ca", "issue", name, "--cn", cn, "--profile", "client")
-        moat.ok("ca", "export-client", name, "--out", moat.dir / f"{name}.p12", "--password-file", pw)
-    else:
-        moat.ok("key", "new", name, "--cn", cn, "--exportable", "--csr-out", moat.dir / f"{name}.csr")
-        moat.ok("ca", "sign", moat.dir / f"{name}.csr", "--out", moat.dir / f"{name}.crt", "--profile", profile)
-        moat.ok("cert", "install", name, moat.dir / f"{name}.crt")
-        moat.ok("key", "export", name, "--out", moat.dir / f"{name}.p12", "--password-file", pw)
-    pem = moat.dir / f"{name}.pem"
-    openssl("pkcs12", "-in", moat.dir / f"{name}.p12", "-nodes", "-passin", "pass:pw", "-out", pem)
-    return pem
 
 
 def outside_client(d, ca, name, days_from=-10, days_to=10):
@@ -61,19 +34,6 @@ def outside_client(d, ca, name, days_from=-10, days_to=10):
     pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM))
     return pem
-
-
-@pytest.fixture
-def setup(moat):
-    root = moat.dir / "www"
-    (root / "private").mkdir(parents=True)
-    (root / "index.html").write_text("public\n")
-    (root / "private" / "index.html").write_text("secret\n")
-    moat.ok("ca", "init", "--cn", "Serve CCert CA")
-    moat.ok("ca", "issue", "www", "--cn", "localhost", "--san", "DNS:localhost")
-    ca_pem = moat.dir / "moat-ca.pem"
-    ca_pem.write_text(moat.ok("ca", "cert", "--root").stdout)
-    return root, ca_pem
 
 
 def test_verdicts_per_path(moat, setup):

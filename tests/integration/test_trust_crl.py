@@ -4,9 +4,8 @@ once, a restart keeps it, and the wrong CRL, an out-of-date one or an unknown an
 import json
 import time
 
+from ccert_helpers import client, serve, verdict
 from conftest import free_port
-from test_client_cert_crl import client, corp, serve, verdict  # noqa: F401  (corp is a fixture)
-from test_serve_ccert import setup  # noqa: F401  (the fixture corp builds on)
 
 
 def wait_verdict(port, cert, ca_pem, want, timeout=10):
