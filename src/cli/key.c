@@ -120,16 +120,21 @@ static int make_key(moat_cli_t *cli, const moat_keymgr_new_req_t *req, bool rene
     progress_t p = {&res, 0, 0, csr_out, force};
     moat_keymgr_new_req_t r = *req;
     moat_store_t *st = NULL;
+    moat_config_t *cfg = NULL;
     moat_err_t err = {0};
     int rc;
 
     r.on_progress = on_progress;
     r.on_accepted = on_accepted;
     r.progress_arg = &p;
-    if ((rc = moat__km_open(cli, renew ? 0 : MOAT_STORE_CREATE, &st, &err)) == 0)
+    if ((rc = moat__km_open(cli, renew ? 0 : MOAT_STORE_CREATE, &st, &err)) == 0) {
+        r.cfg = cfg = moat_cli_change_config(cli);
         rc = renew ? moat_keymgr_key_renew(st, &r, &res, &err) : moat_keymgr_key_new(st, &r, &res, &err);
+    }
+    moat_config_unref(cfg);
     moat_store_close(st);
     if (rc == 0) {
+        moat_cli_change_notes(cli, &res.notes);
         if (strcmp(res.algorithm, "ed25519") == 0)
             fputs("moat: warning: browsers do not accept ed25519 certificates for servers; use it for "
                   "clients and internal tools, or choose ec-p256\n",
@@ -209,7 +214,8 @@ static int key_new(moat_cli_t *cli, int argc, char **argv)
         return moat_cli_fail(cli, &err);
     }
     moat_pki_subject_t subj = {cn, o, ou, l, st_, c, email};
-    moat_keymgr_new_req_t req = {pos[0], &subj, NULL, sans, alg, true, exportable != 0, NULL, NULL, NULL};
+    moat_keymgr_new_req_t req = {pos[0],          &subj, NULL, sans, alg, true,
+                                 exportable != 0, NULL,  NULL, NULL, NULL};
     return make_key(cli, &req, false, csr_out, force);
 }
 
@@ -258,7 +264,7 @@ static int key_renew(moat_cli_t *cli, int argc, char **argv)
         (alg_s != NULL && moat_pki_alg_parse(alg_s, &alg, &err) != 0))
         return moat_cli_fail(cli, &err);
     moat_keymgr_new_req_t req = {pos[0],          NULL, new_cn, new_sans, alg, alg_s != NULL,
-                                 exportable != 0, NULL, NULL,   NULL};
+                                 exportable != 0, NULL, NULL,   NULL,     NULL};
     return make_key(cli, &req, true, csr_out, force);
 }
 

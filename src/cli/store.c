@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #define USAGE_BACKUP "moat store backup FILE [--force]"
-#define USAGE_RESTORE "moat store restore FILE [--dry-run]"
+#define USAGE_RESTORE "moat store restore FILE [--dry-run] [--force]"
 #define USAGE_INFO "moat store info"
 #define USAGE_UPGRADE "moat store upgrade"
 #define USAGE_AUDIT "moat store audit [--since TIME] [--key NAME] [--json]"
@@ -122,10 +122,12 @@ static const char *plural(size_t n, const char *one, const char *many)
 static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
 {
     const char *file = NULL;
-    int dry = 0, rc;
+    int dry = 0, force = 0, rc;
     char store[PATH_MAX], mk[PATH_MAX], abs[PATH_MAX];
     moat_err_t err = {0};
     moat_store_t *st = NULL;
+    moat_config_t *cfg = NULL;
+    moat_plan_notes_t notes;
     moat_store_diff_t diff;
     int64_t gen = 0;
     unsigned flags = 0;
@@ -139,13 +141,19 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
                    "store with it in one transaction. A running server reloads by itself.\n"
                    "What moat's CA did since the backup is kept: certificates it issued, revocations\n"
                    "and CRL numbers are carried into the restored store (listed as kept); a backup\n"
-                   "without a CA that has issued certificates is refused.\n\n"
+                   "without a CA that has issued certificates is refused.\n"
+                   "Checked before it commits against the sites of the configuration (-c, MOAT_CONFIG\n"
+                   "or ./moat.yaml): a restore that leaves a site that loads today unable to load (its\n"
+                   "key missing, its certificate expired) is refused, naming the site.\n\n"
                    "  --dry-run   only check and show what would change\n"
+                   "  --force     restore although a site of the configuration would not load\n"
                    "  --json      machine-readable output\n",
                    USAGE_RESTORE);
             return MOAT_EXIT_OK;
         } else if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0) {
             dry = 1;
+        } else if (strcmp(argv[i], "--force") == 0) {
+            force = 1;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return moat_cli_usage(USAGE_RESTORE, "unknown option %s", argv[i]);
         } else if (file == NULL) {
@@ -178,7 +186,10 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
     }
     if (moat_cli_store_open(cli, store, mk, flags, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
-    rc = moat_keymgr_restore(st, abs, dry != 0, &diff, &err);
+    if (!force)
+        cfg = moat_cli_change_config(cli);
+    rc = moat_keymgr_restore(st, abs, dry != 0, cfg, &notes, &diff, &err);
+    moat_config_unref(cfg);
     if (rc == 0 && !dry)
         rc = moat_store_generation(st, &gen, &err);
     if (rc != 0) {
@@ -194,6 +205,7 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
         }
         return moat_cli_fail(cli, &err);
     }
+    moat_cli_change_notes(cli, &notes);
 
     if (cli->json) {
         moat_json_t j;

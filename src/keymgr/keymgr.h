@@ -183,6 +183,9 @@ typedef struct moat_keymgr_new_req {
      * (with <err> set) stops with nothing changed. A front end checks where the request will go. */
     int (*on_accepted)(void *arg, moat_err_t *err);
     void *progress_arg; /* for both */
+    /* The configuration the change is checked against before the commit (moat_plan_check_change), or
+     * NULL. */
+    const moat_config_t *cfg;
 } moat_keymgr_new_req_t;
 
 /* What moat_keymgr_key_new()/moat_keymgr_key_renew() made. */
@@ -195,6 +198,7 @@ typedef struct moat_keymgr_new_res {
     bool kept_earlier; /* an earlier pending request was set aside (its certificate can still be installed) */
     char *csr_pem;     /* owned: the request, PEM */
     size_t csr_pem_len;
+    moat_plan_notes_t notes; /* what the check before commit noted */
 } moat_keymgr_new_res_t;
 
 void moat_keymgr_new_res_dispose(moat_keymgr_new_res_t *res);
@@ -213,8 +217,8 @@ int moat_keymgr_key_new(moat_store_t *st, const moat_keymgr_new_req_t *req, moat
  * names of its current certificate (else of its waiting request); req->cn and req->sans replace them (a
  * new CN alone is the only name). The algorithm stays unless req->alg_given. An earlier pending key is set
  * aside, not deleted, so that its certificate can still be installed. One transaction, audited
- * "key.renew". Refused with why and what to do: no such key, nothing to renew from, no common name, an
- * algorithm moat does not generate.
+ * "key.renew", checked before its commit against the sites of req->cfg. Refused with why and what to do: no
+ * such key, nothing to renew from, no common name, an algorithm moat does not generate.
  */
 int moat_keymgr_key_renew(moat_store_t *st, const moat_keymgr_new_req_t *req, moat_keymgr_new_res_t *res,
                           moat_err_t *err) MOAT_MUST_CHECK;
@@ -224,9 +228,13 @@ int moat_keymgr_key_renew(moat_store_t *st, const moat_keymgr_new_req_t *req, mo
  * checks and fills <diff>) so that moat's CA stays whole. On top of what the store carries forward
  * (issued certificates, revocations, the higher CRL number), a CRL that does not list every revocation
  * kept (the two stores revoked different certificates) is re-signed with the next number above both;
- * the diff says so ("crl", MOAT_DIFF_CHANGED). Refused, the store unchanged, when that CA's key is offline.
+ * the diff says so ("crl", MOAT_DIFF_CHANGED). Refused, the store unchanged, when that CA's key is offline,
+ * and by the check before commit against the sites of <cfg> (may be NULL: nothing to check; a dry run
+ * checks too): a restore that leaves a site that loads today unable to load (its key missing, its
+ * certificate expired, an anchor it needs gone) is MOAT_E_STATE naming the site and the reason, with
+ * --force as the way to restore all the same. <notes> receives what the check noted.
  */
-int moat_keymgr_restore(moat_store_t *st, const char *src, bool dry_run, moat_store_diff_t *diff,
-                        moat_err_t *err) MOAT_MUST_CHECK;
+int moat_keymgr_restore(moat_store_t *st, const char *src, bool dry_run, const moat_config_t *cfg,
+                        moat_plan_notes_t *notes, moat_store_diff_t *diff, moat_err_t *err) MOAT_MUST_CHECK;
 
 #endif

@@ -74,7 +74,7 @@ static int make_and_store(moat_store_t *st, const moat_keymgr_new_req_t *req, mo
     if (rc == 0)
         rc = moat_store_audit_addf(st, action, req->name, err, "algorithm %s, exportable %s, key %s",
                                    res->algorithm, exportable ? "yes" : "no", res->key_fingerprint);
-    rc = moat__keymgr_finish(st, NULL, NULL, rc, err);
+    rc = moat__keymgr_finish(st, req->cfg, &res->notes, rc, err);
 out:
     if (rc != 0)
         moat_free(&res->csr_pem);

@@ -111,15 +111,34 @@ static int re_sign_crls(moat_store_t *rs, moat_store_diff_t *diff, moat_err_t *e
     return 0;
 }
 
+/* What the check before commit of a restore needs: the live store (the state the server loads today). */
+typedef struct restore_check {
+    moat_store_t *live;
+    const moat_config_t *cfg;
+    moat_plan_notes_t *notes;
+} restore_check_t;
+
 static int before_commit(moat_store_t *restored, moat_store_diff_t *diff, void *arg, moat_err_t *err)
 {
-    (void)arg;
-    return re_sign_crls(restored, diff, err);
+    const restore_check_t *c = arg;
+    char hint[sizeof(err->hint)];
+    int rc = re_sign_crls(restored, diff, err);
+
+    if (rc != 0 || (rc = moat_plan_check_change_from(restored, c->live, c->cfg, 0, c->notes, err)) == 0)
+        return 0;
+    if (rc == MOAT_E_STATE) {
+        (void)moat_strlcpy(hint, err->hint, sizeof(hint));
+        moat_err_hint(err, "%s; to restore it all the same, run the restore again with --force", hint);
+    }
+    return rc;
 }
 
-int moat_keymgr_restore(moat_store_t *st, const char *src, bool dry_run, moat_store_diff_t *diff,
-                        moat_err_t *err)
+int moat_keymgr_restore(moat_store_t *st, const char *src, bool dry_run, const moat_config_t *cfg,
+                        moat_plan_notes_t *notes, moat_store_diff_t *diff, moat_err_t *err)
 {
-    moat_store_restore_hook_t hook = {before_commit, NULL};
+    restore_check_t check = {st, cfg, notes};
+    moat_store_restore_hook_t hook = {before_commit, &check};
+
+    notes->text[0] = '\0';
     return moat_store_restore_with(st, src, dry_run, &hook, diff, err);
 }

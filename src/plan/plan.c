@@ -371,7 +371,13 @@ int moat_plan_check_change(moat_store_t *st, const moat_config_t *cfg, moat_plan
 int moat_plan_check_change_flags(moat_store_t *st, const moat_config_t *cfg, unsigned flags,
                                  moat_plan_notes_t *notes, moat_err_t *err)
 {
-    moat_store_t *before = NULL;
+    return moat_plan_check_change_from(st, NULL, cfg, flags, notes, err);
+}
+
+int moat_plan_check_change_from(moat_store_t *st, moat_store_t *was, const moat_config_t *cfg, unsigned flags,
+                                moat_plan_notes_t *notes, moat_err_t *err)
+{
+    moat_store_t *before = was;
     int64_t now = (int64_t)time(NULL);
     size_t refused = 0;
     moat_err_t first = {0};
@@ -435,7 +441,8 @@ int moat_plan_check_change_flags(moat_store_t *st, const moat_config_t *cfg, uns
         moat_err_hint(err, "%s%snothing was changed", first.hint, first.hint[0] ? "; " : "");
         rc = MOAT_E_STATE;
     }
-    moat_store_close(before);
+    if (before != was)
+        moat_store_close(before);
     moat_free(&after);
     return rc;
 }

@@ -606,6 +606,51 @@ def test_cert_and_key_changes_checked_before_commit(moat):
     assert moat.ok("cert", "export", "b").stdout != before
 
 
+# 7. store restore is checked before it commits against the sites of the configuration: a backup that
+#    brings back an expired certificate of a served key, or lacks a key a site serves, is refused naming
+#    the site (the dry run says so too), nothing changes; --force restores it all the same.
+def test_store_restore_checked_before_commit(moat):
+    import json
+    from doctor_pki import Pki
+    from serve_helpers import CA, config, free_port, site
+    ca = CA(moat.dir)
+    pki = Pki(moat.dir / "pki")
+    pki.root()
+    ca.issue(moat, "a", ["a.example.test"])
+    _install_expired(moat, pki, "a", "a.example.test")  # the backup holds an expired certificate of a
+    moat.ok("store", "backup", moat.dir / "old.db")
+    csr = moat.dir / "a3.csr"
+    moat.ok("key", "renew", "a", "--csr-out", csr)
+    ca.sign(csr, moat.dir / "a3.pem", "DNS:a.example.test")
+    moat.ok("cert", "install", "a", moat.dir / "a3.pem")
+    ca.issue(moat, "b", ["b.example.test"])  # not in the backup
+    port = free_port()
+    (moat.dir / "moat.yaml").write_text(config(moat, [site(["b.example.test"], port, extra="certificate: b"),
+                                                      site(["a.example.test"], port, extra="certificate: a")]))
+    served = moat.ok("cert", "export", "a").stdout
+    gen = json.loads(moat.ok("store", "info", "--json").stdout)["generation"]
+
+    for dry in ((), ("--dry-run",)):
+        r = moat.fails("store", "restore", moat.dir / "old.db", *dry)
+        assert "the server would not load this change" in r.stderr, r.stderr
+        assert 'site "b.example.test"' in r.stderr and "and more sites" in r.stderr, r.stderr
+        assert "nothing was changed" in r.stderr and "--force" in r.stderr, r.stderr
+    assert moat.ok("cert", "export", "a").stdout == served
+    assert any(k["name"] == "b" for k in json.loads(moat.ok("key", "list", "--json").stdout))
+    assert json.loads(moat.ok("store", "info", "--json").stdout)["generation"] == gen
+
+    # only the expired certificate: refused with the reason
+    (moat.dir / "moat.yaml").write_text(config(moat, [site(["a.example.test"], port, extra="certificate: a")]))
+    r = moat.fails("store", "restore", moat.dir / "old.db")
+    assert 'site "a.example.test"' in r.stderr and "expired" in r.stderr, r.stderr
+    assert moat.ok("cert", "export", "a").stdout == served
+
+    # --force: the user's choice, restored as asked
+    moat.ok("store", "restore", moat.dir / "old.db", "--force")
+    assert moat.ok("cert", "export", "a").stdout != served
+    assert not any(k["name"] == "b" for k in json.loads(moat.ok("key", "list", "--json").stdout))
+
+
 # 7. ca revoke of a certificate a site serves: the server goes on serving it, with a "revoked" OCSP
 #    staple that clients checking revocation refuse. Refused, naming the site, unless --force.
 def test_ca_revoke_of_a_served_certificate_needs_force(moat):
