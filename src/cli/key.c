@@ -486,16 +486,8 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
     char pw[1024];
     moat_pki_import_t imp = {0};
     moat_store_t *st = NULL;
-    moat_store_key_t cur = {0}, other = {0}, k = {0};
-    int have_cur = 0, leaf_i = -1;
-    X509 *leaf = NULL;
-    STACK_OF(X509) *pile = NULL;
-    char *missing = NULL;
-    unsigned char *pkcs8 = NULL, *spki = NULL;
-    size_t pkcs8_len = 0, spki_len = 0;
-    moat_store_blob_t *blobs = NULL;
-    size_t nblobs = 0;
-    char algname[32], fpr[MOAT_PKI_FINGERPRINT_SIZE], load_warning[256] = "";
+    moat_config_t *cfg = NULL;
+    moat_keymgr_import_res_t res = {0};
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
         {"--password-file", &pwfile, NULL, NULL, NULL, 0},
@@ -543,124 +535,31 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
             moat_err_hint(&err, "pass --password-file FILE");
         goto fail;
     }
-    if (imp.nkeys == 0) {
-        moat_err_set(&err, MOAT_E_INVAL, "%s holds no private key (%d certificate%s)", pos[1],
-                     sk_X509_num(imp.certs), sk_X509_num(imp.certs) == 1 ? "" : "s");
-        moat_err_hint(&err,
-                      "to complete a pending key use 'moat cert install NAME %s'; "
-                      "to trust a CA use 'moat trust add'",
-                      pos[1]);
-        goto fail;
-    }
-    if (imp.nkeys > 1) {
-        moat_err_set(&err, MOAT_E_INVAL, "%s holds %zu private keys; a name holds one", pos[1], imp.nkeys);
-        moat_err_hint(&err, "split the file and import each key under its own name");
-        goto fail;
-    }
-    /* Pair the key with its certificate; every other certificate is a candidate for the chain. */
-    leaf_i = moat_pki_find_cert_for_key(imp.keys[0], imp.certs);
-    if (leaf_i < 0 && sk_X509_num(imp.certs) > 0) {
-        moat_err_set(&err, MOAT_E_INVAL, "none of the %d certificates in %s matches its private key",
-                     sk_X509_num(imp.certs), pos[1]);
-        moat_err_hint(&err, "the file mixes a key and unrelated certificates; import the matching pair");
-        goto fail;
-    }
-    if (leaf_i >= 0) {
-        leaf = sk_X509_value(imp.certs, leaf_i);
-        if ((pile = sk_X509_dup(imp.certs)) == NULL) {
-            moat_err_set(&err, MOAT_E_NOMEM, "out of memory");
-            goto fail;
-        }
-        (void)sk_X509_delete(pile, leaf_i); /* borrowed pointers: the import owns them */
-        if (moat_keymgr_chain_blobs(leaf, pile, &blobs, &nblobs, &missing, &err) != 0) {
-            moat_err_prefix(&err, "%s", pos[1]);
-            goto fail;
-        }
-    }
-    moat_pki_key_describe(imp.keys[0], algname, sizeof(algname));
-    if (moat_pki_key_to_pkcs8(imp.keys[0], &pkcs8, &pkcs8_len, &err) != 0 ||
-        moat_pki_pubkey_to_der(imp.keys[0], &spki, &spki_len, &err) != 0 ||
-        moat_pki_pubkey_fingerprint(imp.keys[0], fpr, &err) != 0)
-        goto fail;
-
     if (moat__km_open(cli, MOAT_STORE_CREATE, &st, &err) != 0)
         goto fail;
-    if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &cur, &err) == 0)
-        have_cur = 1;
-    else if (err.code != MOAT_E_NOTFOUND)
-        goto fail;
-    moat_err_clear(&err);
-    if (have_cur && !replace) {
-        moat_err_set(&err, MOAT_E_EXISTS, "a key named \"%s\" already exists", pos[0]);
-        moat_err_hint(&err, "add --replace to replace its material with the file's, or choose another name");
-        goto fail;
-    }
-    if (!have_cur && replace) {
-        moat_err_set(&err, MOAT_E_NOTFOUND, "no key named \"%s\" to replace", pos[0]);
-        moat_err_hint(&err, "leave out --replace to import it as a new key");
-        goto fail;
-    }
-    if (moat_store_key_find_pubkey(st, spki, spki_len, &other, &err) == 0) {
-        if (!have_cur || other.id != cur.id) {
-            moat_err_set(&err, MOAT_E_EXISTS, "the key in %s is already in the store as \"%s\"", pos[1],
-                         other.name);
-            moat_err_hint(&err, "use that name, or 'moat key import %s %s --replace' to refresh it",
-                          other.name, pos[1]);
+    {
+        moat_keymgr_import_req_t req = {pos[0], pos[1], &imp, exportable != 0, replace != 0, NULL};
+        req.cfg = cfg = moat_cli_change_config(cli);
+        if (moat_keymgr_key_import(st, &req, &res, &err) != 0)
             goto fail;
-        }
-    } else if (err.code != MOAT_E_NOTFOUND) {
-        goto fail;
     }
-    moat_err_clear(&err);
-    if (have_cur && leaf == NULL && cur.cert != NULL &&
-        (cur.pubkey.len != spki_len || memcmp(cur.pubkey.data, spki, spki_len) != 0)) {
-        char cfp[MOAT_PKI_FINGERPRINT_SIZE];
-        moat__km_spki_fingerprint(&cur.pubkey, cfp);
-        moat_err_set(&err, MOAT_E_PKI,
-                     "the key in %s (%.23s...) does not match the certificate of \"%s\" (%.23s...)", pos[1],
-                     fpr, pos[0], cfp);
-        moat_err_hint(&err, "import a file that holds the key with its certificate, or the original key");
-        goto fail;
-    }
-
-    if (moat_store_begin(st, &err) != 0)
-        goto fail;
-    if (have_cur) {
-        if (moat_store_key_replace(st, cur.id, algname, spki, spki_len, pkcs8, pkcs8_len, &err) != 0 ||
-            moat_store_key_set_exportable(st, cur.id, exportable, &err) != 0)
-            goto rollback;
-        k.id = cur.id;
-    } else {
-        if (moat_keymgr_key_add(st, pos[0], imp.keys[0], algname, exportable != 0, NULL, &k.id, &err) != 0)
-            goto rollback;
-    }
-    if (leaf != NULL &&
-        moat_keymgr_import_cert(st, k.id, leaf, blobs, nblobs, load_warning, sizeof(load_warning), &err) != 0)
-        goto rollback;
-    if (moat_store_generation_bump(st, &err) != 0 ||
-        moat__km_audit(st, have_cur ? "key.replace" : "key.import", pos[0], &err,
-                       "from %s (%s), algorithm %s, exportable %s, key %s%s", pos[1], imp.format, algname,
-                       exportable ? "yes" : "no", fpr, leaf ? ", with certificate" : "") != 0)
-        goto rollback;
-    if (moat__km_commit(st, NULL, &err) != 0)
-        goto fail;
-
+    moat_cli_change_notes(cli, &res.notes);
     if (cli->json) {
         moat_json_t j;
         moat_pki_cert_info_t ci = {0};
         moat_json_init(&j, stdout, 1);
         moat_json_obj_begin(&j);
         moat_json_kv_str(&j, "name", pos[0]);
-        moat_json_kv_str(&j, "action", have_cur ? "replaced" : "imported");
+        moat_json_kv_str(&j, "action", res.replaced ? "replaced" : "imported");
         moat_json_kv_str(&j, "format", imp.format);
-        moat_json_kv_str(&j, "algorithm", algname);
+        moat_json_kv_str(&j, "algorithm", res.algorithm);
         moat_json_kv_bool(&j, "exportable", exportable);
-        moat_json_kv_str(&j, "key_fingerprint", fpr);
-        moat_json_kv_str(&j, "state", leaf != NULL ? "active" : "pending");
-        moat_json_kv_int(&j, "chain_length", (int64_t)nblobs);
-        moat_json_kv_str(&j, "chain_ends_below", missing);
+        moat_json_kv_str(&j, "key_fingerprint", res.key_fingerprint);
+        moat_json_kv_str(&j, "state", res.leaf != NULL ? "active" : "pending");
+        moat_json_kv_int(&j, "chain_length", (int64_t)res.nchain);
+        moat_json_kv_str(&j, "chain_ends_below", res.missing);
         moat_json_key(&j, "certificate");
-        if (leaf != NULL && moat_pki_cert_info(leaf, &ci, &err) == 0) {
+        if (res.leaf != NULL && moat_pki_cert_info(res.leaf, &ci, &err) == 0) {
             moat_json_obj_begin(&j);
             moat__km_json_cert_info(&j, &ci);
             moat_json_obj_end(&j);
@@ -672,25 +571,26 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
         moat_json_obj_end(&j);
         moat_json_finish(&j);
     } else if (!cli->quiet) {
-        printf("%s key \"%s\" from %s (%s, %s, %sexportable)\n", have_cur ? "replaced" : "imported", pos[0],
-               pos[1], imp.format, algname, exportable ? "" : "not ");
-        if (leaf != NULL) {
+        printf("%s key \"%s\" from %s (%s, %s, %sexportable)\n", res.replaced ? "replaced" : "imported",
+               pos[0], pos[1], imp.format, res.algorithm, exportable ? "" : "not ");
+        if (res.leaf != NULL) {
             moat_pki_cert_info_t ci = {0};
-            if (moat_pki_cert_info(leaf, &ci, &err) == 0) {
+            if (moat_pki_cert_info(res.leaf, &ci, &err) == 0) {
                 char t[64];
                 moat__km_fmt_time(ci.not_after, t, sizeof(t));
                 printf("certificate: %s, issued by %s, valid until %s\n", ci.subject, ci.issuer, t);
-                if (moat_pki_cert_check_time(leaf, time(NULL), &err) != 0)
+                if (moat_pki_cert_check_time(res.leaf, time(NULL), &err) != 0)
                     fprintf(stderr, "moat: warning: %s\n", err.msg);
                 moat_pki_cert_info_dispose(&ci);
             }
-            if (load_warning[0] != '\0')
-                fprintf(stderr, "moat: warning: %s\n", load_warning);
-            if (missing != NULL && nblobs == 0)
-                printf("issued directly by \"%s\": clients must trust it (as they do a root CA)\n", missing);
-            else if (missing != NULL)
+            if (res.load_warning[0] != '\0')
+                fprintf(stderr, "moat: warning: %s\n", res.load_warning);
+            if (res.missing != NULL && res.nchain == 0)
+                printf("issued directly by \"%s\": clients must trust it (as they do a root CA)\n",
+                       res.missing);
+            else if (res.missing != NULL)
                 printf("chain: %zu certificate%s; ends below \"%s\", which clients must already trust\n",
-                       nblobs, nblobs == 1 ? "" : "s", missing);
+                       res.nchain, res.nchain == 1 ? "" : "s", res.missing);
         } else {
             printf("no certificate in the file: the key is pending; install its certificate with\n"
                    "  moat cert install %s CERT.pem\n",
@@ -699,22 +599,14 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
     }
     rc = moat_cli_served_report(cli, st);
     goto out;
-rollback:
-    moat_store_rollback(st);
 fail:
     rc = moat_cli_fail(cli, &err);
 out:
     OPENSSL_cleanse(pw, sizeof(pw));
     moat_free_secret(&data, len);
-    moat_free_secret(&pkcs8, pkcs8_len);
-    moat_free(&spki);
-    moat_keymgr_blobs_dispose(&blobs, nblobs);
-    moat_free(&missing);
-    sk_X509_free(pile);
+    moat_keymgr_import_res_dispose(&res);
     moat_pki_import_dispose(&imp);
-    moat_store_key_dispose(&cur);
-    moat_store_key_dispose(&other);
-    moat_store_key_dispose(&k);
+    moat_config_unref(cfg);
     moat_store_close(st);
     return rc;
 }
@@ -733,16 +625,8 @@ int moat__km_export_p12(moat_store_t *st, const moat_store_key_t *k, const char 
         return moat_keymgr_export_p12(st, k, "", legacy, &p12, &p12_len, err);
     if ((rc = moat__km_password(pwfile, "Export password: ", 1, 0, pw, sizeof(pw), err)) != 0)
         return rc;
-    if ((rc = moat_keymgr_export_p12(st, k, pw, legacy, &p12, &p12_len, err)) != 0 ||
-        (rc = moat_store_begin(st, err)) != 0)
-        goto out;
-    if ((rc = moat__km_audit(st, action, k->name, err, "to %s, PKCS#12 %s", out,
-                             legacy ? "legacy (PBE-SHA1-3DES)" : "AES-256-CBC/PBKDF2")) != 0) {
-        moat_store_rollback(st);
-        goto out;
-    }
-    rc = moat__km_commit_write(st, out, p12, p12_len, 0600, err);
-out:
+    if ((rc = moat_keymgr_export(st, k, pw, legacy, action, out, &p12, &p12_len, err)) == 0)
+        rc = moat__km_write_after_commit(out, p12, p12_len, 0600, err);
     OPENSSL_cleanse(pw, sizeof(pw));
     moat_free_secret(&p12, p12_len);
     return rc;

@@ -411,17 +411,6 @@ int moat__km_commit(moat_store_t *st, const char *written, moat_err_t *err)
     return rc;
 }
 
-int moat__km_commit_write(moat_store_t *st, const char *out, const void *data, size_t len, int mode,
-                          moat_err_t *err)
-{
-    int rc = moat_store_commit(st, err);
-    if (rc != 0) {
-        moat_store_rollback(st);
-        return rc;
-    }
-    return moat__km_write_after_commit(out, data, len, mode, err);
-}
-
 int moat__km_write_after_commit(const char *out, const void *data, size_t len, int mode, moat_err_t *err)
 {
     if (out == NULL || moat__km_write_file(out, data, len, mode, err) == 0)

@@ -56,7 +56,7 @@ int moat__km_dispatch(moat_cli_t *cli, const char *group, const char *summary, c
 int moat__km_read_file(const char *path, size_t max, unsigned char **out, size_t *len, moat_err_t *err);
 
 /* Writes <data> to <path> as moat_file_write() does (atomic for a regular file, in place for a device
- * or FIFO, "-" is stdout). Commands that also change the store commit first (moat__km_commit_write). */
+ * or FIFO, "-" is stdout). Commands that also change the store commit first (moat__km_write_after_commit). */
 int moat__km_write_file(const char *path, const void *data, size_t len, int mode, moat_err_t *err);
 /* Refuses (MOAT_E_EXISTS, with a hint naming <force_opt>) to replace an existing <path> unless <force>,
  * as 'moat store backup' does; "-" (stdout) and NULL always pass. Call it before the store changes. */
@@ -111,16 +111,12 @@ void moat__km_view_check_revoked(moat_store_t *st, moat__km_view_t *v);
  * Only for a file that must exist before the change does (a key leaving the store): see below. */
 int moat__km_commit(moat_store_t *st, const char *written, moat_err_t *err);
 /*
- * Commits, then writes <data> to <out> (NULL: nothing): what a command hands out (a certificate, an
- * export, a request) is on record in the store and its audit log before it exists, so a kill or a power
- * loss can leave a record without a file (harmless: it can still be revoked) but never a file without a
- * record. A commit that fails rolls back and writes nothing; a write that fails after it says the change
- * stands.
+ * Writes <data> to <out> (NULL: nothing) after a service committed the change it belongs to: what a
+ * command hands out (a certificate, an export, a request) is on record in the store and its audit log
+ * before it exists, so a kill or a power loss can leave a record without a file (harmless: it can still
+ * be revoked) but never a file without a record. A write that fails says the change stands and only the
+ * file is missing.
  */
-int moat__km_commit_write(moat_store_t *st, const char *out, const void *data, size_t len, int mode,
-                          moat_err_t *err);
-/* The write of moat__km_commit_write() for a change a service committed: on failure the error says that
- * the change stands and only the file is missing. */
 int moat__km_write_after_commit(const char *out, const void *data, size_t len, int mode, moat_err_t *err);
 
 /* Reads the password for an export or import: from <file>, else a prompt on a tty. Never empty for an export.

@@ -491,6 +491,17 @@ int moat_keymgr_export_p12(moat_store_t *st, const moat_store_key_t *k, const ch
     return rc;
 }
 
+int moat__keymgr_key_find(moat_store_t *st, const char *name, moat_key_which_t which, moat_store_key_t *k,
+                          bool *found, moat_err_t *err)
+{
+    int rc = moat_store_key_get(st, name, which, k, err);
+    *found = rc == 0;
+    if (rc != MOAT_E_NOTFOUND)
+        return rc;
+    moat_err_clear(err);
+    return 0;
+}
+
 int moat__keymgr_finish(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes, int rc,
                         moat_err_t *err)
 {
@@ -501,5 +512,23 @@ int moat__keymgr_finish(moat_store_t *st, const moat_config_t *cfg, moat_plan_no
         rc = moat_store_commit(st, err);
     if (rc != 0)
         moat_store_rollback(st);
+    return rc;
+}
+
+int moat_keymgr_export(moat_store_t *st, const moat_store_key_t *k, const char *password, bool legacy,
+                       const char *action, const char *to, unsigned char **p12, size_t *p12_len,
+                       moat_err_t *err)
+{
+    int rc;
+
+    if ((rc = moat_keymgr_export_p12(st, k, password, legacy, p12, p12_len, err)) != 0 ||
+        (rc = moat_store_begin(st, err)) != 0)
+        goto out;
+    rc = moat_store_audit_addf(st, action, k->name, err, "to %s, PKCS#12 %s", to,
+                               legacy ? "legacy (PBE-SHA1-3DES)" : "AES-256-CBC/PBKDF2");
+    rc = moat__keymgr_finish(st, NULL, NULL, rc, err);
+out:
+    if (rc != 0)
+        moat_free_secret(p12, *p12_len);
     return rc;
 }

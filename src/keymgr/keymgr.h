@@ -224,6 +224,51 @@ int moat_keymgr_key_renew(moat_store_t *st, const moat_keymgr_new_req_t *req, mo
                           moat_err_t *err) MOAT_MUST_CHECK;
 
 /*
+ * The export of a key as a file (key export, ca export-client): moat_keymgr_export_p12() under
+ * <password>, then audited <action> ("to <to>" and the encryption) in a transaction of its own. *p12
+ * (freed by the caller with moat_free_secret) is for the caller to write, after this commit.
+ */
+int moat_keymgr_export(moat_store_t *st, const moat_store_key_t *k, const char *password, bool legacy,
+                       const char *action, const char *to, unsigned char **p12, size_t *p12_len,
+                       moat_err_t *err) MOAT_MUST_CHECK;
+
+/* moat key import: a key read from a file (moat_pki_import). */
+typedef struct moat_keymgr_import_req {
+    const char *name;
+    const char *file;             /* where it came from, for the messages and the audit */
+    const moat_pki_import_t *imp; /* what the file holds (borrowed) */
+    bool exportable;
+    bool replace;             /* new material for the existing key <name> */
+    const moat_config_t *cfg; /* checked against before the commit (moat_plan_check_change), or NULL */
+} moat_keymgr_import_req_t;
+
+typedef struct moat_keymgr_import_res {
+    bool replaced;      /* the material of an existing key was replaced */
+    char algorithm[32]; /* the key, as described from itself */
+    char key_fingerprint[MOAT_PKI_FINGERPRINT_SIZE];
+    X509 *leaf;              /* borrowed from req->imp: its certificate, or NULL */
+    size_t nchain;           /* intermediates stored with it */
+    char *missing;           /* owned: the issuer the chain ends below, or NULL */
+    char load_warning[256];  /* why the server would refuse the pair, or "" */
+    moat_plan_notes_t notes; /* what the check before commit noted */
+} moat_keymgr_import_res_t;
+
+void moat_keymgr_import_res_dispose(moat_keymgr_import_res_t *res);
+
+/*
+ * moat key import: stores the one key of req->imp as <name> (pending), or with req->replace as the new
+ * material of the existing key <name>, paired by public key with its certificate in the file (then
+ * active, the other certificates ordered into its chain). One transaction: the generation bumped, audited
+ * "key.import" or "key.replace", checked before the commit against the sites of req->cfg. Refused with why
+ * and what to do: no key or several keys in the file, no certificate of the file matching the key, a name
+ * in use (without replace) or nothing to replace, the key in the store under another name, a key that
+ * does not match the current certificate it would replace. A pair the server would refuse is stored (an
+ * importer must not lose a key) with the reason in res->load_warning.
+ */
+int moat_keymgr_key_import(moat_store_t *st, const moat_keymgr_import_req_t *req,
+                           moat_keymgr_import_res_t *res, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
  * moat store restore: replaces the store with backup <src> (moat_store_restore_with; with <dry_run> only
  * checks and fills <diff>) so that moat's CA stays whole. On top of what the store carries forward
  * (issued certificates, revocations, the higher CRL number), a CRL that does not list every revocation

@@ -10,4 +10,8 @@
 int moat__keymgr_finish(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes, int rc,
                         moat_err_t *err) MOAT_MUST_CHECK;
 
+/* moat_store_key_get() where no such key is an answer, not an error: *found says which. */
+int moat__keymgr_key_find(moat_store_t *st, const char *name, moat_key_which_t which, moat_store_key_t *k,
+                          bool *found, moat_err_t *err) MOAT_MUST_CHECK;
+
 #endif

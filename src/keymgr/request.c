@@ -88,12 +88,15 @@ int moat_keymgr_key_new(moat_store_t *st, const moat_keymgr_new_req_t *req, moat
                         moat_err_t *err)
 {
     moat_store_key_t old = {0};
+    bool found;
     int rc;
 
     memset(res, 0, sizeof(*res));
     if ((rc = moat_name_check("key", req->name, err)) != 0)
         return rc;
-    if ((rc = moat_store_key_get(st, req->name, MOAT_KEY_CURRENT, &old, err)) == 0) {
+    if ((rc = moat__keymgr_key_find(st, req->name, MOAT_KEY_CURRENT, &old, &found, err)) != 0)
+        return rc;
+    if (found) {
         rc = moat_err_set(err, MOAT_E_EXISTS, "a key named \"%s\" already exists (%s)", req->name,
                           moat_store_key_state_name(old.state));
         moat_err_hint(err,
@@ -102,9 +105,6 @@ int moat_keymgr_key_new(moat_store_t *st, const moat_keymgr_new_req_t *req, moat
         moat_store_key_dispose(&old);
         return rc;
     }
-    if (rc != MOAT_E_NOTFOUND)
-        return rc;
-    moat_err_clear(err);
     return make_and_store(st, req, req->alg, req->subject, req->sans, req->exportable, 0, "key.new", res,
                           err);
 }
@@ -125,15 +125,9 @@ int moat_keymgr_key_renew(moat_store_t *st, const moat_keymgr_new_req_t *req, mo
     int rc;
 
     memset(res, 0, sizeof(*res));
-    if ((rc = moat_store_key_get(st, req->name, MOAT_KEY_WANT_ACTIVE, &active, err)) == 0)
-        have_active = true;
-    else if (rc != MOAT_E_NOTFOUND)
+    if ((rc = moat__keymgr_key_find(st, req->name, MOAT_KEY_WANT_ACTIVE, &active, &have_active, err)) != 0 ||
+        (rc = moat__keymgr_key_find(st, req->name, MOAT_KEY_WANT_PENDING, &pending, &have_pending, err)) != 0)
         goto out;
-    if ((rc = moat_store_key_get(st, req->name, MOAT_KEY_WANT_PENDING, &pending, err)) == 0)
-        have_pending = true;
-    else if (rc != MOAT_E_NOTFOUND)
-        goto out;
-    moat_err_clear(err);
     if (!have_active && !have_pending) {
         rc = moat_err_set(err, MOAT_E_NOTFOUND, "no key named \"%s\" to renew", req->name);
         moat_err_hint(err, "'moat key list' shows the keys; 'moat key new %s --cn CN' makes a new one",
