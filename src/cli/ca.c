@@ -385,19 +385,7 @@ done:
 
 static int ca_export_client(moat_cli_t *cli, int argc, char **argv)
 {
-    const char *pos[1], *out = NULL, *pwfile = NULL;
-    int legacy = 0, force = 0, rc;
-    moat_store_t *st = NULL;
-    moat_store_key_t k = {0};
-    moat_err_t err = {0};
-    const moat__km_opt_t opts[] = {
-        {"--out", &out, NULL, NULL, NULL, 0},
-        {"--password-file", &pwfile, NULL, NULL, NULL, 0},
-        {"--legacy", NULL, &legacy, NULL, NULL, 0},
-        {"--force", NULL, &force, NULL, NULL, 0},
-        {0},
-    };
-    const moat__km_cmd_t cmd = {
+    static const moat__km_export_t ex = {
         "moat ca export-client NAME --out FILE.p12 [--password-file F] [--legacy] [--force]",
         "Writes the client certificate NAME (from 'moat ca issue NAME --profile client') with its key and\n"
         "the CA chain as a PKCS#12 bundle that browsers, curl and operating systems import. Audited.\n\n"
@@ -407,31 +395,10 @@ static int ca_export_client(moat_cli_t *cli, int argc, char **argv)
         "  --legacy           PBE-SHA1-3DES, for old Windows and macOS keychains and appliances\n"
         "  --force            overwrite an existing FILE.p12\n\n"
         "example: moat ca export-client alice --out alice.p12 --password-file pw.txt\n",
-        opts,
-        pos,
-        1,
-        1};
-
-    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
-        return rc;
-    if (out == NULL)
-        return moat_cli_usage(cmd.usage, "--out is required");
-    if (moat__km_check_new_file(out, force, "--force", &err) != 0 || moat__km_open(cli, 0, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_ca_client_key(st, pos[0], &k, &err) != 0 ||
-        moat__km_export_p12(st, &k, out, pwfile, legacy, "ca.export-client", &err) != 0)
-        goto fail;
-    if (!cli->quiet)
-        printf("wrote the client certificate \"%s\" with its key and CA chain to %s (PKCS#12%s)\n", pos[0],
-               out, legacy ? ", legacy encryption" : "");
-    rc = MOAT_EXIT_OK;
-    goto done;
-fail:
-    rc = moat_cli_fail(cli, &err);
-done:
-    moat_store_key_dispose(&k);
-    moat_store_close(st);
-    return rc;
+        moat_ca_client_key,
+        "ca.export-client",
+        {"wrote the client certificate", "with its key and CA chain", ""}};
+    return moat__km_export_cmd(cli, &ex, argc, argv);
 }
 
 /* The export password: from --password-file, else asked twice on the terminal. */

@@ -613,40 +613,20 @@ out:
 
 /* ------------------------------------------------------------------------------------------------ */
 
-int moat__km_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *out, const char *pwfile,
-                        int legacy, const char *action, moat_err_t *err)
+/* The key "key export" hands out: any key of that name (the export policy decides). */
+static int export_find(moat_store_t *st, const char *name, moat_store_key_t *k, moat_err_t *err)
 {
-    unsigned char *p12 = NULL;
-    size_t p12_len = 0;
-    char pw[1024];
-    int rc;
-
-    if (!k->exportable || k->cert == NULL) /* refused before a password is asked for */
-        return moat_keymgr_export_p12(st, k, "", legacy, &p12, &p12_len, err);
-    if ((rc = moat__km_password(pwfile, "Export password: ", 1, 0, pw, sizeof(pw), err)) != 0)
-        return rc;
-    if ((rc = moat_keymgr_export(st, k, pw, legacy, action, out, &p12, &p12_len, err)) == 0)
-        rc = moat__km_write_after_commit(out, p12, p12_len, 0600, err);
-    OPENSSL_cleanse(pw, sizeof(pw));
-    moat_free_secret(&p12, p12_len);
+    int rc = moat_store_key_get(st, name, MOAT_KEY_CURRENT, k, err);
+    if (rc == MOAT_E_NOTFOUND) {
+        moat_err_set(err, MOAT_E_NOTFOUND, "no key named \"%s\" to export", name);
+        moat_err_hint(err, "'moat key list' shows the keys in this store");
+    }
     return rc;
 }
 
 static int key_export(moat_cli_t *cli, int argc, char **argv)
 {
-    const char *pos[1], *out = NULL, *pwfile = NULL;
-    int legacy = 0, force = 0, rc;
-    moat_store_t *st = NULL;
-    moat_store_key_t k = {0};
-    moat_err_t err = {0};
-    const moat__km_opt_t opts[] = {
-        {"--out", &out, NULL, NULL, NULL, 0},
-        {"--password-file", &pwfile, NULL, NULL, NULL, 0},
-        {"--legacy", NULL, &legacy, NULL, NULL, 0},
-        {"--force", NULL, &force, NULL, NULL, 0},
-        {0},
-    };
-    const moat__km_cmd_t cmd = {
+    static const moat__km_export_t ex = {
         "moat key export NAME --out FILE.p12 [--password-file F] [--legacy] [--force]",
         "Writes the key NAME with its certificate and chain as a PKCS#12 file (mode 0600), protected by\n"
         "the password in F. Only keys created or imported with --exportable can be exported; every\n"
@@ -656,35 +636,10 @@ static int key_export(moat_cli_t *cli, int argc, char **argv)
         "  --legacy           PBE-SHA1-3DES instead of AES-256-CBC, for old Windows and appliances\n"
         "  --force            overwrite an existing FILE.p12\n\n"
         "example: moat key export www --out www.p12 --password-file pw.txt\n",
-        opts,
-        pos,
-        1,
-        1};
-
-    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
-        return rc;
-    if (out == NULL)
-        return moat_cli_usage(cmd.usage, "--out is required");
-    if (moat__km_check_new_file(out, force, "--force", &err) != 0 || moat__km_open(cli, 0, &st, &err) != 0)
-        return moat_cli_fail(cli, &err);
-    if (moat_store_key_get(st, pos[0], MOAT_KEY_CURRENT, &k, &err) != 0) {
-        if (err.code == MOAT_E_NOTFOUND) {
-            moat_err_set(&err, MOAT_E_NOTFOUND, "no key named \"%s\" to export", pos[0]);
-            moat_err_hint(&err, "'moat key list' shows the keys in this store");
-        }
-        rc = moat_cli_fail(cli, &err);
-    } else if (moat__km_export_p12(st, &k, out, pwfile, legacy, "key.export", &err) != 0) {
-        rc = moat_cli_fail(cli, &err);
-    } else {
-        if (!cli->quiet)
-            printf("exported key \"%s\" with its certificate to %s (PKCS#12%s); the export is in the audit "
-                   "log\n",
-                   pos[0], out, legacy ? ", legacy encryption" : "");
-        rc = MOAT_EXIT_OK;
-    }
-    moat_store_key_dispose(&k);
-    moat_store_close(st);
-    return rc;
+        export_find,
+        "key.export",
+        {"exported key", "with its certificate", "; the export is in the audit log"}};
+    return moat__km_export_cmd(cli, &ex, argc, argv);
 }
 
 /* Prints the pending request of NAME again (as IIS shows a pending request), for a CA that lost it. */

@@ -435,3 +435,46 @@ int moat__km_password(const char *file, const char *prompt, int confirm, int all
     }
     return 0;
 }
+
+int moat__km_export_cmd(moat_cli_t *cli, const moat__km_export_t *ex, int argc, char **argv)
+{
+    const char *pos[1], *out = NULL, *pwfile = NULL;
+    int legacy = 0, force = 0, rc;
+    moat_store_t *st = NULL;
+    moat_store_key_t k = {0};
+    unsigned char *p12 = NULL;
+    size_t p12_len = 0;
+    char pw[1024];
+    moat_err_t err = {0};
+    const moat__km_opt_t opts[] = {
+        {"--out", &out, NULL, NULL, NULL, 0},
+        {"--password-file", &pwfile, NULL, NULL, NULL, 0},
+        {"--legacy", NULL, &legacy, NULL, NULL, 0},
+        {"--force", NULL, &force, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {ex->usage, ex->help, opts, pos, 1, 1};
+
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    if (out == NULL)
+        return moat_cli_usage(cmd.usage, "--out is required");
+    if (moat__km_check_new_file(out, force, "--force", &err) != 0 || moat__km_open(cli, 0, &st, &err) != 0)
+        return moat_cli_fail(cli, &err);
+    pw[0] = '\0';
+    if ((rc = ex->find(st, pos[0], &k, &err)) == 0) {
+        if (!k.exportable || k.cert == NULL) /* refused before a password is asked for */
+            rc = moat_keymgr_export_p12(st, &k, "", legacy, &p12, &p12_len, &err);
+        else if ((rc = moat__km_password(pwfile, "Export password: ", 1, 0, pw, sizeof(pw), &err)) == 0 &&
+                 (rc = moat_keymgr_export(st, &k, pw, legacy, ex->action, out, &p12, &p12_len, &err)) == 0)
+            rc = moat__km_write_after_commit(out, p12, p12_len, 0600, &err);
+    }
+    if (rc == 0 && !cli->quiet)
+        printf("%s \"%s\" %s to %s (PKCS#12%s)%s\n", ex->done[0], pos[0], ex->done[1], out,
+               legacy ? ", legacy encryption" : "", ex->done[2]);
+    OPENSSL_cleanse(pw, sizeof(pw));
+    moat_free_secret(&p12, p12_len);
+    moat_store_key_dispose(&k);
+    moat_store_close(st);
+    return rc == 0 ? MOAT_EXIT_OK : moat_cli_fail(cli, &err);
+}

@@ -124,12 +124,20 @@ int moat__km_write_after_commit(const char *out, const void *data, size_t len, i
 int moat__km_password(const char *file, const char *prompt, int confirm, int allow_empty, char *out,
                       size_t outsz, moat_err_t *err);
 
+/* A command that hands a key out as PKCS#12 (key export, ca export-client): what differs between them. */
+typedef struct moat__km_export {
+    const char *usage, *help;
+    /* the key NAME names, or an error saying why that one may not leave (dispose it in every case) */
+    int (*find)(moat_store_t *st, const char *name, moat_store_key_t *k, moat_err_t *err);
+    const char *action;  /* audited as */
+    const char *done[3]; /* printed after it: "<done[0]> "NAME" <done[1]> to FILE (PKCS#12)<done[2]>" */
+} moat__km_export_t;
+
 /*
- * Writes key <k> with its certificate and chain as PKCS#12 to <out> (0600) and audits <action>, in one
- * transaction. Refused (with why and how to fix) for a key that is not exportable or has no certificate.
+ * Runs it: NAME --out FILE.p12 [--password-file F] [--legacy] [--force]. The export policy refuses before a
+ * password is asked for; the export is audited (moat_keymgr_export) before the file (0600) is written.
  */
-int moat__km_export_p12(moat_store_t *st, const moat_store_key_t *k, const char *out, const char *pwfile,
-                        int legacy, const char *action, moat_err_t *err);
+int moat__km_export_cmd(moat_cli_t *cli, const moat__km_export_t *ex, int argc, char **argv);
 
 /* moat ca revoke, moat ca crl (ca_revoke.c). */
 int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv);
