@@ -2,6 +2,7 @@
 #include "doctor/doctor_int.h"
 
 #include "pki/pki.h"
+#include "plan/plan.h"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -178,18 +179,14 @@ static const char *renew_fix(const char *key_name, char *buf, size_t bufsz)
 void moat_doctor_check_name(moat_doctor_report_t *r, const char *subject, X509 *leaf, const char *host,
                             const char *key_name)
 {
-    int is_ip = 0, ok;
+    int is_ip;
     char sans[400], fix[512];
     moat_doctor_finding_t *f;
     const char *k = key_name ? key_name : "<key>";
 
     /* An IP literal is matched against IP SANs, never against DNS names. */
     is_ip = moat_pki_is_ip_literal(host);
-    if (is_ip)
-        ok = X509_check_ip_asc(leaf, host, 0) == 1;
-    else
-        ok = X509_check_host(leaf, host, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) == 1;
-    if (ok)
+    if (moat_plan_cert_covers(leaf, host))
         return;
     moat__doctor_sans(leaf, sans, sizeof(sans));
     snprintf(

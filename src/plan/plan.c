@@ -1,6 +1,8 @@
 /* plan: which certificates a site serves (see plan.h). */
 #include "plan/plan.h"
 
+#include "pki/pki.h"
+
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <string.h>
@@ -280,6 +282,83 @@ int moat_plan_cert_revoked(moat_store_t *st, const moat_store_cert_t *c, int *re
     return rc;
 }
 
+/* ---- what a loaded site serves wrong ---- */
+
+bool moat_plan_cert_covers(X509 *leaf, const char *host)
+{
+    char probe[300];
+
+    if (moat_pki_is_ip_literal(host))
+        return X509_check_ip_asc(leaf, host, 0) == 1;
+    if (strncmp(host, "*.", 2) == 0) {
+        /* Only a wildcard certificate covers every name under a wildcard host: a name no one issues a
+         * certificate for stands for them all. */
+        if (snprintf(probe, sizeof(probe), "moat-any-name%s", host + 1) >= (int)sizeof(probe))
+            return false;
+        host = probe;
+    }
+    return X509_check_host(leaf, host, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) == 1;
+}
+
+int moat_plan_site_problems(moat_store_t *st, const moat_site_t *site, const moat_plan_site_t *plan,
+                            moat_plan_problem_fn fn, void *arg, moat_err_t *err)
+{
+    X509 *leaf[2] = {NULL, NULL};
+    moat_plan_problem_t p;
+    int rc = 0, revoked;
+
+    for (int slot = 0; slot < 2; slot++) {
+        const moat_store_cert_t *c = plan->certs[slot];
+        const unsigned char *der;
+        if (c == NULL)
+            continue;
+        der = c->der.data;
+        leaf[slot] = d2i_X509(NULL, &der, (long)c->der.len);
+        if ((rc = moat_plan_cert_revoked(st, c, &revoked, err)) != 0)
+            goto out;
+        if (!revoked)
+            continue;
+        memset(&p, 0, sizeof(p));
+        p.kind = MOAT_PLAN_REVOKED;
+        p.cert = c;
+        (void)moat_plan_served_revoked(site->name, c->key_name, c->serial, p.what, sizeof(p.what));
+        (void)snprintf(p.hint, sizeof(p.hint),
+                       "give the site a new certificate (moat ca issue, or moat key renew %s, moat ca sign "
+                       "and moat cert install)",
+                       c->key_name);
+        fn(arg, &p);
+    }
+    if (leaf[0] == NULL && leaf[1] == NULL)
+        goto out; /* nothing served (certificate: acme before its first issuance) */
+    for (size_t h = 0; h < site->hosts.n; h++) {
+        const char *host = site->hosts.v[h];
+        int slot;
+        if ((leaf[0] != NULL && moat_plan_cert_covers(leaf[0], host)) ||
+            (leaf[1] != NULL && moat_plan_cert_covers(leaf[1], host)))
+            continue;
+        slot = plan->certs[0] != NULL ? 0 : 1;
+        memset(&p, 0, sizeof(p));
+        p.kind = MOAT_PLAN_UNCOVERED;
+        p.host = host;
+        (void)snprintf(p.what, sizeof(p.what),
+                       "site \"%s\": no certificate it serves covers %s (key \"%s\" names %s): clients "
+                       "asking for %s refuse the handshake (name mismatch)",
+                       site->name, host, plan->certs[slot]->key_name,
+                       plan->certs[slot]->sans != NULL && plan->certs[slot]->sans[0] ? plan->certs[slot]->sans
+                                                                                     : "nothing",
+                       host);
+        (void)snprintf(p.hint, sizeof(p.hint),
+                       "install a certificate that names %s (moat ca issue NAME --cn %s), or remove %s from "
+                       "the site's hosts",
+                       host, host, host);
+        fn(arg, &p);
+    }
+out:
+    X509_free(leaf[0]);
+    X509_free(leaf[1]);
+    return rc;
+}
+
 /* ---- the check before commit ---- */
 
 /* What the server makes of one site in one state of the store. */
@@ -352,6 +431,19 @@ static void note_add(moat_plan_notes_t *notes, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Appends <text> to the list <buf> ("; " apart; nothing for "" or a text the list has already). */
+static void refusal_add(char *buf, size_t bufsz, const char *text)
+{
+    size_t o = strlen(buf);
+    if (text[0] == '\0' || strstr(buf, text) != NULL || o + 3 >= bufsz)
+        return;
+    if (o > 0) {
+        memcpy(buf + o, "; ", 3);
+        o += 2;
+    }
+    (void)moat_strlcpy(buf + o, text, bufsz - o);
+}
+
 int moat_plan_served_revoked(const char *site, const char *key, const char *serial, char *out, size_t outsz)
 {
     int n = snprintf(out, outsz,
@@ -380,15 +472,17 @@ int moat_plan_check_change_from(moat_store_t *st, moat_store_t *was, const moat_
     moat_store_t *before = was;
     int64_t now = (int64_t)time(NULL);
     size_t refused = 0;
-    moat_err_t first = {0};
+    moat_err_t *all = NULL; /* every refusal: the messages, then the hints, each "; " apart */
     site_verdict_t *after = NULL, *prev = NULL;
     int rc = 0;
 
     notes->text[0] = '\0';
     if (cfg == NULL || cfg->nsites == 0)
         return 0;
-    if ((after = moat_calloc(2, sizeof(*after))) == NULL)
+    if ((after = moat_calloc(2, sizeof(*after))) == NULL || (all = moat_calloc(1, sizeof(*all))) == NULL) {
+        moat_free(&after);
         return moat_err_set(err, MOAT_E_NOMEM, "out of memory checking the change");
+    }
     prev = &after[1];
     for (size_t i = 0; rc == 0 && i < cfg->nsites; i++) {
         const moat_site_t *site = &cfg->sites[i];
@@ -409,8 +503,11 @@ int moat_plan_check_change_from(moat_store_t *st, moat_store_t *was, const moat_
             break;
         }
         if (!after->loads) {
-            if (prev->loads && refused++ == 0)
-                first = after->why;
+            if (prev->loads) {
+                refusal_add(all->msg, sizeof(all->msg), after->why.msg);
+                refusal_add(all->hint, sizeof(all->hint), after->why.hint);
+                refused++;
+            }
             continue;
         }
         for (int slot = 0; rc == 0 && slot < 2; slot++) {
@@ -436,13 +533,13 @@ int moat_plan_check_change_from(moat_store_t *st, moat_store_t *was, const moat_
         }
     }
     if (rc == 0 && refused > 0) {
-        moat_err_set(err, MOAT_E_STATE, "the server would not load this change: %s%s", first.msg,
-                     refused > 1 ? " (and more sites: run moat serve --check after fixing it)" : "");
-        moat_err_hint(err, "%s%snothing was changed", first.hint, first.hint[0] ? "; " : "");
+        moat_err_set(err, MOAT_E_STATE, "the server would not load this change: %s", all->msg);
+        moat_err_hint(err, "%s%snothing was changed", all->hint, all->hint[0] ? "; " : "");
         rc = MOAT_E_STATE;
     }
     if (before != was)
         moat_store_close(before);
+    moat_free(&all);
     moat_free(&after);
     return rc;
 }

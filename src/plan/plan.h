@@ -14,6 +14,7 @@
 #include "core/core.h"
 #include "store/store.h"
 
+#include <openssl/x509.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -87,6 +88,39 @@ bool moat_plan_site_trusts(const moat_site_t *site, const char *name);
 int moat_plan_cert_revoked(moat_store_t *st, const moat_store_cert_t *c, int *revoked,
                            moat_err_t *err) MOAT_MUST_CHECK;
 
+/* ---- what a loaded site serves wrong ---- */
+
+/*
+ * Whether certificate <leaf> covers <host> as a client checks it: an IP literal against the IP names, a
+ * DNS name against the DNS names (never the common name), a wildcard host ("*.example.com") only by a
+ * certificate that covers every name under it.
+ */
+bool moat_plan_cert_covers(X509 *leaf, const char *host);
+
+/* What serve --check and doctor say of a site the server loads, beyond the refusals of moat_plan_site(). */
+typedef enum moat_plan_problem_kind {
+    MOAT_PLAN_REVOKED,   /* it serves a certificate moat's CA revoked (moat_plan_served_revoked) */
+    MOAT_PLAN_UNCOVERED, /* a host of the site that no certificate it serves covers */
+} moat_plan_problem_kind_t;
+
+typedef struct moat_plan_problem {
+    moat_plan_problem_kind_t kind;
+    const moat_store_cert_t *cert; /* MOAT_PLAN_REVOKED: that certificate; UNCOVERED: NULL */
+    const char *host;              /* MOAT_PLAN_UNCOVERED: that host; else NULL */
+    char what[MOAT_ERR_MSG_MAX];   /* the sentence, naming the site */
+    char hint[MOAT_ERR_MSG_MAX];   /* what to do */
+} moat_plan_problem_t;
+
+typedef void (*moat_plan_problem_fn)(void *arg, const moat_plan_problem_t *p);
+
+/*
+ * Calls <fn> for every problem of what <plan> (moat_plan_site() of <site>) serves: each certificate moat's
+ * CA revoked, then each host of the site that none of its certificates covers (a client asking for it
+ * refuses the handshake). Returns 0, or an error reading the store.
+ */
+int moat_plan_site_problems(moat_store_t *st, const moat_site_t *site, const moat_plan_site_t *plan,
+                            moat_plan_problem_fn fn, void *arg, moat_err_t *err) MOAT_MUST_CHECK;
+
 /* ---- the check before commit ---- */
 
 /* What a change that the check let through does to the sites: lines for the user ("" when none). */
@@ -106,10 +140,10 @@ typedef struct moat_plan_notes {
  * certificates moat_plan_site() picks and, for a site that asks for client certificates, its anchors
  * (moat_plan_site_anchors()). A site the server loads from the committed store and would not load after
  * the change refuses it: MOAT_E_STATE "the server would not load this change: site ...", the reason and
- * what to do, and the caller rolls back. A site that did not load before the change does not block it.
- * Certificates moat's CA revoked that a site still serves after the change (and did not serve revoked
- * before) are not refused (a revocation must always be possible) but said in <notes>.
- * The committed state is read through a second, read-only connection to the same store.
+ * what to do for every such site ("; " apart), and the caller rolls back. A site that did not load before the
+ * change does not block it. Certificates moat's CA revoked that a site still serves after the change (and did
+ * not serve revoked before) are not refused (a revocation must always be possible) but said in <notes>. The
+ * committed state is read through a second, read-only connection to the same store.
  */
 int moat_plan_check_change(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes,
                            moat_err_t *err) MOAT_MUST_CHECK;

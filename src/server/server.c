@@ -638,14 +638,24 @@ static int drop_privileges(const moat_config_t *cfg, const char *store, int acce
 
 /* ---- check mode --------------------------------------------------------------------------------- */
 
+static void check_problem(void *arg, const moat_plan_problem_t *p)
+{
+    size_t *problems = arg;
+    (*problems)++;
+    fprintf(stderr, "moat: %s; %s\n", p->what, p->hint);
+}
+
+/* Builds what the server would serve, as it would at its start, and lists every problem: the sites it
+ * would not serve and why, and what the sites it serves serve wrong (moat_plan_site_problems). */
 static int check(moat_config_t *cfg, moat_store_t *st, moat_err_t *err)
 {
     moat__gen_t *gen = NULL;
     moat_tls_lib_t *lib;
     moat__wgen_t *wg;
+    size_t problems = 0;
     int rc;
 
-    if ((rc = moat__gen_build(NULL, cfg, st, NULL, 0, &gen, err)) != 0)
+    if ((rc = moat__gen_build(NULL, cfg, st, NULL, 1, &gen, err)) != 0)
         return rc;
     lib = moat_tls_lib_new(err);
     if (lib == NULL) {
@@ -657,20 +667,39 @@ static int check(moat_config_t *cfg, moat_store_t *st, moat_err_t *err)
     if (wg == NULL) {
         rc = err->code ? err->code : MOAT_E_PKI;
     } else {
-        for (size_t i = 0; i < cfg->nsites; i++) {
-            printf("site %s:", cfg->sites[i].name);
+        for (size_t i = 0; rc == 0 && i < cfg->nsites; i++) {
+            const moat_site_t *site = &cfg->sites[i];
+            moat_plan_site_t plan;
+            moat_err_t pe = {0};
+            printf("site %s:", site->name);
+            if (gen->sites[i].refusal[0] != '\0') {
+                printf(" not served\n");
+                fprintf(stderr, "moat: site %s is not served: %s\n", site->name, gen->sites[i].refusal);
+                problems++;
+                continue;
+            }
             for (size_t j = 0; j < gen->sites[i].ncerts; j++) {
                 char fpr[MOAT_PKI_FINGERPRINT_SIZE];
                 moat_pki_fingerprint_colon(gen->sites[i].certs[j].fingerprint, fpr);
                 printf(" key \"%s\" (SHA-256 %s)", gen->sites[i].certs[j].key_name, fpr);
             }
             printf("\n");
+            fflush(stdout);
+            if (moat_plan_site(st, site, (int64_t)time(NULL), &plan, &pe) == 0)
+                rc = moat_plan_site_problems(st, site, &plan, check_problem, &problems, err);
+            moat_plan_site_dispose(&plan);
         }
         moat__proxy_check(cfg, st);
         moat__wgen_release(wg);
     }
     moat__gen_unref(gen);
     moat_tls_lib_free(lib);
+    if (rc == 0 && problems > 0) {
+        moat_err_set(err, MOAT_E_STATE, "%zu problem%s with %s and store %s (listed above)", problems,
+                     problems == 1 ? "" : "s", cfg->path, moat_store_path(st));
+        rc = moat_err_hint(err, "fix %s, then check again with: moat serve --check",
+                           problems == 1 ? "it" : "them");
+    }
     return rc;
 }
 
