@@ -633,7 +633,9 @@ def test_store_restore_checked_before_commit(moat):
     for dry in ((), ("--dry-run",)):
         r = moat.fails("store", "restore", moat.dir / "old.db", *dry)
         assert "the server would not load this change" in r.stderr, r.stderr
-        assert 'site "b.example.test"' in r.stderr and "and more sites" in r.stderr, r.stderr
+        # every site the restore would break is named, each with its reason
+        assert 'site "b.example.test": certificate "b"' in r.stderr, r.stderr
+        assert 'site "a.example.test": the certificate of key "a" is expired' in r.stderr, r.stderr
         assert "nothing was changed" in r.stderr and "--force" in r.stderr, r.stderr
     assert moat.ok("cert", "export", "a").stdout == served
     assert any(k["name"] == "b" for k in json.loads(moat.ok("key", "list", "--json").stdout))
