@@ -51,7 +51,7 @@ moat_subsystem(tls library USES core LIBS OpenSSL::SSL)
 moat_subsystem(http library USES core config LIBS OpenSSL::SSL PkgConfig::CRYPT)
 moat_subsystem(import library USES core pki)
 # services: the one place each rule lives
-moat_subsystem(plan service USES core config store pki)
+moat_subsystem(plan service USES core config store pki http)
 moat_subsystem(ca service USES core config pki store plan)
 moat_subsystem(keymgr service USES core config pki store tls http plan ca)
 moat_subsystem(acme service USES core config store pki http keymgr ca LIBS PkgConfig::JANSSON resolv)

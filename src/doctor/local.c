@@ -37,6 +37,7 @@ typedef struct local {
     char **bound;               /* key names some site serves (borrowed from keys), nbound of them */
     size_t nbound;
     int64_t ca_key_ids[2]; /* key rows of the CA (root, intermediate); 0 when none */
+    const char *site_name; /* the site check_site_plan() is at */
     int have_ca;
     int server_alive;
     int64_t server_pid;
@@ -707,6 +708,48 @@ static void check_upstreams(local_t *l)
     moat_server_check_upstreams(l->cfg, l->st, upstream_finding, l);
 }
 
+static void revoked_finding(void *arg, const moat_plan_problem_t *p)
+{
+    local_t *l = arg;
+    moat_doctor_finding_t *f;
+    char subject[192];
+    if (p->kind != MOAT_PLAN_REVOKED)
+        return; /* a host no certificate covers: name-mismatch and site-no-certificate say it */
+    snprintf(subject, sizeof(subject), "site %s", l->site_name);
+    f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "cert-revoked", subject, "%s", p->what);
+    moat_doctor_why(f,
+                    "moat's CA revoked the certificate (moat ca list --revoked); the server still serves it");
+    moat_doctor_fix(f, "%s", p->hint);
+}
+
+/* What the serving plan says of the site, by the server's rules: its root: folder opens, and what it
+ * serves is not revoked (moat_plan_site_problems). */
+static void check_site_plan(local_t *l, const char *subject, const moat_site_t *site)
+{
+    moat_plan_site_t plan;
+    moat_err_t e = {0};
+
+    if (site->root != NULL) {
+        moat_http_root_t root;
+        if (moat_plan_site_root(site, &root, &e) != 0) {
+            moat_doctor_finding_t *f =
+                moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "site-root-unusable", subject, "%s", e.msg);
+            moat_doctor_why(f, "the server cannot serve the site's files, and does not load the site");
+            moat_doctor_fix(f, "%s", e.hint[0] ? e.hint : "create the folder or correct root: in the config");
+            moat_err_clear(&e);
+        } else {
+            moat_http_root_close(&root);
+        }
+    }
+    if (moat_plan_site(l->st, site, (int64_t)time(NULL), &plan, &e) == 0) {
+        l->site_name = site->name;
+        if (moat_plan_site_problems(l->st, site, &plan, revoked_finding, l, &e) != 0)
+            moat_doctor_fact(l->r, subject, "revocation", "not checked: %s", e.msg);
+    }
+    moat_err_clear(&e);
+    moat_plan_site_dispose(&plan);
+}
+
 static void check_sites(local_t *l)
 {
     for (size_t s = 0; s < l->cfg->nsites; s++) {
@@ -807,6 +850,7 @@ static void check_sites(local_t *l)
             }
         }
         check_client_trust(l, subject, site);
+        check_site_plan(l, subject, site);
     }
 }
 
@@ -1240,9 +1284,17 @@ static void check_rows(local_t *l, moat_doctor_report_t *r, const char *store_pa
     size_t nbad = 0;
 
     (void)l;
-    if (mk == NULL || access(mk, R_OK) != 0 ||
-        moat_store_open(store_path, mk, MOAT_STORE_READONLY, &st, &e) != 0 ||
-        moat_store_rows_verify(st, bad_row, &b, &nbad, &e) != 0) {
+    if (mk != NULL && access(mk, R_OK) == 0 &&
+        moat_store_open(store_path, mk, MOAT_STORE_READONLY, &st, &e) == MOAT_E_PERM) {
+        /* The store's own check, the one that stops moat serve: a master key others can read or change. */
+        moat_doctor_finding_t *f =
+            moat_doctor_add(r, MOAT_DOCTOR_ERROR, "master-key-mode", "store", "%s", e.msg);
+        moat_doctor_why(f, "moat serve refuses to start with it, and whoever can read it can decrypt every "
+                           "private key of the store");
+        moat_doctor_fix(f, "%s", e.hint[0] ? e.hint : "chmod 600 the master key");
+        return;
+    }
+    if (st == NULL || moat_store_rows_verify(st, bad_row, &b, &nbad, &e) != 0) {
         moat_doctor_fact(r, "store", "rows", "not checked: %s",
                          e.msg[0] ? e.msg : "the master key cannot be read by this user");
     } else if (nbad == 0) {

@@ -186,6 +186,16 @@ static int anchor_add(moat_plan_anchors_t *a, const moat_store_blob_t *b, moat_e
     return 0;
 }
 
+int moat_plan_anchors_copy(const moat_plan_anchors_t *from, moat_plan_anchors_t *to, moat_err_t *err)
+{
+    for (size_t i = 0; i < from->n; i++) {
+        int rc = anchor_add(to, &from->der[i], err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* moat's own CA: its root and, when there is one, its intermediate. */
 static int anchors_moat_ca(moat_store_t *st, moat_plan_anchors_t *a, moat_err_t *err)
 {
@@ -279,6 +289,16 @@ int moat_plan_cert_revoked(moat_store_t *st, const moat_store_cert_t *c, int *re
         *revoked = is.revoked != 0 && strcmp(is.serial, c->serial) == 0 && is.der.len == c->der.len &&
                    memcmp(is.der.data, c->der.data, c->der.len) == 0;
     moat_store_issued_dispose(&is);
+    return rc;
+}
+
+/* ---- the document root ---- */
+
+int moat_plan_site_root(const moat_site_t *site, moat_http_root_t *root, moat_err_t *err)
+{
+    int rc = moat_http_root_open(root, site->root, err);
+    if (rc != 0)
+        moat_err_prefix(err, "site \"%s\": root", site->name);
     return rc;
 }
 

@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "core/core.h"
+#include "http/http.h"
 #include "store/store.h"
 
 #include <openssl/x509.h>
@@ -69,6 +70,9 @@ typedef struct moat_plan_anchors {
 int moat_plan_site_anchors(moat_store_t *st, const moat_site_t *site, moat_plan_anchors_t *out,
                            moat_err_t *err) MOAT_MUST_CHECK;
 void moat_plan_anchors_dispose(moat_plan_anchors_t *a);
+/* Appends copies of the anchors of <from> to <to>. */
+int moat_plan_anchors_copy(const moat_plan_anchors_t *from, moat_plan_anchors_t *to,
+                           moat_err_t *err) MOAT_MUST_CHECK;
 /*
  * Trust anchors by name, the rule of client_trust: and of an upstream's tls.trust: into <out> (dispose it
  * in every case): MOAT_PLAN_CA_ANCHOR is moat's CA (nothing when the store has none), any other name the
@@ -87,6 +91,14 @@ bool moat_plan_site_trusts(const moat_site_t *site, const char *name);
  */
 int moat_plan_cert_revoked(moat_store_t *st, const moat_store_cert_t *c, int *revoked,
                            moat_err_t *err) MOAT_MUST_CHECK;
+
+/* ---- the document root ---- */
+
+/*
+ * Opens the root: folder of <site> (which has one) into <root> as the server serves it, or fails naming
+ * the site, the folder and why (the server does not serve the site; doctor reports it).
+ */
+int moat_plan_site_root(const moat_site_t *site, moat_http_root_t *root, moat_err_t *err) MOAT_MUST_CHECK;
 
 /* ---- what a loaded site serves wrong ---- */
 

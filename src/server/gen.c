@@ -3,12 +3,16 @@
 
 #include "plan/plan.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <strings.h>
 #include <string.h>
 #include <time.h>
+
+static SSL_CTX *site_ctx_new(moat_tls_lib_t *lib, const moat__gen_t *gen, size_t i, moat_err_t *err);
 
 void moat__site_cert_dispose(moat__site_cert_t *c)
 {
@@ -209,21 +213,42 @@ static int load_site_certs(moat_store_t *st, const moat_site_t *site, moat__gen_
     return rc;
 }
 
+/* A site's setup failed with <rc>: is it a refusal of that site (1), or an error of the whole build (0)? */
+static int site_refusal(int rc)
+{
+    return rc != 0 && rc != MOAT_E_NOMEM;
+}
+
 /*
- * <site>'s certificate choice was refused: it serves again the certificates <prev> served for the site of
- * the same name (reloaded from the store by their rows, since <prev> no longer holds their keys), or
- * nothing when there is none. When those rows are gone the change fails as a whole.
+ * The setup of <site> failed (certificates, root: folder or client anchors; <err> says why): the site
+ * keeps the state <prev> served for the site of the same name, its certificates (reloaded from the store
+ * by their rows, since <prev> no longer holds their keys), its root and its anchors, or, without one, is
+ * not served (no certificate: its handshakes fail). gs->refusal says why, gs->kept whether it kept a
+ * state. When the certificates it served are gone from the store the change fails as a whole.
  */
-static int keep_site_certs(moat_store_t *st, const moat_site_t *site, const moat__gen_t *prev,
-                           moat__gen_site_t *gs, moat_err_t *err)
+static int refuse_site(moat_store_t *st, const moat_site_t *site, const moat__gen_t *prev,
+                       moat__gen_site_t *gs, moat_err_t *err)
 {
     const moat__gen_site_t *ps = NULL;
     int rc = 0;
 
+    if (snprintf(gs->refusal, sizeof(gs->refusal), "%s%s%s", err->msg, err->hint[0] ? "; " : "", err->hint) <
+        0)
+        moat_strlcpy(gs->refusal, err->msg, sizeof(gs->refusal));
+    moat_err_clear(err);
+    for (size_t j = 0; j < gs->ncerts; j++)
+        moat__site_cert_dispose(&gs->certs[j]);
+    gs->ncerts = 0;
+    if (gs->has_root)
+        moat_http_root_close(&gs->root);
+    gs->has_root = 0;
+    moat_plan_anchors_dispose(&gs->anchors);
     for (size_t i = 0; prev != NULL && i < prev->cfg->nsites; i++)
         if (strcmp(prev->sites[i].conf->name, site->name) == 0)
             ps = &prev->sites[i];
-    for (size_t j = 0; ps != NULL && rc == 0 && j < ps->ncerts; j++) {
+    if (ps == NULL || ps->ncerts == 0)
+        return 0; /* not served */
+    for (size_t j = 0; rc == 0 && j < ps->ncerts; j++) {
         moat_store_cert_t c;
         memset(&c, 0, sizeof(c));
         rc = moat_store_cert_get(st, ps->certs[j].cert_id, &c, err);
@@ -238,14 +263,26 @@ static int keep_site_certs(moat_store_t *st, const moat_site_t *site, const moat
                      gs->refusal);
         return rc;
     }
-    gs->kept = gs->ncerts > 0;
-    return rc;
+    if (rc != 0)
+        return rc;
+    if (ps->has_root) {
+        gs->root = ps->root;
+        if ((gs->root.fd = fcntl(ps->root.fd, F_DUPFD_CLOEXEC, 0)) < 0)
+            return moat_err_set(err, MOAT_E_IO, "site \"%s\": keeping its document root: %s", site->name,
+                                strerror(errno));
+        gs->has_root = 1;
+    }
+    if ((rc = moat_plan_anchors_copy(&ps->anchors, &gs->anchors, err)) != 0)
+        return rc;
+    gs->kept = 1;
+    return 0;
 }
 
 int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, const moat__gen_t *prev,
                     int isolate, moat__gen_t **out, moat_err_t *err)
 {
     moat__gen_t *gen = moat_calloc(1, sizeof(*gen));
+    moat_tls_lib_t *trial = NULL; /* where each site's TLS context is tried */
     int rc = 0;
     int64_t g = 0;
 
@@ -286,31 +323,41 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, c
         moat__gen_site_t *gs = &gen->sites[i];
         gs->conf = site;
         gs->root.fd = -1;
-        if (site->root != NULL) {
-            if ((rc = moat_http_root_open(&gs->root, site->root, err)) != 0) {
-                moat_err_prefix(err, "site \"%s\": root", site->name);
+        gs->wants_ccert = moat_site_wants_client_cert(site);
+        if (site->root != NULL && (rc = moat_plan_site_root(site, &gs->root, err)) == 0)
+            gs->has_root = 1;
+        if (rc == 0) {
+            rc = load_site_certs(st, site, gs, err);
+            if (rc != 0 && site->acme && (rc == MOAT_E_NOTFOUND || rc == MOAT_E_STATE)) {
+                /* certificate: acme before its first issuance (or after its certificate ran out): the
+                 * site loads without one, so the others serve and the ACME client can answer its
+                 * challenges; its handshakes fail until the certificate is installed, and doctor says
+                 * why. */
+                moat_err_clear(err);
+                rc = 0;
+            } else if (rc != 0 && rc != MOAT_E_NOTFOUND && rc != MOAT_E_STATE) {
+                goto fail; /* reading the store failed: no refusal of the site */
+            }
+        }
+        if (rc == 0 && gs->wants_ccert) {
+            rc = moat_plan_site_anchors(st, site, &gs->anchors, err);
+            if (rc != 0 && rc != MOAT_E_NOTFOUND && rc != MOAT_E_STATE)
+                goto fail;
+        }
+        if (rc == 0 && isolate) {
+            /* Its TLS context, as every worker will build it: a failure refuses this site alone. */
+            SSL_CTX *ctx;
+            if (trial == NULL && (trial = moat_tls_lib_new(err)) == NULL) {
+                rc = err->code ? err->code : MOAT_E_NOMEM;
                 goto fail;
             }
-            gs->has_root = 1;
+            if ((ctx = site_ctx_new(trial, gen, i, err)) == NULL)
+                rc = err->code ? err->code : MOAT_E_PKI;
+            SSL_CTX_free(ctx);
         }
-        rc = load_site_certs(st, site, gs, err);
-        if (rc != 0 && site->acme && (rc == MOAT_E_NOTFOUND || rc == MOAT_E_STATE)) {
-            /* certificate: acme before its first issuance (or after its certificate ran out): the site
-             * loads without one, so the others serve and the ACME client can answer its challenges;
-             * its handshakes fail until the certificate is installed, and doctor says why. */
-            moat_err_clear(err);
-            rc = 0;
-        } else if (rc != 0 && isolate && (rc == MOAT_E_NOTFOUND || rc == MOAT_E_STATE)) {
-            if (snprintf(gs->refusal, sizeof(gs->refusal), "%s%s%s", err->msg, err->hint[0] ? "; " : "",
-                         err->hint) < 0)
-                moat_strlcpy(gs->refusal, err->msg, sizeof(gs->refusal));
-            moat_err_clear(err);
-            rc = keep_site_certs(st, site, prev, gs, err);
-        }
+        if (rc != 0 && isolate && site_refusal(rc))
+            rc = refuse_site(st, site, prev, gs, err);
         if (rc != 0)
-            goto fail;
-        gs->wants_ccert = moat_site_wants_client_cert(site);
-        if (gs->wants_ccert && (rc = moat_plan_site_anchors(st, site, &gs->anchors, err)) != 0)
             goto fail;
     }
     if ((rc = moat__ocsp_signer_load(gen, st, err)) != 0)
@@ -324,9 +371,11 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, c
             }
         }
     }
+    moat_tls_lib_free(trial);
     *out = gen;
     return 0;
 fail:
+    moat_tls_lib_free(trial);
     moat__gen_unref(gen);
     return rc;
 }
@@ -372,6 +421,40 @@ out:
     sk_X509_NAME_pop_free(names, X509_NAME_free);
     X509_STORE_free(store);
     return rc;
+}
+
+/* The TLS context of site <i> of <gen> in <lib> (its certificates, and client certificates when it asks
+ * for them), or NULL with <err> naming the site. */
+static SSL_CTX *site_ctx_new(moat_tls_lib_t *lib, const moat__gen_t *gen, size_t i, moat_err_t *err)
+{
+    const moat__gen_site_t *gs = &gen->sites[i];
+    moat_tls_cert_src_t src[2];
+    char sid[300];
+    SSL_CTX *ctx;
+
+    for (size_t j = 0; j < gs->ncerts; j++) {
+        src[j].cert_der = gs->certs[j].cert_der;
+        src[j].cert_len = gs->certs[j].cert_len;
+        src[j].key_der = gs->certs[j].key_der;
+        src[j].key_len = gs->certs[j].key_len;
+        src[j].chain_der = (const unsigned char *const *)gs->certs[j].chain_der;
+        src[j].chain_len = gs->certs[j].chain_len;
+        src[j].nchain = gs->certs[j].nchain;
+    }
+    /* Each site its own session id context: a ticket from one site never resumes on another. */
+    snprintf(sid, sizeof(sid), "moat site %zu %s", i, gs->conf->name);
+    ctx =
+        moat_tls_ctx_new_ex(lib, src, gs->ncerts, sid, gen->cfg->tls_tickets ? 0 : MOAT_TLS_NO_TICKETS, err);
+    if (ctx == NULL) {
+        moat_err_prefix(err, "site \"%s\" (key \"%s\")", gs->conf->name, gs->certs[0].key_name);
+        return NULL;
+    }
+    if (gs->wants_ccert && setup_ccert(ctx, lib, gs, err) != 0) {
+        moat_err_prefix(err, "site \"%s\"", gs->conf->name);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
 }
 
 moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t *err)
@@ -424,33 +507,11 @@ moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t
         }
     }
     for (size_t i = 0; i < n; i++) {
-        moat__gen_site_t *gs = &gen->sites[i];
-        moat_tls_cert_src_t src[2];
-        char sid[300];
-        for (size_t j = 0; j < gs->ncerts; j++) {
-            src[j].cert_der = gs->certs[j].cert_der;
-            src[j].cert_len = gs->certs[j].cert_len;
-            src[j].key_der = gs->certs[j].key_der;
-            src[j].key_len = gs->certs[j].key_len;
-            src[j].chain_der = (const unsigned char *const *)gs->certs[j].chain_der;
-            src[j].chain_len = gs->certs[j].chain_len;
-            src[j].nchain = gs->certs[j].nchain;
-        }
-        /* Each site its own session id context: a ticket from one site never resumes on another. */
-        snprintf(sid, sizeof(sid), "moat site %zu %s", i, gs->conf->name);
-        wg->ctx[i] = moat_tls_ctx_new_ex(lib, src, gs->ncerts, sid,
-                                         gen->cfg->tls_tickets ? 0 : MOAT_TLS_NO_TICKETS, err);
-        if (wg->ctx[i] == NULL) {
-            moat_err_prefix(err, "site \"%s\" (key \"%s\")", gs->conf->name, gs->certs[0].key_name);
+        if ((wg->ctx[i] = site_ctx_new(lib, gen, i, err)) == NULL) {
             moat__wgen_release(wg);
             return NULL;
         }
-        moat__staple_setup(wg->ctx[i], gs);
-        if (gs->wants_ccert && setup_ccert(wg->ctx[i], lib, gs, err) != 0) {
-            moat_err_prefix(err, "site \"%s\"", gs->conf->name);
-            moat__wgen_release(wg);
-            return NULL;
-        }
+        moat__staple_setup(wg->ctx[i], &gen->sites[i]);
     }
     moat__wgen_prepare(wg);
     return wg;

@@ -322,10 +322,11 @@ void moat__wgen_prepare(moat__wgen_t *wg);
 
 /*
  * gen.c: builds a generation for <cfg> from the store (control thread only). With <isolate>, a site
- * whose certificate the serving plan refuses (missing, expired, not a server certificate) does not fail
- * the generation: it keeps the certificates <prev> (the running generation, or NULL) served for a site of
- * the same name, or is not served, and its gen->sites[i].refusal says why. Without <isolate> (serve
- * --check) the first such site fails the build.
+ * whose setup fails (the serving plan refuses its certificate, its root: folder does not open, its client
+ * anchors are missing, its TLS context does not build) does not fail the generation: it keeps the state
+ * <prev> (the running generation, or NULL) served for a site of the same name (its certificates, root and
+ * anchors), or is not served, and its gen->sites[i].refusal says why. Without <isolate> the first such
+ * site fails the build.
  */
 int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, const moat__gen_t *prev,
                     int isolate, moat__gen_t **out, moat_err_t *err) MOAT_MUST_CHECK;

@@ -107,15 +107,16 @@ def test_site_left_without_a_usable_anchor_does_not_load(moat):
     cfg = config(moat, [site(["localhost"], port, root=root, extra="""
 client_certificate: required
 client_revocation_unknown: allow""")])
-    # at start: no moat CA, an empty trust store: exit with the reason
-    (moat.dir / "moat.yaml").write_text(cfg)
-    r = moat.fails("serve", "-c", moat.dir / "moat.yaml")
-    assert "site \"localhost\" asks for client certificates but has no usable trust anchor" in r.stderr
-    assert "moat trust add" in r.stderr
-    # on reload: the running state stays and the refusal is recorded
-    moat.ok("trust", "add", pki.path("corp.pem"), "--name", "corp")
+    # at start: no moat CA, an empty trust store: the site is not served, and the log says why
     moat.serve(cfg, wait=[port])
-    assert verdict(port, carol, ca.pem)[0] == 200
+    log = moat.dir / "error.log"
+    assert wait_for(lambda: "site localhost is not served" in log.read_text(), timeout=5), log.read_text()
+    assert "site \"localhost\" asks for client certificates but has no usable trust anchor" in log.read_text()
+    assert "moat trust add" in log.read_text()
+    assert verdict(port, carol, ca.pem)[0] != 200
+    # an anchor added: the running server loads the site
+    moat.ok("trust", "add", pki.path("corp.pem"), "--name", "corp")
+    assert wait_for(lambda: verdict(port, carol, ca.pem)[0] == 200, timeout=10)
     # the check before commit refuses what the config's site could not load
     r = moat.fails("trust", "remove", "corp")
     assert "the server would not load this change" in r.stderr and "no usable trust anchor" in r.stderr
@@ -124,9 +125,8 @@ client_revocation_unknown: allow""")])
     elsewhere.mkdir()
     r = moat.fails("trust", "remove", "corp", cwd=elsewhere)
     assert "refused the change" in r.stderr and "no usable trust anchor" in r.stderr, r.stderr
-    log = moat.dir / "error.log"
-    assert wait_for(lambda: "no usable trust anchor" in log.read_text(), timeout=5), log.read_text()
-    assert "reload refused (store changed), still serving generation" in log.read_text()
+    assert wait_for(lambda: "site localhost: its change is refused, it keeps serving its last good" in
+                    log.read_text(), timeout=5), log.read_text()
     info = json.loads(moat.ok("store", "info", "--json").stdout)
     assert "no usable trust anchor" in json.dumps(info["server"]), info["server"]
     assert verdict(port, carol, ca.pem)[0] == 200

@@ -66,3 +66,141 @@ def test_check_before_commit_names_every_refused_site(moat):
     assert 'site "b.test": client_trust "corp"' in r.stderr, r.stderr
     assert "nothing was changed" in r.stderr, r.stderr
     assert "corp" in {x["name"] for x in json.loads(m.ok("trust", "list", "--json").stdout)}
+
+
+def _doctor(m, *args):
+    r = m.run("doctor", "--json", "--timeout", "1", *args)
+    assert r.returncode in (0, 1), f"doctor exited {r.returncode}\n{r.stdout}\n{r.stderr}"
+    m._check_sanitizers(r.stderr)
+    return json.loads(r.stdout)["findings"]
+
+
+def _found(findings, fid, subject):
+    return [f for f in findings if f["id"] == fid and f["subject"] == subject]
+
+
+# 6. doctor finds what the server finds, by the same code: a revoked site certificate (served with a
+#    "revoked" staple), a missing document root and a master key others can read (serve refuses it).
+def test_doctor_finds_revoked_missing_root_and_readable_master_key(moat):
+    m = moat
+    m.ok("ca", "init", "--cn", "Root")
+    m.ok("ca", "issue", "good", "--cn", "good.example.test")
+    m.ok("ca", "issue", "rev", "--cn", "rev.example.test")
+    m.ok("ca", "revoke", "rev")
+    www = m.dir / "www"
+    www.mkdir()
+    port = free_port()
+    cfg = m.dir / "moat.yaml"
+    cfg.write_text(config(m, [site(["good.example.test"], port, root=m.dir / "nosuchdir",
+                                   extra="certificate: good"),
+                              site(["rev.example.test"], port, root=www, extra="certificate: rev")]))
+    findings = _doctor(m, "-c", cfg)
+    rev = _found(findings, "cert-revoked", "site rev.example.test")
+    assert rev and 'serves the certificate of key "rev"' in rev[0]["what"], findings
+    root = _found(findings, "site-root-unusable", "site good.example.test")
+    assert root and "nosuchdir" in root[0]["what"], findings
+    assert not _found(findings, "site-root-unusable", "site rev.example.test"), findings
+    assert not _found(findings, "cert-revoked", "site good.example.test"), findings
+    # the same two problems from serve --check
+    err = m.fails("serve", "-c", cfg, "--check").stderr
+    assert "nosuchdir" in err and 'serves the certificate of key "rev"' in err, err
+    # a master key others can read: serve refuses it, and doctor says so with the store's own words
+    mk = m.dir / "moat.db.key"
+    assert mk.exists()
+    cfg.write_text(config(m, [site(["good.example.test"], port, root=www, extra="certificate: good")]))
+    assert not [f for f in _doctor(m, "-c", cfg) if f["id"] == "master-key-mode"]
+    mk.chmod(0o644)
+    refused = m.fails("serve", "-c", cfg, "--check").stderr
+    assert "other users can read it" in refused, refused
+    mode = [f for f in _doctor(m, "-c", cfg) if f["id"] == "master-key-mode"]
+    assert mode and "other users can read it" in mode[0]["what"] and "chmod 600" in mode[0]["fix"], mode
+    mk.chmod(0o600)
+
+
+def _peer(port, sni):
+    """The certificate (DER) the server presents for <sni>, or None when the handshake fails."""
+    import ssl
+    from serve_helpers import tls_connect
+    try:
+        s = tls_connect(port, sni=sni, verify=False)
+    except (OSError, ssl.SSLError):
+        return None
+    try:
+        return s.getpeercert(binary_form=True)
+    finally:
+        s.close()
+
+
+def _refusal(m):
+    return json.loads(m.ok("store", "info", "--json").stdout)["server"]["refusal"]
+
+
+# 5. A site whose client trust anchor or root: folder fails keeps its last good state on a hot reload while
+#    the other sites get their changes.
+def test_anchor_or_root_failure_of_one_site_on_reload_keeps_it_and_the_others_change(moat):
+    from serve_helpers import CA, cert_der, get, wait_for
+    m = moat
+    ca = CA(m.dir)
+    a_first = ca.issue(m, "a", ["a.example.test"])
+    ca.issue(m, "b", ["b.example.test"])
+    c_first = ca.issue(m, "c", ["c.example.test"])
+    m.ok("trust", "add", _outside_root(m.dir, "corp"), "--name", "corp")
+    wwwc = m.dir / "wwwc"
+    wwwc.mkdir()
+    (wwwc / "index.html").write_text("site c\n")
+    port = free_port()
+    text = config(m, [site(["a.example.test"], port,
+                           extra="certificate: a\nclient_trust: [corp]\nclient_certificate: optional"),
+                      site(["b.example.test"], port, extra="certificate: b"),
+                      site(["c.example.test"], port, root=wwwc, extra="certificate: c")])
+    m.serve(text, wait=[port])
+    assert _peer(port, "a.example.test") == cert_der(a_first)
+    elsewhere = m.dir / "elsewhere"  # no moat.yaml there: the removal is not checked before its commit
+    elsewhere.mkdir()
+    r = m.fails("trust", "remove", "corp", cwd=elsewhere)  # committed; the server says what it did
+    assert 'refused the change for a site and serves generation' in r.stderr, r.stderr
+    assert 'site "a.example.test": client_trust "corp"' in r.stderr, r.stderr
+    assert 'client_trust "corp"' in _refusal(m), _refusal(m)
+    b_new = ca.renew(m, "b", ["b.example.test"])
+    assert wait_for(lambda: _peer(port, "b.example.test") == cert_der(b_new), timeout=10)
+    # site a keeps its last good state: its certificate (and anchors)
+    assert _peer(port, "a.example.test") == cert_der(a_first)
+    assert "a.example.test" in _refusal(m) and "b.example.test" not in _refusal(m)
+    # the root: folder of c goes away; the config reload refuses site c alone, which keeps its root
+    wwwc.rename(m.dir / "wwwc-moved")
+    r = m.run("reload", "-c", m.dir / "moat.yaml")
+    assert "wwwc" in r.stdout + r.stderr, r
+    assert wait_for(lambda: "wwwc" in _refusal(m), timeout=10), _refusal(m)
+    status, _, body = get(port, "/index.html", sni="c.example.test")
+    assert status == 200 and body == b"site c\n", (status, body)
+    assert _peer(port, "c.example.test") == cert_der(c_first)
+    b_newer = ca.renew(m, "b", ["b.example.test"])
+    assert wait_for(lambda: _peer(port, "b.example.test") == cert_der(b_newer), timeout=10)
+    log = (m.dir / "error.log").read_text()
+    assert "site c.example.test: its change is refused, it keeps serving its last good certificate" in log, log
+
+
+# 5. At first start a site whose root: folder or client trust fails is not served, says why, and the others
+#    are served.
+def test_root_or_anchor_failure_at_start_refuses_that_site_alone(moat):
+    from serve_helpers import CA, cert_der
+    m = moat
+    ca = CA(m.dir)
+    good = ca.issue(m, "good", ["good.example.test"])
+    ca.issue(m, "noroot", ["noroot.example.test"])
+    ca.issue(m, "notrust", ["notrust.example.test"])
+    port = free_port()
+    text = config(m, [site(["good.example.test"], port, extra="certificate: good"),
+                      site(["noroot.example.test"], port, root=m.dir / "nosuchdir", extra="certificate: noroot"),
+                      site(["notrust.example.test"], port,
+                           extra="certificate: notrust\nclient_trust: [nosuch]\nclient_certificate: required")])
+    m.serve(text, wait=[port])
+    assert _peer(port, "good.example.test") == cert_der(good)
+    assert _peer(port, "noroot.example.test") is None
+    assert _peer(port, "notrust.example.test") is None
+    log = (m.dir / "error.log").read_text()
+    assert "site noroot.example.test is not served" in log and "nosuchdir" in log, log
+    assert "site notrust.example.test is not served" in log and 'client_trust "nosuch"' in log, log
+    r = m.fails("serve", "-c", m.dir / "moat.yaml", "--check")
+    assert "site noroot.example.test is not served" in r.stderr, r.stderr
+    assert "site notrust.example.test is not served" in r.stderr and "2 problems" in r.stderr, r.stderr

@@ -102,8 +102,12 @@ def test_no_usable_anchor_fails_closed(moat):
     cfg.write_text(config(moat, [site(["localhost"], port, root=root, extra="client_certificate: required")]))
     r = moat.fails("serve", "-c", cfg, "--check")
     assert "no usable trust anchor" in r.stderr
-    r = moat.fails("serve", "-c", cfg)
-    assert "no usable trust anchor" in r.stderr
+    # The server starts (other sites would serve) but does not serve this one, and says why.
+    moat.serve(cfg.read_text(), wait=[port])
+    status, _, why = curl(port, "/", cafile=ca.pem)
+    assert status == 0 and why, why
+    assert wait_for(lambda: "site localhost is not served" in (moat.dir / "error.log").read_text()
+                    and "no usable trust anchor" in (moat.dir / "error.log").read_text(), timeout=5)
 
 
 def _get_over(ctx, port, session=None):
