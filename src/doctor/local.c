@@ -544,62 +544,44 @@ static void check_served(local_t *l, const char *subject, const moat_site_t *sit
     sk_X509_pop_free(sk, X509_free);
 }
 
+/* The client trust of a site that asks for client certificates: each name of client_trust that does not
+ * resolve, and whether the server loads the site by its rule (moat_plan_site_anchors). */
 static void check_client_trust(local_t *l, const char *subject, const moat_site_t *site)
 {
-    int required = site->client_certificate == MOAT_CCERT_REQUIRED;
-    size_t usable = 0;
+    moat_plan_anchors_t a;
     moat_doctor_finding_t *f;
     moat_err_t e = {0};
-    for (size_t i = 0; i < site->nlocations; i++)
-        required |= site->locations[i].client_certificate == MOAT_CCERT_REQUIRED;
+    int rc;
+
     if (!moat_site_wants_client_cert(site))
         return;
-    if (site->client_trust.n == 0) {
-        moat_store_anchor_list_t al = {0};
-        usable += l->have_ca;
-        if (moat_store_anchor_list(l->st, &al, &e) == 0)
-            for (size_t i = 0; i < al.n; i++) {
-                X509 *x = der_to_x509(&al.items[i].der);
-                usable +=
-                    x != NULL && X509_check_ca(x) >= 1 && X509_cmp_time(X509_get0_notAfter(x), NULL) > 0;
-                X509_free(x);
-            }
-        moat_store_anchor_list_dispose(&al);
-    } else {
-        for (size_t i = 0; i < site->client_trust.n; i++) {
-            const char *n = site->client_trust.v[i];
-            moat_store_anchor_t a = {0};
-            if (strcmp(n, "moat-ca") == 0) {
-                if (l->have_ca)
-                    usable++;
-                else {
-                    f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "client-trust-unknown", subject,
-                                        "client_trust names moat-ca, but this store has no CA");
-                    moat_doctor_why(f, "no client certificate can chain to a CA that does not exist");
-                    moat_doctor_fix(f, "moat ca init, or remove moat-ca from client_trust");
-                }
-                continue;
-            }
-            if (moat_store_anchor_get(l->st, n, &a, &e) != 0) {
+    for (size_t i = 0; i < site->client_trust.n; i++) {
+        const char *n = site->client_trust.v[i];
+        moat_store_anchor_t an = {0};
+        if (strcmp(n, MOAT_PLAN_CA_ANCHOR) == 0) {
+            if (!l->have_ca) {
                 f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "client-trust-unknown", subject,
-                                    "client_trust names %s, which is not a trust anchor in the store", n);
-                moat_doctor_why(f, "client certificates from that CA are refused as untrusted");
-                moat_doctor_fix(f, "moat trust add CA.pem --name %s (moat trust list shows the names)", n);
-                continue;
+                                    "client_trust names moat-ca, but this store has no CA");
+                moat_doctor_why(f, "no client certificate can chain to a CA that does not exist");
+                moat_doctor_fix(f, "moat ca init, or remove moat-ca from client_trust");
             }
-            {
-                X509 *x = der_to_x509(&a.der);
-                usable +=
-                    x != NULL && X509_check_ca(x) >= 1 && X509_cmp_time(X509_get0_notAfter(x), NULL) > 0;
-                X509_free(x);
-            }
-            moat_store_anchor_dispose(&a);
+            continue;
         }
+        if (moat_store_anchor_get(l->st, n, &an, &e) != 0) {
+            f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "client-trust-unknown", subject,
+                                "client_trust names %s, which is not a trust anchor in the store", n);
+            moat_doctor_why(f, "the server does not load the site (fail closed): it is not served");
+            moat_doctor_fix(f, "moat trust add CA.pem --name %s (moat trust list shows the names)", n);
+        }
+        moat_store_anchor_dispose(&an);
+        moat_err_clear(&e);
     }
-    if (usable == 0 && required) {
+    rc = moat_plan_site_anchors(l->st, site, &a, &e);
+    moat_plan_anchors_dispose(&a);
+    if (rc == MOAT_E_STATE) {
         f = moat_doctor_add(l->r, MOAT_DOCTOR_ERROR, "client-trust-missing", subject,
-                            "client certificates are required but the site has no usable trust anchor");
-        moat_doctor_why(f, "the server refuses to load a site that requires client certificates it cannot "
+                            "client certificates are asked for but the site has no trust anchor");
+        moat_doctor_why(f, "the server refuses to load a site that asks for client certificates it cannot "
                            "verify (fail closed): the site is not served");
         moat_doctor_fix(f,
                         "moat ca init (moat's own CA), or moat trust add CA.pem --name NAME and list it in "

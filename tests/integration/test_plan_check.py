@@ -204,3 +204,19 @@ def test_root_or_anchor_failure_at_start_refuses_that_site_alone(moat):
     r = m.fails("serve", "-c", m.dir / "moat.yaml", "--check")
     assert "site noroot.example.test is not served" in r.stderr, r.stderr
     assert "site notrust.example.test is not served" in r.stderr and "2 problems" in r.stderr, r.stderr
+
+
+# 6. doctor says a site without a trust anchor is not served whenever the server refuses it: a site that
+#    asks for client certificates only optionally is refused all the same (fail closed).
+def test_doctor_client_trust_verdict_is_the_servers(moat):
+    from serve_helpers import CA
+    m = moat
+    CA(m.dir).issue(m, "a", ["a.example"])  # a certificate from outside: no moat CA, no anchor
+    cfg = m.dir / "moat.yaml"
+    cfg.write_text(config(m, [site(["a.example"], free_port(), extra="client_certificate: optional")]))
+    findings = _doctor(m, "-c", cfg)
+    assert _found(findings, "client-trust-missing", "site a.example"), findings
+    err = m.fails("serve", "-c", cfg, "--check").stderr
+    assert "no usable trust anchor" in err, err
+    m.ok("ca", "init", "--cn", "Root")
+    assert not _found(_doctor(m, "-c", cfg), "client-trust-missing", "site a.example")
