@@ -220,3 +220,54 @@ def test_doctor_client_trust_verdict_is_the_servers(moat):
     assert "no usable trust anchor" in err, err
     m.ok("ca", "init", "--cn", "Root")
     assert not _found(_doctor(m, "-c", cfg), "client-trust-missing", "site a.example")
+
+
+def _weak_bundle(d, host, days):
+    """A key and certificate for <host> that the server's TLS context refuses (RSA-1024: ee key too small)."""
+    openssl("req", "-x509", "-newkey", "rsa:1024", "-nodes", "-keyout", d / "weak.key", "-out", d / "weak.crt",
+            "-days", str(days), "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}",
+            "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth",
+            "-addext", "keyUsage=critical,digitalSignature,keyEncipherment")
+    (d / "weak.pem").write_bytes((d / "weak.key").read_bytes() + (d / "weak.crt").read_bytes())
+    return d / "weak.pem"
+
+
+# 5. A site whose TLS context does not build refuses only that site: at start it is not served, on a reload
+#    it keeps its last good certificate, and the other sites are served and get their changes.
+def test_tls_context_failure_of_one_site(moat):
+    from serve_helpers import CA, cert_der
+    m = moat
+    ca = CA(m.dir)
+    good = ca.issue(m, "good", ["good.example.test"])
+    m.ok("key", "import", "weak", _weak_bundle(m.dir, "weak.example.test", 30))
+    port = free_port()
+    text = config(m, [site(["good.example.test"], port, extra="certificate: good"),
+                      site(["weak.example.test"], port, extra="certificate: weak")])
+    (m.dir / "moat.yaml").write_text(text)
+    r = m.fails("serve", "-c", m.dir / "moat.yaml", "--check")
+    assert "site weak.example.test is not served" in r.stderr and "ee key too small" in r.stderr, r.stderr
+    m.serve(text, wait=[port])
+    assert _peer(port, "good.example.test") == cert_der(good)
+    assert _peer(port, "weak.example.test") is None
+    log = (m.dir / "error.log").read_text()
+    assert "site weak.example.test is not served" in log and "ee key too small" in log, log
+
+
+def test_tls_context_failure_on_reload_keeps_the_last_good_certificate(moat):
+    from serve_helpers import CA, cert_der, wait_for
+    m = moat
+    ca = CA(m.dir)
+    b_first = ca.issue(m, "b", ["b.example.test"])
+    auto = ca.issue(m, "auto1", ["auto.example.test"], days=10)
+    port = free_port()
+    m.serve(config(m, [site(["auto.example.test"], port), site(["b.example.test"], port, extra="certificate: b")]),
+            wait=[port])
+    assert _peer(port, "auto.example.test") == cert_der(auto)
+    # certificate: auto now picks the weak certificate (it runs longer), which the TLS context refuses
+    r = m.run("key", "import", "weak", _weak_bundle(m.dir, "auto.example.test", 30))
+    assert "ee key too small" in r.stdout + r.stderr, r
+    assert wait_for(lambda: "ee key too small" in _refusal(m), timeout=10), _refusal(m)
+    b_new = ca.renew(m, "b", ["b.example.test"])
+    assert cert_der(b_new) != cert_der(b_first)
+    assert wait_for(lambda: _peer(port, "b.example.test") == cert_der(b_new), timeout=10)
+    assert _peer(port, "auto.example.test") == cert_der(auto)
