@@ -368,9 +368,11 @@ int moat_plan_site_problems(moat_store_t *st, const moat_site_t *site, const moa
                                                                                      : "nothing",
                        host);
         (void)snprintf(p.hint, sizeof(p.hint),
-                       "install a certificate that names %s (moat ca issue NAME --cn %s), or remove %s from "
-                       "the site's hosts",
-                       host, host, host);
+                       "give key \"%s\" a certificate that names %s too (moat key renew %s --san %s:%s,... "
+                       "with its other names, have the request signed, moat cert install %s), or remove %s "
+                       "from the site's hosts",
+                       plan->certs[slot]->key_name, host, plan->certs[slot]->key_name,
+                       moat_pki_is_ip_literal(host) ? "IP" : "DNS", host, plan->certs[slot]->key_name, host);
         fn(arg, &p);
     }
 out:

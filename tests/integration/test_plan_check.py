@@ -42,6 +42,7 @@ def test_serve_check_lists_every_problem(moat):
     assert '"revoked" OCSP staple' in err, err
     assert 'site "mismatch.example.test": no certificate it serves covers mismatch.example.test' in err, err
     assert "DNS:other.example.test" in err, err
+    assert "moat key renew other --san DNS:mismatch.example.test" in err, err
     assert "site gone.example.test is not served" in err and "nosuchkey" in err, err
     assert "site gone2.example.test is not served" in err and "nosuchkey2" in err, err
     assert "4 problems" in err, err
