@@ -538,9 +538,11 @@ static void *fetcher_main(void *arg)
     return NULL;
 }
 
-int moat__crlf_open_store(const char *store_path, moat_store_t **out, moat_err_t *err)
+int moat__crlf_open_store(const char *store_path, const char *master_key_path, moat_store_t **out,
+                          moat_err_t *err)
 {
-    int rc = moat_store_open(store_path, NULL, MOAT_STORE_NO_MASTER_KEY, out, err);
+    /* With the master key: the cache rows it writes are authenticated (and the ones it reads checked). */
+    int rc = moat_store_open(store_path, master_key_path, 0, out, err);
     if (rc != 0)
         moat_err_prefix(err, "opening the store for the CRL fetcher");
     return rc;

@@ -871,7 +871,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         atomic_store(&srv.access_fd, fd);
     }
     if ((rc = moat_store_watch_open(moat_store_path(ctl.st), &ctl.watch, err)) != 0 ||
-        (rc = moat__crlf_open_store(moat_store_path(ctl.st), &crl_st, err)) != 0)
+        (rc = moat__crlf_open_store(moat_store_path(ctl.st), opts->master_key_path, &crl_st, err)) != 0)
         goto fail;
     /* The ACME thread writes keys: its own connection, with the master key, opened before dropping
      * privileges. */

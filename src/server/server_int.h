@@ -271,8 +271,9 @@ void moat__metrics_reload(moat__metrics_t *m, int ok);
 void moat__metrics_handshake(const moat__conn_t *c, int ok);
 void moat__metrics_request(const moat__request_t *r);
 
-/* crlfetch.c: the fetcher's own store connection (no master key), opened before privileges drop. */
-int moat__crlf_open_store(const char *store_path, moat_store_t **out, moat_err_t *err) MOAT_MUST_CHECK;
+/* crlfetch.c: the fetcher's own store connection (with the master key), opened before privileges drop. */
+int moat__crlf_open_store(const char *store_path, const char *master_key_path, moat_store_t **out,
+                          moat_err_t *err) MOAT_MUST_CHECK;
 /* Takes <st> (closed on failure too), loads the cached CRLs, hands the workers their first snapshot (call
  * after the workers are set up, before they start) and starts the fetcher thread. */
 int moat__crlf_start(moat__server_t *srv, moat_store_t *st, moat__crlf_t **out,

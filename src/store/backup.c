@@ -678,6 +678,7 @@ int moat_store_restore_with(moat_store_t *st, const char *src, int dry_run,
         moat_err_prefix(err, "restoring %s", src);
     else
         st->schema = MOAT_STORE_SCHEMA_VERSION;
+    st->sets.valid = 0; /* a page copy into this connection: its data version need not move */
 done:
     st->unchecked = 0;
     moat_store_close(bak);

@@ -36,6 +36,10 @@ static int read_anchors(moat_store_t *st, moat_store_stmt_t *s, moat_store_ancho
     int rc;
     out->items = NULL;
     out->n = 0;
+    if ((rc = moat__store_sets_check(st, MOAT__T_BIT(MOAT__T_ANCHORS), NULL, err)) != 0) {
+        st->ops->finalize(s);
+        return rc;
+    }
     while ((rc = st->ops->step(s, err)) == 1) {
         moat_store_anchor_t *a = moat_realloc(out->items, (out->n + 1) * sizeof(*a));
         if (a == NULL) {
@@ -182,6 +186,7 @@ void moat_store_ca_dispose(moat_store_ca_t *ca)
 int moat_store_ca_get(moat_store_t *st, moat_ca_role_t role, moat_store_ca_t *out, moat_err_t *err)
 {
     moat_store_stmt_t *s = NULL;
+    char what[32];
     int rc;
     memset(out, 0, sizeof(*out));
     if ((rc = role_ok(role, err)) != 0)
@@ -192,7 +197,9 @@ int moat_store_ca_get(moat_store_t *st, moat_ca_role_t role, moat_store_ca_t *ou
                                               "WHERE role = ?",
                                 "t", moat_store_ca_role_name(role))) != 0)
         return rc;
-    rc = st->ops->step(s, err);
+    snprintf(what, sizeof(what), "the %s CA", moat_store_ca_role_name(role));
+    if ((rc = moat__store_sets_check(st, MOAT__T_BIT(MOAT__T_CA), what, err)) == 0)
+        rc = st->ops->step(s, err);
     if (rc == 1) {
         out->role = role;
         out->key_id = st->ops->column_is_null(s, 0) ? 0 : st->ops->column_int(s, 0);
@@ -201,7 +208,7 @@ int moat_store_ca_get(moat_store_t *st, moat_ca_role_t role, moat_store_ca_t *ou
         out->crl_number = st->ops->column_int(s, 3);
         out->created = st->ops->column_int(s, 4);
         out->updated = st->ops->column_int(s, 5);
-        if ((rc = moat__store_row_check(st, s, 6, err, "the %s CA", moat_store_ca_role_name(role))) == 0)
+        if ((rc = moat__store_row_check(st, s, 6, err, "%s", what)) == 0)
             rc = moat__store_copy_blob(s, st->ops, 1, &out->der, err);
     } else if (rc == 0) {
         moat_err_set(err, MOAT_E_NOTFOUND, "there is no %s CA in this store", moat_store_ca_role_name(role));
@@ -282,8 +289,10 @@ int moat_store_ca_next_crl_number(moat_store_t *st, moat_ca_role_t role, int64_t
         return rc;
     if ((rc = moat__store_auto_begin(st, &own, err)) != 0)
         return rc;
-    rc = moat__store_run(st, err, "UPDATE ca SET crl_number = crl_number + 1 WHERE role = ?", "t",
-                         moat_store_ca_role_name(role));
+    /* An older CA row put back would hand out a CRL number again. */
+    if ((rc = moat__store_sets_check(st, MOAT__T_BIT(MOAT__T_CA), NULL, err)) == 0)
+        rc = moat__store_run(st, err, "UPDATE ca SET crl_number = crl_number + 1 WHERE role = ?", "t",
+                             moat_store_ca_role_name(role));
     if (rc == 0)
         rc = moat__store_int(st, out, err, "SELECT crl_number FROM ca WHERE role = ?", "t",
                              moat_store_ca_role_name(role));
@@ -363,6 +372,10 @@ static int read_issued(moat_store_t *st, moat_store_stmt_t *s, moat_store_issued
     int rc;
     out->items = NULL;
     out->n = 0;
+    if ((rc = moat__store_sets_check(st, MOAT__T_BIT(MOAT__T_ISSUED), NULL, err)) != 0) {
+        st->ops->finalize(s);
+        return rc;
+    }
     while ((rc = st->ops->step(s, err)) == 1) {
         moat_store_issued_t *i = moat_realloc(out->items, (out->n + 1) * sizeof(*i));
         if (i == NULL) {
@@ -461,7 +474,8 @@ int moat_store_issued_revoke(moat_store_t *st, const char *serial_in, int64_t wh
         return moat_err_set(err, MOAT_E_INVAL, "revocation reason %d is not a CRL reason code", reason);
     if ((rc = moat__store_auto_begin(st, &own, err)) != 0)
         return rc;
-    rc = moat__store_int(st, &revoked, err, "SELECT revoked FROM issued WHERE serial = ?", "t", serial);
+    if ((rc = moat__store_sets_check(st, MOAT__T_BIT(MOAT__T_ISSUED), NULL, err)) == 0)
+        rc = moat__store_int(st, &revoked, err, "SELECT revoked FROM issued WHERE serial = ?", "t", serial);
     if (rc == MOAT_E_NOTFOUND) {
         moat_err_set(err, MOAT_E_NOTFOUND, "no issued certificate has serial %s", serial);
         rc = moat_err_hint(err, "'moat ca list' shows the issued certificates");

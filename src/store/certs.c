@@ -290,6 +290,12 @@ static int read_list(moat_store_t *st, moat_store_stmt_t *s, moat_store_cert_lis
     size_t cap = 0;
     out->items = NULL;
     out->n = 0;
+    if ((rc = moat__store_sets_check(
+             st, MOAT__T_BIT(MOAT__T_CERTS) | MOAT__T_BIT(MOAT__T_KEYS) | MOAT__T_BIT(MOAT__T_CERT_CHAIN),
+             NULL, err)) != 0) {
+        st->ops->finalize(s);
+        return rc;
+    }
     while ((rc = st->ops->step(s, err)) == 1) {
         if (out->n == cap) {
             size_t ncap = cap ? cap * 2 : 4;
@@ -527,6 +533,27 @@ int moat_store_cert_rollback(moat_store_t *st, const char *name, moat_store_cert
     return moat__store_auto_end(st, own, rc, err);
 }
 
+/* The host names that lead to certificates: their table, and each row naming <exact> or <wild>. */
+static int names_check(moat_store_t *st, const char *exact, const char *wild, moat_err_t *err)
+{
+    moat_store_stmt_t *s = NULL;
+    int rc;
+    if ((rc = moat__store_sets_check(st, MOAT__T_BIT(MOAT__T_CERT_NAMES), NULL, err)) != 0 ||
+        (rc = moat__store_query(
+             st, &s, err,
+             "SELECT name, cert_id, " MOAT__ROW_OK(cert_names, "cert_names") " FROM cert_names "
+                                                                             "WHERE name = ? OR name = ?",
+             "tt", exact, wild)) != 0)
+        return rc;
+    while ((rc = st->ops->step(s, err)) == 1 &&
+           (rc = moat__store_row_check(st, s, 2, err, "host name %s of certificate %lld",
+                                       st->ops->column_text(s, 0), (long long)st->ops->column_int(s, 1))) ==
+               0)
+        ;
+    st->ops->finalize(s);
+    return rc;
+}
+
 int moat_store_cert_find_host(moat_store_t *st, const char *host, int64_t now, moat_store_cert_list_t *out,
                               moat_err_t *err)
 {
@@ -548,6 +575,8 @@ int moat_store_cert_find_host(moat_store_t *st, const char *host, int64_t now, m
     dot = strchr(exact, '.');
     if (dot != NULL && strchr(dot + 1, '.') != NULL)
         snprintf(wild, sizeof(wild), "*%s", dot);
+    if ((rc = names_check(st, exact, wild, err)) != 0)
+        return rc;
     if ((rc = moat__store_query(st, &s, err,
                                 "SELECT " CERT_COLS " WHERE c.is_current = 1 AND k.state = 'active' AND "
                                 "c.not_before <= ? AND c.not_after >= ? AND c.id IN "

@@ -56,10 +56,14 @@ int moat_store_crl_list(moat_store_t *st, moat_store_crl_list_t *out, moat_err_t
     out->n = 0;
     if ((rc = moat__store_query(st, &s, err,
                                 "SELECT url, issuer_fp, issuer_der, issuer_subject, der, this_update, "
-                                "next_update, revoked, fetched_at, attempted_at, error FROM crls "
-                                "ORDER BY url, issuer_fp",
+                                "next_update, revoked, fetched_at, attempted_at, error, " MOAT__ROW_OK(
+                                    crls, "crls") " FROM crls ORDER BY url, issuer_fp",
                                 "")) != 0)
         return rc;
+    if ((rc = moat__store_sets_check(st, MOAT__T_BIT(MOAT__T_CRLS), NULL, err)) != 0) {
+        st->ops->finalize(s);
+        return rc;
+    }
     while ((rc = st->ops->step(s, err)) == 1) {
         moat_store_crl_t *c = moat_realloc(out->items, (out->n + 1) * sizeof(*c));
         if (c == NULL) {
@@ -79,7 +83,9 @@ int moat_store_crl_list(moat_store_t *st, moat_store_crl_list_t *out, moat_err_t
         c->fetched_at = st->ops->column_int(s, 8);
         c->attempted_at = st->ops->column_int(s, 9);
         (void)moat_strlcpy(c->error, st->ops->column_text(s, 10), sizeof(c->error));
-        if ((rc = moat__store_copy_blob(s, st->ops, 2, &c->issuer_der, err)) != 0 ||
+        if ((rc = moat__store_row_check(st, s, 11, err, "the cached CRL of %s from %s", c->issuer_subject,
+                                        c->url)) != 0 ||
+            (rc = moat__store_copy_blob(s, st->ops, 2, &c->issuer_der, err)) != 0 ||
             (rc = moat__store_copy_blob(s, st->ops, 4, &c->der, err)) != 0) {
             moat_store_crl_dispose(c);
             break;

@@ -107,9 +107,14 @@ static int attach_cert(moat_store_t *st, moat_store_key_t *k, moat_err_t *err)
 }
 
 /* Runs a query returning KEY_COLS rows; one row into *out, or MOAT_E_NOTFOUND. */
+/* A key is read with its current certificate and chain. */
+#define KEY_TABLES (MOAT__T_BIT(MOAT__T_KEYS) | MOAT__T_BIT(MOAT__T_CERTS) | MOAT__T_BIT(MOAT__T_CERT_CHAIN))
+
 static int get_one(moat_store_t *st, moat_store_stmt_t *s, moat_store_key_t *out, moat_err_t *err)
 {
-    int rc = st->ops->step(s, err);
+    int rc = moat__store_sets_check(st, KEY_TABLES, NULL, err);
+    if (rc == 0)
+        rc = st->ops->step(s, err);
     if (rc == 1)
         rc = read_key(st, s, out, err);
     else if (rc == 0)
@@ -201,6 +206,10 @@ int moat_store_key_list(moat_store_t *st, moat_store_key_list_t *out, moat_err_t
                                 "ORDER BY name, CASE state WHEN 'active' THEN 0 ELSE 1 END",
                                 "")) != 0)
         return rc;
+    if ((rc = moat__store_sets_check(st, KEY_TABLES, NULL, err)) != 0) {
+        st->ops->finalize(s);
+        return rc;
+    }
     while ((rc = st->ops->step(s, err)) == 1) {
         if (out->n == cap) {
             size_t ncap = cap ? cap * 2 : 8;

@@ -3,7 +3,7 @@
  * derived from the master key (crypt.c), over the table's name and every column of MOAT__MAC_COLS_<table>.
  * Whoever can write the store file but does not hold the master key cannot add, change or move such a
  * row: its code does not verify, and moat refuses it where it reads it. Removing a row, or putting back
- * an older copy of it, is not detected by the row's own code.
+ * an older copy of it, is not detected by the row's own code: the seal finds that (seal.c).
  *
  * moat's connection seals what it writes with temporary triggers (never stored in the file), which call
  * the connection's moat_row_mac(); the SQL functions are registered by the backend (sqlite.c).
@@ -14,23 +14,26 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef struct mac_table {
-    const char *name;
-    const char *cols;
-    const char *label; /* SQL naming a row for people */
-} mac_table_t;
-
-static const mac_table_t tables[] = {
-    {"keys", MOAT__MAC_COLS_keys, "'key \"' || name || '\" (id ' || id || ')'"},
-    {"certs", MOAT__MAC_COLS_certs, "'certificate ' || id || ' (' || subject || ')'"},
-    {"cert_chain", MOAT__MAC_COLS_cert_chain,
-     "'chain certificate ' || (pos + 1) || ' of certificate ' || cert_id"},
-    {"anchors", MOAT__MAC_COLS_anchors, "'trust anchor \"' || name || '\"'"},
-    {"ca", MOAT__MAC_COLS_ca, "'the ' || role || ' CA'"},
-    {"issued", MOAT__MAC_COLS_issued, "'issued certificate ' || serial"},
+const moat__mac_table_t moat__mac_tables[MOAT__T_COUNT] = {
+    [MOAT__T_KEYS] = {"keys", MOAT__MAC_COLS_keys, "'key \"' || name || '\" (id ' || id || ')'", "keys"},
+    [MOAT__T_CERTS] = {"certs", MOAT__MAC_COLS_certs, "'certificate ' || id || ' (' || subject || ')'",
+                       "certificates"},
+    [MOAT__T_CERT_CHAIN] = {"cert_chain", MOAT__MAC_COLS_cert_chain,
+                            "'chain certificate ' || (pos + 1) || ' of certificate ' || cert_id",
+                            "chain certificates"},
+    [MOAT__T_ANCHORS] = {"anchors", MOAT__MAC_COLS_anchors, "'trust anchor \"' || name || '\"'",
+                         "trust anchors"},
+    [MOAT__T_CA] = {"ca", MOAT__MAC_COLS_ca, "'the ' || role || ' CA'", "CA rows"},
+    [MOAT__T_ISSUED] = {"issued", MOAT__MAC_COLS_issued, "'issued certificate ' || serial",
+                        "records of issued certificates"},
+    [MOAT__T_CRLS] = {"crls", MOAT__MAC_COLS_crls,
+                      "'the cached CRL of ' || issuer_subject || ' from ' || url", "cached CRLs"},
+    [MOAT__T_CERT_NAMES] = {"cert_names", MOAT__MAC_COLS_cert_names,
+                            "'host name ' || name || ' of certificate ' || cert_id",
+                            "certificate host names"},
 };
 
-static int refused(moat_store_t *st, const char *what, moat_err_t *err)
+int moat__store_row_refused(moat_store_t *st, const char *what, moat_err_t *err)
 {
     moat_err_set(err, MOAT_E_STORE,
                  "%s in the store %s was changed without the master key (its authentication code does not "
@@ -46,12 +49,15 @@ int moat__store_row_check(moat_store_t *st, moat_store_stmt_t *s, int col, moat_
 {
     char what[512];
     va_list ap;
-    if (st->ops->column_is_null(s, col) || st->ops->column_int(s, col) != 0)
+    int64_t v = st->ops->column_is_null(s, col) ? 1 : st->ops->column_int(s, col);
+    if (v == 1 || v == -1)
         return 0; /* 1: verifies; -1: no master key, unchecked */
     va_start(ap, fmt);
     (void)vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    return refused(st, what, err);
+    if (v >= 2 && v - 2 < MOAT__T_COUNT) /* the row verifies, its table's set of rows does not */
+        return moat__store_set_refused(st, (int)(v - 2), what, err);
+    return moat__store_row_refused(st, what, err);
 }
 
 int moat__store_mac_install(moat_store_t *st, moat_err_t *err)
@@ -76,8 +82,11 @@ int moat__store_mac_install(moat_store_t *st, moat_err_t *err)
                              "someone changed the store's schema; restore the store from a backup ('moat "
                              "store restore FILE')");
     }
-    for (size_t i = 0; i < MOAT_ARRAY_LEN(tables); i++) {
-        const mac_table_t *t = &tables[i];
+    /* First: it sets where temporary tables live, which drops any made before. */
+    if ((rc = moat__store_sets_install(st, err)) != 0)
+        return rc;
+    for (size_t i = 0; i < MOAT__T_COUNT; i++) {
+        const moat__mac_table_t *t = &moat__mac_tables[i];
         snprintf(sql, sizeof(sql),
                  "CREATE TEMP TRIGGER IF NOT EXISTS moat_seal_%s_i AFTER INSERT ON main.%s BEGIN "
                  "UPDATE %s SET mac = moat_row_mac('%s', %s) WHERE rowid = NEW.rowid; END;"
@@ -91,13 +100,34 @@ int moat__store_mac_install(moat_store_t *st, moat_err_t *err)
     return 0;
 }
 
-int moat__store_mac_migrate(moat_store_t *st, moat_err_t *err)
+int moat__store_need_row_key(moat_store_t *st, moat_err_t *err)
+{
+    int64_t nkeys = 0;
+    int rc;
+    if (st->have_mk)
+        return 0;
+    if (st->flags & MOAT_STORE_NO_MASTER_KEY) {
+        moat_err_set(err, MOAT_E_PERM,
+                     "this version of moat authenticates the store's rows under its master key, and this "
+                     "command was run without it");
+        return moat_err_hint(err, "run 'moat store info' once with the master key to upgrade the store");
+    }
+    if ((rc = moat__store_int(st, &nkeys, err, "SELECT count(*) FROM keys", "")) != 0 ||
+        (rc = moat__store_mk_load(st, 1, nkeys, err)) != 0)
+        return rc;
+    if (!st->have_mk)
+        return moat_err_set(err, MOAT_E_PERM, "the store's master key %s is missing", st->mk_path);
+    return 0;
+}
+
+int moat__store_mac_migrate(moat_store_t *st, int first, int count, moat_err_t *err)
 {
     char sql[512];
     int64_t rows = 0, n = 0;
     int rc;
+    const moat__mac_table_t *tables = moat__mac_tables + first;
 
-    for (size_t i = 0; i < MOAT_ARRAY_LEN(tables); i++) {
+    for (int i = 0; i < count; i++) {
         snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN mac BLOB NOT NULL DEFAULT x''", tables[i].name);
         if ((rc = st->ops->exec(st, sql, err)) != 0)
             return rc;
@@ -108,21 +138,9 @@ int moat__store_mac_migrate(moat_store_t *st, moat_err_t *err)
     }
     if (rows == 0)
         return 0;
-    if (!st->have_mk) {
-        int64_t nkeys = 0;
-        if (st->flags & MOAT_STORE_NO_MASTER_KEY) {
-            moat_err_set(err, MOAT_E_PERM,
-                         "this version of moat authenticates the store's rows under its master key, and this "
-                         "command was run without it");
-            return moat_err_hint(err, "run 'moat store info' once with the master key to upgrade the store");
-        }
-        if ((rc = moat__store_int(st, &nkeys, err, "SELECT count(*) FROM keys", "")) != 0 ||
-            (rc = moat__store_mk_load(st, 1, nkeys, err)) != 0)
-            return rc;
-        if (!st->have_mk)
-            return moat_err_set(err, MOAT_E_PERM, "the store's master key %s is missing", st->mk_path);
-    }
-    for (size_t i = 0; i < MOAT_ARRAY_LEN(tables); i++) {
+    if ((rc = moat__store_need_row_key(st, err)) != 0)
+        return rc;
+    for (int i = 0; i < count; i++) {
         snprintf(sql, sizeof(sql), "UPDATE %s SET mac = moat_row_mac('%s', %s)", tables[i].name,
                  tables[i].name, tables[i].cols);
         if ((rc = st->ops->exec(st, sql, err)) != 0)
@@ -142,8 +160,8 @@ int moat_store_rows_verify(moat_store_t *st, void (*bad)(void *arg, const char *
         moat_err_set(err, MOAT_E_PERM, "checking the store's rows needs its master key");
         return moat_err_hint(err, "pass --master-key FILE or set MOAT_MASTER_KEY_FILE");
     }
-    for (size_t i = 0; i < MOAT_ARRAY_LEN(tables) && rc == 0; i++) {
-        const mac_table_t *t = &tables[i];
+    for (size_t i = 0; i < MOAT__T_COUNT && rc == 0; i++) {
+        const moat__mac_table_t *t = &moat__mac_tables[i];
         moat_store_stmt_t *s = NULL;
         snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE moat_row_ok('%s', mac, %s) = 0 ORDER BY rowid",
                  t->label, t->name, t->name, t->cols);

@@ -205,12 +205,32 @@ static int migrate_v4(moat_store_t *st, moat_err_t *err)
  */
 static int migrate_v5(moat_store_t *st, moat_err_t *err)
 {
-    return moat__store_mac_migrate(st, err);
+    return moat__store_mac_migrate(st, MOAT__T_KEYS, MOAT__T_ISSUED + 1, err);
+}
+
+/*
+ * Version 6: the cached CRLs and the certificates' host names are authenticated too, and the seal row
+ * records every authenticated table's set of rows (seal.c), made here from the rows there are.
+ */
+static int migrate_v6(moat_store_t *st, moat_err_t *err)
+{
+    static const char ddl[] = "CREATE TABLE seal (\n"
+                              "  id INTEGER PRIMARY KEY CHECK (id = 1),\n"
+                              "  epoch INTEGER NOT NULL,\n"
+                              "  nonce BLOB NOT NULL,\n"
+                              "  sets BLOB NOT NULL,\n"
+                              "  mac BLOB NOT NULL\n"
+                              ");\n";
+    int rc;
+    if ((rc = st->ops->exec(st, ddl, err)) != 0 ||
+        (rc = moat__store_mac_migrate(st, MOAT__T_CRLS, MOAT__T_COUNT - MOAT__T_CRLS, err)) != 0)
+        return rc;
+    return moat__store_sets_reset(st, err);
 }
 
 typedef int (*migration_fn)(moat_store_t *st, moat_err_t *err);
 /* migrations[i] takes a store from version i+1 to i+2. */
-static const migration_fn migrations[] = {migrate_v2, migrate_v3, migrate_v4, migrate_v5};
+static const migration_fn migrations[] = {migrate_v2, migrate_v3, migrate_v4, migrate_v5, migrate_v6};
 
 static int migrate(moat_store_t *st, int from, moat_err_t *err)
 {

@@ -164,8 +164,96 @@ static void fn_row_ok(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     if (row_code(ctx, argc - 1, cols, mac) != 0)
         return;
     have = sqlite3_value_blob(argv[1]);
-    sqlite3_result_int(ctx, have != NULL && sqlite3_value_bytes(argv[1]) == (int)sizeof(mac) &&
-                                CRYPTO_memcmp(have, mac, sizeof(mac)) == 0);
+    if (have == NULL || sqlite3_value_bytes(argv[1]) != (int)sizeof(mac) ||
+        CRYPTO_memcmp(have, mac, sizeof(mac)) != 0) {
+        sqlite3_result_int(ctx, 0);
+        return;
+    }
+    /* The row verifies; is its table the set of rows moat last wrote? Checked in this statement's snapshot,
+     * so that a row put back between a check and the read is still found. */
+    {
+        const char *table = (const char *)sqlite3_value_text(argv[0]);
+        moat_err_t err = {0};
+        for (int t = 0; table != NULL && t < MOAT__T_COUNT; t++) {
+            if (strcmp(table, moat__mac_tables[t].name) != 0)
+                continue;
+            int ok = moat__store_set_state(st, t, &err);
+            if (ok < -1) {
+                if (err.code == MOAT_E_NOMEM)
+                    sqlite3_result_error_nomem(ctx);
+                else
+                    sqlite3_result_error(ctx, err.msg, -1);
+                return;
+            }
+            sqlite3_result_int(ctx, ok == 0 ? 2 + t : 1);
+            return;
+        }
+    }
+    sqlite3_result_int(ctx, 1);
+}
+
+/* moat_set_xor(acc, code...): <acc> (32 bytes) XOR the set element of every code (seal.c). Only inside an
+ * explicit transaction: the changes it collects are folded into the seal by moat_store_commit(). */
+static void fn_set_xor(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    moat_store_t *st = sqlite3_user_data(ctx);
+    uint8_t acc[32], e[32];
+    const uint8_t *a = argc > 0 ? sqlite3_value_blob(argv[0]) : NULL;
+
+    if (sqlite3_get_autocommit(st->db)) {
+        sqlite3_result_error(ctx, "a change to an authenticated table outside a store transaction", -1);
+        return;
+    }
+    if (a == NULL || sqlite3_value_bytes(argv[0]) != (int)sizeof(acc)) {
+        sqlite3_result_error(ctx, "moat_set_xor: bad accumulator", -1);
+        return;
+    }
+    memcpy(acc, a, sizeof(acc));
+    for (int i = 1; i < argc; i++) {
+        int rc =
+            moat__store_set_element(st, sqlite3_value_blob(argv[i]), (size_t)sqlite3_value_bytes(argv[i]), e);
+        if (rc == MOAT_E_PERM) {
+            sqlite3_result_error(
+                ctx,
+                "the store was opened without its master key, which authenticates every change "
+                "to keys, certificates, trust anchors and the CA",
+                -1);
+            return;
+        }
+        if (rc != 0) {
+            sqlite3_result_error(ctx, "computing a row's set element failed", -1);
+            return;
+        }
+        for (size_t j = 0; j < sizeof(acc); j++)
+            acc[j] ^= e[j];
+    }
+    sqlite3_result_blob(ctx, acc, sizeof(acc), SQLITE_TRANSIENT);
+}
+
+/* moat_set_sum(code): the XOR of the set elements of a table's codes (an aggregate; 32 zero bytes for none).
+ */
+static void fn_set_sum_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    moat_store_t *st = sqlite3_user_data(ctx);
+    uint8_t *acc = sqlite3_aggregate_context(ctx, 32), e[32];
+    if (acc == NULL) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    if (argc != 1 || moat__store_set_element(st, sqlite3_value_blob(argv[0]),
+                                             (size_t)sqlite3_value_bytes(argv[0]), e) != 0) {
+        sqlite3_result_error(ctx, "computing a row's set element failed", -1);
+        return;
+    }
+    for (size_t j = 0; j < 32; j++)
+        acc[j] ^= e[j];
+}
+
+static void fn_set_sum_final(sqlite3_context *ctx)
+{
+    static const uint8_t zero[32];
+    const uint8_t *acc = sqlite3_aggregate_context(ctx, 0);
+    sqlite3_result_blob(ctx, acc != NULL ? acc : zero, 32, SQLITE_TRANSIENT);
 }
 
 static int sq_open(moat_store_t *st, moat_err_t *err)
@@ -187,7 +275,11 @@ static int sq_open(moat_store_t *st, moat_err_t *err)
     if ((rc = sqlite3_create_function_v2(db, "moat_row_mac", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, st,
                                          fn_row_mac, NULL, NULL, NULL)) != SQLITE_OK ||
         (rc = sqlite3_create_function_v2(db, "moat_row_ok", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, st,
-                                         fn_row_ok, NULL, NULL, NULL)) != SQLITE_OK) {
+                                         fn_row_ok, NULL, NULL, NULL)) != SQLITE_OK ||
+        (rc = sqlite3_create_function_v2(db, "moat_set_xor", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, st,
+                                         fn_set_xor, NULL, NULL, NULL)) != SQLITE_OK ||
+        (rc = sqlite3_create_function_v2(db, "moat_set_sum", 1, SQLITE_UTF8 | SQLITE_DIRECTONLY, st, NULL,
+                                         fn_set_sum_step, fn_set_sum_final, NULL)) != SQLITE_OK) {
         sqlite_fail(db, rc, "opening the store", err);
         sqlite3_close(db);
         return err->code;
@@ -198,6 +290,8 @@ static int sq_open(moat_store_t *st, moat_err_t *err)
 
 static void sq_close(moat_store_t *st)
 {
+    (void)sqlite3_finalize(st->dv_stmt);
+    st->dv_stmt = NULL;
     if (st->db != NULL)
         (void)sqlite3_close_v2(st->db); /* statements are always finalized by their users */
     st->db = NULL;
@@ -428,6 +522,24 @@ static int sq_integrity(moat_store_t *st, char *out, size_t outsz, moat_err_t *e
     return rc;
 }
 
+static int sq_data_version(moat_store_t *st, int64_t *out, moat_err_t *err)
+{
+    sqlite3_stmt *s = st->dv_stmt;
+    int rc;
+    if (s == NULL) {
+        rc = sqlite3_prepare_v3(st->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
+        if (rc != SQLITE_OK)
+            return sqlite_fail(st->db, rc, "reading the store", err);
+        st->dv_stmt = s;
+    }
+    rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    (void)sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return sqlite_fail(st->db, rc, "reading the store", err);
+    return 0;
+}
+
 const moat_store_ops_t moat__store_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
@@ -452,6 +564,7 @@ const moat_store_ops_t moat__store_sqlite_ops = {
     .replace_from = sq_replace_from,
     .copy_file = sq_copy_file,
     .integrity = sq_integrity,
+    .data_version = sq_data_version,
 };
 
 /* The change poll: its own read-only connection, so that data_version sees every other writer. */

@@ -362,6 +362,7 @@ int moat_store_begin(moat_store_t *st, moat_err_t *err)
         return rc;
     st->in_tx = 1;
     st->tx_bumped = 0;
+    st->sets.tx_valid = 0;
     return 0;
 }
 
@@ -370,10 +371,18 @@ int moat_store_commit(moat_store_t *st, moat_err_t *err)
     int rc;
     if (!st->in_tx)
         return moat_err_set(err, MOAT_E_STATE, "no store transaction is open");
+    /* The seal takes this transaction's changes to authenticated tables, in the same commit. */
+    if ((rc = moat__store_sets_commit(st, err)) != 0) {
+        moat_store_rollback(st);
+        return moat_err_prefix(err, "%s", st->path);
+    }
     st->in_tx = 0;
     st->tx_bumped = 0;
-    if ((rc = st->ops->commit(st, err)) != 0)
+    st->sets.tx_valid = 0;
+    if ((rc = st->ops->commit(st, err)) != 0) {
+        st->sets.valid = 0;
         return moat_err_prefix(err, "%s", st->path);
+    }
     return 0;
 }
 
@@ -384,6 +393,7 @@ void moat_store_rollback(moat_store_t *st)
     st->ops->rollback(st);
     st->in_tx = 0;
     st->tx_bumped = 0;
+    st->sets.valid = st->sets.tx_valid = 0;
 }
 
 int moat_store_in_transaction(const moat_store_t *st)

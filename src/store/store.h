@@ -32,7 +32,7 @@
 #define MOAT_STORE_NAME_MAX MOAT_NAME_MAX /* key, anchor and CA names, including the NUL */
 #define MOAT_STORE_FPR_LEN 64             /* SHA-256 fingerprint: 64 lowercase hex digits */
 #define MOAT_STORE_SERIAL_MAX 72          /* certificate serial: uppercase hex, no separators, + NUL */
-#define MOAT_STORE_SCHEMA_VERSION 5       /* the newest schema this binary writes */
+#define MOAT_STORE_SCHEMA_VERSION 6       /* the newest schema this binary writes */
 #define MOAT_STORE_MASTER_KEY_LEN 32      /* AES-256 */
 #define MOAT_STORE_MAX_BLOB (1 << 20)     /* largest DER/CSR the store accepts (1 MiB) */
 
@@ -97,11 +97,13 @@ const char *moat_store_backend(const moat_store_t *st);
 int moat_store_schema_version(const moat_store_t *st);
 
 /*
- * Authenticated rows. Keys, installed certificates and their chains, trust anchors, the CA and the issued
- * certificates (with their revocations) carry an HMAC-SHA256 under a key derived from the master key: a
- * change made without the master key (a plain sqlite3 write by whoever can write the store file) does
- * not verify, and moat refuses the row where it reads it (MOAT_E_STORE naming the row). A store opened
- * without its master key reads rows unchecked and cannot change them.
+ * Authenticated rows. Keys, installed certificates, their chains and host names, trust anchors, the CA,
+ * the issued certificates (with their revocations) and the cached CRLs carry an HMAC-SHA256 under a key
+ * derived from the master key: a change made without the master key (a plain sqlite3 write by whoever can
+ * write the store file) does not verify, and moat refuses the row where it reads it (MOAT_E_STORE naming
+ * the row). The seal row records each of these tables' set of rows: a row removed, or an older copy of a
+ * row put back, makes moat refuse to read that table (MOAT_E_STORE naming it). A store opened without its
+ * master key reads rows unchecked and cannot change them (nor remove them).
  */
 /* Loads the master key <master_key_path> into a store opened with MOAT_STORE_NO_MASTER_KEY (never creates
  * one), so that its rows are checked. */
@@ -109,6 +111,10 @@ int moat_store_use_master_key(moat_store_t *st, const char *master_key_path, moa
 /* Calls <bad> with a description ("trust anchor \"x\"") of every row whose code does not verify, and
  * counts them into *nbad. Needs the master key (MOAT_E_PERM without it). */
 int moat_store_rows_verify(moat_store_t *st, void (*bad)(void *arg, const char *what), void *arg,
+                           size_t *nbad, moat_err_t *err) MOAT_MUST_CHECK;
+/* Calls <bad> with a sentence for every table whose rows are not the set moat last wrote (a row removed,
+ * or an older copy put back), counting them into *nbad. Needs the master key (MOAT_E_PERM without it). */
+int moat_store_sets_verify(moat_store_t *st, void (*bad)(void *arg, const char *what), void *arg,
                            size_t *nbad, moat_err_t *err) MOAT_MUST_CHECK;
 
 /* ---------------------------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ struct moat_store_ops {
     int (*copy_file)(const char *src, const char *dest, moat_err_t *err);
     /* "ok" or the first problem, into <out>. */
     int (*integrity)(moat_store_t *st, char *out, size_t outsz, moat_err_t *err);
+    /* A number that changes whenever another connection (any process) committed to the store since the
+     * last call; this connection's own commits do not change it. */
+    int (*data_version)(moat_store_t *st, int64_t *out, moat_err_t *err);
 };
 
 extern const moat_store_ops_t moat__store_sqlite_ops;
@@ -57,6 +60,39 @@ enum {
     MOAT__STORE_NO_PERM_CHECK = 1 << 16, /* internal: a temporary copy (restore) */
     MOAT__STORE_QUIET_JOURNAL = 1 << 17  /* internal: rollback journal instead of WAL (backup files) */
 };
+
+/* The tables whose rows are authenticated, in the order of the seal (seal.c). */
+enum {
+    MOAT__T_KEYS,
+    MOAT__T_CERTS,
+    MOAT__T_CERT_CHAIN,
+    MOAT__T_ANCHORS,
+    MOAT__T_CA,
+    MOAT__T_ISSUED,
+    MOAT__T_CRLS,       /* schema 6 */
+    MOAT__T_CERT_NAMES, /* schema 6 */
+    MOAT__T_COUNT
+};
+#define MOAT__T_BIT(t) (1u << (t))
+
+typedef struct moat__mac_table {
+    const char *name;
+    const char *cols;  /* the columns the row's code covers */
+    const char *label; /* SQL naming a row for people */
+    const char *what;  /* the rows, for people ("trust anchors") */
+} moat__mac_table_t;
+extern const moat__mac_table_t moat__mac_tables[MOAT__T_COUNT];
+
+/* The check of every authenticated table's set of rows against the seal, cached per connection. */
+typedef struct moat__row_sets {
+    int collecting; /* this connection collects its changes (a writable one) */
+    int valid;      /* the fields below describe the store at data version <dv> */
+    int tx_valid;   /* checked inside the open write transaction (nobody else can commit) */
+    int64_t dv;     /* the backend's data_version when checked */
+    int seal_bad;   /* the seal row's own code does not verify */
+    unsigned bad;   /* MOAT__T_BIT() of each table whose rows are not the set moat last wrote */
+    int64_t have[MOAT__T_COUNT], want[MOAT__T_COUNT]; /* rows found; rows moat's last change left */
+} moat__row_sets_t;
 
 struct moat_store {
     const moat_store_ops_t *ops;
@@ -75,6 +111,8 @@ struct moat_store {
     int schema;                   /* schema version after open */
     int schema_found;             /* schema version before any migration by this open (0: created) */
     char upgrade_copy[4096 + 32]; /* the copy of the file kept before this open upgraded it, or "" */
+    void *dv_stmt;                /* the backend's prepared data_version query, or NULL */
+    moat__row_sets_t sets;        /* what the last check of the row sets found (seal.c) */
 };
 
 /* Query helpers. <types> names the arguments: 'i' int64_t, 'd' int, 't' const char *, 'b' const void * +
@@ -127,6 +165,10 @@ int moat__store_check_mode(const char *what, const char *path, int strict, moat_
 #define MOAT__MAC_COLS_cert_chain "cert_id, pos, der"
 #define MOAT__MAC_COLS_keys                                                                                  \
     "id, name, state, algorithm, exportable, private_enc, pubkey, csr, created, updated"
+#define MOAT__MAC_COLS_crls                                                                                  \
+    "url, issuer_fp, issuer_der, issuer_subject, der, this_update, next_update, revoked, fetched_at, "       \
+    "attempted_at, error"
+#define MOAT__MAC_COLS_cert_names "cert_id, name"
 /* A result column: whether the row of <table> that <outer> (the query's name for it) reads verifies. */
 #define MOAT__ROW_OK(table, outer)                                                                           \
     "(SELECT moat_row_ok('" #table "', mac, " MOAT__MAC_COLS_##table                                         \
@@ -136,10 +178,37 @@ int moat__store_row_mac(const moat_store_t *st, const uint8_t *msg, size_t len, 
 /* Refuses a row (MOAT_E_STORE) whose MOAT__ROW_OK column <col> of <s> says 0; <what> names it. */
 int moat__store_row_check(moat_store_t *st, moat_store_stmt_t *s, int col, moat_err_t *err, const char *fmt,
                           ...) MOAT_PRINTF(5, 6);
+/* Fills <err>: row <what> was changed without the master key (MOAT_E_STORE). */
+int moat__store_row_refused(moat_store_t *st, const char *what, moat_err_t *err);
 /* On a writable connection: refuses a store with triggers of its own, installs the sealing triggers. */
 int moat__store_mac_install(moat_store_t *st, moat_err_t *err);
-/* Schema 5: the mac columns, and every existing row sealed (needs the master key when there are rows). */
-int moat__store_mac_migrate(moat_store_t *st, moat_err_t *err);
+/* Loads the master key for a migration that seals rows (MOAT_E_PERM when the command runs without it). */
+int moat__store_need_row_key(moat_store_t *st, moat_err_t *err);
+/* Adds the mac column to tables [first, first + n) and seals their existing rows (needs the master key
+ * when there are rows): schema 5 (keys .. issued) and 6 (crls, cert_names). */
+int moat__store_mac_migrate(moat_store_t *st, int first, int n, moat_err_t *err);
+
+/*
+ * Row sets (seal.c): the seal row records, per authenticated table, how many rows moat's last change left
+ * and a keyed digest of their codes, so that a row removed, or an older copy of one put back, is found.
+ * Temporary triggers collect each transaction's changes; moat_store_commit() folds them into the seal.
+ */
+/* The element of one row code in its table's digest (32 bytes; 0 for an empty code). */
+int moat__store_set_element(const moat_store_t *st, const void *mac, size_t len, uint8_t out[32]);
+/* On a writable connection: the temporary table and triggers that collect a transaction's changes. */
+int moat__store_sets_install(moat_store_t *st, moat_err_t *err);
+/* Before COMMIT: folds the transaction's changes into the seal (nothing when there were none). */
+int moat__store_sets_commit(moat_store_t *st, moat_err_t *err);
+/* Schema 6: the seal row, made from the rows there are (only when there are any). */
+int moat__store_sets_reset(moat_store_t *st, moat_err_t *err);
+/* Whether table <t>'s rows are the set moat last wrote: 1 yes, 0 no, -1 unchecked (no master key, a
+ * restore reading what it replaces), <0 an error. Checks again when another connection committed. */
+int moat__store_set_state(moat_store_t *st, int t, moat_err_t *err);
+/* Refuses (MOAT_E_STORE naming the table) when a table of <mask> is not the set moat last wrote; <what>
+ * (or NULL) names what was being read. */
+int moat__store_sets_check(moat_store_t *st, unsigned mask, const char *what, moat_err_t *err);
+/* Fills <err> for table <t> found changed; <what> names what moat was reading, or is NULL. */
+int moat__store_set_refused(moat_store_t *st, int t, const char *what, moat_err_t *err);
 
 /* Certificate metadata parsed from DER (certs.c). */
 typedef struct moat__cert_meta {

@@ -65,13 +65,13 @@ def test_upgrade_of_v1_keeps_keys(moat):
     assert "already" in moat.ok("store", "upgrade").stdout
     data = info(moat)
     assert data["store"] == str(moat.store)
-    assert data["schema_version"] == 5
+    assert data["schema_version"] == 6
     assert data["keys"] == 2 and data["pending_keys"] == 1
     assert data["certificates"] == 2
     assert data["master_key_present"] is True
     assert data["server"]["applied_generation"] is None
     text = moat.ok("store", "info").stdout
-    assert "schema version: 5" in text and "2 with a certificate" in text and ", 1 pending" in text
+    assert "schema version: 6" in text and "2 with a certificate" in text and ", 1 pending" in text
 
 
 def test_missing_store(moat):

@@ -1518,7 +1518,7 @@ static void test_row_authentication(void)
         fprintf(stderr, "v4 open: %s\n", err.msg);
         return;
     }
-    CHECK_EQ(moat_store_schema_version(st), 5);
+    CHECK_EQ(moat_store_schema_version(st), 6);
     CHECK_EQ(moat_store_rows_verify(st, note_bad, NULL, &nbad, &err), 0);
     CHECK_EQ(nbad, 0);
     CHECK_EQ(moat_store_key_list(st, &kl, &err), 0);
@@ -1590,8 +1590,9 @@ static void test_row_authentication(void)
     CHECK_CONTAINS(err.msg, "was changed without the master key");
     CHECK_CONTAINS(err.hint, "moat doctor");
     CHECK_EQ(moat_store_anchor_list(st, &al, &err), MOAT_E_STORE);
-    CHECK_EQ(moat_store_anchor_get(st, "corp", &a, &err), 0);
-    moat_store_anchor_dispose(&a);
+    /* The table also lost "partner": none of its rows is used, and the one changed is named. */
+    CHECK_EQ(moat_store_anchor_get(st, "corp", &a, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "trust anchor \"rogue\"");
     CHECK_EQ(moat_store_issued_get(st, "A1", &is, &err), MOAT_E_STORE);
     CHECK_CONTAINS(err.msg, "issued certificate A1");
     CHECK_EQ(moat_store_issued_list(st, 0, 0, &il, &err), MOAT_E_STORE);
@@ -1613,7 +1614,9 @@ static void test_row_authentication(void)
         CHECK_EQ(moat_store_anchor_list(st, &al, &err), 0);
         moat_store_anchor_list_dispose(&al);
         CHECK_EQ(moat_store_rows_verify(st, NULL, NULL, &nbad, &err), MOAT_E_PERM);
-        CHECK(moat_store_anchor_remove(st, "corp", &err) == 0); /* removing needs no code */
+        /* Removing changes the seal, which needs the master key as much as adding does. */
+        CHECK(moat_store_anchor_remove(st, "corp", &err) != 0);
+        CHECK_CONTAINS(err.msg, "opened without its master key");
         {
             int len = 0;
             unsigned char *der = tu_cert(&k, "Other CA", "DNS:o.example", 8, 0, 86400, &len);
@@ -1634,6 +1637,167 @@ static void test_row_authentication(void)
     tu_key_free(&k);
 }
 
+/* Runs <sql> on the store file with a scratch database attached as "x" (old copies of rows live there). */
+static void raw_exec_x(const char *path, const char *sql)
+{
+    char full[8192];
+    snprintf(full, sizeof(full), "ATTACH '%s/scratch.db' AS x; %s", dir, sql);
+    raw_exec(path, full);
+}
+
+static void sets_bad(moat_store_t *st, size_t want, const char *contains)
+{
+    moat_err_t err = {0};
+    size_t n = 99;
+    bad_rows[0] = '\0';
+    CHECK_EQ(moat_store_sets_verify(st, note_bad, NULL, &n, &err), 0);
+    CHECK_EQ(n, want);
+    if (contains != NULL)
+        CHECK_CONTAINS(bad_rows, contains);
+}
+
+/*
+ * Schema 6: a version-5 store (rows sealed, one cached CRL) gets the seal, and its CRLs and host names are
+ * authenticated. Afterwards a row removed, or an older copy of a row put back with plain sqlite3 (every
+ * row's own code verifies), is found: the table is refused where it is read and listed by
+ * moat_store_sets_verify(); restoring the whole table as moat left it makes the store good again.
+ */
+static void test_row_sets(void)
+{
+    moat_store_t *st = NULL;
+    moat_err_t err = {0};
+    moat_store_issued_t is;
+    moat_store_issued_list_t il;
+    moat_store_ca_t ca;
+    moat_store_crl_list_t cl;
+    moat_store_cert_list_t hl;
+    moat_store_key_list_t kl;
+    size_t nbad = 0;
+    int64_t crl = 0;
+
+    fresh();
+    snprintf(db, sizeof(db), "%s/v5.db", dir);
+    snprintf(mk, sizeof(mk), "%s/v5.db.key", dir);
+    make_fixture(5, db, mk);
+    CHECK_EQ(moat_store_open(db, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err), MOAT_E_PERM);
+    CHECK(st == NULL);
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL) {
+        fprintf(stderr, "v5 open: %s\n", err.msg);
+        return;
+    }
+    CHECK_EQ(moat_store_schema_version(st), 6);
+    CHECK_EQ(moat_store_rows_verify(st, note_bad, NULL, &nbad, &err), 0);
+    CHECK_EQ(nbad, 0);
+    sets_bad(st, 0, NULL);
+    CHECK_EQ(moat_store_crl_list(st, &cl, &err), 0);
+    CHECK_EQ(cl.n, 1);
+    moat_store_crl_list_dispose(&cl);
+    CHECK_EQ(moat_store_cert_find_host(st, "www.v1.example", 1500000000, &hl, &err), 0);
+    moat_store_cert_list_dispose(&hl);
+    CHECK_EQ(moat_store_issued_get(st, "B2", &is, &err), 0);
+    CHECK(is.revoked == 0);
+    moat_store_issued_dispose(&is);
+    moat_store_close(st);
+    st = NULL;
+
+    /* Old copies, taken before moat changes the rows: B2 before its revocation, the CA before a CRL. */
+    raw_exec_x(db, "CREATE TABLE x.issued AS SELECT * FROM main.issued; CREATE TABLE x.ca AS SELECT * FROM "
+                   "main.ca; CREATE TABLE x.seal AS SELECT * FROM main.seal");
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL)
+        return;
+    CHECK_EQ(moat_store_issued_revoke(st, "B2", 0, 4, &err), 0);
+    CHECK_EQ(moat_store_ca_next_crl_number(st, MOAT_CA_ROOT, &crl, &err), 0);
+    CHECK_EQ(crl, 4);
+    sets_bad(st, 0, NULL);
+    moat_store_close(st);
+    st = NULL;
+
+    /* 1. The record of B2 from before its revocation put back: its own code verifies. */
+    raw_exec_x(db, "DELETE FROM main.issued WHERE serial = 'B2'; "
+                   "INSERT INTO main.issued SELECT * FROM x.issued WHERE serial = 'B2'");
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL)
+        return;
+    CHECK_EQ(moat_store_rows_verify(st, NULL, NULL, &nbad, &err), 0);
+    CHECK_EQ(nbad, 0);
+    sets_bad(st, 1, "records of issued certificates (table issued) are not the rows moat last wrote");
+    CHECK_EQ(moat_store_issued_get(st, "B2", &is, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "an older copy of a row was put back");
+    CHECK_CONTAINS(err.hint, "moat store restore");
+    CHECK_EQ(moat_store_issued_list(st, MOAT_ISSUED_REVOKED_ONLY, 0, &il, &err), MOAT_E_STORE);
+    CHECK_EQ(moat_store_issued_revoke(st, "B2", 0, 4, &err), MOAT_E_STORE);
+    /* Other tables are still read. */
+    CHECK_EQ(moat_store_ca_get(st, MOAT_CA_ROOT, &ca, &err), 0);
+    moat_store_ca_dispose(&ca);
+    moat_store_close(st);
+    st = NULL;
+
+    /* 2. The record removed instead: one row fewer. */
+    raw_exec(db, "DELETE FROM issued WHERE serial = 'B2'");
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL)
+        return;
+    CHECK_EQ(moat_store_issued_get(st, "B2", &is, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "are 1 where moat's last change left 2: a row was removed");
+    moat_store_close(st);
+    st = NULL;
+
+    /* 3. The old CA row (CRL number 3) put back: the next number would be handed out again. */
+    raw_exec_x(db, "DELETE FROM main.ca; INSERT INTO main.ca SELECT * FROM x.ca");
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL)
+        return;
+    CHECK_EQ(moat_store_ca_get(st, MOAT_CA_ROOT, &ca, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "the root CA in the store");
+    CHECK_CONTAINS(err.msg, "CA rows (table ca)");
+    CHECK_EQ(moat_store_ca_next_crl_number(st, MOAT_CA_ROOT, &crl, &err), MOAT_E_STORE);
+    sets_bad(st, 2, "(table ca)");
+    moat_store_close(st);
+    st = NULL;
+
+    /* 4. The whole old state of both tables with the old seal: consistent, so only the seal's epoch
+     * tells; that is what restoring a backup does, and it is not refused. */
+    raw_exec_x(db, "DELETE FROM main.issued; INSERT INTO main.issued SELECT * FROM x.issued;"
+                   "DELETE FROM main.seal; INSERT INTO main.seal SELECT * FROM x.seal");
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL)
+        return;
+    sets_bad(st, 0, NULL);
+    moat_store_close(st);
+    st = NULL;
+
+    /* 5. A host name moved to another certificate, and a cached CRL changed: their own codes fail. */
+    raw_exec(db, "UPDATE cert_names SET cert_id = 2 WHERE name = 'www.v1.example';"
+                 "UPDATE crls SET der = x'3000'");
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL)
+        return;
+    bad_rows[0] = '\0';
+    CHECK_EQ(moat_store_rows_verify(st, note_bad, NULL, &nbad, &err), 0);
+    CHECK_EQ(nbad, 2);
+    CHECK_CONTAINS(bad_rows, "host name www.v1.example of certificate 2");
+    CHECK_CONTAINS(bad_rows, "the cached CRL of ");
+    CHECK_EQ(moat_store_cert_find_host(st, "www.v1.example", 1500000000, &hl, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "host name www.v1.example of certificate 2");
+    CHECK_CONTAINS(err.msg, "was changed without the master key");
+    CHECK_EQ(moat_store_crl_list(st, &cl, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "the cached CRL of ");
+    moat_store_close(st);
+    st = NULL;
+
+    /* 6. A host name removed, and the seal removed: every table with rows is refused. */
+    raw_exec(db, "DELETE FROM cert_names WHERE name = 'api.v1.example'; DELETE FROM seal");
+    CHECK_EQ(moat_store_open(db, mk, 0, &st, &err), 0);
+    if (st == NULL)
+        return;
+    CHECK_EQ(moat_store_key_list(st, &kl, &err), MOAT_E_STORE);
+    CHECK_CONTAINS(err.msg, "keys (table keys) are 3 where moat's last change left 0");
+    moat_store_close(st);
+    st = NULL;
+}
+
 int main(void)
 {
     RUN(test_open_create);
@@ -1651,6 +1815,7 @@ int main(void)
     RUN(test_migration_from_v2);
     RUN(test_migration_acme);
     RUN(test_row_authentication);
+    RUN(test_row_sets);
     RUN(test_watch);
     RUN(test_backup_restore);
     RUN(test_restore_v1);
