@@ -565,7 +565,13 @@ int moat__crlf_start(moat__server_t *srv, moat_store_t *st, moat__crlf_t **out, 
     pthread_cond_init(&f->cv, NULL);
     f->st = st;
     memset(&list, 0, sizeof(list));
-    if ((rc = moat_store_crl_list(f->st, &list, err)) != 0) {
+    if ((rc = moat_store_crl_list(f->st, &list, err)) == MOAT_E_STORE) {
+        /* Rows changed without the master key: the cache is not trusted, and is fetched again. Until then
+         * the certificates it would vouch for are revocation-unknown (refused unless the site allows). */
+        moat_log(MOAT_LOG_ERR, &logctx, "the cached CRLs are not used: %s%s%s", err->msg,
+                 err->hint[0] != '\0' ? "; " : "", err->hint);
+        memset(err, 0, sizeof(*err));
+    } else if (rc != 0) {
         moat_err_prefix(err, "reading the cached CRLs");
         goto fail;
     }

@@ -72,12 +72,16 @@ def test_cached_crl_vouches_by_its_own_next_update_not_the_stored_column(moat, c
     assert wait_for(lambda: "is out of date" in error_log(moat), timeout=10), error_log(moat)
     assert moat.stop_all() == []
     srv.stop()
-    # a store row whose column says "in date" must not outlive what the CRL itself says
+    # A store row whose column says "in date" (written without the master key) must not outlive what the
+    # CRL itself says: the row's authentication fails, the server starts without the cache and says why,
+    # and the certificate stays revocation-unknown.
     assert tamper_store(moat.store, "update crls set next_update = ?", (int(time.time()) + 86400,)) == 1
     port2 = free_port()
     serve(moat, root, [port2])
     st, why, _ = verdict(port2, carol, ca_pem)
     assert st == 403 and why == "revocation-unknown"
+    log = error_log(moat)
+    assert "the cached CRLs are not used" in log and "changed without the master key" in log, log
 
 
 def test_out_of_date_crl_is_revocation_unknown_unless_soft(moat, corp):
