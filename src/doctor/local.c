@@ -1257,7 +1257,22 @@ static void bad_row(void *arg, const char *what)
            "again with moat; then find out who could write the store file");
 }
 
-/* Checks the authentication code of every row, on a connection of its own that holds the master key. */
+static void bad_set(void *arg, const char *what)
+{
+    bad_rows_t *b = arg;
+    moat_doctor_finding_t *f =
+        moat_doctor_add(b->r, MOAT_DOCTOR_ERROR, "store-rows-tampered", "store", "%s", what);
+    moat_doctor_why(f,
+                    "the rows of that table are not the set moat last wrote (a row removed, or an older copy "
+                    "put back): someone who can write %s but does not hold the master key changed it, and "
+                    "moat refuses to read the table",
+                    b->store_path);
+    moat_doctor_fix(f, "restore the store from a backup made before the change (moat store restore FILE); "
+                       "then find out who could write the store file");
+}
+
+/* Checks the authentication code of every row, and that each table holds the rows moat last wrote, on a
+ * connection of its own that holds the master key. */
 static void check_rows(local_t *l, moat_doctor_report_t *r, const char *store_path, const char *mk)
 {
     moat_store_t *st = NULL;
@@ -1276,11 +1291,14 @@ static void check_rows(local_t *l, moat_doctor_report_t *r, const char *store_pa
         moat_doctor_fix(f, "%s", e.hint[0] ? e.hint : "chmod 600 the master key");
         return;
     }
-    if (st == NULL || moat_store_rows_verify(st, bad_row, &b, &nbad, &e) != 0) {
+    if (st == NULL || moat_store_rows_verify(st, bad_row, &b, &nbad, &e) != 0 ||
+        moat_store_sets_verify(st, bad_set, &b, &nbad, &e) != 0) {
         moat_doctor_fact(r, "store", "rows", "not checked: %s",
                          e.msg[0] ? e.msg : "the master key cannot be read by this user");
     } else if (nbad == 0) {
-        moat_doctor_fact(r, "store", "rows", "every key, certificate, trust anchor and CA row verifies");
+        moat_doctor_fact(
+            r, "store", "rows",
+            "every key, certificate, trust anchor, CA and CRL row verifies, and no row is missing");
     }
     moat_store_close(st);
 }

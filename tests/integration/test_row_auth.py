@@ -8,7 +8,7 @@ from ccert_helpers import client, verdict
 from conftest import free_port
 from doctor_pki import Pki
 from serve_helpers import config, site, wait_for
-from store_rows import tamper_store
+from store_rows import peek_store, tamper_store
 
 
 def test_an_anchor_inserted_without_the_master_key_is_not_trusted(moat, setup):  # noqa: F811
@@ -66,3 +66,35 @@ def test_an_unrevoked_certificate_is_refused(moat):
     assert f"the record of issued certificate {serial}" in r.stderr
     r = moat.run("doctor", "-c", moat.dir / "none.yaml")
     assert f"issued certificate {serial} was changed without the master key" in r.stdout + r.stderr
+
+
+def _issued_serial(moat):
+    rows = json.loads(moat.ok("--json", "ca", "list").stdout)
+    return (rows["certificates"] if isinstance(rows, dict) else rows)[0]["serial"]
+
+
+def test_a_removed_or_replayed_row_is_refused(moat):
+    """Without the master key, the set of rows cannot change either: removing the record of a revoked
+    certificate, or putting back its copy from before the revocation (each row's own code still verifies),
+    is refused by every command and reported by doctor, naming the table."""
+    moat.ok("ca", "init", "--cn", "Set Root")
+    moat.ok("ca", "issue", "c1", "--cn", "c1", "--profile", "client")
+    serial = _issued_serial(moat)
+    before = peek_store(moat.store, "SELECT * FROM issued")
+    moat.ok("ca", "revoke", serial)
+    # An older copy put back: the certificate would be valid again.
+    cols = ", ".join("?" * len(before[0]))
+    tamper_store(moat.store, "DELETE FROM issued")
+    for row in before:
+        tamper_store(moat.store, f"INSERT INTO issued VALUES ({cols})", row)
+    r = moat.fails("ca", "list")
+    assert "(table issued)" in r.stderr and "older copy" in r.stderr, r.stderr
+    assert "moat doctor" in r.stderr
+    r = moat.run("doctor", "--json", "-c", moat.dir / "none.yaml")
+    found = [f for f in json.loads(r.stdout)["findings"] if f["id"] == "store-rows-tampered"]
+    assert found and "(table issued)" in found[0]["what"], r.stdout
+    assert "moat store restore" in found[0]["fix"]
+    # The record removed: the revocation would be lost.
+    tamper_store(moat.store, "DELETE FROM issued")
+    r = moat.fails("ca", "list")
+    assert "(table issued)" in r.stderr and "removed without the master key" in r.stderr, r.stderr
