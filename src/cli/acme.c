@@ -124,20 +124,9 @@ static int acme_status(moat_cli_t *cli, int argc, char **argv)
 /* The pid of the server running on <store>, or 0. */
 static long server_pid(const char *store)
 {
-    char path[4200], buf[32];
     moat_err_t err = {0};
     long pid = 0;
-    FILE *f;
-
-    if (moat_server_pid_path(store, path, sizeof(path), &err) != 0 || (f = fopen(path, "re")) == NULL)
-        return 0;
-    if (fgets(buf, sizeof(buf), f) != NULL) {
-        buf[strcspn(buf, "\n")] = '\0';
-        if (moat_parse_long(buf, 1, 1L << 30, &pid) != 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH))
-            pid = 0;
-    }
-    fclose(f);
-    return pid;
+    return moat_server_find(store, &pid, &err) == 0 ? pid : 0;
 }
 
 static int acme_renew(moat_cli_t *cli, int argc, char **argv)

@@ -53,6 +53,35 @@ int moat_server_pid_path(const char *store_path, char *out, size_t outsz, moat_e
     return 0;
 }
 
+/* Writes this process's pid where moat reload looks for it. <early>: before the listeners open, so that a
+ * client that can connect also finds the server; then a live server's file is left alone (this one will
+ * most likely fail to listen where that one does) and written once this one serves. Returns whether the
+ * file is written. */
+static int write_pid_file(control_t *ctl, int early)
+{
+    FILE *f;
+    long other = 0;
+    moat_err_t e = {0};
+    if (moat_server_pid_path(moat_store_path(ctl->st), ctl->pid_path, sizeof(ctl->pid_path), &e) != 0) {
+        ctl->pid_path[0] = '\0';
+        return 0;
+    }
+    if (early && moat_server_find(moat_store_path(ctl->st), &other, &e) == 0 && other != (long)getpid()) {
+        ctl->pid_path[0] = '\0';
+        return 0;
+    }
+    if ((f = fopen(ctl->pid_path, "we")) == NULL) {
+        moat_log(MOAT_LOG_WARN, &logctx,
+                 "cannot write the pid file %s: %s (moat reload will not find this server)", ctl->pid_path,
+                 strerror(errno));
+        ctl->pid_path[0] = '\0';
+        return 0;
+    }
+    fprintf(f, "%ld\n", (long)getpid());
+    fclose(f);
+    return 1;
+}
+
 /* ---- listeners ---------------------------------------------------------------------------------- */
 
 static int add_bind(moat__server_t *srv, const moat_listener_t *l, int family)
@@ -897,6 +926,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         moat_log(MOAT_LOG_NOTICE, &logctx,
                  "ktls: true: kernel TLS is not used by this build's buffered TLS path; serving with "
                  "read + SSL_write");
+    (void)write_pid_file(&ctl, 1);
     if ((rc = moat_tls_tickets_init(err)) != 0 || (rc = moat__server_init_workers(&srv, cfg, err)) != 0)
         goto fail;
     if ((rc = apply(&ctl, cfg, err)) != 0)
@@ -916,19 +946,8 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     for (unsigned w = 0; w < srv.nworkers; w++)
         if ((rc = moat__worker_start(&srv.workers[w], err)) != 0)
             goto fail_started;
-    if (moat_server_pid_path(moat_store_path(ctl.st), ctl.pid_path, sizeof(ctl.pid_path), err) == 0) {
-        FILE *f = fopen(ctl.pid_path, "w");
-        if (f != NULL) {
-            fprintf(f, "%ld\n", (long)getpid());
-            fclose(f);
-        } else {
-            moat_log(MOAT_LOG_WARN, &logctx,
-                     "cannot write the pid file %s: %s (moat reload will not find "
-                     "this server)",
-                     ctl.pid_path, strerror(errno));
-            ctl.pid_path[0] = '\0';
-        }
-    }
+    if (ctl.pid_path[0] == '\0')
+        (void)write_pid_file(&ctl, 0);
     write_status(&ctl, -1, NULL);
     moat__crl_refresh_due(ctl.st);
     crl_checked_ms = moat_clock_ms();
@@ -992,11 +1011,11 @@ fail_started:
             pthread_join(srv.workers[w].thread, NULL);
         }
     }
-    if (ctl.pid_path[0] != '\0')
-        unlink(ctl.pid_path);
     if (rc == 0)
         moat_log(MOAT_LOG_NOTICE, &logctx, "stopped");
 fail:
+    if (ctl.pid_path[0] != '\0') /* only a file this process wrote */
+        unlink(ctl.pid_path);
     moat__gen_unref(ctl.gen);
     /* After the workers: they may leave notes for the fetcher until they stop. */
     atomic_store(&srv.stopping, 1);

@@ -150,3 +150,22 @@ def test_tickets_survive_a_reload(moat):
 def test_reload_without_a_server_says_so(moat):
     r = moat.fails("reload")
     assert "no moat server runs" in r.stderr
+
+
+def test_a_server_is_found_as_soon_as_it_accepts_and_a_second_one_leaves_it_found(moat):
+    """The pid file moat reload looks for is written before the listeners open, so a client that can
+    connect can also reload; a second server on the same store that cannot listen (the port is taken)
+    leaves the first one's pid file alone."""
+    ca = CA(moat.dir)
+    ca.issue(moat, "www", ["localhost"])
+    port = free_port()
+    text = config(moat, [site(["localhost"], port)])
+    first = moat.serve(text, wait=[port])
+    pidfile = moat.dir / "moat.db.pid"
+    assert pidfile.read_text().strip() == str(first.pid)
+    assert "reloaded" in moat.ok("reload", "-c", moat.dir / "moat.yaml").stdout
+    second = moat.serve(text, name="second.yaml")
+    assert second.wait(timeout=30) != 0
+    assert pidfile.read_text().strip() == str(first.pid)
+    assert "reloaded" in moat.ok("reload", "-c", moat.dir / "moat.yaml").stdout
+    assert get(port, "/", sni="localhost", cafile=ca.pem)[0] in (200, 404)
