@@ -42,13 +42,12 @@ int moat_ca_audit(moat_store_t *st, const char *action, const char *object, moat
 int moat_ca_commit(moat_store_t *st, const moat_config_t *cfg, unsigned flags, moat_plan_notes_t *notes,
                    moat_err_t *err)
 {
-    moat_plan_notes_t none;
-    int rc;
-
-    if ((rc = moat_store_generation_bump(st, err)) != 0 ||
-        (rc = moat_plan_check_change_flags(st, cfg, flags, notes != NULL ? notes : &none, err)) != 0)
+    int rc = moat_store_generation_bump(st, err);
+    if (rc != 0) {
+        moat_store_rollback(st);
         return rc;
-    return moat_store_commit(st, err);
+    }
+    return moat_plan_commit(st, cfg, flags, notes, err);
 }
 
 const char *moat_ca_key_name(moat_ca_role_t role)
@@ -291,14 +290,14 @@ static int root_from_file(const moat_ca_t *root, const moat_ca_import_root_req_t
     *key = NULL;
     if ((rc = moat_pki_import(req->data, req->len, req->password ? req->password : "", req->password != NULL,
                               &imp, err)) != 0)
-        return rc;
+        return moat_err_prefix(err, "reading %s", req->file);
     for (int i = 0; i < sk_X509_num(imp.certs); i++)
         found = found || X509_cmp(sk_X509_value(imp.certs, i), root->cert) == 0;
     if (!found) {
         char subj[256] = "no certificate";
         if (sk_X509_num(imp.certs) > 0)
             (void)X509_NAME_oneline(X509_get_subject_name(sk_X509_value(imp.certs, 0)), subj, sizeof(subj));
-        rc = moat_err_set(err, MOAT_E_INVAL, "this file holds %s, not the certificate of moat's root CA",
+        rc = moat_err_set(err, MOAT_E_INVAL, "%s holds %s, not the certificate of moat's root CA", req->file,
                           subj);
         moat_err_hint(err, "give the file 'moat ca export-root' wrote; 'moat ca cert --root' shows the root");
         goto out;
@@ -309,7 +308,7 @@ static int root_from_file(const moat_ca_t *root, const moat_ca_import_root_req_t
             imp.keys[i] = NULL;
         }
     if (*key == NULL) {
-        rc = moat_err_set(err, MOAT_E_INVAL, "this file holds no private key of moat's root CA");
+        rc = moat_err_set(err, MOAT_E_INVAL, "%s holds no private key of moat's root CA", req->file);
         moat_err_hint(err, "give the file 'moat ca export-root' wrote, with its key");
     }
 out:

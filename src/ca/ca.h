@@ -142,7 +142,8 @@ int moat_ca_audit(moat_store_t *st, const char *action, const char *object, moat
 /*
  * The end of every CA change, inside its transaction: the generation bumped (a running server takes the
  * change up), the change checked against the sites of <cfg> (moat_plan_check_change_flags with <flags>;
- * cfg NULL: nothing to check; <notes> may be NULL) and committed. On a failure the caller rolls back.
+ * cfg NULL: nothing to check; <notes> may be NULL) and committed (moat_plan_commit). On a failure the
+ * transaction is rolled back.
  */
 int moat_ca_commit(moat_store_t *st, const moat_config_t *cfg, unsigned flags, moat_plan_notes_t *notes,
                    moat_err_t *err) MOAT_MUST_CHECK;
@@ -217,6 +218,7 @@ int moat_ca_export_root(moat_store_t *st, const moat_ca_export_root_req_t *req, 
 typedef struct moat_ca_import_root_req {
     const unsigned char *data; /* the PKCS#12 (or PEM) file moat ca export-root wrote */
     size_t len;
+    const char *file; /* its name, for messages */
     const char *password;
     const moat_config_t *cfg; /* what the change is checked against, or NULL */
 } moat_ca_import_root_req_t;

@@ -503,6 +503,7 @@ static int ca_import_root(moat_cli_t *cli, int argc, char **argv)
         goto out;
     }
     req.data = data;
+    req.file = pos[0];
     req.password = pw;
     req.cfg = cfg = moat_cli_change_config(cli);
     if (moat__km_open(cli, 0, &st, &err) != 0 || moat_ca_import_root(st, &req, &res, &err) != 0) {

@@ -505,14 +505,11 @@ int moat__keymgr_key_find(moat_store_t *st, const char *name, moat_key_which_t w
 int moat__keymgr_finish(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes, int rc,
                         moat_err_t *err)
 {
-    moat_plan_notes_t none;
-    if (rc == 0)
-        rc = moat_plan_check_change(st, cfg, notes != NULL ? notes : &none, err);
-    if (rc == 0)
-        rc = moat_store_commit(st, err);
-    if (rc != 0)
+    if (rc != 0) {
         moat_store_rollback(st);
-    return rc;
+        return rc;
+    }
+    return moat_plan_commit(st, cfg, 0, notes, err);
 }
 
 int moat_keymgr_export(moat_store_t *st, const moat_store_key_t *k, const char *password, bool legacy,

@@ -4,9 +4,9 @@
 
 #include "keymgr/keymgr.h"
 
-/* Ends the change a service made in its own transaction: when <rc> is 0, the check before commit against
- * <cfg> (moat_plan_check_change: a NULL <cfg> checks nothing; it fills <notes>, which may be NULL), then
- * the commit; on any refusal or error the rollback. Returns the result. */
+/* Ends the change a service made in its own transaction: when <rc> is 0, moat_plan_commit() against <cfg>
+ * (a NULL <cfg> checks nothing; it fills <notes>, which may be NULL); else the rollback. Returns the
+ * result. */
 int moat__keymgr_finish(moat_store_t *st, const moat_config_t *cfg, moat_plan_notes_t *notes, int rc,
                         moat_err_t *err) MOAT_MUST_CHECK;
 

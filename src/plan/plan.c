@@ -488,6 +488,18 @@ int moat_plan_check_change_flags(moat_store_t *st, const moat_config_t *cfg, uns
     return moat_plan_check_change_from(st, NULL, cfg, flags, notes, err);
 }
 
+int moat_plan_commit(moat_store_t *st, const moat_config_t *cfg, unsigned flags, moat_plan_notes_t *notes,
+                     moat_err_t *err)
+{
+    moat_plan_notes_t none;
+    int rc = moat_plan_check_change_flags(st, cfg, flags, notes != NULL ? notes : &none, err);
+    if (rc == 0)
+        rc = moat_store_commit(st, err);
+    if (rc != 0)
+        moat_store_rollback(st);
+    return rc;
+}
+
 int moat_plan_check_change_from(moat_store_t *st, moat_store_t *was, const moat_config_t *cfg, unsigned flags,
                                 moat_plan_notes_t *notes, moat_err_t *err)
 {

@@ -166,6 +166,12 @@ int moat_plan_check_change(moat_store_t *st, const moat_config_t *cfg, moat_plan
         * refusal, not a note (moat ca revoke without --force) */
 int moat_plan_check_change_flags(moat_store_t *st, const moat_config_t *cfg, unsigned flags,
                                  moat_plan_notes_t *notes, moat_err_t *err) MOAT_MUST_CHECK;
+/*
+ * The end of a change to what is served, for every service that makes one: moat_plan_check_change_flags()
+ * on the open transaction, then the commit; on a refusal or any failure the transaction is rolled back.
+ */
+int moat_plan_commit(moat_store_t *st, const moat_config_t *cfg, unsigned flags, moat_plan_notes_t *notes,
+                     moat_err_t *err) MOAT_MUST_CHECK;
 /* moat_plan_check_change_flags() of a change made in a store other than the one it replaces (a restore
  * fills a copy): <was> is the store as it was, read as the committed state (NULL: <st>'s own, as above). */
 int moat_plan_check_change_from(moat_store_t *st, moat_store_t *was, const moat_config_t *cfg, unsigned flags,

@@ -40,6 +40,18 @@ moat__conn_t *moat__conn_of(SSL *ssl)
 void moat__conn_peer_text(const moat__conn_t *c, char *buf, size_t bufsz)
 {
     const char *ok = NULL;
+    if (c->peer.family == AF_INET && bufsz >= INET_ADDRSTRLEN) {
+        /* inet_ntop's dotted quad without its sprintf: once per request (access log, proxy fields) */
+        const unsigned char *b = (const unsigned char *)&c->peer.v4.sin_addr.s_addr;
+        moat_http_out_t w = {buf, 0, INET_ADDRSTRLEN - 1, 0};
+        for (int i = 0; i < 4; i++) {
+            if (i > 0)
+                moat_http_out_put(&w, ".", 1);
+            moat_http_out_putu(&w, b[i]);
+        }
+        buf[w.n] = '\0';
+        return;
+    }
     if (c->peer.family == AF_INET)
         ok = inet_ntop(AF_INET, &c->peer.v4.sin_addr, buf, (socklen_t)bufsz);
     else if (c->peer.family == AF_INET6)

@@ -279,7 +279,7 @@ static int refuse_site(moat_store_t *st, const moat_site_t *site, const moat__ge
 }
 
 int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, const moat__gen_t *prev,
-                    int isolate, moat__gen_t **out, moat_err_t *err)
+                    moat__gen_t **out, moat_err_t *err)
 {
     moat__gen_t *gen = moat_calloc(1, sizeof(*gen));
     moat_tls_lib_t *trial = NULL; /* where each site's TLS context is tried */
@@ -344,7 +344,7 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, c
             if (rc != 0 && rc != MOAT_E_NOTFOUND && rc != MOAT_E_STATE)
                 goto fail;
         }
-        if (rc == 0 && isolate) {
+        if (rc == 0) {
             /* Its TLS context, as every worker will build it: a failure refuses this site alone. */
             SSL_CTX *ctx;
             if (trial == NULL && (trial = moat_tls_lib_new(err)) == NULL) {
@@ -355,7 +355,7 @@ int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, c
                 rc = err->code ? err->code : MOAT_E_PKI;
             SSL_CTX_free(ctx);
         }
-        if (rc != 0 && isolate && site_refusal(rc))
+        if (rc != 0 && site_refusal(rc))
             rc = refuse_site(st, site, prev, gs, err);
         if (rc != 0)
             goto fail;

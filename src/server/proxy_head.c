@@ -160,19 +160,6 @@ static void client_cert(moat_http_out_t *o, moat__conn_t *c)
     moat_http_out_put(o, "\r\n", 2);
 }
 
-/* The dotted quad of <a> into <out> (INET_ADDRSTRLEN at least): inet_ntop's text, without its sprintf. */
-static void ipv4_text(const struct in_addr *a, char *out)
-{
-    const unsigned char *b = (const unsigned char *)&a->s_addr;
-    moat_http_out_t w = {out, 0, INET_ADDRSTRLEN - 1, 0};
-    for (int i = 0; i < 4; i++) {
-        if (i > 0)
-            moat_http_out_put(&w, ".", 1);
-        moat_http_out_putu(&w, b[i]);
-    }
-    out[w.n] = '\0';
-}
-
 static int peer_trusted(const moat__conn_t *c)
 {
     const moat_strlist_t *l = &c->wg->gen->cfg->trusted_proxies;
@@ -211,10 +198,8 @@ int moat__proxy_head(moat__proxy_t *px, char *buf, size_t cap, size_t *len)
     int trusted = peer_trusted(c), ws = 0;
     size_t from = 0;
 
-    if (c->peer.family == AF_INET)
-        ipv4_text(&c->peer.v4.sin_addr, ip);
-    else if (c->peer.family == AF_INET6)
-        inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, ip, sizeof(ip));
+    if (c->peer.family == AF_INET || c->peer.family == AF_INET6)
+        moat__conn_peer_text(c, ip, sizeof(ip));
     (void)moat_http_req_find(req, "connection", &from, &conn_v);
     from = 0;
     /* WebSocket (RFC 6455) over HTTP/1.1: GET with Connection: upgrade and Upgrade: websocket */

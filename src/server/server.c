@@ -367,7 +367,7 @@ static int apply(control_t *ctl, moat_config_t *cfg, moat_err_t *err)
                      acme_site->name, acme_site->index);
         return moat_err_hint(err, "systemctl restart moat, or stop and start moat serve");
     }
-    if ((rc = moat__gen_build(srv, cfg, ctl->st, ctl->gen, 1, &gen, err)) != 0)
+    if ((rc = moat__gen_build(srv, cfg, ctl->st, ctl->gen, &gen, err)) != 0)
         return rc;
     gen->seq = ++ctl->seq;
     /* Signed here, before any worker sees the generation: the first handshake already gets a staple. */
@@ -684,7 +684,7 @@ static int check(moat_config_t *cfg, moat_store_t *st, moat_err_t *err)
     size_t problems = 0;
     int rc;
 
-    if ((rc = moat__gen_build(NULL, cfg, st, NULL, 1, &gen, err)) != 0)
+    if ((rc = moat__gen_build(NULL, cfg, st, NULL, &gen, err)) != 0)
         return rc;
     lib = moat_tls_lib_new(err);
     if (lib == NULL) {

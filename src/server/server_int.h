@@ -322,15 +322,15 @@ void moat__wgen_release(moat__wgen_t *wg);
 void moat__wgen_prepare(moat__wgen_t *wg);
 
 /*
- * gen.c: builds a generation for <cfg> from the store (control thread only). With <isolate>, a site
- * whose setup fails (the serving plan refuses its certificate, its root: folder does not open, its client
- * anchors are missing, its TLS context does not build) does not fail the generation: it keeps the state
+ * gen.c: builds a generation for <cfg> from the store (control thread only). A site whose setup fails
+ * (the serving plan refuses its certificate, its root: folder does not open, its client anchors are
+ * missing, its TLS context does not build) does not fail the generation: it keeps the state
  * <prev> (the running generation, or NULL) served for a site of the same name (its certificates, root and
- * anchors), or is not served, and its gen->sites[i].refusal says why. Without <isolate> the first such
- * site fails the build.
+ * anchors), or is not served, and its gen->sites[i].refusal says why. serve --check builds the same
+ * way (<prev> NULL) and lists the refusals.
  */
 int moat__gen_build(moat__server_t *srv, moat_config_t *cfg, moat_store_t *st, const moat__gen_t *prev,
-                    int isolate, moat__gen_t **out, moat_err_t *err) MOAT_MUST_CHECK;
+                    moat__gen_t **out, moat_err_t *err) MOAT_MUST_CHECK;
 /* Builds the SSL contexts of <gen> in <lib>; returns a part with one reference (NULL, err set). */
 moat__wgen_t *moat__wgen_build(moat__gen_t *gen, moat_tls_lib_t *lib, moat_err_t *err);
 /* Cleanses and frees the private keys kept in <gen> once every worker part is built. */

@@ -743,6 +743,18 @@ def test_offline_root_comes_back(moat):
                     "-passout", "pass:root pw"], cwd=m.dir, check=True, capture_output=True)
     r = m.fails("ca", "import-root", m.dir / "o.p12", "--password-file", m.dir / "pw")
     assert "Other Root" in r.stderr and "not the certificate of moat's root CA" in r.stderr, r.stderr
+    assert "o.p12" in r.stderr, r.stderr
+    # a file that is not one, and the right file with a wrong password: named, said, nothing changed
+    import os
+    from store_rows import dump
+    (m.dir / "junk.p12").write_bytes(os.urandom(100))
+    before = dump(m.store)
+    r = m.fails("ca", "import-root", m.dir / "junk.p12", "--password-file", m.dir / "pw")
+    assert "junk.p12" in r.stderr and "PKCS#12" in r.stderr, r.stderr
+    (m.dir / "bad-pw").write_text("not it\n")
+    r = m.fails("ca", "import-root", m.dir / "root.p12", "--password-file", m.dir / "bad-pw")
+    assert "root.p12" in r.stderr and "wrong password" in r.stderr, r.stderr
+    assert dump(m.store) == before
 
     r = m.ok("ca", "import-root", m.dir / "root.p12", "--password-file", m.dir / "pw")
     assert "back online" in r.stdout and "applied the change in generation" in r.stdout, r.stdout

@@ -280,3 +280,21 @@ def test_backup_and_restore_under_a_running_server(moat):
     assert wait_for(lambda: served() == cert_der(first))
     assert wait_for(lambda: info(moat)["server"]["applied_generation"] == r["generation"])
     assert info(moat)["server"]["refusal"] == ""
+
+
+def test_a_backup_of_an_older_schema_restores_into_a_sealed_store(moat):
+    """An older moat's backup (schema 5: rows authenticated, tables not sealed yet) restored into the
+    current store comes in upgraded and sealed: every command reads it, and doctor finds nothing changed."""
+    make_v1_store(moat)
+    moat.ok("store", "upgrade")
+    old = moat.dir / "schema5-backup.db"
+    tamper_store(old, (FIXTURE / "schema_v5.sql").read_text())
+    os.chmod(old, 0o600)
+    moat.ok("store", "restore", old)
+    assert info(moat)["schema_version"] == 6
+    assert {"www", "api"} <= {k["name"] for k in json.loads(moat.ok("key", "list", "--json").stdout)}
+    assert json.loads(moat.ok("trust", "list", "--json").stdout)
+    rep = json.loads(moat.run("doctor", "--json").stdout)
+    assert not [f for f in rep["findings"] if f["id"].startswith("store-row")], rep["findings"]
+    rows = [f["value"] for s in rep["subjects"] for f in s["facts"] if f["key"] == "rows"]
+    assert rows and "no row is missing" in rows[0], rows

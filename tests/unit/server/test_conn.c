@@ -240,7 +240,7 @@ static int setup(void)
     srv.max_conns = 64;
     CHECK_EQ(moat_tls_tickets_init(&err), 0);
     CHECK_EQ(moat__server_init_workers(&srv, cfg, &err), 0);
-    if (moat__gen_build(&srv, cfg, st, NULL, 0, &gen, &err) != 0) {
+    if (moat__gen_build(&srv, cfg, st, NULL, &gen, &err) != 0) {
         fprintf(stderr, "generation: %s\n", err.msg);
         return -1;
     }
@@ -728,6 +728,30 @@ static void test_sni_chooses_the_site(void)
     CHECK_EQ(status_of(out), 421);
 }
 
+static void test_peer_text(void)
+{
+    /* The client's address as the access log and the proxy's fields write it: inet_ntop's text. */
+    static const uint32_t v4[] = {0x7f000001, 0x00000000, 0xffffffff, 0x0a000a64, 0xc0a80001};
+    moat__conn_t c;
+    char buf[INET6_ADDRSTRLEN], want[INET6_ADDRSTRLEN];
+
+    memset(&c, 0, sizeof(c));
+    c.peer.v4.sin_family = AF_INET;
+    for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+        c.peer.v4.sin_addr.s_addr = htonl(v4[i]);
+        moat__conn_peer_text(&c, buf, sizeof(buf));
+        inet_ntop(AF_INET, &c.peer.v4.sin_addr, want, sizeof(want));
+        CHECK_STR(buf, want);
+    }
+    moat__conn_peer_text(&c, buf, 8); /* too small for any address: inet_ntop refuses, "-" */
+    CHECK_STR(buf, "-");
+    memset(&c, 0, sizeof(c));
+    c.peer.v6.sin6_family = AF_INET6;
+    c.peer.v6.sin6_addr = in6addr_loopback;
+    moat__conn_peer_text(&c, buf, sizeof(buf));
+    CHECK_STR(buf, "::1");
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -745,6 +769,7 @@ int main(void)
     RUN(test_h2_goes_through_the_same_handling);
     RUN(test_sni_reader);
     RUN(test_sni_chooses_the_site);
+    RUN(test_peer_text);
     teardown();
     return harness_done();
 }
