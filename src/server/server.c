@@ -39,7 +39,8 @@ typedef struct control {
     moat__gen_t *gen;    /* reference to the generation in service: its staples are refreshed here */
     char stapling[1024]; /* the stapling failures last recorded in the store ("" = none) */
     unsigned seq;
-    char pid_path[4200];
+    char pid_path[4200];    /* the pid file this process wrote ("" = none) */
+    int pid_fd;             /* open on it: touched through it after the switch to user: */
     int last_refused;       /* the last reload was refused (told in systemd's STATUS) */
     char site_refusal[512]; /* the sites the generation in service could not update, and why ("" = none) */
     long long site_refused_since; /* the generation that brought the newest of those refusals */
@@ -55,13 +56,17 @@ int moat_server_pid_path(const char *store_path, char *out, size_t outsz, moat_e
 
 /* Writes this process's pid where moat reload looks for it. <early>: before the listeners open, so that a
  * client that can connect also finds the server; then a live server's file is left alone (this one will
- * most likely fail to listen where that one does) and written once this one serves. Returns whether the
- * file is written. */
+ * most likely fail to listen where that one does) and written once this one serves. The early write may
+ * run as root in a folder the service user can write: never through a symlink or into a file linked
+ * elsewhere, and the descriptor is kept so the file stays writable after the switch to user:. Returns
+ * whether the file is written. */
 static int write_pid_file(control_t *ctl, int early)
 {
-    FILE *f;
+    char text[32];
     long other = 0;
+    struct stat sb;
     moat_err_t e = {0};
+    int fd, n;
     if (moat_server_pid_path(moat_store_path(ctl->st), ctl->pid_path, sizeof(ctl->pid_path), &e) != 0) {
         ctl->pid_path[0] = '\0';
         return 0;
@@ -70,16 +75,31 @@ static int write_pid_file(control_t *ctl, int early)
         ctl->pid_path[0] = '\0';
         return 0;
     }
-    if ((f = fopen(ctl->pid_path, "we")) == NULL) {
+    n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    errno = 0;
+    fd = open(ctl->pid_path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1 || ftruncate(fd, 0) != 0 ||
+        pwrite(fd, text, (size_t)n, 0) != n) {
         moat_log(MOAT_LOG_WARN, &logctx,
                  "cannot write the pid file %s: %s (moat reload will not find this server)", ctl->pid_path,
-                 strerror(errno));
+                 fd < 0 || errno != 0 ? strerror(errno) : "not a plain file of its own");
+        if (fd >= 0)
+            close(fd);
         ctl->pid_path[0] = '\0';
         return 0;
     }
-    fprintf(f, "%ld\n", (long)getpid());
-    fclose(f);
+    ctl->pid_fd = fd;
     return 1;
+}
+
+/* Tells moat reload the outcome of a reload is recorded: a write moves the pid file's mtime, which the
+ * service user may not be allowed to set on a file root wrote. */
+static void touch_pid_file(control_t *ctl)
+{
+    char text[32];
+    int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    if (ctl->pid_path[0] != '\0' && pwrite(ctl->pid_fd, text, (size_t)n, 0) != n)
+        moat_log(MOAT_LOG_WARN, &logctx, "touching %s: %s", ctl->pid_path, strerror(errno));
 }
 
 /* ---- listeners ---------------------------------------------------------------------------------- */
@@ -887,6 +907,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
 
+    (void)write_pid_file(&ctl, 1);
     if ((rc = moat__server_setup(&srv, cfg, 1, err)) != 0)
         goto fail;
     if (cfg->error_log != NULL && (rc = moat_log_open(cfg->error_log, err)) != 0)
@@ -926,7 +947,6 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         moat_log(MOAT_LOG_NOTICE, &logctx,
                  "ktls: true: kernel TLS is not used by this build's buffered TLS path; serving with "
                  "read + SSL_write");
-    (void)write_pid_file(&ctl, 1);
     if ((rc = moat_tls_tickets_init(err)) != 0 || (rc = moat__server_init_workers(&srv, cfg, err)) != 0)
         goto fail;
     if ((rc = apply(&ctl, cfg, err)) != 0)
@@ -973,8 +993,7 @@ int moat_server_run(const moat_server_opts_t *opts, moat_err_t *err)
         if (sig == SIGHUP) {
             reload(&ctl, 1, "SIGHUP");
             /* moat reload waits for this: the outcome is in the store's server status now. */
-            if (ctl.pid_path[0] != '\0' && utimensat(AT_FDCWD, ctl.pid_path, NULL, 0) != 0)
-                moat_log(MOAT_LOG_WARN, &logctx, "touching %s: %s", ctl.pid_path, strerror(errno));
+            touch_pid_file(&ctl);
         } else if (sig == SIGUSR1) {
             reopen_logs(&ctl);
         } else {
@@ -1014,8 +1033,10 @@ fail_started:
     if (rc == 0)
         moat_log(MOAT_LOG_NOTICE, &logctx, "stopped");
 fail:
-    if (ctl.pid_path[0] != '\0') /* only a file this process wrote */
+    if (ctl.pid_path[0] != '\0') { /* only a file this process wrote */
         unlink(ctl.pid_path);
+        close(ctl.pid_fd);
+    }
     moat__gen_unref(ctl.gen);
     /* After the workers: they may leave notes for the fetcher until they stop. */
     atomic_store(&srv.stopping, 1);

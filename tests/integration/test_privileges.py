@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import MOAT_BIN
+from conftest import MOAT_BIN, wait_port
 from serve_helpers import CA, free_port, site
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
@@ -120,3 +120,35 @@ def test_a_store_folder_of_another_user_is_refused(moat, work, nobody):
     os.chmod(work / "store", 0o777)
     rc, out = serve(moat, conf(moat, work, free_port()), 3)
     assert rc != 0 and "may be written by other users" in out, out
+
+
+def test_a_pid_file_turned_into_a_symlink_is_not_written_through(moat, work, nobody):
+    """The pid file is written as root before the listeners open, in the folder the service user owns:
+    a symlink the service user put there is not followed, and a server that did write its file can
+    still be reloaded once it runs as the service user."""
+    port = free_port()
+    cfg = conf(moat, work, port)
+    rc, out = serve(moat, cfg, 1.5)  # the first start hands the folder over
+    assert rc == 0, out
+    victim = work / "victim"
+    victim.write_text("victim-secret\n")
+    os.chmod(victim, 0o600)
+    pidfile = pathlib.Path(f"{moat.store}.pid")
+    pidfile.symlink_to(victim)
+    rc, out = serve(moat, cfg, 2)
+    assert victim.read_text() == "victim-secret\n" and os.stat(victim).st_uid == 0
+    log = (work / "error.log").read_text()
+    assert "cannot write the pid file" in out + log, out + log
+    pidfile.unlink()
+    p = subprocess.Popen([MOAT_BIN, "serve", "-c", str(cfg)], env=moat.env, cwd=moat.dir,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc=p)
+        assert pidfile.read_text().strip() == str(p.pid)
+        r = subprocess.run([MOAT_BIN, "reload", "-c", str(cfg)], env=moat.env, cwd=moat.dir,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "reloaded" in r.stdout, r.stdout + r.stderr
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out = p.communicate(timeout=30)[0].decode(errors="replace")
+    assert "touching" not in out, out

@@ -1,5 +1,6 @@
 """Hot reload: store changes apply by themselves and config changes on SIGHUP / moat reload, without a
 failed request; a change that does not load is refused and the running state keeps serving."""
+import os
 import signal
 import socket
 import ssl
@@ -169,3 +170,22 @@ def test_a_server_is_found_as_soon_as_it_accepts_and_a_second_one_leaves_it_foun
     assert pidfile.read_text().strip() == str(first.pid)
     assert "reloaded" in moat.ok("reload", "-c", moat.dir / "moat.yaml").stdout
     assert get(port, "/", sni="localhost", cafile=ca.pem)[0] in (200, 404)
+
+
+def test_the_pid_file_is_written_before_any_listener_opens(moat):
+    """A client that can connect can also reload: the order of the system calls says so, where a timed
+    check would only catch a slow start now and then."""
+    CA(moat.dir).issue(moat, "www", ["localhost"])
+    port = free_port()
+    trace = moat.dir / "serve.trace"
+    moat.env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1"  # LeakSanitizer cannot run under ptrace
+    proc = moat.serve(config(moat, [site(["localhost"], port)]), wait=[port],
+                      prefix=["strace", "-f", "-qq", "-o", trace, "-e", "trace=openat,listen"])
+    pidfile = moat.dir / "moat.db.pid"
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=15)
+    os.kill(int(pidfile.read_text()), signal.SIGTERM)  # moat, under strace
+    proc.wait(timeout=30)
+    calls = trace.read_text().splitlines()
+    pid_at = next(i for i, c in enumerate(calls) if "moat.db.pid" in c and "O_CREAT" in c)
+    listen_at = next(i for i, c in enumerate(calls) if " listen(" in c)
+    assert pid_at < listen_at, "\n".join(calls[listen_at:pid_at + 1])
