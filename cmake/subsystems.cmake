@@ -53,7 +53,7 @@ moat_subsystem(import library USES core pki)
 # services: the one place each rule lives
 moat_subsystem(plan service USES core config store pki http)
 moat_subsystem(ca service USES core config pki store plan)
-moat_subsystem(keymgr service USES core config pki store tls http plan ca)
+moat_subsystem(keymgr service USES core config pki store tls http import plan ca)
 moat_subsystem(acme service USES core config store pki http keymgr ca LIBS PkgConfig::JANSSON resolv)
 # front ends: parse input, call services, print or serve. cli dispatches to the others; doctor uses the
 # server's upstream probe (moat_server_check_upstreams), which serve --check shares.

@@ -1,6 +1,7 @@
 /*
- * moat import DIR|nginx.conf|apache.conf: moves every key and certificate a previous server used into
- * the store, in one transaction, and says what it found, what it imported and what it left behind.
+ * moat import DIR|nginx.conf|apache.conf: finds every key and certificate a previous server used
+ * (import/), has the key manager bring them into the store in one transaction (moat_keymgr_import_found),
+ * and says what it found, what it imported and what it left behind.
  */
 #include "cli/groups.h"
 #include "cli/keymgr_int.h"
@@ -12,266 +13,35 @@
 #include <string.h>
 #include <time.h>
 
-typedef enum {
-    ACT_IMPORT,     /* a new key (with its certificate, if any) */
-    ACT_RENEWAL,    /* a newer generation of a certbot lineage already in the store */
-    ACT_EXISTS,     /* the key is in the store already */
-    ACT_CERT_ADDED, /* the key was in the store; its newer certificate was not */
-} action_t;
-
-typedef struct outcome {
-    action_t action;
-    char name[MOAT_STORE_NAME_MAX]; /* the store name used (or found) */
-    char warning[256];              /* why the server would refuse the imported pair; "" when it loads */
-} outcome_t;
-
-static const char *action_text(action_t a, int dry_run, int has_cert)
+static const char *action_text(moat_keymgr_found_action_t a, int dry_run, int has_cert)
 {
     switch (a) {
-    case ACT_IMPORT:
+    case MOAT_KEYMGR_FOUND_IMPORT:
         return dry_run ? (has_cert ? "would import" : "would import (no certificate)")
                        : (has_cert ? "imported" : "imported (no certificate)");
-    case ACT_RENEWAL:
+    case MOAT_KEYMGR_FOUND_RENEWAL:
         return dry_run ? "would add as renewal" : "added as renewal";
-    case ACT_EXISTS:
+    case MOAT_KEYMGR_FOUND_EXISTS:
         return "already in store";
-    case ACT_CERT_ADDED:
+    case MOAT_KEYMGR_FOUND_CERT_ADDED:
         return dry_run ? "would add certificate" : "certificate added";
     }
     return "?";
 }
 
-static const char *action_json(action_t a)
+static const char *action_json(moat_keymgr_found_action_t a)
 {
     switch (a) {
-    case ACT_IMPORT:
+    case MOAT_KEYMGR_FOUND_IMPORT:
         return "import";
-    case ACT_RENEWAL:
+    case MOAT_KEYMGR_FOUND_RENEWAL:
         return "renewal";
-    case ACT_EXISTS:
+    case MOAT_KEYMGR_FOUND_EXISTS:
         return "exists";
-    case ACT_CERT_ADDED:
+    case MOAT_KEYMGR_FOUND_CERT_ADDED:
         return "certificate-added";
     }
     return "?";
-}
-
-/*
- * Installs <cert> for key row <key_id> the way "key import" does (chain as store blobs, the server's loader
- * check after). The chain was built for the pair's newest certificate: an older one it does not fit is
- * stored without a chain. A refusal by the loader is kept in <warning>.
- */
-static int install_cert(moat_store_t *st, int64_t key_id, X509 *cert, STACK_OF(X509) * chain, char *warning,
-                        size_t warnsz, moat_err_t *err)
-{
-    moat_store_blob_t *blobs = NULL;
-    size_t n = 0;
-    char *missing = NULL;
-    int rc = moat_keymgr_chain_blobs(cert, chain, &blobs, &n, &missing, err);
-    if (rc == MOAT_E_PKI) {
-        moat_err_clear(err);
-        rc = 0;
-    }
-    if (rc == 0)
-        rc = moat_keymgr_import_cert(st, key_id, cert, blobs, n, warning, warnsz, err);
-    moat_free(&missing);
-    moat_keymgr_blobs_dispose(&blobs, n);
-    return rc;
-}
-
-/* Adds <p>'s key under <name> as a pending key, then its older certificates and its certificate. */
-static int store_pair(moat_store_t *st, const moat_import_pair_t *p, const char *name, int exportable,
-                      char *warning, size_t warnsz, moat_err_t *err)
-{
-    int64_t key_id = 0;
-    int rc;
-
-    if ((rc = moat_keymgr_key_add(st, name, p->key, p->algorithm, exportable != 0, NULL, &key_id, err)) != 0)
-        return rc;
-    /* Older certificates of the same key first, so that the newest ends up current. */
-    for (int i = 0; i < sk_X509_num(p->older) && rc == 0; i++) {
-        char ignored[256]; /* history: only the certificate that ends up current must load */
-        rc = install_cert(st, key_id, sk_X509_value(p->older, i), p->chain, ignored, sizeof(ignored), err);
-    }
-    if (rc == 0 && p->cert != NULL)
-        rc = install_cert(st, key_id, p->cert, p->chain, warning, warnsz, err);
-    if (rc == 0)
-        rc = moat__km_audit(st, "key.import", name, err,
-                            "from %s (moat import), algorithm %s, exportable %s, key %s%s", p->file->path,
-                            p->algorithm, exportable ? "yes" : "no", p->fingerprint,
-                            p->cert ? ", with certificate" : "");
-    return rc;
-}
-
-/* The key in the store with the same public key as <p>, if any (rc 0), else MOAT_E_NOTFOUND. */
-static int find_existing(moat_store_t *st, const moat_import_pair_t *p, moat_store_key_t *out,
-                         moat_err_t *err)
-{
-    unsigned char *spki = NULL;
-    size_t spki_len = 0;
-    int rc;
-    if ((rc = moat_pki_pubkey_to_der(p->key, &spki, &spki_len, err)) != 0)
-        return rc;
-    rc = moat_store_key_find_pubkey(st, spki, spki_len, out, err);
-    moat_free(&spki);
-    return rc;
-}
-
-/* 1 in *found when certificate <cert> is in the history of <name> (a retired key's certificate, say). */
-static int in_history(moat_store_t *st, const char *name, X509 *cert, int *found, moat_err_t *err)
-{
-    moat_store_cert_list_t list = {0};
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    char hex[2 * EVP_MAX_MD_SIZE + 1];
-    int rc;
-    *found = 0;
-    if (st == NULL || cert == NULL || name[0] == '\0')
-        return 0;
-    if (!X509_digest(cert, EVP_sha256(), md, &mdlen))
-        return moat_err_ossl(err, MOAT_E_PKI, "hashing a certificate");
-    moat_hex_lower(md, mdlen, hex);
-    if ((rc = moat_store_cert_list(st, name, &list, err)) != 0)
-        return rc;
-    for (size_t i = 0; i < list.n; i++)
-        if (strcmp(list.items[i].fingerprint, hex) == 0)
-            *found = 1;
-    moat_store_cert_list_dispose(&list);
-    return 0;
-}
-
-static int name_free(moat_store_t *st, const char *name, outcome_t *done, size_t ndone, int *is_free,
-                     moat_err_t *err)
-{
-    moat_store_key_t k = {0};
-    int rc;
-    for (size_t i = 0; i < ndone; i++) {
-        if (strcmp(done[i].name, name) == 0) {
-            *is_free = 0;
-            return 0;
-        }
-    }
-    if (st == NULL) {
-        *is_free = 1;
-        return 0;
-    }
-    rc = moat_store_key_get(st, name, MOAT_KEY_CURRENT, &k, err);
-    moat_store_key_dispose(&k);
-    if (rc == 0) {
-        *is_free = 0;
-        return 0;
-    }
-    if (rc != MOAT_E_NOTFOUND)
-        return rc;
-    moat_err_clear(err);
-    *is_free = 1;
-    return 0;
-}
-
-/* The store name of a certbot lineage imported before: the name of any of its keys still in use. */
-static int group_store_name(moat_store_t *st, const moat_import_result_t *res, size_t first, char *out,
-                            size_t outsz, moat_err_t *err)
-{
-    out[0] = '\0';
-    for (size_t j = first; st != NULL && j < res->npairs && res->pairs[j].grouped &&
-                           strcmp(res->pairs[j].name, res->pairs[first].name) == 0;
-         j++) {
-        moat_store_key_t have = {0};
-        int rc = find_existing(st, &res->pairs[j], &have, err);
-        if (rc == 0) {
-            (void)moat_strlcpy(out, have.name, outsz);
-            moat_store_key_dispose(&have);
-            return 0;
-        }
-        moat_store_key_dispose(&have);
-        if (rc != MOAT_E_NOTFOUND)
-            return rc;
-        moat_err_clear(err);
-    }
-    return 0;
-}
-
-/*
- * Decides (and unless <dry_run> performs; <st> may be NULL for a dry run with no store yet) what happens
- * to every pair, inside the caller's transaction. A certbot lineage keeps one store name: its oldest
- * generation is imported first and each newer one is added as a renewal, so the store's history matches
- * certbot's; generations already there (even retired ones) are recognised by their certificates.
- */
-static int apply(moat_store_t *st, const moat_import_result_t *res, int dry_run, int exportable,
-                 outcome_t *out, moat_err_t *err)
-{
-    const char *group = NULL; /* the lineage being walked */
-    char group_name[MOAT_STORE_NAME_MAX] = "";
-    int rc, found;
-
-    for (size_t i = 0; i < res->npairs; i++) {
-        const moat_import_pair_t *p = &res->pairs[i];
-        moat_store_key_t have = {0};
-        outcome_t *o = &out[i];
-
-        if (!p->grouped) {
-            group = NULL;
-            group_name[0] = '\0';
-        } else if (group == NULL || strcmp(group, p->name) != 0) {
-            group = p->name;
-            if ((rc = group_store_name(st, res, i, group_name, sizeof(group_name), err)) != 0)
-                return rc;
-        }
-        rc = st != NULL ? find_existing(st, p, &have, err) : MOAT_E_NOTFOUND;
-        if (rc == 0) {
-            /* Already imported: at most its newer certificate is missing. */
-            (void)moat_strlcpy(o->name, have.name, sizeof(o->name));
-            o->action = ACT_EXISTS;
-            if (p->cert != NULL && (have.cert == NULL || have.cert->not_after < (int64_t)p->not_after)) {
-                o->action = ACT_CERT_ADDED;
-                if (!dry_run && (rc = install_cert(st, have.id, p->cert, p->chain, o->warning,
-                                                   sizeof(o->warning), err)) != 0) {
-                    moat_store_key_dispose(&have);
-                    return rc;
-                }
-            }
-            moat_store_key_dispose(&have);
-            continue;
-        }
-        moat_store_key_dispose(&have);
-        if (rc != MOAT_E_NOTFOUND)
-            return rc;
-        moat_err_clear(err);
-        /* A retired generation: its key is no longer found by public key, its certificate is in history. */
-        if ((rc = in_history(st, group_name[0] ? group_name : p->name, p->cert, &found, err)) != 0)
-            return rc;
-        if (found) {
-            (void)moat_strlcpy(o->name, group_name[0] ? group_name : p->name, sizeof(o->name));
-            o->action = ACT_EXISTS;
-            continue;
-        }
-
-        if (group != NULL && group_name[0] != '\0') {
-            (void)moat_strlcpy(o->name, group_name, sizeof(o->name));
-            o->action = ACT_RENEWAL;
-        } else {
-            int is_free = 0;
-            o->action = ACT_IMPORT;
-            (void)moat_strlcpy(o->name, p->name, sizeof(o->name));
-            for (int n = 2; n < 1000; n++) {
-                if ((rc = name_free(st, o->name, out, i, &is_free, err)) != 0)
-                    return rc;
-                if (is_free)
-                    break;
-                snprintf(o->name, sizeof(o->name), "%.100s-%d", p->name, n);
-            }
-            if ((rc = moat__km_check_name(o->name, err)) != 0)
-                return rc;
-            if (group != NULL)
-                (void)moat_strlcpy(group_name, o->name, sizeof(group_name));
-        }
-        if (!dry_run &&
-            (rc = store_pair(st, p, o->name, exportable, o->warning, sizeof(o->warning), err)) != 0) {
-            moat_err_prefix(err, "importing %s", p->file->path);
-            return rc;
-        }
-    }
-    return 0;
 }
 
 /* ---- output ---- */
@@ -302,21 +72,21 @@ typedef struct counts {
     size_t imported, renewals, existing, certs_added, orphan_keys, warnings;
 } counts_t;
 
-static counts_t count(const moat_import_result_t *res, const outcome_t *out)
+static counts_t count(const moat_import_result_t *res, const moat_keymgr_found_t *out)
 {
     counts_t c = {0};
     for (size_t i = 0; i < res->npairs; i++) {
         switch (out[i].action) {
-        case ACT_IMPORT:
+        case MOAT_KEYMGR_FOUND_IMPORT:
             c.imported++;
             break;
-        case ACT_RENEWAL:
+        case MOAT_KEYMGR_FOUND_RENEWAL:
             c.renewals++;
             break;
-        case ACT_EXISTS:
+        case MOAT_KEYMGR_FOUND_EXISTS:
             c.existing++;
             break;
-        case ACT_CERT_ADDED:
+        case MOAT_KEYMGR_FOUND_CERT_ADDED:
             c.certs_added++;
             break;
         }
@@ -329,7 +99,7 @@ static counts_t count(const moat_import_result_t *res, const outcome_t *out)
 }
 
 static void print_text(const char *source, const moat_import_scan_t *scan, const moat_import_result_t *res,
-                       const outcome_t *out, int dry_run, const char *store_path)
+                       const moat_keymgr_found_t *out, int dry_run, const char *store_path)
 {
     counts_t c = count(res, out);
     printf("%s %s (%s): %zu file%s with keys or certificates%s%s\n",
@@ -390,7 +160,7 @@ static void print_text(const char *source, const moat_import_scan_t *scan, const
 }
 
 static void print_json(const char *source, const moat_import_scan_t *scan, const moat_import_result_t *res,
-                       const outcome_t *out, int dry_run, const char *store_path)
+                       const moat_keymgr_found_t *out, int dry_run, const char *store_path)
 {
     moat_json_t j;
     counts_t c = count(res, out);
@@ -476,7 +246,9 @@ int moat_cli_import(moat_cli_t *cli, int argc, char **argv)
     moat_import_scan_t scan = {0};
     moat_import_result_t res = {0};
     moat_store_t *st = NULL;
-    outcome_t *out = NULL;
+    moat_config_t *cfg = NULL;
+    moat_plan_notes_t notes = {0};
+    moat_keymgr_found_t *out = NULL;
     moat_err_t err = {0};
     const moat__km_opt_t opts[] = {
         {"--dry-run", NULL, &dry_run, NULL, NULL, 0},
@@ -530,24 +302,11 @@ int moat_cli_import(moat_cli_t *cli, int argc, char **argv)
     } else if (res.npairs > 0 && moat__km_open(cli, MOAT_STORE_CREATE, &st, &err) != 0) {
         goto fail;
     }
-    if (st != NULL) {
-        if (!dry_run && moat_store_begin(st, &err) != 0)
-            goto fail;
-        if (apply(st, &res, dry_run, exportable, out, &err) != 0) {
-            if (dry_run)
-                goto fail;
-            goto rollback;
-        }
-        if (!dry_run) {
-            counts_t c = count(&res, out);
-            if (c.imported + c.renewals + c.certs_added > 0 && moat_store_generation_bump(st, &err) != 0)
-                goto rollback;
-            if (moat__km_commit(st, NULL, &err) != 0)
-                goto fail;
-        }
-    } else if (apply(NULL, &res, 1, exportable, out, &err) != 0) {
-        goto fail; /* a dry run without a store: everything would be new */
-    }
+    cfg = dry_run ? NULL : moat_cli_change_config(cli);
+    if (moat_keymgr_import_found(st, &res, dry_run, exportable, cfg, out, &notes, &err) != 0)
+        goto fail;
+    if (!dry_run)
+        moat_cli_change_notes(cli, &notes);
     if (cli->json)
         print_json(pos[0], &scan, &res, out, dry_run, st ? moat_store_path(st) : "");
     else if (!cli->quiet)
@@ -577,12 +336,11 @@ int moat_cli_import(moat_cli_t *cli, int argc, char **argv)
         code = moat_cli_fail(cli, &err);
     }
     goto out;
-rollback:
-    moat_store_rollback(st);
 fail:
     code = moat_cli_fail(cli, &err);
 out:
     OPENSSL_cleanse(pw, sizeof(pw));
+    moat_config_unref(cfg);
     moat_store_close(st);
     moat_free(&out);
     moat_import_result_dispose(&res);

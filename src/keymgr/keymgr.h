@@ -11,6 +11,7 @@
 
 #include "core/core.h"
 #include "config/config.h"
+#include "import/import.h"
 #include "pki/pki.h"
 #include "plan/plan.h"
 #include "store/store.h"
@@ -281,5 +282,33 @@ int moat_keymgr_key_import(moat_store_t *st, const moat_keymgr_import_req_t *req
  */
 int moat_keymgr_restore(moat_store_t *st, const char *src, bool dry_run, const moat_config_t *cfg,
                         moat_plan_notes_t *notes, moat_store_diff_t *diff, moat_err_t *err) MOAT_MUST_CHECK;
+
+/* What moat import did (or, in a dry run, would do) with one key it found. */
+typedef enum {
+    MOAT_KEYMGR_FOUND_IMPORT,     /* a new key (with its certificate, if any) */
+    MOAT_KEYMGR_FOUND_RENEWAL,    /* a newer generation of a certbot lineage already in the store */
+    MOAT_KEYMGR_FOUND_EXISTS,     /* the key is in the store already */
+    MOAT_KEYMGR_FOUND_CERT_ADDED, /* the key was in the store; its newer certificate was not */
+} moat_keymgr_found_action_t;
+
+typedef struct moat_keymgr_found {
+    moat_keymgr_found_action_t action;
+    char name[MOAT_STORE_NAME_MAX]; /* the store name used (or found) */
+    char warning[256];              /* why the server would refuse the imported pair; "" when it loads */
+} moat_keymgr_found_t;
+
+/*
+ * moat import: brings every pair of <res> into the store, one transaction, and says in out[i] (res->npairs
+ * entries) what became of pair i. A key already stored (found by public key, or its certificate in a
+ * name's history) is not stored twice, only its newer certificate added; a certbot lineage keeps one
+ * name, each newer generation a renewal; any other key is stored pending under its name, or "<name>-2",
+ * ..., when that is taken, audited "key.import", with its certificates (a pair the server would refuse
+ * stays, the reason in out[i].warning). The generation is bumped when anything changed, and the change
+ * checked before the commit against the sites of <cfg> (may be NULL), <notes> saying what the check noted.
+ * With <dry_run>, or without a store (<st> NULL), only decides: the store is read, never changed.
+ */
+int moat_keymgr_import_found(moat_store_t *st, const moat_import_result_t *res, bool dry_run, bool exportable,
+                             const moat_config_t *cfg, moat_keymgr_found_t *out, moat_plan_notes_t *notes,
+                             moat_err_t *err) MOAT_MUST_CHECK;
 
 #endif
