@@ -4,6 +4,7 @@
  * transaction, audited, checked against the serving plan before it commits.
  */
 #include "ca/ca.h"
+#include "core/x509name.h"
 
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
@@ -296,7 +297,7 @@ static int root_from_file(const moat_ca_t *root, const moat_ca_import_root_req_t
     if (!found) {
         char subj[256] = "no certificate";
         if (sk_X509_num(imp.certs) > 0)
-            (void)X509_NAME_oneline(X509_get_subject_name(sk_X509_value(imp.certs, 0)), subj, sizeof(subj));
+            moat_x509_name_text(X509_get_subject_name(sk_X509_value(imp.certs, 0)), subj, sizeof(subj));
         rc = moat_err_set(err, MOAT_E_INVAL, "%s holds %s, not the certificate of moat's root CA", req->file,
                           subj);
         moat_err_hint(err, "give the file 'moat ca export-root' wrote; 'moat ca cert --root' shows the root");

@@ -5,10 +5,10 @@
  */
 #include "cli/groups.h"
 #include "cli/keymgr_int.h"
+#include "core/x509name.h"
 #include "import/import.h"
 
 #include <limits.h>
-#include <openssl/bio.h>
 #include <openssl/x509.h>
 #include <string.h>
 #include <time.h>
@@ -45,19 +45,6 @@ static const char *action_json(moat_keymgr_found_action_t a)
 }
 
 /* ---- output ---- */
-
-/* The subject as RFC 2253 text (as everywhere else in moat) into <buf>. */
-static const char *subject_of(X509 *cert, char *buf, size_t bufsz)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    int n = 0;
-    buf[0] = '\0';
-    if (b != NULL && X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0)
-        n = BIO_read(b, buf, (int)bufsz - 1);
-    buf[n > 0 ? n : 0] = '\0';
-    BIO_free(b);
-    return buf;
-}
 
 static void fmt_day(time_t t, char *out, size_t outsz)
 {
@@ -136,7 +123,10 @@ static void print_text(const char *source, const moat_import_scan_t *scan, const
         printf("\ncertificates without a key (not imported: a certificate alone cannot serve):\n");
         for (size_t i = 0; i < res->norphan_certs; i++) {
             char subject[256];
-            printf("  %-26s %s\n", subject_of(res->orphan_certs[i].cert, subject, sizeof(subject)),
+            printf("  %-26s %s\n",
+                   (moat_x509_name_text(X509_get_subject_name(res->orphan_certs[i].cert), subject,
+                                        sizeof(subject)),
+                    subject),
                    res->orphan_certs[i].file->path);
         }
     }
@@ -204,7 +194,10 @@ static void print_json(const char *source, const moat_import_scan_t *scan, const
     for (size_t i = 0; i < res->norphan_certs; i++) {
         char subject[256];
         moat_json_obj_begin(&j);
-        moat_json_kv_str(&j, "subject", subject_of(res->orphan_certs[i].cert, subject, sizeof(subject)));
+        moat_json_kv_str(
+            &j, "subject",
+            (moat_x509_name_text(X509_get_subject_name(res->orphan_certs[i].cert), subject, sizeof(subject)),
+             subject));
         moat_json_kv_str(&j, "file", res->orphan_certs[i].file->path);
         moat_json_obj_end(&j);
     }

@@ -1,5 +1,6 @@
 /* Certificate and chain checks shared by remote and local diagnosis. */
 #include "doctor/doctor_int.h"
+#include "core/x509name.h"
 
 #include "pki/pki.h"
 #include "plan/plan.h"
@@ -11,23 +12,6 @@
 #include <openssl/x509v3.h>
 #include <string.h>
 #include <time.h>
-
-void moat__doctor_name(const X509_NAME *name, char *out, size_t outsz)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    long n;
-    char *p;
-    out[0] = '\0';
-    if (b == NULL)
-        return;
-    if (X509_NAME_print_ex(b, name, 0, (XN_FLAG_ONELINE & ~XN_FLAG_SPC_EQ) & ~ASN1_STRFLGS_ESC_MSB) >= 0 &&
-        (n = BIO_get_mem_data(b, &p)) > 0) {
-        size_t len = (size_t)n < outsz - 1 ? (size_t)n : outsz - 1;
-        memcpy(out, p, len);
-        out[len] = '\0';
-    }
-    BIO_free(b);
-}
 
 void moat__doctor_short_name(X509 *x, char *out, size_t outsz)
 {
@@ -44,7 +28,7 @@ void moat__doctor_short_name(X509 *x, char *out, size_t outsz)
         }
         OPENSSL_free(utf8);
     }
-    moat__doctor_name(name, out, outsz);
+    moat_x509_name_text(name, out, outsz);
     if (out[0] == '\0')
         moat_strlcpy(out, "(empty subject)", outsz);
 }
@@ -327,7 +311,7 @@ void moat_doctor_check_chain(moat_doctor_report_t *r, const char *subject, STACK
         char key[24], kd[64], until[64], iss[256];
         int md = sig_digest(x);
         moat__doctor_short_name(x, name, sizeof(name));
-        moat__doctor_name(X509_get_issuer_name(x), iss, sizeof(iss));
+        moat_x509_name_text(X509_get_issuer_name(x), iss, sizeof(iss));
         moat__doctor_key_desc(X509_get0_pubkey(x), kd, sizeof(kd));
         moat__doctor_time(X509_get0_notAfter(x), until, sizeof(until));
         snprintf(key, sizeof(key), "chain[%d]", i);
@@ -412,7 +396,7 @@ void moat_doctor_check_chain(moat_doctor_report_t *r, const char *subject, STACK
         } else if (!found || !anchor) {
             incomplete = 1;
             moat__doctor_short_name(last, name, sizeof(name));
-            moat__doctor_name(X509_get_issuer_name(last), iname, sizeof(iname));
+            moat_x509_name_text(X509_get_issuer_name(last), iname, sizeof(iname));
             f = moat_doctor_add(
                 r, MOAT_DOCTOR_ERROR, "chain-incomplete", subject,
                 "the chain is incomplete: %s (chain[%d]) was issued by %s, which is neither sent "
@@ -459,7 +443,7 @@ void moat_doctor_check_chain(moat_doctor_report_t *r, const char *subject, STACK
                 if (X509_self_signed(root, 0) == 1)
                     moat__doctor_short_name(root, name, sizeof(name));
                 else
-                    moat__doctor_name(X509_get_issuer_name(root), name, sizeof(name));
+                    moat_x509_name_text(X509_get_issuer_name(root), name, sizeof(name));
                 f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, "untrusted-root", subject,
                                     "the chain ends at the root %s, which is not in %s", name, trust_desc);
                 moat_doctor_why(f, "clients refuse the connection unless this root is in their trust store");

@@ -8,8 +8,6 @@
 #include <openssl/x509.h>
 #include <sys/socket.h>
 
-/* "C=US, O=Example, CN=www.example.com" */
-void moat__doctor_name(const X509_NAME *name, char *out, size_t outsz);
 /* "CN=www.example.com", or the whole subject when there is no common name. */
 void moat__doctor_short_name(X509 *x, char *out, size_t outsz);
 /* "2027-01-31 12:00 UTC" */

@@ -2,6 +2,7 @@
  * pki: certificates: parse, encode, describe, check dates, order chains, pair with keys.
  */
 #include "pki/pki_int.h"
+#include "core/x509name.h"
 
 #include <limits.h>
 #include <openssl/err.h>
@@ -222,9 +223,9 @@ int moat_pki_cert_info(const X509 *cert, moat_pki_cert_info_t *out, moat_err_t *
     GENERAL_NAMES_free(names);
     if (rc < 0)
         return rc;
-    out->subject = moat__pki_name_oneline(X509_get_subject_name(cert));
+    out->subject = moat_x509_name_dup(X509_get_subject_name(cert));
     out->cn = moat__pki_name_cn(X509_get_subject_name(cert));
-    out->issuer = moat__pki_name_oneline(X509_get_issuer_name(cert));
+    out->issuer = moat_x509_name_dup(X509_get_issuer_name(cert));
     out->issuer_cn = moat__pki_name_cn(X509_get_issuer_name(cert));
     out->serial = moat__pki_serial_hex(X509_get0_serialNumber(cert));
     if (out->subject == NULL || out->issuer == NULL || out->serial == NULL) {
@@ -296,7 +297,7 @@ static void cert_label(const X509 *cert, char *buf, size_t size)
 {
     char *s = moat__pki_name_cn(X509_get_subject_name(cert));
     if (s == NULL)
-        s = moat__pki_name_oneline(X509_get_subject_name(cert));
+        s = moat_x509_name_dup(X509_get_subject_name(cert));
     snprintf(buf, size, "%s", s ? s : "?");
     moat_free(&s);
 }
@@ -390,7 +391,7 @@ int moat_pki_chain_build(X509 *leaf, STACK_OF(X509) * pile, STACK_OF(X509) * *ch
             goto fail;
         }
         if (found < 0) {
-            if ((missing = moat__pki_name_oneline(X509_get_issuer_name(cur))) == NULL) {
+            if ((missing = moat_x509_name_dup(X509_get_issuer_name(cur))) == NULL) {
                 rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory ordering the chain");
                 goto fail;
             }

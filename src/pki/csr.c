@@ -2,6 +2,7 @@
  * pki: PKCS#10 certificate requests: build, encode, parse, verify, describe.
  */
 #include "pki/pki_int.h"
+#include "core/x509name.h"
 
 #include <limits.h>
 #include <openssl/err.h>
@@ -256,7 +257,7 @@ int moat_pki_csr_info(X509_REQ *csr, moat_pki_csr_info_t *out, moat_err_t *err)
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     if (rc < 0)
         return rc;
-    out->subject = moat__pki_name_oneline(X509_REQ_get_subject_name(csr));
+    out->subject = moat_x509_name_dup(X509_REQ_get_subject_name(csr));
     out->cn = moat__pki_name_cn(X509_REQ_get_subject_name(csr));
     if (out->subject == NULL) {
         moat_pki_csr_info_dispose(out);

@@ -5,6 +5,7 @@
  * except as an EVP_PKEY the caller only describes.
  */
 #include "pki/pki_int.h"
+#include "core/x509name.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -378,7 +379,7 @@ int moat_pki_crl_describe(X509_CRL *crl, moat_pki_crl_desc_t *out, moat_err_t *e
     time_t t;
 
     memset(out, 0, sizeof(*out));
-    if ((out->issuer = moat__pki_name_oneline(X509_CRL_get_issuer(crl))) == NULL)
+    if ((out->issuer = moat_x509_name_dup(X509_CRL_get_issuer(crl))) == NULL)
         return moat_err_set(err, MOAT_E_NOMEM, "out of memory");
     if (X509_CRL_get0_lastUpdate(crl) != NULL &&
         moat_pki_asn1_time_to_time(X509_CRL_get0_lastUpdate(crl), &t, err) == 0)

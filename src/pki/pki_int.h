@@ -21,8 +21,6 @@ int moat__pki_der_take(unsigned char **der, int n, const char *what, unsigned ch
  * buffer: what PEM_write_bio_<type>() writes. Errors say "encoding <what>". */
 int moat__pki_pem_of_der(const char *label, const unsigned char *der, size_t len, const char *what,
                          char **out, size_t *out_len, moat_err_t *err);
-/* One-line RFC 2253 name (UTF-8 kept as is); NULL on allocation failure. */
-char *moat__pki_name_oneline(const X509_NAME *name);
 /* First commonName of <name> as UTF-8, NULL when absent or unreadable. */
 char *moat__pki_name_cn(const X509_NAME *name);
 /* The digest name to sign with for <key>: "SHA256", or NULL for keys that sign without a digest

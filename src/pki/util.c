@@ -64,22 +64,6 @@ int moat__pki_pem_of_der(const char *label, const unsigned char *der, size_t len
     return rc;
 }
 
-char *moat__pki_name_oneline(const X509_NAME *name)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    unsigned char *s = NULL;
-    size_t len;
-    if (b == NULL)
-        return NULL;
-    /* RFC 2253 order and escaping, but UTF-8 stays readable instead of becoming \XX escapes. */
-    if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0 ||
-        moat__pki_bio_take(b, true, &s, &len, NULL) < 0)
-        s = NULL;
-    BIO_free(b);
-    ERR_clear_error();
-    return (char *)s;
-}
-
 char *moat__pki_name_cn(const X509_NAME *name)
 {
     int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);

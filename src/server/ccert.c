@@ -10,6 +10,7 @@
  * client_revocation_unknown decides (deny by default).
  */
 #include "server/conn.h"
+#include "core/x509name.h"
 
 #include "pki/pki.h"
 
@@ -216,7 +217,7 @@ int moat__ccert_unchecked(moat__conn_t *c, char *out, size_t outsz)
             bad = sk_X509_value(chain, i);
     if (bad == NULL)
         return -1;
-    moat__x509_name_text(X509_get_subject_name(bad), out, outsz);
+    moat_x509_name_text(X509_get_subject_name(bad), out, outsz);
     return out[0] != '\0' ? 0 : -1;
 }
 

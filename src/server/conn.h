@@ -174,8 +174,6 @@ int moat__h2_idle(const moat__conn_t *c);
  * is "revocation-unknown" only because a CRL has not been fetched yet (the fetcher was asked for it):
  * the answer may be worth waiting for (moat__request_wait_crl). */
 const char *moat__ccert_verdict(moat__conn_t *c, int *pending);
-/* whoami.c: <n> as one RFC 2253 line into <out> ("" when it cannot be printed). */
-void moat__x509_name_text(const X509_NAME *n, char *out, size_t outsz);
 /* The verdict <reason> in words for a person ("your browser sent no client certificate"). */
 const char *moat__ccert_reason_text(const char *reason);
 /* A reason token and its words on an error page. */

@@ -1,6 +1,7 @@
 /* Request handling glue: site choice (SNI, Host, 421), the https redirect, HSTS, static files, and the
  * access log. Parsing, paths, files and response heads come from http/. */
 #include "server/request.h"
+#include "core/x509name.h"
 
 #include "acme/acme.h"
 
@@ -428,18 +429,11 @@ static void access_log_line(moat__request_t *r)
     moat__conn_peer_text(c, peer, sizeof(peer));
     subject[0] = '\0';
     if (r->ccert != NULL && c->ssl != NULL && SSL_get0_peer_certificate(c->ssl) != NULL) {
-        /* who presented it: subject (RFC 2253, escaped) and serial */
+        /* who presented it: subject (escaped for the log line) and serial */
         X509 *peer_cert = SSL_get0_peer_certificate(c->ssl);
         char line[400];
-        BIO *b = BIO_new(BIO_s_mem());
-        if (b != NULL) {
-            int n2;
-            X509_NAME_print_ex(b, X509_get_subject_name(peer_cert), 0, XN_FLAG_RFC2253);
-            n2 = BIO_read(b, line, sizeof(line) - 1);
-            line[n2 > 0 ? n2 : 0] = '\0';
-            BIO_free(b);
-            put_escaped(subject, sizeof(subject), line, strlen(line));
-        }
+        moat_x509_name_text(X509_get_subject_name(peer_cert), line, sizeof(line));
+        put_escaped(subject, sizeof(subject), line, strlen(line));
         {
             char hex[MOAT_PKI_SERIAL_KEY_SIZE];
             size_t sl = strlen(subject);

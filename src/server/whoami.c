@@ -4,6 +4,7 @@
  * JSON with "Accept: application/json" or "?format=json". Never cached.
  */
 #include "server/request.h"
+#include "core/x509name.h"
 
 #include <openssl/bn.h>
 #include <openssl/x509.h>
@@ -12,18 +13,6 @@
 #include <time.h>
 
 static _Thread_local char body[4096];
-
-void moat__x509_name_text(const X509_NAME *n, char *out, size_t outsz)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    int len;
-    out[0] = '\0';
-    if (b == NULL)
-        return;
-    if (X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) >= 0 && (len = BIO_read(b, out, (int)outsz - 1)) > 0)
-        out[len] = '\0';
-    BIO_free(b);
-}
 
 /* Appends <s> as a JSON string at out[o]; returns the new length. */
 static size_t json_str(char *out, size_t cap, size_t o, const char *s)
@@ -102,8 +91,8 @@ static int whoami(moat__request_t *r, const moat_site_t *site, moat_http_str_t q
         char hex[MOAT_PKI_SERIAL_KEY_SIZE];
         moat_strlcpy(serial, moat_pki_serial_key(X509_get0_serialNumber(peer), hex) == 0 ? hex : "",
                      sizeof(serial));
-        moat__x509_name_text(X509_get_subject_name(peer), subject, sizeof(subject));
-        moat__x509_name_text(X509_get_issuer_name(peer), issuer, sizeof(issuer));
+        moat_x509_name_text(X509_get_subject_name(peer), subject, sizeof(subject));
+        moat_x509_name_text(X509_get_issuer_name(peer), issuer, sizeof(issuer));
         if (ASN1_TIME_to_tm(X509_get0_notAfter(peer), &tm) == 1)
             strftime(not_after, sizeof(not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
     }

@@ -3,6 +3,7 @@
  * it belongs to the name's active key. Host names from the SANs are indexed in cert_names.
  */
 #include "store/store_int.h"
+#include "core/x509name.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -24,25 +25,6 @@ void moat__store_cert_meta_dispose(moat__cert_meta_t *m)
     moat_free(&m->subject);
     moat_free(&m->issuer);
     moat_free(&m->sans);
-}
-
-static char *name_string(const X509_NAME *n)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    char *out = NULL, *data = NULL;
-    long len;
-    if (b == NULL)
-        return NULL;
-    if (X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
-        len = BIO_get_mem_data(b, &data);
-        if ((out = moat_malloc((size_t)len + 1)) != NULL) {
-            if (len > 0) /* an empty subject (ACME requests often have none): no data pointer at all */
-                memcpy(out, data, (size_t)len);
-            out[len] = '\0';
-        }
-    }
-    BIO_free(b);
-    return out;
 }
 
 /* Appends "<prefix><value>" to the comma-separated list in *buf. */
@@ -145,8 +127,8 @@ int moat__store_cert_meta(const uint8_t *der, size_t len, moat__cert_meta_t *m, 
         X509_free(x);
         return moat_err_ossl(err, MOAT_E_INVAL, "the certificate is not valid DER");
     }
-    m->subject = name_string(X509_get_subject_name(x));
-    m->issuer = name_string(X509_get_issuer_name(x));
+    m->subject = moat_x509_name_dup(X509_get_subject_name(x));
+    m->issuer = moat_x509_name_dup(X509_get_issuer_name(x));
     m->sans = sans_string(x);
     if (m->subject == NULL || m->issuer == NULL || m->sans == NULL) {
         rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory reading a certificate");

@@ -43,6 +43,23 @@ def test_whoami_text_and_json(moat, setup):  # noqa: F811
     assert json.loads(r.stdout)["verdict"] == "wrong-purpose", r.stderr
 
 
+def test_whoami_spells_a_name_as_the_store_does(moat, setup):  # noqa: F811
+    """One text form of an X.509 name: whoami, the CA's list and the access log (escaped there, as every
+    byte outside printable ASCII is) agree on a subject with UTF-8 in it."""
+    root, ca_pem = setup
+    jorg = client_pem_from_moat(moat, "jorg", "Jörg Müller")
+    listed = [c["subject"] for c in json.loads(moat.ok("--json", "ca", "list").stdout) if "rg" in c["subject"]]
+    assert listed == ["CN=Jörg Müller"], listed
+    port = free_port()
+    moat.serve(config(moat, [site(["localhost"], port, root=root, extra="client_certificate: required")]),
+               wait=[port])
+    st, out, err = curl(port, "/.well-known/moat/whoami?format=json", cert=jorg, cafile=ca_pem)
+    assert st == 200, err
+    assert json.loads(out.split("\r\n\r\n", 1)[1])["subject"] == "CN=Jörg Müller"
+    log = moat.dir / "access.log"
+    assert wait_for(lambda: log.exists() and "subject=CN=J%C3%B6rg%20M%C3%BCller" in log.read_text(), timeout=5)
+
+
 def test_whoami_on_a_site_without_client_certificates(moat, setup):  # noqa: F811
     root, ca_pem = setup
     port = free_port()

@@ -775,3 +775,22 @@ def test_offline_root_comes_back(moat):
     assert root_answers(), inter_ocsp()
     text, bad = doctor()
     assert "key offline" not in text and bad == [], (text, bad)
+
+
+# 11. An X.509 name is spelled one way: the certificate install, key show --json and doctor agree.
+def test_an_x509_name_is_spelled_one_way(moat):
+    m, d = moat, moat.dir
+    openssl("req", "-x509", "-utf8", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", d / "root.key", "-out", d / "root.crt", "-days", "30",
+            "-subj", "/O=Müller & Söhne/CN=Zürich Root", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    canon = "CN=Zürich Root,O=Müller & Söhne"  # RFC 2253 order, UTF-8 kept
+    m.ok("key", "new", "www", "--cn", "localhost", "--san", "DNS:localhost", "--csr-out", d / "www.csr")
+    openssl_sign(d, d / "www.csr", d / "www.crt", ca=(d / "root.key", d / "root.crt"))
+    assert f"issuer  {canon}\n" in m.ok("cert", "install", "www", d / "www.crt").stdout
+    import json
+    assert json.loads(m.ok("key", "show", "www", "--json").stdout)["issuer"] == canon
+    (d / "moat.yaml").write_text("sites:\n  - hosts: [localhost]\n    listen: [\"127.0.0.1:1\"]\n"
+                                 "    certificate: www\n")
+    out = m.run("doctor", "-c", d / "moat.yaml").stdout
+    assert f"issuer {canon}" in out and f"was issued by {canon}," in out, out
