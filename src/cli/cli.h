@@ -92,9 +92,6 @@ int moat_cli_served_report(moat_cli_t *cli, moat_store_t *st) MOAT_MUST_CHECK;
 /* moat reload: SIGHUP to the server on <store_path>, then the same wait and report. */
 int moat_cli_served_reload(moat_cli_t *cli, const char *store_path) MOAT_MUST_CHECK;
 
-/* Makes an absolute path from <path> relative to the current directory. */
-int moat_cli_abspath(const char *path, char *out, size_t outsz, moat_err_t *err);
-
 /* ---- the check before commit (plan/plan.h, moat_plan_check_change) ---- */
 
 typedef struct moat_config moat_config_t;

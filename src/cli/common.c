@@ -127,39 +127,6 @@ int moat_cli_usage(const char *usage, const char *fmt, ...)
     return MOAT_EXIT_USAGE;
 }
 
-/* "s7/../s2/moat.db" is printed as ".../s2/moat.db": the folder of an existing path is resolved (the file
- * itself may not exist yet, and a symlink to it is kept). */
-static void tidy(char *out, size_t outsz)
-{
-    char dir[PATH_MAX], real[PATH_MAX], joined[PATH_MAX];
-    char *slash = strrchr(out, '/');
-    if (slash == NULL || slash == out || (size_t)(slash - out) >= sizeof(dir))
-        return;
-    memcpy(dir, out, (size_t)(slash - out));
-    dir[slash - out] = '\0';
-    if ((strstr(dir, "/.") == NULL && strstr(dir, "//") == NULL) || realpath(dir, real) == NULL)
-        return;
-    if ((size_t)snprintf(joined, sizeof(joined), "%s%s", strcmp(real, "/") == 0 ? "" : real, slash) < outsz)
-        (void)moat_strlcpy(out, joined, outsz);
-}
-
-int moat_cli_abspath(const char *path, char *out, size_t outsz, moat_err_t *err)
-{
-    char cwd[PATH_MAX];
-    if (path[0] == '/') {
-        if (moat_strlcpy(out, path, outsz) != 0)
-            return moat_err_set(err, MOAT_E_INVAL, "path too long: %s", path);
-        tidy(out, outsz);
-        return 0;
-    }
-    if (getcwd(cwd, sizeof(cwd)) == NULL)
-        return moat_err_set(err, MOAT_E_IO, "cannot read the current directory: %s", strerror(errno));
-    if ((size_t)snprintf(out, outsz, "%s/%s", cwd, path) >= outsz)
-        return moat_err_set(err, MOAT_E_INVAL, "path too long: %s", path);
-    tidy(out, outsz);
-    return 0;
-}
-
 /* Weak so that the config subsystem can provide the real "store:" lookup without a link cycle. */
 __attribute__((weak)) int moat_config_store_path(const char *config_path, char *out, size_t outsz,
                                                  moat_err_t *err);
@@ -177,16 +144,16 @@ int moat_cli_store_path(const moat_cli_t *cli, char *out, size_t outsz, const ch
 
     if (cli->store_arg != NULL) {
         src = "--store";
-        if (moat_cli_abspath(store_file(cli->store_arg), out, outsz, err) != 0)
+        if (moat_path_absolute(store_file(cli->store_arg), out, outsz, err) != 0)
             return err->code;
     } else if ((env = getenv("MOAT_STORE")) != NULL && env[0] != '\0') {
         src = "MOAT_STORE";
-        if (moat_cli_abspath(store_file(env), out, outsz, err) != 0)
+        if (moat_path_absolute(store_file(env), out, outsz, err) != 0)
             return err->code;
     } else if (cli->config_path != NULL && moat_config_store_path != NULL &&
                moat_config_store_path(cli->config_path, tmp, sizeof(tmp), err) == 0 && tmp[0] != '\0') {
         src = "config";
-        if (moat_cli_abspath(tmp, out, outsz, err) != 0)
+        if (moat_path_absolute(tmp, out, outsz, err) != 0)
             return err->code;
     } else {
         if (cli->config_path != NULL && err->code != 0)
@@ -245,7 +212,7 @@ int moat_cli_master_key_path(const moat_cli_t *cli, const char *store_path, char
                              moat_err_t *err)
 {
     if (cli->master_key != NULL)
-        return moat_cli_abspath(cli->master_key, out, outsz, err);
+        return moat_path_absolute(cli->master_key, out, outsz, err);
     if ((size_t)snprintf(out, outsz, "%s.key", store_path) >= outsz)
         return moat_err_set(err, MOAT_E_INVAL, "master key path too long");
     return 0;

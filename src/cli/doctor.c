@@ -61,7 +61,7 @@ static int doctor_store_path(const moat_cli_t *cli, char *out, size_t outsz, moa
         return err->code;
     moat_err_clear(err);
     if (moat_config_named_store(cli->config_path, named, sizeof(named)) == 0)
-        return moat_cli_abspath(named, out, outsz, err);
+        return moat_path_absolute(named, out, outsz, err);
     nocfg = *cli;
     nocfg.config_path = NULL;
     return moat_cli_store_path(&nocfg, out, outsz, NULL, err);

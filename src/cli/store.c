@@ -84,7 +84,7 @@ static int cmd_backup(moat_cli_t *cli, int argc, char **argv)
     if (file == NULL)
         return moat_cli_usage(USAGE_BACKUP, "which file should the backup go to?");
     if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
-        moat_cli_abspath(file, abs, sizeof(abs), &err) != 0)
+        moat_path_absolute(file, abs, sizeof(abs), &err) != 0)
         return moat_cli_fail(cli, &err);
     /* The master key is not needed to copy encrypted keys; not loading it also never creates one. */
     if (moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
@@ -165,7 +165,7 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
     if (file == NULL)
         return moat_cli_usage(USAGE_RESTORE, "which backup file should be restored?");
     if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
-        moat_cli_abspath(file, abs, sizeof(abs), &err) != 0)
+        moat_path_absolute(file, abs, sizeof(abs), &err) != 0)
         return moat_cli_fail(cli, &err);
     /* Restoring onto a lost store is the point of a backup, but only with the master key it was made
      * under: creating a fresh master key here would make a store the backup can never go into. */

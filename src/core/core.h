@@ -12,6 +12,15 @@
 #define MOAT_MUST_CHECK __attribute__((warn_unused_result))
 #define MOAT_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define MOAT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* Disposes each of the <n> elements of the array <items> with <dispose> (given a pointer to one), frees
+ * the array and sets <n> to 0: the body of every list's dispose function. */
+#define MOAT_ARRAY_DISPOSE(items, n, dispose)                                                                \
+    do {                                                                                                     \
+        for (size_t moat_i_ = 0; moat_i_ < (n); moat_i_++)                                                   \
+            dispose(&(items)[moat_i_]);                                                                      \
+        moat_free(&(items));                                                                                 \
+        (n) = 0;                                                                                             \
+    } while (0)
 
 /* Error codes: 0 is success, failures are negative and say what to do next. */
 enum {
@@ -62,6 +71,10 @@ void *moat_malloc(size_t n);
 void *moat_calloc(size_t n, size_t size);
 void *moat_realloc(void *p, size_t n);
 char *moat_strdup(const char *s);
+/* Makes room for one more element after the <n> in the array *pp of capacity *cap (doubled as needed,
+ * from 8). Returns 0, or -1 when out of memory with the array left as it was. */
+#define moat_array_reserve(pp, cap, n) moat__array_reserve((void **)(pp), (cap), (n), sizeof(**(pp)))
+int moat__array_reserve(void **items, size_t *cap, size_t n, size_t size);
 #define moat_free(pp) moat__free((void **)(pp))
 #define moat_free_secret(pp, len) moat__free_secret((void **)(pp), (len))
 void moat__free(void **pp);
@@ -152,6 +165,10 @@ typedef struct moat_tmpfile {
     char dest[4096];
     char named[4096 + 32]; /* the fallback's name, "" when unnamed */
 } moat_tmpfile_t;
+/* <path> made absolute against the current directory into <out>; a folder part with "." or ".." in it is
+ * resolved ("s7/../s2/moat.db" becomes ".../s2/moat.db"), the file itself kept as named (it may not
+ * exist yet, and a symlink stays a symlink). */
+int moat_path_absolute(const char *path, char *out, size_t outsz, moat_err_t *err) MOAT_MUST_CHECK;
 /* Opens a temporary file with <mode> beside <dest>; t->fd is where to write. */
 int moat_file_tmp_open(moat_tmpfile_t *t, const char *dest, int mode, moat_err_t *err) MOAT_MUST_CHECK;
 /* Writes all of <data> to <fd>; 0 or MOAT_E_IO with errno kept (err not set). */

@@ -251,3 +251,36 @@ int moat_file_write(const char *path, const void *data, size_t len, int mode, mo
     }
     return moat_file_publish(&t, 1, err);
 }
+
+/* "s7/../s2/moat.db" is printed as ".../s2/moat.db": the folder of an existing path is resolved (the file
+ * itself may not exist yet, and a symlink to it is kept). */
+static void tidy(char *out, size_t outsz)
+{
+    char dir[PATH_MAX], real[PATH_MAX], joined[PATH_MAX];
+    char *slash = strrchr(out, '/');
+    if (slash == NULL || slash == out || (size_t)(slash - out) >= sizeof(dir))
+        return;
+    memcpy(dir, out, (size_t)(slash - out));
+    dir[slash - out] = '\0';
+    if ((strstr(dir, "/.") == NULL && strstr(dir, "//") == NULL) || realpath(dir, real) == NULL)
+        return;
+    if ((size_t)snprintf(joined, sizeof(joined), "%s%s", strcmp(real, "/") == 0 ? "" : real, slash) < outsz)
+        (void)moat_strlcpy(out, joined, outsz);
+}
+
+int moat_path_absolute(const char *path, char *out, size_t outsz, moat_err_t *err)
+{
+    char cwd[PATH_MAX];
+    if (path[0] == '/') {
+        if (moat_strlcpy(out, path, outsz) != 0)
+            return moat_err_set(err, MOAT_E_INVAL, "path too long: %s", path);
+        tidy(out, outsz);
+        return 0;
+    }
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        return moat_err_set(err, MOAT_E_IO, "cannot read the current directory: %s", strerror(errno));
+    if ((size_t)snprintf(out, outsz, "%s/%s", cwd, path) >= outsz)
+        return moat_err_set(err, MOAT_E_INVAL, "path too long: %s", path);
+    tidy(out, outsz);
+    return 0;
+}

@@ -47,6 +47,19 @@ void *moat_realloc(void *p, size_t n)
     return should_fail() ? NULL : realloc(p, n);
 }
 
+int moat__array_reserve(void **items, size_t *cap, size_t n, size_t size)
+{
+    size_t ncap = *cap ? *cap * 2 : 8;
+    void *p;
+    if (n < *cap)
+        return 0;
+    if (ncap > SIZE_MAX / size || (p = moat_realloc(*items, ncap * size)) == NULL)
+        return -1;
+    *items = p;
+    *cap = ncap;
+    return 0;
+}
+
 char *moat_strdup(const char *s)
 {
     size_t n = strlen(s) + 1;

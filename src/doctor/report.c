@@ -39,27 +39,12 @@ const char *moat_doctor_sev_name(moat_doctor_sev_t sev)
     return "?";
 }
 
-/* Grows *arr to hold one more element of <size>; returns 0 or -1 (the array is left as it was). */
-static int grow(void **arr, size_t *cap, size_t n, size_t size)
-{
-    void *p;
-    size_t ncap;
-    if (n < *cap)
-        return 0;
-    ncap = *cap ? *cap * 2 : 16;
-    if ((p = moat_realloc(*arr, ncap * size)) == NULL)
-        return -1;
-    *arr = p;
-    *cap = ncap;
-    return 0;
-}
-
 moat_doctor_finding_t *moat_doctor_add(moat_doctor_report_t *r, moat_doctor_sev_t sev, const char *id,
                                        const char *subject, const char *what, ...)
 {
     moat_doctor_finding_t *f;
     va_list ap;
-    if (grow((void **)&r->findings, &r->findings_cap, r->nfindings, sizeof(*f)) != 0) {
+    if (moat_array_reserve(&r->findings, &r->findings_cap, r->nfindings) != 0) {
         r->oom = 1;
         return NULL;
     }
@@ -98,7 +83,7 @@ void moat_doctor_fact(moat_doctor_report_t *r, const char *subject, const char *
 {
     moat_doctor_fact_t *f;
     va_list ap;
-    if (grow((void **)&r->facts, &r->facts_cap, r->nfacts, sizeof(*f)) != 0) {
+    if (moat_array_reserve(&r->facts, &r->facts_cap, r->nfacts) != 0) {
         r->oom = 1;
         return;
     }

@@ -37,20 +37,6 @@ typedef struct state {
     moat_import_result_t *res;
 } state_t;
 
-static int grow(void **p, size_t *cap, size_t n, size_t size)
-{
-    void *q;
-    size_t c;
-    if (n < *cap)
-        return 0;
-    c = *cap ? *cap * 2 : 16;
-    if ((q = moat_realloc(*p, c * size)) == NULL)
-        return MOAT_E_NOMEM;
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 /* A file found in a folder that fails to parse is only worth a report when its name says it is one. */
 static bool looks_like_crypto(const char *path)
 {
@@ -100,7 +86,7 @@ static int take_key(state_t *st, EVP_PKEY *key, const moat_import_file_t *f, con
             return 0;
         }
     }
-    if (grow((void **)&st->keys, &st->capkeys, st->nkeys, sizeof(*st->keys)) != 0)
+    if (moat_array_reserve(&st->keys, &st->capkeys, st->nkeys) != 0)
         return MOAT_E_NOMEM;
     k = &st->keys[st->nkeys];
     memset(k, 0, sizeof(*k));
@@ -131,7 +117,7 @@ static int take_cert(state_t *st, X509 *cert, const moat_import_file_t *f, moat_
             return 0;
         }
     }
-    if (grow((void **)&st->certs, &st->capcerts, st->ncerts, sizeof(*st->certs)) != 0 || !X509_up_ref(cert)) {
+    if (moat_array_reserve(&st->certs, &st->capcerts, st->ncerts) != 0 || !X509_up_ref(cert)) {
         moat_pki_cert_info_dispose(&info);
         return MOAT_E_NOMEM;
     }

@@ -816,14 +816,8 @@ int moat_import_scan(const char *path, moat_import_scan_t *out, moat_err_t *err)
         return moat_err_hint(err, "name a folder, an nginx config or an Apache config");
     }
     /* Keep the path as given (made absolute) so that certbot's live/ symlinks stay recognisable. */
-    if (path[0] != '/') {
-        char cwd[PATH_MAX];
-        if (getcwd(cwd, sizeof(cwd)) == NULL ||
-            (size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >= sizeof(abs))
-            return moat_err_set(err, MOAT_E_IO, "cannot read %s: path too long", path);
-    } else if (moat_strlcpy(abs, path, sizeof(abs)) != 0) {
-        return moat_err_set(err, MOAT_E_IO, "cannot read %s: path too long", path);
-    }
+    if ((rc = moat_path_absolute(path, abs, sizeof(abs), err)) != 0)
+        return rc;
     if (S_ISDIR(st.st_mode)) {
         rc = set_str(&out->kind, "directory");
         if (rc == 0)

@@ -15,12 +15,8 @@
 
 void moat_pki_crl_info_dispose(moat_pki_crl_info_t *info)
 {
-    if (info == NULL)
-        return;
-    for (size_t i = 0; i < info->nrevoked; i++)
-        moat_free(&info->revoked[i]);
-    moat_free(&info->revoked);
-    info->nrevoked = 0;
+    if (info != NULL)
+        MOAT_ARRAY_DISPOSE(info->revoked, info->nrevoked, moat_free);
 }
 
 int moat_pki_serial_key(const ASN1_INTEGER *serial, char out[MOAT_PKI_SERIAL_KEY_SIZE])

@@ -155,12 +155,8 @@ int moat_plan_site(moat_store_t *st, const moat_site_t *site, int64_t now, moat_
 
 void moat_plan_anchors_dispose(moat_plan_anchors_t *a)
 {
-    if (a == NULL)
-        return;
-    for (size_t i = 0; i < a->n; i++)
-        moat_store_blob_dispose(&a->der[i]);
-    moat_free(&a->der);
-    a->n = 0;
+    if (a != NULL)
+        MOAT_ARRAY_DISPOSE(a->der, a->n, moat_store_blob_dispose);
 }
 
 bool moat_plan_site_trusts(const moat_site_t *site, const char *name)

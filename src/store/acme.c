@@ -17,10 +17,8 @@ void moat_store_acme_obj_dispose(moat_store_acme_obj_t *o)
 
 void moat_store_acme_list_dispose(moat_store_acme_list_t *l)
 {
-    for (size_t i = 0; i < l->n; i++)
-        moat_store_acme_obj_dispose(&l->items[i]);
-    moat_free(&l->items);
-    l->n = 0;
+    if (l != NULL)
+        MOAT_ARRAY_DISPOSE(l->items, l->n, moat_store_acme_obj_dispose);
 }
 
 int moat_store_acme_put(moat_store_t *st, const moat_store_acme_obj_t *o, moat_err_t *err)

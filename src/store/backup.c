@@ -86,14 +86,8 @@ int moat_store_backup(moat_store_t *st, const char *dest, int force, moat_err_t 
         return moat_err_set(err, MOAT_E_STATE, "a backup cannot be taken inside a transaction");
     if (dest == NULL || dest[0] == '\0')
         return moat_err_set(err, MOAT_E_INVAL, "no backup file given");
-    if (dest[0] != '/') {
-        char cwd[PATH_MAX];
-        if (getcwd(cwd, sizeof(cwd)) == NULL ||
-            (size_t)snprintf(absdest, sizeof(absdest), "%s/%s", cwd, dest) >= sizeof(absdest))
-            return moat_err_set(err, MOAT_E_INVAL, "backup path too long: %s", dest);
-    } else if (moat_strlcpy(absdest, dest, sizeof(absdest)) != 0) {
-        return moat_err_set(err, MOAT_E_INVAL, "backup path too long: %s", dest);
-    }
+    if ((rc = moat_path_absolute(dest, absdest, sizeof(absdest), err)) != 0)
+        return rc;
     if (strcmp(absdest, st->path) == 0)
         return moat_err_set(err, MOAT_E_INVAL, "the backup file must not be the store itself");
     if (lstat(absdest, &sb) == 0) {

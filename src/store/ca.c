@@ -18,12 +18,8 @@ void moat_store_anchor_dispose(moat_store_anchor_t *a)
 
 void moat_store_anchor_list_dispose(moat_store_anchor_list_t *l)
 {
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        moat_store_anchor_dispose(&l->items[i]);
-    moat_free(&l->items);
-    l->n = 0;
+    if (l != NULL)
+        MOAT_ARRAY_DISPOSE(l->items, l->n, moat_store_anchor_dispose);
 }
 
 #define ANCHOR_COLS                                                                                          \
@@ -313,12 +309,8 @@ void moat_store_issued_dispose(moat_store_issued_t *i)
 
 void moat_store_issued_list_dispose(moat_store_issued_list_t *l)
 {
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        moat_store_issued_dispose(&l->items[i]);
-    moat_free(&l->items);
-    l->n = 0;
+    if (l != NULL)
+        MOAT_ARRAY_DISPOSE(l->items, l->n, moat_store_issued_dispose);
 }
 
 int moat_store_issued_add(moat_store_t *st, const moat_store_issued_t *i, moat_err_t *err)

@@ -199,12 +199,8 @@ void moat_store_cert_dispose(moat_store_cert_t *c)
 
 void moat_store_cert_list_dispose(moat_store_cert_list_t *l)
 {
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        moat_store_cert_dispose(&l->items[i]);
-    moat_free(&l->items);
-    l->n = 0;
+    if (l != NULL)
+        MOAT_ARRAY_DISPOSE(l->items, l->n, moat_store_cert_dispose);
 }
 
 static int read_chain(moat_store_t *st, moat_store_cert_t *c, moat_err_t *err)
@@ -279,15 +275,9 @@ static int read_list(moat_store_t *st, moat_store_stmt_t *s, moat_store_cert_lis
         return rc;
     }
     while ((rc = st->ops->step(s, err)) == 1) {
-        if (out->n == cap) {
-            size_t ncap = cap ? cap * 2 : 4;
-            moat_store_cert_t *p = moat_realloc(out->items, ncap * sizeof(*p));
-            if (p == NULL) {
-                rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory listing certificates");
-                break;
-            }
-            out->items = p;
-            cap = ncap;
+        if (moat_array_reserve(&out->items, &cap, out->n) != 0) {
+            rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory listing certificates");
+            break;
         }
         if ((rc = read_cert(st, s, &out->items[out->n], err)) != 0)
             break;

@@ -16,12 +16,8 @@ void moat_store_crl_dispose(moat_store_crl_t *c)
 
 void moat_store_crl_list_dispose(moat_store_crl_list_t *l)
 {
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        moat_store_crl_dispose(&l->items[i]);
-    moat_free(&l->items);
-    l->n = 0;
+    if (l != NULL)
+        MOAT_ARRAY_DISPOSE(l->items, l->n, moat_store_crl_dispose);
 }
 
 int moat_store_crl_save(moat_store_t *st, const moat_store_crl_t *c, moat_err_t *err)

@@ -39,12 +39,8 @@ void moat_store_key_dispose(moat_store_key_t *k)
 
 void moat_store_key_list_dispose(moat_store_key_list_t *l)
 {
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        moat_store_key_dispose(&l->items[i]);
-    moat_free(&l->items);
-    l->n = 0;
+    if (l != NULL)
+        MOAT_ARRAY_DISPOSE(l->items, l->n, moat_store_key_dispose);
 }
 
 static int algorithm_ok(const char *alg)
@@ -211,15 +207,9 @@ int moat_store_key_list(moat_store_t *st, moat_store_key_list_t *out, moat_err_t
         return rc;
     }
     while ((rc = st->ops->step(s, err)) == 1) {
-        if (out->n == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            moat_store_key_t *p = moat_realloc(out->items, ncap * sizeof(*p));
-            if (p == NULL) {
-                rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory listing keys");
-                break;
-            }
-            out->items = p;
-            cap = ncap;
+        if (moat_array_reserve(&out->items, &cap, out->n) != 0) {
+            rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory listing keys");
+            break;
         }
         if ((rc = read_key(st, s, &out->items[out->n], err)) != 0)
             break;

@@ -137,15 +137,9 @@ int moat_store_audit_query(moat_store_t *st, int64_t since, const char *object, 
         return rc;
     while ((rc = st->ops->step(s, err)) == 1) {
         moat_store_audit_t *a;
-        if (out->n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            a = moat_realloc(out->items, ncap * sizeof(*a));
-            if (a == NULL) {
-                rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory reading the audit log");
-                break;
-            }
-            out->items = a;
-            cap = ncap;
+        if (moat_array_reserve(&out->items, &cap, out->n) != 0) {
+            rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory reading the audit log");
+            break;
         }
         a = &out->items[out->n];
         memset(a, 0, sizeof(*a));
