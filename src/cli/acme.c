@@ -283,14 +283,12 @@ static int eab_new(moat_cli_t *cli, int argc, char **argv)
     moat_store_close(st);
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "kid", kid);
         moat_json_kv_str(&j, "hmac", hmac);
         moat_json_kv_time(&j, "created", (int64_t)time(NULL));
         moat_json_kv_str(&j, "account", NULL); /* the account it enrolls, once one does */
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
     } else {
         printf("external account binding key %s (enrolls one account)\n"
                "  kid:  %s\n"

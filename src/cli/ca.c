@@ -83,15 +83,12 @@ static int ca_init(moat_cli_t *cli, int argc, char **argv)
     key_name = moat_ca_key_name(req.role);
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "role", inter ? "intermediate" : "root");
         moat_json_kv_str(&j, "key_name", key_name);
         moat_json_kv_bool(&j, "exportable", exportable);
         moat__km_json_cert_info(&j, &res.ci);
-        moat_cli_served_json(cli, st, &j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end_served(cli, st, &j);
     } else if (!cli->quiet) {
         char t[64];
         moat__km_fmt_time(res.ci.not_after, t, sizeof(t));
@@ -181,15 +178,13 @@ static int ca_sign(moat_cli_t *cli, int argc, char **argv)
     }
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "out", strcmp(out, "-") == 0 ? NULL : out);
         moat_json_kv_str(&j, "profile", moat_pki_profile_name(r.profile));
         moat_json_kv_str(&j, "issuing_ca", moat_store_ca_role_name(s.issuing));
         moat_json_kv_int(&j, "chain_length", sk_X509_num(s.chain));
         moat__km_json_cert_info(&j, &s.ci);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
     } else if (!cli->quiet) {
         char t[64];
         moat__km_fmt_time(s.ci.not_after, t, sizeof(t));
@@ -279,17 +274,14 @@ static int ca_issue(moat_cli_t *cli, int argc, char **argv)
     moat_cli_change_notes(cli, &s.notes);
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "name", pos[0]);
         moat_json_kv_str(&j, "state", "active");
         moat_json_kv_str(&j, "profile", moat_pki_profile_name(r.issue.profile));
         moat_json_kv_str(&j, "issuing_ca", moat_store_ca_role_name(s.issuing));
         moat_json_kv_bool(&j, "exportable", s.exportable);
         moat__km_json_cert_info(&j, &s.ci);
-        moat_cli_served_json(cli, st, &j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end_served(cli, st, &j);
     } else if (!cli->quiet) {
         char t[64];
         moat__km_fmt_time(s.ci.not_after, t, sizeof(t));
@@ -360,8 +352,7 @@ static int ca_cert(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_str(&j, "role", moat_store_ca_role_name(ca.row.role));
         moat__km_json_cert_info(&j, &ci);
         moat_json_kv_str(&j, "pem", pem);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
         moat_pki_cert_info_dispose(&ci);
     } else if (der_out) {
         if (moat__km_write_file(out, ca.row.der.data, ca.row.der.len, 0644, &err) != 0)
@@ -513,16 +504,13 @@ static int ca_import_root(moat_cli_t *cli, int argc, char **argv)
     moat_cli_change_notes(cli, &res.notes);
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "role", "root");
         moat_json_kv_str(&j, "key_name", MOAT_CA_ROOT_KEY);
         moat_json_kv_bool(&j, "adopted", res.adopted);
         moat_json_kv_bool(&j, "crl_resigned", 1);
         moat__km_json_cert_info(&j, &res.ci);
-        moat_cli_served_json(cli, st, &j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end_served(cli, st, &j);
     } else if (!cli->quiet) {
         printf("the root CA \"%s\" is back online: its key is \"%s\"%s and its CRL is re-signed\n",
                res.ci.subject, MOAT_CA_ROOT_KEY, res.adopted ? " (the key imported earlier)" : "");
@@ -711,8 +699,7 @@ static int ca_policy(moat_cli_t *cli, int argc, char **argv)
         goto fail;
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "profile", moat_pki_profile_name(prof));
         moat_json_kv_int(&j, "max_days", pol.p.max_days);
         moat_json_key(&j, "allow");
@@ -724,8 +711,7 @@ static int ca_policy(moat_cli_t *cli, int argc, char **argv)
                 moat_json_str(&j, pol.patterns[i]);
             moat_json_arr_end(&j);
         }
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
     } else {
         printf("profile %s: at most %d days; names: ", moat_pki_profile_name(prof), pol.p.max_days);
         if (pol.p.npatterns == 0)

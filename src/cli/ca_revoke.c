@@ -117,8 +117,7 @@ int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
     moat_cli_change_notes(cli, &res.notes);
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "serial", res.is.serial);
         moat_json_kv_str(&j, "name", res.is.name[0] ? res.is.name : NULL);
         moat_json_kv_str(&j, "subject", res.is.subject);
@@ -126,9 +125,7 @@ int moat__km_ca_revoke_cmd(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_str(&j, "reason", moat_pki_reason_name((int)reason));
         moat_json_kv_time(&j, "revoked_at", res.when);
         moat_json_kv_bool(&j, "crl_resigned", 1);
-        moat_cli_served_json(cli, st, &j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end_served(cli, st, &j);
     } else if (!cli->quiet)
         printf("revoked serial %s (%s%s%s), reason %s; the CRL is re-signed\n", res.is.serial, res.is.subject,
                res.is.name[0] ? ", key " : "", res.is.name, moat_pki_reason_name((int)reason));

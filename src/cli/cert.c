@@ -62,8 +62,7 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
     }
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "name", pos[0]);
         moat_json_kv_str(&j, "action", res.chain_completed ? "chain_completed" : "installed");
         moat_json_kv_bool(&j, "renewal", res.renewal);
@@ -72,9 +71,7 @@ static int cert_install(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_str(&j, "chain_fetched_from", res.fetched.n > 0 ? res.fetched.url : NULL);
         moat_json_kv_bool(&j, "server_usage", res.server_usage);
         moat__km_json_cert_info(&j, &res.ci);
-        moat_cli_served_json(cli, st, &j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end_served(cli, st, &j);
     } else if (!cli->quiet) {
         char t[64];
         moat__km_fmt_time(res.ci.not_after, t, sizeof(t));
@@ -318,9 +315,7 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_str(&j, "serial", now.serial);
         moat_json_kv_time(&j, "not_after", now.not_after);
         moat_json_kv_bool(&j, "expired", now.not_after < (int64_t)time(NULL));
-        moat_cli_served_json(cli, st, &j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end_served(cli, st, &j);
     } else if (!cli->quiet) {
         char t[64], fpr[MOAT_PKI_FINGERPRINT_SIZE];
         moat__km_fmt_time((time_t)now.not_after, t, sizeof(t));

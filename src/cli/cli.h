@@ -88,6 +88,12 @@ int moat_cli_read_password(const char *file, const char *prompt, int confirm, ch
  * and why on stderr, or that no server runs) and returns the exit code: 1 when the server refused it.
  */
 void moat_cli_served_json(moat_cli_t *cli, moat_store_t *st, moat_json_t *j);
+/* The --json result of a command, one object on stdout: moat_cli_json_begin() opens it, moat_cli_json_end()
+ * closes it, and moat_cli_json_end_served() adds what the server did with the change on <st>
+ * (moat_cli_served_json) before it closes it. */
+void moat_cli_json_begin(moat_json_t *j);
+void moat_cli_json_end(moat_json_t *j);
+void moat_cli_json_end_served(moat_cli_t *cli, moat_store_t *st, moat_json_t *j);
 int moat_cli_served_report(moat_cli_t *cli, moat_store_t *st) MOAT_MUST_CHECK;
 /* moat reload: SIGHUP to the server on <store_path>, then the same wait and report. */
 int moat_cli_served_reload(moat_cli_t *cli, const char *store_path) MOAT_MUST_CHECK;

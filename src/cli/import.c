@@ -227,8 +227,7 @@ static void print_json(const char *source, const moat_import_scan_t *scan, const
     moat_json_kv_int(&j, "certificates_without_key", (int64_t)res->norphan_certs);
     moat_json_kv_int(&j, "files_not_opened", (int64_t)res->nproblems);
     moat_json_obj_end(&j);
-    moat_json_obj_end(&j);
-    moat_json_finish(&j);
+    moat_cli_json_end(&j);
 }
 
 int moat_cli_import(moat_cli_t *cli, int argc, char **argv)

@@ -352,8 +352,7 @@ static int print_all(const moat_cli_t *cli, const char *source, const moat_docto
     }
     if (jp != NULL) {
         moat_json_arr_end(&j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
     }
     return 0;
 }

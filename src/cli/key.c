@@ -62,8 +62,7 @@ static int print_next(const moat_cli_t *cli, const char *name, const char *csr_o
     if (cli->json) {
         /* The request is in the result: standard output carries one JSON document. */
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "name", name);
         moat_json_kv_str(&j, "state", "pending");
         moat_json_kv_bool(&j, "renewal", res->renewal);
@@ -72,8 +71,7 @@ static int print_next(const moat_cli_t *cli, const char *name, const char *csr_o
         moat_json_kv_str(&j, "key_fingerprint", res->key_fingerprint[0] ? res->key_fingerprint : NULL);
         moat_json_kv_str(&j, "csr_out", csr_out);
         moat_json_kv_str(&j, "csr", res->csr_pem);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
         return 0;
     }
     if (csr_out != NULL) {
@@ -455,13 +453,10 @@ static int key_delete(moat_cli_t *cli, int argc, char **argv)
     moat_cli_change_notes(cli, &notes);
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "name", pos[0]);
         moat_json_kv_bool(&j, "deleted", 1);
-        moat_cli_served_json(cli, st, &j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end_served(cli, st, &j);
     } else if (!cli->quiet)
         printf("deleted key \"%s\" and its certificates\n", pos[0]);
     rc = moat_cli_served_report(cli, st);
@@ -567,9 +562,7 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
             moat_json_null(&j);
         }
         moat_pki_cert_info_dispose(&ci);
-        moat_cli_served_json(cli, st, &j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end_served(cli, st, &j);
     } else if (!cli->quiet) {
         printf("%s key \"%s\" from %s (%s, %s, %sexportable)\n", res.replaced ? "replaced" : "imported",
                pos[0], pos[1], imp.format, res.algorithm, exportable ? "" : "not ");
@@ -688,12 +681,10 @@ static int key_csr(moat_cli_t *cli, int argc, char **argv)
         rc = moat_pki_csr_to_pem(req, &pem, &pem_len, &err);
     if (rc == 0 && cli->json && out == NULL) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "name", pos[0]);
         moat_json_kv_str(&j, "csr", pem);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
     } else if (rc == 0) {
         rc = moat__km_write_file(out ? out : "-", pem, pem_len, 0644, &err);
     }

@@ -195,11 +195,27 @@ int moat_cli_served_reload(moat_cli_t *cli, const char *store_path)
     }
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         served_json(&j, out);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
     }
     return report(cli, out, "the reload");
+}
+
+void moat_cli_json_begin(moat_json_t *j)
+{
+    moat_json_init(j, stdout, 1);
+    moat_json_obj_begin(j);
+}
+
+void moat_cli_json_end(moat_json_t *j)
+{
+    moat_json_obj_end(j);
+    moat_json_finish(j);
+}
+
+void moat_cli_json_end_served(moat_cli_t *cli, moat_store_t *st, moat_json_t *j)
+{
+    moat_cli_served_json(cli, st, j);
+    moat_cli_json_end(j);
 }

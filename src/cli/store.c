@@ -2,6 +2,7 @@
  * moat store backup|restore|info: whole-store operations.
  */
 #include "cli/groups.h"
+#include "cli/keymgr_int.h"
 #include "keymgr/keymgr.h"
 #include "store/store.h"
 
@@ -9,41 +10,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#define USAGE_BACKUP "moat store backup FILE [--force]"
-#define USAGE_RESTORE "moat store restore FILE [--dry-run] [--force]"
-#define USAGE_INFO "moat store info"
-#define USAGE_UPGRADE "moat store upgrade"
-#define USAGE_AUDIT "moat store audit [--since TIME] [--key NAME] [--json]"
-#define USAGE_STORE                                                                                          \
-    "moat store backup FILE [--force] | moat store restore FILE [--dry-run] | moat store info |\n"           \
-    "       moat store upgrade | moat store audit [--since TIME] [--key NAME]"
-
-static void help(void)
-{
-    fputs("usage: " USAGE_STORE "\n\n"
-          "  backup FILE [--force]     write a consistent copy of the store to FILE (mode 0600), safe while\n"
-          "                            the server runs; --force overwrites an existing FILE. The master key\n"
-          "                            is not in the copy: back it up separately.\n"
-          "  restore FILE [--dry-run]  check a backup (a moat store, not newer than this moat, intact, its\n"
-          "                            keys decrypt with the current master key), show what would change,\n"
-          "                            and replace the store with it in one step (not with --dry-run).\n"
-          "                            A running server reloads by itself.\n"
-          "  info                      where the store is, its schema, size, contents and generation\n"
-          "  upgrade                   bring a store made by an older moat to this schema, keeping a copy\n"
-          "                            of the old file beside it (read commands never upgrade)\n"
-          "  audit [--since TIME] [--key NAME]\n"
-          "                            the audit log, newest first: who did what to which key, certificate\n"
-          "                            or file, and when\n\n"
-          "example: moat store backup /var/backups/moat-$(date +%F).db\n\n"
-          "options: --json for machine-readable output; the global --store and --master-key apply.\n",
-          stdout);
-}
-
-static int is_help(const char *a)
-{
-    return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
-}
 
 /* Works out the store and master key paths every command uses. */
 static int paths(moat_cli_t *cli, char *store, size_t ssz, char *mk, size_t msz, moat_err_t *err)
@@ -56,33 +22,28 @@ static int paths(moat_cli_t *cli, char *store, size_t ssz, char *mk, size_t msz,
 
 static int cmd_backup(moat_cli_t *cli, int argc, char **argv)
 {
-    const char *file = NULL;
-    int force = 0;
+    const char *pos[1], *file;
+    int force = 0, rc;
     char store[PATH_MAX], mk[PATH_MAX], abs[PATH_MAX];
     moat_err_t err = {0};
     moat_store_t *st = NULL;
+    const moat__km_opt_t opts[] = {{"--force", NULL, &force, NULL, NULL, 0}, {0}};
+    const moat__km_cmd_t cmd = {
+        "moat store backup FILE [--force]",
+        "Writes a consistent copy of the store to FILE (mode 0600) with SQLite's online backup, safe\n"
+        "while the server runs. The master key is not in the copy: back it up separately, and keep the\n"
+        "two apart.\n\n"
+        "  --force   overwrite FILE if it exists\n"
+        "  --json    machine-readable output\n\n"
+        "example: moat store backup /var/backups/moat-$(date +%F).db\n",
+        opts,
+        pos,
+        1,
+        1};
 
-    for (int i = 2; i < argc; i++) {
-        if (is_help(argv[i])) {
-            printf(
-                "usage: %s\n\nWrites a consistent copy of the store to FILE (mode 0600) with SQLite's online "
-                "backup,\nsafe while the server runs. The master key is not in the copy: back it up\n"
-                "separately, and keep the two apart.\n\n  --force   overwrite FILE if it exists\n"
-                "  --json    machine-readable output\n",
-                USAGE_BACKUP);
-            return MOAT_EXIT_OK;
-        } else if (strcmp(argv[i], "--force") == 0) {
-            force = 1;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return moat_cli_usage(USAGE_BACKUP, "unknown option %s", argv[i]);
-        } else if (file == NULL) {
-            file = argv[i];
-        } else {
-            return moat_cli_usage(USAGE_BACKUP, "unexpected argument \"%s\"", argv[i]);
-        }
-    }
-    if (file == NULL)
-        return moat_cli_usage(USAGE_BACKUP, "which file should the backup go to?");
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    file = pos[0];
     if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
         moat_path_absolute(file, abs, sizeof(abs), &err) != 0)
         return moat_cli_fail(cli, &err);
@@ -95,14 +56,12 @@ static int cmd_backup(moat_cli_t *cli, int argc, char **argv)
     moat_store_close(st);
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "store", store);
         moat_json_kv_str(&j, "backup", abs);
         moat_json_kv_str(&j, "master_key", mk);
         moat_json_kv_bool(&j, "master_key_included", 0);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
     } else if (!cli->quiet) {
         printf("backed up %s to %s (mode 0600)\n", store, abs);
     }
@@ -121,7 +80,7 @@ static const char *plural(size_t n, const char *one, const char *many)
 
 static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
 {
-    const char *file = NULL;
+    const char *pos[1], *file;
     int dry = 0, force = 0, rc;
     char store[PATH_MAX], mk[PATH_MAX], abs[PATH_MAX];
     moat_err_t err = {0};
@@ -131,39 +90,36 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
     moat_store_diff_t diff;
     int64_t gen = 0;
     unsigned flags = 0;
+    const moat__km_opt_t opts[] = {
+        {"--dry-run", NULL, &dry, NULL, NULL, 0},
+        {"-n", NULL, &dry, NULL, NULL, 0},
+        {"--force", NULL, &force, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat store restore FILE [--dry-run] [--force]",
+        "Checks backup FILE (a moat store, schema not newer than this moat, integrity ok, every private\n"
+        "key decrypts with the current master key), shows what would change (keys, certificates, trust\n"
+        "anchors, CA: added, removed, changed), then replaces the store with it in one transaction. A\n"
+        "running server reloads by itself.\n"
+        "What moat's CA did since the backup is kept: certificates it issued, revocations and CRL\n"
+        "numbers are carried into the restored store (listed as kept); a backup without a CA that has\n"
+        "issued certificates is refused.\n"
+        "Checked before it commits against the sites of the configuration (-c, MOAT_CONFIG or\n"
+        "./moat.yaml): a restore that leaves a site that loads today unable to load (its key missing,\n"
+        "its certificate expired) is refused, naming the site.\n\n"
+        "  --dry-run, -n  only check and show what would change\n"
+        "  --force        restore although a site of the configuration would not load\n"
+        "  --json         machine-readable output\n\n"
+        "example: moat store restore /var/backups/moat-2026-12-01.db --dry-run\n",
+        opts,
+        pos,
+        1,
+        1};
 
-    for (int i = 2; i < argc; i++) {
-        if (is_help(argv[i])) {
-            printf("usage: %s\n\nChecks backup FILE (a moat store, schema not newer than this moat, "
-                   "integrity ok,\n"
-                   "every private key decrypts with the current master key), shows what would change\n"
-                   "(keys, certificates, trust anchors, CA: added, removed, changed), then replaces the\n"
-                   "store with it in one transaction. A running server reloads by itself.\n"
-                   "What moat's CA did since the backup is kept: certificates it issued, revocations\n"
-                   "and CRL numbers are carried into the restored store (listed as kept); a backup\n"
-                   "without a CA that has issued certificates is refused.\n"
-                   "Checked before it commits against the sites of the configuration (-c, MOAT_CONFIG\n"
-                   "or ./moat.yaml): a restore that leaves a site that loads today unable to load (its\n"
-                   "key missing, its certificate expired) is refused, naming the site.\n\n"
-                   "  --dry-run   only check and show what would change\n"
-                   "  --force     restore although a site of the configuration would not load\n"
-                   "  --json      machine-readable output\n",
-                   USAGE_RESTORE);
-            return MOAT_EXIT_OK;
-        } else if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0) {
-            dry = 1;
-        } else if (strcmp(argv[i], "--force") == 0) {
-            force = 1;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return moat_cli_usage(USAGE_RESTORE, "unknown option %s", argv[i]);
-        } else if (file == NULL) {
-            file = argv[i];
-        } else {
-            return moat_cli_usage(USAGE_RESTORE, "unexpected argument \"%s\"", argv[i]);
-        }
-    }
-    if (file == NULL)
-        return moat_cli_usage(USAGE_RESTORE, "which backup file should be restored?");
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
+    file = pos[0];
     if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
         moat_path_absolute(file, abs, sizeof(abs), &err) != 0)
         return moat_cli_fail(cli, &err);
@@ -209,8 +165,7 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
 
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "store", store);
         moat_json_kv_str(&j, "backup", abs);
         moat_json_kv_bool(&j, "dry_run", dry);
@@ -234,8 +189,7 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
         moat_json_arr_end(&j);
         if (!dry)
             moat_cli_served_json(cli, st, &j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
     } else if (!cli->quiet || dry) {
         printf("backup %s: store schema %d, %zu %s, %zu %s, %zu trust %s\n", abs, diff.backup_schema,
                diff.keys, plural(diff.keys, "key", "keys"), diff.certs,
@@ -277,19 +231,21 @@ static int cmd_info(moat_cli_t *cli, int argc, char **argv)
     moat_store_t *st = NULL;
     moat_store_info_t info;
     moat_store_server_status_t ss;
-    int mk_present;
+    int mk_present, rc;
+    const moat__km_opt_t opts[] = {{0}};
+    const moat__km_cmd_t cmd = {
+        "moat store info",
+        "Shows where the store and its master key are, the schema version, file sizes, what it holds,\n"
+        "the generation and what the running server applied.\n\n"
+        "  --json   machine-readable output\n\n"
+        "example: moat --store /var/lib/moat/moat.db store info --json\n",
+        opts,
+        NULL,
+        0,
+        0};
 
-    for (int i = 2; i < argc; i++) {
-        if (is_help(argv[i])) {
-            printf(
-                "usage: %s\n\nShows where the store and its master key are, the schema version, file sizes,\n"
-                "what it holds, the generation and what the running server applied.\n"
-                "  --json   machine-readable output\n",
-                USAGE_INFO);
-            return MOAT_EXIT_OK;
-        }
-        return moat_cli_usage(USAGE_INFO, "unexpected argument \"%s\"", argv[i]);
-    }
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
     if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) !=
@@ -301,8 +257,7 @@ static int cmd_info(moat_cli_t *cli, int argc, char **argv)
     mk_present = access(mk, F_OK) == 0;
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "store", store);
         moat_json_kv_str(&j, "backend", moat_store_backend(st));
         moat_json_kv_str(&j, "master_key", mk);
@@ -331,8 +286,7 @@ static int cmd_info(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_int(&j, "pid", ss.pid);
         moat_json_kv_time(&j, "updated", ss.updated);
         moat_json_obj_end(&j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
     } else {
         printf("store:          %s (%s)\n", store, moat_store_backend(st));
         printf("master key:     %s%s\n", mk, mk_present ? "" : " (missing)");
@@ -379,35 +333,32 @@ static int cmd_audit(moat_cli_t *cli, int argc, char **argv)
     const char *since_s = NULL, *key = NULL;
     char store[PATH_MAX], mk[PATH_MAX], when[MOAT_TIME_SIZE];
     int64_t since = 0;
+    int rc;
     moat_err_t err = {0};
     moat_store_t *st = NULL;
     moat_store_audit_list_t l = {0};
+    const moat__km_opt_t opts[] = {
+        {"--since", &since_s, NULL, NULL, NULL, 0},
+        {"--key", &key, NULL, NULL, NULL, 0},
+        {0},
+    };
+    const moat__km_cmd_t cmd = {
+        "moat store audit [--since TIME] [--key NAME] [--json]",
+        "Prints the store's audit log, newest first: the time (UTC), the Unix user who ran the command,\n"
+        "the action (key.new, key.export, cert.install, ca.issue, ca.revoke, store.restore, ...), what\n"
+        "it acted on, and details.\n\n"
+        "  --since TIME  only entries from TIME on: 2026-12-01, 2026-12-01T10:00:00Z, or an age\n"
+        "                (90m, 12h, 7d)\n"
+        "  --key NAME    only entries about the key (or certificate name) NAME\n"
+        "  --json        an array of {id, time, actor, action, object, detail}\n\n"
+        "example: moat store audit --since 7d --key www\n",
+        opts,
+        NULL,
+        0,
+        0};
 
-    for (int i = 2; i < argc; i++) {
-        if (is_help(argv[i])) {
-            printf(
-                "usage: %s\n\nPrints the store's audit log, newest first: the time (UTC), the Unix user who\n"
-                "ran the command, the action (key.new, key.export, cert.install, ca.issue, ca.revoke,\n"
-                "store.restore, ...), what it acted on, and details.\n\n"
-                "  --since TIME  only entries from TIME on: 2026-12-01, 2026-12-01T10:00:00Z, or an age\n"
-                "                (90m, 12h, 7d)\n"
-                "  --key NAME    only entries about the key (or certificate name) NAME\n"
-                "  --json        an array of {id, time, actor, action, object, detail}\n\n"
-                "example: moat store audit --since 7d --key www\n",
-                USAGE_AUDIT);
-            return MOAT_EXIT_OK;
-        }
-        if ((strcmp(argv[i], "--since") == 0 || strcmp(argv[i], "--key") == 0) && i + 1 < argc) {
-            *(argv[i][2] == 's' ? &since_s : &key) = argv[i + 1];
-            i++;
-        } else if (strncmp(argv[i], "--since=", 8) == 0) {
-            since_s = argv[i] + 8;
-        } else if (strncmp(argv[i], "--key=", 6) == 0) {
-            key = argv[i] + 6;
-        } else {
-            return moat_cli_usage(USAGE_AUDIT, "unexpected argument \"%s\"", argv[i]);
-        }
-    }
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
     if ((since_s != NULL && parse_since(since_s, time(NULL), &since, &err) != 0) ||
         paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0)
         return moat_cli_fail(cli, &err);
@@ -461,17 +412,21 @@ static int cmd_upgrade(moat_cli_t *cli, int argc, char **argv)
     char store[PATH_MAX], mk[PATH_MAX];
     moat_err_t err = {0};
     moat_store_t *st = NULL;
-    int from = 0;
+    int from = 0, rc;
+    const moat__km_opt_t opts[] = {{0}};
+    const moat__km_cmd_t cmd = {
+        "moat store upgrade",
+        "Upgrades a store made by an older moat to this moat's schema in one transaction, after keeping\n"
+        "a copy of the old file as STORE.schemaN.bak. Read commands refuse an older store; any command\n"
+        "that changes the store upgrades it the same way.\n\n"
+        "example: moat --store /var/lib/moat/moat.db store upgrade\n",
+        opts,
+        NULL,
+        0,
+        0};
 
-    if (argc > 2 && is_help(argv[2])) {
-        printf("usage: %s\n\nUpgrades a store made by an older moat to schema %d in one transaction, after\n"
-               "keeping a copy of the old file as STORE.schemaN.bak. Read commands refuse an older store;\n"
-               "any command that changes the store upgrades it the same way.\n",
-               USAGE_UPGRADE, MOAT_STORE_SCHEMA_VERSION);
-        return MOAT_EXIT_OK;
-    }
-    if (argc > 2)
-        return moat_cli_usage(USAGE_UPGRADE, "unexpected argument \"%s\"", argv[2]);
+    if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
+        return rc;
     if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
         moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
@@ -483,21 +438,13 @@ static int cmd_upgrade(moat_cli_t *cli, int argc, char **argv)
 
 int moat_cli_store(moat_cli_t *cli, int argc, char **argv)
 {
-    if (argc < 2)
-        return moat_cli_usage(USAGE_STORE, "which store command?");
-    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
-        help();
-        return MOAT_EXIT_OK;
-    }
-    if (strcmp(argv[1], "backup") == 0)
-        return cmd_backup(cli, argc, argv);
-    if (strcmp(argv[1], "restore") == 0)
-        return cmd_restore(cli, argc, argv);
-    if (strcmp(argv[1], "info") == 0)
-        return cmd_info(cli, argc, argv);
-    if (strcmp(argv[1], "audit") == 0)
-        return cmd_audit(cli, argc, argv);
-    if (strcmp(argv[1], "upgrade") == 0)
-        return cmd_upgrade(cli, argc, argv);
-    return moat_cli_usage(USAGE_STORE, "unknown store command \"%s\"", argv[1]);
+    static const moat__km_sub_t subs[] = {
+        {"backup", "write a consistent copy of the store to a file, safe while the server runs", cmd_backup},
+        {"restore", "check a backup, show what would change, and replace the store with it", cmd_restore},
+        {"info", "where the store is, its schema, size, contents and generation", cmd_info},
+        {"upgrade", "bring a store made by an older moat to this schema, keeping a copy", cmd_upgrade},
+        {"audit", "the audit log: who did what to which key, certificate or file, and when", cmd_audit},
+    };
+    return moat__km_dispatch(cli, "store", "whole-store operations: backup, restore, info, upgrade, audit",
+                             subs, MOAT_ARRAY_LEN(subs), argc, argv);
 }

@@ -349,8 +349,7 @@ static int trust_install_local(moat_cli_t *cli, int argc, char **argv)
     }
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "action", remove ? "removed" : "installed");
         moat_json_kv_str(&j, "name", res.name);
         moat_json_kv_str(&j, "file", res.file);
@@ -358,8 +357,7 @@ static int trust_install_local(moat_cli_t *cli, int argc, char **argv)
         moat_json_kv_str(&j, "bundle", res.bundle);
         moat_json_kv_str(&j, "nssdb", res.nssdb[0] ? res.nssdb : NULL);
         moat_json_kv_bool(&j, "nss_changed", res.nss_changed);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
     } else if (!cli->quiet) {
         char subj[256] = "moat's CA";
         (void)X509_NAME_get_text_by_NID(X509_get_subject_name(ca.cert), NID_commonName, subj, sizeof(subj));
@@ -423,16 +421,13 @@ static int trust_crl_add(moat_cli_t *cli, int argc, char **argv)
         goto fail;
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "anchor", pos[0]);
         moat_json_kv_str(&j, "issuer", res.issuer);
         moat_json_kv_time(&j, "this_update", res.this_update);
         moat_json_kv_time(&j, "next_update", res.next_update);
         moat_json_kv_int(&j, "revoked_count", (int64_t)res.revoked);
-        moat_cli_served_json(cli, st, &j);
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end_served(cli, st, &j);
     } else if (!cli->quiet) {
         char t[64];
         moat__km_fmt_time(res.next_update, t, sizeof(t));

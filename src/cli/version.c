@@ -24,14 +24,12 @@ int moat_cli_version(moat_cli_t *cli, int argc, char **argv)
     }
     if (cli->json) {
         moat_json_t j;
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "moat", MOAT_VERSION);
         moat_json_kv_str(&j, "openssl", OpenSSL_version(OPENSSL_VERSION_STRING));
         moat_json_kv_str(&j, "sqlite", sqlite3_libversion());
         moat_json_kv_str(&j, "libyaml", yaml_get_version_string());
-        moat_json_obj_end(&j);
-        moat_json_finish(&j);
+        moat_cli_json_end(&j);
         return MOAT_EXIT_OK;
     }
     printf("moat %s (OpenSSL %s, SQLite %s, libyaml %s)\n", MOAT_VERSION,
