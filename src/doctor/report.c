@@ -28,15 +28,9 @@ void moat_doctor_opts_init(moat_doctor_opts_t *o)
 
 const char *moat_doctor_sev_name(moat_doctor_sev_t sev)
 {
-    switch (sev) {
-    case MOAT_DOCTOR_ERROR:
-        return "error";
-    case MOAT_DOCTOR_WARNING:
-        return "warning";
-    case MOAT_DOCTOR_INFO:
-        return "info";
-    }
-    return "?";
+    static const char *const names[] = {
+        [MOAT_DOCTOR_ERROR] = "error", [MOAT_DOCTOR_WARNING] = "warning", [MOAT_DOCTOR_INFO] = "info"};
+    return (unsigned)sev < MOAT_ARRAY_LEN(names) ? names[sev] : "?";
 }
 
 moat_doctor_finding_t *moat_doctor_add(moat_doctor_report_t *r, moat_doctor_sev_t sev, const char *id,

@@ -30,17 +30,9 @@ int moat_pki_cert_parse(const unsigned char *data, size_t len, X509 **out, moat_
             return moat_err_hint(err, "give an X.509 certificate in PEM or DER form");
         }
     } else {
-        const unsigned char *p = data;
-        cert = d2i_X509(NULL, &p, (long)len);
-        if (cert == NULL) {
-            moat_err_ossl(err, MOAT_E_INVAL, "not a certificate (neither PEM nor DER X.509)");
+        cert = moat__pki_d2i_whole(ASN1_ITEM_rptr(X509), data, len, "a certificate (PEM or DER X.509)", err);
+        if (cert == NULL)
             return moat_err_hint(err, "give an X.509 certificate in PEM or DER form, or a PKCS#7 .p7b/.p7c");
-        }
-        if (p != data + len) {
-            X509_free(cert);
-            return moat_err_set(err, MOAT_E_INVAL, "the certificate is followed by %zu stray bytes",
-                                (size_t)(data + len - p));
-        }
     }
     ERR_clear_error();
     *out = cert;

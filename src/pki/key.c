@@ -198,20 +198,12 @@ int moat_pki_key_to_pkcs8(const EVP_PKEY *key, unsigned char **out, size_t *out_
 
 int moat_pki_key_from_pkcs8(const unsigned char *der, size_t len, EVP_PKEY **out, moat_err_t *err)
 {
-    const unsigned char *p = der;
-    PKCS8_PRIV_KEY_INFO *p8;
+    PKCS8_PRIV_KEY_INFO *p8 =
+        moat__pki_d2i_whole(ASN1_ITEM_rptr(PKCS8_PRIV_KEY_INFO), der, len, "a PKCS#8 private key", err);
     EVP_PKEY *key;
 
-    if (der == NULL || len == 0 || len > (size_t)LONG_MAX)
-        return moat_err_set(err, MOAT_E_INVAL, "empty or oversized PKCS#8 private key");
-    p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);
     if (p8 == NULL)
-        return moat_err_ossl(err, MOAT_E_INVAL, "not a PKCS#8 private key");
-    if (p != der + len) {
-        PKCS8_PRIV_KEY_INFO_free(p8);
-        return moat_err_set(err, MOAT_E_INVAL, "PKCS#8 private key followed by %zu stray bytes",
-                            (size_t)(der + len - p));
-    }
+        return err->code;
     key = EVP_PKCS82PKEY(p8);
     PKCS8_PRIV_KEY_INFO_free(p8);
     if (key == NULL)
@@ -245,18 +237,14 @@ int moat_pki_pubkey_to_der(const EVP_PKEY *key, unsigned char **out, size_t *out
 
 int moat_pki_pubkey_from_der(const unsigned char *der, size_t len, EVP_PKEY **out, moat_err_t *err)
 {
-    const unsigned char *p = der;
-    EVP_PKEY *key;
-    if (der == NULL || len == 0 || len > (size_t)LONG_MAX)
-        return moat_err_set(err, MOAT_E_INVAL, "empty or oversized public key");
-    key = d2i_PUBKEY(NULL, &p, (long)len);
+    X509_PUBKEY *spki =
+        moat__pki_d2i_whole(ASN1_ITEM_rptr(X509_PUBKEY), der, len, "a SubjectPublicKeyInfo public key", err);
+    EVP_PKEY *key = spki != NULL ? X509_PUBKEY_get(spki) : NULL;
+    X509_PUBKEY_free(spki);
+    if (spki != NULL && key == NULL)
+        moat_err_ossl(err, MOAT_E_INVAL, "the public key's algorithm or value is not supported");
     if (key == NULL)
-        return moat_err_ossl(err, MOAT_E_INVAL, "not a SubjectPublicKeyInfo public key");
-    if (p != der + len) {
-        EVP_PKEY_free(key);
-        return moat_err_set(err, MOAT_E_INVAL, "public key followed by %zu stray bytes",
-                            (size_t)(der + len - p));
-    }
+        return err->code;
     *out = key;
     return 0;
 }

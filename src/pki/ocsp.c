@@ -81,21 +81,15 @@ int moat_pki_ocsp_get_decode(const char *b64, size_t len, unsigned char **out, s
 
 int moat_pki_ocsp_request_parse(const unsigned char *der, size_t len, OCSP_REQUEST **out, moat_err_t *err)
 {
-    const unsigned char *p = der;
     OCSP_REQUEST *req;
     if (der == NULL || len == 0)
         return moat_err_set(err, MOAT_E_INVAL, "the OCSP request is empty");
     if (len > MOAT_PKI_OCSP_MAX_REQUEST)
         return moat_err_set(err, MOAT_E_INVAL, "the OCSP request is larger than %d bytes",
                             MOAT_PKI_OCSP_MAX_REQUEST);
-    req = d2i_OCSP_REQUEST(NULL, &p, (long)len);
-    if (req == NULL)
-        return moat_err_ossl(err, MOAT_E_INVAL, "the OCSP request is not valid DER");
-    if (p != der + len) {
-        OCSP_REQUEST_free(req);
-        return moat_err_set(err, MOAT_E_INVAL, "the OCSP request is followed by %zu stray bytes",
-                            (size_t)(der + len - p));
-    }
+    if ((req = moat__pki_d2i_whole(ASN1_ITEM_rptr(OCSP_REQUEST), der, len, "a DER OCSP request", err)) ==
+        NULL)
+        return err->code;
     *out = req;
     return 0;
 }

@@ -6,6 +6,7 @@
 
 #include "pki/pki.h"
 
+#include <openssl/asn1t.h>
 #include <openssl/bio.h>
 #include <openssl/pkcs7.h>
 
@@ -17,6 +18,10 @@ int moat__pki_bio_take(BIO *b, bool nul, unsigned char **out, size_t *len, moat_
  * i2d_X509(x, &der), ...). Errors say "encoding <what>". */
 int moat__pki_der_take(unsigned char **der, int n, const char *what, unsigned char **out, size_t *out_len,
                        moat_err_t *err);
+/* The whole of <der> decoded as <it> (a new object to free with ASN1_item_free(.., it)), or NULL with <err>
+ * saying "not <what>" or "<what> followed by N stray bytes": DER with anything after it is refused. */
+void *moat__pki_d2i_whole(const ASN1_ITEM *it, const unsigned char *der, size_t len, const char *what,
+                          moat_err_t *err);
 /* <der> as one PEM block of type <label> (PEM_STRING_X509_REQ...), NUL-terminated, in a new moat_malloc()
  * buffer: what PEM_write_bio_<type>() writes. Errors say "encoding <what>". */
 int moat__pki_pem_of_der(const char *label, const unsigned char *der, size_t len, const char *what,

@@ -253,3 +253,24 @@ void moat_pki_fingerprint_colon(const char *hex, char out[MOAT_PKI_FINGERPRINT_S
     }
     out[o] = '\0';
 }
+
+void *moat__pki_d2i_whole(const ASN1_ITEM *it, const unsigned char *der, size_t len, const char *what,
+                          moat_err_t *err)
+{
+    const unsigned char *p = der;
+    ASN1_VALUE *v;
+    if (der == NULL || len == 0 || len > (size_t)LONG_MAX) {
+        moat_err_set(err, MOAT_E_INVAL, "empty or oversized %s", what);
+        return NULL;
+    }
+    if ((v = ASN1_item_d2i(NULL, &p, (long)len, it)) == NULL) {
+        moat_err_ossl(err, MOAT_E_INVAL, "not %s", what);
+        return NULL;
+    }
+    if (p != der + len) {
+        ASN1_item_free(v, it);
+        moat_err_set(err, MOAT_E_INVAL, "%s followed by %zu stray bytes", what, (size_t)(der + len - p));
+        return NULL;
+    }
+    return v;
+}

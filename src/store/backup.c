@@ -133,16 +133,11 @@ int moat_store_backup(moat_store_t *st, const char *dest, int force, moat_err_t 
 
 const char *moat_store_diff_change_name(moat_diff_change_t c)
 {
-    switch (c) {
-    case MOAT_DIFF_ADDED:
-        return "added";
-    case MOAT_DIFF_REMOVED:
-        return "removed";
-    case MOAT_DIFF_KEPT:
-        return "kept";
-    default:
-        return "changed";
-    }
+    static const char *const names[] = {[MOAT_DIFF_ADDED] = "added",
+                                        [MOAT_DIFF_REMOVED] = "removed",
+                                        [MOAT_DIFF_CHANGED] = "changed",
+                                        [MOAT_DIFF_KEPT] = "kept"};
+    return (unsigned)c < MOAT_ARRAY_LEN(names) ? names[c] : "changed";
 }
 
 void moat_store_diff_dispose(moat_store_diff_t *d)

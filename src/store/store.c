@@ -94,13 +94,12 @@ int moat__store_run(moat_store_t *st, moat_err_t *err, const char *sql, const ch
     va_list ap;
     int rc;
     va_start(ap, types);
-    rc = vquery(st, &s, err, sql, types, ap);
+    if ((rc = vquery(st, &s, err, sql, types, ap)) == 0) {
+        while ((rc = st->ops->step(s, err)) == 1)
+            ;
+        st->ops->finalize(s);
+    }
     va_end(ap);
-    if (rc != 0)
-        return rc;
-    while ((rc = st->ops->step(s, err)) == 1)
-        ;
-    st->ops->finalize(s);
     return rc;
 }
 
