@@ -167,22 +167,34 @@ void moat_acme_service_free(moat_acme_service_t *svc)
     moat_free(&svc);
 }
 
+/* Appends <item> to the queue <head>..<tail> (linked by next). */
+#define QUEUE_APPEND(head, tail, item)                                                                       \
+    do {                                                                                                     \
+        if ((tail) != NULL)                                                                                  \
+            (tail)->next = (item);                                                                           \
+        else                                                                                                 \
+            (head) = (item);                                                                                 \
+        (tail) = (item);                                                                                     \
+    } while (0)
+
+/* With the lock held: a place for one more request or validation, and a thread woken for it. MOAT_E_LIMIT
+ * when the queues are full or the service stops. */
+static int admit(moat_acme_service_t *svc)
+{
+    if (svc->queued >= svc->queue_max || atomic_load(&svc->stop))
+        return MOAT_E_LIMIT;
+    svc->queued++;
+    pthread_cond_signal(&svc->cond);
+    return 0;
+}
+
 int moat_acme_service_submit(moat_acme_service_t *svc, moat_acme_job_t *job)
 {
-    int rc = 0;
+    int rc;
     job->next = NULL;
     pthread_mutex_lock(&svc->lock);
-    if (svc->queued >= svc->queue_max || atomic_load(&svc->stop)) {
-        rc = MOAT_E_LIMIT;
-    } else {
-        if (svc->tail != NULL)
-            svc->tail->next = job;
-        else
-            svc->head = job;
-        svc->tail = job;
-        svc->queued++;
-        pthread_cond_signal(&svc->cond);
-    }
+    if ((rc = admit(svc)) == 0)
+        QUEUE_APPEND(svc->head, svc->tail, job);
     pthread_mutex_unlock(&svc->lock);
     return rc;
 }
@@ -199,17 +211,8 @@ int moat__acme_queue_validation(moat_acme_service_t *svc, const char *chall_id, 
     v->tls_alpn01_port = tls_alpn01_port;
     (void)moat_strlcpy(v->dns_resolver, dns_resolver != NULL ? dns_resolver : "", sizeof v->dns_resolver);
     pthread_mutex_lock(&svc->lock);
-    if (svc->queued >= svc->queue_max || atomic_load(&svc->stop)) {
-        rc = MOAT_E_LIMIT;
-    } else {
-        if (svc->vtail != NULL)
-            svc->vtail->next = v;
-        else
-            svc->vhead = v;
-        svc->vtail = v;
-        svc->queued++;
-        pthread_cond_signal(&svc->cond);
-    }
+    if ((rc = admit(svc)) == 0)
+        QUEUE_APPEND(svc->vhead, svc->vtail, v);
     pthread_mutex_unlock(&svc->lock);
     if (rc != 0)
         moat_free(&v);

@@ -347,8 +347,7 @@ static int ca_cert(moat_cli_t *cli, int argc, char **argv)
             moat_pki_cert_info_dispose(&ci);
             goto fail;
         }
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "role", moat_store_ca_role_name(ca.row.role));
         moat__km_json_cert_info(&j, &ci);
         moat_json_kv_str(&j, "pem", pem);

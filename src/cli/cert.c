@@ -308,8 +308,7 @@ static int cert_rollback(moat_cli_t *cli, int argc, char **argv)
         char fpr[MOAT_PKI_FINGERPRINT_SIZE];
         moat_json_t j;
         moat__km_fpr_colon(now.fingerprint, fpr);
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "name", pos[0]);
         moat_json_kv_str(&j, "fingerprint", fpr);
         moat_json_kv_str(&j, "serial", now.serial);

@@ -154,8 +154,7 @@ static void print_json(const char *source, const moat_import_scan_t *scan, const
 {
     moat_json_t j;
     counts_t c = count(res, out);
-    moat_json_init(&j, stdout, 1);
-    moat_json_obj_begin(&j);
+    moat_cli_json_begin(&j);
     moat_json_kv_str(&j, "source", source);
     moat_json_kv_str(&j, "kind", scan->kind);
     moat_json_kv_bool(&j, "dry_run", dry_run);

@@ -284,8 +284,7 @@ static int print_all(const moat_cli_t *cli, const char *source, const moat_docto
     moat_json_t j;
     moat_json_t *jp = cli->json ? &j : NULL;
     if (jp != NULL) {
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "source", source);
         if (peer != NULL) {
             moat_json_kv_str(&j, "address", peer->address);

@@ -542,8 +542,7 @@ static int key_import(moat_cli_t *cli, int argc, char **argv)
     if (cli->json) {
         moat_json_t j;
         moat_pki_cert_info_t ci = {0};
-        moat_json_init(&j, stdout, 1);
-        moat_json_obj_begin(&j);
+        moat_cli_json_begin(&j);
         moat_json_kv_str(&j, "name", pos[0]);
         moat_json_kv_str(&j, "action", res.replaced ? "replaced" : "imported");
         moat_json_kv_str(&j, "format", imp.format);

@@ -13,11 +13,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The option <arg> (its first <n> bytes) names: a name may list aliases, "--dry-run|-n". */
 static const moat__km_opt_t *find_opt(const moat__km_opt_t *opts, const char *arg, size_t n)
 {
     for (; opts->name != NULL; opts++)
-        if (strlen(opts->name) == n && strncmp(opts->name, arg, n) == 0)
-            return opts;
+        for (const char *alt = opts->name; *alt != '\0'; alt += *alt == '|') {
+            size_t len = strcspn(alt, "|");
+            if (len == n && strncmp(alt, arg, n) == 0)
+                return opts;
+            alt += len;
+        }
     return NULL;
 }
 
@@ -57,7 +62,7 @@ int moat__km_parse(const moat__km_cmd_t *cmd, int argc, char **argv)
             return moat_cli_usage(cmd->usage, "unknown option \"%.*s\"", (int)n, a);
         if (o->flag != NULL) {
             if (eq != NULL)
-                return moat_cli_usage(cmd->usage, "option %s takes no value", o->name);
+                return moat_cli_usage(cmd->usage, "option %.*s takes no value", (int)n, a);
             *o->flag = 1;
             continue;
         }
@@ -66,12 +71,12 @@ int moat__km_parse(const moat__km_cmd_t *cmd, int argc, char **argv)
         else if (i + 1 < argc)
             val = argv[++i];
         else
-            return moat_cli_usage(cmd->usage, "option %s needs a value", o->name);
+            return moat_cli_usage(cmd->usage, "option %.*s needs a value", (int)n, a);
         if (o->value != NULL) {
             *o->value = val;
         } else {
             if (*o->count >= o->max)
-                return moat_cli_usage(cmd->usage, "option %s given more than %zu times", o->name, o->max);
+                return moat_cli_usage(cmd->usage, "option %.*s given more than %zu times", (int)n, a, o->max);
             o->list[(*o->count)++] = val;
         }
     }

@@ -17,7 +17,7 @@
 
 /* One option of a subcommand. Exactly one of value, flag or list is set. */
 typedef struct moat__km_opt {
-    const char *name;   /* "--cn" */
+    const char *name;   /* "--cn", or with aliases "--dry-run|-n" */
     const char **value; /* option takes a value: where it goes (last one wins) */
     int *flag;          /* option is a flag: set to 1 */
     const char **list;  /* repeatable option: values appended here */

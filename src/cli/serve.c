@@ -11,8 +11,7 @@ int moat_cli_serve(moat_cli_t *cli, int argc, char **argv)
     char store[4096], mkey[4096];
     int check = 0, rc;
     const moat__km_opt_t options[] = {
-        {"--check", NULL, &check, NULL, NULL, 0},
-        {"-t", NULL, &check, NULL, NULL, 0},
+        {"--check|-t", NULL, &check, NULL, NULL, 0},
         {0},
     };
     const moat__km_cmd_t cmd = {

@@ -11,18 +11,19 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Works out the store and master key paths every command uses. */
-static int paths(moat_cli_t *cli, char *store, size_t ssz, char *mk, size_t msz, moat_err_t *err)
+/* Works out the store and master key paths every command uses, and <file> (may be NULL) made absolute. */
+static int paths(moat_cli_t *cli, char *store, char *mk, const char *file, char *abs, moat_err_t *err)
 {
     int rc;
-    if ((rc = moat_cli_store_path(cli, store, ssz, NULL, err)) != 0)
+    if ((rc = moat_cli_store_path(cli, store, PATH_MAX, NULL, err)) != 0 ||
+        (rc = moat_cli_master_key_path(cli, store, mk, PATH_MAX, err)) != 0)
         return rc;
-    return moat_cli_master_key_path(cli, store, mk, msz, err);
+    return file != NULL ? moat_path_absolute(file, abs, PATH_MAX, err) : 0;
 }
 
 static int cmd_backup(moat_cli_t *cli, int argc, char **argv)
 {
-    const char *pos[1], *file;
+    const char *pos[1];
     int force = 0, rc;
     char store[PATH_MAX], mk[PATH_MAX], abs[PATH_MAX];
     moat_err_t err = {0};
@@ -43,9 +44,7 @@ static int cmd_backup(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    file = pos[0];
-    if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
-        moat_path_absolute(file, abs, sizeof(abs), &err) != 0)
+    if (paths(cli, store, mk, pos[0], abs, &err) != 0)
         return moat_cli_fail(cli, &err);
     /* The master key is not needed to copy encrypted keys; not loading it also never creates one. */
     if (moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
@@ -80,7 +79,7 @@ static const char *plural(size_t n, const char *one, const char *many)
 
 static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
 {
-    const char *pos[1], *file;
+    const char *pos[1];
     int dry = 0, force = 0, rc;
     char store[PATH_MAX], mk[PATH_MAX], abs[PATH_MAX];
     moat_err_t err = {0};
@@ -91,8 +90,7 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
     int64_t gen = 0;
     unsigned flags = 0;
     const moat__km_opt_t opts[] = {
-        {"--dry-run", NULL, &dry, NULL, NULL, 0},
-        {"-n", NULL, &dry, NULL, NULL, 0},
+        {"--dry-run|-n", NULL, &dry, NULL, NULL, 0},
         {"--force", NULL, &force, NULL, NULL, 0},
         {0},
     };
@@ -119,9 +117,7 @@ static int cmd_restore(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    file = pos[0];
-    if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
-        moat_path_absolute(file, abs, sizeof(abs), &err) != 0)
+    if (paths(cli, store, mk, pos[0], abs, &err) != 0)
         return moat_cli_fail(cli, &err);
     /* Restoring onto a lost store is the point of a backup, but only with the master key it was made
      * under: creating a fresh master key here would make a store the backup can never go into. */
@@ -246,7 +242,7 @@ static int cmd_info(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0)
+    if (paths(cli, store, mk, NULL, NULL, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) !=
             0 ||
@@ -360,7 +356,7 @@ static int cmd_audit(moat_cli_t *cli, int argc, char **argv)
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
     if ((since_s != NULL && parse_since(since_s, time(NULL), &since, &err) != 0) ||
-        paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0)
+        paths(cli, store, mk, NULL, NULL, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY | MOAT_STORE_READONLY, &st, &err) !=
             0 ||
@@ -427,7 +423,7 @@ static int cmd_upgrade(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (paths(cli, store, sizeof(store), mk, sizeof(mk), &err) != 0 ||
+    if (paths(cli, store, mk, NULL, NULL, &err) != 0 ||
         moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0)
         return moat_cli_fail(cli, &err);
     if (moat_store_upgraded(st, &from) == NULL && !cli->quiet)

@@ -193,6 +193,13 @@ void moat_doctor_check_name(moat_doctor_report_t *r, const char *subject, X509 *
     moat_doctor_fix(f, "%s", fix);
 }
 
+/* The fix of an expired or expiring certificate: renewing the site's own (<is_leaf>), else <ca_fix>. */
+static void renewal_fix(moat_doctor_finding_t *f, int is_leaf, const char *key_name, const char *ca_fix)
+{
+    char fix[512];
+    moat_doctor_fix(f, "%s", is_leaf ? renew_fix(key_name, fix, sizeof(fix)) : ca_fix);
+}
+
 /* Validity, key strength and signature digest of one certificate; <pos> is its index as sent. */
 static void check_one(moat_doctor_report_t *r, const char *subject, X509 *x, int pos, int is_leaf,
                       const moat_doctor_opts_t *o, const char *key_name)
@@ -214,13 +221,11 @@ static void check_one(moat_doctor_report_t *r, const char *subject, X509 *x, int
         f = moat_doctor_add(r, MOAT_DOCTOR_ERROR, id, subject,
                             "%s %s (chain[%d]) expired on %s (%d days ago)", what, name, pos, when, -days);
         moat_doctor_why(f, "every client refuses an expired certificate");
-        if (is_leaf)
-            moat_doctor_fix(f, "%s", renew_fix(key_name, fix, sizeof(fix)));
-        else
-            moat_doctor_fix(f,
-                            "install a chain with a current CA certificate (moat cert install %s CERT.pem "
-                            "--chain CHAIN.pem); for moat's own CA: moat ca init --intermediate",
-                            key_name ? key_name : "<key>");
+        snprintf(fix, sizeof(fix),
+                 "install a chain with a current CA certificate (moat cert install %s CERT.pem --chain "
+                 "CHAIN.pem); for moat's own CA: moat ca init --intermediate",
+                 key_name ? key_name : "<key>");
+        renewal_fix(f, is_leaf, key_name, fix);
     } else if (X509_cmp_time(X509_get0_notBefore(x), NULL) > 0) {
         moat__doctor_time(X509_get0_notBefore(x), when, sizeof(when));
         snprintf(id, sizeof(id), "%s-not-yet-valid", idp);
@@ -238,12 +243,9 @@ static void check_one(moat_doctor_report_t *r, const char *subject, X509 *x, int
         f = moat_doctor_add(r, MOAT_DOCTOR_WARNING, id, subject,
                             "%s %s (chain[%d]) expires on %s (in %d days)", what, name, pos, when, days);
         moat_doctor_why(f, "once it expires every client refuses it; renewing takes a CA round trip");
-        if (is_leaf)
-            moat_doctor_fix(f, "%s", renew_fix(key_name, fix, sizeof(fix)));
-        else
-            moat_doctor_fix(f,
-                            "renew the CA certificate and install the new chain (for moat's own CA: moat ca "
-                            "init --intermediate)");
+        renewal_fix(f, is_leaf, key_name,
+                    "renew the CA certificate and install the new chain (for moat's own CA: moat ca init "
+                    "--intermediate)");
     }
 
     if (pk != NULL) {

@@ -53,25 +53,19 @@ moat_doctor_finding_t *moat_doctor_add(moat_doctor_report_t *r, moat_doctor_sev_
     return f;
 }
 
-void moat_doctor_why(moat_doctor_finding_t *f, const char *fmt, ...)
-{
-    va_list ap;
-    if (f == NULL)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(f->why, sizeof(f->why), fmt, ap);
-    va_end(ap);
-}
-
-void moat_doctor_fix(moat_doctor_finding_t *f, const char *fmt, ...)
-{
-    va_list ap;
-    if (f == NULL)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(f->fix, sizeof(f->fix), fmt, ap);
-    va_end(ap);
-}
+/* moat_doctor_why() and moat_doctor_fix(): the same setter for two fields of a finding. */
+#define FINDING_TEXT(fn, field)                                                                              \
+    void fn(moat_doctor_finding_t *f, const char *fmt, ...)                                                  \
+    {                                                                                                        \
+        va_list ap;                                                                                          \
+        if (f == NULL)                                                                                       \
+            return;                                                                                          \
+        va_start(ap, fmt);                                                                                   \
+        vsnprintf(f->field, sizeof(f->field), fmt, ap);                                                      \
+        va_end(ap);                                                                                          \
+    }
+FINDING_TEXT(moat_doctor_why, why)
+FINDING_TEXT(moat_doctor_fix, fix)
 
 void moat_doctor_fact(moat_doctor_report_t *r, const char *subject, const char *key, const char *fmt, ...)
 {

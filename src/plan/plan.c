@@ -228,22 +228,16 @@ int moat_plan_anchors_named(moat_store_t *st, const moat_strlist_t *names, moat_
         moat_store_anchor_list_dispose(&al);
         return rc;
     }
-    for (size_t t = 0; t < names->n; t++) {
+    for (size_t t = 0; rc == 0 && t < names->n; t++) {
         moat_store_anchor_t a = {0};
         *bad = t;
-        if (strcmp(names->v[t], MOAT_PLAN_CA_ANCHOR) == 0) {
-            if ((rc = anchors_moat_ca(st, out, err)) != 0)
-                return rc;
-            continue;
-        }
-        if ((rc = moat_store_anchor_get(st, names->v[t], &a, err)) != 0)
-            return rc;
-        rc = anchor_add(out, &a.der, err);
+        if (strcmp(names->v[t], MOAT_PLAN_CA_ANCHOR) == 0)
+            rc = anchors_moat_ca(st, out, err);
+        else if ((rc = moat_store_anchor_get(st, names->v[t], &a, err)) == 0)
+            rc = anchor_add(out, &a.der, err);
         moat_store_anchor_dispose(&a);
-        if (rc != 0)
-            return rc;
     }
-    return 0;
+    return rc;
 }
 
 int moat_plan_site_anchors(moat_store_t *st, const moat_site_t *site, moat_plan_anchors_t *out,

@@ -170,20 +170,29 @@ int moat_store_key_get_by_id(moat_store_t *st, int64_t id, moat_store_key_t *out
     return rc;
 }
 
-int moat_store_key_find_pubkey(moat_store_t *st, const uint8_t *spki, size_t spki_len, moat_store_key_t *out,
-                               moat_err_t *err)
+/* The key that <sql> finds by public key (?1) and, where it asks, name (?2). */
+static int find_by_pubkey(moat_store_t *st, const char *sql, const char *name, const uint8_t *spki,
+                          size_t spki_len, moat_store_key_t *out, moat_err_t *err)
 {
     moat_store_stmt_t *s = NULL;
     int rc;
     memset(out, 0, sizeof(*out));
     if (spki == NULL || spki_len == 0)
         return moat_err_set(err, MOAT_E_INVAL, "no public key given");
-    if ((rc = moat__store_query(st, &s, err,
-                                "SELECT " KEY_COLS " FROM keys WHERE pubkey = ? AND state <> 'retired' "
-                                "ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1",
-                                "b", (const void *)spki, spki_len)) != 0)
+    if ((rc = moat__store_query(st, &s, err, sql, "bt", (const void *)spki, spki_len, name)) != 0)
         return rc;
-    rc = get_one(st, s, out, err);
+    return get_one(st, s, out, err);
+}
+
+int moat_store_key_find_pubkey(moat_store_t *st, const uint8_t *spki, size_t spki_len, moat_store_key_t *out,
+                               moat_err_t *err)
+{
+    int rc =
+        find_by_pubkey(st,
+                       "SELECT " KEY_COLS " FROM keys WHERE pubkey = ?1 AND (?2 IS NULL OR name = ?2) AND "
+                       "state <> 'retired' "
+                       "ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1",
+                       NULL, spki, spki_len, out, err);
     if (rc == MOAT_E_NOTFOUND)
         moat_err_set(err, MOAT_E_NOTFOUND, "no key in the store has this public key");
     return rc;
@@ -392,19 +401,12 @@ int moat_store_key_set_aside(moat_store_t *st, int64_t id, moat_err_t *err)
 int moat_store_key_find_set_aside(moat_store_t *st, const char *name, const uint8_t *spki, size_t spki_len,
                                   moat_store_key_t *out, moat_err_t *err)
 {
-    moat_store_stmt_t *s = NULL;
-    int rc;
-    memset(out, 0, sizeof(*out));
-    if (spki == NULL || spki_len == 0)
-        return moat_err_set(err, MOAT_E_INVAL, "no public key given");
-    if ((rc = moat__store_query(st, &s, err,
-                                "SELECT " KEY_COLS " FROM keys WHERE name = ? AND pubkey = ? AND "
-                                "state = 'retired' AND csr IS NOT NULL AND "
-                                "NOT EXISTS (SELECT 1 FROM certs c WHERE c.key_id = keys.id) "
-                                "ORDER BY id DESC LIMIT 1",
-                                "tb", name, (const void *)spki, spki_len)) != 0)
-        return rc;
-    return get_one(st, s, out, err);
+    return find_by_pubkey(st,
+                          "SELECT " KEY_COLS " FROM keys WHERE pubkey = ?1 AND name = ?2 AND "
+                          "state = 'retired' AND csr IS NOT NULL AND "
+                          "NOT EXISTS (SELECT 1 FROM certs c WHERE c.key_id = keys.id) "
+                          "ORDER BY id DESC LIMIT 1",
+                          name, spki, spki_len, out, err);
 }
 
 int moat_store_key_restore_pending(moat_store_t *st, int64_t id, moat_err_t *err)

@@ -50,6 +50,9 @@ def test_help_and_usage(moat):
                  ["store", "info", "--help"]):
         r = moat.ok(*args)
         assert "usage:" in r.stdout
+    listed = moat.ok("store", "--help").stdout.split("commands:\n", 1)[1]
+    assert [line.split()[0] for line in listed.split("\n\n")[0].splitlines()] == \
+        ["backup", "restore", "info", "upgrade", "audit"]
     moat.fails("store", code=2)
     moat.fails("store", "frobnicate", code=2)
     moat.fails("store", "backup", code=2)
@@ -144,6 +147,7 @@ def test_restore_dry_run_then_restore(moat):
     assert "removed anchor  corp" in r.stdout
     assert "was not changed" in r.stdout
     assert content(moat.store) == before
+    assert moat.ok("store", "restore", out, "-n").stdout == r.stdout  # the short name of --dry-run
     data = json.loads(moat.ok("--json", "store", "restore", out, "--dry-run").stdout)
     assert data["dry_run"] is True and data["restored"] is False
     changes = {(c["kind"], c["name"], c["change"]) for c in data["changes"]}
