@@ -33,7 +33,7 @@ def commands(binary, prefix=()):
     for name in listed(run(binary, *prefix, "--help")):
         c = prefix + (name,)
         text = run(binary, *c, "--help")
-        sub = listed(text) if c != ("store",) else None
+        sub = listed(text)
         out += [(c, text)] if sub is None else commands(binary, c)
     return out
 

@@ -48,7 +48,7 @@ def test_every_help_has_usage_example_and_its_options(moat):
         if r.returncode != 0 or r.stderr:
             problems.append(f"{name}: exit {r.returncode}, stderr {r.stderr!r}")
             continue
-        if not text.startswith(f"usage: moat {name}") and not text.startswith("usage: moat store"):
+        if not text.startswith(f"usage: moat {name}"):
             problems.append(f"{name}: starts {text[:40]!r}")
         ex = examples(text)
         if not ex or not all(re.match(r"(sudo )?moat ", e) for e in ex):
