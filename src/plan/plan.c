@@ -8,53 +8,41 @@
 #include <string.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <strings.h>
 #include <time.h>
 
-/* How well a certificate's SANs cover a site's hosts: every host covered beats some, exact beats
- * wildcard. The SAN text is "DNS:a,DNS:*.b,IP:192.0.2.1" (store/pki format). */
-static void san_score(const char *sans, const moat_strlist_t *hosts, int *covered, int *exact)
+/* How well <x> covers a site's hosts, by the rule clients apply (moat_plan_cert_covers): every host covered
+ * beats some, and a name the certificate holds as it is beats one a wildcard covers. */
+static void cover_score(X509 *x, const moat_strlist_t *hosts, int *covered, int *exact)
 {
     *covered = *exact = 0;
     for (size_t h = 0; h < hosts->n; h++) {
         const char *host = hosts->v[h];
-        const char *dot = strchr(host, '.');
-        int is_exact = 0, is_wild = 0;
-        const char *p = sans;
-        while (p != NULL && *p != '\0') {
-            const char *end = strchr(p, ',');
-            size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-            const char *colon = memchr(p, ':', n);
-            if (colon != NULL) {
-                const char *v = colon + 1;
-                size_t vn = n - (size_t)(v - p);
-                while (vn > 0 && *v == ' ')
-                    v++, vn--;
-                if (vn == strlen(host) && strncasecmp(v, host, vn) == 0)
-                    is_exact = 1;
-                else if (host[0] != '*' && dot != NULL && vn > 2 && v[0] == '*' && v[1] == '.' &&
-                         vn - 1 == strlen(dot) && strncasecmp(v + 1, dot, vn - 1) == 0)
-                    is_wild = 1;
-            }
-            p = end != NULL ? end + 1 : NULL;
-        }
-        *covered += is_exact || is_wild;
-        *exact += is_exact;
+        if (!moat_plan_cert_covers(x, host))
+            continue;
+        (*covered)++;
+        *exact +=
+            moat_pki_is_ip_literal(host) ||
+            X509_check_host(x, host, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_WILDCARDS,
+                            NULL) == 1;
     }
+}
+
+/* The slot a parsed certificate serves in: 0 ECDSA/EdDSA, 1 RSA, -1 not a TLS server certificate. */
+static int slot_of(X509 *x)
+{
+    /* serverAuth (or no EKU) and not a CA: X509_check_purpose applies the EKU/KU rules. */
+    if (X509_check_purpose(x, X509_PURPOSE_SSL_SERVER, 0) == 1 && X509_check_ca(x) == 0) {
+        EVP_PKEY *pk = X509_get0_pubkey(x);
+        return pk != NULL && EVP_PKEY_is_a(pk, "RSA") ? 1 : 0;
+    }
+    return -1;
 }
 
 int moat_plan_cert_slot(const moat_store_cert_t *c)
 {
     const unsigned char *p = c->der.data;
     X509 *x = d2i_X509(NULL, &p, (long)c->der.len);
-    int slot = -1;
-    if (x == NULL)
-        return -1;
-    /* serverAuth (or no EKU) and not a CA: X509_check_purpose applies the EKU/KU rules. */
-    if (X509_check_purpose(x, X509_PURPOSE_SSL_SERVER, 0) == 1 && X509_check_ca(x) == 0) {
-        EVP_PKEY *pk = X509_get0_pubkey(x);
-        slot = pk != NULL && EVP_PKEY_is_a(pk, "RSA") ? 1 : 0;
-    }
+    int slot = x != NULL ? slot_of(x) : -1;
     X509_free(x);
     return slot;
 }
@@ -83,10 +71,14 @@ static int pick_auto(moat_store_t *st, const moat_site_t *site, int64_t now, moa
     for (size_t l = 0; l < p->nlists; l++) {
         for (size_t i = 0; i < p->lists[l].n; i++) {
             const moat_store_cert_t *c = &p->lists[l].items[i], *b;
-            int slot = moat_plan_cert_slot(c), cov, exact;
+            const unsigned char *der = c->der.data;
+            X509 *x = d2i_X509(NULL, &der, (long)c->der.len);
+            int slot = x != NULL ? slot_of(x) : -1, cov = 0, exact = 0;
+            if (slot >= 0)
+                cover_score(x, &site->hosts, &cov, &exact);
+            X509_free(x);
             if (slot < 0 || c->not_before > now || c->not_after <= now)
                 continue;
-            san_score(c->sans, &site->hosts, &cov, &exact);
             b = p->certs[slot];
             if (b == NULL || cov > best_cov[slot] || (cov == best_cov[slot] && exact > best_exact[slot]) ||
                 (cov == best_cov[slot] && exact == best_exact[slot] &&
