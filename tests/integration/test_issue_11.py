@@ -606,6 +606,31 @@ def test_cert_and_key_changes_checked_before_commit(moat):
     assert moat.ok("cert", "export", "b").stdout != before
 
 
+# 7. key import --replace of a served key is checked before it commits: new material the server would not
+#    load (its certificate expired) is refused naming the site, and the served key stays as it was.
+def test_key_import_replace_checked_before_commit(moat):
+    from doctor_pki import Pki
+    from serve_helpers import CA, config, free_port, site
+    ca = CA(moat.dir)
+    pki = Pki(moat.dir / "pki")
+    pki.root()
+    ca.issue(moat, "a", ["a.example.test"])
+    (moat.dir / "moat.yaml").write_text(config(moat, [site(["a.example.test"], free_port(),
+                                                           extra="certificate: a")]))
+    pki.sign("a-new", "root", "a.example.test", "DNS:a.example.test", start=-60, end=-1)
+    bundle = pki.bundle("a-new-bundle.pem", pki.path("a-new.key"), pki.path("a-new.pem"))
+    before = moat.ok("cert", "export", "a").stdout
+    r = moat.fails("key", "import", "a", bundle, "--replace")
+    assert "the server would not load this change" in r.stderr and 'site "a.example.test"' in r.stderr, r.stderr
+    assert "expired" in r.stderr, r.stderr
+    assert moat.ok("cert", "export", "a").stdout == before
+    # without a configuration nothing is known of the sites: the same replacement goes through
+    elsewhere = moat.dir / "elsewhere"
+    elsewhere.mkdir()
+    moat.ok("key", "import", "a", bundle, "--replace", cwd=elsewhere)
+    assert moat.ok("cert", "export", "a").stdout != before
+
+
 # 7. store restore is checked before it commits against the sites of the configuration: a backup that
 #    brings back an expired certificate of a served key, or lacks a key a site serves, is refused naming
 #    the site (the dry run says so too), nothing changes; --force restores it all the same.
