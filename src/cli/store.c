@@ -44,10 +44,9 @@ static int cmd_backup(moat_cli_t *cli, int argc, char **argv)
 
     if ((rc = moat__km_parse(&cmd, argc, argv)) >= 0)
         return rc;
-    if (paths(cli, store, mk, pos[0], abs, &err) != 0)
-        return moat_cli_fail(cli, &err);
     /* The master key is not needed to copy encrypted keys; not loading it also never creates one. */
-    if (moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
+    if (paths(cli, store, mk, pos[0], abs, &err) != 0 ||
+        moat_cli_store_open(cli, store, NULL, MOAT_STORE_NO_MASTER_KEY, &st, &err) != 0 ||
         moat_store_backup(st, abs, force, &err) != 0) {
         moat_store_close(st);
         return moat_cli_fail(cli, &err);
