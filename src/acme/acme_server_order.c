@@ -769,7 +769,6 @@ int moat__acme_revoke(acme_ctx_t *c)
     moat_pki_cert_info_t ci = {0};
     moat_store_issued_t is = {0};
     moat_store_acme_obj_t o = {0};
-    moat_ca_t ca = {0};
     int rc = -1;
     json_int_t reason = 0;
 
@@ -816,11 +815,8 @@ int moat__acme_revoke(acme_ctx_t *c)
     char detail[200];
     snprintf(detail, sizeof detail, "by %s, reason %lld", c->jws.jwk ? "the certificate's key" : c->acct.id,
              (long long)reason);
-    /* The same steps as moat ca revoke: mark it, re-sign the CRL, audit, in this transaction. */
-    if (moat_store_issued_revoke(c->st, ci.serial, c->now, (int)reason, &err) != 0 ||
-        moat_ca_load(c->st, is.issuer, true, &ca, &err) != 0 ||
-        moat_ca_crl_refresh(c->st, is.issuer, ca.cert, ca.key, &err) != 0 ||
-        moat_store_audit_add(c->st, "acme.revoke", ci.serial, detail, &err) != 0) {
+    /* Written as moat ca revoke writes it, in this transaction. */
+    if (moat_ca_revoke_write(c->st, &is, c->now, (int)reason, "acme.revoke", detail, &err) != 0) {
         moat_acme_problem_set(&c->prob, MOAT_ACME_PROB_SERVER_INTERNAL, "revoking %s: %s", ci.serial,
                               err.msg);
         goto out;
@@ -828,7 +824,6 @@ int moat__acme_revoke(acme_ctx_t *c)
     c->resp->status = 200;
     rc = 0;
 out:
-    moat_ca_dispose(&ca);
     moat_store_acme_obj_dispose(&o);
     moat_store_issued_dispose(&is);
     moat_pki_cert_info_dispose(&ci);

@@ -122,6 +122,11 @@ int moat_ca_crl_days_set(moat_store_t *st, long days, moat_err_t *err) MOAT_MUST
 int moat_ca_crl_refresh(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
                         moat_err_t *err) MOAT_MUST_CHECK;
 
+/* Re-signs the CRL of <role> with <ca_cert>/<ca_key> in a transaction of its own, the generation bumped,
+ * audited "ca.crl" with <why>: what the running server does when a CRL is due. */
+int moat_ca_crl_resign(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
+                       const char *why, moat_err_t *err) MOAT_MUST_CHECK;
+
 /* Reads the stored CRL of <role> into <pem> (<pemsz> bytes) and parses it: *crl (owned by the caller) is
  * NULL when there is none yet. A stored CRL that does not parse is MOAT_E_PKI. */
 int moat_ca_crl_stored(moat_store_t *st, moat_ca_role_t role, char *pem, size_t pemsz, X509_CRL **crl,
@@ -334,6 +339,14 @@ void moat_ca_revoked_dispose(moat_ca_revoked_t *r);
  */
 int moat_ca_revoke(moat_store_t *st, const moat_config_t *cfg, const char *which, moat_pki_reason_t reason,
                    bool force, moat_ca_revoked_t *out, moat_err_t *err) MOAT_MUST_CHECK;
+
+/*
+ * The one way a revocation is written, inside the caller's transaction (moat_ca_revoke, the ACME server's
+ * revokeCert): the issued certificate <is> marked revoked at <when> for <reason>, its CA's CRL re-signed,
+ * audited <action> with <detail>.
+ */
+int moat_ca_revoke_write(moat_store_t *st, const moat_store_issued_t *is, int64_t when, int reason,
+                         const char *action, const char *detail, moat_err_t *err) MOAT_MUST_CHECK;
 
 typedef struct moat_ca_crl_req {
     bool root;     /* the root's CRL rather than the issuing CA's */

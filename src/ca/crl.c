@@ -111,3 +111,16 @@ int moat_ca_crl_days_set(moat_store_t *st, long days, moat_err_t *err)
     snprintf(v, sizeof(v), "%ld", days);
     return moat_store_setting_set(st, "ca.crl.days", v, err);
 }
+
+int moat_ca_crl_resign(moat_store_t *st, moat_ca_role_t role, X509 *ca_cert, EVP_PKEY *ca_key,
+                       const char *why, moat_err_t *err)
+{
+    int rc = moat_store_begin(st, err);
+    if (rc != 0)
+        return rc;
+    if ((rc = moat_ca_crl_refresh(st, role, ca_cert, ca_key, err)) != 0 ||
+        (rc = moat_ca_audit(st, "ca.crl", moat_store_ca_role_name(role), err, "%s", why)) != 0 ||
+        (rc = moat_ca_commit(st, NULL, 0, NULL, err)) != 0)
+        moat_store_rollback(st);
+    return rc;
+}

@@ -17,7 +17,7 @@ void moat_ca_revoked_dispose(moat_ca_revoked_t *r)
 int moat_ca_revoke(moat_store_t *st, const moat_config_t *cfg, const char *which, moat_pki_reason_t reason,
                    bool force, moat_ca_revoked_t *out, moat_err_t *err)
 {
-    moat_ca_t ca = {0};
+    char detail[512];
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -36,17 +36,26 @@ int moat_ca_revoke(moat_store_t *st, const moat_config_t *cfg, const char *which
                             moat_pki_time_format((time_t)out->is.revoked, t),
                             moat_pki_reason_name(out->is.reason));
     }
-    if ((rc = moat_ca_load(st, out->is.issuer, true, &ca, err)) != 0 || (rc = moat_store_begin(st, err)) != 0)
-        goto out;
+    if ((rc = moat_store_begin(st, err)) != 0)
+        return rc;
     out->when = (int64_t)time(NULL);
-    if ((rc = moat_store_issued_revoke(st, out->is.serial, out->when, (int)reason, err)) != 0 ||
-        (rc = moat_ca_crl_refresh(st, out->is.issuer, ca.cert, ca.key, err)) != 0 ||
-        (rc = moat_ca_audit(st, "ca.revoke", out->is.serial, err, "subject %s, name %s, reason %s",
-                            out->is.subject, out->is.name[0] ? out->is.name : "-",
-                            moat_pki_reason_name((int)reason))) != 0 ||
+    snprintf(detail, sizeof(detail), "subject %s, name %s, reason %s", out->is.subject,
+             out->is.name[0] ? out->is.name : "-", moat_pki_reason_name((int)reason));
+    if ((rc = moat_ca_revoke_write(st, &out->is, out->when, (int)reason, "ca.revoke", detail, err)) != 0 ||
         (rc = moat_ca_commit(st, cfg, force ? 0 : MOAT_PLAN_REFUSE_REVOKED, &out->notes, err)) != 0)
         moat_store_rollback(st);
-out:
+    return rc;
+}
+
+int moat_ca_revoke_write(moat_store_t *st, const moat_store_issued_t *is, int64_t when, int reason,
+                         const char *action, const char *detail, moat_err_t *err)
+{
+    moat_ca_t ca = {0};
+    int rc;
+    if ((rc = moat_ca_load(st, is->issuer, true, &ca, err)) == 0 &&
+        (rc = moat_store_issued_revoke(st, is->serial, when, reason, err)) == 0 &&
+        (rc = moat_ca_crl_refresh(st, is->issuer, ca.cert, ca.key, err)) == 0)
+        rc = moat_ca_audit(st, action, is->serial, err, "%s", detail);
     moat_ca_dispose(&ca);
     return rc;
 }

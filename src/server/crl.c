@@ -32,17 +32,9 @@ static int refresh_role(moat_store_t *st, moat_ca_role_t role, char *pem, moat_e
     /* No such CA, or its key is offline: nothing can sign; doctor reports the CRL as due. */
     if (s.cert[role] == NULL || s.key[role] == NULL)
         goto out;
-    if ((rc = moat_store_begin(st, err)) != 0)
-        goto out;
-    if ((rc = moat_ca_crl_refresh(st, role, s.cert[role], s.key[role], err)) != 0 ||
-        (rc = moat_store_generation_bump(st, err)) != 0 ||
-        (rc = moat_store_audit_add(st, "ca.crl", moat_store_ca_role_name(role),
-                                   "re-signed by the server before its next update", err)) != 0 ||
-        (rc = moat_store_commit(st, err)) != 0) {
-        moat_store_rollback(st);
-        goto out;
-    }
-    rc = 1;
+    if ((rc = moat_ca_crl_resign(st, role, s.cert[role], s.key[role],
+                                 "re-signed by the server before its next update", err)) == 0)
+        rc = 1;
 out:
     moat__ocsp_signer_dispose(&s);
     return rc;

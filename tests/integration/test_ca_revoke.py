@@ -89,3 +89,21 @@ def test_intermediate_revocations_go_to_its_crl(moat):
     v = openssl("verify", "-crl_check_all", "-CAfile", m.dir / "root.pem", "-untrusted", m.dir / "inter.pem",
                 "-CRLfile", m.dir / "crls.pem", m.dir / "www.pem", check=False)
     assert v.returncode != 0 and "revoked" in (v.stdout + v.stderr)
+
+
+def test_the_server_resigns_a_missing_crl_at_start(moat):
+    """The running server re-signs a CRL that is missing or due (ca.crl audited as the server's), without
+    anybody running moat ca crl."""
+    from serve_helpers import config, free_port, site, wait_for
+    moat.ok("ca", "init", "--cn", "Root")
+    moat.ok("ca", "issue", "www", "--cn", "localhost")
+    tamper_store(moat.store, "delete from settings where name = 'ca.crl.root'")
+    port = free_port()
+    moat.serve(config(moat, [site(["localhost"], port, extra="certificate: www")]), wait=[port])
+
+    def resigned():
+        audit = json.loads(moat.ok("--json", "store", "audit", "--key", "root").stdout)
+        return [a for a in audit if a["action"] == "ca.crl" and "by the server" in a["detail"]]
+    assert wait_for(resigned, timeout=10), moat.ok("store", "audit").stdout
+    crl = moat.ok("ca", "crl", "--root").stdout
+    assert "BEGIN X509 CRL" in crl
