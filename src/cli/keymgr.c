@@ -405,17 +405,6 @@ void moat__km_view_text(FILE *out, const moat__km_view_t *v, time_t now)
     X509_REQ_free(csr);
 }
 
-int moat__km_commit(moat_store_t *st, const char *written, moat_err_t *err)
-{
-    int rc = moat_store_commit(st, err);
-    if (rc != 0) {
-        moat_store_rollback(st);
-        if (written != NULL && strcmp(written, "-") != 0)
-            (void)unlink(written); /* the change did not happen, so neither did its file */
-    }
-    return rc;
-}
-
 int moat__km_write_after_commit(const char *out, const void *data, size_t len, int mode, moat_err_t *err)
 {
     if (out == NULL || moat__km_write_file(out, data, len, mode, err) == 0)

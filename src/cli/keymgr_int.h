@@ -104,12 +104,6 @@ void moat__km_json_sans(moat_json_t *j, const char *sans);
 /* Fills v->revoked from the CA's issued table (certificates moat's CA signed). */
 void moat__km_view_check_revoked(moat_store_t *st, moat__km_view_t *v);
 
-/* Appends to the audit log; on failure the caller rolls back. */
-#define moat__km_audit moat_store_audit_addf
-
-/* Commits; on failure rolls back and removes <written> (a file written inside the transaction, may be NULL).
- * Only for a file that must exist before the change does (a key leaving the store): see below. */
-int moat__km_commit(moat_store_t *st, const char *written, moat_err_t *err);
 /*
  * Writes <data> to <out> (NULL: nothing) after a service committed the change it belongs to: what a
  * command hands out (a certificate, an export, a request) is on record in the store and its audit log
