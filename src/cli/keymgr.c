@@ -26,6 +26,19 @@ static const moat__km_opt_t *find_opt(const moat__km_opt_t *opts, const char *ar
     return NULL;
 }
 
+/* The <i>-th positional argument the usage line names: its words that start with a capital ("NAME",
+ * "CERT.pem", "DIR|nginx.conf"), before the first option or optional part. NULL when it names none. */
+static const char *positional_name(const char *usage, int i)
+{
+    for (const char *p = usage; *p != '\0' && *p != '[' && *p != '-';) {
+        if (*p >= 'A' && *p <= 'Z' && (p == usage || p[-1] == ' ') && i-- == 0)
+            return p;
+        p += strcspn(p, " ");
+        p += strspn(p, " ");
+    }
+    return NULL;
+}
+
 static void print_help(const moat__km_cmd_t *cmd)
 {
     printf("usage: %s\n", cmd->usage);
@@ -80,8 +93,12 @@ int moat__km_parse(const moat__km_cmd_t *cmd, int argc, char **argv)
             o->list[(*o->count)++] = val;
         }
     }
-    if (npos < cmd->pos_min)
-        return moat_cli_usage(cmd->usage, "missing argument%s", cmd->pos_min - npos > 1 ? "s" : "");
+    if (npos < cmd->pos_min) {
+        const char *name = positional_name(cmd->usage, npos);
+        if (name == NULL)
+            return moat_cli_usage(cmd->usage, "missing argument%s", cmd->pos_min - npos > 1 ? "s" : "");
+        return moat_cli_usage(cmd->usage, "missing %.*s", (int)strcspn(name, " "), name);
+    }
     for (int i = npos; i < cmd->pos_max; i++)
         cmd->pos[i] = NULL;
     return -1;

@@ -41,8 +41,13 @@ void moat_x509_name_text(const X509_NAME *name, char *out, size_t outsz)
         BIO_free(b);
         return;
     }
-    if (n >= outsz)
+    if (n >= outsz) {
+        /* Cut before the character that does not fit, never inside a UTF-8 sequence: the text goes into
+         * JSON (whoami) and messages, which must stay valid UTF-8. */
         n = outsz - 1;
+        while (n > 0 && ((unsigned char)data[n] & 0xC0) == 0x80)
+            n--;
+    }
     if (n > 0)
         memcpy(out, data, n);
     out[n] = '\0';

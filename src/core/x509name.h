@@ -12,7 +12,7 @@
 
 /* A new NUL-terminated string ("" for an empty name), or NULL when out of memory; free with moat_free(). */
 char *moat_x509_name_dup(const X509_NAME *name);
-/* The same into <out> (truncated to <outsz>; "" when it cannot be printed). */
+/* The same into <out>, cut to <outsz> on a character boundary ("" when it cannot be printed). */
 void moat_x509_name_text(const X509_NAME *name, char *out, size_t outsz);
 
 #endif

@@ -5,7 +5,7 @@
  */
 #include "keymgr/km_int.h"
 
-#include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
@@ -82,17 +82,17 @@ static int find_existing(moat_store_t *st, const moat_import_pair_t *p, moat_sto
 static int in_history(moat_store_t *st, const char *name, X509 *cert, bool *found, moat_err_t *err)
 {
     moat_store_cert_list_t list = {0};
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    char hex[2 * EVP_MAX_MD_SIZE + 1];
-    int rc;
+    unsigned char *der = NULL;
+    char hex[MOAT_STORE_FPR_LEN + 1];
+    int rc, len;
     *found = false;
     if (st == NULL || cert == NULL || name[0] == '\0')
         return 0;
-    if (!X509_digest(cert, EVP_sha256(), md, &mdlen))
-        return moat_err_ossl(err, MOAT_E_PKI, "hashing a certificate");
-    moat_hex_lower(md, mdlen, hex);
-    if ((rc = moat_store_cert_list(st, name, &list, err)) != 0)
+    if ((len = i2d_X509(cert, &der)) <= 0)
+        return moat_err_ossl(err, MOAT_E_PKI, "encoding a certificate");
+    rc = moat_store_fingerprint(der, (size_t)len, hex, err);
+    OPENSSL_free(der);
+    if (rc != 0 || (rc = moat_store_cert_list(st, name, &list, err)) != 0)
         return rc;
     for (size_t i = 0; i < list.n; i++)
         *found = *found || strcmp(list.items[i].fingerprint, hex) == 0;

@@ -72,12 +72,15 @@ static int pick_auto(moat_store_t *st, const moat_site_t *site, int64_t now, moa
         for (size_t i = 0; i < p->lists[l].n; i++) {
             const moat_store_cert_t *c = &p->lists[l].items[i], *b;
             const unsigned char *der = c->der.data;
-            X509 *x = d2i_X509(NULL, &der, (long)c->der.len);
-            int slot = x != NULL ? slot_of(x) : -1, cov = 0, exact = 0;
-            if (slot >= 0)
+            X509 *x;
+            int slot, cov = 0, exact = 0;
+            if (c->not_before > now || c->not_after <= now)
+                continue;
+            x = d2i_X509(NULL, &der, (long)c->der.len);
+            if ((slot = x != NULL ? slot_of(x) : -1) >= 0)
                 cover_score(x, &site->hosts, &cov, &exact);
             X509_free(x);
-            if (slot < 0 || c->not_before > now || c->not_after <= now)
+            if (slot < 0)
                 continue;
             b = p->certs[slot];
             if (b == NULL || cov > best_cov[slot] || (cov == best_cov[slot] && exact > best_exact[slot]) ||

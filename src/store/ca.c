@@ -29,6 +29,7 @@ void moat_store_anchor_list_dispose(moat_store_anchor_list_t *l)
 static int read_anchors(moat_store_t *st, moat_store_stmt_t *s, moat_store_anchor_list_t *out,
                         moat_err_t *err)
 {
+    size_t cap = 0;
     int rc;
     out->items = NULL;
     out->n = 0;
@@ -37,12 +38,11 @@ static int read_anchors(moat_store_t *st, moat_store_stmt_t *s, moat_store_ancho
         return rc;
     }
     while ((rc = st->ops->step(s, err)) == 1) {
-        moat_store_anchor_t *a = moat_realloc(out->items, (out->n + 1) * sizeof(*a));
-        if (a == NULL) {
+        moat_store_anchor_t *a;
+        if (moat_array_reserve(&out->items, &cap, out->n) != 0) {
             rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory reading trust anchors");
             break;
         }
-        out->items = a;
         a = &out->items[out->n];
         memset(a, 0, sizeof(*a));
         a->id = st->ops->column_int(s, 0);
@@ -361,6 +361,7 @@ int moat_store_issued_add(moat_store_t *st, const moat_store_issued_t *i, moat_e
 
 static int read_issued(moat_store_t *st, moat_store_stmt_t *s, moat_store_issued_list_t *out, moat_err_t *err)
 {
+    size_t cap = 0;
     int rc;
     out->items = NULL;
     out->n = 0;
@@ -369,12 +370,11 @@ static int read_issued(moat_store_t *st, moat_store_stmt_t *s, moat_store_issued
         return rc;
     }
     while ((rc = st->ops->step(s, err)) == 1) {
-        moat_store_issued_t *i = moat_realloc(out->items, (out->n + 1) * sizeof(*i));
-        if (i == NULL) {
+        moat_store_issued_t *i;
+        if (moat_array_reserve(&out->items, &cap, out->n) != 0) {
             rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory reading issued certificates");
             break;
         }
-        out->items = i;
         i = &out->items[out->n];
         memset(i, 0, sizeof(*i));
         i->id = st->ops->column_int(s, 0);

@@ -47,6 +47,7 @@ int moat_store_crl_save(moat_store_t *st, const moat_store_crl_t *c, moat_err_t 
 int moat_store_crl_list(moat_store_t *st, moat_store_crl_list_t *out, moat_err_t *err)
 {
     moat_store_stmt_t *s = NULL;
+    size_t cap = 0;
     int rc;
     out->items = NULL;
     out->n = 0;
@@ -61,12 +62,11 @@ int moat_store_crl_list(moat_store_t *st, moat_store_crl_list_t *out, moat_err_t
         return rc;
     }
     while ((rc = st->ops->step(s, err)) == 1) {
-        moat_store_crl_t *c = moat_realloc(out->items, (out->n + 1) * sizeof(*c));
-        if (c == NULL) {
+        moat_store_crl_t *c;
+        if (moat_array_reserve(&out->items, &cap, out->n) != 0) {
             rc = moat_err_set(err, MOAT_E_NOMEM, "out of memory reading cached CRLs");
             break;
         }
-        out->items = c;
         c = &out->items[out->n];
         memset(c, 0, sizeof(*c));
         /* Written by moat_store_crl_save() from bounded fields: a cut only shortens a display text. */

@@ -170,7 +170,7 @@ int moat_store_key_get_by_id(moat_store_t *st, int64_t id, moat_store_key_t *out
     return rc;
 }
 
-/* The key that <sql> finds by public key (?1) and, where it asks, name (?2). */
+/* The key that <sql> finds by public key (?1) and, when <name> is given, name (?2). */
 static int find_by_pubkey(moat_store_t *st, const char *sql, const char *name, const uint8_t *spki,
                           size_t spki_len, moat_store_key_t *out, moat_err_t *err)
 {
@@ -179,7 +179,8 @@ static int find_by_pubkey(moat_store_t *st, const char *sql, const char *name, c
     memset(out, 0, sizeof(*out));
     if (spki == NULL || spki_len == 0)
         return moat_err_set(err, MOAT_E_INVAL, "no public key given");
-    if ((rc = moat__store_query(st, &s, err, sql, "bt", (const void *)spki, spki_len, name)) != 0)
+    if ((rc = moat__store_query(st, &s, err, sql, name != NULL ? "bt" : "b", (const void *)spki, spki_len,
+                                name)) != 0)
         return rc;
     return get_one(st, s, out, err);
 }
@@ -187,12 +188,10 @@ static int find_by_pubkey(moat_store_t *st, const char *sql, const char *name, c
 int moat_store_key_find_pubkey(moat_store_t *st, const uint8_t *spki, size_t spki_len, moat_store_key_t *out,
                                moat_err_t *err)
 {
-    int rc =
-        find_by_pubkey(st,
-                       "SELECT " KEY_COLS " FROM keys WHERE pubkey = ?1 AND (?2 IS NULL OR name = ?2) AND "
-                       "state <> 'retired' "
-                       "ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1",
-                       NULL, spki, spki_len, out, err);
+    int rc = find_by_pubkey(st,
+                            "SELECT " KEY_COLS " FROM keys WHERE pubkey = ?1 AND state <> 'retired' "
+                            "ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1",
+                            NULL, spki, spki_len, out, err);
     if (rc == MOAT_E_NOTFOUND)
         moat_err_set(err, MOAT_E_NOTFOUND, "no key in the store has this public key");
     return rc;

@@ -108,10 +108,18 @@ def test_lego_http01_obtain_renew_revoke(acme_ca):
     verify(m, crt)
 
     # Revocation by the account: the CA's list, OCSP and the CRL say so.
+    m.ok("store", "backup", m.dir / "before-revoke.db")
     ok(lego_http(m, "revoke"))
     assert issued(m, c2.serial_number)["revoked"]
     wait_for(lambda: ": revoked" in ocsp_status(m, crt), timeout=10)
     assert c2.serial_number in crl_serials(m)
+    # written as moat ca revoke writes it (audited as the ACME server's), and a restore of the backup from
+    # before keeps it revoked
+    audit = json.loads(m.ok("--json", "store", "audit").stdout)
+    assert any(a["action"] == "acme.revoke" for a in audit), audit
+    m.ok("store", "restore", m.dir / "before-revoke.db")
+    assert issued(m, c2.serial_number)["revoked"]
+    assert wait_for(lambda: c2.serial_number in crl_serials(m), timeout=10)
     assert ": good" in ocsp_status(m, m.dir / "root.pem") or c.serial_number not in crl_serials(m)
 
 

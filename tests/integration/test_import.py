@@ -127,3 +127,31 @@ def test_import_config_path_too_long(moat):
     r = moat.ok("import", conf, "--dry-run")
     assert "path too long" in r.stdout and "include path too long" in r.stdout
     assert not moat.store.exists()
+
+
+def test_import_then_renew_then_import_again_keeps_the_renewal(moat):
+    """The flow after a migration: an imported key is renewed through moat (key renew, the old CA signs,
+    cert install), backed up and restored; importing the old server's files again finds the old
+    certificate in the key's history and leaves the renewed one current, under the same name."""
+    tree, _ = make_tree(moat)
+    work = moat.dir / "ca-work"
+    nginx = tree / "nginx" / "nginx.conf"
+    moat.ok("import", nginx)
+    old = moat.ok("cert", "export", "www.b.test").stdout
+    csr = moat.dir / "renew.csr"
+    moat.ok("key", "renew", "www.b.test", "--csr-out", csr)
+    (moat.dir / "leaf.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                                       "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:www.b.test\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", work / "int.pem", "-CAkey", work / "int.key",
+                    "-CAcreateserial", "-days", "25", "-extfile", moat.dir / "leaf.ext",
+                    "-out", moat.dir / "renewed.pem"], check=True, capture_output=True, timeout=60)
+    moat.ok("cert", "install", "www.b.test", moat.dir / "renewed.pem")
+    renewed = moat.ok("cert", "export", "www.b.test").stdout
+    assert renewed != old
+    moat.ok("store", "backup", moat.dir / "after-renew.db")
+    moat.ok("store", "restore", moat.dir / "after-renew.db")
+    report = json.loads(moat.ok("import", nginx, "--json").stdout)
+    assert report["summary"]["imported"] == 0 and report["summary"]["existing"] == 1, report
+    assert [k["name"] for k in report["keys"]] == ["www.b.test"]
+    assert moat.ok("cert", "export", "www.b.test").stdout == renewed
+    assert "www.b.test-2" not in key_names(moat)
