@@ -549,6 +549,9 @@ moat__more_t moat__conn_pull(moat__conn_t *c)
         moat__read_t r = moat__conn_sock_read(c);
         return r == READ_GOT ? MORE_GOT : r == READ_NONE ? MORE_WAIT : MORE_FAILED;
     }
+    /* Nothing came since OpenSSL last ran dry: no record to decrypt, and no call to learn it. */
+    if (!c->readable && c->io.rpos == c->io.rlen && !SSL_has_pending(c->ssl))
+        return MORE_WAIT;
     for (;;) {
         switch (moat__conn_tls_pull(c)) {
         case PULL_GOT:

@@ -57,6 +57,7 @@ typedef struct moat__conn {
     moat__conn_state_t state;
     unsigned readable : 1, writable : 1, req_started : 1, sni_matched : 1, shut_sent : 1, out_armed : 1,
         peer_closed : 1,
+        peer_hup : 1,        /* the peer shut its side (EPOLLRDHUP): a short read no longer means drained */
         site_from_hello : 1, /* the ClientHello callback chose the site: the servername callback keeps it */
         acme_tls : 1,        /* a tls-alpn-01 validation: the challenge certificate, ALPN acme-tls/1 */
         hold_out : 1,        /* wbuf waits for the answer to records already received (one send for both) */

@@ -163,8 +163,9 @@ moat__read_t moat__conn_sock_read(moat__conn_t *c)
             c->io.rlen += (size_t)n;
         else
             c->hlen += (size_t)n;
-        /* A short read drained the socket; the next arrival raises a new edge. */
-        if ((size_t)n < space)
+        /* A short read drained the socket; the next arrival raises a new edge. Not so the end of the
+         * stream when it came with the last bytes: it is read next, or it would be missed. */
+        if ((size_t)n < space && !c->peer_hup)
             c->readable = 0;
         return READ_GOT;
     }

@@ -731,6 +731,17 @@ static int on_head(moat__proxy_t *px)
     return 1;
 }
 
+/* A small answer's head waits for the rest of its body when the server wrote them apart (a head, then a
+ * file): both then leave in one record and one send instead of two. Only a final answer of a known length
+ * whose whole body fits in the buffer waits, and no longer than its bytes take to come (under the response
+ * timeout); a longer or streamed one is handed on as it comes. */
+static int head_waits_for_body(const moat__proxy_t *px)
+{
+    const moat_http_uhead_t *h = px->uh;
+    return h->status >= 200 && h->frame == MOAT_HTTP_UFRAME_LENGTH && !px->head_request &&
+           h->content_length <= px->icap - h->head_len && px->ilen - h->head_len < h->content_length;
+}
+
 /* Moves response bytes to the client: 1 progress, 0 blocked (on either side), -1 failed (state set). */
 static int down_step(moat__proxy_t *px)
 {
@@ -833,6 +844,8 @@ static int down_step(moat__proxy_t *px)
                 upstream_failed(px, "bad-response");
                 return -1;
             }
+            if (head_waits_for_body(px))
+                break;
             if (on_head(px) < 0) {
                 px->state = PX_BROKEN;
                 return -1;
@@ -1029,6 +1042,8 @@ void moat__proxy_event(void *tag, uint32_t events)
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         uc->readable = 1;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        uc->peer_hup = 1;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         uc->writable = 1;
     /* TLS: a read that had to write first goes on once the socket is writable, and the other way round */

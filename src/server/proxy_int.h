@@ -24,7 +24,8 @@ typedef struct px_upconn {
                      connection of its own upstream's context */
     /* rd_wants_w: a read waits for EPOLLOUT; wr_wants_r: a write waits for EPOLLIN (TLS); tls_dead: a
      * fatal TLS error, no close_notify */
-    unsigned readable : 1, writable : 1, idle : 1, rd_wants_w : 1, wr_wants_r : 1, tls_dead : 1;
+    unsigned readable : 1, writable : 1, idle : 1, rd_wants_w : 1, wr_wants_r : 1, tls_dead : 1,
+        peer_hup : 1; /* the server shut its side (EPOLLRDHUP): reads go on to the end of the stream */
 } px_upconn_t;
 
 /* A worker's connections to one server, kept across reloads: by address, and for an HTTPS upstream by

@@ -323,6 +323,8 @@ static ssize_t io(px_upconn_t *uc, char *rbuf, const char *wbuf, size_t n)
                 uc->writable = 0;
             else
                 uc->readable = 0;
+        } else if (!writing && got > 0 && (size_t)got < n && !uc->peer_hup) {
+            uc->readable = 0; /* a short read drained the socket: the next arrival raises a new edge */
         }
         return got;
     }

@@ -311,6 +311,8 @@ int moat__worker_turn(moat__worker_t *w, int max_wait_ms)
             moat__conn_t *c = (moat__conn_t *)tag;
             if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
                 c->readable = 1;
+            if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                c->peer_hup = 1;
             if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
                 c->writable = 1;
             moat__conn_run(c);

@@ -74,6 +74,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.server.seen.append((self.command, self.path, [(k, v) for k, v in self.headers.items()]))
         if u.path == "/slow":
             time.sleep(float(q.get("s", "2")))
+        if u.path == "/split":  # the head, then after s seconds the body: two writes, as a file server does
+            body = b"the body came later\n"
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(body))
+            self.wfile.flush()
+            time.sleep(float(q.get("s", "0.3")))
+            self.wfile.write(body)
+            return
         if u.path == "/hang":
             time.sleep(30)
             self.close_connection = True
@@ -82,8 +89,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nhello")
             self.close_connection = True
             return
-        if u.path == "/reset":
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        if u.path == "/reset":  # cl: the length announced (a small one waits in moat for its body)
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\npartial" % int(q.get("cl", "100")))
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True

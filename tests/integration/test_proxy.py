@@ -167,14 +167,38 @@ def test_upstream_down_slow_hanging_garbage(moat, app, ca):
         assert st == 504 and hd["x-moat-upstream"] == "response-timeout" and time.time() - t < 5
         st, hd, body, _ = curl(port, "/garbage", http2=h2, cafile=ca)
         assert st == 502 and hd["x-moat-upstream"] == "bad-response"
+        # A small answer's head waits for its body: a server that breaks off before it is complete is a
+        # clean 502, not a cut 200.
         st, hd, body, err = curl(port, "/reset", http2=h2, cafile=ca)
-        assert body.endswith(b"partial") or st == 0, err  # the head went out: the client's side is cut
+        assert st == 502 and hd["x-moat-upstream"] == "reset", err
+        # A longer one goes out as it comes: the head went, the client's side is cut.
+        st, hd, body, err = curl(port, "/reset?cl=1048576", http2=h2, cafile=ca)
+        assert body.endswith(b"partial") or st == 0, err
         st, _, _, _ = curl(port, "/echo", http2=h2, cafile=ca)  # and the server goes on
         assert st == 200
     log = (moat.dir / "access.log")
     wait_for(lambda: log.read_text().count("upstream_error=") >= 6)
     assert "upstream_error=response-timeout" in log.read_text()
     assert "upstream_error=bad-response" in log.read_text()
+
+
+def test_a_small_answer_written_in_two_parts_leaves_in_one_piece(moat, ca):
+    """The application writes its head, then its body later (as a file server does): the client gets
+    both in one TLS record, not the head alone first."""
+    up = Upstream()
+    try:
+        port = free_port()
+        serve(moat, [f"127.0.0.1:{up.port}"], port)
+        s = tls_connect(port, sni="localhost", cafile=ca)
+        for _ in range(2):  # a new upstream connection, then a kept one
+            t = time.time()
+            s.sendall(b"GET /split?s=0.3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            first = s.recv(65536)  # one record at most
+            assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"\r\n\r\nthe body came later\n"), first
+            assert time.time() - t >= 0.25
+        s.close()
+    finally:
+        up.stop()
 
 
 def test_balancing_keepalive_and_failover(moat, ca):

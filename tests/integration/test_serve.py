@@ -365,6 +365,53 @@ def test_client_close_notify_is_answered(moat, ca, www):
         raw.close()
 
 
+def test_a_client_that_shuts_its_side_after_its_last_request_is_closed_at_once(moat, ca, www):
+    """The last request and the client's end of the stream (a TCP close without close_notify) arrive
+    together on a kept-alive connection: the answer goes out and the connection ends then, not after the
+    idle timeout (60 s)."""
+    port = free_port()
+    ca.issue(moat, "www", ["localhost"])
+    moat.serve(config(moat, [site(["localhost"], port, root=www)]), wait=[port])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca.pem)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+
+    def read_answer():
+        got = b""
+        while b"docs index" not in got and b"moat test" not in got:
+            try:
+                got += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pending = out.read()
+                if pending:
+                    raw.sendall(pending)
+                data = raw.recv(65536)
+                assert data, "closed before the answer"
+                inc.write(data)
+        return got
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(out.read())
+            inc.write(raw.recv(65536))
+    tls.write(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert read_answer().startswith(b"HTTP/1.1 200")
+    time.sleep(0.2)  # the server waits for the next request
+    tls.write(b"GET /docs/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    raw.sendall(out.read())
+    raw.shutdown(socket.SHUT_WR)  # in the same moment: the request and the end of the stream
+    t = time.time()
+    assert b"docs index" in read_answer()
+    while raw.recv(65536):
+        pass
+    assert time.time() - t < 5, "the connection stayed open until the idle timeout"
+    raw.close()
+
+
 def test_sigterm_finishes_and_exits_zero(moat, ca, www):
     port = free_port()
     ca.issue(moat, "www", ["localhost"])
