@@ -16,21 +16,6 @@ static int bad(moat_http_uhead_t *h, const char *why)
     return MOAT_E_INVAL;
 }
 
-/* Offset just past the blank line ending the head in buf[0, len), or 0 when not found yet. */
-static size_t head_end(const char *buf, size_t len)
-{
-    for (const char *p = buf; (p = memchr(p, '\n', len - (size_t)(p - buf))) != NULL; p++) {
-        size_t i = (size_t)(p - buf) + 1;
-        if (i < len && buf[i] == '\n')
-            return i + 1;
-        if (i + 1 < len && buf[i] == '\r' && buf[i + 1] == '\n')
-            return i + 2;
-        if (i >= len)
-            break;
-    }
-    return 0;
-}
-
 static int status_line(moat_http_uhead_t *h, const char *p, size_t n)
 {
     if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ')
@@ -76,7 +61,7 @@ static int field(moat_http_uhead_t *h, const char *buf, size_t s, size_t e, unsi
     name = (moat_http_str_t){buf + s, i - s};
     v = (moat_http_str_t){buf + vs, ve - vs};
     /* the three fields of the framing, told apart by their lengths first (most fields are none) */
-    if (name.len == 14 && moat_http_str_ieq(name, "content-length")) {
+    if (name.len == 14 && moat__http_ieq(name.p, "content-length", 14)) {
         while (moat__http_list_next(v.p, v.len, &pos, &el)) {
             uint64_t x = 0;
             if (el.len == 0)
@@ -90,7 +75,7 @@ static int field(moat_http_uhead_t *h, const char *buf, size_t s, size_t e, unsi
             *flags |= F_CL;
             h->content_length = x;
         }
-    } else if (name.len == 17 && moat_http_str_ieq(name, "transfer-encoding")) {
+    } else if (name.len == 17 && moat__http_ieq(name.p, "transfer-encoding", 17)) {
         while (moat__http_list_next(v.p, v.len, &pos, &el)) {
             if (el.len == 0)
                 continue;
@@ -100,7 +85,7 @@ static int field(moat_http_uhead_t *h, const char *buf, size_t s, size_t e, unsi
         }
         if (!(*flags & F_TE))
             return bad(h, "an empty Transfer-Encoding");
-    } else if (name.len == 10 && moat_http_str_ieq(name, "connection")) {
+    } else if (name.len == 10 && moat__http_ieq(name.p, "connection", 10)) {
         while (moat__http_list_next(v.p, v.len, &pos, &el)) {
             if (moat_http_str_ieq(el, "close"))
                 *flags |= F_CLOSE;
@@ -116,37 +101,39 @@ static int field(moat_http_uhead_t *h, const char *buf, size_t s, size_t e, unsi
 int moat_http_uhead_parse(moat_http_uhead_t *h, const char *buf, size_t len, size_t max_head,
                           int head_request)
 {
-    size_t end = head_end(buf, len < max_head ? len : max_head), s = 0, e;
+    size_t lim = len < max_head ? len : max_head, s = 0, e;
     unsigned flags = 0;
-    int first = 1, rc;
+    int rc;
 
     memset(h, 0, offsetof(moat_http_uhead_t, headers));
     h->error = NULL;
-    if (end == 0) {
-        if (len >= max_head) {
-            h->error = "a response head larger than the limit";
-            return MOAT_E_LIMIT;
+    /* One pass: each line is checked as it is found, up to the blank line; a head still open at the
+     * end of the bytes is incomplete (or too large). */
+    for (;;) {
+        const char *nl = s < lim ? memchr(buf + s, '\n', lim - s) : NULL;
+        if (nl == NULL) {
+            if (len >= max_head) {
+                h->error = "a response head larger than the limit";
+                return MOAT_E_LIMIT;
+            }
+            return MOAT_E_AGAIN;
         }
-        return MOAT_E_AGAIN;
-    }
-    h->head_len = end;
-    while (s < end) {
-        const char *nl = memchr(buf + s, '\n', end - s);
         e = (size_t)(nl - buf);
         if (e > s && buf[e - 1] == '\r')
             e--;
         if (memchr(buf + s, '\r', e - s) != NULL)
             return bad(h, "a bare CR");
-        if (e == s)
-            break; /* the blank line */
-        rc = first ? status_line(h, buf + s, e - s) : field(h, buf, s, e, &flags);
+        if (e == s) {
+            if (s == 0)
+                return bad(h, "no status line");
+            h->head_len = (size_t)(nl - buf) + 1; /* the blank line */
+            break;
+        }
+        rc = s == 0 ? status_line(h, buf + s, e - s) : field(h, buf, s, e, &flags);
         if (rc != 0)
             return rc;
-        first = 0;
         s = (size_t)(nl - buf) + 1;
     }
-    if (first)
-        return bad(h, "no status line");
     if ((flags & F_CL) && (flags & F_TE))
         return bad(h, "both Content-Length and Transfer-Encoding");
     if (h->version_minor == 0 && (flags & F_TE))
