@@ -249,6 +249,8 @@ void moat__proxy_health_event(px_upconn_t *uc, uint32_t events)
 {
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         uc->readable = 1;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        uc->peer_hup = 1; /* as for a request's connection: the end of the stream is read, not waited for */
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         uc->writable = 1;
     /* TLS: a read may wait for the socket to take bytes, a write for bytes to arrive */
