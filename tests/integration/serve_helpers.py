@@ -3,6 +3,7 @@ configs, and small HTTPS clients (python ssl, raw sockets) that talk to 127.0.0.
 import pathlib
 import socket
 import ssl
+import threading
 import time
 
 import pki_helpers
@@ -190,3 +191,43 @@ def wait_for(pred, timeout=10.0, step=0.05):
             return v
         time.sleep(step)
     return pred()
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 for what no real server does (answers broken off, not HTTPS at all):
+    each connection it accepts goes to answer(conn), in the server's thread, and is closed after."""
+
+    def __init__(self, answer):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._answer = answer
+        self._t = threading.Thread(target=self._serve, daemon=True)
+        self._t.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            with c:
+                c.settimeout(5)
+                try:
+                    self._answer(c)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import free_port
 from doctor_pki import Pki, SServer
+from serve_helpers import RawServer
 
 
 @pytest.fixture
@@ -269,35 +270,11 @@ def test_accepts_but_never_answers(moat):
 
 
 def test_plain_http_port_is_not_tls(moat):
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    port = srv.getsockname()[1]
-    stop = threading.Event()
-
-    def answer_http():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                continue
-            with c:
-                c.settimeout(2)
-                try:
-                    if c.recv(4096):
-                        c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                except OSError:
-                    pass
-
-    t = threading.Thread(target=answer_http, daemon=True)
-    t.start()
-    try:
-        _, rep = doctor(moat, f"127.0.0.1:{port}", code=1)
-    finally:
-        stop.set()
-        t.join()
-        srv.close()
+    def answer_http(c):
+        if c.recv(4096):
+            c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    with RawServer(answer_http) as srv:
+        _, rep = doctor(moat, f"127.0.0.1:{srv.port}", code=1)
     assert "not-tls" in ids(rep, "error")
 
 

@@ -3,12 +3,11 @@ application's /healthz answers 200 or 503 as the test sets it; a server failing 
 (on every worker), comes back once it passes, every server down is a 503 no-healthy-server, and a reload
 changes, or removes, the checks."""
 import socket
-import threading
 import time
 
 from proxy_helpers import curl
 from proxy_upstream import Upstream
-from serve_helpers import config, free_port, site, wait_for
+from serve_helpers import RawServer, config, free_port, site, wait_for
 
 HEALTH = "health: {path: /healthz, interval_s: 1, timeout_s: 1}"
 
@@ -98,40 +97,18 @@ def test_a_check_not_answered_in_time_fails(moat, ca):
 def test_a_server_that_breaks_off_its_answer_fails_the_check_at_once(moat, ca):
     """The server's first bytes and the end of its stream come in one segment (corked, then shut): the
     check fails as reset when they come, not as a timeout later."""
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(8)
-    stop = threading.Event()
-
-    def serve():
-        ls.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                continue
-            with c:
-                c.settimeout(5)
-                try:
-                    c.recv(4096)
-                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-")
-                    c.shutdown(socket.SHUT_WR)  # sends the corked bytes with the FIN
-                    c.recv(4096)
-                except OSError:
-                    pass
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
+    def break_off(c):
+        c.recv(4096)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-")
+        c.shutdown(socket.SHUT_WR)  # sends the corked bytes with the FIN
+        c.recv(4096)
+    with RawServer(break_off) as srv:
         port = free_port()
         health = "health: {path: /healthz, interval_s: 8, timeout_s: 8}"
-        moat.serve(write_cfg(moat, port, [ls.getsockname()[1]], health), wait=[port])
+        moat.serve(write_cfg(moat, port, [srv.port], health), wait=[port])
         assert wait_for(lambda: "(/healthz: reset)" in error_log(moat), timeout=5), error_log(moat)
         assert "response-timeout" not in error_log(moat)
-    finally:
-        stop.set()
-        t.join()
-        ls.close()
 
 
 def test_reload_changes_and_removes_the_checks(moat, ca):
