@@ -835,7 +835,10 @@ static int down_step(moat__proxy_t *px)
         px->deadline = r->conn->w->loop.now_ms + (uint64_t)px->up->response_s * 1000u;
         progress = 1;
         while (!px->head_sent && px->ilen > 0) {
-            int rc = moat_http_uhead_parse(px->uh, px->in, px->ilen, PX_HEAD_MAX, px->head_request);
+            /* a head waiting for its body was parsed already: its fields are offsets, valid as it grows */
+            int rc = px->head_held
+                         ? 0
+                         : moat_http_uhead_parse(px->uh, px->in, px->ilen, PX_HEAD_MAX, px->head_request);
             if (rc == MOAT_E_AGAIN)
                 break;
             if (rc != 0) {
@@ -844,7 +847,7 @@ static int down_step(moat__proxy_t *px)
                 upstream_failed(px, "bad-response");
                 return -1;
             }
-            if (head_waits_for_body(px))
+            if ((px->head_held = head_waits_for_body(px)))
                 break;
             if (on_head(px) < 0) {
                 px->state = PX_BROKEN;
@@ -1040,17 +1043,7 @@ void moat__proxy_event(void *tag, uint32_t events)
         moat__proxy_health_event(uc, events);
         return;
     }
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        uc->readable = 1;
-    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        uc->peer_hup = 1;
-    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-        uc->writable = 1;
-    /* TLS: a read that had to write first goes on once the socket is writable, and the other way round */
-    if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && uc->rd_wants_w)
-        uc->readable = 1;
-    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && uc->wr_wants_r)
-        uc->writable = 1;
+    moat__px_io_event(uc, events);
     if (uc->px == NULL) {
         /* a kept connection the server closed (or wrote to unasked): it cannot carry a request. Only a
          * read event says so: the room an acknowledgement frees (EPOLLOUT) costs no peek. */

@@ -247,17 +247,7 @@ static void hc_step(moat__worker_t *w, px_hc_t *hc)
 
 void moat__proxy_health_event(px_upconn_t *uc, uint32_t events)
 {
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        uc->readable = 1;
-    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        uc->peer_hup = 1; /* as for a request's connection: the end of the stream is read, not waited for */
-    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-        uc->writable = 1;
-    /* TLS: a read may wait for the socket to take bytes, a write for bytes to arrive */
-    if (uc->rd_wants_w && uc->writable)
-        uc->readable = 1;
-    if (uc->wr_wants_r && uc->readable)
-        uc->writable = 1;
+    moat__px_io_event(uc, events);
     hc_step(uc->hc->w, uc->hc);
 }
 

@@ -117,7 +117,8 @@ struct moat__proxy {
     struct timespec t0, t1;
     unsigned head_request : 1, head_sent : 1, client_end : 1, resp_body_done : 1, end_sent : 1, ukeep : 1,
         req_done : 1, reused : 1, upgrade : 1, tunnel_out : 1, chunked_out : 1, continue_sent : 1,
-        up_stop : 1, out_big : 1, in_big : 1, in_grow : 1;
+        up_stop : 1, out_big : 1, in_big : 1, in_grow : 1,
+        head_held : 1; /* px->uh is parsed and waits for its body (head_waits_for_body) */
 };
 
 /* proxy_head.c: writes the request head for the server into <buf> (at most <cap> bytes; *len), deciding
@@ -144,6 +145,9 @@ void moat__proxy_health_free(moat__worker_t *w, moat__pxw_t *x);
  * clearing the flag to wait on; EPROTO: a TLS error, moat__px_tls_why() says which), clearing the readable
  * or writable flag when they would block. */
 ssize_t moat__px_io_read(px_upconn_t *uc, char *buf, size_t n);
+/* Takes an epoll event on the connection into its flags (readable, writable, peer_hup; a TLS read that
+ * waits for room, a write that waits for bytes): for a request's connection and a health check's alike. */
+void moat__px_io_event(px_upconn_t *uc, uint32_t events);
 ssize_t moat__px_io_write(px_upconn_t *uc, const char *buf, size_t n);
 /* The end of what moat sends (a tunnel's client closed): shutdown(SHUT_WR), or TLS close_notify. */
 void moat__px_io_shutdown_wr(px_upconn_t *uc);

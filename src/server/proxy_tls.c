@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -338,6 +339,22 @@ static ssize_t io(px_upconn_t *uc, char *rbuf, const char *wbuf, size_t n)
     if (rc == 1)
         return (ssize_t)done;
     return io_failed(uc, rc, writing);
+}
+
+void moat__px_io_event(px_upconn_t *uc, uint32_t events)
+{
+    int in = (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+    int out = (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+    if (in)
+        uc->readable = 1;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        uc->peer_hup = 1; /* the end of the stream is read, not waited for */
+    if (out)
+        uc->writable = 1;
+    if (out && uc->rd_wants_w)
+        uc->readable = 1;
+    if (in && uc->wr_wants_r)
+        uc->writable = 1;
 }
 
 ssize_t moat__px_io_read(px_upconn_t *uc, char *buf, size_t n)
